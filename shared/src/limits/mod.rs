@@ -1,0 +1,114 @@
+//! Plans, limit metrics and the check decision.
+//!
+//! A plan's limits map a [`Metric`] to a non-negative value. An absent metric is
+//! unlimited; `0` means none allowed.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::domain::{PlanName, ProviderId};
+
+/// What a limit counts.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Metric {
+    /// `calls:<provider>` or, with `None`, `calls:*` (all providers).
+    Calls(Option<ProviderId>),
+    /// `tokens:<provider>` or `tokens:*`: input + output tokens (cache tokens are part of input).
+    Tokens(Option<ProviderId>),
+    /// `cost_usd`: the monthly cost cap over all providers.
+    CostUsd,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown metric `{0}`: expected calls:<provider>, tokens:<provider>, calls:*, tokens:* or cost_usd")]
+pub struct MetricParseError(pub String);
+
+impl Metric {
+    pub fn parse(s: &str) -> Result<Self, MetricParseError> {
+        let err = || MetricParseError(s.chars().take(80).collect());
+        if s == "cost_usd" {
+            return Ok(Metric::CostUsd);
+        }
+        let (kind, provider) = s.split_once(':').ok_or_else(err)?;
+        let provider = match provider {
+            "*" => None,
+            p => Some(ProviderId::parse(p).map_err(|_| err())?),
+        };
+        match kind {
+            "calls" => Ok(Metric::Calls(provider)),
+            "tokens" => Ok(Metric::Tokens(provider)),
+            _ => Err(err()),
+        }
+    }
+
+    /// Whether the metric's value is a whole count (calls, tokens) rather than money.
+    pub fn is_count(&self) -> bool {
+        !matches!(self, Metric::CostUsd)
+    }
+}
+
+impl fmt::Display for Metric {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let p = |p: &Option<ProviderId>| p.as_ref().map_or("*".to_owned(), |p| p.to_string());
+        match self {
+            Metric::Calls(x) => write!(f, "calls:{}", p(x)),
+            Metric::Tokens(x) => write!(f, "tokens:{}", p(x)),
+            Metric::CostUsd => f.write_str("cost_usd"),
+        }
+    }
+}
+
+impl Serialize for Metric {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Metric {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Metric::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A plan's limits: absent metric = unlimited, `0` = none allowed. Values are
+/// non-negative; count metrics are whole numbers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Limits(pub BTreeMap<Metric, Decimal>);
+
+/// The tier a plan is sold as.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    Free,
+    Basic,
+    Pro,
+    Enterprise,
+    Custom,
+}
+
+/// A subscription plan of one tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    pub name: PlanName,
+    pub tier: Tier,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub monthly_price_usd: Decimal,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub yearly_price_usd: Decimal,
+    pub description: String,
+    pub features: Vec<String>,
+    /// Percentages of a limit at which alerts fire (default 80, 90, 100).
+    pub alert_thresholds: Vec<u8>,
+    pub limits: Limits,
+    /// Price per USD of usage cost past the cost cap, when the plan bills overage
+    /// (`None`: usage past the cap is not billed beyond its cost).
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "rust_decimal::serde::str_option")]
+    pub overage_rate: Option<Decimal>,
+    /// Inactive plans are hidden from `/plans` and cannot be newly subscribed to.
+    pub active: bool,
+}

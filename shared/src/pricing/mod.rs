@@ -1,0 +1,1 @@
+//! The price catalog and the cost of an event.

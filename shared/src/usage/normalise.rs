@@ -1,0 +1,1 @@
+//! Reading provider usage objects and estimating tokens from characters.
