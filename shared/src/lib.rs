@@ -8,5 +8,6 @@
 pub mod domain;
 pub mod limits;
 pub mod periods;
+pub mod store;
 pub mod pricing;
 pub mod usage;

@@ -1,5 +1,10 @@
 //! Validated identifiers and the records the service keeps.
 
 pub mod ids;
+pub mod records;
 
 pub use ids::{EventId, IdError, ModelId, PlanName, ProviderId, TenantId, UserId};
+pub use records::{
+    Alert, ApiKeyRecord, Invoice, InvoiceStatus, LineItem, Reservation, ReservationStatus, Role,
+    Severity, Subscription, SubscriptionStatus, UsageEvent,
+};

@@ -1,0 +1,247 @@
+//! The records the service keeps: keys, subscriptions, events, reservations, alerts, invoices.
+//!
+//! These are plain data; the rules that produce them live in `pricing`, `limits`,
+//! `periods` and the service layer. Money is `Decimal`, serialized as an exact string.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use super::{EventId, ModelId, PlanName, ProviderId, TenantId, UserId};
+use crate::periods::{Anchor, BillingCycle, Period};
+use crate::usage::{Tally, UsageCounts};
+
+/// What a key may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// check, usage, reads.
+    Service,
+    /// also plans, pricing, subscriptions, keys, export and erasure.
+    Admin,
+}
+
+/// An API key as stored: only its SHA-256 hash, never the key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKeyRecord {
+    /// Lowercase hex SHA-256 of the full key.
+    pub hash: String,
+    /// The key's first characters (`mk_live_ab12…`), safe to show and log.
+    pub prefix: String,
+    pub tenant: TenantId,
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubscriptionStatus {
+    Active,
+    PastDue,
+    Suspended,
+    Cancelled,
+}
+
+impl SubscriptionStatus {
+    pub fn is_active(self) -> bool {
+        self == SubscriptionStatus::Active
+    }
+}
+
+/// A user's subscription to one of the tenant's plans.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subscription {
+    pub tenant: TenantId,
+    pub user: UserId,
+    pub plan: PlanName,
+    pub cycle: BillingCycle,
+    pub anchor: Anchor,
+    /// When the subscription started: the origin of anniversary periods and of yearly cycles.
+    pub started_at: DateTime<Utc>,
+    pub current_period: Period,
+    pub status: SubscriptionStatus,
+    pub auto_renew: bool,
+    /// A downgrade scheduled for the next period start.
+    pub pending_plan: Option<PlanName>,
+    /// Optimistic-concurrency version, bumped by every write.
+    pub version: u64,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One usage event as recorded: validated, normalised and priced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageEvent {
+    pub tenant: TenantId,
+    pub user: UserId,
+    pub event_id: EventId,
+    /// SHA-256 (hex) of the event's canonical content, to tell a duplicate (same id, same
+    /// content) from a conflict (same id, other content).
+    pub fingerprint: String,
+    pub provider: ProviderId,
+    pub model: Option<ModelId>,
+    pub timestamp: DateTime<Utc>,
+    /// Start of the limit period the event counts in (from the user's schedule).
+    pub period_start: DateTime<Utc>,
+    pub counts: UsageCounts,
+    /// `None` = unpriced (no price in force); never a made-up $0.
+    #[serde(with = "rust_decimal::serde::str_option")]
+    pub cost_usd: Option<Decimal>,
+    pub price_version: Option<String>,
+    /// Token counts were estimated from characters.
+    pub estimated: bool,
+    pub endpoint: Option<String>,
+    pub status_code: Option<u16>,
+    pub latency_ms: Option<u64>,
+    pub reservation_id: Option<String>,
+    pub metadata: Option<serde_json::Value>,
+    pub recorded_at: DateTime<Utc>,
+}
+
+impl UsageEvent {
+    /// What the event adds to its provider's tally: one call, its tokens, its cost (0 when unpriced).
+    pub fn tally(&self) -> Tally {
+        Tally {
+            calls: 1,
+            tokens: self.counts.total_tokens(),
+            cost_usd: self.cost_usd.unwrap_or_default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReservationStatus {
+    Held,
+    Settled,
+    Released,
+    Expired,
+}
+
+/// Usage held for a call that was allowed but not yet reported.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reservation {
+    pub id: String,
+    pub tenant: TenantId,
+    pub user: UserId,
+    pub provider: ProviderId,
+    /// The limit period whose counters hold the usage.
+    pub period_start: DateTime<Utc>,
+    pub held: Tally,
+    pub status: ReservationStatus,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    Warning,
+    Error,
+}
+
+/// A usage alert. `key` is the once-only key within (tenant, user, period): at most one
+/// alert per key is ever stored (`calls:gemini@80`, `unpriced`, `projected_cost`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Alert {
+    pub id: String,
+    pub tenant: TenantId,
+    pub user: UserId,
+    pub period_start: DateTime<Utc>,
+    pub key: String,
+    pub metric: Option<String>,
+    pub threshold: Option<u8>,
+    pub severity: Severity,
+    pub title: String,
+    pub message: String,
+    pub created_at: DateTime<Utc>,
+    pub read: bool,
+    /// Outbox flag: false until the alert port accepted it.
+    pub published: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InvoiceStatus {
+    Pending,
+    Paid,
+    Void,
+}
+
+/// One line of an invoice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LineItem {
+    pub kind: String,
+    pub description: String,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub amount_usd: Decimal,
+}
+
+/// A closed period's bill. Amounts are exact; `total_usd` is rounded to cents, half away from zero.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Invoice {
+    pub id: String,
+    pub tenant: TenantId,
+    /// The user, or after erasure a one-way pseudonym of it.
+    pub user: String,
+    pub period: Period,
+    pub plan: PlanName,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub base_usd: Decimal,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub usage_usd: Decimal,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub overage_usd: Decimal,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub proration_usd: Decimal,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub adjustments_usd: Decimal,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub total_usd: Decimal,
+    pub line_items: Vec<LineItem>,
+    pub status: InvoiceStatus,
+    pub created_at: DateTime<Utc>,
+    pub published: bool,
+    pub extra: BTreeMap<String, String>,
+}
+
+impl Reservation {
+    /// A new opaque reservation id that names its user, so that a release needs no
+    /// lookup item: `rsv_<uuid>_<base64url(user)>` (at most 208 characters).
+    pub fn new_id(user: &UserId) -> String {
+        use base64::Engine as _;
+        let user = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(user.as_str());
+        format!("rsv_{}_{user}", uuid::Uuid::new_v4().simple())
+    }
+
+    /// The user a reservation id names, or `None` if `id` is not one of ours.
+    pub fn user_of_id(id: &str) -> Option<UserId> {
+        use base64::Engine as _;
+        let rest = id.strip_prefix("rsv_")?;
+        let (uuid, user) = rest.split_once('_')?;
+        if uuid.len() != 32 || !uuid.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(user).ok()?;
+        UserId::parse(String::from_utf8(bytes).ok()?).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reservation_ids_name_their_user_and_reject_forgeries() {
+        let user = UserId::parse("alice@example.com").unwrap();
+        let id = Reservation::new_id(&user);
+        assert!(id.len() <= 208);
+        assert_eq!(Reservation::user_of_id(&id), Some(user));
+        assert_eq!(Reservation::user_of_id("rsv_nothex_YWxpY2U"), None);
+        assert_eq!(Reservation::user_of_id("other"), None);
+        let long = UserId::parse("u".repeat(128)).unwrap();
+        assert!(Reservation::new_id(&long).len() <= 208);
+    }
+}

@@ -1,0 +1,185 @@
+//! The storage port: everything the service keeps, behind small `Send + Sync` traits,
+//! with two adapters that pass one conformance suite (`tests/conformance`):
+//! [`sqlite`] (embedded, `meter serve`) and [`dynamo`] (production, single table).
+//!
+//! Promises every adapter keeps (the conformance suite checks each under real concurrency):
+//! - counters change atomically in the store, never read-modify-written by the caller;
+//! - an event is recorded at most once per (tenant, `event_id`): the same id with the same
+//!   fingerprint is a `Duplicate` with no effect, with another fingerprint a `Conflict`;
+//! - recording an event updates its raw record, the period counters, the daily rollup and
+//!   (when it settles a reservation) the reservation, all or nothing;
+//! - a reservation only succeeds if every guard holds at the moment of the write;
+//! - at most one alert per (tenant, user, period, key) and one invoice per (tenant, user, period).
+
+use std::collections::BTreeSet;
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+use rust_decimal::Decimal;
+
+use crate::domain::{
+    Alert, ApiKeyRecord, Invoice, PlanName, Reservation, ReservationStatus, Subscription, TenantId,
+    UsageEvent, UserId,
+};
+use crate::limits::{Metric, Plan};
+use crate::usage::{PeriodUsage, Tally};
+
+/// Why a store operation failed. Expected outcomes (duplicate, denied, not found) are
+/// values, not errors.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backing store could not be reached or kept refusing (throttling after retries).
+    /// Nothing was half-written; the caller may retry the same request.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// An optimistic-concurrency precondition failed (the record changed meanwhile).
+    #[error("the record was changed concurrently")]
+    VersionConflict,
+    /// Stored data could not be read back into the domain (a bug or manual edit).
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+    /// A counter would leave its range (e.g. > 10^28 USD).
+    #[error("counter overflow: {0}")]
+    Overflow(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A limit condition checked atomically with a reservation: the reservation succeeds only
+/// if `used + increment <= limit` (`< limit` when `strict`) for the guarded metric, where
+/// `used` includes every open hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Guard {
+    pub metric: Metric,
+    pub increment: Decimal,
+    pub limit: Decimal,
+    pub strict: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReserveOutcome {
+    Reserved,
+    /// A guard failed at write time; nothing was held.
+    Denied { metric: Metric },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordOutcome {
+    Recorded,
+    Duplicate,
+    Conflict,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReleaseOutcome {
+    Released,
+    /// Already settled, released or expired: nothing changed.
+    AlreadyClosed(ReservationStatus),
+    NotFound,
+}
+
+/// A user's subscription and the usage of one of their periods, read together
+/// (one item in DynamoDB).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserUsage {
+    pub subscription: Option<Subscription>,
+    pub period_start: Option<DateTime<Utc>>,
+    pub usage: PeriodUsage,
+    /// Once-only keys of the alerts already stored for this period.
+    pub fired_alerts: BTreeSet<String>,
+}
+
+/// One day of a user's usage, per provider (recorded usage only).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DailyUsage {
+    pub day: NaiveDate,
+    pub by_provider: std::collections::BTreeMap<crate::domain::ProviderId, Tally>,
+}
+
+/// A page of results and the opaque cursor of the next one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next: Option<String>,
+}
+
+/// Picks the period a read is about, once the subscription is known.
+pub type PeriodPicker<'a> = &'a (dyn Fn(Option<&Subscription>) -> DateTime<Utc> + Send + Sync);
+
+#[async_trait]
+pub trait TenantStore: Send + Sync {
+    /// Records the tenant; `true` if it did not exist (the caller then bootstraps its plans).
+    async fn create_tenant_if_absent(&self, tenant: &TenantId, at: DateTime<Utc>) -> StoreResult<bool>;
+    async fn put_api_key(&self, key: &ApiKeyRecord) -> StoreResult<()>;
+    async fn get_api_key(&self, hash: &str) -> StoreResult<Option<ApiKeyRecord>>;
+}
+
+#[async_trait]
+pub trait CatalogStore: Send + Sync {
+    async fn put_plan(&self, tenant: &TenantId, plan: &Plan) -> StoreResult<()>;
+    async fn get_plan(&self, tenant: &TenantId, name: &PlanName) -> StoreResult<Option<Plan>>;
+    async fn list_plans(&self, tenant: &TenantId) -> StoreResult<Vec<Plan>>;
+    /// Adds a price version (its JSON form, keyed by its id); `scope` None = the shared
+    /// catalog, Some = one tenant's own versions. Re-putting the same id replaces it.
+    async fn put_price_version(&self, scope: Option<&TenantId>, id: &str, json: &serde_json::Value) -> StoreResult<()>;
+    async fn list_price_versions(&self, scope: Option<&TenantId>) -> StoreResult<Vec<serde_json::Value>>;
+}
+
+#[async_trait]
+pub trait SubscriptionStore: Send + Sync {
+    async fn get_subscription(&self, tenant: &TenantId, user: &UserId) -> StoreResult<Option<Subscription>>;
+    /// Writes `sub` if the stored version is `expected_version` (`None`: must not exist);
+    /// otherwise `VersionConflict`. The stored version becomes `sub.version`.
+    async fn put_subscription(&self, sub: &Subscription, expected_version: Option<u64>) -> StoreResult<()>;
+    /// All subscriptions, in pages (for the aggregation pass).
+    async fn list_subscriptions(&self, cursor: Option<String>, limit: usize) -> StoreResult<Page<Subscription>>;
+}
+
+#[async_trait]
+pub trait UsageStore: Send + Sync {
+    /// The user's subscription and the usage of the period `pick` chooses from it.
+    async fn get_user_usage(&self, tenant: &TenantId, user: &UserId, pick: PeriodPicker<'_>) -> StoreResult<UserUsage>;
+    /// Usage of the given periods (by start), in the same order; zeros where nothing was recorded.
+    async fn get_period_usage(&self, tenant: &TenantId, user: &UserId, starts: &[DateTime<Utc>]) -> StoreResult<Vec<PeriodUsage>>;
+    /// Daily rollups of `[from, to]` (inclusive), only days with usage, oldest first.
+    async fn daily_usage(&self, tenant: &TenantId, user: &UserId, from: NaiveDate, to: NaiveDate) -> StoreResult<Vec<DailyUsage>>;
+    /// Records events of one (tenant, user): each all-or-nothing, idempotent by `event_id`.
+    /// Outcomes are in input order.
+    async fn record_events(&self, events: &[UsageEvent]) -> StoreResult<Vec<RecordOutcome>>;
+    async fn get_event(&self, tenant: &TenantId, event_id: &crate::domain::EventId) -> StoreResult<Option<UsageEvent>>;
+    /// Holds `reservation.held` in its period's counters if every guard holds.
+    async fn reserve(&self, reservation: &Reservation, guards: &[Guard]) -> StoreResult<ReserveOutcome>;
+    async fn get_reservation(&self, tenant: &TenantId, id: &str) -> StoreResult<Option<Reservation>>;
+    /// Returns a held reservation's usage to its counters. Idempotent.
+    async fn release_reservation(&self, tenant: &TenantId, id: &str) -> StoreResult<ReleaseOutcome>;
+    /// Expires up to `limit` held reservations whose `expires_at <= now`, returning their
+    /// holds; returns how many it expired.
+    async fn expire_reservations(&self, now: DateTime<Utc>, limit: usize) -> StoreResult<usize>;
+}
+
+#[async_trait]
+pub trait AlertStore: Send + Sync {
+    /// Stores the alert unless one with the same (tenant, user, period, key) exists;
+    /// `true` if this call stored it.
+    async fn create_alert_once(&self, alert: &Alert) -> StoreResult<bool>;
+    /// Newest first, at most `limit`; and the number of all unread alerts of the user.
+    async fn list_alerts(&self, tenant: &TenantId, user: &UserId, unread_only: bool, limit: usize) -> StoreResult<(Vec<Alert>, u64)>;
+    /// `false` if no such alert belongs to the tenant. Idempotent.
+    async fn mark_alert_read(&self, tenant: &TenantId, alert_id: &str) -> StoreResult<bool>;
+    /// Alerts not yet accepted by the alert port (the outbox), oldest first.
+    async fn unpublished_alerts(&self, limit: usize) -> StoreResult<Vec<Alert>>;
+    async fn mark_alert_published(&self, tenant: &TenantId, alert_id: &str) -> StoreResult<()>;
+}
+
+#[async_trait]
+pub trait InvoiceStore: Send + Sync {
+    /// Stores the invoice unless one exists for (tenant, user, period start); `true` if stored.
+    async fn put_invoice_once(&self, invoice: &Invoice) -> StoreResult<bool>;
+    /// The user's invoices, newest period first.
+    async fn list_invoices(&self, tenant: &TenantId, user: &UserId) -> StoreResult<Vec<Invoice>>;
+}
+
+/// Everything the service needs from storage.
+pub trait Store: TenantStore + CatalogStore + SubscriptionStore + UsageStore + AlertStore + InvoiceStore {}
+
+impl<T: TenantStore + CatalogStore + SubscriptionStore + UsageStore + AlertStore + InvoiceStore> Store for T {}
