@@ -46,7 +46,7 @@ fn provider_char(c: char) -> bool {
 }
 
 macro_rules! id_type {
-    ($(#[$meta:meta])* $name:ident, $kind:literal, $max:expr, $allowed:literal, $ok:expr) => {
+    ($(#[$meta:meta])* $name:ident, $kind:literal, $max:expr, $allowed:expr, $ok:expr) => {
         $(#[$meta])*
         #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub struct $name(String);
