@@ -13,7 +13,9 @@ impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
         use rusqlite::Error as E;
         match &e {
-            E::SqliteFailure(_, Some(msg)) if msg.contains(OVERFLOW_TAG) || msg.contains("integer overflow") => {
+            E::SqliteFailure(_, Some(msg))
+                if msg.contains(OVERFLOW_TAG) || msg.contains("integer overflow") =>
+            {
                 StoreError::Overflow(msg.clone())
             }
             E::FromSqlConversionFailure(..)
@@ -42,7 +44,8 @@ pub(super) fn day(d: NaiveDate) -> String {
 }
 
 pub(super) fn parse_day(s: &str) -> StoreResult<NaiveDate> {
-    NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|e| StoreError::Corrupt(format!("day {s:?}: {e}")))
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map_err(|e| StoreError::Corrupt(format!("day {s:?}: {e}")))
 }
 
 /// Money as stored: the exact, normalised decimal text.
@@ -56,7 +59,8 @@ pub(super) fn parse_money(s: &str) -> StoreResult<Decimal> {
 
 /// A count as stored (INTEGER is signed 64-bit).
 pub(super) fn count(n: u64) -> StoreResult<i64> {
-    i64::try_from(n).map_err(|_| StoreError::Overflow(format!("count {n} exceeds the store's range")))
+    i64::try_from(n)
+        .map_err(|_| StoreError::Overflow(format!("count {n} exceeds the store's range")))
 }
 
 pub(super) fn parse_count(n: i64) -> StoreResult<u64> {
@@ -64,7 +68,8 @@ pub(super) fn parse_count(n: i64) -> StoreResult<u64> {
 }
 
 pub(super) fn to_json<T: Serialize>(value: &T) -> StoreResult<String> {
-    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(format!("cannot encode record: {e}")))
+    serde_json::to_string(value)
+        .map_err(|e| StoreError::Corrupt(format!("cannot encode record: {e}")))
 }
 
 pub(super) fn from_json<T: DeserializeOwned>(s: &str) -> StoreResult<T> {
@@ -108,6 +113,9 @@ pub(super) fn parse_severity(s: &str) -> StoreResult<Severity> {
 }
 
 /// Parses a validated id read back from a column.
-pub(super) fn id<T, E: std::fmt::Display>(s: String, parse: impl FnOnce(String) -> Result<T, E>) -> StoreResult<T> {
+pub(super) fn id<T, E: std::fmt::Display>(
+    s: String,
+    parse: impl FnOnce(String) -> Result<T, E>,
+) -> StoreResult<T> {
     parse(s).map_err(|e| StoreError::Corrupt(format!("stored id: {e}")))
 }

@@ -16,10 +16,10 @@
 
 use std::cmp::Ordering;
 
-use rust_decimal::Decimal;
 use rusqlite::functions::{Aggregate, Context, FunctionFlags};
 use rusqlite::types::ValueRef;
 use rusqlite::Connection;
+use rust_decimal::Decimal;
 
 /// Marks an overflow raised by one of these functions, so that the store can report it as
 /// [`StoreError::Overflow`](crate::store::StoreError::Overflow).
@@ -80,9 +80,12 @@ impl Aggregate<Decimal, String> for DecSum {
 
 /// Registers the functions on `conn` (every connection of the store needs them).
 pub(super) fn register(conn: &Connection) -> rusqlite::Result<()> {
-    let flags = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC | FunctionFlags::SQLITE_INNOCUOUS;
+    let flags = FunctionFlags::SQLITE_UTF8
+        | FunctionFlags::SQLITE_DETERMINISTIC
+        | FunctionFlags::SQLITE_INNOCUOUS;
     conn.create_scalar_function("dec_add", 2, flags, |ctx| {
-        let sum = add(arg(ctx, 0)?, arg(ctx, 1)?).ok_or_else(|| fail(FnError::Overflow("dec_add")))?;
+        let sum =
+            add(arg(ctx, 0)?, arg(ctx, 1)?).ok_or_else(|| fail(FnError::Overflow("dec_add")))?;
         Ok(sum.to_string())
     })?;
     conn.create_scalar_function("dec_sub", 2, flags, |ctx| {

@@ -32,10 +32,14 @@ use rusqlite::Connection;
 use tokio::sync::{oneshot, Semaphore};
 
 use super::{
-    AlertStore, CatalogStore, DailyUsage, Guard, InvoiceStore, Page, PeriodPicker, RecordOutcome, ReleaseOutcome,
-    ReserveOutcome, StoreError, StoreResult, SubscriptionStore, TenantStore, UsageStore, UserUsage,
+    AlertStore, CatalogStore, DailyUsage, Guard, InvoiceStore, Page, PeriodPicker, RecordOutcome,
+    ReleaseOutcome, ReserveOutcome, StoreError, StoreResult, SubscriptionStore, TenantStore,
+    UsageStore, UserUsage,
 };
-use crate::domain::{Alert, ApiKeyRecord, EventId, Invoice, PlanName, Reservation, Subscription, TenantId, UsageEvent, UserId};
+use crate::domain::{
+    Alert, ApiKeyRecord, EventId, Invoice, PlanName, Reservation, Subscription, TenantId,
+    UsageEvent, UserId,
+};
 use crate::limits::Plan;
 use crate::usage::PeriodUsage;
 
@@ -54,7 +58,9 @@ pub struct SqliteStore {
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore").field("path", &self.readers.path).finish_non_exhaustive()
+        f.debug_struct("SqliteStore")
+            .field("path", &self.readers.path)
+            .finish_non_exhaustive()
     }
 }
 
@@ -71,7 +77,9 @@ impl SqliteStore {
         std::thread::Builder::new()
             .name("meter-sqlite-writer".to_owned())
             .spawn(move || writer_loop(&conn, &rx))
-            .map_err(|e| StoreError::Unavailable(format!("cannot start the SQLite writer thread: {e}")))?;
+            .map_err(|e| {
+                StoreError::Unavailable(format!("cannot start the SQLite writer thread: {e}"))
+            })?;
         Ok(SqliteStore {
             writer: tx,
             readers: Arc::new(Readers {
@@ -84,7 +92,7 @@ impl SqliteStore {
 
     /// The schema version of the file (`PRAGMA user_version`).
     pub async fn schema_version(&self) -> StoreResult<i64> {
-        self.read(|c| schema::version(c)).await
+        self.read(schema::version).await
     }
 
     /// Runs `f` on the writer connection, in its own savepoint of a write transaction;
@@ -100,12 +108,12 @@ impl SqliteStore {
             result: None,
             reply,
         };
-        self.writer
-            .send(Box::new(job))
-            .map_err(|_| StoreError::Unavailable("the SQLite writer thread has stopped".to_owned()))?;
-        answer
-            .await
-            .map_err(|_| StoreError::Unavailable("the SQLite writer dropped the request".to_owned()))?
+        self.writer.send(Box::new(job)).map_err(|_| {
+            StoreError::Unavailable("the SQLite writer thread has stopped".to_owned())
+        })?;
+        answer.await.map_err(|_| {
+            StoreError::Unavailable("the SQLite writer dropped the request".to_owned())
+        })?
     }
 
     /// Runs `f` on a read connection, in one read transaction, on the blocking pool.
@@ -114,11 +122,10 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
-        let _permit = self
-            .read_permits
-            .acquire()
-            .await
-            .map_err(|_| StoreError::Unavailable("the SQLite read pool is closed".to_owned()))?;
+        let _permit =
+            self.read_permits.acquire().await.map_err(|_| {
+                StoreError::Unavailable("the SQLite read pool is closed".to_owned())
+            })?;
         let readers = Arc::clone(&self.readers);
         tokio::task::spawn_blocking(move || readers.run(f))
             .await
@@ -194,7 +201,9 @@ where
 
     fn finish(self: Box<Self>, failure: Option<&str>) {
         let answer = match (failure, self.result) {
-            (Some(why), _) => Err(StoreError::Unavailable(format!("write not committed: {why}"))),
+            (Some(why), _) => Err(StoreError::Unavailable(format!(
+                "write not committed: {why}"
+            ))),
             (None, Some(result)) => result,
             (None, None) => Err(StoreError::Unavailable("write did not run".to_owned())),
         };
@@ -221,13 +230,19 @@ fn writer_loop(conn: &Connection, jobs: &mpsc::Receiver<Box<dyn WriteJob>>) {
 
 /// Runs a group of writes in one transaction, each in its own savepoint.
 fn run_batch(conn: &Connection, batch: &mut [Box<dyn WriteJob>]) -> Result<(), String> {
-    conn.execute_batch("BEGIN IMMEDIATE").map_err(|e| e.to_string())?;
+    conn.execute_batch("BEGIN IMMEDIATE")
+        .map_err(|e| e.to_string())?;
     let outcome = (|| {
         for job in batch.iter_mut() {
-            conn.execute_batch("SAVEPOINT job").map_err(|e| e.to_string())?;
+            conn.execute_batch("SAVEPOINT job")
+                .map_err(|e| e.to_string())?;
             // A panicking job is a bug; it is rolled back and answered, the thread lives on.
             let kept = catch_unwind(AssertUnwindSafe(|| job.run(conn))).unwrap_or(false);
-            let end = if kept { "RELEASE job" } else { "ROLLBACK TO job; RELEASE job" };
+            let end = if kept {
+                "RELEASE job"
+            } else {
+                "ROLLBACK TO job; RELEASE job"
+            };
             conn.execute_batch(end).map_err(|e| e.to_string())?;
         }
         conn.execute_batch("COMMIT").map_err(|e| e.to_string())
@@ -240,9 +255,14 @@ fn run_batch(conn: &Connection, batch: &mut [Box<dyn WriteJob>]) -> Result<(), S
 
 #[async_trait]
 impl TenantStore for SqliteStore {
-    async fn create_tenant_if_absent(&self, tenant: &TenantId, at: DateTime<Utc>) -> StoreResult<bool> {
+    async fn create_tenant_if_absent(
+        &self,
+        tenant: &TenantId,
+        at: DateTime<Utc>,
+    ) -> StoreResult<bool> {
         let tenant = tenant.clone();
-        self.write(move |c| records::create_tenant_if_absent(c, &tenant, at)).await
+        self.write(move |c| records::create_tenant_if_absent(c, &tenant, at))
+            .await
     }
 
     async fn put_api_key(&self, key: &ApiKeyRecord) -> StoreResult<()> {
@@ -260,12 +280,14 @@ impl TenantStore for SqliteStore {
 impl CatalogStore for SqliteStore {
     async fn put_plan(&self, tenant: &TenantId, plan: &Plan) -> StoreResult<()> {
         let (tenant, plan) = (tenant.clone(), plan.clone());
-        self.write(move |c| records::put_plan(c, &tenant, &plan)).await
+        self.write(move |c| records::put_plan(c, &tenant, &plan))
+            .await
     }
 
     async fn get_plan(&self, tenant: &TenantId, name: &PlanName) -> StoreResult<Option<Plan>> {
         let (tenant, name) = (tenant.clone(), name.clone());
-        self.read(move |c| records::get_plan(c, &tenant, &name)).await
+        self.read(move |c| records::get_plan(c, &tenant, &name))
+            .await
     }
 
     async fn list_plans(&self, tenant: &TenantId) -> StoreResult<Vec<Plan>> {
@@ -273,37 +295,67 @@ impl CatalogStore for SqliteStore {
         self.read(move |c| records::list_plans(c, &tenant)).await
     }
 
-    async fn put_price_version(&self, scope: Option<&TenantId>, id: &str, json: &serde_json::Value) -> StoreResult<()> {
+    async fn put_price_version(
+        &self,
+        scope: Option<&TenantId>,
+        id: &str,
+        json: &serde_json::Value,
+    ) -> StoreResult<()> {
         let (scope, id, json) = (scope.cloned(), id.to_owned(), json.clone());
-        self.write(move |c| records::put_price_version(c, scope.as_ref(), &id, &json)).await
+        self.write(move |c| records::put_price_version(c, scope.as_ref(), &id, &json))
+            .await
     }
 
-    async fn list_price_versions(&self, scope: Option<&TenantId>) -> StoreResult<Vec<serde_json::Value>> {
+    async fn list_price_versions(
+        &self,
+        scope: Option<&TenantId>,
+    ) -> StoreResult<Vec<serde_json::Value>> {
         let scope = scope.cloned();
-        self.read(move |c| records::list_price_versions(c, scope.as_ref())).await
+        self.read(move |c| records::list_price_versions(c, scope.as_ref()))
+            .await
     }
 }
 
 #[async_trait]
 impl SubscriptionStore for SqliteStore {
-    async fn get_subscription(&self, tenant: &TenantId, user: &UserId) -> StoreResult<Option<Subscription>> {
+    async fn get_subscription(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+    ) -> StoreResult<Option<Subscription>> {
         let (tenant, user) = (tenant.clone(), user.clone());
-        self.read(move |c| records::get_subscription(c, &tenant, &user)).await
+        self.read(move |c| records::get_subscription(c, &tenant, &user))
+            .await
     }
 
-    async fn put_subscription(&self, sub: &Subscription, expected_version: Option<u64>) -> StoreResult<()> {
+    async fn put_subscription(
+        &self,
+        sub: &Subscription,
+        expected_version: Option<u64>,
+    ) -> StoreResult<()> {
         let sub = sub.clone();
-        self.write(move |c| records::put_subscription(c, &sub, expected_version)).await
+        self.write(move |c| records::put_subscription(c, &sub, expected_version))
+            .await
     }
 
-    async fn list_subscriptions(&self, cursor: Option<String>, limit: usize) -> StoreResult<Page<Subscription>> {
-        self.read(move |c| records::list_subscriptions(c, cursor.as_deref(), limit)).await
+    async fn list_subscriptions(
+        &self,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> StoreResult<Page<Subscription>> {
+        self.read(move |c| records::list_subscriptions(c, cursor.as_deref(), limit))
+            .await
     }
 }
 
 #[async_trait]
 impl UsageStore for SqliteStore {
-    async fn get_user_usage(&self, tenant: &TenantId, user: &UserId, pick: PeriodPicker<'_>) -> StoreResult<UserUsage> {
+    async fn get_user_usage(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        pick: PeriodPicker<'_>,
+    ) -> StoreResult<UserUsage> {
         let subscription = self.get_subscription(tenant, user).await?;
         let start = pick(subscription.as_ref());
         let (tenant, user) = (tenant.clone(), user.clone());
@@ -322,15 +374,32 @@ impl UsageStore for SqliteStore {
         })
     }
 
-    async fn get_period_usage(&self, tenant: &TenantId, user: &UserId, starts: &[DateTime<Utc>]) -> StoreResult<Vec<PeriodUsage>> {
+    async fn get_period_usage(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        starts: &[DateTime<Utc>],
+    ) -> StoreResult<Vec<PeriodUsage>> {
         let (tenant, user, starts) = (tenant.clone(), user.clone(), starts.to_vec());
-        self.read(move |c| starts.iter().map(|s| usage::period_usage(c, &tenant, &user, s)).collect())
-            .await
+        self.read(move |c| {
+            starts
+                .iter()
+                .map(|s| usage::period_usage(c, &tenant, &user, s))
+                .collect()
+        })
+        .await
     }
 
-    async fn daily_usage(&self, tenant: &TenantId, user: &UserId, from: NaiveDate, to: NaiveDate) -> StoreResult<Vec<DailyUsage>> {
+    async fn daily_usage(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> StoreResult<Vec<DailyUsage>> {
         let (tenant, user) = (tenant.clone(), user.clone());
-        self.read(move |c| usage::daily_usage(c, &tenant, &user, from, to)).await
+        self.read(move |c| usage::daily_usage(c, &tenant, &user, from, to))
+            .await
     }
 
     async fn record_events(&self, events: &[UsageEvent]) -> StoreResult<Vec<RecordOutcome>> {
@@ -341,28 +410,49 @@ impl UsageStore for SqliteStore {
         self.write(move |c| usage::record_events(c, &events)).await
     }
 
-    async fn get_event(&self, tenant: &TenantId, event_id: &EventId) -> StoreResult<Option<UsageEvent>> {
+    async fn get_event(
+        &self,
+        tenant: &TenantId,
+        event_id: &EventId,
+    ) -> StoreResult<Option<UsageEvent>> {
         let (tenant, event_id) = (tenant.clone(), event_id.clone());
-        self.read(move |c| usage::get_event(c, &tenant, &event_id)).await
+        self.read(move |c| usage::get_event(c, &tenant, &event_id))
+            .await
     }
 
-    async fn reserve(&self, reservation: &Reservation, guards: &[Guard]) -> StoreResult<ReserveOutcome> {
+    async fn reserve(
+        &self,
+        reservation: &Reservation,
+        guards: &[Guard],
+    ) -> StoreResult<ReserveOutcome> {
         let (reservation, guards) = (reservation.clone(), guards.to_vec());
-        self.write(move |c| usage::reserve(c, &reservation, &guards)).await
+        self.write(move |c| usage::reserve(c, &reservation, &guards))
+            .await
     }
 
-    async fn get_reservation(&self, tenant: &TenantId, id: &str) -> StoreResult<Option<Reservation>> {
+    async fn get_reservation(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> StoreResult<Option<Reservation>> {
         let (tenant, id) = (tenant.clone(), id.to_owned());
-        self.read(move |c| usage::get_reservation(c, &tenant, &id)).await
+        self.read(move |c| usage::get_reservation(c, &tenant, &id))
+            .await
     }
 
-    async fn release_reservation(&self, tenant: &TenantId, id: &str) -> StoreResult<ReleaseOutcome> {
+    async fn release_reservation(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> StoreResult<ReleaseOutcome> {
         let (tenant, id) = (tenant.clone(), id.to_owned());
-        self.write(move |c| usage::release_reservation(c, &tenant, &id)).await
+        self.write(move |c| usage::release_reservation(c, &tenant, &id))
+            .await
     }
 
     async fn expire_reservations(&self, now: DateTime<Utc>, limit: usize) -> StoreResult<usize> {
-        self.write(move |c| usage::expire_reservations(c, now, limit)).await
+        self.write(move |c| usage::expire_reservations(c, now, limit))
+            .await
     }
 }
 
@@ -370,26 +460,37 @@ impl UsageStore for SqliteStore {
 impl AlertStore for SqliteStore {
     async fn create_alert_once(&self, alert: &Alert) -> StoreResult<bool> {
         let alert = alert.clone();
-        self.write(move |c| records::create_alert_once(c, &alert)).await
+        self.write(move |c| records::create_alert_once(c, &alert))
+            .await
     }
 
-    async fn list_alerts(&self, tenant: &TenantId, user: &UserId, unread_only: bool, limit: usize) -> StoreResult<(Vec<Alert>, u64)> {
+    async fn list_alerts(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        unread_only: bool,
+        limit: usize,
+    ) -> StoreResult<(Vec<Alert>, u64)> {
         let (tenant, user) = (tenant.clone(), user.clone());
-        self.read(move |c| records::list_alerts(c, &tenant, &user, unread_only, limit)).await
+        self.read(move |c| records::list_alerts(c, &tenant, &user, unread_only, limit))
+            .await
     }
 
     async fn mark_alert_read(&self, tenant: &TenantId, alert_id: &str) -> StoreResult<bool> {
         let (tenant, alert_id) = (tenant.clone(), alert_id.to_owned());
-        self.write(move |c| records::mark_alert_read(c, &tenant, &alert_id)).await
+        self.write(move |c| records::mark_alert_read(c, &tenant, &alert_id))
+            .await
     }
 
     async fn unpublished_alerts(&self, limit: usize) -> StoreResult<Vec<Alert>> {
-        self.read(move |c| records::unpublished_alerts(c, limit)).await
+        self.read(move |c| records::unpublished_alerts(c, limit))
+            .await
     }
 
     async fn mark_alert_published(&self, tenant: &TenantId, alert_id: &str) -> StoreResult<()> {
         let (tenant, alert_id) = (tenant.clone(), alert_id.to_owned());
-        self.write(move |c| records::mark_alert_published(c, &tenant, &alert_id)).await
+        self.write(move |c| records::mark_alert_published(c, &tenant, &alert_id))
+            .await
     }
 }
 
@@ -397,12 +498,14 @@ impl AlertStore for SqliteStore {
 impl InvoiceStore for SqliteStore {
     async fn put_invoice_once(&self, invoice: &Invoice) -> StoreResult<bool> {
         let invoice = invoice.clone();
-        self.write(move |c| records::put_invoice_once(c, &invoice)).await
+        self.write(move |c| records::put_invoice_once(c, &invoice))
+            .await
     }
 
     async fn list_invoices(&self, tenant: &TenantId, user: &UserId) -> StoreResult<Vec<Invoice>> {
         let (tenant, user) = (tenant.clone(), user.clone());
-        self.read(move |c| records::list_invoices(c, &tenant, &user)).await
+        self.read(move |c| records::list_invoices(c, &tenant, &user))
+            .await
     }
 }
 

@@ -10,7 +10,11 @@ use crate::domain::{Alert, ApiKeyRecord, Invoice, PlanName, Subscription, Tenant
 use crate::limits::Plan;
 use crate::store::{Page, StoreError, StoreResult};
 
-pub(super) fn create_tenant_if_absent(conn: &Connection, tenant: &TenantId, at: DateTime<Utc>) -> StoreResult<bool> {
+pub(super) fn create_tenant_if_absent(
+    conn: &Connection,
+    tenant: &TenantId,
+    at: DateTime<Utc>,
+) -> StoreResult<bool> {
     let n = conn
         .prepare_cached("INSERT INTO tenants (tenant, created_at) VALUES (?1, ?2) ON CONFLICT (tenant) DO NOTHING")?
         .execute(params![tenant.as_str(), ts(&at)])?;
@@ -43,7 +47,11 @@ pub(super) fn put_plan(conn: &Connection, tenant: &TenantId, plan: &Plan) -> Sto
     Ok(())
 }
 
-pub(super) fn get_plan(conn: &Connection, tenant: &TenantId, name: &PlanName) -> StoreResult<Option<Plan>> {
+pub(super) fn get_plan(
+    conn: &Connection,
+    tenant: &TenantId,
+    name: &PlanName,
+) -> StoreResult<Option<Plan>> {
     let json: Option<String> = conn
         .prepare_cached("SELECT plan FROM plans WHERE tenant = ?1 AND name = ?2")?
         .query_row(params![tenant.as_str(), name.as_str()], |r| r.get(0))
@@ -65,7 +73,12 @@ fn scope_key(scope: Option<&TenantId>) -> &str {
     scope.map_or("", TenantId::as_str)
 }
 
-pub(super) fn put_price_version(conn: &Connection, scope: Option<&TenantId>, vid: &str, json: &serde_json::Value) -> StoreResult<()> {
+pub(super) fn put_price_version(
+    conn: &Connection,
+    scope: Option<&TenantId>,
+    vid: &str,
+    json: &serde_json::Value,
+) -> StoreResult<()> {
     conn.prepare_cached(
         "INSERT INTO price_versions (scope, id, version) VALUES (?1, ?2, ?3)
          ON CONFLICT (scope, id) DO UPDATE SET version = excluded.version",
@@ -75,7 +88,10 @@ pub(super) fn put_price_version(conn: &Connection, scope: Option<&TenantId>, vid
 }
 
 /// A scope's price versions in the order they were first added.
-pub(super) fn list_price_versions(conn: &Connection, scope: Option<&TenantId>) -> StoreResult<Vec<serde_json::Value>> {
+pub(super) fn list_price_versions(
+    conn: &Connection,
+    scope: Option<&TenantId>,
+) -> StoreResult<Vec<serde_json::Value>> {
     let rows: Vec<String> = conn
         .prepare_cached("SELECT version FROM price_versions WHERE scope = ?1 ORDER BY rowid")?
         .query_map([scope_key(scope)], |r| r.get(0))?
@@ -83,7 +99,11 @@ pub(super) fn list_price_versions(conn: &Connection, scope: Option<&TenantId>) -
     rows.iter().map(|j| from_json(j)).collect()
 }
 
-pub(super) fn get_subscription(conn: &Connection, tenant: &TenantId, user: &UserId) -> StoreResult<Option<Subscription>> {
+pub(super) fn get_subscription(
+    conn: &Connection,
+    tenant: &TenantId,
+    user: &UserId,
+) -> StoreResult<Option<Subscription>> {
     let json: Option<String> = conn
         .prepare_cached("SELECT subscription FROM subscriptions WHERE tenant = ?1 AND user = ?2")?
         .query_row(params![tenant.as_str(), user.as_str()], |r| r.get(0))
@@ -91,8 +111,13 @@ pub(super) fn get_subscription(conn: &Connection, tenant: &TenantId, user: &User
     json.map(|j| from_json(&j)).transpose()
 }
 
-pub(super) fn put_subscription(conn: &Connection, sub: &Subscription, expected: Option<u64>) -> StoreResult<()> {
-    let version = i64::try_from(sub.version).map_err(|_| StoreError::Overflow(format!("version {}", sub.version)))?;
+pub(super) fn put_subscription(
+    conn: &Connection,
+    sub: &Subscription,
+    expected: Option<u64>,
+) -> StoreResult<()> {
+    let version = i64::try_from(sub.version)
+        .map_err(|_| StoreError::Overflow(format!("version {}", sub.version)))?;
     let json = to_json(sub)?;
     let written = match expected {
         None => conn
@@ -122,7 +147,11 @@ pub(super) fn put_subscription(conn: &Connection, sub: &Subscription, expected: 
 
 /// The cursor is the last (tenant, user) of the previous page, `tenant user` (ids never
 /// contain whitespace).
-pub(super) fn list_subscriptions(conn: &Connection, cursor: Option<&str>, limit: usize) -> StoreResult<Page<Subscription>> {
+pub(super) fn list_subscriptions(
+    conn: &Connection,
+    cursor: Option<&str>,
+    limit: usize,
+) -> StoreResult<Page<Subscription>> {
     let (after_tenant, after_user) = match cursor {
         None => ("", ""),
         Some(c) => c
@@ -130,9 +159,14 @@ pub(super) fn list_subscriptions(conn: &Connection, cursor: Option<&str>, limit:
             .ok_or_else(|| StoreError::Corrupt(format!("invalid subscription cursor {c:?}")))?,
     };
     if limit == 0 {
-        return Ok(Page { items: Vec::new(), next: None });
+        return Ok(Page {
+            items: Vec::new(),
+            next: None,
+        });
     }
-    let fetch = i64::try_from(limit).unwrap_or(i64::MAX - 1).saturating_add(1);
+    let fetch = i64::try_from(limit)
+        .unwrap_or(i64::MAX - 1)
+        .saturating_add(1);
     let rows: Vec<String> = conn
         .prepare_cached(
             "SELECT subscription FROM subscriptions WHERE (tenant, user) > (?1, ?2)
@@ -140,7 +174,10 @@ pub(super) fn list_subscriptions(conn: &Connection, cursor: Option<&str>, limit:
         )?
         .query_map(params![after_tenant, after_user, fetch], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
-    let mut items: Vec<Subscription> = rows.iter().map(|j| from_json(j)).collect::<StoreResult<_>>()?;
+    let mut items: Vec<Subscription> = rows
+        .iter()
+        .map(|j| from_json(j))
+        .collect::<StoreResult<_>>()?;
     let next = if items.len() > limit {
         items.truncate(limit);
         items.last().map(|s| format!("{} {}", s.tenant, s.user))
@@ -251,7 +288,13 @@ fn sql_limit(limit: usize) -> i64 {
     i64::try_from(limit).unwrap_or(i64::MAX)
 }
 
-pub(super) fn list_alerts(conn: &Connection, tenant: &TenantId, user: &UserId, unread_only: bool, limit: usize) -> StoreResult<(Vec<Alert>, u64)> {
+pub(super) fn list_alerts(
+    conn: &Connection,
+    tenant: &TenantId,
+    user: &UserId,
+    unread_only: bool,
+    limit: usize,
+) -> StoreResult<(Vec<Alert>, u64)> {
     let items = alerts(
         conn,
         &format!(
@@ -266,7 +309,11 @@ pub(super) fn list_alerts(conn: &Connection, tenant: &TenantId, user: &UserId, u
     Ok((items, super::codec::parse_count(unread)?))
 }
 
-pub(super) fn mark_alert_read(conn: &Connection, tenant: &TenantId, alert_id: &str) -> StoreResult<bool> {
+pub(super) fn mark_alert_read(
+    conn: &Connection,
+    tenant: &TenantId,
+    alert_id: &str,
+) -> StoreResult<bool> {
     let n = conn
         .prepare_cached("UPDATE alerts SET read = 1 WHERE tenant = ?1 AND id = ?2")?
         .execute(params![tenant.as_str(), alert_id])?;
@@ -281,7 +328,11 @@ pub(super) fn unpublished_alerts(conn: &Connection, limit: usize) -> StoreResult
     )
 }
 
-pub(super) fn mark_alert_published(conn: &Connection, tenant: &TenantId, alert_id: &str) -> StoreResult<()> {
+pub(super) fn mark_alert_published(
+    conn: &Connection,
+    tenant: &TenantId,
+    alert_id: &str,
+) -> StoreResult<()> {
     conn.prepare_cached("UPDATE alerts SET published = 1 WHERE tenant = ?1 AND id = ?2")?
         .execute(params![tenant.as_str(), alert_id])?;
     Ok(())
@@ -297,7 +348,11 @@ pub(super) fn put_invoice_once(conn: &Connection, inv: &Invoice) -> StoreResult<
     Ok(n == 1)
 }
 
-pub(super) fn list_invoices(conn: &Connection, tenant: &TenantId, user: &UserId) -> StoreResult<Vec<Invoice>> {
+pub(super) fn list_invoices(
+    conn: &Connection,
+    tenant: &TenantId,
+    user: &UserId,
+) -> StoreResult<Vec<Invoice>> {
     let rows: Vec<String> = conn
         .prepare_cached("SELECT invoice FROM invoices WHERE tenant = ?1 AND user = ?2 ORDER BY period_start DESC")?
         .query_map(params![tenant.as_str(), user.as_str()], |r| r.get(0))?

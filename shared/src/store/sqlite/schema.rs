@@ -173,7 +173,9 @@ pub(super) fn configure(conn: &Connection) -> StoreResult<()> {
 pub(super) fn configure_writer(conn: &Connection) -> StoreResult<()> {
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
-        return Err(StoreError::Unavailable(format!("cannot enable WAL (journal_mode is {mode})")));
+        return Err(StoreError::Unavailable(format!(
+            "cannot enable WAL (journal_mode is {mode})"
+        )));
     }
     conn.pragma_update(None, "synchronous", "FULL")?;
     Ok(())
@@ -186,7 +188,11 @@ pub(super) fn migrate(conn: &mut Connection, migrations: &[&str]) -> StoreResult
     let current = usize::try_from(current)
         .ok()
         .filter(|v| *v <= known)
-        .ok_or_else(|| StoreError::Corrupt(format!("schema version {current} is not one this build knows (0..={known})")))?;
+        .ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "schema version {current} is not one this build knows (0..={known})"
+            ))
+        })?;
     for (index, sql) in migrations.iter().enumerate().skip(current) {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         // Re-read inside the lock: another process may have migrated meanwhile.
@@ -195,7 +201,8 @@ pub(super) fn migrate(conn: &mut Connection, migrations: &[&str]) -> StoreResult
             continue;
         }
         tx.execute_batch(sql)?;
-        let version = i64::try_from(index + 1).map_err(|_| StoreError::Corrupt("too many migrations".to_owned()))?;
+        let version = i64::try_from(index + 1)
+            .map_err(|_| StoreError::Corrupt("too many migrations".to_owned()))?;
         tx.pragma_update(None, "user_version", version)?;
         tx.commit()?;
     }

@@ -43,7 +43,8 @@ fn event(u: &str, id: &str, cost: Option<Decimal>) -> UsageEvent {
         fingerprint: format!("fp-{id}"),
         provider: provider("gemini"),
         model: None,
-        timestamp: Utc.with_ymd_and_hms(2026, 11, 5, 12, 0, 0).unwrap() + Duration::nanoseconds(123_456_789),
+        timestamp: Utc.with_ymd_and_hms(2026, 11, 5, 12, 0, 0).unwrap()
+            + Duration::nanoseconds(123_456_789),
         period_start: period_start(),
         counts: UsageCounts {
             input_tokens: 100,
@@ -95,8 +96,15 @@ fn calls_guard(limit: u32) -> Guard {
 }
 
 async fn usage_of(store: &SqliteStore, u: &str) -> crate::usage::ProviderUsage {
-    let usage = store.get_period_usage(&tenant(), &user(u), &[period_start()]).await.unwrap();
-    usage[0].by_provider.get(&provider("gemini")).cloned().unwrap_or_default()
+    let usage = store
+        .get_period_usage(&tenant(), &user(u), &[period_start()])
+        .await
+        .unwrap();
+    usage[0]
+        .by_provider
+        .get(&provider("gemini"))
+        .cloned()
+        .unwrap_or_default()
 }
 
 fn subscription(u: &str, version: u64) -> Subscription {
@@ -143,8 +151,10 @@ fn alert(u: &str, id: &str, key: &str, minute: u32) -> Alert {
 fn scalar(sql: &str) -> Result<String, StoreError> {
     let conn = Connection::open_in_memory().unwrap();
     decimal::register(&conn).unwrap();
-    conn.query_row(&format!("SELECT CAST(({sql}) AS TEXT)"), [], |r| r.get::<_, String>(0))
-        .map_err(StoreError::from)
+    conn.query_row(&format!("SELECT CAST(({sql}) AS TEXT)"), [], |r| {
+        r.get::<_, String>(0)
+    })
+    .map_err(StoreError::from)
 }
 
 #[test]
@@ -177,13 +187,22 @@ fn decimal_overflow_is_an_overflow_error_not_a_wrap() {
         format!("int_add({}, 1)", i64::MAX),
         format!("(SELECT dec_sum(x) FROM (SELECT '{max}' AS x UNION ALL SELECT '1'))"),
     ] {
-        assert!(matches!(scalar(&sql), Err(StoreError::Overflow(_))), "{sql}");
+        assert!(
+            matches!(scalar(&sql), Err(StoreError::Overflow(_))),
+            "{sql}"
+        );
     }
 }
 
 #[test]
 fn decimal_functions_reject_what_is_not_an_exact_decimal() {
-    for sql in ["dec_add(0.1, '1')", "dec_add(NULL, '1')", "dec_add('abc', '1')", "dec_cmp('1e3', '1')", "int_add('1', 1)"] {
+    for sql in [
+        "dec_add(0.1, '1')",
+        "dec_add(NULL, '1')",
+        "dec_add('abc', '1')",
+        "dec_cmp('1e3', '1')",
+        "int_add('1', 1)",
+    ] {
         assert!(scalar(sql).is_err(), "{sql}");
     }
 }
@@ -193,9 +212,14 @@ fn decimal_functions_reject_what_is_not_an_exact_decimal() {
 #[tokio::test]
 async fn open_creates_a_wal_file_at_the_current_schema_version() {
     let (dir, store) = tmp();
-    assert_eq!(store.schema_version().await.unwrap(), schema::MIGRATIONS.len() as i64);
+    assert_eq!(
+        store.schema_version().await.unwrap(),
+        schema::MIGRATIONS.len() as i64
+    );
     let conn = Connection::open(dir.path().join("meter.db")).unwrap();
-    let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(mode, "wal");
 }
 
@@ -204,18 +228,24 @@ fn migrations_apply_only_the_missing_steps_and_keep_data() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("old.db");
     let v1 = ["CREATE TABLE t (x TEXT NOT NULL);"];
-    let v2 = [v1[0], "ALTER TABLE t ADD COLUMN y INTEGER NOT NULL DEFAULT 7;"];
+    let v2 = [
+        v1[0],
+        "ALTER TABLE t ADD COLUMN y INTEGER NOT NULL DEFAULT 7;",
+    ];
     {
         let mut conn = Connection::open(&path).unwrap();
         schema::migrate(&mut conn, &v1).unwrap();
-        conn.execute("INSERT INTO t (x) VALUES ('kept')", []).unwrap();
+        conn.execute("INSERT INTO t (x) VALUES ('kept')", [])
+            .unwrap();
     }
     let mut conn = Connection::open(&path).unwrap();
     schema::migrate(&mut conn, &v2).unwrap();
     // Applying again is a no-op (step 1 would fail if re-run: the table exists).
     schema::migrate(&mut conn, &v2).unwrap();
     assert_eq!(schema::version(&conn).unwrap(), 2);
-    let row: (String, i64) = conn.query_row("SELECT x, y FROM t", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+    let row: (String, i64) = conn
+        .query_row("SELECT x, y FROM t", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap();
     assert_eq!(row, ("kept".to_owned(), 7));
 }
 
@@ -227,7 +257,10 @@ fn a_file_from_a_newer_build_is_refused() {
         .unwrap()
         .pragma_update(None, "user_version", schema::MIGRATIONS.len() as i64 + 1)
         .unwrap();
-    assert!(matches!(SqliteStore::open(&path), Err(StoreError::Corrupt(_))));
+    assert!(matches!(
+        SqliteStore::open(&path),
+        Err(StoreError::Corrupt(_))
+    ));
 }
 
 #[tokio::test]
@@ -238,20 +271,47 @@ async fn reopening_keeps_every_record() {
     let sub = subscription("alice", 1);
     {
         let store = SqliteStore::open(&path).unwrap();
-        assert!(store.create_tenant_if_absent(&tenant(), period_start()).await.unwrap());
-        assert_eq!(store.record_events(&[e.clone()]).await.unwrap(), vec![RecordOutcome::Recorded]);
+        assert!(store
+            .create_tenant_if_absent(&tenant(), period_start())
+            .await
+            .unwrap());
+        assert_eq!(
+            store.record_events(std::slice::from_ref(&e)).await.unwrap(),
+            vec![RecordOutcome::Recorded]
+        );
         store.put_subscription(&sub, None).await.unwrap();
-        assert!(store.create_alert_once(&alert("alice", "a1", "calls:gemini@80", 1)).await.unwrap());
+        assert!(store
+            .create_alert_once(&alert("alice", "a1", "calls:gemini@80", 1))
+            .await
+            .unwrap());
     }
     let store = SqliteStore::open(&path).unwrap();
-    assert!(!store.create_tenant_if_absent(&tenant(), period_start()).await.unwrap());
-    assert_eq!(store.get_event(&tenant(), &e.event_id).await.unwrap(), Some(e.clone()));
-    assert_eq!(store.get_subscription(&tenant(), &user("alice")).await.unwrap(), Some(sub));
+    assert!(!store
+        .create_tenant_if_absent(&tenant(), period_start())
+        .await
+        .unwrap());
+    assert_eq!(
+        store.get_event(&tenant(), &e.event_id).await.unwrap(),
+        Some(e.clone())
+    );
+    assert_eq!(
+        store
+            .get_subscription(&tenant(), &user("alice"))
+            .await
+            .unwrap(),
+        Some(sub)
+    );
     let p = usage_of(&store, "alice").await;
     assert_eq!(p.recorded, e.tally());
-    assert_eq!(store.record_events(&[e]).await.unwrap(), vec![RecordOutcome::Duplicate]);
+    assert_eq!(
+        store.record_events(&[e]).await.unwrap(),
+        vec![RecordOutcome::Duplicate]
+    );
     let pick = |_: Option<&Subscription>| period_start();
-    let uu = store.get_user_usage(&tenant(), &user("alice"), &pick).await.unwrap();
+    let uu = store
+        .get_user_usage(&tenant(), &user("alice"), &pick)
+        .await
+        .unwrap();
     assert!(uu.fired_alerts.contains("calls:gemini@80"));
 }
 
@@ -286,10 +346,21 @@ async fn recording_counts_calls_tokens_cost_quality_and_the_daily_rollup() {
         }
     );
     let day = NaiveDate::from_ymd_opt(2026, 11, 5).unwrap();
-    let daily = store.daily_usage(&tenant(), &user("alice"), day, day).await.unwrap();
+    let daily = store
+        .daily_usage(&tenant(), &user("alice"), day, day)
+        .await
+        .unwrap();
     assert_eq!(daily.len(), 1);
     assert_eq!(daily[0].by_provider[&provider("gemini")].calls, 2);
-    let none = store.daily_usage(&tenant(), &user("alice"), day.succ_opt().unwrap(), day.succ_opt().unwrap()).await.unwrap();
+    let none = store
+        .daily_usage(
+            &tenant(),
+            &user("alice"),
+            day.succ_opt().unwrap(),
+            day.succ_opt().unwrap(),
+        )
+        .await
+        .unwrap();
     assert!(none.is_empty());
 }
 
@@ -297,14 +368,17 @@ async fn recording_counts_calls_tokens_cost_quality_and_the_daily_rollup() {
 async fn same_event_id_with_other_content_is_a_conflict_and_changes_nothing() {
     let (_dir, store) = tmp();
     let e = event("alice", "e1", Some(dec!(1)));
-    store.record_events(&[e.clone()]).await.unwrap();
+    store.record_events(std::slice::from_ref(&e)).await.unwrap();
     let mut other = e.clone();
     other.fingerprint = "something else".to_owned();
     other.cost_usd = Some(dec!(5));
     let out = store.record_events(&[other, e.clone()]).await.unwrap();
     assert_eq!(out, vec![RecordOutcome::Conflict, RecordOutcome::Duplicate]);
     assert_eq!(usage_of(&store, "alice").await.recorded, e.tally());
-    assert_eq!(store.get_event(&tenant(), &e.event_id).await.unwrap(), Some(e));
+    assert_eq!(
+        store.get_event(&tenant(), &e.event_id).await.unwrap(),
+        Some(e)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -312,7 +386,13 @@ async fn a_thousand_events_delivered_five_times_concurrently_count_once_each() {
     let (_dir, store) = tmp();
     let store = Arc::new(store);
     let events: Vec<UsageEvent> = (0..1000)
-        .map(|i| event("alice", &format!("e{i}"), Some(Decimal::new(i64::from(i) * 7 + 1, 7))))
+        .map(|i| {
+            event(
+                "alice",
+                &format!("e{i}"),
+                Some(Decimal::new(i64::from(i) * 7 + 1, 7)),
+            )
+        })
         .collect();
     let expected_cost: Decimal = events.iter().filter_map(|e| e.cost_usd).sum();
     let mut tasks = Vec::new();
@@ -342,15 +422,25 @@ async fn a_thousand_events_delivered_five_times_concurrently_count_once_each() {
 async fn an_overflowing_event_fails_alone_and_changes_nothing() {
     let (_dir, store) = tmp();
     let ok = event("alice", "e1", Some(Decimal::MAX));
-    store.record_events(&[ok.clone()]).await.unwrap();
-    let (a, b) = tokio::join!(
-        store.record_events(&[event("alice", "e2", Some(dec!(1)))]),
-        store.record_events(&[event("bob", "e3", Some(dec!(1)))]),
+    store
+        .record_events(std::slice::from_ref(&ok))
+        .await
+        .unwrap();
+    let (e2, e3) = (
+        [event("alice", "e2", Some(dec!(1)))],
+        [event("bob", "e3", Some(dec!(1)))],
     );
+    let (a, b) = tokio::join!(store.record_events(&e2), store.record_events(&e3));
     assert!(matches!(a, Err(StoreError::Overflow(_))), "{a:?}");
     assert_eq!(b.unwrap(), vec![RecordOutcome::Recorded]);
     assert_eq!(usage_of(&store, "alice").await.recorded, ok.tally());
-    assert_eq!(store.get_event(&tenant(), &EventId::parse("e2").unwrap()).await.unwrap(), None);
+    assert_eq!(
+        store
+            .get_event(&tenant(), &EventId::parse("e2").unwrap())
+            .await
+            .unwrap(),
+        None
+    );
 }
 
 // ---- reservations ------------------------------------------------------------------
@@ -359,19 +449,28 @@ async fn an_overflowing_event_fails_alone_and_changes_nothing() {
 async fn sixty_four_concurrent_reservations_with_fifty_calls_left_yield_exactly_fifty() {
     let (_dir, store) = tmp();
     let store = Arc::new(store);
-    let used: Vec<UsageEvent> = (0..50).map(|i| event("alice", &format!("u{i}"), None)).collect();
+    let used: Vec<UsageEvent> = (0..50)
+        .map(|i| event("alice", &format!("u{i}"), None))
+        .collect();
     store.record_events(&used).await.unwrap();
     let tasks: Vec<_> = (0..64)
         .map(|_| {
             let store = Arc::clone(&store);
-            tokio::spawn(async move { store.reserve(&reservation("alice", one_call()), &[calls_guard(100)]).await.unwrap() })
+            tokio::spawn(async move {
+                store
+                    .reserve(&reservation("alice", one_call()), &[calls_guard(100)])
+                    .await
+                    .unwrap()
+            })
         })
         .collect();
     let mut reserved = 0;
     for t in tasks {
         match t.await.unwrap() {
             ReserveOutcome::Reserved => reserved += 1,
-            ReserveOutcome::Denied { metric } => assert_eq!(metric, Metric::Calls(Some(provider("gemini")))),
+            ReserveOutcome::Denied { metric } => {
+                assert_eq!(metric, Metric::Calls(Some(provider("gemini"))))
+            }
         }
     }
     assert_eq!(reserved, 50);
@@ -393,20 +492,31 @@ async fn guards_compare_used_plus_increment_with_the_limit() {
         let (_dir, store) = tmp();
         let mut other = event("alice", "e1", Some(cost / dec!(2)));
         other.provider = provider("openai");
-        store.record_events(&[other, event("alice", "e2", Some(cost / dec!(2)))]).await.unwrap();
+        store
+            .record_events(&[other, event("alice", "e2", Some(cost / dec!(2)))])
+            .await
+            .unwrap();
         let guard = Guard {
             metric: Metric::CostUsd,
             increment,
             limit,
             strict,
         };
-        let got = store.reserve(&reservation("alice", one_call()), &[guard]).await.unwrap();
+        let got = store
+            .reserve(&reservation("alice", one_call()), &[guard])
+            .await
+            .unwrap();
         let want = if allowed {
             ReserveOutcome::Reserved
         } else {
-            ReserveOutcome::Denied { metric: Metric::CostUsd }
+            ReserveOutcome::Denied {
+                metric: Metric::CostUsd,
+            }
         };
-        assert_eq!(got, want, "cost {cost} + {increment} vs {limit} strict={strict}");
+        assert_eq!(
+            got, want,
+            "cost {cost} + {increment} vs {limit} strict={strict}"
+        );
     }
 }
 
@@ -420,8 +530,16 @@ async fn a_denied_reservation_names_the_failing_guard_and_holds_nothing() {
         strict: false,
     };
     let r = reservation("alice", one_call());
-    let got = store.reserve(&r, &[calls_guard(10), tokens.clone()]).await.unwrap();
-    assert_eq!(got, ReserveOutcome::Denied { metric: tokens.metric });
+    let got = store
+        .reserve(&r, &[calls_guard(10), tokens.clone()])
+        .await
+        .unwrap();
+    assert_eq!(
+        got,
+        ReserveOutcome::Denied {
+            metric: tokens.metric
+        }
+    );
     assert_eq!(usage_of(&store, "alice").await, Default::default());
     assert_eq!(store.get_reservation(&tenant(), &r.id).await.unwrap(), None);
 }
@@ -435,16 +553,29 @@ async fn settling_with_actual_usage_adjusts_counters_by_actual_minus_held() {
         cost_usd: dec!(0.01),
     };
     let r = reservation("alice", held);
-    assert_eq!(store.reserve(&r, &[]).await.unwrap(), ReserveOutcome::Reserved);
+    assert_eq!(
+        store.reserve(&r, &[]).await.unwrap(),
+        ReserveOutcome::Reserved
+    );
     let mut e = event("alice", "e1", Some(dec!(0.004)));
     e.reservation_id = Some(r.id.clone());
-    store.record_events(&[e.clone()]).await.unwrap();
+    store.record_events(std::slice::from_ref(&e)).await.unwrap();
     let p = usage_of(&store, "alice").await;
     assert_eq!(p.recorded, e.tally());
     assert_eq!(p.held, Tally::default());
-    let stored = store.get_reservation(&tenant(), &r.id).await.unwrap().unwrap();
+    let stored = store
+        .get_reservation(&tenant(), &r.id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(stored.status, ReservationStatus::Settled);
-    assert_eq!(stored, Reservation { status: ReservationStatus::Settled, ..r.clone() });
+    assert_eq!(
+        stored,
+        Reservation {
+            status: ReservationStatus::Settled,
+            ..r.clone()
+        }
+    );
     // Settling again (another event naming it) or releasing changes nothing.
     let mut again = event("alice", "e2", Some(dec!(0.004)));
     again.reservation_id = Some(r.id.clone());
@@ -463,9 +594,20 @@ async fn an_event_naming_another_users_reservation_is_recorded_and_the_hold_kept
     store.reserve(&r, &[]).await.unwrap();
     let mut e = event("alice", "e1", None);
     e.reservation_id = Some(r.id.clone());
-    assert_eq!(store.record_events(&[e]).await.unwrap(), vec![RecordOutcome::Recorded]);
+    assert_eq!(
+        store.record_events(&[e]).await.unwrap(),
+        vec![RecordOutcome::Recorded]
+    );
     assert_eq!(usage_of(&store, "bob").await.held.calls, 1);
-    assert_eq!(store.get_reservation(&tenant(), &r.id).await.unwrap().unwrap().status, ReservationStatus::Held);
+    assert_eq!(
+        store
+            .get_reservation(&tenant(), &r.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        ReservationStatus::Held
+    );
 }
 
 #[tokio::test]
@@ -474,13 +616,25 @@ async fn release_returns_the_hold_once_and_other_tenants_see_not_found() {
     let r = reservation("alice", one_call());
     store.reserve(&r, &[]).await.unwrap();
     let other = TenantId::parse("globex").unwrap();
-    assert_eq!(store.release_reservation(&other, &r.id).await.unwrap(), ReleaseOutcome::NotFound);
-    assert_eq!(store.release_reservation(&tenant(), &r.id).await.unwrap(), ReleaseOutcome::Released);
+    assert_eq!(
+        store.release_reservation(&other, &r.id).await.unwrap(),
+        ReleaseOutcome::NotFound
+    );
+    assert_eq!(
+        store.release_reservation(&tenant(), &r.id).await.unwrap(),
+        ReleaseOutcome::Released
+    );
     assert_eq!(
         store.release_reservation(&tenant(), &r.id).await.unwrap(),
         ReleaseOutcome::AlreadyClosed(ReservationStatus::Released)
     );
-    assert_eq!(store.release_reservation(&tenant(), "rsv_nope").await.unwrap(), ReleaseOutcome::NotFound);
+    assert_eq!(
+        store
+            .release_reservation(&tenant(), "rsv_nope")
+            .await
+            .unwrap(),
+        ReleaseOutcome::NotFound
+    );
     assert_eq!(usage_of(&store, "alice").await, Default::default());
 }
 
@@ -493,7 +647,9 @@ async fn settle_release_and_expire_racing_return_each_hold_exactly_once() {
         tokens: 10,
         cost_usd: dec!(0.5),
     };
-    let rs: Vec<Reservation> = (0..20).map(|_| reservation("alice", held.clone())).collect();
+    let rs: Vec<Reservation> = (0..20)
+        .map(|_| reservation("alice", held.clone()))
+        .collect();
     for r in &rs {
         store.reserve(r, &[]).await.unwrap();
     }
@@ -513,7 +669,9 @@ async fn settle_release_and_expire_racing_return_each_hold_exactly_once() {
             }));
             let s = Arc::clone(&store);
             tasks.push(tokio::spawn(async move {
-                s.expire_reservations(Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap(), 5).await.unwrap();
+                s.expire_reservations(Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap(), 5)
+                    .await
+                    .unwrap();
             }));
         }
     }
@@ -524,7 +682,12 @@ async fn settle_release_and_expire_racing_return_each_hold_exactly_once() {
     assert_eq!(p.held, Tally::default());
     assert_eq!(p.recorded.calls, 20);
     for r in &rs {
-        let status = store.get_reservation(&tenant(), &r.id).await.unwrap().unwrap().status;
+        let status = store
+            .get_reservation(&tenant(), &r.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status;
         assert_ne!(status, ReservationStatus::Held);
     }
 }
@@ -544,10 +707,17 @@ async fn expire_closes_only_due_holds_up_to_the_limit() {
     assert_eq!(store.expire_reservations(now, 10).await.unwrap(), 1);
     assert_eq!(store.expire_reservations(now, 10).await.unwrap(), 0);
     assert_eq!(usage_of(&store, "alice").await.held.calls, 1);
-    let last = store.get_reservation(&tenant(), &rs[3].id).await.unwrap().unwrap();
+    let last = store
+        .get_reservation(&tenant(), &rs[3].id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(last.status, ReservationStatus::Held);
     assert_eq!(
-        store.release_reservation(&tenant(), &rs[0].id).await.unwrap(),
+        store
+            .release_reservation(&tenant(), &rs[0].id)
+            .await
+            .unwrap(),
         ReleaseOutcome::AlreadyClosed(ReservationStatus::Expired)
     );
 }
@@ -561,7 +731,11 @@ async fn thirty_two_concurrent_attempts_create_one_alert() {
     let tasks: Vec<_> = (0..32)
         .map(|i| {
             let s = Arc::clone(&store);
-            tokio::spawn(async move { s.create_alert_once(&alert("alice", &format!("a{i}"), "calls:gemini@80", 1)).await.unwrap() })
+            tokio::spawn(async move {
+                s.create_alert_once(&alert("alice", &format!("a{i}"), "calls:gemini@80", 1))
+                    .await
+                    .unwrap()
+            })
         })
         .collect();
     let mut created = 0;
@@ -569,7 +743,10 @@ async fn thirty_two_concurrent_attempts_create_one_alert() {
         created += usize::from(t.await.unwrap());
     }
     assert_eq!(created, 1);
-    let (alerts, unread) = store.list_alerts(&tenant(), &user("alice"), false, 100).await.unwrap();
+    let (alerts, unread) = store
+        .list_alerts(&tenant(), &user("alice"), false, 100)
+        .await
+        .unwrap();
     assert_eq!((alerts.len(), unread), (1, 1));
 }
 
@@ -577,20 +754,44 @@ async fn thirty_two_concurrent_attempts_create_one_alert() {
 async fn alerts_list_newest_first_count_all_unread_and_drain_the_outbox_oldest_first() {
     let (_dir, store) = tmp();
     for (id, key, minute) in [("a1", "k1", 1), ("a2", "k2", 3), ("a3", "k3", 2)] {
-        assert!(store.create_alert_once(&alert("alice", id, key, minute)).await.unwrap());
+        assert!(store
+            .create_alert_once(&alert("alice", id, key, minute))
+            .await
+            .unwrap());
     }
     assert!(store.mark_alert_read(&tenant(), "a2").await.unwrap());
     assert!(store.mark_alert_read(&tenant(), "a2").await.unwrap());
-    assert!(!store.mark_alert_read(&TenantId::parse("globex").unwrap(), "a1").await.unwrap());
+    assert!(!store
+        .mark_alert_read(&TenantId::parse("globex").unwrap(), "a1")
+        .await
+        .unwrap());
 
-    let (all, unread) = store.list_alerts(&tenant(), &user("alice"), false, 2).await.unwrap();
-    assert_eq!(all.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(), ["a2", "a3"]);
+    let (all, unread) = store
+        .list_alerts(&tenant(), &user("alice"), false, 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        all.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(),
+        ["a2", "a3"]
+    );
     assert_eq!(unread, 2);
-    let (only_unread, _) = store.list_alerts(&tenant(), &user("alice"), true, 10).await.unwrap();
-    assert_eq!(only_unread.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(), ["a3", "a1"]);
+    let (only_unread, _) = store
+        .list_alerts(&tenant(), &user("alice"), true, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        only_unread
+            .iter()
+            .map(|a| a.id.as_str())
+            .collect::<Vec<_>>(),
+        ["a3", "a1"]
+    );
 
     let outbox = store.unpublished_alerts(10).await.unwrap();
-    assert_eq!(outbox.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(), ["a1", "a3", "a2"]);
+    assert_eq!(
+        outbox.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(),
+        ["a1", "a3", "a2"]
+    );
     assert_eq!(outbox[0], alert("alice", "a1", "k1", 1));
     store.mark_alert_published(&tenant(), "a1").await.unwrap();
     assert_eq!(store.unpublished_alerts(10).await.unwrap().len(), 2);
@@ -599,14 +800,41 @@ async fn alerts_list_newest_first_count_all_unread_and_drain_the_outbox_oldest_f
 #[tokio::test]
 async fn subscriptions_use_optimistic_versions_and_page_through_all() {
     let (_dir, store) = tmp();
-    store.put_subscription(&subscription("alice", 1), None).await.unwrap();
-    assert!(matches!(store.put_subscription(&subscription("alice", 1), None).await, Err(StoreError::VersionConflict)));
-    assert!(matches!(store.put_subscription(&subscription("alice", 3), Some(2)).await, Err(StoreError::VersionConflict)));
-    store.put_subscription(&subscription("alice", 2), Some(1)).await.unwrap();
-    assert_eq!(store.get_subscription(&tenant(), &user("alice")).await.unwrap().unwrap().version, 2);
+    store
+        .put_subscription(&subscription("alice", 1), None)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .put_subscription(&subscription("alice", 1), None)
+            .await,
+        Err(StoreError::VersionConflict)
+    ));
+    assert!(matches!(
+        store
+            .put_subscription(&subscription("alice", 3), Some(2))
+            .await,
+        Err(StoreError::VersionConflict)
+    ));
+    store
+        .put_subscription(&subscription("alice", 2), Some(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .get_subscription(&tenant(), &user("alice"))
+            .await
+            .unwrap()
+            .unwrap()
+            .version,
+        2
+    );
 
     for u in ["bob", "carol", "dave", "erin"] {
-        store.put_subscription(&subscription(u, 1), None).await.unwrap();
+        store
+            .put_subscription(&subscription(u, 1), None)
+            .await
+            .unwrap();
     }
     let mut seen = Vec::new();
     let mut cursor = None;
@@ -632,17 +860,35 @@ async fn plans_price_versions_keys_and_invoices_round_trip() {
     .unwrap();
     store.put_plan(&tenant(), &plan).await.unwrap();
     store.put_plan(&tenant(), &plan).await.unwrap();
-    assert_eq!(store.list_plans(&tenant()).await.unwrap(), vec![plan.clone()]);
-    assert_eq!(store.get_plan(&tenant(), &plan.name).await.unwrap(), Some(plan));
+    assert_eq!(
+        store.list_plans(&tenant()).await.unwrap(),
+        vec![plan.clone()]
+    );
+    assert_eq!(
+        store.get_plan(&tenant(), &plan.name).await.unwrap(),
+        Some(plan)
+    );
 
     let v = |n: &str| serde_json::json!({"id": n, "price": "0.0000001"});
     store.put_price_version(None, "v2", &v("v2")).await.unwrap();
     store.put_price_version(None, "v1", &v("v1")).await.unwrap();
-    store.put_price_version(Some(&tenant()), "t1", &v("t1")).await.unwrap();
+    store
+        .put_price_version(Some(&tenant()), "t1", &v("t1"))
+        .await
+        .unwrap();
     let replaced = serde_json::json!({"id": "v2", "price": "0.2"});
-    store.put_price_version(None, "v2", &replaced).await.unwrap();
-    assert_eq!(store.list_price_versions(None).await.unwrap(), vec![replaced, v("v1")]);
-    assert_eq!(store.list_price_versions(Some(&tenant())).await.unwrap(), vec![v("t1")]);
+    store
+        .put_price_version(None, "v2", &replaced)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.list_price_versions(None).await.unwrap(),
+        vec![replaced, v("v1")]
+    );
+    assert_eq!(
+        store.list_price_versions(Some(&tenant())).await.unwrap(),
+        vec![v("t1")]
+    );
 
     let key = ApiKeyRecord {
         hash: "ab".repeat(32),
@@ -678,7 +924,13 @@ async fn plans_price_versions_keys_and_invoices_round_trip() {
     };
     assert!(store.put_invoice_once(&invoice("i9", 9)).await.unwrap());
     assert!(store.put_invoice_once(&invoice("i10", 10)).await.unwrap());
-    assert!(!store.put_invoice_once(&invoice("i10-again", 10)).await.unwrap());
-    let listed = store.list_invoices(&tenant(), &user("alice")).await.unwrap();
+    assert!(!store
+        .put_invoice_once(&invoice("i10-again", 10))
+        .await
+        .unwrap());
+    let listed = store
+        .list_invoices(&tenant(), &user("alice"))
+        .await
+        .unwrap();
     assert_eq!(listed, vec![invoice("i10", 10), invoice("i9", 9)]);
 }

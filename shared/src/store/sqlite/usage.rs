@@ -2,8 +2,8 @@
 //!
 //! Every function here runs on one connection inside a transaction the caller owns (the
 //! writer's savepoint for writes, a read transaction for reads). Counters only change
-//! through [`apply`], one `INSERT … ON CONFLICT DO UPDATE` whose arithmetic (`int_add`,
-//! `dec_add`, `dec_sub`) runs in SQLite.
+//! through [`apply`] (one `INSERT … ON CONFLICT DO UPDATE`) and [`return_hold`] (one
+//! `UPDATE`), whose arithmetic (`int_add`, `dec_add`, `dec_sub`) runs in SQLite.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -11,12 +11,16 @@ use chrono::{DateTime, NaiveDate, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::codec::{
-    count, day, from_json, id, money, parse_count, parse_day, parse_money, parse_reservation_status, parse_ts,
-    reservation_status, to_json, ts,
+    count, day, from_json, id, money, parse_count, parse_day, parse_money,
+    parse_reservation_status, parse_ts, reservation_status, to_json, ts,
 };
-use crate::domain::{EventId, ProviderId, Reservation, ReservationStatus, TenantId, UsageEvent, UserId};
+use crate::domain::{
+    EventId, ProviderId, Reservation, ReservationStatus, TenantId, UsageEvent, UserId,
+};
 use crate::limits::Metric;
-use crate::store::{DailyUsage, Guard, RecordOutcome, ReleaseOutcome, ReserveOutcome, StoreError, StoreResult};
+use crate::store::{
+    DailyUsage, Guard, RecordOutcome, ReleaseOutcome, ReserveOutcome, StoreError, StoreResult,
+};
 use crate::usage::{PeriodUsage, ProviderUsage, Tally};
 
 /// The counter row of one (tenant, user, period, provider).
@@ -27,7 +31,7 @@ struct CounterKey<'a> {
     provider: &'a str,
 }
 
-/// What one write adds to a counter row (holds may be negative: a hold returned).
+/// What one write adds to a counter row.
 #[derive(Default)]
 struct Delta {
     recorded_calls: i64,
@@ -83,16 +87,45 @@ fn apply(conn: &Connection, key: &CounterKey<'_>, d: &Delta) -> StoreResult<()> 
     Ok(())
 }
 
-fn hold_delta(held: &Tally, sign: i64) -> StoreResult<Delta> {
+fn hold_delta(held: &Tally) -> StoreResult<Delta> {
     Ok(Delta {
-        held_calls: sign * count(held.calls)?,
-        held_tokens: sign * count(held.tokens)?,
-        held_cost: if sign < 0 { -held.cost_usd } else { held.cost_usd },
+        held_calls: count(held.calls)?,
+        held_tokens: count(held.tokens)?,
+        held_cost: held.cost_usd,
         ..Delta::default()
     })
 }
 
-pub(super) fn record_events(conn: &Connection, events: &[UsageEvent]) -> StoreResult<Vec<RecordOutcome>> {
+/// Returns a closed reservation's hold to its counter row (which the hold created).
+fn return_hold(conn: &Connection, key: &CounterKey<'_>, held: &Tally) -> StoreResult<()> {
+    let changed = conn
+        .prepare_cached(
+            "UPDATE counters SET held_calls = held_calls - ?5, held_tokens = held_tokens - ?6,
+                 held_cost = dec_sub(held_cost, ?7)
+             WHERE tenant = ?1 AND user = ?2 AND period_start = ?3 AND provider = ?4",
+        )?
+        .execute(params![
+            key.tenant,
+            key.user,
+            key.period_start,
+            key.provider,
+            count(held.calls)?,
+            count(held.tokens)?,
+            money(held.cost_usd),
+        ])?;
+    if changed == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::Corrupt(
+            "a held reservation has no counter row".to_owned(),
+        ))
+    }
+}
+
+pub(super) fn record_events(
+    conn: &Connection,
+    events: &[UsageEvent],
+) -> StoreResult<Vec<RecordOutcome>> {
     events.iter().map(|e| record_event(conn, e)).collect()
 }
 
@@ -117,7 +150,9 @@ fn record_event(conn: &Connection, e: &UsageEvent) -> StoreResult<RecordOutcome>
     if inserted == 0 {
         let stored: String = conn
             .prepare_cached("SELECT fingerprint FROM events WHERE tenant = ?1 AND event_id = ?2")?
-            .query_row(params![e.tenant.as_str(), e.event_id.as_str()], |r| r.get(0))?;
+            .query_row(params![e.tenant.as_str(), e.event_id.as_str()], |r| {
+                r.get(0)
+            })?;
         return Ok(if stored == e.fingerprint {
             RecordOutcome::Duplicate
         } else {
@@ -181,7 +216,15 @@ fn close_held(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> St
     let closed: Vec<Row> = conn
         .prepare_cached(sql)?
         .query_map(params, |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+            ))
         })?
         .collect::<Result<_, _>>()?;
     let n = closed.len();
@@ -197,7 +240,7 @@ fn close_held(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> St
             period_start,
             provider: &provider,
         };
-        apply(conn, &key, &hold_delta(&held, -1)?)?;
+        return_hold(conn, &key, &held)?;
     }
     Ok(n)
 }
@@ -222,7 +265,11 @@ fn guard_sql(metric: &Metric) -> &'static str {
     }
 }
 
-pub(super) fn reserve(conn: &Connection, r: &Reservation, guards: &[Guard]) -> StoreResult<ReserveOutcome> {
+pub(super) fn reserve(
+    conn: &Connection,
+    r: &Reservation,
+    guards: &[Guard],
+) -> StoreResult<ReserveOutcome> {
     let period_start = ts(&r.period_start);
     for g in guards {
         let provider = match &g.metric {
@@ -241,7 +288,9 @@ pub(super) fn reserve(conn: &Connection, r: &Reservation, guards: &[Guard]) -> S
             |row| row.get(0),
         )?;
         if cmp > 0 || (g.strict && cmp == 0) {
-            return Ok(ReserveOutcome::Denied { metric: g.metric.clone() });
+            return Ok(ReserveOutcome::Denied {
+                metric: g.metric.clone(),
+            });
         }
     }
     let inserted = conn
@@ -265,7 +314,10 @@ pub(super) fn reserve(conn: &Connection, r: &Reservation, guards: &[Guard]) -> S
             ts(&r.expires_at),
         ])?;
     if inserted == 0 {
-        return Err(StoreError::Corrupt(format!("reservation id {} is already used", r.id)));
+        return Err(StoreError::Corrupt(format!(
+            "reservation id {} is already used",
+            r.id
+        )));
     }
     let key = CounterKey {
         tenant: r.tenant.as_str(),
@@ -273,11 +325,15 @@ pub(super) fn reserve(conn: &Connection, r: &Reservation, guards: &[Guard]) -> S
         period_start,
         provider: r.provider.as_str(),
     };
-    apply(conn, &key, &hold_delta(&r.held, 1)?)?;
+    apply(conn, &key, &hold_delta(&r.held)?)?;
     Ok(ReserveOutcome::Reserved)
 }
 
-pub(super) fn release_reservation(conn: &Connection, tenant: &TenantId, id: &str) -> StoreResult<ReleaseOutcome> {
+pub(super) fn release_reservation(
+    conn: &Connection,
+    tenant: &TenantId,
+    id: &str,
+) -> StoreResult<ReleaseOutcome> {
     let closed = close_held(
         conn,
         "UPDATE reservations SET status = 'released', closed_at = ?3
@@ -298,7 +354,11 @@ pub(super) fn release_reservation(conn: &Connection, tenant: &TenantId, id: &str
     }
 }
 
-pub(super) fn expire_reservations(conn: &Connection, now: DateTime<Utc>, limit: usize) -> StoreResult<usize> {
+pub(super) fn expire_reservations(
+    conn: &Connection,
+    now: DateTime<Utc>,
+    limit: usize,
+) -> StoreResult<usize> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     close_held(
         conn,
@@ -310,8 +370,22 @@ pub(super) fn expire_reservations(conn: &Connection, now: DateTime<Utc>, limit: 
     )
 }
 
-pub(super) fn get_reservation(conn: &Connection, tenant: &TenantId, rid: &str) -> StoreResult<Option<Reservation>> {
-    type Row = (String, String, String, i64, i64, String, String, String, String);
+pub(super) fn get_reservation(
+    conn: &Connection,
+    tenant: &TenantId,
+    rid: &str,
+) -> StoreResult<Option<Reservation>> {
+    type Row = (
+        String,
+        String,
+        String,
+        i64,
+        i64,
+        String,
+        String,
+        String,
+        String,
+    );
     let row: Option<Row> = conn
         .prepare_cached(
             "SELECT user, provider, period_start, held_calls, held_tokens, held_cost, status, created_at, expires_at
@@ -321,7 +395,9 @@ pub(super) fn get_reservation(conn: &Connection, tenant: &TenantId, rid: &str) -
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?))
         })
         .optional()?;
-    let Some((user, provider, period_start, calls, tokens, cost, status, created_at, expires_at)) = row else {
+    let Some((user, provider, period_start, calls, tokens, cost, status, created_at, expires_at)) =
+        row
+    else {
         return Ok(None);
     };
     Ok(Some(Reservation {
@@ -341,7 +417,11 @@ pub(super) fn get_reservation(conn: &Connection, tenant: &TenantId, rid: &str) -
     }))
 }
 
-pub(super) fn get_event(conn: &Connection, tenant: &TenantId, event_id: &EventId) -> StoreResult<Option<UsageEvent>> {
+pub(super) fn get_event(
+    conn: &Connection,
+    tenant: &TenantId,
+    event_id: &EventId,
+) -> StoreResult<Option<UsageEvent>> {
     let json: Option<String> = conn
         .prepare_cached("SELECT event FROM events WHERE tenant = ?1 AND event_id = ?2")?
         .query_row(params![tenant.as_str(), event_id.as_str()], |r| r.get(0))
@@ -351,7 +431,12 @@ pub(super) fn get_event(conn: &Connection, tenant: &TenantId, event_id: &EventId
 
 /// One period's counters, per provider; providers whose counters are all zero (a hold
 /// taken and returned) are left out, so "nothing happened" reads as the empty usage.
-pub(super) fn period_usage(conn: &Connection, tenant: &TenantId, user: &UserId, start: &DateTime<Utc>) -> StoreResult<PeriodUsage> {
+pub(super) fn period_usage(
+    conn: &Connection,
+    tenant: &TenantId,
+    user: &UserId,
+    start: &DateTime<Utc>,
+) -> StoreResult<PeriodUsage> {
     type Row = (String, [i64; 2], String, [i64; 2], String, [i64; 5]);
     let rows: Vec<Row> = conn
         .prepare_cached(
@@ -371,7 +456,9 @@ pub(super) fn period_usage(conn: &Connection, tenant: &TenantId, user: &UserId, 
         })?
         .collect::<Result<_, _>>()?;
     let mut usage = PeriodUsage::default();
-    for (provider, [rc, rt], rcost, [hc, ht], hcost, [unpriced, estimated, errors, lsum, lcount]) in rows {
+    for (provider, [rc, rt], rcost, [hc, ht], hcost, [unpriced, estimated, errors, lsum, lcount]) in
+        rows
+    {
         let p = ProviderUsage {
             recorded: Tally {
                 calls: parse_count(rc)?,
@@ -390,30 +477,48 @@ pub(super) fn period_usage(conn: &Connection, tenant: &TenantId, user: &UserId, 
             latency_count: parse_count(lcount)?,
         };
         if p != ProviderUsage::default() {
-            usage.by_provider.insert(id(provider, ProviderId::parse)?, p);
+            usage
+                .by_provider
+                .insert(id(provider, ProviderId::parse)?, p);
         }
     }
     Ok(usage)
 }
 
 /// Once-only keys of the alerts stored for (tenant, user, period).
-pub(super) fn fired_alerts(conn: &Connection, tenant: &TenantId, user: &UserId, start: &DateTime<Utc>) -> StoreResult<BTreeSet<String>> {
+pub(super) fn fired_alerts(
+    conn: &Connection,
+    tenant: &TenantId,
+    user: &UserId,
+    start: &DateTime<Utc>,
+) -> StoreResult<BTreeSet<String>> {
     let keys = conn
-        .prepare_cached("SELECT key FROM alerts WHERE tenant = ?1 AND user = ?2 AND period_start = ?3")?
-        .query_map(params![tenant.as_str(), user.as_str(), ts(start)], |r| r.get(0))?
+        .prepare_cached(
+            "SELECT key FROM alerts WHERE tenant = ?1 AND user = ?2 AND period_start = ?3",
+        )?
+        .query_map(params![tenant.as_str(), user.as_str(), ts(start)], |r| {
+            r.get(0)
+        })?
         .collect::<Result<_, _>>()?;
     Ok(keys)
 }
 
-pub(super) fn daily_usage(conn: &Connection, tenant: &TenantId, user: &UserId, from: NaiveDate, to: NaiveDate) -> StoreResult<Vec<DailyUsage>> {
+pub(super) fn daily_usage(
+    conn: &Connection,
+    tenant: &TenantId,
+    user: &UserId,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> StoreResult<Vec<DailyUsage>> {
     let rows: Vec<(String, String, i64, i64, String)> = conn
         .prepare_cached(
             "SELECT day, provider, calls, tokens, cost FROM daily
              WHERE tenant = ?1 AND user = ?2 AND day BETWEEN ?3 AND ?4 ORDER BY day, provider",
         )?
-        .query_map(params![tenant.as_str(), user.as_str(), day(from), day(to)], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-        })?
+        .query_map(
+            params![tenant.as_str(), user.as_str(), day(from), day(to)],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )?
         .collect::<Result<_, _>>()?;
     let mut days: BTreeMap<NaiveDate, DailyUsage> = BTreeMap::new();
     for (d, provider, calls, tokens, cost) in rows {
@@ -424,7 +529,10 @@ pub(super) fn daily_usage(conn: &Connection, tenant: &TenantId, user: &UserId, f
             cost_usd: parse_money(&cost)?,
         };
         days.entry(d)
-            .or_insert_with(|| DailyUsage { day: d, by_provider: BTreeMap::new() })
+            .or_insert_with(|| DailyUsage {
+                day: d,
+                by_provider: BTreeMap::new(),
+            })
             .by_provider
             .insert(id(provider, ProviderId::parse)?, tally);
     }
