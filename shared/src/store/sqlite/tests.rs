@@ -178,6 +178,34 @@ fn decimal_functions_are_exact() {
     }
 }
 
+fn arb_decimal() -> impl proptest::strategy::Strategy<Value = Decimal> {
+    use proptest::prelude::*;
+    (any::<i64>(), 0u32..=28).prop_map(|(m, scale)| Decimal::new(m, scale))
+}
+
+proptest::proptest! {
+    #[test]
+    fn sql_decimal_arithmetic_agrees_with_rust_decimal(a in arb_decimal(), b in arb_decimal()) {
+        let conn = Connection::open_in_memory().unwrap();
+        decimal::register(&conn).unwrap();
+        let (sum, diff, cmp): (String, String, i64) = conn
+            .query_row("SELECT dec_add(?1, ?2), dec_sub(?1, ?2), dec_cmp(?1, ?2)", [a.to_string(), b.to_string()], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .unwrap();
+        proptest::prop_assert_eq!(Decimal::from_str_exact(&sum).unwrap(), a + b);
+        proptest::prop_assert_eq!(Decimal::from_str_exact(&diff).unwrap(), a - b);
+        proptest::prop_assert_eq!(cmp, a.cmp(&b) as i64);
+    }
+}
+
+#[test]
+fn the_store_is_usable_as_a_shared_port_object() {
+    let (_dir, store) = tmp();
+    let port: Arc<dyn crate::store::Store> = Arc::new(store);
+    drop(port);
+}
+
 #[test]
 fn decimal_overflow_is_an_overflow_error_not_a_wrap() {
     let max = Decimal::MAX.to_string();
@@ -396,11 +424,10 @@ async fn a_thousand_events_delivered_five_times_concurrently_count_once_each() {
         .collect();
     let expected_cost: Decimal = events.iter().filter_map(|e| e.cost_usd).sum();
     let mut tasks = Vec::new();
-    for round in 0..5 {
+    for _delivery in 0..5 {
         for e in &events {
             let (store, e) = (Arc::clone(&store), e.clone());
             tasks.push(tokio::spawn(async move {
-                let _ = round;
                 store.record_events(&[e]).await.unwrap()[0]
             }));
         }
