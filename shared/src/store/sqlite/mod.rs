@@ -5,13 +5,13 @@
 //!   as boxed jobs over a channel, each answered through a tokio oneshot. Serialising the
 //!   writes in one thread is what makes "check the guard, then hold" and "insert the event
 //!   if new, then count it" atomic: nothing else writes in between. The thread commits in
-//!   groups: it takes every job already queued (up to [`MAX_BATCH`]), runs them in one
+//!   groups: it takes every job already queued (up to `MAX_BATCH`), runs them in one
 //!   `BEGIN IMMEDIATE` transaction, each inside its own savepoint (a job that fails is
 //!   rolled back alone, so every write stays all-or-nothing), commits once, and only then
 //!   answers. A failed commit answers every job of the group with `Unavailable`, so
 //!   nothing is acknowledged that is not durable.
 //! - **reads** run on tokio's blocking pool with a small pool of read connections (WAL
-//!   lets them read while the writer writes), at most [`MAX_READERS`] at once, each read in
+//!   lets them read while the writer writes), at most `MAX_READERS` at once, each read in
 //!   one read transaction (a consistent snapshot).
 //!
 //! Money is TEXT changed only in SQL through exact decimal functions (see `decimal`).
