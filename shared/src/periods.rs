@@ -85,7 +85,11 @@ impl Period {
 pub fn elapsed_fraction(period: &Period, at: DateTime<Utc>) -> Decimal {
     let total = period.seconds();
     if total <= 0 {
-        return if at >= period.end { Decimal::ONE } else { Decimal::ZERO };
+        return if at >= period.end {
+            Decimal::ONE
+        } else {
+            Decimal::ZERO
+        };
     }
     let elapsed = at.signed_duration_since(period.start).num_seconds();
     ratio(elapsed, total)
@@ -168,12 +172,20 @@ fn last_day(year: i32, month: u32) -> Result<u32, PeriodError> {
 
 impl Schedule {
     pub fn new(anchor: Anchor, origin: DateTime<Utc>, cycle: BillingCycle) -> Self {
-        Self { anchor, origin, cycle }
+        Self {
+            anchor,
+            origin,
+            cycle,
+        }
     }
 
     /// The schedule of a user without a subscription: calendar months, monthly.
     pub fn calendar() -> Self {
-        Self::new(Anchor::Calendar, DateTime::<Utc>::UNIX_EPOCH, BillingCycle::Monthly)
+        Self::new(
+            Anchor::Calendar,
+            DateTime::<Utc>::UNIX_EPOCH,
+            BillingCycle::Monthly,
+        )
     }
 
     /// The date on which the period of month `index` starts.
@@ -341,11 +353,24 @@ mod tests {
     fn calendar_periods_are_calendar_months_whatever_the_origin() {
         let s = monthly(Anchor::Calendar, utc(2025, 3, 16, 13, 5, 0));
         let p = s.period_containing(utc(2025, 3, 31, 23, 59, 59)).unwrap();
-        assert_eq!(p, Period { start: day(2025, 3, 1), end: day(2025, 4, 1) });
+        assert_eq!(
+            p,
+            Period {
+                start: day(2025, 3, 1),
+                end: day(2025, 4, 1)
+            }
+        );
         assert_eq!(p.name(), "2025-03-01");
         let p = s.period_containing(day(2025, 4, 1)).unwrap();
-        assert_eq!(p.start, day(2025, 4, 1), "the end instant belongs to the next period");
-        assert_eq!(s.period_containing(day(2024, 12, 31)).unwrap().end, day(2025, 1, 1));
+        assert_eq!(
+            p.start,
+            day(2025, 4, 1),
+            "the end instant belongs to the next period"
+        );
+        assert_eq!(
+            s.period_containing(day(2024, 12, 31)).unwrap().end,
+            day(2025, 1, 1)
+        );
     }
 
     #[test]
@@ -385,7 +410,13 @@ mod tests {
     fn anniversary_boundaries_are_exact_to_the_second() {
         let s = monthly(Anchor::Anniversary, utc(2025, 1, 15, 9, 0, 0));
         let before = s.period_containing(utc(2025, 3, 15, 8, 59, 59)).unwrap();
-        assert_eq!(before, Period { start: utc(2025, 2, 15, 9, 0, 0), end: utc(2025, 3, 15, 9, 0, 0) });
+        assert_eq!(
+            before,
+            Period {
+                start: utc(2025, 2, 15, 9, 0, 0),
+                end: utc(2025, 3, 15, 9, 0, 0)
+            }
+        );
         let at = s.period_containing(utc(2025, 3, 15, 9, 0, 0)).unwrap();
         assert_eq!(at.start, utc(2025, 3, 15, 9, 0, 0));
         assert_eq!(at.name(), "2025-03-15");
@@ -398,7 +429,13 @@ mod tests {
     fn anniversary_on_feb_29_keeps_day_29_in_later_months() {
         let s = monthly(Anchor::Anniversary, day(2024, 2, 29));
         let p = s.period_containing(day(2025, 2, 28)).unwrap();
-        assert_eq!(p, Period { start: day(2025, 2, 28), end: day(2025, 3, 29) });
+        assert_eq!(
+            p,
+            Period {
+                start: day(2025, 2, 28),
+                end: day(2025, 3, 29)
+            }
+        );
     }
 
     #[test]
@@ -408,7 +445,14 @@ mod tests {
         let names: Vec<String> = periods.iter().map(Period::name).collect();
         assert_eq!(
             names,
-            ["2024-10-01", "2024-11-01", "2024-12-01", "2025-01-01", "2025-02-01", "2025-03-01"]
+            [
+                "2024-10-01",
+                "2024-11-01",
+                "2024-12-01",
+                "2025-01-01",
+                "2025-02-01",
+                "2025-03-01"
+            ]
         );
         for pair in periods.windows(2) {
             assert_eq!(pair[0].end, pair[1].start);
@@ -426,7 +470,10 @@ mod tests {
             .iter()
             .map(Period::name)
             .collect();
-        assert_eq!(names, ["2024-12-31", "2025-01-31", "2025-02-28", "2025-03-31"]);
+        assert_eq!(
+            names,
+            ["2024-12-31", "2025-01-31", "2025-02-28", "2025-03-31"]
+        );
     }
 
     #[test]
@@ -439,7 +486,11 @@ mod tests {
 
     #[test]
     fn yearly_cycle_starting_mid_year_starts_every_twelfth_period() {
-        let s = Schedule::new(Anchor::Anniversary, utc(2024, 7, 31, 8, 0, 0), BillingCycle::Yearly);
+        let s = Schedule::new(
+            Anchor::Anniversary,
+            utc(2024, 7, 31, 8, 0, 0),
+            BillingCycle::Yearly,
+        );
         let mut p = s.period_containing(s.origin).unwrap();
         let mut starting = Vec::new();
         for _ in 0..25 {
@@ -450,25 +501,52 @@ mod tests {
         }
         assert_eq!(starting, ["2024-07-31", "2025-07-31", "2026-07-31"]);
         let cycle = s.cycle_containing(utc(2025, 2, 28, 9, 0, 0)).unwrap();
-        assert_eq!(cycle, Period { start: utc(2024, 7, 31, 8, 0, 0), end: utc(2025, 7, 31, 8, 0, 0) });
+        assert_eq!(
+            cycle,
+            Period {
+                start: utc(2024, 7, 31, 8, 0, 0),
+                end: utc(2025, 7, 31, 8, 0, 0)
+            }
+        );
     }
 
     #[test]
     fn yearly_calendar_cycle_runs_from_the_origin_month() {
-        let s = Schedule::new(Anchor::Calendar, utc(2024, 6, 16, 0, 0, 0), BillingCycle::Yearly);
-        assert!(s.starts_cycle(&s.period_containing(day(2024, 6, 20)).unwrap()).unwrap());
-        assert!(!s.starts_cycle(&s.period_containing(day(2024, 7, 1)).unwrap()).unwrap());
-        assert!(s.starts_cycle(&s.period_containing(day(2025, 6, 1)).unwrap()).unwrap());
+        let s = Schedule::new(
+            Anchor::Calendar,
+            utc(2024, 6, 16, 0, 0, 0),
+            BillingCycle::Yearly,
+        );
+        assert!(s
+            .starts_cycle(&s.period_containing(day(2024, 6, 20)).unwrap())
+            .unwrap());
+        assert!(!s
+            .starts_cycle(&s.period_containing(day(2024, 7, 1)).unwrap())
+            .unwrap());
+        assert!(s
+            .starts_cycle(&s.period_containing(day(2025, 6, 1)).unwrap())
+            .unwrap());
         let cycle = s.cycle_containing(day(2025, 1, 1)).unwrap();
-        assert_eq!(cycle, Period { start: day(2024, 6, 1), end: day(2025, 6, 1) });
+        assert_eq!(
+            cycle,
+            Period {
+                start: day(2024, 6, 1),
+                end: day(2025, 6, 1)
+            }
+        );
         // 2024-06-16 .. 2025-06-01 = 350 of 365 days.
-        assert_eq!(s.first_period_fraction().unwrap(), Decimal::from(350) / Decimal::from(365));
+        assert_eq!(
+            s.first_period_fraction().unwrap(),
+            Decimal::from(350) / Decimal::from(365)
+        );
     }
 
     #[test]
     fn monthly_cycles_start_every_period() {
         let s = monthly(Anchor::Calendar, day(2025, 1, 1));
-        assert!(s.starts_cycle(&s.period_containing(day(2031, 9, 9)).unwrap()).unwrap());
+        assert!(s
+            .starts_cycle(&s.period_containing(day(2031, 9, 9)).unwrap())
+            .unwrap());
         assert_eq!(
             s.cycle_containing(day(2025, 2, 3)).unwrap(),
             s.period_containing(day(2025, 2, 3)).unwrap()
@@ -482,11 +560,18 @@ mod tests {
             (day(2025, 3, 1), dec!(1)),
             (day(2025, 3, 16), Decimal::from(16) / Decimal::from(31)),
             (day(2024, 2, 15), Decimal::from(15) / Decimal::from(29)),
-            (utc(2025, 4, 30, 12, 0, 0), Decimal::from(43_200) / Decimal::from(30 * 86_400)),
+            (
+                utc(2025, 4, 30, 12, 0, 0),
+                Decimal::from(43_200) / Decimal::from(30 * 86_400),
+            ),
         ];
         for (origin, expected) in cases {
             let s = monthly(Anchor::Calendar, origin);
-            assert_eq!(s.first_period_fraction().unwrap(), expected, "origin {origin}");
+            assert_eq!(
+                s.first_period_fraction().unwrap(),
+                expected,
+                "origin {origin}"
+            );
         }
         let anniversary = monthly(Anchor::Anniversary, day(2025, 3, 16));
         assert_eq!(anniversary.first_period_fraction().unwrap(), Decimal::ONE);
@@ -494,13 +579,19 @@ mod tests {
 
     #[test]
     fn elapsed_fraction_is_clamped_and_exact() {
-        let p = Period { start: day(2025, 4, 1), end: day(2025, 5, 1) };
+        let p = Period {
+            start: day(2025, 4, 1),
+            end: day(2025, 5, 1),
+        };
         assert_eq!(elapsed_fraction(&p, day(2025, 3, 1)), Decimal::ZERO);
         assert_eq!(elapsed_fraction(&p, day(2025, 4, 1)), Decimal::ZERO);
         assert_eq!(elapsed_fraction(&p, day(2025, 4, 16)), dec!(0.5));
         assert_eq!(elapsed_fraction(&p, day(2025, 5, 1)), Decimal::ONE);
         assert_eq!(elapsed_fraction(&p, day(2026, 1, 1)), Decimal::ONE);
-        let empty = Period { start: day(2025, 4, 1), end: day(2025, 4, 1) };
+        let empty = Period {
+            start: day(2025, 4, 1),
+            end: day(2025, 4, 1),
+        };
         assert_eq!(elapsed_fraction(&empty, day(2025, 4, 1)), Decimal::ONE);
     }
 
@@ -516,8 +607,20 @@ mod tests {
             assert_eq!(parse_period_param(param).ok(), expected, "{param}");
         }
         let bad = [
-            "", "2025", "2025-3", "2025-13", "2025-00", "2025-02-30", "2023-02-29", "2025/03", "2025-03-1",
-            "+2025-03", "2025-03-01T00:00", "२०२५-03", "2025-03-0a", "-025-03",
+            "",
+            "2025",
+            "2025-3",
+            "2025-13",
+            "2025-00",
+            "2025-02-30",
+            "2023-02-29",
+            "2025/03",
+            "2025-03-1",
+            "+2025-03",
+            "2025-03-01T00:00",
+            "२०२५-03",
+            "2025-03-0a",
+            "-025-03",
         ];
         for param in bad {
             assert!(
@@ -537,14 +640,23 @@ mod tests {
         assert_eq!(start("2025-03-01"), "2025-02-15");
         let c = Schedule::calendar();
         assert_eq!(c.period_for_param("2025-03").unwrap().name(), "2025-03-01");
-        assert_eq!(c.period_for_param("2025-03-20").unwrap().name(), "2025-03-01");
+        assert_eq!(
+            c.period_for_param("2025-03-20").unwrap().name(),
+            "2025-03-01"
+        );
     }
 
     #[test]
     fn extreme_instants_are_errors_not_panics() {
         let s = monthly(Anchor::Anniversary, day(2025, 1, 31));
-        assert_eq!(s.period_containing(DateTime::<Utc>::MAX_UTC), Err(PeriodError::OutOfRange));
-        assert_eq!(s.period_containing(DateTime::<Utc>::MIN_UTC), Err(PeriodError::OutOfRange));
+        assert_eq!(
+            s.period_containing(DateTime::<Utc>::MAX_UTC),
+            Err(PeriodError::OutOfRange)
+        );
+        assert_eq!(
+            s.period_containing(DateTime::<Utc>::MIN_UTC),
+            Err(PeriodError::OutOfRange)
+        );
         let p = s.period_containing(utc(9999, 12, 31, 23, 59, 59)).unwrap();
         assert_eq!(p.start, day(9999, 12, 31));
         assert!(s.next(&p).is_ok(), "year 10000 is still in chrono's range");
