@@ -58,8 +58,8 @@ fn main() -> anyhow::Result<()> {
                     let (catalog, summary) = pricing::load_catalog(&path, format, effective_from)?;
                     if let Some(s) = summary {
                         eprintln!(
-                            "imported {} of {} entries; skipped {:?}",
-                            s.imported, s.entries, s.skipped
+                            "imported {} of {} entries ({} alias entries); skipped {:?}",
+                            s.imported, s.entries, s.aliases, s.skipped
                         );
                     }
                     catalog

@@ -34,6 +34,8 @@ use crate::domain::{ModelId, ProviderId};
 pub struct ImportSummary {
     pub entries: usize,
     pub imported: usize,
+    /// `alias_of` entries added as aliases of the entry they name.
+    pub aliases: usize,
     pub skipped: BTreeMap<&'static str, usize>,
 }
 
@@ -314,6 +316,7 @@ pub fn import(
         serde_json::from_str(json_text).map_err(|e| ImportError::Json(e.to_string()))?;
     let mut summary = ImportSummary::default();
     let mut versions = Vec::new();
+    let mut alias_entries: Vec<(&String, String)> = Vec::new();
     for (key, raw) in &map {
         summary.entries += 1;
         if key == "sample_spec" {
@@ -324,6 +327,12 @@ pub fn import(
             *summary.skipped.entry("not_an_object").or_default() += 1;
             continue;
         };
+        if !entry.contains_key("litellm_provider") {
+            if let Some(target) = string(&entry, "alias_of") {
+                alias_entries.push((key, target));
+                continue;
+            }
+        }
         match convert(key, &entry, effective_from) {
             Ok(v) => {
                 summary.imported += 1;
@@ -331,6 +340,26 @@ pub fn import(
             }
             Err(Skip::Reason(r)) => *summary.skipped.entry(r).or_default() += 1,
         }
+    }
+    // `{"alias_of": "<key>"}` entries: another name for an imported entry.
+    let index: BTreeMap<&str, usize> = versions
+        .iter()
+        .enumerate()
+        .filter_map(|(i, v)| v.model.as_ref().map(|m| (m.as_str(), i)))
+        .collect();
+    let mut resolved = Vec::new();
+    for (key, target) in alias_entries {
+        match (index.get(target.as_str()), ModelId::parse(key.as_str())) {
+            (Some(&i), Ok(alias)) => resolved.push((i, alias)),
+            (None, _) => *summary.skipped.entry("alias_of_unimported_entry").or_default() += 1,
+            (_, Err(_)) => *summary.skipped.entry("invalid_model_id").or_default() += 1,
+        }
+    }
+    for (i, alias) in resolved {
+        if !versions[i].aliases.contains(&alias) {
+            versions[i].aliases.push(alias);
+        }
+        summary.aliases += 1;
     }
     Ok((versions, summary))
 }
