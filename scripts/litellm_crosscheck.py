@@ -137,6 +137,7 @@ def main():
             continue
         if not quote.get("priced"):
             not_imported += 1
+            print(f"not priced by meter: {case['model']} ({quote.get('reason') or quote.get('error')}); litellm {theirs!r}")
             continue
         compared += 1
         ours = Decimal(quote["cost_usd"])

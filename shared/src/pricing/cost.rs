@@ -140,6 +140,11 @@ impl Prices {
         self.all_rates().next().is_none()
     }
 
+    /// Whether every stated price is zero.
+    pub fn is_all_zero(&self) -> bool {
+        self.all_rates().all(|d| d.is_zero())
+    }
+
     /// Whether any price is negative.
     pub fn has_negative(&self) -> bool {
         self.all_rates().any(|d| d.is_sign_negative() && !d.is_zero())

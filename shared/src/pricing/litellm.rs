@@ -278,16 +278,21 @@ fn convert(key: &str, entry: &Entry, effective_from: DateTime<Utc>) -> Result<Pr
             .and_then(|i| i.checked_mul(FIREWORKS_DEFAULT_CACHE_READ_RATIO))
             .map(|d| d.normalize());
     }
+    // Prices in units meter does not count: an entry priced only in them (or whose
+    // meter-unit prices are all zero beside them) would be quoted at a made-up $0.
+    let unsupported = if has_any(entry, &["input_cost_per_second", "output_cost_per_second", "cost_per_second"]) {
+        Some("per_second_pricing_only")
+    } else if has_any(entry, &["input_cost_per_character", "output_cost_per_character"]) {
+        Some("per_character_pricing_only")
+    } else if has_any(entry, &["input_cost_per_pixel", "output_cost_per_pixel"]) {
+        Some("per_pixel_pricing_only")
+    } else {
+        None
+    };
     if prices.is_empty() {
-        let reason = if has_any(entry, &["input_cost_per_second", "output_cost_per_second", "cost_per_second"]) {
-            "per_second_pricing_only"
-        } else if has_any(entry, &["input_cost_per_character", "output_cost_per_character"]) {
-            "per_character_pricing_only"
-        } else if has_any(entry, &["input_cost_per_pixel", "output_cost_per_pixel"]) {
-            "per_pixel_pricing_only"
-        } else {
-            "no_supported_prices"
-        };
+        return skip(unsupported.unwrap_or("no_supported_prices"));
+    }
+    if let Some(reason) = unsupported.filter(|_| prices.is_all_zero()) {
         return skip(reason);
     }
     let alias = key

@@ -73,3 +73,6 @@ impl PriceOutcome {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
