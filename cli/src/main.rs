@@ -11,7 +11,11 @@ use clap::{Parser, Subcommand};
 use meter_core::pricing::Catalog;
 
 #[derive(Parser)]
-#[command(name = "meter", version, about = "Usage metering and usage-based subscriptions")]
+#[command(
+    name = "meter",
+    version,
+    about = "Usage metering and usage-based subscriptions"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
