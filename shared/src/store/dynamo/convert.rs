@@ -27,7 +27,9 @@ pub fn json_to_av(v: &serde_json::Value) -> AttributeValue {
         Value::Number(n) => AttributeValue::N(n.to_string()),
         Value::String(s) => AttributeValue::S(s.clone()),
         Value::Array(a) => AttributeValue::L(a.iter().map(json_to_av).collect()),
-        Value::Object(o) => AttributeValue::M(o.iter().map(|(k, v)| (k.clone(), json_to_av(v))).collect()),
+        Value::Object(o) => {
+            AttributeValue::M(o.iter().map(|(k, v)| (k.clone(), json_to_av(v))).collect())
+        }
     }
 }
 
@@ -63,7 +65,9 @@ pub fn av_to_json(av: &AttributeValue) -> StoreResult<serde_json::Value> {
 /// A record's fields as item attributes (to which the caller adds keys).
 pub fn to_item<T: Serialize>(record: &T) -> StoreResult<Item> {
     match serde_json::to_value(record).map_err(corrupt)? {
-        serde_json::Value::Object(o) => Ok(o.iter().map(|(k, v)| (k.clone(), json_to_av(v))).collect()),
+        serde_json::Value::Object(o) => {
+            Ok(o.iter().map(|(k, v)| (k.clone(), json_to_av(v))).collect())
+        }
         _ => Err(corrupt("record is not an object")),
     }
 }
@@ -89,7 +93,9 @@ pub fn n(v: impl std::fmt::Display) -> AttributeValue {
 }
 
 pub fn get_s<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
-    item.get(name).and_then(|v| v.as_s().ok()).map(String::as_str)
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
 }
 
 /// Parses DynamoDB number text exactly.
@@ -218,7 +224,11 @@ impl Update {
 
     pub fn condition_expression(&self) -> Option<String> {
         (!self.conditions.is_empty()).then(|| {
-            self.conditions.iter().map(|c| format!("({c})")).collect::<Vec<_>>().join(" AND ")
+            self.conditions
+                .iter()
+                .map(|c| format!("({c})"))
+                .collect::<Vec<_>>()
+                .join(" AND ")
         })
     }
 }
@@ -240,7 +250,10 @@ mod tests {
         assert_eq!(parse_decimal("0.0000001").unwrap(), dec!(0.0000001));
         assert_eq!(parse_decimal("-12.50").unwrap(), dec!(-12.5));
         assert_eq!(parse_decimal("1E+2").unwrap(), dec!(100));
-        assert!(matches!(parse_decimal("1e40"), Err(StoreError::Overflow(_))));
+        assert!(matches!(
+            parse_decimal("1e40"),
+            Err(StoreError::Overflow(_))
+        ));
     }
 
     #[test]
@@ -254,9 +267,15 @@ mod tests {
     #[test]
     fn update_builder_reuses_names_and_joins_clauses() {
         let mut u = Update::new();
-        u.add("c|x", n(1)).add("c|y", n(2)).set("s", s("v")).remove("r|1");
+        u.add("c|x", n(1))
+            .add("c|y", n(2))
+            .set("s", s("v"))
+            .remove("r|1");
         u.condition(|e| format!("attribute_exists({})", e.name("r|1")));
-        assert_eq!(u.update_expression(), "SET #n2 = :v2 ADD #n0 :v0, #n1 :v1 REMOVE #n3");
+        assert_eq!(
+            u.update_expression(),
+            "SET #n2 = :v2 ADD #n0 :v0, #n1 :v1 REMOVE #n3"
+        );
         assert_eq!(u.condition_expression().unwrap(), "(attribute_exists(#n3))");
         assert_eq!(u.expr.names().unwrap().len(), 4);
     }

@@ -28,19 +28,43 @@ impl Increments {
         Ok(())
     }
 
-    fn add_used(&mut self, period: DateTime<Utc>, provider: &ProviderId, t: &Tally, sign: Decimal) -> StoreResult<()> {
+    fn add_used(
+        &mut self,
+        period: DateTime<Utc>,
+        provider: &ProviderId,
+        t: &Tally,
+        sign: Decimal,
+    ) -> StoreResult<()> {
         for p in [Some(provider), None] {
-            self.add(keys::counter(period, Field::CallsUsed, p), Decimal::from(t.calls) * sign)?;
-            self.add(keys::counter(period, Field::TokensUsed, p), Decimal::from(t.tokens) * sign)?;
+            self.add(
+                keys::counter(period, Field::CallsUsed, p),
+                Decimal::from(t.calls) * sign,
+            )?;
+            self.add(
+                keys::counter(period, Field::TokensUsed, p),
+                Decimal::from(t.tokens) * sign,
+            )?;
             self.add(keys::counter(period, Field::CostUsed, p), t.cost_usd * sign)?;
         }
         Ok(())
     }
 
-    fn add_held(&mut self, period: DateTime<Utc>, provider: &ProviderId, t: &Tally, sign: Decimal) -> StoreResult<()> {
+    fn add_held(
+        &mut self,
+        period: DateTime<Utc>,
+        provider: &ProviderId,
+        t: &Tally,
+        sign: Decimal,
+    ) -> StoreResult<()> {
         let p = Some(provider);
-        self.add(keys::counter(period, Field::CallsHeld, p), Decimal::from(t.calls) * sign)?;
-        self.add(keys::counter(period, Field::TokensHeld, p), Decimal::from(t.tokens) * sign)?;
+        self.add(
+            keys::counter(period, Field::CallsHeld, p),
+            Decimal::from(t.calls) * sign,
+        )?;
+        self.add(
+            keys::counter(period, Field::TokensHeld, p),
+            Decimal::from(t.tokens) * sign,
+        )?;
         self.add(keys::counter(period, Field::CostHeld, p), t.cost_usd * sign)?;
         Ok(())
     }
@@ -59,20 +83,33 @@ impl Increments {
         one(Field::Estimated, e.estimated)?;
         one(Field::Errors, e.status_code.is_some_and(|c| c >= 400))?;
         if let Some(ms) = e.latency_ms {
-            self.add(keys::counter(period, Field::LatencySum, p), Decimal::from(ms))?;
+            self.add(
+                keys::counter(period, Field::LatencySum, p),
+                Decimal::from(ms),
+            )?;
             self.add(keys::counter(period, Field::LatencyCount, p), Decimal::ONE)?;
         }
         Ok(())
     }
 
     /// Holding `held`: counts as used and as held.
-    pub fn hold(&mut self, period: DateTime<Utc>, provider: &ProviderId, held: &Tally) -> StoreResult<()> {
+    pub fn hold(
+        &mut self,
+        period: DateTime<Utc>,
+        provider: &ProviderId,
+        held: &Tally,
+    ) -> StoreResult<()> {
         self.add_used(period, provider, held, Decimal::ONE)?;
         self.add_held(period, provider, held, Decimal::ONE)
     }
 
     /// Returning `held` (settle, release, expire).
-    pub fn unhold(&mut self, period: DateTime<Utc>, provider: &ProviderId, held: &Tally) -> StoreResult<()> {
+    pub fn unhold(
+        &mut self,
+        period: DateTime<Utc>,
+        provider: &ProviderId,
+        held: &Tally,
+    ) -> StoreResult<()> {
         self.add_used(period, provider, held, -Decimal::ONE)?;
         self.add_held(period, provider, held, -Decimal::ONE)
     }
@@ -105,8 +142,12 @@ pub fn period_usage(item: &Item, start: DateTime<Utc>) -> StoreResult<PeriodUsag
         if period != wanted {
             continue;
         }
-        let provider = ProviderId::parse(provider).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        raw.entry(provider).or_default().fields.insert(field, decimal_of(value)?);
+        let provider =
+            ProviderId::parse(provider).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        raw.entry(provider)
+            .or_default()
+            .fields
+            .insert(field, decimal_of(value)?);
     }
     let mut usage = PeriodUsage::default();
     for (provider, r) in raw {
@@ -117,7 +158,10 @@ pub fn period_usage(item: &Item, start: DateTime<Utc>) -> StoreResult<PeriodUsag
         };
         let recorded = Tally {
             calls: count_of(r.get(Field::CallsUsed) - r.get(Field::CallsHeld), "calls")?,
-            tokens: count_of(r.get(Field::TokensUsed) - r.get(Field::TokensHeld), "tokens")?,
+            tokens: count_of(
+                r.get(Field::TokensUsed) - r.get(Field::TokensHeld),
+                "tokens",
+            )?,
             cost_usd: r.get(Field::CostUsed) - r.get(Field::CostHeld),
         };
         let pu = ProviderUsage {
@@ -153,7 +197,11 @@ mod tests {
 
     #[test]
     fn holds_count_as_used_and_settling_returns_them() {
-        let held = Tally { calls: 1, tokens: 1000, cost_usd: dec!(0.25) };
+        let held = Tally {
+            calls: 1,
+            tokens: 1000,
+            cost_usd: dec!(0.25),
+        };
         let mut inc = Increments::default();
         inc.hold(march(), &gemini(), &held).unwrap();
         assert_eq!(inc.0["c|2025-03-01T00:00:00Z|calls_used|gemini"], dec!(1));
@@ -181,10 +229,27 @@ mod tests {
         }
         let u = period_usage(&item, march()).unwrap();
         let g = &u.by_provider[&gemini()];
-        assert_eq!(g.recorded, Tally { calls: 10, tokens: 1000, cost_usd: dec!(0.35) });
-        assert_eq!(g.held, Tally { calls: 1, tokens: 100, cost_usd: dec!(0.001) });
+        assert_eq!(
+            g.recorded,
+            Tally {
+                calls: 10,
+                tokens: 1000,
+                cost_usd: dec!(0.35)
+            }
+        );
+        assert_eq!(
+            g.held,
+            Tally {
+                calls: 1,
+                tokens: 100,
+                cost_usd: dec!(0.001)
+            }
+        );
         assert_eq!(g.unpriced_calls, 2);
         assert_eq!(u.by_provider.len(), 1);
-        assert_eq!(period_usage(&Item::new(), march()).unwrap(), PeriodUsage::default());
+        assert_eq!(
+            period_usage(&Item::new(), march()).unwrap(),
+            PeriodUsage::default()
+        );
     }
 }

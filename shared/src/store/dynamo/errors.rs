@@ -1,6 +1,6 @@
 //! SDK errors as store errors: every failure to get an answer is `Unavailable`.
 
-use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 
 use crate::store::StoreError;
 
@@ -10,8 +10,12 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug + Send + Sync + 'static,
 {
-    let code = e.code().unwrap_or("no code").to_owned();
-    StoreError::Unavailable(format!("DynamoDB {operation} failed ({code}): {}", DisplayErrorContext(&e)))
+    let detail = match (e.code(), e.message()) {
+        (Some(code), Some(message)) => format!("{code}: {message}"),
+        (Some(code), None) => code.to_owned(),
+        _ => e.to_string(), // timeout, dispatch or response errors: no service error code
+    };
+    StoreError::Unavailable(format!("DynamoDB {operation} failed: {detail}"))
 }
 
 /// A request that could not be built (a bug: required fields are always set).

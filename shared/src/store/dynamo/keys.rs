@@ -198,7 +198,11 @@ pub fn parse_counter(name: &str) -> Option<(&str, Field, Option<&str>)> {
     if parts.next().is_some() {
         return None;
     }
-    Some((period, field, (provider != ALL_PROVIDERS).then_some(provider)))
+    Some((
+        period,
+        field,
+        (provider != ALL_PROVIDERS).then_some(provider),
+    ))
 }
 
 /// String set of the once-only alert keys fired in a period.

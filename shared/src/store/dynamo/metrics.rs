@@ -20,7 +20,10 @@ pub struct RequestCounter {
 
 impl RequestCounter {
     fn with<T>(&self, f: impl FnOnce(&mut BTreeMap<String, u64>) -> T) -> T {
-        let mut guard = self.counts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut guard = self
+            .counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         f(&mut guard)
     }
 
@@ -66,7 +69,9 @@ impl Intercept for RequestCounter {
 }
 
 /// A DynamoDB client built from `sdk_config` that counts its requests.
-pub fn counting_client(sdk_config: &aws_config::SdkConfig) -> (aws_sdk_dynamodb::Client, RequestCounter) {
+pub fn counting_client(
+    sdk_config: &aws_config::SdkConfig,
+) -> (aws_sdk_dynamodb::Client, RequestCounter) {
     let counter = RequestCounter::default();
     let config = aws_sdk_dynamodb::config::Builder::from(sdk_config)
         .interceptor(counter.clone())

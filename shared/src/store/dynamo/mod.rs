@@ -14,8 +14,8 @@ use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, CancellationReason, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
-    Update as TxUpdate,
+    AttributeValue, CancellationReason, Put, ReturnValuesOnConditionCheckFailure,
+    TransactWriteItem, Update as TxUpdate,
 };
 use aws_sdk_dynamodb::Client;
 use base64::Engine as _;
@@ -42,7 +42,10 @@ mod metrics;
 mod records;
 mod schema;
 
-use convert::{av_to_json, count_of, decimal_attr, decimal_of, from_item, get_s, json_to_av, n, s, to_item, Item, Update};
+use convert::{
+    av_to_json, count_of, decimal_attr, decimal_of, from_item, get_s, json_to_av, n, s, to_item,
+    Item, Update,
+};
 use counters::{period_usage, Increments};
 use errors::{build_err, sdk_err};
 use keys::Field;
@@ -71,11 +74,17 @@ pub struct DynamoStore {
 
 impl DynamoStore {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self { client, table: table.into() }
+        Self {
+            client,
+            table: table.into(),
+        }
     }
 
     /// A store whose client counts its requests (per operation) in the returned counter.
-    pub fn with_request_counter(sdk_config: &aws_config::SdkConfig, table: impl Into<String>) -> (Self, RequestCounter) {
+    pub fn with_request_counter(
+        sdk_config: &aws_config::SdkConfig,
+        table: impl Into<String>,
+    ) -> (Self, RequestCounter) {
         let (client, counter) = counting_client(sdk_config);
         (Self::new(client, table), counter)
     }
@@ -115,12 +124,24 @@ async fn backoff(attempt: u32) {
 }
 
 fn gave_up(what: &str) -> StoreError {
-    StoreError::Unavailable(format!("{what}: still contended after {MAX_ATTEMPTS} attempts"))
+    StoreError::Unavailable(format!(
+        "{what}: still contended after {MAX_ATTEMPTS} attempts"
+    ))
 }
 
 impl DynamoStore {
-    async fn get_item(&self, pk: String, sk: &str, projection: &[&str]) -> StoreResult<Option<Item>> {
-        let mut req = self.client.get_item().table_name(&self.table).set_key(Some(key(pk, sk))).consistent_read(true);
+    async fn get_item(
+        &self,
+        pk: String,
+        sk: &str,
+        projection: &[&str],
+    ) -> StoreResult<Option<Item>> {
+        let mut req = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(pk, sk)))
+            .consistent_read(true);
         if !projection.is_empty() {
             let mut names = HashMap::new();
             let mut parts = Vec::new();
@@ -128,14 +149,28 @@ impl DynamoStore {
                 names.insert(format!("#p{i}"), (*attr).to_owned());
                 parts.push(format!("#p{i}"));
             }
-            req = req.projection_expression(parts.join(", ")).set_expression_attribute_names(Some(names));
+            req = req
+                .projection_expression(parts.join(", "))
+                .set_expression_attribute_names(Some(names));
         }
         let out = req.send().await.map_err(|e| sdk_err("GetItem", e))?;
         Ok(out.item)
     }
 
-    async fn get_state(&self, tenant: &TenantId, user: &UserId, projection: &[&str]) -> StoreResult<Item> {
-        Ok(self.get_item(keys::user_pk(tenant, user.as_str()), keys::STATE_SK, projection).await?.unwrap_or_default())
+    async fn get_state(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        projection: &[&str],
+    ) -> StoreResult<Item> {
+        Ok(self
+            .get_item(
+                keys::user_pk(tenant, user.as_str()),
+                keys::STATE_SK,
+                projection,
+            )
+            .await?
+            .unwrap_or_default())
     }
 
     /// `PutItem` under `attribute_not_exists(PK)`; `false` if the item existed.
@@ -151,7 +186,12 @@ impl DynamoStore {
             .await;
         match res {
             Ok(_) => Ok(true),
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(false),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
             Err(e) => Err(sdk_err("PutItem", e)),
         }
     }
@@ -188,9 +228,13 @@ impl DynamoStore {
             put = put
                 .condition_expression("attribute_not_exists(#pk)")
                 .expression_attribute_names("#pk", keys::PK)
-                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                );
         }
-        Ok(TransactWriteItem::builder().put(put.build().map_err(build_err)?).build())
+        Ok(TransactWriteItem::builder()
+            .put(put.build().map_err(build_err)?)
+            .build())
     }
 
     async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<(), TxError> {
@@ -208,14 +252,22 @@ impl DynamoStore {
                     Err(TxError::Canceled(c.cancellation_reasons().to_vec()))
                 }
                 // Another transaction on these items is still running: like a conflict.
-                Some(TransactWriteItemsError::TransactionInProgressException(_)) => Err(TxError::Canceled(Vec::new())),
+                Some(TransactWriteItemsError::TransactionInProgressException(_)) => {
+                    Err(TxError::Canceled(Vec::new()))
+                }
                 _ => Err(TxError::Store(sdk_err("TransactWriteItems", e))),
             },
         }
     }
 
     /// `UpdateItem`; `Ok(None)` when its condition failed (with the old item if returned).
-    async fn update(&self, pk: String, sk: &str, u: &Update, old_on_failure: bool) -> StoreResult<Result<(), Option<Item>>> {
+    async fn update(
+        &self,
+        pk: String,
+        sk: &str,
+        u: &Update,
+        old_on_failure: bool,
+    ) -> StoreResult<Result<(), Option<Item>>> {
         let mut req = self
             .client
             .update_item()
@@ -226,23 +278,35 @@ impl DynamoStore {
             .set_expression_attribute_names(u.expr.names())
             .set_expression_attribute_values(u.expr.values());
         if old_on_failure {
-            req = req.return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+            req = req.return_values_on_condition_check_failure(
+                ReturnValuesOnConditionCheckFailure::AllOld,
+            );
         }
         match req.send().await {
             Ok(_) => Ok(Ok(())),
             Err(e) => match e.as_service_error() {
-                Some(UpdateItemError::ConditionalCheckFailedException(c)) => Ok(Err(c.item().cloned())),
+                Some(UpdateItemError::ConditionalCheckFailedException(c)) => {
+                    Ok(Err(c.item().cloned()))
+                }
                 _ => Err(sdk_err("UpdateItem", e)),
             },
         }
     }
 
     /// Every item a query returns (following pages), at most `max` of them.
-    async fn query_all(&self, build: impl Fn() -> QueryFluentBuilder, max: Option<usize>) -> StoreResult<Vec<Item>> {
+    async fn query_all(
+        &self,
+        build: impl Fn() -> QueryFluentBuilder,
+        max: Option<usize>,
+    ) -> StoreResult<Vec<Item>> {
         let mut out = Vec::new();
         let mut start: Option<Item> = None;
         loop {
-            let res = build().set_exclusive_start_key(start.take()).send().await.map_err(|e| sdk_err("Query", e))?;
+            let res = build()
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| sdk_err("Query", e))?;
             out.extend(res.items.unwrap_or_default());
             if max.is_some_and(|m| out.len() >= m) {
                 if let Some(m) = max {
@@ -261,18 +325,28 @@ impl DynamoStore {
         self.client.query().table_name(&self.table)
     }
 
-    /// Items of partition `pk` whose sort key begins with `prefix`.
-    async fn query_prefix(&self, pk: String, prefix: &str, forward: bool) -> StoreResult<Vec<Item>> {
+    /// Items of partition `pk` whose sort key begins with `prefix` (all when empty).
+    async fn query_prefix(
+        &self,
+        pk: String,
+        prefix: &str,
+        forward: bool,
+    ) -> StoreResult<Vec<Item>> {
         self.query_all(
             || {
-                self.query()
-                    .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
+                let q = self
+                    .query()
                     .expression_attribute_names("#pk", keys::PK)
-                    .expression_attribute_names("#sk", keys::SK)
                     .expression_attribute_values(":pk", s(pk.clone()))
-                    .expression_attribute_values(":prefix", s(prefix))
                     .consistent_read(true)
-                    .scan_index_forward(forward)
+                    .scan_index_forward(forward);
+                if prefix.is_empty() {
+                    q.key_condition_expression("#pk = :pk")
+                } else {
+                    q.key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
+                        .expression_attribute_names("#sk", keys::SK)
+                        .expression_attribute_values(":prefix", s(prefix))
+                }
             },
             None,
         )
@@ -296,7 +370,9 @@ fn subscription_of(item: &Item) -> StoreResult<Option<Subscription>> {
 fn encode_cursor(k: &Item) -> StoreResult<String> {
     let mut m = BTreeMap::new();
     for (name, v) in k {
-        let text = v.as_s().map_err(|_| StoreError::Corrupt("non-string key in cursor".into()))?;
+        let text = v
+            .as_s()
+            .map_err(|_| StoreError::Corrupt("non-string key in cursor".into()))?;
         m.insert(name.clone(), text.clone());
     }
     let json = serde_json::to_vec(&m).map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -305,7 +381,9 @@ fn encode_cursor(k: &Item) -> StoreResult<String> {
 
 fn decode_cursor(c: &str) -> StoreResult<Item> {
     let bad = || StoreError::Corrupt("invalid page cursor".into());
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(c).map_err(|_| bad())?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(c)
+        .map_err(|_| bad())?;
     let m: BTreeMap<String, String> = serde_json::from_slice(&bytes).map_err(|_| bad())?;
     Ok(m.into_iter().map(|(k, v)| (k, s(v))).collect())
 }
@@ -326,7 +404,11 @@ fn guard_attr(period: DateTime<Utc>, metric: &Metric) -> String {
 /// `limit - increment`, or `None` when no stored value can pass the guard.
 fn guard_bound(g: &Guard) -> Option<Decimal> {
     let bound = g.limit.checked_sub(g.increment)?;
-    let passable = if g.strict { bound > Decimal::ZERO } else { bound >= Decimal::ZERO };
+    let passable = if g.strict {
+        bound > Decimal::ZERO
+    } else {
+        bound >= Decimal::ZERO
+    };
     passable.then_some(bound)
 }
 
@@ -356,8 +438,11 @@ fn day_of(item: &Item) -> StoreResult<DailyUsage> {
         .ok_or_else(|| StoreError::Corrupt(format!("daily rollup key `{sk}`")))?;
     let mut by_provider: BTreeMap<ProviderId, Tally> = BTreeMap::new();
     for (name, v) in item {
-        let Some((kind, provider)) = name.split_once('|') else { continue };
-        let provider = ProviderId::parse(provider).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let Some((kind, provider)) = name.split_once('|') else {
+            continue;
+        };
+        let provider =
+            ProviderId::parse(provider).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let t = by_provider.entry(provider).or_default();
         let d = decimal_of(v)?;
         match kind {
@@ -372,7 +457,12 @@ fn day_of(item: &Item) -> StoreResult<DailyUsage> {
 
 impl DynamoStore {
     /// The open reservations among `ids` on the user's state item (one `GetItem`).
-    async fn open_among(&self, tenant: &TenantId, user: &UserId, ids: &BTreeSet<&str>) -> StoreResult<HashMap<String, Reservation>> {
+    async fn open_among(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        ids: &BTreeSet<&str>,
+    ) -> StoreResult<HashMap<String, Reservation>> {
         if ids.is_empty() {
             return Ok(HashMap::new());
         }
@@ -382,15 +472,25 @@ impl DynamoStore {
         let mut open = HashMap::new();
         for id in ids {
             if let Some(av) = item.get(&keys::reservation_attr(id)) {
-                open.insert((*id).to_owned(), records::reservation_of_map(tenant, user, id, av)?);
+                open.insert(
+                    (*id).to_owned(),
+                    records::reservation_of_map(tenant, user, id, av)?,
+                );
             }
         }
         Ok(open)
     }
 
     /// Records `idxs` (first occurrences of distinct ids of one user, ≤ one transaction).
-    async fn record_chunk(&self, events: &[UsageEvent], idxs: &[usize], outcomes: &mut [Option<RecordOutcome>]) -> StoreResult<()> {
-        let Some(&first) = idxs.first() else { return Ok(()) };
+    async fn record_chunk(
+        &self,
+        events: &[UsageEvent],
+        idxs: &[usize],
+        outcomes: &mut [Option<RecordOutcome>],
+    ) -> StoreResult<()> {
+        let Some(&first) = idxs.first() else {
+            return Ok(());
+        };
         let (tenant, user) = (&events[first].tenant, &events[first].user);
         let state_pk = keys::user_pk(tenant, user.as_str());
         let mut todo = idxs.to_vec();
@@ -419,7 +519,10 @@ impl DynamoStore {
                 let day = days.entry(e.timestamp.date_naive()).or_default();
                 let t = e.tally();
                 day.add(keys::day_attr("calls", &e.provider), Decimal::from(t.calls))?;
-                day.add(keys::day_attr("tokens", &e.provider), Decimal::from(t.tokens))?;
+                day.add(
+                    keys::day_attr("tokens", &e.provider),
+                    Decimal::from(t.tokens),
+                )?;
                 day.add(keys::day_attr("cost", &e.provider), t.cost_usd)?;
                 if let Some(r) = e.reservation_id.as_ref().and_then(|id| open.remove(id)) {
                     inc.unhold(r.period_start, &r.provider, &r.held)?;
@@ -436,7 +539,10 @@ impl DynamoStore {
                 state.condition(|x| format!("attribute_exists({})", x.name(&attr)));
             }
             if !settled.is_empty() {
-                state.add(keys::OPEN_HOLDS, n(-i64::try_from(settled.len()).unwrap_or(i64::MAX)));
+                state.add(
+                    keys::OPEN_HOLDS,
+                    n(-i64::try_from(settled.len()).unwrap_or(i64::MAX)),
+                );
             }
             tx.push(self.tx_update(state_pk.clone(), keys::STATE_SK, &state)?);
             kinds.push(TxItem::State);
@@ -449,7 +555,10 @@ impl DynamoStore {
                 kinds.push(TxItem::Other);
             }
             for r in &settled {
-                tx.push(self.tx_put(records::tombstone_item(r, ReservationStatus::Settled)?, false)?);
+                tx.push(self.tx_put(
+                    records::tombstone_item(r, ReservationStatus::Settled)?,
+                    false,
+                )?);
                 kinds.push(TxItem::Other);
             }
 
@@ -466,10 +575,17 @@ impl DynamoStore {
                     for (kind, reason) in kinds.iter().zip(&reasons) {
                         match (reason_code(reason), kind) {
                             ("None", _) => {}
-                            ("ConditionalCheckFailed", TxItem::Event(i)) => existing.push((*i, reason.item().cloned())),
+                            ("ConditionalCheckFailed", TxItem::Event(i)) => {
+                                existing.push((*i, reason.item().cloned()))
+                            }
                             // A reservation closed meanwhile: re-read and record without it.
                             ("ConditionalCheckFailed", _) => {}
-                            ("TransactionConflict" | "ThrottlingError" | "ProvisionedThroughputExceeded", _) => {}
+                            (
+                                "TransactionConflict"
+                                | "ThrottlingError"
+                                | "ProvisionedThroughputExceeded",
+                                _,
+                            ) => {}
                             (code, _) => {
                                 return Err(StoreError::Unavailable(format!(
                                     "TransactWriteItems cancelled: {code}: {}",
@@ -482,13 +598,18 @@ impl DynamoStore {
                     for (i, old) in existing {
                         let stored = match old.as_ref().and_then(|o| get_s(o, "fingerprint")) {
                             Some(fp) => Some(fp.to_owned()),
-                            None => self.get_event(tenant, &events[i].event_id).await?.map(|e| e.fingerprint),
+                            None => self
+                                .get_event(tenant, &events[i].event_id)
+                                .await?
+                                .map(|e| e.fingerprint),
                         };
-                        outcomes[i] = Some(if stored.as_deref() == Some(events[i].fingerprint.as_str()) {
-                            RecordOutcome::Duplicate
-                        } else {
-                            RecordOutcome::Conflict
-                        });
+                        outcomes[i] = Some(
+                            if stored.as_deref() == Some(events[i].fingerprint.as_str()) {
+                                RecordOutcome::Duplicate
+                            } else {
+                                RecordOutcome::Conflict
+                            },
+                        );
                         todo.retain(|&j| j != i);
                     }
                     if !progressed {
@@ -501,7 +622,12 @@ impl DynamoStore {
     }
 
     /// Records the events of one (tenant, user), `idxs` in input order.
-    async fn record_user_events(&self, events: &[UsageEvent], idxs: &[usize], outcomes: &mut [Option<RecordOutcome>]) -> StoreResult<()> {
+    async fn record_user_events(
+        &self,
+        events: &[UsageEvent],
+        idxs: &[usize],
+        outcomes: &mut [Option<RecordOutcome>],
+    ) -> StoreResult<()> {
         // One transaction may hold an item only once: repeats of an id in the batch are
         // resolved against the stored event afterwards.
         let mut seen = BTreeSet::new();
@@ -528,7 +654,8 @@ impl DynamoStore {
                 settles += settle;
                 end += 1;
             }
-            self.record_chunk(events, &firsts[start..end], outcomes).await?;
+            self.record_chunk(events, &firsts[start..end], outcomes)
+                .await?;
             start = end;
         }
         for i in repeats {
@@ -544,7 +671,11 @@ impl DynamoStore {
 
     /// Closes an open reservation (returning its hold) with `status`; `false` if it was
     /// no longer open. One transaction: the state update and the tombstone.
-    async fn close_reservation(&self, r: &Reservation, status: ReservationStatus) -> StoreResult<bool> {
+    async fn close_reservation(
+        &self,
+        r: &Reservation,
+        status: ReservationStatus,
+    ) -> StoreResult<bool> {
         let attr = keys::reservation_attr(&r.id);
         let mut inc = Increments::default();
         inc.unhold(r.period_start, &r.provider, &r.held)?;
@@ -556,14 +687,21 @@ impl DynamoStore {
         u.condition(|x| format!("attribute_exists({})", x.name(&attr)));
         for attempt in 0..MAX_ATTEMPTS {
             let tx = vec![
-                self.tx_update(keys::user_pk(&r.tenant, r.user.as_str()), keys::STATE_SK, &u)?,
+                self.tx_update(
+                    keys::user_pk(&r.tenant, r.user.as_str()),
+                    keys::STATE_SK,
+                    &u,
+                )?,
                 self.tx_put(records::tombstone_item(r, status)?, false)?,
             ];
             match self.transact(tx).await {
                 Ok(()) => return Ok(true),
                 Err(TxError::Store(e)) => return Err(e),
                 Err(TxError::Canceled(reasons)) => {
-                    if reasons.first().is_some_and(|r| reason_code(r) == "ConditionalCheckFailed") {
+                    if reasons
+                        .first()
+                        .is_some_and(|r| reason_code(r) == "ConditionalCheckFailed")
+                    {
                         return Ok(false);
                     }
                     backoff(attempt).await;
@@ -573,15 +711,31 @@ impl DynamoStore {
         Err(gave_up("closing a reservation"))
     }
 
-    async fn tombstone(&self, tenant: &TenantId, user: &UserId, id: &str) -> StoreResult<Option<Reservation>> {
-        let item = self.get_item(keys::user_pk(tenant, user.as_str()), &keys::tombstone_sk(id), &[]).await?;
+    async fn tombstone(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        id: &str,
+    ) -> StoreResult<Option<Reservation>> {
+        let item = self
+            .get_item(
+                keys::user_pk(tenant, user.as_str()),
+                &keys::tombstone_sk(id),
+                &[],
+            )
+            .await?;
         item.as_ref().map(from_item).transpose()
     }
 }
 
 #[async_trait]
 impl UsageStore for DynamoStore {
-    async fn get_user_usage(&self, tenant: &TenantId, user: &UserId, pick: PeriodPicker<'_>) -> StoreResult<UserUsage> {
+    async fn get_user_usage(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        pick: PeriodPicker<'_>,
+    ) -> StoreResult<UserUsage> {
         let item = self.get_state(tenant, user, &[]).await?;
         let subscription = subscription_of(&item)?;
         let period = pick(subscription.as_ref());
@@ -590,15 +744,31 @@ impl UsageStore for DynamoStore {
             Some(AttributeValue::Ss(keys)) => keys.iter().cloned().collect(),
             _ => BTreeSet::new(),
         };
-        Ok(UserUsage { subscription, period_start: Some(period), usage, fired_alerts })
+        Ok(UserUsage {
+            subscription,
+            period_start: Some(period),
+            usage,
+            fired_alerts,
+        })
     }
 
-    async fn get_period_usage(&self, tenant: &TenantId, user: &UserId, starts: &[DateTime<Utc>]) -> StoreResult<Vec<PeriodUsage>> {
+    async fn get_period_usage(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        starts: &[DateTime<Utc>],
+    ) -> StoreResult<Vec<PeriodUsage>> {
         let item = self.get_state(tenant, user, &[]).await?;
         starts.iter().map(|s| period_usage(&item, *s)).collect()
     }
 
-    async fn daily_usage(&self, tenant: &TenantId, user: &UserId, from: NaiveDate, to: NaiveDate) -> StoreResult<Vec<DailyUsage>> {
+    async fn daily_usage(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> StoreResult<Vec<DailyUsage>> {
         if from > to {
             return Ok(Vec::new());
         }
@@ -642,12 +812,22 @@ impl UsageStore for DynamoStore {
         }
         outcomes
             .into_iter()
-            .map(|o| o.ok_or_else(|| StoreError::Unavailable("an event was left without an outcome".into())))
+            .map(|o| {
+                o.ok_or_else(|| {
+                    StoreError::Unavailable("an event was left without an outcome".into())
+                })
+            })
             .collect()
     }
 
-    async fn get_event(&self, tenant: &TenantId, event_id: &EventId) -> StoreResult<Option<UsageEvent>> {
-        let item = self.get_item(keys::event_pk(tenant, event_id), keys::EVENT_SK, &[]).await?;
+    async fn get_event(
+        &self,
+        tenant: &TenantId,
+        event_id: &EventId,
+    ) -> StoreResult<Option<UsageEvent>> {
+        let item = self
+            .get_item(keys::event_pk(tenant, event_id), keys::EVENT_SK, &[])
+            .await?;
         item.as_ref().map(records::event_of).transpose()
     }
 
@@ -657,7 +837,9 @@ impl UsageStore for DynamoStore {
         let mut u = Update::new();
         for g in guards {
             let Some(bound) = guard_bound(g) else {
-                return Ok(ReserveOutcome::Denied { metric: g.metric.clone() });
+                return Ok(ReserveOutcome::Denied {
+                    metric: g.metric.clone(),
+                });
             };
             let counter = guard_attr(r.period_start, &g.metric);
             let op = if g.strict { "<" } else { "<=" };
@@ -691,7 +873,9 @@ impl UsageStore for DynamoStore {
             for g in guards {
                 let used = decimal_attr(&old, &guard_attr(r.period_start, &g.metric))?;
                 if !guard_holds(g, used) {
-                    return Ok(ReserveOutcome::Denied { metric: g.metric.clone() });
+                    return Ok(ReserveOutcome::Denied {
+                        metric: g.metric.clone(),
+                    });
                 }
             }
             // The item changed between the failed write and the read: try again.
@@ -699,20 +883,39 @@ impl UsageStore for DynamoStore {
         Err(gave_up("reserving"))
     }
 
-    async fn get_reservation(&self, tenant: &TenantId, id: &str) -> StoreResult<Option<Reservation>> {
-        let Some(user) = Reservation::user_of_id(id) else { return Ok(None) };
-        let open = self.open_among(tenant, &user, &BTreeSet::from([id])).await?;
+    async fn get_reservation(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> StoreResult<Option<Reservation>> {
+        let Some(user) = Reservation::user_of_id(id) else {
+            return Ok(None);
+        };
+        let open = self
+            .open_among(tenant, &user, &BTreeSet::from([id]))
+            .await?;
         match open.into_values().next() {
             Some(r) => Ok(Some(r)),
             None => self.tombstone(tenant, &user, id).await,
         }
     }
 
-    async fn release_reservation(&self, tenant: &TenantId, id: &str) -> StoreResult<ReleaseOutcome> {
-        let Some(user) = Reservation::user_of_id(id) else { return Ok(ReleaseOutcome::NotFound) };
-        let open = self.open_among(tenant, &user, &BTreeSet::from([id])).await?;
+    async fn release_reservation(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> StoreResult<ReleaseOutcome> {
+        let Some(user) = Reservation::user_of_id(id) else {
+            return Ok(ReleaseOutcome::NotFound);
+        };
+        let open = self
+            .open_among(tenant, &user, &BTreeSet::from([id]))
+            .await?;
         if let Some(r) = open.into_values().next() {
-            if self.close_reservation(&r, ReservationStatus::Released).await? {
+            if self
+                .close_reservation(&r, ReservationStatus::Released)
+                .await?
+            {
                 return Ok(ReleaseOutcome::Released);
             }
         }
@@ -743,8 +946,13 @@ impl UsageStore for DynamoStore {
                     if expired >= limit {
                         return Ok(expired);
                     }
-                    let Some(pk) = get_s(entry, keys::PK) else { continue };
-                    let Some(state) = self.get_item(pk.to_owned(), keys::STATE_SK, &[]).await? else { continue };
+                    let Some(pk) = get_s(entry, keys::PK) else {
+                        continue;
+                    };
+                    let Some(state) = self.get_item(pk.to_owned(), keys::STATE_SK, &[]).await?
+                    else {
+                        continue;
+                    };
                     let open = records::open_reservations(&state)?;
                     if open.is_empty() {
                         // No open holds left: drop the item from the sparse index, unless
@@ -755,14 +963,19 @@ impl UsageStore for DynamoStore {
                             let (o, z) = (x.name(keys::OPEN_HOLDS), x.value(n(0)));
                             format!("attribute_not_exists({o}) OR {o} <= {z}")
                         });
-                        let _ = self.update(pk.to_owned(), keys::STATE_SK, &u, false).await?;
+                        let _ = self
+                            .update(pk.to_owned(), keys::STATE_SK, &u, false)
+                            .await?;
                         continue;
                     }
                     for r in open.iter().filter(|r| r.expires_at <= now) {
                         if expired >= limit {
                             return Ok(expired);
                         }
-                        if self.close_reservation(r, ReservationStatus::Expired).await? {
+                        if self
+                            .close_reservation(r, ReservationStatus::Expired)
+                            .await?
+                        {
                             expired += 1;
                         }
                     }
@@ -783,7 +996,11 @@ impl UsageStore for DynamoStore {
 
 #[async_trait]
 impl TenantStore for DynamoStore {
-    async fn create_tenant_if_absent(&self, tenant: &TenantId, at: DateTime<Utc>) -> StoreResult<bool> {
+    async fn create_tenant_if_absent(
+        &self,
+        tenant: &TenantId,
+        at: DateTime<Utc>,
+    ) -> StoreResult<bool> {
         let mut item = key(keys::tenant_pk(tenant), keys::TENANT_SK);
         item.insert("tenant".into(), s(tenant.as_str()));
         item.insert("created_at".into(), s(at.to_rfc3339()));
@@ -797,7 +1014,9 @@ impl TenantStore for DynamoStore {
     }
 
     async fn get_api_key(&self, hash: &str) -> StoreResult<Option<ApiKeyRecord>> {
-        let item = self.get_item(keys::api_key_pk(hash), keys::API_KEY_SK, &[]).await?;
+        let item = self
+            .get_item(keys::api_key_pk(hash), keys::API_KEY_SK, &[])
+            .await?;
         item.as_ref().map(from_item).transpose()
     }
 }
@@ -806,32 +1025,48 @@ impl TenantStore for DynamoStore {
 impl CatalogStore for DynamoStore {
     async fn put_plan(&self, tenant: &TenantId, plan: &Plan) -> StoreResult<()> {
         let mut item = to_item(plan)?;
-        item.extend(key(keys::tenant_pk(tenant), keys::plan_sk(plan.name.as_str())));
+        item.extend(key(
+            keys::tenant_pk(tenant),
+            keys::plan_sk(plan.name.as_str()),
+        ));
         self.put(item).await
     }
 
     async fn get_plan(&self, tenant: &TenantId, name: &PlanName) -> StoreResult<Option<Plan>> {
-        let item = self.get_item(keys::tenant_pk(tenant), &keys::plan_sk(name.as_str()), &[]).await?;
+        let item = self
+            .get_item(keys::tenant_pk(tenant), &keys::plan_sk(name.as_str()), &[])
+            .await?;
         item.as_ref().map(from_item).transpose()
     }
 
     async fn list_plans(&self, tenant: &TenantId) -> StoreResult<Vec<Plan>> {
-        let items = self.query_prefix(keys::tenant_pk(tenant), keys::PLAN_PREFIX, true).await?;
+        let items = self
+            .query_prefix(keys::tenant_pk(tenant), keys::PLAN_PREFIX, true)
+            .await?;
         items.iter().map(from_item).collect()
     }
 
-    async fn put_price_version(&self, scope: Option<&TenantId>, id: &str, json: &serde_json::Value) -> StoreResult<()> {
+    async fn put_price_version(
+        &self,
+        scope: Option<&TenantId>,
+        id: &str,
+        json: &serde_json::Value,
+    ) -> StoreResult<()> {
         let mut item = key(keys::prices_pk(scope), id);
         item.insert("doc".into(), s(json.to_string()));
         self.put(item).await
     }
 
-    async fn list_price_versions(&self, scope: Option<&TenantId>) -> StoreResult<Vec<serde_json::Value>> {
+    async fn list_price_versions(
+        &self,
+        scope: Option<&TenantId>,
+    ) -> StoreResult<Vec<serde_json::Value>> {
         let items = self.query_prefix(keys::prices_pk(scope), "", true).await?;
         items
             .iter()
             .map(|item| {
-                let doc = get_s(item, "doc").ok_or_else(|| StoreError::Corrupt("price version without doc".into()))?;
+                let doc = get_s(item, "doc")
+                    .ok_or_else(|| StoreError::Corrupt("price version without doc".into()))?;
                 serde_json::from_str(doc).map_err(|e| StoreError::Corrupt(e.to_string()))
             })
             .collect()
@@ -840,11 +1075,19 @@ impl CatalogStore for DynamoStore {
 
 #[async_trait]
 impl SubscriptionStore for DynamoStore {
-    async fn get_subscription(&self, tenant: &TenantId, user: &UserId) -> StoreResult<Option<Subscription>> {
+    async fn get_subscription(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+    ) -> StoreResult<Option<Subscription>> {
         subscription_of(&self.get_state(tenant, user, &[keys::SUB]).await?)
     }
 
-    async fn put_subscription(&self, sub: &Subscription, expected_version: Option<u64>) -> StoreResult<()> {
+    async fn put_subscription(
+        &self,
+        sub: &Subscription,
+        expected_version: Option<u64>,
+    ) -> StoreResult<()> {
         let pk = keys::user_pk(&sub.tenant, sub.user.as_str());
         let json = serde_json::to_value(sub).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut u = Update::new();
@@ -865,7 +1108,11 @@ impl SubscriptionStore for DynamoStore {
         }
     }
 
-    async fn list_subscriptions(&self, cursor: Option<String>, limit: usize) -> StoreResult<Page<Subscription>> {
+    async fn list_subscriptions(
+        &self,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> StoreResult<Page<Subscription>> {
         let start = cursor.as_deref().map(decode_cursor).transpose()?;
         let page_size = i32::try_from(limit.clamp(1, 1000)).unwrap_or(1000);
         let page = self
@@ -913,13 +1160,20 @@ impl AlertStore for DynamoStore {
         for attempt in 0..MAX_ATTEMPTS {
             let tx = vec![
                 self.tx_put(records::alert_item(alert)?, true)?,
-                self.tx_update(keys::user_pk(&alert.tenant, alert.user.as_str()), keys::STATE_SK, &u)?,
+                self.tx_update(
+                    keys::user_pk(&alert.tenant, alert.user.as_str()),
+                    keys::STATE_SK,
+                    &u,
+                )?,
             ];
             match self.transact(tx).await {
                 Ok(()) => return Ok(true),
                 Err(TxError::Store(e)) => return Err(e),
                 Err(TxError::Canceled(reasons)) => {
-                    if reasons.iter().any(|r| reason_code(r) == "ConditionalCheckFailed") {
+                    if reasons
+                        .iter()
+                        .any(|r| reason_code(r) == "ConditionalCheckFailed")
+                    {
                         return Ok(false);
                     }
                     backoff(attempt).await;
@@ -929,7 +1183,13 @@ impl AlertStore for DynamoStore {
         Err(gave_up("creating an alert"))
     }
 
-    async fn list_alerts(&self, tenant: &TenantId, user: &UserId, unread_only: bool, limit: usize) -> StoreResult<(Vec<Alert>, u64)> {
+    async fn list_alerts(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        unread_only: bool,
+        limit: usize,
+    ) -> StoreResult<(Vec<Alert>, u64)> {
         let state = self.get_state(tenant, user, &[keys::ALERTS_UNREAD]).await?;
         let unread = decimal_attr(&state, keys::ALERTS_UNREAD)?;
         let unread = count_of(unread.max(Decimal::ZERO), keys::ALERTS_UNREAD)?;
@@ -962,32 +1222,50 @@ impl AlertStore for DynamoStore {
                 Some(limit),
             )
             .await?;
-        let alerts = items.iter().map(from_item).collect::<StoreResult<Vec<Alert>>>()?;
+        let alerts = items
+            .iter()
+            .map(from_item)
+            .collect::<StoreResult<Vec<Alert>>>()?;
         Ok((alerts, unread))
     }
 
     async fn mark_alert_read(&self, tenant: &TenantId, alert_id: &str) -> StoreResult<bool> {
         let pk = keys::alert_pk(tenant, alert_id);
-        let Some(item) = self.get_item(pk.clone(), keys::ALERT_SK, &[]).await? else { return Ok(false) };
+        let Some(item) = self.get_item(pk.clone(), keys::ALERT_SK, &[]).await? else {
+            return Ok(false);
+        };
         let alert: Alert = from_item(&item)?;
         if alert.read {
             return Ok(true);
         }
         let mut read = Update::new();
         read.set("read", AttributeValue::Bool(true));
-        read.condition(|x| format!("{} = {}", x.name("read"), x.value(AttributeValue::Bool(false))));
+        read.condition(|x| {
+            format!(
+                "{} = {}",
+                x.name("read"),
+                x.value(AttributeValue::Bool(false))
+            )
+        });
         let mut count = Update::new();
         count.add(keys::ALERTS_UNREAD, n(-1));
         for attempt in 0..MAX_ATTEMPTS {
             let tx = vec![
                 self.tx_update(pk.clone(), keys::ALERT_SK, &read)?,
-                self.tx_update(keys::user_pk(tenant, alert.user.as_str()), keys::STATE_SK, &count)?,
+                self.tx_update(
+                    keys::user_pk(tenant, alert.user.as_str()),
+                    keys::STATE_SK,
+                    &count,
+                )?,
             ];
             match self.transact(tx).await {
                 Ok(()) => return Ok(true),
                 Err(TxError::Store(e)) => return Err(e),
                 Err(TxError::Canceled(reasons)) => {
-                    if reasons.first().is_some_and(|r| reason_code(r) == "ConditionalCheckFailed") {
+                    if reasons
+                        .first()
+                        .is_some_and(|r| reason_code(r) == "ConditionalCheckFailed")
+                    {
                         return Ok(true); // marked read meanwhile
                     }
                     backoff(attempt).await;
@@ -1020,10 +1298,14 @@ impl AlertStore for DynamoStore {
 
     async fn mark_alert_published(&self, tenant: &TenantId, alert_id: &str) -> StoreResult<()> {
         let mut u = Update::new();
-        u.set("published", AttributeValue::Bool(true)).remove(keys::OUTBOX_PK).remove(keys::OUTBOX_SK);
+        u.set("published", AttributeValue::Bool(true))
+            .remove(keys::OUTBOX_PK)
+            .remove(keys::OUTBOX_SK);
         u.condition(|x| format!("attribute_exists({})", x.name(keys::PK)));
         // A missing alert (another tenant's id) changes nothing.
-        let _ = self.update(keys::alert_pk(tenant, alert_id), keys::ALERT_SK, &u, false).await?;
+        let _ = self
+            .update(keys::alert_pk(tenant, alert_id), keys::ALERT_SK, &u, false)
+            .await?;
         Ok(())
     }
 }
@@ -1032,12 +1314,21 @@ impl AlertStore for DynamoStore {
 impl InvoiceStore for DynamoStore {
     async fn put_invoice_once(&self, invoice: &Invoice) -> StoreResult<bool> {
         let mut item = to_item(invoice)?;
-        item.extend(key(keys::user_pk(&invoice.tenant, &invoice.user), keys::invoice_sk(invoice.period.start)));
+        item.extend(key(
+            keys::user_pk(&invoice.tenant, &invoice.user),
+            keys::invoice_sk(invoice.period.start),
+        ));
         self.put_new(item).await
     }
 
     async fn list_invoices(&self, tenant: &TenantId, user: &UserId) -> StoreResult<Vec<Invoice>> {
-        let items = self.query_prefix(keys::user_pk(tenant, user.as_str()), keys::INVOICE_PREFIX, false).await?;
+        let items = self
+            .query_prefix(
+                keys::user_pk(tenant, user.as_str()),
+                keys::INVOICE_PREFIX,
+                false,
+            )
+            .await?;
         items.iter().map(from_item).collect()
     }
 }
@@ -1048,7 +1339,12 @@ mod tests {
     use rust_decimal_macros::dec;
 
     fn guard(limit: Decimal, increment: Decimal, strict: bool) -> Guard {
-        Guard { metric: Metric::CostUsd, increment, limit, strict }
+        Guard {
+            metric: Metric::CostUsd,
+            increment,
+            limit,
+            strict,
+        }
     }
 
     #[test]
@@ -1064,7 +1360,11 @@ mod tests {
             (dec!(0.40), dec!(0.40), true, None),
         ];
         for (limit, inc, strict, want) in table {
-            assert_eq!(guard_bound(&guard(limit, inc, strict)), want, "{limit} {inc} {strict}");
+            assert_eq!(
+                guard_bound(&guard(limit, inc, strict)),
+                want,
+                "{limit} {inc} {strict}"
+            );
         }
     }
 
@@ -1080,14 +1380,26 @@ mod tests {
     fn guards_compare_the_provider_or_total_used_counter() {
         let p = chrono::TimeZone::with_ymd_and_hms(&Utc, 2025, 3, 1, 0, 0, 0).unwrap();
         let gemini = ProviderId::parse("gemini").unwrap();
-        assert_eq!(guard_attr(p, &Metric::Calls(Some(gemini))), "c|2025-03-01T00:00:00Z|calls_used|gemini");
-        assert_eq!(guard_attr(p, &Metric::Tokens(None)), "c|2025-03-01T00:00:00Z|tokens_used|*");
-        assert_eq!(guard_attr(p, &Metric::CostUsd), "c|2025-03-01T00:00:00Z|cost_used|*");
+        assert_eq!(
+            guard_attr(p, &Metric::Calls(Some(gemini))),
+            "c|2025-03-01T00:00:00Z|calls_used|gemini"
+        );
+        assert_eq!(
+            guard_attr(p, &Metric::Tokens(None)),
+            "c|2025-03-01T00:00:00Z|tokens_used|*"
+        );
+        assert_eq!(
+            guard_attr(p, &Metric::CostUsd),
+            "c|2025-03-01T00:00:00Z|cost_used|*"
+        );
     }
 
     #[test]
     fn cursors_round_trip_and_garbage_is_rejected() {
-        let k = HashMap::from([("PK".to_owned(), s("T#a#U#b")), ("SUBS_PK".to_owned(), s("SUBS"))]);
+        let k = HashMap::from([
+            ("PK".to_owned(), s("T#a#U#b")),
+            ("SUBS_PK".to_owned(), s("SUBS")),
+        ]);
         assert_eq!(decode_cursor(&encode_cursor(&k).unwrap()).unwrap(), k);
         assert!(decode_cursor("not a cursor!").is_err());
     }
@@ -1101,6 +1413,13 @@ mod tests {
         let d = day_of(&item).unwrap();
         assert_eq!(d.day, NaiveDate::from_ymd_opt(2025, 3, 5).unwrap());
         let t = &d.by_provider[&ProviderId::parse("openai").unwrap()];
-        assert_eq!(*t, Tally { calls: 2, tokens: 70, cost_usd: dec!(0.25) });
+        assert_eq!(
+            *t,
+            Tally {
+                calls: 2,
+                tokens: 70,
+                cost_usd: dec!(0.25)
+            }
+        );
     }
 }

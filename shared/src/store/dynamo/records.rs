@@ -8,7 +8,9 @@ use rust_decimal::Decimal;
 
 use super::convert::{count_of, decimal_of, from_item, get_s, n, s, time_of, to_item, Item};
 use super::keys;
-use crate::domain::{Alert, ProviderId, Reservation, ReservationStatus, TenantId, UsageEvent, UserId};
+use crate::domain::{
+    Alert, ProviderId, Reservation, ReservationStatus, TenantId, UsageEvent, UserId,
+};
 use crate::store::{StoreError, StoreResult};
 use crate::usage::Tally;
 
@@ -58,8 +60,15 @@ pub fn reservation_map(r: &Reservation) -> AttributeValue {
 }
 
 /// The open reservation `id` of (tenant, user) from its map attribute.
-pub fn reservation_of_map(tenant: &TenantId, user: &UserId, id: &str, av: &AttributeValue) -> StoreResult<Reservation> {
-    let m = av.as_m().map_err(|_| corrupt(format!("reservation {id} is not a map")))?;
+pub fn reservation_of_map(
+    tenant: &TenantId,
+    user: &UserId,
+    id: &str,
+    av: &AttributeValue,
+) -> StoreResult<Reservation> {
+    let m = av
+        .as_m()
+        .map_err(|_| corrupt(format!("reservation {id} is not a map")))?;
     let text = |k: &str| get_s(m, k).ok_or_else(|| corrupt(format!("reservation {id} lacks {k}")));
     let num = |k: &str| m.get(k).map_or(Ok(Decimal::ZERO), decimal_of);
     Ok(Reservation {
@@ -95,7 +104,10 @@ pub fn tombstone_item(r: &Reservation, status: ReservationStatus) -> StoreResult
     let mut closed = r.clone();
     closed.status = status;
     let mut item = to_item(&closed)?;
-    item.insert(keys::PK.into(), s(keys::user_pk(&r.tenant, r.user.as_str())));
+    item.insert(
+        keys::PK.into(),
+        s(keys::user_pk(&r.tenant, r.user.as_str())),
+    );
     item.insert(keys::SK.into(), s(keys::tombstone_sk(&r.id)));
     let expires = r.expires_at + Duration::days(TOMBSTONE_RETENTION_DAYS);
     item.insert(keys::TTL.into(), n(expires.timestamp()));
@@ -106,11 +118,20 @@ pub fn alert_item(a: &Alert) -> StoreResult<Item> {
     let mut item = to_item(a)?;
     item.insert(keys::PK.into(), s(keys::alert_pk(&a.tenant, &a.id)));
     item.insert(keys::SK.into(), s(keys::ALERT_SK));
-    item.insert(keys::USER_PK.into(), s(keys::user_pk(&a.tenant, a.user.as_str())));
-    item.insert(keys::USER_SK.into(), s(format!("ALERT#{}#{}", keys::sortable(a.created_at), a.id)));
+    item.insert(
+        keys::USER_PK.into(),
+        s(keys::user_pk(&a.tenant, a.user.as_str())),
+    );
+    item.insert(
+        keys::USER_SK.into(),
+        s(format!("ALERT#{}#{}", keys::sortable(a.created_at), a.id)),
+    );
     if !a.published {
         item.insert(keys::OUTBOX_PK.into(), s(keys::OUTBOX_PARTITION));
-        item.insert(keys::OUTBOX_SK.into(), s(outbox_sk(a.created_at, &a.tenant, &a.id)));
+        item.insert(
+            keys::OUTBOX_SK.into(),
+            s(outbox_sk(a.created_at, &a.tenant, &a.id)),
+        );
     }
     Ok(item)
 }
@@ -141,7 +162,11 @@ mod tests {
             model: Some(ModelId::parse("gemini/gemini-2.5-pro").unwrap()),
             timestamp: at(10, 12),
             period_start: at(1, 0),
-            counts: UsageCounts { input_tokens: 12, output_tokens: 3, ..UsageCounts::default() },
+            counts: UsageCounts {
+                input_tokens: 12,
+                output_tokens: 3,
+                ..UsageCounts::default()
+            },
             cost_usd: Some(dec!(0.0008125)),
             price_version: Some("v1".into()),
             estimated: true,
@@ -179,7 +204,11 @@ mod tests {
             user: user.clone(),
             provider: ProviderId::parse("openai").unwrap(),
             period_start: at(1, 0),
-            held: Tally { calls: 1, tokens: 500, cost_usd: dec!(0.0125) },
+            held: Tally {
+                calls: 1,
+                tokens: 500,
+                cost_usd: dec!(0.0125),
+            },
             status: ReservationStatus::Held,
             created_at: at(10, 12),
             expires_at: at(10, 13),
@@ -215,9 +244,12 @@ mod tests {
         };
         let item = alert_item(&a).unwrap();
         assert_eq!(get_s(&item, keys::OUTBOX_PK), Some("OUTBOX"));
-        assert_eq!(get_s(&item, keys::USER_SK), Some("ALERT#2025-03-10T12:00:00.000000000Z#a1"));
+        assert_eq!(
+            get_s(&item, keys::USER_SK),
+            Some("ALERT#2025-03-10T12:00:00.000000000Z#a1")
+        );
         assert_eq!(from_item::<Alert>(&item).unwrap(), a);
         a.published = true;
-        assert!(alert_item(&a).unwrap().get(keys::OUTBOX_PK).is_none());
+        assert!(!alert_item(&a).unwrap().contains_key(keys::OUTBOX_PK));
     }
 }

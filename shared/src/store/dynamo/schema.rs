@@ -13,7 +13,11 @@ use super::keys;
 use crate::store::{StoreError, StoreResult};
 
 fn key(name: &str, kind: KeyType) -> StoreResult<KeySchemaElement> {
-    KeySchemaElement::builder().attribute_name(name).key_type(kind).build().map_err(build_err)
+    KeySchemaElement::builder()
+        .attribute_name(name)
+        .key_type(kind)
+        .build()
+        .map_err(build_err)
 }
 
 fn attr(name: &str) -> StoreResult<AttributeDefinition> {
@@ -24,7 +28,12 @@ fn attr(name: &str) -> StoreResult<AttributeDefinition> {
         .map_err(build_err)
 }
 
-fn gsi(name: &str, pk: &str, sk: &str, projection: Projection) -> StoreResult<GlobalSecondaryIndex> {
+fn gsi(
+    name: &str,
+    pk: &str,
+    sk: &str,
+    projection: Projection,
+) -> StoreResult<GlobalSecondaryIndex> {
     GlobalSecondaryIndex::builder()
         .index_name(name)
         .key_schema(key(pk, KeyType::Hash)?)
@@ -57,20 +66,41 @@ pub async fn create_table(client: &Client, table: &str) -> StoreResult<()> {
     ] {
         request = request.attribute_definitions(attr(name)?);
     }
-    let keys_only = Projection::builder().projection_type(ProjectionType::KeysOnly).build();
-    let all = Projection::builder().projection_type(ProjectionType::All).build();
+    let keys_only = Projection::builder()
+        .projection_type(ProjectionType::KeysOnly)
+        .build();
+    let all = Projection::builder()
+        .projection_type(ProjectionType::All)
+        .build();
     let subs = Projection::builder()
         .projection_type(ProjectionType::Include)
         .non_key_attributes(keys::SUB)
         .build();
     request = request
-        .global_secondary_indexes(gsi(keys::HOLDS_INDEX, keys::HOLDS_PK, keys::HOLDS_SK, keys_only)?)
-        .global_secondary_indexes(gsi(keys::USER_INDEX, keys::USER_PK, keys::USER_SK, all.clone())?)
-        .global_secondary_indexes(gsi(keys::OUTBOX_INDEX, keys::OUTBOX_PK, keys::OUTBOX_SK, all)?)
+        .global_secondary_indexes(gsi(
+            keys::HOLDS_INDEX,
+            keys::HOLDS_PK,
+            keys::HOLDS_SK,
+            keys_only,
+        )?)
+        .global_secondary_indexes(gsi(
+            keys::USER_INDEX,
+            keys::USER_PK,
+            keys::USER_SK,
+            all.clone(),
+        )?)
+        .global_secondary_indexes(gsi(
+            keys::OUTBOX_INDEX,
+            keys::OUTBOX_PK,
+            keys::OUTBOX_SK,
+            all,
+        )?)
         .global_secondary_indexes(gsi(keys::SUBS_INDEX, keys::SUBS_PK, keys::SUBS_SK, subs)?);
     match request.send().await {
         Ok(_) => {}
-        Err(e) if e.as_service_error().is_some_and(|e| e.is_resource_in_use_exception()) => {}
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_resource_in_use_exception()) => {}
         Err(e) => return Err(sdk_err("CreateTable", e)),
     }
 
@@ -86,7 +116,9 @@ pub async fn create_table(client: &Client, table: &str) -> StoreResult<()> {
             break;
         }
         if waited >= Duration::from_secs(120) {
-            return Err(StoreError::Unavailable(format!("table {table} is not ACTIVE after 120 s ({status:?})")));
+            return Err(StoreError::Unavailable(format!(
+                "table {table} is not ACTIVE after 120 s ({status:?})"
+            )));
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
         waited += Duration::from_millis(250);
@@ -98,9 +130,10 @@ pub async fn create_table(client: &Client, table: &str) -> StoreResult<()> {
         .send()
         .await
         .map_err(|e| sdk_err("DescribeTimeToLive", e))?;
-    let enabled = ttl.time_to_live_description.and_then(|d| d.time_to_live_status).is_some_and(|s| {
-        matches!(s, TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling)
-    });
+    let enabled = ttl
+        .time_to_live_description
+        .and_then(|d| d.time_to_live_status)
+        .is_some_and(|s| matches!(s, TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling));
     if !enabled {
         let spec = TimeToLiveSpecification::builder()
             .attribute_name(keys::TTL)
