@@ -1423,3 +1423,118 @@ mod tests {
         );
     }
 }
+
+/// The request budget, against the emulator:
+/// `scripts/with-moto cargo test -p meter-core --lib store::dynamo -- --ignored`.
+#[cfg(test)]
+mod budget {
+    use super::*;
+    use crate::domain::ModelId;
+    use crate::usage::UsageCounts;
+    use chrono::TimeZone;
+    use rust_decimal_macros::dec;
+
+    fn at(d: u32, h: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2025, 3, d, h, 0, 0).unwrap()
+    }
+
+    fn event(t: &TenantId, u: &UserId, id: &str) -> UsageEvent {
+        UsageEvent {
+            tenant: t.clone(),
+            user: u.clone(),
+            event_id: EventId::parse(id).unwrap(),
+            fingerprint: format!("fp-{id}"),
+            provider: ProviderId::parse("gemini").unwrap(),
+            model: Some(ModelId::parse("gemini-2.5-flash").unwrap()),
+            timestamp: at(10, 12),
+            period_start: at(1, 0),
+            counts: UsageCounts {
+                input_tokens: 10,
+                ..UsageCounts::default()
+            },
+            cost_usd: Some(dec!(0.0000001)),
+            price_version: None,
+            estimated: false,
+            endpoint: None,
+            status_code: Some(200),
+            latency_ms: None,
+            reservation_id: None,
+            metadata: None,
+            recorded_at: at(10, 12),
+        }
+    }
+
+    fn only(counter: &RequestCounter, op: &str) {
+        let taken: Vec<_> = counter.take().into_iter().collect();
+        assert_eq!(taken, vec![(op.to_owned(), 1)]);
+    }
+
+    #[tokio::test]
+    #[ignore = "needs the emulator: run through scripts/with-moto with --ignored"]
+    async fn check_reads_one_item_reserve_is_one_update_and_events_one_transaction() {
+        let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let table = format!("meter-budget-{}", uuid::Uuid::new_v4().simple());
+        let (store, counter) = DynamoStore::with_request_counter(&config, table.clone());
+        create_table(store.client(), &table).await.unwrap();
+        let (t, u) = (
+            TenantId::parse("acme").unwrap(),
+            UserId::parse("alice").unwrap(),
+        );
+        counter.take();
+
+        store.get_user_usage(&t, &u, &|_| at(1, 0)).await.unwrap();
+        only(&counter, "GetItem");
+
+        let r = Reservation {
+            id: Reservation::new_id(&u),
+            tenant: t.clone(),
+            user: u.clone(),
+            provider: ProviderId::parse("gemini").unwrap(),
+            period_start: at(1, 0),
+            held: Tally {
+                calls: 1,
+                tokens: 10,
+                cost_usd: dec!(0.01),
+            },
+            status: ReservationStatus::Held,
+            created_at: at(10, 12),
+            expires_at: at(10, 13),
+        };
+        let guard = Guard {
+            metric: Metric::Calls(None),
+            increment: Decimal::ONE,
+            limit: dec!(5),
+            strict: false,
+        };
+        assert_eq!(
+            store.reserve(&r, &[guard]).await.unwrap(),
+            ReserveOutcome::Reserved
+        );
+        only(&counter, "UpdateItem");
+
+        let out = store.record_events(&[event(&t, &u, "one")]).await.unwrap();
+        assert_eq!(out, vec![RecordOutcome::Recorded]);
+        only(&counter, "TransactWriteItems");
+
+        let batch: Vec<_> = (0..40).map(|i| event(&t, &u, &format!("b-{i}"))).collect();
+        let out = store.record_events(&batch).await.unwrap();
+        assert!(out.iter().all(|o| *o == RecordOutcome::Recorded));
+        only(&counter, "TransactWriteItems");
+
+        let usage = store
+            .get_user_usage(&t, &u, &|_| at(1, 0))
+            .await
+            .unwrap()
+            .usage;
+        let gemini = &usage.by_provider[&ProviderId::parse("gemini").unwrap()];
+        assert_eq!(
+            gemini.recorded,
+            Tally {
+                calls: 41,
+                tokens: 410,
+                cost_usd: dec!(0.0000041)
+            }
+        );
+        assert_eq!(gemini.held, r.held);
+    }
+}
