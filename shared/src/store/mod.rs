@@ -185,3 +185,5 @@ pub trait InvoiceStore: Send + Sync {
 pub trait Store: TenantStore + CatalogStore + SubscriptionStore + UsageStore + AlertStore + InvoiceStore {}
 
 impl<T: TenantStore + CatalogStore + SubscriptionStore + UsageStore + AlertStore + InvoiceStore> Store for T {}
+
+pub mod dynamo;

@@ -1,0 +1,255 @@
+//! Items of each record type: keys plus the record's fields as native attributes.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use chrono::{DateTime, Duration, Utc};
+use rust_decimal::Decimal;
+
+use super::convert::{count_of, decimal_of, from_item, get_s, n, s, time_of, to_item, Item};
+use super::keys;
+use crate::domain::{
+    Alert, ProviderId, Reservation, ReservationStatus, TenantId, UsageEvent, UserId,
+};
+use crate::store::{StoreError, StoreResult};
+use crate::usage::Tally;
+
+/// How long raw events are kept (the `ttl` attribute): 400 days after recording.
+pub const EVENT_RETENTION_DAYS: i64 = 400;
+/// How long a closed reservation's tombstone answers `AlreadyClosed`: 7 days after it expires.
+pub const TOMBSTONE_RETENTION_DAYS: i64 = 7;
+
+fn corrupt(what: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(what.to_string())
+}
+
+/// The raw event item. `metadata` is kept as JSON text (arbitrary client JSON may hold
+/// numbers DynamoDB cannot store exactly).
+pub fn event_item(e: &UsageEvent) -> StoreResult<Item> {
+    let mut item = to_item(e)?;
+    if let Some(meta) = &e.metadata {
+        item.insert("metadata".into(), s(meta.to_string()));
+    }
+    item.insert(keys::PK.into(), s(keys::event_pk(&e.tenant, &e.event_id)));
+    item.insert(keys::SK.into(), s(keys::EVENT_SK));
+    let expires = e.recorded_at + Duration::days(EVENT_RETENTION_DAYS);
+    item.insert(keys::TTL.into(), n(expires.timestamp()));
+    Ok(item)
+}
+
+pub fn event_of(item: &Item) -> StoreResult<UsageEvent> {
+    let mut item = item.clone();
+    if let Some(AttributeValue::S(text)) = item.get("metadata") {
+        let v: serde_json::Value = serde_json::from_str(text).map_err(corrupt)?;
+        item.insert("metadata".into(), super::convert::json_to_av(&v));
+    }
+    from_item(&item)
+}
+
+/// The map attribute `r|<id>` of an open reservation on the user state item.
+pub fn reservation_map(r: &Reservation) -> AttributeValue {
+    AttributeValue::M(HashMap::from([
+        ("provider".to_owned(), s(r.provider.as_str())),
+        ("period".to_owned(), s(keys::period_key(r.period_start))),
+        ("calls".to_owned(), n(r.held.calls)),
+        ("tokens".to_owned(), n(r.held.tokens)),
+        ("cost".to_owned(), n(r.held.cost_usd)),
+        ("created_at".to_owned(), s(keys::sortable(r.created_at))),
+        ("expires_at".to_owned(), s(keys::sortable(r.expires_at))),
+    ]))
+}
+
+/// The open reservation `id` of (tenant, user) from its map attribute.
+pub fn reservation_of_map(
+    tenant: &TenantId,
+    user: &UserId,
+    id: &str,
+    av: &AttributeValue,
+) -> StoreResult<Reservation> {
+    let m = av
+        .as_m()
+        .map_err(|_| corrupt(format!("reservation {id} is not a map")))?;
+    let text = |k: &str| get_s(m, k).ok_or_else(|| corrupt(format!("reservation {id} lacks {k}")));
+    let num = |k: &str| m.get(k).map_or(Ok(Decimal::ZERO), decimal_of);
+    Ok(Reservation {
+        id: id.to_owned(),
+        tenant: tenant.clone(),
+        user: user.clone(),
+        provider: ProviderId::parse(text("provider")?).map_err(corrupt)?,
+        period_start: time_of(text("period")?)?,
+        held: Tally {
+            calls: count_of(num("calls")?, "calls")?,
+            tokens: count_of(num("tokens")?, "tokens")?,
+            cost_usd: num("cost")?,
+        },
+        status: ReservationStatus::Held,
+        created_at: time_of(text("created_at")?)?,
+        expires_at: time_of(text("expires_at")?)?,
+    })
+}
+
+/// Every open reservation stored on a state item.
+pub fn open_reservations(item: &Item) -> StoreResult<Vec<Reservation>> {
+    let Some((tenant, user)) = get_s(item, keys::PK).and_then(keys::parse_user_pk) else {
+        return Err(corrupt("state item without a user key"));
+    };
+    item.iter()
+        .filter_map(|(k, v)| k.strip_prefix(keys::RESERVATION_PREFIX).map(|id| (id, v)))
+        .map(|(id, v)| reservation_of_map(&tenant, &user, id, v))
+        .collect()
+}
+
+/// The tombstone item of a closed reservation (kept until its `ttl`).
+pub fn tombstone_item(r: &Reservation, status: ReservationStatus) -> StoreResult<Item> {
+    let mut closed = r.clone();
+    closed.status = status;
+    let mut item = to_item(&closed)?;
+    item.insert(
+        keys::PK.into(),
+        s(keys::user_pk(&r.tenant, r.user.as_str())),
+    );
+    item.insert(keys::SK.into(), s(keys::tombstone_sk(&r.id)));
+    let expires = r.expires_at + Duration::days(TOMBSTONE_RETENTION_DAYS);
+    item.insert(keys::TTL.into(), n(expires.timestamp()));
+    Ok(item)
+}
+
+pub fn alert_item(a: &Alert) -> StoreResult<Item> {
+    let mut item = to_item(a)?;
+    item.insert(keys::PK.into(), s(keys::alert_pk(&a.tenant, &a.id)));
+    item.insert(keys::SK.into(), s(keys::ALERT_SK));
+    item.insert(
+        keys::USER_PK.into(),
+        s(keys::user_pk(&a.tenant, a.user.as_str())),
+    );
+    item.insert(
+        keys::USER_SK.into(),
+        s(format!("ALERT#{}#{}", keys::sortable(a.created_at), a.id)),
+    );
+    if !a.published {
+        item.insert(keys::OUTBOX_PK.into(), s(keys::OUTBOX_PARTITION));
+        item.insert(
+            keys::OUTBOX_SK.into(),
+            s(outbox_sk(a.created_at, &a.tenant, &a.id)),
+        );
+    }
+    Ok(item)
+}
+
+pub fn outbox_sk(created_at: DateTime<Utc>, tenant: &TenantId, id: &str) -> String {
+    format!("{}#{tenant}#{id}", keys::sortable(created_at))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{EventId, ModelId, Severity};
+    use crate::usage::UsageCounts;
+    use chrono::TimeZone;
+    use rust_decimal_macros::dec;
+
+    fn at(d: u32, h: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2025, 3, d, h, 0, 0).unwrap()
+    }
+
+    fn event() -> UsageEvent {
+        UsageEvent {
+            tenant: TenantId::parse("acme").unwrap(),
+            user: UserId::parse("alice@example.com").unwrap(),
+            event_id: EventId::parse("ev-1").unwrap(),
+            fingerprint: "fp".into(),
+            provider: ProviderId::parse("gemini").unwrap(),
+            model: Some(ModelId::parse("gemini/gemini-2.5-pro").unwrap()),
+            timestamp: at(10, 12),
+            period_start: at(1, 0),
+            counts: UsageCounts {
+                input_tokens: 12,
+                output_tokens: 3,
+                ..UsageCounts::default()
+            },
+            cost_usd: Some(dec!(0.0008125)),
+            price_version: Some("v1".into()),
+            estimated: true,
+            endpoint: None,
+            status_code: Some(503),
+            latency_ms: Some(120),
+            reservation_id: None,
+            metadata: Some(serde_json::json!({"huge": 1e300, "nested": {"a": [1, 2]}})),
+            recorded_at: at(10, 12),
+        }
+    }
+
+    #[test]
+    fn event_items_round_trip_with_keys_ttl_and_text_metadata() {
+        let e = event();
+        let item = event_item(&e).unwrap();
+        assert_eq!(get_s(&item, keys::PK), Some("T#acme#E#ev-1"));
+        assert!(matches!(item.get("metadata"), Some(AttributeValue::S(_))));
+        assert_eq!(item.get("cost_usd"), Some(&s("0.0008125")));
+        let ttl: i64 = item[keys::TTL].as_n().unwrap().parse().unwrap();
+        assert_eq!(ttl, (e.recorded_at + Duration::days(400)).timestamp());
+        assert_eq!(event_of(&item).unwrap(), e);
+        let mut unpriced = e.clone();
+        unpriced.cost_usd = None;
+        unpriced.metadata = None;
+        assert_eq!(event_of(&event_item(&unpriced).unwrap()).unwrap(), unpriced);
+    }
+
+    #[test]
+    fn reservations_round_trip_through_their_map_and_tombstone() {
+        let user = UserId::parse("alice").unwrap();
+        let r = Reservation {
+            id: Reservation::new_id(&user),
+            tenant: TenantId::parse("acme").unwrap(),
+            user: user.clone(),
+            provider: ProviderId::parse("openai").unwrap(),
+            period_start: at(1, 0),
+            held: Tally {
+                calls: 1,
+                tokens: 500,
+                cost_usd: dec!(0.0125),
+            },
+            status: ReservationStatus::Held,
+            created_at: at(10, 12),
+            expires_at: at(10, 13),
+        };
+        let back = reservation_of_map(&r.tenant, &user, &r.id, &reservation_map(&r)).unwrap();
+        assert_eq!(back, r);
+        let mut state = Item::new();
+        state.insert(keys::PK.into(), s(keys::user_pk(&r.tenant, "alice")));
+        state.insert(keys::reservation_attr(&r.id), reservation_map(&r));
+        assert_eq!(open_reservations(&state).unwrap(), vec![r.clone()]);
+        let tomb = tombstone_item(&r, ReservationStatus::Settled).unwrap();
+        let closed: Reservation = from_item(&tomb).unwrap();
+        assert_eq!(closed.status, ReservationStatus::Settled);
+        assert_eq!(closed.held, r.held);
+    }
+
+    #[test]
+    fn unpublished_alerts_carry_outbox_keys_and_published_ones_do_not() {
+        let mut a = Alert {
+            id: "a1".into(),
+            tenant: TenantId::parse("acme").unwrap(),
+            user: UserId::parse("alice").unwrap(),
+            period_start: at(1, 0),
+            key: "calls:gemini@80".into(),
+            metric: Some("calls:gemini".into()),
+            threshold: Some(80),
+            severity: Severity::Info,
+            title: "t".into(),
+            message: "m".into(),
+            created_at: at(10, 12),
+            read: false,
+            published: false,
+        };
+        let item = alert_item(&a).unwrap();
+        assert_eq!(get_s(&item, keys::OUTBOX_PK), Some("OUTBOX"));
+        assert_eq!(
+            get_s(&item, keys::USER_SK),
+            Some("ALERT#2025-03-10T12:00:00.000000000Z#a1")
+        );
+        assert_eq!(from_item::<Alert>(&item).unwrap(), a);
+        a.published = true;
+        assert!(!alert_item(&a).unwrap().contains_key(keys::OUTBOX_PK));
+    }
+}
