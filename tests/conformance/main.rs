@@ -1,0 +1,52 @@
+//! The storage conformance suite: every promise of the storage port, checked under real
+//! concurrency, run unchanged against each adapter.
+//!
+//! SQLite runs always. DynamoDB runs with `--features emulator` against the emulator that
+//! `scripts/with-moto` starts (the README's test command does both); without the feature the
+//! DynamoDB module is not built at all, so it can never be skipped silently.
+
+mod fixtures;
+mod suite;
+
+macro_rules! conformance {
+    ($factory:path) => {
+        conformance!(@tests $factory;
+            reservations_never_overspend_under_concurrency,
+            redelivered_events_are_counted_exactly_once,
+            same_event_id_with_other_content_is_a_conflict,
+            settling_adjusts_counters_by_actual_minus_held,
+            a_hold_is_returned_exactly_once_whatever_races,
+            expired_reservations_return_their_holds,
+            guards_cover_totals_tokens_and_strict_cost,
+            event_settling_another_users_reservation_does_not_touch_it,
+            alert_is_stored_once_under_concurrency,
+            alerts_list_newest_first_with_total_unread_and_outbox,
+            user_usage_reads_the_period_the_subscription_picks,
+            unpriced_estimated_error_and_latency_counts_are_kept,
+            daily_rollups_follow_event_days,
+            period_usage_is_per_period_and_zero_filled,
+            subscription_writes_are_versioned,
+            plans_prices_and_keys_round_trip,
+            invoices_are_stored_once_per_period,
+            tenants_are_isolated,
+        );
+    };
+    (@tests $factory:path; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() {
+                let store = $factory().await;
+                crate::suite::$name(store).await;
+            }
+        )*
+    };
+}
+
+mod sqlite {
+    conformance!(crate::fixtures::sqlite_store);
+}
+
+#[cfg(feature = "emulator")]
+mod dynamo {
+    conformance!(crate::fixtures::dynamo_store);
+}
