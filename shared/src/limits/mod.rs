@@ -2,6 +2,11 @@
 //!
 //! A plan's limits map a [`Metric`] to a non-negative value. An absent metric is
 //! unlimited; `0` means none allowed.
+//!
+//! - [`plans`]: the default plans and plan validation;
+//! - [`decision`]: the check decision, remaining limits, percentages and usage status,
+//!   and the upgrade suggestion;
+//! - [`thresholds`]: which alert thresholds a change of usage crosses.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -10,6 +15,17 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::domain::{PlanName, ProviderId};
+
+pub mod decision;
+pub mod plans;
+pub mod thresholds;
+
+pub use decision::{
+    cheapest_plan_allowing, decide, percentage, percentages, remaining, usage_status, used,
+    CheckRequest, Decision, DecisionError, UsageStatus, Violation,
+};
+pub use plans::{default_plans, default_thresholds, parse_plans, PlanError};
+pub use thresholds::{crossed_thresholds, threshold_level};
 
 /// What a limit counts.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -76,9 +92,59 @@ impl<'de> Deserialize<'de> for Metric {
 
 /// A plan's limits: absent metric = unlimited, `0` = none allowed. Values are
 /// non-negative; count metrics are whole numbers.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Serialized as a map of metric to decimal string. Deserialization also accepts JSON
+/// integers (`"calls:gemini": 100`); JSON numbers with a fraction are refused, because
+/// they would pass through `f64` (write `"cost_usd": "2.50"`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
 pub struct Limits(pub BTreeMap<Metric, Decimal>);
+
+impl Limits {
+    /// The limit of `metric`, `None` when unlimited.
+    pub fn get(&self, metric: &Metric) -> Option<Decimal> {
+        self.0.get(metric).copied()
+    }
+}
+
+impl<'de> Deserialize<'de> for Limits {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = BTreeMap::<Metric, LimitValue>::deserialize(d)?;
+        Ok(Limits(raw.into_iter().map(|(m, v)| (m, v.0)).collect()))
+    }
+}
+
+/// One limit value as written in JSON: a decimal string or an integer.
+struct LimitValue(Decimal);
+
+impl<'de> Deserialize<'de> for LimitValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = LimitValue;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a decimal string or an integer")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<LimitValue, E> {
+                Decimal::from_str_exact(s)
+                    .map(LimitValue)
+                    .map_err(|_| E::custom("limit is not an exact decimal number"))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<LimitValue, E> {
+                Ok(LimitValue(Decimal::from(v)))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<LimitValue, E> {
+                Ok(LimitValue(Decimal::from(v)))
+            }
+            fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<LimitValue, E> {
+                Err(E::custom(
+                    "write fractional limits as decimal strings, e.g. \"2.50\"",
+                ))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
 
 /// The tier a plan is sold as.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,15 +166,27 @@ pub struct Plan {
     pub monthly_price_usd: Decimal,
     #[serde(with = "rust_decimal::serde::str")]
     pub yearly_price_usd: Decimal,
+    #[serde(default)]
     pub description: String,
+    #[serde(default)]
     pub features: Vec<String>,
     /// Percentages of a limit at which alerts fire (default 80, 90, 100).
+    #[serde(default = "plans::default_thresholds")]
     pub alert_thresholds: Vec<u8>,
     pub limits: Limits,
     /// Price per USD of usage cost past the cost cap, when the plan bills overage
     /// (`None`: usage past the cap is not billed beyond its cost).
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "rust_decimal::serde::str_option")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "rust_decimal::serde::str_option"
+    )]
     pub overage_rate: Option<Decimal>,
     /// Inactive plans are hidden from `/plans` and cannot be newly subscribed to.
+    #[serde(default = "active_by_default")]
     pub active: bool,
+}
+
+fn active_by_default() -> bool {
+    true
 }

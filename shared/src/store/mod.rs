@@ -11,6 +11,8 @@
 //! - a reservation only succeeds if every guard holds at the moment of the write;
 //! - at most one alert per (tenant, user, period, key) and one invoice per (tenant, user, period).
 
+pub mod sqlite;
+
 use std::collections::BTreeSet;
 
 use async_trait::async_trait;

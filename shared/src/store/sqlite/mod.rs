@@ -1,0 +1,513 @@
+//! The embedded store: one SQLite file in WAL mode, used by `meter serve` and the fast tests.
+//!
+//! Blocking SQLite calls never run on the async runtime:
+//! - **writes** go to one dedicated writer thread that owns the only writing connection,
+//!   as boxed jobs over a channel, each answered through a tokio oneshot. Serialising the
+//!   writes in one thread is what makes "check the guard, then hold" and "insert the event
+//!   if new, then count it" atomic: nothing else writes in between. The thread commits in
+//!   groups: it takes every job already queued (up to `MAX_BATCH`), runs them in one
+//!   `BEGIN IMMEDIATE` transaction, each inside its own savepoint (a job that fails is
+//!   rolled back alone, so every write stays all-or-nothing), commits once, and only then
+//!   answers. A failed commit answers every job of the group with `Unavailable`, so
+//!   nothing is acknowledged that is not durable.
+//! - **reads** run on tokio's blocking pool with a small pool of read connections (WAL
+//!   lets them read while the writer writes), at most `MAX_READERS` at once, each read in
+//!   one read transaction (a consistent snapshot).
+//!
+//! Money is TEXT changed only in SQL through exact decimal functions (see `decimal`).
+
+mod codec;
+mod decimal;
+mod records;
+mod schema;
+mod usage;
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc, Mutex};
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+use rusqlite::Connection;
+use tokio::sync::{oneshot, Semaphore};
+
+use super::{
+    AlertStore, CatalogStore, DailyUsage, Guard, InvoiceStore, Page, PeriodPicker, RecordOutcome,
+    ReleaseOutcome, ReserveOutcome, StoreError, StoreResult, SubscriptionStore, TenantStore,
+    UsageStore, UserUsage,
+};
+use crate::domain::{
+    Alert, ApiKeyRecord, EventId, Invoice, PlanName, Reservation, Subscription, TenantId,
+    UsageEvent, UserId,
+};
+use crate::limits::Plan;
+use crate::usage::PeriodUsage;
+
+/// Most writes committed together by the writer thread.
+const MAX_BATCH: usize = 256;
+/// Most reads running at once (each holds a connection and a blocking thread).
+const MAX_READERS: usize = 8;
+
+/// The SQLite adapter of the storage port. Cheap to share behind an `Arc`; dropping it
+/// stops the writer thread once the queued writes are done.
+pub struct SqliteStore {
+    writer: mpsc::Sender<Box<dyn WriteJob>>,
+    readers: Arc<Readers>,
+    read_permits: Semaphore,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.readers.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`: WAL, `synchronous = FULL`,
+    /// foreign keys, a busy timeout, and the schema migrated to the current version.
+    /// Blocks while it opens and migrates; call it at startup.
+    pub fn open(path: &Path) -> StoreResult<SqliteStore> {
+        let mut conn = Connection::open(path)?;
+        schema::configure(&conn)?;
+        schema::configure_writer(&conn)?;
+        schema::migrate(&mut conn, schema::MIGRATIONS)?;
+        let (tx, rx) = mpsc::channel::<Box<dyn WriteJob>>();
+        std::thread::Builder::new()
+            .name("meter-sqlite-writer".to_owned())
+            .spawn(move || writer_loop(&conn, &rx))
+            .map_err(|e| {
+                StoreError::Unavailable(format!("cannot start the SQLite writer thread: {e}"))
+            })?;
+        Ok(SqliteStore {
+            writer: tx,
+            readers: Arc::new(Readers {
+                path: path.to_owned(),
+                idle: Mutex::new(Vec::new()),
+            }),
+            read_permits: Semaphore::new(MAX_READERS),
+        })
+    }
+
+    /// The schema version of the file (`PRAGMA user_version`).
+    pub async fn schema_version(&self) -> StoreResult<i64> {
+        self.read(schema::version).await
+    }
+
+    /// Runs `f` on the writer connection, in its own savepoint of a write transaction;
+    /// resolves once that transaction committed (or failed).
+    async fn write<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job = Pending {
+            work: Some(f),
+            result: None,
+            reply,
+        };
+        self.writer.send(Box::new(job)).map_err(|_| {
+            StoreError::Unavailable("the SQLite writer thread has stopped".to_owned())
+        })?;
+        answer.await.map_err(|_| {
+            StoreError::Unavailable("the SQLite writer dropped the request".to_owned())
+        })?
+    }
+
+    /// Runs `f` on a read connection, in one read transaction, on the blocking pool.
+    async fn read<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let _permit =
+            self.read_permits.acquire().await.map_err(|_| {
+                StoreError::Unavailable("the SQLite read pool is closed".to_owned())
+            })?;
+        let readers = Arc::clone(&self.readers);
+        tokio::task::spawn_blocking(move || readers.run(f))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("SQLite read task failed: {e}")))?
+    }
+}
+
+/// Idle read connections, reused across reads.
+struct Readers {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl Readers {
+    fn run<T>(&self, f: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
+        let pooled = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let conn = match pooled {
+            Some(c) => c,
+            None => self.connect()?,
+        };
+        conn.execute_batch("BEGIN DEFERRED")?;
+        let result = f(&conn);
+        // A connection whose transaction cannot be closed is not reused.
+        if conn.execute_batch("COMMIT").is_ok() {
+            let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+            if idle.len() < MAX_READERS {
+                idle.push(conn);
+            }
+        }
+        result
+    }
+
+    fn connect(&self) -> StoreResult<Connection> {
+        let conn = Connection::open_with_flags(
+            &self.path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        schema::configure(&conn)?;
+        conn.pragma_update(None, "query_only", true)?;
+        Ok(conn)
+    }
+}
+
+/// One queued write, as the writer thread sees it.
+trait WriteJob: Send {
+    /// Runs the write (inside its savepoint); `true` if it succeeded and should be kept.
+    fn run(&mut self, conn: &Connection) -> bool;
+    /// Answers the caller once the group's fate is known; `failure` when the group was not
+    /// committed (then nothing of this write was kept, whatever `run` returned).
+    fn finish(self: Box<Self>, failure: Option<&str>);
+}
+
+struct Pending<T, F> {
+    work: Option<F>,
+    result: Option<StoreResult<T>>,
+    reply: oneshot::Sender<StoreResult<T>>,
+}
+
+impl<T, F> WriteJob for Pending<T, F>
+where
+    T: Send,
+    F: FnOnce(&Connection) -> StoreResult<T> + Send,
+{
+    fn run(&mut self, conn: &Connection) -> bool {
+        let Some(work) = self.work.take() else {
+            return false;
+        };
+        let result = work(conn);
+        let ok = result.is_ok();
+        self.result = Some(result);
+        ok
+    }
+
+    fn finish(self: Box<Self>, failure: Option<&str>) {
+        let answer = match (failure, self.result) {
+            (Some(why), _) => Err(StoreError::Unavailable(format!(
+                "write not committed: {why}"
+            ))),
+            (None, Some(result)) => result,
+            (None, None) => Err(StoreError::Unavailable("write did not run".to_owned())),
+        };
+        // The caller may have given up waiting; its write is committed all the same.
+        let _ = self.reply.send(answer);
+    }
+}
+
+fn writer_loop(conn: &Connection, jobs: &mpsc::Receiver<Box<dyn WriteJob>>) {
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let failure = run_batch(conn, &mut batch).err();
+        for job in batch {
+            job.finish(failure.as_deref());
+        }
+    }
+}
+
+/// Runs a group of writes in one transaction, each in its own savepoint.
+fn run_batch(conn: &Connection, batch: &mut [Box<dyn WriteJob>]) -> Result<(), String> {
+    conn.execute_batch("BEGIN IMMEDIATE")
+        .map_err(|e| e.to_string())?;
+    let outcome = (|| {
+        for job in batch.iter_mut() {
+            conn.execute_batch("SAVEPOINT job")
+                .map_err(|e| e.to_string())?;
+            // A panicking job is a bug; it is rolled back and answered, the thread lives on.
+            let kept = catch_unwind(AssertUnwindSafe(|| job.run(conn))).unwrap_or(false);
+            let end = if kept {
+                "RELEASE job"
+            } else {
+                "ROLLBACK TO job; RELEASE job"
+            };
+            conn.execute_batch(end).map_err(|e| e.to_string())?;
+        }
+        conn.execute_batch("COMMIT").map_err(|e| e.to_string())
+    })();
+    if outcome.is_err() && !conn.is_autocommit() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    outcome
+}
+
+#[async_trait]
+impl TenantStore for SqliteStore {
+    async fn create_tenant_if_absent(
+        &self,
+        tenant: &TenantId,
+        at: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let tenant = tenant.clone();
+        self.write(move |c| records::create_tenant_if_absent(c, &tenant, at))
+            .await
+    }
+
+    async fn put_api_key(&self, key: &ApiKeyRecord) -> StoreResult<()> {
+        let key = key.clone();
+        self.write(move |c| records::put_api_key(c, &key)).await
+    }
+
+    async fn get_api_key(&self, hash: &str) -> StoreResult<Option<ApiKeyRecord>> {
+        let hash = hash.to_owned();
+        self.read(move |c| records::get_api_key(c, &hash)).await
+    }
+}
+
+#[async_trait]
+impl CatalogStore for SqliteStore {
+    async fn put_plan(&self, tenant: &TenantId, plan: &Plan) -> StoreResult<()> {
+        let (tenant, plan) = (tenant.clone(), plan.clone());
+        self.write(move |c| records::put_plan(c, &tenant, &plan))
+            .await
+    }
+
+    async fn get_plan(&self, tenant: &TenantId, name: &PlanName) -> StoreResult<Option<Plan>> {
+        let (tenant, name) = (tenant.clone(), name.clone());
+        self.read(move |c| records::get_plan(c, &tenant, &name))
+            .await
+    }
+
+    async fn list_plans(&self, tenant: &TenantId) -> StoreResult<Vec<Plan>> {
+        let tenant = tenant.clone();
+        self.read(move |c| records::list_plans(c, &tenant)).await
+    }
+
+    async fn put_price_version(
+        &self,
+        scope: Option<&TenantId>,
+        id: &str,
+        json: &serde_json::Value,
+    ) -> StoreResult<()> {
+        let (scope, id, json) = (scope.cloned(), id.to_owned(), json.clone());
+        self.write(move |c| records::put_price_version(c, scope.as_ref(), &id, &json))
+            .await
+    }
+
+    async fn list_price_versions(
+        &self,
+        scope: Option<&TenantId>,
+    ) -> StoreResult<Vec<serde_json::Value>> {
+        let scope = scope.cloned();
+        self.read(move |c| records::list_price_versions(c, scope.as_ref()))
+            .await
+    }
+}
+
+#[async_trait]
+impl SubscriptionStore for SqliteStore {
+    async fn get_subscription(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+    ) -> StoreResult<Option<Subscription>> {
+        let (tenant, user) = (tenant.clone(), user.clone());
+        self.read(move |c| records::get_subscription(c, &tenant, &user))
+            .await
+    }
+
+    async fn put_subscription(
+        &self,
+        sub: &Subscription,
+        expected_version: Option<u64>,
+    ) -> StoreResult<()> {
+        let sub = sub.clone();
+        self.write(move |c| records::put_subscription(c, &sub, expected_version))
+            .await
+    }
+
+    async fn list_subscriptions(
+        &self,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> StoreResult<Page<Subscription>> {
+        self.read(move |c| records::list_subscriptions(c, cursor.as_deref(), limit))
+            .await
+    }
+}
+
+#[async_trait]
+impl UsageStore for SqliteStore {
+    async fn get_user_usage(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        pick: PeriodPicker<'_>,
+    ) -> StoreResult<UserUsage> {
+        let subscription = self.get_subscription(tenant, user).await?;
+        let start = pick(subscription.as_ref());
+        let (tenant, user) = (tenant.clone(), user.clone());
+        let (usage, fired_alerts) = self
+            .read(move |c| {
+                let usage = usage::period_usage(c, &tenant, &user, &start)?;
+                let fired = usage::fired_alerts(c, &tenant, &user, &start)?;
+                Ok((usage, fired))
+            })
+            .await?;
+        Ok(UserUsage {
+            subscription,
+            period_start: Some(start),
+            usage,
+            fired_alerts,
+        })
+    }
+
+    async fn get_period_usage(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        starts: &[DateTime<Utc>],
+    ) -> StoreResult<Vec<PeriodUsage>> {
+        let (tenant, user, starts) = (tenant.clone(), user.clone(), starts.to_vec());
+        self.read(move |c| {
+            starts
+                .iter()
+                .map(|s| usage::period_usage(c, &tenant, &user, s))
+                .collect()
+        })
+        .await
+    }
+
+    async fn daily_usage(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> StoreResult<Vec<DailyUsage>> {
+        let (tenant, user) = (tenant.clone(), user.clone());
+        self.read(move |c| usage::daily_usage(c, &tenant, &user, from, to))
+            .await
+    }
+
+    async fn record_events(&self, events: &[UsageEvent]) -> StoreResult<Vec<RecordOutcome>> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let events = events.to_vec();
+        self.write(move |c| usage::record_events(c, &events)).await
+    }
+
+    async fn get_event(
+        &self,
+        tenant: &TenantId,
+        event_id: &EventId,
+    ) -> StoreResult<Option<UsageEvent>> {
+        let (tenant, event_id) = (tenant.clone(), event_id.clone());
+        self.read(move |c| usage::get_event(c, &tenant, &event_id))
+            .await
+    }
+
+    async fn reserve(
+        &self,
+        reservation: &Reservation,
+        guards: &[Guard],
+    ) -> StoreResult<ReserveOutcome> {
+        let (reservation, guards) = (reservation.clone(), guards.to_vec());
+        self.write(move |c| usage::reserve(c, &reservation, &guards))
+            .await
+    }
+
+    async fn get_reservation(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> StoreResult<Option<Reservation>> {
+        let (tenant, id) = (tenant.clone(), id.to_owned());
+        self.read(move |c| usage::get_reservation(c, &tenant, &id))
+            .await
+    }
+
+    async fn release_reservation(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> StoreResult<ReleaseOutcome> {
+        let (tenant, id) = (tenant.clone(), id.to_owned());
+        self.write(move |c| usage::release_reservation(c, &tenant, &id))
+            .await
+    }
+
+    async fn expire_reservations(&self, now: DateTime<Utc>, limit: usize) -> StoreResult<usize> {
+        self.write(move |c| usage::expire_reservations(c, now, limit))
+            .await
+    }
+}
+
+#[async_trait]
+impl AlertStore for SqliteStore {
+    async fn create_alert_once(&self, alert: &Alert) -> StoreResult<bool> {
+        let alert = alert.clone();
+        self.write(move |c| records::create_alert_once(c, &alert))
+            .await
+    }
+
+    async fn list_alerts(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        unread_only: bool,
+        limit: usize,
+    ) -> StoreResult<(Vec<Alert>, u64)> {
+        let (tenant, user) = (tenant.clone(), user.clone());
+        self.read(move |c| records::list_alerts(c, &tenant, &user, unread_only, limit))
+            .await
+    }
+
+    async fn mark_alert_read(&self, tenant: &TenantId, alert_id: &str) -> StoreResult<bool> {
+        let (tenant, alert_id) = (tenant.clone(), alert_id.to_owned());
+        self.write(move |c| records::mark_alert_read(c, &tenant, &alert_id))
+            .await
+    }
+
+    async fn unpublished_alerts(&self, limit: usize) -> StoreResult<Vec<Alert>> {
+        self.read(move |c| records::unpublished_alerts(c, limit))
+            .await
+    }
+
+    async fn mark_alert_published(&self, tenant: &TenantId, alert_id: &str) -> StoreResult<()> {
+        let (tenant, alert_id) = (tenant.clone(), alert_id.to_owned());
+        self.write(move |c| records::mark_alert_published(c, &tenant, &alert_id))
+            .await
+    }
+}
+
+#[async_trait]
+impl InvoiceStore for SqliteStore {
+    async fn put_invoice_once(&self, invoice: &Invoice) -> StoreResult<bool> {
+        let invoice = invoice.clone();
+        self.write(move |c| records::put_invoice_once(c, &invoice))
+            .await
+    }
+
+    async fn list_invoices(&self, tenant: &TenantId, user: &UserId) -> StoreResult<Vec<Invoice>> {
+        let (tenant, user) = (tenant.clone(), user.clone());
+        self.read(move |c| records::list_invoices(c, &tenant, &user))
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests;

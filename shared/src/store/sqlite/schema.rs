@@ -1,0 +1,215 @@
+//! Connection settings and the versioned schema.
+//!
+//! The schema version is `PRAGMA user_version`: the number of entries of [`MIGRATIONS`]
+//! applied. Opening a file applies the missing ones, each in its own transaction together
+//! with its version bump; a file from a newer build (a version past the list) is refused.
+//! Migrations are append-only: never edit one that has shipped.
+//!
+//! Conventions: timestamps are RFC 3339 UTC with a fixed nine fractional digits, so text
+//! order is time order and values read back exactly; days are `YYYY-MM-DD`; money is the
+//! exact `Decimal` text (changed only through the `dec_*` functions); counts are INTEGER.
+//! No foreign keys are declared between tables: the port lets callers write records in
+//! any order (events of a user without a subscription, keys of a tenant bootstrapped
+//! later), so such constraints would only turn valid calls into errors.
+
+use std::time::Duration;
+
+use rusqlite::Connection;
+
+use crate::store::{StoreError, StoreResult};
+
+/// How long a connection waits for a lock held by another connection or process.
+pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The schema, one migration per entry; entry `i` brings the file to version `i + 1`.
+pub(super) const MIGRATIONS: &[&str] = &[
+    // 1: initial schema.
+    r#"
+    CREATE TABLE tenants (
+        tenant      TEXT NOT NULL PRIMARY KEY,
+        created_at  TEXT NOT NULL
+    ) STRICT, WITHOUT ROWID;
+
+    CREATE TABLE api_keys (
+        hash    TEXT NOT NULL PRIMARY KEY,
+        tenant  TEXT NOT NULL,
+        record  TEXT NOT NULL          -- ApiKeyRecord as JSON
+    ) STRICT;
+    CREATE INDEX api_keys_by_tenant ON api_keys (tenant);
+
+    CREATE TABLE plans (
+        tenant  TEXT NOT NULL,
+        name    TEXT NOT NULL,
+        plan    TEXT NOT NULL,         -- Plan as JSON
+        PRIMARY KEY (tenant, name)
+    ) STRICT;
+
+    -- scope '' is the shared catalog (a tenant id is never empty); rowid keeps insertion order.
+    CREATE TABLE price_versions (
+        scope    TEXT NOT NULL,
+        id       TEXT NOT NULL,
+        version  TEXT NOT NULL,        -- the price version's JSON
+        PRIMARY KEY (scope, id)
+    ) STRICT;
+
+    CREATE TABLE subscriptions (
+        tenant        TEXT NOT NULL,
+        user          TEXT NOT NULL,
+        version       INTEGER NOT NULL,
+        subscription  TEXT NOT NULL,   -- Subscription as JSON
+        PRIMARY KEY (tenant, user)
+    ) STRICT;
+
+    CREATE TABLE events (
+        tenant        TEXT NOT NULL,
+        event_id      TEXT NOT NULL,
+        user          TEXT NOT NULL,
+        fingerprint   TEXT NOT NULL,
+        provider      TEXT NOT NULL,
+        period_start  TEXT NOT NULL,
+        timestamp     TEXT NOT NULL,
+        priced        INTEGER NOT NULL CHECK (priced IN (0, 1)),
+        event         TEXT NOT NULL,   -- UsageEvent as JSON (the exact record)
+        PRIMARY KEY (tenant, event_id)
+    ) STRICT;
+    -- a user's events by time (export, erasure, re-pricing).
+    CREATE INDEX events_by_user ON events (tenant, user, timestamp);
+
+    CREATE TABLE counters (
+        tenant           TEXT NOT NULL,
+        user             TEXT NOT NULL,
+        period_start     TEXT NOT NULL,
+        provider         TEXT NOT NULL,
+        recorded_calls   INTEGER NOT NULL DEFAULT 0,
+        recorded_tokens  INTEGER NOT NULL DEFAULT 0,
+        recorded_cost    TEXT NOT NULL DEFAULT '0',
+        held_calls       INTEGER NOT NULL DEFAULT 0 CHECK (held_calls >= 0),
+        held_tokens      INTEGER NOT NULL DEFAULT 0 CHECK (held_tokens >= 0),
+        held_cost        TEXT NOT NULL DEFAULT '0',
+        unpriced         INTEGER NOT NULL DEFAULT 0,
+        estimated        INTEGER NOT NULL DEFAULT 0,
+        errors           INTEGER NOT NULL DEFAULT 0,
+        latency_sum      INTEGER NOT NULL DEFAULT 0,
+        latency_count    INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (tenant, user, period_start, provider)
+    ) STRICT, WITHOUT ROWID;
+
+    CREATE TABLE daily (
+        tenant    TEXT NOT NULL,
+        user      TEXT NOT NULL,
+        day       TEXT NOT NULL,
+        provider  TEXT NOT NULL,
+        calls     INTEGER NOT NULL DEFAULT 0,
+        tokens    INTEGER NOT NULL DEFAULT 0,
+        cost      TEXT NOT NULL DEFAULT '0',
+        PRIMARY KEY (tenant, user, day, provider)
+    ) STRICT, WITHOUT ROWID;
+
+    CREATE TABLE reservations (
+        tenant        TEXT NOT NULL,
+        id            TEXT NOT NULL,
+        user          TEXT NOT NULL,
+        provider      TEXT NOT NULL,
+        period_start  TEXT NOT NULL,
+        held_calls    INTEGER NOT NULL,
+        held_tokens   INTEGER NOT NULL,
+        held_cost     TEXT NOT NULL,
+        status        TEXT NOT NULL CHECK (status IN ('held', 'settled', 'released', 'expired')),
+        created_at    TEXT NOT NULL,
+        expires_at    TEXT NOT NULL,
+        closed_at     TEXT,
+        PRIMARY KEY (tenant, id)
+    ) STRICT;
+    CREATE INDEX reservations_held_by_expiry ON reservations (expires_at) WHERE status = 'held';
+
+    CREATE TABLE alerts (
+        tenant        TEXT NOT NULL,
+        id            TEXT NOT NULL,
+        user          TEXT NOT NULL,
+        period_start  TEXT NOT NULL,
+        key           TEXT NOT NULL,
+        metric        TEXT,
+        threshold     INTEGER,
+        severity      TEXT NOT NULL,
+        title         TEXT NOT NULL,
+        message       TEXT NOT NULL,
+        created_at    TEXT NOT NULL,
+        read          INTEGER NOT NULL CHECK (read IN (0, 1)),
+        published     INTEGER NOT NULL CHECK (published IN (0, 1)),
+        PRIMARY KEY (tenant, id),
+        UNIQUE (tenant, user, period_start, key)
+    ) STRICT;
+    CREATE INDEX alerts_by_user ON alerts (tenant, user, created_at, id);
+    CREATE INDEX alerts_unread ON alerts (tenant, user) WHERE read = 0;
+    CREATE INDEX alerts_unpublished ON alerts (created_at, id) WHERE published = 0;
+
+    CREATE TABLE invoices (
+        tenant        TEXT NOT NULL,
+        id            TEXT NOT NULL,
+        user          TEXT NOT NULL,
+        period_start  TEXT NOT NULL,
+        invoice       TEXT NOT NULL,   -- Invoice as JSON
+        PRIMARY KEY (tenant, id),
+        UNIQUE (tenant, user, period_start)
+    ) STRICT;
+    "#,
+];
+
+/// Settings every connection gets: lock wait, foreign keys, the decimal functions.
+pub(super) fn configure(conn: &Connection) -> StoreResult<()> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "foreign_keys", true)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    super::decimal::register(conn)?;
+    Ok(())
+}
+
+/// Settings of the file, set by the writer connection.
+///
+/// `synchronous = FULL`: with WAL, NORMAL keeps the file consistent but may lose the last
+/// commits on a power cut or OS crash, and `meter serve` promises to lose nothing it
+/// acknowledged (usage reports are answered `recorded` only after the commit). The price,
+/// one fsync per commit, is shared by every write of a batch (see the writer thread).
+pub(super) fn configure_writer(conn: &Connection) -> StoreResult<()> {
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Unavailable(format!(
+            "cannot enable WAL (journal_mode is {mode})"
+        )));
+    }
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    Ok(())
+}
+
+/// Brings the file to `migrations.len()`, one transaction per migration.
+pub(super) fn migrate(conn: &mut Connection, migrations: &[&str]) -> StoreResult<()> {
+    let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let known = migrations.len();
+    let current = usize::try_from(current)
+        .ok()
+        .filter(|v| *v <= known)
+        .ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "schema version {current} is not one this build knows (0..={known})"
+            ))
+        })?;
+    for (index, sql) in migrations.iter().enumerate().skip(current) {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        // Re-read inside the lock: another process may have migrated meanwhile.
+        let now: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if usize::try_from(now).is_ok_and(|v| v > index) {
+            continue;
+        }
+        tx.execute_batch(sql)?;
+        let version = i64::try_from(index + 1)
+            .map_err(|_| StoreError::Corrupt("too many migrations".to_owned()))?;
+        tx.pragma_update(None, "user_version", version)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// The schema version of an open file.
+pub(super) fn version(conn: &Connection) -> StoreResult<i64> {
+    Ok(conn.query_row("PRAGMA user_version", [], |r| r.get(0))?)
+}
