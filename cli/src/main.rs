@@ -11,6 +11,8 @@ use meter_core::store::Store;
 mod pricing;
 mod serve;
 
+use pricing::CatalogFormat;
+
 #[derive(Parser)]
 #[command(name = "meter", version, about = "Usage metering and usage-based subscriptions for paid AI and web APIs")]
 struct Cli {
@@ -51,15 +53,19 @@ enum PricingCommand {
         /// Quote against this catalog file instead of the shipped default catalog.
         #[arg(long)]
         catalog: Option<PathBuf>,
-        /// Format of --catalog.
-        #[arg(long, value_enum, default_value_t = CatalogFormat::Native)]
+        /// Format of --catalog: native or litellm.
+        #[arg(long, default_value = "native")]
         format: CatalogFormat,
+        /// When a LiteLLM catalog's prices take effect.
+        #[arg(long, default_value = "1970-01-01T00:00:00Z")]
+        effective_from: chrono::DateTime<chrono::Utc>,
     },
     /// Add the price versions of a catalog file to the store (shared, or one tenant's).
     Import {
         /// The catalog file.
         file: PathBuf,
-        #[arg(long, value_enum, default_value_t = CatalogFormat::Native)]
+        /// native or litellm.
+        #[arg(long, default_value = "native")]
         format: CatalogFormat,
         /// When the imported LiteLLM prices take effect (RFC 3339; default: now).
         #[arg(long)]
@@ -103,12 +109,6 @@ enum TableCommand {
         #[arg(long, env = "TABLE_NAME")]
         table: String,
     },
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-pub enum CatalogFormat {
-    Native,
-    Litellm,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -165,10 +165,10 @@ fn main() -> Result<()> {
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Serve(args) => serve::run(args).await,
-        Command::Pricing { command: PricingCommand::Quote { catalog, format } } => pricing::quote(catalog, format),
+        Command::Pricing { command: PricingCommand::Quote { catalog, format, effective_from } } => quote(catalog, format, effective_from),
         Command::Pricing { command: PricingCommand::Import { file, format, effective_from, tenant, store } } => {
             let store = store.open().await?;
-            pricing::import(store.as_ref(), &file, format, effective_from, tenant.as_ref()).await
+            import(store.as_ref(), &file, format, effective_from, tenant.as_ref()).await
         }
         Command::Plans { command: PlansCommand::List { tenant, store } } => {
             let plans = if store.db.is_none() && store.table.is_none() {
@@ -208,4 +208,46 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+fn quote(catalog: Option<PathBuf>, format: CatalogFormat, effective_from: chrono::DateTime<chrono::Utc>) -> Result<()> {
+    let catalog = match catalog {
+        Some(path) => {
+            let (catalog, summary) = pricing::load_catalog(&path, format, effective_from)?;
+            if let Some(s) = summary {
+                eprintln!("imported {} of {} entries; skipped {:?}", s.imported, s.entries, s.skipped);
+            }
+            catalog
+        }
+        None => meter_core::pricing::Catalog::default_catalog()?,
+    };
+    let stats = pricing::quote_lines(&catalog, std::io::stdin().lock(), std::io::stdout().lock())?;
+    eprintln!("quoted {} lines: {} priced, {} unpriced, {} errors", stats.lines, stats.priced, stats.unpriced, stats.errors);
+    Ok(())
+}
+
+async fn import(
+    store: &dyn Store,
+    file: &std::path::Path,
+    format: CatalogFormat,
+    effective_from: Option<chrono::DateTime<chrono::Utc>>,
+    tenant: Option<&TenantId>,
+) -> Result<()> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let versions = match format {
+        CatalogFormat::Native => meter_core::pricing::Catalog::from_native_json(&text)?.versions().to_vec(),
+        CatalogFormat::Litellm => {
+            let (versions, summary) = meter_core::pricing::litellm::import(&text, effective_from.unwrap_or_else(chrono::Utc::now))?;
+            eprintln!("read {} entries: {} importable; skipped {:?}", summary.entries, summary.imported, summary.skipped);
+            versions
+        }
+    };
+    // Refuse a file whose versions contradict each other before writing anything.
+    meter_core::pricing::Catalog::from_versions(versions.clone())?;
+    for v in &versions {
+        store.put_price_version(tenant, &v.id, &serde_json::to_value(v)?).await?;
+    }
+    let scope = tenant.map_or_else(|| "the shared catalog".to_owned(), |t| format!("tenant {t}"));
+    println!("imported {} price versions into {scope}", versions.len());
+    Ok(())
 }
