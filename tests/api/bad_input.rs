@@ -113,7 +113,7 @@ fn cases() -> Vec<Case> {
         Case { method: "DELETE", ..case("delete usage", USAGE, json!({}), 405, "method_not_allowed") },
     ];
     // The admin key may do what a service key may.
-    v.push(Case { key: Key::Admin, ..case("admin key, bad body", CHECK, json!({"user_id": ""}), 422, "invalid_id") });
+    v.push(Case { key: Key::Admin, ..case("admin key, bad body", CHECK, json!({"user_id": "", "provider": "gemini"}), 422, "invalid_id") });
     v
 }
 

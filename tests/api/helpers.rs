@@ -102,7 +102,7 @@ impl TestApp {
     pub async fn snapshot(&self, user: &str) -> String {
         let u = UserId::parse(user).unwrap();
         let now = chrono::Utc::now();
-        let state = self.store.get_user_usage(&self.tenant, &u, &|s| meter_core::service::period_at(s, now).map(|p| p.start).unwrap_or(now)).await.unwrap();
+        let state = self.store.get_user_usage(&self.tenant, &u, &|s| meter_core::service::period_start_at(s, now)).await.unwrap();
         let alerts = self.store.list_alerts(&self.tenant, &u, false, 100).await.unwrap();
         format!("{:?}|{:?}|{:?}", state.usage, state.fired_alerts, alerts)
     }

@@ -146,3 +146,15 @@ async fn free_user_gets_one_alert_per_threshold() {
     let denied = app.check(json!({"user_id": "ivy", "provider": "gemini"})).await;
     assert_eq!(denied.status, 429);
 }
+
+#[tokio::test]
+async fn a_reservation_never_settled_is_released_by_the_sweep_after_its_ttl() {
+    let app = spawn_app().await;
+    let r = app.check(json!({"user_id": "jo", "provider": "gemini", "reserve": true, "reservation_ttl_seconds": 1})).await;
+    assert_eq!(r.body["data"]["remaining"]["calls:gemini"], 99);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let (expired, _) = app.meter.sweep().await.unwrap();
+    assert_eq!(expired, 1);
+    let after = app.check(json!({"user_id": "jo", "provider": "gemini"})).await;
+    assert_eq!(after.body["data"]["remaining"]["calls:gemini"], 100);
+}

@@ -197,7 +197,7 @@ pub fn parse_event(value: &Value, now: DateTime<Utc>) -> Result<EventInput, Vec<
         if any_explicit {
             f.error("usage", "ambiguous_usage", "give either the provider's usage object or token fields, not both");
         }
-        match normalise::parse_usage_object(usage) {
+        match normalise::parse_usage(usage) {
             Ok(c) => {
                 counts.input_tokens = c.input_tokens;
                 counts.output_tokens = c.output_tokens;

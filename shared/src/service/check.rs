@@ -4,8 +4,8 @@ use chrono::Duration;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
-use super::{period_at, Caller, Meter};
-use crate::domain::{Reservation, ReservationStatus, UserId};
+use super::{period_at, period_start_at, Caller, Meter};
+use crate::domain::{Reservation, ReservationStatus};
 use crate::http::wire::CheckInput;
 use crate::http::ApiError;
 use crate::limits::{self, CheckRequest, Decision, Limits, Metric, Plan, Violation};
@@ -94,14 +94,14 @@ impl Meter {
     pub async fn check(&self, caller: &Caller, input: CheckInput) -> Result<Value, ApiError> {
         let now = self.now();
         let tenant = &caller.tenant;
-        let state = self.store.get_user_usage(tenant, &input.user, &|sub| period_at(sub, now).start).await?;
+        let state = self.store.get_user_usage(tenant, &input.user, &|sub| period_start_at(sub, now)).await?;
         let sub = state.subscription.as_ref();
         if let Some(s) = sub {
             if !s.status.is_active() {
                 return Err(ApiError::SubscriptionInactive { status: status_name(s.status) });
             }
         }
-        let period = period_at(sub, now);
+        let period = period_at(sub, now)?;
         let plan = self.plan_of(tenant, sub).await?;
         let (provider, estimated_cost) = self.estimate(caller, &input, now).await?;
         let estimated_tokens = input.estimated_input_tokens.checked_add(input.estimated_output_tokens).ok_or_else(|| {

@@ -36,7 +36,7 @@ impl Meter {
             for &i in indices {
                 let input = &inputs[i];
                 match catalog.price(input.provider.as_ref(), input.model.as_ref(), input.timestamp, &input.counts) {
-                    Ok(outcome) => events[i] = Some(to_event(tenant, input, &outcome, period_at(sub.as_ref(), input.timestamp), now)),
+                    Ok(outcome) => events[i] = Some(to_event(tenant, input, &outcome, period_at(sub.as_ref(), input.timestamp)?, now)),
                     Err(e) => invalid.push(EventErrors {
                         index: i,
                         event_id: Some(input.event_id.to_string()),

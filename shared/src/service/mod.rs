@@ -12,7 +12,7 @@ use crate::alerts::AlertPublisher;
 use crate::domain::{ApiKeyRecord, PlanName, Role, Subscription, TenantId};
 use crate::http::ApiError;
 use crate::limits::Plan;
-use crate::periods::{Anchor, BillingCycle, Period, Schedule};
+use crate::periods::{Period, Schedule};
 use crate::pricing::{Catalog, PriceVersion};
 use crate::store::Store;
 
@@ -195,12 +195,20 @@ impl Meter {
 /// The schedule of a user's limit periods: the subscription's, or calendar months.
 pub fn schedule_of(sub: Option<&Subscription>) -> Schedule {
     match sub {
-        Some(s) => Schedule { anchor: s.anchor, origin: s.started_at, cycle: s.cycle },
-        None => Schedule { anchor: Anchor::Calendar, origin: DateTime::<Utc>::UNIX_EPOCH, cycle: BillingCycle::Monthly },
+        Some(s) => Schedule::new(s.anchor, s.started_at, s.cycle),
+        None => Schedule::calendar(),
     }
 }
 
 /// The limit period containing `at` for a user.
-pub fn period_at(sub: Option<&Subscription>, at: DateTime<Utc>) -> Period {
-    schedule_of(sub).period_containing(at)
+pub fn period_at(sub: Option<&Subscription>, at: DateTime<Utc>) -> Result<Period, ApiError> {
+    schedule_of(sub)
+        .period_containing(at)
+        .map_err(|e| ApiError::invalid("timestamp", "out_of_range", e.to_string()))
+}
+
+/// The start of the period containing `at`, for store reads that pick a period
+/// (an instant outside the calendar's range falls back to `at` itself and reads zeros).
+pub fn period_start_at(sub: Option<&Subscription>, at: DateTime<Utc>) -> DateTime<Utc> {
+    schedule_of(sub).period_containing(at).map_or(at, |p| p.start)
 }

@@ -45,7 +45,7 @@ impl Meter {
         let now = self.now();
         let state = self.store.get_user_usage(tenant, user, &|_| period_start).await?;
         let plan = self.plan_of(tenant, state.subscription.as_ref()).await?;
-        let period = super::schedule_of(state.subscription.as_ref()).period_containing(period_start);
+        let period = super::period_at(state.subscription.as_ref(), period_start)?;
         let mut due: Vec<Alert> = Vec::new();
         for (metric, limit) in &plan.limits.0 {
             if *limit <= Decimal::ZERO {
