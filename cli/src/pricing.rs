@@ -23,7 +23,9 @@ impl std::str::FromStr for CatalogFormat {
         match s {
             "native" => Ok(Self::Native),
             "litellm" => Ok(Self::Litellm),
-            other => Err(format!("unknown catalog format `{other}` (native, litellm)")),
+            other => Err(format!(
+                "unknown catalog format `{other}` (native, litellm)"
+            )),
         }
     }
 }
@@ -89,7 +91,10 @@ fn err(code: &'static str, message: impl Into<String>) -> LineError {
     }
 }
 
-fn optional_str<'a>(event: &'a Map<String, Value>, key: &str) -> Result<Option<&'a str>, LineError> {
+fn optional_str<'a>(
+    event: &'a Map<String, Value>,
+    key: &str,
+) -> Result<Option<&'a str>, LineError> {
     match event.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
@@ -98,8 +103,13 @@ fn optional_str<'a>(event: &'a Map<String, Value>, key: &str) -> Result<Option<&
 }
 
 /// Quotes one event line into its output JSON (without the newline).
-fn quote_line(catalog: &Catalog, line: &str, now: DateTime<Utc>) -> Result<(String, bool), LineError> {
-    let value: Value = serde_json::from_str(line).map_err(|e| err("invalid_json", e.to_string()))?;
+fn quote_line(
+    catalog: &Catalog,
+    line: &str,
+    now: DateTime<Utc>,
+) -> Result<(String, bool), LineError> {
+    let value: Value =
+        serde_json::from_str(line).map_err(|e| err("invalid_json", e.to_string()))?;
     let Value::Object(event) = value else {
         return Err(err("invalid_json", "an event must be a JSON object"));
     };
@@ -114,7 +124,12 @@ fn quote_line(catalog: &Catalog, line: &str, now: DateTime<Utc>) -> Result<(Stri
     let at = match optional_str(&event, "timestamp")? {
         None => now,
         Some(t) => DateTime::parse_from_rfc3339(t)
-            .map_err(|e| err("invalid_timestamp", format!("`timestamp` is not RFC 3339: {e}")))?
+            .map_err(|e| {
+                err(
+                    "invalid_timestamp",
+                    format!("`timestamp` is not RFC 3339: {e}"),
+                )
+            })?
             .with_timezone(&Utc),
     };
     let counts = event_counts(&event).map_err(|e| err(e.code(), e.to_string()))?;
@@ -158,7 +173,11 @@ fn quote_line(catalog: &Catalog, line: &str, now: DateTime<Utc>) -> Result<(Stri
 /// line to `output`, in order: a quote, an unpriced quote, or `{"error": …}` for a bad
 /// line (the stream never stops on one). Blank lines are answered with an error too, so
 /// that line numbers stay aligned.
-pub fn quote_lines(catalog: &Catalog, input: impl BufRead, output: impl Write) -> io::Result<QuoteStats> {
+pub fn quote_lines(
+    catalog: &Catalog,
+    input: impl BufRead,
+    output: impl Write,
+) -> io::Result<QuoteStats> {
     let mut out = io::BufWriter::new(output);
     let mut stats = QuoteStats::default();
     let now = Utc::now();
@@ -224,7 +243,10 @@ mod tests {
         assert_eq!(lines[0]["cost_usd"], "0.0075");
         assert_eq!(lines[0]["priced"], true);
         assert_eq!(lines[0]["estimated"], false);
-        assert_eq!(lines[0]["price_version"], "openai/gpt-4o@2025-01-01T00:00:00Z");
+        assert_eq!(
+            lines[0]["price_version"],
+            "openai/gpt-4o@2025-01-01T00:00:00Z"
+        );
         assert_eq!(lines[1]["error"]["code"], "invalid_json");
         // 4000 chars = 1000 tokens at $0.15/M, provider found from the model alone
         assert_eq!(lines[2]["cost_usd"], "0.00015");
@@ -234,7 +256,10 @@ mod tests {
         assert_eq!(lines[3]["cost_usd"], Value::Null);
         assert_eq!(lines[4]["cost_usd"], "0.024");
         assert_eq!(lines[5]["error"]["code"], "inconsistent_counts");
-        assert_eq!(lines[6]["priced"], false, "before the version's effective_from");
+        assert_eq!(
+            lines[6]["priced"], false,
+            "before the version's effective_from"
+        );
         assert_eq!(
             stats,
             QuoteStats {
@@ -258,7 +283,10 @@ mod tests {
         ]
         .join("\n");
         let (lines, _) = run(&input);
-        let codes: Vec<&str> = lines.iter().map(|l| l["error"]["code"].as_str().unwrap()).collect();
+        let codes: Vec<&str> = lines
+            .iter()
+            .map(|l| l["error"]["code"].as_str().unwrap())
+            .collect();
         assert_eq!(
             codes,
             [
@@ -270,6 +298,9 @@ mod tests {
                 "invalid_json"
             ]
         );
-        assert!(lines[1]["error"]["message"].as_str().unwrap().contains("input_tokens"));
+        assert!(lines[1]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("input_tokens"));
     }
 }

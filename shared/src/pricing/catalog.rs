@@ -36,7 +36,11 @@ pub struct PriceVersion {
 
 impl PriceVersion {
     /// The conventional id: `provider/model@effective_from` (`provider@…` when provider-wide).
-    pub fn conventional_id(provider: &ProviderId, model: Option<&ModelId>, from: DateTime<Utc>) -> String {
+    pub fn conventional_id(
+        provider: &ProviderId,
+        model: Option<&ModelId>,
+        from: DateTime<Utc>,
+    ) -> String {
         let at = from.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
         match model {
             Some(m) => format!("{provider}/{m}@{at}"),
@@ -59,7 +63,9 @@ pub enum CatalogError {
     EmptyPeriod { id: String },
     #[error("price version id `{id}` is used twice")]
     DuplicateId { id: String },
-    #[error("price versions `{first}` and `{second}` start at the same instant for the same model")]
+    #[error(
+        "price versions `{first}` and `{second}` start at the same instant for the same model"
+    )]
     DuplicateStart { first: String, second: String },
     #[error("price version `{id}` states no price")]
     NoPrices { id: String },
@@ -165,9 +171,9 @@ fn per_token(
             )));
         }
         let million = rust_decimal::Decimal::from(1_000_000u32);
-        let v = pm
-            .checked_div(million)
-            .ok_or_else(|| CatalogError::Format(format!("version `{id}`: {name} price out of range")))?;
+        let v = pm.checked_div(million).ok_or_else(|| {
+            CatalogError::Format(format!("version `{id}`: {name} price out of range"))
+        })?;
         *unit = Some(v.normalize());
     }
     Ok(())
@@ -175,15 +181,25 @@ fn per_token(
 
 impl NativeVersion {
     fn into_version(self) -> Result<PriceVersion, CatalogError> {
-        let id = self
-            .id
-            .unwrap_or_else(|| PriceVersion::conventional_id(&self.provider, self.model.as_ref(), self.effective_from));
+        let id = self.id.unwrap_or_else(|| {
+            PriceVersion::conventional_id(&self.provider, self.model.as_ref(), self.effective_from)
+        });
         let mut prices = self.prices;
         if let Some(pm) = self.per_million_tokens {
             per_token(&id, "input", &mut prices.input_token, pm.input)?;
             per_token(&id, "output", &mut prices.output_token, pm.output)?;
-            per_token(&id, "cache_read", &mut prices.cache_read_token, pm.cache_read)?;
-            per_token(&id, "cache_write", &mut prices.cache_write_token, pm.cache_write)?;
+            per_token(
+                &id,
+                "cache_read",
+                &mut prices.cache_read_token,
+                pm.cache_read,
+            )?;
+            per_token(
+                &id,
+                "cache_write",
+                &mut prices.cache_write_token,
+                pm.cache_write,
+            )?;
             per_token(&id, "reasoning", &mut prices.reasoning_token, pm.reasoning)?;
             if !pm.tiers.is_empty() {
                 if !prices.tiers.is_empty() {
@@ -200,7 +216,12 @@ impl NativeVersion {
                     per_token(&id, "tier input", &mut tier.input, t.input)?;
                     per_token(&id, "tier output", &mut tier.output, t.output)?;
                     per_token(&id, "tier cache_read", &mut tier.cache_read, t.cache_read)?;
-                    per_token(&id, "tier cache_write", &mut tier.cache_write, t.cache_write)?;
+                    per_token(
+                        &id,
+                        "tier cache_write",
+                        &mut tier.cache_write,
+                        t.cache_write,
+                    )?;
                     per_token(&id, "tier reasoning", &mut tier.reasoning, t.reasoning)?;
                     prices.tiers.push(tier);
                 }
@@ -283,7 +304,8 @@ impl Catalog {
 
     /// Parses a native catalog file (JSON, docs/pricing.md).
     pub fn from_native_json(text: &str) -> Result<Self, CatalogError> {
-        let file: NativeFile = serde_json::from_str(text).map_err(|e| CatalogError::Format(e.to_string()))?;
+        let file: NativeFile =
+            serde_json::from_str(text).map_err(|e| CatalogError::Format(e.to_string()))?;
         let versions = file
             .versions
             .into_iter()
@@ -340,8 +362,18 @@ impl Catalog {
     /// version of `self` in force wins over any version of `base`; where `self` has none
     /// in force, `base` still prices. Used for a tenant's own versions over the shared catalog.
     pub fn merged_over(&self, base: &Catalog) -> Result<Catalog, CatalogError> {
-        let top = self.layer.iter().copied().max().map_or(0, |m| m.saturating_add(1));
-        let versions: Vec<PriceVersion> = self.versions.iter().chain(base.versions.iter()).cloned().collect();
+        let top = self
+            .layer
+            .iter()
+            .copied()
+            .max()
+            .map_or(0, |m| m.saturating_add(1));
+        let versions: Vec<PriceVersion> = self
+            .versions
+            .iter()
+            .chain(base.versions.iter())
+            .cloned()
+            .collect();
         let layer = self
             .layer
             .iter()
@@ -359,9 +391,11 @@ impl Catalog {
             .copied()
             .filter(|&i| self.versions[i].in_force_at(at))
             .min_by(|&a, &b| {
-                self.layer[a]
-                    .cmp(&self.layer[b])
-                    .then(self.versions[b].effective_from.cmp(&self.versions[a].effective_from))
+                self.layer[a].cmp(&self.layer[b]).then(
+                    self.versions[b]
+                        .effective_from
+                        .cmp(&self.versions[a].effective_from),
+                )
             })
             .map(|i| &self.versions[i])
     }
@@ -384,7 +418,11 @@ impl Catalog {
     }
 
     /// Which (provider, model) entry an event names.
-    fn resolve_key(&self, provider: Option<&ProviderId>, model: Option<&ModelId>) -> Result<Key, LookupError> {
+    fn resolve_key(
+        &self,
+        provider: Option<&ProviderId>,
+        model: Option<&ModelId>,
+    ) -> Result<Key, LookupError> {
         match (provider, model) {
             (None, None) => Err(LookupError::MissingModel),
             (Some(p), None) => Ok((p.clone(), None)),
@@ -428,14 +466,15 @@ impl Catalog {
         at: DateTime<Utc>,
     ) -> Result<&PriceVersion, LookupError> {
         let key = self.resolve_key(provider, model)?;
-        self.in_force(&key, at).ok_or_else(|| LookupError::Unpriced {
-            what: match model {
-                Some(m) => format!("{}/{m}", key.0),
-                None => key.0.to_string(),
-            },
-            provider: key.0.clone(),
-            at,
-        })
+        self.in_force(&key, at)
+            .ok_or_else(|| LookupError::Unpriced {
+                what: match model {
+                    Some(m) => format!("{}/{m}", key.0),
+                    None => key.0.to_string(),
+                },
+                provider: key.0.clone(),
+                at,
+            })
     }
 
     /// Prices an event: `Priced` with the exact cost and the version that priced it, or

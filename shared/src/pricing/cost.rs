@@ -77,7 +77,13 @@ impl Tier {
     }
 
     fn rates(&self) -> [Option<Decimal>; 5] {
-        [self.input, self.output, self.cache_read, self.cache_write, self.reasoning]
+        [
+            self.input,
+            self.output,
+            self.cache_read,
+            self.cache_write,
+            self.reasoning,
+        ]
     }
 }
 
@@ -140,9 +146,15 @@ impl Prices {
         self.all_rates().next().is_none()
     }
 
+    /// Whether every stated price is zero.
+    pub fn is_all_zero(&self) -> bool {
+        self.all_rates().all(|d| d.is_zero())
+    }
+
     /// Whether any price is negative.
     pub fn has_negative(&self) -> bool {
-        self.all_rates().any(|d| d.is_sign_negative() && !d.is_zero())
+        self.all_rates()
+            .any(|d| d.is_sign_negative() && !d.is_zero())
     }
 
     /// Sorts the tiers by threshold (stable, so equal thresholds keep their order).
@@ -199,7 +211,9 @@ fn term(count: u64, rate: Decimal) -> Result<Decimal, PricingError> {
     if count == 0 {
         return Ok(Decimal::ZERO);
     }
-    Decimal::from(count).checked_mul(rate).ok_or(PricingError::Overflow)
+    Decimal::from(count)
+        .checked_mul(rate)
+        .ok_or(PricingError::Overflow)
 }
 
 fn unit_term(count: u64, rate: Option<Decimal>) -> Result<Decimal, PricingError> {

@@ -34,6 +34,8 @@ use crate::domain::{ModelId, ProviderId};
 pub struct ImportSummary {
     pub entries: usize,
     pub imported: usize,
+    /// `alias_of` entries added as aliases of the entry they name.
+    pub aliases: usize,
     pub skipped: BTreeMap<&'static str, usize>,
 }
 
@@ -64,7 +66,14 @@ const TOKEN_PREFIXES: [&str; 4] = [
     "cache_creation_input_token_cost",
 ];
 /// Suffixes of service-tier and batch variants, which LiteLLM keeps out of the standard tiers.
-const NON_STANDARD_SUFFIXES: [&str; 6] = ["_ultrafast", "_balanced", "_priority", "_flex", "_fast", "_batches"];
+const NON_STANDARD_SUFFIXES: [&str; 6] = [
+    "_ultrafast",
+    "_balanced",
+    "_priority",
+    "_flex",
+    "_fast",
+    "_batches",
+];
 
 type Entry = BTreeMap<String, Box<RawValue>>;
 
@@ -102,7 +111,9 @@ fn price(entry: &Entry, key: &str) -> Result<Option<Decimal>, Skip> {
 }
 
 fn string(entry: &Entry, key: &str) -> Option<String> {
-    entry.get(key).and_then(|raw| serde_json::from_str::<String>(raw.get()).ok())
+    entry
+        .get(key)
+        .and_then(|raw| serde_json::from_str::<String>(raw.get()).ok())
 }
 
 /// `128k` → 128000, `200000` → 200000; LiteLLM parses these as floats, we accept the
@@ -115,7 +126,9 @@ fn parse_threshold(s: &str) -> Option<u64> {
     if let Ok(n) = num.parse::<u64>() {
         return n.checked_mul(mult);
     }
-    let d = Decimal::from_str(num).ok()?.checked_mul(Decimal::from(mult))?;
+    let d = Decimal::from_str(num)
+        .ok()?
+        .checked_mul(Decimal::from(mult))?;
     if d.fract().is_zero() && !d.is_sign_negative() {
         u64::try_from(d).ok()
     } else {
@@ -127,7 +140,9 @@ fn parse_threshold(s: &str) -> Option<u64> {
 fn threshold_strings(entry: &Entry) -> Result<BTreeSet<String>, Skip> {
     let mut out = BTreeSet::new();
     for key in entry.keys() {
-        let standard = TOKEN_PREFIXES.iter().any(|p| key.starts_with(&format!("{p}_above_")))
+        let standard = TOKEN_PREFIXES
+            .iter()
+            .any(|p| key.starts_with(&format!("{p}_above_")))
             && key.contains("_tokens")
             && !NON_STANDARD_SUFFIXES.iter().any(|s| key.ends_with(s));
         if !standard || price(entry, key)?.is_none() {
@@ -153,8 +168,14 @@ fn threshold_tiers(entry: &Entry, inclusive: bool) -> Result<Vec<Tier>, Skip> {
             inclusive,
             input: price(entry, &format!("input_cost_per_token_above_{t}_tokens"))?,
             output: price(entry, &format!("output_cost_per_token_above_{t}_tokens"))?,
-            cache_read: price(entry, &format!("cache_read_input_token_cost_above_{t}_tokens"))?,
-            cache_write: price(entry, &format!("cache_creation_input_token_cost_above_{t}_tokens"))?,
+            cache_read: price(
+                entry,
+                &format!("cache_read_input_token_cost_above_{t}_tokens"),
+            )?,
+            cache_write: price(
+                entry,
+                &format!("cache_creation_input_token_cost_above_{t}_tokens"),
+            )?,
             reasoning: None,
         });
     }
@@ -199,7 +220,9 @@ fn list_tiers(raw: &RawValue, base: &Prices) -> Result<Vec<Tier>, Skip> {
         ranged.push((start, end, t));
     }
     ranged.sort_by_key(|r| r.0);
-    let contiguous = ranged.windows(2).all(|w| w[0].1 == w[1].0 && w[0].0 < w[0].1);
+    let contiguous = ranged
+        .windows(2)
+        .all(|w| w[0].1 == w[1].0 && w[0].0 < w[0].1);
     if ranged.is_empty() || ranged[0].0 != 0 || !contiguous {
         return skip("unrepresentable_tiered_pricing");
     }
@@ -229,7 +252,8 @@ fn list_tiers(raw: &RawValue, base: &Prices) -> Result<Vec<Tier>, Skip> {
 }
 
 fn has_any(entry: &Entry, keys: &[&str]) -> bool {
-    keys.iter().any(|k| entry.get(*k).is_some_and(|v| v.get().trim() != "null"))
+    keys.iter()
+        .any(|k| entry.get(*k).is_some_and(|v| v.get().trim() != "null"))
 }
 
 fn convert(key: &str, entry: &Entry, effective_from: DateTime<Utc>) -> Result<PriceVersion, Skip> {
@@ -276,16 +300,31 @@ fn convert(key: &str, entry: &Entry, effective_from: DateTime<Utc>) -> Result<Pr
             .and_then(|i| i.checked_mul(FIREWORKS_DEFAULT_CACHE_READ_RATIO))
             .map(|d| d.normalize());
     }
+    // Prices in units meter does not count: an entry priced only in them (or whose
+    // meter-unit prices are all zero beside them) would be quoted at a made-up $0.
+    let unsupported = if has_any(
+        entry,
+        &[
+            "input_cost_per_second",
+            "output_cost_per_second",
+            "cost_per_second",
+        ],
+    ) {
+        Some("per_second_pricing_only")
+    } else if has_any(
+        entry,
+        &["input_cost_per_character", "output_cost_per_character"],
+    ) {
+        Some("per_character_pricing_only")
+    } else if has_any(entry, &["input_cost_per_pixel", "output_cost_per_pixel"]) {
+        Some("per_pixel_pricing_only")
+    } else {
+        None
+    };
     if prices.is_empty() {
-        let reason = if has_any(entry, &["input_cost_per_second", "output_cost_per_second", "cost_per_second"]) {
-            "per_second_pricing_only"
-        } else if has_any(entry, &["input_cost_per_character", "output_cost_per_character"]) {
-            "per_character_pricing_only"
-        } else if has_any(entry, &["input_cost_per_pixel", "output_cost_per_pixel"]) {
-            "per_pixel_pricing_only"
-        } else {
-            "no_supported_prices"
-        };
+        return skip(unsupported.unwrap_or("no_supported_prices"));
+    }
+    if let Some(reason) = unsupported.filter(|_| prices.is_all_zero()) {
         return skip(reason);
     }
     let alias = key
@@ -314,6 +353,7 @@ pub fn import(
         serde_json::from_str(json_text).map_err(|e| ImportError::Json(e.to_string()))?;
     let mut summary = ImportSummary::default();
     let mut versions = Vec::new();
+    let mut alias_entries: Vec<(&String, String)> = Vec::new();
     for (key, raw) in &map {
         summary.entries += 1;
         if key == "sample_spec" {
@@ -324,6 +364,12 @@ pub fn import(
             *summary.skipped.entry("not_an_object").or_default() += 1;
             continue;
         };
+        if !entry.contains_key("litellm_provider") {
+            if let Some(target) = string(&entry, "alias_of") {
+                alias_entries.push((key, target));
+                continue;
+            }
+        }
         match convert(key, &entry, effective_from) {
             Ok(v) => {
                 summary.imported += 1;
@@ -332,11 +378,39 @@ pub fn import(
             Err(Skip::Reason(r)) => *summary.skipped.entry(r).or_default() += 1,
         }
     }
+    // `{"alias_of": "<key>"}` entries: another name for an imported entry.
+    let index: BTreeMap<&str, usize> = versions
+        .iter()
+        .enumerate()
+        .filter_map(|(i, v)| v.model.as_ref().map(|m| (m.as_str(), i)))
+        .collect();
+    let mut resolved = Vec::new();
+    for (key, target) in alias_entries {
+        match (index.get(target.as_str()), ModelId::parse(key.as_str())) {
+            (Some(&i), Ok(alias)) => resolved.push((i, alias)),
+            (None, _) => {
+                *summary
+                    .skipped
+                    .entry("alias_of_unimported_entry")
+                    .or_default() += 1
+            }
+            (_, Err(_)) => *summary.skipped.entry("invalid_model_id").or_default() += 1,
+        }
+    }
+    for (i, alias) in resolved {
+        if !versions[i].aliases.contains(&alias) {
+            versions[i].aliases.push(alias);
+        }
+        summary.aliases += 1;
+    }
     Ok((versions, summary))
 }
 
 /// [`import`], built into a [`Catalog`].
-pub fn import_catalog(json_text: &str, effective_from: DateTime<Utc>) -> Result<(Catalog, ImportSummary), ImportError> {
+pub fn import_catalog(
+    json_text: &str,
+    effective_from: DateTime<Utc>,
+) -> Result<(Catalog, ImportSummary), ImportError> {
     let (versions, summary) = import(json_text, effective_from)?;
     Ok((Catalog::from_versions(versions)?, summary))
 }

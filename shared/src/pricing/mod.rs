@@ -55,7 +55,10 @@ pub enum PriceOutcome {
     },
     /// No price in force for the event's (provider, model): recorded and counted as
     /// unpriced, never as $0; re-priced once a price exists.
-    Unpriced { provider: ProviderId, reason: String },
+    Unpriced {
+        provider: ProviderId,
+        reason: String,
+    },
 }
 
 impl PriceOutcome {
@@ -73,3 +76,6 @@ impl PriceOutcome {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -45,8 +45,18 @@ pub fn estimate_tokens(chars: u64) -> u64 {
 }
 
 /// Reads the count `key` of `obj` (absent or null: `None`), naming it `path` in errors.
-pub fn read_count(obj: &Map<String, Value>, key: &str, path: &str) -> Result<Option<u64>, UsageError> {
-    let field = || if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") };
+pub fn read_count(
+    obj: &Map<String, Value>,
+    key: &str,
+    path: &str,
+) -> Result<Option<u64>, UsageError> {
+    let field = || {
+        if path.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{path}.{key}")
+        }
+    };
     match obj.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) => {
@@ -80,7 +90,11 @@ fn count(obj: &Map<String, Value>, key: &str, path: &str) -> Result<u64, UsageEr
     Ok(read_count(obj, key, path)?.unwrap_or(0))
 }
 
-fn nested<'a>(obj: &'a Map<String, Value>, key: &str, path: &str) -> Result<Option<&'a Map<String, Value>>, UsageError> {
+fn nested<'a>(
+    obj: &'a Map<String, Value>,
+    key: &str,
+    path: &str,
+) -> Result<Option<&'a Map<String, Value>>, UsageError> {
     match obj.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Object(m)) => Ok(Some(m)),
@@ -93,7 +107,9 @@ fn nested<'a>(obj: &'a Map<String, Value>, key: &str, path: &str) -> Result<Opti
 fn sum(a: u64, b: u64, field: &str) -> Result<u64, UsageError> {
     a.checked_add(b)
         .filter(|&s| s <= MAX_COUNT)
-        .ok_or_else(|| UsageError::TooLarge { field: field.to_owned() })
+        .ok_or_else(|| UsageError::TooLarge {
+            field: field.to_owned(),
+        })
 }
 
 /// The provider a usage object's shape belongs to.
@@ -112,13 +128,21 @@ pub enum UsageShape {
 /// Detects the shape of a usage object from its keys.
 pub fn detect_shape(obj: &Map<String, Value>) -> Option<UsageShape> {
     let has = |k: &str| obj.contains_key(k);
-    if has("usageMetadata") || has("promptTokenCount") || has("candidatesTokenCount") || has("totalTokenCount") {
+    if has("usageMetadata")
+        || has("promptTokenCount")
+        || has("candidatesTokenCount")
+        || has("totalTokenCount")
+    {
         Some(UsageShape::Gemini)
     } else if has("prompt_tokens") || has("completion_tokens") {
         Some(UsageShape::OpenAi)
     } else if has("input_tokens_details") || has("output_tokens_details") {
         Some(UsageShape::OpenAiResponses)
-    } else if has("input_tokens") || has("output_tokens") || has("cache_read_input_tokens") || has("cache_creation_input_tokens") {
+    } else if has("input_tokens")
+        || has("output_tokens")
+        || has("cache_read_input_tokens")
+        || has("cache_creation_input_tokens")
+    {
         Some(UsageShape::Anthropic)
     } else {
         None
@@ -130,7 +154,9 @@ pub fn detect_shape(obj: &Map<String, Value>) -> Option<UsageShape> {
 pub fn parse_usage(value: &Value) -> Result<UsageCounts, UsageError> {
     const P: &str = "usage";
     let Value::Object(obj) = value else {
-        return Err(UsageError::NotAnObject { field: P.to_owned() });
+        return Err(UsageError::NotAnObject {
+            field: P.to_owned(),
+        });
     };
     let shape = detect_shape(obj).ok_or(UsageError::UnknownShape)?;
     let mut c = UsageCounts::default();
@@ -177,7 +203,11 @@ pub fn parse_usage(value: &Value) -> Result<UsageCounts, UsageError> {
             c.cached_input_tokens = count(inner, "cachedContentTokenCount", path)?;
             let candidates = count(inner, "candidatesTokenCount", path)?;
             c.reasoning_tokens = count(inner, "thoughtsTokenCount", path)?;
-            c.output_tokens = sum(candidates, c.reasoning_tokens, &format!("{path}.candidatesTokenCount"))?;
+            c.output_tokens = sum(
+                candidates,
+                c.reasoning_tokens,
+                &format!("{path}.candidatesTokenCount"),
+            )?;
         }
     }
     Ok(c)
@@ -215,8 +245,13 @@ pub fn event_counts(event: &Map<String, Value>) -> Result<EventCounts, UsageErro
             ..UsageCounts::default()
         },
         Some(usage) => {
-            if let Some(f) = TOKEN_FIELDS.iter().find(|f| !matches!(event.get(**f), None | Some(Value::Null))) {
-                return Err(UsageError::Conflict { field: (*f).to_owned() });
+            if let Some(f) = TOKEN_FIELDS
+                .iter()
+                .find(|f| !matches!(event.get(**f), None | Some(Value::Null)))
+            {
+                return Err(UsageError::Conflict {
+                    field: (*f).to_owned(),
+                });
             }
             parse_usage(usage)?
         }
@@ -241,7 +276,10 @@ pub fn event_counts(event: &Map<String, Value>) -> Result<EventCounts, UsageErro
     c.searches = count(event, "searches", "")?;
     c.images = count(event, "images", "")?;
     c.pages = count(event, "pages", "")?;
-    Ok(EventCounts { counts: c, estimated })
+    Ok(EventCounts {
+        counts: c,
+        estimated,
+    })
 }
 
 #[cfg(test)]
@@ -258,7 +296,16 @@ mod tests {
 
     #[test]
     fn estimate_rounds_up_at_four_chars_per_token() {
-        for (chars, tokens) in [(0, 0), (1, 1), (3, 1), (4, 1), (5, 2), (8, 2), (9, 3), (u64::MAX, u64::MAX / 4 + 1)] {
+        for (chars, tokens) in [
+            (0, 0),
+            (1, 1),
+            (3, 1),
+            (4, 1),
+            (5, 2),
+            (8, 2),
+            (9, 3),
+            (u64::MAX, u64::MAX / 4 + 1),
+        ] {
             assert_eq!(estimate_tokens(chars), tokens, "chars={chars}");
         }
     }
@@ -285,7 +332,10 @@ mod tests {
     fn openai_usage_with_null_details_is_plain() {
         let u = json!({"prompt_tokens": 10, "completion_tokens": 5, "prompt_tokens_details": null});
         let c = parse_usage(&u).unwrap();
-        assert_eq!((c.input_tokens, c.output_tokens, c.cached_input_tokens), (10, 5, 0));
+        assert_eq!(
+            (c.input_tokens, c.output_tokens, c.cached_input_tokens),
+            (10, 5, 0)
+        );
     }
 
     #[test]
@@ -293,7 +343,15 @@ mod tests {
         let u = json!({"input_tokens": 500, "output_tokens": 90,
             "input_tokens_details": {"cached_tokens": 200}, "output_tokens_details": {"reasoning_tokens": 40}});
         let c = parse_usage(&u).unwrap();
-        assert_eq!((c.input_tokens, c.cached_input_tokens, c.output_tokens, c.reasoning_tokens), (500, 200, 90, 40));
+        assert_eq!(
+            (
+                c.input_tokens,
+                c.cached_input_tokens,
+                c.output_tokens,
+                c.reasoning_tokens
+            ),
+            (500, 200, 90, 40)
+        );
     }
 
     #[test]
@@ -325,33 +383,64 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(parse_usage(&inner).unwrap(), expected);
-        assert_eq!(parse_usage(&json!({"usageMetadata": inner})).unwrap(), expected);
+        assert_eq!(
+            parse_usage(&json!({"usageMetadata": inner})).unwrap(),
+            expected
+        );
     }
 
     #[test]
     fn bad_usage_objects_name_the_field() {
         let cases = [
-            (json!({"prompt_tokens": -1}), UsageError::Negative { field: "usage.prompt_tokens".into() }),
-            (json!({"prompt_tokens": 1.5}), UsageError::NotAnInteger { field: "usage.prompt_tokens".into() }),
-            (json!({"prompt_tokens": "12"}), UsageError::NotAnInteger { field: "usage.prompt_tokens".into() }),
+            (
+                json!({"prompt_tokens": -1}),
+                UsageError::Negative {
+                    field: "usage.prompt_tokens".into(),
+                },
+            ),
+            (
+                json!({"prompt_tokens": 1.5}),
+                UsageError::NotAnInteger {
+                    field: "usage.prompt_tokens".into(),
+                },
+            ),
+            (
+                json!({"prompt_tokens": "12"}),
+                UsageError::NotAnInteger {
+                    field: "usage.prompt_tokens".into(),
+                },
+            ),
             (
                 json!({"prompt_tokens": 1_000_000_000_001u64}),
-                UsageError::TooLarge { field: "usage.prompt_tokens".into() },
+                UsageError::TooLarge {
+                    field: "usage.prompt_tokens".into(),
+                },
             ),
             (
                 json!({"prompt_tokens": 1, "prompt_tokens_details": {"cached_tokens": -3}}),
-                UsageError::Negative { field: "usage.prompt_tokens_details.cached_tokens".into() },
+                UsageError::Negative {
+                    field: "usage.prompt_tokens_details.cached_tokens".into(),
+                },
             ),
             (
                 json!({"usageMetadata": {"thoughtsTokenCount": 2.5}}),
-                UsageError::NotAnInteger { field: "usage.usageMetadata.thoughtsTokenCount".into() },
+                UsageError::NotAnInteger {
+                    field: "usage.usageMetadata.thoughtsTokenCount".into(),
+                },
             ),
             (
                 json!({"input_tokens": 1_000_000_000_000u64, "cache_read_input_tokens": 1}),
-                UsageError::TooLarge { field: "usage.input_tokens".into() },
+                UsageError::TooLarge {
+                    field: "usage.input_tokens".into(),
+                },
             ),
             (json!({"tokens": 5}), UsageError::UnknownShape),
-            (json!([1, 2]), UsageError::NotAnObject { field: "usage".into() }),
+            (
+                json!([1, 2]),
+                UsageError::NotAnObject {
+                    field: "usage".into(),
+                },
+            ),
         ];
         for (u, err) in cases {
             assert_eq!(parse_usage(&u), Err(err), "{u}");
@@ -360,28 +449,58 @@ mod tests {
 
     #[test]
     fn integral_floats_are_counts() {
-        assert_eq!(parse_usage(&json!({"prompt_tokens": 12.0})).unwrap().input_tokens, 12);
+        assert_eq!(
+            parse_usage(&json!({"prompt_tokens": 12.0}))
+                .unwrap()
+                .input_tokens,
+            12
+        );
     }
 
     #[test]
     fn event_counts_estimate_missing_tokens_from_chars() {
-        let e = event_counts(&obj(json!({"input_chars": 10, "output_tokens": 7, "output_chars": 400}))).unwrap();
-        assert_eq!((e.counts.input_tokens, e.counts.output_tokens, e.estimated), (3, 7, true));
+        let e = event_counts(&obj(
+            json!({"input_chars": 10, "output_tokens": 7, "output_chars": 400}),
+        ))
+        .unwrap();
+        assert_eq!(
+            (e.counts.input_tokens, e.counts.output_tokens, e.estimated),
+            (3, 7, true)
+        );
         let e = event_counts(&obj(json!({"input_tokens": 10, "searches": 2}))).unwrap();
-        assert_eq!((e.counts.input_tokens, e.counts.searches, e.estimated), (10, 2, false));
+        assert_eq!(
+            (e.counts.input_tokens, e.counts.searches, e.estimated),
+            (10, 2, false)
+        );
     }
 
     #[test]
     fn event_counts_read_the_usage_object_and_refuse_double_counts() {
-        let e = event_counts(&obj(json!({"usage": {"prompt_tokens": 9, "completion_tokens": 1}, "requests": 1}))).unwrap();
-        assert_eq!((e.counts.input_tokens, e.counts.output_tokens, e.counts.requests), (9, 1, 1));
+        let e = event_counts(&obj(
+            json!({"usage": {"prompt_tokens": 9, "completion_tokens": 1}, "requests": 1}),
+        ))
+        .unwrap();
         assert_eq!(
-            event_counts(&obj(json!({"usage": {"prompt_tokens": 9}, "input_tokens": 9}))),
-            Err(UsageError::Conflict { field: "input_tokens".into() })
+            (
+                e.counts.input_tokens,
+                e.counts.output_tokens,
+                e.counts.requests
+            ),
+            (9, 1, 1)
+        );
+        assert_eq!(
+            event_counts(&obj(
+                json!({"usage": {"prompt_tokens": 9}, "input_tokens": 9})
+            )),
+            Err(UsageError::Conflict {
+                field: "input_tokens".into()
+            })
         );
         assert_eq!(
             event_counts(&obj(json!({"pages": -2}))),
-            Err(UsageError::Negative { field: "pages".into() })
+            Err(UsageError::Negative {
+                field: "pages".into()
+            })
         );
     }
 }
