@@ -1,21 +1,20 @@
-//! `meter`: local server and operator CLI. (Minimal wiring for `pricing quote`; the full
-//! command tree is assembled elsewhere.)
+//! `meter`: the local server and the operator's command-line tool.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use meter_core::domain::{Role, TenantId};
+use meter_core::store::Store;
 
 mod pricing;
+mod serve;
 
-use std::io;
-use std::path::PathBuf;
-
-use chrono::{DateTime, Utc};
-use clap::{Parser, Subcommand};
-use meter_core::pricing::Catalog;
+use pricing::CatalogFormat;
 
 #[derive(Parser)]
-#[command(
-    name = "meter",
-    version,
-    about = "Usage metering and usage-based subscriptions"
-)]
+#[command(name = "meter", version, about = "Usage metering and usage-based subscriptions for paid AI and web APIs")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -23,59 +22,232 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Price catalog commands.
+    /// Serve every route on one machine (SQLite file store by default, or a DynamoDB table).
+    Serve(serve::ServeArgs),
+    /// Price catalogs: quote events, import LiteLLM or native catalogs.
     Pricing {
         #[command(subcommand)]
         command: PricingCommand,
+    },
+    /// Subscription plans.
+    Plans {
+        #[command(subcommand)]
+        command: PlansCommand,
+    },
+    /// API keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// The DynamoDB table.
+    Table {
+        #[command(subcommand)]
+        command: TableCommand,
     },
 }
 
 #[derive(Subcommand)]
 enum PricingCommand {
-    /// Reads JSON lines of events on stdin, writes one JSON line with `cost_usd` per event.
+    /// Read JSON-lines events on stdin, write one JSON line with `cost_usd` per event, in order.
     Quote {
-        /// Quote against this catalog file instead of the default catalog.
+        /// Quote against this catalog file instead of the shipped default catalog.
         #[arg(long)]
         catalog: Option<PathBuf>,
-        /// Format of `--catalog`: native or litellm.
+        /// Format of --catalog: native or litellm.
         #[arg(long, default_value = "native")]
-        format: pricing::CatalogFormat,
+        format: CatalogFormat,
         /// When a LiteLLM catalog's prices take effect.
         #[arg(long, default_value = "1970-01-01T00:00:00Z")]
-        effective_from: DateTime<Utc>,
+        effective_from: chrono::DateTime<chrono::Utc>,
+    },
+    /// Add the price versions of a catalog file to the store (shared, or one tenant's).
+    Import {
+        /// The catalog file.
+        file: PathBuf,
+        /// native or litellm.
+        #[arg(long, default_value = "native")]
+        format: CatalogFormat,
+        /// When the imported LiteLLM prices take effect (RFC 3339; default: now).
+        #[arg(long)]
+        effective_from: Option<chrono::DateTime<chrono::Utc>>,
+        /// Add the versions to this tenant only (default: the shared catalog).
+        #[arg(long)]
+        tenant: Option<TenantId>,
+        #[command(flatten)]
+        store: StoreArgs,
     },
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    match cli.command {
-        Command::Pricing {
-            command:
-                PricingCommand::Quote {
-                    catalog,
-                    format,
-                    effective_from,
-                },
-        } => {
-            let catalog = match catalog {
-                Some(path) => {
-                    let (catalog, summary) = pricing::load_catalog(&path, format, effective_from)?;
-                    if let Some(s) = summary {
-                        eprintln!(
-                            "imported {} of {} entries ({} alias entries); skipped {:?}",
-                            s.imported, s.entries, s.aliases, s.skipped
-                        );
-                    }
-                    catalog
-                }
-                None => Catalog::default_catalog()?,
-            };
-            let stats = pricing::quote_lines(&catalog, io::stdin().lock(), io::stdout().lock())?;
-            eprintln!(
-                "quoted {} lines: {} priced, {} unpriced, {} errors",
-                stats.lines, stats.priced, stats.unpriced, stats.errors
-            );
+#[derive(Subcommand)]
+enum PlansCommand {
+    /// List a tenant's plans (the shipped defaults without --db/--table).
+    List {
+        #[arg(long, default_value = "default")]
+        tenant: TenantId,
+        #[command(flatten)]
+        store: OptionalStoreArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create an API key and print it once (only its hash is stored).
+    Create {
+        #[arg(long)]
+        tenant: TenantId,
+        #[arg(long, value_enum)]
+        role: RoleArg,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum TableCommand {
+    /// Create the DynamoDB table with the documented schema and TTL (idempotent).
+    Create {
+        #[arg(long, env = "TABLE_NAME")]
+        table: String,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum RoleArg {
+    Service,
+    Admin,
+}
+
+/// Where the data lives: a SQLite file (default `./meter.db`) or a DynamoDB table.
+#[derive(Args, Clone)]
+pub struct StoreArgs {
+    /// SQLite database file.
+    #[arg(long, conflicts_with = "table")]
+    pub db: Option<PathBuf>,
+    /// DynamoDB table (configured from the usual AWS environment; AWS_ENDPOINT_URL for an emulator).
+    #[arg(long)]
+    pub table: Option<String>,
+}
+
+#[derive(Args, Clone)]
+pub struct OptionalStoreArgs {
+    #[arg(long, conflicts_with = "table")]
+    pub db: Option<PathBuf>,
+    #[arg(long)]
+    pub table: Option<String>,
+}
+
+impl StoreArgs {
+    pub async fn open(&self) -> Result<Arc<dyn Store>> {
+        open_store(self.db.clone(), self.table.clone()).await
+    }
+}
+
+pub async fn open_store(db: Option<PathBuf>, table: Option<String>) -> Result<Arc<dyn Store>> {
+    match table {
+        Some(table) => {
+            let client = meter_core::store::dynamo::client_from_env().await;
+            Ok(Arc::new(meter_core::store::dynamo::DynamoStore::new(client, table)))
+        }
+        None => {
+            let path = db.unwrap_or_else(|| PathBuf::from("meter.db"));
+            let store = meter_core::store::sqlite::SqliteStore::open(&path).with_context(|| format!("opening {}", path.display()))?;
+            Ok(Arc::new(store))
         }
     }
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve::run(args).await,
+        Command::Pricing { command: PricingCommand::Quote { catalog, format, effective_from } } => quote(catalog, format, effective_from),
+        Command::Pricing { command: PricingCommand::Import { file, format, effective_from, tenant, store } } => {
+            let store = store.open().await?;
+            import(store.as_ref(), &file, format, effective_from, tenant.as_ref()).await
+        }
+        Command::Plans { command: PlansCommand::List { tenant, store } } => {
+            let plans = if store.db.is_none() && store.table.is_none() {
+                meter_core::limits::default_plans()
+            } else {
+                open_store(store.db, store.table).await?.list_plans(&tenant).await?
+            };
+            for plan in plans {
+                println!("{}", serde_json::to_string(&plan)?);
+            }
+            Ok(())
+        }
+        Command::Keys { command: KeysCommand::Create { tenant, role, store } } => {
+            let store = store.open().await?;
+            let now = chrono::Utc::now();
+            meter_core::service::bootstrap::ensure_tenant(store.as_ref(), &tenant, now).await?;
+            let role = match role {
+                RoleArg::Service => Role::Service,
+                RoleArg::Admin => Role::Admin,
+            };
+            let key = meter_core::auth::generate_key(&tenant, role, now);
+            store.put_api_key(&key.record).await?;
+            println!("{}", key.secret);
+            eprintln!("Created a {} key for tenant {tenant}. It is shown only this once; only its hash is stored.", match role {
+                Role::Service => "service",
+                Role::Admin => "admin",
+            });
+            Ok(())
+        }
+        Command::Table { command: TableCommand::Create { table } } => {
+            if table.is_empty() {
+                bail!("--table must not be empty");
+            }
+            let client = meter_core::store::dynamo::client_from_env().await;
+            meter_core::store::dynamo::create_table(&client, &table).await?;
+            println!("table {table} is ready (TTL on attribute `ttl`)");
+            Ok(())
+        }
+    }
+}
+
+fn quote(catalog: Option<PathBuf>, format: CatalogFormat, effective_from: chrono::DateTime<chrono::Utc>) -> Result<()> {
+    let catalog = match catalog {
+        Some(path) => {
+            let (catalog, summary) = pricing::load_catalog(&path, format, effective_from)?;
+            if let Some(s) = summary {
+                eprintln!("imported {} of {} entries; skipped {:?}", s.imported, s.entries, s.skipped);
+            }
+            catalog
+        }
+        None => meter_core::pricing::Catalog::default_catalog()?,
+    };
+    let stats = pricing::quote_lines(&catalog, std::io::stdin().lock(), std::io::stdout().lock())?;
+    eprintln!("quoted {} lines: {} priced, {} unpriced, {} errors", stats.lines, stats.priced, stats.unpriced, stats.errors);
+    Ok(())
+}
+
+async fn import(
+    store: &dyn Store,
+    file: &std::path::Path,
+    format: CatalogFormat,
+    effective_from: Option<chrono::DateTime<chrono::Utc>>,
+    tenant: Option<&TenantId>,
+) -> Result<()> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let versions = match format {
+        CatalogFormat::Native => meter_core::pricing::Catalog::from_native_json(&text)?.versions().to_vec(),
+        CatalogFormat::Litellm => {
+            let (versions, summary) = meter_core::pricing::litellm::import(&text, effective_from.unwrap_or_else(chrono::Utc::now))?;
+            eprintln!("read {} entries: {} importable; skipped {:?}", summary.entries, summary.imported, summary.skipped);
+            versions
+        }
+    };
+    // Refuse a file whose versions contradict each other before writing anything.
+    meter_core::pricing::Catalog::from_versions(versions.clone())?;
+    for v in &versions {
+        store.put_price_version(tenant, &v.id, &serde_json::to_value(v)?).await?;
+    }
+    let scope = tenant.map_or_else(|| "the shared catalog".to_owned(), |t| format!("tenant {t}"));
+    println!("imported {} price versions into {scope}", versions.len());
     Ok(())
 }

@@ -5,9 +5,13 @@
 //! [`limits`] (plans and the check decision), [`domain`] (ids, events, subscriptions,
 //! alerts, invoices). Storage and HTTP live at the edge in later modules.
 
+pub mod alerts;
+pub mod auth;
 pub mod domain;
+pub mod http;
 pub mod limits;
 pub mod periods;
+pub mod service;
 pub mod store;
 pub mod pricing;
 pub mod usage;

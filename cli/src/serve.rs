@@ -1,0 +1,114 @@
+//! `meter serve`: every route on one machine.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use meter_core::alerts::{AlertPublisher, LogPublisher};
+use meter_core::domain::TenantId;
+use meter_core::service::{bootstrap, Meter};
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    addr: SocketAddr,
+    /// SQLite database file (default ./meter.db).
+    #[arg(long, conflicts_with = "table")]
+    db: Option<PathBuf>,
+    /// Serve from this DynamoDB table instead (shared by a fleet of servers).
+    #[arg(long)]
+    table: Option<String>,
+    /// Publish alerts to this SNS topic (default: alerts are stored and logged).
+    #[arg(long, env = "ALERT_TOPIC_ARN")]
+    alert_topic_arn: Option<String>,
+    /// Seconds between housekeeping passes (expiring holds, retrying alerts).
+    #[arg(long, default_value_t = 60)]
+    sweep_seconds: u64,
+}
+
+pub async fn run(args: ServeArgs) -> Result<()> {
+    init_tracing();
+    let store_name = match (&args.table, &args.db) {
+        (Some(t), _) => format!("DynamoDB table {t}"),
+        (None, Some(p)) => format!("SQLite {}", p.display()),
+        (None, None) => "SQLite meter.db".to_owned(),
+    };
+    let store = crate::open_store(args.db.clone(), args.table.clone()).await?;
+    let tenant = TenantId::parse("default")?;
+    let admin_key = std::env::var("METER_BOOTSTRAP_ADMIN_KEY").ok().filter(|k| !k.is_empty());
+    let boot = bootstrap::bootstrap(store.as_ref(), &tenant, admin_key.as_deref(), chrono::Utc::now())
+        .await
+        .context("bootstrapping the store")?;
+
+    let publisher: Arc<dyn AlertPublisher> = match &args.alert_topic_arn {
+        Some(arn) => {
+            let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+            Arc::new(meter_core::alerts::sns::SnsPublisher::new(aws_sdk_sns::Client::new(&config), arn.clone()))
+        }
+        None => Arc::new(LogPublisher),
+    };
+    let meter = Arc::new(Meter::new(store, publisher));
+    let listener = tokio::net::TcpListener::bind(args.addr).await.with_context(|| format!("listening on {}", args.addr))?;
+    let addr = listener.local_addr()?;
+    println!("meter listening on http://{addr} ({store_name})");
+    if boot.catalog_loaded > 0 {
+        println!("loaded the default price catalog ({} price versions)", boot.catalog_loaded);
+    }
+    if let Some(key) = &boot.new_admin_key {
+        println!("admin API key for tenant `default` (shown once, only its hash is stored):\n{key}");
+    }
+
+    let sweeper = {
+        let meter = meter.clone();
+        let every = Duration::from_secs(args.sweep_seconds.max(1));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                match meter.sweep().await {
+                    Ok((expired, delivered)) => tracing::debug!(expired, delivered, "sweep"),
+                    Err(e) => tracing::warn!(error = %e, "sweep failed; retrying next minute"),
+                }
+            }
+        })
+    };
+
+    axum::serve(listener, meter_core::http::app(meter))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving")?;
+    sweeper.abort();
+    println!("meter stopped");
+    Ok(())
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,tower_http=warn".into());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

@@ -1,0 +1,256 @@
+//! Alerts: what fires (threshold crossings, unpriced usage, projected cost), and the
+//! port that publishes stored alerts and invoices (SNS in AWS, the log locally).
+//!
+//! An alert is stored first (once per user, period and key), then published; a failed
+//! publish leaves it in the outbox and the aggregation retries it. Delivery is
+//! at-least-once and every message carries its id so subscribers can de-duplicate.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+
+use crate::domain::{Alert, Invoice, Severity, TenantId, UserId};
+use crate::limits::Metric;
+
+pub mod sns;
+
+/// One message for subscribers: a JSON body and the attributes filter policies match on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxMessage {
+    /// `alert` or `invoice.created`.
+    pub kind: &'static str,
+    pub id: String,
+    pub subject: String,
+    pub body: serde_json::Value,
+    pub attributes: BTreeMap<&'static str, String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("alert delivery failed: {0}")]
+pub struct PublishError(pub String);
+
+/// Where stored alerts and invoices are published.
+#[async_trait]
+pub trait AlertPublisher: Send + Sync {
+    async fn publish(&self, message: &OutboxMessage) -> Result<(), PublishError>;
+}
+
+/// The local server's publisher: alerts are already stored; this logs each one.
+#[derive(Debug, Default, Clone)]
+pub struct LogPublisher;
+
+#[async_trait]
+impl AlertPublisher for LogPublisher {
+    async fn publish(&self, m: &OutboxMessage) -> Result<(), PublishError> {
+        tracing::info!(kind = m.kind, id = %m.id, tenant = m.attributes.get("tenant_id").map(String::as_str), user = m.attributes.get("user_id").map(String::as_str), subject = %m.subject, "published");
+        Ok(())
+    }
+}
+
+fn severity_name(s: Severity) -> &'static str {
+    match s {
+        Severity::Info => "info",
+        Severity::Warning => "warning",
+        Severity::Error => "error",
+    }
+}
+
+impl From<&Alert> for OutboxMessage {
+    fn from(a: &Alert) -> Self {
+        let mut attributes = BTreeMap::from([
+            ("type", "alert".to_owned()),
+            ("tenant_id", a.tenant.to_string()),
+            ("user_id", a.user.to_string()),
+            ("severity", severity_name(a.severity).to_owned()),
+            ("alert_key", a.key.clone()),
+        ]);
+        if let Some(m) = &a.metric {
+            attributes.insert("metric", m.clone());
+        }
+        if let Some(t) = a.threshold {
+            attributes.insert("threshold", t.to_string());
+        }
+        OutboxMessage {
+            kind: "alert",
+            id: a.id.clone(),
+            subject: a.title.clone(),
+            body: serde_json::json!({
+                "type": "alert",
+                "alert_id": a.id,
+                "tenant_id": a.tenant,
+                "user_id": a.user,
+                "period": a.period_start.date_naive().to_string(),
+                "key": a.key,
+                "metric": a.metric,
+                "threshold": a.threshold,
+                "severity": severity_name(a.severity),
+                "title": a.title,
+                "message": a.message,
+                "created_at": a.created_at,
+            }),
+            attributes,
+        }
+    }
+}
+
+impl From<&Invoice> for OutboxMessage {
+    fn from(i: &Invoice) -> Self {
+        OutboxMessage {
+            kind: "invoice.created",
+            id: i.id.clone(),
+            subject: format!("Invoice for {}", i.period.start.date_naive()),
+            body: serde_json::json!({ "type": "invoice.created", "invoice": i }),
+            attributes: BTreeMap::from([
+                ("type", "invoice.created".to_owned()),
+                ("tenant_id", i.tenant.to_string()),
+                ("user_id", i.user.clone()),
+            ]),
+        }
+    }
+}
+
+/// Severity of a threshold: 100 % and above is an error, 90 % a warning, below an info.
+pub fn severity_for(threshold: u8) -> Severity {
+    match threshold {
+        100.. => Severity::Error,
+        90..=99 => Severity::Warning,
+        _ => Severity::Info,
+    }
+}
+
+/// The once-only key of a threshold alert: `calls:gemini@80`.
+pub fn threshold_key(metric: &Metric, threshold: u8) -> String {
+    format!("{metric}@{threshold}")
+}
+
+/// Once-only key of the alert for unpriced usage in a period.
+pub const UNPRICED_KEY: &str = "unpriced";
+/// Once-only key of the alert for a projected cost past the cap.
+pub const PROJECTION_KEY: &str = "projected_cost";
+
+fn describe(metric: &Metric) -> (String, &'static str) {
+    match metric {
+        Metric::Calls(Some(p)) => (p.to_string(), "API calls"),
+        Metric::Calls(None) => ("all providers".to_owned(), "API calls"),
+        Metric::Tokens(Some(p)) => (p.to_string(), "tokens"),
+        Metric::Tokens(None) => ("all providers".to_owned(), "tokens"),
+        Metric::CostUsd => ("cost".to_owned(), "USD"),
+    }
+}
+
+/// A new alert for `metric` reaching `threshold` % of `limit` with `used`.
+pub fn threshold_alert(
+    tenant: &TenantId,
+    user: &UserId,
+    period_start: DateTime<Utc>,
+    metric: &Metric,
+    threshold: u8,
+    used: Decimal,
+    limit: Decimal,
+    now: DateTime<Utc>,
+) -> Alert {
+    let (what, unit) = describe(metric);
+    let severity = severity_for(threshold);
+    let title = match severity {
+        Severity::Error => format!("API usage limit reached - {what}"),
+        Severity::Warning => format!("API usage warning - {what}"),
+        Severity::Info => format!("API usage notice - {what}"),
+    };
+    let message = if matches!(metric, Metric::CostUsd) {
+        format!("You have used ${} of your ${} monthly cost cap ({threshold}%)", used.normalize(), limit.normalize())
+    } else {
+        format!("You have used {} of {} {what} {unit} ({threshold}%)", used.normalize(), limit.normalize())
+    };
+    Alert {
+        id: uuid::Uuid::now_v7().to_string(),
+        tenant: tenant.clone(),
+        user: user.clone(),
+        period_start,
+        key: threshold_key(metric, threshold),
+        metric: Some(metric.to_string()),
+        threshold: Some(threshold),
+        severity,
+        title,
+        message,
+        created_at: now,
+        read: false,
+        published: false,
+    }
+}
+
+/// A new alert saying that the period has usage without a price in force.
+pub fn unpriced_alert(tenant: &TenantId, user: &UserId, period_start: DateTime<Utc>, unpriced_calls: u64, now: DateTime<Utc>) -> Alert {
+    Alert {
+        id: uuid::Uuid::now_v7().to_string(),
+        tenant: tenant.clone(),
+        user: user.clone(),
+        period_start,
+        key: UNPRICED_KEY.to_owned(),
+        metric: None,
+        threshold: None,
+        severity: Severity::Warning,
+        title: "Usage without a price".to_owned(),
+        message: format!(
+            "{unpriced_calls} call(s) this period have no price in force; they are counted and will be priced once a price exists"
+        ),
+        created_at: now,
+        read: false,
+        published: false,
+    }
+}
+
+/// A new alert saying that the projected cost of the period passes the cap.
+pub fn projection_alert(tenant: &TenantId, user: &UserId, period_start: DateTime<Utc>, projected: Decimal, cap: Decimal, now: DateTime<Utc>) -> Alert {
+    Alert {
+        id: uuid::Uuid::now_v7().to_string(),
+        tenant: tenant.clone(),
+        user: user.clone(),
+        period_start,
+        key: PROJECTION_KEY.to_owned(),
+        metric: Some(Metric::CostUsd.to_string()),
+        threshold: None,
+        severity: Severity::Warning,
+        title: "Projected cost passes the cap".to_owned(),
+        message: format!(
+            "At the current rate this period will cost about ${}, past the ${} cap",
+            projected.round_dp_with_strategy(2, rust_decimal::RoundingStrategy::MidpointAwayFromZero),
+            cap.normalize()
+        ),
+        created_at: now,
+        read: false,
+        published: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ProviderId;
+
+    #[test]
+    fn severities_follow_thresholds() {
+        assert_eq!(severity_for(80), Severity::Info);
+        assert_eq!(severity_for(90), Severity::Warning);
+        assert_eq!(severity_for(100), Severity::Error);
+    }
+
+    #[test]
+    fn threshold_alert_message_and_attributes() {
+        let t = TenantId::parse("t").unwrap();
+        let u = UserId::parse("u").unwrap();
+        let m = Metric::Calls(Some(ProviderId::parse("gemini").unwrap()));
+        let now = Utc::now();
+        let a = threshold_alert(&t, &u, now, &m, 80, Decimal::from(800), Decimal::from(1000), now);
+        assert_eq!(a.key, "calls:gemini@80");
+        assert_eq!(a.title, "API usage notice - gemini");
+        assert_eq!(a.message, "You have used 800 of 1000 gemini API calls (80%)");
+        let msg = OutboxMessage::from(&a);
+        assert_eq!(msg.attributes["type"], "alert");
+        assert_eq!(msg.attributes["metric"], "calls:gemini");
+        assert_eq!(msg.attributes["threshold"], "80");
+        assert_eq!(msg.attributes["severity"], "info");
+        assert_eq!(msg.body["alert_id"], serde_json::Value::String(a.id.clone()));
+    }
+}

@@ -1,0 +1,151 @@
+//! Reading a JSON object field by field, collecting every problem with a stable code.
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+
+use super::error::FieldError;
+use crate::usage::MAX_COUNT;
+
+/// A JSON object being validated. Every accessor records a [`FieldError`] instead of
+/// failing, so a client learns about all its mistakes at once.
+pub struct Fields<'a> {
+    obj: &'a Map<String, Value>,
+    prefix: String,
+    pub errors: Vec<FieldError>,
+}
+
+impl<'a> Fields<'a> {
+    /// `known` lists the accepted field names; any other field is an error.
+    pub fn new(value: &'a Value, prefix: &str, known: &[&str]) -> Result<Self, FieldError> {
+        let obj = value
+            .as_object()
+            .ok_or_else(|| FieldError::new(prefix.trim_end_matches('.'), "invalid_type", "must be a JSON object"))?;
+        let mut errors = Vec::new();
+        for name in obj.keys() {
+            if !known.contains(&name.as_str()) {
+                let shown: String = name.chars().take(64).collect();
+                errors.push(FieldError::new(format!("{prefix}{shown}"), "unknown_field", "is not a field of this request"));
+            }
+        }
+        Ok(Self { obj, prefix: prefix.to_owned(), errors })
+    }
+
+    fn name(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+
+    fn fail(&mut self, name: &str, code: &'static str, message: impl Into<String>) {
+        let field = self.name(name);
+        self.errors.push(FieldError::new(field, code, message));
+    }
+
+    /// The raw value, `None` when absent or `null`.
+    pub fn raw(&self, name: &str) -> Option<&'a Value> {
+        self.obj.get(name).filter(|v| !v.is_null())
+    }
+
+    pub fn string(&mut self, name: &str, required: bool, max_len: usize) -> Option<&'a str> {
+        match self.raw(name) {
+            None => {
+                if required {
+                    self.fail(name, "missing_field", "is required");
+                }
+                None
+            }
+            Some(Value::String(s)) if s.chars().count() > max_len => {
+                self.fail(name, "too_long", format!("must be at most {max_len} characters"));
+                None
+            }
+            Some(Value::String(s)) => Some(s.as_str()),
+            Some(_) => {
+                self.fail(name, "invalid_type", "must be a string");
+                None
+            }
+        }
+    }
+
+    /// A validated id (`UserId::parse`, …).
+    pub fn id<T, E: std::fmt::Display>(&mut self, name: &str, required: bool, parse: impl Fn(String) -> Result<T, E>) -> Option<T> {
+        let s = self.string(name, required, usize::MAX)?;
+        match parse(s.to_owned()) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.fail(name, "invalid_id", e.to_string());
+                None
+            }
+        }
+    }
+
+    /// A count in `0..=10^12`; absent = `None`.
+    pub fn count(&mut self, name: &str) -> Option<u64> {
+        self.uint(name, MAX_COUNT)
+    }
+
+    /// An unsigned integer in `0..=max`.
+    pub fn uint(&mut self, name: &str, max: u64) -> Option<u64> {
+        let v = self.raw(name)?;
+        match v.as_u64() {
+            Some(n) if n <= max => Some(n),
+            Some(_) => {
+                self.fail(name, "out_of_range", format!("must be at most {max}"));
+                None
+            }
+            None if v.as_i64().is_some() => {
+                self.fail(name, "out_of_range", "must not be negative");
+                None
+            }
+            None if v.is_number() => {
+                self.fail(name, "invalid_type", format!("must be a whole number between 0 and {max}"));
+                None
+            }
+            None => {
+                self.fail(name, "invalid_type", "must be a number");
+                None
+            }
+        }
+    }
+
+    pub fn boolean(&mut self, name: &str) -> Option<bool> {
+        match self.raw(name)? {
+            Value::Bool(b) => Some(*b),
+            _ => {
+                self.fail(name, "invalid_type", "must be true or false");
+                None
+            }
+        }
+    }
+
+    /// An RFC 3339 timestamp, converted to UTC.
+    pub fn timestamp(&mut self, name: &str) -> Option<DateTime<Utc>> {
+        let s = self.string(name, false, 64)?;
+        match DateTime::parse_from_rfc3339(s) {
+            Ok(t) => Some(t.with_timezone(&Utc)),
+            Err(_) => {
+                self.fail(name, "invalid_timestamp", "must be an RFC 3339 timestamp such as 2025-03-01T12:00:00Z");
+                None
+            }
+        }
+    }
+
+    /// A nested object, validated by `read`.
+    pub fn object<T>(&mut self, name: &str, known: &[&str], read: impl FnOnce(&mut Fields<'a>) -> T) -> Option<T> {
+        let v = self.raw(name)?;
+        let prefix = format!("{}{name}.", self.prefix);
+        match Fields::new(v, &prefix, known) {
+            Ok(mut inner) => {
+                let out = read(&mut inner);
+                self.errors.append(&mut inner.errors);
+                Some(out)
+            }
+            Err(e) => {
+                self.errors.push(e);
+                None
+            }
+        }
+    }
+
+    /// Records a problem found by the caller.
+    pub fn error(&mut self, name: &str, code: &'static str, message: impl Into<String>) {
+        self.fail(name, code, message);
+    }
+}

@@ -1,0 +1,10 @@
+//! The HTTP API (SPEC §6) as axum `Router`s, shared by the Lambda functions and `meter serve`.
+
+pub mod error;
+pub mod extract;
+pub mod fields;
+pub mod routes;
+pub mod wire;
+
+pub use error::{ApiError, FieldError};
+pub use routes::{app, check_router, usage_router};

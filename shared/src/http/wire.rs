@@ -1,0 +1,317 @@
+//! Request bodies of the hot path, validated into domain inputs.
+//!
+//! Every field is typed and bounded: ids ≤ 128 characters of a safe charset, counts ≤
+//! 10^12, timestamps within 35 days back and 5 minutes ahead. Unknown fields are
+//! rejected so that a typo (`input_token`) is never silently billed as zero.
+
+use chrono::{DateTime, Duration, Utc};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::error::{ApiError, EventErrors, FieldError};
+use super::fields::Fields;
+use crate::domain::{EventId, ModelId, ProviderId, UserId};
+use crate::usage::normalise;
+use crate::usage::UsageCounts;
+
+/// Most events in one `POST /usage`.
+pub const MAX_BATCH: usize = 100;
+/// How far back an event's timestamp may be.
+pub const MAX_EVENT_AGE: Duration = Duration::days(35);
+/// How far ahead of the server's clock an event's timestamp may be.
+pub const MAX_CLOCK_SKEW: Duration = Duration::minutes(5);
+/// Default and largest reservation lifetime.
+pub const DEFAULT_RESERVATION_TTL: u64 = 300;
+pub const MAX_RESERVATION_TTL: u64 = 3600;
+/// Largest serialized `metadata` object.
+pub const MAX_METADATA_BYTES: usize = 8 * 1024;
+
+/// Billable units of a call other than tokens.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Units {
+    pub requests: u64,
+    pub searches: u64,
+    pub images: u64,
+    pub pages: u64,
+}
+
+/// A validated `POST /check` body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckInput {
+    pub user: UserId,
+    pub provider: Option<ProviderId>,
+    pub model: Option<ModelId>,
+    pub estimated_input_tokens: u64,
+    pub estimated_output_tokens: u64,
+    pub units: Units,
+    pub reserve: bool,
+    pub reservation_ttl_seconds: u64,
+}
+
+impl CheckInput {
+    /// The counts a quote of this check's estimate prices.
+    pub fn estimated_counts(&self) -> UsageCounts {
+        UsageCounts {
+            input_tokens: self.estimated_input_tokens,
+            output_tokens: self.estimated_output_tokens,
+            requests: self.units.requests,
+            searches: self.units.searches,
+            images: self.units.images,
+            pages: self.units.pages,
+            ..UsageCounts::default()
+        }
+    }
+}
+
+const CHECK_FIELDS: &[&str] = &[
+    "user_id",
+    "provider",
+    "model",
+    "estimated_input_tokens",
+    "estimated_output_tokens",
+    "units",
+    "reserve",
+    "reservation_ttl_seconds",
+];
+const UNIT_FIELDS: &[&str] = &["requests", "searches", "images", "pages"];
+
+fn units(f: &mut Fields<'_>) -> Units {
+    Units {
+        requests: f.count("requests").unwrap_or(0),
+        searches: f.count("searches").unwrap_or(0),
+        images: f.count("images").unwrap_or(0),
+        pages: f.count("pages").unwrap_or(0),
+    }
+}
+
+/// Validates a check body.
+pub fn parse_check(body: &Value) -> Result<CheckInput, ApiError> {
+    let mut f = Fields::new(body, "", CHECK_FIELDS).map_err(|e| ApiError::Invalid(vec![e]))?;
+    let user = f.id("user_id", true, UserId::parse);
+    let provider = f.id("provider", false, ProviderId::parse);
+    let model = f.id("model", false, ModelId::parse);
+    let estimated_input_tokens = f.count("estimated_input_tokens").unwrap_or(0);
+    let estimated_output_tokens = f.count("estimated_output_tokens").unwrap_or(0);
+    let units = f.object("units", UNIT_FIELDS, units).unwrap_or_default();
+    let reserve = f.boolean("reserve").unwrap_or(false);
+    let ttl = f.uint("reservation_ttl_seconds", MAX_RESERVATION_TTL).unwrap_or(DEFAULT_RESERVATION_TTL);
+    if ttl == 0 {
+        f.error("reservation_ttl_seconds", "out_of_range", format!("must be between 1 and {MAX_RESERVATION_TTL}"));
+    }
+    if provider.is_none() && model.is_none() && f.raw("provider").is_none() && f.raw("model").is_none() {
+        f.error("provider", "missing_field", "provider is required unless model names exactly one catalog entry");
+    }
+    match (user, f.errors.is_empty()) {
+        (Some(user), true) => Ok(CheckInput {
+            user,
+            provider,
+            model,
+            estimated_input_tokens,
+            estimated_output_tokens,
+            units,
+            reserve,
+            reservation_ttl_seconds: ttl,
+        }),
+        _ => Err(ApiError::Invalid(f.errors)),
+    }
+}
+
+/// One validated usage event, not yet priced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventInput {
+    pub event_id: EventId,
+    pub user: UserId,
+    pub provider: Option<ProviderId>,
+    pub model: Option<ModelId>,
+    pub timestamp: DateTime<Utc>,
+    pub counts: UsageCounts,
+    pub estimated: bool,
+    pub endpoint: Option<String>,
+    pub status_code: Option<u16>,
+    pub latency_ms: Option<u64>,
+    pub reservation_id: Option<String>,
+    pub metadata: Option<Value>,
+    /// SHA-256 of the event exactly as sent (canonical JSON): tells a retry from a conflict.
+    pub fingerprint: String,
+}
+
+const EVENT_FIELDS: &[&str] = &[
+    "event_id",
+    "user_id",
+    "provider",
+    "model",
+    "timestamp",
+    "input_tokens",
+    "output_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "requests",
+    "searches",
+    "images",
+    "pages",
+    "usage",
+    "input_chars",
+    "output_chars",
+    "endpoint",
+    "status_code",
+    "latency_ms",
+    "reservation_id",
+    "metadata",
+];
+
+const TOKEN_FIELDS: [&str; 5] = ["input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens"];
+
+/// Validates one event of a batch at `now`; `Err` lists every problem of the event.
+pub fn parse_event(value: &Value, now: DateTime<Utc>) -> Result<EventInput, Vec<FieldError>> {
+    let mut f = Fields::new(value, "", EVENT_FIELDS).map_err(|e| vec![e])?;
+    let event_id = f.id("event_id", true, EventId::parse);
+    let user = f.id("user_id", true, UserId::parse);
+    let provider = f.id("provider", false, ProviderId::parse);
+    let model = f.id("model", false, ModelId::parse);
+    if f.raw("provider").is_none() && f.raw("model").is_none() {
+        f.error("provider", "missing_field", "provider is required unless model names exactly one catalog entry");
+    }
+    let timestamp = f.timestamp("timestamp");
+    if let Some(t) = timestamp {
+        if t < now - MAX_EVENT_AGE {
+            f.error("timestamp", "timestamp_out_of_range", "must be at most 35 days in the past");
+        } else if t > now + MAX_CLOCK_SKEW {
+            f.error("timestamp", "timestamp_out_of_range", "must be at most 5 minutes in the future");
+        }
+    }
+
+    let explicit: Vec<Option<u64>> = TOKEN_FIELDS.iter().map(|n| f.count(n)).collect();
+    let any_explicit = TOKEN_FIELDS.iter().any(|n| f.raw(n).is_some());
+    let input_chars = f.count("input_chars");
+    let output_chars = f.count("output_chars");
+    let mut counts = UsageCounts {
+        requests: f.count("requests").unwrap_or(0),
+        searches: f.count("searches").unwrap_or(0),
+        images: f.count("images").unwrap_or(0),
+        pages: f.count("pages").unwrap_or(0),
+        ..UsageCounts::default()
+    };
+    let mut estimated = false;
+    if let Some(usage) = f.raw("usage") {
+        if any_explicit {
+            f.error("usage", "ambiguous_usage", "give either the provider's usage object or token fields, not both");
+        }
+        match normalise::parse_usage(usage) {
+            Ok(c) => {
+                counts.input_tokens = c.input_tokens;
+                counts.output_tokens = c.output_tokens;
+                counts.cached_input_tokens = c.cached_input_tokens;
+                counts.cache_write_tokens = c.cache_write_tokens;
+                counts.reasoning_tokens = c.reasoning_tokens;
+            }
+            Err(e) => f.error("usage", "invalid_usage", e.to_string()),
+        }
+    } else if any_explicit {
+        counts.input_tokens = explicit[0].unwrap_or(0);
+        counts.output_tokens = explicit[1].unwrap_or(0);
+        counts.cached_input_tokens = explicit[2].unwrap_or(0);
+        counts.cache_write_tokens = explicit[3].unwrap_or(0);
+        counts.reasoning_tokens = explicit[4].unwrap_or(0);
+    } else if input_chars.is_some() || output_chars.is_some() {
+        counts.input_tokens = normalise::estimate_tokens(input_chars.unwrap_or(0));
+        counts.output_tokens = normalise::estimate_tokens(output_chars.unwrap_or(0));
+        estimated = true;
+    }
+    if counts.cached_input_tokens.saturating_add(counts.cache_write_tokens) > counts.input_tokens {
+        f.error("cached_input_tokens", "inconsistent_counts", "cached_input_tokens + cache_write_tokens must not exceed input_tokens (the whole prompt)");
+    }
+    if counts.reasoning_tokens > counts.output_tokens {
+        f.error("reasoning_tokens", "inconsistent_counts", "reasoning_tokens must not exceed output_tokens (the whole completion)");
+    }
+
+    let endpoint = f.string("endpoint", false, 256).map(str::to_owned);
+    let status_code = f.uint("status_code", 599).map(|c| c as u16);
+    if matches!(status_code, Some(c) if c < 100) {
+        f.error("status_code", "out_of_range", "must be an HTTP status between 100 and 599");
+    }
+    let latency_ms = f.uint("latency_ms", 86_400_000);
+    let reservation_id = f.string("reservation_id", false, 256).map(str::to_owned);
+    let metadata = match f.raw("metadata") {
+        Some(m @ Value::Object(_)) if m.to_string().len() <= MAX_METADATA_BYTES => Some(m.clone()),
+        Some(Value::Object(_)) => {
+            f.error("metadata", "too_long", format!("must serialize to at most {MAX_METADATA_BYTES} bytes"));
+            None
+        }
+        Some(_) => {
+            f.error("metadata", "invalid_type", "must be a JSON object");
+            None
+        }
+        None => None,
+    };
+
+    match (event_id, user, f.errors.is_empty()) {
+        (Some(event_id), Some(user), true) => Ok(EventInput {
+            event_id,
+            user,
+            provider,
+            model,
+            timestamp: timestamp.unwrap_or(now),
+            counts,
+            estimated,
+            endpoint,
+            status_code,
+            latency_ms,
+            reservation_id,
+            metadata,
+            fingerprint: hex::encode(Sha256::digest(value.to_string().as_bytes())),
+        }),
+        _ => Err(f.errors),
+    }
+}
+
+/// Validates a `POST /usage` body: `{"events": [...]}` with 1–100 events, or a single
+/// event object. Any invalid event rejects the whole batch.
+pub fn parse_usage(body: &Value, now: DateTime<Utc>) -> Result<Vec<EventInput>, ApiError> {
+    let events: Vec<&Value> = match body {
+        Value::Object(map) if map.contains_key("events") => {
+            if map.len() != 1 {
+                return Err(ApiError::invalid("", "unknown_field", "a batch body has only the field `events`"));
+            }
+            match &map["events"] {
+                Value::Array(items) => items.iter().collect(),
+                _ => return Err(ApiError::invalid("events", "invalid_type", "must be an array of events")),
+            }
+        }
+        Value::Object(_) => vec![body],
+        _ => return Err(ApiError::invalid("", "invalid_type", "the body must be a JSON object")),
+    };
+    if events.is_empty() || events.len() > MAX_BATCH {
+        return Err(ApiError::invalid("events", "batch_size", format!("must hold 1 to {MAX_BATCH} events")));
+    }
+    let mut parsed = Vec::with_capacity(events.len());
+    let mut invalid = Vec::new();
+    for (index, value) in events.iter().enumerate() {
+        match parse_event(value, now) {
+            Ok(e) => parsed.push(e),
+            Err(errors) => invalid.push(EventErrors {
+                index,
+                event_id: value.get("event_id").and_then(Value::as_str).map(|s| s.chars().take(128).collect()),
+                errors,
+            }),
+        }
+    }
+    // The same event_id twice in one batch with different content is a client bug.
+    let mut seen = std::collections::HashMap::new();
+    for (index, e) in parsed.iter().enumerate() {
+        if let Some(prev) = seen.insert(e.event_id.clone(), &e.fingerprint) {
+            if prev != &e.fingerprint {
+                invalid.push(EventErrors {
+                    index,
+                    event_id: Some(e.event_id.to_string()),
+                    errors: vec![FieldError::new("event_id", "duplicate_in_batch", "appears twice in this batch with different content")],
+                });
+            }
+        }
+    }
+    if invalid.is_empty() {
+        Ok(parsed)
+    } else {
+        Err(ApiError::InvalidEvents { invalid: invalid.len(), total: events.len(), events: invalid })
+    }
+}

@@ -1,0 +1,214 @@
+//! The application service: the hot path (check, reservations, usage ingest, alerts)
+//! over the storage and alert ports. HTTP handlers and Lambda functions call it; it holds
+//! no AWS types and no HTTP types.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration as StdDuration, Instant};
+
+use chrono::{DateTime, Utc};
+
+use crate::alerts::AlertPublisher;
+use crate::domain::{ApiKeyRecord, PlanName, Role, Subscription, TenantId};
+use crate::http::ApiError;
+use crate::limits::Plan;
+use crate::periods::{Period, Schedule};
+use crate::pricing::{Catalog, PriceVersion};
+use crate::store::Store;
+
+pub mod bootstrap;
+pub mod check;
+pub mod env;
+pub mod ingest;
+pub mod outbox;
+
+/// The current time; replaceable in tests and for `meter aggregate --at`.
+pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+
+/// How long cached keys, plans and catalogs are trusted. A plan or price change made
+/// through this process is seen at once; other processes see it within this time.
+pub const CACHE_TTL: StdDuration = StdDuration::from_secs(30);
+
+/// Who is calling: the tenant and role of a valid API key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub tenant: TenantId,
+    pub role: Role,
+    /// The key's public prefix, for logs.
+    pub key_prefix: String,
+}
+
+impl Caller {
+    pub fn require(&self, role: Role) -> Result<(), ApiError> {
+        if self.role.allows(role) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden)
+        }
+    }
+}
+
+struct Cached<T> {
+    at: Instant,
+    value: Arc<T>,
+}
+
+/// A small time-bounded cache.
+struct TtlCache<K, V> {
+    entries: Mutex<HashMap<K, Cached<V>>>,
+}
+
+impl<K: std::hash::Hash + Eq + Clone, V> TtlCache<K, V> {
+    fn new() -> Self {
+        Self { entries: Mutex::new(HashMap::new()) }
+    }
+
+    fn get(&self, key: &K) -> Option<Arc<V>> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.get(key).filter(|c| c.at.elapsed() < CACHE_TTL).map(|c| c.value.clone())
+    }
+
+    fn put(&self, key: K, value: V) -> Arc<V> {
+        let value = Arc::new(value);
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if entries.len() > 10_000 {
+            entries.retain(|_, c| c.at.elapsed() < CACHE_TTL);
+        }
+        entries.insert(key, Cached { at: Instant::now(), value: value.clone() });
+        value
+    }
+
+    fn forget(&self, key: &K) {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+    }
+}
+
+/// The service: ports, caches and the clock.
+pub struct Meter {
+    pub store: Arc<dyn Store>,
+    pub publisher: Arc<dyn AlertPublisher>,
+    clock: Clock,
+    keys: TtlCache<String, ApiKeyRecord>,
+    plans: TtlCache<TenantId, Vec<Plan>>,
+    catalogs: TtlCache<Option<TenantId>, Catalog>,
+}
+
+impl Meter {
+    pub fn new(store: Arc<dyn Store>, publisher: Arc<dyn AlertPublisher>) -> Self {
+        Self::with_clock(store, publisher, Arc::new(Utc::now))
+    }
+
+    pub fn with_clock(store: Arc<dyn Store>, publisher: Arc<dyn AlertPublisher>, clock: Clock) -> Self {
+        Self {
+            store,
+            publisher,
+            clock,
+            keys: TtlCache::new(),
+            plans: TtlCache::new(),
+            catalogs: TtlCache::new(),
+        }
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        (self.clock)()
+    }
+
+    /// The caller a bearer key belongs to, or 401.
+    pub async fn authenticate(&self, secret: &str) -> Result<Caller, ApiError> {
+        if !crate::auth::plausible_key(secret) {
+            return Err(ApiError::Unauthorized);
+        }
+        let hash = crate::auth::hash_key(secret);
+        let record = match self.keys.get(&hash) {
+            Some(r) => r,
+            None => match self.store.get_api_key(&hash).await? {
+                Some(r) => self.keys.put(hash, r),
+                None => return Err(ApiError::Unauthorized),
+            },
+        };
+        Ok(Caller { tenant: record.tenant.clone(), role: record.role, key_prefix: record.prefix.clone() })
+    }
+
+    /// The tenant's plans (cached).
+    pub async fn plans(&self, tenant: &TenantId) -> Result<Arc<Vec<Plan>>, ApiError> {
+        if let Some(p) = self.plans.get(tenant) {
+            return Ok(p);
+        }
+        let plans = self.store.list_plans(tenant).await?;
+        Ok(self.plans.put(tenant.clone(), plans))
+    }
+
+    /// Drops cached plans of a tenant after a change made through this process.
+    pub fn forget_plans(&self, tenant: &TenantId) {
+        self.plans.forget(tenant);
+    }
+
+    /// The plan a user is on: the subscription's, or the tenant's `free` plan.
+    pub async fn plan_of(&self, tenant: &TenantId, sub: Option<&Subscription>) -> Result<Plan, ApiError> {
+        let name = sub.map_or_else(PlanName::free, |s| s.plan.clone());
+        let plans = self.plans(tenant).await?;
+        plans.iter().find(|p| p.name == name).cloned().ok_or_else(|| {
+            tracing::error!(tenant = %tenant, plan = %name, "the user's plan does not exist");
+            ApiError::NotFound("plan")
+        })
+    }
+
+    async fn stored_catalog(&self, scope: Option<&TenantId>) -> Result<Arc<Catalog>, ApiError> {
+        let key = scope.cloned();
+        if let Some(c) = self.catalogs.get(&key) {
+            return Ok(c);
+        }
+        let raw = self.store.list_price_versions(scope).await?;
+        let mut versions = Vec::with_capacity(raw.len());
+        for v in raw {
+            match serde_json::from_value::<PriceVersion>(v) {
+                Ok(v) => versions.push(v),
+                Err(e) => tracing::error!(error = %e, "skipping a stored price version that does not parse"),
+            }
+        }
+        let catalog = Catalog::from_versions(versions).map_err(|e| {
+            tracing::error!(error = %e, "stored price catalog is inconsistent");
+            ApiError::Internal
+        })?;
+        Ok(self.catalogs.put(key, catalog))
+    }
+
+    /// The catalog that prices a tenant's events: its own versions over the shared ones.
+    pub async fn catalog(&self, tenant: &TenantId) -> Result<Arc<Catalog>, ApiError> {
+        let shared = self.stored_catalog(None).await?;
+        let own = self.stored_catalog(Some(tenant)).await?;
+        if own.is_empty() {
+            return Ok(shared);
+        }
+        own.merged_over(&shared).map(Arc::new).map_err(|e| {
+            tracing::error!(error = %e, "tenant catalog does not merge");
+            ApiError::Internal
+        })
+    }
+
+    /// Drops cached catalogs after a price change made through this process.
+    pub fn forget_catalog(&self, tenant: Option<&TenantId>) {
+        self.catalogs.forget(&tenant.cloned());
+    }
+}
+
+/// The schedule of a user's limit periods: the subscription's, or calendar months.
+pub fn schedule_of(sub: Option<&Subscription>) -> Schedule {
+    match sub {
+        Some(s) => Schedule::new(s.anchor, s.started_at, s.cycle),
+        None => Schedule::calendar(),
+    }
+}
+
+/// The limit period containing `at` for a user.
+pub fn period_at(sub: Option<&Subscription>, at: DateTime<Utc>) -> Result<Period, ApiError> {
+    schedule_of(sub)
+        .period_containing(at)
+        .map_err(|e| ApiError::invalid("timestamp", "out_of_range", e.to_string()))
+}
+
+/// The start of the period containing `at`, for store reads that pick a period
+/// (an instant outside the calendar's range falls back to `at` itself and reads zeros).
+pub fn period_start_at(sub: Option<&Subscription>, at: DateTime<Utc>) -> DateTime<Utc> {
+    schedule_of(sub).period_containing(at).map_or(at, |p| p.start)
+}

@@ -1,0 +1,6 @@
+//! Router tests of the hot path, in-process on the SQLite store.
+
+mod bad_input;
+mod helpers;
+mod hot_path;
+mod logs;

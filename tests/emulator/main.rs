@@ -1,0 +1,167 @@
+//! The hot path on DynamoDB and SNS in the emulator (`scripts/with-moto`): alerts reach an
+//! SQS queue subscribed to the topic exactly once each, with their attributes; and the
+//! DynamoDB request budget of a check, a reservation and an event.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use aws_sdk_sqs::types::QueueAttributeName;
+use axum::body::Body;
+use axum::http::Request;
+use http_body_util::BodyExt as _;
+use meter_core::alerts::sns::SnsPublisher;
+use meter_core::domain::{Role, TenantId};
+use meter_core::service::{bootstrap, Meter};
+use meter_core::store::dynamo::{self, DynamoStore, RequestCounter};
+use serde_json::{json, Value};
+use tower::ServiceExt as _;
+
+struct Env {
+    config: aws_config::SdkConfig,
+    router: axum::Router,
+    key: String,
+    counter: RequestCounter,
+}
+
+async fn setup(topic_arn: Option<String>) -> Env {
+    assert!(std::env::var("AWS_ENDPOINT_URL").is_ok(), "run through scripts/with-moto (see README)");
+    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let table = format!("meter-emu-{}", uuid::Uuid::new_v4().simple());
+    dynamo::create_table(&dynamo::client_from_env().await, &table).await.unwrap();
+    let (store, counter) = DynamoStore::with_request_counter(&config, table);
+    let store: Arc<dyn meter_core::store::Store> = Arc::new(store);
+    let tenant = TenantId::parse("default").unwrap();
+    bootstrap::bootstrap(store.as_ref(), &tenant, None, chrono::Utc::now()).await.unwrap();
+    let key = meter_core::auth::generate_key(&tenant, Role::Service, chrono::Utc::now());
+    store.put_api_key(&key.record).await.unwrap();
+    let publisher: Arc<dyn meter_core::alerts::AlertPublisher> = match topic_arn {
+        Some(arn) => Arc::new(SnsPublisher::new(aws_sdk_sns::Client::new(&config), arn)),
+        None => Arc::new(meter_core::alerts::LogPublisher),
+    };
+    let meter = Arc::new(Meter::new(store, publisher));
+    Env { router: meter_core::http::app(meter), config, key: key.secret, counter }
+}
+
+async fn post(env: &Env, path: &str, body: Value) -> (u16, Value) {
+    let req = Request::post(path)
+        .header("authorization", format!("Bearer {}", env.key))
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let res = env.router.clone().oneshot(req).await.unwrap();
+    let status = res.status().as_u16();
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn alerts_reach_an_sqs_subscriber_once_each_with_attributes() {
+    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let sns = aws_sdk_sns::Client::new(&config);
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let topic = sns.create_topic().name(format!("alerts-{}", uuid::Uuid::new_v4().simple())).send().await.unwrap();
+    let topic_arn = topic.topic_arn().unwrap().to_owned();
+    let queue = sqs.create_queue().queue_name(format!("q-{}", uuid::Uuid::new_v4().simple())).send().await.unwrap();
+    let queue_url = queue.queue_url().unwrap().to_owned();
+    let attrs = sqs.get_queue_attributes().queue_url(&queue_url).attribute_names(QueueAttributeName::QueueArn).send().await.unwrap();
+    let queue_arn = attrs.attributes().unwrap()[&QueueAttributeName::QueueArn].clone();
+    sns.subscribe()
+        .topic_arn(&topic_arn)
+        .protocol("sqs")
+        .endpoint(&queue_arn)
+        .attributes("RawMessageDelivery", "true")
+        .send()
+        .await
+        .unwrap();
+
+    let env = setup(Some(topic_arn)).await;
+    // 100 events cross 80, 90 and 100 % of the Free plan's 100 gemini calls, sent as 25
+    // concurrent requests of 4 events, each request twice.
+    let mut tasks = Vec::new();
+    for round in 0..2 {
+        for chunk in 0..25 {
+            let events: Vec<_> = (0..4)
+                .map(|i| json!({"event_id": format!("sns-{}", chunk * 4 + i), "user_id": "sns-user", "provider": "gemini", "model": "gemini-2.5-flash", "input_tokens": 1}))
+                .collect();
+            let router = env.router.clone();
+            let key = env.key.clone();
+            tasks.push(tokio::spawn(async move {
+                let req = Request::post("/api/subscription/usage")
+                    .header("authorization", format!("Bearer {key}"))
+                    .header("content-type", "application/json")
+                    .body(Body::from(json!({ "events": events }).to_string()))
+                    .unwrap();
+                let _ = round;
+                router.oneshot(req).await.unwrap().status().as_u16()
+            }));
+        }
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+
+    let mut received: Vec<BTreeMap<String, String>> = Vec::new();
+    for _ in 0..10 {
+        let out = sqs
+            .receive_message()
+            .queue_url(&queue_url)
+            .max_number_of_messages(10)
+            .message_attribute_names("All")
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap();
+        for m in out.messages() {
+            let mut a: BTreeMap<String, String> = m
+                .message_attributes()
+                .map(|attrs| attrs.iter().map(|(k, v)| (k.clone(), v.string_value().unwrap_or("").to_owned())).collect())
+                .unwrap_or_default();
+            let body: Value = serde_json::from_str(m.body().unwrap()).unwrap();
+            a.insert("alert_id".into(), body["alert_id"].as_str().unwrap().to_owned());
+            received.push(a);
+        }
+        if received.len() >= 3 && out.messages().is_empty() {
+            break;
+        }
+    }
+    let mut thresholds: Vec<_> = received.iter().map(|a| a["threshold"].clone()).collect();
+    thresholds.sort();
+    assert_eq!(thresholds, ["100", "80", "90"], "{received:?}");
+    for a in &received {
+        assert_eq!(a["type"], "alert");
+        assert_eq!(a["tenant_id"], "default");
+        assert_eq!(a["user_id"], "sns-user");
+        assert_eq!(a["metric"], "calls:gemini");
+        let expected = match a["threshold"].as_str() {
+            "80" => "info",
+            "90" => "warning",
+            _ => "error",
+        };
+        assert_eq!(a["severity"], expected);
+    }
+    let (status, _) = post(&env, "/api/subscription/check", json!({"user_id": "sns-user", "provider": "gemini"})).await;
+    assert_eq!(status, 429);
+    let _ = env.config;
+}
+
+#[tokio::test]
+async fn a_warm_check_reads_one_item_a_reservation_is_one_update_an_event_one_transaction() {
+    let env = setup(None).await;
+    let check = json!({"user_id": "budget", "provider": "gemini", "model": "gemini-2.5-flash", "estimated_input_tokens": 10});
+    // Warm the caches (key, plans, catalog).
+    assert_eq!(post(&env, "/api/subscription/check", check.clone()).await.0, 200);
+
+    env.counter.take();
+    assert_eq!(post(&env, "/api/subscription/check", check.clone()).await.0, 200);
+    assert_eq!(env.counter.take(), BTreeMap::from([("GetItem".to_owned(), 1)]), "a check");
+
+    let mut reserve = check.clone();
+    reserve["reserve"] = json!(true);
+    assert_eq!(post(&env, "/api/subscription/check", reserve).await.0, 200);
+    assert_eq!(env.counter.take(), BTreeMap::from([("GetItem".to_owned(), 1), ("UpdateItem".to_owned(), 1)]), "a reservation");
+
+    let (status, body) = post(&env, "/api/subscription/usage", json!({"event_id": "b-1", "user_id": "budget", "provider": "gemini", "model": "gemini-2.5-flash", "input_tokens": 10})).await;
+    assert_eq!(status, 200, "{body}");
+    let counts = env.counter.take();
+    assert_eq!(counts.get("TransactWriteItems"), Some(&1), "one event: {counts:?}");
+}
