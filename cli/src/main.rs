@@ -14,7 +14,11 @@ mod serve;
 use pricing::CatalogFormat;
 
 #[derive(Parser)]
-#[command(name = "meter", version, about = "Usage metering and usage-based subscriptions for paid AI and web APIs")]
+#[command(
+    name = "meter",
+    version,
+    about = "Usage metering and usage-based subscriptions for paid AI and web APIs"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -146,11 +150,14 @@ pub async fn open_store(db: Option<PathBuf>, table: Option<String>) -> Result<Ar
     match table {
         Some(table) => {
             let client = meter_core::store::dynamo::client_from_env().await;
-            Ok(Arc::new(meter_core::store::dynamo::DynamoStore::new(client, table)))
+            Ok(Arc::new(meter_core::store::dynamo::DynamoStore::new(
+                client, table,
+            )))
         }
         None => {
             let path = db.unwrap_or_else(|| PathBuf::from("meter.db"));
-            let store = meter_core::store::sqlite::SqliteStore::open(&path).with_context(|| format!("opening {}", path.display()))?;
+            let store = meter_core::store::sqlite::SqliteStore::open(&path)
+                .with_context(|| format!("opening {}", path.display()))?;
             Ok(Arc::new(store))
         }
     }
@@ -158,30 +165,67 @@ pub async fn open_store(db: Option<PathBuf>, table: Option<String>) -> Result<Ar
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(run(cli))
 }
 
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Serve(args) => serve::run(args).await,
-        Command::Pricing { command: PricingCommand::Quote { catalog, format, effective_from } } => quote(catalog, format, effective_from),
-        Command::Pricing { command: PricingCommand::Import { file, format, effective_from, tenant, store } } => {
+        Command::Pricing {
+            command:
+                PricingCommand::Quote {
+                    catalog,
+                    format,
+                    effective_from,
+                },
+        } => quote(catalog, format, effective_from),
+        Command::Pricing {
+            command:
+                PricingCommand::Import {
+                    file,
+                    format,
+                    effective_from,
+                    tenant,
+                    store,
+                },
+        } => {
             let store = store.open().await?;
-            import(store.as_ref(), &file, format, effective_from, tenant.as_ref()).await
+            import(
+                store.as_ref(),
+                &file,
+                format,
+                effective_from,
+                tenant.as_ref(),
+            )
+            .await
         }
-        Command::Plans { command: PlansCommand::List { tenant, store } } => {
+        Command::Plans {
+            command: PlansCommand::List { tenant, store },
+        } => {
             let plans = if store.db.is_none() && store.table.is_none() {
                 meter_core::limits::default_plans()
             } else {
-                open_store(store.db, store.table).await?.list_plans(&tenant).await?
+                open_store(store.db, store.table)
+                    .await?
+                    .list_plans(&tenant)
+                    .await?
             };
             for plan in plans {
                 println!("{}", serde_json::to_string(&plan)?);
             }
             Ok(())
         }
-        Command::Keys { command: KeysCommand::Create { tenant, role, store } } => {
+        Command::Keys {
+            command:
+                KeysCommand::Create {
+                    tenant,
+                    role,
+                    store,
+                },
+        } => {
             let store = store.open().await?;
             let now = chrono::Utc::now();
             meter_core::service::bootstrap::ensure_tenant(store.as_ref(), &tenant, now).await?;
@@ -198,7 +242,9 @@ async fn run(cli: Cli) -> Result<()> {
             });
             Ok(())
         }
-        Command::Table { command: TableCommand::Create { table } } => {
+        Command::Table {
+            command: TableCommand::Create { table },
+        } => {
             if table.is_empty() {
                 bail!("--table must not be empty");
             }
@@ -210,19 +256,29 @@ async fn run(cli: Cli) -> Result<()> {
     }
 }
 
-fn quote(catalog: Option<PathBuf>, format: CatalogFormat, effective_from: chrono::DateTime<chrono::Utc>) -> Result<()> {
+fn quote(
+    catalog: Option<PathBuf>,
+    format: CatalogFormat,
+    effective_from: chrono::DateTime<chrono::Utc>,
+) -> Result<()> {
     let catalog = match catalog {
         Some(path) => {
             let (catalog, summary) = pricing::load_catalog(&path, format, effective_from)?;
             if let Some(s) = summary {
-                eprintln!("imported {} of {} entries; skipped {:?}", s.imported, s.entries, s.skipped);
+                eprintln!(
+                    "imported {} of {} entries; skipped {:?}",
+                    s.imported, s.entries, s.skipped
+                );
             }
             catalog
         }
         None => meter_core::pricing::Catalog::default_catalog()?,
     };
     let stats = pricing::quote_lines(&catalog, std::io::stdin().lock(), std::io::stdout().lock())?;
-    eprintln!("quoted {} lines: {} priced, {} unpriced, {} errors", stats.lines, stats.priced, stats.unpriced, stats.errors);
+    eprintln!(
+        "quoted {} lines: {} priced, {} unpriced, {} errors",
+        stats.lines, stats.priced, stats.unpriced, stats.errors
+    );
     Ok(())
 }
 
@@ -233,21 +289,35 @@ async fn import(
     effective_from: Option<chrono::DateTime<chrono::Utc>>,
     tenant: Option<&TenantId>,
 ) -> Result<()> {
-    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     let versions = match format {
-        CatalogFormat::Native => meter_core::pricing::Catalog::from_native_json(&text)?.versions().to_vec(),
+        CatalogFormat::Native => meter_core::pricing::Catalog::from_native_json(&text)?
+            .versions()
+            .to_vec(),
         CatalogFormat::Litellm => {
-            let (versions, summary) = meter_core::pricing::litellm::import(&text, effective_from.unwrap_or_else(chrono::Utc::now))?;
-            eprintln!("read {} entries: {} importable; skipped {:?}", summary.entries, summary.imported, summary.skipped);
+            let (versions, summary) = meter_core::pricing::litellm::import(
+                &text,
+                effective_from.unwrap_or_else(chrono::Utc::now),
+            )?;
+            eprintln!(
+                "read {} entries: {} importable; skipped {:?}",
+                summary.entries, summary.imported, summary.skipped
+            );
             versions
         }
     };
     // Refuse a file whose versions contradict each other before writing anything.
     meter_core::pricing::Catalog::from_versions(versions.clone())?;
     for v in &versions {
-        store.put_price_version(tenant, &v.id, &serde_json::to_value(v)?).await?;
+        store
+            .put_price_version(tenant, &v.id, &serde_json::to_value(v)?)
+            .await?;
     }
-    let scope = tenant.map_or_else(|| "the shared catalog".to_owned(), |t| format!("tenant {t}"));
+    let scope = tenant.map_or_else(
+        || "the shared catalog".to_owned(),
+        |t| format!("tenant {t}"),
+    );
     println!("imported {} price versions into {scope}", versions.len());
     Ok(())
 }

@@ -39,27 +39,44 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     };
     let store = crate::open_store(args.db.clone(), args.table.clone()).await?;
     let tenant = TenantId::parse("default")?;
-    let admin_key = std::env::var("METER_BOOTSTRAP_ADMIN_KEY").ok().filter(|k| !k.is_empty());
-    let boot = bootstrap::bootstrap(store.as_ref(), &tenant, admin_key.as_deref(), chrono::Utc::now())
-        .await
-        .context("bootstrapping the store")?;
+    let admin_key = std::env::var("METER_BOOTSTRAP_ADMIN_KEY")
+        .ok()
+        .filter(|k| !k.is_empty());
+    let boot = bootstrap::bootstrap(
+        store.as_ref(),
+        &tenant,
+        admin_key.as_deref(),
+        chrono::Utc::now(),
+    )
+    .await
+    .context("bootstrapping the store")?;
 
     let publisher: Arc<dyn AlertPublisher> = match &args.alert_topic_arn {
         Some(arn) => {
             let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-            Arc::new(meter_core::alerts::sns::SnsPublisher::new(aws_sdk_sns::Client::new(&config), arn.clone()))
+            Arc::new(meter_core::alerts::sns::SnsPublisher::new(
+                aws_sdk_sns::Client::new(&config),
+                arn.clone(),
+            ))
         }
         None => Arc::new(LogPublisher),
     };
     let meter = Arc::new(Meter::new(store, publisher));
-    let listener = tokio::net::TcpListener::bind(args.addr).await.with_context(|| format!("listening on {}", args.addr))?;
+    let listener = tokio::net::TcpListener::bind(args.addr)
+        .await
+        .with_context(|| format!("listening on {}", args.addr))?;
     let addr = listener.local_addr()?;
     println!("meter listening on http://{addr} ({store_name})");
     if boot.catalog_loaded > 0 {
-        println!("loaded the default price catalog ({} price versions)", boot.catalog_loaded);
+        println!(
+            "loaded the default price catalog ({} price versions)",
+            boot.catalog_loaded
+        );
     }
     if let Some(key) = &boot.new_admin_key {
-        println!("admin API key for tenant `default` (shown once, only its hash is stored):\n{key}");
+        println!(
+            "admin API key for tenant `default` (shown once, only its hash is stored):\n{key}"
+        );
     }
 
     let sweeper = {
@@ -88,8 +105,12 @@ pub async fn run(args: ServeArgs) -> Result<()> {
 }
 
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,tower_http=warn".into());
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,tower_http=warn".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 async fn shutdown_signal() {

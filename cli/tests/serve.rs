@@ -39,14 +39,29 @@ fn start() -> Server {
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
     let first = lines.next().unwrap().unwrap();
-    let base = first.split_whitespace().find(|w| w.starts_with("http://")).expect("listening line").to_owned();
+    let base = first
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .expect("listening line")
+        .to_owned();
     // Keep draining stdout so the server never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
-    Server { child, base, db, _dir: dir }
+    Server {
+        child,
+        base,
+        db,
+        _dir: dir,
+    }
 }
 
 async fn post(client: &reqwest::Client, s: &Server, path: &str, body: Value) -> (u16, Value) {
-    let r = client.post(format!("{}{path}", s.base)).bearer_auth(ADMIN_KEY).json(&body).send().await.unwrap();
+    let r = client
+        .post(format!("{}{path}", s.base))
+        .bearer_auth(ADMIN_KEY)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     let status = r.status().as_u16();
     (status, r.json().await.unwrap_or(Value::Null))
 }
@@ -63,8 +78,16 @@ async fn open_store(s: &Server) -> Arc<dyn Store> {
 async fn two_hundred_concurrent_reservations_with_fifty_left_allow_exactly_fifty() {
     let s = start();
     let client = reqwest::Client::new();
-    let events: Vec<_> = (0..50).map(|i| event(&format!("pre-{i}"), "racer")).collect();
-    let (status, body) = post(&client, &s, "/api/subscription/usage", json!({ "events": events })).await;
+    let events: Vec<_> = (0..50)
+        .map(|i| event(&format!("pre-{i}"), "racer"))
+        .collect();
+    let (status, body) = post(
+        &client,
+        &s,
+        "/api/subscription/usage",
+        json!({ "events": events }),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
 
     let tasks: Vec<_> = (0..200)
@@ -103,10 +126,22 @@ async fn concurrent_crossings_raise_exactly_three_alerts_and_retries_count_once(
         .map(|i| {
             let (client, url) = (client.clone(), format!("{}/api/subscription/usage", s.base));
             tokio::spawn(async move {
-                let r = client.post(url).bearer_auth(ADMIN_KEY).json(&event(&format!("cross-{}", i % 100), "crosser")).send().await.unwrap();
+                let r = client
+                    .post(url)
+                    .bearer_auth(ADMIN_KEY)
+                    .json(&event(&format!("cross-{}", i % 100), "crosser"))
+                    .send()
+                    .await
+                    .unwrap();
                 let status = r.status().as_u16();
                 let body: Value = r.json().await.unwrap();
-                (status, body["data"]["events"][0]["status"].as_str().unwrap_or("").to_owned())
+                (
+                    status,
+                    body["data"]["events"][0]["status"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_owned(),
+                )
             })
         })
         .collect();
@@ -120,15 +155,35 @@ async fn concurrent_crossings_raise_exactly_three_alerts_and_retries_count_once(
     assert_eq!(recorded, 100);
 
     let store = open_store(&s).await;
-    let (t, u) = (TenantId::parse("default").unwrap(), UserId::parse("crosser").unwrap());
+    let (t, u) = (
+        TenantId::parse("default").unwrap(),
+        UserId::parse("crosser").unwrap(),
+    );
     let (alerts, _) = store.list_alerts(&t, &u, false, 100).await.unwrap();
     let mut keys: Vec<_> = alerts.iter().map(|a| a.key.as_str()).collect();
     keys.sort();
-    assert_eq!(keys, ["calls:gemini@100", "calls:gemini@80", "calls:gemini@90"]);
+    assert_eq!(
+        keys,
+        ["calls:gemini@100", "calls:gemini@80", "calls:gemini@90"]
+    );
     let now = chrono::Utc::now();
-    let usage = store.get_user_usage(&t, &u, &|_| meter_core::periods::Schedule::calendar().period_containing(now).unwrap().start).await.unwrap();
+    let usage = store
+        .get_user_usage(&t, &u, &|_| {
+            meter_core::periods::Schedule::calendar()
+                .period_containing(now)
+                .unwrap()
+                .start
+        })
+        .await
+        .unwrap();
     let g = &usage.usage.by_provider[&meter_core::domain::ProviderId::parse("gemini").unwrap()];
     assert_eq!((g.recorded.calls, g.recorded.tokens), (100, 1500));
-    let (status, _) = post(&client, &s, "/api/subscription/check", json!({"user_id": "crosser", "provider": "gemini"})).await;
+    let (status, _) = post(
+        &client,
+        &s,
+        "/api/subscription/check",
+        json!({"user_id": "crosser", "provider": "gemini"}),
+    )
+    .await;
     assert_eq!(status, 429);
 }

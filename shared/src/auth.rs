@@ -21,7 +21,9 @@ pub struct NewKey {
 
 impl std::fmt::Debug for NewKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NewKey").field("prefix", &self.record.prefix).finish_non_exhaustive()
+        f.debug_struct("NewKey")
+            .field("prefix", &self.record.prefix)
+            .finish_non_exhaustive()
     }
 }
 
@@ -30,7 +32,10 @@ pub fn generate_key(tenant: &TenantId, role: Role, now: DateTime<Utc>) -> NewKey
     use base64::Engine as _;
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
-    let secret = format!("{KEY_PREFIX}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes));
+    let secret = format!(
+        "{KEY_PREFIX}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    );
     let record = record_for(&secret, tenant, role, now);
     NewKey { secret, record }
 }

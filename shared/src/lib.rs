@@ -11,7 +11,7 @@ pub mod domain;
 pub mod http;
 pub mod limits;
 pub mod periods;
+pub mod pricing;
 pub mod service;
 pub mod store;
-pub mod pricing;
 pub mod usage;

@@ -19,7 +19,10 @@ static TRACING: Once = Once::new();
 
 pub fn init_tracing() {
     TRACING.call_once(|| {
-        let _ = tracing_subscriber::fmt().with_env_filter("warn").with_test_writer().try_init();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("warn")
+            .with_test_writer()
+            .try_init();
     });
 }
 
@@ -49,10 +52,19 @@ impl Reply {
 pub async fn spawn_app() -> TestApp {
     init_tracing();
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(meter_core::store::sqlite::SqliteStore::open(&dir.path().join("meter.db")).unwrap());
+    let store: Arc<dyn Store> = Arc::new(
+        meter_core::store::sqlite::SqliteStore::open(&dir.path().join("meter.db")).unwrap(),
+    );
     let tenant = TenantId::parse("default").unwrap();
     let admin_key = format!("mk_test_admin_{}", uuid::Uuid::new_v4().simple());
-    bootstrap::bootstrap(store.as_ref(), &tenant, Some(&admin_key), chrono::Utc::now()).await.unwrap();
+    bootstrap::bootstrap(
+        store.as_ref(),
+        &tenant,
+        Some(&admin_key),
+        chrono::Utc::now(),
+    )
+    .await
+    .unwrap();
     let service = meter_core::auth::generate_key(&tenant, Role::Service, chrono::Utc::now());
     store.put_api_key(&service.record).await.unwrap();
     let meter = Arc::new(Meter::new(store.clone(), Arc::new(LogPublisher)));
@@ -73,8 +85,17 @@ impl TestApp {
         let status = res.status();
         let headers = res.headers().clone();
         let bytes = res.into_body().collect().await.unwrap().to_bytes();
-        let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned())) };
-        Reply { status, headers, body }
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        Reply {
+            status,
+            headers,
+            body,
+        }
     }
 
     pub async fn post(&self, path: &str, body: Value) -> Reply {
@@ -102,8 +123,18 @@ impl TestApp {
     pub async fn snapshot(&self, user: &str) -> String {
         let u = UserId::parse(user).unwrap();
         let now = chrono::Utc::now();
-        let state = self.store.get_user_usage(&self.tenant, &u, &|s| meter_core::service::period_start_at(s, now)).await.unwrap();
-        let alerts = self.store.list_alerts(&self.tenant, &u, false, 100).await.unwrap();
+        let state = self
+            .store
+            .get_user_usage(&self.tenant, &u, &|s| {
+                meter_core::service::period_start_at(s, now)
+            })
+            .await
+            .unwrap();
+        let alerts = self
+            .store
+            .list_alerts(&self.tenant, &u, false, 100)
+            .await
+            .unwrap();
         format!("{:?}|{:?}|{:?}", state.usage, state.fired_alerts, alerts)
     }
 }

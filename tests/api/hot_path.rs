@@ -31,10 +31,18 @@ async fn check_then_usage_then_check_reflects_the_usage() {
     assert_eq!(ev["priced"], true);
     assert_eq!(ev["estimated"], false);
 
-    let second = app.check(json!({"user_id": "alice", "provider": "gemini", "model": "gemini-2.5-flash"})).await;
+    let second = app
+        .check(json!({"user_id": "alice", "provider": "gemini", "model": "gemini-2.5-flash"}))
+        .await;
     assert_eq!(second.body["data"]["remaining"]["calls:gemini"], 99);
-    assert_eq!(second.body["data"]["remaining"]["tokens:gemini"], 100_000 - 1500);
-    assert_eq!(second.body["data"]["usage_percentages"]["calls:gemini"], 1.0);
+    assert_eq!(
+        second.body["data"]["remaining"]["tokens:gemini"],
+        100_000 - 1500
+    );
+    assert_eq!(
+        second.body["data"]["usage_percentages"]["calls:gemini"],
+        1.0
+    );
 }
 
 #[tokio::test]
@@ -59,16 +67,30 @@ async fn reservations_hold_until_released_and_release_is_idempotent() {
     let app = spawn_app().await;
     let r = app.check(json!({"user_id": "carol", "provider": "gemini", "model": "gemini-2.5-flash", "estimated_input_tokens": 2000, "reserve": true, "reservation_ttl_seconds": 60})).await;
     assert_eq!(r.status, 200, "{:?}", r.body);
-    let id = r.body["data"]["reservation_id"].as_str().unwrap().to_owned();
+    let id = r.body["data"]["reservation_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert!(r.body["data"]["expires_at"].is_string());
-    assert_eq!(r.body["data"]["remaining"]["calls:gemini"], 99, "the hold counts at once");
+    assert_eq!(
+        r.body["data"]["remaining"]["calls:gemini"], 99,
+        "the hold counts at once"
+    );
 
     let path = format!("/api/subscription/reservations/{id}/release");
     let rel = app.post(&path, json!({})).await;
-    assert_eq!((rel.status.as_u16(), rel.body["data"]["status"].as_str()), (200, Some("released")));
+    assert_eq!(
+        (rel.status.as_u16(), rel.body["data"]["status"].as_str()),
+        (200, Some("released"))
+    );
     let again = app.post(&path, json!({})).await;
-    assert_eq!((again.status.as_u16(), again.body["data"]["status"].as_str()), (200, Some("released")));
-    let after = app.check(json!({"user_id": "carol", "provider": "gemini"})).await;
+    assert_eq!(
+        (again.status.as_u16(), again.body["data"]["status"].as_str()),
+        (200, Some("released"))
+    );
+    let after = app
+        .check(json!({"user_id": "carol", "provider": "gemini"}))
+        .await;
     assert_eq!(after.body["data"]["remaining"]["calls:gemini"], 100);
 }
 
@@ -76,13 +98,26 @@ async fn reservations_hold_until_released_and_release_is_idempotent() {
 async fn settling_a_reservation_through_usage_replaces_the_hold_with_the_actual() {
     let app = spawn_app().await;
     let r = app.check(json!({"user_id": "dan", "provider": "gemini", "model": "gemini-2.5-flash", "estimated_input_tokens": 5000, "reserve": true})).await;
-    let id = r.body["data"]["reservation_id"].as_str().unwrap().to_owned();
+    let id = r.body["data"]["reservation_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let u = app.usage(json!({"event_id": "dan-1", "user_id": "dan", "provider": "gemini", "model": "gemini-2.5-flash", "input_tokens": 700, "reservation_id": id})).await;
     assert_eq!(u.status, 200, "{:?}", u.body);
-    let after = app.check(json!({"user_id": "dan", "provider": "gemini"})).await;
+    let after = app
+        .check(json!({"user_id": "dan", "provider": "gemini"}))
+        .await;
     assert_eq!(after.body["data"]["remaining"]["calls:gemini"], 99);
-    assert_eq!(after.body["data"]["remaining"]["tokens:gemini"], 100_000 - 700);
-    let rel = app.post(&format!("/api/subscription/reservations/{id}/release"), json!({})).await;
+    assert_eq!(
+        after.body["data"]["remaining"]["tokens:gemini"],
+        100_000 - 700
+    );
+    let rel = app
+        .post(
+            &format!("/api/subscription/reservations/{id}/release"),
+            json!({}),
+        )
+        .await;
     assert_eq!(rel.body["data"]["status"], "settled");
 }
 
@@ -90,12 +125,17 @@ async fn settling_a_reservation_through_usage_replaces_the_hold_with_the_actual(
 async fn duplicates_and_conflicts_never_change_counters() {
     let app = spawn_app().await;
     let ev = json!({"event_id": "x-1", "user_id": "erin", "provider": "tavily", "searches": 1});
-    assert_eq!(app.usage(ev.clone()).await.body["data"]["events"][0]["status"], "recorded");
+    assert_eq!(
+        app.usage(ev.clone()).await.body["data"]["events"][0]["status"],
+        "recorded"
+    );
     let before = app.snapshot("erin").await;
     let dup = app.usage(ev.clone()).await;
     assert_eq!(dup.body["data"]["events"][0]["status"], "duplicate");
     assert_eq!(dup.body["data"]["events"][0]["cost_usd"], "0.008");
-    let conflict = app.usage(json!({"event_id": "x-1", "user_id": "erin", "provider": "tavily", "searches": 3})).await;
+    let conflict = app
+        .usage(json!({"event_id": "x-1", "user_id": "erin", "provider": "tavily", "searches": 3}))
+        .await;
     assert_eq!(conflict.body["data"]["events"][0]["status"], "conflict");
     assert_eq!(app.snapshot("erin").await, before);
 }
@@ -108,7 +148,16 @@ async fn unknown_models_are_recorded_unpriced_never_at_zero() {
     assert_eq!(ev["status"], "recorded");
     assert_eq!(ev["priced"], false);
     assert_eq!(ev["cost_usd"], serde_json::Value::Null);
-    let alerts = app.store.list_alerts(&app.tenant, &meter_core::domain::UserId::parse("fay").unwrap(), false, 10).await.unwrap();
+    let alerts = app
+        .store
+        .list_alerts(
+            &app.tenant,
+            &meter_core::domain::UserId::parse("fay").unwrap(),
+            false,
+            10,
+        )
+        .await
+        .unwrap();
     assert_eq!(alerts.0.iter().filter(|a| a.key == "unpriced").count(), 1);
 }
 
@@ -137,13 +186,27 @@ async fn free_user_gets_one_alert_per_threshold() {
     let events: Vec<_> = (0..100).map(|i| json!({"event_id": format!("a-{i}"), "user_id": "ivy", "provider": "gemini", "model": "gemini-2.5-flash", "input_tokens": 1})).collect();
     let r = app.usage(json!({ "events": events })).await;
     assert_eq!(r.status, 200, "{:?}", r.body);
-    let (alerts, unread) = app.store.list_alerts(&app.tenant, &meter_core::domain::UserId::parse("ivy").unwrap(), false, 100).await.unwrap();
+    let (alerts, unread) = app
+        .store
+        .list_alerts(
+            &app.tenant,
+            &meter_core::domain::UserId::parse("ivy").unwrap(),
+            false,
+            100,
+        )
+        .await
+        .unwrap();
     let mut keys: Vec<_> = alerts.iter().map(|a| a.key.clone()).collect();
     keys.sort();
-    assert_eq!(keys, vec!["calls:gemini@100", "calls:gemini@80", "calls:gemini@90"]);
+    assert_eq!(
+        keys,
+        vec!["calls:gemini@100", "calls:gemini@80", "calls:gemini@90"]
+    );
     assert_eq!(unread, 3);
     assert!(alerts.iter().all(|a| a.published));
-    let denied = app.check(json!({"user_id": "ivy", "provider": "gemini"})).await;
+    let denied = app
+        .check(json!({"user_id": "ivy", "provider": "gemini"}))
+        .await;
     assert_eq!(denied.status, 429);
 }
 
@@ -155,6 +218,8 @@ async fn a_reservation_never_settled_is_released_by_the_sweep_after_its_ttl() {
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let (expired, _) = app.meter.sweep().await.unwrap();
     assert_eq!(expired, 1);
-    let after = app.check(json!({"user_id": "jo", "provider": "gemini"})).await;
+    let after = app
+        .check(json!({"user_id": "jo", "provider": "gemini"}))
+        .await;
     assert_eq!(after.body["data"]["remaining"]["calls:gemini"], 100);
 }

@@ -42,16 +42,49 @@ async fn a_full_request_cycle_logs_no_api_key() {
     let bad_key = "mk_wrong_key_that_must_not_be_logged_0000000";
     let r = app.check(json!({"user_id": "lee", "provider": "gemini", "model": "gemini-2.5-flash", "reserve": true})).await;
     assert_eq!(r.status, 200);
-    let id = r.body["data"]["reservation_id"].as_str().unwrap().to_owned();
+    let id = r.body["data"]["reservation_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let events: Vec<_> = (0..100).map(|i| json!({"event_id": format!("l-{i}"), "user_id": "lee", "provider": "gemini", "model": "gemini-2.5-flash", "input_tokens": 3, "metadata": {"prompt": "SECRET PROMPT TEXT"}})).collect();
     assert_eq!(app.usage(json!({ "events": events })).await.status, 200);
-    app.post(&format!("/api/subscription/reservations/{id}/release"), json!({})).await;
-    assert_eq!(app.post_as(bad_key, "/api/subscription/check", json!({"user_id": "lee", "provider": "gemini"})).await.status, 401);
-    assert_eq!(app.post_as(&app.admin_key.clone(), "/api/subscription/check", json!({"user_id": "lee", "provider": "gemini"})).await.status, 429);
+    app.post(
+        &format!("/api/subscription/reservations/{id}/release"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        app.post_as(
+            bad_key,
+            "/api/subscription/check",
+            json!({"user_id": "lee", "provider": "gemini"})
+        )
+        .await
+        .status,
+        401
+    );
+    assert_eq!(
+        app.post_as(
+            &app.admin_key.clone(),
+            "/api/subscription/check",
+            json!({"user_id": "lee", "provider": "gemini"})
+        )
+        .await
+        .status,
+        429
+    );
 
     let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
-    assert!(logs.contains("published"), "the cycle logged its alerts:\n{logs}");
-    for secret in [app.service_key.as_str(), app.admin_key.as_str(), bad_key, "SECRET PROMPT TEXT"] {
+    assert!(
+        logs.contains("published"),
+        "the cycle logged its alerts:\n{logs}"
+    );
+    for secret in [
+        app.service_key.as_str(),
+        app.admin_key.as_str(),
+        bad_key,
+        "SECRET PROMPT TEXT",
+    ] {
         assert!(!logs.contains(secret), "a secret reached the log");
     }
     // Not even the key's hash.

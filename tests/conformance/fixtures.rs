@@ -3,7 +3,9 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeZone, Utc};
-use meter_core::domain::{EventId, ProviderId, Reservation, ReservationStatus, TenantId, UsageEvent, UserId};
+use meter_core::domain::{
+    EventId, ProviderId, Reservation, ReservationStatus, TenantId, UsageEvent, UserId,
+};
 use meter_core::store::Store;
 use meter_core::usage::{Tally, UsageCounts};
 use rust_decimal::Decimal;
@@ -27,7 +29,9 @@ pub async fn dynamo_store() -> Arc<dyn Store> {
     );
     let client = dynamo::client_from_env().await;
     let table = format!("meter-test-{}", uuid::Uuid::new_v4().simple());
-    dynamo::create_table(&client, &table).await.expect("create table");
+    dynamo::create_table(&client, &table)
+        .await
+        .expect("create table");
     Arc::new(dynamo::DynamoStore::new(client, table))
 }
 
@@ -67,7 +71,10 @@ pub fn event(tenant: &TenantId, user: &UserId, id: &str, tokens: u64, cost: &str
         model: Some(meter_core::domain::ModelId::parse("gemini-2.5-flash").unwrap()),
         timestamp: at(2025, 3, 10, 12),
         period_start: march(),
-        counts: UsageCounts { input_tokens: tokens, ..UsageCounts::default() },
+        counts: UsageCounts {
+            input_tokens: tokens,
+            ..UsageCounts::default()
+        },
         cost_usd: Some(dec(cost)),
         price_version: Some("gemini/gemini-2.5-flash@2025-01-01".into()),
         estimated: false,
@@ -81,14 +88,24 @@ pub fn event(tenant: &TenantId, user: &UserId, id: &str, tokens: u64, cost: &str
 }
 
 /// A held reservation of one gemini call with `tokens` tokens and `cost`, expiring at `expires`.
-pub fn reservation(tenant: &TenantId, user: &UserId, tokens: u64, cost: &str, expires: DateTime<Utc>) -> Reservation {
+pub fn reservation(
+    tenant: &TenantId,
+    user: &UserId,
+    tokens: u64,
+    cost: &str,
+    expires: DateTime<Utc>,
+) -> Reservation {
     Reservation {
         id: Reservation::new_id(user),
         tenant: tenant.clone(),
         user: user.clone(),
         provider: provider("gemini"),
         period_start: march(),
-        held: Tally { calls: 1, tokens, cost_usd: dec(cost) },
+        held: Tally {
+            calls: 1,
+            tokens,
+            cost_usd: dec(cost),
+        },
         status: ReservationStatus::Held,
         created_at: at(2025, 3, 10, 12),
         expires_at: expires,

@@ -17,21 +17,37 @@ use rust_decimal::Decimal;
 use crate::fixtures::*;
 
 async fn march_usage(store: &Arc<dyn Store>, t: &TenantId, u: &UserId) -> PeriodUsage {
-    store.get_period_usage(t, u, &[march()]).await.unwrap().remove(0)
+    store
+        .get_period_usage(t, u, &[march()])
+        .await
+        .unwrap()
+        .remove(0)
 }
 
 async fn gemini(store: &Arc<dyn Store>, t: &TenantId, u: &UserId) -> ProviderUsage {
-    march_usage(store, t, u).await.by_provider.get(&provider("gemini")).cloned().unwrap_or_default()
+    march_usage(store, t, u)
+        .await
+        .by_provider
+        .get(&provider("gemini"))
+        .cloned()
+        .unwrap_or_default()
 }
 
 fn calls_guard(limit: u64) -> Guard {
-    Guard { metric: Metric::Calls(Some(provider("gemini"))), increment: Decimal::ONE, limit: Decimal::from(limit), strict: false }
+    Guard {
+        metric: Metric::Calls(Some(provider("gemini"))),
+        increment: Decimal::ONE,
+        limit: Decimal::from(limit),
+        strict: false,
+    }
 }
 
 pub async fn reservations_never_overspend_under_concurrency(store: Arc<dyn Store>) {
     // Arrange: limit 60 calls, 10 already recorded => 50 left.
     let (t, u) = (tenant(), user("alice"));
-    let events: Vec<_> = (0..10).map(|i| event(&t, &u, &format!("pre-{i}"), 10, "0.01")).collect();
+    let events: Vec<_> = (0..10)
+        .map(|i| event(&t, &u, &format!("pre-{i}"), 10, "0.01"))
+        .collect();
     store.record_events(&events).await.unwrap();
 
     // Act: 64 concurrent reservations.
@@ -39,13 +55,17 @@ pub async fn reservations_never_overspend_under_concurrency(store: Arc<dyn Store
     for _ in 0..64 {
         let store = store.clone();
         let r = reservation(&t, &u, 100, "0.001", at(2025, 3, 10, 13));
-        tasks.push(tokio::spawn(async move { store.reserve(&r, &[calls_guard(60)]).await }));
+        tasks.push(tokio::spawn(async move {
+            store.reserve(&r, &[calls_guard(60)]).await
+        }));
     }
     let mut reserved = 0;
     for task in tasks {
         match task.await.unwrap().unwrap() {
             ReserveOutcome::Reserved => reserved += 1,
-            ReserveOutcome::Denied { metric } => assert_eq!(metric, Metric::Calls(Some(provider("gemini")))),
+            ReserveOutcome::Denied { metric } => {
+                assert_eq!(metric, Metric::Calls(Some(provider("gemini"))))
+            }
         }
     }
 
@@ -53,13 +73,28 @@ pub async fn reservations_never_overspend_under_concurrency(store: Arc<dyn Store
     assert_eq!(reserved, 50);
     let g = gemini(&store, &t, &u).await;
     assert_eq!(g.recorded.calls, 10);
-    assert_eq!(g.held, Tally { calls: 50, tokens: 5000, cost_usd: dec("0.050") });
+    assert_eq!(
+        g.held,
+        Tally {
+            calls: 50,
+            tokens: 5000,
+            cost_usd: dec("0.050")
+        }
+    );
 }
 
 pub async fn redelivered_events_are_counted_exactly_once(store: Arc<dyn Store>) {
     let (t, u) = (tenant(), user("bob"));
     let events: Vec<_> = (0..1000u64)
-        .map(|i| event(&t, &u, &format!("ev-{i}"), i, &format!("0.{:07}", i * 37 + 1)))
+        .map(|i| {
+            event(
+                &t,
+                &u,
+                &format!("ev-{i}"),
+                i,
+                &format!("0.{:07}", i * 37 + 1),
+            )
+        })
         .collect();
     let expected_cost: Decimal = events.iter().map(|e| e.cost_usd.unwrap()).sum();
     let expected_tokens: u64 = (0..1000u64).sum();
@@ -92,9 +127,24 @@ pub async fn redelivered_events_are_counted_exactly_once(store: Arc<dyn Store>) 
 
     assert_eq!(recorded, 1000);
     let g = gemini(&store, &t, &u).await;
-    assert_eq!(g.recorded, Tally { calls: 1000, tokens: expected_tokens, cost_usd: expected_cost });
+    assert_eq!(
+        g.recorded,
+        Tally {
+            calls: 1000,
+            tokens: expected_tokens,
+            cost_usd: expected_cost
+        }
+    );
     assert_eq!(g.held, Tally::default());
-    let days = store.daily_usage(&t, &u, march().date_naive(), at(2025, 3, 31, 0).date_naive()).await.unwrap();
+    let days = store
+        .daily_usage(
+            &t,
+            &u,
+            march().date_naive(),
+            at(2025, 3, 31, 0).date_naive(),
+        )
+        .await
+        .unwrap();
     assert_eq!(days.len(), 1);
     assert_eq!(days[0].by_provider[&provider("gemini")], g.recorded);
 }
@@ -102,17 +152,37 @@ pub async fn redelivered_events_are_counted_exactly_once(store: Arc<dyn Store>) 
 pub async fn same_event_id_with_other_content_is_a_conflict(store: Arc<dyn Store>) {
     let (t, u) = (tenant(), user("carol"));
     let first = event(&t, &u, "dup-1", 100, "0.5");
-    assert_eq!(store.record_events(&[first.clone()]).await.unwrap(), vec![RecordOutcome::Recorded]);
+    assert_eq!(
+        store.record_events(&[first.clone()]).await.unwrap(),
+        vec![RecordOutcome::Recorded]
+    );
     let before = march_usage(&store, &t, &u).await;
 
     let mut other = event(&t, &u, "dup-1", 999, "9.5");
     other.fingerprint = "something-else".into();
-    let out = store.record_events(&[other, first.clone(), event(&t, &u, "dup-2", 1, "0.1")]).await.unwrap();
+    let out = store
+        .record_events(&[other, first.clone(), event(&t, &u, "dup-2", 1, "0.1")])
+        .await
+        .unwrap();
 
-    assert_eq!(out, vec![RecordOutcome::Conflict, RecordOutcome::Duplicate, RecordOutcome::Recorded]);
+    assert_eq!(
+        out,
+        vec![
+            RecordOutcome::Conflict,
+            RecordOutcome::Duplicate,
+            RecordOutcome::Recorded
+        ]
+    );
     let after = gemini(&store, &t, &u).await;
     let b = before.by_provider[&provider("gemini")].recorded.clone();
-    assert_eq!(after.recorded, Tally { calls: b.calls + 1, tokens: b.tokens + 1, cost_usd: b.cost_usd + dec("0.1") });
+    assert_eq!(
+        after.recorded,
+        Tally {
+            calls: b.calls + 1,
+            tokens: b.tokens + 1,
+            cost_usd: b.cost_usd + dec("0.1")
+        }
+    );
     let stored = store.get_event(&t, &first.event_id).await.unwrap().unwrap();
     assert_eq!(stored.counts.input_tokens, 100);
     assert_eq!(stored.cost_usd, Some(dec("0.5")));
@@ -121,19 +191,50 @@ pub async fn same_event_id_with_other_content_is_a_conflict(store: Arc<dyn Store
 pub async fn settling_adjusts_counters_by_actual_minus_held(store: Arc<dyn Store>) {
     let (t, u) = (tenant(), user("dave"));
     let r = reservation(&t, &u, 1000, "0.25", at(2025, 3, 10, 13));
-    assert_eq!(store.reserve(&r, &[calls_guard(5)]).await.unwrap(), ReserveOutcome::Reserved);
-    assert_eq!(gemini(&store, &t, &u).await.held, Tally { calls: 1, tokens: 1000, cost_usd: dec("0.25") });
+    assert_eq!(
+        store.reserve(&r, &[calls_guard(5)]).await.unwrap(),
+        ReserveOutcome::Reserved
+    );
+    assert_eq!(
+        gemini(&store, &t, &u).await.held,
+        Tally {
+            calls: 1,
+            tokens: 1000,
+            cost_usd: dec("0.25")
+        }
+    );
 
     let mut e = event(&t, &u, "settle-1", 400, "0.1");
     e.reservation_id = Some(r.id.clone());
-    assert_eq!(store.record_events(&[e.clone()]).await.unwrap(), vec![RecordOutcome::Recorded]);
+    assert_eq!(
+        store.record_events(&[e.clone()]).await.unwrap(),
+        vec![RecordOutcome::Recorded]
+    );
 
     let g = gemini(&store, &t, &u).await;
     assert_eq!(g.held, Tally::default());
-    assert_eq!(g.recorded, Tally { calls: 1, tokens: 400, cost_usd: dec("0.1") });
-    assert_eq!(store.get_reservation(&t, &r.id).await.unwrap().unwrap().status, ReservationStatus::Settled);
+    assert_eq!(
+        g.recorded,
+        Tally {
+            calls: 1,
+            tokens: 400,
+            cost_usd: dec("0.1")
+        }
+    );
+    assert_eq!(
+        store
+            .get_reservation(&t, &r.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        ReservationStatus::Settled
+    );
     // Settling again (a retried event) and releasing afterwards change nothing.
-    assert_eq!(store.record_events(&[e]).await.unwrap(), vec![RecordOutcome::Duplicate]);
+    assert_eq!(
+        store.record_events(&[e]).await.unwrap(),
+        vec![RecordOutcome::Duplicate]
+    );
     assert_eq!(
         store.release_reservation(&t, &r.id).await.unwrap(),
         ReleaseOutcome::AlreadyClosed(ReservationStatus::Settled)
@@ -145,14 +246,20 @@ pub async fn a_hold_is_returned_exactly_once_whatever_races(store: Arc<dyn Store
     let (t, u) = (tenant(), user("erin"));
     for round in 0..5 {
         let r = reservation(&t, &u, 50, "0.05", at(2025, 3, 10, 12));
-        assert_eq!(store.reserve(&r, &[]).await.unwrap(), ReserveOutcome::Reserved);
+        assert_eq!(
+            store.reserve(&r, &[]).await.unwrap(),
+            ReserveOutcome::Reserved
+        );
         let mut tasks = Vec::new();
         for i in 0..6 {
             let store = store.clone();
             let (t, id) = (t.clone(), r.id.clone());
             tasks.push(tokio::spawn(async move {
                 if i % 2 == 0 {
-                    store.release_reservation(&t, &id).await.map(|o| matches!(o, ReleaseOutcome::Released) as usize)
+                    store
+                        .release_reservation(&t, &id)
+                        .await
+                        .map(|o| matches!(o, ReleaseOutcome::Released) as usize)
                 } else {
                     store.expire_reservations(at(2025, 3, 11, 0), 100).await
                 }
@@ -165,14 +272,37 @@ pub async fn a_hold_is_returned_exactly_once_whatever_races(store: Arc<dyn Store
             tokio::spawn(async move { store.record_events(&[e]).await })
         };
         let closed: usize = futures_sum(tasks).await;
-        assert_eq!(settle.await.unwrap().unwrap(), vec![RecordOutcome::Recorded]);
-        let status = store.get_reservation(&t, &r.id).await.unwrap().unwrap().status;
+        assert_eq!(
+            settle.await.unwrap().unwrap(),
+            vec![RecordOutcome::Recorded]
+        );
+        let status = store
+            .get_reservation(&t, &r.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status;
         assert_ne!(status, ReservationStatus::Held);
-        assert_eq!(closed, usize::from(status != ReservationStatus::Settled), "status {status:?}");
-        assert_eq!(gemini(&store, &t, &u).await.held, Tally::default(), "round {round}");
+        assert_eq!(
+            closed,
+            usize::from(status != ReservationStatus::Settled),
+            "status {status:?}"
+        );
+        assert_eq!(
+            gemini(&store, &t, &u).await.held,
+            Tally::default(),
+            "round {round}"
+        );
     }
     let g = gemini(&store, &t, &u).await;
-    assert_eq!(g.recorded, Tally { calls: 5, tokens: 100, cost_usd: dec("0.10") });
+    assert_eq!(
+        g.recorded,
+        Tally {
+            calls: 5,
+            tokens: 100,
+            cost_usd: dec("0.10")
+        }
+    );
 }
 
 async fn futures_sum(tasks: Vec<tokio::task::JoinHandle<Result<usize, StoreError>>>) -> usize {
@@ -190,56 +320,134 @@ pub async fn expired_reservations_return_their_holds(store: Arc<dyn Store>) {
     store.reserve(&soon, &[]).await.unwrap();
     store.reserve(&later, &[]).await.unwrap();
 
-    assert_eq!(store.expire_reservations(at(2025, 3, 10, 12), 100).await.unwrap(), 0);
-    assert_eq!(store.expire_reservations(at(2025, 3, 10, 14), 100).await.unwrap(), 1);
-    assert_eq!(store.expire_reservations(at(2025, 3, 10, 14), 100).await.unwrap(), 0);
-    assert_eq!(gemini(&store, &t, &u).await.held, Tally { calls: 1, tokens: 20, cost_usd: dec("0.02") });
-    assert_eq!(store.get_reservation(&t, &soon.id).await.unwrap().unwrap().status, ReservationStatus::Expired);
+    assert_eq!(
+        store
+            .expire_reservations(at(2025, 3, 10, 12), 100)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store
+            .expire_reservations(at(2025, 3, 10, 14), 100)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store
+            .expire_reservations(at(2025, 3, 10, 14), 100)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        gemini(&store, &t, &u).await.held,
+        Tally {
+            calls: 1,
+            tokens: 20,
+            cost_usd: dec("0.02")
+        }
+    );
+    assert_eq!(
+        store
+            .get_reservation(&t, &soon.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        ReservationStatus::Expired
+    );
     assert_eq!(
         store.release_reservation(&t, &soon.id).await.unwrap(),
         ReleaseOutcome::AlreadyClosed(ReservationStatus::Expired)
     );
-    assert_eq!(store.release_reservation(&t, &later.id).await.unwrap(), ReleaseOutcome::Released);
-    assert_eq!(store.release_reservation(&t, &later.id).await.unwrap(), ReleaseOutcome::AlreadyClosed(ReservationStatus::Released));
+    assert_eq!(
+        store.release_reservation(&t, &later.id).await.unwrap(),
+        ReleaseOutcome::Released
+    );
+    assert_eq!(
+        store.release_reservation(&t, &later.id).await.unwrap(),
+        ReleaseOutcome::AlreadyClosed(ReservationStatus::Released)
+    );
     assert_eq!(gemini(&store, &t, &u).await.held, Tally::default());
 }
 
 pub async fn guards_cover_totals_tokens_and_strict_cost(store: Arc<dyn Store>) {
     let (t, u) = (tenant(), user("gina"));
     // 3 recorded gemini calls, 300 tokens, $0.30; one held openai call of 50 tokens, $0.05.
-    let events: Vec<_> = (0..3).map(|i| event(&t, &u, &format!("g-{i}"), 100, "0.10")).collect();
+    let events: Vec<_> = (0..3)
+        .map(|i| event(&t, &u, &format!("g-{i}"), 100, "0.10"))
+        .collect();
     store.record_events(&events).await.unwrap();
     let mut held = reservation(&t, &u, 50, "0.05", at(2025, 3, 10, 13));
     held.provider = provider("openai");
-    assert_eq!(store.reserve(&held, &[]).await.unwrap(), ReserveOutcome::Reserved);
+    assert_eq!(
+        store.reserve(&held, &[]).await.unwrap(),
+        ReserveOutcome::Reserved
+    );
 
-    let g = |metric: Metric, inc: &str, limit: &str, strict: bool| Guard { metric, increment: dec(inc), limit: dec(limit), strict };
+    let g = |metric: Metric, inc: &str, limit: &str, strict: bool| Guard {
+        metric,
+        increment: dec(inc),
+        limit: dec(limit),
+        strict,
+    };
     let try_reserve = |guards: Vec<Guard>| {
         let store = store.clone();
         let r = reservation(&t, &u, 0, "0", at(2025, 3, 10, 13));
         async move { store.reserve(&r, &guards).await.unwrap() }
     };
     // calls:* used = 4 (3 recorded + 1 held).
-    assert_eq!(try_reserve(vec![g(Metric::Calls(None), "1", "5", false)]).await, ReserveOutcome::Reserved);
     assert_eq!(
         try_reserve(vec![g(Metric::Calls(None), "1", "5", false)]).await,
-        ReserveOutcome::Denied { metric: Metric::Calls(None) }
+        ReserveOutcome::Reserved
+    );
+    assert_eq!(
+        try_reserve(vec![g(Metric::Calls(None), "1", "5", false)]).await,
+        ReserveOutcome::Denied {
+            metric: Metric::Calls(None)
+        }
     );
     // tokens:* used = 350; tokens:gemini = 300.
     assert_eq!(
-        try_reserve(vec![g(Metric::Tokens(Some(provider("gemini"))), "700", "1000", false), g(Metric::Tokens(None), "651", "1000", false)]).await,
-        ReserveOutcome::Denied { metric: Metric::Tokens(None) }
+        try_reserve(vec![
+            g(
+                Metric::Tokens(Some(provider("gemini"))),
+                "700",
+                "1000",
+                false
+            ),
+            g(Metric::Tokens(None), "651", "1000", false)
+        ])
+        .await,
+        ReserveOutcome::Denied {
+            metric: Metric::Tokens(None)
+        }
     );
     // cost used = 0.35: with no estimate the cap is strict.
     assert_eq!(
         try_reserve(vec![g(Metric::CostUsd, "0", "0.35", true)]).await,
-        ReserveOutcome::Denied { metric: Metric::CostUsd }
+        ReserveOutcome::Denied {
+            metric: Metric::CostUsd
+        }
     );
-    assert_eq!(try_reserve(vec![g(Metric::CostUsd, "0.05", "0.40", false)]).await, ReserveOutcome::Reserved);
+    assert_eq!(
+        try_reserve(vec![g(Metric::CostUsd, "0.05", "0.40", false)]).await,
+        ReserveOutcome::Reserved
+    );
     // A limit of 0 allows nothing.
     assert_eq!(
-        try_reserve(vec![g(Metric::Calls(Some(provider("anthropic"))), "1", "0", false)]).await,
-        ReserveOutcome::Denied { metric: Metric::Calls(Some(provider("anthropic"))) }
+        try_reserve(vec![g(
+            Metric::Calls(Some(provider("anthropic"))),
+            "1",
+            "0",
+            false
+        )])
+        .await,
+        ReserveOutcome::Denied {
+            metric: Metric::Calls(Some(provider("anthropic")))
+        }
     );
 }
 
@@ -250,8 +458,19 @@ pub async fn event_settling_another_users_reservation_does_not_touch_it(store: A
     store.reserve(&r, &[]).await.unwrap();
     let mut e = event(&t, &other, "steal-1", 5, "0.005");
     e.reservation_id = Some(r.id.clone());
-    assert_eq!(store.record_events(&[e]).await.unwrap(), vec![RecordOutcome::Recorded]);
-    assert_eq!(store.get_reservation(&t, &r.id).await.unwrap().unwrap().status, ReservationStatus::Held);
+    assert_eq!(
+        store.record_events(&[e]).await.unwrap(),
+        vec![RecordOutcome::Recorded]
+    );
+    assert_eq!(
+        store
+            .get_reservation(&t, &r.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        ReservationStatus::Held
+    );
     assert_eq!(gemini(&store, &t, &owner).await.held.calls, 1);
     assert_eq!(gemini(&store, &t, &other).await.recorded.calls, 1);
 }
@@ -280,7 +499,9 @@ pub async fn alert_is_stored_once_under_concurrency(store: Arc<dyn Store>) {
     for _ in 0..32 {
         let store = store.clone();
         let a = alert(&t, &u, "calls:gemini@80", 0);
-        tasks.push(tokio::spawn(async move { store.create_alert_once(&a).await.unwrap() }));
+        tasks.push(tokio::spawn(async move {
+            store.create_alert_once(&a).await.unwrap()
+        }));
     }
     let mut created = 0;
     for task in tasks {
@@ -290,7 +511,10 @@ pub async fn alert_is_stored_once_under_concurrency(store: Arc<dyn Store>) {
     let (alerts, unread) = store.list_alerts(&t, &u, false, 100).await.unwrap();
     assert_eq!((alerts.len(), unread), (1, 1));
     let state = store.get_user_usage(&t, &u, &|_| march()).await.unwrap();
-    assert_eq!(state.fired_alerts, BTreeSet::from(["calls:gemini@80".to_owned()]));
+    assert_eq!(
+        state.fired_alerts,
+        BTreeSet::from(["calls:gemini@80".to_owned()])
+    );
     // Another period re-arms the key.
     let mut april = alert(&t, &u, "calls:gemini@80", 0);
     april.period_start = at(2025, 4, 1, 0);
@@ -306,22 +530,47 @@ pub async fn alerts_list_newest_first_with_total_unread_and_outbox(store: Arc<dy
         assert!(store.create_alert_once(&a).await.unwrap());
     }
     assert!(store.mark_alert_read(&t, &ids[4]).await.unwrap());
-    assert!(store.mark_alert_read(&t, &ids[4]).await.unwrap(), "marking read is idempotent");
+    assert!(
+        store.mark_alert_read(&t, &ids[4]).await.unwrap(),
+        "marking read is idempotent"
+    );
     assert!(!store.mark_alert_read(&t, "no-such-alert").await.unwrap());
 
     let (page, unread) = store.list_alerts(&t, &u, false, 2).await.unwrap();
-    assert_eq!(unread, 4, "unread_count counts every unread alert, not the page");
-    assert_eq!(page.iter().map(|a| a.id.clone()).collect::<Vec<_>>(), vec![ids[4].clone(), ids[3].clone()]);
+    assert_eq!(
+        unread, 4,
+        "unread_count counts every unread alert, not the page"
+    );
+    assert_eq!(
+        page.iter().map(|a| a.id.clone()).collect::<Vec<_>>(),
+        vec![ids[4].clone(), ids[3].clone()]
+    );
     assert!(page[0].read);
     let (unread_page, _) = store.list_alerts(&t, &u, true, 10).await.unwrap();
-    assert_eq!(unread_page.iter().map(|a| a.id.clone()).collect::<Vec<_>>(), vec![ids[3].clone(), ids[2].clone(), ids[1].clone(), ids[0].clone()]);
+    assert_eq!(
+        unread_page.iter().map(|a| a.id.clone()).collect::<Vec<_>>(),
+        vec![
+            ids[3].clone(),
+            ids[2].clone(),
+            ids[1].clone(),
+            ids[0].clone()
+        ]
+    );
 
     // Outbox: unpublished, oldest first (other tenants' alerts may be there too).
-    let mine = |v: Vec<Alert>| v.into_iter().filter(|a| a.tenant == t).map(|a| a.id).collect::<Vec<_>>();
+    let mine = |v: Vec<Alert>| {
+        v.into_iter()
+            .filter(|a| a.tenant == t)
+            .map(|a| a.id)
+            .collect::<Vec<_>>()
+    };
     assert_eq!(mine(store.unpublished_alerts(1000).await.unwrap()), ids);
     store.mark_alert_published(&t, &ids[0]).await.unwrap();
     store.mark_alert_published(&t, &ids[0]).await.unwrap();
-    assert_eq!(mine(store.unpublished_alerts(1000).await.unwrap()), ids[1..].to_vec());
+    assert_eq!(
+        mine(store.unpublished_alerts(1000).await.unwrap()),
+        ids[1..].to_vec()
+    );
 }
 
 fn subscription(t: &TenantId, u: &UserId, anchor_day: u32) -> Subscription {
@@ -332,7 +581,10 @@ fn subscription(t: &TenantId, u: &UserId, anchor_day: u32) -> Subscription {
         cycle: BillingCycle::Monthly,
         anchor: Anchor::Anniversary,
         started_at: at(2025, 1, anchor_day, 0),
-        current_period: Period { start: at(2025, 3, anchor_day, 0), end: at(2025, 4, anchor_day, 0) },
+        current_period: Period {
+            start: at(2025, 3, anchor_day, 0),
+            end: at(2025, 4, anchor_day, 0),
+        },
         status: SubscriptionStatus::Active,
         auto_renew: true,
         pending_plan: None,
@@ -344,7 +596,13 @@ fn subscription(t: &TenantId, u: &UserId, anchor_day: u32) -> Subscription {
 pub async fn user_usage_reads_the_period_the_subscription_picks(store: Arc<dyn Store>) {
     let (t, u) = (tenant(), user("liam"));
     // Without a subscription, the picker sees None.
-    let none = store.get_user_usage(&t, &u, &|s| { assert!(s.is_none()); march() }).await.unwrap();
+    let none = store
+        .get_user_usage(&t, &u, &|s| {
+            assert!(s.is_none());
+            march()
+        })
+        .await
+        .unwrap();
     assert_eq!(none.subscription, None);
     assert_eq!(none.usage, PeriodUsage::default());
 
@@ -352,12 +610,21 @@ pub async fn user_usage_reads_the_period_the_subscription_picks(store: Arc<dyn S
     store.put_subscription(&sub, None).await.unwrap();
     let mut e = event(&t, &u, "p-1", 10, "0.01");
     e.period_start = sub.current_period.start;
-    store.record_events(&[e, event(&t, &u, "p-2", 10, "0.02")]).await.unwrap();
+    store
+        .record_events(&[e, event(&t, &u, "p-2", 10, "0.02")])
+        .await
+        .unwrap();
 
-    let got = store.get_user_usage(&t, &u, &|s| s.unwrap().current_period.start).await.unwrap();
+    let got = store
+        .get_user_usage(&t, &u, &|s| s.unwrap().current_period.start)
+        .await
+        .unwrap();
     assert_eq!(got.subscription.as_ref(), Some(&sub));
     assert_eq!(got.period_start, Some(sub.current_period.start));
-    assert_eq!(got.usage.by_provider[&provider("gemini")].recorded.cost_usd, dec("0.01"));
+    assert_eq!(
+        got.usage.by_provider[&provider("gemini")].recorded.cost_usd,
+        dec("0.01")
+    );
 }
 
 pub async fn unpriced_estimated_error_and_latency_counts_are_kept(store: Arc<dyn Store>) {
@@ -372,8 +639,18 @@ pub async fn unpriced_estimated_error_and_latency_counts_are_kept(store: Arc<dyn
     b.latency_ms = Some(80);
     store.record_events(&[a, b]).await.unwrap();
     let g = gemini(&store, &t, &u).await;
-    assert_eq!(g.recorded, Tally { calls: 2, tokens: 20, cost_usd: dec("0.3") });
-    assert_eq!((g.unpriced_calls, g.estimated_calls, g.error_calls), (1, 1, 1));
+    assert_eq!(
+        g.recorded,
+        Tally {
+            calls: 2,
+            tokens: 20,
+            cost_usd: dec("0.3")
+        }
+    );
+    assert_eq!(
+        (g.unpriced_calls, g.estimated_calls, g.error_calls),
+        (1, 1, 1)
+    );
     assert_eq!((g.latency_ms_sum, g.latency_count), (200, 2));
 }
 
@@ -391,19 +668,54 @@ pub async fn daily_rollups_follow_event_days(store: Arc<dyn Store>) {
     events.push(other);
     store.record_events(&events).await.unwrap();
 
-    let days = store.daily_usage(&t, &u, at(2025, 3, 2, 0).date_naive(), at(2025, 3, 30, 0).date_naive()).await.unwrap();
-    let summary: Vec<_> = days.iter().map(|d| (d.day.to_string(), d.by_provider.values().map(|x| x.calls).sum::<u64>())).collect();
-    assert_eq!(summary, vec![("2025-03-02".to_owned(), 2), ("2025-03-05".to_owned(), 2)]);
-    assert_eq!(days[1].by_provider[&provider("openai")], Tally { calls: 1, tokens: 7, cost_usd: dec("0.25") });
-    assert_eq!(days[0].by_provider[&provider("gemini")].cost_usd, dec("3.0"));
+    let days = store
+        .daily_usage(
+            &t,
+            &u,
+            at(2025, 3, 2, 0).date_naive(),
+            at(2025, 3, 30, 0).date_naive(),
+        )
+        .await
+        .unwrap();
+    let summary: Vec<_> = days
+        .iter()
+        .map(|d| {
+            (
+                d.day.to_string(),
+                d.by_provider.values().map(|x| x.calls).sum::<u64>(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![("2025-03-02".to_owned(), 2), ("2025-03-05".to_owned(), 2)]
+    );
+    assert_eq!(
+        days[1].by_provider[&provider("openai")],
+        Tally {
+            calls: 1,
+            tokens: 7,
+            cost_usd: dec("0.25")
+        }
+    );
+    assert_eq!(
+        days[0].by_provider[&provider("gemini")].cost_usd,
+        dec("3.0")
+    );
 }
 
 pub async fn period_usage_is_per_period_and_zero_filled(store: Arc<dyn Store>) {
     let (t, u) = (tenant(), user("olga"));
     let mut feb = event(&t, &u, "f-1", 5, "0.5");
     feb.period_start = at(2025, 2, 1, 0);
-    store.record_events(&[feb, event(&t, &u, "m-1", 7, "0.7")]).await.unwrap();
-    let got = store.get_period_usage(&t, &u, &[at(2025, 1, 1, 0), at(2025, 2, 1, 0), march()]).await.unwrap();
+    store
+        .record_events(&[feb, event(&t, &u, "m-1", 7, "0.7")])
+        .await
+        .unwrap();
+    let got = store
+        .get_period_usage(&t, &u, &[at(2025, 1, 1, 0), at(2025, 2, 1, 0), march()])
+        .await
+        .unwrap();
     assert_eq!(got.len(), 3);
     assert_eq!(got[0], PeriodUsage::default());
     assert_eq!(got[1].by_provider[&provider("gemini")].recorded.tokens, 5);
@@ -414,17 +726,26 @@ pub async fn subscription_writes_are_versioned(store: Arc<dyn Store>) {
     let (t, u) = (tenant(), user("pete"));
     let sub = subscription(&t, &u, 1);
     store.put_subscription(&sub, None).await.unwrap();
-    assert!(matches!(store.put_subscription(&sub, None).await, Err(StoreError::VersionConflict)));
+    assert!(matches!(
+        store.put_subscription(&sub, None).await,
+        Err(StoreError::VersionConflict)
+    ));
     let mut next = sub.clone();
     next.plan = PlanName::parse("enterprise").unwrap();
     next.version = 2;
     store.put_subscription(&next, Some(1)).await.unwrap();
-    assert!(matches!(store.put_subscription(&next, Some(1)).await, Err(StoreError::VersionConflict)));
+    assert!(matches!(
+        store.put_subscription(&next, Some(1)).await,
+        Err(StoreError::VersionConflict)
+    ));
     assert_eq!(store.get_subscription(&t, &u).await.unwrap(), Some(next));
 
     // Paging lists every subscription once.
     for i in 0..5 {
-        store.put_subscription(&subscription(&t, &user(&format!("s{i}")), 1), None).await.unwrap();
+        store
+            .put_subscription(&subscription(&t, &user(&format!("s{i}")), 1), None)
+            .await
+            .unwrap();
     }
     let mut seen = BTreeSet::new();
     let mut cursor = None;
@@ -447,7 +768,9 @@ pub async fn plans_prices_and_keys_round_trip(store: Arc<dyn Store>) {
     assert!(!store.create_tenant_if_absent(&t, march()).await.unwrap());
 
     let mut limits = Limits::default();
-    limits.0.insert(Metric::Calls(Some(provider("gemini"))), Decimal::from(100));
+    limits
+        .0
+        .insert(Metric::Calls(Some(provider("gemini"))), Decimal::from(100));
     limits.0.insert(Metric::CostUsd, dec("2.00"));
     let plan = Plan {
         name: PlanName::parse("free").unwrap(),
@@ -462,20 +785,41 @@ pub async fn plans_prices_and_keys_round_trip(store: Arc<dyn Store>) {
         active: true,
     };
     store.put_plan(&t, &plan).await.unwrap();
-    assert_eq!(store.get_plan(&t, &plan.name).await.unwrap(), Some(plan.clone()));
+    assert_eq!(
+        store.get_plan(&t, &plan.name).await.unwrap(),
+        Some(plan.clone())
+    );
     assert_eq!(store.list_plans(&t).await.unwrap(), vec![plan.clone()]);
     assert_eq!(store.list_plans(&tenant()).await.unwrap(), vec![]);
 
     let v1 = serde_json::json!({"id": "openai/gpt-4o@2025", "input": "0.0000025"});
     let v2 = serde_json::json!({"id": "openai/gpt-4o@2025", "input": "0.0000030"});
-    store.put_price_version(None, "openai/gpt-4o@2025", &v1).await.unwrap();
-    store.put_price_version(Some(&t), "openai/gpt-4o@2025", &v2).await.unwrap();
+    store
+        .put_price_version(None, "openai/gpt-4o@2025", &v1)
+        .await
+        .unwrap();
+    store
+        .put_price_version(Some(&t), "openai/gpt-4o@2025", &v2)
+        .await
+        .unwrap();
     assert!(store.list_price_versions(None).await.unwrap().contains(&v1));
-    assert_eq!(store.list_price_versions(Some(&t)).await.unwrap(), vec![v2.clone()]);
-    store.put_price_version(Some(&t), "openai/gpt-4o@2025", &v1).await.unwrap();
+    assert_eq!(
+        store.list_price_versions(Some(&t)).await.unwrap(),
+        vec![v2.clone()]
+    );
+    store
+        .put_price_version(Some(&t), "openai/gpt-4o@2025", &v1)
+        .await
+        .unwrap();
     assert_eq!(store.list_price_versions(Some(&t)).await.unwrap(), vec![v1]);
 
-    let key = ApiKeyRecord { hash: "ab".repeat(32), prefix: "mk_ab12".into(), tenant: t.clone(), role: Role::Admin, created_at: march() };
+    let key = ApiKeyRecord {
+        hash: "ab".repeat(32),
+        prefix: "mk_ab12".into(),
+        tenant: t.clone(),
+        role: Role::Admin,
+        created_at: march(),
+    };
     store.put_api_key(&key).await.unwrap();
     assert_eq!(store.get_api_key(&key.hash).await.unwrap(), Some(key));
     assert_eq!(store.get_api_key(&"cd".repeat(32)).await.unwrap(), None);
@@ -487,7 +831,10 @@ pub async fn invoices_are_stored_once_per_period(store: Arc<dyn Store>) {
         id: uuid::Uuid::new_v4().to_string(),
         tenant: t.clone(),
         user: u.to_string(),
-        period: Period { start: at(2025, start, 1, 0), end: at(2025, start + 1, 1, 0) },
+        period: Period {
+            start: at(2025, start, 1, 0),
+            end: at(2025, start + 1, 1, 0),
+        },
         plan: PlanName::parse("pro").unwrap(),
         base_usd: dec("79"),
         usage_usd: dec("1.234567"),
@@ -495,7 +842,11 @@ pub async fn invoices_are_stored_once_per_period(store: Arc<dyn Store>) {
         proration_usd: Decimal::ZERO,
         adjustments_usd: Decimal::ZERO,
         total_usd: dec(total),
-        line_items: vec![LineItem { kind: "base".into(), description: "Pro".into(), amount_usd: dec("79") }],
+        line_items: vec![LineItem {
+            kind: "base".into(),
+            description: "Pro".into(),
+            amount_usd: dec("79"),
+        }],
         status: InvoiceStatus::Pending,
         created_at: at(2025, start + 1, 1, 0),
         published: false,
@@ -506,7 +857,12 @@ pub async fn invoices_are_stored_once_per_period(store: Arc<dyn Store>) {
     assert!(!store.put_invoice_once(&invoice(2, "99.99")).await.unwrap());
     assert!(store.put_invoice_once(&invoice(3, "81.00")).await.unwrap());
     let list = store.list_invoices(&t, &u).await.unwrap();
-    assert_eq!(list.iter().map(|i| i.total_usd.to_string()).collect::<Vec<_>>(), vec!["81.00", "80.23"]);
+    assert_eq!(
+        list.iter()
+            .map(|i| i.total_usd.to_string())
+            .collect::<Vec<_>>(),
+        vec!["81.00", "80.23"]
+    );
     assert_eq!(list[1], feb);
 }
 
@@ -514,15 +870,39 @@ pub async fn tenants_are_isolated(store: Arc<dyn Store>) {
     let (a, b, u) = (tenant(), tenant(), user("same-user"));
     let r = reservation(&a, &u, 1, "0.01", at(2025, 3, 10, 13));
     store.reserve(&r, &[]).await.unwrap();
-    assert_eq!(store.release_reservation(&b, &r.id).await.unwrap(), ReleaseOutcome::NotFound);
+    assert_eq!(
+        store.release_reservation(&b, &r.id).await.unwrap(),
+        ReleaseOutcome::NotFound
+    );
     assert_eq!(store.get_reservation(&b, &r.id).await.unwrap(), None);
     let al = alert(&a, &u, "k", 0);
     store.create_alert_once(&al).await.unwrap();
     assert!(!store.mark_alert_read(&b, &al.id).await.unwrap());
-    assert_eq!(store.list_alerts(&b, &u, false, 10).await.unwrap(), (vec![], 0));
-    store.record_events(&[event(&a, &u, "iso-1", 1, "0.01")]).await.unwrap();
+    assert_eq!(
+        store.list_alerts(&b, &u, false, 10).await.unwrap(),
+        (vec![], 0)
+    );
+    store
+        .record_events(&[event(&a, &u, "iso-1", 1, "0.01")])
+        .await
+        .unwrap();
     // The same event id in another tenant is a different event.
-    assert_eq!(store.record_events(&[event(&b, &u, "iso-1", 2, "0.02")]).await.unwrap(), vec![RecordOutcome::Recorded]);
+    assert_eq!(
+        store
+            .record_events(&[event(&b, &u, "iso-1", 2, "0.02")])
+            .await
+            .unwrap(),
+        vec![RecordOutcome::Recorded]
+    );
     assert_eq!(gemini(&store, &b, &u).await.recorded.tokens, 2);
-    assert!(store.get_event(&b, &meter_core::domain::EventId::parse("iso-1").unwrap()).await.unwrap().unwrap().counts.input_tokens == 2);
+    assert!(
+        store
+            .get_event(&b, &meter_core::domain::EventId::parse("iso-1").unwrap())
+            .await
+            .unwrap()
+            .unwrap()
+            .counts
+            .input_tokens
+            == 2
+    );
 }

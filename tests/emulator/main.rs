@@ -24,14 +24,21 @@ struct Env {
 }
 
 async fn setup(topic_arn: Option<String>) -> Env {
-    assert!(std::env::var("AWS_ENDPOINT_URL").is_ok(), "run through scripts/with-moto (see README)");
+    assert!(
+        std::env::var("AWS_ENDPOINT_URL").is_ok(),
+        "run through scripts/with-moto (see README)"
+    );
     let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let table = format!("meter-emu-{}", uuid::Uuid::new_v4().simple());
-    dynamo::create_table(&dynamo::client_from_env().await, &table).await.unwrap();
+    dynamo::create_table(&dynamo::client_from_env().await, &table)
+        .await
+        .unwrap();
     let (store, counter) = DynamoStore::with_request_counter(&config, table);
     let store: Arc<dyn meter_core::store::Store> = Arc::new(store);
     let tenant = TenantId::parse("default").unwrap();
-    bootstrap::bootstrap(store.as_ref(), &tenant, None, chrono::Utc::now()).await.unwrap();
+    bootstrap::bootstrap(store.as_ref(), &tenant, None, chrono::Utc::now())
+        .await
+        .unwrap();
     let key = meter_core::auth::generate_key(&tenant, Role::Service, chrono::Utc::now());
     store.put_api_key(&key.record).await.unwrap();
     let publisher: Arc<dyn meter_core::alerts::AlertPublisher> = match topic_arn {
@@ -39,7 +46,12 @@ async fn setup(topic_arn: Option<String>) -> Env {
         None => Arc::new(meter_core::alerts::LogPublisher),
     };
     let meter = Arc::new(Meter::new(store, publisher));
-    Env { router: meter_core::http::app(meter), config, key: key.secret, counter }
+    Env {
+        router: meter_core::http::app(meter),
+        config,
+        key: key.secret,
+        counter,
+    }
 }
 
 async fn post(env: &Env, path: &str, body: Value) -> (u16, Value) {
@@ -51,7 +63,10 @@ async fn post(env: &Env, path: &str, body: Value) -> (u16, Value) {
     let res = env.router.clone().oneshot(req).await.unwrap();
     let status = res.status().as_u16();
     let bytes = res.into_body().collect().await.unwrap().to_bytes();
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -59,11 +74,27 @@ async fn alerts_reach_an_sqs_subscriber_once_each_with_attributes() {
     let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let sns = aws_sdk_sns::Client::new(&config);
     let sqs = aws_sdk_sqs::Client::new(&config);
-    let topic = sns.create_topic().name(format!("alerts-{}", uuid::Uuid::new_v4().simple())).send().await.unwrap();
+    let topic = sns
+        .create_topic()
+        .name(format!("alerts-{}", uuid::Uuid::new_v4().simple()))
+        .send()
+        .await
+        .unwrap();
     let topic_arn = topic.topic_arn().unwrap().to_owned();
-    let queue = sqs.create_queue().queue_name(format!("q-{}", uuid::Uuid::new_v4().simple())).send().await.unwrap();
+    let queue = sqs
+        .create_queue()
+        .queue_name(format!("q-{}", uuid::Uuid::new_v4().simple()))
+        .send()
+        .await
+        .unwrap();
     let queue_url = queue.queue_url().unwrap().to_owned();
-    let attrs = sqs.get_queue_attributes().queue_url(&queue_url).attribute_names(QueueAttributeName::QueueArn).send().await.unwrap();
+    let attrs = sqs
+        .get_queue_attributes()
+        .queue_url(&queue_url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap();
     let queue_arn = attrs.attributes().unwrap()[&QueueAttributeName::QueueArn].clone();
     sns.subscribe()
         .topic_arn(&topic_arn)
@@ -114,10 +145,18 @@ async fn alerts_reach_an_sqs_subscriber_once_each_with_attributes() {
         for m in out.messages() {
             let mut a: BTreeMap<String, String> = m
                 .message_attributes()
-                .map(|attrs| attrs.iter().map(|(k, v)| (k.clone(), v.string_value().unwrap_or("").to_owned())).collect())
+                .map(|attrs| {
+                    attrs
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.string_value().unwrap_or("").to_owned()))
+                        .collect()
+                })
                 .unwrap_or_default();
             let body: Value = serde_json::from_str(m.body().unwrap()).unwrap();
-            a.insert("alert_id".into(), body["alert_id"].as_str().unwrap().to_owned());
+            a.insert(
+                "alert_id".into(),
+                body["alert_id"].as_str().unwrap().to_owned(),
+            );
             received.push(a);
         }
         if received.len() >= 3 && out.messages().is_empty() {
@@ -139,7 +178,12 @@ async fn alerts_reach_an_sqs_subscriber_once_each_with_attributes() {
         };
         assert_eq!(a["severity"], expected);
     }
-    let (status, _) = post(&env, "/api/subscription/check", json!({"user_id": "sns-user", "provider": "gemini"})).await;
+    let (status, _) = post(
+        &env,
+        "/api/subscription/check",
+        json!({"user_id": "sns-user", "provider": "gemini"}),
+    )
+    .await;
     assert_eq!(status, 429);
     let _ = env.config;
 }
@@ -149,19 +193,37 @@ async fn a_warm_check_reads_one_item_a_reservation_is_one_update_an_event_one_tr
     let env = setup(None).await;
     let check = json!({"user_id": "budget", "provider": "gemini", "model": "gemini-2.5-flash", "estimated_input_tokens": 10});
     // Warm the caches (key, plans, catalog).
-    assert_eq!(post(&env, "/api/subscription/check", check.clone()).await.0, 200);
+    assert_eq!(
+        post(&env, "/api/subscription/check", check.clone()).await.0,
+        200
+    );
 
     env.counter.take();
-    assert_eq!(post(&env, "/api/subscription/check", check.clone()).await.0, 200);
-    assert_eq!(env.counter.take(), BTreeMap::from([("GetItem".to_owned(), 1)]), "a check");
+    assert_eq!(
+        post(&env, "/api/subscription/check", check.clone()).await.0,
+        200
+    );
+    assert_eq!(
+        env.counter.take(),
+        BTreeMap::from([("GetItem".to_owned(), 1)]),
+        "a check"
+    );
 
     let mut reserve = check.clone();
     reserve["reserve"] = json!(true);
     assert_eq!(post(&env, "/api/subscription/check", reserve).await.0, 200);
-    assert_eq!(env.counter.take(), BTreeMap::from([("GetItem".to_owned(), 1), ("UpdateItem".to_owned(), 1)]), "a reservation");
+    assert_eq!(
+        env.counter.take(),
+        BTreeMap::from([("GetItem".to_owned(), 1), ("UpdateItem".to_owned(), 1)]),
+        "a reservation"
+    );
 
     let (status, body) = post(&env, "/api/subscription/usage", json!({"event_id": "b-1", "user_id": "budget", "provider": "gemini", "model": "gemini-2.5-flash", "input_tokens": 10})).await;
     assert_eq!(status, 200, "{body}");
     let counts = env.counter.take();
-    assert_eq!(counts.get("TransactWriteItems"), Some(&1), "one event: {counts:?}");
+    assert_eq!(
+        counts.get("TransactWriteItems"),
+        Some(&1),
+        "one event: {counts:?}"
+    );
 }

@@ -14,9 +14,14 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::run(service_fn(move |_event: LambdaEvent<Value>| {
         let meter = meter.clone();
         async move {
-            let (expired, delivered) = meter.sweep().await.map_err(|e| Error::from(e.to_string()))?;
+            let (expired, delivered) = meter
+                .sweep()
+                .await
+                .map_err(|e| Error::from(e.to_string()))?;
             tracing::info!(expired, delivered, "aggregation pass");
-            Ok::<Value, Error>(json!({ "expired_reservations": expired, "alerts_delivered": delivered }))
+            Ok::<Value, Error>(
+                json!({ "expired_reservations": expired, "alerts_delivered": delivered }),
+            )
         }
     }))
     .await

@@ -10,7 +10,10 @@ async fn main() -> Result<(), Error> {
     lambda_http::tracing::init_default_subscriber();
     tracing::info!(function = "usage-dashboard", "starting");
     lambda_http::run(service_fn(|_req: Request| async {
-        let response = Response::builder().status(404).header("content-type", "application/json").body(Body::from(NOT_YET))?;
+        let response = Response::builder()
+            .status(404)
+            .header("content-type", "application/json")
+            .body(Body::from(NOT_YET))?;
         Ok::<_, Error>(response)
     }))
     .await

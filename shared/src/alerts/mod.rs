@@ -159,9 +159,17 @@ pub fn threshold_alert(
         Severity::Info => format!("API usage notice - {what}"),
     };
     let message = if matches!(metric, Metric::CostUsd) {
-        format!("You have used ${} of your ${} monthly cost cap ({threshold}%)", used.normalize(), limit.normalize())
+        format!(
+            "You have used ${} of your ${} monthly cost cap ({threshold}%)",
+            used.normalize(),
+            limit.normalize()
+        )
     } else {
-        format!("You have used {} of {} {what} {unit} ({threshold}%)", used.normalize(), limit.normalize())
+        format!(
+            "You have used {} of {} {what} {unit} ({threshold}%)",
+            used.normalize(),
+            limit.normalize()
+        )
     };
     Alert {
         id: uuid::Uuid::now_v7().to_string(),
@@ -181,7 +189,13 @@ pub fn threshold_alert(
 }
 
 /// A new alert saying that the period has usage without a price in force.
-pub fn unpriced_alert(tenant: &TenantId, user: &UserId, period_start: DateTime<Utc>, unpriced_calls: u64, now: DateTime<Utc>) -> Alert {
+pub fn unpriced_alert(
+    tenant: &TenantId,
+    user: &UserId,
+    period_start: DateTime<Utc>,
+    unpriced_calls: u64,
+    now: DateTime<Utc>,
+) -> Alert {
     Alert {
         id: uuid::Uuid::now_v7().to_string(),
         tenant: tenant.clone(),
@@ -202,7 +216,14 @@ pub fn unpriced_alert(tenant: &TenantId, user: &UserId, period_start: DateTime<U
 }
 
 /// A new alert saying that the projected cost of the period passes the cap.
-pub fn projection_alert(tenant: &TenantId, user: &UserId, period_start: DateTime<Utc>, projected: Decimal, cap: Decimal, now: DateTime<Utc>) -> Alert {
+pub fn projection_alert(
+    tenant: &TenantId,
+    user: &UserId,
+    period_start: DateTime<Utc>,
+    projected: Decimal,
+    cap: Decimal,
+    now: DateTime<Utc>,
+) -> Alert {
     Alert {
         id: uuid::Uuid::now_v7().to_string(),
         tenant: tenant.clone(),
@@ -215,7 +236,8 @@ pub fn projection_alert(tenant: &TenantId, user: &UserId, period_start: DateTime
         title: "Projected cost passes the cap".to_owned(),
         message: format!(
             "At the current rate this period will cost about ${}, past the ${} cap",
-            projected.round_dp_with_strategy(2, rust_decimal::RoundingStrategy::MidpointAwayFromZero),
+            projected
+                .round_dp_with_strategy(2, rust_decimal::RoundingStrategy::MidpointAwayFromZero),
             cap.normalize()
         ),
         created_at: now,
@@ -242,15 +264,30 @@ mod tests {
         let u = UserId::parse("u").unwrap();
         let m = Metric::Calls(Some(ProviderId::parse("gemini").unwrap()));
         let now = Utc::now();
-        let a = threshold_alert(&t, &u, now, &m, 80, Decimal::from(800), Decimal::from(1000), now);
+        let a = threshold_alert(
+            &t,
+            &u,
+            now,
+            &m,
+            80,
+            Decimal::from(800),
+            Decimal::from(1000),
+            now,
+        );
         assert_eq!(a.key, "calls:gemini@80");
         assert_eq!(a.title, "API usage notice - gemini");
-        assert_eq!(a.message, "You have used 800 of 1000 gemini API calls (80%)");
+        assert_eq!(
+            a.message,
+            "You have used 800 of 1000 gemini API calls (80%)"
+        );
         let msg = OutboxMessage::from(&a);
         assert_eq!(msg.attributes["type"], "alert");
         assert_eq!(msg.attributes["metric"], "calls:gemini");
         assert_eq!(msg.attributes["threshold"], "80");
         assert_eq!(msg.attributes["severity"], "info");
-        assert_eq!(msg.body["alert_id"], serde_json::Value::String(a.id.clone()));
+        assert_eq!(
+            msg.body["alert_id"],
+            serde_json::Value::String(a.id.clone())
+        );
     }
 }

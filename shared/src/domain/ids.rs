@@ -24,7 +24,13 @@ pub enum IdError {
     },
 }
 
-fn check(kind: &'static str, s: &str, max: usize, allowed: &'static str, ok: fn(char) -> bool) -> Result<(), IdError> {
+fn check(
+    kind: &'static str,
+    s: &str,
+    max: usize,
+    allowed: &'static str,
+    ok: fn(char) -> bool,
+) -> Result<(), IdError> {
     if s.is_empty() {
         return Err(IdError::Empty { kind });
     }
@@ -166,7 +172,10 @@ mod tests {
         assert!(matches!(UserId::parse("a b"), Err(IdError::BadChar { .. })));
         assert!(matches!(UserId::parse("é"), Err(IdError::BadChar { .. })));
         assert!(UserId::parse("x".repeat(128)).is_ok());
-        assert!(matches!(UserId::parse("x".repeat(129)), Err(IdError::TooLong { .. })));
+        assert!(matches!(
+            UserId::parse("x".repeat(129)),
+            Err(IdError::TooLong { .. })
+        ));
     }
 
     #[test]

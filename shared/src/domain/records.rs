@@ -224,7 +224,9 @@ impl Reservation {
         if uuid.len() != 32 || !uuid.bytes().all(|b| b.is_ascii_hexdigit()) {
             return None;
         }
-        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(user).ok()?;
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(user)
+            .ok()?;
         UserId::parse(String::from_utf8(bytes).ok()?).ok()
     }
 }

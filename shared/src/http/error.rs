@@ -20,7 +20,11 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: impl Into<String>, code: &'static str, message: impl Into<String>) -> Self {
-        Self { field: field.into(), code, message: message.into() }
+        Self {
+            field: field.into(),
+            code,
+            message: message.into(),
+        }
     }
 }
 
@@ -54,9 +58,17 @@ pub enum ApiError {
     #[error("the request is invalid")]
     Invalid(Vec<FieldError>),
     #[error("{invalid} of {total} events are invalid; nothing was recorded")]
-    InvalidEvents { invalid: usize, total: usize, events: Vec<EventErrors> },
+    InvalidEvents {
+        invalid: usize,
+        total: usize,
+        events: Vec<EventErrors>,
+    },
     #[error("usage limit exceeded for {metric}")]
-    LimitExceeded { metric: String, details: Value, retry_after_seconds: u64 },
+    LimitExceeded {
+        metric: String,
+        details: Value,
+        retry_after_seconds: u64,
+    },
     #[error("the subscription is {status}")]
     SubscriptionInactive { status: &'static str },
     #[error("the storage backend is unavailable; retry the same request")]
@@ -67,10 +79,17 @@ pub enum ApiError {
 
 impl ApiError {
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
-        ApiError::BadRequest { code, message: message.into() }
+        ApiError::BadRequest {
+            code,
+            message: message.into(),
+        }
     }
 
-    pub fn invalid(field: impl Into<String>, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn invalid(
+        field: impl Into<String>,
+        code: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
         ApiError::Invalid(vec![FieldError::new(field, code, message)])
     }
 
@@ -83,7 +102,9 @@ impl ApiError {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Invalid(_) | ApiError::InvalidEvents { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Invalid(_) | ApiError::InvalidEvents { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             ApiError::LimitExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -140,7 +161,9 @@ impl From<StoreError> for ApiError {
                 tracing::warn!("concurrent update lost a race; the client may retry");
                 ApiError::Unavailable
             }
-            StoreError::Overflow(what) => ApiError::invalid("", "overflow", format!("a counter would overflow: {what}")),
+            StoreError::Overflow(what) => {
+                ApiError::invalid("", "overflow", format!("a counter would overflow: {what}"))
+            }
             StoreError::Corrupt(cause) => {
                 tracing::error!(%cause, "stored data is invalid");
                 ApiError::Internal
@@ -158,12 +181,17 @@ impl IntoResponse for ApiError {
         });
         let mut response = (status, axum::Json(body)).into_response();
         let retry_after = match &self {
-            ApiError::LimitExceeded { retry_after_seconds, .. } => Some(*retry_after_seconds),
+            ApiError::LimitExceeded {
+                retry_after_seconds,
+                ..
+            } => Some(*retry_after_seconds),
             ApiError::Unavailable => Some(1),
             _ => None,
         };
         if let Some(secs) = retry_after {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }
@@ -171,5 +199,9 @@ impl IntoResponse for ApiError {
 
 /// A success envelope: `{"success": true, "data": …}`.
 pub fn ok<T: Serialize>(data: T) -> Response {
-    (StatusCode::OK, axum::Json(json!({ "success": true, "data": data }))).into_response()
+    (
+        StatusCode::OK,
+        axum::Json(json!({ "success": true, "data": data })),
+    )
+        .into_response()
 }

@@ -17,7 +17,10 @@ impl FromRequestParts<Arc<Meter>> for Auth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, meter: &Arc<Meter>) -> Result<Self, ApiError> {
-        let header = parts.headers.get(header::AUTHORIZATION).ok_or(ApiError::Unauthorized)?;
+        let header = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .ok_or(ApiError::Unauthorized)?;
         let value = header.to_str().map_err(|_| ApiError::Unauthorized)?;
         let (scheme, key) = value.split_once(' ').ok_or(ApiError::Unauthorized)?;
         if !scheme.eq_ignore_ascii_case("bearer") {
@@ -44,7 +47,8 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
             .and_then(|v| v.split(';').next())
             .is_some_and(|mime| {
                 let mime = mime.trim().to_ascii_lowercase();
-                mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+                mime == "application/json"
+                    || (mime.starts_with("application/") && mime.ends_with("+json"))
             });
         if !is_json {
             return Err(ApiError::UnsupportedMediaType);
@@ -56,9 +60,17 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
                 ApiError::bad_request("unreadable_body", "the request body could not be read")
             }
         })?;
-        let text = std::str::from_utf8(&bytes).map_err(|_| ApiError::bad_request("invalid_utf8", "the body is not valid UTF-8"))?;
+        let text = std::str::from_utf8(&bytes)
+            .map_err(|_| ApiError::bad_request("invalid_utf8", "the body is not valid UTF-8"))?;
         let value = serde_json::from_str(text).map_err(|e| {
-            ApiError::bad_request("malformed_json", format!("the body is not valid JSON (line {}, column {})", e.line(), e.column()))
+            ApiError::bad_request(
+                "malformed_json",
+                format!(
+                    "the body is not valid JSON (line {}, column {})",
+                    e.line(),
+                    e.column()
+                ),
+            )
         })?;
         Ok(JsonBody(value))
     }

@@ -17,17 +17,29 @@ pub struct Fields<'a> {
 impl<'a> Fields<'a> {
     /// `known` lists the accepted field names; any other field is an error.
     pub fn new(value: &'a Value, prefix: &str, known: &[&str]) -> Result<Self, FieldError> {
-        let obj = value
-            .as_object()
-            .ok_or_else(|| FieldError::new(prefix.trim_end_matches('.'), "invalid_type", "must be a JSON object"))?;
+        let obj = value.as_object().ok_or_else(|| {
+            FieldError::new(
+                prefix.trim_end_matches('.'),
+                "invalid_type",
+                "must be a JSON object",
+            )
+        })?;
         let mut errors = Vec::new();
         for name in obj.keys() {
             if !known.contains(&name.as_str()) {
                 let shown: String = name.chars().take(64).collect();
-                errors.push(FieldError::new(format!("{prefix}{shown}"), "unknown_field", "is not a field of this request"));
+                errors.push(FieldError::new(
+                    format!("{prefix}{shown}"),
+                    "unknown_field",
+                    "is not a field of this request",
+                ));
             }
         }
-        Ok(Self { obj, prefix: prefix.to_owned(), errors })
+        Ok(Self {
+            obj,
+            prefix: prefix.to_owned(),
+            errors,
+        })
     }
 
     fn name(&self, name: &str) -> String {
@@ -53,7 +65,11 @@ impl<'a> Fields<'a> {
                 None
             }
             Some(Value::String(s)) if s.chars().count() > max_len => {
-                self.fail(name, "too_long", format!("must be at most {max_len} characters"));
+                self.fail(
+                    name,
+                    "too_long",
+                    format!("must be at most {max_len} characters"),
+                );
                 None
             }
             Some(Value::String(s)) => Some(s.as_str()),
@@ -65,7 +81,12 @@ impl<'a> Fields<'a> {
     }
 
     /// A validated id (`UserId::parse`, …).
-    pub fn id<T, E: std::fmt::Display>(&mut self, name: &str, required: bool, parse: impl Fn(String) -> Result<T, E>) -> Option<T> {
+    pub fn id<T, E: std::fmt::Display>(
+        &mut self,
+        name: &str,
+        required: bool,
+        parse: impl Fn(String) -> Result<T, E>,
+    ) -> Option<T> {
         let s = self.string(name, required, usize::MAX)?;
         match parse(s.to_owned()) {
             Ok(v) => Some(v),
@@ -95,7 +116,11 @@ impl<'a> Fields<'a> {
                 None
             }
             None if v.is_number() => {
-                self.fail(name, "invalid_type", format!("must be a whole number between 0 and {max}"));
+                self.fail(
+                    name,
+                    "invalid_type",
+                    format!("must be a whole number between 0 and {max}"),
+                );
                 None
             }
             None => {
@@ -121,14 +146,23 @@ impl<'a> Fields<'a> {
         match DateTime::parse_from_rfc3339(s) {
             Ok(t) => Some(t.with_timezone(&Utc)),
             Err(_) => {
-                self.fail(name, "invalid_timestamp", "must be an RFC 3339 timestamp such as 2025-03-01T12:00:00Z");
+                self.fail(
+                    name,
+                    "invalid_timestamp",
+                    "must be an RFC 3339 timestamp such as 2025-03-01T12:00:00Z",
+                );
                 None
             }
         }
     }
 
     /// A nested object, validated by `read`.
-    pub fn object<T>(&mut self, name: &str, known: &[&str], read: impl FnOnce(&mut Fields<'a>) -> T) -> Option<T> {
+    pub fn object<T>(
+        &mut self,
+        name: &str,
+        known: &[&str],
+        read: impl FnOnce(&mut Fields<'a>) -> T,
+    ) -> Option<T> {
         let v = self.raw(name)?;
         let prefix = format!("{}{name}.", self.prefix);
         match Fields::new(v, &prefix, known) {

@@ -18,18 +18,30 @@ pub const BODY_LIMIT: usize = 1024 * 1024;
 /// Every route lives under this prefix (the seed's paths).
 pub const PREFIX: &str = "/api/subscription";
 
-async fn check(State(meter): State<Arc<Meter>>, Auth(caller): Auth, JsonBody(body): JsonBody) -> Result<Response, ApiError> {
+async fn check(
+    State(meter): State<Arc<Meter>>,
+    Auth(caller): Auth,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
     caller.require(Role::Service)?;
     let input = wire::parse_check(&body)?;
     Ok(ok(meter.check(&caller, input).await?))
 }
 
-async fn release(State(meter): State<Arc<Meter>>, Auth(caller): Auth, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn release(
+    State(meter): State<Arc<Meter>>,
+    Auth(caller): Auth,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     caller.require(Role::Service)?;
     Ok(ok(meter.release(&caller, &id).await?))
 }
 
-async fn usage(State(meter): State<Arc<Meter>>, Auth(caller): Auth, JsonBody(body): JsonBody) -> Result<Response, ApiError> {
+async fn usage(
+    State(meter): State<Arc<Meter>>,
+    Auth(caller): Auth,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
     caller.require(Role::Service)?;
     let events = wire::parse_usage(&body, meter.now())?;
     Ok(ok(meter.ingest(&caller, events).await?))
@@ -55,7 +67,10 @@ fn finish(router: Router<Arc<Meter>>, meter: Arc<Meter>) -> Router {
 fn check_routes() -> Router<Arc<Meter>> {
     Router::new()
         .route(&format!("{PREFIX}/check"), post(check))
-        .route(&format!("{PREFIX}/reservations/{{id}}/release"), post(release))
+        .route(
+            &format!("{PREFIX}/reservations/{{id}}/release"),
+            post(release),
+        )
 }
 
 fn usage_routes() -> Router<Arc<Meter>> {

@@ -94,12 +94,26 @@ pub fn parse_check(body: &Value) -> Result<CheckInput, ApiError> {
     let estimated_output_tokens = f.count("estimated_output_tokens").unwrap_or(0);
     let units = f.object("units", UNIT_FIELDS, units).unwrap_or_default();
     let reserve = f.boolean("reserve").unwrap_or(false);
-    let ttl = f.uint("reservation_ttl_seconds", MAX_RESERVATION_TTL).unwrap_or(DEFAULT_RESERVATION_TTL);
+    let ttl = f
+        .uint("reservation_ttl_seconds", MAX_RESERVATION_TTL)
+        .unwrap_or(DEFAULT_RESERVATION_TTL);
     if ttl == 0 {
-        f.error("reservation_ttl_seconds", "out_of_range", format!("must be between 1 and {MAX_RESERVATION_TTL}"));
+        f.error(
+            "reservation_ttl_seconds",
+            "out_of_range",
+            format!("must be between 1 and {MAX_RESERVATION_TTL}"),
+        );
     }
-    if provider.is_none() && model.is_none() && f.raw("provider").is_none() && f.raw("model").is_none() {
-        f.error("provider", "missing_field", "provider is required unless model names exactly one catalog entry");
+    if provider.is_none()
+        && model.is_none()
+        && f.raw("provider").is_none()
+        && f.raw("model").is_none()
+    {
+        f.error(
+            "provider",
+            "missing_field",
+            "provider is required unless model names exactly one catalog entry",
+        );
     }
     match (user, f.errors.is_empty()) {
         (Some(user), true) => Ok(CheckInput {
@@ -160,7 +174,13 @@ const EVENT_FIELDS: &[&str] = &[
     "metadata",
 ];
 
-const TOKEN_FIELDS: [&str; 5] = ["input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens"];
+const TOKEN_FIELDS: [&str; 5] = [
+    "input_tokens",
+    "output_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+];
 
 /// Validates one event of a batch at `now`; `Err` lists every problem of the event.
 pub fn parse_event(value: &Value, now: DateTime<Utc>) -> Result<EventInput, Vec<FieldError>> {
@@ -170,14 +190,26 @@ pub fn parse_event(value: &Value, now: DateTime<Utc>) -> Result<EventInput, Vec<
     let provider = f.id("provider", false, ProviderId::parse);
     let model = f.id("model", false, ModelId::parse);
     if f.raw("provider").is_none() && f.raw("model").is_none() {
-        f.error("provider", "missing_field", "provider is required unless model names exactly one catalog entry");
+        f.error(
+            "provider",
+            "missing_field",
+            "provider is required unless model names exactly one catalog entry",
+        );
     }
     let timestamp = f.timestamp("timestamp");
     if let Some(t) = timestamp {
         if t < now - MAX_EVENT_AGE {
-            f.error("timestamp", "timestamp_out_of_range", "must be at most 35 days in the past");
+            f.error(
+                "timestamp",
+                "timestamp_out_of_range",
+                "must be at most 35 days in the past",
+            );
         } else if t > now + MAX_CLOCK_SKEW {
-            f.error("timestamp", "timestamp_out_of_range", "must be at most 5 minutes in the future");
+            f.error(
+                "timestamp",
+                "timestamp_out_of_range",
+                "must be at most 5 minutes in the future",
+            );
         }
     }
 
@@ -195,7 +227,11 @@ pub fn parse_event(value: &Value, now: DateTime<Utc>) -> Result<EventInput, Vec<
     let mut estimated = false;
     if let Some(usage) = f.raw("usage") {
         if any_explicit {
-            f.error("usage", "ambiguous_usage", "give either the provider's usage object or token fields, not both");
+            f.error(
+                "usage",
+                "ambiguous_usage",
+                "give either the provider's usage object or token fields, not both",
+            );
         }
         match normalise::parse_usage(usage) {
             Ok(c) => {
@@ -218,24 +254,40 @@ pub fn parse_event(value: &Value, now: DateTime<Utc>) -> Result<EventInput, Vec<
         counts.output_tokens = normalise::estimate_tokens(output_chars.unwrap_or(0));
         estimated = true;
     }
-    if counts.cached_input_tokens.saturating_add(counts.cache_write_tokens) > counts.input_tokens {
+    if counts
+        .cached_input_tokens
+        .saturating_add(counts.cache_write_tokens)
+        > counts.input_tokens
+    {
         f.error("cached_input_tokens", "inconsistent_counts", "cached_input_tokens + cache_write_tokens must not exceed input_tokens (the whole prompt)");
     }
     if counts.reasoning_tokens > counts.output_tokens {
-        f.error("reasoning_tokens", "inconsistent_counts", "reasoning_tokens must not exceed output_tokens (the whole completion)");
+        f.error(
+            "reasoning_tokens",
+            "inconsistent_counts",
+            "reasoning_tokens must not exceed output_tokens (the whole completion)",
+        );
     }
 
     let endpoint = f.string("endpoint", false, 256).map(str::to_owned);
     let status_code = f.uint("status_code", 599).map(|c| c as u16);
     if matches!(status_code, Some(c) if c < 100) {
-        f.error("status_code", "out_of_range", "must be an HTTP status between 100 and 599");
+        f.error(
+            "status_code",
+            "out_of_range",
+            "must be an HTTP status between 100 and 599",
+        );
     }
     let latency_ms = f.uint("latency_ms", 86_400_000);
     let reservation_id = f.string("reservation_id", false, 256).map(str::to_owned);
     let metadata = match f.raw("metadata") {
         Some(m @ Value::Object(_)) if m.to_string().len() <= MAX_METADATA_BYTES => Some(m.clone()),
         Some(Value::Object(_)) => {
-            f.error("metadata", "too_long", format!("must serialize to at most {MAX_METADATA_BYTES} bytes"));
+            f.error(
+                "metadata",
+                "too_long",
+                format!("must serialize to at most {MAX_METADATA_BYTES} bytes"),
+            );
             None
         }
         Some(_) => {
@@ -271,18 +323,38 @@ pub fn parse_usage(body: &Value, now: DateTime<Utc>) -> Result<Vec<EventInput>, 
     let events: Vec<&Value> = match body {
         Value::Object(map) if map.contains_key("events") => {
             if map.len() != 1 {
-                return Err(ApiError::invalid("", "unknown_field", "a batch body has only the field `events`"));
+                return Err(ApiError::invalid(
+                    "",
+                    "unknown_field",
+                    "a batch body has only the field `events`",
+                ));
             }
             match &map["events"] {
                 Value::Array(items) => items.iter().collect(),
-                _ => return Err(ApiError::invalid("events", "invalid_type", "must be an array of events")),
+                _ => {
+                    return Err(ApiError::invalid(
+                        "events",
+                        "invalid_type",
+                        "must be an array of events",
+                    ))
+                }
             }
         }
         Value::Object(_) => vec![body],
-        _ => return Err(ApiError::invalid("", "invalid_type", "the body must be a JSON object")),
+        _ => {
+            return Err(ApiError::invalid(
+                "",
+                "invalid_type",
+                "the body must be a JSON object",
+            ))
+        }
     };
     if events.is_empty() || events.len() > MAX_BATCH {
-        return Err(ApiError::invalid("events", "batch_size", format!("must hold 1 to {MAX_BATCH} events")));
+        return Err(ApiError::invalid(
+            "events",
+            "batch_size",
+            format!("must hold 1 to {MAX_BATCH} events"),
+        ));
     }
     let mut parsed = Vec::with_capacity(events.len());
     let mut invalid = Vec::new();
@@ -291,7 +363,10 @@ pub fn parse_usage(body: &Value, now: DateTime<Utc>) -> Result<Vec<EventInput>, 
             Ok(e) => parsed.push(e),
             Err(errors) => invalid.push(EventErrors {
                 index,
-                event_id: value.get("event_id").and_then(Value::as_str).map(|s| s.chars().take(128).collect()),
+                event_id: value
+                    .get("event_id")
+                    .and_then(Value::as_str)
+                    .map(|s| s.chars().take(128).collect()),
                 errors,
             }),
         }
@@ -304,7 +379,11 @@ pub fn parse_usage(body: &Value, now: DateTime<Utc>) -> Result<Vec<EventInput>, 
                 invalid.push(EventErrors {
                     index,
                     event_id: Some(e.event_id.to_string()),
-                    errors: vec![FieldError::new("event_id", "duplicate_in_batch", "appears twice in this batch with different content")],
+                    errors: vec![FieldError::new(
+                        "event_id",
+                        "duplicate_in_batch",
+                        "appears twice in this batch with different content",
+                    )],
                 });
             }
         }
@@ -312,6 +391,10 @@ pub fn parse_usage(body: &Value, now: DateTime<Utc>) -> Result<Vec<EventInput>, 
     if invalid.is_empty() {
         Ok(parsed)
     } else {
-        Err(ApiError::InvalidEvents { invalid: invalid.len(), total: events.len(), events: invalid })
+        Err(ApiError::InvalidEvents {
+            invalid: invalid.len(),
+            total: events.len(),
+            events: invalid,
+        })
     }
 }

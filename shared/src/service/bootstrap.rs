@@ -31,10 +31,19 @@ pub struct Bootstrapped {
 /// Creates `tenant` with the default plans if it is new, loads the shipped catalog into an
 /// empty shared catalog, and makes sure an admin key exists: `admin_key` if given (stored
 /// as a hash; idempotent), else a generated one when the tenant is new.
-pub async fn bootstrap(store: &dyn Store, tenant: &TenantId, admin_key: Option<&str>, now: DateTime<Utc>) -> Result<Bootstrapped, BootstrapError> {
-    let mut done = Bootstrapped { tenant_created: ensure_tenant(store, tenant, now).await?, ..Default::default() };
+pub async fn bootstrap(
+    store: &dyn Store,
+    tenant: &TenantId,
+    admin_key: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<Bootstrapped, BootstrapError> {
+    let mut done = Bootstrapped {
+        tenant_created: ensure_tenant(store, tenant, now).await?,
+        ..Default::default()
+    };
     if store.list_price_versions(None).await?.is_empty() {
-        let catalog = Catalog::default_catalog().map_err(|e| BootstrapError::Data(e.to_string()))?;
+        let catalog =
+            Catalog::default_catalog().map_err(|e| BootstrapError::Data(e.to_string()))?;
         for v in catalog.versions() {
             let json = serde_json::to_value(v).map_err(|e| BootstrapError::Data(e.to_string()))?;
             store.put_price_version(None, &v.id, &json).await?;
@@ -46,7 +55,9 @@ pub async fn bootstrap(store: &dyn Store, tenant: &TenantId, admin_key: Option<&
             if !auth::plausible_key(key) {
                 return Err(BootstrapError::BadKey);
             }
-            store.put_api_key(&auth::record_for(key, tenant, Role::Admin, now)).await?;
+            store
+                .put_api_key(&auth::record_for(key, tenant, Role::Admin, now))
+                .await?;
         }
         None if done.tenant_created => {
             let key = auth::generate_key(tenant, Role::Admin, now);
@@ -59,7 +70,11 @@ pub async fn bootstrap(store: &dyn Store, tenant: &TenantId, admin_key: Option<&
 }
 
 /// Creates the tenant with the shipped default plans unless it exists; `true` if created.
-pub async fn ensure_tenant(store: &dyn Store, tenant: &TenantId, now: DateTime<Utc>) -> Result<bool, BootstrapError> {
+pub async fn ensure_tenant(
+    store: &dyn Store,
+    tenant: &TenantId,
+    now: DateTime<Utc>,
+) -> Result<bool, BootstrapError> {
     if !store.create_tenant_if_absent(tenant, now).await? {
         return Ok(false);
     }

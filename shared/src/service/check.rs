@@ -17,7 +17,11 @@ use crate::usage::{PeriodUsage, Tally};
 /// A JSON value for an amount of `metric`: a number for counts, an exact string for money.
 pub fn amount_json(metric: &Metric, amount: Decimal) -> Value {
     if metric.is_count() {
-        amount.normalize().to_string().parse::<u64>().map_or_else(|_| json!(amount.to_string()), |n| json!(n))
+        amount
+            .normalize()
+            .to_string()
+            .parse::<u64>()
+            .map_or_else(|_| json!(amount.to_string()), |n| json!(n))
     } else {
         json!(amount.normalize().to_string())
     }
@@ -25,13 +29,23 @@ pub fn amount_json(metric: &Metric, amount: Decimal) -> Value {
 
 /// `{metric: value}` with counts as numbers and money as strings.
 pub fn metric_map(values: &std::collections::BTreeMap<Metric, Decimal>) -> Value {
-    Value::Object(values.iter().map(|(m, v)| (m.to_string(), amount_json(m, *v))).collect())
+    Value::Object(
+        values
+            .iter()
+            .map(|(m, v)| (m.to_string(), amount_json(m, *v)))
+            .collect(),
+    )
 }
 
 /// `{metric: percentage}` as JSON numbers with two decimals.
 pub fn percentage_map(values: &std::collections::BTreeMap<Metric, Decimal>) -> Value {
     use rust_decimal::prelude::ToPrimitive as _;
-    Value::Object(values.iter().map(|(m, v)| (m.to_string(), json!(v.round_dp(2).to_f64().unwrap_or(0.0)))).collect())
+    Value::Object(
+        values
+            .iter()
+            .map(|(m, v)| (m.to_string(), json!(v.round_dp(2).to_f64().unwrap_or(0.0))))
+            .collect(),
+    )
 }
 
 /// The guards a reservation must pass atomically: one per limited metric that applies to
@@ -43,7 +57,9 @@ pub fn guards_for(limits: &Limits, req: &CheckRequest) -> Vec<Guard> {
         .iter()
         .filter_map(|(metric, limit)| {
             let (increment, strict) = match metric {
-                Metric::Calls(Some(p)) | Metric::Tokens(Some(p)) if p != &req.provider => return None,
+                Metric::Calls(Some(p)) | Metric::Tokens(Some(p)) if p != &req.provider => {
+                    return None
+                }
                 Metric::Calls(_) => (Decimal::ONE, false),
                 Metric::Tokens(_) => (tokens, false),
                 Metric::CostUsd => match req.estimated_cost {
@@ -51,12 +67,22 @@ pub fn guards_for(limits: &Limits, req: &CheckRequest) -> Vec<Guard> {
                     _ => (Decimal::ZERO, true),
                 },
             };
-            Some(Guard { metric: metric.clone(), increment, limit: *limit, strict })
+            Some(Guard {
+                metric: metric.clone(),
+                increment,
+                limit: *limit,
+                strict,
+            })
         })
         .collect()
 }
 
-fn limit_exceeded(v: &Violation, period: &Period, upgrade_to: Option<&Plan>, now: chrono::DateTime<chrono::Utc>) -> ApiError {
+fn limit_exceeded(
+    v: &Violation,
+    period: &Period,
+    upgrade_to: Option<&Plan>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> ApiError {
     let retry_after_seconds = (period.end - now).num_seconds().max(1) as u64;
     ApiError::LimitExceeded {
         metric: v.metric.to_string(),
@@ -74,18 +100,40 @@ fn limit_exceeded(v: &Violation, period: &Period, upgrade_to: Option<&Plan>, now
 
 impl Meter {
     /// Prices the estimate of a check; `(provider, estimated cost or None)`.
-    async fn estimate(&self, caller: &Caller, input: &CheckInput, now: chrono::DateTime<chrono::Utc>) -> Result<(crate::domain::ProviderId, Option<Decimal>), ApiError> {
+    async fn estimate(
+        &self,
+        caller: &Caller,
+        input: &CheckInput,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(crate::domain::ProviderId, Option<Decimal>), ApiError> {
         let catalog = self.catalog(&caller.tenant).await?;
         let counts = input.estimated_counts();
         match catalog.price(input.provider.as_ref(), input.model.as_ref(), now, &counts) {
-            Ok(PriceOutcome::Priced { cost_usd, provider, .. }) => {
+            Ok(PriceOutcome::Priced {
+                cost_usd, provider, ..
+            }) => {
                 let nothing_estimated = counts == Default::default();
-                Ok((provider, if nothing_estimated { None } else { Some(cost_usd) }))
+                Ok((
+                    provider,
+                    if nothing_estimated {
+                        None
+                    } else {
+                        Some(cost_usd)
+                    },
+                ))
             }
             Ok(PriceOutcome::Unpriced { provider, .. }) => Ok((provider, None)),
-            Err(PricingError::Lookup(LookupError::Unpriced { provider, .. })) => Ok((provider, None)),
-            Err(e @ PricingError::Lookup(_)) => Err(ApiError::invalid("model", e.code(), e.to_string())),
-            Err(e) => Err(ApiError::invalid("estimated_input_tokens", e.code(), e.to_string())),
+            Err(PricingError::Lookup(LookupError::Unpriced { provider, .. })) => {
+                Ok((provider, None))
+            }
+            Err(e @ PricingError::Lookup(_)) => {
+                Err(ApiError::invalid("model", e.code(), e.to_string()))
+            }
+            Err(e) => Err(ApiError::invalid(
+                "estimated_input_tokens",
+                e.code(),
+                e.to_string(),
+            )),
         }
     }
 
@@ -94,29 +142,51 @@ impl Meter {
     pub async fn check(&self, caller: &Caller, input: CheckInput) -> Result<Value, ApiError> {
         let now = self.now();
         let tenant = &caller.tenant;
-        let state = self.store.get_user_usage(tenant, &input.user, &|sub| period_start_at(sub, now)).await?;
+        let state = self
+            .store
+            .get_user_usage(tenant, &input.user, &|sub| period_start_at(sub, now))
+            .await?;
         let sub = state.subscription.as_ref();
         if let Some(s) = sub {
             if !s.status.is_active() {
-                return Err(ApiError::SubscriptionInactive { status: status_name(s.status) });
+                return Err(ApiError::SubscriptionInactive {
+                    status: status_name(s.status),
+                });
             }
         }
         let period = period_at(sub, now)?;
         let plan = self.plan_of(tenant, sub).await?;
         let (provider, estimated_cost) = self.estimate(caller, &input, now).await?;
-        let estimated_tokens = input.estimated_input_tokens.checked_add(input.estimated_output_tokens).ok_or_else(|| {
-            ApiError::invalid("estimated_output_tokens", "overflow", "estimated tokens overflow")
-        })?;
-        let req = CheckRequest { provider: provider.clone(), estimated_tokens, estimated_cost };
+        let estimated_tokens = input
+            .estimated_input_tokens
+            .checked_add(input.estimated_output_tokens)
+            .ok_or_else(|| {
+                ApiError::invalid(
+                    "estimated_output_tokens",
+                    "overflow",
+                    "estimated tokens overflow",
+                )
+            })?;
+        let req = CheckRequest {
+            provider: provider.clone(),
+            estimated_tokens,
+            estimated_cost,
+        };
 
         let mut usage = state.usage;
         if let Decision::Denied(v) = limits::decide(&plan.limits, &usage, &req).map_err(overflow)? {
-            return Err(self.denial(tenant, &plan, &usage, &req, &v, &period, now).await?);
+            return Err(self
+                .denial(tenant, &plan, &usage, &req, &v, &period, now)
+                .await?);
         }
 
         let mut reservation_json = json!({});
         if input.reserve {
-            let held = Tally { calls: 1, tokens: estimated_tokens, cost_usd: estimated_cost.unwrap_or_default() };
+            let held = Tally {
+                calls: 1,
+                tokens: estimated_tokens,
+                cost_usd: estimated_cost.unwrap_or_default(),
+            };
             let reservation = Reservation {
                 id: Reservation::new_id(&input.user),
                 tenant: tenant.clone(),
@@ -128,7 +198,11 @@ impl Meter {
                 created_at: now,
                 expires_at: now + Duration::seconds(input.reservation_ttl_seconds as i64),
             };
-            match self.store.reserve(&reservation, &guards_for(&plan.limits, &req)).await? {
+            match self
+                .store
+                .reserve(&reservation, &guards_for(&plan.limits, &req))
+                .await?
+            {
                 ReserveOutcome::Reserved => {
                     let entry = usage.by_provider.entry(provider.clone()).or_default();
                     entry.held = add_tally(&entry.held, &held);
@@ -136,12 +210,18 @@ impl Meter {
                 }
                 ReserveOutcome::Denied { .. } => {
                     // Lost a race for the last units: decide again on fresh counters.
-                    let fresh = self.store.get_period_usage(tenant, &input.user, &[period.start]).await?.remove(0);
+                    let fresh = self
+                        .store
+                        .get_period_usage(tenant, &input.user, &[period.start])
+                        .await?
+                        .remove(0);
                     let v = match limits::decide(&plan.limits, &fresh, &req).map_err(overflow)? {
                         Decision::Denied(v) => v,
                         Decision::Allowed => return Err(ApiError::Unavailable),
                     };
-                    return Err(self.denial(tenant, &plan, &fresh, &req, &v, &period, now).await?);
+                    return Err(self
+                        .denial(tenant, &plan, &fresh, &req, &v, &period, now)
+                        .await?);
                 }
             }
         }
@@ -224,4 +304,3 @@ pub fn reservation_status_name(s: ReservationStatus) -> &'static str {
         ReservationStatus::Expired => "expired",
     }
 }
-

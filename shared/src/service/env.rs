@@ -16,10 +16,19 @@ pub enum ConfigError {
 
 /// The service over DynamoDB and SNS, configured from the environment.
 pub async fn meter_from_env() -> Result<Meter, ConfigError> {
-    let table = std::env::var("TABLE_NAME").ok().filter(|t| !t.is_empty()).ok_or(ConfigError::MissingTable)?;
+    let table = std::env::var("TABLE_NAME")
+        .ok()
+        .filter(|t| !t.is_empty())
+        .ok_or(ConfigError::MissingTable)?;
     let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), table));
-    let publisher: Arc<dyn AlertPublisher> = match std::env::var("ALERT_TOPIC_ARN").ok().filter(|a| !a.is_empty()) {
+    let store = Arc::new(DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(&config),
+        table,
+    ));
+    let publisher: Arc<dyn AlertPublisher> = match std::env::var("ALERT_TOPIC_ARN")
+        .ok()
+        .filter(|a| !a.is_empty())
+    {
         Some(arn) => Arc::new(SnsPublisher::new(aws_sdk_sns::Client::new(&config), arn)),
         None => Arc::new(LogPublisher),
     };

@@ -17,7 +17,11 @@ impl Meter {
     /// Records a validated batch. Every event is priced first; if any cannot be (unknown
     /// or ambiguous model, overflow), the whole batch is rejected and nothing is recorded.
     #[tracing::instrument(skip_all, fields(tenant = %caller.tenant, events = inputs.len()))]
-    pub async fn ingest(&self, caller: &Caller, inputs: Vec<EventInput>) -> Result<Value, ApiError> {
+    pub async fn ingest(
+        &self,
+        caller: &Caller,
+        inputs: Vec<EventInput>,
+    ) -> Result<Value, ApiError> {
         let now = self.now();
         let tenant = &caller.tenant;
         let catalog = self.catalog(tenant).await?;
@@ -35,8 +39,21 @@ impl Meter {
             let sub = self.store.get_subscription(tenant, user).await?;
             for &i in indices {
                 let input = &inputs[i];
-                match catalog.price(input.provider.as_ref(), input.model.as_ref(), input.timestamp, &input.counts) {
-                    Ok(outcome) => events[i] = Some(to_event(tenant, input, &outcome, period_at(sub.as_ref(), input.timestamp)?, now)),
+                match catalog.price(
+                    input.provider.as_ref(),
+                    input.model.as_ref(),
+                    input.timestamp,
+                    &input.counts,
+                ) {
+                    Ok(outcome) => {
+                        events[i] = Some(to_event(
+                            tenant,
+                            input,
+                            &outcome,
+                            period_at(sub.as_ref(), input.timestamp)?,
+                            now,
+                        ))
+                    }
                     Err(e) => invalid.push(EventErrors {
                         index: i,
                         event_id: Some(input.event_id.to_string()),
@@ -47,28 +64,38 @@ impl Meter {
         }
         if !invalid.is_empty() {
             invalid.sort_by_key(|e| e.index);
-            return Err(ApiError::InvalidEvents { invalid: invalid.len(), total: inputs.len(), events: invalid });
+            return Err(ApiError::InvalidEvents {
+                invalid: invalid.len(),
+                total: inputs.len(),
+                events: invalid,
+            });
         }
 
         // Phase 2: record, one user at a time (each event all-or-nothing in the store).
         let mut results: Vec<Value> = vec![Value::Null; inputs.len()];
         for (user, indices) in &by_user {
-            let batch: Vec<UsageEvent> = indices.iter().filter_map(|&i| events[i].clone()).collect();
+            let batch: Vec<UsageEvent> =
+                indices.iter().filter_map(|&i| events[i].clone()).collect();
             let outcomes = self.store.record_events(&batch).await?;
             let mut touched: Vec<Period> = Vec::new();
             for ((&i, event), outcome) in indices.iter().zip(&batch).zip(outcomes) {
                 results[i] = match outcome {
                     RecordOutcome::Recorded => {
-                        let sub_period = Period { start: event.period_start, end: event.period_start };
+                        let sub_period = Period {
+                            start: event.period_start,
+                            end: event.period_start,
+                        };
                         if !touched.iter().any(|p| p.start == sub_period.start) {
                             touched.push(sub_period);
                         }
                         event_json(event, "recorded")
                     }
-                    RecordOutcome::Duplicate => match self.store.get_event(tenant, &event.event_id).await? {
-                        Some(stored) => event_json(&stored, "duplicate"),
-                        None => event_json(event, "duplicate"),
-                    },
+                    RecordOutcome::Duplicate => {
+                        match self.store.get_event(tenant, &event.event_id).await? {
+                            Some(stored) => event_json(&stored, "duplicate"),
+                            None => event_json(event, "duplicate"),
+                        }
+                    }
                     RecordOutcome::Conflict => json!({
                         "event_id": event.event_id,
                         "status": "conflict",
@@ -89,9 +116,19 @@ impl Meter {
     }
 }
 
-fn to_event(tenant: &crate::domain::TenantId, input: &EventInput, outcome: &PriceOutcome, period: Period, now: chrono::DateTime<chrono::Utc>) -> UsageEvent {
+fn to_event(
+    tenant: &crate::domain::TenantId,
+    input: &EventInput,
+    outcome: &PriceOutcome,
+    period: Period,
+    now: chrono::DateTime<chrono::Utc>,
+) -> UsageEvent {
     let (cost_usd, price_version) = match outcome {
-        PriceOutcome::Priced { cost_usd, version_id, .. } => (Some(*cost_usd), Some(version_id.clone())),
+        PriceOutcome::Priced {
+            cost_usd,
+            version_id,
+            ..
+        } => (Some(*cost_usd), Some(version_id.clone())),
         PriceOutcome::Unpriced { .. } => (None, None),
     };
     UsageEvent {

@@ -60,12 +60,17 @@ struct TtlCache<K, V> {
 
 impl<K: std::hash::Hash + Eq + Clone, V> TtlCache<K, V> {
     fn new() -> Self {
-        Self { entries: Mutex::new(HashMap::new()) }
+        Self {
+            entries: Mutex::new(HashMap::new()),
+        }
     }
 
     fn get(&self, key: &K) -> Option<Arc<V>> {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries.get(key).filter(|c| c.at.elapsed() < CACHE_TTL).map(|c| c.value.clone())
+        entries
+            .get(key)
+            .filter(|c| c.at.elapsed() < CACHE_TTL)
+            .map(|c| c.value.clone())
     }
 
     fn put(&self, key: K, value: V) -> Arc<V> {
@@ -74,12 +79,21 @@ impl<K: std::hash::Hash + Eq + Clone, V> TtlCache<K, V> {
         if entries.len() > 10_000 {
             entries.retain(|_, c| c.at.elapsed() < CACHE_TTL);
         }
-        entries.insert(key, Cached { at: Instant::now(), value: value.clone() });
+        entries.insert(
+            key,
+            Cached {
+                at: Instant::now(),
+                value: value.clone(),
+            },
+        );
         value
     }
 
     fn forget(&self, key: &K) {
-        self.entries.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+        self.entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
     }
 }
 
@@ -98,7 +112,11 @@ impl Meter {
         Self::with_clock(store, publisher, Arc::new(Utc::now))
     }
 
-    pub fn with_clock(store: Arc<dyn Store>, publisher: Arc<dyn AlertPublisher>, clock: Clock) -> Self {
+    pub fn with_clock(
+        store: Arc<dyn Store>,
+        publisher: Arc<dyn AlertPublisher>,
+        clock: Clock,
+    ) -> Self {
         Self {
             store,
             publisher,
@@ -126,7 +144,11 @@ impl Meter {
                 None => return Err(ApiError::Unauthorized),
             },
         };
-        Ok(Caller { tenant: record.tenant.clone(), role: record.role, key_prefix: record.prefix.clone() })
+        Ok(Caller {
+            tenant: record.tenant.clone(),
+            role: record.role,
+            key_prefix: record.prefix.clone(),
+        })
     }
 
     /// The tenant's plans (cached).
@@ -144,13 +166,21 @@ impl Meter {
     }
 
     /// The plan a user is on: the subscription's, or the tenant's `free` plan.
-    pub async fn plan_of(&self, tenant: &TenantId, sub: Option<&Subscription>) -> Result<Plan, ApiError> {
+    pub async fn plan_of(
+        &self,
+        tenant: &TenantId,
+        sub: Option<&Subscription>,
+    ) -> Result<Plan, ApiError> {
         let name = sub.map_or_else(PlanName::free, |s| s.plan.clone());
         let plans = self.plans(tenant).await?;
-        plans.iter().find(|p| p.name == name).cloned().ok_or_else(|| {
-            tracing::error!(tenant = %tenant, plan = %name, "the user's plan does not exist");
-            ApiError::NotFound("plan")
-        })
+        plans
+            .iter()
+            .find(|p| p.name == name)
+            .cloned()
+            .ok_or_else(|| {
+                tracing::error!(tenant = %tenant, plan = %name, "the user's plan does not exist");
+                ApiError::NotFound("plan")
+            })
     }
 
     async fn stored_catalog(&self, scope: Option<&TenantId>) -> Result<Arc<Catalog>, ApiError> {
@@ -163,7 +193,9 @@ impl Meter {
         for v in raw {
             match serde_json::from_value::<PriceVersion>(v) {
                 Ok(v) => versions.push(v),
-                Err(e) => tracing::error!(error = %e, "skipping a stored price version that does not parse"),
+                Err(e) => {
+                    tracing::error!(error = %e, "skipping a stored price version that does not parse")
+                }
             }
         }
         let catalog = Catalog::from_versions(versions).map_err(|e| {
@@ -210,5 +242,7 @@ pub fn period_at(sub: Option<&Subscription>, at: DateTime<Utc>) -> Result<Period
 /// The start of the period containing `at`, for store reads that pick a period
 /// (an instant outside the calendar's range falls back to `at` itself and reads zeros).
 pub fn period_start_at(sub: Option<&Subscription>, at: DateTime<Utc>) -> DateTime<Utc> {
-    schedule_of(sub).period_containing(at).map_or(at, |p| p.start)
+    schedule_of(sub)
+        .period_containing(at)
+        .map_or(at, |p| p.start)
 }

@@ -35,15 +35,24 @@ pub fn projected_cost(cost: Decimal, period: &Period, now: DateTime<Utc>) -> Opt
     if elapsed < 3600 || total <= 0 {
         return None;
     }
-    cost.checked_mul(Decimal::from(total))?.checked_div(Decimal::from(elapsed))
+    cost.checked_mul(Decimal::from(total))?
+        .checked_div(Decimal::from(elapsed))
 }
 
 impl Meter {
     /// Stores (once) and publishes every alert the user's usage in the period starting at
     /// `period_start` now calls for.
-    pub async fn raise_alerts(&self, tenant: &TenantId, user: &UserId, period_start: DateTime<Utc>) -> Result<usize, ApiError> {
+    pub async fn raise_alerts(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        period_start: DateTime<Utc>,
+    ) -> Result<usize, ApiError> {
         let now = self.now();
-        let state = self.store.get_user_usage(tenant, user, &|_| period_start).await?;
+        let state = self
+            .store
+            .get_user_usage(tenant, user, &|_| period_start)
+            .await?;
         let plan = self.plan_of(tenant, state.subscription.as_ref()).await?;
         let period = super::period_at(state.subscription.as_ref(), period_start)?;
         let mut due: Vec<Alert> = Vec::new();
@@ -58,19 +67,51 @@ impl Meter {
                     continue;
                 }
                 if used * Decimal::ONE_HUNDRED >= limit * Decimal::from(t) {
-                    due.push(alerts::threshold_alert(tenant, user, period.start, metric, t, used, *limit, now));
+                    due.push(alerts::threshold_alert(
+                        tenant,
+                        user,
+                        period.start,
+                        metric,
+                        t,
+                        used,
+                        *limit,
+                        now,
+                    ));
                 }
             }
         }
-        let unpriced: u64 = state.usage.by_provider.values().map(|u| u.unpriced_calls).sum();
+        let unpriced: u64 = state
+            .usage
+            .by_provider
+            .values()
+            .map(|u| u.unpriced_calls)
+            .sum();
         if unpriced > 0 && !state.fired_alerts.contains(alerts::UNPRICED_KEY) {
-            due.push(alerts::unpriced_alert(tenant, user, period.start, unpriced, now));
+            due.push(alerts::unpriced_alert(
+                tenant,
+                user,
+                period.start,
+                unpriced,
+                now,
+            ));
         }
-        if let Some(cap) = plan.limits.0.get(&Metric::CostUsd).filter(|c| **c > Decimal::ZERO) {
+        if let Some(cap) = plan
+            .limits
+            .0
+            .get(&Metric::CostUsd)
+            .filter(|c| **c > Decimal::ZERO)
+        {
             let cost = recorded_amount(&Metric::CostUsd, &state.usage);
             if let Some(projected) = projected_cost(cost, &period, now) {
                 if projected > *cap && !state.fired_alerts.contains(alerts::PROJECTION_KEY) {
-                    due.push(alerts::projection_alert(tenant, user, period.start, projected, *cap, now));
+                    due.push(alerts::projection_alert(
+                        tenant,
+                        user,
+                        period.start,
+                        projected,
+                        *cap,
+                        now,
+                    ));
                 }
             }
         }
@@ -88,7 +129,11 @@ impl Meter {
     /// the outbox for the aggregation to retry.
     pub async fn deliver(&self, alert: &Alert) -> bool {
         match self.publisher.publish(&OutboxMessage::from(alert)).await {
-            Ok(()) => match self.store.mark_alert_published(&alert.tenant, &alert.id).await {
+            Ok(()) => match self
+                .store
+                .mark_alert_published(&alert.tenant, &alert.id)
+                .await
+            {
                 Ok(()) => true,
                 Err(e) => {
                     tracing::warn!(error = %e, alert = %alert.id, "published but not marked; it may be delivered again");

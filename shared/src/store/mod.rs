@@ -62,7 +62,9 @@ pub struct Guard {
 pub enum ReserveOutcome {
     Reserved,
     /// A guard failed at write time; nothing was held.
-    Denied { metric: Metric },
+    Denied {
+        metric: Metric,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,7 +113,11 @@ pub type PeriodPicker<'a> = &'a (dyn Fn(Option<&Subscription>) -> DateTime<Utc> 
 #[async_trait]
 pub trait TenantStore: Send + Sync {
     /// Records the tenant; `true` if it did not exist (the caller then bootstraps its plans).
-    async fn create_tenant_if_absent(&self, tenant: &TenantId, at: DateTime<Utc>) -> StoreResult<bool>;
+    async fn create_tenant_if_absent(
+        &self,
+        tenant: &TenantId,
+        at: DateTime<Utc>,
+    ) -> StoreResult<bool>;
     async fn put_api_key(&self, key: &ApiKeyRecord) -> StoreResult<()>;
     async fn get_api_key(&self, hash: &str) -> StoreResult<Option<ApiKeyRecord>>;
 }
@@ -123,37 +129,86 @@ pub trait CatalogStore: Send + Sync {
     async fn list_plans(&self, tenant: &TenantId) -> StoreResult<Vec<Plan>>;
     /// Adds a price version (its JSON form, keyed by its id); `scope` None = the shared
     /// catalog, Some = one tenant's own versions. Re-putting the same id replaces it.
-    async fn put_price_version(&self, scope: Option<&TenantId>, id: &str, json: &serde_json::Value) -> StoreResult<()>;
-    async fn list_price_versions(&self, scope: Option<&TenantId>) -> StoreResult<Vec<serde_json::Value>>;
+    async fn put_price_version(
+        &self,
+        scope: Option<&TenantId>,
+        id: &str,
+        json: &serde_json::Value,
+    ) -> StoreResult<()>;
+    async fn list_price_versions(
+        &self,
+        scope: Option<&TenantId>,
+    ) -> StoreResult<Vec<serde_json::Value>>;
 }
 
 #[async_trait]
 pub trait SubscriptionStore: Send + Sync {
-    async fn get_subscription(&self, tenant: &TenantId, user: &UserId) -> StoreResult<Option<Subscription>>;
+    async fn get_subscription(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+    ) -> StoreResult<Option<Subscription>>;
     /// Writes `sub` if the stored version is `expected_version` (`None`: must not exist);
     /// otherwise `VersionConflict`. The stored version becomes `sub.version`.
-    async fn put_subscription(&self, sub: &Subscription, expected_version: Option<u64>) -> StoreResult<()>;
+    async fn put_subscription(
+        &self,
+        sub: &Subscription,
+        expected_version: Option<u64>,
+    ) -> StoreResult<()>;
     /// All subscriptions, in pages (for the aggregation pass).
-    async fn list_subscriptions(&self, cursor: Option<String>, limit: usize) -> StoreResult<Page<Subscription>>;
+    async fn list_subscriptions(
+        &self,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> StoreResult<Page<Subscription>>;
 }
 
 #[async_trait]
 pub trait UsageStore: Send + Sync {
     /// The user's subscription and the usage of the period `pick` chooses from it.
-    async fn get_user_usage(&self, tenant: &TenantId, user: &UserId, pick: PeriodPicker<'_>) -> StoreResult<UserUsage>;
+    async fn get_user_usage(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        pick: PeriodPicker<'_>,
+    ) -> StoreResult<UserUsage>;
     /// Usage of the given periods (by start), in the same order; zeros where nothing was recorded.
-    async fn get_period_usage(&self, tenant: &TenantId, user: &UserId, starts: &[DateTime<Utc>]) -> StoreResult<Vec<PeriodUsage>>;
+    async fn get_period_usage(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        starts: &[DateTime<Utc>],
+    ) -> StoreResult<Vec<PeriodUsage>>;
     /// Daily rollups of `[from, to]` (inclusive), only days with usage, oldest first.
-    async fn daily_usage(&self, tenant: &TenantId, user: &UserId, from: NaiveDate, to: NaiveDate) -> StoreResult<Vec<DailyUsage>>;
+    async fn daily_usage(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> StoreResult<Vec<DailyUsage>>;
     /// Records events of one (tenant, user): each all-or-nothing, idempotent by `event_id`.
     /// Outcomes are in input order.
     async fn record_events(&self, events: &[UsageEvent]) -> StoreResult<Vec<RecordOutcome>>;
-    async fn get_event(&self, tenant: &TenantId, event_id: &crate::domain::EventId) -> StoreResult<Option<UsageEvent>>;
+    async fn get_event(
+        &self,
+        tenant: &TenantId,
+        event_id: &crate::domain::EventId,
+    ) -> StoreResult<Option<UsageEvent>>;
     /// Holds `reservation.held` in its period's counters if every guard holds.
-    async fn reserve(&self, reservation: &Reservation, guards: &[Guard]) -> StoreResult<ReserveOutcome>;
-    async fn get_reservation(&self, tenant: &TenantId, id: &str) -> StoreResult<Option<Reservation>>;
+    async fn reserve(
+        &self,
+        reservation: &Reservation,
+        guards: &[Guard],
+    ) -> StoreResult<ReserveOutcome>;
+    async fn get_reservation(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> StoreResult<Option<Reservation>>;
     /// Returns a held reservation's usage to its counters. Idempotent.
-    async fn release_reservation(&self, tenant: &TenantId, id: &str) -> StoreResult<ReleaseOutcome>;
+    async fn release_reservation(&self, tenant: &TenantId, id: &str)
+        -> StoreResult<ReleaseOutcome>;
     /// Expires up to `limit` held reservations whose `expires_at <= now`, returning their
     /// holds; returns how many it expired.
     async fn expire_reservations(&self, now: DateTime<Utc>, limit: usize) -> StoreResult<usize>;
@@ -165,7 +220,13 @@ pub trait AlertStore: Send + Sync {
     /// `true` if this call stored it.
     async fn create_alert_once(&self, alert: &Alert) -> StoreResult<bool>;
     /// Newest first, at most `limit`; and the number of all unread alerts of the user.
-    async fn list_alerts(&self, tenant: &TenantId, user: &UserId, unread_only: bool, limit: usize) -> StoreResult<(Vec<Alert>, u64)>;
+    async fn list_alerts(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        unread_only: bool,
+        limit: usize,
+    ) -> StoreResult<(Vec<Alert>, u64)>;
     /// `false` if no such alert belongs to the tenant. Idempotent.
     async fn mark_alert_read(&self, tenant: &TenantId, alert_id: &str) -> StoreResult<bool>;
     /// Alerts not yet accepted by the alert port (the outbox), oldest first.
@@ -182,8 +243,15 @@ pub trait InvoiceStore: Send + Sync {
 }
 
 /// Everything the service needs from storage.
-pub trait Store: TenantStore + CatalogStore + SubscriptionStore + UsageStore + AlertStore + InvoiceStore {}
+pub trait Store:
+    TenantStore + CatalogStore + SubscriptionStore + UsageStore + AlertStore + InvoiceStore
+{
+}
 
-impl<T: TenantStore + CatalogStore + SubscriptionStore + UsageStore + AlertStore + InvoiceStore> Store for T {}
+impl<
+        T: TenantStore + CatalogStore + SubscriptionStore + UsageStore + AlertStore + InvoiceStore,
+    > Store for T
+{
+}
 
 pub mod dynamo;
