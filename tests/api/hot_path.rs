@@ -59,7 +59,7 @@ async fn a_provider_the_plan_forbids_is_denied_with_details_and_retry_after() {
     assert_eq!(d["upgrade_to"], "basic");
     assert!(d["period_resets_at"].is_string());
     let retry: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
-    assert!(retry >= 1 && retry <= 31 * 24 * 3600);
+    assert!((1..=31 * 24 * 3600).contains(&retry));
 }
 
 #[tokio::test]

@@ -153,7 +153,7 @@ pub async fn same_event_id_with_other_content_is_a_conflict(store: Arc<dyn Store
     let (t, u) = (tenant(), user("carol"));
     let first = event(&t, &u, "dup-1", 100, "0.5");
     assert_eq!(
-        store.record_events(&[first.clone()]).await.unwrap(),
+        store.record_events(std::slice::from_ref(&first)).await.unwrap(),
         vec![RecordOutcome::Recorded]
     );
     let before = march_usage(&store, &t, &u).await;
@@ -207,7 +207,7 @@ pub async fn settling_adjusts_counters_by_actual_minus_held(store: Arc<dyn Store
     let mut e = event(&t, &u, "settle-1", 400, "0.1");
     e.reservation_id = Some(r.id.clone());
     assert_eq!(
-        store.record_events(&[e.clone()]).await.unwrap(),
+        store.record_events(std::slice::from_ref(&e)).await.unwrap(),
         vec![RecordOutcome::Recorded]
     );
 

@@ -140,16 +140,50 @@ fn describe(metric: &Metric) -> (String, &'static str) {
     }
 }
 
+/// Whose alert, for which period, raised when.
+#[derive(Debug, Clone, Copy)]
+pub struct AlertScope<'a> {
+    pub tenant: &'a TenantId,
+    pub user: &'a UserId,
+    pub period_start: DateTime<Utc>,
+    pub now: DateTime<Utc>,
+}
+
+impl AlertScope<'_> {
+    fn alert(
+        &self,
+        key: String,
+        metric: Option<String>,
+        threshold: Option<u8>,
+        severity: Severity,
+        title: String,
+        message: String,
+    ) -> Alert {
+        Alert {
+            id: uuid::Uuid::now_v7().to_string(),
+            tenant: self.tenant.clone(),
+            user: self.user.clone(),
+            period_start: self.period_start,
+            key,
+            metric,
+            threshold,
+            severity,
+            title,
+            message,
+            created_at: self.now,
+            read: false,
+            published: false,
+        }
+    }
+}
+
 /// A new alert for `metric` reaching `threshold` % of `limit` with `used`.
 pub fn threshold_alert(
-    tenant: &TenantId,
-    user: &UserId,
-    period_start: DateTime<Utc>,
+    scope: AlertScope<'_>,
     metric: &Metric,
     threshold: u8,
     used: Decimal,
     limit: Decimal,
-    now: DateTime<Utc>,
 ) -> Alert {
     let (what, unit) = describe(metric);
     let severity = severity_for(threshold);
@@ -171,79 +205,43 @@ pub fn threshold_alert(
             limit.normalize()
         )
     };
-    Alert {
-        id: uuid::Uuid::now_v7().to_string(),
-        tenant: tenant.clone(),
-        user: user.clone(),
-        period_start,
-        key: threshold_key(metric, threshold),
-        metric: Some(metric.to_string()),
-        threshold: Some(threshold),
+    scope.alert(
+        threshold_key(metric, threshold),
+        Some(metric.to_string()),
+        Some(threshold),
         severity,
         title,
         message,
-        created_at: now,
-        read: false,
-        published: false,
-    }
+    )
 }
 
 /// A new alert saying that the period has usage without a price in force.
-pub fn unpriced_alert(
-    tenant: &TenantId,
-    user: &UserId,
-    period_start: DateTime<Utc>,
-    unpriced_calls: u64,
-    now: DateTime<Utc>,
-) -> Alert {
-    Alert {
-        id: uuid::Uuid::now_v7().to_string(),
-        tenant: tenant.clone(),
-        user: user.clone(),
-        period_start,
-        key: UNPRICED_KEY.to_owned(),
-        metric: None,
-        threshold: None,
-        severity: Severity::Warning,
-        title: "Usage without a price".to_owned(),
-        message: format!(
-            "{unpriced_calls} call(s) this period have no price in force; they are counted and will be priced once a price exists"
-        ),
-        created_at: now,
-        read: false,
-        published: false,
-    }
+pub fn unpriced_alert(scope: AlertScope<'_>, unpriced_calls: u64) -> Alert {
+    scope.alert(
+        UNPRICED_KEY.to_owned(),
+        None,
+        None,
+        Severity::Warning,
+        "Usage without a price".to_owned(),
+        format!("{unpriced_calls} call(s) this period have no price in force; they are counted and will be priced once a price exists"),
+    )
 }
 
 /// A new alert saying that the projected cost of the period passes the cap.
-pub fn projection_alert(
-    tenant: &TenantId,
-    user: &UserId,
-    period_start: DateTime<Utc>,
-    projected: Decimal,
-    cap: Decimal,
-    now: DateTime<Utc>,
-) -> Alert {
-    Alert {
-        id: uuid::Uuid::now_v7().to_string(),
-        tenant: tenant.clone(),
-        user: user.clone(),
-        period_start,
-        key: PROJECTION_KEY.to_owned(),
-        metric: Some(Metric::CostUsd.to_string()),
-        threshold: None,
-        severity: Severity::Warning,
-        title: "Projected cost passes the cap".to_owned(),
-        message: format!(
+pub fn projection_alert(scope: AlertScope<'_>, projected: Decimal, cap: Decimal) -> Alert {
+    scope.alert(
+        PROJECTION_KEY.to_owned(),
+        Some(Metric::CostUsd.to_string()),
+        None,
+        Severity::Warning,
+        "Projected cost passes the cap".to_owned(),
+        format!(
             "At the current rate this period will cost about ${}, past the ${} cap",
             projected
                 .round_dp_with_strategy(2, rust_decimal::RoundingStrategy::MidpointAwayFromZero),
             cap.normalize()
         ),
-        created_at: now,
-        read: false,
-        published: false,
-    }
+    )
 }
 
 #[cfg(test)]
@@ -264,16 +262,13 @@ mod tests {
         let u = UserId::parse("u").unwrap();
         let m = Metric::Calls(Some(ProviderId::parse("gemini").unwrap()));
         let now = Utc::now();
-        let a = threshold_alert(
-            &t,
-            &u,
+        let scope = AlertScope {
+            tenant: &t,
+            user: &u,
+            period_start: now,
             now,
-            &m,
-            80,
-            Decimal::from(800),
-            Decimal::from(1000),
-            now,
-        );
+        };
+        let a = threshold_alert(scope, &m, 80, Decimal::from(800), Decimal::from(1000));
         assert_eq!(a.key, "calls:gemini@80");
         assert_eq!(a.title, "API usage notice - gemini");
         assert_eq!(

@@ -55,6 +55,12 @@ impl Meter {
             .await?;
         let plan = self.plan_of(tenant, state.subscription.as_ref()).await?;
         let period = super::period_at(state.subscription.as_ref(), period_start)?;
+        let scope = alerts::AlertScope {
+            tenant,
+            user,
+            period_start: period.start,
+            now,
+        };
         let mut due: Vec<Alert> = Vec::new();
         for (metric, limit) in &plan.limits.0 {
             if *limit <= Decimal::ZERO {
@@ -67,16 +73,7 @@ impl Meter {
                     continue;
                 }
                 if used * Decimal::ONE_HUNDRED >= limit * Decimal::from(t) {
-                    due.push(alerts::threshold_alert(
-                        tenant,
-                        user,
-                        period.start,
-                        metric,
-                        t,
-                        used,
-                        *limit,
-                        now,
-                    ));
+                    due.push(alerts::threshold_alert(scope, metric, t, used, *limit));
                 }
             }
         }
@@ -87,13 +84,7 @@ impl Meter {
             .map(|u| u.unpriced_calls)
             .sum();
         if unpriced > 0 && !state.fired_alerts.contains(alerts::UNPRICED_KEY) {
-            due.push(alerts::unpriced_alert(
-                tenant,
-                user,
-                period.start,
-                unpriced,
-                now,
-            ));
+            due.push(alerts::unpriced_alert(scope, unpriced));
         }
         if let Some(cap) = plan
             .limits
@@ -104,14 +95,7 @@ impl Meter {
             let cost = recorded_amount(&Metric::CostUsd, &state.usage);
             if let Some(projected) = projected_cost(cost, &period, now) {
                 if projected > *cap && !state.fired_alerts.contains(alerts::PROJECTION_KEY) {
-                    due.push(alerts::projection_alert(
-                        tenant,
-                        user,
-                        period.start,
-                        projected,
-                        *cap,
-                        now,
-                    ));
+                    due.push(alerts::projection_alert(scope, projected, *cap));
                 }
             }
         }
