@@ -153,7 +153,10 @@ pub async fn same_event_id_with_other_content_is_a_conflict(store: Arc<dyn Store
     let (t, u) = (tenant(), user("carol"));
     let first = event(&t, &u, "dup-1", 100, "0.5");
     assert_eq!(
-        store.record_events(std::slice::from_ref(&first)).await.unwrap(),
+        store
+            .record_events(std::slice::from_ref(&first))
+            .await
+            .unwrap(),
         vec![RecordOutcome::Recorded]
     );
     let before = march_usage(&store, &t, &u).await;
