@@ -198,11 +198,13 @@ impl Meter {
                 created_at: now,
                 expires_at: now + Duration::seconds(input.reservation_ttl_seconds as i64),
             };
-            match self
-                .store
-                .reserve(&reservation, &guards_for(&plan.limits, &req))
-                .await?
-            {
+            let outcome = {
+                let _gate = self.gate(tenant, &input.user).await;
+                self.store
+                    .reserve(&reservation, &guards_for(&plan.limits, &req))
+                    .await?
+            };
+            match outcome {
                 ReserveOutcome::Reserved => {
                     let entry = usage.by_provider.entry(provider.clone()).or_default();
                     entry.held = add_tally(&entry.held, &held);
@@ -262,10 +264,14 @@ impl Meter {
     /// Frees a held reservation; idempotent. Another tenant's id answers 404.
     #[tracing::instrument(skip_all, fields(tenant = %caller.tenant))]
     pub async fn release(&self, caller: &Caller, id: &str) -> Result<Value, ApiError> {
-        if Reservation::user_of_id(id).is_none() {
+        let Some(user) = Reservation::user_of_id(id) else {
             return Err(ApiError::NotFound("reservation"));
-        }
-        let status = match self.store.release_reservation(&caller.tenant, id).await? {
+        };
+        let outcome = {
+            let _gate = self.gate(&caller.tenant, &user).await;
+            self.store.release_reservation(&caller.tenant, id).await?
+        };
+        let status = match outcome {
             ReleaseOutcome::Released => "released",
             ReleaseOutcome::AlreadyClosed(s) => reservation_status_name(s),
             ReleaseOutcome::NotFound => return Err(ApiError::NotFound("reservation")),

@@ -76,7 +76,10 @@ impl Meter {
         for (user, indices) in &by_user {
             let batch: Vec<UsageEvent> =
                 indices.iter().filter_map(|&i| events[i].clone()).collect();
-            let outcomes = self.store.record_events(&batch).await?;
+            let outcomes = {
+                let _gate = self.gate(tenant, user).await;
+                self.store.record_events(&batch).await?
+            };
             let mut touched: Vec<Period> = Vec::new();
             for ((&i, event), outcome) in indices.iter().zip(&batch).zip(outcomes) {
                 results[i] = match outcome {

@@ -9,7 +9,7 @@ use std::time::{Duration as StdDuration, Instant};
 use chrono::{DateTime, Utc};
 
 use crate::alerts::AlertPublisher;
-use crate::domain::{ApiKeyRecord, PlanName, Role, Subscription, TenantId};
+use crate::domain::{ApiKeyRecord, PlanName, Role, Subscription, TenantId, UserId};
 use crate::http::ApiError;
 use crate::limits::Plan;
 use crate::periods::{Period, Schedule};
@@ -97,6 +97,33 @@ impl<K: std::hash::Hash + Eq + Clone, V> TtlCache<K, V> {
     }
 }
 
+/// Serializes this process's writes for one user (striped by a hash of tenant and user).
+///
+/// Correctness never depends on it: every limit comparison and every once-only rule is
+/// enforced inside the store's own atomic write, so a fleet of processes is safe. The gate
+/// only keeps one process's concurrent writes for the same user from racing each other in
+/// the store (fewer DynamoDB transaction conflicts and retries on the user's hot item), and
+/// it keeps a single server correct on an emulator whose writes are not atomic.
+struct UserGates {
+    stripes: Vec<tokio::sync::Mutex<()>>,
+}
+
+impl UserGates {
+    fn new(n: usize) -> Self {
+        Self {
+            stripes: (0..n).map(|_| tokio::sync::Mutex::new(())).collect(),
+        }
+    }
+
+    async fn lock(&self, tenant: &TenantId, user: &UserId) -> tokio::sync::MutexGuard<'_, ()> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (tenant, user).hash(&mut h);
+        let i = (h.finish() % self.stripes.len() as u64) as usize;
+        self.stripes[i].lock().await
+    }
+}
+
 /// The service: ports, caches and the clock.
 pub struct Meter {
     pub store: Arc<dyn Store>,
@@ -105,6 +132,7 @@ pub struct Meter {
     keys: TtlCache<String, ApiKeyRecord>,
     plans: TtlCache<TenantId, Vec<Plan>>,
     catalogs: TtlCache<Option<TenantId>, Catalog>,
+    gates: UserGates,
 }
 
 impl Meter {
@@ -124,11 +152,21 @@ impl Meter {
             keys: TtlCache::new(),
             plans: TtlCache::new(),
             catalogs: TtlCache::new(),
+            gates: UserGates::new(256),
         }
     }
 
     pub fn now(&self) -> DateTime<Utc> {
         (self.clock)()
+    }
+
+    /// Holds this process's write gate for one user (see [`UserGates`]).
+    pub(crate) async fn gate(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+    ) -> tokio::sync::MutexGuard<'_, ()> {
+        self.gates.lock(tenant, user).await
     }
 
     /// The caller a bearer key belongs to, or 401.
