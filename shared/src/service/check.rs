@@ -216,7 +216,9 @@ impl Meter {
                         .store
                         .get_period_usage(tenant, &input.user, &[period.start])
                         .await?
-                        .remove(0);
+                        .into_iter()
+                        .next()
+                        .unwrap_or_default();
                     let v = match limits::decide(&plan.limits, &fresh, &req).map_err(overflow)? {
                         Decision::Denied(v) => v,
                         Decision::Allowed => return Err(ApiError::Unavailable),
