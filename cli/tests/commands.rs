@@ -1,0 +1,106 @@
+//! The operator commands, run as a user would run them.
+
+use std::process::Command;
+
+use meter_core::domain::{Role, TenantId};
+use meter_core::store::{CatalogStore, TenantStore};
+
+fn meter(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_meter"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn keys_create_prints_a_key_once_and_stores_only_its_hash_for_a_new_tenant() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("meter.db");
+    let (ok, stdout, stderr) = meter(&[
+        "keys",
+        "create",
+        "--tenant",
+        "acme",
+        "--role",
+        "service",
+        "--db",
+        db.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    let key = stdout.trim();
+    assert!(
+        key.starts_with("mk_") && key.len() == meter_core::auth::KEY_LEN,
+        "{stdout}"
+    );
+
+    let store = meter_core::store::sqlite::SqliteStore::open(&db).unwrap();
+    let record = store
+        .get_api_key(&meter_core::auth::hash_key(key))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (record.tenant.as_str(), record.role),
+        ("acme", Role::Service)
+    );
+    let raw = std::fs::read(&db).unwrap();
+    assert!(
+        !raw.windows(key.len()).any(|w| w == key.as_bytes()),
+        "the key itself is stored"
+    );
+    // A new tenant starts with the default plans.
+    let plans = store
+        .list_plans(&TenantId::parse("acme").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(plans.len(), 4);
+}
+
+#[test]
+fn plans_list_without_a_store_prints_the_shipped_defaults() {
+    let (ok, stdout, _) = meter(&["plans", "list"]);
+    assert!(ok);
+    let names: Vec<String> = stdout
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["name"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(names, ["free", "basic", "pro", "enterprise"]);
+}
+
+#[test]
+fn pricing_quote_answers_one_line_per_line_in_order() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_meter"))
+        .args(["pricing", "quote"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"{\"provider\":\"openai\",\"model\":\"gpt-4o\",\"input_tokens\":1000,\"output_tokens\":100}\nnot json\n{\"provider\":\"tavily\",\"searches\":2}\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[0]["cost_usd"], "0.0035");
+    assert!(lines[1]["error"]["code"].is_string());
+    assert_eq!(lines[2]["cost_usd"], "0.016");
+}

@@ -1,0 +1,67 @@
+//! `meter table create` and `meter serve --table` on the DynamoDB emulator.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use serde_json::{json, Value};
+
+const ADMIN_KEY: &str = "mk_table_test_admin_key_0123456789abcdef";
+
+#[tokio::test]
+async fn table_create_is_idempotent_and_serve_runs_on_the_table() {
+    assert!(
+        std::env::var("AWS_ENDPOINT_URL").is_ok(),
+        "run through scripts/with-moto (see README)"
+    );
+    let table = format!("meter-cli-{}", uuid::Uuid::new_v4().simple());
+    for _ in 0..2 {
+        let out = Command::new(env!("CARGO_BIN_EXE_meter"))
+            .args(["table", "create", "--table", &table])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_meter"))
+        .args(["serve", "--addr", "127.0.0.1:0", "--table", &table])
+        .env("METER_BOOTSTRAP_ADMIN_KEY", ADMIN_KEY)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let base = first
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap()
+        .to_owned();
+    std::thread::spawn(move || for _ in lines {});
+
+    let client = reqwest::Client::new();
+    let post = |path: &str, body: Value| {
+        client
+            .post(format!("{base}{path}"))
+            .bearer_auth(ADMIN_KEY)
+            .json(&body)
+            .send()
+    };
+    let r = post("/api/subscription/usage", json!({"event_id": "t-1", "user_id": "u", "provider": "gemini", "model": "gemini-2.5-flash", "input_tokens": 1000})).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["data"]["events"][0]["cost_usd"], "0.0003");
+    let r = post(
+        "/api/subscription/check",
+        json!({"user_id": "u", "provider": "gemini"}),
+    )
+    .await
+    .unwrap();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["data"]["remaining"]["calls:gemini"], 99);
+    let _ = child.kill();
+    let _ = child.wait();
+}
