@@ -223,3 +223,71 @@ async fn a_reservation_never_settled_is_released_by_the_sweep_after_its_ttl() {
         .await;
     assert_eq!(after.body["data"]["remaining"]["calls:gemini"], 100);
 }
+
+/// An alert port that refuses the first `failures` messages, then accepts and keeps them.
+struct FlakyPublisher {
+    failures: std::sync::atomic::AtomicUsize,
+    delivered: std::sync::Mutex<Vec<String>>,
+}
+
+#[async_trait::async_trait]
+impl meter_core::alerts::AlertPublisher for FlakyPublisher {
+    async fn publish(
+        &self,
+        m: &meter_core::alerts::OutboxMessage,
+    ) -> Result<(), meter_core::alerts::PublishError> {
+        use std::sync::atomic::Ordering;
+        if self.failures.load(Ordering::SeqCst) > 0 {
+            self.failures.fetch_sub(1, Ordering::SeqCst);
+            return Err(meter_core::alerts::PublishError("outage".into()));
+        }
+        self.delivered.lock().unwrap().push(m.id.clone());
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn an_alert_whose_publish_failed_stays_pending_and_is_delivered_once_by_the_sweep() {
+    let app = spawn_app().await;
+    let flaky = std::sync::Arc::new(FlakyPublisher {
+        failures: 3.into(),
+        delivered: Default::default(),
+    });
+    let meter = std::sync::Arc::new(meter_core::service::Meter::new(
+        app.store.clone(),
+        flaky.clone(),
+    ));
+    let router = meter_core::http::app(meter.clone());
+    let events: Vec<_> = (0..80).map(|i| json!({"event_id": format!("f-{i}"), "user_id": "kim", "provider": "gemini", "model": "gemini-2.5-flash", "input_tokens": 1})).collect();
+    let req = axum::http::Request::post("/api/subscription/usage")
+        .header("authorization", format!("Bearer {}", app.service_key))
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(
+            json!({ "events": events }).to_string(),
+        ))
+        .unwrap();
+    use tower::ServiceExt as _;
+    assert_eq!(router.oneshot(req).await.unwrap().status(), 200);
+
+    let user = meter_core::domain::UserId::parse("kim").unwrap();
+    let pending = app.store.unpublished_alerts(100).await.unwrap();
+    assert_eq!(
+        pending.iter().filter(|a| a.user == user).count(),
+        1,
+        "the 80 % alert waits in the outbox"
+    );
+    assert!(flaky.delivered.lock().unwrap().is_empty());
+
+    // Two more failures, then the port recovers: delivered exactly once.
+    for _ in 0..4 {
+        meter.sweep().await.unwrap();
+    }
+    assert_eq!(flaky.delivered.lock().unwrap().len(), 1);
+    assert!(app
+        .store
+        .unpublished_alerts(100)
+        .await
+        .unwrap()
+        .iter()
+        .all(|a| a.user != user));
+}
