@@ -129,6 +129,18 @@ fn gave_up(what: &str) -> StoreError {
     ))
 }
 
+fn first_condition_failed(reasons: &[CancellationReason]) -> bool {
+    reasons
+        .first()
+        .is_some_and(|r| reason_code(r) == "ConditionalCheckFailed")
+}
+
+fn any_condition_failed(reasons: &[CancellationReason]) -> bool {
+    reasons
+        .iter()
+        .any(|r| reason_code(r) == "ConditionalCheckFailed")
+}
+
 impl DynamoStore {
     async fn get_item(
         &self,
@@ -235,6 +247,26 @@ impl DynamoStore {
         Ok(TransactWriteItem::builder()
             .put(put.build().map_err(build_err)?)
             .build())
+    }
+
+    /// Runs a transaction whose conditions decide the outcome: `Ok(true)` when it
+    /// committed, `Ok(false)` when `decided` says a condition failed; any other
+    /// cancellation (a conflict with a concurrent transaction) is retried with backoff.
+    async fn conditional_transact(
+        &self,
+        what: &str,
+        decided: fn(&[CancellationReason]) -> bool,
+        build: impl Fn() -> StoreResult<Vec<TransactWriteItem>>,
+    ) -> StoreResult<bool> {
+        for attempt in 0..MAX_ATTEMPTS {
+            match self.transact(build()?).await {
+                Ok(()) => return Ok(true),
+                Err(TxError::Store(e)) => return Err(e),
+                Err(TxError::Canceled(reasons)) if decided(&reasons) => return Ok(false),
+                Err(TxError::Canceled(_)) => backoff(attempt).await,
+            }
+        }
+        Err(gave_up(what))
     }
 
     async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<(), TxError> {
@@ -685,30 +717,17 @@ impl DynamoStore {
         }
         u.add(keys::OPEN_HOLDS, n(-1)).remove(&attr);
         u.condition(|x| format!("attribute_exists({})", x.name(&attr)));
-        for attempt in 0..MAX_ATTEMPTS {
-            let tx = vec![
+        self.conditional_transact("closing a reservation", first_condition_failed, || {
+            Ok(vec![
                 self.tx_update(
                     keys::user_pk(&r.tenant, r.user.as_str()),
                     keys::STATE_SK,
                     &u,
                 )?,
                 self.tx_put(records::tombstone_item(r, status)?, false)?,
-            ];
-            match self.transact(tx).await {
-                Ok(()) => return Ok(true),
-                Err(TxError::Store(e)) => return Err(e),
-                Err(TxError::Canceled(reasons)) => {
-                    if reasons
-                        .first()
-                        .is_some_and(|r| reason_code(r) == "ConditionalCheckFailed")
-                    {
-                        return Ok(false);
-                    }
-                    backoff(attempt).await;
-                }
-            }
-        }
-        Err(gave_up("closing a reservation"))
+            ])
+        })
+        .await
     }
 
     async fn tombstone(
@@ -1157,30 +1176,17 @@ impl AlertStore for DynamoStore {
             let (f, k) = (x.name(&fired), x.value(s(alert.key.clone())));
             format!("attribute_not_exists({f}) OR NOT contains({f}, {k})")
         });
-        for attempt in 0..MAX_ATTEMPTS {
-            let tx = vec![
+        self.conditional_transact("creating an alert", any_condition_failed, || {
+            Ok(vec![
                 self.tx_put(records::alert_item(alert)?, true)?,
                 self.tx_update(
                     keys::user_pk(&alert.tenant, alert.user.as_str()),
                     keys::STATE_SK,
                     &u,
                 )?,
-            ];
-            match self.transact(tx).await {
-                Ok(()) => return Ok(true),
-                Err(TxError::Store(e)) => return Err(e),
-                Err(TxError::Canceled(reasons)) => {
-                    if reasons
-                        .iter()
-                        .any(|r| reason_code(r) == "ConditionalCheckFailed")
-                    {
-                        return Ok(false);
-                    }
-                    backoff(attempt).await;
-                }
-            }
-        }
-        Err(gave_up("creating an alert"))
+            ])
+        })
+        .await
     }
 
     async fn list_alerts(
@@ -1249,30 +1255,19 @@ impl AlertStore for DynamoStore {
         });
         let mut count = Update::new();
         count.add(keys::ALERTS_UNREAD, n(-1));
-        for attempt in 0..MAX_ATTEMPTS {
-            let tx = vec![
+        // A failed condition means it was marked read meanwhile: still a success.
+        self.conditional_transact("marking an alert read", first_condition_failed, || {
+            Ok(vec![
                 self.tx_update(pk.clone(), keys::ALERT_SK, &read)?,
                 self.tx_update(
                     keys::user_pk(tenant, alert.user.as_str()),
                     keys::STATE_SK,
                     &count,
                 )?,
-            ];
-            match self.transact(tx).await {
-                Ok(()) => return Ok(true),
-                Err(TxError::Store(e)) => return Err(e),
-                Err(TxError::Canceled(reasons)) => {
-                    if reasons
-                        .first()
-                        .is_some_and(|r| reason_code(r) == "ConditionalCheckFailed")
-                    {
-                        return Ok(true); // marked read meanwhile
-                    }
-                    backoff(attempt).await;
-                }
-            }
-        }
-        Err(gave_up("marking an alert read"))
+            ])
+        })
+        .await
+        .map(|_| true)
     }
 
     async fn unpublished_alerts(&self, limit: usize) -> StoreResult<Vec<Alert>> {
