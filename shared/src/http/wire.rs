@@ -174,12 +174,18 @@ const EVENT_FIELDS: &[&str] = &[
     "metadata",
 ];
 
-const TOKEN_FIELDS: [&str; 5] = [
+const COUNT_FIELDS: [&str; 11] = [
     "input_tokens",
     "output_tokens",
     "cached_input_tokens",
     "cache_write_tokens",
     "reasoning_tokens",
+    "requests",
+    "searches",
+    "images",
+    "pages",
+    "input_chars",
+    "output_chars",
 ];
 
 /// Validates one event of a batch at `now`; `Err` lists every problem of the event.
@@ -213,46 +219,25 @@ pub fn parse_event(value: &Value, now: DateTime<Utc>) -> Result<EventInput, Vec<
         }
     }
 
-    let explicit: Vec<Option<u64>> = TOKEN_FIELDS.iter().map(|n| f.count(n)).collect();
-    let any_explicit = TOKEN_FIELDS.iter().any(|n| f.raw(n).is_some());
-    let input_chars = f.count("input_chars");
-    let output_chars = f.count("output_chars");
-    let mut counts = UsageCounts {
-        requests: f.count("requests").unwrap_or(0),
-        searches: f.count("searches").unwrap_or(0),
-        images: f.count("images").unwrap_or(0),
-        pages: f.count("pages").unwrap_or(0),
-        ..UsageCounts::default()
-    };
+    // Bounds and types, field by field (every mistake reported at once) …
+    let errors_before = f.errors.len();
+    for name in COUNT_FIELDS {
+        f.count(name);
+    }
+    // … then the one normalisation `meter pricing quote` uses too: explicit token fields or
+    // the provider's `usage` object (not both); characters when a token count is missing.
+    let mut counts = UsageCounts::default();
     let mut estimated = false;
-    if let Some(usage) = f.raw("usage") {
-        if any_explicit {
-            f.error(
-                "usage",
-                "ambiguous_usage",
-                "give either the provider's usage object or token fields, not both",
-            );
-        }
-        match normalise::parse_usage(usage) {
-            Ok(c) => {
-                counts.input_tokens = c.input_tokens;
-                counts.output_tokens = c.output_tokens;
-                counts.cached_input_tokens = c.cached_input_tokens;
-                counts.cache_write_tokens = c.cache_write_tokens;
-                counts.reasoning_tokens = c.reasoning_tokens;
+    if f.errors.len() == errors_before {
+        if let Some(obj) = value.as_object() {
+            match normalise::event_counts(obj) {
+                Ok(c) => {
+                    counts = c.counts;
+                    estimated = c.estimated;
+                }
+                Err(e) => f.error("usage", e.code(), e.to_string()),
             }
-            Err(e) => f.error("usage", "invalid_usage", e.to_string()),
         }
-    } else if any_explicit {
-        counts.input_tokens = explicit[0].unwrap_or(0);
-        counts.output_tokens = explicit[1].unwrap_or(0);
-        counts.cached_input_tokens = explicit[2].unwrap_or(0);
-        counts.cache_write_tokens = explicit[3].unwrap_or(0);
-        counts.reasoning_tokens = explicit[4].unwrap_or(0);
-    } else if input_chars.is_some() || output_chars.is_some() {
-        counts.input_tokens = normalise::estimate_tokens(input_chars.unwrap_or(0));
-        counts.output_tokens = normalise::estimate_tokens(output_chars.unwrap_or(0));
-        estimated = true;
     }
     if counts
         .cached_input_tokens
