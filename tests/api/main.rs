@@ -4,3 +4,4 @@ mod bad_input;
 mod helpers;
 mod hot_path;
 mod logs;
+mod reads;

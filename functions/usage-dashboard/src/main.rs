@@ -1,20 +1,14 @@
-//! `usage-dashboard`: the read routes and admin writes. Wired to its router when the
-//! dashboard routes land; for now it starts, logs and answers every request with 404 JSON.
+//! `usage-dashboard`: the read routes and admin writes, as an AWS Lambda function behind
+//! the HTTP API. So far: GET /plans, GET /pricing, POST /pricing/quote,
+//! GET /alerts/{user_id}, POST /alerts/{alert_id}/mark-read.
+//! Configuration: TABLE_NAME, ALERT_TOPIC_ARN, RUST_LOG; AWS_ENDPOINT_URL for an emulator.
 
-use lambda_http::{service_fn, Body, Error, Request, Response};
-
-const NOT_YET: &str = r#"{"success":false,"error":{"code":"route_not_found","message":"no such route","details":{}}}"#;
+use std::sync::Arc;
 
 #[tokio::main]
-async fn main() -> Result<(), Error> {
+async fn main() -> Result<(), lambda_http::Error> {
     lambda_http::tracing::init_default_subscriber();
+    let meter = meter_core::service::env::meter_from_env().await?;
     tracing::info!(function = "usage-dashboard", "starting");
-    lambda_http::run(service_fn(|_req: Request| async {
-        let response = Response::builder()
-            .status(404)
-            .header("content-type", "application/json")
-            .body(Body::from(NOT_YET))?;
-        Ok::<_, Error>(response)
-    }))
-    .await
+    lambda_http::run(meter_core::http::dashboard_router(Arc::new(meter))).await
 }

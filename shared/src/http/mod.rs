@@ -7,4 +7,4 @@ pub mod routes;
 pub mod wire;
 
 pub use error::{ApiError, FieldError};
-pub use routes::{app, check_router, usage_router};
+pub use routes::{app, check_router, dashboard_router, usage_router};

@@ -2,15 +2,16 @@
 
 use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::response::Response;
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::Router;
 
 use super::error::ok;
 use super::extract::{Auth, JsonBody};
 use super::{wire, ApiError};
-use crate::domain::Role;
+use crate::domain::{ProviderId, Role, UserId};
 use crate::service::Meter;
 
 /// Largest accepted request body.
@@ -47,6 +48,111 @@ async fn usage(
     Ok(ok(meter.ingest(&caller, events).await?))
 }
 
+/// Query parameters, each allowed at most once and only from `allowed`.
+fn params(
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    allowed: &[&str],
+) -> Result<std::collections::BTreeMap<String, String>, ApiError> {
+    let Query(pairs) = query.map_err(|_| {
+        ApiError::bad_request("invalid_parameter", "the query string cannot be read")
+    })?;
+    let mut out = std::collections::BTreeMap::new();
+    for (k, v) in pairs {
+        if !allowed.contains(&k.as_str()) {
+            let shown: String = k.chars().take(64).collect();
+            return Err(ApiError::bad_request(
+                "unknown_parameter",
+                format!("unknown query parameter `{shown}`"),
+            ));
+        }
+        if out.insert(k.clone(), v).is_some() {
+            return Err(ApiError::bad_request(
+                "invalid_parameter",
+                format!("`{k}` is given twice"),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+fn path_user(raw: &str) -> Result<UserId, ApiError> {
+    UserId::parse(raw).map_err(|e| ApiError::bad_request("invalid_id", e.to_string()))
+}
+
+async fn plans(State(meter): State<Arc<Meter>>, Auth(caller): Auth) -> Result<Response, ApiError> {
+    caller.require(Role::Service)?;
+    Ok(ok(meter.list_plans(&caller).await?))
+}
+
+async fn pricing(
+    State(meter): State<Arc<Meter>>,
+    Auth(caller): Auth,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Service)?;
+    let p = params(query, &["provider"])?;
+    let provider = match p.get("provider") {
+        Some(raw) => Some(
+            ProviderId::parse(raw.as_str())
+                .map_err(|e| ApiError::bad_request("unknown_provider", e.to_string()))?,
+        ),
+        None => None,
+    };
+    Ok(ok(meter.pricing(&caller, provider.as_ref()).await?))
+}
+
+async fn quote(
+    State(meter): State<Arc<Meter>>,
+    Auth(caller): Auth,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Service)?;
+    Ok(ok(meter.quote(&caller, &body).await?))
+}
+
+async fn alerts(
+    State(meter): State<Arc<Meter>>,
+    Auth(caller): Auth,
+    Path(user): Path<String>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Service)?;
+    let user = path_user(&user)?;
+    let p = params(query, &["unread_only", "limit"])?;
+    let unread_only = match p.get("unread_only").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_parameter",
+                "`unread_only` must be true or false",
+            ))
+        }
+    };
+    let limit = match p.get("limit") {
+        None => 50,
+        Some(raw) => match raw.parse::<usize>() {
+            Ok(n) if (1..=100).contains(&n) => n,
+            _ => {
+                return Err(ApiError::bad_request(
+                    "invalid_parameter",
+                    "`limit` must be a whole number from 1 to 100",
+                ))
+            }
+        },
+    };
+    Ok(ok(meter.alerts(&caller, &user, unread_only, limit).await?))
+}
+
+async fn mark_read(
+    State(meter): State<Arc<Meter>>,
+    Auth(caller): Auth,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Service)?;
+    Ok(ok(meter.mark_alert_read(&caller, &id).await?))
+}
+
 async fn not_found() -> ApiError {
     ApiError::RouteNotFound
 }
@@ -77,6 +183,23 @@ fn usage_routes() -> Router<Arc<Meter>> {
     Router::new().route(&format!("{PREFIX}/usage"), post(usage))
 }
 
+fn dashboard_routes() -> Router<Arc<Meter>> {
+    Router::new()
+        .route(&format!("{PREFIX}/plans"), get(plans))
+        .route(&format!("{PREFIX}/pricing"), get(pricing))
+        .route(&format!("{PREFIX}/pricing/quote"), post(quote))
+        .route(&format!("{PREFIX}/alerts/{{user_id}}"), get(alerts))
+        .route(
+            &format!("{PREFIX}/alerts/{{alert_id}}/mark-read"),
+            post(mark_read),
+        )
+}
+
+/// `usage-dashboard`: the read routes (plans, pricing, quotes, alerts so far).
+pub fn dashboard_router(meter: Arc<Meter>) -> Router {
+    finish(dashboard_routes(), meter)
+}
+
 /// `limit-check`: POST /check and POST /reservations/{id}/release.
 pub fn check_router(meter: Arc<Meter>) -> Router {
     finish(check_routes(), meter)
@@ -89,5 +212,10 @@ pub fn usage_router(meter: Arc<Meter>) -> Router {
 
 /// Every route (`meter serve`).
 pub fn app(meter: Arc<Meter>) -> Router {
-    finish(check_routes().merge(usage_routes()), meter)
+    finish(
+        check_routes()
+            .merge(usage_routes())
+            .merge(dashboard_routes()),
+        meter,
+    )
 }

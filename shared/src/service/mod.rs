@@ -21,6 +21,7 @@ pub mod check;
 pub mod env;
 pub mod ingest;
 pub mod outbox;
+pub mod reads;
 
 /// The current time; replaceable in tests and for `meter aggregate --at`.
 pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
