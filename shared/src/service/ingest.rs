@@ -80,17 +80,12 @@ impl Meter {
                 let _gate = self.gate(tenant, user).await;
                 self.store.record_events(&batch).await?
             };
-            let mut touched: Vec<Period> = Vec::new();
+            // Starts of the periods that got new usage: their alerts are evaluated below.
+            let mut touched = std::collections::BTreeSet::new();
             for ((&i, event), outcome) in indices.iter().zip(&batch).zip(outcomes) {
                 results[i] = match outcome {
                     RecordOutcome::Recorded => {
-                        let sub_period = Period {
-                            start: event.period_start,
-                            end: event.period_start,
-                        };
-                        if !touched.iter().any(|p| p.start == sub_period.start) {
-                            touched.push(sub_period);
-                        }
+                        touched.insert(event.period_start);
                         event_json(event, "recorded")
                     }
                     RecordOutcome::Duplicate => {
@@ -106,10 +101,10 @@ impl Meter {
                     }),
                 };
             }
-            for period in touched {
-                if let Err(e) = self.raise_alerts(tenant, user, period.start).await {
-                    // The events are recorded; a missed alert is raised again by the next
-                    // event or the aggregation pass.
+            for period_start in touched {
+                if let Err(e) = self.raise_alerts(tenant, user, period_start).await {
+                    // The events are recorded; a missed alert is raised by the user's next
+                    // recorded event in that period (thresholds are levels, not edges).
                     tracing::warn!(error = %e, user = %user, "could not evaluate alerts after ingest");
                 }
             }
