@@ -15,8 +15,8 @@ pub struct Fields<'a> {
 }
 
 impl<'a> Fields<'a> {
-    /// `known` lists the accepted field names; any other field is an error.
-    pub fn new(value: &'a Value, prefix: &str, known: &[&str]) -> Result<Self, FieldError> {
+    /// `known` lists the accepted field names (in groups); any other field is an error.
+    pub fn new(value: &'a Value, prefix: &str, known: &[&[&str]]) -> Result<Self, FieldError> {
         let obj = value.as_object().ok_or_else(|| {
             FieldError::new(
                 prefix.trim_end_matches('.'),
@@ -26,7 +26,7 @@ impl<'a> Fields<'a> {
         })?;
         let mut errors = Vec::new();
         for name in obj.keys() {
-            if !known.contains(&name.as_str()) {
+            if !known.iter().any(|group| group.contains(&name.as_str())) {
                 let shown: String = name.chars().take(64).collect();
                 errors.push(FieldError::new(
                     format!("{prefix}{shown}"),
@@ -49,6 +49,11 @@ impl<'a> Fields<'a> {
     fn fail(&mut self, name: &str, code: &'static str, message: impl Into<String>) {
         let field = self.name(name);
         self.errors.push(FieldError::new(field, code, message));
+    }
+
+    /// The object being read.
+    pub fn map(&self) -> &'a Map<String, Value> {
+        self.obj
     }
 
     /// The raw value, `None` when absent or `null`.
@@ -165,7 +170,7 @@ impl<'a> Fields<'a> {
     ) -> Option<T> {
         let v = self.raw(name)?;
         let prefix = format!("{}{name}.", self.prefix);
-        match Fields::new(v, &prefix, known) {
+        match Fields::new(v, &prefix, &[known]) {
             Ok(mut inner) => {
                 let out = read(&mut inner);
                 self.errors.append(&mut inner.errors);

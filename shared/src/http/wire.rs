@@ -86,7 +86,7 @@ fn units(f: &mut Fields<'_>) -> Units {
 
 /// Validates a check body.
 pub fn parse_check(body: &Value) -> Result<CheckInput, ApiError> {
-    let mut f = Fields::new(body, "", CHECK_FIELDS).map_err(|e| ApiError::Invalid(vec![e]))?;
+    let mut f = Fields::new(body, "", &[CHECK_FIELDS]).map_err(|e| ApiError::Invalid(vec![e]))?;
     let user = f.id("user_id", true, UserId::parse);
     let provider = f.id("provider", false, ProviderId::parse);
     let model = f.id("model", false, ModelId::parse);
@@ -149,24 +149,13 @@ pub struct EventInput {
     pub fingerprint: String,
 }
 
+/// Fields of an event besides its usage.
 const EVENT_FIELDS: &[&str] = &[
     "event_id",
     "user_id",
     "provider",
     "model",
     "timestamp",
-    "input_tokens",
-    "output_tokens",
-    "cached_input_tokens",
-    "cache_write_tokens",
-    "reasoning_tokens",
-    "requests",
-    "searches",
-    "images",
-    "pages",
-    "usage",
-    "input_chars",
-    "output_chars",
     "endpoint",
     "status_code",
     "latency_ms",
@@ -174,7 +163,9 @@ const EVENT_FIELDS: &[&str] = &[
     "metadata",
 ];
 
-const COUNT_FIELDS: [&str; 11] = [
+/// Counts of an event (and of a quote), each an integer in 0..=10^12; with `usage` (the
+/// provider's own usage object) they are the fields that describe usage.
+pub const COUNT_FIELDS: [&str; 11] = [
     "input_tokens",
     "output_tokens",
     "cached_input_tokens",
@@ -188,9 +179,35 @@ const COUNT_FIELDS: [&str; 11] = [
     "output_chars",
 ];
 
+/// Reads the usage of an event or quote: bounds and types field by field (every mistake
+/// reported at once), then the one normalisation `meter pricing quote` uses too
+/// (`usage::normalise::event_counts`): explicit token fields or the provider's `usage`
+/// object (not both); characters when a token count is missing.
+pub fn read_counts(f: &mut Fields<'_>) -> normalise::EventCounts {
+    let errors_before = f.errors.len();
+    for name in COUNT_FIELDS {
+        f.count(name);
+    }
+    let none = normalise::EventCounts {
+        counts: UsageCounts::default(),
+        estimated: false,
+    };
+    if f.errors.len() != errors_before {
+        return none;
+    }
+    match normalise::event_counts(f.map()) {
+        Ok(c) => c,
+        Err(e) => {
+            f.error("usage", e.code(), e.to_string());
+            none
+        }
+    }
+}
+
 /// Validates one event of a batch at `now`; `Err` lists every problem of the event.
 pub fn parse_event(value: &Value, now: DateTime<Utc>) -> Result<EventInput, Vec<FieldError>> {
-    let mut f = Fields::new(value, "", EVENT_FIELDS).map_err(|e| vec![e])?;
+    let mut f =
+        Fields::new(value, "", &[EVENT_FIELDS, &COUNT_FIELDS, &["usage"]]).map_err(|e| vec![e])?;
     let event_id = f.id("event_id", true, EventId::parse);
     let user = f.id("user_id", true, UserId::parse);
     let provider = f.id("provider", false, ProviderId::parse);
@@ -219,26 +236,7 @@ pub fn parse_event(value: &Value, now: DateTime<Utc>) -> Result<EventInput, Vec<
         }
     }
 
-    // Bounds and types, field by field (every mistake reported at once) …
-    let errors_before = f.errors.len();
-    for name in COUNT_FIELDS {
-        f.count(name);
-    }
-    // … then the one normalisation `meter pricing quote` uses too: explicit token fields or
-    // the provider's `usage` object (not both); characters when a token count is missing.
-    let mut counts = UsageCounts::default();
-    let mut estimated = false;
-    if f.errors.len() == errors_before {
-        if let Some(obj) = value.as_object() {
-            match normalise::event_counts(obj) {
-                Ok(c) => {
-                    counts = c.counts;
-                    estimated = c.estimated;
-                }
-                Err(e) => f.error("usage", e.code(), e.to_string()),
-            }
-        }
-    }
+    let normalise::EventCounts { counts, estimated } = read_counts(&mut f);
     if counts
         .cached_input_tokens
         .saturating_add(counts.cache_write_tokens)

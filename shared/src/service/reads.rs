@@ -7,10 +7,9 @@ use serde_json::{json, Value};
 use super::check::metric_map;
 use super::{Caller, Meter};
 use crate::domain::{Alert, ProviderId, UserId};
-use crate::http::ApiError;
+use crate::http::{wire, ApiError};
 use crate::limits::Plan;
 use crate::pricing::{PriceOutcome, PriceVersion};
-use crate::usage::normalise;
 
 fn plan_json(p: &Plan) -> Value {
     json!({
@@ -55,23 +54,8 @@ pub fn alert_json(a: &Alert) -> Value {
     })
 }
 
-const QUOTE_FIELDS: &[&str] = &[
-    "provider",
-    "model",
-    "timestamp",
-    "input_tokens",
-    "output_tokens",
-    "cached_input_tokens",
-    "cache_write_tokens",
-    "reasoning_tokens",
-    "requests",
-    "searches",
-    "images",
-    "pages",
-    "usage",
-    "input_chars",
-    "output_chars",
-];
+/// Fields of a quote besides its usage (`wire::COUNT_FIELDS` and `usage`).
+const QUOTE_FIELDS: &[&str] = &["provider", "model", "timestamp"];
 
 impl Meter {
     /// GET /plans: the tenant's active plans, cheapest first.
@@ -117,24 +101,19 @@ impl Meter {
 
     /// POST /pricing/quote: the cost of a hypothetical event; nothing is recorded.
     pub async fn quote(&self, caller: &Caller, body: &Value) -> Result<Value, ApiError> {
-        let mut f = crate::http::fields::Fields::new(body, "", QUOTE_FIELDS)
-            .map_err(|e| ApiError::Invalid(vec![e]))?;
+        let mut f = crate::http::fields::Fields::new(
+            body,
+            "",
+            &[QUOTE_FIELDS, &wire::COUNT_FIELDS, &["usage"]],
+        )
+        .map_err(|e| ApiError::Invalid(vec![e]))?;
         let provider = f.id("provider", false, ProviderId::parse);
         let model = f.id("model", false, crate::domain::ModelId::parse);
         let at: DateTime<Utc> = f.timestamp("timestamp").unwrap_or_else(|| self.now());
-        for name in &QUOTE_FIELDS[3..] {
-            if *name != "usage" {
-                f.count(name);
-            }
-        }
+        let counts = wire::read_counts(&mut f);
         if !f.errors.is_empty() {
             return Err(ApiError::Invalid(f.errors));
         }
-        let obj = body
-            .as_object()
-            .ok_or_else(|| ApiError::invalid("", "invalid_type", "must be a JSON object"))?;
-        let counts = normalise::event_counts(obj)
-            .map_err(|e| ApiError::invalid("usage", e.code(), e.to_string()))?;
         let catalog = self.catalog(&caller.tenant).await?;
         let outcome = catalog
             .price(provider.as_ref(), model.as_ref(), at, &counts.counts)
