@@ -591,6 +591,7 @@ fn subscription(t: &TenantId, u: &UserId, anchor_day: u32) -> Subscription {
         status: SubscriptionStatus::Active,
         auto_renew: true,
         pending_plan: None,
+        prorations: Vec::new(),
         version: 1,
         updated_at: at(2025, 1, anchor_day, 0),
     }

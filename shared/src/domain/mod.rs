@@ -5,6 +5,6 @@ pub mod records;
 
 pub use ids::{EventId, IdError, ModelId, PlanName, ProviderId, TenantId, UserId};
 pub use records::{
-    Alert, ApiKeyRecord, Invoice, InvoiceStatus, LineItem, Reservation, ReservationStatus, Role,
-    Severity, Subscription, SubscriptionStatus, UsageEvent,
+    Alert, ApiKeyRecord, Invoice, InvoiceStatus, LineItem, Proration, Reservation,
+    ReservationStatus, Role, Severity, Subscription, SubscriptionStatus, UsageEvent,
 };

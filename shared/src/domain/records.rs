@@ -65,9 +65,27 @@ pub struct Subscription {
     pub auto_renew: bool,
     /// A downgrade scheduled for the next period start.
     pub pending_plan: Option<PlanName>,
+    /// Prorated charges of upgrades not yet invoiced; each is billed on the invoice of
+    /// the period it names, and the aggregation drops it once that invoice exists.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prorations: Vec<Proration>,
     /// Optimistic-concurrency version, bumped by every write.
     pub version: u64,
     pub updated_at: DateTime<Utc>,
+}
+
+/// The prorated price difference of a plan change, charged on the next invoice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proration {
+    /// Start of the limit period whose invoice carries the charge.
+    pub period_start: DateTime<Utc>,
+    /// When the change took effect.
+    pub at: DateTime<Utc>,
+    pub from_plan: PlanName,
+    pub to_plan: PlanName,
+    /// Exact (unrounded) amount; negative would be a credit (downgrades are not prorated).
+    #[serde(with = "rust_decimal::serde::str")]
+    pub amount_usd: Decimal,
 }
 
 /// One usage event as recorded: validated, normalised and priced.

@@ -123,6 +123,7 @@ fn subscription(u: &str, version: u64) -> Subscription {
         status: SubscriptionStatus::Active,
         auto_renew: true,
         pending_plan: None,
+        prorations: Vec::new(),
         version,
         updated_at: start,
     }
