@@ -5,6 +5,7 @@
 //! `scripts/with-moto` starts (the README's test command does both); without the feature the
 //! DynamoDB module is not built at all, so it can never be skipped silently.
 
+mod billing;
 mod fixtures;
 mod suite;
 
@@ -30,6 +31,24 @@ macro_rules! conformance {
             invoices_are_stored_once_per_period,
             tenants_are_isolated,
         );
+        conformance!(@billing $factory;
+            users_with_a_subscription_or_usage_are_listed_once,
+            closing_a_period_stores_one_invoice_and_moves_billed_to,
+            concurrent_closes_store_one_invoice,
+            a_close_over_a_stale_state_changes_nothing,
+            late_events_are_billed_once_as_adjustments,
+            repricing_moves_counters_rollups_and_adjustments_exactly,
+            job_cursors_round_trip,
+        );
+    };
+    (@billing $factory:path; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() {
+                let store = $factory().await;
+                crate::billing::$name(store).await;
+            }
+        )*
     };
     (@tests $factory:path; $($name:ident),* $(,)?) => {
         $(

@@ -107,6 +107,56 @@ pub struct Page<T> {
     pub next: Option<String>,
 }
 
+/// A user the aggregation visits: everyone with a subscription or recorded usage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRef {
+    pub tenant: TenantId,
+    pub user: UserId,
+    pub subscription: Option<Subscription>,
+}
+
+/// Usage recorded or re-priced for a period after it was invoiced, not yet billed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Adjustment {
+    /// How many changes (late events, re-priced events) it sums.
+    pub events: u64,
+    pub cost_usd: Decimal,
+}
+
+/// What closing one period of a user depends on, read together.
+///
+/// The billing rule every adapter keeps: `billed_to` is the end of the user's last invoiced
+/// period. A write that adds recorded usage or cost to a period starting before
+/// `billed_to` (a late event, a re-priced event) also adds it to `adjustments` of that
+/// period, atomically with the counters, so the next invoice bills it; the invoice of a
+/// closed period is never rewritten.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BillingState {
+    pub tenant: TenantId,
+    pub user: UserId,
+    pub billed_to: Option<DateTime<Utc>>,
+    /// The period being closed and its usage (recorded and held, as `get_period_usage`).
+    pub period_start: DateTime<Utc>,
+    pub usage: PeriodUsage,
+    /// Pending adjustments by the start of the period they belong to.
+    pub adjustments: std::collections::BTreeMap<DateTime<Utc>, Adjustment>,
+    /// Opaque: changes whenever `billed_to`, the period's recorded usage or the
+    /// adjustments change. [`InvoiceStore::close_period`] only succeeds on the same version.
+    pub version: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseOutcome {
+    /// The invoice is stored, `billed_to` moved to its period's end, the adjustments it
+    /// carries consumed.
+    Closed,
+    /// An invoice for that (tenant, user, period) already exists: nothing changed.
+    AlreadyInvoiced,
+    /// The billing state changed since it was read (a concurrent event or pass): nothing
+    /// changed; read it again.
+    Changed,
+}
+
 /// Picks the period a read is about, once the subscription is known.
 pub type PeriodPicker<'a> = &'a (dyn Fn(Option<&Subscription>) -> DateTime<Utc> + Send + Sync);
 
@@ -155,12 +205,9 @@ pub trait SubscriptionStore: Send + Sync {
         sub: &Subscription,
         expected_version: Option<u64>,
     ) -> StoreResult<()>;
-    /// All subscriptions, in pages (for the aggregation pass).
-    async fn list_subscriptions(
-        &self,
-        cursor: Option<String>,
-        limit: usize,
-    ) -> StoreResult<Page<Subscription>>;
+    /// Every user with a subscription or recorded usage, with their subscription, in
+    /// pages of at most `limit` (for the aggregation pass); stable order.
+    async fn list_users(&self, cursor: Option<String>, limit: usize) -> StoreResult<Page<UserRef>>;
 }
 
 #[async_trait]
@@ -209,6 +256,24 @@ pub trait UsageStore: Send + Sync {
     /// Returns a held reservation's usage to its counters. Idempotent.
     async fn release_reservation(&self, tenant: &TenantId, id: &str)
         -> StoreResult<ReleaseOutcome>;
+    /// Unpriced events of every tenant, in pages of at most `limit`.
+    async fn unpriced_events(
+        &self,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> StoreResult<Page<UsageEvent>>;
+    /// Prices an unpriced event, all or nothing: the event gets `cost` and `price_version`;
+    /// its period's counters (cost +`cost`, unpriced −1) and its day's rollup move by
+    /// exactly `cost`; if its period starts before `billed_to`, the change is also added to
+    /// that period's pending adjustment (see [`BillingState`]). `false` (no change) if the
+    /// event does not exist or is already priced.
+    async fn price_event(
+        &self,
+        tenant: &TenantId,
+        event_id: &crate::domain::EventId,
+        cost: Decimal,
+        price_version: &str,
+    ) -> StoreResult<bool>;
     /// Expires up to `limit` held reservations whose `expires_at <= now`, returning their
     /// holds; returns how many it expired.
     async fn expire_reservations(&self, now: DateTime<Utc>, limit: usize) -> StoreResult<usize>;
@@ -236,8 +301,32 @@ pub trait AlertStore: Send + Sync {
 
 #[async_trait]
 pub trait InvoiceStore: Send + Sync {
-    /// Stores the invoice unless one exists for (tenant, user, period start); `true` if stored.
+    /// Stores the invoice unless one exists for (tenant, user, period start); `true` if
+    /// stored. A raw write that does not close the period (imports, tests): billing goes
+    /// through [`InvoiceStore::close_period`].
     async fn put_invoice_once(&self, invoice: &Invoice) -> StoreResult<bool>;
+    /// The billing state of a user for closing the period starting at `period_start`.
+    async fn billing_state(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        period_start: DateTime<Utc>,
+    ) -> StoreResult<BillingState>;
+    /// Closes `invoice.period` of its user, atomically: stores the invoice (unpublished),
+    /// sets `billed_to` to the period's end and subtracts exactly the adjustments of
+    /// `state` (the ones the invoice bills) — only if the billing state still has
+    /// `state.version` and no invoice exists for that period.
+    async fn close_period(
+        &self,
+        invoice: &Invoice,
+        state: &BillingState,
+    ) -> StoreResult<CloseOutcome>;
+    /// Invoices not yet accepted by the alert port (the outbox), oldest first.
+    async fn unpublished_invoices(&self, limit: usize) -> StoreResult<Vec<Invoice>>;
+    async fn mark_invoice_published(&self, invoice: &Invoice) -> StoreResult<()>;
+    /// A named position of a long job (the aggregation's page cursor); `None` = start.
+    async fn get_job_cursor(&self, job: &str) -> StoreResult<Option<String>>;
+    async fn put_job_cursor(&self, job: &str, cursor: Option<&str>) -> StoreResult<()>;
     /// The user's invoices, newest period first.
     async fn list_invoices(&self, tenant: &TenantId, user: &UserId) -> StoreResult<Vec<Invoice>>;
 }
