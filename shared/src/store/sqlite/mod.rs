@@ -16,6 +16,7 @@
 //!
 //! Money is TEXT changed only in SQL through exact decimal functions (see `decimal`).
 
+mod billing;
 mod codec;
 mod decimal;
 mod records;
@@ -32,9 +33,9 @@ use rusqlite::Connection;
 use tokio::sync::{oneshot, Semaphore};
 
 use super::{
-    AlertStore, CatalogStore, DailyUsage, Guard, InvoiceStore, Page, PeriodPicker, RecordOutcome,
-    ReleaseOutcome, ReserveOutcome, StoreError, StoreResult, SubscriptionStore, TenantStore,
-    UsageStore, UserUsage,
+    AlertStore, BillingState, CatalogStore, CloseOutcome, DailyUsage, Guard, InvoiceStore, Page,
+    PeriodPicker, RecordOutcome, ReleaseOutcome, ReserveOutcome, StoreError, StoreResult,
+    SubscriptionStore, TenantStore, UsageStore, UserRef, UserUsage,
 };
 use crate::domain::{
     Alert, ApiKeyRecord, EventId, Invoice, PlanName, Reservation, Subscription, TenantId,
@@ -338,12 +339,8 @@ impl SubscriptionStore for SqliteStore {
             .await
     }
 
-    async fn list_subscriptions(
-        &self,
-        cursor: Option<String>,
-        limit: usize,
-    ) -> StoreResult<Page<Subscription>> {
-        self.read(move |c| records::list_subscriptions(c, cursor.as_deref(), limit))
+    async fn list_users(&self, cursor: Option<String>, limit: usize) -> StoreResult<Page<UserRef>> {
+        self.read(move |c| billing::list_users(c, cursor.as_deref(), limit))
             .await
     }
 }
@@ -450,6 +447,28 @@ impl UsageStore for SqliteStore {
             .await
     }
 
+    async fn unpriced_events(
+        &self,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> StoreResult<Page<UsageEvent>> {
+        self.read(move |c| billing::unpriced_events(c, cursor.as_deref(), limit))
+            .await
+    }
+
+    async fn price_event(
+        &self,
+        tenant: &TenantId,
+        event_id: &EventId,
+        cost: rust_decimal::Decimal,
+        price_version: &str,
+    ) -> StoreResult<bool> {
+        let (tenant, event_id, version) =
+            (tenant.clone(), event_id.clone(), price_version.to_owned());
+        self.write(move |c| billing::price_event(c, &tenant, &event_id, cost, &version))
+            .await
+    }
+
     async fn expire_reservations(&self, now: DateTime<Utc>, limit: usize) -> StoreResult<usize> {
         self.write(move |c| usage::expire_reservations(c, now, limit))
             .await
@@ -505,6 +524,49 @@ impl InvoiceStore for SqliteStore {
     async fn list_invoices(&self, tenant: &TenantId, user: &UserId) -> StoreResult<Vec<Invoice>> {
         let (tenant, user) = (tenant.clone(), user.clone());
         self.read(move |c| records::list_invoices(c, &tenant, &user))
+            .await
+    }
+
+    async fn billing_state(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        period_start: DateTime<Utc>,
+    ) -> StoreResult<BillingState> {
+        let (tenant, user) = (tenant.clone(), user.clone());
+        self.read(move |c| billing::billing_state(c, &tenant, &user, period_start))
+            .await
+    }
+
+    async fn close_period(
+        &self,
+        invoice: &Invoice,
+        state: &BillingState,
+    ) -> StoreResult<CloseOutcome> {
+        let (invoice, state) = (invoice.clone(), state.clone());
+        self.write(move |c| billing::close_period(c, &invoice, &state))
+            .await
+    }
+
+    async fn unpublished_invoices(&self, limit: usize) -> StoreResult<Vec<Invoice>> {
+        self.read(move |c| billing::unpublished_invoices(c, limit))
+            .await
+    }
+
+    async fn mark_invoice_published(&self, invoice: &Invoice) -> StoreResult<()> {
+        let invoice = invoice.clone();
+        self.write(move |c| billing::mark_invoice_published(c, &invoice))
+            .await
+    }
+
+    async fn get_job_cursor(&self, job: &str) -> StoreResult<Option<String>> {
+        let job = job.to_owned();
+        self.read(move |c| billing::get_job_cursor(c, &job)).await
+    }
+
+    async fn put_job_cursor(&self, job: &str, cursor: Option<&str>) -> StoreResult<()> {
+        let (job, cursor) = (job.to_owned(), cursor.map(str::to_owned));
+        self.write(move |c| billing::put_job_cursor(c, &job, cursor.as_deref()))
             .await
     }
 }

@@ -8,7 +8,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use super::codec::{from_json, id, parse_severity, parse_ts, severity, to_json, ts};
 use crate::domain::{Alert, ApiKeyRecord, Invoice, PlanName, Subscription, TenantId, UserId};
 use crate::limits::Plan;
-use crate::store::{Page, StoreError, StoreResult};
+use crate::store::{StoreError, StoreResult};
 
 pub(super) fn create_tenant_if_absent(
     conn: &Connection,
@@ -145,48 +145,6 @@ pub(super) fn put_subscription(
     }
 }
 
-/// The cursor is the last (tenant, user) of the previous page, `tenant user` (ids never
-/// contain whitespace).
-pub(super) fn list_subscriptions(
-    conn: &Connection,
-    cursor: Option<&str>,
-    limit: usize,
-) -> StoreResult<Page<Subscription>> {
-    let (after_tenant, after_user) = match cursor {
-        None => ("", ""),
-        Some(c) => c
-            .split_once(' ')
-            .ok_or_else(|| StoreError::Corrupt(format!("invalid subscription cursor {c:?}")))?,
-    };
-    if limit == 0 {
-        return Ok(Page {
-            items: Vec::new(),
-            next: None,
-        });
-    }
-    let fetch = i64::try_from(limit)
-        .unwrap_or(i64::MAX - 1)
-        .saturating_add(1);
-    let rows: Vec<String> = conn
-        .prepare_cached(
-            "SELECT subscription FROM subscriptions WHERE (tenant, user) > (?1, ?2)
-             ORDER BY tenant, user LIMIT ?3",
-        )?
-        .query_map(params![after_tenant, after_user, fetch], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
-    let mut items: Vec<Subscription> = rows
-        .iter()
-        .map(|j| from_json(j))
-        .collect::<StoreResult<_>>()?;
-    let next = if items.len() > limit {
-        items.truncate(limit);
-        items.last().map(|s| format!("{} {}", s.tenant, s.user))
-    } else {
-        None
-    };
-    Ok(Page { items, next })
-}
-
 pub(super) fn create_alert_once(conn: &Connection, a: &Alert) -> StoreResult<bool> {
     let n = conn
         .prepare_cached(
@@ -284,7 +242,7 @@ fn alerts(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> StoreR
     rows.into_iter().map(Alert::try_from).collect()
 }
 
-fn sql_limit(limit: usize) -> i64 {
+pub(super) fn sql_limit(limit: usize) -> i64 {
     i64::try_from(limit).unwrap_or(i64::MAX)
 }
 
@@ -341,10 +299,18 @@ pub(super) fn mark_alert_published(
 pub(super) fn put_invoice_once(conn: &Connection, inv: &Invoice) -> StoreResult<bool> {
     let n = conn
         .prepare_cached(
-            "INSERT INTO invoices (tenant, id, user, period_start, invoice) VALUES (?1, ?2, ?3, ?4, ?5)
+            "INSERT INTO invoices (tenant, id, user, period_start, invoice, published)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
              ON CONFLICT DO NOTHING",
         )?
-        .execute(params![inv.tenant.as_str(), inv.id, inv.user, ts(&inv.period.start), to_json(inv)?])?;
+        .execute(params![
+            inv.tenant.as_str(),
+            inv.id,
+            inv.user,
+            ts(&inv.period.start),
+            to_json(inv)?,
+            inv.published
+        ])?;
     Ok(n == 1)
 }
 

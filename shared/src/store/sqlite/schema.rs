@@ -153,6 +153,38 @@ pub(super) const MIGRATIONS: &[&str] = &[
         UNIQUE (tenant, user, period_start)
     ) STRICT;
     "#,
+    // 2: billing — periods closed into invoices, pending adjustments, the invoice outbox,
+    // the unpriced-event index and job cursors.
+    r#"
+    -- billed_to: end of the user's last invoiced period.
+    CREATE TABLE billing (
+        tenant     TEXT NOT NULL,
+        user       TEXT NOT NULL,
+        billed_to  TEXT NOT NULL,
+        PRIMARY KEY (tenant, user)
+    ) STRICT, WITHOUT ROWID;
+
+    -- Usage added to a period after it was invoiced, not yet billed.
+    CREATE TABLE adjustments (
+        tenant        TEXT NOT NULL,
+        user          TEXT NOT NULL,
+        period_start  TEXT NOT NULL,
+        events        INTEGER NOT NULL DEFAULT 0,
+        cost          TEXT NOT NULL DEFAULT '0',
+        PRIMARY KEY (tenant, user, period_start)
+    ) STRICT, WITHOUT ROWID;
+
+    ALTER TABLE invoices ADD COLUMN published INTEGER NOT NULL DEFAULT 0 CHECK (published IN (0, 1));
+    UPDATE invoices SET published = 1 WHERE json_extract(invoice, '$.published') = 1;
+    CREATE INDEX invoices_unpublished ON invoices (period_start, tenant, id) WHERE published = 0;
+
+    CREATE INDEX events_unpriced ON events (tenant, event_id) WHERE priced = 0;
+
+    CREATE TABLE jobs (
+        name    TEXT NOT NULL PRIMARY KEY,
+        cursor  TEXT NOT NULL
+    ) STRICT;
+    "#,
 ];
 
 /// Settings every connection gets: lock wait, foreign keys, the decimal functions.

@@ -867,7 +867,7 @@ async fn subscriptions_use_optimistic_versions_and_page_through_all() {
     let mut seen = Vec::new();
     let mut cursor = None;
     loop {
-        let page = store.list_subscriptions(cursor, 2).await.unwrap();
+        let page = store.list_users(cursor, 2).await.unwrap();
         seen.extend(page.items.iter().map(|s| s.user.to_string()));
         match page.next {
             Some(next) => cursor = Some(next),
