@@ -43,6 +43,21 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Run one aggregation pass: close ended periods into invoices, renew subscriptions,
+    /// expire holds, re-price unpriced events, retry undelivered alerts and invoices.
+    Aggregate {
+        /// Act as of this instant (RFC 3339; default: now).
+        #[arg(long)]
+        at: Option<chrono::DateTime<chrono::Utc>>,
+        /// Close a period only once it ended this many minutes before --at.
+        #[arg(long, default_value_t = 10)]
+        grace_minutes: u32,
+        /// Publish alerts and invoices to this SNS topic (default: logged).
+        #[arg(long, env = "ALERT_TOPIC_ARN")]
+        alert_topic_arn: Option<String>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// The DynamoDB table.
     Table {
         #[command(subcommand)]
@@ -240,6 +255,24 @@ async fn run(cli: Cli) -> Result<()> {
                 Role::Service => "service",
                 Role::Admin => "admin",
             });
+            Ok(())
+        }
+        Command::Aggregate {
+            at,
+            grace_minutes,
+            alert_topic_arn,
+            store,
+        } => {
+            let store = store.open().await?;
+            let publisher = serve::publisher(alert_topic_arn.as_deref()).await;
+            let meter = meter_core::service::Meter::new(store, publisher);
+            let opts = meter_core::service::aggregate::AggregateOptions {
+                at,
+                grace: chrono::Duration::minutes(i64::from(grace_minutes)),
+                budget: None,
+            };
+            let report = meter.aggregate(&opts).await?;
+            println!("{}", serde_json::to_string(&report)?);
             Ok(())
         }
         Command::Table {

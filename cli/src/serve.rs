@@ -25,9 +25,24 @@ pub struct ServeArgs {
     /// Publish alerts to this SNS topic (default: alerts are stored and logged).
     #[arg(long, env = "ALERT_TOPIC_ARN")]
     alert_topic_arn: Option<String>,
-    /// Seconds between housekeeping passes (expiring holds, retrying alerts).
+    /// Seconds between aggregation passes (invoices, renewals, expiring holds, re-pricing,
+    /// retrying the outbox).
     #[arg(long, default_value_t = 60)]
-    sweep_seconds: u64,
+    aggregate_seconds: u64,
+}
+
+/// The alert port: SNS when a topic is configured, else stored-and-logged alerts.
+pub async fn publisher(topic_arn: Option<&str>) -> Arc<dyn AlertPublisher> {
+    match topic_arn {
+        Some(arn) => {
+            let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+            Arc::new(meter_core::alerts::sns::SnsPublisher::new(
+                aws_sdk_sns::Client::new(&config),
+                arn.to_owned(),
+            ))
+        }
+        None => Arc::new(LogPublisher),
+    }
 }
 
 pub async fn run(args: ServeArgs) -> Result<()> {
@@ -51,16 +66,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     .await
     .context("bootstrapping the store")?;
 
-    let publisher: Arc<dyn AlertPublisher> = match &args.alert_topic_arn {
-        Some(arn) => {
-            let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-            Arc::new(meter_core::alerts::sns::SnsPublisher::new(
-                aws_sdk_sns::Client::new(&config),
-                arn.clone(),
-            ))
-        }
-        None => Arc::new(LogPublisher),
-    };
+    let publisher = publisher(args.alert_topic_arn.as_deref()).await;
     let meter = Arc::new(Meter::new(store, publisher));
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
@@ -79,17 +85,17 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         );
     }
 
-    let sweeper = {
+    let aggregation = {
         let meter = meter.clone();
-        let every = Duration::from_secs(args.sweep_seconds.max(1));
+        let every = Duration::from_secs(args.aggregate_seconds.max(1));
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             tick.tick().await;
             loop {
                 tick.tick().await;
-                match meter.sweep().await {
-                    Ok((expired, delivered)) => tracing::debug!(expired, delivered, "sweep"),
-                    Err(e) => tracing::warn!(error = %e, "sweep failed; retrying next minute"),
+                let opts = meter_core::service::aggregate::AggregateOptions::default();
+                if let Err(e) = meter.aggregate(&opts).await {
+                    tracing::warn!(error = %e, "aggregation pass failed; retrying at the next tick");
                 }
             }
         })
@@ -99,7 +105,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("serving")?;
-    sweeper.abort();
+    aggregation.abort();
     println!("meter stopped");
     Ok(())
 }

@@ -7,6 +7,7 @@
 
 pub mod alerts;
 pub mod auth;
+pub mod billing;
 pub mod domain;
 pub mod http;
 pub mod limits;

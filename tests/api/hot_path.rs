@@ -211,13 +211,13 @@ async fn free_user_gets_one_alert_per_threshold() {
 }
 
 #[tokio::test]
-async fn a_reservation_never_settled_is_released_by_the_sweep_after_its_ttl() {
+async fn a_reservation_never_settled_is_released_by_the_aggregation_after_its_ttl() {
     let app = spawn_app().await;
     let r = app.check(json!({"user_id": "jo", "provider": "gemini", "reserve": true, "reservation_ttl_seconds": 1})).await;
     assert_eq!(r.body["data"]["remaining"]["calls:gemini"], 99);
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    let (expired, _) = app.meter.sweep().await.unwrap();
-    assert_eq!(expired, 1);
+    let report = app.meter.aggregate(&Default::default()).await.unwrap();
+    assert_eq!(report.expired_reservations, 1);
     let after = app
         .check(json!({"user_id": "jo", "provider": "gemini"}))
         .await;
@@ -247,7 +247,7 @@ impl meter_core::alerts::AlertPublisher for FlakyPublisher {
 }
 
 #[tokio::test]
-async fn an_alert_whose_publish_failed_stays_pending_and_is_delivered_once_by_the_sweep() {
+async fn an_alert_whose_publish_failed_stays_pending_and_is_delivered_once_by_the_aggregation() {
     let app = spawn_app().await;
     let flaky = std::sync::Arc::new(FlakyPublisher {
         failures: 3.into(),
@@ -280,7 +280,7 @@ async fn an_alert_whose_publish_failed_stays_pending_and_is_delivered_once_by_th
 
     // Two more failures, then the port recovers: delivered exactly once.
     for _ in 0..4 {
-        meter.sweep().await.unwrap();
+        meter.aggregate(&Default::default()).await.unwrap();
     }
     assert_eq!(flaky.delivered.lock().unwrap().len(), 1);
     assert!(app

@@ -1,5 +1,6 @@
 //! Router tests of the hot path, in-process on the SQLite store.
 
+mod aggregate;
 mod bad_input;
 mod helpers;
 mod hot_path;

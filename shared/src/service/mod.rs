@@ -16,6 +16,7 @@ use crate::periods::{Period, Schedule};
 use crate::pricing::{Catalog, PriceVersion};
 use crate::store::Store;
 
+pub mod aggregate;
 pub mod bootstrap;
 pub mod check;
 pub mod env;

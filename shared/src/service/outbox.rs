@@ -143,21 +143,3 @@ impl Meter {
         Ok(delivered)
     }
 }
-
-impl Meter {
-    /// The periodic housekeeping `meter serve` runs every minute: expire reservations past
-    /// their TTL (returning their holds) and retry the outbox. Returns (expired, delivered).
-    pub async fn sweep(&self) -> Result<(usize, usize), ApiError> {
-        let now = self.now();
-        let mut expired = 0;
-        loop {
-            let n = self.store.expire_reservations(now, 500).await?;
-            expired += n;
-            if n < 500 {
-                break;
-            }
-        }
-        let delivered = self.retry_outbox(500).await?;
-        Ok((expired, delivered))
-    }
-}
