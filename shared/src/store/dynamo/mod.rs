@@ -2003,24 +2003,26 @@ mod billing_budget {
     }
 
     fn invoice(s: &BillingState) -> Invoice {
+        let month = chrono::Datelike::month(&s.period_start);
+        let adjustments: Decimal = s.adjustments.values().map(|a| a.cost_usd).sum();
         Invoice {
             id: uuid::Uuid::new_v4().to_string(),
             tenant: s.tenant.clone(),
             user: s.user.to_string(),
             period: Period {
                 start: s.period_start,
-                end: at(4, 1),
+                end: at(month + 1, 1),
             },
             plan: PlanName::free(),
             base_usd: Decimal::ZERO,
             usage_usd: Decimal::ZERO,
             overage_usd: Decimal::ZERO,
             proration_usd: Decimal::ZERO,
-            adjustments_usd: Decimal::ZERO,
-            total_usd: Decimal::ZERO,
+            adjustments_usd: adjustments,
+            total_usd: adjustments,
             line_items: Vec::new(),
             status: InvoiceStatus::Pending,
-            created_at: at(4, 1),
+            created_at: at(month + 1, 1),
             published: false,
             extra: Default::default(),
         }
@@ -2107,5 +2109,73 @@ mod billing_budget {
         took(&counter, &[("GetItem", 1)]);
         store.put_job_cursor("aggregate", None).await.unwrap();
         took(&counter, &[("DeleteItem", 1)]);
+    }
+
+    /// Closes the period starting in `month`, reading the state again while it changes.
+    async fn close(store: &DynamoStore, t: &TenantId, u: &UserId, month: u32) -> Invoice {
+        loop {
+            let s = store.billing_state(t, u, at(month, 1)).await.unwrap();
+            let inv = invoice(&s);
+            match store.close_period(&inv, &s).await.unwrap() {
+                CloseOutcome::Closed => return inv,
+                CloseOutcome::Changed => continue,
+                CloseOutcome::AlreadyInvoiced => panic!("month {month} closed twice"),
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    #[ignore = "needs the emulator: run through scripts/with-moto with --ignored"]
+    async fn late_events_racing_closes_are_billed_exactly_once() {
+        let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let table = format!("meter-races-{}", uuid::Uuid::new_v4().simple());
+        let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), table.clone());
+        create_table(store.client(), &table).await.unwrap();
+        let (t, u) = (
+            TenantId::parse("acme").unwrap(),
+            UserId::parse("alice").unwrap(),
+        );
+        store
+            .record_events(&[event(&t, &u, "on-time", Some(dec!(1)))])
+            .await
+            .unwrap();
+        let march = close(&store, &t, &u, 3).await;
+        assert_eq!(march.adjustments_usd, Decimal::ZERO);
+
+        // 3 writers × 10 late March events of 0.5 each, while April … August close.
+        let mut writers = Vec::new();
+        for w in 0..3 {
+            let (store, t, u) = (store.clone(), t.clone(), u.clone());
+            writers.push(tokio::spawn(async move {
+                for i in 0..10 {
+                    let e = event(&t, &u, &format!("late-{w}-{i}"), Some(dec!(0.5)));
+                    let out = store.record_events(&[e]).await.unwrap();
+                    assert_eq!(out, vec![RecordOutcome::Recorded]);
+                }
+            }));
+        }
+        let mut billed = Decimal::ZERO;
+        for month in 4..=8 {
+            billed += close(&store, &t, &u, month).await.adjustments_usd;
+        }
+        for w in writers {
+            w.await.unwrap();
+        }
+        billed += close(&store, &t, &u, 9).await.adjustments_usd;
+
+        assert_eq!(billed, dec!(15));
+        let usage = store
+            .get_period_usage(&t, &u, &[at(3, 1)])
+            .await
+            .unwrap()
+            .remove(0);
+        let gemini = &usage.by_provider[&ProviderId::parse("gemini").unwrap()];
+        assert_eq!(
+            (gemini.recorded.calls, gemini.recorded.cost_usd),
+            (31, dec!(16))
+        );
+        let after = store.billing_state(&t, &u, at(10, 1)).await.unwrap();
+        assert!(after.adjustments.is_empty(), "{:?}", after.adjustments);
+        assert_eq!(store.list_invoices(&t, &u).await.unwrap().len(), 7);
     }
 }
