@@ -9,10 +9,10 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
-use super::convert::{count_of, decimal_of, Item};
-use super::keys::{self, Field};
+use super::convert::{count_of, decimal_of, time_of, Item};
+use super::keys::{self, AdjustmentPart, Field};
 use crate::domain::{ProviderId, UsageEvent};
-use crate::store::{StoreError, StoreResult};
+use crate::store::{Adjustment, StoreError, StoreResult};
 use crate::usage::{PeriodUsage, ProviderUsage, Tally};
 
 /// Summed increments of counter attributes, applied with one `ADD` each.
@@ -69,10 +69,11 @@ impl Increments {
         Ok(())
     }
 
-    /// What recording `e` adds to its period's counters.
+    /// What recording `e` adds to its period's counters (and its write counter).
     pub fn record(&mut self, e: &UsageEvent) -> StoreResult<()> {
         let (period, p) = (e.period_start, Some(&e.provider));
         self.add_used(period, &e.provider, &e.tally(), Decimal::ONE)?;
+        self.add(keys::writes(period), Decimal::ONE)?;
         let mut one = |field: Field, yes: bool| -> StoreResult<()> {
             if yes {
                 self.add(keys::counter(period, field, p), Decimal::ONE)?;
@@ -90,6 +91,33 @@ impl Increments {
             self.add(keys::counter(period, Field::LatencyCount, p), Decimal::ONE)?;
         }
         Ok(())
+    }
+
+    /// Pricing an unpriced event of `period` at `cost`: cost moves by exactly `cost`, the
+    /// event is no longer unpriced, and the period's write counter moves.
+    pub fn price(
+        &mut self,
+        period: DateTime<Utc>,
+        provider: &ProviderId,
+        cost: Decimal,
+    ) -> StoreResult<()> {
+        for p in [Some(provider), None] {
+            self.add(keys::counter(period, Field::CostUsed, p), cost)?;
+        }
+        self.add(
+            keys::counter(period, Field::Unpriced, Some(provider)),
+            -Decimal::ONE,
+        )?;
+        self.add(keys::writes(period), Decimal::ONE)
+    }
+
+    /// One change of `cost` to an invoiced period, pending in its adjustment.
+    pub fn adjust(&mut self, period: DateTime<Utc>, cost: Decimal) -> StoreResult<()> {
+        self.add(
+            keys::adjustment(period, AdjustmentPart::Events),
+            Decimal::ONE,
+        )?;
+        self.add(keys::adjustment(period, AdjustmentPart::Cost), cost)
     }
 
     /// Holding `held`: counts as used and as held.
@@ -180,6 +208,24 @@ pub fn period_usage(item: &Item, start: DateTime<Utc>) -> StoreResult<PeriodUsag
     Ok(usage)
 }
 
+/// The pending adjustments stored in a state item, by period start (zeros skipped).
+pub fn adjustments(item: &Item) -> StoreResult<BTreeMap<DateTime<Utc>, Adjustment>> {
+    let mut out: BTreeMap<DateTime<Utc>, Adjustment> = BTreeMap::new();
+    for (name, value) in item {
+        let Some((period, part)) = keys::parse_adjustment(name) else {
+            continue;
+        };
+        let a = out.entry(time_of(period)?).or_default();
+        let v = decimal_of(value)?;
+        match part {
+            AdjustmentPart::Events => a.events = count_of(v, name)?,
+            AdjustmentPart::Cost => a.cost_usd = v,
+        }
+    }
+    out.retain(|_, a| *a != Adjustment::default());
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,6 +255,44 @@ mod tests {
         assert_eq!(inc.0["c|2025-03-01T00:00:00Z|cost_held|gemini"], dec!(0.25));
         inc.unhold(march(), &gemini(), &held).unwrap();
         assert_eq!(inc.nonzero().count(), 0);
+    }
+
+    #[test]
+    fn pricing_moves_cost_and_unpriced_and_the_write_counter() {
+        let mut inc = Increments::default();
+        inc.price(march(), &gemini(), dec!(0.0125)).unwrap();
+        assert_eq!(
+            inc.0["c|2025-03-01T00:00:00Z|cost_used|gemini"],
+            dec!(0.0125)
+        );
+        assert_eq!(inc.0["c|2025-03-01T00:00:00Z|cost_used|*"], dec!(0.0125));
+        assert_eq!(inc.0["c|2025-03-01T00:00:00Z|unpriced|gemini"], dec!(-1));
+        assert_eq!(inc.0["w|2025-03-01T00:00:00Z"], dec!(1));
+        assert_eq!(inc.0.len(), 4);
+    }
+
+    #[test]
+    fn adjustments_read_back_per_period_and_consumed_ones_are_skipped() {
+        let mut inc = Increments::default();
+        inc.adjust(march(), dec!(0.5)).unwrap();
+        inc.adjust(march(), dec!(0.25)).unwrap();
+        let mut item: Item = inc.nonzero().map(|(k, v)| (k.clone(), n(v))).collect();
+        item.insert("adj|2025-02-01T00:00:00Z|events".into(), n(0));
+        item.insert("adj|2025-02-01T00:00:00Z|cost".into(), n(0));
+        item.insert("adjv".into(), n(3));
+        let adj = adjustments(&item).unwrap();
+        assert_eq!(
+            adj.into_iter().collect::<Vec<_>>(),
+            vec![(
+                march(),
+                Adjustment {
+                    events: 2,
+                    cost_usd: dec!(0.75)
+                }
+            )]
+        );
+        item.insert("adj|2025-03-01T00:00:00Z|events".into(), n("1.5"));
+        assert!(adjustments(&item).is_err());
     }
 
     #[test]

@@ -25,13 +25,17 @@ pub const USER_INDEX: &str = "by_user";
 pub const USER_PK: &str = "USER_PK";
 pub const USER_SK: &str = "USER_SK";
 
-/// Sparse GSI `outbox` (ALL): unpublished alerts, oldest first.
+/// Sparse GSI `outbox` (ALL), oldest first in each partition: unpublished alerts
+/// (`OUTBOX`), unpublished invoices (`INVOICES`) and unpriced events (`UNPRICED`).
 pub const OUTBOX_INDEX: &str = "outbox";
 pub const OUTBOX_PK: &str = "OUTBOX_PK";
 pub const OUTBOX_SK: &str = "OUTBOX_SK";
 pub const OUTBOX_PARTITION: &str = "OUTBOX";
+pub const INVOICES_PARTITION: &str = "INVOICES";
+pub const UNPRICED_PARTITION: &str = "UNPRICED";
 
-/// Sparse GSI `subs` (INCLUDE `sub`): every subscription, for the aggregation pass.
+/// Sparse GSI `subs` (INCLUDE `sub`): every user with a subscription or recorded usage
+/// (their state items), for the aggregation pass.
 pub const SUBS_INDEX: &str = "subs";
 pub const SUBS_PK: &str = "SUBS_PK";
 pub const SUBS_SK: &str = "SUBS_SK";
@@ -42,6 +46,11 @@ pub const SUB: &str = "sub";
 pub const SUB_VERSION: &str = "sub_version";
 pub const OPEN_HOLDS: &str = "open_holds";
 pub const ALERTS_UNREAD: &str = "alerts_unread";
+/// The end of the last invoiced period, as [`sortable`] text (see [`billed_to`]).
+pub const BILLED_TO: &str = "billed_to";
+/// Bumped by every change of the pending adjustments (`adj|…` attributes).
+pub const ADJ_VERSION: &str = "adjv";
+pub const ADJ_PREFIX: &str = "adj|";
 
 /// Every attribute that is part of the table's keys or bookkeeping, never of a record.
 pub const BOOKKEEPING: [&str; 11] = [
@@ -117,6 +126,57 @@ pub fn sortable(t: DateTime<Utc>) -> String {
 pub fn period_key(start: DateTime<Utc>) -> String {
     start.to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
+
+/// The `billed_to` value of a period end. [`sortable`], not [`period_key`]: conditions
+/// compare it with period starts as strings, and `period_key` text does not sort as time
+/// (`…00:00:00.500Z` < `…00:00:00Z`, since `.` < `Z`).
+pub fn billed_to(end: DateTime<Utc>) -> String {
+    sortable(end)
+}
+
+/// The write counter of a period: bumped by every write that changes its recorded usage.
+pub fn writes(period: DateTime<Utc>) -> String {
+    format!("w|{}", period_key(period))
+}
+
+/// What a pending adjustment of a period sums.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdjustmentPart {
+    Events,
+    Cost,
+}
+
+impl AdjustmentPart {
+    fn as_str(self) -> &'static str {
+        match self {
+            AdjustmentPart::Events => "events",
+            AdjustmentPart::Cost => "cost",
+        }
+    }
+}
+
+/// `adj|<period>|events` or `adj|<period>|cost`: a pending adjustment of a period.
+pub fn adjustment(period: DateTime<Utc>, part: AdjustmentPart) -> String {
+    format!("{ADJ_PREFIX}{}|{}", period_key(period), part.as_str())
+}
+
+/// `(period key, part)` of an adjustment attribute name.
+pub fn parse_adjustment(name: &str) -> Option<(&str, AdjustmentPart)> {
+    let (period, part) = name.strip_prefix(ADJ_PREFIX)?.rsplit_once('|')?;
+    let part = match part {
+        "events" => AdjustmentPart::Events,
+        "cost" => AdjustmentPart::Cost,
+        _ => return None,
+    };
+    Some((period, part))
+}
+
+/// The item of a named job position (its `cursor` attribute).
+pub fn job_pk(job: &str) -> String {
+    format!("JOB#{job}")
+}
+pub const JOB_SK: &str = "JOB";
+pub const JOB_CURSOR: &str = "cursor";
 
 pub fn holds_shard(pk: &str) -> String {
     // FNV-1a: stable across processes and versions (unlike std's hasher).
@@ -219,4 +279,38 @@ pub const RESERVATION_PREFIX: &str = "r|";
 /// Daily rollup attribute: `calls|<provider>`, `tokens|<provider>`, `cost|<provider>`.
 pub fn day_attr(kind: &str, provider: &ProviderId) -> String {
     format!("{kind}|{provider}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn billed_to_text_sorts_as_time_and_period_keys_do_not() {
+        let whole = Utc.with_ymd_and_hms(2025, 3, 1, 0, 0, 0).unwrap();
+        let later = whole + chrono::Duration::milliseconds(500);
+        assert!(billed_to(whole) < billed_to(later));
+        assert!(billed_to(later) < billed_to(Utc.with_ymd_and_hms(2025, 4, 1, 0, 0, 0).unwrap()));
+        // Why billed_to is not a period key: the fraction sorts before the `Z`.
+        assert!(period_key(later) < period_key(whole));
+    }
+
+    #[test]
+    fn adjustment_names_round_trip_and_others_are_not_adjustments() {
+        let p = Utc.with_ymd_and_hms(2025, 3, 1, 0, 0, 0).unwrap();
+        let name = adjustment(p, AdjustmentPart::Cost);
+        assert_eq!(name, "adj|2025-03-01T00:00:00Z|cost");
+        assert_eq!(
+            parse_adjustment(&name),
+            Some(("2025-03-01T00:00:00Z", AdjustmentPart::Cost))
+        );
+        assert_eq!(
+            parse_adjustment(&adjustment(p, AdjustmentPart::Events)),
+            Some(("2025-03-01T00:00:00Z", AdjustmentPart::Events))
+        );
+        assert_eq!(parse_adjustment("adjv"), None);
+        assert_eq!(parse_adjustment("adj|2025-03-01T00:00:00Z|calls"), None);
+        assert_eq!(writes(p), "w|2025-03-01T00:00:00Z");
+    }
 }

@@ -28,9 +28,9 @@ use crate::domain::{
 };
 use crate::limits::{Metric, Plan};
 use crate::store::{
-    AlertStore, CatalogStore, DailyUsage, Guard, InvoiceStore, Page, PeriodPicker, RecordOutcome,
-    ReleaseOutcome, ReserveOutcome, StoreError, StoreResult, SubscriptionStore, TenantStore,
-    UsageStore, UserUsage,
+    AlertStore, BillingState, CatalogStore, CloseOutcome, DailyUsage, Guard, InvoiceStore, Page,
+    PeriodPicker, RecordOutcome, ReleaseOutcome, ReserveOutcome, StoreError, StoreResult,
+    SubscriptionStore, TenantStore, UsageStore, UserRef, UserUsage,
 };
 use crate::usage::{PeriodUsage, Tally};
 
@@ -43,12 +43,12 @@ mod records;
 mod schema;
 
 use convert::{
-    av_to_json, count_of, decimal_attr, decimal_of, from_item, get_s, json_to_av, n, s, to_item,
-    Item, Update,
+    av_to_json, count_of, decimal_attr, decimal_of, from_item, get_s, json_to_av, n, s, time_of,
+    to_item, Item, Update,
 };
-use counters::{period_usage, Increments};
+use counters::{adjustments, period_usage, Increments};
 use errors::{build_err, sdk_err};
-use keys::Field;
+use keys::{AdjustmentPart, Field};
 pub use metrics::{counting_client, RequestCounter};
 pub use schema::create_table;
 
@@ -269,6 +269,27 @@ impl DynamoStore {
         Err(gave_up(what))
     }
 
+    /// Runs a transaction, retrying cancellations in which no condition failed (conflicts
+    /// with concurrent transactions, throttling) with backoff; `Ok(Err(reasons))` when a
+    /// condition failed (one reason per item, in request order).
+    async fn transact_until_decided(
+        &self,
+        what: &str,
+        build: impl Fn() -> StoreResult<Vec<TransactWriteItem>>,
+    ) -> StoreResult<Result<(), Vec<CancellationReason>>> {
+        for attempt in 0..MAX_ATTEMPTS {
+            match self.transact(build()?).await {
+                Ok(()) => return Ok(Ok(())),
+                Err(TxError::Store(e)) => return Err(e),
+                Err(TxError::Canceled(reasons)) if any_condition_failed(&reasons) => {
+                    return Ok(Err(reasons))
+                }
+                Err(TxError::Canceled(_)) => backoff(attempt).await,
+            }
+        }
+        Err(gave_up(what))
+    }
+
     async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<(), TxError> {
         let res = self
             .client
@@ -420,6 +441,77 @@ fn decode_cursor(c: &str) -> StoreResult<Item> {
     Ok(m.into_iter().map(|(k, v)| (k, s(v))).collect())
 }
 
+/// `i32` page size of a `limit` (1..=1000).
+fn page_size(limit: usize) -> i32 {
+    i32::try_from(limit.clamp(1, 1000)).unwrap_or(1000)
+}
+
+fn next_cursor(last: Option<&Item>) -> StoreResult<Option<String>> {
+    match last {
+        Some(k) if !k.is_empty() => Ok(Some(encode_cursor(k)?)),
+        _ => Ok(None),
+    }
+}
+
+/// What a [`crate::store::BillingState`] version stands for: the state attributes a close
+/// requires unchanged. Text: `<billed_to or ->|<w|P or 0>|<adjv or 0>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct BillingVersion {
+    billed_to: Option<String>,
+    writes: Decimal,
+    adjv: Decimal,
+}
+
+impl BillingVersion {
+    fn of(item: &Item, period: DateTime<Utc>) -> StoreResult<Self> {
+        Ok(Self {
+            billed_to: get_s(item, keys::BILLED_TO).map(str::to_owned),
+            writes: decimal_attr(item, &keys::writes(period))?,
+            adjv: decimal_attr(item, keys::ADJ_VERSION)?,
+        })
+    }
+
+    fn text(&self) -> String {
+        let b = self.billed_to.as_deref().unwrap_or("-");
+        format!("{b}|{}|{}", self.writes, self.adjv)
+    }
+
+    /// `None` for text no [`BillingVersion::text`] wrote.
+    fn parse(text: &str) -> Option<Self> {
+        let mut parts = text.split('|');
+        let (b, w, a) = (parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() {
+            return None;
+        }
+        Some(Self {
+            billed_to: (b != "-").then(|| b.to_owned()),
+            writes: w.parse().ok()?,
+            adjv: a.parse().ok()?,
+        })
+    }
+
+    /// The condition that the state item still has this version, for period `period`.
+    fn condition(&self, x: &mut convert::Expr, period: DateTime<Utc>) -> String {
+        let b = x.name(keys::BILLED_TO);
+        let billed = match &self.billed_to {
+            Some(v) => format!("{b} = {}", x.value(s(v.clone()))),
+            None => format!("attribute_not_exists({b})"),
+        };
+        let mut counter = |attr: &str, v: Decimal| {
+            let a = x.name(attr);
+            let val = x.value(n(v));
+            if v.is_zero() {
+                format!("(attribute_not_exists({a}) OR {a} = {val})")
+            } else {
+                format!("{a} = {val}")
+            }
+        };
+        let writes = counter(&keys::writes(period), self.writes);
+        let adjv = counter(keys::ADJ_VERSION, self.adjv);
+        format!("{billed} AND {writes} AND {adjv}")
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Guards
 // ---------------------------------------------------------------------------------------
@@ -462,6 +554,17 @@ enum TxItem {
     Other,
 }
 
+/// What recording a chunk knows of the user's `billed_to`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Billed {
+    /// Not read (the common path): the state update requires that no event of the chunk
+    /// is late (`billed_to` absent or not after the earliest period start).
+    Assumed,
+    /// Read after that condition failed: the state update requires exactly this value,
+    /// and late events add to their period's adjustment.
+    Known(Option<String>),
+}
+
 fn day_of(item: &Item) -> StoreResult<DailyUsage> {
     let sk = get_s(item, keys::SK).unwrap_or_default();
     let day = sk
@@ -495,10 +598,25 @@ impl DynamoStore {
         user: &UserId,
         ids: &BTreeSet<&str>,
     ) -> StoreResult<HashMap<String, Reservation>> {
-        if ids.is_empty() {
-            return Ok(HashMap::new());
+        Ok(self.open_and_billed(tenant, user, ids, false).await?.0)
+    }
+
+    /// The open reservations among `ids` and, with `billed`, the user's `billed_to` text
+    /// (one `GetItem` projecting those attributes; none when nothing is asked).
+    async fn open_and_billed(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        ids: &BTreeSet<&str>,
+        billed: bool,
+    ) -> StoreResult<(HashMap<String, Reservation>, Option<String>)> {
+        if ids.is_empty() && !billed {
+            return Ok((HashMap::new(), None));
         }
-        let attrs: Vec<String> = ids.iter().map(|id| keys::reservation_attr(id)).collect();
+        let mut attrs: Vec<String> = ids.iter().map(|id| keys::reservation_attr(id)).collect();
+        if billed {
+            attrs.push(keys::BILLED_TO.to_owned());
+        }
         let refs: Vec<&str> = attrs.iter().map(String::as_str).collect();
         let item = self.get_state(tenant, user, &refs).await?;
         let mut open = HashMap::new();
@@ -510,7 +628,7 @@ impl DynamoStore {
                 );
             }
         }
-        Ok(open)
+        Ok((open, get_s(&item, keys::BILLED_TO).map(str::to_owned)))
     }
 
     /// Records `idxs` (first occurrences of distinct ids of one user, ≤ one transaction).
@@ -526,6 +644,9 @@ impl DynamoStore {
         let (tenant, user) = (&events[first].tenant, &events[first].user);
         let state_pk = keys::user_pk(tenant, user.as_str());
         let mut todo = idxs.to_vec();
+        let mut billed = Billed::Assumed;
+        // The state update's condition failed: re-read `billed_to` with the reservations.
+        let mut reread = false;
         for attempt in 0..MAX_ATTEMPTS {
             if todo.is_empty() {
                 return Ok(());
@@ -536,18 +657,29 @@ impl DynamoStore {
                 .filter_map(|&i| events[i].reservation_id.as_deref())
                 .filter(|id| Reservation::user_of_id(id).as_ref() == Some(user))
                 .collect();
-            let mut open = self.open_among(tenant, user, &ids).await?;
+            let (mut open, billed_now) = self.open_and_billed(tenant, user, &ids, reread).await?;
+            if reread {
+                billed = Billed::Known(billed_now);
+                reread = false;
+            }
 
             let mut tx = Vec::new();
             let mut kinds = Vec::new();
             let mut inc = Increments::default();
             let mut days: BTreeMap<NaiveDate, Increments> = BTreeMap::new();
             let mut settled = Vec::new();
+            let mut late = false;
             for &i in &todo {
                 let e = &events[i];
                 tx.push(self.tx_put(records::event_item(e)?, true)?);
                 kinds.push(TxItem::Event(i));
                 inc.record(e)?;
+                if let Billed::Known(Some(b)) = &billed {
+                    if keys::billed_to(e.period_start) < *b {
+                        inc.adjust(e.period_start, e.cost_usd.unwrap_or_default())?;
+                        late = true;
+                    }
+                }
                 let day = days.entry(e.timestamp.date_naive()).or_default();
                 let t = e.tally();
                 day.add(keys::day_attr("calls", &e.provider), Decimal::from(t.calls))?;
@@ -576,6 +708,29 @@ impl DynamoStore {
                     n(-i64::try_from(settled.len()).unwrap_or(i64::MAX)),
                 );
             }
+            if late {
+                state.add(keys::ADJ_VERSION, n(1));
+            }
+            // Listed for the aggregation from its first usage on (no GSI write once set).
+            state
+                .set(keys::SUBS_PK, s(keys::SUBS_PARTITION))
+                .set(keys::SUBS_SK, s(state_pk.clone()));
+            let earliest = todo.iter().map(|&i| events[i].period_start).min();
+            state.condition(|x| {
+                let b = x.name(keys::BILLED_TO);
+                match (&billed, earliest) {
+                    (Billed::Assumed, Some(p)) => {
+                        let v = x.value(s(keys::billed_to(p)));
+                        format!("attribute_not_exists({b}) OR {b} <= {v}")
+                    }
+                    (Billed::Known(Some(known)), _) => {
+                        format!("{b} = {}", x.value(s(known.clone())))
+                    }
+                    (Billed::Known(None), _) | (Billed::Assumed, None) => {
+                        format!("attribute_not_exists({b})")
+                    }
+                }
+            });
             tx.push(self.tx_update(state_pk.clone(), keys::STATE_SK, &state)?);
             kinds.push(TxItem::State);
             for (day, add) in &days {
@@ -610,8 +765,11 @@ impl DynamoStore {
                             ("ConditionalCheckFailed", TxItem::Event(i)) => {
                                 existing.push((*i, reason.item().cloned()))
                             }
-                            // A reservation closed meanwhile: re-read and record without it.
-                            ("ConditionalCheckFailed", _) => {}
+                            // `billed_to` is after an event's period (a late event), or
+                            // moved, or a reservation closed meanwhile: re-read both and
+                            // record with what they are now.
+                            ("ConditionalCheckFailed", TxItem::State) => reread = true,
+                            ("ConditionalCheckFailed", TxItem::Other) => {}
                             (
                                 "TransactionConflict"
                                 | "ThrottlingError"
@@ -945,6 +1103,115 @@ impl UsageStore for DynamoStore {
         })
     }
 
+    async fn unpriced_events(
+        &self,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> StoreResult<Page<UsageEvent>> {
+        let start = cursor.as_deref().map(decode_cursor).transpose()?;
+        let page = self
+            .query()
+            .index_name(keys::OUTBOX_INDEX)
+            .key_condition_expression("#o = :o")
+            .expression_attribute_names("#o", keys::OUTBOX_PK)
+            .expression_attribute_values(":o", s(keys::UNPRICED_PARTITION))
+            .limit(page_size(limit))
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| sdk_err("Query", e))?;
+        let items = page
+            .items()
+            .iter()
+            .map(records::event_of)
+            .collect::<StoreResult<Vec<_>>>()?;
+        let next = next_cursor(page.last_evaluated_key())?;
+        Ok(Page { items, next })
+    }
+
+    async fn price_event(
+        &self,
+        tenant: &TenantId,
+        event_id: &EventId,
+        cost: Decimal,
+        price_version: &str,
+    ) -> StoreResult<bool> {
+        let event_pk = keys::event_pk(tenant, event_id);
+        let Some(item) = self.get_item(event_pk.clone(), keys::EVENT_SK, &[]).await? else {
+            return Ok(false);
+        };
+        let e = records::event_of(&item)?;
+        if e.cost_usd.is_some() {
+            return Ok(false);
+        }
+        let mut event = Update::new();
+        event
+            .set("cost_usd", s(cost.to_string()))
+            .set("price_version", s(price_version))
+            .remove(keys::OUTBOX_PK)
+            .remove(keys::OUTBOX_SK);
+        event.condition(|x| {
+            let (pk, c) = (x.name(keys::PK), x.name("cost_usd"));
+            let null = x.value(s("NULL"));
+            format!(
+                "attribute_exists({pk}) AND (attribute_not_exists({c}) OR attribute_type({c}, {null}))"
+            )
+        });
+        let mut day = Update::new();
+        day.add(&keys::day_attr("cost", &e.provider), n(cost));
+        let state_pk = keys::user_pk(tenant, e.user.as_str());
+        for _ in 0..MAX_ATTEMPTS {
+            let state = self.get_state(tenant, &e.user, &[keys::BILLED_TO]).await?;
+            let billed = get_s(&state, keys::BILLED_TO).map(str::to_owned);
+            let mut inc = Increments::default();
+            inc.price(e.period_start, &e.provider, cost)?;
+            let late = billed
+                .as_ref()
+                .is_some_and(|b| keys::billed_to(e.period_start) < *b);
+            if late {
+                inc.adjust(e.period_start, cost)?;
+            }
+            let mut u = Update::new();
+            for (attr, by) in inc.nonzero() {
+                u.add(attr, n(by));
+            }
+            if late {
+                u.add(keys::ADJ_VERSION, n(1));
+            }
+            u.condition(|x| {
+                let b = x.name(keys::BILLED_TO);
+                match &billed {
+                    Some(v) => format!("{b} = {}", x.value(s(v.clone()))),
+                    None => format!("attribute_not_exists({b})"),
+                }
+            });
+            let res = self
+                .transact_until_decided("pricing an event", || {
+                    let mut tx = vec![
+                        self.tx_update(event_pk.clone(), keys::EVENT_SK, &event)?,
+                        self.tx_update(state_pk.clone(), keys::STATE_SK, &u)?,
+                    ];
+                    if !cost.is_zero() {
+                        tx.push(self.tx_update(
+                            state_pk.clone(),
+                            &keys::day_sk(e.timestamp.date_naive()),
+                            &day,
+                        )?);
+                    }
+                    Ok(tx)
+                })
+                .await?;
+            match res {
+                Ok(()) => return Ok(true),
+                // Priced meanwhile (or expired): nothing changed.
+                Err(reasons) if first_condition_failed(&reasons) => return Ok(false),
+                // `billed_to` moved since it was read: read it again.
+                Err(_) => {}
+            }
+        }
+        Err(gave_up("pricing an event"))
+    }
+
     async fn expire_reservations(&self, now: DateTime<Utc>, limit: usize) -> StoreResult<usize> {
         let mut expired = 0;
         for shard in 0..keys::HOLDS_SHARDS {
@@ -1127,34 +1394,31 @@ impl SubscriptionStore for DynamoStore {
         }
     }
 
-    async fn list_subscriptions(
-        &self,
-        cursor: Option<String>,
-        limit: usize,
-    ) -> StoreResult<Page<Subscription>> {
+    async fn list_users(&self, cursor: Option<String>, limit: usize) -> StoreResult<Page<UserRef>> {
         let start = cursor.as_deref().map(decode_cursor).transpose()?;
-        let page_size = i32::try_from(limit.clamp(1, 1000)).unwrap_or(1000);
         let page = self
             .query()
             .index_name(keys::SUBS_INDEX)
             .key_condition_expression("#p = :p")
             .expression_attribute_names("#p", keys::SUBS_PK)
             .expression_attribute_values(":p", s(keys::SUBS_PARTITION))
-            .limit(page_size)
+            .limit(page_size(limit))
             .set_exclusive_start_key(start)
             .send()
             .await
             .map_err(|e| sdk_err("Query", e))?;
         let mut items = Vec::new();
         for item in page.items() {
-            if let Some(sub) = subscription_of(item)? {
-                items.push(sub);
-            }
+            let sk = get_s(item, keys::SUBS_SK).unwrap_or_default();
+            let (tenant, user) = keys::parse_user_pk(sk)
+                .ok_or_else(|| StoreError::Corrupt(format!("users index key `{sk}`")))?;
+            items.push(UserRef {
+                tenant,
+                user,
+                subscription: subscription_of(item)?,
+            });
         }
-        let next = match page.last_evaluated_key() {
-            Some(k) if !k.is_empty() => Some(encode_cursor(k)?),
-            _ => None,
-        };
+        let next = next_cursor(page.last_evaluated_key())?;
         Ok(Page { items, next })
     }
 }
@@ -1316,6 +1580,127 @@ impl InvoiceStore for DynamoStore {
         self.put_new(item).await
     }
 
+    async fn billing_state(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        period_start: DateTime<Utc>,
+    ) -> StoreResult<BillingState> {
+        let item = self.get_state(tenant, user, &[]).await?;
+        let version = BillingVersion::of(&item, period_start)?;
+        Ok(BillingState {
+            tenant: tenant.clone(),
+            user: user.clone(),
+            billed_to: version.billed_to.as_deref().map(time_of).transpose()?,
+            period_start,
+            usage: period_usage(&item, period_start)?,
+            adjustments: adjustments(&item)?,
+            version: version.text(),
+        })
+    }
+
+    async fn close_period(
+        &self,
+        invoice: &Invoice,
+        state: &BillingState,
+    ) -> StoreResult<CloseOutcome> {
+        // A version this store did not write cannot be the current one.
+        let Some(version) = BillingVersion::parse(&state.version) else {
+            return Ok(CloseOutcome::Changed);
+        };
+        let mut u = Update::new();
+        u.set(keys::BILLED_TO, s(keys::billed_to(invoice.period.end)));
+        // Equal to the stored values (adjv is in the condition): removed, not subtracted.
+        for period in state.adjustments.keys() {
+            u.remove(&keys::adjustment(*period, AdjustmentPart::Events))
+                .remove(&keys::adjustment(*period, AdjustmentPart::Cost));
+        }
+        u.add(keys::ADJ_VERSION, n(1));
+        u.condition(|x| version.condition(x, state.period_start));
+        let state_pk = keys::user_pk(&state.tenant, state.user.as_str());
+        let res = self
+            .transact_until_decided("closing a period", || {
+                Ok(vec![
+                    self.tx_put(records::invoice_item(invoice)?, true)?,
+                    self.tx_update(state_pk.clone(), keys::STATE_SK, &u)?,
+                ])
+            })
+            .await?;
+        Ok(match res {
+            Ok(()) => CloseOutcome::Closed,
+            Err(reasons) if first_condition_failed(&reasons) => CloseOutcome::AlreadyInvoiced,
+            Err(_) => CloseOutcome::Changed,
+        })
+    }
+
+    async fn unpublished_invoices(&self, limit: usize) -> StoreResult<Vec<Invoice>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let items = self
+            .query_all(
+                || {
+                    self.query()
+                        .index_name(keys::OUTBOX_INDEX)
+                        .key_condition_expression("#o = :o")
+                        .expression_attribute_names("#o", keys::OUTBOX_PK)
+                        .expression_attribute_values(":o", s(keys::INVOICES_PARTITION))
+                        .limit(page_size(limit))
+                },
+                Some(limit),
+            )
+            .await?;
+        items.iter().map(from_item).collect()
+    }
+
+    async fn mark_invoice_published(&self, invoice: &Invoice) -> StoreResult<()> {
+        let mut u = Update::new();
+        u.set("published", AttributeValue::Bool(true))
+            .remove(keys::OUTBOX_PK)
+            .remove(keys::OUTBOX_SK);
+        u.condition(|x| format!("attribute_exists({})", x.name(keys::PK)));
+        // A missing invoice changes nothing.
+        let _ = self
+            .update(
+                keys::user_pk(&invoice.tenant, &invoice.user),
+                &keys::invoice_sk(invoice.period.start),
+                &u,
+                false,
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn get_job_cursor(&self, job: &str) -> StoreResult<Option<String>> {
+        let item = self
+            .get_item(keys::job_pk(job), keys::JOB_SK, &[keys::JOB_CURSOR])
+            .await?;
+        Ok(item
+            .as_ref()
+            .and_then(|i| get_s(i, keys::JOB_CURSOR))
+            .map(str::to_owned))
+    }
+
+    async fn put_job_cursor(&self, job: &str, cursor: Option<&str>) -> StoreResult<()> {
+        match cursor {
+            Some(c) => {
+                let mut item = key(keys::job_pk(job), keys::JOB_SK);
+                item.insert(keys::JOB_CURSOR.into(), s(c));
+                self.put(item).await
+            }
+            None => {
+                self.client
+                    .delete_item()
+                    .table_name(&self.table)
+                    .set_key(Some(key(keys::job_pk(job), keys::JOB_SK)))
+                    .send()
+                    .await
+                    .map_err(|e| sdk_err("DeleteItem", e))?;
+                Ok(())
+            }
+        }
+    }
+
     async fn list_invoices(&self, tenant: &TenantId, user: &UserId) -> StoreResult<Vec<Invoice>> {
         let items = self
             .query_prefix(
@@ -1397,6 +1782,48 @@ mod tests {
         ]);
         assert_eq!(decode_cursor(&encode_cursor(&k).unwrap()).unwrap(), k);
         assert!(decode_cursor("not a cursor!").is_err());
+    }
+
+    #[test]
+    fn billing_versions_round_trip_and_foreign_text_is_rejected() {
+        let v = BillingVersion {
+            billed_to: Some(keys::billed_to(
+                chrono::TimeZone::with_ymd_and_hms(&Utc, 2025, 4, 1, 0, 0, 0).unwrap(),
+            )),
+            writes: dec!(7),
+            adjv: dec!(2),
+        };
+        assert_eq!(v.text(), "2025-04-01T00:00:00.000000000Z|7|2");
+        assert_eq!(BillingVersion::parse(&v.text()), Some(v));
+        let none = BillingVersion {
+            billed_to: None,
+            writes: Decimal::ZERO,
+            adjv: Decimal::ZERO,
+        };
+        assert_eq!(none.text(), "-|0|0");
+        assert_eq!(BillingVersion::parse("-|0|0"), Some(none));
+        for bad in ["", "-|0", "-|0|0|0", "-|x|0", "v3"] {
+            assert_eq!(BillingVersion::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn billing_version_condition_requires_each_part_unchanged() {
+        let p = chrono::TimeZone::with_ymd_and_hms(&Utc, 2025, 3, 1, 0, 0, 0).unwrap();
+        let v = BillingVersion {
+            billed_to: None,
+            writes: dec!(3),
+            adjv: Decimal::ZERO,
+        };
+        let mut x = convert::Expr::default();
+        assert_eq!(
+            v.condition(&mut x, p),
+            "attribute_not_exists(#n0) AND #n1 = :v0 AND (attribute_not_exists(#n2) OR #n2 = :v1)"
+        );
+        let names = x.names().unwrap();
+        assert_eq!(names["#n0"], "billed_to");
+        assert_eq!(names["#n1"], "w|2025-03-01T00:00:00Z");
+        assert_eq!(names["#n2"], "adjv");
     }
 
     #[test]
@@ -1531,5 +1958,224 @@ mod budget {
             }
         );
         assert_eq!(gemini.held, r.held);
+    }
+}
+
+/// The request budget of the billing methods, against the emulator:
+/// `scripts/with-moto cargo test -p meter-core --lib store::dynamo -- --ignored`.
+#[cfg(test)]
+mod billing_budget {
+    use super::*;
+    use crate::domain::{InvoiceStatus, ModelId};
+    use crate::periods::Period;
+    use crate::usage::UsageCounts;
+    use chrono::TimeZone;
+    use rust_decimal_macros::dec;
+
+    fn at(m: u32, d: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2025, m, d, 0, 0, 0).unwrap()
+    }
+
+    fn event(t: &TenantId, u: &UserId, id: &str, cost: Option<Decimal>) -> UsageEvent {
+        UsageEvent {
+            tenant: t.clone(),
+            user: u.clone(),
+            event_id: EventId::parse(id).unwrap(),
+            fingerprint: format!("fp-{id}"),
+            provider: ProviderId::parse("gemini").unwrap(),
+            model: Some(ModelId::parse("gemini-2.5-flash").unwrap()),
+            timestamp: at(3, 10),
+            period_start: at(3, 1),
+            counts: UsageCounts {
+                input_tokens: 10,
+                ..UsageCounts::default()
+            },
+            cost_usd: cost,
+            price_version: None,
+            estimated: false,
+            endpoint: None,
+            status_code: Some(200),
+            latency_ms: None,
+            reservation_id: None,
+            metadata: None,
+            recorded_at: at(3, 10),
+        }
+    }
+
+    fn invoice(s: &BillingState) -> Invoice {
+        let month = chrono::Datelike::month(&s.period_start);
+        let adjustments: Decimal = s.adjustments.values().map(|a| a.cost_usd).sum();
+        Invoice {
+            id: uuid::Uuid::new_v4().to_string(),
+            tenant: s.tenant.clone(),
+            user: s.user.to_string(),
+            period: Period {
+                start: s.period_start,
+                end: at(month + 1, 1),
+            },
+            plan: PlanName::free(),
+            base_usd: Decimal::ZERO,
+            usage_usd: Decimal::ZERO,
+            overage_usd: Decimal::ZERO,
+            proration_usd: Decimal::ZERO,
+            adjustments_usd: adjustments,
+            total_usd: adjustments,
+            line_items: Vec::new(),
+            status: InvoiceStatus::Pending,
+            created_at: at(month + 1, 1),
+            published: false,
+            extra: Default::default(),
+        }
+    }
+
+    fn took(counter: &RequestCounter, want: &[(&str, u64)]) {
+        let want: BTreeMap<String, u64> = want.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect();
+        assert_eq!(counter.take(), want);
+    }
+
+    #[tokio::test]
+    #[ignore = "needs the emulator: run through scripts/with-moto with --ignored"]
+    async fn billing_methods_stay_within_their_request_budget() {
+        let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let table = format!("meter-budget-{}", uuid::Uuid::new_v4().simple());
+        let (store, counter) = DynamoStore::with_request_counter(&config, table.clone());
+        create_table(store.client(), &table).await.unwrap();
+        let (t, u) = (
+            TenantId::parse("acme").unwrap(),
+            UserId::parse("alice").unwrap(),
+        );
+        store
+            .record_events(&[
+                event(&t, &u, "priced", Some(dec!(1))),
+                event(&t, &u, "unpriced", None),
+            ])
+            .await
+            .unwrap();
+        counter.take();
+
+        let users = store.list_users(None, 10).await.unwrap();
+        assert_eq!(users.items.len(), 1);
+        took(&counter, &[("Query", 1)]);
+        let unpriced = store.unpriced_events(None, 10).await.unwrap();
+        assert_eq!(unpriced.items.len(), 1);
+        took(&counter, &[("Query", 1)]);
+
+        let state = store.billing_state(&t, &u, at(3, 1)).await.unwrap();
+        took(&counter, &[("GetItem", 1)]);
+        let inv = invoice(&state);
+        assert_eq!(
+            store.close_period(&inv, &state).await.unwrap(),
+            CloseOutcome::Closed
+        );
+        took(&counter, &[("TransactWriteItems", 1)]);
+
+        // A late event: the common-path transaction fails, one read, one retry.
+        store
+            .record_events(&[event(&t, &u, "late", Some(dec!(0.5)))])
+            .await
+            .unwrap();
+        took(&counter, &[("GetItem", 1), ("TransactWriteItems", 2)]);
+
+        let id = EventId::parse("unpriced").unwrap();
+        assert!(store.price_event(&t, &id, dec!(2), "v1").await.unwrap());
+        took(&counter, &[("GetItem", 2), ("TransactWriteItems", 1)]);
+        let april = store.billing_state(&t, &u, at(4, 1)).await.unwrap();
+        assert_eq!(
+            april.adjustments[&at(3, 1)],
+            crate::store::Adjustment {
+                events: 2,
+                cost_usd: dec!(2.5)
+            }
+        );
+        assert_eq!(april.billed_to, Some(at(4, 1)));
+        counter.take();
+
+        assert_eq!(
+            store.unpublished_invoices(10).await.unwrap(),
+            vec![inv.clone()]
+        );
+        took(&counter, &[("Query", 1)]);
+        store.mark_invoice_published(&inv).await.unwrap();
+        took(&counter, &[("UpdateItem", 1)]);
+        assert!(store.unpublished_invoices(10).await.unwrap().is_empty());
+        counter.take();
+
+        store.put_job_cursor("aggregate", Some("c1")).await.unwrap();
+        took(&counter, &[("PutItem", 1)]);
+        assert_eq!(
+            store.get_job_cursor("aggregate").await.unwrap().as_deref(),
+            Some("c1")
+        );
+        took(&counter, &[("GetItem", 1)]);
+        store.put_job_cursor("aggregate", None).await.unwrap();
+        took(&counter, &[("DeleteItem", 1)]);
+    }
+
+    /// Closes the period starting in `month`, reading the state again while it changes.
+    async fn close(store: &DynamoStore, t: &TenantId, u: &UserId, month: u32) -> Invoice {
+        loop {
+            let s = store.billing_state(t, u, at(month, 1)).await.unwrap();
+            let inv = invoice(&s);
+            match store.close_period(&inv, &s).await.unwrap() {
+                CloseOutcome::Closed => return inv,
+                CloseOutcome::Changed => continue,
+                CloseOutcome::AlreadyInvoiced => panic!("month {month} closed twice"),
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    #[ignore = "needs the emulator: run through scripts/with-moto with --ignored"]
+    async fn late_events_racing_closes_are_billed_exactly_once() {
+        let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let table = format!("meter-races-{}", uuid::Uuid::new_v4().simple());
+        let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), table.clone());
+        create_table(store.client(), &table).await.unwrap();
+        let (t, u) = (
+            TenantId::parse("acme").unwrap(),
+            UserId::parse("alice").unwrap(),
+        );
+        store
+            .record_events(&[event(&t, &u, "on-time", Some(dec!(1)))])
+            .await
+            .unwrap();
+        let march = close(&store, &t, &u, 3).await;
+        assert_eq!(march.adjustments_usd, Decimal::ZERO);
+
+        // 3 writers × 10 late March events of 0.5 each, while April … August close.
+        let mut writers = Vec::new();
+        for w in 0..3 {
+            let (store, t, u) = (store.clone(), t.clone(), u.clone());
+            writers.push(tokio::spawn(async move {
+                for i in 0..10 {
+                    let e = event(&t, &u, &format!("late-{w}-{i}"), Some(dec!(0.5)));
+                    let out = store.record_events(&[e]).await.unwrap();
+                    assert_eq!(out, vec![RecordOutcome::Recorded]);
+                }
+            }));
+        }
+        let mut billed = Decimal::ZERO;
+        for month in 4..=8 {
+            billed += close(&store, &t, &u, month).await.adjustments_usd;
+        }
+        for w in writers {
+            w.await.unwrap();
+        }
+        billed += close(&store, &t, &u, 9).await.adjustments_usd;
+
+        assert_eq!(billed, dec!(15));
+        let usage = store
+            .get_period_usage(&t, &u, &[at(3, 1)])
+            .await
+            .unwrap()
+            .remove(0);
+        let gemini = &usage.by_provider[&ProviderId::parse("gemini").unwrap()];
+        assert_eq!(
+            (gemini.recorded.calls, gemini.recorded.cost_usd),
+            (31, dec!(16))
+        );
+        let after = store.billing_state(&t, &u, at(10, 1)).await.unwrap();
+        assert!(after.adjustments.is_empty(), "{:?}", after.adjustments);
+        assert_eq!(store.list_invoices(&t, &u).await.unwrap().len(), 7);
     }
 }

@@ -9,7 +9,7 @@ use rust_decimal::Decimal;
 use super::convert::{count_of, decimal_of, from_item, get_s, n, s, time_of, to_item, Item};
 use super::keys;
 use crate::domain::{
-    Alert, ProviderId, Reservation, ReservationStatus, TenantId, UsageEvent, UserId,
+    Alert, Invoice, ProviderId, Reservation, ReservationStatus, TenantId, UsageEvent, UserId,
 };
 use crate::store::{StoreError, StoreResult};
 use crate::usage::Tally;
@@ -24,7 +24,8 @@ fn corrupt(what: impl std::fmt::Display) -> StoreError {
 }
 
 /// The raw event item. `metadata` is kept as JSON text (arbitrary client JSON may hold
-/// numbers DynamoDB cannot store exactly).
+/// numbers DynamoDB cannot store exactly). An unpriced event (`cost_usd` NULL) is in the
+/// `outbox` index, partition `UNPRICED`, until it is priced.
 pub fn event_item(e: &UsageEvent) -> StoreResult<Item> {
     let mut item = to_item(e)?;
     if let Some(meta) = &e.metadata {
@@ -32,6 +33,13 @@ pub fn event_item(e: &UsageEvent) -> StoreResult<Item> {
     }
     item.insert(keys::PK.into(), s(keys::event_pk(&e.tenant, &e.event_id)));
     item.insert(keys::SK.into(), s(keys::EVENT_SK));
+    if e.cost_usd.is_none() {
+        item.insert(keys::OUTBOX_PK.into(), s(keys::UNPRICED_PARTITION));
+        item.insert(
+            keys::OUTBOX_SK.into(),
+            s(outbox_sk(e.recorded_at, &e.tenant, e.event_id.as_str())),
+        );
+    }
     let expires = e.recorded_at + Duration::days(EVENT_RETENTION_DAYS);
     item.insert(keys::TTL.into(), n(expires.timestamp()));
     Ok(item)
@@ -136,6 +144,28 @@ pub fn alert_item(a: &Alert) -> StoreResult<Item> {
     Ok(item)
 }
 
+/// The invoice item (under the user's partition); an unpublished one is in the `outbox`
+/// index, partition `INVOICES`.
+pub fn invoice_item(inv: &Invoice) -> StoreResult<Item> {
+    let mut item = to_item(inv)?;
+    item.insert(keys::PK.into(), s(keys::user_pk(&inv.tenant, &inv.user)));
+    item.insert(keys::SK.into(), s(keys::invoice_sk(inv.period.start)));
+    if !inv.published {
+        item.insert(keys::OUTBOX_PK.into(), s(keys::INVOICES_PARTITION));
+        item.insert(
+            keys::OUTBOX_SK.into(),
+            s(format!(
+                "{}#{}#{}#{}",
+                keys::sortable(inv.created_at),
+                inv.tenant,
+                inv.user,
+                keys::sortable(inv.period.start)
+            )),
+        );
+    }
+    Ok(item)
+}
+
 pub fn outbox_sk(created_at: DateTime<Utc>, tenant: &TenantId, id: &str) -> String {
     format!("{}#{tenant}#{id}", keys::sortable(created_at))
 }
@@ -189,10 +219,18 @@ mod tests {
         let ttl: i64 = item[keys::TTL].as_n().unwrap().parse().unwrap();
         assert_eq!(ttl, (e.recorded_at + Duration::days(400)).timestamp());
         assert_eq!(event_of(&item).unwrap(), e);
+        assert!(!item.contains_key(keys::OUTBOX_PK));
         let mut unpriced = e.clone();
         unpriced.cost_usd = None;
         unpriced.metadata = None;
-        assert_eq!(event_of(&event_item(&unpriced).unwrap()).unwrap(), unpriced);
+        let item = event_item(&unpriced).unwrap();
+        assert_eq!(item.get("cost_usd"), Some(&AttributeValue::Null(true)));
+        assert_eq!(get_s(&item, keys::OUTBOX_PK), Some("UNPRICED"));
+        assert_eq!(
+            get_s(&item, keys::OUTBOX_SK),
+            Some("2025-03-10T12:00:00.000000000Z#acme#ev-1")
+        );
+        assert_eq!(event_of(&item).unwrap(), unpriced);
     }
 
     #[test]
