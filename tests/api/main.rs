@@ -1,7 +1,9 @@
 //! Router tests of the hot path, in-process on the SQLite store.
 
 mod bad_input;
+mod dashboard;
 mod helpers;
 mod hot_path;
 mod logs;
 mod reads;
+mod subscriptions;

@@ -103,14 +103,33 @@ fn total(usage: &PeriodUsage) -> ProviderUsage {
     t
 }
 
-/// GET /usage/{user}: one period's recorded usage under `plan`. Pure.
+/// The providers a plan limits by name (`calls:<p>`, `tokens:<p>`): always shown, with
+/// zeros when unused, so that every user of a plan sees the same shape.
+pub fn plan_providers(plan: &Plan) -> BTreeSet<ProviderId> {
+    plan.limits
+        .0
+        .keys()
+        .filter_map(|m| match m {
+            Metric::Calls(Some(p)) | Metric::Tokens(Some(p)) => Some(p.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// GET /usage/{user}: one period's recorded usage under `plan`; the breakdown lists the
+/// plan's providers (zeros when unused) and every provider with usage. Pure.
 pub fn usage_view(user: &UserId, plan: &Plan, period: &Period, usage: &PeriodUsage) -> Value {
     let usage = recorded_only(usage);
     let t = total(&usage);
-    let breakdown: serde_json::Map<String, Value> = usage
-        .by_provider
+    let empty = ProviderUsage::default();
+    let mut providers = plan_providers(plan);
+    providers.extend(usage.by_provider.keys().cloned());
+    let breakdown: serde_json::Map<String, Value> = providers
         .iter()
-        .map(|(p, u)| (p.to_string(), provider_json(u)))
+        .map(|p| {
+            let u = usage.by_provider.get(p).unwrap_or(&empty);
+            (p.to_string(), provider_json(u))
+        })
         .collect();
     json!({
         "user_id": user,
@@ -132,12 +151,17 @@ pub fn usage_view(user: &UserId, plan: &Plan, period: &Period, usage: &PeriodUsa
 }
 
 /// GET /usage/{user}/trends: per period (oldest first) totals and per-provider series,
-/// zero-filled over the union of providers. Pure; `usages[i]` is the usage of `periods[i]`.
-pub fn trends_view(periods: &[Period], usages: &[PeriodUsage]) -> Value {
+/// zero-filled over `always` and every provider with usage. Pure; `usages[i]` is the
+/// usage of `periods[i]`.
+pub fn trends_view(
+    periods: &[Period],
+    usages: &[PeriodUsage],
+    always: &BTreeSet<ProviderId>,
+) -> Value {
     let empty = PeriodUsage::default();
     let usage_of = |i: usize| usages.get(i).unwrap_or(&empty);
-    let providers: BTreeSet<&ProviderId> =
-        usages.iter().flat_map(|u| u.by_provider.keys()).collect();
+    let mut providers: BTreeSet<&ProviderId> = always.iter().collect();
+    providers.extend(usages.iter().flat_map(|u| u.by_provider.keys()));
     let mut calls = Vec::with_capacity(periods.len());
     let mut tokens = Vec::with_capacity(periods.len());
     let mut cost = Vec::with_capacity(periods.len());
@@ -361,7 +385,8 @@ impl Meter {
             .store
             .get_period_usage(&caller.tenant, user, &starts)
             .await?;
-        let mut view = trends_view(&periods, &usages);
+        let plan = self.plan_of(&caller.tenant, sub.as_ref()).await?;
+        let mut view = trends_view(&periods, &usages, &plan_providers(&plan));
         if let Value::Object(m) = &mut view {
             m.insert("user_id".into(), json!(user));
             m.insert("months".into(), json!(months));
@@ -410,7 +435,7 @@ impl Meter {
         let status = limits::usage_status(&plan.limits, &current);
         let remaining = (period.end - now).num_seconds().max(0);
         let days_remaining = (remaining + 86_399) / 86_400;
-        let mut trends = trends_view(&periods, &usages);
+        let mut trends = trends_view(&periods, &usages, &plan_providers(&plan));
         if let Value::Object(m) = &mut trends {
             m.insert("months".into(), json!(DEFAULT_TREND_MONTHS));
         }
@@ -512,6 +537,10 @@ mod tests {
         assert_eq!(v["avg_response_time_ms"], 100.0);
         assert_eq!(v["usage_percentages"]["calls:gemini"], 3.0);
         assert_eq!(v["period"]["name"], "2025-03-01");
+        assert_eq!(
+            v["provider_breakdown"]["stability"]["calls"], 0,
+            "the plan's providers are listed with zeros"
+        );
     }
 
     #[test]
@@ -528,7 +557,7 @@ mod tests {
             PeriodUsage::default(),
             usage("openai", 1, dec!(0.25)),
         ];
-        let v = trends_view(&periods, &usages);
+        let v = trends_view(&periods, &usages, &BTreeSet::from([pid("mistral")]));
         assert_eq!(
             v["periods"],
             json!(["2025-01-01", "2025-02-01", "2025-03-01"])
@@ -537,6 +566,7 @@ mod tests {
         assert_eq!(v["total_cost"], json!(["0.1", "0", "0.25"]));
         assert_eq!(v["provider_trends"]["gemini"]["calls"], json!([2, 0, 0]));
         assert_eq!(v["provider_trends"]["openai"]["cost"], json!(["0", "0", "0.25"]));
+        assert_eq!(v["provider_trends"]["mistral"]["tokens"], json!([0, 0, 0]));
     }
 
     #[test]
