@@ -50,7 +50,9 @@ pub fn key_paths(v: &Value, prefix: &str, out: &mut BTreeSet<String>) {
                 key_paths(x, &p, out);
             }
         }
-        Value::Array(items) => items.iter().for_each(|x| key_paths(x, &format!("{prefix}[]"), out)),
+        Value::Array(items) => items
+            .iter()
+            .for_each(|x| key_paths(x, &format!("{prefix}[]"), out)),
         _ => {}
     }
 }
@@ -114,15 +116,26 @@ async fn usage_reports_recorded_totals_breakdown_rates_and_limits_golden() {
     two_gemini_calls(&app, "alice").await;
     // An open hold is not usage on the dashboard.
     let hold = app
-        .check(json!({"user_id": "alice", "provider": "gemini", "model": "gemini-2.5-flash",
-                       "estimated_input_tokens": 50, "reserve": true}))
+        .check(
+            json!({"user_id": "alice", "provider": "gemini", "model": "gemini-2.5-flash",
+                       "estimated_input_tokens": 50, "reserve": true}),
+        )
         .await;
     assert_eq!(hold.status, 200, "{}", hold.body);
 
     let r = app.get(&format!("{P}/usage/alice")).await;
     assert_eq!(r.status, 200, "{}", r.body);
     let mut breakdown = serde_json::Map::new();
-    for p in ["anthropic", "firecrawl", "metaphor", "mistral", "openai", "serper", "stability", "tavily"] {
+    for p in [
+        "anthropic",
+        "firecrawl",
+        "metaphor",
+        "mistral",
+        "openai",
+        "serper",
+        "stability",
+        "tavily",
+    ] {
         breakdown.insert(p.into(), zero_provider());
     }
     breakdown.insert(
@@ -162,16 +175,27 @@ async fn a_user_without_events_has_the_same_shape_with_zeros() {
     let (app, _clock) = spawn_app_at("2025-03-31T12:00:00Z").await;
     two_gemini_calls(&app, "alice").await;
     for route in ["usage/{u}", "usage/{u}/trends", "dashboard/{u}"] {
-        let busy = app.get(&format!("{P}/{}", route.replace("{u}", "alice"))).await;
-        let idle = app.get(&format!("{P}/{}", route.replace("{u}", "nobody"))).await;
-        assert_eq!((busy.status.as_u16(), idle.status.as_u16()), (200, 200), "{route}");
+        let busy = app
+            .get(&format!("{P}/{}", route.replace("{u}", "alice")))
+            .await;
+        let idle = app
+            .get(&format!("{P}/{}", route.replace("{u}", "nobody")))
+            .await;
+        assert_eq!(
+            (busy.status.as_u16(), idle.status.as_u16()),
+            (200, 200),
+            "{route}"
+        );
         assert_eq!(paths(&busy.body), paths(&idle.body), "{route}");
     }
     let idle = app.get(&format!("{P}/usage/nobody")).await.body;
     assert_eq!(idle["data"]["total_calls"], 0);
     assert_eq!(idle["data"]["total_cost"], "0");
     assert_eq!(idle["data"]["error_rate"], 0.0);
-    assert_eq!(idle["data"]["provider_breakdown"]["gemini"], zero_provider());
+    assert_eq!(
+        idle["data"]["provider_breakdown"]["gemini"],
+        zero_provider()
+    );
 }
 
 #[tokio::test]
@@ -212,22 +236,48 @@ async fn trends_on_march_31_name_six_consecutive_real_periods_zero_filled() {
     let d = &r.body["data"];
     assert_eq!(
         d["periods"],
-        json!(["2024-10-01", "2024-11-01", "2024-12-01", "2025-01-01", "2025-02-01", "2025-03-01"])
+        json!([
+            "2024-10-01",
+            "2024-11-01",
+            "2024-12-01",
+            "2025-01-01",
+            "2025-02-01",
+            "2025-03-01"
+        ])
     );
     assert_eq!(d["total_calls"], json!([0, 0, 0, 1, 0, 2]));
     assert_eq!(d["total_tokens"], json!([0, 0, 0, 1000, 0, 3200]));
-    assert_eq!(d["total_cost"], json!(["0", "0", "0", "0.00015", "0", "0.0014"]));
-    assert_eq!(d["provider_trends"]["mistral"]["calls"], json!([0, 0, 0, 1, 0, 0]));
-    assert_eq!(d["provider_trends"]["gemini"]["cost"], json!(["0", "0", "0", "0", "0", "0.0014"]));
+    assert_eq!(
+        d["total_cost"],
+        json!(["0", "0", "0", "0.00015", "0", "0.0014"])
+    );
+    assert_eq!(
+        d["provider_trends"]["mistral"]["calls"],
+        json!([0, 0, 0, 1, 0, 0])
+    );
+    assert_eq!(
+        d["provider_trends"]["gemini"]["cost"],
+        json!(["0", "0", "0", "0", "0", "0.0014"])
+    );
     assert_eq!(d["months"], 6);
 
     let one = app.get(&format!("{P}/usage/carol/trends?months=1")).await;
     assert_eq!(one.body["data"]["periods"], json!(["2025-03-01"]));
     let two_years = app.get(&format!("{P}/usage/carol/trends?months=24")).await;
     assert_eq!(two_years.body["data"]["periods"][0], "2023-04-01");
-    for q in ["months=0", "months=25", "months=six", "months=-1", "months=1.5"] {
+    for q in [
+        "months=0",
+        "months=25",
+        "months=six",
+        "months=-1",
+        "months=1.5",
+    ] {
         let r = app.get(&format!("{P}/usage/carol/trends?{q}")).await;
-        assert_eq!((r.status.as_u16(), r.code()), (400, "invalid_parameter"), "{q}");
+        assert_eq!(
+            (r.status.as_u16(), r.code()),
+            (400, "invalid_parameter"),
+            "{q}"
+        );
     }
 }
 
@@ -254,25 +304,41 @@ async fn dashboard_combines_usage_projection_trends_alerts_and_summary_golden() 
     let (app, clock) = spawn_app_at("2025-03-31T00:00:00Z").await;
     two_gemini_calls(&app, "dana").await;
     for i in 0..7 {
-        assert!(app.store.create_alert_once(&alert(&app, "dana", &format!("k{i}"), i)).await.unwrap());
+        assert!(app
+            .store
+            .create_alert_once(&alert(&app, "dana", &format!("k{i}"), i))
+            .await
+            .unwrap());
     }
-    let r = app.post(&format!("{P}/alerts/al-k6/mark-read"), json!({})).await;
+    let r = app
+        .post(&format!("{P}/alerts/al-k6/mark-read"), json!({}))
+        .await;
     assert_eq!(r.status, 200);
 
     let r = app.get(&format!("{P}/dashboard/dana")).await;
     assert_eq!(r.status, 200, "{}", r.body);
     let d = &r.body["data"];
     let usage = app.get(&format!("{P}/usage/dana")).await;
-    assert_eq!(d["current_usage"], usage.body["data"], "current_usage is /usage");
+    assert_eq!(
+        d["current_usage"], usage.body["data"],
+        "current_usage is /usage"
+    );
     let trends = app.get(&format!("{P}/usage/dana/trends")).await;
     let mut expected_trends = trends.body["data"].clone();
     expected_trends.as_object_mut().unwrap().remove("user_id");
-    assert_eq!(d["trends"], expected_trends, "trends is /trends of 6 periods");
+    assert_eq!(
+        d["trends"], expected_trends,
+        "trends is /trends of 6 periods"
+    );
     assert_eq!(d["limits"]["plan_name"], "free");
     assert_eq!(d["limits"]["limits"], usage.body["data"]["limits"]);
-    assert_eq!(d["usage_percentages"], usage.body["data"]["usage_percentages"]);
+    assert_eq!(
+        d["usage_percentages"],
+        usage.body["data"]["usage_percentages"]
+    );
     // $0.0014 over 30 of March's 31 days: 0.0014 × 31 / 30.
-    let projected: Decimal = "0.0014".parse::<Decimal>().unwrap() * Decimal::from(31) / Decimal::from(30);
+    let projected: Decimal =
+        "0.0014".parse::<Decimal>().unwrap() * Decimal::from(31) / Decimal::from(30);
     assert_eq!(
         d["projections"],
         json!({"projected_monthly_cost": projected.normalize().to_string(),
@@ -280,8 +346,15 @@ async fn dashboard_combines_usage_projection_trends_alerts_and_summary_golden() 
     );
     let items = d["alerts"]["items"].as_array().unwrap();
     let keys: Vec<&str> = items.iter().map(|a| a["key"].as_str().unwrap()).collect();
-    assert_eq!(keys, ["k6", "k5", "k4", "k3", "k2"], "the latest five, newest first");
-    assert_eq!(d["alerts"]["unread_count"], 6, "counts every unread alert, not the page");
+    assert_eq!(
+        keys,
+        ["k6", "k5", "k4", "k3", "k2"],
+        "the latest five, newest first"
+    );
+    assert_eq!(
+        d["alerts"]["unread_count"], 6,
+        "counts every unread alert, not the page"
+    );
     let mut summary = d["summary"].clone();
     mask(&mut summary, &[]);
     assert_eq!(
@@ -314,7 +387,13 @@ async fn dashboard_recommends_the_cheapest_plan_that_holds_the_usage() {
     assert_eq!(recs.as_array().unwrap().len(), 1, "{recs}");
     assert_eq!(recs[0]["kind"], "upgrade");
     assert_eq!(recs[0]["plan"], "basic");
-    assert!(recs[0]["reason"].as_str().unwrap().contains("calls:gemini is at 85.00%"), "{recs}");
+    assert!(
+        recs[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("calls:gemini is at 85.00%"),
+        "{recs}"
+    );
     assert_eq!(r.body["data"]["summary"]["usage_status"], "warning");
 }
 
@@ -349,8 +428,16 @@ fn invoice(app: &TestApp, user: &str, month: u32, total: &str) -> Invoice {
 #[tokio::test]
 async fn billing_lists_invoices_newest_first_with_exact_amounts_golden() {
     let (app, _clock) = spawn_app_at("2025-04-02T00:00:00Z").await;
-    assert!(app.store.put_invoice_once(&invoice(&app, "frank", 2, "113.57")).await.unwrap());
-    assert!(app.store.put_invoice_once(&invoice(&app, "frank", 3, "80.23")).await.unwrap());
+    assert!(app
+        .store
+        .put_invoice_once(&invoice(&app, "frank", 2, "113.57"))
+        .await
+        .unwrap());
+    assert!(app
+        .store
+        .put_invoice_once(&invoice(&app, "frank", 3, "80.23"))
+        .await
+        .unwrap());
     let r = app.get(&format!("{P}/billing/frank")).await;
     assert_eq!(r.status, 200, "{}", r.body);
     let mut data = r.body["data"].clone();
@@ -376,7 +463,11 @@ async fn billing_lists_invoices_newest_first_with_exact_amounts_golden() {
 async fn another_tenants_user_reads_as_a_user_without_data() {
     let (app, _clock) = spawn_app_at("2025-03-31T12:00:00Z").await;
     let other_key = other_tenant(&app).await;
-    assert!(app.store.put_invoice_once(&invoice(&app, "alice", 2, "1.00")).await.unwrap());
+    assert!(app
+        .store
+        .put_invoice_once(&invoice(&app, "alice", 2, "1.00"))
+        .await
+        .unwrap());
     // The other tenant's key sees its own alice (1 call), not this tenant's invoice.
     let theirs = app.get_as(&other_key, &format!("{P}/usage/alice")).await;
     assert_eq!(theirs.body["data"]["total_calls"], 1);
@@ -388,22 +479,48 @@ async fn another_tenants_user_reads_as_a_user_without_data() {
     let dash = app.get(&format!("{P}/dashboard/alice")).await;
     assert_eq!(dash.body["data"]["current_usage"]["total_calls"], 0);
     let trends = app.get(&format!("{P}/usage/alice/trends")).await;
-    assert_eq!(trends.body["data"]["total_calls"], json!([0, 0, 0, 0, 0, 0]));
+    assert_eq!(
+        trends.body["data"]["total_calls"],
+        json!([0, 0, 0, 0, 0, 0])
+    );
 }
 
 #[tokio::test]
 async fn dashboard_routes_need_a_key_and_a_valid_user_id() {
     let (app, _clock) = spawn_app_at("2025-03-31T12:00:00Z").await;
     let long = "u".repeat(129);
-    for route in ["usage/{u}", "usage/{u}/trends", "dashboard/{u}", "billing/{u}"] {
-        let r = app.get_as("mk_live_nope", &format!("{P}/{}", route.replace("{u}", "alice"))).await;
-        assert_eq!((r.status.as_u16(), r.code()), (401, "unauthorized"), "{route}");
+    for route in [
+        "usage/{u}",
+        "usage/{u}/trends",
+        "dashboard/{u}",
+        "billing/{u}",
+    ] {
+        let r = app
+            .get_as(
+                "mk_live_nope",
+                &format!("{P}/{}", route.replace("{u}", "alice")),
+            )
+            .await;
+        assert_eq!(
+            (r.status.as_u16(), r.code()),
+            (401, "unauthorized"),
+            "{route}"
+        );
         for bad in [long.as_str(), "sp%20ace"] {
             let r = app.get(&format!("{P}/{}", route.replace("{u}", bad))).await;
-            assert_eq!((r.status.as_u16(), r.code()), (400, "invalid_id"), "{route} {bad}");
+            assert_eq!(
+                (r.status.as_u16(), r.code()),
+                (400, "invalid_id"),
+                "{route} {bad}"
+            );
         }
         // The admin key may read too.
-        let r = app.get_as(&app.admin_key.clone(), &format!("{P}/{}", route.replace("{u}", "alice"))).await;
+        let r = app
+            .get_as(
+                &app.admin_key.clone(),
+                &format!("{P}/{}", route.replace("{u}", "alice")),
+            )
+            .await;
         assert_eq!(r.status, 200, "{route}");
     }
 }

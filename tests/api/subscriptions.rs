@@ -37,8 +37,10 @@ async fn alert_keys(app: &TestApp, user: &str) -> Vec<String> {
 
 async fn gemini_tokens(app: &TestApp, id: &str, user: &str, tokens: u64) {
     let r = app
-        .usage(json!({"event_id": id, "user_id": user, "provider": "gemini",
-                       "model": "gemini-2.5-flash", "input_tokens": tokens}))
+        .usage(
+            json!({"event_id": id, "user_id": user, "provider": "gemini",
+                       "model": "gemini-2.5-flash", "input_tokens": tokens}),
+        )
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body["data"]["events"][0]["status"], "recorded");
@@ -51,7 +53,10 @@ async fn without_a_subscription_the_user_is_on_free_calendar_months_golden() {
     assert_eq!(r.status, 200, "{}", r.body);
     let plans = app.get(&format!("{P}/plans")).await;
     let mut data = r.body["data"].clone();
-    assert_eq!(data["plan"], plans.body["data"]["plans"][0], "the plan as /plans shows it");
+    assert_eq!(
+        data["plan"], plans.body["data"]["plans"][0],
+        "the plan as /plans shows it"
+    );
     data.as_object_mut().unwrap().remove("plan");
     data.as_object_mut().unwrap().remove("limits");
     assert_eq!(
@@ -80,7 +85,12 @@ async fn put_creates_a_subscription_in_the_period_containing_now_golden() {
     assert_eq!(read["subscription"], expected_sub);
 
     // Anniversary periods start at the subscription's start instant.
-    let ann = put_sub(&app, "ivy", json!({"plan": "pro", "anchor": "anniversary", "billing_cycle": "yearly"})).await;
+    let ann = put_sub(
+        &app,
+        "ivy",
+        json!({"plan": "pro", "anchor": "anniversary", "billing_cycle": "yearly"}),
+    )
+    .await;
     assert_eq!(ann["current_period"]["start"], "2025-03-15T12:00:00Z");
     assert_eq!(ann["subscription"]["billing_cycle"], "yearly");
 }
@@ -98,7 +108,10 @@ async fn upgrade_mid_period_changes_limits_at_once_keeps_usage_prorates_exactly_
     assert_eq!(up["change"], "upgraded");
     assert_eq!(up["subscription"]["plan"], "pro");
     assert_eq!(up["subscription"]["version"], 2);
-    assert_eq!(up["limits"]["tokens:gemini"], 5_000_000, "limits change at once");
+    assert_eq!(
+        up["limits"]["tokens:gemini"], 5_000_000,
+        "limits change at once"
+    );
     // (79 − 29) × 20 of April's 30 days remaining.
     let exact = (Decimal::from(79) - Decimal::from(29)) * Decimal::from(20) / Decimal::from(30);
     let mut prorations = up["prorations"].clone();
@@ -114,12 +127,23 @@ async fn upgrade_mid_period_changes_limits_at_once_keeps_usage_prorates_exactly_
     assert_eq!(usage["plan"], "pro");
     assert_eq!(usage["total_tokens"], 850_000, "the period's usage is kept");
     assert_eq!(usage["usage_percentages"]["tokens:gemini"], 17.0);
-    let check = app.check(json!({"user_id": "jill", "provider": "gemini", "estimated_input_tokens": 1_000_000})).await;
-    assert_eq!(check.status, 200, "pro's limits allow what basic's would not: {}", check.body);
+    let check = app
+        .check(
+            json!({"user_id": "jill", "provider": "gemini", "estimated_input_tokens": 1_000_000}),
+        )
+        .await;
+    assert_eq!(
+        check.status, 200,
+        "pro's limits allow what basic's would not: {}",
+        check.body
+    );
 
     // Re-armed: crossing 80 % of the new limit fires the alert again.
     gemini_tokens(&app, "j-2", "jill", 3_200_000).await;
-    assert_eq!(alert_keys(&app, "jill").await, ["tokens:gemini@80", "tokens:gemini@80"]);
+    assert_eq!(
+        alert_keys(&app, "jill").await,
+        ["tokens:gemini@80", "tokens:gemini@80"]
+    );
     let read = app.get(&sub_path("jill")).await.body["data"].clone();
     assert_eq!(read["prorations"][0]["amount_usd"], exact.to_string());
 }
@@ -133,14 +157,23 @@ async fn downgrade_is_scheduled_and_the_same_price_switches_at_once() {
     assert_eq!(down["change"], "downgrade_scheduled");
     assert_eq!(down["subscription"]["plan"], "pro");
     assert_eq!(down["pending_plan"], "basic");
-    assert_eq!(down["limits"]["calls:gemini"], 5000, "pro's limits stay until the next period");
+    assert_eq!(
+        down["limits"]["calls:gemini"], 5000,
+        "pro's limits stay until the next period"
+    );
     assert_eq!(down["prorations"], json!([]));
     let keep = put_sub(&app, "kim", json!({"plan": "pro"})).await;
-    assert_eq!((keep["change"].as_str(), &keep["pending_plan"]), (Some("updated"), &Value::Null));
+    assert_eq!(
+        (keep["change"].as_str(), &keep["pending_plan"]),
+        (Some("updated"), &Value::Null)
+    );
 
     let twin = json!({"tier": "custom", "monthly_price_usd": "79", "yearly_price_usd": "790",
                       "limits": {"calls:gemini": 7000}});
-    assert_eq!(app.put(&format!("{P}/plans/pro-plus"), twin).await.status, 200);
+    assert_eq!(
+        app.put(&format!("{P}/plans/pro-plus"), twin).await.status,
+        200
+    );
     let switched = put_sub(&app, "kim", json!({"plan": "pro-plus"})).await;
     assert_eq!(switched["change"], "switched");
     assert_eq!(switched["limits"]["calls:gemini"], 7000);
@@ -157,12 +190,24 @@ async fn an_inactive_subscription_is_denied_checks_with_subscription_inactive() 
         let s = put_sub(&app, "lena", json!({"status": status})).await;
         assert_eq!(s["status"], status);
         let r = app.check(check.clone()).await;
-        assert_eq!((r.status.as_u16(), r.code()), (403, "subscription_inactive"), "{status}");
+        assert_eq!(
+            (r.status.as_u16(), r.code()),
+            (403, "subscription_inactive"),
+            "{status}"
+        );
         assert_eq!(r.body["error"]["details"]["status"], status);
     }
     let cancelled = app.get(&sub_path("lena")).await.body["data"].clone();
-    assert_eq!(cancelled["subscription"]["auto_renew"], false, "cancelling stops renewal");
-    put_sub(&app, "lena", json!({"status": "active", "auto_renew": true})).await;
+    assert_eq!(
+        cancelled["subscription"]["auto_renew"], false,
+        "cancelling stops renewal"
+    );
+    put_sub(
+        &app,
+        "lena",
+        json!({"status": "active", "auto_renew": true}),
+    )
+    .await;
     assert_eq!(app.check(check).await.status, 200);
 }
 
@@ -171,21 +216,39 @@ async fn bad_subscription_writes_are_422_with_a_code_and_change_nothing() {
     let (app, _clock) = spawn_app_at("2025-04-05T00:00:00Z").await;
     let inactive = json!({"tier": "custom", "monthly_price_usd": "5", "yearly_price_usd": "50",
                           "limits": {}, "active": false});
-    assert_eq!(app.put(&format!("{P}/plans/legacy"), inactive).await.status, 200);
+    assert_eq!(
+        app.put(&format!("{P}/plans/legacy"), inactive).await.status,
+        200
+    );
     for (body, code) in [
         (json!({}), "missing_field"),
         (json!({"plan": "nope"}), "unknown_plan"),
         (json!({"plan": "legacy"}), "unknown_plan"),
-        (json!({"plan": "basic", "cycle": "monthly"}), "unknown_field"),
-        (json!({"plan": "basic", "billing_cycle": "weekly"}), "invalid_value"),
-        (json!({"plan": "basic", "status": "paused"}), "invalid_value"),
-        (json!({"plan": "basic", "auto_renew": "yes"}), "invalid_type"),
+        (
+            json!({"plan": "basic", "cycle": "monthly"}),
+            "unknown_field",
+        ),
+        (
+            json!({"plan": "basic", "billing_cycle": "weekly"}),
+            "invalid_value",
+        ),
+        (
+            json!({"plan": "basic", "status": "paused"}),
+            "invalid_value",
+        ),
+        (
+            json!({"plan": "basic", "auto_renew": "yes"}),
+            "invalid_type",
+        ),
         (json!(["basic"]), "invalid_type"),
     ] {
         let r = app.put(&sub_path("mia"), body.clone()).await;
         assert_eq!((r.status.as_u16(), r.code()), (422, code), "{body}");
     }
-    assert_eq!(app.get(&sub_path("mia")).await.body["data"]["subscription"], Value::Null);
+    assert_eq!(
+        app.get(&sub_path("mia")).await.body["data"]["subscription"],
+        Value::Null
+    );
 
     put_sub(&app, "mia", json!({"plan": "basic"})).await;
     for body in [
@@ -193,12 +256,29 @@ async fn bad_subscription_writes_are_422_with_a_code_and_change_nothing() {
         json!({"anchor": "anniversary"}),
     ] {
         let r = app.put(&sub_path("mia"), body.clone()).await;
-        assert_eq!((r.status.as_u16(), r.code()), (422, "unsupported_change"), "{body}");
+        assert_eq!(
+            (r.status.as_u16(), r.code()),
+            (422, "unsupported_change"),
+            "{body}"
+        );
     }
-    let same = put_sub(&app, "mia", json!({"plan": "basic", "billing_cycle": "monthly", "anchor": "calendar"})).await;
-    assert_eq!(same["subscription"]["plan"], "basic", "restating the schedule is no change");
-    let bad_user = app.put(&sub_path("bad%20user"), json!({"plan": "basic"})).await;
-    assert_eq!((bad_user.status.as_u16(), bad_user.code()), (400, "invalid_id"));
+    let same = put_sub(
+        &app,
+        "mia",
+        json!({"plan": "basic", "billing_cycle": "monthly", "anchor": "calendar"}),
+    )
+    .await;
+    assert_eq!(
+        same["subscription"]["plan"], "basic",
+        "restating the schedule is no change"
+    );
+    let bad_user = app
+        .put(&sub_path("bad%20user"), json!({"plan": "basic"}))
+        .await;
+    assert_eq!(
+        (bad_user.status.as_u16(), bad_user.code()),
+        (400, "invalid_id")
+    );
     let not_json = app
         .send(
             axum::http::Request::put(sub_path("mia"))
@@ -208,7 +288,10 @@ async fn bad_subscription_writes_are_422_with_a_code_and_change_nothing() {
                 .unwrap(),
         )
         .await;
-    assert_eq!((not_json.status.as_u16(), not_json.code()), (400, "malformed_json"));
+    assert_eq!(
+        (not_json.status.as_u16(), not_json.code()),
+        (400, "malformed_json")
+    );
 }
 
 #[tokio::test]
@@ -217,13 +300,19 @@ async fn admin_writes_refuse_a_service_key() {
     let key = app.service_key.clone();
     for (path, body) in [
         (sub_path("nina"), json!({"plan": "pro"})),
-        (format!("{P}/plans/team"), json!({"tier": "custom", "monthly_price_usd": "1", "yearly_price_usd": "1", "limits": {}})),
+        (
+            format!("{P}/plans/team"),
+            json!({"tier": "custom", "monthly_price_usd": "1", "yearly_price_usd": "1", "limits": {}}),
+        ),
         (format!("{P}/pricing"), json!({"versions": []})),
     ] {
         let r = app.put_as(&key, &path, body).await;
         assert_eq!((r.status.as_u16(), r.code()), (403, "forbidden"), "{path}");
     }
-    assert_eq!(app.get(&sub_path("nina")).await.body["data"]["subscription"], Value::Null);
+    assert_eq!(
+        app.get(&sub_path("nina")).await.body["data"]["subscription"],
+        Value::Null
+    );
     let plans = app.get(&format!("{P}/plans")).await;
     assert_eq!(plans.body["data"]["plans"].as_array().unwrap().len(), 4);
 }
@@ -242,8 +331,14 @@ async fn subscriptions_are_per_tenant() {
     assert_eq!(theirs.body["data"]["subscription"], Value::Null);
     assert_eq!(theirs.body["data"]["plan"]["name"], "free");
     // A plan written by the other tenant does not exist here.
-    let plan = json!({"tier": "custom", "monthly_price_usd": "1", "yearly_price_usd": "10", "limits": {}});
-    assert_eq!(app.put_as(&key.secret, &format!("{P}/plans/theirs"), plan).await.status, 200);
+    let plan =
+        json!({"tier": "custom", "monthly_price_usd": "1", "yearly_price_usd": "10", "limits": {}});
+    assert_eq!(
+        app.put_as(&key.secret, &format!("{P}/plans/theirs"), plan)
+            .await
+            .status,
+        200
+    );
     let r = app.put(&sub_path("olga"), json!({"plan": "theirs"})).await;
     assert_eq!((r.status.as_u16(), r.code()), (422, "unknown_plan"));
 }
@@ -275,11 +370,17 @@ async fn put_plan_upserts_a_validated_plan_seen_at_once() {
 
     for (patch, code) in [
         (json!({"monthly_price_usd": "-1"}), "negative_price"),
-        (json!({"limits": {"calls:gemini": "1.5"}}), "fractional_limit"),
+        (
+            json!({"limits": {"calls:gemini": "1.5"}}),
+            "fractional_limit",
+        ),
         (json!({"limits": {"calls:gemini": -3}}), "negative_limit"),
         (json!({"limits": {"calls:gemini": 1.5}}), "invalid_plan"),
         (json!({"limits": {"bogus": 1}}), "invalid_plan"),
-        (json!({"alert_thresholds": [90, 80]}), "thresholds_not_ascending"),
+        (
+            json!({"alert_thresholds": [90, 80]}),
+            "thresholds_not_ascending",
+        ),
         (json!({"alert_thresholds": [0]}), "threshold_out_of_range"),
         (json!({"tier": "gold"}), "invalid_plan"),
         (json!({"name": "other"}), "name_mismatch"),
@@ -290,7 +391,12 @@ async fn put_plan_upserts_a_validated_plan_seen_at_once() {
             body[k] = v.clone();
         }
         let r = app.put(&format!("{P}/plans/team"), body).await;
-        assert_eq!((r.status.as_u16(), r.code()), (422, code), "{patch}: {}", r.body);
+        assert_eq!(
+            (r.status.as_u16(), r.code()),
+            (422, code),
+            "{patch}: {}",
+            r.body
+        );
     }
     let mut missing = team.clone();
     missing.as_object_mut().unwrap().remove("limits");
@@ -314,31 +420,72 @@ async fn put_pricing_adds_the_tenants_own_versions_and_rejects_overlaps() {
 
     let id = "tenant/gemini-2.5-flash@2025-04-01";
     let r = app
-        .put(&format!("{P}/pricing"), json!({"versions": [flash_version(id, "2025-04-01T00:00:00Z", "0.000001")]}))
+        .put(
+            &format!("{P}/pricing"),
+            json!({"versions": [flash_version(id, "2025-04-01T00:00:00Z", "0.000001")]}),
+        )
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body["data"], json!({"added": 1, "ids": [id]}));
     let after = app.post(&format!("{P}/pricing/quote"), quote.clone()).await;
-    assert_eq!(after.body["data"]["cost_usd"], "0.001", "seen at once: {}", after.body);
+    assert_eq!(
+        after.body["data"]["cost_usd"], "0.001",
+        "seen at once: {}",
+        after.body
+    );
     assert_eq!(after.body["data"]["price_version"], id);
 
     for (versions, code) in [
-        (json!([flash_version("other-id", "2025-04-01T00:00:00Z", "0.000003")]), "overlapping_versions"),
-        (json!([flash_version("a", "2025-05-01T00:00:00Z", "0.1"), flash_version("a", "2025-06-01T00:00:00Z", "0.1")]), "duplicate_id"),
-        (json!([flash_version("neg", "2025-05-01T00:00:00Z", "-0.1")]), "negative_price"),
-        (json!([{"id": "x", "provider": "gemini", "effective_from": "2025-05-01T00:00:00Z", "prices": {}, "source": "t"}]), "no_prices"),
-        (json!([{"id": "x", "provider": "gemini", "effective_from": "2025-05-01T00:00:00Z", "prices": {"input_token": "1"}, "source": "t", "currency": "EUR"}]), "unknown_field"),
+        (
+            json!([flash_version(
+                "other-id",
+                "2025-04-01T00:00:00Z",
+                "0.000003"
+            )]),
+            "overlapping_versions",
+        ),
+        (
+            json!([
+                flash_version("a", "2025-05-01T00:00:00Z", "0.1"),
+                flash_version("a", "2025-06-01T00:00:00Z", "0.1")
+            ]),
+            "duplicate_id",
+        ),
+        (
+            json!([flash_version("neg", "2025-05-01T00:00:00Z", "-0.1")]),
+            "negative_price",
+        ),
+        (
+            json!([{"id": "x", "provider": "gemini", "effective_from": "2025-05-01T00:00:00Z", "prices": {}, "source": "t"}]),
+            "no_prices",
+        ),
+        (
+            json!([{"id": "x", "provider": "gemini", "effective_from": "2025-05-01T00:00:00Z", "prices": {"input_token": "1"}, "source": "t", "currency": "EUR"}]),
+            "unknown_field",
+        ),
         (json!([{"id": "x"}]), "invalid_price_version"),
         (json!([]), "batch_size"),
         (json!("all"), "invalid_type"),
     ] {
-        let r = app.put(&format!("{P}/pricing"), json!({ "versions": versions })).await;
-        assert_eq!((r.status.as_u16(), r.code()), (422, code), "{versions}: {}", r.body);
+        let r = app
+            .put(&format!("{P}/pricing"), json!({ "versions": versions }))
+            .await;
+        assert_eq!(
+            (r.status.as_u16(), r.code()),
+            (422, code),
+            "{versions}: {}",
+            r.body
+        );
     }
-    let r = app.put(&format!("{P}/pricing"), json!({"versions": [], "extra": 1})).await;
+    let r = app
+        .put(&format!("{P}/pricing"), json!({"versions": [], "extra": 1}))
+        .await;
     assert_eq!((r.status.as_u16(), r.code()), (422, "unknown_field"));
     let still = app.post(&format!("{P}/pricing/quote"), quote.clone()).await;
-    assert_eq!(still.body["data"]["cost_usd"], "0.001", "rejected writes change nothing");
+    assert_eq!(
+        still.body["data"]["cost_usd"], "0.001",
+        "rejected writes change nothing"
+    );
 
     // Another tenant keeps the shared price.
     let other = TenantId::parse("other").unwrap();
@@ -347,6 +494,8 @@ async fn put_pricing_adds_the_tenants_own_versions_and_rejects_overlaps() {
         .unwrap();
     let key = meter_core::auth::generate_key(&other, Role::Service, app.meter.now());
     app.store.put_api_key(&key.record).await.unwrap();
-    let theirs = app.post_as(&key.secret, &format!("{P}/pricing/quote"), quote).await;
+    let theirs = app
+        .post_as(&key.secret, &format!("{P}/pricing/quote"), quote)
+        .await;
     assert_eq!(theirs.body["data"]["cost_usd"], "0.0003");
 }

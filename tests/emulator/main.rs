@@ -266,10 +266,22 @@ async fn a_warm_dashboard_reads_the_state_item_three_times_and_queries_alerts_on
     );
 
     for (path, expected) in [
-        ("/api/subscription/usage/dash", BTreeMap::from([("GetItem".to_owned(), 1)])),
-        ("/api/subscription/usage/dash/trends", BTreeMap::from([("GetItem".to_owned(), 2)])),
-        ("/api/subscription/user/dash/subscription", BTreeMap::from([("GetItem".to_owned(), 1)])),
-        ("/api/subscription/billing/dash", BTreeMap::from([("Query".to_owned(), 1)])),
+        (
+            "/api/subscription/usage/dash",
+            BTreeMap::from([("GetItem".to_owned(), 1)]),
+        ),
+        (
+            "/api/subscription/usage/dash/trends",
+            BTreeMap::from([("GetItem".to_owned(), 2)]),
+        ),
+        (
+            "/api/subscription/user/dash/subscription",
+            BTreeMap::from([("GetItem".to_owned(), 1)]),
+        ),
+        (
+            "/api/subscription/billing/dash",
+            BTreeMap::from([("Query".to_owned(), 1)]),
+        ),
     ] {
         assert_eq!(get(&env, path).await.0, 200, "{path}");
         assert_eq!(env.counter.take(), expected, "{path}");

@@ -26,11 +26,7 @@ pub struct SubscriptionInput {
 const SUBSCRIPTION_FIELDS: &[&str] = &["plan", "billing_cycle", "anchor", "status", "auto_renew"];
 
 /// One of `choices` (by its JSON name), or a field error `invalid_value`.
-fn choice<T: Copy>(
-    f: &mut Fields<'_>,
-    name: &str,
-    choices: &[(&str, T)],
-) -> Option<T> {
+fn choice<T: Copy>(f: &mut Fields<'_>, name: &str, choices: &[(&str, T)]) -> Option<T> {
     let raw = f.string(name, false, 32)?;
     match choices.iter().find(|(n, _)| *n == raw) {
         Some((_, v)) => Some(*v),
@@ -122,7 +118,11 @@ pub fn parse_plan(name: &PlanName, body: &Value) -> Result<Plan, ApiError> {
     let mut f = Fields::new(body, "", &[PLAN_FIELDS]).map_err(|e| ApiError::Invalid(vec![e]))?;
     if let Some(given) = f.string("name", false, 128) {
         if given != name.as_str() {
-            f.error("name", "name_mismatch", "must equal the plan name in the path");
+            f.error(
+                "name",
+                "name_mismatch",
+                "must equal the plan name in the path",
+            );
         }
     }
     for required in ["tier", "monthly_price_usd", "yearly_price_usd", "limits"] {
@@ -170,7 +170,11 @@ pub fn parse_price_versions(body: &Value) -> Result<Vec<PriceVersion>, ApiError>
     let items = match f.raw("versions") {
         Some(Value::Array(items)) => items.as_slice(),
         Some(_) => {
-            errors.push(FieldError::new("versions", "invalid_type", "must be an array"));
+            errors.push(FieldError::new(
+                "versions",
+                "invalid_type",
+                "must be an array",
+            ));
             &[]
         }
         None => {
@@ -241,9 +245,15 @@ mod tests {
         assert_eq!(plan.name, name);
         let mut bad = body.clone();
         bad["limits"]["calls:gemini"] = json!("1.5");
-        assert_eq!(parse_plan(&name, &bad).unwrap_err().code(), "fractional_limit");
+        assert_eq!(
+            parse_plan(&name, &bad).unwrap_err().code(),
+            "fractional_limit"
+        );
         let mut other = body.clone();
         other["name"] = json!("pro");
-        assert_eq!(parse_plan(&name, &other).unwrap_err().code(), "name_mismatch");
+        assert_eq!(
+            parse_plan(&name, &other).unwrap_err().code(),
+            "name_mismatch"
+        );
     }
 }

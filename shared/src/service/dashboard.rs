@@ -412,8 +412,7 @@ impl Meter {
                 .await
                 .map_err(ApiError::from)
         };
-        let ((sub, periods, usages), (alerts, unread)) =
-            tokio::try_join!(usage_read, alerts_read)?;
+        let ((sub, periods, usages), (alerts, unread)) = tokio::try_join!(usage_read, alerts_read)?;
         let sub = sub.as_ref();
         let plan = self.plan_of(tenant, sub).await?;
         let plans = self.plans(tenant).await?;
@@ -565,7 +564,10 @@ mod tests {
         assert_eq!(v["total_calls"], json!([2, 0, 1]));
         assert_eq!(v["total_cost"], json!(["0.1", "0", "0.25"]));
         assert_eq!(v["provider_trends"]["gemini"]["calls"], json!([2, 0, 0]));
-        assert_eq!(v["provider_trends"]["openai"]["cost"], json!(["0", "0", "0.25"]));
+        assert_eq!(
+            v["provider_trends"]["openai"]["cost"],
+            json!(["0", "0", "0.25"])
+        );
         assert_eq!(v["provider_trends"]["mistral"]["tokens"], json!([0, 0, 0]));
     }
 
@@ -583,7 +585,10 @@ mod tests {
             .contains("calls:gemini is at 85.00%"));
         // Well below every limit: nothing to recommend.
         let small = recorded_only(&usage("gemini", 5, dec!(0.1)));
-        assert_eq!(recommendations(&plans, &plan("free"), &small, None), json!([]));
+        assert_eq!(
+            recommendations(&plans, &plan("free"), &small, None),
+            json!([])
+        );
         // A projection past free's $2 cap: basic ($50 cap) holds $30.
         let r = recommendations(&plans, &plan("free"), &small, Some(dec!(30)));
         assert_eq!(r[0]["plan"], "basic");

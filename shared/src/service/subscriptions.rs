@@ -79,7 +79,8 @@ pub fn rearm_keys(
         }
         if key == PROJECTION_KEY {
             let cap = plan.limits.get(&Metric::CostUsd);
-            let still_past = matches!((projected, cap), (Some(p), Some(c)) if c > Decimal::ZERO && p > c);
+            let still_past =
+                matches!((projected, cap), (Some(p), Some(c)) if c > Decimal::ZERO && p > c);
             if !still_past {
                 out.push(key.clone());
             }
@@ -232,9 +233,10 @@ pub fn apply_change(
                 let cycle = schedule
                     .cycle_containing(now)
                     .map_err(|e| ApiError::invalid("", "out_of_range", e.to_string()))?;
-                let amount = proration_amount(old_price, new_price, &cycle, now).ok_or_else(
-                    || ApiError::invalid("plan", "overflow", "the proration overflows"),
-                )?;
+                let amount =
+                    proration_amount(old_price, new_price, &cycle, now).ok_or_else(|| {
+                        ApiError::invalid("plan", "overflow", "the proration overflows")
+                    })?;
                 sub.prorations.push(Proration {
                     period_start: period_at(Some(old), now)?.start,
                     at: now,
@@ -412,7 +414,9 @@ impl Meter {
             match serde_json::from_value::<PriceVersion>(raw) {
                 Ok(v) if !new_ids.contains(v.id.as_str()) => own.push(v),
                 Ok(_) => {}
-                Err(e) => tracing::error!(error = %e, "skipping a stored price version that does not parse"),
+                Err(e) => {
+                    tracing::error!(error = %e, "skipping a stored price version that does not parse")
+                }
             }
         }
         own.extend(versions.iter().cloned());

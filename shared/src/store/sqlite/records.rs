@@ -333,7 +333,12 @@ pub(super) fn rearm_alerts(
          WHERE tenant = ?1 AND user = ?2 AND period_start = ?3 AND key = ?4 AND rearmed = 0",
     )?;
     for key in keys {
-        stmt.execute(params![tenant.as_str(), user.as_str(), ts(period_start), key])?;
+        stmt.execute(params![
+            tenant.as_str(),
+            user.as_str(),
+            ts(period_start),
+            key
+        ])?;
     }
     Ok(())
 }
