@@ -472,7 +472,7 @@ impl Meter {
     /// GET /billing/{user}: the user's invoices, newest period first.
     pub async fn billing(&self, caller: &Caller, user: &UserId) -> Result<Value, ApiError> {
         let mut invoices = self.store.list_invoices(&caller.tenant, user).await?;
-        invoices.sort_by(|a, b| b.period.start.cmp(&a.period.start));
+        invoices.sort_by_key(|i| std::cmp::Reverse(i.period.start));
         Ok(json!({
             "user_id": user,
             "invoices": invoices.iter().map(invoice_json).collect::<Vec<_>>(),
