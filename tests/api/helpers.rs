@@ -50,6 +50,21 @@ impl Reply {
 }
 
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with_clock(Arc::new(chrono::Utc::now)).await
+}
+
+/// A settable clock for [`spawn_app_at`].
+pub type TestClock = Arc<std::sync::Mutex<chrono::DateTime<chrono::Utc>>>;
+
+/// A fresh app whose service clock reads `clock` (set it to move time).
+pub async fn spawn_app_at(at: &str) -> (TestApp, TestClock) {
+    let clock: TestClock = Arc::new(std::sync::Mutex::new(at.parse().unwrap()));
+    let read = clock.clone();
+    let app = spawn_app_with_clock(Arc::new(move || *read.lock().unwrap())).await;
+    (app, clock)
+}
+
+pub async fn spawn_app_with_clock(clock: meter_core::service::Clock) -> TestApp {
     init_tracing();
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(
@@ -67,7 +82,11 @@ pub async fn spawn_app() -> TestApp {
     .unwrap();
     let service = meter_core::auth::generate_key(&tenant, Role::Service, chrono::Utc::now());
     store.put_api_key(&service.record).await.unwrap();
-    let meter = Arc::new(Meter::new(store.clone(), Arc::new(LogPublisher)));
+    let meter = Arc::new(Meter::with_clock(
+        store.clone(),
+        Arc::new(LogPublisher),
+        clock,
+    ));
     TestApp {
         router: meter_core::http::app(meter.clone()),
         meter,
@@ -109,6 +128,32 @@ impl TestApp {
             .body(Body::from(body.to_string()))
             .unwrap();
         self.send(req).await
+    }
+
+    pub async fn get_as(&self, key: &str, path: &str) -> Reply {
+        let req = Request::get(path)
+            .header("authorization", format!("Bearer {key}"))
+            .body(Body::empty())
+            .unwrap();
+        self.send(req).await
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.get_as(&self.service_key.clone(), path).await
+    }
+
+    pub async fn put_as(&self, key: &str, path: &str, body: Value) -> Reply {
+        let req = Request::put(path)
+            .header("authorization", format!("Bearer {key}"))
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        self.send(req).await
+    }
+
+    /// A PUT with the admin key.
+    pub async fn put(&self, path: &str, body: Value) -> Reply {
+        self.put_as(&self.admin_key.clone(), path, body).await
     }
 
     pub async fn check(&self, body: Value) -> Reply {

@@ -2,7 +2,9 @@
 
 mod aggregate;
 mod bad_input;
+mod dashboard;
 mod helpers;
 mod hot_path;
 mod logs;
 mod reads;
+mod subscriptions;

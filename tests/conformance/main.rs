@@ -22,6 +22,7 @@ macro_rules! conformance {
             event_settling_another_users_reservation_does_not_touch_it,
             alert_is_stored_once_under_concurrency,
             alerts_list_newest_first_with_total_unread_and_outbox,
+            rearmed_alert_keys_can_fire_again_and_old_alerts_stay_listed,
             user_usage_reads_the_period_the_subscription_picks,
             unpriced_estimated_error_and_latency_counts_are_kept,
             daily_rollups_follow_event_days,

@@ -524,6 +524,69 @@ pub async fn alert_is_stored_once_under_concurrency(store: Arc<dyn Store>) {
     assert!(store.create_alert_once(&april).await.unwrap());
 }
 
+pub async fn rearmed_alert_keys_can_fire_again_and_old_alerts_stay_listed(store: Arc<dyn Store>) {
+    let (t, u) = (tenant(), user("lars"));
+    // Nothing fired yet (and no state at all): re-arming is a no-op, not an error.
+    store
+        .rearm_alerts(&t, &u, march(), &["calls:gemini@80".to_owned()])
+        .await
+        .unwrap();
+    for key in ["calls:gemini@80", "calls:gemini@90"] {
+        assert!(store
+            .create_alert_once(&alert(&t, &u, key, 0))
+            .await
+            .unwrap());
+    }
+    let april = at(2025, 4, 1, 0);
+    let mut later = alert(&t, &u, "calls:gemini@80", 1);
+    later.period_start = april;
+    assert!(store.create_alert_once(&later).await.unwrap());
+
+    let keys = [
+        "calls:gemini@80".to_owned(),
+        "calls:gemini@80".to_owned(),
+        "never".to_owned(),
+    ];
+    store.rearm_alerts(&t, &u, march(), &keys).await.unwrap();
+    store.rearm_alerts(&t, &u, march(), &keys).await.unwrap();
+
+    let fired = |p| {
+        let store = store.clone();
+        let (t, u) = (t.clone(), u.clone());
+        async move {
+            store
+                .get_user_usage(&t, &u, &|_| p)
+                .await
+                .unwrap()
+                .fired_alerts
+        }
+    };
+    assert_eq!(
+        fired(march()).await,
+        BTreeSet::from(["calls:gemini@90".to_owned()])
+    );
+    assert_eq!(
+        fired(april).await,
+        BTreeSet::from(["calls:gemini@80".to_owned()]),
+        "other periods keep their keys"
+    );
+    // The key fires again once, and both alerts are listed.
+    assert!(store
+        .create_alert_once(&alert(&t, &u, "calls:gemini@80", 2))
+        .await
+        .unwrap());
+    assert!(!store
+        .create_alert_once(&alert(&t, &u, "calls:gemini@80", 3))
+        .await
+        .unwrap());
+    let (listed, unread) = store.list_alerts(&t, &u, false, 100).await.unwrap();
+    let march_80 = listed
+        .iter()
+        .filter(|a| a.key == "calls:gemini@80" && a.period_start == march())
+        .count();
+    assert_eq!((march_80, listed.len(), unread), (2, 4, 4));
+}
+
 pub async fn alerts_list_newest_first_with_total_unread_and_outbox(store: Arc<dyn Store>) {
     let (t, u) = (tenant(), user("kate"));
     let mut ids = Vec::new();

@@ -227,3 +227,63 @@ async fn a_warm_check_reads_one_item_a_reservation_is_one_update_an_event_one_tr
         "one event: {counts:?}"
     );
 }
+
+async fn get(env: &Env, path: &str) -> (u16, Value) {
+    let req = Request::get(path)
+        .header("authorization", format!("Bearer {}", env.key))
+        .body(Body::empty())
+        .unwrap();
+    let res = env.router.clone().oneshot(req).await.unwrap();
+    let status = res.status().as_u16();
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn a_warm_dashboard_reads_the_state_item_three_times_and_queries_alerts_once() {
+    let env = setup(None).await;
+    // 85 of the Free plan's 100 gemini calls: usage in the period and an 80 % alert.
+    let events: Vec<Value> = (0..85)
+        .map(|i| json!({"event_id": format!("d-{i}"), "user_id": "dash", "provider": "gemini", "model": "gemini-2.5-flash", "input_tokens": 10}))
+        .collect();
+    let (status, body) = post(&env, "/api/subscription/usage", json!({ "events": events })).await;
+    assert_eq!(status, 200, "{body}");
+    // Warm the caches (key, plans).
+    assert_eq!(get(&env, "/api/subscription/dashboard/dash").await.0, 200);
+
+    env.counter.take();
+    let (status, body) = get(&env, "/api/subscription/dashboard/dash").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["current_usage"]["total_calls"], 85);
+    assert_eq!(body["data"]["alerts"]["unread_count"], 1);
+    assert_eq!(
+        env.counter.take(),
+        BTreeMap::from([("GetItem".to_owned(), 3), ("Query".to_owned(), 1)]),
+        "a dashboard: subscription, the periods' counters, the unread count (GetItem) and the latest alerts (Query)"
+    );
+
+    for (path, expected) in [
+        (
+            "/api/subscription/usage/dash",
+            BTreeMap::from([("GetItem".to_owned(), 1)]),
+        ),
+        (
+            "/api/subscription/usage/dash/trends",
+            BTreeMap::from([("GetItem".to_owned(), 2)]),
+        ),
+        (
+            "/api/subscription/user/dash/subscription",
+            BTreeMap::from([("GetItem".to_owned(), 1)]),
+        ),
+        (
+            "/api/subscription/billing/dash",
+            BTreeMap::from([("Query".to_owned(), 1)]),
+        ),
+    ] {
+        assert_eq!(get(&env, path).await.0, 200, "{path}");
+        assert_eq!(env.counter.take(), expected, "{path}");
+    }
+}

@@ -1,6 +1,6 @@
 //! `usage-dashboard`: the read routes and admin writes, as an AWS Lambda function behind
-//! the HTTP API. So far: GET /plans, GET /pricing, POST /pricing/quote,
-//! GET /alerts/{user_id}, POST /alerts/{alert_id}/mark-read.
+//! the HTTP API: plans, pricing, quotes, alerts, usage, trends, dashboard, billing and
+//! subscriptions (GET), and the admin writes PUT subscription, PUT /plans/{name}, PUT /pricing.
 //! Configuration: TABLE_NAME, ALERT_TOPIC_ARN, RUST_LOG; AWS_ENDPOINT_URL for an emulator.
 
 use std::sync::Arc;

@@ -69,6 +69,9 @@ pub enum ApiError {
         details: Value,
         retry_after_seconds: u64,
     },
+    /// A write kept losing optimistic-concurrency races; the client may retry.
+    #[error("{0} was changed concurrently; retry the request")]
+    Conflict(&'static str),
     #[error("the subscription is {status}")]
     SubscriptionInactive { status: &'static str },
     #[error("the storage backend is unavailable; retry the same request")]
@@ -106,6 +109,7 @@ impl ApiError {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             ApiError::LimitExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -126,6 +130,7 @@ impl ApiError {
             ApiError::Invalid(_) => "validation_failed",
             ApiError::InvalidEvents { .. } => "invalid_events",
             ApiError::LimitExceeded { .. } => "usage_limit_exceeded",
+            ApiError::Conflict(_) => "conflict",
             ApiError::SubscriptionInactive { .. } => "subscription_inactive",
             ApiError::Unavailable => "store_unavailable",
             ApiError::Internal => "internal_error",

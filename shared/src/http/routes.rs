@@ -5,13 +5,13 @@ use std::sync::Arc;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::Router;
 
 use super::error::ok;
 use super::extract::{Auth, JsonBody};
-use super::{wire, ApiError};
-use crate::domain::{ProviderId, Role, UserId};
+use super::{admin, wire, ApiError};
+use crate::domain::{PlanName, ProviderId, Role, UserId};
 use crate::service::Meter;
 
 /// Largest accepted request body.
@@ -153,6 +153,109 @@ async fn mark_read(
     Ok(ok(meter.mark_alert_read(&caller, &id).await?))
 }
 
+async fn usage_report(
+    State(meter): State<Arc<Meter>>,
+    Auth(caller): Auth,
+    Path(user): Path<String>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Service)?;
+    let user = path_user(&user)?;
+    let p = params(query, &["billing_period"])?;
+    let period = p.get("billing_period").map(String::as_str);
+    Ok(ok(meter.usage_report(&caller, &user, period).await?))
+}
+
+async fn trends(
+    State(meter): State<Arc<Meter>>,
+    Auth(caller): Auth,
+    Path(user): Path<String>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    use crate::service::dashboard::{DEFAULT_TREND_MONTHS, MAX_TREND_MONTHS};
+    caller.require(Role::Service)?;
+    let user = path_user(&user)?;
+    let p = params(query, &["months"])?;
+    let months = match p.get("months") {
+        None => DEFAULT_TREND_MONTHS,
+        Some(raw) => match raw.parse::<usize>() {
+            Ok(n) if (1..=MAX_TREND_MONTHS).contains(&n) => n,
+            _ => {
+                return Err(ApiError::bad_request(
+                    "invalid_parameter",
+                    format!("`months` must be a whole number from 1 to {MAX_TREND_MONTHS}"),
+                ))
+            }
+        },
+    };
+    Ok(ok(meter.trends(&caller, &user, months).await?))
+}
+
+async fn dashboard(
+    State(meter): State<Arc<Meter>>,
+    Auth(caller): Auth,
+    Path(user): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Service)?;
+    let user = path_user(&user)?;
+    Ok(ok(meter.dashboard(&caller, &user).await?))
+}
+
+async fn billing(
+    State(meter): State<Arc<Meter>>,
+    Auth(caller): Auth,
+    Path(user): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Service)?;
+    let user = path_user(&user)?;
+    Ok(ok(meter.billing(&caller, &user).await?))
+}
+
+async fn get_subscription(
+    State(meter): State<Arc<Meter>>,
+    Auth(caller): Auth,
+    Path(user): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Service)?;
+    let user = path_user(&user)?;
+    Ok(ok(meter.get_subscription_view(&caller, &user).await?))
+}
+
+async fn put_subscription(
+    State(meter): State<Arc<Meter>>,
+    Auth(caller): Auth,
+    Path(user): Path<String>,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Admin)?;
+    let user = path_user(&user)?;
+    let input = admin::parse_subscription(&body)?;
+    Ok(ok(meter.put_subscription(&caller, &user, &input).await?))
+}
+
+async fn put_plan(
+    State(meter): State<Arc<Meter>>,
+    Auth(caller): Auth,
+    Path(name): Path<String>,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Admin)?;
+    let name =
+        PlanName::parse(name).map_err(|e| ApiError::bad_request("invalid_id", e.to_string()))?;
+    let plan = admin::parse_plan(&name, &body)?;
+    Ok(ok(meter.put_plan(&caller, &plan).await?))
+}
+
+async fn put_pricing(
+    State(meter): State<Arc<Meter>>,
+    Auth(caller): Auth,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Admin)?;
+    let versions = admin::parse_price_versions(&body)?;
+    Ok(ok(meter.put_prices(&caller, versions).await?))
+}
+
 async fn not_found() -> ApiError {
     ApiError::RouteNotFound
 }
@@ -186,16 +289,26 @@ fn usage_routes() -> Router<Arc<Meter>> {
 fn dashboard_routes() -> Router<Arc<Meter>> {
     Router::new()
         .route(&format!("{PREFIX}/plans"), get(plans))
-        .route(&format!("{PREFIX}/pricing"), get(pricing))
+        .route(&format!("{PREFIX}/plans/{{name}}"), put(put_plan))
+        .route(&format!("{PREFIX}/pricing"), get(pricing).put(put_pricing))
         .route(&format!("{PREFIX}/pricing/quote"), post(quote))
         .route(&format!("{PREFIX}/alerts/{{user_id}}"), get(alerts))
         .route(
             &format!("{PREFIX}/alerts/{{alert_id}}/mark-read"),
             post(mark_read),
         )
+        .route(&format!("{PREFIX}/usage/{{user_id}}"), get(usage_report))
+        .route(&format!("{PREFIX}/usage/{{user_id}}/trends"), get(trends))
+        .route(&format!("{PREFIX}/dashboard/{{user_id}}"), get(dashboard))
+        .route(&format!("{PREFIX}/billing/{{user_id}}"), get(billing))
+        .route(
+            &format!("{PREFIX}/user/{{user_id}}/subscription"),
+            get(get_subscription).put(put_subscription),
+        )
 }
 
-/// `usage-dashboard`: the read routes (plans, pricing, quotes, alerts so far).
+/// `usage-dashboard`: the read routes and the admin writes (plans, pricing, quotes,
+/// alerts, usage, trends, dashboard, billing, subscriptions).
 pub fn dashboard_router(meter: Arc<Meter>) -> Router {
     finish(dashboard_routes(), meter)
 }

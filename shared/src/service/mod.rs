@@ -19,10 +19,12 @@ use crate::store::Store;
 pub mod aggregate;
 pub mod bootstrap;
 pub mod check;
+pub mod dashboard;
 pub mod env;
 pub mod ingest;
 pub mod outbox;
 pub mod reads;
+pub mod subscriptions;
 
 /// The current time; replaceable in tests and for `meter aggregate --at`.
 pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;

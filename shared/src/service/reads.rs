@@ -11,7 +11,8 @@ use crate::http::{wire, ApiError};
 use crate::limits::Plan;
 use crate::pricing::{PriceOutcome, PriceVersion};
 
-fn plan_json(p: &Plan) -> Value {
+/// A plan as clients see it (GET /plans, GET /user/{id}/subscription).
+pub fn plan_json(p: &Plan) -> Value {
     json!({
         "name": p.name,
         "tier": p.tier,

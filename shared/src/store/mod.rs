@@ -297,6 +297,16 @@ pub trait AlertStore: Send + Sync {
     /// Alerts not yet accepted by the alert port (the outbox), oldest first.
     async fn unpublished_alerts(&self, limit: usize) -> StoreResult<Vec<Alert>>;
     async fn mark_alert_published(&self, tenant: &TenantId, alert_id: &str) -> StoreResult<()>;
+    /// Forgets the once-only `keys` fired in (tenant, user, period), so that each may fire
+    /// again (an upgrade put the usage back below its threshold). The alerts themselves
+    /// stay listed. Keys that were not fired are ignored; idempotent.
+    async fn rearm_alerts(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        period_start: DateTime<Utc>,
+        keys: &[String],
+    ) -> StoreResult<()>;
 }
 
 #[async_trait]

@@ -174,6 +174,7 @@ pub struct Update {
     pub expr: Expr,
     sets: Vec<String>,
     adds: Vec<String>,
+    deletes: Vec<String>,
     removes: Vec<String>,
     conditions: Vec<String>,
 }
@@ -192,6 +193,13 @@ impl Update {
     pub fn add(&mut self, attr: &str, v: AttributeValue) -> &mut Self {
         let (n, v) = (self.expr.name(attr), self.expr.value(v));
         self.adds.push(format!("{n} {v}"));
+        self
+    }
+
+    /// `DELETE attr :v`: removes the elements of the set `v` from a set attribute.
+    pub fn delete(&mut self, attr: &str, v: AttributeValue) -> &mut Self {
+        let (n, v) = (self.expr.name(attr), self.expr.value(v));
+        self.deletes.push(format!("{n} {v}"));
         self
     }
 
@@ -215,6 +223,9 @@ impl Update {
         }
         if !self.adds.is_empty() {
             parts.push(format!("ADD {}", self.adds.join(", ")));
+        }
+        if !self.deletes.is_empty() {
+            parts.push(format!("DELETE {}", self.deletes.join(", ")));
         }
         if !self.removes.is_empty() {
             parts.push(format!("REMOVE {}", self.removes.join(", ")));

@@ -1567,6 +1567,36 @@ impl AlertStore for DynamoStore {
             .await?;
         Ok(())
     }
+
+    async fn rearm_alerts(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        period_start: DateTime<Utc>,
+        alert_keys: &[String],
+    ) -> StoreResult<()> {
+        // A string set holds each value once; DynamoDB refuses duplicates in the operand.
+        let unique: BTreeSet<&String> = alert_keys.iter().collect();
+        if unique.is_empty() {
+            return Ok(());
+        }
+        let mut u = Update::new();
+        u.delete(
+            &keys::fired(period_start),
+            AttributeValue::Ss(unique.into_iter().cloned().collect()),
+        );
+        u.condition(|x| format!("attribute_exists({})", x.name(keys::PK)));
+        // No state item: nothing was fired, nothing to forget.
+        let _ = self
+            .update(
+                keys::user_pk(tenant, user.as_str()),
+                keys::STATE_SK,
+                &u,
+                false,
+            )
+            .await?;
+        Ok(())
+    }
 }
 
 #[async_trait]

@@ -511,6 +511,21 @@ impl AlertStore for SqliteStore {
         self.write(move |c| records::mark_alert_published(c, &tenant, &alert_id))
             .await
     }
+
+    async fn rearm_alerts(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        period_start: DateTime<Utc>,
+        keys: &[String],
+    ) -> StoreResult<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let (tenant, user, keys) = (tenant.clone(), user.clone(), keys.to_vec());
+        self.write(move |c| records::rearm_alerts(c, &tenant, &user, &period_start, &keys))
+            .await
+    }
 }
 
 #[async_trait]

@@ -278,6 +278,29 @@ pub(super) fn mark_alert_read(
     Ok(n == 1)
 }
 
+/// Forgets once-only keys of a period: their rows stay listed but no longer hold the key.
+pub(super) fn rearm_alerts(
+    conn: &Connection,
+    tenant: &TenantId,
+    user: &UserId,
+    period_start: &DateTime<Utc>,
+    keys: &[String],
+) -> StoreResult<()> {
+    let mut stmt = conn.prepare_cached(
+        "UPDATE alerts SET rearmed = 1
+         WHERE tenant = ?1 AND user = ?2 AND period_start = ?3 AND key = ?4 AND rearmed = 0",
+    )?;
+    for key in keys {
+        stmt.execute(params![
+            tenant.as_str(),
+            user.as_str(),
+            ts(period_start),
+            key
+        ])?;
+    }
+    Ok(())
+}
+
 pub(super) fn unpublished_alerts(conn: &Connection, limit: usize) -> StoreResult<Vec<Alert>> {
     alerts(
         conn,

@@ -185,6 +185,39 @@ pub(super) const MIGRATIONS: &[&str] = &[
         cursor  TEXT NOT NULL
     ) STRICT;
     "#,
+    // 3: alerts can be re-armed. An upgrade forgets once-only keys whose usage is back below
+    // the threshold: the row stays (it is still listed) with `rearmed = 1`, and only rows
+    // with `rearmed = 0` hold the key, so the same key may be stored again. SQLite cannot
+    // drop a table constraint, so the table is rebuilt with a partial unique index.
+    r#"
+    CREATE TABLE alerts_v2 (
+        tenant        TEXT NOT NULL,
+        id            TEXT NOT NULL,
+        user          TEXT NOT NULL,
+        period_start  TEXT NOT NULL,
+        key           TEXT NOT NULL,
+        metric        TEXT,
+        threshold     INTEGER,
+        severity      TEXT NOT NULL,
+        title         TEXT NOT NULL,
+        message       TEXT NOT NULL,
+        created_at    TEXT NOT NULL,
+        read          INTEGER NOT NULL CHECK (read IN (0, 1)),
+        published     INTEGER NOT NULL CHECK (published IN (0, 1)),
+        rearmed       INTEGER NOT NULL DEFAULT 0 CHECK (rearmed IN (0, 1)),
+        PRIMARY KEY (tenant, id)
+    ) STRICT;
+    INSERT INTO alerts_v2 (tenant, id, user, period_start, key, metric, threshold, severity,
+                           title, message, created_at, read, published, rearmed)
+        SELECT tenant, id, user, period_start, key, metric, threshold, severity,
+               title, message, created_at, read, published, 0 FROM alerts;
+    DROP TABLE alerts;
+    ALTER TABLE alerts_v2 RENAME TO alerts;
+    CREATE UNIQUE INDEX alerts_once ON alerts (tenant, user, period_start, key) WHERE rearmed = 0;
+    CREATE INDEX alerts_by_user ON alerts (tenant, user, created_at, id);
+    CREATE INDEX alerts_unread ON alerts (tenant, user) WHERE read = 0;
+    CREATE INDEX alerts_unpublished ON alerts (created_at, id) WHERE published = 0;
+    "#,
 ];
 
 /// Settings every connection gets: lock wait, foreign keys, the decimal functions.

@@ -495,7 +495,7 @@ pub(super) fn fired_alerts(
 ) -> StoreResult<BTreeSet<String>> {
     let keys = conn
         .prepare_cached(
-            "SELECT key FROM alerts WHERE tenant = ?1 AND user = ?2 AND period_start = ?3",
+            "SELECT key FROM alerts WHERE tenant = ?1 AND user = ?2 AND period_start = ?3 AND rearmed = 0",
         )?
         .query_map(params![tenant.as_str(), user.as_str(), ts(start)], |r| {
             r.get(0)
