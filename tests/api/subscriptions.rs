@@ -146,6 +146,40 @@ async fn upgrade_mid_period_changes_limits_at_once_keeps_usage_prorates_exactly_
     );
     let read = app.get(&sub_path("jill")).await.body["data"].clone();
     assert_eq!(read["prorations"][0]["amount_usd"], exact.to_string());
+
+    // April's invoice: basic's base (the plan the period started on), the exact prorated
+    // difference and the usage; the total is rounded once. The subscription then renews
+    // on pro with the billed proration dropped.
+    set(&clock, "2025-05-01T01:00:00Z");
+    let report = app.meter.aggregate(&Default::default()).await.unwrap();
+    assert_eq!(report.invoices_created, 1);
+    let jill = meter_core::domain::UserId::parse("jill").unwrap();
+    let invoice = app
+        .store
+        .list_invoices(&app.tenant, &jill)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(invoice.base_usd, Decimal::from(29));
+    assert_eq!(invoice.proration_usd, exact);
+    let exact_total = Decimal::from(29) + exact + invoice.usage_usd;
+    assert_eq!(
+        invoice.total_usd,
+        exact_total.round_dp_with_strategy(2, rust_decimal::RoundingStrategy::MidpointAwayFromZero)
+    );
+    assert!(invoice
+        .line_items
+        .iter()
+        .any(|l| l.kind == "proration" && l.amount_usd == exact));
+    let renewed = app.get(&sub_path("jill")).await.body["data"].clone();
+    assert_eq!(renewed["prorations"], json!([]));
+    assert_eq!(renewed["subscription"]["plan"], "pro");
+    let billing = app.get(&format!("{P}/billing/jill")).await;
+    assert_eq!(billing.status, 200);
+    assert_eq!(
+        billing.body["data"]["invoices"][0]["proration_usd"],
+        exact.to_string()
+    );
 }
 
 #[tokio::test]

@@ -254,7 +254,10 @@ pub async fn late_events_are_billed_once_as_adjustments(store: Arc<dyn Store>) {
 pub async fn repricing_moves_counters_rollups_and_adjustments_exactly(store: Arc<dyn Store>) {
     let (t, u) = (tenant(), user("vera"));
     let first = unpriced(&t, &u, "p1");
-    store.record_events(std::slice::from_ref(&first)).await.unwrap();
+    store
+        .record_events(std::slice::from_ref(&first))
+        .await
+        .unwrap();
     let listed = store.unpriced_events(None, 1000).await.unwrap();
     assert!(listed.items.iter().any(|e| e.event_id == first.event_id));
 
@@ -285,7 +288,10 @@ pub async fn repricing_moves_counters_rollups_and_adjustments_exactly(store: Arc
 
     // Re-pricing an event of an invoiced period lands in the adjustments.
     let late = unpriced(&t, &u, "p2");
-    store.record_events(std::slice::from_ref(&late)).await.unwrap();
+    store
+        .record_events(std::slice::from_ref(&late))
+        .await
+        .unwrap();
     let s = state(&store, &t, &u, 3).await;
     store.close_period(&invoice_for(&s, 3), &s).await.unwrap();
     assert!(store
