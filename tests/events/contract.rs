@@ -77,7 +77,10 @@ impl Contract {
         // the `$ref` selects the response's schema (JSON Schema 2020-12, as OpenAPI 3.1).
         let mut schema = self.doc.clone();
         let root = schema.as_object_mut().expect("an object");
-        root.insert("$schema".into(), json!("https://json-schema.org/draft/2020-12/schema"));
+        root.insert(
+            "$schema".into(),
+            json!("https://json-schema.org/draft/2020-12/schema"),
+        );
         // A URI fragment: the braces of path templates must be percent-encoded.
         let fragment = pointer.replace('{', "%7B").replace('}', "%7D");
         root.insert("$ref".into(), json!(format!("#{fragment}")));
@@ -152,9 +155,9 @@ pub fn router_routes() -> BTreeSet<Route> {
         let mut methods = 0;
         for method in METHODS {
             let call = format!("{method}(");
-            let called = handlers.match_indices(&call).any(|(i, _)| {
-                !handlers[..i].ends_with(|c: char| c.is_alphanumeric() || c == '_')
-            });
+            let called = handlers
+                .match_indices(&call)
+                .any(|(i, _)| !handlers[..i].ends_with(|c: char| c.is_alphanumeric() || c == '_'));
             if called {
                 out.insert((method.to_uppercase(), path.clone()));
                 methods += 1;

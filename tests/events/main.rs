@@ -85,18 +85,28 @@ fn event_files() -> Vec<EventFile> {
     let root = repo().join("events");
     for dir in std::fs::read_dir(&root).expect("events/ exists") {
         let dir = dir.unwrap().path();
-        assert!(dir.is_dir(), "{} : events/ holds one folder per function", dir.display());
+        assert!(
+            dir.is_dir(),
+            "{} : events/ holds one folder per function",
+            dir.display()
+        );
         let function = dir.file_name().unwrap().to_string_lossy().into_owned();
         for file in std::fs::read_dir(&dir).unwrap() {
             let path = file.unwrap().path();
             let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            let stem = name
-                .strip_suffix(".json")
-                .unwrap_or_else(|| panic!("{}: only .json files belong in events/", path.display()));
-            let status = stem
-                .rsplit_once('.')
-                .map(|(_, s)| s.parse::<u16>().unwrap_or_else(|_| panic!("{name}: `<case>.<status>.json`")));
-            out.push(EventFile { function: function.clone(), name, path, status });
+            let stem = name.strip_suffix(".json").unwrap_or_else(|| {
+                panic!("{}: only .json files belong in events/", path.display())
+            });
+            let status = stem.rsplit_once('.').map(|(_, s)| {
+                s.parse::<u16>()
+                    .unwrap_or_else(|_| panic!("{name}: `<case>.<status>.json`"))
+            });
+            out.push(EventFile {
+                function: function.clone(),
+                name,
+                path,
+                status,
+            });
         }
     }
     out.sort_by(|a, b| (&a.function, &a.name).cmp(&(&b.function, &b.name)));
@@ -104,7 +114,8 @@ fn event_files() -> Vec<EventFile> {
 }
 
 fn period_start(now: DateTime<Utc>) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(now.year(), now.month(), 1, 0, 0, 0).unwrap()
+    Utc.with_ymd_and_hms(now.year(), now.month(), 1, 0, 0, 0)
+        .unwrap()
 }
 
 /// A fresh store as a deployment has it after `meter keys create` (default tenant, plans,
@@ -116,9 +127,16 @@ async fn fresh_meter(reservation_expires_in: Duration) -> (Arc<Meter>, tempfile:
     );
     let tenant = TenantId::parse("default").unwrap();
     let now = Utc::now();
-    bootstrap::bootstrap(store.as_ref(), &tenant, Some(ADMIN_KEY), now).await.unwrap();
+    bootstrap::bootstrap(store.as_ref(), &tenant, Some(ADMIN_KEY), now)
+        .await
+        .unwrap();
     store
-        .put_api_key(&meter_core::auth::record_for(SERVICE_KEY, &tenant, Role::Service, now))
+        .put_api_key(&meter_core::auth::record_for(
+            SERVICE_KEY,
+            &tenant,
+            Role::Service,
+            now,
+        ))
         .await
         .unwrap();
     let alice = UserId::parse("alice").unwrap();
@@ -129,7 +147,11 @@ async fn fresh_meter(reservation_expires_in: Duration) -> (Arc<Meter>, tempfile:
         user: alice.clone(),
         provider: meter_core::domain::ProviderId::parse("gemini").unwrap(),
         period_start: period_start(now),
-        held: Tally { calls: 1, tokens: 1600, cost_usd: dec!(0.00136) },
+        held: Tally {
+            calls: 1,
+            tokens: 1600,
+            cost_usd: dec!(0.00136),
+        },
         status: ReservationStatus::Held,
         created_at: now - Duration::seconds(10),
         expires_at: now + reservation_expires_in,
@@ -157,7 +179,9 @@ async fn fresh_meter(reservation_expires_in: Duration) -> (Arc<Meter>, tempfile:
 /// The route an API Gateway v2 event was matched to (`routeKey`), e.g.
 /// `POST /api/subscription/check`.
 fn route_of(event: &Value) -> Route {
-    let key = event["routeKey"].as_str().expect("an HTTP API event has a routeKey");
+    let key = event["routeKey"]
+        .as_str()
+        .expect("an HTTP API event has a routeKey");
     let (method, path) = key.split_once(' ').expect("routeKey is `METHOD /path`");
     (method.to_owned(), path.to_owned())
 }
@@ -174,17 +198,31 @@ async fn every_http_event_gets_its_status_from_its_function_and_matches_the_cont
     let mut served = 0;
     let mut parsed_only = Vec::new();
     let mut routes_with_events: BTreeMap<String, BTreeSet<Route>> = BTreeMap::new();
-    for file in event_files().into_iter().filter(|f| HTTP_FUNCTIONS.contains(&f.function.as_str())) {
+    for file in event_files()
+        .into_iter()
+        .filter(|f| HTTP_FUNCTIONS.contains(&f.function.as_str()))
+    {
         let label = format!("events/{}/{}", file.function, file.name);
         let text = std::fs::read_to_string(&file.path).unwrap();
         let event: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{label}: {e}"));
         let route = route_of(&event);
-        routes_with_events.entry(file.function.clone()).or_default().insert(route.clone());
-        if !template.get(&file.function).is_some_and(|r| r.contains(&route)) {
-            failures.push(format!("{label}: {route:?} is not a route of {} in template.yaml", file.function));
+        routes_with_events
+            .entry(file.function.clone())
+            .or_default()
+            .insert(route.clone());
+        if !template
+            .get(&file.function)
+            .is_some_and(|r| r.contains(&route))
+        {
+            failures.push(format!(
+                "{label}: {route:?} is not a route of {} in template.yaml",
+                file.function
+            ));
         }
         let Some(status) = file.status else {
-            failures.push(format!("{label}: an HTTP event's name ends in .<status>.json"));
+            failures.push(format!(
+                "{label}: an HTTP event's name ends in .<status>.json"
+            ));
             continue;
         };
         if let Err(e) = contract.response_schema(&route, status) {
@@ -198,14 +236,21 @@ async fn every_http_event_gets_its_status_from_its_function_and_matches_the_cont
             }
         };
         if request.method().as_str() != route.0 || request.uri().path() != event["rawPath"] {
-            failures.push(format!("{label}: decoded as {} {}, not its routeKey/rawPath", request.method(), request.uri()));
+            failures.push(format!(
+                "{label}: decoded as {} {}, not its routeKey/rawPath",
+                request.method(),
+                request.uri()
+            ));
         }
         if not_served.contains(&route) {
             parsed_only.push(label);
             continue;
         }
         let (meter, _dir) = fresh_meter(Duration::seconds(300)).await;
-        let response = router_of(&file.function, meter).oneshot(request).await.unwrap();
+        let response = router_of(&file.function, meter)
+            .oneshot(request)
+            .await
+            .unwrap();
         let got = response.status().as_u16();
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
         let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
@@ -215,7 +260,9 @@ async fn every_http_event_gets_its_status_from_its_function_and_matches_the_cont
             continue;
         }
         if let Err(e) = contract.validate(&route, status, &body) {
-            failures.push(format!("{label}: the {status} body does not match openapi.yaml: {e}\n  body: {body}"));
+            failures.push(format!(
+                "{label}: the {status} body does not match openapi.yaml: {e}\n  body: {body}"
+            ));
         }
     }
     for (function, routes) in &template {
@@ -223,30 +270,51 @@ async fn every_http_event_gets_its_status_from_its_function_and_matches_the_cont
             continue;
         }
         for route in routes {
-            if !routes_with_events.get(function).is_some_and(|r| r.contains(route)) {
-                failures.push(format!("{function}: template route {route:?} has no file in events/{function}/"));
+            if !routes_with_events
+                .get(function)
+                .is_some_and(|r| r.contains(route))
+            {
+                failures.push(format!(
+                    "{function}: template route {route:?} has no file in events/{function}/"
+                ));
             }
         }
     }
-    eprintln!("{served} events served with their status; parsed only (not served yet): {parsed_only:?}");
+    eprintln!(
+        "{served} events served with their status; parsed only (not served yet): {parsed_only:?}"
+    );
     assert!(served >= 20, "only {served} events were served");
-    assert!(failures.is_empty(), "{} problems:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} problems:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
 fn events_exist_only_for_the_four_functions_and_each_has_some() {
     let files = event_files();
     let functions: BTreeSet<&str> = files.iter().map(|f| f.function.as_str()).collect();
-    let expected: BTreeSet<&str> = HTTP_FUNCTIONS.iter().copied().chain([SCHEDULED_FUNCTION]).collect();
+    let expected: BTreeSet<&str> = HTTP_FUNCTIONS
+        .iter()
+        .copied()
+        .chain([SCHEDULED_FUNCTION])
+        .collect();
     assert_eq!(functions, expected);
     for f in &files {
-        assert!(Path::new(&repo()).join("functions").join(&f.function).join("Cargo.toml").exists());
+        assert!(Path::new(&repo())
+            .join("functions")
+            .join(&f.function)
+            .join("Cargo.toml")
+            .exists());
     }
 }
 
 #[tokio::test]
 async fn the_schedule_event_decodes_as_eventbridge_sends_it_and_the_pass_expires_holds() {
-    let text = std::fs::read_to_string(repo().join("events/usage-aggregate/schedule.json")).unwrap();
+    let text =
+        std::fs::read_to_string(repo().join("events/usage-aggregate/schedule.json")).unwrap();
     let event: aws_lambda_events::event::cloudwatch_events::CloudWatchEvent =
         serde_json::from_str(&text).unwrap();
     assert_eq!(event.detail_type.as_deref(), Some("Scheduled Event"));
@@ -260,7 +328,8 @@ async fn the_schedule_event_decodes_as_eventbridge_sends_it_and_the_pass_expires
     assert_eq!((expired, delivered), (1, 0));
     let again = meter.sweep().await.unwrap();
     assert_eq!(again, (0, 0), "a second pass changes nothing");
-    let release = std::fs::read_to_string(repo().join("events/limit-check/release.200.json")).unwrap();
+    let release =
+        std::fs::read_to_string(repo().join("events/limit-check/release.200.json")).unwrap();
     let response = meter_core::http::check_router(meter)
         .oneshot(lambda_http::request::from_str(&release).unwrap())
         .await
@@ -278,8 +347,14 @@ fn every_route_the_routers_serve_is_in_openapi_and_the_template() {
     assert!(served.len() >= 7, "routes.rs parsing found only {served:?}");
     let in_template: BTreeSet<&Route> = template.values().flatten().collect();
     for route in &served {
-        assert!(contract.operation(route).is_some(), "{route:?} is served but not in openapi.yaml");
-        assert!(in_template.contains(route), "{route:?} is served but not in template.yaml");
+        assert!(
+            contract.operation(route).is_some(),
+            "{route:?} is served but not in openapi.yaml"
+        );
+        assert!(
+            in_template.contains(route),
+            "{route:?} is served but not in template.yaml"
+        );
     }
 }
 
@@ -290,9 +365,9 @@ fn openapi_and_the_template_describe_the_same_routes_with_the_same_functions() {
     let mut from_template = BTreeSet::new();
     for (function, routes) in &template {
         for route in routes {
-            let op = contract
-                .operation(route)
-                .unwrap_or_else(|| panic!("{route:?} ({function}) is in template.yaml but not in openapi.yaml"));
+            let op = contract.operation(route).unwrap_or_else(|| {
+                panic!("{route:?} ({function}) is in template.yaml but not in openapi.yaml")
+            });
             assert_eq!(op["x-function"], function.as_str(), "{route:?}: x-function");
             from_template.insert(route.clone());
         }
@@ -308,22 +383,38 @@ fn every_error_code_of_the_code_is_in_openapi() {
     let codes = contract.error_codes();
     let src = std::fs::read_to_string(repo().join("shared/src/http/error.rs")).unwrap();
     // `ApiError::code`: every literal code it maps a variant to.
-    let body = src.split("pub fn code(&self)").nth(1).unwrap().split("fn details").next().unwrap();
+    let body = src
+        .split("pub fn code(&self)")
+        .nth(1)
+        .unwrap()
+        .split("fn details")
+        .next()
+        .unwrap();
     let mut found = 0;
     for piece in body.split("=> \"").skip(1) {
         let code = piece.split('"').next().unwrap();
-        assert!(codes.contains(code), "error code `{code}` is missing from ErrorCode in openapi.yaml");
+        assert!(
+            codes.contains(code),
+            "error code `{code}` is missing from ErrorCode in openapi.yaml"
+        );
         found += 1;
     }
     assert!(found >= 12, "found only {found} codes in error.rs");
     // Codes built elsewhere with `bad_request("…")`.
-    for file in ["shared/src/http/routes.rs", "shared/src/http/extract.rs", "shared/src/service/reads.rs"] {
+    for file in [
+        "shared/src/http/routes.rs",
+        "shared/src/http/extract.rs",
+        "shared/src/service/reads.rs",
+    ] {
         let src = std::fs::read_to_string(repo().join(file)).unwrap();
         for piece in src.split("bad_request(").skip(1) {
             let piece = piece.trim_start();
             if let Some(rest) = piece.strip_prefix('"') {
                 let code = rest.split('"').next().unwrap();
-                assert!(codes.contains(code), "{file}: code `{code}` is missing from openapi.yaml");
+                assert!(
+                    codes.contains(code),
+                    "{file}: code `{code}` is missing from openapi.yaml"
+                );
             }
         }
     }
@@ -342,11 +433,17 @@ fn the_contract_rejects_a_response_that_breaks_it() {
     contract.validate(&route, 200, &ok).unwrap();
     let mut float_money = ok.clone();
     float_money["data"]["estimated_cost_usd"] = serde_json::json!(0.0008);
-    assert!(contract.validate(&route, 200, &float_money).is_err(), "money must be a string");
+    assert!(
+        contract.validate(&route, 200, &float_money).is_err(),
+        "money must be a string"
+    );
     let mut missing = ok.clone();
     missing["data"].as_object_mut().unwrap().remove("plan");
     assert!(contract.validate(&route, 200, &missing).is_err());
     let wrong_code = serde_json::json!({"success": false, "error": {"code": "forbidden", "message": "m", "details": {}}});
     assert!(contract.validate(&route, 401, &wrong_code).is_err());
-    assert!(contract.validate(&route, 418, &wrong_code).is_err(), "undocumented status");
+    assert!(
+        contract.validate(&route, 418, &wrong_code).is_err(),
+        "undocumented status"
+    );
 }
