@@ -51,7 +51,12 @@ fn unused_port() -> Result<u16> {
     Ok(l.local_addr()?.port())
 }
 
-fn one_run(binary: &Path, api: &str, endpoint_port: u16, rx: &mpsc::Receiver<Instant>) -> Result<Duration> {
+fn one_run(
+    binary: &Path,
+    api: &str,
+    endpoint_port: u16,
+    rx: &mpsc::Receiver<Instant>,
+) -> Result<Duration> {
     while rx.try_recv().is_ok() {}
     let name = binary
         .file_name()
@@ -71,7 +76,10 @@ fn one_run(binary: &Path, api: &str, endpoint_port: u16, rx: &mpsc::Receiver<Ins
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
         .env("AWS_SESSION_TOKEN", "test")
-        .env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{endpoint_port}"))
+        .env(
+            "AWS_ENDPOINT_URL",
+            format!("http://127.0.0.1:{endpoint_port}"),
+        )
         .env("TABLE_NAME", "meter-bench")
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
@@ -159,7 +167,11 @@ mod tests {
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || runtime_api(listener, tx));
         let mut s = TcpStream::connect(addr).unwrap();
-        std::io::Write::write_all(&mut s, format!("GET {NEXT} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).unwrap();
+        std::io::Write::write_all(
+            &mut s,
+            format!("GET {NEXT} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
+        )
+        .unwrap();
         assert!(rx.recv_timeout(Duration::from_secs(5)).is_ok());
     }
 }

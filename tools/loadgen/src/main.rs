@@ -27,7 +27,10 @@ mod scenario;
 use scenario::{Scenario, PREFIX};
 
 #[derive(Parser, Debug, Clone)]
-#[command(name = "meter-loadgen", about = "Load test for meter serve (loopback only)")]
+#[command(
+    name = "meter-loadgen",
+    about = "Load test for meter serve (loopback only)"
+)]
 struct Args {
     /// Server address, e.g. 127.0.0.1:8080 (loopback only).
     #[arg(long)]
@@ -112,11 +115,18 @@ struct Answer {
 }
 
 impl Conn {
-    async fn send(&mut self, method: Method, path: &str, key: &str, body: Option<&Value>) -> Result<Answer> {
+    async fn send(
+        &mut self,
+        method: Method,
+        path: &str,
+        key: &str,
+        body: Option<&Value>,
+    ) -> Result<Answer> {
         if self.sender.as_ref().is_none_or(|s| s.is_closed()) {
             let stream = tokio::net::TcpStream::connect(self.addr).await?;
             stream.set_nodelay(true)?;
-            let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+            let (sender, conn) =
+                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
             tokio::spawn(async move {
                 let _ = conn.await;
             });
@@ -184,22 +194,33 @@ async fn timed(
     body: Option<&Value>,
 ) -> (Duration, Result<Answer>) {
     let start = Instant::now();
-    let answer = match tokio::time::timeout(REQUEST_TIMEOUT, conn.send(method, path, key, body)).await {
-        Ok(a) => a,
-        Err(_) => {
-            conn.sender = None;
-            Err(anyhow::anyhow!("timed out after {REQUEST_TIMEOUT:?}"))
-        }
-    };
+    let answer =
+        match tokio::time::timeout(REQUEST_TIMEOUT, conn.send(method, path, key, body)).await {
+            Ok(a) => a,
+            Err(_) => {
+                conn.sender = None;
+                Err(anyhow::anyhow!("timed out after {REQUEST_TIMEOUT:?}"))
+            }
+        };
     (start.elapsed(), answer)
 }
 
-fn record(tally: &mut Tally, release: bool, took: Duration, answer: &Result<Answer>, measured: bool) {
+fn record(
+    tally: &mut Tally,
+    release: bool,
+    took: Duration,
+    answer: &Result<Answer>,
+    measured: bool,
+) {
     if !measured {
         return;
     }
     let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX).max(1);
-    let h = if release { &mut tally.release } else { &mut tally.latency };
+    let h = if release {
+        &mut tally.release
+    } else {
+        &mut tally.latency
+    };
     h.saturating_record(micros);
     match answer {
         Ok(a) => {
@@ -241,20 +262,40 @@ async fn worker(plan: Arc<Plan>, index: usize) -> Result<Tally> {
             Scenario::Check | Scenario::Reserve => {
                 let reserve = args.scenario == Scenario::Reserve;
                 let body = scenario::check_body(user, reserve);
-                let (took, answer) = timed(&mut conn, Method::POST, &format!("{PREFIX}/check"), &args.key, Some(&body)).await;
+                let (took, answer) = timed(
+                    &mut conn,
+                    Method::POST,
+                    &format!("{PREFIX}/check"),
+                    &args.key,
+                    Some(&body),
+                )
+                .await;
                 record(&mut tally, false, took, &answer, measured);
                 if let Ok(a) = &answer {
                     if let Some(id) = reserve.then(|| scenario::reservation_id(&a.body)).flatten() {
                         let path = format!("{PREFIX}/reservations/{id}/release");
-                        let (took, answer) = timed(&mut conn, Method::POST, &path, &args.key, Some(&json!({}))).await;
+                        let (took, answer) =
+                            timed(&mut conn, Method::POST, &path, &args.key, Some(&json!({})))
+                                .await;
                         record(&mut tally, true, took, &answer, measured);
                     }
                 }
             }
             Scenario::Event | Scenario::Batch => {
-                let n = if args.scenario == Scenario::Batch { args.batch } else { 1 };
+                let n = if args.scenario == Scenario::Batch {
+                    args.batch
+                } else {
+                    1
+                };
                 let body = scenario::usage_body(&plan.run, index, seq * n as u64, user, n);
-                let (took, answer) = timed(&mut conn, Method::POST, &format!("{PREFIX}/usage"), &args.key, Some(&body)).await;
+                let (took, answer) = timed(
+                    &mut conn,
+                    Method::POST,
+                    &format!("{PREFIX}/usage"),
+                    &args.key,
+                    Some(&body),
+                )
+                .await;
                 record(&mut tally, false, took, &answer, measured);
             }
             Scenario::Dashboard => {
@@ -290,7 +331,10 @@ fn ms(h: &Histogram<u64>, q: f64) -> f64 {
 fn main() -> Result<()> {
     let args = Args::parse();
     if !args.addr.ip().is_loopback() {
-        bail!("meter-loadgen only loads loopback addresses (got {})", args.addr);
+        bail!(
+            "meter-loadgen only loads loopback addresses (got {})",
+            args.addr
+        );
     }
     if args.connections == 0 || args.duration <= 0.0 {
         bail!("--connections and --duration must be positive");
