@@ -114,7 +114,7 @@ impl Bench {
         method: &str,
         path: &str,
         body: Option<Value>,
-    ) -> Result<(u16, Value, BTreeMap<String, u64>, Units, Decimal)> {
+    ) -> Result<(Value, Sample)> {
         let before = self.snapshot().await?;
         self.counter.take();
         self.capture.take();
@@ -132,17 +132,39 @@ impl Bench {
             units += call_units(c, &before, &after);
             reported += reported_units(c).unwrap_or(Decimal::ZERO);
         }
-        Ok((status, answer, requests, units, reported))
+        Ok((
+            answer,
+            Sample {
+                status,
+                requests,
+                units,
+                reported,
+            },
+        ))
     }
 }
 
-fn average(name: &'static str, samples: Vec<(u16, BTreeMap<String, u64>, Units, Decimal)>) -> Row {
+/// What one request cost.
+struct Sample {
+    status: u16,
+    requests: BTreeMap<String, u64>,
+    units: Units,
+    reported: Decimal,
+}
+
+fn average(name: &'static str, samples: Vec<Sample>) -> Row {
     let n = Decimal::from(samples.len().max(1) as u64);
     let mut requests: BTreeMap<String, Decimal> = BTreeMap::new();
     let mut units = Units::default();
     let mut reported = Decimal::ZERO;
     let mut status = 0;
-    for (s, r, u, rep) in &samples {
+    for Sample {
+        status: s,
+        requests: r,
+        units: u,
+        reported: rep,
+    } in &samples
+    {
         status = status.max(*s);
         for (op, k) in r {
             *requests.entry(op.clone()).or_default() += Decimal::from(*k);
@@ -282,10 +304,10 @@ async fn main() -> Result<()> {
     let mut rows = Vec::new();
     let mut samples = Vec::new();
     for _ in 0..reps {
-        let (s, _, r, u, rep) = bench
+        let (_, sample) = bench
             .measure("POST", &format!("{P}/check"), Some(check.clone()))
             .await?;
-        samples.push((s, r, u, rep));
+        samples.push(sample);
     }
     rows.push(average("check", samples));
 
@@ -293,59 +315,59 @@ async fn main() -> Result<()> {
     for _ in 0..reps {
         let mut body = check.clone();
         body["reserve"] = json!(true);
-        let (s, answer, r, u, rep) = bench
+        let (answer, sample) = bench
             .measure("POST", &format!("{P}/check"), Some(body))
             .await?;
-        reserves.push((s, r, u, rep));
+        reserves.push(sample);
         let id = answer["data"]["reservation_id"]
             .as_str()
             .context("a reserve answer without reservation_id")?
             .to_owned();
-        let (s, _, r, u, rep) = bench
+        let (_, sample) = bench
             .measure(
                 "POST",
                 &format!("{P}/reservations/{id}/release"),
                 Some(json!({})),
             )
             .await?;
-        releases.push((s, r, u, rep));
+        releases.push(sample);
     }
     rows.push(average("check with reserve", reserves));
     rows.push(average("release", releases));
 
     let mut samples = Vec::new();
     for i in 0..reps {
-        let (s, _, r, u, rep) = bench
+        let (_, sample) = bench
             .measure(
                 "POST",
                 &format!("{P}/usage"),
                 Some(event(&format!("one-{i}"))),
             )
             .await?;
-        samples.push((s, r, u, rep));
+        samples.push(sample);
     }
     rows.push(average("usage, 1 event", samples));
 
     let mut samples = Vec::new();
     for b in 0..reps {
         let events: Vec<Value> = (0..100).map(|i| event(&format!("batch-{b}-{i}"))).collect();
-        let (s, _, r, u, rep) = bench
+        let (_, sample) = bench
             .measure(
                 "POST",
                 &format!("{P}/usage"),
                 Some(json!({ "events": events })),
             )
             .await?;
-        samples.push((s, r, u, rep));
+        samples.push(sample);
     }
     rows.push(average("usage, 100-event batch", samples));
 
     let mut samples = Vec::new();
     for _ in 0..reps {
-        let (s, _, r, u, rep) = bench
+        let (_, sample) = bench
             .measure("GET", &format!("{P}/{dashboard}/{USER}"), None)
             .await?;
-        samples.push((s, r, u, rep));
+        samples.push(sample);
     }
     rows.push(average(
         if dashboard == "dashboard" {
