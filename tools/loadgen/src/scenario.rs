@@ -1,0 +1,122 @@
+//! The requests of each scenario: what one iteration of a connection sends.
+
+use clap::ValueEnum;
+use serde_json::{json, Value};
+
+/// What the load consists of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    /// `POST /check` without a reservation.
+    Check,
+    /// `POST /check` with `reserve: true`, each reservation released right after.
+    Reserve,
+    /// `POST /usage` with one event (a unique `event_id` each).
+    Event,
+    /// `POST /usage` with a batch of 100 events of one user.
+    Batch,
+    /// `GET /dashboard/{user}` (falls back to `GET /alerts/{user}` where the route is absent).
+    Dashboard,
+}
+
+impl Scenario {
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Check => "check",
+            Scenario::Reserve => "reserve",
+            Scenario::Event => "event",
+            Scenario::Batch => "batch",
+            Scenario::Dashboard => "dashboard",
+        }
+    }
+
+    /// Usage events carried by one request (for events/s).
+    pub fn events_per_request(self, batch: usize) -> u64 {
+        match self {
+            Scenario::Event => 1,
+            Scenario::Batch => batch as u64,
+            _ => 0,
+        }
+    }
+}
+
+/// The routes, under the service's prefix.
+pub const PREFIX: &str = "/api/subscription";
+
+pub fn check_body(user: &str, reserve: bool) -> Value {
+    let mut body = json!({
+        "user_id": user,
+        "provider": "gemini",
+        "model": "gemini-2.5-flash",
+        "estimated_input_tokens": 100,
+        "estimated_output_tokens": 100,
+    });
+    if reserve {
+        body["reserve"] = Value::Bool(true);
+    }
+    body
+}
+
+fn event(event_id: &str, user: &str, seq: u64) -> Value {
+    json!({
+        "event_id": event_id,
+        "user_id": user,
+        "provider": "gemini",
+        "model": "gemini-2.5-flash",
+        "input_tokens": 100 + (seq % 900),
+        "output_tokens": 50 + (seq % 200),
+        "latency_ms": 100 + (seq % 400),
+        "status_code": 200,
+    })
+}
+
+/// One event, or a batch of `n` events of one user, with ids unique to this run.
+pub fn usage_body(run: &str, worker: usize, seq: u64, user: &str, n: usize) -> Value {
+    if n <= 1 {
+        return event(&format!("{run}-{worker}-{seq}"), user, seq);
+    }
+    let events: Vec<Value> = (0..n)
+        .map(|i| event(&format!("{run}-{worker}-{seq}-{i}"), user, seq + i as u64))
+        .collect();
+    json!({ "events": events })
+}
+
+/// The reservation id of a successful reserve answer.
+pub fn reservation_id(answer: &[u8]) -> Option<String> {
+    let v: Value = serde_json::from_slice(answer).ok()?;
+    v.get("data")?
+        .get("reservation_id")?
+        .as_str()
+        .map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_events_have_distinct_ids_and_one_user() {
+        let body = usage_body("r", 3, 7, "u-1", 100);
+        let events = body["events"].as_array().unwrap();
+        assert_eq!(events.len(), 100);
+        let ids: std::collections::BTreeSet<&str> = events
+            .iter()
+            .map(|e| e["event_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids.len(), 100);
+        assert!(events.iter().all(|e| e["user_id"] == "u-1"));
+    }
+
+    #[test]
+    fn single_event_is_a_bare_object() {
+        let body = usage_body("r", 0, 1, "u-1", 1);
+        assert_eq!(body["event_id"], "r-0-1");
+        assert!(body.get("events").is_none());
+    }
+
+    #[test]
+    fn reservation_id_is_read_from_the_data_envelope() {
+        let answer = br#"{"success":true,"data":{"allowed":true,"reservation_id":"rsv-1"}}"#;
+        assert_eq!(reservation_id(answer).as_deref(), Some("rsv-1"));
+        assert_eq!(reservation_id(br#"{"success":false}"#), None);
+    }
+}
