@@ -5,7 +5,7 @@ use std::sync::Arc;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::response::Response;
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 
 use super::error::ok;
@@ -211,6 +211,26 @@ async fn billing(
     Ok(ok(meter.billing(&caller, &user).await?))
 }
 
+async fn export_user(
+    State(meter): State<Arc<Meter>>,
+    Auth(caller): Auth,
+    Path(user): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Admin)?;
+    let user = path_user(&user)?;
+    Ok(ok(meter.export_user(&caller, &user).await?))
+}
+
+async fn erase_user(
+    State(meter): State<Arc<Meter>>,
+    Auth(caller): Auth,
+    Path(user): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Admin)?;
+    let user = path_user(&user)?;
+    Ok(ok(meter.erase_user(&caller, &user).await?))
+}
+
 async fn get_subscription(
     State(meter): State<Arc<Meter>>,
     Auth(caller): Auth,
@@ -305,6 +325,8 @@ fn dashboard_routes() -> Router<Arc<Meter>> {
             &format!("{PREFIX}/user/{{user_id}}/subscription"),
             get(get_subscription).put(put_subscription),
         )
+        .route(&format!("{PREFIX}/user/{{user_id}}/export"), get(export_user))
+        .route(&format!("{PREFIX}/user/{{user_id}}"), delete(erase_user))
 }
 
 /// `usage-dashboard`: the read routes and the admin writes (plans, pricing, quotes,

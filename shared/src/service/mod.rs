@@ -23,6 +23,7 @@ pub mod dashboard;
 pub mod env;
 pub mod ingest;
 pub mod outbox;
+pub mod privacy;
 pub mod reads;
 pub mod subscriptions;
 

@@ -157,6 +157,29 @@ pub enum CloseOutcome {
     Changed,
 }
 
+/// The records of one user that only an export or an erasure reads (the rest — the
+/// subscription, alerts, invoices — comes from the other port methods).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserRecords {
+    /// Raw events, oldest first.
+    pub events: Vec<UsageEvent>,
+    /// Every period with counters, by start.
+    pub periods: std::collections::BTreeMap<DateTime<Utc>, PeriodUsage>,
+    /// Every daily rollup, oldest first.
+    pub daily: Vec<DailyUsage>,
+    /// Open and closed reservations.
+    pub reservations: Vec<Reservation>,
+}
+
+/// How far an erasure got.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EraseProgress {
+    /// Records deleted or pseudonymised by this call.
+    pub changed: usize,
+    /// Nothing of the user is left (but the pseudonymised invoices).
+    pub done: bool,
+}
+
 /// Picks the period a read is about, once the subscription is known.
 pub type PeriodPicker<'a> = &'a (dyn Fn(Option<&Subscription>) -> DateTime<Utc> + Send + Sync);
 
@@ -341,14 +364,44 @@ pub trait InvoiceStore: Send + Sync {
     async fn list_invoices(&self, tenant: &TenantId, user: &UserId) -> StoreResult<Vec<Invoice>>;
 }
 
+/// Data portability and erasure (SPEC §6).
+#[async_trait]
+pub trait PrivacyStore: Send + Sync {
+    /// Events, counters, rollups and reservations of a user.
+    async fn user_records(&self, tenant: &TenantId, user: &UserId) -> StoreResult<UserRecords>;
+    /// Erases the user in bounded steps: deletes up to about `limit` of its records per
+    /// call — events, counters, rollups, reservations, alerts, billing state and the
+    /// subscription — and moves its invoices to `pseudonym` (amounts kept). Idempotent and
+    /// safe under concurrent traffic; call until `done`.
+    async fn erase_user(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        pseudonym: &UserId,
+        limit: usize,
+    ) -> StoreResult<EraseProgress>;
+}
+
 /// Everything the service needs from storage.
 pub trait Store:
-    TenantStore + CatalogStore + SubscriptionStore + UsageStore + AlertStore + InvoiceStore
+    TenantStore
+    + CatalogStore
+    + SubscriptionStore
+    + UsageStore
+    + AlertStore
+    + InvoiceStore
+    + PrivacyStore
 {
 }
 
 impl<
-        T: TenantStore + CatalogStore + SubscriptionStore + UsageStore + AlertStore + InvoiceStore,
+        T: TenantStore
+            + CatalogStore
+            + SubscriptionStore
+            + UsageStore
+            + AlertStore
+            + InvoiceStore
+            + PrivacyStore,
     > Store for T
 {
 }

@@ -39,6 +39,7 @@ mod counters;
 mod errors;
 pub mod keys;
 mod metrics;
+mod privacy;
 mod records;
 mod schema;
 

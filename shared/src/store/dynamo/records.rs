@@ -33,6 +33,15 @@ pub fn event_item(e: &UsageEvent) -> StoreResult<Item> {
     }
     item.insert(keys::PK.into(), s(keys::event_pk(&e.tenant, &e.event_id)));
     item.insert(keys::SK.into(), s(keys::EVENT_SK));
+    // In the user's index too, so that export and erasure find the user's events.
+    item.insert(
+        keys::USER_PK.into(),
+        s(keys::user_pk(&e.tenant, e.user.as_str())),
+    );
+    item.insert(
+        keys::USER_SK.into(),
+        s(format!("EVENT#{}#{}", keys::sortable(e.timestamp), e.event_id)),
+    );
     if e.cost_usd.is_none() {
         item.insert(keys::OUTBOX_PK.into(), s(keys::UNPRICED_PARTITION));
         item.insert(

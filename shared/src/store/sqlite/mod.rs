@@ -19,6 +19,7 @@
 mod billing;
 mod codec;
 mod decimal;
+mod privacy;
 mod records;
 mod schema;
 mod usage;
@@ -33,9 +34,9 @@ use rusqlite::Connection;
 use tokio::sync::{oneshot, Semaphore};
 
 use super::{
-    AlertStore, BillingState, CatalogStore, CloseOutcome, DailyUsage, Guard, InvoiceStore, Page,
+    AlertStore, BillingState, CatalogStore, CloseOutcome, DailyUsage, EraseProgress, Guard, InvoiceStore, Page,
     PeriodPicker, RecordOutcome, ReleaseOutcome, ReserveOutcome, StoreError, StoreResult,
-    SubscriptionStore, TenantStore, UsageStore, UserRef, UserUsage,
+    SubscriptionStore, TenantStore, UsageStore, UserRecords, UserRef, UserUsage, PrivacyStore,
 };
 use crate::domain::{
     Alert, ApiKeyRecord, EventId, Invoice, PlanName, Reservation, Subscription, TenantId,
@@ -582,6 +583,27 @@ impl InvoiceStore for SqliteStore {
     async fn put_job_cursor(&self, job: &str, cursor: Option<&str>) -> StoreResult<()> {
         let (job, cursor) = (job.to_owned(), cursor.map(str::to_owned));
         self.write(move |c| billing::put_job_cursor(c, &job, cursor.as_deref()))
+            .await
+    }
+}
+
+#[async_trait]
+impl PrivacyStore for SqliteStore {
+    async fn user_records(&self, tenant: &TenantId, user: &UserId) -> StoreResult<UserRecords> {
+        let (tenant, user) = (tenant.clone(), user.clone());
+        self.read(move |c| privacy::user_records(c, &tenant, &user))
+            .await
+    }
+
+    async fn erase_user(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        pseudonym: &UserId,
+        limit: usize,
+    ) -> StoreResult<EraseProgress> {
+        let (tenant, user, pseudonym) = (tenant.clone(), user.clone(), pseudonym.clone());
+        self.write(move |c| privacy::erase_user(c, &tenant, &user, &pseudonym, limit))
             .await
     }
 }

@@ -1,0 +1,207 @@
+//! Export and erasure of one user on the single table.
+//!
+//! A user's items: the partition `T#<tenant>#U#<user>` (state item, daily rollups,
+//! reservation tombstones, invoices) and, through the GSI `by_user`, its alerts
+//! (`USER_SK = ALERT#…`) and raw events (`USER_SK = EVENT#…`). Erasure deletes them in
+//! bounded steps with `BatchWriteItem` (25 keys per request) and moves invoices to the
+//! pseudonym's partition (a `Put` of the rewritten invoice and a `Delete` of the original
+//! in one transaction); the state item goes last.
+
+use std::collections::BTreeSet;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::{DeleteRequest, WriteRequest};
+
+use super::convert::{from_item, get_s, s, Item};
+use super::counters::period_usage;
+use super::errors::{build_err, sdk_err};
+use super::{backoff, day_of, keys, records, DynamoStore, MAX_ATTEMPTS};
+use crate::domain::{Invoice, TenantId, UserId};
+use crate::store::{EraseProgress, PrivacyStore, StoreError, StoreResult, UserRecords};
+
+/// Items written by one `BatchWriteItem`.
+const BATCH: usize = 25;
+
+impl DynamoStore {
+    /// Base-table keys of the user's items in the GSI `by_user` (alerts, events), up to `max`.
+    async fn user_index_items(
+        &self,
+        pk: &str,
+        prefix: Option<&str>,
+        max: Option<usize>,
+    ) -> StoreResult<Vec<Item>> {
+        self.query_all(
+            || {
+                let q = self
+                    .query()
+                    .index_name(keys::USER_INDEX)
+                    .expression_attribute_names("#u", keys::USER_PK)
+                    .expression_attribute_values(":u", s(pk));
+                match prefix {
+                    Some(p) => q
+                        .key_condition_expression("#u = :u AND begins_with(#s, :p)")
+                        .expression_attribute_names("#s", keys::USER_SK)
+                        .expression_attribute_values(":p", s(p)),
+                    None => q.key_condition_expression("#u = :u"),
+                }
+            },
+            max,
+        )
+        .await
+    }
+
+    /// Deletes the items with these base-table keys, retrying unprocessed ones.
+    async fn batch_delete(&self, items: &[Item]) -> StoreResult<usize> {
+        for chunk in items.chunks(BATCH) {
+            let mut requests = chunk
+                .iter()
+                .map(|item| {
+                    let key = [keys::PK, keys::SK]
+                        .iter()
+                        .filter_map(|k| item.get(*k).map(|v| ((*k).to_owned(), v.clone())))
+                        .collect();
+                    DeleteRequest::builder()
+                        .set_key(Some(key))
+                        .build()
+                        .map(|d| WriteRequest::builder().delete_request(d).build())
+                        .map_err(build_err)
+                })
+                .collect::<StoreResult<Vec<_>>>()?;
+            let mut attempt = 0;
+            while !requests.is_empty() {
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(self.table.clone(), requests)
+                    .send()
+                    .await
+                    .map_err(|e| sdk_err("BatchWriteItem", e))?;
+                requests = out
+                    .unprocessed_items
+                    .and_then(|mut m| m.remove(&self.table))
+                    .unwrap_or_default();
+                if requests.is_empty() {
+                    break;
+                }
+                attempt += 1;
+                if attempt >= MAX_ATTEMPTS {
+                    return Err(StoreError::Unavailable(
+                        "BatchWriteItem kept leaving items unprocessed".into(),
+                    ));
+                }
+                backoff(attempt).await;
+            }
+        }
+        Ok(items.len())
+    }
+
+    /// Moves an invoice to the pseudonym's partition.
+    async fn pseudonymise_invoice(&self, item: &Item, pseudonym: &UserId) -> StoreResult<()> {
+        let mut invoice: Invoice = from_item(item)?;
+        invoice.user = pseudonym.to_string();
+        let moved = records::invoice_item(&invoice)?;
+        let original = item.clone();
+        self.conditional_transact("pseudonymising an invoice", |_| false, || {
+            let delete = aws_sdk_dynamodb::types::Delete::builder()
+                .table_name(&self.table)
+                .set_key(Some(
+                    [keys::PK, keys::SK]
+                        .iter()
+                        .filter_map(|k| original.get(*k).map(|v| ((*k).to_owned(), v.clone())))
+                        .collect(),
+                ))
+                .build()
+                .map_err(build_err)?;
+            Ok(vec![
+                self.tx_put(moved.clone(), false)?,
+                aws_sdk_dynamodb::types::TransactWriteItem::builder()
+                    .delete(delete)
+                    .build(),
+            ])
+        })
+        .await
+        .map(|_| ())
+    }
+}
+
+#[async_trait]
+impl PrivacyStore for DynamoStore {
+    async fn user_records(&self, tenant: &TenantId, user: &UserId) -> StoreResult<UserRecords> {
+        let pk = keys::user_pk(tenant, user.as_str());
+        let mut out = UserRecords::default();
+        for item in self.query_prefix(pk.clone(), "", true).await? {
+            let sk = get_s(&item, keys::SK).unwrap_or_default().to_owned();
+            if sk == keys::STATE_SK {
+                let starts: BTreeSet<String> = item
+                    .keys()
+                    .filter_map(|name| keys::parse_counter(name).map(|(p, _, _)| p.to_owned()))
+                    .collect();
+                for p in starts {
+                    let start = chrono::DateTime::parse_from_rfc3339(&p)
+                        .map_err(|_| StoreError::Corrupt(format!("counter period `{p}`")))?
+                        .to_utc();
+                    out.periods.insert(start, period_usage(&item, start)?);
+                }
+                for (name, av) in &item {
+                    if let Some(id) = name.strip_prefix(keys::RESERVATION_PREFIX) {
+                        out.reservations
+                            .push(records::reservation_of_map(tenant, user, id, av)?);
+                    }
+                }
+            } else if sk.starts_with("D#") {
+                out.daily.push(day_of(&item)?);
+            } else if sk.starts_with("RSV#") {
+                out.reservations.push(from_item(&item)?);
+            }
+        }
+        for item in self.user_index_items(&pk, Some("EVENT#"), None).await? {
+            out.events.push(records::event_of(&item)?);
+        }
+        out.events
+            .sort_by(|a, b| (a.timestamp, &a.event_id).cmp(&(b.timestamp, &b.event_id)));
+        out.reservations
+            .sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(out)
+    }
+
+    async fn erase_user(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        pseudonym: &UserId,
+        limit: usize,
+    ) -> StoreResult<EraseProgress> {
+        let limit = limit.max(1);
+        let pk = keys::user_pk(tenant, user.as_str());
+        // Events and alerts first (found through the index).
+        let indexed = self.user_index_items(&pk, None, Some(limit)).await?;
+        if !indexed.is_empty() {
+            let changed = self.batch_delete(&indexed).await?;
+            return Ok(EraseProgress {
+                changed,
+                done: false,
+            });
+        }
+        // Then the partition: invoices move, everything else goes, the state item last.
+        let items = self.query_prefix(pk.clone(), "", true).await?;
+        let mut changed = 0;
+        let (mut state, mut others): (Vec<Item>, Vec<Item>) = (Vec::new(), Vec::new());
+        for item in items.into_iter().take(limit) {
+            match get_s(&item, keys::SK) {
+                Some(sk) if sk.starts_with(keys::INVOICE_PREFIX) => {
+                    self.pseudonymise_invoice(&item, pseudonym).await?;
+                    changed += 1;
+                }
+                Some(sk) if sk == keys::STATE_SK => state.push(item),
+                _ => others.push(item),
+            }
+        }
+        changed += self.batch_delete(&others).await?;
+        let rest = self.query_prefix(pk, "", true).await?;
+        let done = rest.len() <= state.len();
+        if done {
+            changed += self.batch_delete(&state).await?;
+        }
+        Ok(EraseProgress { changed, done })
+    }
+}
