@@ -49,6 +49,9 @@ const NOT_SERVED_YET: &[(&str, &str)] = &[
     ("DELETE", "/api/subscription/user/{user_id}"),
 ];
 
+/// Routes that take no input (no path id, query or body), so have no bad-input event.
+const NO_INPUT: &[(&str, &str)] = &[("GET", "/api/subscription/plans")];
+
 const HTTP_FUNCTIONS: &[&str] = &["limit-check", "usage-ingest", "usage-dashboard"];
 const SCHEDULED_FUNCTION: &str = "usage-aggregate";
 
@@ -156,8 +159,16 @@ fn previous_invoice(tenant: &TenantId, now: DateTime<Utc>) -> Invoice {
             line("base", "basic plan, monthly base price", base),
             line("usage", "gemini: 2 calls, 3200 tokens", usage),
             line("overage", "usage past the $2 cap at 2 per USD", overage),
-            line("proration", "upgrade from free to basic: prorated difference", proration),
-            line("adjustment", "usage of an earlier period recorded after its invoice", adjustments),
+            line(
+                "proration",
+                "upgrade from free to basic: prorated difference",
+                proration,
+            ),
+            line(
+                "adjustment",
+                "usage of an earlier period recorded after its invoice",
+                adjustments,
+            ),
         ],
         status: InvoiceStatus::Pending,
         created_at: end + Duration::minutes(5),
@@ -251,6 +262,7 @@ async fn every_http_event_gets_its_status_from_its_function_and_matches_the_cont
     let mut served = 0;
     let mut parsed_only = Vec::new();
     let mut routes_with_events: BTreeMap<String, BTreeSet<Route>> = BTreeMap::new();
+    let mut statuses: BTreeMap<Route, BTreeSet<u16>> = BTreeMap::new();
     for file in event_files()
         .into_iter()
         .filter(|f| HTTP_FUNCTIONS.contains(&f.function.as_str()))
@@ -278,6 +290,7 @@ async fn every_http_event_gets_its_status_from_its_function_and_matches_the_cont
             ));
             continue;
         };
+        statuses.entry(route.clone()).or_default().insert(status);
         if let Err(e) = contract.response_schema(&route, status) {
             failures.push(format!("{label}: {e}"));
         }
@@ -330,6 +343,26 @@ async fn every_http_event_gets_its_status_from_its_function_and_matches_the_cont
                 failures.push(format!(
                     "{function}: template route {route:?} has no file in events/{function}/"
                 ));
+            }
+            // Each route: one allowed call, one refused for its key, one with bad input.
+            let has = |wanted: &[u16]| {
+                statuses
+                    .get(route)
+                    .is_some_and(|s| wanted.iter().any(|w| s.contains(w)))
+            };
+            let takes_input = !NO_INPUT.iter().any(|(m, p)| route.0 == *m && route.1 == *p);
+            for (what, wanted, needed) in [
+                ("200", &[200][..], true),
+                ("401/403", &[401, 403][..], true),
+                (
+                    "a bad-input (400/404/415/422)",
+                    &[400, 404, 415, 422][..],
+                    takes_input,
+                ),
+            ] {
+                if needed && !has(wanted) {
+                    failures.push(format!("{function}: {route:?} has no {what} event"));
+                }
             }
         }
     }
@@ -433,10 +466,16 @@ async fn the_billing_event_shows_the_seeded_invoice_with_exact_amounts_and_every
         .iter()
         .map(|l| l["kind"].as_str().unwrap())
         .collect();
-    assert_eq!(kinds, ["base", "usage", "overage", "proration", "adjustment"]);
+    assert_eq!(
+        kinds,
+        ["base", "usage", "overage", "proration", "adjustment"]
+    );
     Contract::load()
         .validate(
-            &("GET".to_owned(), "/api/subscription/billing/{user_id}".to_owned()),
+            &(
+                "GET".to_owned(),
+                "/api/subscription/billing/{user_id}".to_owned(),
+            ),
             200,
             &body,
         )
@@ -447,10 +486,151 @@ async fn the_billing_event_shows_the_seeded_invoice_with_exact_amounts_and_every
 async fn put_pricing_needs_the_catalog_format_with_an_id() {
     let (status, body) = serve("usage-dashboard", "put-pricing.200.json").await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body["data"]["ids"], serde_json::json!(["acme/acme-1@2026-01-01T00:00:00Z"]));
+    assert_eq!(
+        body["data"]["ids"],
+        serde_json::json!(["acme/acme-1@2026-01-01T00:00:00Z"])
+    );
     let (status, body) = serve("usage-dashboard", "put-pricing-without-id.422.json").await;
-    assert_eq!((status, body["error"]["code"].as_str()), (422, Some("invalid_price_version")), "{body}");
-    assert_eq!(body["error"]["details"]["errors"][0]["field"], "versions[0]");
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (422, Some("invalid_price_version")),
+        "{body}"
+    );
+    assert_eq!(
+        body["error"]["details"]["errors"][0]["field"],
+        "versions[0]"
+    );
+}
+
+/// The 200 body of a served event must validate, and each mutation of it must not.
+async fn assert_contract_rejects(file: &str, route: &str, mutations: &[(&str, fn(&mut Value))]) {
+    let contract = Contract::load();
+    let (method, path) = route.split_once(' ').unwrap();
+    let route = (method.to_owned(), path.to_owned());
+    let (status, body) = serve("usage-dashboard", file).await;
+    assert_eq!(status, 200, "{body}");
+    contract.validate(&route, 200, &body).unwrap();
+    for (what, mutate) in mutations {
+        let mut broken = body.clone();
+        mutate(&mut broken["data"]);
+        assert!(
+            contract.validate(&route, 200, &broken).is_err(),
+            "{file}: openapi.yaml accepts a body with {what}"
+        );
+    }
+}
+
+fn remove(v: &mut Value, key: &str) {
+    v.as_object_mut().unwrap().remove(key);
+}
+
+#[tokio::test]
+async fn the_contract_rejects_read_bodies_that_differ_from_the_real_ones() {
+    assert_contract_rejects(
+        "dashboard.200.json",
+        "GET /api/subscription/dashboard/{user_id}",
+        &[
+            ("alerts as a bare array", |d| {
+                d["alerts"] = d["alerts"]["items"].clone()
+            }),
+            ("limits as a bare metric map", |d| {
+                d["limits"] = d["limits"]["limits"].clone()
+            }),
+            ("a projected cost as a float", |d| {
+                d["projections"]["projected_monthly_cost"] = serde_json::json!(0.5)
+            }),
+            ("no cost_cap", |d| remove(&mut d["projections"], "cost_cap")),
+            ("no days_remaining", |d| {
+                remove(&mut d["summary"], "days_remaining")
+            }),
+            ("a percentage as a string", |d| {
+                d["usage_percentages"]["cost_usd"] = serde_json::json!("0")
+            }),
+            ("trends without periods", |d| {
+                remove(&mut d["trends"], "periods")
+            }),
+        ],
+    )
+    .await;
+    assert_contract_rejects(
+        "billing.200.json",
+        "GET /api/subscription/billing/{user_id}",
+        &[
+            ("a float total", |d| {
+                d["invoices"][0]["total_usd"] = serde_json::json!(47.13)
+            }),
+            ("an unknown line kind", |d| {
+                d["invoices"][0]["line_items"][0]["kind"] = serde_json::json!("tax")
+            }),
+            ("no adjustments_usd", |d| {
+                remove(&mut d["invoices"][0], "adjustments_usd")
+            }),
+            ("a period without its name", |d| {
+                remove(&mut d["invoices"][0]["period"], "name")
+            }),
+        ],
+    )
+    .await;
+    assert_contract_rejects(
+        "usage.200.json",
+        "GET /api/subscription/usage/{user_id}",
+        &[
+            ("a float provider cost", |d| {
+                d["provider_breakdown"]["gemini"]["cost"] = serde_json::json!(0.0)
+            }),
+            ("no error_rate", |d| remove(d, "error_rate")),
+            ("a null average latency", |d| {
+                d["avg_response_time_ms"] = Value::Null
+            }),
+        ],
+    )
+    .await;
+    assert_contract_rejects(
+        "trends.200.json",
+        "GET /api/subscription/usage/{user_id}/trends",
+        &[("no user_id", |d| remove(d, "user_id"))],
+    )
+    .await;
+    assert_contract_rejects(
+        "subscription.200.json",
+        "GET /api/subscription/user/{user_id}/subscription",
+        &[
+            ("no subscription key", |d| remove(d, "subscription")),
+            ("an unknown status", |d| {
+                d["status"] = serde_json::json!("paused")
+            }),
+        ],
+    )
+    .await;
+    assert_contract_rejects(
+        "put-subscription.200.json",
+        "PUT /api/subscription/user/{user_id}/subscription",
+        &[
+            ("no change", |d| remove(d, "change")),
+            ("a null subscription", |d| d["subscription"] = Value::Null),
+            ("a subscription without its version", |d| {
+                remove(&mut d["subscription"], "version")
+            }),
+        ],
+    )
+    .await;
+    assert_contract_rejects(
+        "put-plan.200.json",
+        "PUT /api/subscription/plans/{name}",
+        &[
+            ("the plan unwrapped", |d| *d = d["plan"].clone()),
+            ("a float price", |d| {
+                d["plan"]["monthly_price_usd"] = serde_json::json!(49.0)
+            }),
+        ],
+    )
+    .await;
+    assert_contract_rejects(
+        "put-pricing.200.json",
+        "PUT /api/subscription/pricing",
+        &[("no ids", |d| remove(d, "ids"))],
+    )
+    .await;
 }
 
 #[test]
@@ -531,6 +711,32 @@ fn every_error_code_of_the_code_is_in_openapi() {
                 );
             }
         }
+    }
+}
+
+#[test]
+fn every_field_error_code_of_the_code_is_a_validation_code_in_openapi() {
+    let contract = Contract::load();
+    let (validation, all) = (contract.validation_codes(), contract.error_codes());
+    let found = contract::field_error_codes();
+    let codes: BTreeSet<&str> = found.iter().map(|(_, c)| c.as_str()).collect();
+    for must in [
+        "unknown_plan",
+        "invalid_value",
+        "negative_limit",
+        "duplicate_id",
+        "invalid_count",
+    ] {
+        assert!(
+            codes.contains(must),
+            "the source scan missed `{must}`: {codes:?}"
+        );
+    }
+    for (file, code) in &found {
+        assert!(
+            validation.contains(code) && all.contains(code),
+            "{file}: 422 code `{code}` is missing from ValidationCode or ErrorCode in openapi.yaml"
+        );
     }
 }
 
