@@ -355,7 +355,7 @@ async fn every_http_event_gets_its_status_from_its_function_and_matches_the_cont
                 ("200", &[200][..], true),
                 ("401/403", &[401, 403][..], true),
                 (
-                    "a bad-input (400/404/415/422)",
+                    "bad-input (400/404/415/422)",
                     &[400, 404, 415, 422][..],
                     takes_input,
                 ),
@@ -503,7 +503,10 @@ async fn put_pricing_needs_the_catalog_format_with_an_id() {
 }
 
 /// The 200 body of a served event must validate, and each mutation of it must not.
-async fn assert_contract_rejects(file: &str, route: &str, mutations: &[(&str, fn(&mut Value))]) {
+/// What a broken body has, and how to break a real one so (applied to its `data`).
+type Mutation = (&'static str, fn(&mut Value));
+
+async fn assert_contract_rejects(file: &str, route: &str, mutations: &[Mutation]) {
     let contract = Contract::load();
     let (method, path) = route.split_once(' ').unwrap();
     let route = (method.to_owned(), path.to_owned());
