@@ -167,3 +167,126 @@ pub fn router_routes() -> BTreeSet<Route> {
     }
     out
 }
+
+/// The arguments of every call `call` (e.g. `FieldError::new(`) in `src`, split at the
+/// top-level commas (string literals, brackets and braces respected).
+fn call_args(src: &str, call: &str) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    for (at, _) in src.match_indices(call) {
+        let mut args = Vec::new();
+        let mut current = String::new();
+        let (mut depth, mut in_str, mut escaped) = (0usize, false, false);
+        for c in src[at + call.len()..].chars() {
+            if in_str {
+                current.push(c);
+                match (escaped, c) {
+                    (true, _) => escaped = false,
+                    (false, '\\') => escaped = true,
+                    (false, '"') => in_str = false,
+                    _ => {}
+                }
+                continue;
+            }
+            match c {
+                '"' => {
+                    in_str = true;
+                    current.push(c);
+                }
+                '(' | '[' | '{' => {
+                    depth += 1;
+                    current.push(c);
+                }
+                ')' | ']' | '}' if depth == 0 => break,
+                ')' | ']' | '}' => {
+                    depth -= 1;
+                    current.push(c);
+                }
+                ',' if depth == 0 => args.push(std::mem::take(&mut current)),
+                _ => current.push(c),
+            }
+        }
+        args.push(current);
+        out.push(args.into_iter().map(|a| a.trim().to_owned()).collect());
+    }
+    out
+}
+
+/// A string literal that looks like a stable code (`snake_case`).
+fn code_literal(arg: &str) -> Option<String> {
+    let inner = arg.strip_prefix('"')?.strip_suffix('"')?;
+    let ok = !inner.is_empty() && inner.chars().all(|c| c.is_ascii_lowercase() || c == '_');
+    ok.then(|| inner.to_owned())
+}
+
+/// `(file, code)` for every field-level code the code can answer with (the error's code
+/// when it is the only problem): the literal code of each `FieldError::new`,
+/// `ApiError::invalid`, `Fields::error`/`fail` call of the HTTP and service layers, and
+/// the codes of plan, catalog and usage-normalisation errors.
+pub fn field_error_codes() -> BTreeSet<(String, String)> {
+    let mut out = BTreeSet::new();
+    let mut files = Vec::new();
+    for dir in ["shared/src/http", "shared/src/service"] {
+        for entry in std::fs::read_dir(repo().join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "rs") {
+                files.push(path);
+            }
+        }
+    }
+    files.push(repo().join("shared/src/usage/normalise.rs"));
+    for path in files {
+        let src = std::fs::read_to_string(&path).unwrap();
+        let name = path
+            .strip_prefix(repo())
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        // The second argument is the code: `(field, code, message)`.
+        for call in [
+            "FieldError::new(",
+            "ApiError::invalid(",
+            ".error(",
+            ".fail(",
+        ] {
+            for args in call_args(&src, call) {
+                if let Some(code) = args.get(1).and_then(|a| code_literal(a)) {
+                    out.insert((name.clone(), code));
+                }
+            }
+        }
+        // The code functions: every `=> "code"` of their bodies.
+        for func in [
+            "fn plan_error_code(",
+            "fn catalog_error_code(",
+            "pub fn code(&self)",
+        ] {
+            if name.ends_with("error.rs") && func == "pub fn code(&self)" {
+                continue; // ApiError::code: checked against ErrorCode on its own
+            }
+            let Some(body) = src.split(func).nth(1) else {
+                continue;
+            };
+            let body = body.split("\n}").next().unwrap_or(body);
+            let body = body.split("\n    }").next().unwrap_or(body);
+            for piece in body.split("=> \"").skip(1) {
+                if let Some(code) =
+                    code_literal(&format!("\"{}\"", piece.split('"').next().unwrap()))
+                {
+                    out.insert((name.clone(), code));
+                }
+            }
+        }
+    }
+    out
+}
+
+impl Contract {
+    pub fn validation_codes(&self) -> BTreeSet<String> {
+        self.doc["components"]["schemas"]["ValidationCode"]["enum"]
+            .as_array()
+            .expect("ValidationCode enum")
+            .iter()
+            .map(|c| c.as_str().unwrap().to_owned())
+            .collect()
+    }
+}

@@ -18,10 +18,14 @@ use axum::Router;
 use chrono::{DateTime, Datelike, Duration, TimeZone, Utc};
 use http_body_util::BodyExt as _;
 use meter_core::alerts::LogPublisher;
-use meter_core::domain::{Alert, Reservation, ReservationStatus, Role, Severity, TenantId, UserId};
+use meter_core::domain::{
+    Alert, Invoice, InvoiceStatus, LineItem, PlanName, Reservation, ReservationStatus, Role,
+    Severity, TenantId, UserId,
+};
 use meter_core::service::{bootstrap, Meter};
 use meter_core::store::Store;
 use meter_core::usage::Tally;
+use rust_decimal::{Decimal, RoundingStrategy};
 use rust_decimal_macros::dec;
 use serde_json::Value;
 use tower::ServiceExt as _;
@@ -34,14 +38,19 @@ pub const SERVICE_KEY: &str = "mk_events_service_key_0000000000";
 /// The open reservation and the alert that `release.200.json` and `mark-read.200.json` name.
 const RESERVATION_ID: &str = "rsv_00000000000000000000000000000001_YWxpY2U";
 const ALERT_ID: &str = "alt_events_0001";
+/// The invoice of `alice`'s previous period that `billing.200.json` shows.
+const INVOICE_ID: &str = "inv_events_0001";
 
 /// Routes that `events/`, `openapi.yaml` and the template describe but the routers do not
-/// serve yet (the dashboard issue adds them): their files are decoded and checked against
+/// serve yet (export and erasure, issue 10): their files are decoded and checked against
 /// the template and the contract, but their statuses are not asserted.
 const NOT_SERVED_YET: &[(&str, &str)] = &[
     ("GET", "/api/subscription/user/{user_id}/export"),
     ("DELETE", "/api/subscription/user/{user_id}"),
 ];
+
+/// Routes that take no input (no path id, query or body), so have no bad-input event.
+const NO_INPUT: &[(&str, &str)] = &[("GET", "/api/subscription/plans")];
 
 const HTTP_FUNCTIONS: &[&str] = &["limit-check", "usage-ingest", "usage-dashboard"];
 const SCHEDULED_FUNCTION: &str = "usage-aggregate";
@@ -110,8 +119,67 @@ fn period_start(now: DateTime<Utc>) -> DateTime<Utc> {
         .unwrap()
 }
 
+/// The invoice the aggregation would have written for `alice`'s previous period on the
+/// basic plan: every kind of line item, exact amounts, the total rounded to cents.
+fn previous_invoice(tenant: &TenantId, now: DateTime<Utc>) -> Invoice {
+    let end = period_start(now);
+    let start = period_start(end - Duration::days(1));
+    let line = |kind: &str, description: &str, amount: Decimal| LineItem {
+        kind: kind.to_owned(),
+        description: description.to_owned(),
+        amount_usd: amount,
+    };
+    let (base, usage, overage, proration, adjustments) = (
+        dec!(29),
+        dec!(2.00136),
+        dec!(0.00272),
+        dec!(16.129032258064516129032258065),
+        dec!(0.00042),
+    );
+    let exact = base + usage + overage + proration + adjustments;
+    let mut extra = BTreeMap::new();
+    extra.insert(
+        "rounding".to_owned(),
+        meter_core::billing::ROUNDING.to_owned(),
+    );
+    extra.insert("exact_total_usd".to_owned(), exact.normalize().to_string());
+    Invoice {
+        id: INVOICE_ID.to_owned(),
+        tenant: tenant.clone(),
+        user: "alice".to_owned(),
+        period: meter_core::periods::Period { start, end },
+        plan: PlanName::parse("basic").unwrap(),
+        base_usd: base,
+        usage_usd: usage,
+        overage_usd: overage,
+        proration_usd: proration,
+        adjustments_usd: adjustments,
+        total_usd: exact.round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero),
+        line_items: vec![
+            line("base", "basic plan, monthly base price", base),
+            line("usage", "gemini: 2 calls, 3200 tokens", usage),
+            line("overage", "usage past the $2 cap at 2 per USD", overage),
+            line(
+                "proration",
+                "upgrade from free to basic: prorated difference",
+                proration,
+            ),
+            line(
+                "adjustment",
+                "usage of an earlier period recorded after its invoice",
+                adjustments,
+            ),
+        ],
+        status: InvoiceStatus::Pending,
+        created_at: end + Duration::minutes(5),
+        published: true,
+        extra,
+    }
+}
+
 /// A fresh store as a deployment has it after `meter keys create` (default tenant, plans,
-/// catalog), with the events' keys, one open reservation and one unread alert of `alice`.
+/// catalog), with the events' keys, one open reservation, one unread alert and one invoice
+/// of `alice`.
 async fn fresh_meter(reservation_expires_in: Duration) -> (Arc<Meter>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(
@@ -165,6 +233,10 @@ async fn fresh_meter(reservation_expires_in: Duration) -> (Arc<Meter>, tempfile:
         published: true,
     };
     assert!(store.create_alert_once(&alert).await.unwrap());
+    assert!(store
+        .put_invoice_once(&previous_invoice(&alert.tenant, now))
+        .await
+        .unwrap());
     (Arc::new(Meter::new(store, Arc::new(LogPublisher))), dir)
 }
 
@@ -190,6 +262,7 @@ async fn every_http_event_gets_its_status_from_its_function_and_matches_the_cont
     let mut served = 0;
     let mut parsed_only = Vec::new();
     let mut routes_with_events: BTreeMap<String, BTreeSet<Route>> = BTreeMap::new();
+    let mut statuses: BTreeMap<Route, BTreeSet<u16>> = BTreeMap::new();
     for file in event_files()
         .into_iter()
         .filter(|f| HTTP_FUNCTIONS.contains(&f.function.as_str()))
@@ -217,6 +290,7 @@ async fn every_http_event_gets_its_status_from_its_function_and_matches_the_cont
             ));
             continue;
         };
+        statuses.entry(route.clone()).or_default().insert(status);
         if let Err(e) = contract.response_schema(&route, status) {
             failures.push(format!("{label}: {e}"));
         }
@@ -269,6 +343,26 @@ async fn every_http_event_gets_its_status_from_its_function_and_matches_the_cont
                 failures.push(format!(
                     "{function}: template route {route:?} has no file in events/{function}/"
                 ));
+            }
+            // Each route: one allowed call, one refused for its key, one with bad input.
+            let has = |wanted: &[u16]| {
+                statuses
+                    .get(route)
+                    .is_some_and(|s| wanted.iter().any(|w| s.contains(w)))
+            };
+            let takes_input = !NO_INPUT.iter().any(|(m, p)| route.0 == *m && route.1 == *p);
+            for (what, wanted, needed) in [
+                ("200", &[200][..], true),
+                ("401/403", &[401, 403][..], true),
+                (
+                    "bad-input (400/404/415/422)",
+                    &[400, 404, 415, 422][..],
+                    takes_input,
+                ),
+            ] {
+                if needed && !has(wanted) {
+                    failures.push(format!("{function}: {route:?} has no {what} event"));
+                }
             }
         }
     }
@@ -339,6 +433,207 @@ async fn the_schedule_event_decodes_as_eventbridge_sends_it_and_the_pass_expires
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
     let body: Value = serde_json::from_slice(&bytes).unwrap();
     assert_eq!(body["data"]["status"], "expired", "{body}");
+}
+
+/// Serves one committed event on a fresh store: its status and JSON body.
+async fn serve(function: &str, file: &str) -> (u16, Value) {
+    let text = std::fs::read_to_string(repo().join("events").join(function).join(file)).unwrap();
+    let (meter, _dir) = fresh_meter(Duration::seconds(300)).await;
+    let response = router_of(function, meter)
+        .oneshot(lambda_http::request::from_str(&text).unwrap())
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap())
+}
+
+#[tokio::test]
+async fn the_billing_event_shows_the_seeded_invoice_with_exact_amounts_and_every_line_kind() {
+    let (status, body) = serve("usage-dashboard", "billing.200.json").await;
+    assert_eq!(status, 200, "{body}");
+    let invoices = body["data"]["invoices"].as_array().unwrap();
+    assert_eq!(invoices.len(), 1, "{body}");
+    let invoice = &invoices[0];
+    assert_eq!(invoice["id"], INVOICE_ID);
+    assert_eq!(invoice["plan"], "basic");
+    // 29 + 2.00136 + 0.00272 + 16.129032258064516129032258065 + 0.00042 = 47.1335322…
+    assert_eq!(invoice["total_usd"], "47.13");
+    assert_eq!(invoice["proration_usd"], "16.129032258064516129032258065");
+    let kinds: Vec<&str> = invoice["line_items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["base", "usage", "overage", "proration", "adjustment"]
+    );
+    Contract::load()
+        .validate(
+            &(
+                "GET".to_owned(),
+                "/api/subscription/billing/{user_id}".to_owned(),
+            ),
+            200,
+            &body,
+        )
+        .unwrap();
+}
+
+#[tokio::test]
+async fn put_pricing_needs_the_catalog_format_with_an_id() {
+    let (status, body) = serve("usage-dashboard", "put-pricing.200.json").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["data"]["ids"],
+        serde_json::json!(["acme/acme-1@2026-01-01T00:00:00Z"])
+    );
+    let (status, body) = serve("usage-dashboard", "put-pricing-without-id.422.json").await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (422, Some("invalid_price_version")),
+        "{body}"
+    );
+    assert_eq!(
+        body["error"]["details"]["errors"][0]["field"],
+        "versions[0]"
+    );
+}
+
+/// The 200 body of a served event must validate, and each mutation of it must not.
+/// What a broken body has, and how to break a real one so (applied to its `data`).
+type Mutation = (&'static str, fn(&mut Value));
+
+async fn assert_contract_rejects(file: &str, route: &str, mutations: &[Mutation]) {
+    let contract = Contract::load();
+    let (method, path) = route.split_once(' ').unwrap();
+    let route = (method.to_owned(), path.to_owned());
+    let (status, body) = serve("usage-dashboard", file).await;
+    assert_eq!(status, 200, "{body}");
+    contract.validate(&route, 200, &body).unwrap();
+    for (what, mutate) in mutations {
+        let mut broken = body.clone();
+        mutate(&mut broken["data"]);
+        assert!(
+            contract.validate(&route, 200, &broken).is_err(),
+            "{file}: openapi.yaml accepts a body with {what}"
+        );
+    }
+}
+
+fn remove(v: &mut Value, key: &str) {
+    v.as_object_mut().unwrap().remove(key);
+}
+
+#[tokio::test]
+async fn the_contract_rejects_read_bodies_that_differ_from_the_real_ones() {
+    assert_contract_rejects(
+        "dashboard.200.json",
+        "GET /api/subscription/dashboard/{user_id}",
+        &[
+            ("alerts as a bare array", |d| {
+                d["alerts"] = d["alerts"]["items"].clone()
+            }),
+            ("limits as a bare metric map", |d| {
+                d["limits"] = d["limits"]["limits"].clone()
+            }),
+            ("a projected cost as a float", |d| {
+                d["projections"]["projected_monthly_cost"] = serde_json::json!(0.5)
+            }),
+            ("no cost_cap", |d| remove(&mut d["projections"], "cost_cap")),
+            ("no days_remaining", |d| {
+                remove(&mut d["summary"], "days_remaining")
+            }),
+            ("a percentage as a string", |d| {
+                d["usage_percentages"]["cost_usd"] = serde_json::json!("0")
+            }),
+            ("trends without periods", |d| {
+                remove(&mut d["trends"], "periods")
+            }),
+        ],
+    )
+    .await;
+    assert_contract_rejects(
+        "billing.200.json",
+        "GET /api/subscription/billing/{user_id}",
+        &[
+            ("a float total", |d| {
+                d["invoices"][0]["total_usd"] = serde_json::json!(47.13)
+            }),
+            ("an unknown line kind", |d| {
+                d["invoices"][0]["line_items"][0]["kind"] = serde_json::json!("tax")
+            }),
+            ("no adjustments_usd", |d| {
+                remove(&mut d["invoices"][0], "adjustments_usd")
+            }),
+            ("a period without its name", |d| {
+                remove(&mut d["invoices"][0]["period"], "name")
+            }),
+        ],
+    )
+    .await;
+    assert_contract_rejects(
+        "usage.200.json",
+        "GET /api/subscription/usage/{user_id}",
+        &[
+            ("a float provider cost", |d| {
+                d["provider_breakdown"]["gemini"]["cost"] = serde_json::json!(0.0)
+            }),
+            ("no error_rate", |d| remove(d, "error_rate")),
+            ("a null average latency", |d| {
+                d["avg_response_time_ms"] = Value::Null
+            }),
+        ],
+    )
+    .await;
+    assert_contract_rejects(
+        "trends.200.json",
+        "GET /api/subscription/usage/{user_id}/trends",
+        &[("no user_id", |d| remove(d, "user_id"))],
+    )
+    .await;
+    assert_contract_rejects(
+        "subscription.200.json",
+        "GET /api/subscription/user/{user_id}/subscription",
+        &[
+            ("no subscription key", |d| remove(d, "subscription")),
+            ("an unknown status", |d| {
+                d["status"] = serde_json::json!("paused")
+            }),
+        ],
+    )
+    .await;
+    assert_contract_rejects(
+        "put-subscription.200.json",
+        "PUT /api/subscription/user/{user_id}/subscription",
+        &[
+            ("no change", |d| remove(d, "change")),
+            ("a null subscription", |d| d["subscription"] = Value::Null),
+            ("a subscription without its version", |d| {
+                remove(&mut d["subscription"], "version")
+            }),
+        ],
+    )
+    .await;
+    assert_contract_rejects(
+        "put-plan.200.json",
+        "PUT /api/subscription/plans/{name}",
+        &[
+            ("the plan unwrapped", |d| *d = d["plan"].clone()),
+            ("a float price", |d| {
+                d["plan"]["monthly_price_usd"] = serde_json::json!(49.0)
+            }),
+        ],
+    )
+    .await;
+    assert_contract_rejects(
+        "put-pricing.200.json",
+        "PUT /api/subscription/pricing",
+        &[("no ids", |d| remove(d, "ids"))],
+    )
+    .await;
 }
 
 #[test]
@@ -419,6 +714,32 @@ fn every_error_code_of_the_code_is_in_openapi() {
                 );
             }
         }
+    }
+}
+
+#[test]
+fn every_field_error_code_of_the_code_is_a_validation_code_in_openapi() {
+    let contract = Contract::load();
+    let (validation, all) = (contract.validation_codes(), contract.error_codes());
+    let found = contract::field_error_codes();
+    let codes: BTreeSet<&str> = found.iter().map(|(_, c)| c.as_str()).collect();
+    for must in [
+        "unknown_plan",
+        "invalid_value",
+        "negative_limit",
+        "duplicate_id",
+        "invalid_count",
+    ] {
+        assert!(
+            codes.contains(must),
+            "the source scan missed `{must}`: {codes:?}"
+        );
+    }
+    for (file, code) in &found {
+        assert!(
+            validation.contains(code) && all.contains(code),
+            "{file}: 422 code `{code}` is missing from ValidationCode or ErrorCode in openapi.yaml"
+        );
     }
 }
 
