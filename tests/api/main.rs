@@ -6,5 +6,6 @@ mod dashboard;
 mod helpers;
 mod hot_path;
 mod logs;
+mod privacy;
 mod reads;
 mod subscriptions;

@@ -7,6 +7,7 @@
 
 mod billing;
 mod fixtures;
+mod privacy;
 mod suite;
 
 macro_rules! conformance {
@@ -41,6 +42,19 @@ macro_rules! conformance {
             repricing_moves_counters_rollups_and_adjustments_exactly,
             job_cursors_round_trip,
         );
+        conformance!(@privacy $factory;
+            export_then_erase_then_export_leaves_only_pseudonymised_invoices,
+            erasure_during_concurrent_ingest_completes_once_traffic_stops,
+        );
+    };
+    (@privacy $factory:path; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() {
+                let store = $factory().await;
+                crate::privacy::$name(store).await;
+            }
+        )*
     };
     (@billing $factory:path; $($name:ident),* $(,)?) => {
         $(

@@ -478,6 +478,11 @@ pub async fn event_settling_another_users_reservation_does_not_touch_it(store: A
     assert_eq!(gemini(&store, &t, &other).await.recorded.calls, 1);
 }
 
+/// An unpublished alert of March for `key` (used by other test files).
+pub fn alert_for_tests(t: &TenantId, u: &UserId, key: &str) -> Alert {
+    alert(t, u, key, 0)
+}
+
 fn alert(t: &TenantId, u: &UserId, key: &str, minute: i64) -> Alert {
     Alert {
         id: uuid::Uuid::new_v4().to_string(),

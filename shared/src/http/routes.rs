@@ -325,7 +325,10 @@ fn dashboard_routes() -> Router<Arc<Meter>> {
             &format!("{PREFIX}/user/{{user_id}}/subscription"),
             get(get_subscription).put(put_subscription),
         )
-        .route(&format!("{PREFIX}/user/{{user_id}}/export"), get(export_user))
+        .route(
+            &format!("{PREFIX}/user/{{user_id}}/export"),
+            get(export_user),
+        )
         .route(&format!("{PREFIX}/user/{{user_id}}"), delete(erase_user))
 }
 

@@ -101,24 +101,28 @@ impl DynamoStore {
         invoice.user = pseudonym.to_string();
         let moved = records::invoice_item(&invoice)?;
         let original = item.clone();
-        self.conditional_transact("pseudonymising an invoice", |_| false, || {
-            let delete = aws_sdk_dynamodb::types::Delete::builder()
-                .table_name(&self.table)
-                .set_key(Some(
-                    [keys::PK, keys::SK]
-                        .iter()
-                        .filter_map(|k| original.get(*k).map(|v| ((*k).to_owned(), v.clone())))
-                        .collect(),
-                ))
-                .build()
-                .map_err(build_err)?;
-            Ok(vec![
-                self.tx_put(moved.clone(), false)?,
-                aws_sdk_dynamodb::types::TransactWriteItem::builder()
-                    .delete(delete)
-                    .build(),
-            ])
-        })
+        self.conditional_transact(
+            "pseudonymising an invoice",
+            |_| false,
+            || {
+                let delete = aws_sdk_dynamodb::types::Delete::builder()
+                    .table_name(&self.table)
+                    .set_key(Some(
+                        [keys::PK, keys::SK]
+                            .iter()
+                            .filter_map(|k| original.get(*k).map(|v| ((*k).to_owned(), v.clone())))
+                            .collect(),
+                    ))
+                    .build()
+                    .map_err(build_err)?;
+                Ok(vec![
+                    self.tx_put(moved.clone(), false)?,
+                    aws_sdk_dynamodb::types::TransactWriteItem::builder()
+                        .delete(delete)
+                        .build(),
+                ])
+            },
+        )
         .await
         .map(|_| ())
     }

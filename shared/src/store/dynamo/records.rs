@@ -40,7 +40,11 @@ pub fn event_item(e: &UsageEvent) -> StoreResult<Item> {
     );
     item.insert(
         keys::USER_SK.into(),
-        s(format!("EVENT#{}#{}", keys::sortable(e.timestamp), e.event_id)),
+        s(format!(
+            "EVENT#{}#{}",
+            keys::sortable(e.timestamp),
+            e.event_id
+        )),
     );
     if e.cost_usd.is_none() {
         item.insert(keys::OUTBOX_PK.into(), s(keys::UNPRICED_PARTITION));

@@ -34,9 +34,10 @@ use rusqlite::Connection;
 use tokio::sync::{oneshot, Semaphore};
 
 use super::{
-    AlertStore, BillingState, CatalogStore, CloseOutcome, DailyUsage, EraseProgress, Guard, InvoiceStore, Page,
-    PeriodPicker, RecordOutcome, ReleaseOutcome, ReserveOutcome, StoreError, StoreResult,
-    SubscriptionStore, TenantStore, UsageStore, UserRecords, UserRef, UserUsage, PrivacyStore,
+    AlertStore, BillingState, CatalogStore, CloseOutcome, DailyUsage, EraseProgress, Guard,
+    InvoiceStore, Page, PeriodPicker, PrivacyStore, RecordOutcome, ReleaseOutcome, ReserveOutcome,
+    StoreError, StoreResult, SubscriptionStore, TenantStore, UsageStore, UserRecords, UserRef,
+    UserUsage,
 };
 use crate::domain::{
     Alert, ApiKeyRecord, EventId, Invoice, PlanName, Reservation, Subscription, TenantId,

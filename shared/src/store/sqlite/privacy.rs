@@ -106,7 +106,9 @@ pub(super) fn erase_user(
         "adjustments",
     ] {
         changed += conn
-            .prepare_cached(&format!("DELETE FROM {table} WHERE tenant = ?1 AND user = ?2"))?
+            .prepare_cached(&format!(
+                "DELETE FROM {table} WHERE tenant = ?1 AND user = ?2"
+            ))?
             .execute(params![t, u])?;
     }
     changed += conn

@@ -1,0 +1,67 @@
+//! GET /user/{id}/export and DELETE /user/{id} through the router.
+
+use axum::body::Body;
+use axum::http::Request;
+use serde_json::json;
+
+use crate::helpers::spawn_app;
+
+#[tokio::test]
+async fn export_erase_export_through_the_api_needs_an_admin_key() {
+    let app = spawn_app().await;
+    let events: Vec<_> = (0..5)
+        .map(|i| {
+            json!({"event_id": format!("p-{i}"), "user_id": "zoe", "provider": "gemini",
+                         "model": "gemini-2.5-flash", "input_tokens": 100,
+                         "metadata": {"prompt_id": "kept private"}})
+        })
+        .collect();
+    assert_eq!(app.usage(json!({ "events": events })).await.status, 200);
+    let path = "/api/subscription/user/zoe";
+
+    // A service key may neither export nor erase.
+    assert_eq!(app.get(&format!("{path}/export")).await.status, 403);
+    let req = |key: &str| {
+        Request::delete(path)
+            .header("authorization", format!("Bearer {key}"))
+            .body(Body::empty())
+            .unwrap()
+    };
+    assert_eq!(app.send(req(&app.service_key)).await.status, 403);
+
+    let admin = app.admin_key.clone();
+    let before = app.get_as(&admin, &format!("{path}/export")).await;
+    assert_eq!(before.status, 200);
+    let data = &before.body["data"];
+    assert_eq!(data["events"].as_array().unwrap().len(), 5);
+    assert_eq!(data["events"][0]["metadata"]["prompt_id"], "kept private");
+    assert_eq!(data["periods"].as_array().unwrap().len(), 1);
+    assert!(data["alerts"].as_array().unwrap().len() <= 1);
+
+    let erased = app.send(req(&admin)).await;
+    assert_eq!(erased.status, 200, "{}", erased.body);
+    assert_eq!(erased.body["data"]["done"], true);
+    let pseudonym = erased.body["data"]["invoices_kept_as"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(pseudonym.starts_with("anon_") && !pseudonym.contains("zoe"));
+
+    let after = app.get_as(&admin, &format!("{path}/export")).await.body["data"].clone();
+    for field in [
+        "events",
+        "periods",
+        "daily",
+        "reservations",
+        "alerts",
+        "invoices",
+    ] {
+        assert_eq!(after[field], json!([]), "{field}");
+    }
+    assert_eq!(after["subscription"], json!(null));
+    // Erasing again is harmless.
+    assert_eq!(app.send(req(&admin)).await.body["data"]["done"], true);
+    // The user's usage reads as a new user's.
+    let usage = app.get("/api/subscription/usage/zoe").await;
+    assert_eq!(usage.body["data"]["total_calls"], 0);
+}
