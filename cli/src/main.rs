@@ -10,6 +10,7 @@ use meter_core::store::Store;
 
 mod pricing;
 mod serve;
+mod subscription;
 
 use pricing::CatalogFormat;
 
@@ -37,6 +38,11 @@ enum Command {
     Plans {
         #[command(subcommand)]
         command: PlansCommand,
+    },
+    /// Subscriptions.
+    Subscription {
+        #[command(subcommand)]
+        command: SubscriptionCommand,
     },
     /// API keys.
     Keys {
@@ -106,6 +112,12 @@ enum PlansCommand {
         #[command(flatten)]
         store: OptionalStoreArgs,
     },
+}
+
+#[derive(Subcommand)]
+enum SubscriptionCommand {
+    /// Create or change a user's subscription (the rules of PUT /user/{id}/subscription).
+    Set(subscription::SetArgs),
 }
 
 #[derive(Subcommand)]
@@ -233,6 +245,9 @@ async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Subscription {
+            command: SubscriptionCommand::Set(args),
+        } => subscription::set(args).await,
         Command::Keys {
             command:
                 KeysCommand::Create {
