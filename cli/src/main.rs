@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use meter_core::domain::{Role, TenantId};
 use meter_core::store::Store;
 
+mod doctor;
 mod pricing;
 mod serve;
 mod subscription;
@@ -64,6 +65,9 @@ enum Command {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Check a store (schema or table, TTL, bootstrap data), the clock and the alert topic;
+    /// prints one line per check and exits non-zero on a problem.
+    Doctor(doctor::DoctorArgs),
     /// The DynamoDB table.
     Table {
         #[command(subcommand)]
@@ -201,6 +205,7 @@ fn main() -> Result<()> {
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Serve(args) => serve::run(args).await,
+        Command::Doctor(args) => doctor::run(args).await,
         Command::Pricing {
             command:
                 PricingCommand::Quote {

@@ -46,6 +46,11 @@ use crate::domain::{
 use crate::limits::Plan;
 use crate::usage::PeriodUsage;
 
+/// The schema version this build writes (`PRAGMA user_version` of a migrated file).
+pub fn current_schema_version() -> i64 {
+    i64::try_from(schema::MIGRATIONS.len()).unwrap_or(i64::MAX)
+}
+
 /// Most writes committed together by the writer thread.
 const MAX_BATCH: usize = 256;
 /// Most reads running at once (each holds a connection and a blocking thread).
