@@ -32,6 +32,16 @@ pub struct SetArgs {
     store: StoreArgs,
 }
 
+/// An API error as the HTTP API would answer it: code, message, details.
+fn api_error(e: meter_core::http::ApiError) -> anyhow::Error {
+    anyhow!(
+        "{} ({}): {}",
+        e.code(),
+        e.status().as_u16(),
+        json!({"message": e.message(), "details": e.details()})
+    )
+}
+
 pub async fn set(args: SetArgs) -> Result<()> {
     let mut body = Map::new();
     for (k, v) in [
@@ -45,8 +55,8 @@ pub async fn set(args: SetArgs) -> Result<()> {
             body.insert(k.to_owned(), v);
         }
     }
-    let input = meter_core::http::admin::parse_subscription(&Value::Object(body))
-        .map_err(|e| anyhow!("{e}"))?;
+    let input =
+        meter_core::http::admin::parse_subscription(&Value::Object(body)).map_err(api_error)?;
     let store = args.store.open().await?;
     let meter = Meter::new(store, std::sync::Arc::new(meter_core::alerts::LogPublisher));
     let caller = Caller {
@@ -57,7 +67,7 @@ pub async fn set(args: SetArgs) -> Result<()> {
     let out = meter
         .put_subscription(&caller, &args.user, &input)
         .await
-        .map_err(|e| anyhow!("{e}"))?;
+        .map_err(api_error)?;
     println!("{}", json!(out));
     Ok(())
 }

@@ -104,3 +104,44 @@ fn pricing_quote_answers_one_line_per_line_in_order() {
     assert!(lines[1]["error"]["code"].is_string());
     assert_eq!(lines[2]["cost_usd"], "0.016");
 }
+
+#[tokio::test]
+async fn subscription_set_creates_then_upgrades_and_refuses_an_unknown_plan() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("meter.db");
+    let db = db.to_str().unwrap();
+    // `keys create` bootstraps the tenant with the default plans.
+    let (ok, _, stderr) = meter(&[
+        "keys", "create", "--tenant", "default", "--role", "admin", "--db", db,
+    ]);
+    assert!(ok, "{stderr}");
+    let set = |plan: &str| {
+        meter(&[
+            "subscription",
+            "set",
+            "--user",
+            "ann",
+            "--plan",
+            plan,
+            "--db",
+            db,
+        ])
+    };
+
+    let (ok, stdout, stderr) = set("basic");
+    assert!(ok, "{stderr}");
+    let created: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(created["subscription"]["plan"], "basic", "{stdout}");
+    let (ok, stdout, _) = set("pro");
+    assert!(ok);
+    let upgraded: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(upgraded["change"], "upgraded", "{stdout}");
+    assert_eq!(upgraded["subscription"]["plan"], "pro");
+
+    let (ok, _, stderr) = set("platinum");
+    assert!(!ok);
+    assert!(
+        stderr.contains("platinum") || stderr.contains("plan"),
+        "{stderr}"
+    );
+}

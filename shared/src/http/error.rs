@@ -137,7 +137,7 @@ impl ApiError {
         }
     }
 
-    fn details(&self) -> Value {
+    pub fn details(&self) -> Value {
         match self {
             ApiError::Invalid(errors) => json!({ "errors": errors }),
             ApiError::InvalidEvents { events, .. } => json!({ "events": events }),
@@ -147,7 +147,7 @@ impl ApiError {
         }
     }
 
-    fn message(&self) -> String {
+    pub fn message(&self) -> String {
         match self {
             ApiError::Invalid(errors) if errors.len() == 1 => errors[0].message.clone(),
             other => other.to_string(),
