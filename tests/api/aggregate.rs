@@ -378,3 +378,25 @@ async fn renewal_bills_the_base_and_applies_a_scheduled_downgrade_at_the_period_
         (0, 0)
     );
 }
+
+#[tokio::test]
+async fn a_pass_out_of_time_stops_early_and_the_next_one_resumes() {
+    let c = clocked(spawn_app().await, at(2025, 3, 20, 0), 0);
+    for user in ["ida", "jon"] {
+        c.ingest(march_events(user, user, 3)).await;
+    }
+    let out_of_time = c
+        .meter
+        .aggregate(&AggregateOptions {
+            at: Some(at(2025, 4, 2, 0)),
+            budget: Some(std::time::Duration::ZERO),
+            ..AggregateOptions::default()
+        })
+        .await
+        .unwrap();
+    assert!(!out_of_time.complete);
+    assert_eq!(out_of_time.invoices_created, 0);
+    let next = c.pass(at(2025, 4, 2, 0)).await;
+    assert!(next.complete);
+    assert_eq!(next.invoices_created, 2);
+}
