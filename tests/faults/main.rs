@@ -7,3 +7,4 @@
 mod faulty;
 mod helpers;
 mod sweep;
+mod aggregate;
