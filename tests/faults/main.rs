@@ -8,3 +8,4 @@ mod faulty;
 mod helpers;
 mod sweep;
 mod aggregate;
+mod random;
