@@ -6,8 +6,8 @@
 //! - [`Timing::After`]: the call reaches the store, which does its work, and then the
 //!   caller gets the error anyway (a timeout after commit: written, answer lost).
 //!
-//! A fault picks either the n-th matching call (once) or a seeded random fraction of the
-//! matching calls; `on(&[…])` limits it to some port methods. [`FaultyPublisher`] does the
+//! A fault picks the n-th matching call (once), a seeded random fraction of the matching
+//! calls, or every one (an outage); `on(&[…])` limits it to some port methods. [`FaultyPublisher`] does the
 //! same for the alert port and keeps what it accepted.
 
 use std::collections::BTreeSet;
@@ -48,6 +48,8 @@ enum Pick {
     Nth(usize, Timing),
     /// Each matching call with this probability, Before or After at even odds.
     Fraction(f64),
+    /// Every matching call (an outage).
+    Every(Timing),
 }
 
 /// Which calls fail, and how.
@@ -74,6 +76,15 @@ impl Fault {
             pick: Pick::Fraction(fraction),
             only: None,
             seed,
+        }
+    }
+
+    /// Fails every call until healed (an outage).
+    pub fn every(timing: Timing) -> Self {
+        Self {
+            pick: Pick::Every(timing),
+            only: None,
+            seed: 0,
         }
     }
 
@@ -176,6 +187,7 @@ impl Faults {
                 }
             }
             Pick::Fraction(_) => return None,
+            Pick::Every(timing) => timing,
         };
         s.injected.push(Injected { op, timing });
         Some(timing)
@@ -194,11 +206,6 @@ impl FaultyStore {
             inner,
             faults: Faults::default(),
         }
-    }
-
-    /// The wrapped store (never fails on purpose).
-    pub fn inner(&self) -> &Arc<dyn Store> {
-        &self.inner
     }
 
     /// Runs `work` (a not yet started call of the inner store) unless a fault says otherwise.

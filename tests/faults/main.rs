@@ -9,3 +9,4 @@ mod helpers;
 mod sweep;
 mod aggregate;
 mod random;
+mod outbox;
