@@ -10,3 +10,5 @@ mod sweep;
 mod aggregate;
 mod random;
 mod outbox;
+#[cfg(feature = "emulator")]
+mod throttle;
