@@ -22,7 +22,14 @@ const APRIL: &str = "2025-04-01T00:05:00Z";
 async fn arrange() -> App {
     let app = spawn_app(MARCH).await;
     let ann: Vec<_> = (0..80)
-        .map(|i| event(&format!("ann-{i}"), "ann", 1 + i * 13, "2025-03-20T10:00:00Z"))
+        .map(|i| {
+            event(
+                &format!("ann-{i}"),
+                "ann",
+                1 + i * 13,
+                "2025-03-20T10:00:00Z",
+            )
+        })
         .collect();
     app.publisher
         .faults
@@ -58,29 +65,49 @@ async fn verify(app: &App, injected: Option<Injected>) {
         let u = UserId::parse(user).unwrap();
         let invoices = app.store.list_invoices(&app.tenant, &u).await.unwrap();
         assert_eq!(invoices.len(), 1, "{context}: one invoice for {user}");
-        let events = app.store.user_records(&app.tenant, &u).await.unwrap().events;
+        let events = app
+            .store
+            .user_records(&app.tenant, &u)
+            .await
+            .unwrap()
+            .events;
         let cost: Decimal = events.iter().filter_map(|e| e.cost_usd).sum();
         assert_eq!(invoices[0].usage_usd, cost, "{context}: {user}'s usage");
         assert_eq!(invoices[0].period.start, at("2025-03-01T00:00:00Z"));
         assert_eq!(app.audit(user).await.held, Default::default(), "{context}");
     }
-    assert!(app.store.unpublished_alerts(10).await.unwrap().is_empty(), "{context}");
-    assert!(app.store.unpublished_invoices(10).await.unwrap().is_empty(), "{context}");
+    assert!(
+        app.store.unpublished_alerts(10).await.unwrap().is_empty(),
+        "{context}"
+    );
+    assert!(
+        app.store.unpublished_invoices(10).await.unwrap().is_empty(),
+        "{context}"
+    );
 
     // Delivered at least once; twice only when the fault lost the mark of a delivery.
     let redelivered = |kind: &str| match injected {
-        Some(Injected { op, timing: Timing::Before }) => {
-            op == format!("mark_{kind}_published")
-        }
+        Some(Injected {
+            op,
+            timing: Timing::Before,
+        }) => op == format!("mark_{kind}_published"),
         _ => false,
     };
     let alerts = count(app.publisher.accepted("alert"));
     assert_eq!(alerts.len(), 1, "{context}: {alerts:?}");
-    assert!(alerts.values().all(|&n| n == 1 + usize::from(redelivered("alert"))), "{context}: {alerts:?}");
+    assert!(
+        alerts
+            .values()
+            .all(|&n| n == 1 + usize::from(redelivered("alert"))),
+        "{context}: {alerts:?}"
+    );
     let invoices = count(app.publisher.accepted("invoice.created"));
     assert_eq!(invoices.len(), 2, "{context}: {invoices:?}");
     let twice = invoices.values().filter(|&&n| n == 2).count();
-    assert!(invoices.values().all(|&n| n <= 2), "{context}: {invoices:?}");
+    assert!(
+        invoices.values().all(|&n| n <= 2),
+        "{context}: {invoices:?}"
+    );
     if !redelivered("invoice") {
         assert_eq!(twice, 0, "{context}: {invoices:?}");
     }

@@ -24,9 +24,9 @@ use meter_core::domain::{
 use meter_core::limits::Plan;
 use meter_core::store::{
     AlertStore, BillingState, CatalogStore, CloseOutcome, DailyUsage, EraseProgress, Guard,
-    InvoiceStore, Page, PeriodPicker, PrivacyStore, RecordOutcome, ReleaseOutcome,
-    ReserveOutcome, Store, StoreError, StoreResult, SubscriptionStore, TenantStore, UsageStore,
-    UserRecords, UserRef, UserUsage,
+    InvoiceStore, Page, PeriodPicker, PrivacyStore, RecordOutcome, ReleaseOutcome, ReserveOutcome,
+    Store, StoreError, StoreResult, SubscriptionStore, TenantStore, UsageStore, UserRecords,
+    UserRef, UserUsage,
 };
 use meter_core::usage::PeriodUsage;
 use rand::rngs::StdRng;
@@ -272,8 +272,16 @@ impl AlertPublisher for FaultyPublisher {
 
 #[async_trait]
 impl TenantStore for FaultyStore {
-    async fn create_tenant_if_absent(&self, tenant: &TenantId, at: DateTime<Utc>) -> StoreResult<bool> {
-        self.call("create_tenant_if_absent", self.inner.create_tenant_if_absent(tenant, at)).await
+    async fn create_tenant_if_absent(
+        &self,
+        tenant: &TenantId,
+        at: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        self.call(
+            "create_tenant_if_absent",
+            self.inner.create_tenant_if_absent(tenant, at),
+        )
+        .await
     }
     async fn put_api_key(&self, key: &ApiKeyRecord) -> StoreResult<()> {
         self.call("put_api_key", self.inner.put_api_key(key)).await
@@ -286,128 +294,299 @@ impl TenantStore for FaultyStore {
 #[async_trait]
 impl CatalogStore for FaultyStore {
     async fn put_plan(&self, tenant: &TenantId, plan: &Plan) -> StoreResult<()> {
-        self.call("put_plan", self.inner.put_plan(tenant, plan)).await
+        self.call("put_plan", self.inner.put_plan(tenant, plan))
+            .await
     }
     async fn get_plan(&self, tenant: &TenantId, name: &PlanName) -> StoreResult<Option<Plan>> {
-        self.call("get_plan", self.inner.get_plan(tenant, name)).await
+        self.call("get_plan", self.inner.get_plan(tenant, name))
+            .await
     }
     async fn list_plans(&self, tenant: &TenantId) -> StoreResult<Vec<Plan>> {
         self.call("list_plans", self.inner.list_plans(tenant)).await
     }
-    async fn put_price_version(&self, scope: Option<&TenantId>, id: &str, json: &serde_json::Value) -> StoreResult<()> {
-        self.call("put_price_version", self.inner.put_price_version(scope, id, json)).await
+    async fn put_price_version(
+        &self,
+        scope: Option<&TenantId>,
+        id: &str,
+        json: &serde_json::Value,
+    ) -> StoreResult<()> {
+        self.call(
+            "put_price_version",
+            self.inner.put_price_version(scope, id, json),
+        )
+        .await
     }
-    async fn list_price_versions(&self, scope: Option<&TenantId>) -> StoreResult<Vec<serde_json::Value>> {
-        self.call("list_price_versions", self.inner.list_price_versions(scope)).await
+    async fn list_price_versions(
+        &self,
+        scope: Option<&TenantId>,
+    ) -> StoreResult<Vec<serde_json::Value>> {
+        self.call("list_price_versions", self.inner.list_price_versions(scope))
+            .await
     }
 }
 
 #[async_trait]
 impl SubscriptionStore for FaultyStore {
-    async fn get_subscription(&self, tenant: &TenantId, user: &UserId) -> StoreResult<Option<Subscription>> {
-        self.call("get_subscription", self.inner.get_subscription(tenant, user)).await
+    async fn get_subscription(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+    ) -> StoreResult<Option<Subscription>> {
+        self.call(
+            "get_subscription",
+            self.inner.get_subscription(tenant, user),
+        )
+        .await
     }
-    async fn put_subscription(&self, sub: &Subscription, expected_version: Option<u64>) -> StoreResult<()> {
-        self.call("put_subscription", self.inner.put_subscription(sub, expected_version)).await
+    async fn put_subscription(
+        &self,
+        sub: &Subscription,
+        expected_version: Option<u64>,
+    ) -> StoreResult<()> {
+        self.call(
+            "put_subscription",
+            self.inner.put_subscription(sub, expected_version),
+        )
+        .await
     }
     async fn list_users(&self, cursor: Option<String>, limit: usize) -> StoreResult<Page<UserRef>> {
-        self.call("list_users", self.inner.list_users(cursor, limit)).await
+        self.call("list_users", self.inner.list_users(cursor, limit))
+            .await
     }
 }
 
 #[async_trait]
 impl UsageStore for FaultyStore {
-    async fn get_user_usage(&self, tenant: &TenantId, user: &UserId, pick: PeriodPicker<'_>) -> StoreResult<UserUsage> {
-        self.call("get_user_usage", self.inner.get_user_usage(tenant, user, pick)).await
+    async fn get_user_usage(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        pick: PeriodPicker<'_>,
+    ) -> StoreResult<UserUsage> {
+        self.call(
+            "get_user_usage",
+            self.inner.get_user_usage(tenant, user, pick),
+        )
+        .await
     }
-    async fn get_period_usage(&self, tenant: &TenantId, user: &UserId, starts: &[DateTime<Utc>]) -> StoreResult<Vec<PeriodUsage>> {
-        self.call("get_period_usage", self.inner.get_period_usage(tenant, user, starts)).await
+    async fn get_period_usage(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        starts: &[DateTime<Utc>],
+    ) -> StoreResult<Vec<PeriodUsage>> {
+        self.call(
+            "get_period_usage",
+            self.inner.get_period_usage(tenant, user, starts),
+        )
+        .await
     }
-    async fn daily_usage(&self, tenant: &TenantId, user: &UserId, from: NaiveDate, to: NaiveDate) -> StoreResult<Vec<DailyUsage>> {
-        self.call("daily_usage", self.inner.daily_usage(tenant, user, from, to)).await
+    async fn daily_usage(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> StoreResult<Vec<DailyUsage>> {
+        self.call(
+            "daily_usage",
+            self.inner.daily_usage(tenant, user, from, to),
+        )
+        .await
     }
     async fn record_events(&self, events: &[UsageEvent]) -> StoreResult<Vec<RecordOutcome>> {
-        self.call("record_events", self.inner.record_events(events)).await
+        self.call("record_events", self.inner.record_events(events))
+            .await
     }
-    async fn get_event(&self, tenant: &TenantId, event_id: &EventId) -> StoreResult<Option<UsageEvent>> {
-        self.call("get_event", self.inner.get_event(tenant, event_id)).await
+    async fn get_event(
+        &self,
+        tenant: &TenantId,
+        event_id: &EventId,
+    ) -> StoreResult<Option<UsageEvent>> {
+        self.call("get_event", self.inner.get_event(tenant, event_id))
+            .await
     }
-    async fn reserve(&self, reservation: &Reservation, guards: &[Guard]) -> StoreResult<ReserveOutcome> {
-        self.call("reserve", self.inner.reserve(reservation, guards)).await
+    async fn reserve(
+        &self,
+        reservation: &Reservation,
+        guards: &[Guard],
+    ) -> StoreResult<ReserveOutcome> {
+        self.call("reserve", self.inner.reserve(reservation, guards))
+            .await
     }
-    async fn get_reservation(&self, tenant: &TenantId, id: &str) -> StoreResult<Option<Reservation>> {
-        self.call("get_reservation", self.inner.get_reservation(tenant, id)).await
+    async fn get_reservation(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> StoreResult<Option<Reservation>> {
+        self.call("get_reservation", self.inner.get_reservation(tenant, id))
+            .await
     }
-    async fn release_reservation(&self, tenant: &TenantId, id: &str) -> StoreResult<ReleaseOutcome> {
-        self.call("release_reservation", self.inner.release_reservation(tenant, id)).await
+    async fn release_reservation(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> StoreResult<ReleaseOutcome> {
+        self.call(
+            "release_reservation",
+            self.inner.release_reservation(tenant, id),
+        )
+        .await
     }
-    async fn unpriced_events(&self, cursor: Option<String>, limit: usize) -> StoreResult<Page<UsageEvent>> {
-        self.call("unpriced_events", self.inner.unpriced_events(cursor, limit)).await
+    async fn unpriced_events(
+        &self,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> StoreResult<Page<UsageEvent>> {
+        self.call("unpriced_events", self.inner.unpriced_events(cursor, limit))
+            .await
     }
-    async fn price_event(&self, tenant: &TenantId, event_id: &EventId, cost: Decimal, price_version: &str) -> StoreResult<bool> {
-        self.call("price_event", self.inner.price_event(tenant, event_id, cost, price_version)).await
+    async fn price_event(
+        &self,
+        tenant: &TenantId,
+        event_id: &EventId,
+        cost: Decimal,
+        price_version: &str,
+    ) -> StoreResult<bool> {
+        self.call(
+            "price_event",
+            self.inner
+                .price_event(tenant, event_id, cost, price_version),
+        )
+        .await
     }
     async fn expire_reservations(&self, now: DateTime<Utc>, limit: usize) -> StoreResult<usize> {
-        self.call("expire_reservations", self.inner.expire_reservations(now, limit)).await
+        self.call(
+            "expire_reservations",
+            self.inner.expire_reservations(now, limit),
+        )
+        .await
     }
 }
 
 #[async_trait]
 impl AlertStore for FaultyStore {
     async fn create_alert_once(&self, alert: &Alert) -> StoreResult<bool> {
-        self.call("create_alert_once", self.inner.create_alert_once(alert)).await
+        self.call("create_alert_once", self.inner.create_alert_once(alert))
+            .await
     }
-    async fn list_alerts(&self, tenant: &TenantId, user: &UserId, unread_only: bool, limit: usize) -> StoreResult<(Vec<Alert>, u64)> {
-        self.call("list_alerts", self.inner.list_alerts(tenant, user, unread_only, limit)).await
+    async fn list_alerts(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        unread_only: bool,
+        limit: usize,
+    ) -> StoreResult<(Vec<Alert>, u64)> {
+        self.call(
+            "list_alerts",
+            self.inner.list_alerts(tenant, user, unread_only, limit),
+        )
+        .await
     }
     async fn mark_alert_read(&self, tenant: &TenantId, alert_id: &str) -> StoreResult<bool> {
-        self.call("mark_alert_read", self.inner.mark_alert_read(tenant, alert_id)).await
+        self.call(
+            "mark_alert_read",
+            self.inner.mark_alert_read(tenant, alert_id),
+        )
+        .await
     }
     async fn unpublished_alerts(&self, limit: usize) -> StoreResult<Vec<Alert>> {
-        self.call("unpublished_alerts", self.inner.unpublished_alerts(limit)).await
+        self.call("unpublished_alerts", self.inner.unpublished_alerts(limit))
+            .await
     }
     async fn mark_alert_published(&self, tenant: &TenantId, alert_id: &str) -> StoreResult<()> {
-        self.call("mark_alert_published", self.inner.mark_alert_published(tenant, alert_id)).await
+        self.call(
+            "mark_alert_published",
+            self.inner.mark_alert_published(tenant, alert_id),
+        )
+        .await
     }
-    async fn rearm_alerts(&self, tenant: &TenantId, user: &UserId, period_start: DateTime<Utc>, keys: &[String]) -> StoreResult<()> {
-        self.call("rearm_alerts", self.inner.rearm_alerts(tenant, user, period_start, keys)).await
+    async fn rearm_alerts(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        period_start: DateTime<Utc>,
+        keys: &[String],
+    ) -> StoreResult<()> {
+        self.call(
+            "rearm_alerts",
+            self.inner.rearm_alerts(tenant, user, period_start, keys),
+        )
+        .await
     }
 }
 
 #[async_trait]
 impl InvoiceStore for FaultyStore {
     async fn put_invoice_once(&self, invoice: &Invoice) -> StoreResult<bool> {
-        self.call("put_invoice_once", self.inner.put_invoice_once(invoice)).await
+        self.call("put_invoice_once", self.inner.put_invoice_once(invoice))
+            .await
     }
-    async fn billing_state(&self, tenant: &TenantId, user: &UserId, period_start: DateTime<Utc>) -> StoreResult<BillingState> {
-        self.call("billing_state", self.inner.billing_state(tenant, user, period_start)).await
+    async fn billing_state(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        period_start: DateTime<Utc>,
+    ) -> StoreResult<BillingState> {
+        self.call(
+            "billing_state",
+            self.inner.billing_state(tenant, user, period_start),
+        )
+        .await
     }
-    async fn close_period(&self, invoice: &Invoice, state: &BillingState) -> StoreResult<CloseOutcome> {
-        self.call("close_period", self.inner.close_period(invoice, state)).await
+    async fn close_period(
+        &self,
+        invoice: &Invoice,
+        state: &BillingState,
+    ) -> StoreResult<CloseOutcome> {
+        self.call("close_period", self.inner.close_period(invoice, state))
+            .await
     }
     async fn unpublished_invoices(&self, limit: usize) -> StoreResult<Vec<Invoice>> {
-        self.call("unpublished_invoices", self.inner.unpublished_invoices(limit)).await
+        self.call(
+            "unpublished_invoices",
+            self.inner.unpublished_invoices(limit),
+        )
+        .await
     }
     async fn mark_invoice_published(&self, invoice: &Invoice) -> StoreResult<()> {
-        self.call("mark_invoice_published", self.inner.mark_invoice_published(invoice)).await
+        self.call(
+            "mark_invoice_published",
+            self.inner.mark_invoice_published(invoice),
+        )
+        .await
     }
     async fn get_job_cursor(&self, job: &str) -> StoreResult<Option<String>> {
-        self.call("get_job_cursor", self.inner.get_job_cursor(job)).await
+        self.call("get_job_cursor", self.inner.get_job_cursor(job))
+            .await
     }
     async fn put_job_cursor(&self, job: &str, cursor: Option<&str>) -> StoreResult<()> {
-        self.call("put_job_cursor", self.inner.put_job_cursor(job, cursor)).await
+        self.call("put_job_cursor", self.inner.put_job_cursor(job, cursor))
+            .await
     }
     async fn list_invoices(&self, tenant: &TenantId, user: &UserId) -> StoreResult<Vec<Invoice>> {
-        self.call("list_invoices", self.inner.list_invoices(tenant, user)).await
+        self.call("list_invoices", self.inner.list_invoices(tenant, user))
+            .await
     }
 }
 
 #[async_trait]
 impl PrivacyStore for FaultyStore {
     async fn user_records(&self, tenant: &TenantId, user: &UserId) -> StoreResult<UserRecords> {
-        self.call("user_records", self.inner.user_records(tenant, user)).await
+        self.call("user_records", self.inner.user_records(tenant, user))
+            .await
     }
-    async fn erase_user(&self, tenant: &TenantId, user: &UserId, pseudonym: &UserId, limit: usize) -> StoreResult<EraseProgress> {
-        self.call("erase_user", self.inner.erase_user(tenant, user, pseudonym, limit)).await
+    async fn erase_user(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        pseudonym: &UserId,
+        limit: usize,
+    ) -> StoreResult<EraseProgress> {
+        self.call(
+            "erase_user",
+            self.inner.erase_user(tenant, user, pseudonym, limit),
+        )
+        .await
     }
 }

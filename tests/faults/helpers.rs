@@ -164,8 +164,11 @@ impl App {
     }
 
     pub async fn release(&self, id: &str) -> Reply {
-        self.post(&format!("/api/subscription/reservations/{id}/release"), json!({}))
-            .await
+        self.post(
+            &format!("/api/subscription/reservations/{id}/release"),
+            json!({}),
+        )
+        .await
     }
 
     /// One aggregation pass as of the clock, closing periods as soon as they end.
@@ -197,9 +200,10 @@ impl App {
                 .iter()
                 .map(|e| e.event_id.to_string())
                 .collect(),
-            recorded: sum(records.periods.values().flat_map(|p| {
-                p.by_provider.values().map(|u| &u.recorded)
-            })),
+            recorded: sum(records
+                .periods
+                .values()
+                .flat_map(|p| p.by_provider.values().map(|u| &u.recorded))),
             held: sum(records
                 .periods
                 .values()
@@ -239,7 +243,9 @@ impl App {
         }
         for r in &records.reservations {
             if r.status == ReservationStatus::Held {
-                let w = want.entry((r.period_start, r.provider.clone())).or_default();
+                let w = want
+                    .entry((r.period_start, r.provider.clone()))
+                    .or_default();
                 w.held = add(&w.held, &r.held);
             }
         }
@@ -259,7 +265,10 @@ impl App {
         }
         want.retain(|_, e| *e != Expect::default());
         got.retain(|_, e| *e != Expect::default());
-        assert_eq!(got, want, "{context}: counters of {user} differ from events + holds");
+        assert_eq!(
+            got, want,
+            "{context}: counters of {user} differ from events + holds"
+        );
 
         let mut rollups: BTreeMap<(NaiveDate, ProviderId), Tally> = BTreeMap::new();
         for d in &records.daily {
@@ -268,7 +277,10 @@ impl App {
             }
         }
         rollups.retain(|_, t| *t != Tally::default());
-        assert_eq!(rollups, days, "{context}: daily rollups of {user} differ from events");
+        assert_eq!(
+            rollups, days,
+            "{context}: daily rollups of {user} differ from events"
+        );
 
         let starts: Vec<_> = records.periods.keys().copied().collect();
         let read = self

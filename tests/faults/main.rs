@@ -4,11 +4,11 @@
 //! [`faulty::FaultyStore`], router in-process). With the emulator feature, DynamoDB
 //! throttling and transaction conflicts injected by an SDK interceptor.
 
+mod aggregate;
 mod faulty;
 mod helpers;
-mod sweep;
-mod aggregate;
-mod random;
 mod outbox;
+mod random;
+mod sweep;
 #[cfg(feature = "emulator")]
 mod throttle;

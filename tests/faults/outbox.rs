@@ -30,7 +30,9 @@ async fn an_alert_port_outage_keeps_alerts_and_invoices_in_the_outbox_until_it_r
         let events: Vec<_> = (0..90)
             .map(|i| event(&format!("{user}-{i}"), user, 5, "2025-03-20T10:00:00Z"))
             .collect();
-        app.usage(&events).await.assert_ok("ingest during the outage");
+        app.usage(&events)
+            .await
+            .assert_ok("ingest during the outage");
     }
     app.set_now(at("2025-04-01T00:05:00Z"));
     for _ in 0..3 {
@@ -54,10 +56,18 @@ async fn an_alert_port_outage_keeps_alerts_and_invoices_in_the_outbox_until_it_r
     assert!(alerts.values().chain(invoices.values()).all(|&n| n == 1));
     for user in ["olga", "omar"] {
         let u = UserId::parse(user).unwrap();
-        let (stored, _) = app.store.list_alerts(&app.tenant, &u, false, 10).await.unwrap();
-        assert!(stored.iter().all(|a| a.published && alerts.contains_key(&a.id)));
+        let (stored, _) = app
+            .store
+            .list_alerts(&app.tenant, &u, false, 10)
+            .await
+            .unwrap();
+        assert!(stored
+            .iter()
+            .all(|a| a.published && alerts.contains_key(&a.id)));
         let inv = app.store.list_invoices(&app.tenant, &u).await.unwrap();
-        assert!(inv.iter().all(|i| i.published && invoices.contains_key(&i.id)));
+        assert!(inv
+            .iter()
+            .all(|i| i.published && invoices.contains_key(&i.id)));
     }
 }
 
@@ -75,7 +85,11 @@ async fn a_publish_that_went_out_but_failed_is_delivered_again_with_the_same_id(
     let report = app.aggregate().await.unwrap();
     assert_eq!(report.alerts_delivered, 1);
     let accepted = app.publisher.accepted("alert");
-    assert_eq!(accepted.len(), 2, "at-least-once: delivered again after the error");
+    assert_eq!(
+        accepted.len(),
+        2,
+        "at-least-once: delivered again after the error"
+    );
     assert_eq!(accepted[0], accepted[1], "with the same id");
     assert!(app.store.unpublished_alerts(10).await.unwrap().is_empty());
 }

@@ -85,7 +85,10 @@ async fn run_seed(seed: u64) {
                 match r.status.as_u16() {
                     200 => want.open.push((
                         user.to_owned(),
-                        r.body["data"]["reservation_id"].as_str().unwrap().to_owned(),
+                        r.body["data"]["reservation_id"]
+                            .as_str()
+                            .unwrap()
+                            .to_owned(),
                     )),
                     429 => assert_eq!(r.code(), "usage_limit_exceeded"),
                     s => panic!("{what}: check answered {s}: {}", r.body),
@@ -107,7 +110,12 @@ async fn run_seed(seed: u64) {
                     }
                     next_id += 1;
                     let ts = format!("2025-03-{:02}T10:00:00Z", 10 + next_id % 10);
-                    let mut e = event(&format!("e{next_id}"), u, rng.random_range(2000..15000), &ts);
+                    let mut e = event(
+                        &format!("e{next_id}"),
+                        u,
+                        rng.random_range(2000..15000),
+                        &ts,
+                    );
                     // Now and then the call a reservation was made for.
                     if let Some(pos) = want.open.iter().position(|(ou, _)| ou == u) {
                         if rng.random_bool(0.5) {
@@ -149,7 +157,11 @@ async fn run_seed(seed: u64) {
             .unwrap_or_default();
         let stored: BTreeSet<String> = audit.event_ids.iter().cloned().collect();
         assert_eq!(stored, sent, "{context}: stored events");
-        assert_eq!(audit.event_ids.len(), sent.len(), "{context}: no event twice");
+        assert_eq!(
+            audit.event_ids.len(),
+            sent.len(),
+            "{context}: no event twice"
+        );
         assert_eq!(audit.recorded.calls, sent.len() as u64, "{context}");
         for (u, id) in &want.open {
             if u == user {
@@ -163,9 +175,14 @@ async fn run_seed(seed: u64) {
     for user in USERS {
         let e = event(&format!("{user}-last"), user, 1, "2025-03-20T11:00:00Z");
         app.usage(&[e.clone()]).await.assert_ok("last event");
-        want.events.entry(user.to_owned()).or_default().insert(format!("{user}-last"), e);
+        want.events
+            .entry(user.to_owned())
+            .or_default()
+            .insert(format!("{user}-last"), e);
     }
-    app.faulty.faults.inject(Fault::fraction(FRACTION, seed.wrapping_add(2_000)));
+    app.faulty
+        .faults
+        .inject(Fault::fraction(FRACTION, seed.wrapping_add(2_000)));
     app.publisher
         .faults
         .inject(Fault::fraction(FRACTION, seed.wrapping_add(3_000)));
@@ -178,15 +195,22 @@ async fn run_seed(seed: u64) {
     app.aggregate().await.unwrap();
 
     let alerts_accepted: BTreeSet<String> = app.publisher.accepted("alert").into_iter().collect();
-    let invoices_accepted: BTreeSet<String> =
-        app.publisher.accepted("invoice.created").into_iter().collect();
+    let invoices_accepted: BTreeSet<String> = app
+        .publisher
+        .accepted("invoice.created")
+        .into_iter()
+        .collect();
     for user in USERS {
         let context = format!("seed {seed}, {user}, after April's passes");
         app.assert_consistent(user, &context).await;
         let audit = app.audit(user).await;
         assert_eq!(audit.held, Default::default(), "{context}: holds left");
         let u = UserId::parse(user).unwrap();
-        let (alerts, _) = app.store.list_alerts(&app.tenant, &u, false, 100).await.unwrap();
+        let (alerts, _) = app
+            .store
+            .list_alerts(&app.tenant, &u, false, 100)
+            .await
+            .unwrap();
         let keys: BTreeSet<&str> = alerts.iter().map(|a| a.key.as_str()).collect();
         assert_eq!(keys.len(), alerts.len(), "{context}: an alert twice");
         let expected: BTreeSet<&str> = [80u64, 90, 100]
@@ -198,8 +222,11 @@ async fn run_seed(seed: u64) {
                 _ => "tokens:gemini@100",
             })
             .collect();
-        let token_keys: BTreeSet<&str> =
-            keys.iter().copied().filter(|k| k.starts_with("tokens:")).collect();
+        let token_keys: BTreeSet<&str> = keys
+            .iter()
+            .copied()
+            .filter(|k| k.starts_with("tokens:"))
+            .collect();
         assert_eq!(token_keys, expected, "{context}: token alerts");
         assert!(
             alerts.iter().all(|a| alerts_accepted.contains(&a.id)),
@@ -213,7 +240,12 @@ async fn run_seed(seed: u64) {
         assert!(invoices_accepted.contains(&invoices[0].id), "{context}");
     }
     assert!(app.store.unpublished_alerts(100).await.unwrap().is_empty());
-    assert!(app.store.unpublished_invoices(100).await.unwrap().is_empty());
+    assert!(app
+        .store
+        .unpublished_invoices(100)
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -16,7 +16,11 @@ const TS: &str = "2025-03-20T11:00:00Z";
 
 /// The calls that raise and deliver alerts after usage is recorded: their failures are
 /// logged, not answered (the usage is recorded; a retry or the aggregation catches up).
-const AFTER_RECORD: [&str; 3] = ["get_user_usage", "create_alert_once", "mark_alert_published"];
+const AFTER_RECORD: [&str; 3] = [
+    "get_user_usage",
+    "create_alert_once",
+    "mark_alert_published",
+];
 
 /// What one sweep step saw.
 #[derive(Debug)]
@@ -51,7 +55,10 @@ async fn sweep(
     let mut steps = Vec::new();
     for (i, op) in calls.iter().enumerate() {
         for timing in [Timing::Before, Timing::After] {
-            let user = format!("{name}-{i}-{}", if timing == Timing::Before { "b" } else { "a" });
+            let user = format!(
+                "{name}-{i}-{}",
+                if timing == Timing::Before { "b" } else { "a" }
+            );
             let context = format!("{name}: {op} (call {}) failing {timing:?}", i + 1);
             let ctx = arrange(app, &user).await;
             app.faulty.faults.inject(Fault::nth(i + 1, timing));

@@ -74,7 +74,13 @@ impl Throttler {
     }
 
     fn attempts(&self, op: &str) -> u32 {
-        self.0.lock().unwrap().attempts.get(op).copied().unwrap_or(0)
+        self.0
+            .lock()
+            .unwrap()
+            .attempts
+            .get(op)
+            .copied()
+            .unwrap_or(0)
     }
 }
 
@@ -89,7 +95,10 @@ impl Intercept for Throttler {
         _runtime_components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        let op = cfg.load::<Metadata>().map_or("unknown", Metadata::name).to_owned();
+        let op = cfg
+            .load::<Metadata>()
+            .map_or("unknown", Metadata::name)
+            .to_owned();
         let mut plan = self.0.lock().unwrap();
         *plan.attempts.entry(op.clone()).or_default() += 1;
         let kind = match plan.faults.get_mut(op.as_str()) {
@@ -185,7 +194,10 @@ async fn setup() -> Env {
         .unwrap();
     let key = meter_core::auth::generate_key(&tenant, Role::Service, chrono::Utc::now());
     store.put_api_key(&key.record).await.unwrap();
-    let meter = Arc::new(Meter::new(store, Arc::new(meter_core::alerts::LogPublisher)));
+    let meter = Arc::new(Meter::new(
+        store,
+        Arc::new(meter_core::alerts::LogPublisher),
+    ));
     let env = Env {
         router: meter_core::http::app(meter),
         key: key.secret,
@@ -194,7 +206,12 @@ async fn setup() -> Env {
         tenant,
     };
     // Warm the key, plan and catalog caches: the faults below hit the hot path only.
-    let (status, _) = env.post("/api/subscription/check", json!({"user_id": "warm", "provider": "gemini"})).await;
+    let (status, _) = env
+        .post(
+            "/api/subscription/check",
+            json!({"user_id": "warm", "provider": "gemini"}),
+        )
+        .await;
     assert_eq!(status, 200);
     env
 }
@@ -209,7 +226,10 @@ impl Env {
         let res = self.router.clone().oneshot(req).await.unwrap();
         let status = res.status().as_u16();
         let bytes = res.into_body().collect().await.unwrap().to_bytes();
-        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
     }
 
     async fn ingest(&self, id: &str, user: &str) -> (u16, Value) {
@@ -240,9 +260,10 @@ impl Env {
             .await
             .unwrap()
             .usage;
-        usage.by_provider.values().fold((0, 0), |(r, h), p| {
-            (r + p.recorded.calls, h + p.held.calls)
-        })
+        usage
+            .by_provider
+            .values()
+            .fold((0, 0), |(r, h), p| (r + p.recorded.calls, h + p.held.calls))
     }
 
     async fn stored(&self, id: &str) -> bool {
@@ -270,7 +291,12 @@ async fn a_few_throttles_and_conflicts_are_retried_until_the_request_succeeds() 
 
     // A throttled read: the SDK retries it (standard mode: 3 attempts).
     env.throttler.fault("GetItem", Kind::Throughput, Some(2));
-    let (status, body) = env.post("/api/subscription/check", json!({"user_id": "tia", "provider": "gemini"})).await;
+    let (status, body) = env
+        .post(
+            "/api/subscription/check",
+            json!({"user_id": "tia", "provider": "gemini"}),
+        )
+        .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(env.throttler.attempts("GetItem"), 3);
 
@@ -282,36 +308,47 @@ async fn a_few_throttles_and_conflicts_are_retried_until_the_request_succeeds() 
     assert_eq!(env.counts("tia").await, (0, 1));
 
     // A throttled recording transaction.
-    env.throttler.fault("TransactWriteItems", Kind::Throughput, Some(2));
+    env.throttler
+        .fault("TransactWriteItems", Kind::Throughput, Some(2));
     let (status, body) = env.ingest("tia-1", "tia").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"]["events"][0]["status"], "recorded");
     assert_eq!(env.throttler.attempts("TransactWriteItems"), 3);
 
     // Transaction conflicts: not retried by the SDK, by the adapter with backoff.
-    env.throttler.fault("TransactWriteItems", Kind::Conflict, Some(4));
+    env.throttler
+        .fault("TransactWriteItems", Kind::Conflict, Some(4));
     let (status, body) = env.ingest("tia-2", "tia").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"]["events"][0]["status"], "recorded");
     assert_eq!(env.throttler.attempts("TransactWriteItems"), 5);
 
     env.throttler.heal();
-    assert_eq!(env.counts("tia").await, (2, 1), "each event once, the hold kept");
+    assert_eq!(
+        env.counts("tia").await,
+        (2, 1),
+        "each event once, the hold kept"
+    );
 }
 
 #[tokio::test]
-async fn throttling_that_never_stops_answers_503_and_writes_nothing_then_the_retry_records_once()
-{
+async fn throttling_that_never_stops_answers_503_and_writes_nothing_then_the_retry_records_once() {
     let env = setup().await;
 
-    env.throttler.fault("TransactWriteItems", Kind::Throughput, None);
+    env.throttler
+        .fault("TransactWriteItems", Kind::Throughput, None);
     let (status, body) = env.ingest("uma-1", "uma").await;
     assert_unavailable(status, &body, "throttled ingest");
-    assert_eq!(env.throttler.attempts("TransactWriteItems"), 3, "the SDK's attempts");
+    assert_eq!(
+        env.throttler.attempts("TransactWriteItems"),
+        3,
+        "the SDK's attempts"
+    );
     assert!(!env.stored("uma-1").await);
     assert_eq!(env.counts("uma").await, (0, 0));
 
-    env.throttler.fault("TransactWriteItems", Kind::Conflict, None);
+    env.throttler
+        .fault("TransactWriteItems", Kind::Conflict, None);
     let (status, body) = env.ingest("uma-1", "uma").await;
     assert_unavailable(status, &body, "conflicted ingest");
     assert_eq!(
@@ -328,7 +365,12 @@ async fn throttling_that_never_stops_answers_503_and_writes_nothing_then_the_ret
     assert_eq!(env.counts("uma").await, (0, 0), "no hold");
 
     env.throttler.fault("GetItem", Kind::Throughput, None);
-    let (status, body) = env.post("/api/subscription/check", json!({"user_id": "uma", "provider": "gemini"})).await;
+    let (status, body) = env
+        .post(
+            "/api/subscription/check",
+            json!({"user_id": "uma", "provider": "gemini"}),
+        )
+        .await;
     assert_unavailable(status, &body, "throttled check");
 
     // The throttling stops: the same request records the event once.
