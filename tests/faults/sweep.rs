@@ -67,7 +67,7 @@ async fn sweep(
             let injected = app.faulty.faults.injected();
             assert_eq!(
                 injected,
-                vec![Injected { op: *op, timing }],
+                vec![Injected { op, timing }],
                 "{context}: the request's calls changed"
             );
             if i <= write_at || !AFTER_RECORD.contains(op) {
