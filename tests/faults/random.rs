@@ -174,7 +174,9 @@ async fn run_seed(seed: u64) {
     // expire (orphans included) and March closes, with faults, until passes succeed.
     for user in USERS {
         let e = event(&format!("{user}-last"), user, 1, "2025-03-20T11:00:00Z");
-        app.usage(std::slice::from_ref(&e)).await.assert_ok("last event");
+        app.usage(std::slice::from_ref(&e))
+            .await
+            .assert_ok("last event");
         want.events
             .entry(user.to_owned())
             .or_default()
