@@ -81,6 +81,9 @@ impl Meter {
                 self.store.record_events(&batch).await?
             };
             // Starts of the periods that got new usage: their alerts are evaluated below.
+            // A duplicate's period too: when the first attempt was recorded but its answer
+            // was lost (a timeout after commit), the client's retry is the only request
+            // left to raise the alerts that event called for (raising is once-only).
             let mut touched = std::collections::BTreeSet::new();
             for ((&i, event), outcome) in indices.iter().zip(&batch).zip(outcomes) {
                 results[i] = match outcome {
@@ -90,7 +93,10 @@ impl Meter {
                     }
                     RecordOutcome::Duplicate => {
                         match self.store.get_event(tenant, &event.event_id).await? {
-                            Some(stored) => event_json(&stored, "duplicate"),
+                            Some(stored) => {
+                                touched.insert(stored.period_start);
+                                event_json(&stored, "duplicate")
+                            }
                             None => event_json(event, "duplicate"),
                         }
                     }

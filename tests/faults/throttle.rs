@@ -1,0 +1,385 @@
+//! DynamoDB throttling and transaction conflicts, injected by an SDK interceptor on a
+//! client pointed at the emulator (`scripts/with-moto`), with the production client
+//! configuration (the SDK's standard retries, the adapter's own transaction retries).
+//!
+//! A throttled attempt never reaches the table: its body is replaced by `{}` (which the
+//! emulator rejects without effect) and its answer by DynamoDB's 400 for the fault —
+//! `ProvisionedThroughputExceededException`, or `TransactionCanceledException` with a
+//! `TransactionConflict` reason for `TransactWriteItems`. A few faults are retried until
+//! the request succeeds (attempts counted); faults that never stop give a clean 503
+//! `store_unavailable` and no partial write, and the same request afterwards records once.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::{
+    BeforeDeserializationInterceptorContextMut, BeforeTransmitInterceptorContextMut,
+};
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::orchestrator::{HttpResponse, Metadata};
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_runtime_api::http::StatusCode;
+use aws_smithy_types::body::SdkBody;
+use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
+use axum::body::Body;
+use axum::http::Request;
+use http_body_util::BodyExt as _;
+use meter_core::domain::{EventId, Role, TenantId, UserId};
+use meter_core::service::{bootstrap, Meter};
+use meter_core::store::dynamo::{self, DynamoStore};
+use meter_core::store::{Store, UsageStore as _};
+use serde_json::{json, Value};
+use tower::ServiceExt as _;
+
+/// The DynamoDB error an attempt gets instead of reaching the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Throughput,
+    Conflict,
+}
+
+#[derive(Debug, Default)]
+struct Plan {
+    /// Per operation: the fault and how many more attempts get it (`None`: all).
+    faults: BTreeMap<&'static str, (Kind, Option<u32>)>,
+    /// Attempts sent per operation, faulted or not.
+    attempts: BTreeMap<String, u32>,
+}
+
+/// The interceptor: shares its plan with the test through clones.
+#[derive(Debug, Clone, Default)]
+struct Throttler(Arc<Mutex<Plan>>);
+
+/// Set on an attempt that is faulted: (kind, items of the transaction).
+#[derive(Debug, Clone)]
+struct Faulted(Option<(Kind, usize)>);
+
+impl Storable for Faulted {
+    type Storer = StoreReplace<Self>;
+}
+
+impl Throttler {
+    /// The next `times` attempts of `op` (all of them with `None`) get `kind`.
+    fn fault(&self, op: &'static str, kind: Kind, times: Option<u32>) {
+        let mut plan = self.0.lock().unwrap();
+        plan.faults.insert(op, (kind, times));
+        plan.attempts.clear();
+    }
+
+    fn heal(&self) {
+        let mut plan = self.0.lock().unwrap();
+        plan.faults.clear();
+        plan.attempts.clear();
+    }
+
+    fn attempts(&self, op: &str) -> u32 {
+        self.0
+            .lock()
+            .unwrap()
+            .attempts
+            .get(op)
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+impl Intercept for Throttler {
+    fn name(&self) -> &'static str {
+        "faults::Throttler"
+    }
+
+    fn modify_before_transmit(
+        &self,
+        context: &mut BeforeTransmitInterceptorContextMut<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let op = cfg
+            .load::<Metadata>()
+            .map_or("unknown", Metadata::name)
+            .to_owned();
+        let mut plan = self.0.lock().unwrap();
+        *plan.attempts.entry(op.clone()).or_default() += 1;
+        let kind = match plan.faults.get_mut(op.as_str()) {
+            Some((kind, None)) => Some(*kind),
+            Some((kind, Some(n))) if *n > 0 => {
+                *n -= 1;
+                Some(*kind)
+            }
+            _ => None,
+        };
+        let faulted = kind.map(|kind| {
+            let items = context
+                .request()
+                .body()
+                .bytes()
+                .and_then(|b| serde_json::from_slice::<Value>(b).ok())
+                .and_then(|v| v["TransactItems"].as_array().map(Vec::len))
+                .unwrap_or(1);
+            // The table never sees this attempt.
+            let request = context.request_mut();
+            *request.body_mut() = SdkBody::from("{}");
+            request.headers_mut().insert("content-length", "2");
+            (kind, items)
+        });
+        cfg.interceptor_state().store_put(Faulted(faulted));
+        Ok(())
+    }
+
+    fn modify_before_deserialization(
+        &self,
+        context: &mut BeforeDeserializationInterceptorContextMut<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let Some(Faulted(Some((kind, items)))) = cfg.load::<Faulted>().cloned() else {
+            return Ok(());
+        };
+        let body = match kind {
+            Kind::Throughput => json!({
+                "__type": "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
+                "message": "The level of configured provisioned throughput for the table was exceeded (injected)",
+            }),
+            Kind::Conflict => {
+                let mut reasons = vec![json!({"Code": "None"}); items];
+                reasons[0] = json!({"Code": "TransactionConflict", "Message": "Transaction is ongoing for the item (injected)"});
+                json!({
+                    "__type": "com.amazonaws.dynamodb.v20120810#TransactionCanceledException",
+                    "message": "Transaction cancelled, please refer cancellation reasons for specific reasons [TransactionConflict]",
+                    "CancellationReasons": reasons,
+                })
+            }
+        };
+        let mut response = HttpResponse::new(
+            StatusCode::try_from(400).expect("400 is a status"),
+            SdkBody::from(body.to_string()),
+        );
+        response
+            .headers_mut()
+            .insert("content-type", "application/x-amz-json-1.0");
+        *context.response_mut() = response;
+        Ok(())
+    }
+}
+
+struct Env {
+    router: axum::Router,
+    key: String,
+    throttler: Throttler,
+    /// The same table through a client without faults, for audits.
+    clean: DynamoStore,
+    tenant: TenantId,
+}
+
+async fn setup() -> Env {
+    assert!(
+        std::env::var("AWS_ENDPOINT_URL").is_ok(),
+        "run through scripts/with-moto (see README)"
+    );
+    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let table = format!("meter-faults-{}", uuid::Uuid::new_v4().simple());
+    let clean = DynamoStore::new(dynamo::client_from_env().await, table.clone());
+    dynamo::create_table(clean.client(), &table).await.unwrap();
+    let throttler = Throttler::default();
+    let client = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&config)
+            .interceptor(throttler.clone())
+            .build(),
+    );
+    let store: Arc<dyn Store> = Arc::new(DynamoStore::new(client, table));
+    let tenant = TenantId::parse("default").unwrap();
+    bootstrap::bootstrap(store.as_ref(), &tenant, None, chrono::Utc::now())
+        .await
+        .unwrap();
+    let key = meter_core::auth::generate_key(&tenant, Role::Service, chrono::Utc::now());
+    store.put_api_key(&key.record).await.unwrap();
+    let meter = Arc::new(Meter::new(
+        store,
+        Arc::new(meter_core::alerts::LogPublisher),
+    ));
+    let env = Env {
+        router: meter_core::http::app(meter),
+        key: key.secret,
+        throttler,
+        clean,
+        tenant,
+    };
+    // Warm the key, plan and catalog caches: the faults below hit the hot path only.
+    let (status, _) = env
+        .post(
+            "/api/subscription/check",
+            json!({"user_id": "warm", "provider": "gemini"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    env
+}
+
+impl Env {
+    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let req = Request::post(path)
+            .header("authorization", format!("Bearer {}", self.key))
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        let res = self.router.clone().oneshot(req).await.unwrap();
+        let status = res.status().as_u16();
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    async fn ingest(&self, id: &str, user: &str) -> (u16, Value) {
+        self.post(
+            "/api/subscription/usage",
+            json!({"events": [{"event_id": id, "user_id": user, "provider": "gemini", "model": "gemini-2.5-flash", "input_tokens": 40}]}),
+        )
+        .await
+    }
+
+    async fn reserve(&self, user: &str) -> (u16, Value) {
+        self.post(
+            "/api/subscription/check",
+            json!({"user_id": user, "provider": "gemini", "estimated_input_tokens": 30, "reserve": true}),
+        )
+        .await
+    }
+
+    /// (recorded calls, held calls) of the user's current period, read without faults.
+    async fn counts(&self, user: &str) -> (u64, u64) {
+        let u = UserId::parse(user).unwrap();
+        let now = chrono::Utc::now();
+        let usage = self
+            .clean
+            .get_user_usage(&self.tenant, &u, &|s| {
+                meter_core::service::period_start_at(s, now)
+            })
+            .await
+            .unwrap()
+            .usage;
+        usage
+            .by_provider
+            .values()
+            .fold((0, 0), |(r, h), p| (r + p.recorded.calls, h + p.held.calls))
+    }
+
+    async fn stored(&self, id: &str) -> bool {
+        self.clean
+            .get_event(&self.tenant, &EventId::parse(id).unwrap())
+            .await
+            .unwrap()
+            .is_some()
+    }
+}
+
+fn assert_unavailable(status: u16, body: &Value, what: &str) {
+    assert_eq!(status, 503, "{what}: {body}");
+    assert_eq!(body["error"]["code"], "store_unavailable", "{what}");
+    let text = body.to_string();
+    assert!(
+        !text.contains("injected") && !text.contains("Throughput") && !text.contains("Transaction"),
+        "{what}: the SDK's message leaked: {text}"
+    );
+}
+
+#[tokio::test]
+async fn a_few_throttles_and_conflicts_are_retried_until_the_request_succeeds() {
+    let env = setup().await;
+
+    // A throttled read: the SDK retries it (standard mode: 3 attempts).
+    env.throttler.fault("GetItem", Kind::Throughput, Some(2));
+    let (status, body) = env
+        .post(
+            "/api/subscription/check",
+            json!({"user_id": "tia", "provider": "gemini"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(env.throttler.attempts("GetItem"), 3);
+
+    // A throttled reservation (a conditional UpdateItem).
+    env.throttler.fault("UpdateItem", Kind::Throughput, Some(2));
+    let (status, body) = env.reserve("tia").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(env.throttler.attempts("UpdateItem"), 3);
+    assert_eq!(env.counts("tia").await, (0, 1));
+
+    // A throttled recording transaction.
+    env.throttler
+        .fault("TransactWriteItems", Kind::Throughput, Some(2));
+    let (status, body) = env.ingest("tia-1", "tia").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["events"][0]["status"], "recorded");
+    assert_eq!(env.throttler.attempts("TransactWriteItems"), 3);
+
+    // Transaction conflicts: not retried by the SDK, by the adapter with backoff.
+    env.throttler
+        .fault("TransactWriteItems", Kind::Conflict, Some(4));
+    let (status, body) = env.ingest("tia-2", "tia").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["events"][0]["status"], "recorded");
+    assert_eq!(env.throttler.attempts("TransactWriteItems"), 5);
+
+    env.throttler.heal();
+    assert_eq!(
+        env.counts("tia").await,
+        (2, 1),
+        "each event once, the hold kept"
+    );
+}
+
+#[tokio::test]
+async fn throttling_that_never_stops_answers_503_and_writes_nothing_then_the_retry_records_once() {
+    let env = setup().await;
+
+    env.throttler
+        .fault("TransactWriteItems", Kind::Throughput, None);
+    let (status, body) = env.ingest("uma-1", "uma").await;
+    assert_unavailable(status, &body, "throttled ingest");
+    assert_eq!(
+        env.throttler.attempts("TransactWriteItems"),
+        3,
+        "the SDK's attempts"
+    );
+    assert!(!env.stored("uma-1").await);
+    assert_eq!(env.counts("uma").await, (0, 0));
+
+    env.throttler
+        .fault("TransactWriteItems", Kind::Conflict, None);
+    let (status, body) = env.ingest("uma-1", "uma").await;
+    assert_unavailable(status, &body, "conflicted ingest");
+    assert_eq!(
+        env.throttler.attempts("TransactWriteItems"),
+        12,
+        "the adapter's MAX_ATTEMPTS"
+    );
+    assert!(!env.stored("uma-1").await);
+    assert_eq!(env.counts("uma").await, (0, 0));
+
+    env.throttler.fault("UpdateItem", Kind::Throughput, None);
+    let (status, body) = env.reserve("uma").await;
+    assert_unavailable(status, &body, "throttled reservation");
+    assert_eq!(env.counts("uma").await, (0, 0), "no hold");
+
+    env.throttler.fault("GetItem", Kind::Throughput, None);
+    let (status, body) = env
+        .post(
+            "/api/subscription/check",
+            json!({"user_id": "uma", "provider": "gemini"}),
+        )
+        .await;
+    assert_unavailable(status, &body, "throttled check");
+
+    // The throttling stops: the same request records the event once.
+    env.throttler.heal();
+    let (status, body) = env.ingest("uma-1", "uma").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["events"][0]["status"], "recorded");
+    let (status, body) = env.ingest("uma-1", "uma").await;
+    assert_eq!(status, 200);
+    assert_eq!(body["data"]["events"][0]["status"], "duplicate");
+    assert_eq!(env.counts("uma").await, (1, 0));
+}
