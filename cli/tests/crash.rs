@@ -273,7 +273,7 @@ fn audit_user(user: &str, export: &Value, ledger: &Ledger) -> (usize, usize) {
     let unknown: Vec<_> = unique.difference(&sent).collect();
     assert!(
         missing.is_empty() && unknown.is_empty(),
-        "{user}: acknowledged events missing {missing:?}, events never sent {unknown:?}"
+        "{user}: events sent (and retried until acknowledged) missing {missing:?}, events never sent {unknown:?}"
     );
 
     let reservations: Vec<Reservation> =
