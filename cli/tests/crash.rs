@@ -19,7 +19,9 @@ use meter_core::usage::{PeriodUsage, ProviderUsage, Tally};
 use serde_json::{json, Value};
 
 const ADMIN_KEY: &str = "mk_crash_test_admin_key_0123456789abcdef";
-const USERS: [&str; 6] = ["crash-a", "crash-b", "crash-c", "crash-d", "crash-e", "crash-f"];
+const USERS: [&str; 6] = [
+    "crash-a", "crash-b", "crash-c", "crash-d", "crash-e", "crash-f",
+];
 const INGEST_WORKERS: usize = 8;
 const RESERVE_WORKERS: usize = 4;
 /// SIGKILLs (each followed by a restart on the same file).
@@ -164,7 +166,11 @@ async fn ingest_worker(load: Arc<Load>, worker: usize) {
         {
             let mut l = load.ledger.lock().unwrap();
             let sent = l.sent.entry(user.to_owned()).or_default();
-            sent.extend(events.iter().map(|e| e["event_id"].as_str().unwrap().to_owned()));
+            sent.extend(
+                events
+                    .iter()
+                    .map(|e| e["event_id"].as_str().unwrap().to_owned()),
+            );
         }
         let body = if n == 1 {
             events[0].clone()
@@ -201,7 +207,11 @@ async fn reserve_worker(load: Arc<Load>, worker: usize) {
         };
         match seq % 3 {
             0 => {
-                load.ledger.lock().unwrap().reservations.insert(id, Expect::Held);
+                load.ledger
+                    .lock()
+                    .unwrap()
+                    .reservations
+                    .insert(id, Expect::Held);
             }
             1 => {
                 let path = format!("/api/subscription/reservations/{id}/release");

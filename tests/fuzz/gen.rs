@@ -8,18 +8,68 @@ use serde_json::{Map, Number, Value};
 
 /// Field names of every body under test, so arbitrary objects often hit real fields.
 const FIELDS: &[&str] = &[
-    "user_id", "event_id", "provider", "model", "timestamp", "events", "usage", "reserve",
-    "reservation_ttl_seconds", "estimated_input_tokens", "estimated_output_tokens", "units",
-    "requests", "searches", "images", "pages", "input_tokens", "output_tokens",
-    "cached_input_tokens", "cache_write_tokens", "reasoning_tokens", "input_chars",
-    "output_chars", "endpoint", "status_code", "latency_ms", "reservation_id", "metadata",
-    "plan", "billing_cycle", "anchor", "status", "auto_renew", "name", "tier",
-    "monthly_price_usd", "yearly_price_usd", "limits", "alert_thresholds", "overage_rate",
-    "active", "features", "description", "versions", "prices", "effective_from",
-    "effective_to", "source", "id", "aliases", "prompt_tokens", "completion_tokens",
-    "prompt_tokens_details", "cached_tokens", "usageMetadata", "promptTokenCount",
-    "candidatesTokenCount", "thoughtsTokenCount", "cachedContentTokenCount",
-    "cache_read_input_tokens", "cache_creation_input_tokens", "input_tokens_details",
+    "user_id",
+    "event_id",
+    "provider",
+    "model",
+    "timestamp",
+    "events",
+    "usage",
+    "reserve",
+    "reservation_ttl_seconds",
+    "estimated_input_tokens",
+    "estimated_output_tokens",
+    "units",
+    "requests",
+    "searches",
+    "images",
+    "pages",
+    "input_tokens",
+    "output_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "input_chars",
+    "output_chars",
+    "endpoint",
+    "status_code",
+    "latency_ms",
+    "reservation_id",
+    "metadata",
+    "plan",
+    "billing_cycle",
+    "anchor",
+    "status",
+    "auto_renew",
+    "name",
+    "tier",
+    "monthly_price_usd",
+    "yearly_price_usd",
+    "limits",
+    "alert_thresholds",
+    "overage_rate",
+    "active",
+    "features",
+    "description",
+    "versions",
+    "prices",
+    "effective_from",
+    "effective_to",
+    "source",
+    "id",
+    "aliases",
+    "prompt_tokens",
+    "completion_tokens",
+    "prompt_tokens_details",
+    "cached_tokens",
+    "usageMetadata",
+    "promptTokenCount",
+    "candidatesTokenCount",
+    "thoughtsTokenCount",
+    "cachedContentTokenCount",
+    "cache_read_input_tokens",
+    "cache_creation_input_tokens",
+    "input_tokens_details",
     "output_tokens_details",
 ];
 
@@ -181,7 +231,10 @@ pub fn check_body() -> impl Strategy<Value = Value> {
         ("estimated_input_tokens", count_value().boxed()),
         ("estimated_output_tokens", count_value().boxed()),
         ("units", prop_oneof![3 => units, 1 => leaf()].boxed()),
-        ("reserve", prop_oneof![any::<bool>().prop_map(Value::Bool), leaf()].boxed()),
+        (
+            "reserve",
+            prop_oneof![any::<bool>().prop_map(Value::Bool), leaf()].boxed(),
+        ),
         ("reservation_ttl_seconds", count_value().boxed()),
     ])
     .prop_map(object)
@@ -266,30 +319,45 @@ fn event() -> impl Strategy<Value = Value> {
             .prop_map(|k| object(vec![(k, Value::String("m".repeat(9000)))])),
     ];
     // Mostly valid ids, so that the optional fields are often reached and accepted.
-    let valid = |s: &'static str| prop_oneof![9 => Just(Value::String(s.to_owned())), 1 => id_value()];
-    let required = (valid("ev-1"), valid("u-1"), valid("gemini"))
-        .prop_map(|(e, u, p)| vec![("event_id".to_owned(), e), ("user_id".to_owned(), u), ("provider".to_owned(), p)]);
-    let optional = fields_weighted(vec![
-        ("model", id_value().boxed()),
-        ("timestamp", timestamp.boxed()),
-        ("input_tokens", count_value().boxed()),
-        ("output_tokens", count_value().boxed()),
-        ("cached_input_tokens", count_value().boxed()),
-        ("cache_write_tokens", count_value().boxed()),
-        ("reasoning_tokens", count_value().boxed()),
-        ("requests", count_value().boxed()),
-        ("searches", count_value().boxed()),
-        ("images", count_value().boxed()),
-        ("pages", count_value().boxed()),
-        ("input_chars", count_value().boxed()),
-        ("output_chars", count_value().boxed()),
-        ("usage", prop_oneof![3 => usage_object(), 1 => leaf()].boxed()),
-        ("endpoint", prop_oneof![string().prop_map(Value::String), leaf()].boxed()),
-        ("status_code", count_value().boxed()),
-        ("latency_ms", count_value().boxed()),
-        ("reservation_id", id_value().boxed()),
-        ("metadata", metadata.boxed()),
-    ], 0.2);
+    let valid =
+        |s: &'static str| prop_oneof![9 => Just(Value::String(s.to_owned())), 1 => id_value()];
+    let required = (valid("ev-1"), valid("u-1"), valid("gemini")).prop_map(|(e, u, p)| {
+        vec![
+            ("event_id".to_owned(), e),
+            ("user_id".to_owned(), u),
+            ("provider".to_owned(), p),
+        ]
+    });
+    let optional = fields_weighted(
+        vec![
+            ("model", id_value().boxed()),
+            ("timestamp", timestamp.boxed()),
+            ("input_tokens", count_value().boxed()),
+            ("output_tokens", count_value().boxed()),
+            ("cached_input_tokens", count_value().boxed()),
+            ("cache_write_tokens", count_value().boxed()),
+            ("reasoning_tokens", count_value().boxed()),
+            ("requests", count_value().boxed()),
+            ("searches", count_value().boxed()),
+            ("images", count_value().boxed()),
+            ("pages", count_value().boxed()),
+            ("input_chars", count_value().boxed()),
+            ("output_chars", count_value().boxed()),
+            (
+                "usage",
+                prop_oneof![3 => usage_object(), 1 => leaf()].boxed(),
+            ),
+            (
+                "endpoint",
+                prop_oneof![string().prop_map(Value::String), leaf()].boxed(),
+            ),
+            ("status_code", count_value().boxed()),
+            ("latency_ms", count_value().boxed()),
+            ("reservation_id", id_value().boxed()),
+            ("metadata", metadata.boxed()),
+        ],
+        0.2,
+    );
     (required, optional).prop_map(|(mut r, o)| {
         r.extend(o);
         object(r)
@@ -346,10 +414,16 @@ pub fn admin_body() -> impl Strategy<Value = Value> {
         .boxed()
     };
     let subscription = fields(vec![
-        ("plan", choice(&["free", "basic", "pro", "enterprise", "nope"])),
+        (
+            "plan",
+            choice(&["free", "basic", "pro", "enterprise", "nope"]),
+        ),
         ("billing_cycle", choice(&["monthly", "yearly", "weekly"])),
         ("anchor", choice(&["calendar", "anniversary"])),
-        ("status", choice(&["active", "past_due", "suspended", "cancelled"])),
+        (
+            "status",
+            choice(&["active", "past_due", "suspended", "cancelled"]),
+        ),
         ("auto_renew", flag()),
     ])
     .prop_map(object);
@@ -372,12 +446,28 @@ pub fn admin_body() -> impl Strategy<Value = Value> {
         1 => leaf(),
     ];
     let plan = fields(vec![
-        ("name", prop_oneof![Just(Value::String("fuzz".into())), id_value()].boxed()),
-        ("tier", choice(&["free", "basic", "pro", "enterprise", "custom", "gold"])),
+        (
+            "name",
+            prop_oneof![Just(Value::String("fuzz".into())), id_value()].boxed(),
+        ),
+        (
+            "tier",
+            choice(&["free", "basic", "pro", "enterprise", "custom", "gold"]),
+        ),
         ("monthly_price_usd", decimal_string().boxed()),
         ("yearly_price_usd", decimal_string().boxed()),
-        ("description", prop_oneof![string().prop_map(Value::String), leaf()].boxed()),
-        ("features", prop_oneof![vec(string().prop_map(Value::String), 0..3).prop_map(Value::Array), leaf()].boxed()),
+        (
+            "description",
+            prop_oneof![string().prop_map(Value::String), leaf()].boxed(),
+        ),
+        (
+            "features",
+            prop_oneof![
+                vec(string().prop_map(Value::String), 0..3).prop_map(Value::Array),
+                leaf()
+            ]
+            .boxed(),
+        ),
         ("alert_thresholds", thresholds.boxed()),
         ("limits", prop_oneof![3 => limits, 1 => leaf()].boxed()),
         ("overage_rate", decimal_string().boxed()),
@@ -399,23 +489,37 @@ pub fn admin_body() -> impl Strategy<Value = Value> {
         ("reasoning_token", decimal_string().boxed()),
         ("request", decimal_string().boxed()),
         ("search", decimal_string().boxed()),
-        ("tiers", prop_oneof![vec(tier, 0..3).prop_map(Value::Array), leaf()].boxed()),
+        (
+            "tiers",
+            prop_oneof![vec(tier, 0..3).prop_map(Value::Array), leaf()].boxed(),
+        ),
     ])
     .prop_map(object);
     let version = fields(vec![
         ("id", id_value().boxed()),
         ("provider", id_value().boxed()),
         ("model", id_value().boxed()),
-        ("aliases", prop_oneof![vec(id_value(), 0..3).prop_map(Value::Array), leaf()].boxed()),
-        ("effective_from", prop_oneof![
-            Just(Value::String("2026-01-01T00:00:00Z".into())),
-            string().prop_map(Value::String)
-        ].boxed()),
-        ("effective_to", prop_oneof![
-            Just(Value::String("2025-01-01T00:00:00Z".into())),
-            Just(Value::String("2027-01-01T00:00:00Z".into())),
-            leaf()
-        ].boxed()),
+        (
+            "aliases",
+            prop_oneof![vec(id_value(), 0..3).prop_map(Value::Array), leaf()].boxed(),
+        ),
+        (
+            "effective_from",
+            prop_oneof![
+                Just(Value::String("2026-01-01T00:00:00Z".into())),
+                string().prop_map(Value::String)
+            ]
+            .boxed(),
+        ),
+        (
+            "effective_to",
+            prop_oneof![
+                Just(Value::String("2025-01-01T00:00:00Z".into())),
+                Just(Value::String("2027-01-01T00:00:00Z".into())),
+                leaf()
+            ]
+            .boxed(),
+        ),
         ("prices", prop_oneof![3 => prices, 1 => leaf()].boxed()),
         ("source", Just(Value::String("tenant".into())).boxed()),
     ])
@@ -464,8 +568,18 @@ fn price_key() -> impl Strategy<Value = String> {
     );
     let threshold = proptest::sample::select(
         &[
-            "128k", "200000", "0", "1.5k", "1e3k", "-1k", "k", "", "18446744073709551615k",
-            "99999999999999999999", "272k", "128K",
+            "128k",
+            "200000",
+            "0",
+            "1.5k",
+            "1e3k",
+            "-1k",
+            "k",
+            "",
+            "18446744073709551615k",
+            "99999999999999999999",
+            "272k",
+            "128K",
         ][..],
     );
     let suffix = proptest::sample::select(&["", "_priority", "_flex", "_batches", "_x"][..]);
@@ -478,8 +592,10 @@ fn price_key() -> impl Strategy<Value = String> {
 fn tiered_pricing() -> impl Strategy<Value = String> {
     let bound = prop_oneof![
         (0u64..300_000).prop_map(|n| n.to_string()),
-        proptest::sample::select(&["1e6", "-1", "0.5", "\"7\"", "null", "18446744073709551616"][..])
-            .prop_map(str::to_owned),
+        proptest::sample::select(
+            &["1e6", "-1", "0.5", "\"7\"", "null", "18446744073709551616"][..]
+        )
+        .prop_map(str::to_owned),
     ];
     let tier = (
         proptest::option::of((bound.clone(), bound)),
@@ -503,10 +619,18 @@ fn tiered_pricing() -> impl Strategy<Value = String> {
 
 fn litellm_entry() -> impl Strategy<Value = String> {
     let provider = prop_oneof![
-        proptest::sample::select(&[
-            "\"openai\"", "\"xai\"", "\"fireworks_ai\"", "\"Gemini \"", "\"\"", "\"a b\"", "1",
-            "null",
-        ][..])
+        proptest::sample::select(
+            &[
+                "\"openai\"",
+                "\"xai\"",
+                "\"fireworks_ai\"",
+                "\"Gemini \"",
+                "\"\"",
+                "\"a b\"",
+                "1",
+                "null",
+            ][..]
+        )
         .prop_map(str::to_owned),
         "[a-z_]{1,10}".prop_map(|s| format!("\"{s}\"")),
     ];
@@ -561,7 +685,11 @@ pub fn litellm_text() -> impl Strategy<Value = String> {
 fn mutate(text: String, edits: Vec<(usize, u8, u8)>) -> Vec<u8> {
     let mut bytes = text.into_bytes();
     for (at, op, byte) in edits {
-        let at = if bytes.is_empty() { 0 } else { at % (bytes.len() + 1) };
+        let at = if bytes.is_empty() {
+            0
+        } else {
+            at % (bytes.len() + 1)
+        };
         match op % 4 {
             0 if at < bytes.len() => bytes[at] = byte,
             1 => bytes.insert(at, byte),
@@ -585,14 +713,19 @@ fn edits() -> impl Strategy<Value = Vec<(usize, u8, u8)>> {
 
 /// Request bodies as JSON text with a few byte-level edits.
 pub fn mutated_bytes() -> impl Strategy<Value = Vec<u8>> {
-    let body = prop_oneof![usage_body(), check_body(), admin_body(), usage_object(), json()];
+    let body = prop_oneof![
+        usage_body(),
+        check_body(),
+        admin_body(),
+        usage_object(),
+        json()
+    ];
     (body, edits()).prop_map(|(v, e)| mutate(v.to_string(), e))
 }
 
 /// LiteLLM maps as text with a few byte-level edits (lossily made UTF-8, as a file read is).
 pub fn mutated_litellm_text() -> impl Strategy<Value = String> {
-    (litellm_text(), edits())
-        .prop_map(|(t, e)| String::from_utf8_lossy(&mutate(t, e)).into_owned())
+    (litellm_text(), edits()).prop_map(|(t, e)| String::from_utf8_lossy(&mutate(t, e)).into_owned())
 }
 
 /// Usage to price at imported prices, up to the 10^12 bound (and consistent or not).

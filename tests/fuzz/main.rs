@@ -212,7 +212,10 @@ fn litellm_text(text: &str, counts: &UsageCounts) -> Result<bool, TestCaseError>
 fn fuzz_check_body_from_arbitrary_json() {
     fuzz(
         "check/json",
-        concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/regressions/check_json.txt"),
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fuzz/regressions/check_json.txt"
+        ),
         gen::json,
         |v| check_body(&v),
     );
@@ -235,7 +238,10 @@ fn fuzz_check_body_structure_aware() {
 fn fuzz_usage_body_from_arbitrary_json() {
     fuzz(
         "usage/json",
-        concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/regressions/usage_json.txt"),
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fuzz/regressions/usage_json.txt"
+        ),
         gen::json,
         |v| usage_body(&v),
     );
@@ -278,7 +284,10 @@ fn fuzz_request_parsers_from_mutated_bytes() {
 fn fuzz_admin_bodies_from_arbitrary_json() {
     fuzz(
         "admin/json",
-        concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/regressions/admin_json.txt"),
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fuzz/regressions/admin_json.txt"
+        ),
         gen::json,
         |v| admin_bodies(&v),
     );
