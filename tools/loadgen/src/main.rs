@@ -6,7 +6,7 @@
 //! been read in full (closed loop). The run stops by itself after `--duration` seconds or
 //! `--requests` requests, whichever comes first. Only loopback targets are accepted.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -22,9 +22,10 @@ use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 
+mod audit;
 mod scenario;
 
-use scenario::{Scenario, PREFIX};
+use scenario::{MixedStep, Scenario, PREFIX};
 
 #[derive(Parser, Debug, Clone)]
 #[command(
@@ -64,6 +65,16 @@ struct Args {
     /// Tokio worker threads of the load generator.
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Before the load, subscribe every user to this plan (needs an admin key), e.g.
+    /// `enterprise` (no call or token limits) so that checks and reservations are allowed.
+    #[arg(long)]
+    plan: Option<String>,
+    /// After the load: retry every usage request that got no 200, then audit every user's
+    /// export (counters recomputed from raw events and open holds, compared exactly; in
+    /// the mixed scenario also the acknowledged event ids). Exits non-zero on a difference.
+    /// Needs an admin key.
+    #[arg(long)]
+    audit: bool,
 }
 
 /// Latencies and answers seen by one connection.
@@ -236,9 +247,163 @@ fn record(
     }
 }
 
-async fn worker(plan: Arc<Plan>, index: usize) -> Result<Tally> {
+/// What the mixed scenario's connections sent and were told, for the audit.
+#[derive(Default)]
+struct Ledger {
+    /// Acknowledged event ids, by user.
+    acked: BTreeMap<String, BTreeSet<String>>,
+    /// Usage bodies that got no 200: (user, event id, body); retried before the audit.
+    unacked: Vec<(String, String, Value)>,
+    /// Recently acknowledged bodies, re-sent as duplicates.
+    resend: VecDeque<Value>,
+    duplicates_sent: u64,
+    duplicates_confirmed: u64,
+    /// A re-sent acknowledged event answered `recorded`: the first one had been lost.
+    duplicates_recorded: u64,
+    reservations: u64,
+    released: u64,
+    settled: u64,
+    left_to_expire: u64,
+}
+
+impl Ledger {
+    fn merge(&mut self, other: Ledger) {
+        for (user, ids) in other.acked {
+            self.acked.entry(user).or_default().extend(ids);
+        }
+        self.unacked.extend(other.unacked);
+        self.duplicates_sent += other.duplicates_sent;
+        self.duplicates_confirmed += other.duplicates_confirmed;
+        self.duplicates_recorded += other.duplicates_recorded;
+        self.reservations += other.reservations;
+        self.released += other.released;
+        self.settled += other.settled;
+        self.left_to_expire += other.left_to_expire;
+    }
+
+    /// Books the answer to a one-event usage request.
+    fn usage(&mut self, user: &str, id: &str, body: Value, answer: &Result<Answer>) -> bool {
+        match answer {
+            Ok(a) if a.status == 200 => {
+                self.acked
+                    .entry(user.to_owned())
+                    .or_default()
+                    .insert(id.to_owned());
+                if self.resend.len() == 256 {
+                    self.resend.pop_front();
+                }
+                self.resend.push_back(body);
+                true
+            }
+            _ => {
+                self.unacked.push((user.to_owned(), id.to_owned(), body));
+                false
+            }
+        }
+    }
+}
+
+async fn mixed_step(
+    plan: &Plan,
+    conn: &mut Conn,
+    tally: &mut Tally,
+    ledger: &mut Ledger,
+    (index, seq, user): (usize, u64, &str),
+    measured: bool,
+) {
+    let key = &plan.args.key;
+    let usage_path = format!("{PREFIX}/usage");
+    let mut step = scenario::mixed_step(seq);
+    if step == MixedStep::Duplicate && ledger.resend.is_empty() {
+        step = MixedStep::Ingest;
+    }
+    match step {
+        MixedStep::Check => {
+            let body = scenario::check_body(user, false);
+            let (took, answer) = timed(
+                conn,
+                Method::POST,
+                &format!("{PREFIX}/check"),
+                key,
+                Some(&body),
+            )
+            .await;
+            record(tally, false, took, &answer, measured);
+        }
+        MixedStep::Reserve(then) => {
+            let mut body = scenario::check_body(user, true);
+            if then == 2 {
+                body["reservation_ttl_seconds"] = json!(2);
+            }
+            let (took, answer) = timed(
+                conn,
+                Method::POST,
+                &format!("{PREFIX}/check"),
+                key,
+                Some(&body),
+            )
+            .await;
+            record(tally, false, took, &answer, measured);
+            let Some(id) = answer
+                .ok()
+                .filter(|a| a.status == 200)
+                .and_then(|a| scenario::reservation_id(&a.body))
+            else {
+                return;
+            };
+            ledger.reservations += 1;
+            match then {
+                0 => {
+                    let path = format!("{PREFIX}/reservations/{id}/release");
+                    let (took, answer) =
+                        timed(conn, Method::POST, &path, key, Some(&json!({}))).await;
+                    record(tally, true, took, &answer, measured);
+                    ledger.released += u64::from(answer.is_ok_and(|a| a.status == 200));
+                }
+                1 => {
+                    let event_id = format!("{}-{index}-{seq}-s", plan.run);
+                    let mut body = scenario::event(&event_id, user, seq);
+                    body["reservation_id"] = json!(id);
+                    let (took, answer) =
+                        timed(conn, Method::POST, &usage_path, key, Some(&body)).await;
+                    record(tally, false, took, &answer, measured);
+                    ledger.settled += u64::from(ledger.usage(user, &event_id, body, &answer));
+                }
+                _ => ledger.left_to_expire += 1,
+            }
+        }
+        MixedStep::Ingest => {
+            let event_id = format!("{}-{index}-{seq}", plan.run);
+            let body = scenario::event(&event_id, user, seq);
+            let (took, answer) = timed(conn, Method::POST, &usage_path, key, Some(&body)).await;
+            record(tally, false, took, &answer, measured);
+            ledger.usage(user, &event_id, body, &answer);
+        }
+        MixedStep::Duplicate => {
+            let body = ledger.resend[seq as usize % ledger.resend.len()].clone();
+            let (took, answer) = timed(conn, Method::POST, &usage_path, key, Some(&body)).await;
+            record(tally, false, took, &answer, measured);
+            ledger.duplicates_sent += 1;
+            if let Ok(a) = &answer {
+                match scenario::event_status(&a.body).as_deref() {
+                    Some("duplicate") => ledger.duplicates_confirmed += 1,
+                    Some("recorded") => ledger.duplicates_recorded += 1,
+                    _ => {}
+                }
+            }
+        }
+        MixedStep::Dashboard => {
+            let path = format!("{PREFIX}/{}/{user}", plan.dashboard_path);
+            let (took, answer) = timed(conn, Method::GET, &path, key, None).await;
+            record(tally, false, took, &answer, measured);
+        }
+    }
+}
+
+async fn worker(plan: Arc<Plan>, index: usize) -> Result<(Tally, Ledger)> {
     let args = &plan.args;
     let mut tally = Tally::new()?;
+    let mut ledger = Ledger::default();
     let mut conn = Conn {
         addr: args.addr,
         sender: None,
@@ -303,9 +468,131 @@ async fn worker(plan: Arc<Plan>, index: usize) -> Result<Tally> {
                 let (took, answer) = timed(&mut conn, Method::GET, &path, &args.key, None).await;
                 record(&mut tally, false, took, &answer, measured);
             }
+            Scenario::Mixed => {
+                mixed_step(
+                    &plan,
+                    &mut conn,
+                    &mut tally,
+                    &mut ledger,
+                    (index, seq, user),
+                    measured,
+                )
+                .await
+            }
         }
     }
-    Ok(tally)
+    Ok((tally, ledger))
+}
+
+/// Every user the run loads.
+fn users(args: &Args) -> Vec<String> {
+    (0..args.connections)
+        .flat_map(|c| {
+            (0..args.users_per_connection.max(1))
+                .map(move |k| format!("{}-{c}-{k}", args.user_prefix))
+        })
+        .collect()
+}
+
+/// `PUT /user/{user}/subscription` `{"plan": plan}` for every user.
+async fn subscribe(args: &Args, plan: &str) -> Result<()> {
+    let mut conn = Conn {
+        addr: args.addr,
+        sender: None,
+    };
+    for user in users(args) {
+        let path = format!("{PREFIX}/user/{user}/subscription");
+        let a = conn
+            .send(
+                Method::PUT,
+                &path,
+                &args.key,
+                Some(&json!({ "plan": plan })),
+            )
+            .await?;
+        if a.status != 200 {
+            bail!(
+                "subscribing {user} to {plan}: {} {}",
+                a.status,
+                String::from_utf8_lossy(&a.body)
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Retries the unacknowledged usage requests (until a 200, 20 tries each), then audits
+/// every user's export; the JSON summary of the audit.
+async fn retry_and_audit(args: &Args, ledger: &mut Ledger, known_ids: bool) -> Result<Value> {
+    let mut conn = Conn {
+        addr: args.addr,
+        sender: None,
+    };
+    let unacked = std::mem::take(&mut ledger.unacked);
+    let retried = unacked.len();
+    for (user, id, body) in unacked {
+        let mut ok = false;
+        for _ in 0..20 {
+            let (_, answer) = timed(
+                &mut conn,
+                Method::POST,
+                &format!("{PREFIX}/usage"),
+                &args.key,
+                Some(&body),
+            )
+            .await;
+            if answer.is_ok_and(|a| a.status == 200) {
+                ok = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        if !ok {
+            bail!("usage request for event {id} never answered 200");
+        }
+        ledger.acked.entry(user).or_default().insert(id);
+    }
+    let empty = BTreeSet::new();
+    let (mut events, mut open, mut differences, mut users_with_events) = (0, 0, Vec::new(), 0);
+    let all = users(args);
+    for user in &all {
+        let path = format!("{PREFIX}/user/{user}/export");
+        let (_, answer) = timed(&mut conn, Method::GET, &path, &args.key, None).await;
+        let a = answer.with_context(|| format!("exporting {user}"))?;
+        if a.status != 200 {
+            bail!(
+                "exporting {user}: {} {}",
+                a.status,
+                String::from_utf8_lossy(&a.body)
+            );
+        }
+        let v: Value = serde_json::from_slice(&a.body)?;
+        let acked = known_ids.then(|| ledger.acked.get(user).unwrap_or(&empty));
+        let u = audit::audit_user(&v["data"], acked)
+            .map_err(|e| anyhow::anyhow!("export of {user} unreadable: {e}"))?;
+        events += u.events;
+        open += u.open_reservations;
+        users_with_events += usize::from(u.events > 0);
+        differences.extend(u.differences.into_iter().map(|d| format!("{user}: {d}")));
+    }
+    if ledger.duplicates_recorded > 0 {
+        differences.push(format!(
+            "{} re-sent acknowledged events were recorded anew (the first was lost)",
+            ledger.duplicates_recorded
+        ));
+    }
+    for d in differences.iter().take(20) {
+        eprintln!("audit difference: {d}");
+    }
+    Ok(json!({
+        "users": all.len(),
+        "users_with_events": users_with_events,
+        "events": events,
+        "acknowledged_events": ledger.acked.values().map(BTreeSet::len).sum::<usize>(),
+        "retried_usage_requests": retried,
+        "open_reservations": open,
+        "differences": differences.len(),
+    }))
 }
 
 /// `dashboard` where the server has that route, else `alerts`.
@@ -347,7 +634,10 @@ fn main() -> Result<()> {
 }
 
 async fn run(args: Args) -> Result<()> {
-    let dashboard_path = if args.scenario == Scenario::Dashboard {
+    if let Some(p) = &args.plan {
+        subscribe(&args, p).await?;
+    }
+    let dashboard_path = if matches!(args.scenario, Scenario::Dashboard | Scenario::Mixed) {
         dashboard_path(&args).await?
     } else {
         "dashboard".to_owned()
@@ -375,8 +665,11 @@ async fn run(args: Args) -> Result<()> {
         .map(|i| tokio::spawn(worker(plan.clone(), i)))
         .collect();
     let mut total = Tally::new()?;
+    let mut ledger = Ledger::default();
     for t in tasks {
-        total.merge(&t.await??)?;
+        let (tally, l) = t.await??;
+        total.merge(&tally)?;
+        ledger.merge(l);
     }
     let measured = Instant::now()
         .min(until)
@@ -409,6 +702,26 @@ async fn run(args: Args) -> Result<()> {
         out["release_p50_ms"] = json!(ms(&total.release, 0.50));
         out["release_p99_ms"] = json!(ms(&total.release, 0.99));
     }
+    if args.scenario == Scenario::Mixed {
+        out["mixed"] = json!({
+            "reservations": ledger.reservations,
+            "released": ledger.released,
+            "settled": ledger.settled,
+            "left_to_expire": ledger.left_to_expire,
+            "duplicates_sent": ledger.duplicates_sent,
+            "duplicates_confirmed": ledger.duplicates_confirmed,
+            "unacknowledged_usage_requests": ledger.unacked.len(),
+        });
+    }
+    let mut failed = false;
+    if args.audit {
+        let audit = retry_and_audit(&args, &mut ledger, args.scenario == Scenario::Mixed).await?;
+        failed = audit["differences"] != json!(0);
+        out["audit"] = audit;
+    }
     println!("{out}");
+    if failed {
+        bail!("the audit found differences (see above)");
+    }
     Ok(())
 }

@@ -16,6 +16,10 @@ pub enum Scenario {
     Batch,
     /// `GET /dashboard/{user}` (falls back to `GET /alerts/{user}` where the route is absent).
     Dashboard,
+    /// The soak mix, by iteration: 30 % checks, 20 % reservations (released, settled by
+    /// an event, or left to expire), 40 % one-event ingests of which a quarter re-send an
+    /// acknowledged event (10 % duplicates overall), 10 % dashboards.
+    Mixed,
 }
 
 impl Scenario {
@@ -26,6 +30,7 @@ impl Scenario {
             Scenario::Event => "event",
             Scenario::Batch => "batch",
             Scenario::Dashboard => "dashboard",
+            Scenario::Mixed => "mixed",
         }
     }
 
@@ -56,7 +61,7 @@ pub fn check_body(user: &str, reserve: bool) -> Value {
     body
 }
 
-fn event(event_id: &str, user: &str, seq: u64) -> Value {
+pub fn event(event_id: &str, user: &str, seq: u64) -> Value {
     json!({
         "event_id": event_id,
         "user_id": user,
@@ -78,6 +83,40 @@ pub fn usage_body(run: &str, worker: usize, seq: u64, user: &str, n: usize) -> V
         .map(|i| event(&format!("{run}-{worker}-{seq}-{i}"), user, seq + i as u64))
         .collect();
     json!({ "events": events })
+}
+
+/// What the mixed scenario does in iteration `seq`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MixedStep {
+    Check,
+    /// Reserve, then 0: release, 1: settle with an event, 2: leave to expire (2 s TTL).
+    Reserve(u8),
+    Ingest,
+    /// Re-send an event that was acknowledged before.
+    Duplicate,
+    Dashboard,
+}
+
+pub fn mixed_step(seq: u64) -> MixedStep {
+    match seq % 10 {
+        0..=2 => MixedStep::Check,
+        3 | 4 => MixedStep::Reserve(((seq / 10) % 3) as u8),
+        5..=7 => MixedStep::Ingest,
+        8 if (seq / 10) % 5 < 2 => MixedStep::Duplicate,
+        8 => MixedStep::Ingest,
+        _ => MixedStep::Dashboard,
+    }
+}
+
+/// The status (`recorded`, `duplicate`, …) of the first event of a usage answer.
+pub fn event_status(answer: &[u8]) -> Option<String> {
+    let v: Value = serde_json::from_slice(answer).ok()?;
+    v.get("data")?
+        .get("events")?
+        .get(0)?
+        .get("status")?
+        .as_str()
+        .map(str::to_owned)
 }
 
 /// The reservation id of a successful reserve answer.
@@ -111,6 +150,27 @@ mod tests {
         let body = usage_body("r", 0, 1, "u-1", 1);
         assert_eq!(body["event_id"], "r-0-1");
         assert!(body.get("events").is_none());
+    }
+
+    #[test]
+    fn mixed_steps_have_the_documented_shares() {
+        let mut n = std::collections::BTreeMap::new();
+        for seq in 0..1200 {
+            let key = match mixed_step(seq) {
+                MixedStep::Reserve(_) => "reserve",
+                MixedStep::Check => "check",
+                MixedStep::Ingest => "ingest",
+                MixedStep::Duplicate => "duplicate",
+                MixedStep::Dashboard => "dashboard",
+            };
+            *n.entry(key).or_insert(0) += 1;
+        }
+        assert_eq!(n["check"], 360);
+        assert_eq!(n["reserve"], 240);
+        assert_eq!(n["ingest"] + n["duplicate"], 480);
+        // 10 % of the ingest requests re-send an acknowledged event.
+        assert_eq!(n["duplicate"], 48);
+        assert_eq!(n["dashboard"], 120);
     }
 
     #[test]
