@@ -434,7 +434,7 @@ async fn sigkill_mid_load_loses_no_acknowledged_work_and_counts_nothing_twice() 
         assert_eq!(v["data"]["status"], "released", "{v}");
     }
 
-    let ledger = load.ledger.lock().unwrap();
+    let ledger = std::mem::take(&mut *load.ledger.lock().unwrap());
     let (mut events, mut open) = (0, 0);
     for user in USERS {
         let export: Value = load

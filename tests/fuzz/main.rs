@@ -74,7 +74,7 @@ fn fuzz_here<S: Strategy>(
             max_shrink_iters: 4096,
             ..Config::default()
         });
-        if let Err(e) = runner.run(&strategy, &counted) {
+        if let Err(e) = runner.run(&strategy, counted) {
             panic!("fuzz target {name} failed after {total} cases: {e}");
         }
         total += u64::from(cases);
