@@ -5,10 +5,11 @@
 //! stored events, holds equal to the open reservations, and every acknowledged reservation
 //! in the state its last acknowledged request left it.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
+use std::ffi::OsStr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -17,6 +18,8 @@ use chrono::{DateTime, Utc};
 use meter_core::domain::{ProviderId, Reservation, ReservationStatus, UsageEvent};
 use meter_core::usage::{PeriodUsage, ProviderUsage, Tally};
 use serde_json::{json, Value};
+
+use common::{serve, Server};
 
 const ADMIN_KEY: &str = "mk_crash_test_admin_key_0123456789abcdef";
 const USERS: [&str; 6] = [
@@ -29,39 +32,9 @@ const KILLS: usize = 3;
 /// Events acknowledged between two kills, so that every kill lands mid-load.
 const EVENTS_PER_ROUND: usize = 150;
 
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Starts `meter serve` on `db` and a free loopback port.
 fn start(db: &Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_meter"))
-        .args(["serve", "--addr", "127.0.0.1:0", "--db"])
-        .arg(db)
-        .env("METER_BOOTSTRAP_ADMIN_KEY", ADMIN_KEY)
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let first = lines.next().unwrap().unwrap();
-    let base = first
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .expect("listening line")
-        .to_owned();
-    std::thread::spawn(move || for _ in lines {});
-    Server { child, base }
+    serve(&[OsStr::new("--db"), db.as_os_str()], ADMIN_KEY, "error")
 }
 
 /// What the final state must show for a reservation whose creation was acknowledged.

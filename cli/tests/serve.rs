@@ -1,7 +1,8 @@
 //! Over HTTP against a running `meter serve` (the real binary on a loopback port).
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::ffi::OsStr;
 use std::sync::Arc;
 
 use meter_core::domain::{TenantId, UserId};
@@ -11,44 +12,19 @@ use serde_json::{json, Value};
 const ADMIN_KEY: &str = "mk_serve_test_admin_key_0123456789abcdef";
 
 struct Server {
-    child: Child,
+    _server: common::Server,
     base: String,
     db: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn start() -> Server {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("meter.db");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_meter"))
-        .args(["serve", "--addr", "127.0.0.1:0", "--db"])
-        .arg(&db)
-        .env("METER_BOOTSTRAP_ADMIN_KEY", ADMIN_KEY)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let first = lines.next().unwrap().unwrap();
-    let base = first
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .expect("listening line")
-        .to_owned();
-    // Keep draining stdout so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
+    let server = common::serve(&[OsStr::new("--db"), db.as_os_str()], ADMIN_KEY, "warn");
     Server {
-        child,
-        base,
+        base: server.base.clone(),
+        _server: server,
         db,
         _dir: dir,
     }

@@ -1,7 +1,8 @@
 //! `meter table create` and `meter serve --table` on the DynamoDB emulator.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+mod common;
+
+use std::process::Command;
 
 use serde_json::{json, Value};
 
@@ -26,21 +27,8 @@ async fn table_create_is_idempotent_and_serve_runs_on_the_table() {
         );
     }
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_meter"))
-        .args(["serve", "--addr", "127.0.0.1:0", "--table", &table])
-        .env("METER_BOOTSTRAP_ADMIN_KEY", ADMIN_KEY)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = lines.next().unwrap().unwrap();
-    let base = first
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap()
-        .to_owned();
-    std::thread::spawn(move || for _ in lines {});
+    let server = common::serve(&["--table", table.as_str()], ADMIN_KEY, "warn");
+    let base = server.base.clone();
 
     let client = reqwest::Client::new();
     let post = |path: &str, body: Value| {
@@ -62,6 +50,5 @@ async fn table_create_is_idempotent_and_serve_runs_on_the_table() {
     .unwrap();
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["data"]["remaining"]["calls:gemini"], 99);
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(server);
 }

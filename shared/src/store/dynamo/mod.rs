@@ -406,6 +406,33 @@ impl DynamoStore {
         )
         .await
     }
+
+    /// One page (at most `limit` items, 1..=1000) of the global secondary index `index`'s
+    /// partition `pk_attr = value`, from an opaque `cursor`; with the cursor of the next
+    /// page, `None` after the last.
+    async fn index_page(
+        &self,
+        index: &str,
+        pk_attr: &str,
+        value: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<(Vec<Item>, Option<String>)> {
+        let start = cursor.map(decode_cursor).transpose()?;
+        let page = self
+            .query()
+            .index_name(index)
+            .key_condition_expression("#p = :p")
+            .expression_attribute_names("#p", pk_attr)
+            .expression_attribute_values(":p", s(value))
+            .limit(page_size(limit))
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| sdk_err("Query", e))?;
+        let next = next_cursor(page.last_evaluated_key())?;
+        Ok((page.items.unwrap_or_default(), next))
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1109,24 +1136,19 @@ impl UsageStore for DynamoStore {
         cursor: Option<String>,
         limit: usize,
     ) -> StoreResult<Page<UsageEvent>> {
-        let start = cursor.as_deref().map(decode_cursor).transpose()?;
-        let page = self
-            .query()
-            .index_name(keys::OUTBOX_INDEX)
-            .key_condition_expression("#o = :o")
-            .expression_attribute_names("#o", keys::OUTBOX_PK)
-            .expression_attribute_values(":o", s(keys::UNPRICED_PARTITION))
-            .limit(page_size(limit))
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .map_err(|e| sdk_err("Query", e))?;
-        let items = page
-            .items()
+        let (items, next) = self
+            .index_page(
+                keys::OUTBOX_INDEX,
+                keys::OUTBOX_PK,
+                keys::UNPRICED_PARTITION,
+                cursor.as_deref(),
+                limit,
+            )
+            .await?;
+        let items = items
             .iter()
             .map(records::event_of)
             .collect::<StoreResult<Vec<_>>>()?;
-        let next = next_cursor(page.last_evaluated_key())?;
         Ok(Page { items, next })
     }
 
@@ -1396,20 +1418,17 @@ impl SubscriptionStore for DynamoStore {
     }
 
     async fn list_users(&self, cursor: Option<String>, limit: usize) -> StoreResult<Page<UserRef>> {
-        let start = cursor.as_deref().map(decode_cursor).transpose()?;
-        let page = self
-            .query()
-            .index_name(keys::SUBS_INDEX)
-            .key_condition_expression("#p = :p")
-            .expression_attribute_names("#p", keys::SUBS_PK)
-            .expression_attribute_values(":p", s(keys::SUBS_PARTITION))
-            .limit(page_size(limit))
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .map_err(|e| sdk_err("Query", e))?;
+        let (page, next) = self
+            .index_page(
+                keys::SUBS_INDEX,
+                keys::SUBS_PK,
+                keys::SUBS_PARTITION,
+                cursor.as_deref(),
+                limit,
+            )
+            .await?;
         let mut items = Vec::new();
-        for item in page.items() {
+        for item in &page {
             let sk = get_s(item, keys::SUBS_SK).unwrap_or_default();
             let (tenant, user) = keys::parse_user_pk(sk)
                 .ok_or_else(|| StoreError::Corrupt(format!("users index key `{sk}`")))?;
@@ -1419,7 +1438,6 @@ impl SubscriptionStore for DynamoStore {
                 subscription: subscription_of(item)?,
             });
         }
-        let next = next_cursor(page.last_evaluated_key())?;
         Ok(Page { items, next })
     }
 }
