@@ -9,6 +9,52 @@ use super::usage::{daily_usage, get_reservation, period_usage};
 use crate::domain::{TenantId, UsageEvent, UserId};
 use crate::store::{EraseProgress, StoreResult, UserRecords};
 
+// Every statement here finds the user's rows by an index on (tenant, user, …): export and
+// erasure cost the user's rows, not the table's (checked by
+// `per_user_statements_search_an_index` in the store tests).
+const EVENTS: &str =
+    "SELECT event FROM events WHERE tenant = ?1 AND user = ?2 ORDER BY timestamp, event_id";
+const PERIODS: &str = "SELECT DISTINCT period_start FROM counters WHERE tenant = ?1 AND user = ?2 ORDER BY period_start";
+const DAYS: &str = "SELECT min(day), max(day) FROM daily WHERE tenant = ?1 AND user = ?2";
+const RESERVATIONS: &str =
+    "SELECT id FROM reservations WHERE tenant = ?1 AND user = ?2 ORDER BY created_at, id";
+const ERASE_EVENTS: &str = "DELETE FROM events WHERE rowid IN
+     (SELECT rowid FROM events WHERE tenant = ?1 AND user = ?2 LIMIT ?3)";
+/// Deleted whole once the user's events are gone.
+const ERASED_TABLES: [&str; 7] = [
+    "counters",
+    "daily",
+    "reservations",
+    "alerts",
+    "subscriptions",
+    "billing",
+    "adjustments",
+];
+const PSEUDONYMISE_INVOICES: &str =
+    "UPDATE invoices SET user = ?3, invoice = json_set(invoice, '$.user', ?3)
+     WHERE tenant = ?1 AND user = ?2";
+
+fn erase_statement(table: &str) -> String {
+    format!("DELETE FROM {table} WHERE tenant = ?1 AND user = ?2")
+}
+
+/// Every statement export and erasure run (for the query-plan test).
+#[cfg(test)]
+pub(super) fn statements() -> Vec<String> {
+    let mut all: Vec<String> = [
+        EVENTS,
+        PERIODS,
+        DAYS,
+        RESERVATIONS,
+        ERASE_EVENTS,
+        PSEUDONYMISE_INVOICES,
+    ]
+    .map(str::to_owned)
+    .into();
+    all.extend(ERASED_TABLES.map(erase_statement));
+    all
+}
+
 pub(super) fn user_records(
     conn: &Connection,
     tenant: &TenantId,
@@ -16,9 +62,7 @@ pub(super) fn user_records(
 ) -> StoreResult<UserRecords> {
     let (t, u) = (tenant.as_str(), user.as_str());
     let events: Vec<String> = conn
-        .prepare_cached(
-            "SELECT event FROM events WHERE tenant = ?1 AND user = ?2 ORDER BY timestamp, event_id",
-        )?
+        .prepare_cached(EVENTS)?
         .query_map(params![t, u], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
     let events = events
@@ -27,9 +71,7 @@ pub(super) fn user_records(
         .collect::<StoreResult<_>>()?;
 
     let starts: Vec<String> = conn
-        .prepare_cached(
-            "SELECT DISTINCT period_start FROM counters WHERE tenant = ?1 AND user = ?2 ORDER BY period_start",
-        )?
+        .prepare_cached(PERIODS)?
         .query_map(params![t, u], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
     let mut periods = BTreeMap::new();
@@ -39,7 +81,7 @@ pub(super) fn user_records(
     }
 
     let span: (Option<String>, Option<String>) = conn
-        .prepare_cached("SELECT min(day), max(day) FROM daily WHERE tenant = ?1 AND user = ?2")?
+        .prepare_cached(DAYS)?
         .query_row(params![t, u], |r| Ok((r.get(0)?, r.get(1)?)))?;
     let daily = match span {
         (Some(from), Some(to)) => daily_usage(
@@ -53,9 +95,7 @@ pub(super) fn user_records(
     };
 
     let ids: Vec<String> = conn
-        .prepare_cached(
-            "SELECT id FROM reservations WHERE tenant = ?1 AND user = ?2 ORDER BY created_at, id",
-        )?
+        .prepare_cached(RESERVATIONS)?
         .query_map(params![t, u], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
     let mut reservations = Vec::with_capacity(ids.len());
@@ -84,10 +124,7 @@ pub(super) fn erase_user(
     let (t, u) = (tenant.as_str(), user.as_str());
     let limit = i64::try_from(limit.max(1)).unwrap_or(i64::MAX);
     let events = conn
-        .prepare_cached(
-            "DELETE FROM events WHERE rowid IN
-                 (SELECT rowid FROM events WHERE tenant = ?1 AND user = ?2 LIMIT ?3)",
-        )?
+        .prepare_cached(ERASE_EVENTS)?
         .execute(params![t, u, limit])?;
     if i64::try_from(events).unwrap_or(i64::MAX) >= limit {
         return Ok(EraseProgress {
@@ -96,26 +133,13 @@ pub(super) fn erase_user(
         });
     }
     let mut changed = events;
-    for table in [
-        "counters",
-        "daily",
-        "reservations",
-        "alerts",
-        "subscriptions",
-        "billing",
-        "adjustments",
-    ] {
+    for table in ERASED_TABLES {
         changed += conn
-            .prepare_cached(&format!(
-                "DELETE FROM {table} WHERE tenant = ?1 AND user = ?2"
-            ))?
+            .prepare_cached(&erase_statement(table))?
             .execute(params![t, u])?;
     }
     changed += conn
-        .prepare_cached(
-            "UPDATE invoices SET user = ?3, invoice = json_set(invoice, '$.user', ?3)
-             WHERE tenant = ?1 AND user = ?2",
-        )?
+        .prepare_cached(PSEUDONYMISE_INVOICES)?
         .execute(params![t, u, pseudonym.as_str()])?;
     Ok(EraseProgress {
         changed,

@@ -218,6 +218,11 @@ pub(super) const MIGRATIONS: &[&str] = &[
     CREATE INDEX alerts_unread ON alerts (tenant, user) WHERE read = 0;
     CREATE INDEX alerts_unpublished ON alerts (created_at, id) WHERE published = 0;
     "#,
+    // 4: a user's reservations by index. Export and erasure looked them up by tenant alone,
+    // reading every reservation of the tenant (found by the 10-minute soak's audit).
+    r#"
+    CREATE INDEX reservations_by_user ON reservations (tenant, user, created_at, id);
+    "#,
 ];
 
 /// Settings every connection gets: lock wait, foreign keys, the decimal functions.
