@@ -135,6 +135,15 @@ enum KeysCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Revoke an API key: the key is read from standard input (so it stays out of the
+    /// shell history and the process list), or named by its hash with --hash.
+    Revoke {
+        /// The key's lowercase hex SHA-256 (`printf %s "$KEY" | sha256sum`) instead of the key.
+        #[arg(long)]
+        hash: Option<String>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -276,6 +285,46 @@ async fn run(cli: Cli) -> Result<()> {
                 Role::Admin => "admin",
             });
             Ok(())
+        }
+        Command::Keys {
+            command: KeysCommand::Revoke { hash, store },
+        } => {
+            let hash = match hash {
+                Some(h) => h.trim().to_owned(),
+                None => {
+                    let mut secret = String::new();
+                    std::io::stdin()
+                        .read_line(&mut secret)
+                        .context("reading the key from standard input")?;
+                    let secret = secret.trim();
+                    if secret.is_empty() {
+                        bail!("no key on standard input: pipe the key in, or give --hash");
+                    }
+                    meter_core::auth::hash_key(secret)
+                }
+            };
+            if hash.len() != 64 || !hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+                bail!("--hash takes the 64 lowercase hex digits of the key's SHA-256");
+            }
+            let store = store.open().await?;
+            match store.delete_api_key(&hash).await? {
+                Some(key) => {
+                    eprintln!(
+                        "Revoked the {} key {}… of tenant {}. Processes that cached it accept it for up to 30 s more.",
+                        match key.role {
+                            Role::Service => "service",
+                            Role::Admin => "admin",
+                        },
+                        key.prefix,
+                        key.tenant
+                    );
+                    Ok(())
+                }
+                None => bail!(
+                    "no key with hash {}…: nothing revoked (already revoked, or another store?)",
+                    &hash[..12]
+                ),
+            }
         }
         Command::Aggregate {
             at,

@@ -894,8 +894,24 @@ pub async fn plans_prices_and_keys_round_trip(store: Arc<dyn Store>) {
         created_at: march(),
     };
     store.put_api_key(&key).await.unwrap();
-    assert_eq!(store.get_api_key(&key.hash).await.unwrap(), Some(key));
+    assert_eq!(
+        store.get_api_key(&key.hash).await.unwrap(),
+        Some(key.clone())
+    );
     assert_eq!(store.get_api_key(&"cd".repeat(32)).await.unwrap(), None);
+    // Revoking: the deleted record once, then nothing; another key is untouched.
+    let other = ApiKeyRecord {
+        hash: "ef".repeat(32),
+        ..key.clone()
+    };
+    store.put_api_key(&other).await.unwrap();
+    assert_eq!(
+        store.delete_api_key(&key.hash).await.unwrap(),
+        Some(key.clone())
+    );
+    assert_eq!(store.get_api_key(&key.hash).await.unwrap(), None);
+    assert_eq!(store.delete_api_key(&key.hash).await.unwrap(), None);
+    assert_eq!(store.get_api_key(&other.hash).await.unwrap(), Some(other));
 }
 
 pub async fn invoices_are_stored_once_per_period(store: Arc<dyn Store>) {

@@ -286,6 +286,10 @@ impl TenantStore for FaultyStore {
     async fn put_api_key(&self, key: &ApiKeyRecord) -> StoreResult<()> {
         self.call("put_api_key", self.inner.put_api_key(key)).await
     }
+    async fn delete_api_key(&self, hash: &str) -> StoreResult<Option<ApiKeyRecord>> {
+        self.call("delete_api_key", self.inner.delete_api_key(hash))
+            .await
+    }
     async fn get_api_key(&self, hash: &str) -> StoreResult<Option<ApiKeyRecord>> {
         self.call("get_api_key", self.inner.get_api_key(hash)).await
     }

@@ -193,6 +193,8 @@ pub trait TenantStore: Send + Sync {
     ) -> StoreResult<bool>;
     async fn put_api_key(&self, key: &ApiKeyRecord) -> StoreResult<()>;
     async fn get_api_key(&self, hash: &str) -> StoreResult<Option<ApiKeyRecord>>;
+    /// Deletes the key with this hash at once; the record deleted, `None` if there was none.
+    async fn delete_api_key(&self, hash: &str) -> StoreResult<Option<ApiKeyRecord>>;
 }
 
 #[async_trait]

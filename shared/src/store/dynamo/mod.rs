@@ -14,7 +14,7 @@ use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, CancellationReason, Put, ReturnValuesOnConditionCheckFailure,
+    AttributeValue, CancellationReason, Put, ReturnValue, ReturnValuesOnConditionCheckFailure,
     TransactWriteItem, Update as TxUpdate,
 };
 use aws_sdk_dynamodb::Client;
@@ -1327,6 +1327,22 @@ impl TenantStore for DynamoStore {
             .get_item(keys::api_key_pk(hash), keys::API_KEY_SK, &[])
             .await?;
         item.as_ref().map(from_item).transpose()
+    }
+
+    async fn delete_api_key(&self, hash: &str) -> StoreResult<Option<ApiKeyRecord>> {
+        let old = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key(keys::api_key_pk(hash), keys::API_KEY_SK)))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(|e| sdk_err("DeleteItem", e))?;
+        match old.attributes() {
+            Some(item) if !item.is_empty() => from_item(item).map(Some),
+            _ => Ok(None),
+        }
     }
 }
 

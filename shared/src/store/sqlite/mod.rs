@@ -282,6 +282,11 @@ impl TenantStore for SqliteStore {
         let hash = hash.to_owned();
         self.read(move |c| records::get_api_key(c, &hash)).await
     }
+
+    async fn delete_api_key(&self, hash: &str) -> StoreResult<Option<ApiKeyRecord>> {
+        let hash = hash.to_owned();
+        self.write(move |c| records::delete_api_key(c, &hash)).await
+    }
 }
 
 #[async_trait]

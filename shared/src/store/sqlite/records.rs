@@ -38,6 +38,14 @@ pub(super) fn get_api_key(conn: &Connection, hash: &str) -> StoreResult<Option<A
     json.map(|j| from_json(&j)).transpose()
 }
 
+pub(super) fn delete_api_key(conn: &Connection, hash: &str) -> StoreResult<Option<ApiKeyRecord>> {
+    let json: Option<String> = conn
+        .prepare_cached("DELETE FROM api_keys WHERE hash = ?1 RETURNING record")?
+        .query_row([hash], |r| r.get(0))
+        .optional()?;
+    json.map(|j| from_json(&j)).transpose()
+}
+
 pub(super) fn put_plan(conn: &Connection, tenant: &TenantId, plan: &Plan) -> StoreResult<()> {
     conn.prepare_cached(
         "INSERT INTO plans (tenant, name, plan) VALUES (?1, ?2, ?3)
