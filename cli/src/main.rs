@@ -280,10 +280,10 @@ async fn run(cli: Cli) -> Result<()> {
             let key = meter_core::auth::generate_key(&tenant, role, now);
             store.put_api_key(&key.record).await?;
             println!("{}", key.secret);
-            eprintln!("Created a {} key for tenant {tenant}. It is shown only this once; only its hash is stored.", match role {
-                Role::Service => "service",
-                Role::Admin => "admin",
-            });
+            eprintln!(
+                "Created a {} key for tenant {tenant}. It is shown only this once; only its hash is stored.",
+                role.as_str()
+            );
             Ok(())
         }
         Command::Keys {
@@ -311,10 +311,7 @@ async fn run(cli: Cli) -> Result<()> {
                 Some(key) => {
                     eprintln!(
                         "Revoked the {} key {}… of tenant {}. Processes that cached it accept it for up to 30 s more.",
-                        match key.role {
-                            Role::Service => "service",
-                            Role::Admin => "admin",
-                        },
+                        key.role.as_str(),
                         key.prefix,
                         key.tenant
                     );

@@ -12,8 +12,7 @@ use serde_json::{json, Value};
 const ADMIN_KEY: &str = "mk_serve_test_admin_key_0123456789abcdef";
 
 struct Server {
-    _server: common::Server,
-    base: String,
+    server: common::Server,
     db: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -23,8 +22,7 @@ fn start() -> Server {
     let db = dir.path().join("meter.db");
     let server = common::serve(&[OsStr::new("--db"), db.as_os_str()], ADMIN_KEY, "warn");
     Server {
-        base: server.base.clone(),
-        _server: server,
+        server,
         db,
         _dir: dir,
     }
@@ -32,7 +30,7 @@ fn start() -> Server {
 
 async fn post(client: &reqwest::Client, s: &Server, path: &str, body: Value) -> (u16, Value) {
     let r = client
-        .post(format!("{}{path}", s.base))
+        .post(format!("{}{path}", s.server.base))
         .bearer_auth(ADMIN_KEY)
         .json(&body)
         .send()
@@ -68,7 +66,7 @@ async fn two_hundred_concurrent_reservations_with_fifty_left_allow_exactly_fifty
 
     let tasks: Vec<_> = (0..200)
         .map(|_| {
-            let (client, url) = (client.clone(), format!("{}/api/subscription/check", s.base));
+            let (client, url) = (client.clone(), format!("{}/api/subscription/check", s.server.base));
             tokio::spawn(async move {
                 let r = client
                     .post(url)
@@ -100,7 +98,10 @@ async fn concurrent_crossings_raise_exactly_three_alerts_and_retries_count_once(
     // 100 events (the Free gemini call limit), each sent three times, all concurrently.
     let tasks: Vec<_> = (0..300)
         .map(|i| {
-            let (client, url) = (client.clone(), format!("{}/api/subscription/usage", s.base));
+            let (client, url) = (
+                client.clone(),
+                format!("{}/api/subscription/usage", s.server.base),
+            );
             tokio::spawn(async move {
                 let r = client
                     .post(url)
