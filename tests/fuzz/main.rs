@@ -95,7 +95,8 @@ fn now() -> chrono::DateTime<Utc> {
 }
 
 /// A rejection is a client error, never a 500.
-fn client_error(e: &ApiError) -> Result<(), TestCaseError> {
+fn client_error(e: &meter_core::service::Error) -> Result<(), TestCaseError> {
+    let e = ApiError::from(e.clone());
     let status = e.status().as_u16();
     prop_assert!((400..500).contains(&status), "{e:?} answers {status}");
     prop_assert!(!e.code().is_empty());

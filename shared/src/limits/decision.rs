@@ -1,7 +1,7 @@
 //! The check decision (SPEC §5) and the per-metric views shown with it (SPEC §6).
 //!
 //! Pure functions of a plan's [`Limits`], the period's [`PeriodUsage`] and a
-//! [`CheckRequest`]. "Used" is always recorded plus held (open reservations count).
+//! [`CallEstimate`]. "Used" is always recorded plus held (open reservations count).
 //!
 //! Rules, for every limited metric that applies to the request's provider:
 //! - calls: deny when `used + 1 > limit`;
@@ -27,7 +27,7 @@ use crate::usage::PeriodUsage;
 
 /// What a check asks: one call to `provider`, with its estimates.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CheckRequest {
+pub struct CallEstimate {
     pub provider: ProviderId,
     /// Estimated input + output tokens of the call (0 for non-token APIs).
     pub estimated_tokens: u64,
@@ -128,7 +128,7 @@ fn used_saturating(metric: &Metric, usage: &PeriodUsage) -> Decimal {
 pub fn decide(
     limits: &Limits,
     usage: &PeriodUsage,
-    request: &CheckRequest,
+    request: &CallEstimate,
 ) -> Result<Decision, DecisionError> {
     if request
         .estimated_cost
@@ -258,7 +258,7 @@ pub fn cheapest_plan_allowing<'a>(
     plans: &'a [Plan],
     current: &PlanName,
     usage: &PeriodUsage,
-    request: &CheckRequest,
+    request: &CallEstimate,
 ) -> Option<&'a Plan> {
     plans
         .iter()
@@ -315,8 +315,8 @@ mod tests {
         }
     }
 
-    fn req(provider: &str, tokens: u64, cost: Option<Decimal>) -> CheckRequest {
-        CheckRequest {
+    fn req(provider: &str, tokens: u64, cost: Option<Decimal>) -> CallEstimate {
+        CallEstimate {
             provider: pid(provider),
             estimated_tokens: tokens,
             estimated_cost: cost,
@@ -333,7 +333,7 @@ mod tests {
     #[test]
     fn decision_table() {
         let zero = Tally::default();
-        let cases: Vec<(&str, Limits, PeriodUsage, CheckRequest, Option<&str>)> = vec![
+        let cases: Vec<(&str, Limits, PeriodUsage, CallEstimate, Option<&str>)> = vec![
             (
                 "absent limit is unlimited",
                 limits(&[]),
@@ -647,13 +647,13 @@ mod tests {
     fn cheapest_plan_allowing_suggests_the_cheapest_active_plan_that_fits() {
         let plans = crate::limits::default_plans();
         let name = |s: &str| PlanName::parse(s).unwrap();
-        let suggest = |current: &str, u: &PeriodUsage, r: &CheckRequest, plans: &[Plan]| {
+        let suggest = |current: &str, u: &PeriodUsage, r: &CallEstimate, plans: &[Plan]| {
             cheapest_plan_allowing(plans, &name(current), u, r).map(|p| p.name.to_string())
         };
         let none = PeriodUsage::default();
         let gemini_calls = |n| usage(&[("gemini", tally(n, 0, dec!(0)), Tally::default())]);
         let cost = |c| usage(&[("gemini", tally(1, 0, c), Tally::default())]);
-        let cases: Vec<(&str, &str, PeriodUsage, CheckRequest, Option<&str>)> = vec![
+        let cases: Vec<(&str, &str, PeriodUsage, CallEstimate, Option<&str>)> = vec![
             (
                 "free user calling openai",
                 "free",

@@ -24,6 +24,20 @@ pub enum PlanError {
     Data(String),
 }
 
+impl PlanError {
+    /// The stable code of a plan that fails validation.
+    pub fn code(&self) -> &'static str {
+        match self {
+            PlanError::NegativeLimit { .. } => "negative_limit",
+            PlanError::FractionalCount { .. } => "fractional_limit",
+            PlanError::ThresholdOutOfRange(_) => "threshold_out_of_range",
+            PlanError::ThresholdsNotSortedUnique => "thresholds_not_ascending",
+            PlanError::NegativePrice { .. } => "negative_price",
+            PlanError::Data(_) => "invalid_plan",
+        }
+    }
+}
+
 /// The alert thresholds a plan gets when none are given: 80, 90 and 100 %.
 pub fn default_thresholds() -> Vec<u8> {
     vec![80, 90, 100]

@@ -1,6 +1,10 @@
-//! The application service: the hot path (check, reservations, usage ingest, alerts)
-//! over the storage and alert ports. HTTP handlers and Lambda functions call it; it holds
-//! no AWS types and no HTTP types.
+//! The application service: the hot path (check, reservations, usage ingest, alerts), the
+//! reads, the admin writes and the aggregation, over the storage and alert ports.
+//!
+//! It speaks its own language: inputs are the service's types (validated by the http
+//! layer or the CLI), results are typed and `Serialize`, failures are one [`Error`]. It
+//! knows no HTTP and no AWS: `http/` turns results into JSON answers, `config` wires the
+//! adapters.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -10,9 +14,8 @@ use chrono::{DateTime, Utc};
 
 use crate::alerts::AlertPublisher;
 use crate::domain::{ApiKeyRecord, PlanName, Role, Subscription, TenantId, UserId};
-use crate::http::ApiError;
 use crate::limits::Plan;
-use crate::periods::{Period, Schedule};
+use crate::periods::Period;
 use crate::pricing::{Catalog, PriceVersion};
 use crate::store::Store;
 
@@ -20,12 +23,17 @@ pub mod aggregate;
 pub mod bootstrap;
 pub mod check;
 pub mod dashboard;
-pub mod env;
+pub mod error;
 pub mod ingest;
 pub mod outbox;
 pub mod privacy;
 pub mod reads;
 pub mod subscriptions;
+
+pub use crate::subscriptions::{schedule_of, SubscriptionChange};
+pub use check::{CheckAllowed, CheckOutcome, CheckRequest, Denial, Units};
+pub use error::{Error, EventErrors, FieldError, Result};
+pub use ingest::{IngestReport, NewEvent};
 
 /// The current time; replaceable in tests and for `meter aggregate --at`.
 pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
@@ -44,11 +52,11 @@ pub struct Caller {
 }
 
 impl Caller {
-    pub fn require(&self, role: Role) -> Result<(), ApiError> {
+    pub fn require(&self, role: Role) -> Result<()> {
         if self.role.allows(role) {
             Ok(())
         } else {
-            Err(ApiError::Forbidden)
+            Err(Error::Forbidden)
         }
     }
 }
@@ -175,16 +183,16 @@ impl Meter {
     }
 
     /// The caller a bearer key belongs to, or 401.
-    pub async fn authenticate(&self, secret: &str) -> Result<Caller, ApiError> {
+    pub async fn authenticate(&self, secret: &str) -> Result<Caller> {
         if !crate::auth::plausible_key(secret) {
-            return Err(ApiError::Unauthorized);
+            return Err(Error::Unauthorized);
         }
         let hash = crate::auth::hash_key(secret);
         let record = match self.keys.get(&hash) {
             Some(r) => r,
             None => match self.store.get_api_key(&hash).await? {
                 Some(r) => self.keys.put(hash, r),
-                None => return Err(ApiError::Unauthorized),
+                None => return Err(Error::Unauthorized),
             },
         };
         Ok(Caller {
@@ -195,7 +203,7 @@ impl Meter {
     }
 
     /// The tenant's plans (cached).
-    pub async fn plans(&self, tenant: &TenantId) -> Result<Arc<Vec<Plan>>, ApiError> {
+    pub async fn plans(&self, tenant: &TenantId) -> Result<Arc<Vec<Plan>>> {
         if let Some(p) = self.plans.get(tenant) {
             return Ok(p);
         }
@@ -209,11 +217,7 @@ impl Meter {
     }
 
     /// The plan a user is on: the subscription's, or the tenant's `free` plan.
-    pub async fn plan_of(
-        &self,
-        tenant: &TenantId,
-        sub: Option<&Subscription>,
-    ) -> Result<Plan, ApiError> {
+    pub async fn plan_of(&self, tenant: &TenantId, sub: Option<&Subscription>) -> Result<Plan> {
         let name = sub.map_or_else(PlanName::free, |s| s.plan.clone());
         let plans = self.plans(tenant).await?;
         plans
@@ -222,11 +226,11 @@ impl Meter {
             .cloned()
             .ok_or_else(|| {
                 tracing::error!(tenant = %tenant, plan = %name, "the user's plan does not exist");
-                ApiError::NotFound("plan")
+                Error::NotFound("plan")
             })
     }
 
-    async fn stored_catalog(&self, scope: Option<&TenantId>) -> Result<Arc<Catalog>, ApiError> {
+    async fn stored_catalog(&self, scope: Option<&TenantId>) -> Result<Arc<Catalog>> {
         let key = scope.cloned();
         if let Some(c) = self.catalogs.get(&key) {
             return Ok(c);
@@ -243,13 +247,13 @@ impl Meter {
         }
         let catalog = Catalog::from_versions(versions).map_err(|e| {
             tracing::error!(error = %e, "stored price catalog is inconsistent");
-            ApiError::Internal
+            Error::Internal
         })?;
         Ok(self.catalogs.put(key, catalog))
     }
 
     /// The catalog that prices a tenant's events: its own versions over the shared ones.
-    pub async fn catalog(&self, tenant: &TenantId) -> Result<Arc<Catalog>, ApiError> {
+    pub async fn catalog(&self, tenant: &TenantId) -> Result<Arc<Catalog>> {
         let shared = self.stored_catalog(None).await?;
         let own = self.stored_catalog(Some(tenant)).await?;
         if own.is_empty() {
@@ -257,7 +261,7 @@ impl Meter {
         }
         own.merged_over(&shared).map(Arc::new).map_err(|e| {
             tracing::error!(error = %e, "tenant catalog does not merge");
-            ApiError::Internal
+            Error::Internal
         })
     }
 
@@ -267,19 +271,11 @@ impl Meter {
     }
 }
 
-/// The schedule of a user's limit periods: the subscription's, or calendar months.
-pub fn schedule_of(sub: Option<&Subscription>) -> Schedule {
-    match sub {
-        Some(s) => Schedule::new(s.anchor, s.started_at, s.cycle),
-        None => Schedule::calendar(),
-    }
-}
-
 /// The limit period containing `at` for a user.
-pub fn period_at(sub: Option<&Subscription>, at: DateTime<Utc>) -> Result<Period, ApiError> {
+pub fn period_at(sub: Option<&Subscription>, at: DateTime<Utc>) -> Result<Period> {
     schedule_of(sub)
         .period_containing(at)
-        .map_err(|e| ApiError::invalid("timestamp", "out_of_range", e.to_string()))
+        .map_err(|e| Error::invalid("timestamp", "out_of_range", e.to_string()))
 }
 
 /// The start of the period containing `at`, for store reads that pick a period
