@@ -24,3 +24,6 @@ pub mod service;
 pub mod store;
 pub mod subscriptions;
 pub mod usage;
+
+#[cfg(test)]
+mod overflow_tests;

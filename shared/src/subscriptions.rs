@@ -16,7 +16,7 @@ use rust_decimal::Decimal;
 
 use crate::alerts::{PROJECTION_KEY, UNPRICED_KEY};
 use crate::domain::{PlanName, Proration, Subscription, SubscriptionStatus, TenantId, UserId};
-use crate::limits::{recorded_amount, Metric, Plan};
+use crate::limits::{reached, recorded_amount, Metric, Plan};
 use crate::periods::{Anchor, BillingCycle, Period, PeriodError, Schedule};
 use crate::usage::PeriodUsage;
 
@@ -146,16 +146,7 @@ pub fn rearm_keys(
         let below = match plan.limits.get(&metric) {
             None => true,
             Some(limit) if limit <= Decimal::ZERO => false,
-            Some(limit) => {
-                let used = recorded_amount(&metric, usage);
-                match (
-                    used.checked_mul(Decimal::ONE_HUNDRED),
-                    limit.checked_mul(Decimal::from(threshold)),
-                ) {
-                    (Some(u), Some(l)) => u < l,
-                    _ => false,
-                }
-            }
+            Some(limit) => !reached(recorded_amount(&metric, usage), limit, threshold),
         };
         if below {
             out.push(key.clone());

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
 use crate::domain::{Alert, Invoice, Severity, TenantId, UserId};
-use crate::limits::{projected_cost, recorded_amount, Metric, Plan};
+use crate::limits::{projected_cost, reached, recorded_amount, Metric, Plan};
 use crate::periods::Period;
 use crate::usage::PeriodUsage;
 
@@ -260,12 +260,15 @@ pub fn due_alerts(
             if fired.contains(&key) {
                 continue;
             }
-            if used * Decimal::ONE_HUNDRED >= limit * Decimal::from(t) {
+            if reached(used, *limit, t) {
                 due.push(threshold_alert(scope, metric, t, used, *limit));
             }
         }
     }
-    let unpriced: u64 = usage.by_provider.values().map(|u| u.unpriced_calls).sum();
+    let unpriced = usage
+        .by_provider
+        .values()
+        .fold(0u64, |n, u| n.saturating_add(u.unpriced_calls));
     if unpriced > 0 && !fired.contains(UNPRICED_KEY) {
         due.push(unpriced_alert(scope, unpriced));
     }

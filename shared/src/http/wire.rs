@@ -6,7 +6,6 @@
 
 use chrono::{DateTime, Duration, Utc};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use super::fields::Fields;
 use crate::domain::{EventId, ModelId, ProviderId, UserId};
@@ -231,7 +230,7 @@ pub fn parse_event(value: &Value, now: DateTime<Utc>) -> Result<NewEvent, Vec<Fi
             user,
             provider,
             model,
-            timestamp: timestamp.unwrap_or(now),
+            timestamp,
             counts,
             estimated,
             endpoint,
@@ -239,7 +238,6 @@ pub fn parse_event(value: &Value, now: DateTime<Utc>) -> Result<NewEvent, Vec<Fi
             latency_ms,
             reservation_id,
             metadata,
-            fingerprint: hex::encode(Sha256::digest(value.to_string().as_bytes())),
         }),
         _ => Err(f.errors),
     }
@@ -297,23 +295,6 @@ pub fn parse_usage(body: &Value, now: DateTime<Utc>) -> Result<Vec<NewEvent>, Er
                     .map(|s| s.chars().take(128).collect()),
                 errors,
             }),
-        }
-    }
-    // The same event_id twice in one batch with different content is a client bug.
-    let mut seen = std::collections::HashMap::new();
-    for (index, e) in parsed.iter().enumerate() {
-        if let Some(prev) = seen.insert(e.event_id.clone(), &e.fingerprint) {
-            if prev != &e.fingerprint {
-                invalid.push(EventErrors {
-                    index,
-                    event_id: Some(e.event_id.to_string()),
-                    errors: vec![FieldError::new(
-                        "event_id",
-                        "duplicate_in_batch",
-                        "appears twice in this batch with different content",
-                    )],
-                });
-            }
         }
     }
     if invalid.is_empty() {

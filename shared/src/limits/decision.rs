@@ -124,6 +124,45 @@ fn used_saturating(metric: &Metric, usage: &PeriodUsage) -> Decimal {
     used(metric, usage).unwrap_or(Decimal::MAX)
 }
 
+/// What one limited metric requires of a call: allowed iff `used + increment <= limit`
+/// (`< limit` when `strict`). The one rule behind both [`decide`] and the reservation
+/// guards that the store evaluates atomically ([`super::guards_for`]), so a check and its
+/// reservation never disagree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Requirement {
+    pub increment: Decimal,
+    pub strict: bool,
+}
+
+impl Requirement {
+    /// Whether `used` leaves room for the call under `limit` (checked: an overflow
+    /// leaves no room).
+    pub fn allows(&self, used: Decimal, limit: Decimal) -> bool {
+        match used.checked_add(self.increment) {
+            Some(after) if self.strict => after < limit,
+            Some(after) => after <= limit,
+            None => false,
+        }
+    }
+}
+
+/// What `metric` (limited to `limit`) requires of `call`; `None` when the metric does not
+/// cover the call's provider.
+/// - calls: one more call; tokens: the estimated tokens; cost: the estimated cost;
+/// - cost without an estimate: strictly below the cap;
+/// - a limit of `0` or below: never (strict, so not even a call estimated at nothing).
+pub fn requirement(metric: &Metric, limit: Decimal, call: &CallEstimate) -> Option<Requirement> {
+    let increment = match metric {
+        Metric::Calls(Some(p)) | Metric::Tokens(Some(p)) if p != &call.provider => return None,
+        Metric::Calls(_) => Decimal::ONE,
+        Metric::Tokens(_) => Decimal::from(call.estimated_tokens),
+        Metric::CostUsd => call.estimated_cost.unwrap_or(Decimal::ZERO),
+    };
+    let strict =
+        limit <= Decimal::ZERO || (*metric == Metric::CostUsd && call.estimated_cost.is_none());
+    Some(Requirement { increment, strict })
+}
+
 /// Decides whether `request` may proceed under `limits`, given the period's `usage`.
 pub fn decide(
     limits: &Limits,
@@ -140,30 +179,19 @@ pub fn decide(
         let Some(&limit) = limits.0.get(&metric) else {
             continue;
         };
-        let requested = match metric {
-            Metric::Calls(_) => Decimal::ONE,
-            Metric::Tokens(_) => Decimal::from(request.estimated_tokens),
-            Metric::CostUsd => request.estimated_cost.unwrap_or(Decimal::ZERO),
+        let Some(req) = requirement(&metric, limit, request) else {
+            continue;
         };
         let used = used(&metric, usage)?;
-        let after = used
-            .checked_add(requested)
-            .ok_or_else(|| DecisionError::Overflow {
-                metric: metric.clone(),
-            })?;
-        let denied = if limit <= Decimal::ZERO {
-            true
-        } else if metric == Metric::CostUsd && request.estimated_cost.is_none() {
-            used >= limit
-        } else {
-            after > limit
-        };
-        if denied {
+        if used.checked_add(req.increment).is_none() {
+            return Err(DecisionError::Overflow { metric });
+        }
+        if !req.allows(used, limit) {
             return Ok(Decision::Denied(Violation {
                 metric,
                 used,
                 limit,
-                requested,
+                requested: req.increment,
             }));
         }
     }

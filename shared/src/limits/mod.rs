@@ -28,15 +28,15 @@ pub mod thresholds;
 
 pub use amounts::{Amount, MetricAmounts, Percentages};
 pub use decision::{
-    cheapest_plan_allowing, decide, percentage, percentages, remaining, usage_status, used,
-    CallEstimate, Decision, DecisionError, UsageStatus, Violation,
+    cheapest_plan_allowing, decide, percentage, percentages, remaining, requirement, usage_status,
+    used, CallEstimate, Decision, DecisionError, Requirement, UsageStatus, Violation,
 };
 pub use guards::{guards_for, Guard};
-pub use plans::{default_plans, default_thresholds, parse_plans, PlanError};
+pub use plans::{default_plans, default_thresholds, parse_plans, PlanError, MAX_AMOUNT};
 pub use recommend::{
     projected_cost, recommendations, recommended_plan, recorded_amount, Recommendation,
 };
-pub use thresholds::{crossed_thresholds, threshold_level};
+pub use thresholds::{crossed_thresholds, reached, threshold_level};
 
 /// What a limit counts.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

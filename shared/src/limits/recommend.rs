@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::Serialize;
 
-use super::{percentage, Metric, Plan};
+use super::{percentage, reached, Metric, Plan};
 use crate::domain::PlanName;
 use crate::periods::Period;
 use crate::usage::PeriodUsage;
@@ -59,7 +59,7 @@ pub fn pressures(plan: &Plan, usage: &PeriodUsage, projected: Option<Decimal>) -
         let near = if limit <= Decimal::ZERO {
             used > Decimal::ZERO
         } else {
-            used * Decimal::ONE_HUNDRED >= limit * Decimal::from(80)
+            reached(used, limit, 80)
         };
         if near {
             out.push(Pressure::Metric {

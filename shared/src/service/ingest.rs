@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 
 use super::{period_at, Caller, Error, EventErrors, FieldError, Meter, Result};
 use crate::domain::{EventId, Metadata, ModelId, ProviderId, UsageEvent, UserId};
@@ -20,7 +21,8 @@ pub struct NewEvent {
     pub user: UserId,
     pub provider: Option<ProviderId>,
     pub model: Option<ModelId>,
-    pub timestamp: DateTime<Utc>,
+    /// When the call happened; `None`: now (the time it is recorded).
+    pub timestamp: Option<DateTime<Utc>>,
     pub counts: UsageCounts,
     /// Token counts were estimated from characters.
     pub estimated: bool,
@@ -29,8 +31,6 @@ pub struct NewEvent {
     pub latency_ms: Option<u64>,
     pub reservation_id: Option<String>,
     pub metadata: Option<Metadata>,
-    /// Tells a retry of this event from another event under the same id.
-    pub fingerprint: String,
 }
 
 /// What became of each event of a batch, in request order.
@@ -110,10 +110,11 @@ impl Meter {
             let sub = self.store.get_subscription(tenant, user).await?;
             for &i in indices {
                 let input = &inputs[i];
+                let at = input.timestamp.unwrap_or(now);
                 match catalog.price(
                     input.provider.as_ref(),
                     input.model.as_ref(),
-                    input.timestamp,
+                    at,
                     &input.counts,
                 ) {
                     Ok(outcome) => {
@@ -121,7 +122,7 @@ impl Meter {
                             tenant,
                             input,
                             &outcome,
-                            period_at(sub.as_ref(), input.timestamp)?,
+                            period_at(sub.as_ref(), at)?,
                             now,
                         ))
                     }
@@ -133,6 +134,7 @@ impl Meter {
                 }
             }
         }
+        invalid.extend(duplicates_in_batch(&events));
         if !invalid.is_empty() {
             invalid.sort_by_key(|e| e.index);
             return Err(Error::InvalidEvents {
@@ -195,6 +197,67 @@ impl Meter {
     }
 }
 
+/// The same event id twice in one batch with different content is a client bug.
+fn duplicates_in_batch(events: &[Option<UsageEvent>]) -> Vec<EventErrors> {
+    let mut seen = std::collections::HashMap::new();
+    let mut out = Vec::new();
+    for (index, e) in events.iter().enumerate() {
+        let Some(e) = e else { continue };
+        if let Some(prev) = seen.insert(&e.event_id, &e.fingerprint) {
+            if prev != &e.fingerprint {
+                out.push(EventErrors {
+                    index,
+                    event_id: Some(e.event_id.to_string()),
+                    errors: vec![FieldError::new(
+                        "event_id",
+                        "duplicate_in_batch",
+                        "appears twice in this batch with different content",
+                    )],
+                });
+            }
+        }
+    }
+    out
+}
+
+/// What tells a retry of an event from another event under the same id: SHA-256 over the
+/// event as normalised and stored (the provider resolved, the usage read into counts, the
+/// timestamp as an instant), not over the request's text. Equal meaning is equal
+/// fingerprint: `+00:00` or `Z`, counts or the provider's usage object, keys in any order.
+/// A timestamp the client left out (the server's time) is not part of it.
+fn fingerprint(e: &UsageEvent, timestamp_given: bool) -> String {
+    #[derive(Serialize)]
+    struct Meaning<'a> {
+        user: &'a UserId,
+        provider: &'a ProviderId,
+        model: Option<&'a ModelId>,
+        timestamp: Option<DateTime<Utc>>,
+        counts: &'a UsageCounts,
+        estimated: bool,
+        endpoint: Option<&'a str>,
+        status_code: Option<u16>,
+        latency_ms: Option<u64>,
+        reservation_id: Option<&'a str>,
+        metadata: Option<&'a Metadata>,
+    }
+    let meaning = Meaning {
+        user: &e.user,
+        provider: &e.provider,
+        model: e.model.as_ref(),
+        timestamp: timestamp_given.then_some(e.timestamp),
+        counts: &e.counts,
+        estimated: e.estimated,
+        endpoint: e.endpoint.as_deref(),
+        status_code: e.status_code,
+        latency_ms: e.latency_ms,
+        reservation_id: e.reservation_id.as_deref(),
+        metadata: e.metadata.as_ref(),
+    };
+    // Serialising plain data cannot fail; maps (metadata) serialise with sorted keys.
+    let canonical = serde_json::to_vec(&meaning).unwrap_or_default();
+    hex::encode(Sha256::digest(&canonical))
+}
+
 fn to_event(
     tenant: &crate::domain::TenantId,
     input: &NewEvent,
@@ -210,14 +273,14 @@ fn to_event(
         } => (Some(*cost_usd), Some(version_id.clone())),
         PriceOutcome::Unpriced { .. } => (None, None),
     };
-    UsageEvent {
+    let mut event = UsageEvent {
         tenant: tenant.clone(),
         user: input.user.clone(),
         event_id: input.event_id.clone(),
-        fingerprint: input.fingerprint.clone(),
+        fingerprint: String::new(),
         provider: outcome.provider().clone(),
         model: input.model.clone(),
-        timestamp: input.timestamp,
+        timestamp: input.timestamp.unwrap_or(now),
         period_start: period.start,
         counts: input.counts,
         cost_usd,
@@ -229,7 +292,9 @@ fn to_event(
         reservation_id: input.reservation_id.clone(),
         metadata: input.metadata.clone(),
         recorded_at: now,
-    }
+    };
+    event.fingerprint = fingerprint(&event, input.timestamp.is_some());
+    event
 }
 
 fn stored(e: &UsageEvent, status: EventStatus) -> EventResult {

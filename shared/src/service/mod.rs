@@ -42,6 +42,15 @@ pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 /// through this process is seen at once; other processes see it within this time.
 pub const CACHE_TTL: StdDuration = StdDuration::from_secs(30);
 
+/// How long an unknown key is remembered as unknown: a burst of requests with the same
+/// well-formed fake key costs one store read, and a key created meanwhile works after at
+/// most this long.
+pub const FAILED_KEY_TTL: StdDuration = StdDuration::from_secs(5);
+
+/// Most entries of one cache; past it, expired entries are dropped, and if that is not
+/// enough, all of them (a flood of distinct keys cannot grow memory).
+const CACHE_ENTRIES: usize = 10_000;
+
 /// Who is calling: the tenant and role of a valid API key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
@@ -66,14 +75,16 @@ struct Cached<T> {
     value: Arc<T>,
 }
 
-/// A small time-bounded cache.
+/// A small time-bounded, size-bounded cache.
 struct TtlCache<K, V> {
+    ttl: StdDuration,
     entries: Mutex<HashMap<K, Cached<V>>>,
 }
 
 impl<K: std::hash::Hash + Eq + Clone, V> TtlCache<K, V> {
-    fn new() -> Self {
+    fn new(ttl: StdDuration) -> Self {
         Self {
+            ttl,
             entries: Mutex::new(HashMap::new()),
         }
     }
@@ -82,15 +93,18 @@ impl<K: std::hash::Hash + Eq + Clone, V> TtlCache<K, V> {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         entries
             .get(key)
-            .filter(|c| c.at.elapsed() < CACHE_TTL)
+            .filter(|c| c.at.elapsed() < self.ttl)
             .map(|c| c.value.clone())
     }
 
     fn put(&self, key: K, value: V) -> Arc<V> {
         let value = Arc::new(value);
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        if entries.len() > 10_000 {
-            entries.retain(|_, c| c.at.elapsed() < CACHE_TTL);
+        if entries.len() >= CACHE_ENTRIES {
+            entries.retain(|_, c| c.at.elapsed() < self.ttl);
+            if entries.len() >= CACHE_ENTRIES {
+                entries.clear();
+            }
         }
         entries.insert(
             key,
@@ -107,6 +121,13 @@ impl<K: std::hash::Hash + Eq + Clone, V> TtlCache<K, V> {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(key);
+    }
+
+    fn clear(&self) {
+        self.entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 }
 
@@ -143,6 +164,8 @@ pub struct Meter {
     pub publisher: Arc<dyn AlertPublisher>,
     clock: Clock,
     keys: TtlCache<String, ApiKeyRecord>,
+    /// Hashes of keys the store did not know, remembered for [`FAILED_KEY_TTL`].
+    failed_keys: TtlCache<String, ()>,
     plans: TtlCache<TenantId, Vec<Plan>>,
     catalogs: TtlCache<Option<TenantId>, Catalog>,
     gates: UserGates,
@@ -162,9 +185,10 @@ impl Meter {
             store,
             publisher,
             clock,
-            keys: TtlCache::new(),
-            plans: TtlCache::new(),
-            catalogs: TtlCache::new(),
+            keys: TtlCache::new(CACHE_TTL),
+            failed_keys: TtlCache::new(FAILED_KEY_TTL),
+            plans: TtlCache::new(CACHE_TTL),
+            catalogs: TtlCache::new(CACHE_TTL),
             gates: UserGates::new(256),
         }
     }
@@ -190,9 +214,13 @@ impl Meter {
         let hash = crate::auth::hash_key(secret);
         let record = match self.keys.get(&hash) {
             Some(r) => r,
+            None if self.failed_keys.get(&hash).is_some() => return Err(Error::Unauthorized),
             None => match self.store.get_api_key(&hash).await? {
                 Some(r) => self.keys.put(hash, r),
-                None => return Err(Error::Unauthorized),
+                None => {
+                    self.failed_keys.put(hash, ());
+                    return Err(Error::Unauthorized);
+                }
             },
         };
         Ok(Caller {
@@ -200,6 +228,11 @@ impl Meter {
             role: record.role,
             key_prefix: record.prefix.clone(),
         })
+    }
+
+    /// Forgets every key remembered as unknown (after creating keys in this process).
+    pub fn forget_failed_keys(&self) {
+        self.failed_keys.clear();
     }
 
     /// The tenant's plans (cached).
