@@ -34,23 +34,27 @@ use crate::store::{
 };
 use crate::usage::{PeriodUsage, Tally};
 
-mod convert;
+mod codec;
 mod counters;
 mod errors;
-pub mod keys;
-mod metrics;
+mod expressions;
+mod items;
+pub mod layout;
 mod privacy;
-mod records;
+mod request_counter;
 mod schema;
 
-use convert::{
+use codec::{
     av_to_json, count_of, decimal_attr, decimal_of, from_item, get_s, json_to_av, n, s, time_of,
-    to_item, Item, Update,
+    to_item, Item,
 };
 use counters::{adjustments, period_usage, Increments};
 use errors::{build_err, sdk_err};
-use keys::{AdjustmentPart, Field};
-pub use metrics::{counting_client, RequestCounter};
+use expressions::{Expr, Update};
+/// The former name of [`layout`], kept for callers outside the store.
+pub use layout as keys;
+use layout::{AdjustmentPart, Field};
+pub use request_counter::{counting_client, RequestCounter};
 pub use schema::create_table;
 
 /// How often a write that lost a race (TransactionConflict, throttling inside a
@@ -104,7 +108,10 @@ impl DynamoStore {
 // ---------------------------------------------------------------------------------------
 
 fn key(pk: impl Into<String>, sk: impl Into<String>) -> Item {
-    HashMap::from([(keys::PK.to_owned(), s(pk)), (keys::SK.to_owned(), s(sk))])
+    HashMap::from([
+        (layout::PK.to_owned(), s(pk)),
+        (layout::SK.to_owned(), s(sk)),
+    ])
 }
 
 /// Why a transaction did not commit.
@@ -178,8 +185,8 @@ impl DynamoStore {
     ) -> StoreResult<Item> {
         Ok(self
             .get_item(
-                keys::user_pk(tenant, user.as_str()),
-                keys::STATE_SK,
+                layout::user_pk(tenant, user.as_str()),
+                layout::STATE_SK,
                 projection,
             )
             .await?
@@ -194,7 +201,7 @@ impl DynamoStore {
             .table_name(&self.table)
             .set_item(Some(item))
             .condition_expression("attribute_not_exists(#pk)")
-            .expression_attribute_names("#pk", keys::PK)
+            .expression_attribute_names("#pk", layout::PK)
             .send()
             .await;
         match res {
@@ -240,7 +247,7 @@ impl DynamoStore {
         if only_new {
             put = put
                 .condition_expression("attribute_not_exists(#pk)")
-                .expression_attribute_names("#pk", keys::PK)
+                .expression_attribute_names("#pk", layout::PK)
                 .return_values_on_condition_check_failure(
                     ReturnValuesOnConditionCheckFailure::AllOld,
                 );
@@ -390,7 +397,7 @@ impl DynamoStore {
             || {
                 let q = self
                     .query()
-                    .expression_attribute_names("#pk", keys::PK)
+                    .expression_attribute_names("#pk", layout::PK)
                     .expression_attribute_values(":pk", s(pk.clone()))
                     .consistent_read(true)
                     .scan_index_forward(forward);
@@ -398,7 +405,7 @@ impl DynamoStore {
                     q.key_condition_expression("#pk = :pk")
                 } else {
                     q.key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
-                        .expression_attribute_names("#sk", keys::SK)
+                        .expression_attribute_names("#sk", layout::SK)
                         .expression_attribute_values(":prefix", s(prefix))
                 }
             },
@@ -440,7 +447,7 @@ impl DynamoStore {
 // ---------------------------------------------------------------------------------------
 
 fn subscription_of(item: &Item) -> StoreResult<Option<Subscription>> {
-    match item.get(keys::SUB) {
+    match item.get(layout::SUB) {
         None | Some(AttributeValue::Null(_)) => Ok(None),
         Some(av) => serde_json::from_value(av_to_json(av)?)
             .map(Some)
@@ -493,9 +500,9 @@ struct BillingVersion {
 impl BillingVersion {
     fn of(item: &Item, period: DateTime<Utc>) -> StoreResult<Self> {
         Ok(Self {
-            billed_to: get_s(item, keys::BILLED_TO).map(str::to_owned),
-            writes: decimal_attr(item, &keys::writes(period))?,
-            adjv: decimal_attr(item, keys::ADJ_VERSION)?,
+            billed_to: get_s(item, layout::BILLED_TO).map(str::to_owned),
+            writes: decimal_attr(item, &layout::writes(period))?,
+            adjv: decimal_attr(item, layout::ADJ_VERSION)?,
         })
     }
 
@@ -519,8 +526,8 @@ impl BillingVersion {
     }
 
     /// The condition that the state item still has this version, for period `period`.
-    fn condition(&self, x: &mut convert::Expr, period: DateTime<Utc>) -> String {
-        let b = x.name(keys::BILLED_TO);
+    fn condition(&self, x: &mut Expr, period: DateTime<Utc>) -> String {
+        let b = x.name(layout::BILLED_TO);
         let billed = match &self.billed_to {
             Some(v) => format!("{b} = {}", x.value(s(v.clone()))),
             None => format!("attribute_not_exists({b})"),
@@ -534,8 +541,8 @@ impl BillingVersion {
                 format!("{a} = {val}")
             }
         };
-        let writes = counter(&keys::writes(period), self.writes);
-        let adjv = counter(keys::ADJ_VERSION, self.adjv);
+        let writes = counter(&layout::writes(period), self.writes);
+        let adjv = counter(layout::ADJ_VERSION, self.adjv);
         format!("{billed} AND {writes} AND {adjv}")
     }
 }
@@ -547,9 +554,9 @@ impl BillingVersion {
 /// The one state attribute a guard on `metric` compares.
 fn guard_attr(period: DateTime<Utc>, metric: &Metric) -> String {
     match metric {
-        Metric::Calls(p) => keys::counter(period, Field::CallsUsed, p.as_ref()),
-        Metric::Tokens(p) => keys::counter(period, Field::TokensUsed, p.as_ref()),
-        Metric::CostUsd => keys::counter(period, Field::CostUsed, None),
+        Metric::Calls(p) => layout::counter(period, Field::CallsUsed, p.as_ref()),
+        Metric::Tokens(p) => layout::counter(period, Field::TokensUsed, p.as_ref()),
+        Metric::CostUsd => layout::counter(period, Field::CostUsed, None),
     }
 }
 
@@ -594,7 +601,7 @@ enum Billed {
 }
 
 fn day_of(item: &Item) -> StoreResult<DailyUsage> {
-    let sk = get_s(item, keys::SK).unwrap_or_default();
+    let sk = get_s(item, layout::SK).unwrap_or_default();
     let day = sk
         .strip_prefix("D#")
         .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
@@ -641,22 +648,22 @@ impl DynamoStore {
         if ids.is_empty() && !billed {
             return Ok((HashMap::new(), None));
         }
-        let mut attrs: Vec<String> = ids.iter().map(|id| keys::reservation_attr(id)).collect();
+        let mut attrs: Vec<String> = ids.iter().map(|id| layout::reservation_attr(id)).collect();
         if billed {
-            attrs.push(keys::BILLED_TO.to_owned());
+            attrs.push(layout::BILLED_TO.to_owned());
         }
         let refs: Vec<&str> = attrs.iter().map(String::as_str).collect();
         let item = self.get_state(tenant, user, &refs).await?;
         let mut open = HashMap::new();
         for id in ids {
-            if let Some(av) = item.get(&keys::reservation_attr(id)) {
+            if let Some(av) = item.get(&layout::reservation_attr(id)) {
                 open.insert(
                     (*id).to_owned(),
-                    records::reservation_of_map(tenant, user, id, av)?,
+                    items::reservation_of_map(tenant, user, id, av)?,
                 );
             }
         }
-        Ok((open, get_s(&item, keys::BILLED_TO).map(str::to_owned)))
+        Ok((open, get_s(&item, layout::BILLED_TO).map(str::to_owned)))
     }
 
     /// Records `idxs` (first occurrences of distinct ids of one user, ≤ one transaction).
@@ -670,7 +677,7 @@ impl DynamoStore {
             return Ok(());
         };
         let (tenant, user) = (&events[first].tenant, &events[first].user);
-        let state_pk = keys::user_pk(tenant, user.as_str());
+        let state_pk = layout::user_pk(tenant, user.as_str());
         let mut todo = idxs.to_vec();
         let mut billed = Billed::Assumed;
         // The state update's condition failed: re-read `billed_to` with the reservations.
@@ -699,23 +706,26 @@ impl DynamoStore {
             let mut late = false;
             for &i in &todo {
                 let e = &events[i];
-                tx.push(self.tx_put(records::event_item(e)?, true)?);
+                tx.push(self.tx_put(items::event_item(e)?, true)?);
                 kinds.push(TxItem::Event(i));
                 inc.record(e)?;
                 if let Billed::Known(Some(b)) = &billed {
-                    if keys::billed_to(e.period_start) < *b {
+                    if layout::billed_to(e.period_start) < *b {
                         inc.adjust(e.period_start, e.cost_usd.unwrap_or_default())?;
                         late = true;
                     }
                 }
                 let day = days.entry(e.timestamp.date_naive()).or_default();
                 let t = e.tally();
-                day.add(keys::day_attr("calls", &e.provider), Decimal::from(t.calls))?;
                 day.add(
-                    keys::day_attr("tokens", &e.provider),
+                    layout::day_attr("calls", &e.provider),
+                    Decimal::from(t.calls),
+                )?;
+                day.add(
+                    layout::day_attr("tokens", &e.provider),
                     Decimal::from(t.tokens),
                 )?;
-                day.add(keys::day_attr("cost", &e.provider), t.cost_usd)?;
+                day.add(layout::day_attr("cost", &e.provider), t.cost_usd)?;
                 if let Some(r) = e.reservation_id.as_ref().and_then(|id| open.remove(id)) {
                     inc.unhold(r.period_start, &r.provider, &r.held)?;
                     settled.push(r);
@@ -726,29 +736,29 @@ impl DynamoStore {
                 state.add(attr, n(by));
             }
             for r in &settled {
-                let attr = keys::reservation_attr(&r.id);
+                let attr = layout::reservation_attr(&r.id);
                 state.remove(&attr);
                 state.condition(|x| format!("attribute_exists({})", x.name(&attr)));
             }
             if !settled.is_empty() {
                 state.add(
-                    keys::OPEN_HOLDS,
+                    layout::OPEN_HOLDS,
                     n(-i64::try_from(settled.len()).unwrap_or(i64::MAX)),
                 );
             }
             if late {
-                state.add(keys::ADJ_VERSION, n(1));
+                state.add(layout::ADJ_VERSION, n(1));
             }
             // Listed for the aggregation from its first usage on (no GSI write once set).
             state
-                .set(keys::SUBS_PK, s(keys::SUBS_PARTITION))
-                .set(keys::SUBS_SK, s(state_pk.clone()));
+                .set(layout::SUBS_PK, s(layout::SUBS_PARTITION))
+                .set(layout::SUBS_SK, s(state_pk.clone()));
             let earliest = todo.iter().map(|&i| events[i].period_start).min();
             state.condition(|x| {
-                let b = x.name(keys::BILLED_TO);
+                let b = x.name(layout::BILLED_TO);
                 match (&billed, earliest) {
                     (Billed::Assumed, Some(p)) => {
-                        let v = x.value(s(keys::billed_to(p)));
+                        let v = x.value(s(layout::billed_to(p)));
                         format!("attribute_not_exists({b}) OR {b} <= {v}")
                     }
                     (Billed::Known(Some(known)), _) => {
@@ -759,21 +769,18 @@ impl DynamoStore {
                     }
                 }
             });
-            tx.push(self.tx_update(state_pk.clone(), keys::STATE_SK, &state)?);
+            tx.push(self.tx_update(state_pk.clone(), layout::STATE_SK, &state)?);
             kinds.push(TxItem::State);
             for (day, add) in &days {
                 let mut u = Update::new();
                 for (attr, by) in add.nonzero() {
                     u.add(attr, n(by));
                 }
-                tx.push(self.tx_update(state_pk.clone(), &keys::day_sk(*day), &u)?);
+                tx.push(self.tx_update(state_pk.clone(), &layout::day_sk(*day), &u)?);
                 kinds.push(TxItem::Other);
             }
             for r in &settled {
-                tx.push(self.tx_put(
-                    records::tombstone_item(r, ReservationStatus::Settled)?,
-                    false,
-                )?);
+                tx.push(self.tx_put(items::tombstone_item(r, ReservationStatus::Settled)?, false)?);
                 kinds.push(TxItem::Other);
             }
 
@@ -894,23 +901,23 @@ impl DynamoStore {
         r: &Reservation,
         status: ReservationStatus,
     ) -> StoreResult<bool> {
-        let attr = keys::reservation_attr(&r.id);
+        let attr = layout::reservation_attr(&r.id);
         let mut inc = Increments::default();
         inc.unhold(r.period_start, &r.provider, &r.held)?;
         let mut u = Update::new();
         for (a, by) in inc.nonzero() {
             u.add(a, n(by));
         }
-        u.add(keys::OPEN_HOLDS, n(-1)).remove(&attr);
+        u.add(layout::OPEN_HOLDS, n(-1)).remove(&attr);
         u.condition(|x| format!("attribute_exists({})", x.name(&attr)));
         self.conditional_transact("closing a reservation", first_condition_failed, || {
             Ok(vec![
                 self.tx_update(
-                    keys::user_pk(&r.tenant, r.user.as_str()),
-                    keys::STATE_SK,
+                    layout::user_pk(&r.tenant, r.user.as_str()),
+                    layout::STATE_SK,
                     &u,
                 )?,
-                self.tx_put(records::tombstone_item(r, status)?, false)?,
+                self.tx_put(items::tombstone_item(r, status)?, false)?,
             ])
         })
         .await
@@ -924,8 +931,8 @@ impl DynamoStore {
     ) -> StoreResult<Option<Reservation>> {
         let item = self
             .get_item(
-                keys::user_pk(tenant, user.as_str()),
-                &keys::tombstone_sk(id),
+                layout::user_pk(tenant, user.as_str()),
+                &layout::tombstone_sk(id),
                 &[],
             )
             .await?;
@@ -945,7 +952,7 @@ impl UsageStore for DynamoStore {
         let subscription = subscription_of(&item)?;
         let period = pick(subscription.as_ref());
         let usage = period_usage(&item, period)?;
-        let fired_alerts = match item.get(&keys::fired(period)) {
+        let fired_alerts = match item.get(&layout::fired(period)) {
             Some(AttributeValue::Ss(keys)) => keys.iter().cloned().collect(),
             _ => BTreeSet::new(),
         };
@@ -977,17 +984,17 @@ impl UsageStore for DynamoStore {
         if from > to {
             return Ok(Vec::new());
         }
-        let pk = keys::user_pk(tenant, user.as_str());
+        let pk = layout::user_pk(tenant, user.as_str());
         let items = self
             .query_all(
                 || {
                     self.query()
                         .key_condition_expression("#pk = :pk AND #sk BETWEEN :from AND :to")
-                        .expression_attribute_names("#pk", keys::PK)
-                        .expression_attribute_names("#sk", keys::SK)
+                        .expression_attribute_names("#pk", layout::PK)
+                        .expression_attribute_names("#sk", layout::SK)
                         .expression_attribute_values(":pk", s(pk.clone()))
-                        .expression_attribute_values(":from", s(keys::day_sk(from)))
-                        .expression_attribute_values(":to", s(keys::day_sk(to)))
+                        .expression_attribute_values(":from", s(layout::day_sk(from)))
+                        .expression_attribute_values(":to", s(layout::day_sk(to)))
                         .consistent_read(true)
                 },
                 None,
@@ -1031,14 +1038,14 @@ impl UsageStore for DynamoStore {
         event_id: &EventId,
     ) -> StoreResult<Option<UsageEvent>> {
         let item = self
-            .get_item(keys::event_pk(tenant, event_id), keys::EVENT_SK, &[])
+            .get_item(layout::event_pk(tenant, event_id), layout::EVENT_SK, &[])
             .await?;
-        item.as_ref().map(records::event_of).transpose()
+        item.as_ref().map(items::event_of).transpose()
     }
 
     async fn reserve(&self, r: &Reservation, guards: &[Guard]) -> StoreResult<ReserveOutcome> {
-        let pk = keys::user_pk(&r.tenant, r.user.as_str());
-        let attr = keys::reservation_attr(&r.id);
+        let pk = layout::user_pk(&r.tenant, r.user.as_str());
+        let attr = layout::reservation_attr(&r.id);
         let mut u = Update::new();
         for g in guards {
             let Some(bound) = guard_bound(g) else {
@@ -1059,13 +1066,13 @@ impl UsageStore for DynamoStore {
         for (a, by) in inc.nonzero() {
             u.add(a, n(by));
         }
-        u.add(keys::OPEN_HOLDS, n(1))
-            .set(&attr, records::reservation_map(r))
-            .set(keys::HOLDS_PK, s(keys::holds_shard(&pk)))
-            .set(keys::HOLDS_SK, s(pk.clone()));
+        u.add(layout::OPEN_HOLDS, n(1))
+            .set(&attr, items::reservation_map(r))
+            .set(layout::HOLDS_PK, s(layout::holds_shard(&pk)))
+            .set(layout::HOLDS_SK, s(pk.clone()));
 
         for _ in 0..MAX_ATTEMPTS {
-            let old = match self.update(pk.clone(), keys::STATE_SK, &u, true).await? {
+            let old = match self.update(pk.clone(), layout::STATE_SK, &u, true).await? {
                 Ok(()) => return Ok(ReserveOutcome::Reserved),
                 Err(Some(old)) => old,
                 // The emulator or an old API version returned no item: read it.
@@ -1138,16 +1145,16 @@ impl UsageStore for DynamoStore {
     ) -> StoreResult<Page<UsageEvent>> {
         let (items, next) = self
             .index_page(
-                keys::OUTBOX_INDEX,
-                keys::OUTBOX_PK,
-                keys::UNPRICED_PARTITION,
+                layout::OUTBOX_INDEX,
+                layout::OUTBOX_PK,
+                layout::UNPRICED_PARTITION,
                 cursor.as_deref(),
                 limit,
             )
             .await?;
         let items = items
             .iter()
-            .map(records::event_of)
+            .map(items::event_of)
             .collect::<StoreResult<Vec<_>>>()?;
         Ok(Page { items, next })
     }
@@ -1159,11 +1166,14 @@ impl UsageStore for DynamoStore {
         cost: Decimal,
         price_version: &str,
     ) -> StoreResult<bool> {
-        let event_pk = keys::event_pk(tenant, event_id);
-        let Some(item) = self.get_item(event_pk.clone(), keys::EVENT_SK, &[]).await? else {
+        let event_pk = layout::event_pk(tenant, event_id);
+        let Some(item) = self
+            .get_item(event_pk.clone(), layout::EVENT_SK, &[])
+            .await?
+        else {
             return Ok(false);
         };
-        let e = records::event_of(&item)?;
+        let e = items::event_of(&item)?;
         if e.cost_usd.is_some() {
             return Ok(false);
         }
@@ -1171,26 +1181,28 @@ impl UsageStore for DynamoStore {
         event
             .set("cost_usd", s(cost.to_string()))
             .set("price_version", s(price_version))
-            .remove(keys::OUTBOX_PK)
-            .remove(keys::OUTBOX_SK);
+            .remove(layout::OUTBOX_PK)
+            .remove(layout::OUTBOX_SK);
         event.condition(|x| {
-            let (pk, c) = (x.name(keys::PK), x.name("cost_usd"));
+            let (pk, c) = (x.name(layout::PK), x.name("cost_usd"));
             let null = x.value(s("NULL"));
             format!(
                 "attribute_exists({pk}) AND (attribute_not_exists({c}) OR attribute_type({c}, {null}))"
             )
         });
         let mut day = Update::new();
-        day.add(&keys::day_attr("cost", &e.provider), n(cost));
-        let state_pk = keys::user_pk(tenant, e.user.as_str());
+        day.add(&layout::day_attr("cost", &e.provider), n(cost));
+        let state_pk = layout::user_pk(tenant, e.user.as_str());
         for _ in 0..MAX_ATTEMPTS {
-            let state = self.get_state(tenant, &e.user, &[keys::BILLED_TO]).await?;
-            let billed = get_s(&state, keys::BILLED_TO).map(str::to_owned);
+            let state = self
+                .get_state(tenant, &e.user, &[layout::BILLED_TO])
+                .await?;
+            let billed = get_s(&state, layout::BILLED_TO).map(str::to_owned);
             let mut inc = Increments::default();
             inc.price(e.period_start, &e.provider, cost)?;
             let late = billed
                 .as_ref()
-                .is_some_and(|b| keys::billed_to(e.period_start) < *b);
+                .is_some_and(|b| layout::billed_to(e.period_start) < *b);
             if late {
                 inc.adjust(e.period_start, cost)?;
             }
@@ -1199,10 +1211,10 @@ impl UsageStore for DynamoStore {
                 u.add(attr, n(by));
             }
             if late {
-                u.add(keys::ADJ_VERSION, n(1));
+                u.add(layout::ADJ_VERSION, n(1));
             }
             u.condition(|x| {
-                let b = x.name(keys::BILLED_TO);
+                let b = x.name(layout::BILLED_TO);
                 match &billed {
                     Some(v) => format!("{b} = {}", x.value(s(v.clone()))),
                     None => format!("attribute_not_exists({b})"),
@@ -1211,13 +1223,13 @@ impl UsageStore for DynamoStore {
             let res = self
                 .transact_until_decided("pricing an event", || {
                     let mut tx = vec![
-                        self.tx_update(event_pk.clone(), keys::EVENT_SK, &event)?,
-                        self.tx_update(state_pk.clone(), keys::STATE_SK, &u)?,
+                        self.tx_update(event_pk.clone(), layout::EVENT_SK, &event)?,
+                        self.tx_update(state_pk.clone(), layout::STATE_SK, &u)?,
                     ];
                     if !cost.is_zero() {
                         tx.push(self.tx_update(
                             state_pk.clone(),
-                            &keys::day_sk(e.timestamp.date_naive()),
+                            &layout::day_sk(e.timestamp.date_naive()),
                             &day,
                         )?);
                     }
@@ -1237,15 +1249,15 @@ impl UsageStore for DynamoStore {
 
     async fn expire_reservations(&self, now: DateTime<Utc>, limit: usize) -> StoreResult<usize> {
         let mut expired = 0;
-        for shard in 0..keys::HOLDS_SHARDS {
+        for shard in 0..layout::HOLDS_SHARDS {
             let partition = format!("HOLDS#{shard}");
             let mut start: Option<Item> = None;
             loop {
                 let page = self
                     .query()
-                    .index_name(keys::HOLDS_INDEX)
+                    .index_name(layout::HOLDS_INDEX)
                     .key_condition_expression("#h = :h")
-                    .expression_attribute_names("#h", keys::HOLDS_PK)
+                    .expression_attribute_names("#h", layout::HOLDS_PK)
                     .expression_attribute_values(":h", s(partition.clone()))
                     .set_exclusive_start_key(start.take())
                     .send()
@@ -1255,25 +1267,25 @@ impl UsageStore for DynamoStore {
                     if expired >= limit {
                         return Ok(expired);
                     }
-                    let Some(pk) = get_s(entry, keys::PK) else {
+                    let Some(pk) = get_s(entry, layout::PK) else {
                         continue;
                     };
-                    let Some(state) = self.get_item(pk.to_owned(), keys::STATE_SK, &[]).await?
+                    let Some(state) = self.get_item(pk.to_owned(), layout::STATE_SK, &[]).await?
                     else {
                         continue;
                     };
-                    let open = records::open_reservations(&state)?;
+                    let open = items::open_reservations(&state)?;
                     if open.is_empty() {
                         // No open holds left: drop the item from the sparse index, unless
                         // a reservation arrived meanwhile.
                         let mut u = Update::new();
-                        u.remove(keys::HOLDS_PK).remove(keys::HOLDS_SK);
+                        u.remove(layout::HOLDS_PK).remove(layout::HOLDS_SK);
                         u.condition(|x| {
-                            let (o, z) = (x.name(keys::OPEN_HOLDS), x.value(n(0)));
+                            let (o, z) = (x.name(layout::OPEN_HOLDS), x.value(n(0)));
                             format!("attribute_not_exists({o}) OR {o} <= {z}")
                         });
                         let _ = self
-                            .update(pk.to_owned(), keys::STATE_SK, &u, false)
+                            .update(pk.to_owned(), layout::STATE_SK, &u, false)
                             .await?;
                         continue;
                     }
@@ -1310,7 +1322,7 @@ impl TenantStore for DynamoStore {
         tenant: &TenantId,
         at: DateTime<Utc>,
     ) -> StoreResult<bool> {
-        let mut item = key(keys::tenant_pk(tenant), keys::TENANT_SK);
+        let mut item = key(layout::tenant_pk(tenant), layout::TENANT_SK);
         item.insert("tenant".into(), s(tenant.as_str()));
         item.insert("created_at".into(), s(at.to_rfc3339()));
         self.put_new(item).await
@@ -1318,13 +1330,13 @@ impl TenantStore for DynamoStore {
 
     async fn put_api_key(&self, k: &ApiKeyRecord) -> StoreResult<()> {
         let mut item = to_item(k)?;
-        item.extend(key(keys::api_key_pk(&k.hash), keys::API_KEY_SK));
+        item.extend(key(layout::api_key_pk(&k.hash), layout::API_KEY_SK));
         self.put(item).await
     }
 
     async fn get_api_key(&self, hash: &str) -> StoreResult<Option<ApiKeyRecord>> {
         let item = self
-            .get_item(keys::api_key_pk(hash), keys::API_KEY_SK, &[])
+            .get_item(layout::api_key_pk(hash), layout::API_KEY_SK, &[])
             .await?;
         item.as_ref().map(from_item).transpose()
     }
@@ -1334,7 +1346,7 @@ impl TenantStore for DynamoStore {
             .client
             .delete_item()
             .table_name(&self.table)
-            .set_key(Some(key(keys::api_key_pk(hash), keys::API_KEY_SK)))
+            .set_key(Some(key(layout::api_key_pk(hash), layout::API_KEY_SK)))
             .return_values(ReturnValue::AllOld)
             .send()
             .await
@@ -1351,22 +1363,26 @@ impl CatalogStore for DynamoStore {
     async fn put_plan(&self, tenant: &TenantId, plan: &Plan) -> StoreResult<()> {
         let mut item = to_item(plan)?;
         item.extend(key(
-            keys::tenant_pk(tenant),
-            keys::plan_sk(plan.name.as_str()),
+            layout::tenant_pk(tenant),
+            layout::plan_sk(plan.name.as_str()),
         ));
         self.put(item).await
     }
 
     async fn get_plan(&self, tenant: &TenantId, name: &PlanName) -> StoreResult<Option<Plan>> {
         let item = self
-            .get_item(keys::tenant_pk(tenant), &keys::plan_sk(name.as_str()), &[])
+            .get_item(
+                layout::tenant_pk(tenant),
+                &layout::plan_sk(name.as_str()),
+                &[],
+            )
             .await?;
         item.as_ref().map(from_item).transpose()
     }
 
     async fn list_plans(&self, tenant: &TenantId) -> StoreResult<Vec<Plan>> {
         let items = self
-            .query_prefix(keys::tenant_pk(tenant), keys::PLAN_PREFIX, true)
+            .query_prefix(layout::tenant_pk(tenant), layout::PLAN_PREFIX, true)
             .await?;
         items.iter().map(from_item).collect()
     }
@@ -1377,7 +1393,7 @@ impl CatalogStore for DynamoStore {
         id: &str,
         json: &serde_json::Value,
     ) -> StoreResult<()> {
-        let mut item = key(keys::prices_pk(scope), id);
+        let mut item = key(layout::prices_pk(scope), id);
         item.insert("doc".into(), s(json.to_string()));
         self.put(item).await
     }
@@ -1386,7 +1402,9 @@ impl CatalogStore for DynamoStore {
         &self,
         scope: Option<&TenantId>,
     ) -> StoreResult<Vec<serde_json::Value>> {
-        let items = self.query_prefix(keys::prices_pk(scope), "", true).await?;
+        let items = self
+            .query_prefix(layout::prices_pk(scope), "", true)
+            .await?;
         items
             .iter()
             .map(|item| {
@@ -1405,7 +1423,7 @@ impl SubscriptionStore for DynamoStore {
         tenant: &TenantId,
         user: &UserId,
     ) -> StoreResult<Option<Subscription>> {
-        subscription_of(&self.get_state(tenant, user, &[keys::SUB]).await?)
+        subscription_of(&self.get_state(tenant, user, &[layout::SUB]).await?)
     }
 
     async fn put_subscription(
@@ -1413,21 +1431,21 @@ impl SubscriptionStore for DynamoStore {
         sub: &Subscription,
         expected_version: Option<u64>,
     ) -> StoreResult<()> {
-        let pk = keys::user_pk(&sub.tenant, sub.user.as_str());
+        let pk = layout::user_pk(&sub.tenant, sub.user.as_str());
         let json = serde_json::to_value(sub).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut u = Update::new();
-        u.set(keys::SUB, json_to_av(&json))
-            .set(keys::SUB_VERSION, n(sub.version))
-            .set(keys::SUBS_PK, s(keys::SUBS_PARTITION))
-            .set(keys::SUBS_SK, s(pk.clone()));
+        u.set(layout::SUB, json_to_av(&json))
+            .set(layout::SUB_VERSION, n(sub.version))
+            .set(layout::SUBS_PK, s(layout::SUBS_PARTITION))
+            .set(layout::SUBS_SK, s(pk.clone()));
         u.condition(|x| {
-            let v = x.name(keys::SUB_VERSION);
+            let v = x.name(layout::SUB_VERSION);
             match expected_version {
                 None => format!("attribute_not_exists({v})"),
                 Some(expected) => format!("{v} = {}", x.value(n(expected))),
             }
         });
-        match self.update(pk, keys::STATE_SK, &u, false).await? {
+        match self.update(pk, layout::STATE_SK, &u, false).await? {
             Ok(()) => Ok(()),
             Err(_) => Err(StoreError::VersionConflict),
         }
@@ -1436,17 +1454,17 @@ impl SubscriptionStore for DynamoStore {
     async fn list_users(&self, cursor: Option<String>, limit: usize) -> StoreResult<Page<UserRef>> {
         let (page, next) = self
             .index_page(
-                keys::SUBS_INDEX,
-                keys::SUBS_PK,
-                keys::SUBS_PARTITION,
+                layout::SUBS_INDEX,
+                layout::SUBS_PK,
+                layout::SUBS_PARTITION,
                 cursor.as_deref(),
                 limit,
             )
             .await?;
         let mut items = Vec::new();
         for item in &page {
-            let sk = get_s(item, keys::SUBS_SK).unwrap_or_default();
-            let (tenant, user) = keys::parse_user_pk(sk)
+            let sk = get_s(item, layout::SUBS_SK).unwrap_or_default();
+            let (tenant, user) = layout::parse_user_pk(sk)
                 .ok_or_else(|| StoreError::Corrupt(format!("users index key `{sk}`")))?;
             items.push(UserRef {
                 tenant,
@@ -1465,11 +1483,11 @@ impl SubscriptionStore for DynamoStore {
 #[async_trait]
 impl AlertStore for DynamoStore {
     async fn create_alert_once(&self, alert: &Alert) -> StoreResult<bool> {
-        let fired = keys::fired(alert.period_start);
+        let fired = layout::fired(alert.period_start);
         let mut u = Update::new();
         u.add(&fired, AttributeValue::Ss(vec![alert.key.clone()]));
         if !alert.read {
-            u.add(keys::ALERTS_UNREAD, n(1));
+            u.add(layout::ALERTS_UNREAD, n(1));
         }
         u.condition(|x| {
             let (f, k) = (x.name(&fired), x.value(s(alert.key.clone())));
@@ -1477,10 +1495,10 @@ impl AlertStore for DynamoStore {
         });
         self.conditional_transact("creating an alert", any_condition_failed, || {
             Ok(vec![
-                self.tx_put(records::alert_item(alert)?, true)?,
+                self.tx_put(items::alert_item(alert)?, true)?,
                 self.tx_update(
-                    keys::user_pk(&alert.tenant, alert.user.as_str()),
-                    keys::STATE_SK,
+                    layout::user_pk(&alert.tenant, alert.user.as_str()),
+                    layout::STATE_SK,
                     &u,
                 )?,
             ])
@@ -1495,23 +1513,25 @@ impl AlertStore for DynamoStore {
         unread_only: bool,
         limit: usize,
     ) -> StoreResult<(Vec<Alert>, u64)> {
-        let state = self.get_state(tenant, user, &[keys::ALERTS_UNREAD]).await?;
-        let unread = decimal_attr(&state, keys::ALERTS_UNREAD)?;
-        let unread = count_of(unread.max(Decimal::ZERO), keys::ALERTS_UNREAD)?;
+        let state = self
+            .get_state(tenant, user, &[layout::ALERTS_UNREAD])
+            .await?;
+        let unread = decimal_attr(&state, layout::ALERTS_UNREAD)?;
+        let unread = count_of(unread.max(Decimal::ZERO), layout::ALERTS_UNREAD)?;
         if limit == 0 {
             return Ok((Vec::new(), unread));
         }
-        let pk = keys::user_pk(tenant, user.as_str());
+        let pk = layout::user_pk(tenant, user.as_str());
         let page_size = i32::try_from(limit.min(1000)).unwrap_or(1000);
         let items = self
             .query_all(
                 || {
                     let q = self
                         .query()
-                        .index_name(keys::USER_INDEX)
+                        .index_name(layout::USER_INDEX)
                         .key_condition_expression("#u = :u AND begins_with(#s, :prefix)")
-                        .expression_attribute_names("#u", keys::USER_PK)
-                        .expression_attribute_names("#s", keys::USER_SK)
+                        .expression_attribute_names("#u", layout::USER_PK)
+                        .expression_attribute_names("#s", layout::USER_SK)
                         .expression_attribute_values(":u", s(pk.clone()))
                         .expression_attribute_values(":prefix", s("ALERT#"))
                         .scan_index_forward(false)
@@ -1535,8 +1555,8 @@ impl AlertStore for DynamoStore {
     }
 
     async fn mark_alert_read(&self, tenant: &TenantId, alert_id: &str) -> StoreResult<bool> {
-        let pk = keys::alert_pk(tenant, alert_id);
-        let Some(item) = self.get_item(pk.clone(), keys::ALERT_SK, &[]).await? else {
+        let pk = layout::alert_pk(tenant, alert_id);
+        let Some(item) = self.get_item(pk.clone(), layout::ALERT_SK, &[]).await? else {
             return Ok(false);
         };
         let alert: Alert = from_item(&item)?;
@@ -1553,14 +1573,14 @@ impl AlertStore for DynamoStore {
             )
         });
         let mut count = Update::new();
-        count.add(keys::ALERTS_UNREAD, n(-1));
+        count.add(layout::ALERTS_UNREAD, n(-1));
         // A failed condition means it was marked read meanwhile: still a success.
         self.conditional_transact("marking an alert read", first_condition_failed, || {
             Ok(vec![
-                self.tx_update(pk.clone(), keys::ALERT_SK, &read)?,
+                self.tx_update(pk.clone(), layout::ALERT_SK, &read)?,
                 self.tx_update(
-                    keys::user_pk(tenant, alert.user.as_str()),
-                    keys::STATE_SK,
+                    layout::user_pk(tenant, alert.user.as_str()),
+                    layout::STATE_SK,
                     &count,
                 )?,
             ])
@@ -1578,10 +1598,10 @@ impl AlertStore for DynamoStore {
             .query_all(
                 || {
                     self.query()
-                        .index_name(keys::OUTBOX_INDEX)
+                        .index_name(layout::OUTBOX_INDEX)
                         .key_condition_expression("#o = :o")
-                        .expression_attribute_names("#o", keys::OUTBOX_PK)
-                        .expression_attribute_values(":o", s(keys::OUTBOX_PARTITION))
+                        .expression_attribute_names("#o", layout::OUTBOX_PK)
+                        .expression_attribute_values(":o", s(layout::OUTBOX_PARTITION))
                         .limit(page_size)
                 },
                 Some(limit),
@@ -1593,12 +1613,17 @@ impl AlertStore for DynamoStore {
     async fn mark_alert_published(&self, tenant: &TenantId, alert_id: &str) -> StoreResult<()> {
         let mut u = Update::new();
         u.set("published", AttributeValue::Bool(true))
-            .remove(keys::OUTBOX_PK)
-            .remove(keys::OUTBOX_SK);
-        u.condition(|x| format!("attribute_exists({})", x.name(keys::PK)));
+            .remove(layout::OUTBOX_PK)
+            .remove(layout::OUTBOX_SK);
+        u.condition(|x| format!("attribute_exists({})", x.name(layout::PK)));
         // A missing alert (another tenant's id) changes nothing.
         let _ = self
-            .update(keys::alert_pk(tenant, alert_id), keys::ALERT_SK, &u, false)
+            .update(
+                layout::alert_pk(tenant, alert_id),
+                layout::ALERT_SK,
+                &u,
+                false,
+            )
             .await?;
         Ok(())
     }
@@ -1617,15 +1642,15 @@ impl AlertStore for DynamoStore {
         }
         let mut u = Update::new();
         u.delete(
-            &keys::fired(period_start),
+            &layout::fired(period_start),
             AttributeValue::Ss(unique.into_iter().cloned().collect()),
         );
-        u.condition(|x| format!("attribute_exists({})", x.name(keys::PK)));
+        u.condition(|x| format!("attribute_exists({})", x.name(layout::PK)));
         // No state item: nothing was fired, nothing to forget.
         let _ = self
             .update(
-                keys::user_pk(tenant, user.as_str()),
-                keys::STATE_SK,
+                layout::user_pk(tenant, user.as_str()),
+                layout::STATE_SK,
                 &u,
                 false,
             )
@@ -1639,8 +1664,8 @@ impl InvoiceStore for DynamoStore {
     async fn put_invoice_once(&self, invoice: &Invoice) -> StoreResult<bool> {
         let mut item = to_item(invoice)?;
         item.extend(key(
-            keys::user_pk(&invoice.tenant, &invoice.user),
-            keys::invoice_sk(invoice.period.start),
+            layout::user_pk(&invoice.tenant, &invoice.user),
+            layout::invoice_sk(invoice.period.start),
         ));
         self.put_new(item).await
     }
@@ -1674,20 +1699,20 @@ impl InvoiceStore for DynamoStore {
             return Ok(CloseOutcome::Changed);
         };
         let mut u = Update::new();
-        u.set(keys::BILLED_TO, s(keys::billed_to(invoice.period.end)));
+        u.set(layout::BILLED_TO, s(layout::billed_to(invoice.period.end)));
         // Equal to the stored values (adjv is in the condition): removed, not subtracted.
         for period in state.adjustments.keys() {
-            u.remove(&keys::adjustment(*period, AdjustmentPart::Events))
-                .remove(&keys::adjustment(*period, AdjustmentPart::Cost));
+            u.remove(&layout::adjustment(*period, AdjustmentPart::Events))
+                .remove(&layout::adjustment(*period, AdjustmentPart::Cost));
         }
-        u.add(keys::ADJ_VERSION, n(1));
+        u.add(layout::ADJ_VERSION, n(1));
         u.condition(|x| version.condition(x, state.period_start));
-        let state_pk = keys::user_pk(&state.tenant, state.user.as_str());
+        let state_pk = layout::user_pk(&state.tenant, state.user.as_str());
         let res = self
             .transact_until_decided("closing a period", || {
                 Ok(vec![
-                    self.tx_put(records::invoice_item(invoice)?, true)?,
-                    self.tx_update(state_pk.clone(), keys::STATE_SK, &u)?,
+                    self.tx_put(items::invoice_item(invoice)?, true)?,
+                    self.tx_update(state_pk.clone(), layout::STATE_SK, &u)?,
                 ])
             })
             .await?;
@@ -1706,10 +1731,10 @@ impl InvoiceStore for DynamoStore {
             .query_all(
                 || {
                     self.query()
-                        .index_name(keys::OUTBOX_INDEX)
+                        .index_name(layout::OUTBOX_INDEX)
                         .key_condition_expression("#o = :o")
-                        .expression_attribute_names("#o", keys::OUTBOX_PK)
-                        .expression_attribute_values(":o", s(keys::INVOICES_PARTITION))
+                        .expression_attribute_names("#o", layout::OUTBOX_PK)
+                        .expression_attribute_values(":o", s(layout::INVOICES_PARTITION))
                         .limit(page_size(limit))
                 },
                 Some(limit),
@@ -1721,14 +1746,14 @@ impl InvoiceStore for DynamoStore {
     async fn mark_invoice_published(&self, invoice: &Invoice) -> StoreResult<()> {
         let mut u = Update::new();
         u.set("published", AttributeValue::Bool(true))
-            .remove(keys::OUTBOX_PK)
-            .remove(keys::OUTBOX_SK);
-        u.condition(|x| format!("attribute_exists({})", x.name(keys::PK)));
+            .remove(layout::OUTBOX_PK)
+            .remove(layout::OUTBOX_SK);
+        u.condition(|x| format!("attribute_exists({})", x.name(layout::PK)));
         // A missing invoice changes nothing.
         let _ = self
             .update(
-                keys::user_pk(&invoice.tenant, &invoice.user),
-                &keys::invoice_sk(invoice.period.start),
+                layout::user_pk(&invoice.tenant, &invoice.user),
+                &layout::invoice_sk(invoice.period.start),
                 &u,
                 false,
             )
@@ -1738,26 +1763,26 @@ impl InvoiceStore for DynamoStore {
 
     async fn get_job_cursor(&self, job: &str) -> StoreResult<Option<String>> {
         let item = self
-            .get_item(keys::job_pk(job), keys::JOB_SK, &[keys::JOB_CURSOR])
+            .get_item(layout::job_pk(job), layout::JOB_SK, &[layout::JOB_CURSOR])
             .await?;
         Ok(item
             .as_ref()
-            .and_then(|i| get_s(i, keys::JOB_CURSOR))
+            .and_then(|i| get_s(i, layout::JOB_CURSOR))
             .map(str::to_owned))
     }
 
     async fn put_job_cursor(&self, job: &str, cursor: Option<&str>) -> StoreResult<()> {
         match cursor {
             Some(c) => {
-                let mut item = key(keys::job_pk(job), keys::JOB_SK);
-                item.insert(keys::JOB_CURSOR.into(), s(c));
+                let mut item = key(layout::job_pk(job), layout::JOB_SK);
+                item.insert(layout::JOB_CURSOR.into(), s(c));
                 self.put(item).await
             }
             None => {
                 self.client
                     .delete_item()
                     .table_name(&self.table)
-                    .set_key(Some(key(keys::job_pk(job), keys::JOB_SK)))
+                    .set_key(Some(key(layout::job_pk(job), layout::JOB_SK)))
                     .send()
                     .await
                     .map_err(|e| sdk_err("DeleteItem", e))?;
@@ -1769,8 +1794,8 @@ impl InvoiceStore for DynamoStore {
     async fn list_invoices(&self, tenant: &TenantId, user: &UserId) -> StoreResult<Vec<Invoice>> {
         let items = self
             .query_prefix(
-                keys::user_pk(tenant, user.as_str()),
-                keys::INVOICE_PREFIX,
+                layout::user_pk(tenant, user.as_str()),
+                layout::INVOICE_PREFIX,
                 false,
             )
             .await?;
@@ -1852,7 +1877,7 @@ mod tests {
     #[test]
     fn billing_versions_round_trip_and_foreign_text_is_rejected() {
         let v = BillingVersion {
-            billed_to: Some(keys::billed_to(
+            billed_to: Some(layout::billed_to(
                 chrono::TimeZone::with_ymd_and_hms(&Utc, 2025, 4, 1, 0, 0, 0).unwrap(),
             )),
             writes: dec!(7),
@@ -1880,7 +1905,7 @@ mod tests {
             writes: dec!(3),
             adjv: Decimal::ZERO,
         };
-        let mut x = convert::Expr::default();
+        let mut x = Expr::default();
         assert_eq!(
             v.condition(&mut x, p),
             "attribute_not_exists(#n0) AND #n1 = :v0 AND (attribute_not_exists(#n2) OR #n2 = :v1)"
