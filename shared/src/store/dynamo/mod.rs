@@ -9,23 +9,24 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 
 use crate::domain::{
-    Alert, ApiKeyRecord, EventId, Invoice, PlanName, ProviderId, Reservation, ReservationStatus,
-    Subscription, TenantId, UsageEvent, UserId,
+    EventId, ProviderId, Reservation, ReservationStatus, TenantId, UsageEvent, UserId,
 };
-use crate::limits::{Metric, Plan};
+use crate::limits::Metric;
 use crate::store::{
-    AlertStore, BillingState, CatalogStore, CloseOutcome, DailyUsage, Guard, InvoiceStore, Page,
-    PeriodPicker, RecordOutcome, ReleaseOutcome, ReserveOutcome, StoreError, StoreResult,
-    SubscriptionStore, TenantStore, UsageStore, UserRef, UserUsage,
+    DailyUsage, Guard, Page, PeriodPicker, RecordOutcome, ReleaseOutcome, ReserveOutcome,
+    StoreError, StoreResult, UsageStore, UserUsage,
 };
 use crate::usage::{PeriodUsage, Tally};
 
+mod alerts;
+mod billing;
+mod catalog;
 mod codec;
 mod counters;
 mod errors;
@@ -36,23 +37,22 @@ mod privacy;
 mod request_counter;
 mod requests;
 mod schema;
+mod subscriptions;
+mod tenants;
 
-use codec::{
-    av_to_json, count_of, decimal_attr, decimal_of, from_item, get_s, json_to_av, n, s, time_of,
-    to_item, Item,
-};
-use counters::{adjustments, period_usage, Increments};
+use codec::{count_of, decimal_attr, decimal_of, from_item, get_s, n, s, Item};
+use counters::{period_usage, Increments};
 use errors::sdk_err;
-use expressions::{Expr, Update};
+use expressions::Update;
 /// The former name of [`layout`], kept for callers outside the store.
 pub use layout as keys;
-use layout::{AdjustmentPart, Field};
+use layout::Field;
 pub use request_counter::{counting_client, RequestCounter};
 use requests::{
-    any_condition_failed, backoff, first_condition_failed, gave_up, key, page_size, reason_code,
-    TxError, MAX_ATTEMPTS, MAX_TX_ITEMS,
+    backoff, first_condition_failed, gave_up, reason_code, TxError, MAX_ATTEMPTS, MAX_TX_ITEMS,
 };
 pub use schema::create_table;
+use subscriptions::subscription_of;
 
 /// A client configured from the environment, exactly as in production: region,
 /// credentials and `AWS_ENDPOINT_URL` (a local emulator) come from the usual AWS settings.
@@ -91,78 +91,6 @@ impl DynamoStore {
 
     pub fn table(&self) -> &str {
         &self.table
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// Subscriptions on the state item
-// ---------------------------------------------------------------------------------------
-
-fn subscription_of(item: &Item) -> StoreResult<Option<Subscription>> {
-    match item.get(layout::SUB) {
-        None | Some(AttributeValue::Null(_)) => Ok(None),
-        Some(av) => serde_json::from_value(av_to_json(av)?)
-            .map(Some)
-            .map_err(|e| StoreError::Corrupt(format!("subscription: {e}"))),
-    }
-}
-
-/// What a [`crate::store::BillingState`] version stands for: the state attributes a close
-/// requires unchanged. Text: `<billed_to or ->|<w|P or 0>|<adjv or 0>`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct BillingVersion {
-    billed_to: Option<String>,
-    writes: Decimal,
-    adjv: Decimal,
-}
-
-impl BillingVersion {
-    fn of(item: &Item, period: DateTime<Utc>) -> StoreResult<Self> {
-        Ok(Self {
-            billed_to: get_s(item, layout::BILLED_TO).map(str::to_owned),
-            writes: decimal_attr(item, &layout::writes(period))?,
-            adjv: decimal_attr(item, layout::ADJ_VERSION)?,
-        })
-    }
-
-    fn text(&self) -> String {
-        let b = self.billed_to.as_deref().unwrap_or("-");
-        format!("{b}|{}|{}", self.writes, self.adjv)
-    }
-
-    /// `None` for text no [`BillingVersion::text`] wrote.
-    fn parse(text: &str) -> Option<Self> {
-        let mut parts = text.split('|');
-        let (b, w, a) = (parts.next()?, parts.next()?, parts.next()?);
-        if parts.next().is_some() {
-            return None;
-        }
-        Some(Self {
-            billed_to: (b != "-").then(|| b.to_owned()),
-            writes: w.parse().ok()?,
-            adjv: a.parse().ok()?,
-        })
-    }
-
-    /// The condition that the state item still has this version, for period `period`.
-    fn condition(&self, x: &mut Expr, period: DateTime<Utc>) -> String {
-        let b = x.name(layout::BILLED_TO);
-        let billed = match &self.billed_to {
-            Some(v) => format!("{b} = {}", x.value(s(v.clone()))),
-            None => format!("attribute_not_exists({b})"),
-        };
-        let mut counter = |attr: &str, v: Decimal| {
-            let a = x.name(attr);
-            let val = x.value(n(v));
-            if v.is_zero() {
-                format!("(attribute_not_exists({a}) OR {a} = {val})")
-            } else {
-                format!("{a} = {val}")
-            }
-        };
-        let writes = counter(&layout::writes(period), self.writes);
-        let adjv = counter(layout::ADJ_VERSION, self.adjv);
-        format!("{billed} AND {writes} AND {adjv}")
     }
 }
 
@@ -930,501 +858,11 @@ impl UsageStore for DynamoStore {
     }
 }
 
-// ---------------------------------------------------------------------------------------
-// Tenants, catalog, subscriptions
-// ---------------------------------------------------------------------------------------
-
-#[async_trait]
-impl TenantStore for DynamoStore {
-    async fn create_tenant_if_absent(
-        &self,
-        tenant: &TenantId,
-        at: DateTime<Utc>,
-    ) -> StoreResult<bool> {
-        let mut item = key(layout::tenant_pk(tenant), layout::TENANT_SK);
-        item.insert("tenant".into(), s(tenant.as_str()));
-        item.insert("created_at".into(), s(at.to_rfc3339()));
-        self.put_new(item).await
-    }
-
-    async fn put_api_key(&self, k: &ApiKeyRecord) -> StoreResult<()> {
-        let mut item = to_item(k)?;
-        item.extend(key(layout::api_key_pk(&k.hash), layout::API_KEY_SK));
-        self.put(item).await
-    }
-
-    async fn get_api_key(&self, hash: &str) -> StoreResult<Option<ApiKeyRecord>> {
-        let item = self
-            .get_item(layout::api_key_pk(hash), layout::API_KEY_SK, &[])
-            .await?;
-        item.as_ref().map(from_item).transpose()
-    }
-
-    async fn delete_api_key(&self, hash: &str) -> StoreResult<Option<ApiKeyRecord>> {
-        let old = self
-            .client
-            .delete_item()
-            .table_name(&self.table)
-            .set_key(Some(key(layout::api_key_pk(hash), layout::API_KEY_SK)))
-            .return_values(ReturnValue::AllOld)
-            .send()
-            .await
-            .map_err(|e| sdk_err("DeleteItem", e))?;
-        match old.attributes() {
-            Some(item) if !item.is_empty() => from_item(item).map(Some),
-            _ => Ok(None),
-        }
-    }
-}
-
-#[async_trait]
-impl CatalogStore for DynamoStore {
-    async fn put_plan(&self, tenant: &TenantId, plan: &Plan) -> StoreResult<()> {
-        let mut item = to_item(plan)?;
-        item.extend(key(
-            layout::tenant_pk(tenant),
-            layout::plan_sk(plan.name.as_str()),
-        ));
-        self.put(item).await
-    }
-
-    async fn get_plan(&self, tenant: &TenantId, name: &PlanName) -> StoreResult<Option<Plan>> {
-        let item = self
-            .get_item(
-                layout::tenant_pk(tenant),
-                &layout::plan_sk(name.as_str()),
-                &[],
-            )
-            .await?;
-        item.as_ref().map(from_item).transpose()
-    }
-
-    async fn list_plans(&self, tenant: &TenantId) -> StoreResult<Vec<Plan>> {
-        let items = self
-            .query_prefix(layout::tenant_pk(tenant), layout::PLAN_PREFIX, true)
-            .await?;
-        items.iter().map(from_item).collect()
-    }
-
-    async fn put_price_version(
-        &self,
-        scope: Option<&TenantId>,
-        id: &str,
-        json: &serde_json::Value,
-    ) -> StoreResult<()> {
-        let mut item = key(layout::prices_pk(scope), id);
-        item.insert("doc".into(), s(json.to_string()));
-        self.put(item).await
-    }
-
-    async fn list_price_versions(
-        &self,
-        scope: Option<&TenantId>,
-    ) -> StoreResult<Vec<serde_json::Value>> {
-        let items = self
-            .query_prefix(layout::prices_pk(scope), "", true)
-            .await?;
-        items
-            .iter()
-            .map(|item| {
-                let doc = get_s(item, "doc")
-                    .ok_or_else(|| StoreError::Corrupt("price version without doc".into()))?;
-                serde_json::from_str(doc).map_err(|e| StoreError::Corrupt(e.to_string()))
-            })
-            .collect()
-    }
-}
-
-#[async_trait]
-impl SubscriptionStore for DynamoStore {
-    async fn get_subscription(
-        &self,
-        tenant: &TenantId,
-        user: &UserId,
-    ) -> StoreResult<Option<Subscription>> {
-        subscription_of(&self.get_state(tenant, user, &[layout::SUB]).await?)
-    }
-
-    async fn put_subscription(
-        &self,
-        sub: &Subscription,
-        expected_version: Option<u64>,
-    ) -> StoreResult<()> {
-        let pk = layout::user_pk(&sub.tenant, sub.user.as_str());
-        let json = serde_json::to_value(sub).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let mut u = Update::new();
-        u.set(layout::SUB, json_to_av(&json))
-            .set(layout::SUB_VERSION, n(sub.version))
-            .set(layout::SUBS_PK, s(layout::SUBS_PARTITION))
-            .set(layout::SUBS_SK, s(pk.clone()));
-        u.condition(|x| {
-            let v = x.name(layout::SUB_VERSION);
-            match expected_version {
-                None => format!("attribute_not_exists({v})"),
-                Some(expected) => format!("{v} = {}", x.value(n(expected))),
-            }
-        });
-        match self.update(pk, layout::STATE_SK, &u, false).await? {
-            Ok(()) => Ok(()),
-            Err(_) => Err(StoreError::VersionConflict),
-        }
-    }
-
-    async fn list_users(&self, cursor: Option<String>, limit: usize) -> StoreResult<Page<UserRef>> {
-        let (page, next) = self
-            .index_page(
-                layout::SUBS_INDEX,
-                layout::SUBS_PK,
-                layout::SUBS_PARTITION,
-                cursor.as_deref(),
-                limit,
-            )
-            .await?;
-        let mut items = Vec::new();
-        for item in &page {
-            let sk = get_s(item, layout::SUBS_SK).unwrap_or_default();
-            let (tenant, user) = layout::parse_user_pk(sk)
-                .ok_or_else(|| StoreError::Corrupt(format!("users index key `{sk}`")))?;
-            items.push(UserRef {
-                tenant,
-                user,
-                subscription: subscription_of(item)?,
-            });
-        }
-        Ok(Page { items, next })
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// Alerts and invoices
-// ---------------------------------------------------------------------------------------
-
-#[async_trait]
-impl AlertStore for DynamoStore {
-    async fn create_alert_once(&self, alert: &Alert) -> StoreResult<bool> {
-        let fired = layout::fired(alert.period_start);
-        let mut u = Update::new();
-        u.add(&fired, AttributeValue::Ss(vec![alert.key.clone()]));
-        if !alert.read {
-            u.add(layout::ALERTS_UNREAD, n(1));
-        }
-        u.condition(|x| {
-            let (f, k) = (x.name(&fired), x.value(s(alert.key.clone())));
-            format!("attribute_not_exists({f}) OR NOT contains({f}, {k})")
-        });
-        self.conditional_transact("creating an alert", any_condition_failed, || {
-            Ok(vec![
-                self.tx_put(items::alert_item(alert)?, true)?,
-                self.tx_update(
-                    layout::user_pk(&alert.tenant, alert.user.as_str()),
-                    layout::STATE_SK,
-                    &u,
-                )?,
-            ])
-        })
-        .await
-    }
-
-    async fn list_alerts(
-        &self,
-        tenant: &TenantId,
-        user: &UserId,
-        unread_only: bool,
-        limit: usize,
-    ) -> StoreResult<(Vec<Alert>, u64)> {
-        let state = self
-            .get_state(tenant, user, &[layout::ALERTS_UNREAD])
-            .await?;
-        let unread = decimal_attr(&state, layout::ALERTS_UNREAD)?;
-        let unread = count_of(unread.max(Decimal::ZERO), layout::ALERTS_UNREAD)?;
-        if limit == 0 {
-            return Ok((Vec::new(), unread));
-        }
-        let pk = layout::user_pk(tenant, user.as_str());
-        let page_size = i32::try_from(limit.min(1000)).unwrap_or(1000);
-        let items = self
-            .query_all(
-                || {
-                    let q = self
-                        .query()
-                        .index_name(layout::USER_INDEX)
-                        .key_condition_expression("#u = :u AND begins_with(#s, :prefix)")
-                        .expression_attribute_names("#u", layout::USER_PK)
-                        .expression_attribute_names("#s", layout::USER_SK)
-                        .expression_attribute_values(":u", s(pk.clone()))
-                        .expression_attribute_values(":prefix", s("ALERT#"))
-                        .scan_index_forward(false)
-                        .limit(page_size);
-                    if unread_only {
-                        q.filter_expression("#read = :no")
-                            .expression_attribute_names("#read", "read")
-                            .expression_attribute_values(":no", AttributeValue::Bool(false))
-                    } else {
-                        q
-                    }
-                },
-                Some(limit),
-            )
-            .await?;
-        let alerts = items
-            .iter()
-            .map(from_item)
-            .collect::<StoreResult<Vec<Alert>>>()?;
-        Ok((alerts, unread))
-    }
-
-    async fn mark_alert_read(&self, tenant: &TenantId, alert_id: &str) -> StoreResult<bool> {
-        let pk = layout::alert_pk(tenant, alert_id);
-        let Some(item) = self.get_item(pk.clone(), layout::ALERT_SK, &[]).await? else {
-            return Ok(false);
-        };
-        let alert: Alert = from_item(&item)?;
-        if alert.read {
-            return Ok(true);
-        }
-        let mut read = Update::new();
-        read.set("read", AttributeValue::Bool(true));
-        read.condition(|x| {
-            format!(
-                "{} = {}",
-                x.name("read"),
-                x.value(AttributeValue::Bool(false))
-            )
-        });
-        let mut count = Update::new();
-        count.add(layout::ALERTS_UNREAD, n(-1));
-        // A failed condition means it was marked read meanwhile: still a success.
-        self.conditional_transact("marking an alert read", first_condition_failed, || {
-            Ok(vec![
-                self.tx_update(pk.clone(), layout::ALERT_SK, &read)?,
-                self.tx_update(
-                    layout::user_pk(tenant, alert.user.as_str()),
-                    layout::STATE_SK,
-                    &count,
-                )?,
-            ])
-        })
-        .await
-        .map(|_| true)
-    }
-
-    async fn unpublished_alerts(&self, limit: usize) -> StoreResult<Vec<Alert>> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let page_size = i32::try_from(limit.min(1000)).unwrap_or(1000);
-        let items = self
-            .query_all(
-                || {
-                    self.query()
-                        .index_name(layout::OUTBOX_INDEX)
-                        .key_condition_expression("#o = :o")
-                        .expression_attribute_names("#o", layout::OUTBOX_PK)
-                        .expression_attribute_values(":o", s(layout::OUTBOX_PARTITION))
-                        .limit(page_size)
-                },
-                Some(limit),
-            )
-            .await?;
-        items.iter().map(from_item).collect()
-    }
-
-    async fn mark_alert_published(&self, tenant: &TenantId, alert_id: &str) -> StoreResult<()> {
-        let mut u = Update::new();
-        u.set("published", AttributeValue::Bool(true))
-            .remove(layout::OUTBOX_PK)
-            .remove(layout::OUTBOX_SK);
-        u.condition(|x| format!("attribute_exists({})", x.name(layout::PK)));
-        // A missing alert (another tenant's id) changes nothing.
-        let _ = self
-            .update(
-                layout::alert_pk(tenant, alert_id),
-                layout::ALERT_SK,
-                &u,
-                false,
-            )
-            .await?;
-        Ok(())
-    }
-
-    async fn rearm_alerts(
-        &self,
-        tenant: &TenantId,
-        user: &UserId,
-        period_start: DateTime<Utc>,
-        alert_keys: &[String],
-    ) -> StoreResult<()> {
-        // A string set holds each value once; DynamoDB refuses duplicates in the operand.
-        let unique: BTreeSet<&String> = alert_keys.iter().collect();
-        if unique.is_empty() {
-            return Ok(());
-        }
-        let mut u = Update::new();
-        u.delete(
-            &layout::fired(period_start),
-            AttributeValue::Ss(unique.into_iter().cloned().collect()),
-        );
-        u.condition(|x| format!("attribute_exists({})", x.name(layout::PK)));
-        // No state item: nothing was fired, nothing to forget.
-        let _ = self
-            .update(
-                layout::user_pk(tenant, user.as_str()),
-                layout::STATE_SK,
-                &u,
-                false,
-            )
-            .await?;
-        Ok(())
-    }
-}
-
-#[async_trait]
-impl InvoiceStore for DynamoStore {
-    async fn put_invoice_once(&self, invoice: &Invoice) -> StoreResult<bool> {
-        let mut item = to_item(invoice)?;
-        item.extend(key(
-            layout::user_pk(&invoice.tenant, &invoice.user),
-            layout::invoice_sk(invoice.period.start),
-        ));
-        self.put_new(item).await
-    }
-
-    async fn billing_state(
-        &self,
-        tenant: &TenantId,
-        user: &UserId,
-        period_start: DateTime<Utc>,
-    ) -> StoreResult<BillingState> {
-        let item = self.get_state(tenant, user, &[]).await?;
-        let version = BillingVersion::of(&item, period_start)?;
-        Ok(BillingState {
-            tenant: tenant.clone(),
-            user: user.clone(),
-            billed_to: version.billed_to.as_deref().map(time_of).transpose()?,
-            period_start,
-            usage: period_usage(&item, period_start)?,
-            adjustments: adjustments(&item)?,
-            version: version.text(),
-        })
-    }
-
-    async fn close_period(
-        &self,
-        invoice: &Invoice,
-        state: &BillingState,
-    ) -> StoreResult<CloseOutcome> {
-        // A version this store did not write cannot be the current one.
-        let Some(version) = BillingVersion::parse(&state.version) else {
-            return Ok(CloseOutcome::Changed);
-        };
-        let mut u = Update::new();
-        u.set(layout::BILLED_TO, s(layout::billed_to(invoice.period.end)));
-        // Equal to the stored values (adjv is in the condition): removed, not subtracted.
-        for period in state.adjustments.keys() {
-            u.remove(&layout::adjustment(*period, AdjustmentPart::Events))
-                .remove(&layout::adjustment(*period, AdjustmentPart::Cost));
-        }
-        u.add(layout::ADJ_VERSION, n(1));
-        u.condition(|x| version.condition(x, state.period_start));
-        let state_pk = layout::user_pk(&state.tenant, state.user.as_str());
-        let res = self
-            .transact_until_decided("closing a period", || {
-                Ok(vec![
-                    self.tx_put(items::invoice_item(invoice)?, true)?,
-                    self.tx_update(state_pk.clone(), layout::STATE_SK, &u)?,
-                ])
-            })
-            .await?;
-        Ok(match res {
-            Ok(()) => CloseOutcome::Closed,
-            Err(reasons) if first_condition_failed(&reasons) => CloseOutcome::AlreadyInvoiced,
-            Err(_) => CloseOutcome::Changed,
-        })
-    }
-
-    async fn unpublished_invoices(&self, limit: usize) -> StoreResult<Vec<Invoice>> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let items = self
-            .query_all(
-                || {
-                    self.query()
-                        .index_name(layout::OUTBOX_INDEX)
-                        .key_condition_expression("#o = :o")
-                        .expression_attribute_names("#o", layout::OUTBOX_PK)
-                        .expression_attribute_values(":o", s(layout::INVOICES_PARTITION))
-                        .limit(page_size(limit))
-                },
-                Some(limit),
-            )
-            .await?;
-        items.iter().map(from_item).collect()
-    }
-
-    async fn mark_invoice_published(&self, invoice: &Invoice) -> StoreResult<()> {
-        let mut u = Update::new();
-        u.set("published", AttributeValue::Bool(true))
-            .remove(layout::OUTBOX_PK)
-            .remove(layout::OUTBOX_SK);
-        u.condition(|x| format!("attribute_exists({})", x.name(layout::PK)));
-        // A missing invoice changes nothing.
-        let _ = self
-            .update(
-                layout::user_pk(&invoice.tenant, &invoice.user),
-                &layout::invoice_sk(invoice.period.start),
-                &u,
-                false,
-            )
-            .await?;
-        Ok(())
-    }
-
-    async fn get_job_cursor(&self, job: &str) -> StoreResult<Option<String>> {
-        let item = self
-            .get_item(layout::job_pk(job), layout::JOB_SK, &[layout::JOB_CURSOR])
-            .await?;
-        Ok(item
-            .as_ref()
-            .and_then(|i| get_s(i, layout::JOB_CURSOR))
-            .map(str::to_owned))
-    }
-
-    async fn put_job_cursor(&self, job: &str, cursor: Option<&str>) -> StoreResult<()> {
-        match cursor {
-            Some(c) => {
-                let mut item = key(layout::job_pk(job), layout::JOB_SK);
-                item.insert(layout::JOB_CURSOR.into(), s(c));
-                self.put(item).await
-            }
-            None => {
-                self.client
-                    .delete_item()
-                    .table_name(&self.table)
-                    .set_key(Some(key(layout::job_pk(job), layout::JOB_SK)))
-                    .send()
-                    .await
-                    .map_err(|e| sdk_err("DeleteItem", e))?;
-                Ok(())
-            }
-        }
-    }
-
-    async fn list_invoices(&self, tenant: &TenantId, user: &UserId) -> StoreResult<Vec<Invoice>> {
-        let items = self
-            .query_prefix(
-                layout::user_pk(tenant, user.as_str()),
-                layout::INVOICE_PREFIX,
-                false,
-            )
-            .await?;
-        items.iter().map(from_item).collect()
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::requests::{decode_cursor, encode_cursor};
+    use super::billing::BillingVersion;
+    use super::expressions::Expr;
+    use super::requests::{decode_cursor, encode_cursor, key};
     use super::*;
     use rust_decimal_macros::dec;
 
@@ -1676,8 +1114,9 @@ mod budget {
 #[cfg(test)]
 mod billing_budget {
     use super::*;
-    use crate::domain::{InvoiceStatus, ModelId};
+    use crate::domain::{Invoice, InvoiceStatus, ModelId, PlanName};
     use crate::periods::Period;
+    use crate::store::{BillingState, CloseOutcome, InvoiceStore, SubscriptionStore};
     use crate::usage::UsageCounts;
     use chrono::TimeZone;
     use rust_decimal_macros::dec;
