@@ -15,7 +15,9 @@ use aws_sdk_dynamodb::types::{DeleteRequest, WriteRequest};
 use super::codec::{from_item, get_s, s, Item};
 use super::counters::period_usage;
 use super::errors::{build_err, sdk_err};
-use super::{backoff, day_of, items, layout, DynamoStore, MAX_ATTEMPTS};
+use super::requests::{backoff, MAX_ATTEMPTS};
+use super::usage::day_of;
+use super::{items, layout, DynamoStore};
 use crate::domain::{Invoice, TenantId, UserId};
 use crate::store::{EraseProgress, PrivacyStore, StoreError, StoreResult, UserRecords};
 
