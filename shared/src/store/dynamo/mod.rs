@@ -5,6 +5,13 @@
 //! reservations and the fired alert keys. So a check reads one item, a reservation is
 //! one conditional `UpdateItem`, and recording events is one `TransactWriteItems`
 //! (event items + one state update + one update per daily rollup).
+//!
+//! One file per port trait, named as in `store::sqlite`: `tenants`, `catalog`,
+//! `subscriptions`, `usage` (events are recorded in `recording`), `alerts`, `billing`,
+//! `privacy`. Beneath them: `requests` (the requests and their retries), `layout` (key,
+//! index and attribute names), `items` (the item of each record type), `counters` (the
+//! state item's counters), `codec` (attribute values), `expressions`, `errors`, `schema`
+//! (creating the table) and `request_counter`. Tests are in `tests/`.
 
 use aws_sdk_dynamodb::Client;
 

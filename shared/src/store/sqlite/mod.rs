@@ -15,6 +15,11 @@
 //!   one read transaction (a consistent snapshot).
 //!
 //! Money is TEXT changed only in SQL through exact decimal functions (see `decimal`).
+//!
+//! The port's methods below hand their work to files named as in `store::dynamo`, one
+//! per port trait (`tenants`, `catalog`, `subscriptions`, `usage`, `alerts`, `billing`,
+//! `privacy`; the aggregation's reads, `list_users` and `unpriced_events`, and re-pricing
+//! are in `billing`); beneath them `codec` (column values), `decimal` and `schema`.
 
 mod alerts;
 mod billing;
