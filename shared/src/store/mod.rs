@@ -350,7 +350,7 @@ pub trait InvoiceStore: Send + Sync {
     async fn list_invoices(&self, tenant: &TenantId, user: &UserId) -> StoreResult<Vec<Invoice>>;
 }
 
-/// Data portability and erasure (SPEC §6).
+/// Data portability and erasure: export a user's records, erase them in bounded steps.
 #[async_trait]
 pub trait PrivacyStore: Send + Sync {
     /// Events, counters, rollups and reservations of a user.
