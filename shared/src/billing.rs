@@ -4,16 +4,17 @@
 //! - **base**: the plan's price for the billing cycle, in the period that starts the cycle
 //!   (every period when monthly; the period that starts each subscription year when
 //!   yearly), times the first cycle's fraction when the subscription started inside it
-//!   with a calendar anchor; nothing for a cancelled subscription or a user without one
-//!   (the free plan's price is 0 anyway). The plan is the one in force when the period
-//!   started: after an upgrade that is the upgrade's `from_plan`, whose difference the
-//!   proration line charges.
+//!   with a calendar anchor; nothing for a subscription cancelled at the period's start or
+//!   a user without one (the free plan's price is 0 anyway). The plan and status are the
+//!   ones in force when the period started (the caller passes the subscription with those
+//!   terms): an upgrade during the period is charged by its proration line.
 //! - **usage**: the exact recorded cost of the period, one line per provider (usage is
 //!   billed at cost on top of the base price; unpriced events are counted, not billed,
 //!   until re-pricing adds them as an adjustment).
 //! - **overage**: when the plan has an `overage_rate` and a `cost_usd` cap, the usage cost
 //!   past the cap times the rate.
-//! - **proration**: the prorated differences of upgrades made in the period.
+//! - **proration**: the prorated differences of upgrades made in the period, and the
+//!   prorated base of a reactivation.
 //! - **adjustments**: usage recorded or re-priced after earlier periods were invoiced.
 //!
 //! Every amount is exact; only `total_usd` is rounded, to cents, half away from zero.
@@ -168,14 +169,18 @@ pub fn build_invoice(input: &InvoiceInput<'_>, id: String) -> Result<Invoice, Bi
     if let Some(sub) = input.subscription {
         for p in prorations_of(sub, &input.period) {
             proration = add(proration, p.amount_usd)?;
+            let on = p.at.format("%Y-%m-%d %H:%M UTC");
+            let description = if p.from_plan == p.to_plan {
+                format!("{} plan reactivated on {on}: prorated base", p.to_plan)
+            } else {
+                format!(
+                    "upgrade from {} to {} on {on}: prorated difference",
+                    p.from_plan, p.to_plan
+                )
+            };
             lines.push(LineItem {
                 kind: "proration".into(),
-                description: format!(
-                    "upgrade from {} to {} on {}: prorated difference",
-                    p.from_plan,
-                    p.to_plan,
-                    p.at.format("%Y-%m-%d %H:%M UTC")
-                ),
+                description,
                 amount_usd: p.amount_usd,
             });
         }
@@ -262,6 +267,7 @@ mod tests {
             auto_renew: true,
             pending_plan: None,
             prorations: Vec::new(),
+            history: Vec::new(),
             version: 1,
             updated_at: started,
         }

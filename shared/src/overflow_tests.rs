@@ -163,6 +163,7 @@ proptest! {
             auto_renew: true,
             pending_plan: None,
             prorations: Vec::new(),
+            history: Vec::new(),
             version: 1,
             updated_at: now,
         };

@@ -15,7 +15,9 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
 use crate::alerts::{PROJECTION_KEY, UNPRICED_KEY};
-use crate::domain::{PlanName, Proration, Subscription, SubscriptionStatus, TenantId, UserId};
+use crate::domain::{
+    PastTerms, PlanName, Proration, Subscription, SubscriptionStatus, TenantId, UserId,
+};
 use crate::limits::{reached, recorded_amount, Metric, Plan};
 use crate::periods::{Anchor, BillingCycle, Period, PeriodError, Schedule};
 use crate::usage::PeriodUsage;
@@ -26,6 +28,42 @@ pub fn schedule_of(sub: Option<&Subscription>) -> Schedule {
         Some(s) => Schedule::new(s.anchor, s.started_at, s.cycle),
         None => Schedule::calendar(),
     }
+}
+
+/// The plan and status `sub` had at instant `t`: the first earlier terms still in force
+/// past `t`, else the current ones (also for instants before the subscription started:
+/// its first terms).
+pub fn terms_at(sub: &Subscription, t: DateTime<Utc>) -> (PlanName, SubscriptionStatus) {
+    sub.history.iter().find(|h| h.until > t).map_or_else(
+        || (sub.plan.clone(), sub.status),
+        |h| (h.plan.clone(), h.status),
+    )
+}
+
+/// Records that `sub` had `plan` and `status` until `at`, where billing needs it: only the
+/// terms at each period's start matter, so a second change within one period adds nothing.
+pub fn remember_terms(
+    sub: &mut Subscription,
+    plan: PlanName,
+    status: SubscriptionStatus,
+    at: DateTime<Utc>,
+) {
+    let period_start = schedule_of(Some(sub))
+        .period_containing(at)
+        .map_or(at, |p| p.start);
+    if sub.history.last().is_some_and(|h| h.until > period_start) {
+        return;
+    }
+    sub.history.push(PastTerms {
+        until: at,
+        plan,
+        status,
+    });
+}
+
+/// Drops the terms no period from `billed_to` on started under.
+pub fn forget_billed_terms(sub: &mut Subscription, billed_to: DateTime<Utc>) {
+    sub.history.retain(|h| h.until > billed_to);
 }
 
 /// A requested change of a subscription. Absent fields keep the subscription's values
@@ -219,6 +257,7 @@ pub fn apply_change(
             auto_renew: input.auto_renew.unwrap_or(true) && status != SubscriptionStatus::Cancelled,
             pending_plan: None,
             prorations: Vec::new(),
+            history: Vec::new(),
             version: 1,
             updated_at: now,
         };
@@ -283,10 +322,54 @@ pub fn apply_change(
     if let Some(auto_renew) = input.auto_renew {
         sub.auto_renew = auto_renew;
     }
+    if old.status == SubscriptionStatus::Cancelled && sub.status != SubscriptionStatus::Cancelled {
+        reactivate(&mut sub, old, input, plans, now)?;
+    }
     if sub.status == SubscriptionStatus::Cancelled {
         sub.auto_renew = false;
     }
+    if sub.plan != old.plan || sub.status != old.status {
+        remember_terms(&mut sub, old.plan.clone(), old.status, now);
+    }
     Ok((sub, kind))
+}
+
+/// A cancelled subscription made active again: its periods move on to the one containing
+/// `now`, it renews unless told otherwise, and when the current period started cancelled
+/// (so its invoice has no base) the base for the rest of it is charged like an upgrade from
+/// nothing: `price × seconds remaining ÷ cycle seconds`.
+fn reactivate(
+    sub: &mut Subscription,
+    old: &Subscription,
+    input: &SubscriptionChange,
+    plans: &[Plan],
+    now: DateTime<Utc>,
+) -> Result<(), ChangeError> {
+    let schedule = schedule_of(Some(old));
+    let period = schedule.period_containing(now)?;
+    sub.current_period = period;
+    sub.auto_renew = input.auto_renew.unwrap_or(true);
+    let (_, status_at_start) = terms_at(old, period.start);
+    if status_at_start != SubscriptionStatus::Cancelled {
+        return Ok(()); // cancelled and reactivated within one period: its base stands
+    }
+    let price = plans
+        .iter()
+        .find(|p| p.name == sub.plan)
+        .map_or(Decimal::ZERO, |p| cycle_price(p, sub.cycle));
+    let cycle = schedule.cycle_containing(now)?;
+    let amount =
+        proration_amount(Decimal::ZERO, price, &cycle, now).ok_or(ChangeError::Overflow)?;
+    if amount > Decimal::ZERO {
+        sub.prorations.push(Proration {
+            period_start: period.start,
+            at: now,
+            from_plan: sub.plan.clone(),
+            to_plan: sub.plan.clone(),
+            amount_usd: amount,
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -325,6 +408,7 @@ mod tests {
             auto_renew: true,
             pending_plan: None,
             prorations: Vec::new(),
+            history: Vec::new(),
             version: 4,
             updated_at: t("2025-01-01T00:00:00Z"),
         }
@@ -388,6 +472,84 @@ mod tests {
         cancel.status = Some(SubscriptionStatus::Cancelled);
         let (c, _) = apply_change(&tn, &u, Some(&old), &cancel, &plans, now).unwrap();
         assert!(!c.auto_renew);
+    }
+
+    #[test]
+    fn terms_at_reads_the_terms_in_force_at_each_period_start() {
+        let plans = default_plans();
+        let (tn, u) = (TenantId::parse("t").unwrap(), UserId::parse("u").unwrap());
+        let old = sub("basic", BillingCycle::Monthly);
+        // Upgraded on April 11, cancelled on April 20 (one period: one entry), then
+        // reactivated on July 5.
+        let (up, _) = apply_change(
+            &tn,
+            &u,
+            Some(&old),
+            &input("pro"),
+            &plans,
+            t("2025-04-11T00:00:00Z"),
+        )
+        .unwrap();
+        let cancel = SubscriptionChange {
+            status: Some(SubscriptionStatus::Cancelled),
+            ..SubscriptionChange::default()
+        };
+        let (down, _) = apply_change(
+            &tn,
+            &u,
+            Some(&up),
+            &cancel,
+            &plans,
+            t("2025-04-20T00:00:00Z"),
+        )
+        .unwrap();
+        assert_eq!(
+            down.history.len(),
+            1,
+            "only the terms at April's start are kept"
+        );
+        let back = SubscriptionChange {
+            status: Some(SubscriptionStatus::Active),
+            ..SubscriptionChange::default()
+        };
+        let (again, _) = apply_change(
+            &tn,
+            &u,
+            Some(&down),
+            &back,
+            &plans,
+            t("2025-07-05T00:00:00Z"),
+        )
+        .unwrap();
+        let at_start = |d: &str| terms_at(&again, t(d));
+        let basic = PlanName::parse("basic").unwrap();
+        let pro = PlanName::parse("pro").unwrap();
+        assert_eq!(
+            at_start("2025-04-01T00:00:00Z"),
+            (basic, SubscriptionStatus::Active)
+        );
+        assert_eq!(
+            at_start("2025-05-01T00:00:00Z"),
+            (pro.clone(), SubscriptionStatus::Cancelled)
+        );
+        assert_eq!(
+            at_start("2025-08-01T00:00:00Z"),
+            (pro, SubscriptionStatus::Active)
+        );
+        // Reactivated: July from the 5th is charged, prorated; the period moved on.
+        assert_eq!(again.current_period.start, t("2025-07-01T00:00:00Z"));
+        assert!(again.auto_renew);
+        let p = again.prorations.last().unwrap();
+        assert_eq!(
+            p.amount_usd,
+            dec!(79) * Decimal::from(27 * 86_400) / Decimal::from(31 * 86_400)
+        );
+        let mut billed = again.clone();
+        forget_billed_terms(&mut billed, t("2025-08-01T00:00:00Z"));
+        assert!(
+            billed.history.is_empty(),
+            "terms of invoiced periods are dropped"
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 mod aggregate;
 mod bad_input;
+mod billing_rules;
 mod dashboard;
 mod helpers;
 mod hot_path;

@@ -111,12 +111,15 @@ pub async fn closing_a_period_stores_one_invoice_and_moves_billed_to(store: Arc<
     );
     let inv = invoice_for(&s, 3);
     assert_eq!(
-        store.close_period(&inv, &s).await.unwrap(),
+        store.close_period(&inv, &s, inv.period.end).await.unwrap(),
         CloseOutcome::Closed
     );
     // The same close again, or another invoice for the period: nothing changes.
     assert_eq!(
-        store.close_period(&invoice_for(&s, 3), &s).await.unwrap(),
+        store
+            .close_period(&invoice_for(&s, 3), &s, invoice_for(&s, 3).period.end)
+            .await
+            .unwrap(),
         CloseOutcome::AlreadyInvoiced
     );
     assert_eq!(
@@ -149,7 +152,11 @@ pub async fn concurrent_closes_store_one_invoice(store: Arc<dyn Store>) {
         tasks.push(tokio::spawn(async move {
             loop {
                 let s = state(&store, &t, &u, 3).await;
-                match store.close_period(&invoice_for(&s, 3), &s).await.unwrap() {
+                match store
+                    .close_period(&invoice_for(&s, 3), &s, invoice_for(&s, 3).period.end)
+                    .await
+                    .unwrap()
+                {
                     CloseOutcome::Changed => continue,
                     other => return other,
                 }
@@ -179,7 +186,11 @@ pub async fn a_close_over_a_stale_state_changes_nothing(store: Arc<dyn Store>) {
         .unwrap();
     assert_eq!(
         store
-            .close_period(&invoice_for(&stale, 3), &stale)
+            .close_period(
+                &invoice_for(&stale, 3),
+                &stale,
+                invoice_for(&stale, 3).period.end
+            )
             .await
             .unwrap(),
         CloseOutcome::Changed
@@ -190,7 +201,10 @@ pub async fn a_close_over_a_stale_state_changes_nothing(store: Arc<dyn Store>) {
     let inv = invoice_for(&fresh, 3);
     assert_eq!(inv.usage_usd, dec("3"));
     assert_eq!(
-        store.close_period(&inv, &fresh).await.unwrap(),
+        store
+            .close_period(&inv, &fresh, inv.period.end)
+            .await
+            .unwrap(),
         CloseOutcome::Closed
     );
 }
@@ -202,7 +216,10 @@ pub async fn late_events_are_billed_once_as_adjustments(store: Arc<dyn Store>) {
         .await
         .unwrap();
     let s = state(&store, &t, &u, 3).await;
-    store.close_period(&invoice_for(&s, 3), &s).await.unwrap();
+    store
+        .close_period(&invoice_for(&s, 3), &s, invoice_for(&s, 3).period.end)
+        .await
+        .unwrap();
 
     // An event of March arrives after March was invoiced: counted in March, billed later.
     store
@@ -231,7 +248,11 @@ pub async fn late_events_are_billed_once_as_adjustments(store: Arc<dyn Store>) {
         .unwrap();
     assert_eq!(
         store
-            .close_period(&invoice_for(&april, 4), &april)
+            .close_period(
+                &invoice_for(&april, 4),
+                &april,
+                invoice_for(&april, 4).period.end
+            )
             .await
             .unwrap(),
         CloseOutcome::Changed
@@ -240,7 +261,11 @@ pub async fn late_events_are_billed_once_as_adjustments(store: Arc<dyn Store>) {
     assert_eq!(april.adjustments[&at(2025, 3, 1, 0)].cost_usd, dec("0.75"));
     assert_eq!(
         store
-            .close_period(&invoice_for(&april, 4), &april)
+            .close_period(
+                &invoice_for(&april, 4),
+                &april,
+                invoice_for(&april, 4).period.end
+            )
             .await
             .unwrap(),
         CloseOutcome::Closed
@@ -293,7 +318,10 @@ pub async fn repricing_moves_counters_rollups_and_adjustments_exactly(store: Arc
         .await
         .unwrap();
     let s = state(&store, &t, &u, 3).await;
-    store.close_period(&invoice_for(&s, 3), &s).await.unwrap();
+    store
+        .close_period(&invoice_for(&s, 3), &s, invoice_for(&s, 3).period.end)
+        .await
+        .unwrap();
     assert!(store
         .price_event(&t, &late.event_id, dec("2"), "v1")
         .await

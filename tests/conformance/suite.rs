@@ -660,6 +660,7 @@ fn subscription(t: &TenantId, u: &UserId, anchor_day: u32) -> Subscription {
         auto_renew: true,
         pending_plan: None,
         prorations: Vec::new(),
+        history: Vec::new(),
         version: 1,
         updated_at: at(2025, 1, anchor_day, 0),
     }

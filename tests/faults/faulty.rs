@@ -109,6 +109,7 @@ struct State {
     rng: StdRng,
     calls: Vec<&'static str>,
     injected: Vec<Injected>,
+    delays: std::collections::BTreeMap<&'static str, std::time::Duration>,
 }
 
 /// The decisions shared by both wrappers: which call fails, and a log of calls and faults.
@@ -126,6 +127,7 @@ impl Default for Faults {
                 rng: StdRng::seed_from_u64(0),
                 calls: Vec::new(),
                 injected: Vec::new(),
+                delays: std::collections::BTreeMap::new(),
             }),
         }
     }
@@ -151,6 +153,15 @@ impl Faults {
     /// No more failures.
     pub fn heal(&self) {
         self.lock().fault = None;
+    }
+
+    /// Makes every call of `op` take `delay` longer (a slow store).
+    pub fn slow(&self, op: &'static str, delay: std::time::Duration) {
+        self.lock().delays.insert(op, delay);
+    }
+
+    fn delay_of(&self, op: &'static str) -> Option<std::time::Duration> {
+        self.lock().delays.get(op).copied()
     }
 
     /// Every call since the last `inject` or `take_calls`, in order.
@@ -214,6 +225,9 @@ impl FaultyStore {
         op: &'static str,
         work: impl Future<Output = StoreResult<T>>,
     ) -> StoreResult<T> {
+        if let Some(delay) = self.faults.delay_of(op) {
+            tokio::time::sleep(delay).await;
+        }
         match self.faults.decide(op) {
             None => work.await,
             Some(Timing::Before) => Err(injected(op, Timing::Before)),
@@ -542,9 +556,13 @@ impl InvoiceStore for FaultyStore {
         &self,
         invoice: &Invoice,
         state: &BillingState,
+        billed_to: DateTime<Utc>,
     ) -> StoreResult<CloseOutcome> {
-        self.call("close_period", self.inner.close_period(invoice, state))
-            .await
+        self.call(
+            "close_period",
+            self.inner.close_period(invoice, state, billed_to),
+        )
+        .await
     }
     async fn unpublished_invoices(&self, limit: usize) -> StoreResult<Vec<Invoice>> {
         self.call(

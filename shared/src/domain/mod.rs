@@ -6,6 +6,7 @@ pub mod records;
 
 pub use ids::{EventId, IdError, ModelId, PlanName, ProviderId, TenantId, UserId};
 pub use records::{
-    Adjustment, Alert, ApiKeyRecord, Invoice, InvoiceStatus, LineItem, Metadata, Proration,
-    Reservation, ReservationStatus, Role, Severity, Subscription, SubscriptionStatus, UsageEvent,
+    Adjustment, Alert, ApiKeyRecord, Invoice, InvoiceStatus, LineItem, Metadata, PastTerms,
+    Proration, Reservation, ReservationStatus, Role, Severity, Subscription, SubscriptionStatus,
+    UsageEvent,
 };

@@ -89,9 +89,23 @@ pub struct Subscription {
     /// the period it names, and the aggregation drops it once that invoice exists.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub prorations: Vec<Proration>,
+    /// Earlier terms that periods not yet invoiced started under, oldest first: each
+    /// period is billed under the plan and status in force at its start, not at the time it
+    /// is closed (`subscriptions::terms_at`). Dropped once those periods are invoiced.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<PastTerms>,
     /// Optimistic-concurrency version, bumped by every write.
     pub version: u64,
     pub updated_at: DateTime<Utc>,
+}
+
+/// The plan and status a subscription had until an instant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PastTerms {
+    /// These terms were in force before this instant (and since the previous entry's).
+    pub until: DateTime<Utc>,
+    pub plan: PlanName,
+    pub status: SubscriptionStatus,
 }
 
 /// The prorated price difference of a plan change, charged on the next invoice.

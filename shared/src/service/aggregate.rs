@@ -7,11 +7,24 @@
 //! period is closed into one invoice, a subscription changes under its version), so a
 //! repeated or concurrent pass only finds less to do. It works in bounded pages and keeps
 //! its position in job cursors, so a pass cut short by a deadline resumes where it stopped.
+//!
+//! Each step has its own share of a pass's time budget ([`SHARES`]) and makes at least one
+//! page of progress per pass, so a backlog in one (thousands of events to re-price) never
+//! starves the others (invoices, renewals, holds). A step that fails is logged and the
+//! pass goes on with the next; within the billing step, one user's failure does not stop
+//! the others.
+//!
+//! Billing rules (docs/billing.md): every period with recorded usage is invoiced once, and
+//! so is every period of a subscription; a period is billed under the plan and status in
+//! force at its start; the subscription rolls (renews, applies a scheduled downgrade, or
+//! ends) period by period, in order with the closes.
 
 use std::time::{Duration as StdDuration, Instant};
 
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
+
+use std::collections::BTreeSet;
 
 use super::{Error, Meter, Result};
 use crate::alerts::OutboxMessage;
@@ -19,7 +32,8 @@ use crate::billing::{self, InvoiceInput};
 use crate::domain::{Invoice, PlanName, Subscription, SubscriptionStatus};
 use crate::periods::{Period, Schedule};
 use crate::pricing::PriceOutcome;
-use crate::store::{CloseOutcome, StoreError, UserRef};
+use crate::store::{BillingState, CloseOutcome, StoreError, UserRef};
+use crate::subscriptions::{forget_billed_terms, remember_terms, terms_at};
 
 /// Job cursor names.
 const USERS_JOB: &str = "aggregate:users";
@@ -31,6 +45,10 @@ const PAGE: usize = 100;
 const MAX_PERIODS_PER_USER: usize = 24;
 /// Attempts at closing one period when concurrent writes keep changing its state.
 const CLOSE_ATTEMPTS: usize = 8;
+/// Where each step's share of a pass's budget ends, as a fraction of the budget: expiring
+/// holds, re-pricing, billing; delivering the outbox takes the rest. Time a step leaves
+/// unused goes to the steps after it.
+const SHARES: [(&str, f64); 3] = [("expire", 0.1), ("reprice", 0.3), ("bill", 0.85)];
 
 /// How a pass runs.
 #[derive(Debug, Clone)]
@@ -70,11 +88,21 @@ pub struct AggregateReport {
     pub complete: bool,
 }
 
+/// When a step must stop starting new pages (`None`: no budget).
 struct Deadline(Option<Instant>);
 
 impl Deadline {
     fn passed(&self) -> bool {
         self.0.is_some_and(|d| Instant::now() >= d)
+    }
+
+    /// The deadline of step `name` of a pass that started at `start` with `budget`.
+    fn of_step(start: Instant, budget: Option<StdDuration>, name: &str) -> Self {
+        let share = SHARES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or(1.0, |(_, s)| *s);
+        Deadline(budget.map(|b| start + b.mul_f64(share)))
     }
 }
 
@@ -82,34 +110,63 @@ impl Meter {
     /// One aggregation pass.
     pub async fn aggregate(&self, opts: &AggregateOptions) -> Result<AggregateReport> {
         let at = opts.at.unwrap_or_else(|| self.now());
-        let deadline = Deadline(opts.budget.map(|b| Instant::now() + b));
+        let start = Instant::now();
+        let step = |name| Deadline::of_step(start, opts.budget, name);
         let mut report = AggregateReport::default();
+        let mut complete = true;
+        let mut done = |name: &str, outcome: Result<bool>| match outcome {
+            Ok(all) => complete &= all,
+            Err(e) => {
+                complete = false;
+                tracing::error!(error = %e, step = name, "aggregation step failed; the next pass retries it");
+            }
+        };
+        done(
+            "expire",
+            self.expire_holds(at, &step("expire"), &mut report).await,
+        );
+        done("reprice", self.reprice(&step("reprice"), &mut report).await);
+        done(
+            "bill",
+            self.close_periods(at, opts.grace, &step("bill"), &mut report)
+                .await,
+        );
+        match self.retry_outbox(500).await {
+            Ok(n) => report.alerts_delivered = n,
+            Err(e) => done("alerts", Err(e)),
+        }
+        match self.deliver_invoices(500).await {
+            Ok(n) => report.invoices_delivered = n,
+            Err(e) => done("invoices", Err(e)),
+        }
+        report.complete = complete && !Deadline(opts.budget.map(|b| start + b)).passed();
+        tracing::info!(?report, at = %at, "aggregation pass");
+        Ok(report)
+    }
 
+    /// Expires held reservations past their TTL. `true` when none is left.
+    async fn expire_holds(
+        &self,
+        at: DateTime<Utc>,
+        deadline: &Deadline,
+        report: &mut AggregateReport,
+    ) -> Result<bool> {
         loop {
             let n = self.store.expire_reservations(at, 500).await?;
             report.expired_reservations += n;
-            if n < 500 || deadline.passed() {
-                break;
+            if n < 500 {
+                return Ok(true);
+            }
+            if deadline.passed() {
+                return Ok(false);
             }
         }
-        let repriced_all = self.reprice(&deadline, &mut report).await?;
-        let users_all = self
-            .close_periods(at, opts.grace, &deadline, &mut report)
-            .await?;
-        report.alerts_delivered = self.retry_outbox(500).await?;
-        report.invoices_delivered = self.deliver_invoices(500).await?;
-        report.complete = repriced_all && users_all && !deadline.passed();
-        tracing::info!(?report, at = %at, "aggregation pass");
-        Ok(report)
     }
 
     /// Prices unpriced events whose price is now in force. `true` when it reached the end.
     async fn reprice(&self, deadline: &Deadline, report: &mut AggregateReport) -> Result<bool> {
         let mut cursor = self.store.get_job_cursor(REPRICE_JOB).await?;
         loop {
-            if deadline.passed() {
-                return Ok(false);
-            }
             let page = self.store.unpriced_events(cursor.clone(), PAGE).await?;
             for e in &page.items {
                 let catalog = self.catalog(&e.tenant).await?;
@@ -140,6 +197,9 @@ impl Meter {
                 Some(next) => cursor = Some(next),
                 None => return Ok(true),
             }
+            if deadline.passed() {
+                return Ok(false);
+            }
         }
     }
 
@@ -153,9 +213,6 @@ impl Meter {
     ) -> Result<bool> {
         let mut cursor = self.store.get_job_cursor(USERS_JOB).await?;
         loop {
-            if deadline.passed() {
-                return Ok(false);
-            }
             let page = self.store.list_users(cursor.clone(), PAGE).await?;
             for user in &page.items {
                 report.users_visited += 1;
@@ -171,10 +228,14 @@ impl Meter {
                 Some(next) => cursor = Some(next),
                 None => return Ok(true),
             }
+            if deadline.passed() {
+                return Ok(false);
+            }
         }
     }
 
-    /// Closes the user's ended periods, oldest first, then rolls the subscription.
+    /// Closes the user's ended periods in order, rolling the subscription past each of its
+    /// periods as soon as that one is invoiced.
     async fn close_user(
         &self,
         user: &UserRef,
@@ -182,87 +243,104 @@ impl Meter {
         grace: Duration,
         report: &mut AggregateReport,
     ) -> Result<()> {
-        let sub = user.subscription.as_ref();
-        let schedule = super::schedule_of(sub);
-        let current = schedule.period_containing(at).map_err(period_err)?;
         let cutoff = at - grace;
-        if sub.is_some_and(|s| s.current_period.end > cutoff) {
-            // The subscription's period has not ended (a subscription only moves to a new
-            // period once the earlier ones are invoiced): nothing to close, nothing to read.
+        let mut sub = user.subscription.clone();
+        if sub.as_ref().is_some_and(|s| s.current_period.end > cutoff) {
+            // The subscription's period has not ended (it only moves on once the earlier
+            // ones are invoiced): nothing to close yet, nothing to read. Usage outside its
+            // periods (before it started) is closed with its next period.
             return Ok(());
         }
-        // Where to start: the first period not invoiced yet.
-        let probe = schedule.previous(&current).map_err(period_err)?;
+        let schedule = super::schedule_of(sub.as_ref());
+        let probe = schedule.period_containing(cutoff).map_err(period_err)?;
         let state = self
             .store
             .billing_state(&user.tenant, &user.user, probe.start)
             .await?;
-        let active = sub.filter(|s| s.status != SubscriptionStatus::Cancelled);
-        let mut period = match (state.billed_to, active) {
-            (Some(b), Some(_)) => schedule.period_containing(b).map_err(period_err)?,
-            (None, Some(s)) => schedule
-                .period_containing(s.started_at)
-                .map_err(period_err)?,
-            // Without an active subscription only periods with usage are invoiced, and only
-            // the last ended one is looked at (one read a pass, not one per idle month).
-            (Some(b), None) => {
-                let first = schedule.period_containing(b).map_err(period_err)?;
-                if first.start > probe.start {
-                    first
-                } else {
-                    probe
+        let periods = periods_to_close(sub.as_ref(), &schedule, &state, cutoff)?;
+        let mut billed_to = state.billed_to;
+        for (i, period) in periods.iter().take(MAX_PERIODS_PER_USER).enumerate() {
+            let next_start = periods.get(i + 1).map(|p| p.start);
+            if let Some(b) = self
+                .close_one(
+                    user,
+                    sub.as_ref(),
+                    &schedule,
+                    period,
+                    next_start,
+                    at,
+                    report,
+                )
+                .await?
+            {
+                billed_to = billed_to.max(Some(b));
+            }
+            // Roll past every subscription period now invoiced, before the next close: a
+            // scheduled downgrade or the end of a non-renewing subscription applies to the
+            // periods after it even when several are closed in one pass.
+            while let (Some(s), Some(b)) = (sub.as_ref(), billed_to) {
+                let due = s.status != SubscriptionStatus::Cancelled
+                    && s.current_period.end <= cutoff
+                    && b > s.current_period.start;
+                if !due {
+                    break;
+                }
+                match self.roll_one(s, &schedule, b, at, report).await? {
+                    Some(next) => sub = Some(next),
+                    None => return Ok(()), // changed meanwhile: the next pass goes on
                 }
             }
-            (None, None) => probe,
-        };
-        let mut closed = 0;
-        while period.end <= cutoff && closed < MAX_PERIODS_PER_USER {
-            if self.close_one(user, &period, at, report).await? {
-                closed += 1;
-            }
-            period = schedule.next(&period).map_err(period_err)?;
-        }
-        if let Some(s) = sub {
-            self.roll_subscription(s, &schedule, at, report).await?;
         }
         Ok(())
     }
 
-    /// Closes one period into an invoice (retrying while concurrent writes change it).
-    /// `true` if this call created the invoice.
+    /// Closes one period into an invoice (retrying while concurrent writes change it), under
+    /// the terms `sub` had at the period's start. The user's `billed_to` after it, `None`
+    /// when there was nothing to bill.
+    #[allow(clippy::too_many_arguments)]
     async fn close_one(
         &self,
         user: &UserRef,
+        sub: Option<&Subscription>,
+        schedule: &Schedule,
         period: &Period,
+        next_start: Option<DateTime<Utc>>,
         at: DateTime<Utc>,
         report: &mut AggregateReport,
-    ) -> Result<bool> {
-        let sub = user.subscription.as_ref();
+    ) -> Result<Option<DateTime<Utc>>> {
+        // The subscription as it was when the period started, if the period is one of its
+        // own (not usage from before it, in calendar months or before its start).
+        let own = schedule.period_containing(period.start).ok() == Some(*period);
+        let then = sub
+            .filter(|s| own && period.end > s.started_at)
+            .map(|s| subscription_at_start(s, period));
+        let subscribed = then.as_ref().is_some_and(|s| bills_subscription(s, period));
+        let plan_name = then
+            .as_ref()
+            .map_or_else(PlanName::free, |s| s.plan.clone());
         for _ in 0..CLOSE_ATTEMPTS {
             let state = self
                 .store
                 .billing_state(&user.tenant, &user.user, period.start)
                 .await?;
-            if state.billed_to.is_some_and(|b| b >= period.end) {
-                return Ok(false);
+            if state.billed_to.is_some_and(|b| b > period.start) {
+                return Ok(state.billed_to); // closed already
             }
             let has_usage = state
                 .usage
                 .by_provider
                 .values()
                 .any(|u| u.recorded.calls > 0);
-            let subscribed = sub.is_some_and(|s| s.status != SubscriptionStatus::Cancelled);
             if !subscribed && !has_usage && state.adjustments.is_empty() {
-                // Nothing to bill a user without an active subscription.
-                return Ok(false);
+                return Ok(None); // nothing to bill without a subscription
             }
-            let plan = self.plan_at_start(user, period).await?;
+            let plan = self.plan_named(user, &plan_name).await?;
             let invoice = billing::build_invoice(
                 &InvoiceInput {
                     tenant: &user.tenant,
                     user: &user.user,
                     period: *period,
-                    subscription: sub,
+                    subscription: then.as_ref(),
                     plan: &plan,
                     usage: &state.usage,
                     adjustments: &state.adjustments,
@@ -274,36 +352,36 @@ impl Meter {
                 tracing::error!(error = %e, "invoice cannot be computed");
                 Error::Internal
             })?;
-            match self.store.close_period(&invoice, &state).await? {
+            // Every period starting before billed_to is closed: the next one not closed is
+            // the next to close, or the subscription's next period, whichever starts first.
+            let schedule_next = schedule
+                .period_containing(period.start)
+                .map_err(period_err)?
+                .end;
+            let mut billed_to = period.end.min(schedule_next);
+            if let Some(n) = next_start {
+                billed_to = billed_to.min(n);
+            }
+            let billed_to = state.billed_to.map_or(billed_to, |b| b.max(billed_to));
+            match self.store.close_period(&invoice, &state, billed_to).await? {
                 CloseOutcome::Closed => {
                     report.invoices_created += 1;
                     self.deliver_invoice(&invoice).await;
-                    return Ok(true);
+                    return Ok(Some(billed_to));
                 }
-                CloseOutcome::AlreadyInvoiced => return Ok(false),
-                CloseOutcome::Changed => continue,
+                CloseOutcome::AlreadyInvoiced | CloseOutcome::Changed => continue,
             }
         }
         tracing::warn!(tenant = %user.tenant, user = %user.user, period = %period.start, "period kept changing; the next pass closes it");
-        Ok(false)
+        Ok(None)
     }
 
-    /// The plan in force when `period` started: an upgrade's `from_plan` if one happened
-    /// in it, else the subscription's plan (or the free plan).
-    async fn plan_at_start(&self, user: &UserRef, period: &Period) -> Result<crate::limits::Plan> {
-        let sub = user.subscription.as_ref();
-        let name = sub
-            .and_then(|s| {
-                billing::prorations_of(s, period)
-                    .first()
-                    .map(|p| p.from_plan.clone())
-            })
-            .or_else(|| sub.map(|s| s.plan.clone()))
-            .unwrap_or_else(PlanName::free);
+    /// The tenant's plan `name` (an invoice's plan).
+    async fn plan_named(&self, user: &UserRef, name: &PlanName) -> Result<crate::limits::Plan> {
         let plans = self.plans(&user.tenant).await?;
         plans
             .iter()
-            .find(|p| p.name == name)
+            .find(|p| &p.name == name)
             .cloned()
             .ok_or_else(|| {
                 tracing::error!(tenant = %user.tenant, plan = %name, "plan of an invoice does not exist");
@@ -311,50 +389,41 @@ impl Meter {
             })
     }
 
-    /// Moves the subscription to the period containing `at` once every earlier period is
-    /// invoiced: applies a scheduled downgrade, drops billed prorations, ends a
-    /// subscription that does not renew.
-    async fn roll_subscription(
+    /// Moves the subscription one period on, its current period being invoiced: renews it
+    /// (applying a scheduled downgrade from the next period's start) or ends it, and drops
+    /// what billing no longer needs. `None` when it changed meanwhile.
+    async fn roll_one(
         &self,
         sub: &Subscription,
         schedule: &Schedule,
+        billed_to: DateTime<Utc>,
         at: DateTime<Utc>,
         report: &mut AggregateReport,
-    ) -> Result<()> {
-        let current = schedule.period_containing(at).map_err(period_err)?;
-        if sub.current_period.start >= current.start || sub.status == SubscriptionStatus::Cancelled
-        {
-            return Ok(());
-        }
-        let billed = self
-            .store
-            .billing_state(&sub.tenant, &sub.user, sub.current_period.start)
-            .await?
-            .billed_to;
-        if billed.is_none_or(|b| b < sub.current_period.end) {
-            return Ok(()); // its period is not invoiced yet (grace, or a failed close)
-        }
+    ) -> Result<Option<Subscription>> {
+        let boundary = sub.current_period.end;
         let mut next = sub.clone();
         next.version = sub.version + 1;
         next.updated_at = at;
-        next.prorations
-            .retain(|p| billed.is_some_and(|b| p.period_start >= b));
+        next.prorations.retain(|p| p.period_start >= billed_to);
+        forget_billed_terms(&mut next, billed_to);
         if sub.auto_renew {
-            next.current_period = current;
+            next.current_period = schedule.next(&sub.current_period).map_err(period_err)?;
             if let Some(plan) = next.pending_plan.take() {
+                remember_terms(&mut next, sub.plan.clone(), sub.status, boundary);
                 next.plan = plan;
                 report.downgrades_applied += 1;
             }
             report.subscriptions_renewed += 1;
         } else {
+            remember_terms(&mut next, sub.plan.clone(), sub.status, boundary);
             next.status = SubscriptionStatus::Cancelled;
             next.pending_plan = None;
             report.subscriptions_ended += 1;
         }
         match self.store.put_subscription(&next, Some(sub.version)).await {
-            Ok(()) => Ok(()),
+            Ok(()) => Ok(Some(next)),
             // Changed meanwhile (an admin write or another pass): the next pass rolls it.
-            Err(StoreError::VersionConflict) => Ok(()),
+            Err(StoreError::VersionConflict) => Ok(None),
             Err(e) => Err(e.into()),
         }
     }
@@ -386,6 +455,87 @@ impl Meter {
         }
         Ok(delivered)
     }
+}
+
+/// The subscription with the terms it had at `period`'s start. Upgrades recorded before
+/// terms were kept in a history name their old plan in their proration.
+fn subscription_at_start(sub: &Subscription, period: &Period) -> Subscription {
+    let (mut plan, status) = terms_at(sub, period.start);
+    if sub.history.is_empty() {
+        if let Some(p) = billing::prorations_of(sub, period)
+            .into_iter()
+            .find(|p| p.from_plan != p.to_plan)
+        {
+            plan = p.from_plan.clone();
+        }
+    }
+    Subscription {
+        plan,
+        status,
+        ..sub.clone()
+    }
+}
+
+/// Whether a period's invoice has something of the subscription (`sub` as it was at the
+/// period's start) to bill: a base (not cancelled at the start, started before the end) or
+/// a proration.
+fn bills_subscription(sub: &Subscription, period: &Period) -> bool {
+    (sub.status != SubscriptionStatus::Cancelled && period.end > sub.started_at)
+        || !billing::prorations_of(sub, period).is_empty()
+}
+
+/// The periods to close, in order of their start: the subscription's periods from the
+/// first not closed while it was not cancelled, and every period with usage not closed
+/// yet (before the subscription started, or without one), each ended by `cutoff`; when
+/// that is none but adjustments are pending, the last ended period, to carry them.
+fn periods_to_close(
+    sub: Option<&Subscription>,
+    schedule: &Schedule,
+    state: &BillingState,
+    cutoff: DateTime<Utc>,
+) -> Result<Vec<Period>> {
+    let mut out = BTreeSet::new();
+    if let Some(s) = sub {
+        let from = state
+            .billed_to
+            .map_or(s.started_at, |b| b.max(s.started_at));
+        let mut period = schedule.period_containing(from).map_err(period_err)?;
+        while period.end <= cutoff {
+            if bills_subscription(&subscription_at_start(s, &period), &period) {
+                out.insert(period);
+            } else if s.status == SubscriptionStatus::Cancelled
+                && s.history.iter().all(|h| h.until <= period.start)
+            {
+                break; // cancelled for good from here on
+            }
+            period = schedule.next(&period).map_err(period_err)?;
+        }
+    }
+    let calendar = Schedule::calendar();
+    for &start in &state.pending_periods {
+        let period = [schedule, &calendar]
+            .into_iter()
+            .filter_map(|sch| sch.period_containing(start).ok())
+            .find(|p| p.start == start);
+        match period {
+            Some(p) if p.end <= cutoff => {
+                out.insert(p);
+            }
+            Some(_) => {}
+            None => {
+                tracing::warn!(period = %start, "usage in a period of no known schedule is left unbilled");
+            }
+        }
+    }
+    // Adjustments ride on the next invoice: without one, the last ended period carries them.
+    if out.is_empty() && !state.adjustments.is_empty() {
+        let current = schedule.period_containing(cutoff).map_err(period_err)?;
+        let last = schedule.previous(&current).map_err(period_err)?;
+        if state.billed_to.is_none_or(|b| last.start >= b) {
+            out.insert(last);
+        }
+    }
+    Ok(out.into_iter().collect())
 }
 
 fn period_err(e: crate::periods::PeriodError) -> Error {

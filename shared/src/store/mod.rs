@@ -109,11 +109,12 @@ pub struct UserRef {
 
 /// What closing one period of a user depends on, read together.
 ///
-/// The billing rule every adapter keeps: `billed_to` is the end of the user's last invoiced
-/// period. A write that adds recorded usage or cost to a period starting before
-/// `billed_to` (a late event, a re-priced event) also adds it to `adjustments` of that
-/// period, atomically with the counters, so the next invoice bills it; the invoice of a
-/// closed period is never rewritten.
+/// The billing rule every adapter keeps: every period starting before `billed_to` is closed
+/// (invoiced, or had nothing to bill); the aggregation moves it on as it closes periods in
+/// order (usually to the end of the period it invoiced). A write that adds recorded usage
+/// or cost to a period starting before `billed_to` (a late event, a re-priced event) also
+/// adds it to `adjustments` of that period, atomically with the counters, so the next
+/// invoice bills it; the invoice of a closed period is never rewritten.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BillingState {
     pub tenant: TenantId,
@@ -124,6 +125,9 @@ pub struct BillingState {
     pub usage: PeriodUsage,
     /// Pending adjustments by the start of the period they belong to.
     pub adjustments: std::collections::BTreeMap<DateTime<Utc>, Adjustment>,
+    /// Starts of the user's periods with recorded usage that are not closed yet (starting
+    /// at or after `billed_to`), oldest first.
+    pub pending_periods: Vec<DateTime<Utc>>,
     /// Opaque: changes whenever `billed_to`, the period's recorded usage or the
     /// adjustments change. [`InvoiceStore::close_period`] only succeeds on the same version.
     pub version: String,
@@ -131,8 +135,7 @@ pub struct BillingState {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CloseOutcome {
-    /// The invoice is stored, `billed_to` moved to its period's end, the adjustments it
-    /// carries consumed.
+    /// The invoice is stored, `billed_to` moved on, the adjustments it carries consumed.
     Closed,
     /// An invoice for that (tenant, user, period) already exists: nothing changed.
     AlreadyInvoiced,
@@ -332,13 +335,14 @@ pub trait InvoiceStore: Send + Sync {
         period_start: DateTime<Utc>,
     ) -> StoreResult<BillingState>;
     /// Closes `invoice.period` of its user, atomically: stores the invoice (unpublished),
-    /// sets `billed_to` to the period's end and subtracts exactly the adjustments of
-    /// `state` (the ones the invoice bills) — only if the billing state still has
-    /// `state.version` and no invoice exists for that period.
+    /// sets `billed_to` to `billed_to` and subtracts exactly the adjustments of `state`
+    /// (the ones the invoice bills) — only if the billing state still has `state.version`
+    /// and no invoice exists for that period.
     async fn close_period(
         &self,
         invoice: &Invoice,
         state: &BillingState,
+        billed_to: DateTime<Utc>,
     ) -> StoreResult<CloseOutcome>;
     /// Invoices not yet accepted by the alert port (the outbox), oldest first.
     async fn unpublished_invoices(&self, limit: usize) -> StoreResult<Vec<Invoice>>;

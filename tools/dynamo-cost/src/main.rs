@@ -263,6 +263,7 @@ async fn main() -> Result<()> {
                 auto_renew: true,
                 pending_plan: None,
                 prorations: Vec::new(),
+                history: Vec::new(),
                 version: 1,
                 updated_at: now,
             },

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
 use super::codec::{decimal_attr, from_item, get_s, n, s, time_of, to_item, Item};
-use super::counters::{adjustments, period_usage};
+use super::counters::{adjustments, period_usage, recorded_periods};
 use super::errors::sdk_err;
 use super::expressions::{Expr, Update};
 use super::items;
@@ -95,13 +95,18 @@ impl InvoiceStore for DynamoStore {
     ) -> StoreResult<BillingState> {
         let item = self.get_state(tenant, user, &[]).await?;
         let version = BillingVersion::of(&item, period_start)?;
+        let billed_to = version.billed_to.as_deref().map(time_of).transpose()?;
         Ok(BillingState {
             tenant: tenant.clone(),
             user: user.clone(),
-            billed_to: version.billed_to.as_deref().map(time_of).transpose()?,
             period_start,
             usage: period_usage(&item, period_start)?,
             adjustments: adjustments(&item)?,
+            pending_periods: recorded_periods(&item)?
+                .into_iter()
+                .filter(|p| billed_to.is_none_or(|b| *p >= b))
+                .collect(),
+            billed_to,
             version: version.text(),
         })
     }
@@ -110,13 +115,14 @@ impl InvoiceStore for DynamoStore {
         &self,
         invoice: &Invoice,
         state: &BillingState,
+        billed_to: DateTime<Utc>,
     ) -> StoreResult<CloseOutcome> {
         // A version this store did not write cannot be the current one.
         let Some(version) = BillingVersion::parse(&state.version) else {
             return Ok(CloseOutcome::Changed);
         };
         let mut u = Update::new();
-        u.set(layout::BILLED_TO, s(layout::billed_to(invoice.period.end)));
+        u.set(layout::BILLED_TO, s(layout::billed_to(billed_to)));
         // Equal to the stored values (adjv is in the condition): removed, not subtracted.
         for period in state.adjustments.keys() {
             u.remove(&layout::adjustment(*period, AdjustmentPart::Events))

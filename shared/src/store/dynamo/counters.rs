@@ -169,6 +169,28 @@ impl Raw {
 }
 
 /// The usage of period `start` stored in a state item (zeros when absent).
+/// Starts of the periods of a state item with recorded usage, oldest first.
+pub fn recorded_periods(item: &Item) -> StoreResult<Vec<DateTime<Utc>>> {
+    let mut keys = std::collections::BTreeSet::new();
+    for name in item.keys() {
+        if let Some((period, Field::CallsUsed, None)) = layout::parse_counter(name) {
+            keys.insert(period);
+        }
+    }
+    let mut out = Vec::new();
+    for key in keys {
+        let start = DateTime::parse_from_rfc3339(key)
+            .map_err(|e| StoreError::Corrupt(format!("period key {key:?}: {e}")))?
+            .with_timezone(&Utc);
+        let usage = period_usage(item, start)?;
+        if usage.by_provider.values().any(|u| u.recorded.calls > 0) {
+            out.push(start);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 pub fn period_usage(item: &Item, start: DateTime<Utc>) -> StoreResult<PeriodUsage> {
     let wanted = layout::period_key(start);
     let mut raw: BTreeMap<ProviderId, Raw> = BTreeMap::new();

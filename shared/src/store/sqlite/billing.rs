@@ -2,9 +2,9 @@
 //! re-pricing as adjustments, storing and listing invoices, the invoice outbox and job
 //! cursors.
 //!
-//! The rule (see `store::BillingState`): `billing.billed_to` is the end of the user's last
-//! invoiced period; a write that adds recorded usage or cost to an earlier period also
-//! adds it to `adjustments`, inside the same transaction.
+//! The rule (see `store::BillingState`): every period starting before `billing.billed_to`
+//! is closed; a write that adds recorded usage or cost to such a period also adds it to
+//! `adjustments`, inside the same transaction.
 
 use std::collections::BTreeMap;
 
@@ -238,16 +238,43 @@ pub(super) fn billing_state(
         period_start,
         usage: period_usage(conn, tenant, user, &period_start)?,
         adjustments: adjustments(conn, tenant.as_str(), user.as_str())?,
+        pending_periods: Vec::new(),
         version: String::new(),
     };
+    state.pending_periods = recorded_periods(conn, tenant.as_str(), user.as_str())?
+        .into_iter()
+        .filter(|p| state.billed_to.is_none_or(|b| *p >= b))
+        .collect();
     state.version = version_of(&state);
     Ok(state)
+}
+
+/// Starts of the user's periods with recorded usage, oldest first.
+fn recorded_periods(
+    conn: &Connection,
+    tenant: &str,
+    user: &str,
+) -> StoreResult<Vec<DateTime<Utc>>> {
+    let rows: Vec<String> = conn
+        .prepare_cached(
+            "SELECT DISTINCT period_start FROM counters
+             WHERE tenant = ?1 AND user = ?2 AND recorded_calls > 0",
+        )?
+        .query_map(params![tenant, user], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let mut out = rows
+        .iter()
+        .map(|s| parse_ts(s))
+        .collect::<StoreResult<Vec<_>>>()?;
+    out.sort();
+    Ok(out)
 }
 
 pub(super) fn close_period(
     conn: &Connection,
     invoice: &Invoice,
     state: &BillingState,
+    billed_to: DateTime<Utc>,
 ) -> StoreResult<CloseOutcome> {
     let (t, u) = (state.tenant.as_str(), state.user.as_str());
     let exists: Option<i64> = conn
@@ -270,7 +297,7 @@ pub(super) fn close_period(
         "INSERT INTO billing (tenant, user, billed_to) VALUES (?1, ?2, ?3)
          ON CONFLICT (tenant, user) DO UPDATE SET billed_to = excluded.billed_to",
     )?
-    .execute(params![t, u, ts(&invoice.period.end)])?;
+    .execute(params![t, u, ts(&billed_to)])?;
     // The version matched, so the stored adjustments are exactly `state.adjustments`.
     for start in state.adjustments.keys() {
         conn.prepare_cached(

@@ -577,9 +577,10 @@ impl InvoiceStore for SqliteStore {
         &self,
         invoice: &Invoice,
         state: &BillingState,
+        billed_to: DateTime<Utc>,
     ) -> StoreResult<CloseOutcome> {
         let (invoice, state) = (invoice.clone(), state.clone());
-        self.write(move |c| billing::close_period(c, &invoice, &state))
+        self.write(move |c| billing::close_period(c, &invoice, &state, billed_to))
             .await
     }
 

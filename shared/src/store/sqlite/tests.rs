@@ -126,6 +126,7 @@ fn subscription(u: &str, version: u64) -> Subscription {
         auto_renew: true,
         pending_plan: None,
         prorations: Vec::new(),
+        history: Vec::new(),
         version,
         updated_at: start,
     }

@@ -156,7 +156,10 @@ async fn billing_methods_stay_within_their_request_budget() {
     took(&counter, &[("GetItem", 1)]);
     let inv = invoice(&state);
     assert_eq!(
-        store.close_period(&inv, &state).await.unwrap(),
+        store
+            .close_period(&inv, &state, inv.period.end)
+            .await
+            .unwrap(),
         CloseOutcome::Closed
     );
     took(&counter, &[("TransactWriteItems", 1)]);
@@ -208,7 +211,7 @@ async fn close(store: &DynamoStore, t: &TenantId, u: &UserId, month: u32) -> Inv
     loop {
         let s = store.billing_state(t, u, at(month, 1)).await.unwrap();
         let inv = invoice(&s);
-        match store.close_period(&inv, &s).await.unwrap() {
+        match store.close_period(&inv, &s, inv.period.end).await.unwrap() {
             CloseOutcome::Closed => return inv,
             CloseOutcome::Changed => continue,
             CloseOutcome::AlreadyInvoiced => panic!("month {month} closed twice"),
