@@ -27,7 +27,7 @@ pub async fn dynamo_store() -> Arc<dyn Store> {
         std::env::var("AWS_ENDPOINT_URL").is_ok(),
         "DynamoDB conformance tests need the emulator: run them through scripts/with-moto (see README)"
     );
-    let client = dynamo::client_from_env().await;
+    let client = meter_core::config::dynamo_client().await;
     let table = format!("meter-test-{}", uuid::Uuid::new_v4().simple());
     dynamo::create_table(&client, &table)
         .await

@@ -30,7 +30,7 @@ async fn setup(topic_arn: Option<String>) -> Env {
     );
     let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let table = format!("meter-emu-{}", uuid::Uuid::new_v4().simple());
-    dynamo::create_table(&dynamo::client_from_env().await, &table)
+    dynamo::create_table(&meter_core::config::dynamo_client().await, &table)
         .await
         .unwrap();
     let (store, counter) = DynamoStore::with_request_counter(&config, table);

@@ -652,7 +652,7 @@ fn openapi_and_the_template_describe_the_same_routes_with_the_same_functions() {
     }
     let from_openapi: BTreeSet<Route> = contract.routes().into_iter().collect();
     assert_eq!(from_openapi, from_template);
-    assert_eq!(from_openapi.len(), 18, "SPEC §6 has 18 operations");
+    assert_eq!(from_openapi.len(), 18, "the API has 18 operations");
 }
 
 #[test]

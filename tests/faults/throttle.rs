@@ -179,7 +179,7 @@ async fn setup() -> Env {
     );
     let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let table = format!("meter-faults-{}", uuid::Uuid::new_v4().simple());
-    let clean = DynamoStore::new(dynamo::client_from_env().await, table.clone());
+    let clean = DynamoStore::new(meter_core::config::dynamo_client().await, table.clone());
     dynamo::create_table(clean.client(), &table).await.unwrap();
     let throttler = Throttler::default();
     let client = aws_sdk_dynamodb::Client::from_conf(

@@ -132,7 +132,7 @@ id_type!(
 );
 
 impl ProviderId {
-    /// The providers the seed system knew; any other valid id may be added as data.
+    /// The providers of the default catalog; any other valid id may be added as data.
     pub const KNOWN: [&'static str; 9] = [
         "gemini",
         "openai",

@@ -16,7 +16,7 @@ use crate::service::{CheckOutcome, Meter};
 
 /// Largest accepted request body.
 pub const BODY_LIMIT: usize = 1024 * 1024;
-/// Every route lives under this prefix (the seed's paths).
+/// Every route lives under this prefix (the paths of the front end this API replaces).
 pub const PREFIX: &str = "/api/subscription";
 
 async fn check(

@@ -1,4 +1,5 @@
-//! The check decision (SPEC §5) and the per-metric views shown with it (SPEC §6).
+//! The check decision and the per-metric views shown with it (remaining, percentages,
+//! usage status).
 //!
 //! Pure functions of a plan's [`Limits`], the period's [`PeriodUsage`] and a
 //! [`CallEstimate`]. "Used" is always recorded plus held (open reservations count).

@@ -1,4 +1,4 @@
-//! The default plans (SPEC §5 seed values) and plan validation.
+//! The default plans (data/default_plans.json) and plan validation.
 
 use rust_decimal::Decimal;
 
@@ -62,7 +62,7 @@ pub fn parse_plans(json: &str) -> Result<Vec<Plan>, PlanError> {
     Ok(plans)
 }
 
-/// The default plans every new tenant starts with (SPEC §5): Free ($0; OpenAI and
+/// The default plans every new tenant starts with: Free ($0; OpenAI and
 /// Anthropic limited to 0 = none allowed; $2 cap), Basic ($29/$290; $50 cap),
 /// Pro ($79/$790; $150 cap), Enterprise ($199/$1990; no call or token limits, $500 cap).
 ///

@@ -38,13 +38,6 @@ pub use layout as keys;
 pub use request_counter::{counting_client, RequestCounter};
 pub use schema::create_table;
 
-/// A client configured from the environment, exactly as in production: region,
-/// credentials and `AWS_ENDPOINT_URL` (a local emulator) come from the usual AWS settings.
-pub async fn client_from_env() -> Client {
-    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    Client::new(&config)
-}
-
 /// The storage port on one DynamoDB table.
 #[derive(Debug, Clone)]
 pub struct DynamoStore {
