@@ -71,7 +71,7 @@ def test_a_tiny_plan_denies_the_call_past_its_limit(server, user):
     tiny_plan(server, user, {"calls:gemini": 1, "cost_usd": "5"})
     with meter_for(server) as meter:
         meter.check(user, "gemini-2.5-flash")  # provider detected from the model
-        r = meter.record(Event(user_id=user, model="gemini-2.5-flash", input_tokens=10, output_tokens=5))
+        r = meter.record(Event(user_id=user, model="gemini-2.5-flash", input_tokens=10, output_tokens=5, timestamp=datetime.now(timezone.utc)))
         assert r.recorded == 1 and r.events[0].status == "recorded"
         with pytest.raises(LimitExceeded) as denied:
             meter.check(user, "gemini-2.5-flash")

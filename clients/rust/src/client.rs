@@ -318,19 +318,21 @@ impl Meter {
         }
     }
 
-    /// Records usage events. Retried on transport errors and 5xx with backoff, under the
-    /// same event ids. When meter stays unavailable: `Deny` fails with
-    /// [`Error::Unavailable`] (its `events` are the undelivered ones), `Allow` queues them.
-    pub async fn record(&self, events: Vec<UsageEvent>) -> Result<RecordResult, Error> {
+    /// Records usage events (an empty `event_id` gets a fresh UUIDv7). Retried on transport
+    /// errors and 5xx with backoff, under the same event ids. When meter stays unavailable:
+    /// `Deny` fails with [`Error::Unavailable`] (its `events` are the undelivered ones),
+    /// `Allow` queues them.
+    pub async fn record(&self, mut events: Vec<UsageEvent>) -> Result<RecordResult, Error> {
         if events.is_empty() {
             return Err(Error::invalid("record needs at least one event"));
         }
         let mut bodies = Vec::with_capacity(events.len());
-        for e in &events {
-            if e.user_id.is_empty() || e.event_id.is_empty() {
-                return Err(Error::invalid(
-                    "every event needs a user_id and an event_id",
-                ));
+        for e in &mut events {
+            if e.user_id.is_empty() {
+                return Err(Error::invalid("every event needs a user_id"));
+            }
+            if e.event_id.is_empty() {
+                e.event_id = uuid::Uuid::now_v7().to_string();
             }
             if e.team_id.is_some() && e.org_id.is_none() {
                 return Err(Error::invalid("team_id needs org_id"));
@@ -648,9 +650,6 @@ fn rejected(e: &Error) -> bool {
 
 pub(crate) fn validate_check(req: &CheckRequest) -> Result<(), Error> {
     non_empty(&req.user_id, "user_id")?;
-    if req.model.is_none() && req.provider.is_none() {
-        return Err(Error::invalid("a check needs a model or a provider"));
-    }
     if req.team_id.is_some() && req.org_id.is_none() {
         return Err(Error::invalid("team_id needs org_id"));
     }

@@ -80,6 +80,9 @@ impl GuardOptions {
         if self.user_id.is_empty() {
             return Err(Error::invalid("a guard needs a user_id"));
         }
+        if self.model.is_none() && self.provider.is_none() {
+            return Err(Error::invalid("a guard needs a model or a provider"));
+        }
         let req = CheckRequest {
             user_id: self.user_id.clone(),
             provider: self.provider.clone(),

@@ -8,7 +8,7 @@ read from in ``raw``, so fields added by newer servers stay reachable.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, Dict, List, Optional, Union
 
@@ -623,7 +623,7 @@ class Event:
     provider: Optional[str] = None
     model: Optional[str] = None
     event_id: str = field(default_factory=uuid7)
-    timestamp: Optional[str] = None
+    timestamp: Union[str, datetime, None] = None
     input_tokens: Optional[int] = None
     output_tokens: Optional[int] = None
     cached_input_tokens: Optional[int] = None
@@ -645,4 +645,10 @@ class Event:
     team_id: Optional[str] = None
 
     def to_json(self) -> Json:
-        return {k: getattr(self, k) for k in _EVENT_FIELDS if getattr(self, k) is not None}
+        body = {k: getattr(self, k) for k in _EVENT_FIELDS if getattr(self, k) is not None}
+        if isinstance(body.get("timestamp"), datetime):
+            ts: datetime = body["timestamp"]
+            if ts.tzinfo is None:
+                raise ValueError("Event.timestamp must be timezone-aware")
+            body["timestamp"] = ts.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+        return body
