@@ -278,7 +278,7 @@ impl Intercept for DateProbe {
 }
 
 async fn dynamo_checks(table: &str) -> Vec<Check> {
-    let client = meter_core::store::dynamo::client_from_env().await;
+    let client = meter_core::config::dynamo_client().await;
     let probe = DateProbe::default();
     let described = client
         .describe_table()
@@ -667,8 +667,7 @@ async fn topic_check(arn: Option<&str>) -> Check {
             "ALERT_TOPIC_ARN is not set: alerts and invoices are stored and logged only",
         );
     };
-    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let sns = aws_sdk_sns::Client::new(&config);
+    let sns = aws_sdk_sns::Client::new(meter_core::config::aws().await);
     match sns.get_topic_attributes().topic_arn(arn).send().await {
         Ok(_) => Check::ok("topic", format!("{arn} exists")),
         Err(e) => {

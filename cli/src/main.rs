@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use meter_core::config::{self, StoreLocation};
 use meter_core::domain::{Role, TenantId};
 use meter_core::store::Store;
 
@@ -181,25 +182,12 @@ pub struct OptionalStoreArgs {
 }
 
 impl StoreArgs {
-    pub async fn open(&self) -> Result<Arc<dyn Store>> {
-        open_store(self.db.clone(), self.table.clone()).await
+    pub fn location(&self) -> StoreLocation {
+        StoreLocation::from_flags(self.db.clone(), self.table.clone())
     }
-}
 
-pub async fn open_store(db: Option<PathBuf>, table: Option<String>) -> Result<Arc<dyn Store>> {
-    match table {
-        Some(table) => {
-            let client = meter_core::store::dynamo::client_from_env().await;
-            Ok(Arc::new(meter_core::store::dynamo::DynamoStore::new(
-                client, table,
-            )))
-        }
-        None => {
-            let path = db.unwrap_or_else(|| PathBuf::from("meter.db"));
-            let store = meter_core::store::sqlite::SqliteStore::open(&path)
-                .with_context(|| format!("opening {}", path.display()))?;
-            Ok(Arc::new(store))
-        }
+    pub async fn open(&self) -> Result<Arc<dyn Store>> {
+        Ok(config::open_store(&self.location()).await?)
     }
 }
 
@@ -249,7 +237,8 @@ async fn run(cli: Cli) -> Result<()> {
             let plans = if store.db.is_none() && store.table.is_none() {
                 meter_core::limits::default_plans()
             } else {
-                open_store(store.db, store.table)
+                let location = StoreLocation::from_flags(store.db, store.table);
+                config::open_store(&location)
                     .await?
                     .list_plans(&tenant)
                     .await?
@@ -330,7 +319,7 @@ async fn run(cli: Cli) -> Result<()> {
             store,
         } => {
             let store = store.open().await?;
-            let publisher = serve::publisher(alert_topic_arn.as_deref()).await;
+            let publisher = config::publisher(alert_topic_arn.as_deref()).await?;
             let meter = meter_core::service::Meter::new(store, publisher);
             let opts = meter_core::service::aggregate::AggregateOptions {
                 at,
@@ -347,8 +336,7 @@ async fn run(cli: Cli) -> Result<()> {
             if table.is_empty() {
                 bail!("--table must not be empty");
             }
-            let client = meter_core::store::dynamo::client_from_env().await;
-            meter_core::store::dynamo::create_table(&client, &table).await?;
+            meter_core::store::dynamo::create_table(&config::dynamo_client().await, &table).await?;
             println!("table {table} is ready (TTL on attribute `ttl`)");
             Ok(())
         }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use meter_core::alerts::{AlertPublisher, LogPublisher};
+use meter_core::config::{self, StoreLocation};
 use meter_core::domain::TenantId;
 use meter_core::service::{bootstrap, Meter};
 
@@ -31,28 +31,11 @@ pub struct ServeArgs {
     aggregate_seconds: u64,
 }
 
-/// The alert port: SNS when a topic is configured, else stored-and-logged alerts.
-pub async fn publisher(topic_arn: Option<&str>) -> Arc<dyn AlertPublisher> {
-    match topic_arn {
-        Some(arn) => {
-            let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-            Arc::new(meter_core::alerts::sns::SnsPublisher::new(
-                aws_sdk_sns::Client::new(&config),
-                arn.to_owned(),
-            ))
-        }
-        None => Arc::new(LogPublisher),
-    }
-}
-
 pub async fn run(args: ServeArgs) -> Result<()> {
     init_tracing();
-    let store_name = match (&args.table, &args.db) {
-        (Some(t), _) => format!("DynamoDB table {t}"),
-        (None, Some(p)) => format!("SQLite {}", p.display()),
-        (None, None) => "SQLite meter.db".to_owned(),
-    };
-    let store = crate::open_store(args.db.clone(), args.table.clone()).await?;
+    let location = StoreLocation::from_flags(args.db.clone(), args.table.clone());
+    let store_name = location.describe();
+    let store = config::open_store(&location).await?;
     let tenant = TenantId::parse("default")?;
     let admin_key = std::env::var("METER_BOOTSTRAP_ADMIN_KEY")
         .ok()
@@ -66,7 +49,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     .await
     .context("bootstrapping the store")?;
 
-    let publisher = publisher(args.alert_topic_arn.as_deref()).await;
+    let publisher = config::publisher(args.alert_topic_arn.as_deref()).await?;
     let meter = Arc::new(Meter::new(store, publisher));
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await

@@ -1,11 +1,33 @@
-//! `meter subscription set`: the PUT /user/{id}/subscription rules from the command line.
+//! `meter subscription set`: the rules of PUT /user/{id}/subscription from the command line.
 
 use anyhow::{anyhow, Result};
-use meter_core::domain::{Role, TenantId, UserId};
-use meter_core::service::{Caller, Meter};
-use serde_json::{json, Map, Value};
+use clap::ValueEnum;
+use meter_core::domain::{PlanName, Role, SubscriptionStatus, TenantId, UserId};
+use meter_core::periods::{Anchor, BillingCycle};
+use meter_core::service::{Caller, Meter, SubscriptionChange};
 
 use crate::StoreArgs;
+
+#[derive(Clone, Copy, ValueEnum)]
+enum CycleArg {
+    Monthly,
+    Yearly,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum AnchorArg {
+    Calendar,
+    Anniversary,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+#[value(rename_all = "snake_case")]
+enum StatusArg {
+    Active,
+    PastDue,
+    Suspended,
+    Cancelled,
+}
 
 #[derive(clap::Args)]
 pub struct SetArgs {
@@ -16,58 +38,59 @@ pub struct SetArgs {
     /// The plan (an upgrade applies at once and is prorated; a downgrade waits for the
     /// next period).
     #[arg(long)]
-    plan: Option<String>,
-    /// monthly or yearly (new subscriptions only).
-    #[arg(long)]
-    billing_cycle: Option<String>,
-    /// calendar or anniversary (new subscriptions only).
-    #[arg(long)]
-    anchor: Option<String>,
-    /// active, past_due, suspended or cancelled.
-    #[arg(long)]
-    status: Option<String>,
+    plan: Option<PlanName>,
+    /// New subscriptions only.
+    #[arg(long, value_enum)]
+    billing_cycle: Option<CycleArg>,
+    /// New subscriptions only.
+    #[arg(long, value_enum)]
+    anchor: Option<AnchorArg>,
+    #[arg(long, value_enum)]
+    status: Option<StatusArg>,
     #[arg(long)]
     auto_renew: Option<bool>,
     #[command(flatten)]
     store: StoreArgs,
 }
 
-/// An API error as the HTTP API would answer it: code, message, details.
-fn api_error(e: meter_core::http::ApiError) -> anyhow::Error {
-    anyhow!(
-        "{} ({}): {}",
-        e.code(),
-        e.status().as_u16(),
-        json!({"message": e.message(), "details": e.details()})
-    )
+impl SetArgs {
+    fn change(&self) -> SubscriptionChange {
+        SubscriptionChange {
+            plan: self.plan.clone(),
+            billing_cycle: self.billing_cycle.map(|c| match c {
+                CycleArg::Monthly => BillingCycle::Monthly,
+                CycleArg::Yearly => BillingCycle::Yearly,
+            }),
+            anchor: self.anchor.map(|a| match a {
+                AnchorArg::Calendar => Anchor::Calendar,
+                AnchorArg::Anniversary => Anchor::Anniversary,
+            }),
+            status: self.status.map(|s| match s {
+                StatusArg::Active => SubscriptionStatus::Active,
+                StatusArg::PastDue => SubscriptionStatus::PastDue,
+                StatusArg::Suspended => SubscriptionStatus::Suspended,
+                StatusArg::Cancelled => SubscriptionStatus::Cancelled,
+            }),
+            auto_renew: self.auto_renew,
+        }
+    }
 }
 
 pub async fn set(args: SetArgs) -> Result<()> {
-    let mut body = Map::new();
-    for (k, v) in [
-        ("plan", args.plan.map(Value::from)),
-        ("billing_cycle", args.billing_cycle.map(Value::from)),
-        ("anchor", args.anchor.map(Value::from)),
-        ("status", args.status.map(Value::from)),
-        ("auto_renew", args.auto_renew.map(Value::from)),
-    ] {
-        if let Some(v) = v {
-            body.insert(k.to_owned(), v);
-        }
-    }
-    let input =
-        meter_core::http::admin::parse_subscription(&Value::Object(body)).map_err(api_error)?;
     let store = args.store.open().await?;
     let meter = Meter::new(store, std::sync::Arc::new(meter_core::alerts::LogPublisher));
     let caller = Caller {
-        tenant: args.tenant,
+        tenant: args.tenant.clone(),
         role: Role::Admin,
         key_prefix: "cli".to_owned(),
     };
-    let out = meter
-        .put_subscription(&caller, &args.user, &input)
+    let written = meter
+        .put_subscription(&caller, &args.user, &args.change())
         .await
-        .map_err(api_error)?;
-    println!("{}", json!(out));
+        .map_err(|e| {
+            let e = meter_core::http::ApiError::from(e);
+            anyhow!("{} ({}): {}", e.code(), e.message(), e.details())
+        })?;
+    println!("{}", serde_json::to_string(&written)?);
     Ok(())
 }

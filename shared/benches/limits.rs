@@ -7,7 +7,7 @@ use chrono::{TimeZone, Utc};
 use criterion::{criterion_group, criterion_main, Criterion};
 use meter_core::domain::{PlanName, ProviderId};
 use meter_core::http::wire;
-use meter_core::limits::{decide, default_plans, CheckRequest, Limits};
+use meter_core::limits::{decide, default_plans, CallEstimate, Limits};
 use meter_core::usage::normalise::{event_counts, parse_usage};
 use meter_core::usage::{PeriodUsage, ProviderUsage, Tally};
 use rust_decimal_macros::dec;
@@ -50,7 +50,7 @@ fn decide_benches(c: &mut Criterion) {
     let pro = plan_limits("pro");
     let enterprise = plan_limits("enterprise");
     let usage = usage();
-    let request = CheckRequest {
+    let request = CallEstimate {
         provider: ProviderId::parse("gemini").unwrap(),
         estimated_tokens: 1_500,
         estimated_cost: Some(dec!(0.002)),

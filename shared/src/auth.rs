@@ -64,14 +64,6 @@ pub fn plausible_key(secret: &str) -> bool {
 }
 
 impl Role {
-    /// The role's name as keys and the CLI spell it (`service`, `admin`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Service => "service",
-            Role::Admin => "admin",
-        }
-    }
-
     /// Whether a key of this role may do what `needed` requires.
     pub fn allows(self, needed: Role) -> bool {
         match needed {

@@ -24,11 +24,11 @@ use chrono::{DateTime, Utc};
 use rust_decimal::{Decimal, RoundingStrategy};
 
 use crate::domain::{
-    Invoice, InvoiceStatus, LineItem, Proration, Subscription, SubscriptionStatus, TenantId, UserId,
+    Adjustment, Invoice, InvoiceStatus, LineItem, Proration, Subscription, SubscriptionStatus,
+    TenantId, UserId,
 };
 use crate::limits::{Metric, Plan};
 use crate::periods::{BillingCycle, Period, PeriodError, Schedule};
-use crate::store::Adjustment;
 use crate::usage::PeriodUsage;
 
 /// How invoice totals are rounded (stated on every invoice).

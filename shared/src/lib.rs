@@ -1,13 +1,20 @@
-//! meter-core: the domain of usage metering and usage-based subscriptions.
+//! meter-core: the domain of usage metering and usage-based subscriptions, its service,
+//! its storage and alert adapters, and its HTTP routes.
 //!
+//! Layers run one way: `http` (routes, JSON shapes) → [`service`] (the use cases, typed
+//! inputs and results, one error type) → the domain modules and the storage port.
 //! Folders name the domain: [`pricing`] (catalog, cost of an event, LiteLLM import),
 //! [`usage`] (counts and provider usage objects), [`periods`] (billing periods),
-//! [`limits`] (plans and the check decision), [`domain`] (ids, events, subscriptions,
-//! alerts, invoices). Storage and HTTP live at the edge in later modules.
+//! [`limits`] (plans, the check decision, guards, recommendations), [`subscriptions`]
+//! (subscription changes and proration), [`billing`] (invoices), [`alerts`] (what fires,
+//! and the publishing port), [`domain`] (ids and records). [`store`] is the storage port
+//! with its SQLite and DynamoDB adapters (cargo features `sqlite` and `dynamo`), and
+//! [`config`] wires adapters from flags or the environment.
 
 pub mod alerts;
 pub mod auth;
 pub mod billing;
+pub mod config;
 pub mod domain;
 pub mod http;
 pub mod limits;
@@ -15,4 +22,8 @@ pub mod periods;
 pub mod pricing;
 pub mod service;
 pub mod store;
+pub mod subscriptions;
 pub mod usage;
+
+#[cfg(test)]
+mod overflow_tests;

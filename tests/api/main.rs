@@ -8,4 +8,5 @@ mod hot_path;
 mod logs;
 mod privacy;
 mod reads;
+mod review;
 mod subscriptions;

@@ -220,8 +220,8 @@ fn code_literal(arg: &str) -> Option<String> {
 
 /// `(file, code)` for every field-level code the code can answer with (the error's code
 /// when it is the only problem): the literal code of each `FieldError::new`,
-/// `ApiError::invalid`, `Fields::error`/`fail` call of the HTTP and service layers, and
-/// the codes of plan, catalog and usage-normalisation errors.
+/// `Error::invalid`, `Fields::error`/`fail` call of the HTTP and service layers, and
+/// the codes of plan, catalog, subscription-change and usage-normalisation errors.
 pub fn field_error_codes() -> BTreeSet<(String, String)> {
     let mut out = BTreeSet::new();
     let mut files = Vec::new();
@@ -233,7 +233,14 @@ pub fn field_error_codes() -> BTreeSet<(String, String)> {
             }
         }
     }
-    files.push(repo().join("shared/src/usage/normalise.rs"));
+    for file in [
+        "shared/src/usage/normalise.rs",
+        "shared/src/limits/plans.rs",
+        "shared/src/pricing/catalog.rs",
+        "shared/src/subscriptions.rs",
+    ] {
+        files.push(repo().join(file));
+    }
     for path in files {
         let src = std::fs::read_to_string(&path).unwrap();
         let name = path
@@ -242,12 +249,7 @@ pub fn field_error_codes() -> BTreeSet<(String, String)> {
             .to_string_lossy()
             .into_owned();
         // The second argument is the code: `(field, code, message)`.
-        for call in [
-            "FieldError::new(",
-            "ApiError::invalid(",
-            ".error(",
-            ".fail(",
-        ] {
+        for call in ["FieldError::new(", "Error::invalid(", ".error(", ".fail("] {
             for args in call_args(&src, call) {
                 if let Some(code) = args.get(1).and_then(|a| code_literal(a)) {
                     out.insert((name.clone(), code));
@@ -255,11 +257,7 @@ pub fn field_error_codes() -> BTreeSet<(String, String)> {
             }
         }
         // The code functions: every `=> "code"` of their bodies.
-        for func in [
-            "fn plan_error_code(",
-            "fn catalog_error_code(",
-            "pub fn code(&self)",
-        ] {
+        for func in ["pub fn code(&self)"] {
             if name.ends_with("error.rs") && func == "pub fn code(&self)" {
                 continue; // ApiError::code: checked against ErrorCode on its own
             }

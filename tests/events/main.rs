@@ -660,16 +660,16 @@ fn every_error_code_of_the_code_is_in_openapi() {
     let contract = Contract::load();
     let codes = contract.error_codes();
     let src = std::fs::read_to_string(repo().join("shared/src/http/error.rs")).unwrap();
-    // `ApiError::code`: every literal code it maps a variant to.
+    // `ApiError::status_and_code`: every literal code it maps a variant to.
     let body = src
-        .split("pub fn code(&self)")
+        .split("pub fn status_and_code(&self)")
         .nth(1)
         .unwrap()
-        .split("fn details")
+        .split("pub fn status(&self)")
         .next()
         .unwrap();
     let mut found = 0;
-    for piece in body.split("=> \"").skip(1) {
+    for piece in body.split(", \"").skip(1) {
         let code = piece.split('"').next().unwrap();
         assert!(
             codes.contains(code),
@@ -678,14 +678,16 @@ fn every_error_code_of_the_code_is_in_openapi() {
         found += 1;
     }
     assert!(found >= 12, "found only {found} codes in error.rs");
-    // Codes built elsewhere with `bad_request("…")`.
+    // Codes built elsewhere with `bad_request("…")` or `bad_parameter("…")`.
     for file in [
         "shared/src/http/routes.rs",
         "shared/src/http/extract.rs",
         "shared/src/service/reads.rs",
+        "shared/src/service/dashboard.rs",
     ] {
         let src = std::fs::read_to_string(repo().join(file)).unwrap();
-        for piece in src.split("bad_request(").skip(1) {
+        let calls = src.split("bad_request(").skip(1);
+        for piece in calls.chain(src.split("bad_parameter(").skip(1)) {
             let piece = piece.trim_start();
             if let Some(rest) = piece.strip_prefix('"') {
                 let code = rest.split('"').next().unwrap();

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use meter_core::domain::UserId;
-use meter_core::http::ApiError;
+use meter_core::service::Error;
 use rust_decimal::Decimal;
 use serde_json::json;
 
@@ -179,7 +179,7 @@ async fn fail_one_call_of_a_pass(n: usize, op: &'static str, timing: Timing) -> 
     assert_eq!(injected, vec![Injected { op, timing }]);
     let stopped = match faulty {
         Ok(_) => false,
-        Err(ApiError::Unavailable) => true,
+        Err(Error::Unavailable) => true,
         Err(e) => panic!("{op} {timing:?}: {e:?}"),
     };
     for user in ["ann", "bob"] {

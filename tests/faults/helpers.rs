@@ -11,8 +11,8 @@ use axum::Router;
 use chrono::{DateTime, NaiveDate, Utc};
 use http_body_util::BodyExt as _;
 use meter_core::domain::{ProviderId, ReservationStatus, Role, TenantId, UserId};
-use meter_core::http::ApiError;
 use meter_core::service::aggregate::{AggregateOptions, AggregateReport};
+use meter_core::service::Error;
 use meter_core::service::{bootstrap, Meter};
 use meter_core::store::Store;
 use meter_core::usage::Tally;
@@ -172,7 +172,7 @@ impl App {
     }
 
     /// One aggregation pass as of the clock, closing periods as soon as they end.
-    pub async fn aggregate(&self) -> Result<AggregateReport, ApiError> {
+    pub async fn aggregate(&self) -> Result<AggregateReport, Error> {
         self.meter
             .aggregate(&AggregateOptions {
                 grace: chrono::Duration::zero(),

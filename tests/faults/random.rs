@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use meter_core::domain::UserId;
-use meter_core::http::ApiError;
+use meter_core::service::Error;
 use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
 use rust_decimal::Decimal;
@@ -47,7 +47,7 @@ async fn pass_until_ok(app: &App) {
     for _ in 0..ATTEMPTS {
         match app.aggregate().await {
             Ok(_) => return,
-            Err(ApiError::Unavailable) => {}
+            Err(Error::Unavailable) => {}
             Err(e) => panic!("aggregation: {e:?}"),
         }
     }

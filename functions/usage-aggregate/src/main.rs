@@ -37,7 +37,7 @@ fn budget(deadline: SystemTime, now: SystemTime) -> Duration {
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
-    let meter = Arc::new(meter_core::service::env::meter_from_env().await?);
+    let meter = Arc::new(meter_core::config::meter_from_env().await?);
     tracing::info!(function = "usage-aggregate", "starting");
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let meter = meter.clone();

@@ -6,7 +6,7 @@ use std::sync::Arc;
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     lambda_http::tracing::init_default_subscriber();
-    let meter = meter_core::service::env::meter_from_env().await?;
+    let meter = meter_core::config::meter_from_env().await?;
     tracing::info!(function = "usage-ingest", "starting");
     lambda_http::run(meter_core::http::usage_router(Arc::new(meter))).await
 }

@@ -5,15 +5,18 @@
 //! publish leaves it in the outbox and the aggregation retries it. Delivery is
 //! at-least-once and every message carries its id so subscribers can de-duplicate.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
 use crate::domain::{Alert, Invoice, Severity, TenantId, UserId};
-use crate::limits::Metric;
+use crate::limits::{projected_cost, reached, recorded_amount, Metric, Plan};
+use crate::periods::Period;
+use crate::usage::PeriodUsage;
 
+#[cfg(feature = "dynamo")]
 pub mod sns;
 
 /// One message for subscribers: a JSON body and the attributes filter policies match on.
@@ -49,21 +52,13 @@ impl AlertPublisher for LogPublisher {
     }
 }
 
-fn severity_name(s: Severity) -> &'static str {
-    match s {
-        Severity::Info => "info",
-        Severity::Warning => "warning",
-        Severity::Error => "error",
-    }
-}
-
 impl From<&Alert> for OutboxMessage {
     fn from(a: &Alert) -> Self {
         let mut attributes = BTreeMap::from([
             ("type", "alert".to_owned()),
             ("tenant_id", a.tenant.to_string()),
             ("user_id", a.user.to_string()),
-            ("severity", severity_name(a.severity).to_owned()),
+            ("severity", a.severity.as_str().to_owned()),
             ("alert_key", a.key.clone()),
         ]);
         if let Some(m) = &a.metric {
@@ -85,7 +80,7 @@ impl From<&Alert> for OutboxMessage {
                 "key": a.key,
                 "metric": a.metric,
                 "threshold": a.threshold,
-                "severity": severity_name(a.severity),
+                "severity": a.severity.as_str(),
                 "title": a.title,
                 "message": a.message,
                 "created_at": a.created_at,
@@ -242,6 +237,55 @@ pub fn projection_alert(scope: AlertScope<'_>, projected: Decimal, cap: Decimal)
             cap.normalize()
         ),
     )
+}
+
+/// Every alert the period's recorded `usage` under `plan` calls for that has not fired
+/// yet (`fired` holds the once-only keys already stored): each threshold of each limited
+/// metric reached, unpriced usage, a projected cost past the cap.
+pub fn due_alerts(
+    scope: AlertScope<'_>,
+    plan: &Plan,
+    usage: &PeriodUsage,
+    fired: &BTreeSet<String>,
+    period: &Period,
+) -> Vec<Alert> {
+    let mut due = Vec::new();
+    for (metric, limit) in &plan.limits.0 {
+        if *limit <= Decimal::ZERO {
+            continue;
+        }
+        let used = recorded_amount(metric, usage);
+        for &t in &plan.alert_thresholds {
+            let key = threshold_key(metric, t);
+            if fired.contains(&key) {
+                continue;
+            }
+            if reached(used, *limit, t) {
+                due.push(threshold_alert(scope, metric, t, used, *limit));
+            }
+        }
+    }
+    let unpriced = usage
+        .by_provider
+        .values()
+        .fold(0u64, |n, u| n.saturating_add(u.unpriced_calls));
+    if unpriced > 0 && !fired.contains(UNPRICED_KEY) {
+        due.push(unpriced_alert(scope, unpriced));
+    }
+    if let Some(cap) = plan
+        .limits
+        .0
+        .get(&Metric::CostUsd)
+        .filter(|c| **c > Decimal::ZERO)
+    {
+        let cost = recorded_amount(&Metric::CostUsd, usage);
+        if let Some(projected) = projected_cost(cost, period, scope.now) {
+            if projected > *cap && !fired.contains(PROJECTION_KEY) {
+                due.push(projection_alert(scope, projected, *cap));
+            }
+        }
+    }
+    due
 }
 
 #[cfg(test)]

@@ -1,10 +1,11 @@
 //! Validated identifiers and the records the service keeps.
 
 pub mod ids;
+pub mod money;
 pub mod records;
 
 pub use ids::{EventId, IdError, ModelId, PlanName, ProviderId, TenantId, UserId};
 pub use records::{
-    Alert, ApiKeyRecord, Invoice, InvoiceStatus, LineItem, Proration, Reservation,
-    ReservationStatus, Role, Severity, Subscription, SubscriptionStatus, UsageEvent,
+    Adjustment, Alert, ApiKeyRecord, Invoice, InvoiceStatus, LineItem, Metadata, Proration,
+    Reservation, ReservationStatus, Role, Severity, Subscription, SubscriptionStatus, UsageEvent,
 };

@@ -23,6 +23,16 @@ pub enum Role {
     Admin,
 }
 
+impl Role {
+    /// The role's name as keys and the CLI spell it (`service`, `admin`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Service => "service",
+            Role::Admin => "admin",
+        }
+    }
+}
+
 /// An API key as stored: only its SHA-256 hash, never the key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiKeyRecord {
@@ -47,6 +57,16 @@ pub enum SubscriptionStatus {
 impl SubscriptionStatus {
     pub fn is_active(self) -> bool {
         self == SubscriptionStatus::Active
+    }
+
+    /// The status as JSON and the CLI spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SubscriptionStatus::Active => "active",
+            SubscriptionStatus::PastDue => "past_due",
+            SubscriptionStatus::Suspended => "suspended",
+            SubscriptionStatus::Cancelled => "cancelled",
+        }
     }
 }
 
@@ -88,6 +108,10 @@ pub struct Proration {
     pub amount_usd: Decimal,
 }
 
+/// Free-form metadata of an event: a JSON object of at most 8 KiB, checked where the
+/// event is read, stored and exported as given, never interpreted.
+pub type Metadata = serde_json::Value;
+
 /// One usage event as recorded: validated, normalised and priced.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UsageEvent {
@@ -113,7 +137,7 @@ pub struct UsageEvent {
     pub status_code: Option<u16>,
     pub latency_ms: Option<u64>,
     pub reservation_id: Option<String>,
-    pub metadata: Option<serde_json::Value>,
+    pub metadata: Option<Metadata>,
     pub recorded_at: DateTime<Utc>,
 }
 
@@ -135,6 +159,17 @@ pub enum ReservationStatus {
     Settled,
     Released,
     Expired,
+}
+
+impl ReservationStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReservationStatus::Held => "held",
+            ReservationStatus::Settled => "settled",
+            ReservationStatus::Released => "released",
+            ReservationStatus::Expired => "expired",
+        }
+    }
 }
 
 /// Usage held for a call that was allowed but not yet reported.
@@ -160,6 +195,16 @@ pub enum Severity {
     Error,
 }
 
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+        }
+    }
+}
+
 /// A usage alert. `key` is the once-only key within (tenant, user, period): at most one
 /// alert per key is ever stored (`calls:gemini@80`, `unpriced`, `projected_cost`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -178,6 +223,14 @@ pub struct Alert {
     pub read: bool,
     /// Outbox flag: false until the alert port accepted it.
     pub published: bool,
+}
+
+/// Usage recorded or re-priced for a period after it was invoiced, not yet billed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Adjustment {
+    /// How many changes (late events, re-priced events) it sums.
+    pub events: u64,
+    pub cost_usd: Decimal,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

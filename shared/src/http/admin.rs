@@ -5,23 +5,12 @@
 
 use serde_json::Value;
 
-use super::error::{ApiError, FieldError};
 use super::fields::Fields;
 use crate::domain::{PlanName, SubscriptionStatus};
-use crate::limits::{Plan, PlanError};
+use crate::limits::Plan;
 use crate::periods::{Anchor, BillingCycle};
-use crate::pricing::{CatalogError, PriceVersion};
-
-/// A validated `PUT /user/{user_id}/subscription` body. Absent fields keep the
-/// subscription's values (on creation: monthly, calendar, active, auto-renew).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SubscriptionInput {
-    pub plan: Option<PlanName>,
-    pub billing_cycle: Option<BillingCycle>,
-    pub anchor: Option<Anchor>,
-    pub status: Option<SubscriptionStatus>,
-    pub auto_renew: Option<bool>,
-}
+use crate::pricing::PriceVersion;
+use crate::service::{Error, FieldError, SubscriptionChange};
 
 const SUBSCRIPTION_FIELDS: &[&str] = &["plan", "billing_cycle", "anchor", "status", "auto_renew"];
 
@@ -43,9 +32,9 @@ fn choice<T: Copy>(f: &mut Fields<'_>, name: &str, choices: &[(&str, T)]) -> Opt
 }
 
 /// Validates a subscription body.
-pub fn parse_subscription(body: &Value) -> Result<SubscriptionInput, ApiError> {
+pub fn parse_subscription(body: &Value) -> Result<SubscriptionChange, Error> {
     let mut f =
-        Fields::new(body, "", &[SUBSCRIPTION_FIELDS]).map_err(|e| ApiError::Invalid(vec![e]))?;
+        Fields::new(body, "", &[SUBSCRIPTION_FIELDS]).map_err(|e| Error::Invalid(vec![e]))?;
     let plan = f.id("plan", false, PlanName::parse);
     let billing_cycle = choice(
         &mut f,
@@ -75,9 +64,9 @@ pub fn parse_subscription(body: &Value) -> Result<SubscriptionInput, ApiError> {
     );
     let auto_renew = f.boolean("auto_renew");
     if !f.errors.is_empty() {
-        return Err(ApiError::Invalid(f.errors));
+        return Err(Error::Invalid(f.errors));
     }
-    Ok(SubscriptionInput {
+    Ok(SubscriptionChange {
         plan,
         billing_cycle,
         anchor,
@@ -100,22 +89,10 @@ const PLAN_FIELDS: &[&str] = &[
     "active",
 ];
 
-/// The stable code of a plan that fails validation.
-pub fn plan_error_code(e: &PlanError) -> &'static str {
-    match e {
-        PlanError::NegativeLimit { .. } => "negative_limit",
-        PlanError::FractionalCount { .. } => "fractional_limit",
-        PlanError::ThresholdOutOfRange(_) => "threshold_out_of_range",
-        PlanError::ThresholdsNotSortedUnique => "thresholds_not_ascending",
-        PlanError::NegativePrice { .. } => "negative_price",
-        PlanError::Data(_) => "invalid_plan",
-    }
-}
-
 /// Validates a `PUT /plans/{name}` body; the name comes from the path (a `name` field,
 /// if given, must match it).
-pub fn parse_plan(name: &PlanName, body: &Value) -> Result<Plan, ApiError> {
-    let mut f = Fields::new(body, "", &[PLAN_FIELDS]).map_err(|e| ApiError::Invalid(vec![e]))?;
+pub fn parse_plan(name: &PlanName, body: &Value) -> Result<Plan, Error> {
+    let mut f = Fields::new(body, "", &[PLAN_FIELDS]).map_err(|e| Error::Invalid(vec![e]))?;
     if let Some(given) = f.string("name", false, 128) {
         if given != name.as_str() {
             f.error(
@@ -131,14 +108,14 @@ pub fn parse_plan(name: &PlanName, body: &Value) -> Result<Plan, ApiError> {
         }
     }
     if !f.errors.is_empty() {
-        return Err(ApiError::Invalid(f.errors));
+        return Err(Error::Invalid(f.errors));
     }
     let mut obj = f.map().clone();
     obj.insert("name".into(), Value::String(name.to_string()));
     let plan: Plan = serde_json::from_value(Value::Object(obj))
-        .map_err(|e| ApiError::invalid("", "invalid_plan", safe_serde_message(&e)))?;
+        .map_err(|e| Error::invalid("", "invalid_plan", safe_serde_message(&e)))?;
     plan.validate()
-        .map_err(|e| ApiError::invalid("", plan_error_code(&e), e.to_string()))?;
+        .map_err(|e| Error::invalid("", e.code(), e.to_string()))?;
     Ok(plan)
 }
 
@@ -147,25 +124,13 @@ fn safe_serde_message(e: &serde_json::Error) -> String {
     e.to_string().chars().take(200).collect()
 }
 
-/// The stable code of a price catalog that does not build.
-pub fn catalog_error_code(e: &CatalogError) -> &'static str {
-    match e {
-        CatalogError::NegativePrice { .. } => "negative_price",
-        CatalogError::EmptyPeriod { .. } => "empty_period",
-        CatalogError::DuplicateId { .. } => "duplicate_id",
-        CatalogError::DuplicateStart { .. } => "overlapping_versions",
-        CatalogError::NoPrices { .. } => "no_prices",
-        CatalogError::Format(_) => "invalid_price_version",
-    }
-}
-
 /// Most price versions in one `PUT /pricing`.
 pub const MAX_PRICE_VERSIONS: usize = 100;
 
 /// Validates a `PUT /pricing` body, `{"versions": [...]}` (1–100 versions in the
 /// `PriceVersion` JSON format); each version's problems are reported with its index.
-pub fn parse_price_versions(body: &Value) -> Result<Vec<PriceVersion>, ApiError> {
-    let f = Fields::new(body, "", &[&["versions"]]).map_err(|e| ApiError::Invalid(vec![e]))?;
+pub fn parse_price_versions(body: &Value) -> Result<Vec<PriceVersion>, Error> {
+    let f = Fields::new(body, "", &[&["versions"]]).map_err(|e| Error::Invalid(vec![e]))?;
     let mut errors = f.errors.clone();
     let items = match f.raw("versions") {
         Some(Value::Array(items)) => items.as_slice(),
@@ -215,7 +180,7 @@ pub fn parse_price_versions(body: &Value) -> Result<Vec<PriceVersion>, ApiError>
     if errors.is_empty() {
         Ok(versions)
     } else {
-        Err(ApiError::Invalid(errors))
+        Err(Error::Invalid(errors))
     }
 }
 
@@ -227,10 +192,11 @@ mod tests {
 
     #[test]
     fn subscription_body_rejects_unknown_fields_and_values() {
+        let code = |e: Error| crate::http::ApiError::from(e).code();
         let e = parse_subscription(&json!({"plan": "pro", "planx": 1})).unwrap_err();
-        assert_eq!(e.code(), "unknown_field");
+        assert_eq!(code(e), "unknown_field");
         let e = parse_subscription(&json!({"billing_cycle": "weekly"})).unwrap_err();
-        assert_eq!(e.code(), "invalid_value");
+        assert_eq!(code(e), "invalid_value");
         let ok = parse_subscription(&json!({"plan": "pro", "status": "past_due"})).unwrap();
         assert_eq!(ok.status, Some(SubscriptionStatus::PastDue));
         assert_eq!(ok.billing_cycle, None);
@@ -245,14 +211,15 @@ mod tests {
         assert_eq!(plan.name, name);
         let mut bad = body.clone();
         bad["limits"]["calls:gemini"] = json!("1.5");
+        let code = |e: Error| crate::http::ApiError::from(e).code();
         assert_eq!(
-            parse_plan(&name, &bad).unwrap_err().code(),
+            code(parse_plan(&name, &bad).unwrap_err()),
             "fractional_limit"
         );
         let mut other = body.clone();
         other["name"] = json!("pro");
         assert_eq!(
-            parse_plan(&name, &other).unwrap_err().code(),
+            code(parse_plan(&name, &other).unwrap_err()),
             "name_mismatch"
         );
     }

@@ -1,4 +1,5 @@
-//! The one error type of the HTTP layer and its mapping to statuses and stable codes.
+//! Failed answers: the service's errors, a limit denial and the HTTP layer's own refusals,
+//! each mapped to a status and a stable code in one place.
 //!
 //! Clients get `{"success": false, "error": {"code", "message", "details"}}` with a safe
 //! message; causes (store errors, SDK messages) go to the log only.
@@ -8,76 +9,30 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::store::StoreError;
+use crate::limits::Amount;
+use crate::service::{Denial, Error};
 
-/// One problem with one field of a request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct FieldError {
-    pub field: String,
-    pub code: &'static str,
-    pub message: String,
-}
+pub use crate::service::{EventErrors, FieldError};
 
-impl FieldError {
-    pub fn new(field: impl Into<String>, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            code,
-            message: message.into(),
-        }
-    }
-}
-
-/// The problems of one event of a batch.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct EventErrors {
-    pub index: usize,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub event_id: Option<String>,
-    pub errors: Vec<FieldError>,
-}
-
+/// Every failed answer.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    #[error("missing or invalid API key")]
-    Unauthorized,
-    #[error("this API key's role may not do this")]
-    Forbidden,
-    #[error("{0} not found")]
-    NotFound(&'static str),
+    #[error(transparent)]
+    Service(#[from] Error),
+    /// A check that a limit denies (429 with the limit's details and `Retry-After`).
+    #[error("usage limit exceeded for {}", .0.metric)]
+    LimitExceeded(Box<Denial>),
     #[error("no such route")]
     RouteNotFound,
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// A body or query string that cannot be read at all.
     #[error("{message}")]
     BadRequest { code: &'static str, message: String },
     #[error("content type must be application/json")]
     UnsupportedMediaType,
     #[error("request body is larger than 1 MiB")]
     PayloadTooLarge,
-    #[error("the request is invalid")]
-    Invalid(Vec<FieldError>),
-    #[error("{invalid} of {total} events are invalid; nothing was recorded")]
-    InvalidEvents {
-        invalid: usize,
-        total: usize,
-        events: Vec<EventErrors>,
-    },
-    #[error("usage limit exceeded for {metric}")]
-    LimitExceeded {
-        metric: String,
-        details: Value,
-        retry_after_seconds: u64,
-    },
-    /// A write kept losing optimistic-concurrency races; the client may retry.
-    #[error("{0} was changed concurrently; retry the request")]
-    Conflict(&'static str),
-    #[error("the subscription is {status}")]
-    SubscriptionInactive { status: &'static str },
-    #[error("the storage backend is unavailable; retry the same request")]
-    Unavailable,
-    #[error("internal error")]
-    Internal,
 }
 
 impl ApiError {
@@ -88,112 +43,90 @@ impl ApiError {
         }
     }
 
-    pub fn invalid(
-        field: impl Into<String>,
-        code: &'static str,
-        message: impl Into<String>,
-    ) -> Self {
-        ApiError::Invalid(vec![FieldError::new(field, code, message)])
+    /// The status and the stable machine-readable code.
+    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+        use Error as E;
+        match self {
+            ApiError::Service(e) => match e {
+                E::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+                E::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
+                E::SubscriptionInactive { .. } => (StatusCode::FORBIDDEN, "subscription_inactive"),
+                E::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+                E::BadParameter { code, .. } => (StatusCode::BAD_REQUEST, code),
+                E::Invalid(errors) if errors.len() == 1 => {
+                    (StatusCode::UNPROCESSABLE_ENTITY, errors[0].code)
+                }
+                E::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+                E::InvalidEvents { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_events"),
+                E::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+                E::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
+                E::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
+            },
+            ApiError::LimitExceeded(_) => (StatusCode::TOO_MANY_REQUESTS, "usage_limit_exceeded"),
+            ApiError::RouteNotFound => (StatusCode::NOT_FOUND, "route_not_found"),
+            ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            ApiError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
+            ApiError::UnsupportedMediaType => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
+            ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+        }
     }
 
     pub fn status(&self) -> StatusCode {
-        match self {
-            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden | ApiError::SubscriptionInactive { .. } => StatusCode::FORBIDDEN,
-            ApiError::NotFound(_) | ApiError::RouteNotFound => StatusCode::NOT_FOUND,
-            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
-            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Invalid(_) | ApiError::InvalidEvents { .. } => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
-            ApiError::LimitExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
-            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-        }
+        self.status_and_code().0
     }
 
-    /// The stable machine-readable code.
     pub fn code(&self) -> &'static str {
-        match self {
-            ApiError::Unauthorized => "unauthorized",
-            ApiError::Forbidden => "forbidden",
-            ApiError::NotFound(_) => "not_found",
-            ApiError::RouteNotFound => "route_not_found",
-            ApiError::MethodNotAllowed => "method_not_allowed",
-            ApiError::BadRequest { code, .. } => code,
-            ApiError::UnsupportedMediaType => "unsupported_media_type",
-            ApiError::PayloadTooLarge => "payload_too_large",
-            ApiError::Invalid(errors) if errors.len() == 1 => errors[0].code,
-            ApiError::Invalid(_) => "validation_failed",
-            ApiError::InvalidEvents { .. } => "invalid_events",
-            ApiError::LimitExceeded { .. } => "usage_limit_exceeded",
-            ApiError::Conflict(_) => "conflict",
-            ApiError::SubscriptionInactive { .. } => "subscription_inactive",
-            ApiError::Unavailable => "store_unavailable",
-            ApiError::Internal => "internal_error",
-        }
+        self.status_and_code().1
     }
 
     pub fn details(&self) -> Value {
         match self {
-            ApiError::Invalid(errors) => json!({ "errors": errors }),
-            ApiError::InvalidEvents { events, .. } => json!({ "events": events }),
-            ApiError::LimitExceeded { details, .. } => details.clone(),
-            ApiError::SubscriptionInactive { status } => json!({ "status": status }),
+            ApiError::Service(Error::Invalid(errors)) => json!({ "errors": errors }),
+            ApiError::Service(Error::InvalidEvents { events, .. }) => json!({ "events": events }),
+            ApiError::Service(Error::SubscriptionInactive { status }) => {
+                json!({ "status": status })
+            }
+            ApiError::LimitExceeded(d) => json!({
+                "metric": d.metric,
+                "used": Amount::of(&d.metric, d.used),
+                "limit": Amount::of(&d.metric, d.limit),
+                "requested": Amount::of(&d.metric, d.requested),
+                "period_resets_at": d.period_resets_at,
+                "upgrade_to": d.upgrade_to,
+            }),
             _ => json!({}),
         }
     }
 
     pub fn message(&self) -> String {
         match self {
-            ApiError::Invalid(errors) if errors.len() == 1 => errors[0].message.clone(),
+            ApiError::Service(Error::Invalid(errors)) if errors.len() == 1 => {
+                errors[0].message.clone()
+            }
             other => other.to_string(),
         }
     }
-}
 
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Unavailable(cause) => {
-                tracing::error!(%cause, "store unavailable");
-                ApiError::Unavailable
-            }
-            StoreError::VersionConflict => {
-                tracing::warn!("concurrent update lost a race; the client may retry");
-                ApiError::Unavailable
-            }
-            StoreError::Overflow(what) => {
-                ApiError::invalid("", "overflow", format!("a counter would overflow: {what}"))
-            }
-            StoreError::Corrupt(cause) => {
-                tracing::error!(%cause, "stored data is invalid");
-                ApiError::Internal
-            }
+    fn retry_after_seconds(&self) -> Option<u64> {
+        match self {
+            ApiError::LimitExceeded(d) => Some(d.retry_after_seconds),
+            ApiError::Service(Error::Unavailable) => Some(1),
+            _ => None,
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = self.status();
+        let (status, code) = self.status_and_code();
         let body = json!({
             "success": false,
-            "error": { "code": self.code(), "message": self.message(), "details": self.details() },
+            "error": { "code": code, "message": self.message(), "details": self.details() },
         });
         let mut response = (status, axum::Json(body)).into_response();
-        let retry_after = match &self {
-            ApiError::LimitExceeded {
-                retry_after_seconds,
-                ..
-            } => Some(*retry_after_seconds),
-            ApiError::Unavailable => Some(1),
-            _ => None,
-        };
-        if let Some(secs) = retry_after {
+        if let Some(secs) = self.retry_after_seconds() {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));

@@ -8,7 +8,7 @@ use axum::http::{header, request::Parts, StatusCode};
 use serde_json::Value;
 
 use super::ApiError;
-use crate::service::{Caller, Meter};
+use crate::service::{Caller, Error, Meter};
 
 /// The authenticated caller (`Authorization: Bearer <key>`), or 401.
 pub struct Auth(pub Caller);
@@ -17,14 +17,15 @@ impl FromRequestParts<Arc<Meter>> for Auth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, meter: &Arc<Meter>) -> Result<Self, ApiError> {
+        let unauthorized = || ApiError::from(Error::Unauthorized);
         let header = parts
             .headers
             .get(header::AUTHORIZATION)
-            .ok_or(ApiError::Unauthorized)?;
-        let value = header.to_str().map_err(|_| ApiError::Unauthorized)?;
-        let (scheme, key) = value.split_once(' ').ok_or(ApiError::Unauthorized)?;
+            .ok_or_else(unauthorized)?;
+        let value = header.to_str().map_err(|_| unauthorized())?;
+        let (scheme, key) = value.split_once(' ').ok_or_else(unauthorized)?;
         if !scheme.eq_ignore_ascii_case("bearer") {
-            return Err(ApiError::Unauthorized);
+            return Err(unauthorized());
         }
         let caller = meter.authenticate(key.trim()).await?;
         tracing::Span::current().record("tenant", tracing::field::display(&caller.tenant));

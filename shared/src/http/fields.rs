@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
-use super::error::FieldError;
+use crate::service::FieldError;
 use crate::usage::MAX_COUNT;
 
 /// A JSON object being validated. Every accessor records a [`FieldError`] instead of

@@ -1,4 +1,6 @@
-//! The HTTP API (SPEC §6) as axum `Router`s, shared by the Lambda functions and `meter serve`.
+//! The HTTP API as axum `Router`s, shared by the Lambda functions and `meter serve`: request
+//! bodies and query strings parsed into the service's inputs, results and errors written as
+//! JSON answers.
 
 pub mod admin;
 pub mod error;

@@ -12,7 +12,7 @@ use super::error::ok;
 use super::extract::{Auth, JsonBody};
 use super::{admin, wire, ApiError};
 use crate::domain::{PlanName, ProviderId, Role, UserId};
-use crate::service::Meter;
+use crate::service::{CheckOutcome, Meter};
 
 /// Largest accepted request body.
 pub const BODY_LIMIT: usize = 1024 * 1024;
@@ -25,8 +25,11 @@ async fn check(
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Service)?;
-    let input = wire::parse_check(&body)?;
-    Ok(ok(meter.check(&caller, input).await?))
+    let req = wire::parse_check(&body)?;
+    match meter.check(&caller, req).await? {
+        CheckOutcome::Allowed(allowed) => Ok(ok(allowed)),
+        CheckOutcome::Denied(denial) => Err(ApiError::LimitExceeded(Box::new(denial))),
+    }
 }
 
 async fn release(
@@ -107,7 +110,8 @@ async fn quote(
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Service)?;
-    Ok(ok(meter.quote(&caller, &body).await?))
+    let req = wire::parse_quote(&body)?;
+    Ok(ok(meter.quote(&caller, &req).await?))
 }
 
 async fn alerts(

@@ -1,4 +1,4 @@
-//! Request bodies of the hot path, validated into domain inputs.
+//! Request bodies of the hot path, validated into the service's inputs.
 //!
 //! Every field is typed and bounded: ids ≤ 128 characters of a safe charset, counts ≤
 //! 10^12, timestamps within 35 days back and 5 minutes ahead. Unknown fields are
@@ -6,11 +6,11 @@
 
 use chrono::{DateTime, Duration, Utc};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
-use super::error::{ApiError, EventErrors, FieldError};
 use super::fields::Fields;
 use crate::domain::{EventId, ModelId, ProviderId, UserId};
+use crate::service::reads::QuoteRequest;
+use crate::service::{CheckRequest, Error, EventErrors, FieldError, NewEvent, Units};
 use crate::usage::normalise;
 use crate::usage::UsageCounts;
 
@@ -25,43 +25,6 @@ pub const DEFAULT_RESERVATION_TTL: u64 = 300;
 pub const MAX_RESERVATION_TTL: u64 = 3600;
 /// Largest serialized `metadata` object.
 pub const MAX_METADATA_BYTES: usize = 8 * 1024;
-
-/// Billable units of a call other than tokens.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Units {
-    pub requests: u64,
-    pub searches: u64,
-    pub images: u64,
-    pub pages: u64,
-}
-
-/// A validated `POST /check` body.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CheckInput {
-    pub user: UserId,
-    pub provider: Option<ProviderId>,
-    pub model: Option<ModelId>,
-    pub estimated_input_tokens: u64,
-    pub estimated_output_tokens: u64,
-    pub units: Units,
-    pub reserve: bool,
-    pub reservation_ttl_seconds: u64,
-}
-
-impl CheckInput {
-    /// The counts a quote of this check's estimate prices.
-    pub fn estimated_counts(&self) -> UsageCounts {
-        UsageCounts {
-            input_tokens: self.estimated_input_tokens,
-            output_tokens: self.estimated_output_tokens,
-            requests: self.units.requests,
-            searches: self.units.searches,
-            images: self.units.images,
-            pages: self.units.pages,
-            ..UsageCounts::default()
-        }
-    }
-}
 
 const CHECK_FIELDS: &[&str] = &[
     "user_id",
@@ -85,8 +48,8 @@ fn units(f: &mut Fields<'_>) -> Units {
 }
 
 /// Validates a check body.
-pub fn parse_check(body: &Value) -> Result<CheckInput, ApiError> {
-    let mut f = Fields::new(body, "", &[CHECK_FIELDS]).map_err(|e| ApiError::Invalid(vec![e]))?;
+pub fn parse_check(body: &Value) -> Result<CheckRequest, Error> {
+    let mut f = Fields::new(body, "", &[CHECK_FIELDS]).map_err(|e| Error::Invalid(vec![e]))?;
     let user = f.id("user_id", true, UserId::parse);
     let provider = f.id("provider", false, ProviderId::parse);
     let model = f.id("model", false, ModelId::parse);
@@ -116,7 +79,7 @@ pub fn parse_check(body: &Value) -> Result<CheckInput, ApiError> {
         );
     }
     match (user, f.errors.is_empty()) {
-        (Some(user), true) => Ok(CheckInput {
+        (Some(user), true) => Ok(CheckRequest {
             user,
             provider,
             model,
@@ -126,27 +89,8 @@ pub fn parse_check(body: &Value) -> Result<CheckInput, ApiError> {
             reserve,
             reservation_ttl_seconds: ttl,
         }),
-        _ => Err(ApiError::Invalid(f.errors)),
+        _ => Err(Error::Invalid(f.errors)),
     }
-}
-
-/// One validated usage event, not yet priced.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EventInput {
-    pub event_id: EventId,
-    pub user: UserId,
-    pub provider: Option<ProviderId>,
-    pub model: Option<ModelId>,
-    pub timestamp: DateTime<Utc>,
-    pub counts: UsageCounts,
-    pub estimated: bool,
-    pub endpoint: Option<String>,
-    pub status_code: Option<u16>,
-    pub latency_ms: Option<u64>,
-    pub reservation_id: Option<String>,
-    pub metadata: Option<Value>,
-    /// SHA-256 of the event exactly as sent (canonical JSON): tells a retry from a conflict.
-    pub fingerprint: String,
 }
 
 /// Fields of an event besides its usage.
@@ -205,7 +149,7 @@ pub fn read_counts(f: &mut Fields<'_>) -> normalise::EventCounts {
 }
 
 /// Validates one event of a batch at `now`; `Err` lists every problem of the event.
-pub fn parse_event(value: &Value, now: DateTime<Utc>) -> Result<EventInput, Vec<FieldError>> {
+pub fn parse_event(value: &Value, now: DateTime<Utc>) -> Result<NewEvent, Vec<FieldError>> {
     let mut f =
         Fields::new(value, "", &[EVENT_FIELDS, &COUNT_FIELDS, &["usage"]]).map_err(|e| vec![e])?;
     let event_id = f.id("event_id", true, EventId::parse);
@@ -281,12 +225,12 @@ pub fn parse_event(value: &Value, now: DateTime<Utc>) -> Result<EventInput, Vec<
     };
 
     match (event_id, user, f.errors.is_empty()) {
-        (Some(event_id), Some(user), true) => Ok(EventInput {
+        (Some(event_id), Some(user), true) => Ok(NewEvent {
             event_id,
             user,
             provider,
             model,
-            timestamp: timestamp.unwrap_or(now),
+            timestamp,
             counts,
             estimated,
             endpoint,
@@ -294,7 +238,6 @@ pub fn parse_event(value: &Value, now: DateTime<Utc>) -> Result<EventInput, Vec<
             latency_ms,
             reservation_id,
             metadata,
-            fingerprint: hex::encode(Sha256::digest(value.to_string().as_bytes())),
         }),
         _ => Err(f.errors),
     }
@@ -302,11 +245,11 @@ pub fn parse_event(value: &Value, now: DateTime<Utc>) -> Result<EventInput, Vec<
 
 /// Validates a `POST /usage` body: `{"events": [...]}` with 1–100 events, or a single
 /// event object. Any invalid event rejects the whole batch.
-pub fn parse_usage(body: &Value, now: DateTime<Utc>) -> Result<Vec<EventInput>, ApiError> {
+pub fn parse_usage(body: &Value, now: DateTime<Utc>) -> Result<Vec<NewEvent>, Error> {
     let events: Vec<&Value> = match body {
         Value::Object(map) if map.contains_key("events") => {
             if map.len() != 1 {
-                return Err(ApiError::invalid(
+                return Err(Error::invalid(
                     "",
                     "unknown_field",
                     "a batch body has only the field `events`",
@@ -315,7 +258,7 @@ pub fn parse_usage(body: &Value, now: DateTime<Utc>) -> Result<Vec<EventInput>, 
             match &map["events"] {
                 Value::Array(items) => items.iter().collect(),
                 _ => {
-                    return Err(ApiError::invalid(
+                    return Err(Error::invalid(
                         "events",
                         "invalid_type",
                         "must be an array of events",
@@ -325,7 +268,7 @@ pub fn parse_usage(body: &Value, now: DateTime<Utc>) -> Result<Vec<EventInput>, 
         }
         Value::Object(_) => vec![body],
         _ => {
-            return Err(ApiError::invalid(
+            return Err(Error::invalid(
                 "",
                 "invalid_type",
                 "the body must be a JSON object",
@@ -333,7 +276,7 @@ pub fn parse_usage(body: &Value, now: DateTime<Utc>) -> Result<Vec<EventInput>, 
         }
     };
     if events.is_empty() || events.len() > MAX_BATCH {
-        return Err(ApiError::invalid(
+        return Err(Error::invalid(
             "events",
             "batch_size",
             format!("must hold 1 to {MAX_BATCH} events"),
@@ -354,30 +297,36 @@ pub fn parse_usage(body: &Value, now: DateTime<Utc>) -> Result<Vec<EventInput>, 
             }),
         }
     }
-    // The same event_id twice in one batch with different content is a client bug.
-    let mut seen = std::collections::HashMap::new();
-    for (index, e) in parsed.iter().enumerate() {
-        if let Some(prev) = seen.insert(e.event_id.clone(), &e.fingerprint) {
-            if prev != &e.fingerprint {
-                invalid.push(EventErrors {
-                    index,
-                    event_id: Some(e.event_id.to_string()),
-                    errors: vec![FieldError::new(
-                        "event_id",
-                        "duplicate_in_batch",
-                        "appears twice in this batch with different content",
-                    )],
-                });
-            }
-        }
-    }
     if invalid.is_empty() {
         Ok(parsed)
     } else {
-        Err(ApiError::InvalidEvents {
+        Err(Error::InvalidEvents {
             invalid: invalid.len(),
             total: events.len(),
             events: invalid,
         })
     }
+}
+
+/// Fields of a quote besides its usage ([`COUNT_FIELDS`] and `usage`).
+const QUOTE_FIELDS: &[&str] = &["provider", "model", "timestamp"];
+
+/// Validates a `POST /pricing/quote` body: an event without identity.
+pub fn parse_quote(body: &Value) -> Result<QuoteRequest, Error> {
+    let mut f = Fields::new(body, "", &[QUOTE_FIELDS, &COUNT_FIELDS, &["usage"]])
+        .map_err(|e| Error::Invalid(vec![e]))?;
+    let provider = f.id("provider", false, ProviderId::parse);
+    let model = f.id("model", false, ModelId::parse);
+    let at = f.timestamp("timestamp");
+    let counts = read_counts(&mut f);
+    if !f.errors.is_empty() {
+        return Err(Error::Invalid(f.errors));
+    }
+    Ok(QuoteRequest {
+        provider,
+        model,
+        at,
+        counts: counts.counts,
+        estimated: counts.estimated,
+    })
 }

@@ -1,7 +1,7 @@
 //! The check decision (SPEC §5) and the per-metric views shown with it (SPEC §6).
 //!
 //! Pure functions of a plan's [`Limits`], the period's [`PeriodUsage`] and a
-//! [`CheckRequest`]. "Used" is always recorded plus held (open reservations count).
+//! [`CallEstimate`]. "Used" is always recorded plus held (open reservations count).
 //!
 //! Rules, for every limited metric that applies to the request's provider:
 //! - calls: deny when `used + 1 > limit`;
@@ -27,7 +27,7 @@ use crate::usage::PeriodUsage;
 
 /// What a check asks: one call to `provider`, with its estimates.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CheckRequest {
+pub struct CallEstimate {
     pub provider: ProviderId,
     /// Estimated input + output tokens of the call (0 for non-token APIs).
     pub estimated_tokens: u64,
@@ -124,11 +124,50 @@ fn used_saturating(metric: &Metric, usage: &PeriodUsage) -> Decimal {
     used(metric, usage).unwrap_or(Decimal::MAX)
 }
 
+/// What one limited metric requires of a call: allowed iff `used + increment <= limit`
+/// (`< limit` when `strict`). The one rule behind both [`decide`] and the reservation
+/// guards that the store evaluates atomically ([`super::guards_for`]), so a check and its
+/// reservation never disagree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Requirement {
+    pub increment: Decimal,
+    pub strict: bool,
+}
+
+impl Requirement {
+    /// Whether `used` leaves room for the call under `limit` (checked: an overflow
+    /// leaves no room).
+    pub fn allows(&self, used: Decimal, limit: Decimal) -> bool {
+        match used.checked_add(self.increment) {
+            Some(after) if self.strict => after < limit,
+            Some(after) => after <= limit,
+            None => false,
+        }
+    }
+}
+
+/// What `metric` (limited to `limit`) requires of `call`; `None` when the metric does not
+/// cover the call's provider.
+/// - calls: one more call; tokens: the estimated tokens; cost: the estimated cost;
+/// - cost without an estimate: strictly below the cap;
+/// - a limit of `0` or below: never (strict, so not even a call estimated at nothing).
+pub fn requirement(metric: &Metric, limit: Decimal, call: &CallEstimate) -> Option<Requirement> {
+    let increment = match metric {
+        Metric::Calls(Some(p)) | Metric::Tokens(Some(p)) if p != &call.provider => return None,
+        Metric::Calls(_) => Decimal::ONE,
+        Metric::Tokens(_) => Decimal::from(call.estimated_tokens),
+        Metric::CostUsd => call.estimated_cost.unwrap_or(Decimal::ZERO),
+    };
+    let strict =
+        limit <= Decimal::ZERO || (*metric == Metric::CostUsd && call.estimated_cost.is_none());
+    Some(Requirement { increment, strict })
+}
+
 /// Decides whether `request` may proceed under `limits`, given the period's `usage`.
 pub fn decide(
     limits: &Limits,
     usage: &PeriodUsage,
-    request: &CheckRequest,
+    request: &CallEstimate,
 ) -> Result<Decision, DecisionError> {
     if request
         .estimated_cost
@@ -140,30 +179,19 @@ pub fn decide(
         let Some(&limit) = limits.0.get(&metric) else {
             continue;
         };
-        let requested = match metric {
-            Metric::Calls(_) => Decimal::ONE,
-            Metric::Tokens(_) => Decimal::from(request.estimated_tokens),
-            Metric::CostUsd => request.estimated_cost.unwrap_or(Decimal::ZERO),
+        let Some(req) = requirement(&metric, limit, request) else {
+            continue;
         };
         let used = used(&metric, usage)?;
-        let after = used
-            .checked_add(requested)
-            .ok_or_else(|| DecisionError::Overflow {
-                metric: metric.clone(),
-            })?;
-        let denied = if limit <= Decimal::ZERO {
-            true
-        } else if metric == Metric::CostUsd && request.estimated_cost.is_none() {
-            used >= limit
-        } else {
-            after > limit
-        };
-        if denied {
+        if used.checked_add(req.increment).is_none() {
+            return Err(DecisionError::Overflow { metric });
+        }
+        if !req.allows(used, limit) {
             return Ok(Decision::Denied(Violation {
                 metric,
                 used,
                 limit,
-                requested,
+                requested: req.increment,
             }));
         }
     }
@@ -258,7 +286,7 @@ pub fn cheapest_plan_allowing<'a>(
     plans: &'a [Plan],
     current: &PlanName,
     usage: &PeriodUsage,
-    request: &CheckRequest,
+    request: &CallEstimate,
 ) -> Option<&'a Plan> {
     plans
         .iter()
@@ -315,8 +343,8 @@ mod tests {
         }
     }
 
-    fn req(provider: &str, tokens: u64, cost: Option<Decimal>) -> CheckRequest {
-        CheckRequest {
+    fn req(provider: &str, tokens: u64, cost: Option<Decimal>) -> CallEstimate {
+        CallEstimate {
             provider: pid(provider),
             estimated_tokens: tokens,
             estimated_cost: cost,
@@ -333,7 +361,7 @@ mod tests {
     #[test]
     fn decision_table() {
         let zero = Tally::default();
-        let cases: Vec<(&str, Limits, PeriodUsage, CheckRequest, Option<&str>)> = vec![
+        let cases: Vec<(&str, Limits, PeriodUsage, CallEstimate, Option<&str>)> = vec![
             (
                 "absent limit is unlimited",
                 limits(&[]),
@@ -647,13 +675,13 @@ mod tests {
     fn cheapest_plan_allowing_suggests_the_cheapest_active_plan_that_fits() {
         let plans = crate::limits::default_plans();
         let name = |s: &str| PlanName::parse(s).unwrap();
-        let suggest = |current: &str, u: &PeriodUsage, r: &CheckRequest, plans: &[Plan]| {
+        let suggest = |current: &str, u: &PeriodUsage, r: &CallEstimate, plans: &[Plan]| {
             cheapest_plan_allowing(plans, &name(current), u, r).map(|p| p.name.to_string())
         };
         let none = PeriodUsage::default();
         let gemini_calls = |n| usage(&[("gemini", tally(n, 0, dec!(0)), Tally::default())]);
         let cost = |c| usage(&[("gemini", tally(1, 0, c), Tally::default())]);
-        let cases: Vec<(&str, &str, PeriodUsage, CheckRequest, Option<&str>)> = vec![
+        let cases: Vec<(&str, &str, PeriodUsage, CallEstimate, Option<&str>)> = vec![
             (
                 "free user calling openai",
                 "free",

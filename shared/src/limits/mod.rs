@@ -6,7 +6,10 @@
 //! - [`plans`]: the default plans and plan validation;
 //! - [`decision`]: the check decision, remaining limits, percentages and usage status,
 //!   and the upgrade suggestion;
-//! - [`thresholds`]: which alert thresholds a change of usage crosses.
+//! - [`guards`]: the conditions a reservation's write passes atomically in the store;
+//! - [`recommend`]: the plan to recommend, and the cost projection;
+//! - [`thresholds`]: which alert thresholds a change of usage crosses;
+//! - [`amounts`]: how amounts and percentages are written in answers.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -16,16 +19,24 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::domain::{PlanName, ProviderId};
 
+pub mod amounts;
 pub mod decision;
+pub mod guards;
 pub mod plans;
+pub mod recommend;
 pub mod thresholds;
 
+pub use amounts::{Amount, MetricAmounts, Percentages};
 pub use decision::{
-    cheapest_plan_allowing, decide, percentage, percentages, remaining, usage_status, used,
-    CheckRequest, Decision, DecisionError, UsageStatus, Violation,
+    cheapest_plan_allowing, decide, percentage, percentages, remaining, requirement, usage_status,
+    used, CallEstimate, Decision, DecisionError, Requirement, UsageStatus, Violation,
 };
-pub use plans::{default_plans, default_thresholds, parse_plans, PlanError};
-pub use thresholds::{crossed_thresholds, threshold_level};
+pub use guards::{guards_for, Guard};
+pub use plans::{default_plans, default_thresholds, parse_plans, PlanError, MAX_AMOUNT};
+pub use recommend::{
+    projected_cost, recommendations, recommended_plan, recorded_amount, Recommendation,
+};
+pub use thresholds::{crossed_thresholds, reached, threshold_level};
 
 /// What a limit counts.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -12,6 +12,8 @@ const DEFAULT_PLANS_JSON: &str = include_str!("../../data/default_plans.json");
 pub enum PlanError {
     #[error("limit {metric} must not be negative")]
     NegativeLimit { metric: Metric },
+    #[error("limit {metric} must be at most 10^15")]
+    LimitTooLarge { metric: Metric },
     #[error("limit {metric} counts calls or tokens and must be a whole number")]
     FractionalCount { metric: Metric },
     #[error("alert threshold {0} is outside 1..=100")]
@@ -20,9 +22,30 @@ pub enum PlanError {
     ThresholdsNotSortedUnique,
     #[error("{field} must not be negative")]
     NegativePrice { field: &'static str },
+    #[error("{field} must be at most 10^15")]
+    PriceTooLarge { field: &'static str },
     #[error("the plans file is not valid: {0}")]
     Data(String),
 }
+
+impl PlanError {
+    /// The stable code of a plan that fails validation.
+    pub fn code(&self) -> &'static str {
+        match self {
+            PlanError::NegativeLimit { .. } => "negative_limit",
+            PlanError::LimitTooLarge { .. } => "limit_too_large",
+            PlanError::FractionalCount { .. } => "fractional_limit",
+            PlanError::ThresholdOutOfRange(_) => "threshold_out_of_range",
+            PlanError::ThresholdsNotSortedUnique => "thresholds_not_ascending",
+            PlanError::NegativePrice { .. } => "negative_price",
+            PlanError::PriceTooLarge { .. } => "price_too_large",
+            PlanError::Data(_) => "invalid_plan",
+        }
+    }
+}
+
+/// The largest plan limit or price: 10^15 (a quadrillion calls, tokens or dollars).
+pub const MAX_AMOUNT: Decimal = Decimal::from_parts(2_764_472_320, 232_830, 0, false, 0);
 
 /// The alert thresholds a plan gets when none are given: 80, 90 and 100 %.
 pub fn default_thresholds() -> Vec<u8> {
@@ -53,9 +76,10 @@ pub fn default_plans() -> Vec<Plan> {
 }
 
 impl Plan {
-    /// Checks the plan's invariants: prices (and overage rate) `>= 0`; limits `>= 0`,
-    /// whole numbers for calls and tokens; alert thresholds within `1..=100`, strictly
-    /// ascending.
+    /// Checks the plan's invariants: prices (and overage rate) in `0..=10^15`; limits in
+    /// `0..=10^15` ([`MAX_AMOUNT`]), whole numbers for calls and tokens; alert thresholds
+    /// within `1..=100`, strictly ascending. The bound keeps every product the service
+    /// forms with a limit (`limit × 100`, a threshold level) far inside `Decimal`.
     pub fn validate(&self) -> Result<(), PlanError> {
         let prices = [
             ("monthly_price_usd", Some(self.monthly_price_usd)),
@@ -66,10 +90,18 @@ impl Plan {
             if price.is_some_and(|p| p < Decimal::ZERO) {
                 return Err(PlanError::NegativePrice { field });
             }
+            if price.is_some_and(|p| p > MAX_AMOUNT) {
+                return Err(PlanError::PriceTooLarge { field });
+            }
         }
         for (metric, &value) in &self.limits.0 {
             if value < Decimal::ZERO {
                 return Err(PlanError::NegativeLimit {
+                    metric: metric.clone(),
+                });
+            }
+            if value > MAX_AMOUNT {
+                return Err(PlanError::LimitTooLarge {
                     metric: metric.clone(),
                 });
             }
@@ -100,6 +132,11 @@ mod tests {
     use super::*;
     use crate::domain::PlanName;
     use crate::limits::{Limits, Tier};
+
+    #[test]
+    fn the_largest_amount_is_ten_to_the_fifteen() {
+        assert_eq!(MAX_AMOUNT, Decimal::from(1_000_000_000_000_000u64));
+    }
 
     fn plan(name: &str) -> Plan {
         default_plans()

@@ -1,4 +1,4 @@
-//! Which alert thresholds a change of usage crosses (SPEC §7).
+//! Which alert thresholds usage has reached, and which a change of usage crosses.
 //!
 //! A threshold `t` fires when usage *reaches* `t %` of the limit (`>=`): it is crossed by
 //! a change from `before` to `after` when `before < t% of limit <= after`. The level is
@@ -18,6 +18,13 @@ pub fn threshold_level(limit: Decimal, threshold: u8) -> Option<Decimal> {
         .checked_mul(t)
         .and_then(|x| x.checked_div(hundred))
         .or_else(|| limit.checked_div(hundred).and_then(|x| x.checked_mul(t)))
+}
+
+/// Whether `used` has reached threshold `t` % of `limit` (`used >= limit × t / 100`,
+/// exact, never overflowing). A limit of 0 or below is never reached: it means "none
+/// allowed", not a percentage.
+pub fn reached(used: Decimal, limit: Decimal, threshold: u8) -> bool {
+    limit > Decimal::ZERO && threshold_level(limit, threshold).is_some_and(|level| used >= level)
 }
 
 /// The thresholds (ascending, without repeats) that usage crosses going from `before`

@@ -73,6 +73,20 @@ pub enum CatalogError {
     Format(String),
 }
 
+impl CatalogError {
+    /// The stable code of a catalog that does not build.
+    pub fn code(&self) -> &'static str {
+        match self {
+            CatalogError::NegativePrice { .. } => "negative_price",
+            CatalogError::EmptyPeriod { .. } => "empty_period",
+            CatalogError::DuplicateId { .. } => "duplicate_id",
+            CatalogError::DuplicateStart { .. } => "overlapping_versions",
+            CatalogError::NoPrices { .. } => "no_prices",
+            CatalogError::Format(_) => "invalid_price_version",
+        }
+    }
+}
+
 /// Why no price version could be chosen for an event.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LookupError {

@@ -1,4 +1,4 @@
-//! The scheduled aggregation pass (SPEC §8): expire holds, re-price unpriced events, close
+//! The scheduled aggregation pass: expire holds, re-price unpriced events, close
 //! ended periods into invoices, renew subscriptions and apply scheduled downgrades,
 //! deliver the outbox (alerts and invoices).
 //!
@@ -13,11 +13,10 @@ use std::time::{Duration as StdDuration, Instant};
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
-use super::Meter;
+use super::{Error, Meter, Result};
 use crate::alerts::OutboxMessage;
 use crate::billing::{self, InvoiceInput};
 use crate::domain::{Invoice, PlanName, Subscription, SubscriptionStatus};
-use crate::http::ApiError;
 use crate::periods::{Period, Schedule};
 use crate::pricing::PriceOutcome;
 use crate::store::{CloseOutcome, StoreError, UserRef};
@@ -81,7 +80,7 @@ impl Deadline {
 
 impl Meter {
     /// One aggregation pass.
-    pub async fn aggregate(&self, opts: &AggregateOptions) -> Result<AggregateReport, ApiError> {
+    pub async fn aggregate(&self, opts: &AggregateOptions) -> Result<AggregateReport> {
         let at = opts.at.unwrap_or_else(|| self.now());
         let deadline = Deadline(opts.budget.map(|b| Instant::now() + b));
         let mut report = AggregateReport::default();
@@ -105,11 +104,7 @@ impl Meter {
     }
 
     /// Prices unpriced events whose price is now in force. `true` when it reached the end.
-    async fn reprice(
-        &self,
-        deadline: &Deadline,
-        report: &mut AggregateReport,
-    ) -> Result<bool, ApiError> {
+    async fn reprice(&self, deadline: &Deadline, report: &mut AggregateReport) -> Result<bool> {
         let mut cursor = self.store.get_job_cursor(REPRICE_JOB).await?;
         loop {
             if deadline.passed() {
@@ -155,7 +150,7 @@ impl Meter {
         grace: Duration,
         deadline: &Deadline,
         report: &mut AggregateReport,
-    ) -> Result<bool, ApiError> {
+    ) -> Result<bool> {
         let mut cursor = self.store.get_job_cursor(USERS_JOB).await?;
         loop {
             if deadline.passed() {
@@ -186,7 +181,7 @@ impl Meter {
         at: DateTime<Utc>,
         grace: Duration,
         report: &mut AggregateReport,
-    ) -> Result<(), ApiError> {
+    ) -> Result<()> {
         let sub = user.subscription.as_ref();
         let schedule = super::schedule_of(sub);
         let current = schedule.period_containing(at).map_err(period_err)?;
@@ -241,7 +236,7 @@ impl Meter {
         period: &Period,
         at: DateTime<Utc>,
         report: &mut AggregateReport,
-    ) -> Result<bool, ApiError> {
+    ) -> Result<bool> {
         let sub = user.subscription.as_ref();
         for _ in 0..CLOSE_ATTEMPTS {
             let state = self
@@ -277,7 +272,7 @@ impl Meter {
             )
             .map_err(|e| {
                 tracing::error!(error = %e, "invoice cannot be computed");
-                ApiError::Internal
+                Error::Internal
             })?;
             match self.store.close_period(&invoice, &state).await? {
                 CloseOutcome::Closed => {
@@ -295,11 +290,7 @@ impl Meter {
 
     /// The plan in force when `period` started: an upgrade's `from_plan` if one happened
     /// in it, else the subscription's plan (or the free plan).
-    async fn plan_at_start(
-        &self,
-        user: &UserRef,
-        period: &Period,
-    ) -> Result<crate::limits::Plan, ApiError> {
+    async fn plan_at_start(&self, user: &UserRef, period: &Period) -> Result<crate::limits::Plan> {
         let sub = user.subscription.as_ref();
         let name = sub
             .and_then(|s| {
@@ -316,7 +307,7 @@ impl Meter {
             .cloned()
             .ok_or_else(|| {
                 tracing::error!(tenant = %user.tenant, plan = %name, "plan of an invoice does not exist");
-                ApiError::NotFound("plan")
+                Error::NotFound("plan")
             })
     }
 
@@ -329,7 +320,7 @@ impl Meter {
         schedule: &Schedule,
         at: DateTime<Utc>,
         report: &mut AggregateReport,
-    ) -> Result<(), ApiError> {
+    ) -> Result<()> {
         let current = schedule.period_containing(at).map_err(period_err)?;
         if sub.current_period.start >= current.start || sub.status == SubscriptionStatus::Cancelled
         {
@@ -386,7 +377,7 @@ impl Meter {
     }
 
     /// Retries up to `limit` unpublished invoices; returns how many were delivered.
-    pub async fn deliver_invoices(&self, limit: usize) -> Result<usize, ApiError> {
+    pub async fn deliver_invoices(&self, limit: usize) -> Result<usize> {
         let mut delivered = 0;
         for invoice in self.store.unpublished_invoices(limit).await? {
             if self.deliver_invoice(&invoice).await {
@@ -397,7 +388,7 @@ impl Meter {
     }
 }
 
-fn period_err(e: crate::periods::PeriodError) -> ApiError {
+fn period_err(e: crate::periods::PeriodError) -> Error {
     tracing::error!(error = %e, "period arithmetic failed in the aggregation");
-    ApiError::Internal
+    Error::Internal
 }

@@ -1,100 +1,121 @@
-//! POST /check and reservation release.
+//! The check before a paid call, and the release of a reservation.
 
-use chrono::Duration;
+use chrono::{DateTime, Duration, Utc};
 use rust_decimal::Decimal;
-use serde_json::{json, Value};
+use serde::Serialize;
 
-use super::{period_at, period_start_at, Caller, Meter};
-use crate::domain::{Reservation, ReservationStatus};
-use crate::http::wire::CheckInput;
-use crate::http::ApiError;
-use crate::limits::{self, CheckRequest, Decision, Limits, Metric, Plan, Violation};
+use super::{period_at, period_start_at, Caller, Error, Meter, Result};
+use crate::domain::{ModelId, PlanName, ProviderId, Reservation, ReservationStatus, UserId};
+use crate::limits::{
+    self, guards_for, CallEstimate, Decision, Metric, MetricAmounts, Percentages, Plan,
+    UsageStatus, Violation,
+};
 use crate::periods::Period;
 use crate::pricing::{LookupError, PriceOutcome, PricingError};
-use crate::store::{Guard, ReleaseOutcome, ReserveOutcome};
-use crate::usage::{PeriodUsage, Tally};
+use crate::store::{ReleaseOutcome, ReserveOutcome};
+use crate::usage::{PeriodUsage, Tally, UsageCounts};
 
-/// A JSON value for an amount of `metric`: a number for counts, an exact string for money.
-pub fn amount_json(metric: &Metric, amount: Decimal) -> Value {
-    if metric.is_count() {
-        amount
-            .normalize()
-            .to_string()
-            .parse::<u64>()
-            .map_or_else(|_| json!(amount.to_string()), |n| json!(n))
-    } else {
-        json!(amount.normalize().to_string())
+/// Billable units of a call other than tokens.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Units {
+    pub requests: u64,
+    pub searches: u64,
+    pub images: u64,
+    pub pages: u64,
+}
+
+/// "May this user make this call now?" — optionally holding its estimate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckRequest {
+    pub user: UserId,
+    pub provider: Option<ProviderId>,
+    pub model: Option<ModelId>,
+    pub estimated_input_tokens: u64,
+    pub estimated_output_tokens: u64,
+    pub units: Units,
+    pub reserve: bool,
+    pub reservation_ttl_seconds: u64,
+}
+
+impl CheckRequest {
+    /// The counts a quote of this check's estimate prices.
+    pub fn estimated_counts(&self) -> UsageCounts {
+        UsageCounts {
+            input_tokens: self.estimated_input_tokens,
+            output_tokens: self.estimated_output_tokens,
+            requests: self.units.requests,
+            searches: self.units.searches,
+            images: self.units.images,
+            pages: self.units.pages,
+            ..UsageCounts::default()
+        }
     }
 }
 
-/// `{metric: value}` with counts as numbers and money as strings.
-pub fn metric_map(values: &std::collections::BTreeMap<Metric, Decimal>) -> Value {
-    Value::Object(
-        values
-            .iter()
-            .map(|(m, v)| (m.to_string(), amount_json(m, *v)))
-            .collect(),
-    )
+/// The answer to a check.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CheckOutcome {
+    Allowed(CheckAllowed),
+    /// A limit would be exceeded: an expected answer, not an error.
+    Denied(Denial),
 }
 
-/// `{metric: percentage}` as JSON numbers with two decimals.
-pub fn percentage_map(values: &std::collections::BTreeMap<Metric, Decimal>) -> Value {
-    use rust_decimal::prelude::ToPrimitive as _;
-    Value::Object(
-        values
-            .iter()
-            .map(|(m, v)| (m.to_string(), json!(v.round_dp(2).to_f64().unwrap_or(0.0))))
-            .collect(),
-    )
+/// A held reservation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Hold {
+    pub reservation_id: String,
+    pub expires_at: DateTime<Utc>,
 }
 
-/// The guards a reservation must pass atomically: one per limited metric that applies to
-/// the call, mirroring the decision rules (SPEC §5).
-pub fn guards_for(limits: &Limits, req: &CheckRequest) -> Vec<Guard> {
-    let tokens = Decimal::from(req.estimated_tokens);
-    limits
-        .0
-        .iter()
-        .filter_map(|(metric, limit)| {
-            let (increment, strict) = match metric {
-                Metric::Calls(Some(p)) | Metric::Tokens(Some(p)) if p != &req.provider => {
-                    return None
-                }
-                Metric::Calls(_) => (Decimal::ONE, false),
-                Metric::Tokens(_) => (tokens, false),
-                Metric::CostUsd => match req.estimated_cost {
-                    Some(c) if c > Decimal::ZERO => (c, false),
-                    _ => (Decimal::ZERO, true),
-                },
-            };
-            Some(Guard {
-                metric: metric.clone(),
-                increment,
-                limit: *limit,
-                strict,
-            })
-        })
-        .collect()
+/// An allowed call: the plan, the period and what is left of each limit.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CheckAllowed {
+    pub allowed: bool,
+    pub user_id: UserId,
+    pub provider: ProviderId,
+    pub plan: PlanName,
+    pub period: Period,
+    #[serde(serialize_with = "crate::domain::money::normalized_option")]
+    pub estimated_cost_usd: Option<Decimal>,
+    pub usage_status: UsageStatus,
+    pub remaining: MetricAmounts,
+    pub usage_percentages: Percentages,
+    #[serde(flatten)]
+    pub reservation: Option<Hold>,
 }
 
-fn limit_exceeded(
-    v: &Violation,
-    period: &Period,
-    upgrade_to: Option<&Plan>,
-    now: chrono::DateTime<chrono::Utc>,
-) -> ApiError {
-    let retry_after_seconds = (period.end - now).num_seconds().max(1) as u64;
-    ApiError::LimitExceeded {
-        metric: v.metric.to_string(),
-        details: json!({
-            "metric": v.metric.to_string(),
-            "used": amount_json(&v.metric, v.used),
-            "limit": amount_json(&v.metric, v.limit),
-            "requested": amount_json(&v.metric, v.requested),
-            "period_resets_at": period.end,
-            "upgrade_to": upgrade_to.map(|p| p.name.to_string()),
-        }),
-        retry_after_seconds,
+/// The limit a call would break, and when it resets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    pub metric: Metric,
+    /// Usage so far (recorded + held).
+    pub used: Decimal,
+    pub limit: Decimal,
+    /// What the call adds.
+    pub requested: Decimal,
+    pub period_resets_at: DateTime<Utc>,
+    /// The cheapest plan that would allow the call.
+    pub upgrade_to: Option<PlanName>,
+    /// Seconds until the period resets (at least 1).
+    pub retry_after_seconds: u64,
+}
+
+/// What a release did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReleaseReport {
+    pub reservation_id: String,
+    pub status: ReservationStatus,
+}
+
+fn denial(v: &Violation, period: &Period, upgrade_to: Option<&Plan>, now: DateTime<Utc>) -> Denial {
+    Denial {
+        metric: v.metric.clone(),
+        used: v.used,
+        limit: v.limit,
+        requested: v.requested,
+        period_resets_at: period.end,
+        upgrade_to: upgrade_to.map(|p| p.name.clone()),
+        retry_after_seconds: (period.end - now).num_seconds().max(1) as u64,
     }
 }
 
@@ -103,33 +124,26 @@ impl Meter {
     async fn estimate(
         &self,
         caller: &Caller,
-        input: &CheckInput,
-        now: chrono::DateTime<chrono::Utc>,
-    ) -> Result<(crate::domain::ProviderId, Option<Decimal>), ApiError> {
+        req: &CheckRequest,
+        now: DateTime<Utc>,
+    ) -> Result<(ProviderId, Option<Decimal>)> {
         let catalog = self.catalog(&caller.tenant).await?;
-        let counts = input.estimated_counts();
-        match catalog.price(input.provider.as_ref(), input.model.as_ref(), now, &counts) {
+        let counts = req.estimated_counts();
+        match catalog.price(req.provider.as_ref(), req.model.as_ref(), now, &counts) {
             Ok(PriceOutcome::Priced {
                 cost_usd, provider, ..
             }) => {
                 let nothing_estimated = counts == Default::default();
-                Ok((
-                    provider,
-                    if nothing_estimated {
-                        None
-                    } else {
-                        Some(cost_usd)
-                    },
-                ))
+                Ok((provider, (!nothing_estimated).then_some(cost_usd)))
             }
             Ok(PriceOutcome::Unpriced { provider, .. }) => Ok((provider, None)),
             Err(PricingError::Lookup(LookupError::Unpriced { provider, .. })) => {
                 Ok((provider, None))
             }
             Err(e @ PricingError::Lookup(_)) => {
-                Err(ApiError::invalid("model", e.code(), e.to_string()))
+                Err(Error::invalid("model", e.code(), e.to_string()))
             }
-            Err(e) => Err(ApiError::invalid(
+            Err(e) => Err(Error::invalid(
                 "estimated_input_tokens",
                 e.code(),
                 e.to_string(),
@@ -138,152 +152,154 @@ impl Meter {
     }
 
     /// Decides whether the user may make the call now, optionally holding its estimate.
-    #[tracing::instrument(skip_all, fields(tenant = %caller.tenant, user = %input.user, reserve = input.reserve))]
-    pub async fn check(&self, caller: &Caller, input: CheckInput) -> Result<Value, ApiError> {
+    #[tracing::instrument(skip_all, fields(tenant = %caller.tenant, user = %req.user, reserve = req.reserve))]
+    pub async fn check(&self, caller: &Caller, req: CheckRequest) -> Result<CheckOutcome> {
         let now = self.now();
         let tenant = &caller.tenant;
         let state = self
             .store
-            .get_user_usage(tenant, &input.user, &|sub| period_start_at(sub, now))
+            .get_user_usage(tenant, &req.user, &|sub| period_start_at(sub, now))
             .await?;
         let sub = state.subscription.as_ref();
         if let Some(s) = sub {
             if !s.status.is_active() {
-                return Err(ApiError::SubscriptionInactive {
-                    status: status_name(s.status),
-                });
+                return Err(Error::SubscriptionInactive { status: s.status });
             }
         }
         let period = period_at(sub, now)?;
         let plan = self.plan_of(tenant, sub).await?;
-        let (provider, estimated_cost) = self.estimate(caller, &input, now).await?;
-        let estimated_tokens = input
+        let (provider, estimated_cost) = self.estimate(caller, &req, now).await?;
+        let estimated_tokens = req
             .estimated_input_tokens
-            .checked_add(input.estimated_output_tokens)
+            .checked_add(req.estimated_output_tokens)
             .ok_or_else(|| {
-                ApiError::invalid(
+                Error::invalid(
                     "estimated_output_tokens",
                     "overflow",
                     "estimated tokens overflow",
                 )
             })?;
-        let req = CheckRequest {
+        let call = CallEstimate {
             provider: provider.clone(),
             estimated_tokens,
             estimated_cost,
         };
 
         let mut usage = state.usage;
-        if let Decision::Denied(v) = limits::decide(&plan.limits, &usage, &req).map_err(overflow)? {
-            return Err(self
-                .denial(tenant, &plan, &usage, &req, &v, &period, now)
-                .await?);
+        if let Decision::Denied(v) =
+            limits::decide(&plan.limits, &usage, &call).map_err(Error::overflow)?
+        {
+            return self
+                .denied(tenant, &plan, &usage, &call, &v, &period, now)
+                .await;
         }
 
-        let mut reservation_json = json!({});
-        if input.reserve {
+        let mut reservation = None;
+        if req.reserve {
             let held = Tally {
                 calls: 1,
                 tokens: estimated_tokens,
                 cost_usd: estimated_cost.unwrap_or_default(),
             };
-            let reservation = Reservation {
-                id: Reservation::new_id(&input.user),
+            let r = Reservation {
+                id: Reservation::new_id(&req.user),
                 tenant: tenant.clone(),
-                user: input.user.clone(),
+                user: req.user.clone(),
                 provider: provider.clone(),
                 period_start: period.start,
                 held: held.clone(),
                 status: ReservationStatus::Held,
                 created_at: now,
-                expires_at: now + Duration::seconds(input.reservation_ttl_seconds as i64),
+                expires_at: now + Duration::seconds(req.reservation_ttl_seconds as i64),
             };
             let outcome = {
-                let _gate = self.gate(tenant, &input.user).await;
+                let _gate = self.gate(tenant, &req.user).await;
                 self.store
-                    .reserve(&reservation, &guards_for(&plan.limits, &req))
+                    .reserve(&r, &guards_for(&plan.limits, &call))
                     .await?
             };
             match outcome {
                 ReserveOutcome::Reserved => {
                     let entry = usage.by_provider.entry(provider.clone()).or_default();
                     entry.held = add_tally(&entry.held, &held);
-                    reservation_json = json!({ "reservation_id": reservation.id, "expires_at": reservation.expires_at });
+                    reservation = Some(Hold {
+                        reservation_id: r.id,
+                        expires_at: r.expires_at,
+                    });
                 }
                 ReserveOutcome::Denied { .. } => {
                     // Lost a race for the last units: decide again on fresh counters.
                     let fresh = self
                         .store
-                        .get_period_usage(tenant, &input.user, &[period.start])
+                        .get_period_usage(tenant, &req.user, &[period.start])
                         .await?
                         .into_iter()
                         .next()
                         .unwrap_or_default();
-                    let v = match limits::decide(&plan.limits, &fresh, &req).map_err(overflow)? {
+                    let v = match limits::decide(&plan.limits, &fresh, &call)
+                        .map_err(Error::overflow)?
+                    {
                         Decision::Denied(v) => v,
-                        Decision::Allowed => return Err(ApiError::Unavailable),
+                        Decision::Allowed => return Err(Error::Unavailable),
                     };
-                    return Err(self
-                        .denial(tenant, &plan, &fresh, &req, &v, &period, now)
-                        .await?);
+                    return self
+                        .denied(tenant, &plan, &fresh, &call, &v, &period, now)
+                        .await;
                 }
             }
         }
 
-        let mut body = json!({
-            "allowed": true,
-            "user_id": input.user,
-            "provider": provider,
-            "plan": plan.name,
-            "period": { "start": period.start, "end": period.end },
-            "estimated_cost_usd": estimated_cost.map(|c| c.normalize().to_string()),
-            "usage_status": limits::usage_status(&plan.limits, &usage),
-            "remaining": metric_map(&limits::remaining(&plan.limits, &usage)),
-            "usage_percentages": percentage_map(&limits::percentages(&plan.limits, &usage)),
-        });
-        if let (Value::Object(b), Value::Object(r)) = (&mut body, reservation_json) {
-            b.extend(r);
-        }
-        Ok(body)
+        Ok(CheckOutcome::Allowed(CheckAllowed {
+            allowed: true,
+            user_id: req.user,
+            provider,
+            plan: plan.name.clone(),
+            period,
+            estimated_cost_usd: estimated_cost,
+            usage_status: limits::usage_status(&plan.limits, &usage),
+            remaining: MetricAmounts(limits::remaining(&plan.limits, &usage)),
+            usage_percentages: Percentages(limits::percentages(&plan.limits, &usage)),
+            reservation,
+        }))
     }
 
+    /// The denial of `call`, with the cheapest plan that would allow it.
     #[allow(clippy::too_many_arguments)]
-    async fn denial(
+    async fn denied(
         &self,
         tenant: &crate::domain::TenantId,
         plan: &Plan,
         usage: &PeriodUsage,
-        req: &CheckRequest,
+        call: &CallEstimate,
         v: &Violation,
         period: &Period,
-        now: chrono::DateTime<chrono::Utc>,
-    ) -> Result<ApiError, ApiError> {
+        now: DateTime<Utc>,
+    ) -> Result<CheckOutcome> {
         let plans = self.plans(tenant).await?;
-        let upgrade = limits::cheapest_plan_allowing(&plans, &plan.name, usage, req);
-        Ok(limit_exceeded(v, period, upgrade, now))
+        let upgrade = limits::cheapest_plan_allowing(&plans, &plan.name, usage, call);
+        Ok(CheckOutcome::Denied(denial(v, period, upgrade, now)))
     }
 
-    /// Frees a held reservation; idempotent. Another tenant's id answers 404.
+    /// Frees a held reservation; idempotent. Another tenant's id is not found.
     #[tracing::instrument(skip_all, fields(tenant = %caller.tenant))]
-    pub async fn release(&self, caller: &Caller, id: &str) -> Result<Value, ApiError> {
+    pub async fn release(&self, caller: &Caller, id: &str) -> Result<ReleaseReport> {
         let Some(user) = Reservation::user_of_id(id) else {
-            return Err(ApiError::NotFound("reservation"));
+            return Err(Error::NotFound("reservation"));
         };
         let outcome = {
             let _gate = self.gate(&caller.tenant, &user).await;
             self.store.release_reservation(&caller.tenant, id).await?
         };
         let status = match outcome {
-            ReleaseOutcome::Released => "released",
-            ReleaseOutcome::AlreadyClosed(s) => reservation_status_name(s),
-            ReleaseOutcome::NotFound => return Err(ApiError::NotFound("reservation")),
+            ReleaseOutcome::Released => ReservationStatus::Released,
+            ReleaseOutcome::AlreadyClosed(s) => s,
+            ReleaseOutcome::NotFound => return Err(Error::NotFound("reservation")),
         };
-        Ok(json!({ "reservation_id": id, "status": status }))
+        Ok(ReleaseReport {
+            reservation_id: id.to_owned(),
+            status,
+        })
     }
-}
-
-fn overflow(e: impl std::fmt::Display) -> ApiError {
-    ApiError::invalid("", "overflow", e.to_string())
 }
 
 fn add_tally(a: &Tally, b: &Tally) -> Tally {
@@ -291,24 +307,5 @@ fn add_tally(a: &Tally, b: &Tally) -> Tally {
         calls: a.calls.saturating_add(b.calls),
         tokens: a.tokens.saturating_add(b.tokens),
         cost_usd: a.cost_usd.checked_add(b.cost_usd).unwrap_or(a.cost_usd),
-    }
-}
-
-pub fn status_name(s: crate::domain::SubscriptionStatus) -> &'static str {
-    use crate::domain::SubscriptionStatus::*;
-    match s {
-        Active => "active",
-        PastDue => "past_due",
-        Suspended => "suspended",
-        Cancelled => "cancelled",
-    }
-}
-
-pub fn reservation_status_name(s: ReservationStatus) -> &'static str {
-    match s {
-        ReservationStatus::Held => "held",
-        ReservationStatus::Settled => "settled",
-        ReservationStatus::Released => "released",
-        ReservationStatus::Expired => "expired",
     }
 }

@@ -2,54 +2,39 @@
 //! combines them with projections, alerts and recommendations, and the invoices.
 //!
 //! Everything shown is **recorded** usage (open holds are excluded; they count against
-//! limits in `/check`, not on a dashboard). The views are pure functions of the usage the
+//! limits in a check, not on a dashboard). The views are pure functions of the usage the
 //! store returns, so a user with no events gets the same shape, with zeros.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use rust_decimal::prelude::ToPrimitive as _;
 use rust_decimal::{Decimal, RoundingStrategy};
-use serde_json::{json, Value};
+use serde::Serialize;
 
-use super::check::{metric_map, percentage_map, status_name};
-use super::outbox::{projected_cost, recorded_amount};
-use super::reads::alert_json;
-use super::{period_start_at, schedule_of, Caller, Meter};
-use crate::domain::{Invoice, ProviderId, Subscription, UserId};
-use crate::http::ApiError;
-use crate::limits::{self, Metric, Plan};
-use crate::periods::{Period, PeriodError};
+use super::reads::AlertView;
+use super::{period_start_at, schedule_of, Caller, Error, Meter, Result};
+use crate::domain::money;
+use crate::domain::{
+    Invoice, InvoiceStatus, PlanName, ProviderId, Subscription, SubscriptionStatus, UserId,
+};
+use crate::limits::amounts::percent_number;
+use crate::limits::{
+    self, projected_cost, recommendations, recorded_amount, Metric, MetricAmounts, Percentages,
+    Plan, Recommendation, Tier, UsageStatus,
+};
+use crate::periods::{BillingCycle, Period, PeriodError};
 use crate::usage::{PeriodUsage, ProviderUsage, Tally};
 
-/// Default and largest `months` of `/usage/{user}/trends`.
+/// Default and largest `months` of the trends.
 pub const DEFAULT_TREND_MONTHS: usize = 6;
 pub const MAX_TREND_MONTHS: usize = 24;
 /// Alerts shown on the dashboard.
 pub const DASHBOARD_ALERTS: usize = 5;
 
-/// The usage with its holds dropped: what was recorded, for display.
-pub fn recorded_only(usage: &PeriodUsage) -> PeriodUsage {
-    PeriodUsage {
-        by_provider: usage
-            .by_provider
-            .iter()
-            .map(|(p, u)| {
-                (
-                    p.clone(),
-                    ProviderUsage {
-                        held: Tally::default(),
-                        ..u.clone()
-                    },
-                )
-            })
-            .collect(),
-    }
-}
-
 /// `part / whole` rounded to `dp` decimals (half away from zero), as a JSON number; 0 when
 /// `whole` is 0. For ratios shown to people (error rates, mean latencies), never money.
-fn ratio_number(part: u64, whole: u64, dp: u32) -> Value {
+fn ratio_number(part: u64, whole: u64, dp: u32) -> f64 {
     let r = if whole == 0 {
         Decimal::ZERO
     } else {
@@ -58,29 +43,54 @@ fn ratio_number(part: u64, whole: u64, dp: u32) -> Value {
             .unwrap_or(Decimal::ZERO)
             .round_dp_with_strategy(dp, RoundingStrategy::MidpointAwayFromZero)
     };
-    json!(r.to_f64().unwrap_or(0.0))
+    r.to_f64().unwrap_or(0.0)
 }
 
-fn money(d: Decimal) -> Value {
-    json!(d.normalize().to_string())
+/// A period with its name (`YYYY-MM-DD` of its start).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PeriodView {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub name: String,
 }
 
-pub fn period_json(p: &Period) -> Value {
-    json!({ "start": p.start, "end": p.end, "name": p.name() })
+impl From<&Period> for PeriodView {
+    fn from(p: &Period) -> Self {
+        PeriodView {
+            start: p.start,
+            end: p.end,
+            name: p.name(),
+        }
+    }
 }
 
 /// Recorded usage of one provider (or a sum of them).
-fn provider_json(u: &ProviderUsage) -> Value {
-    json!({
-        "calls": u.recorded.calls,
-        "tokens": u.recorded.tokens,
-        "cost": money(u.recorded.cost_usd),
-        "avg_response_time_ms": ratio_number(u.latency_ms_sum, u.latency_count, 2),
-        "error_rate": ratio_number(u.error_calls, u.recorded.calls, 4),
-        "error_calls": u.error_calls,
-        "unpriced_calls": u.unpriced_calls,
-        "estimated_calls": u.estimated_calls,
-    })
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProviderView {
+    pub calls: u64,
+    pub tokens: u64,
+    #[serde(serialize_with = "money::normalized")]
+    pub cost: Decimal,
+    pub avg_response_time_ms: f64,
+    pub error_rate: f64,
+    pub error_calls: u64,
+    pub unpriced_calls: u64,
+    pub estimated_calls: u64,
+}
+
+impl From<&ProviderUsage> for ProviderView {
+    fn from(u: &ProviderUsage) -> Self {
+        ProviderView {
+            calls: u.recorded.calls,
+            tokens: u.recorded.tokens,
+            cost: u.recorded.cost_usd,
+            avg_response_time_ms: ratio_number(u.latency_ms_sum, u.latency_count, 2),
+            error_rate: ratio_number(u.error_calls, u.recorded.calls, 4),
+            error_calls: u.error_calls,
+            unpriced_calls: u.unpriced_calls,
+            estimated_calls: u.estimated_calls,
+        }
+    }
 }
 
 /// Sums the providers' recorded figures (saturating counts, checked money).
@@ -116,237 +126,270 @@ pub fn plan_providers(plan: &Plan) -> BTreeSet<ProviderId> {
         .collect()
 }
 
-/// GET /usage/{user}: one period's recorded usage under `plan`; the breakdown lists the
-/// plan's providers (zeros when unused) and every provider with usage. Pure.
-pub fn usage_view(user: &UserId, plan: &Plan, period: &Period, usage: &PeriodUsage) -> Value {
-    let usage = recorded_only(usage);
+/// One period's recorded usage under a plan (GET /usage/{user}).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UsageView {
+    pub user_id: UserId,
+    pub plan: PlanName,
+    pub period: PeriodView,
+    pub total_calls: u64,
+    pub total_tokens: u64,
+    #[serde(serialize_with = "money::normalized")]
+    pub total_cost: Decimal,
+    pub provider_breakdown: BTreeMap<ProviderId, ProviderView>,
+    pub usage_status: UsageStatus,
+    pub limits: MetricAmounts,
+    pub usage_percentages: Percentages,
+    pub unpriced_calls: u64,
+    pub estimated_calls: u64,
+    pub error_calls: u64,
+    pub avg_response_time_ms: f64,
+    pub error_rate: f64,
+}
+
+/// One period's recorded usage under `plan`; the breakdown lists the plan's providers
+/// (zeros when unused) and every provider with usage. Pure.
+pub fn usage_view(user: &UserId, plan: &Plan, period: &Period, usage: &PeriodUsage) -> UsageView {
+    let usage = usage.recorded_only();
     let t = total(&usage);
     let empty = ProviderUsage::default();
     let mut providers = plan_providers(plan);
     providers.extend(usage.by_provider.keys().cloned());
-    let breakdown: serde_json::Map<String, Value> = providers
-        .iter()
+    let provider_breakdown = providers
+        .into_iter()
         .map(|p| {
-            let u = usage.by_provider.get(p).unwrap_or(&empty);
-            (p.to_string(), provider_json(u))
+            let view = ProviderView::from(usage.by_provider.get(&p).unwrap_or(&empty));
+            (p, view)
         })
         .collect();
-    json!({
-        "user_id": user,
-        "plan": plan.name,
-        "period": period_json(period),
-        "total_calls": t.recorded.calls,
-        "total_tokens": t.recorded.tokens,
-        "total_cost": money(t.recorded.cost_usd),
-        "provider_breakdown": breakdown,
-        "usage_status": limits::usage_status(&plan.limits, &usage),
-        "limits": metric_map(&plan.limits.0),
-        "usage_percentages": percentage_map(&limits::percentages(&plan.limits, &usage)),
-        "unpriced_calls": t.unpriced_calls,
-        "estimated_calls": t.estimated_calls,
-        "error_calls": t.error_calls,
-        "avg_response_time_ms": ratio_number(t.latency_ms_sum, t.latency_count, 2),
-        "error_rate": ratio_number(t.error_calls, t.recorded.calls, 4),
-    })
+    UsageView {
+        user_id: user.clone(),
+        plan: plan.name.clone(),
+        period: period.into(),
+        total_calls: t.recorded.calls,
+        total_tokens: t.recorded.tokens,
+        total_cost: t.recorded.cost_usd,
+        provider_breakdown,
+        usage_status: limits::usage_status(&plan.limits, &usage),
+        limits: MetricAmounts(plan.limits.0.clone()),
+        usage_percentages: Percentages(limits::percentages(&plan.limits, &usage)),
+        unpriced_calls: t.unpriced_calls,
+        estimated_calls: t.estimated_calls,
+        error_calls: t.error_calls,
+        avg_response_time_ms: ratio_number(t.latency_ms_sum, t.latency_count, 2),
+        error_rate: ratio_number(t.error_calls, t.recorded.calls, 4),
+    }
 }
 
-/// GET /usage/{user}/trends: per period (oldest first) totals and per-provider series,
-/// zero-filled over `always` and every provider with usage. Pure; `usages[i]` is the
-/// usage of `periods[i]`.
+/// Series of a money amount, each an exact string.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MoneySeries(pub Vec<Decimal>);
+
+impl Serialize for MoneySeries {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|d| d.normalize().to_string()))
+    }
+}
+
+/// One provider's series over the periods of a trend.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct ProviderTrend {
+    pub calls: Vec<u64>,
+    pub cost: MoneySeries,
+    pub tokens: Vec<u64>,
+}
+
+/// Per period (oldest first) totals and per-provider series.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TrendsView {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<UserId>,
+    pub months: usize,
+    /// Period names (`YYYY-MM-DD` of their starts).
+    pub periods: Vec<String>,
+    pub total_calls: Vec<u64>,
+    pub total_cost: MoneySeries,
+    pub total_tokens: Vec<u64>,
+    pub provider_trends: BTreeMap<ProviderId, ProviderTrend>,
+}
+
+/// Trends over `periods`, zero-filled over `always` and every provider with usage.
+/// Pure; `usages[i]` is the usage of `periods[i]`.
 pub fn trends_view(
     periods: &[Period],
     usages: &[PeriodUsage],
     always: &BTreeSet<ProviderId>,
-) -> Value {
+) -> TrendsView {
     let empty = PeriodUsage::default();
     let usage_of = |i: usize| usages.get(i).unwrap_or(&empty);
     let mut providers: BTreeSet<&ProviderId> = always.iter().collect();
     providers.extend(usages.iter().flat_map(|u| u.by_provider.keys()));
-    let mut calls = Vec::with_capacity(periods.len());
-    let mut tokens = Vec::with_capacity(periods.len());
-    let mut cost = Vec::with_capacity(periods.len());
+    let mut view = TrendsView {
+        user_id: None,
+        months: periods.len(),
+        periods: periods.iter().map(Period::name).collect(),
+        total_calls: Vec::with_capacity(periods.len()),
+        total_cost: MoneySeries::default(),
+        total_tokens: Vec::with_capacity(periods.len()),
+        provider_trends: BTreeMap::new(),
+    };
     for i in 0..periods.len() {
         let t = total(usage_of(i));
-        calls.push(json!(t.recorded.calls));
-        tokens.push(json!(t.recorded.tokens));
-        cost.push(money(t.recorded.cost_usd));
+        view.total_calls.push(t.recorded.calls);
+        view.total_tokens.push(t.recorded.tokens);
+        view.total_cost.0.push(t.recorded.cost_usd);
     }
-    let mut provider_trends = serde_json::Map::new();
     for p in providers {
-        let series = |f: &dyn Fn(&Tally) -> Value| -> Vec<Value> {
-            (0..periods.len())
-                .map(|i| {
-                    let tally = usage_of(i)
-                        .by_provider
-                        .get(p)
-                        .map(|u| u.recorded.clone())
-                        .unwrap_or_default();
-                    f(&tally)
-                })
-                .collect()
-        };
-        provider_trends.insert(
-            p.to_string(),
-            json!({
-                "calls": series(&|t| json!(t.calls)),
-                "cost": series(&|t| money(t.cost_usd)),
-                "tokens": series(&|t| json!(t.tokens)),
-            }),
-        );
-    }
-    json!({
-        "periods": periods.iter().map(Period::name).collect::<Vec<_>>(),
-        "total_calls": calls,
-        "total_cost": cost,
-        "total_tokens": tokens,
-        "provider_trends": provider_trends,
-    })
-}
-
-/// Why a dashboard recommends another plan.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Pressure {
-    /// A limited metric at `pct` % (≥ 80) of its limit.
-    Metric { metric: Metric, pct: Decimal },
-    /// The projected cost of the period passes the cost cap.
-    Projection { projected: Decimal, cap: Decimal },
-}
-
-/// What pushes the user towards another plan: metrics at ≥ 80 % of their limit
-/// (recorded usage) and a projected cost past the cap. Pure.
-pub fn pressures(plan: &Plan, usage: &PeriodUsage, projected: Option<Decimal>) -> Vec<Pressure> {
-    let mut out = Vec::new();
-    for (metric, &limit) in &plan.limits.0 {
-        let used = recorded_amount(metric, usage);
-        let near = if limit <= Decimal::ZERO {
-            used > Decimal::ZERO
-        } else {
-            used * Decimal::ONE_HUNDRED >= limit * Decimal::from(80)
-        };
-        if near {
-            out.push(Pressure::Metric {
-                metric: metric.clone(),
-                pct: limits::percentage(limit, used),
-            });
+        let mut trend = ProviderTrend::default();
+        for i in 0..periods.len() {
+            let tally = usage_of(i)
+                .by_provider
+                .get(p)
+                .map(|u| u.recorded.clone())
+                .unwrap_or_else(Tally::default);
+            trend.calls.push(tally.calls);
+            trend.cost.0.push(tally.cost_usd);
+            trend.tokens.push(tally.tokens);
         }
+        view.provider_trends.insert(p.clone(), trend);
     }
-    if let (Some(projected), Some(cap)) = (projected, plan.limits.get(&Metric::CostUsd)) {
-        if projected > cap {
-            out.push(Pressure::Projection { projected, cap });
-        }
-    }
-    out
-}
-
-/// Whether `plan` holds this usage comfortably: below 80 % of every limit, and the
-/// projection (when known) within its cost cap.
-fn fits(plan: &Plan, usage: &PeriodUsage, projected: Option<Decimal>) -> bool {
-    pressures(plan, usage, projected).is_empty()
-}
-
-/// The plan to recommend under pressure: the cheapest active plan other than `current`
-/// that holds the current usage below 80 % of every limit and the projection within its
-/// cap (ties by name). `None` when no plan does. Pure.
-pub fn recommended_plan<'a>(
-    plans: &'a [Plan],
-    current: &Plan,
-    usage: &PeriodUsage,
-    projected: Option<Decimal>,
-) -> Option<&'a Plan> {
-    plans
-        .iter()
-        .filter(|p| p.active && p.name != current.name)
-        .filter(|p| fits(p, usage, projected))
-        .min_by(|a, b| {
-            a.monthly_price_usd
-                .cmp(&b.monthly_price_usd)
-                .then_with(|| a.name.cmp(&b.name))
-        })
-}
-
-fn describe_pressure(p: &Pressure) -> String {
-    match p {
-        Pressure::Metric { metric, pct } => format!("{metric} is at {pct}% of its limit"),
-        Pressure::Projection { projected, cap } => format!(
-            "the projected cost ${} passes the ${} cap",
-            projected.round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero),
-            cap.normalize()
-        ),
-    }
-}
-
-/// The dashboard's recommendations: empty without pressure; otherwise one entry,
-/// `{kind: "upgrade", plan, reason}` naming the recommended plan, or
-/// `{kind: "no_plan_fits", plan: null, reason}` when none holds the usage. Pure.
-pub fn recommendations(
-    plans: &[Plan],
-    current: &Plan,
-    usage: &PeriodUsage,
-    projected: Option<Decimal>,
-) -> Value {
-    let usage = recorded_only(usage);
-    let why = pressures(current, &usage, projected);
-    if why.is_empty() {
-        return json!([]);
-    }
-    let reason = why
-        .iter()
-        .map(describe_pressure)
-        .collect::<Vec<_>>()
-        .join("; ");
-    match recommended_plan(plans, current, &usage, projected) {
-        Some(p) => json!([{
-            "kind": "upgrade",
-            "plan": p.name,
-            "reason": format!("{reason}; {} holds this usage", p.name),
-        }]),
-        None => json!([{ "kind": "no_plan_fits", "plan": null, "reason": reason }]),
-    }
+    view
 }
 
 /// An invoice as clients see it: exact amounts as stored (the total is rounded to cents).
-pub fn invoice_json(i: &Invoice) -> Value {
-    let s = |d: Decimal| json!(d.to_string());
-    json!({
-        "id": i.id,
-        "period": period_json(&i.period),
-        "plan": i.plan,
-        "base_usd": s(i.base_usd),
-        "usage_usd": s(i.usage_usd),
-        "overage_usd": s(i.overage_usd),
-        "proration_usd": s(i.proration_usd),
-        "adjustments_usd": s(i.adjustments_usd),
-        "total_usd": s(i.total_usd),
-        "line_items": i.line_items.iter().map(|l| json!({
-            "kind": l.kind, "description": l.description, "amount_usd": s(l.amount_usd),
-        })).collect::<Vec<_>>(),
-        "status": i.status,
-        "created_at": i.created_at,
-    })
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InvoiceView {
+    pub id: String,
+    pub period: PeriodView,
+    pub plan: PlanName,
+    #[serde(serialize_with = "money::exact")]
+    pub base_usd: Decimal,
+    #[serde(serialize_with = "money::exact")]
+    pub usage_usd: Decimal,
+    #[serde(serialize_with = "money::exact")]
+    pub overage_usd: Decimal,
+    #[serde(serialize_with = "money::exact")]
+    pub proration_usd: Decimal,
+    #[serde(serialize_with = "money::exact")]
+    pub adjustments_usd: Decimal,
+    #[serde(serialize_with = "money::exact")]
+    pub total_usd: Decimal,
+    pub line_items: Vec<LineItemView>,
+    pub status: InvoiceStatus,
+    pub created_at: DateTime<Utc>,
 }
 
-fn period_error(e: PeriodError) -> ApiError {
-    ApiError::bad_request("invalid_parameter", e.to_string())
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LineItemView {
+    pub kind: String,
+    pub description: String,
+    #[serde(serialize_with = "money::exact")]
+    pub amount_usd: Decimal,
+}
+
+impl From<&Invoice> for InvoiceView {
+    fn from(i: &Invoice) -> Self {
+        InvoiceView {
+            id: i.id.clone(),
+            period: (&i.period).into(),
+            plan: i.plan.clone(),
+            base_usd: i.base_usd,
+            usage_usd: i.usage_usd,
+            overage_usd: i.overage_usd,
+            proration_usd: i.proration_usd,
+            adjustments_usd: i.adjustments_usd,
+            total_usd: i.total_usd,
+            line_items: i
+                .line_items
+                .iter()
+                .map(|l| LineItemView {
+                    kind: l.kind.clone(),
+                    description: l.description.clone(),
+                    amount_usd: l.amount_usd,
+                })
+                .collect(),
+            status: i.status,
+            created_at: i.created_at,
+        }
+    }
+}
+
+/// GET /billing/{user}.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BillingView {
+    pub user_id: UserId,
+    pub invoices: Vec<InvoiceView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlanLimits {
+    pub plan_name: PlanName,
+    pub limits: MetricAmounts,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Projections {
+    #[serde(serialize_with = "money::normalized_option")]
+    pub projected_monthly_cost: Option<Decimal>,
+    /// Of the cost cap; `None` without a cap or before an hour of the period passed.
+    pub projected_usage_percentage: Option<f64>,
+    #[serde(serialize_with = "money::normalized_option")]
+    pub cost_cap: Option<Decimal>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DashboardAlerts {
+    pub items: Vec<AlertView>,
+    pub unread_count: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Summary {
+    pub plan: PlanName,
+    pub tier: Tier,
+    pub subscription_status: SubscriptionStatus,
+    pub usage_status: UsageStatus,
+    pub billing_cycle: BillingCycle,
+    pub period: PeriodView,
+    pub days_remaining: i64,
+    pub total_calls: u64,
+    #[serde(serialize_with = "money::normalized")]
+    pub total_cost: Decimal,
+    pub pending_plan: Option<PlanName>,
+}
+
+/// GET /dashboard/{user}.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DashboardView {
+    pub user_id: UserId,
+    pub current_usage: UsageView,
+    pub limits: PlanLimits,
+    pub usage_percentages: Percentages,
+    pub projections: Projections,
+    pub trends: TrendsView,
+    pub alerts: DashboardAlerts,
+    pub summary: Summary,
+    pub recommendations: Vec<Recommendation>,
+}
+
+fn period_error(e: PeriodError) -> Error {
+    Error::bad_parameter("invalid_parameter", e.to_string())
 }
 
 /// The last `n` periods of a user's schedule ending with the one containing `now`.
-fn last_periods(
-    sub: Option<&Subscription>,
-    now: DateTime<Utc>,
-    n: usize,
-) -> Result<Vec<Period>, ApiError> {
+fn last_periods(sub: Option<&Subscription>, now: DateTime<Utc>, n: usize) -> Result<Vec<Period>> {
     schedule_of(sub).last_n(now, n).map_err(period_error)
 }
 
 impl Meter {
-    /// GET /usage/{user}: the current period, or the one `billing_period` names
-    /// (`YYYY-MM` or `YYYY-MM-DD`, a period of the user's schedule). One store read.
+    /// The current period's usage, or the one `billing_period` names (`YYYY-MM` or
+    /// `YYYY-MM-DD`, a period of the user's schedule). One store read.
     pub async fn usage_report(
         &self,
         caller: &Caller,
         user: &UserId,
         billing_period: Option<&str>,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<UsageView> {
         let now = self.now();
         if let Some(p) = billing_period {
             crate::periods::parse_period_param(p).map_err(period_error)?;
@@ -370,13 +413,13 @@ impl Meter {
         Ok(usage_view(user, &plan, &period, &state.usage))
     }
 
-    /// GET /usage/{user}/trends: the last `months` periods, oldest first, zero-filled.
+    /// The last `months` periods, oldest first, zero-filled.
     pub async fn trends(
         &self,
         caller: &Caller,
         user: &UserId,
         months: usize,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<TrendsView> {
         let now = self.now();
         let sub = self.store.get_subscription(&caller.tenant, user).await?;
         let periods = last_periods(sub.as_ref(), now, months)?;
@@ -387,16 +430,14 @@ impl Meter {
             .await?;
         let plan = self.plan_of(&caller.tenant, sub.as_ref()).await?;
         let mut view = trends_view(&periods, &usages, &plan_providers(&plan));
-        if let Value::Object(m) = &mut view {
-            m.insert("user_id".into(), json!(user));
-            m.insert("months".into(), json!(months));
-        }
+        view.user_id = Some(user.clone());
+        view.months = months;
         Ok(view)
     }
 
-    /// GET /dashboard/{user}: current usage, limits, projections, trends (6 periods), the
-    /// latest alerts with the unread count, a summary and recommendations.
-    pub async fn dashboard(&self, caller: &Caller, user: &UserId) -> Result<Value, ApiError> {
+    /// Current usage, limits, projections, trends (6 periods), the latest alerts with the
+    /// unread count, a summary and recommendations.
+    pub async fn dashboard(&self, caller: &Caller, user: &UserId) -> Result<DashboardView> {
         let now = self.now();
         let tenant = &caller.tenant;
         let usage_read = async {
@@ -404,13 +445,13 @@ impl Meter {
             let periods = last_periods(sub.as_ref(), now, DEFAULT_TREND_MONTHS)?;
             let starts: Vec<DateTime<Utc>> = periods.iter().map(|p| p.start).collect();
             let usages = self.store.get_period_usage(tenant, user, &starts).await?;
-            Ok::<_, ApiError>((sub, periods, usages))
+            Ok::<_, Error>((sub, periods, usages))
         };
         let alerts_read = async {
             self.store
                 .list_alerts(tenant, user, false, DASHBOARD_ALERTS)
                 .await
-                .map_err(ApiError::from)
+                .map_err(Error::from)
         };
         let ((sub, periods, usages), (alerts, unread)) = tokio::try_join!(usage_read, alerts_read)?;
         let sub = sub.as_ref();
@@ -420,63 +461,61 @@ impl Meter {
             .last()
             .copied()
             .ok_or_else(|| period_error(PeriodError::OutOfRange))?;
-        let current = usages.last().cloned().unwrap_or_default();
-        let current = recorded_only(&current);
+        let current = usages.last().cloned().unwrap_or_default().recorded_only();
 
         let cost = recorded_amount(&Metric::CostUsd, &current);
         let projected = projected_cost(cost, &period, now);
         let cap = plan.limits.get(&Metric::CostUsd);
         let projected_pct = match (projected, cap) {
-            (Some(p), Some(c)) => Some(limits::percentage(c, p)),
+            (Some(p), Some(c)) => Some(percent_number(limits::percentage(c, p))),
             _ => None,
         };
         let usage = usage_view(user, &plan, &period, &current);
-        let status = limits::usage_status(&plan.limits, &current);
         let remaining = (period.end - now).num_seconds().max(0);
-        let days_remaining = (remaining + 86_399) / 86_400;
         let mut trends = trends_view(&periods, &usages, &plan_providers(&plan));
-        if let Value::Object(m) = &mut trends {
-            m.insert("months".into(), json!(DEFAULT_TREND_MONTHS));
-        }
-        Ok(json!({
-            "user_id": user,
-            "current_usage": usage,
-            "limits": { "plan_name": plan.name, "limits": metric_map(&plan.limits.0) },
-            "usage_percentages": percentage_map(&limits::percentages(&plan.limits, &current)),
-            "projections": {
-                "projected_monthly_cost": projected.map(money),
-                "projected_usage_percentage": projected_pct.map(|p| json!(p.to_f64().unwrap_or(0.0))),
-                "cost_cap": cap.map(money),
+        trends.months = DEFAULT_TREND_MONTHS;
+        Ok(DashboardView {
+            user_id: user.clone(),
+            limits: PlanLimits {
+                plan_name: plan.name.clone(),
+                limits: MetricAmounts(plan.limits.0.clone()),
             },
-            "trends": trends,
-            "alerts": {
-                "items": alerts.iter().map(alert_json).collect::<Vec<_>>(),
-                "unread_count": unread,
+            usage_percentages: Percentages(limits::percentages(&plan.limits, &current)),
+            projections: Projections {
+                projected_monthly_cost: projected,
+                projected_usage_percentage: projected_pct,
+                cost_cap: cap,
             },
-            "summary": {
-                "plan": plan.name,
-                "tier": plan.tier,
-                "subscription_status": sub.map_or("active", |s| status_name(s.status)),
-                "usage_status": status,
-                "billing_cycle": sub.map_or(crate::periods::BillingCycle::Monthly, |s| s.cycle),
-                "period": period_json(&period),
-                "days_remaining": days_remaining,
-                "total_calls": usage["total_calls"],
-                "total_cost": usage["total_cost"],
-                "pending_plan": sub.and_then(|s| s.pending_plan.clone()),
+            trends,
+            alerts: DashboardAlerts {
+                items: alerts.iter().map(AlertView::from).collect(),
+                unread_count: unread,
             },
-            "recommendations": recommendations(&plans, &plan, &current, projected),
-        }))
+            summary: Summary {
+                plan: plan.name.clone(),
+                tier: plan.tier.clone(),
+                subscription_status: sub.map_or(SubscriptionStatus::Active, |s| s.status),
+                usage_status: limits::usage_status(&plan.limits, &current),
+                billing_cycle: sub.map_or(BillingCycle::Monthly, |s| s.cycle),
+                period: (&period).into(),
+                days_remaining: (remaining + 86_399) / 86_400,
+                total_calls: usage.total_calls,
+                total_cost: usage.total_cost,
+                pending_plan: sub.and_then(|s| s.pending_plan.clone()),
+            },
+            recommendations: recommendations(&plans, &plan, &current, projected),
+            current_usage: usage,
+        })
     }
 
-    /// GET /billing/{user}: the user's invoices, newest period first.
-    pub async fn billing(&self, caller: &Caller, user: &UserId) -> Result<Value, ApiError> {
+    /// The user's invoices, newest period first.
+    pub async fn billing(&self, caller: &Caller, user: &UserId) -> Result<BillingView> {
         let mut invoices = self.store.list_invoices(&caller.tenant, user).await?;
         invoices.sort_by_key(|i| std::cmp::Reverse(i.period.start));
-        Ok(json!({
-            "user_id": user,
-            "invoices": invoices.iter().map(invoice_json).collect::<Vec<_>>(),
-        }))
+        Ok(BillingView {
+            user_id: user.clone(),
+            invoices: invoices.iter().map(InvoiceView::from).collect(),
+        })
     }
 }
 
@@ -530,14 +569,18 @@ mod tests {
             end: "2025-04-01T00:00:00Z".parse().unwrap(),
         };
         let v = usage_view(&u, &plan("free"), &p, &usage("gemini", 3, dec!(0.5)));
-        assert_eq!(v["total_calls"], 3, "holds are not shown");
-        assert_eq!(v["total_cost"], "0.5");
-        assert_eq!(v["error_rate"], 0.3333);
-        assert_eq!(v["avg_response_time_ms"], 100.0);
-        assert_eq!(v["usage_percentages"]["calls:gemini"], 3.0);
-        assert_eq!(v["period"]["name"], "2025-03-01");
+        assert_eq!(v.total_calls, 3, "holds are not shown");
+        assert_eq!(v.total_cost, dec!(0.5));
+        assert_eq!(v.error_rate, 0.3333);
+        assert_eq!(v.avg_response_time_ms, 100.0);
         assert_eq!(
-            v["provider_breakdown"]["stability"]["calls"], 0,
+            v.usage_percentages.0[&Metric::parse("calls:gemini").unwrap()],
+            dec!(3.00)
+        );
+        assert_eq!(v.period.name, "2025-03-01");
+        assert_eq!(
+            v.provider_breakdown[&pid("stability")].calls,
+            0,
             "the plan's providers are listed with zeros"
         );
     }
@@ -557,44 +600,14 @@ mod tests {
             usage("openai", 1, dec!(0.25)),
         ];
         let v = trends_view(&periods, &usages, &BTreeSet::from([pid("mistral")]));
+        assert_eq!(v.periods, ["2025-01-01", "2025-02-01", "2025-03-01"]);
+        assert_eq!(v.total_calls, [2, 0, 1]);
+        assert_eq!(v.total_cost.0, [dec!(0.1), dec!(0), dec!(0.25)]);
+        assert_eq!(v.provider_trends[&pid("gemini")].calls, [2, 0, 0]);
         assert_eq!(
-            v["periods"],
-            json!(["2025-01-01", "2025-02-01", "2025-03-01"])
+            v.provider_trends[&pid("openai")].cost.0,
+            [dec!(0), dec!(0), dec!(0.25)]
         );
-        assert_eq!(v["total_calls"], json!([2, 0, 1]));
-        assert_eq!(v["total_cost"], json!(["0.1", "0", "0.25"]));
-        assert_eq!(v["provider_trends"]["gemini"]["calls"], json!([2, 0, 0]));
-        assert_eq!(
-            v["provider_trends"]["openai"]["cost"],
-            json!(["0", "0", "0.25"])
-        );
-        assert_eq!(v["provider_trends"]["mistral"]["tokens"], json!([0, 0, 0]));
-    }
-
-    #[test]
-    fn recommendation_is_the_cheapest_plan_that_holds_the_usage() {
-        let plans = default_plans();
-        // 85 of free's 100 gemini calls: basic (1000) holds it below 80 %.
-        let u = recorded_only(&usage("gemini", 85, dec!(0.1)));
-        let r = recommendations(&plans, &plan("free"), &u, None);
-        assert_eq!(r[0]["kind"], "upgrade");
-        assert_eq!(r[0]["plan"], "basic");
-        assert!(r[0]["reason"]
-            .as_str()
-            .unwrap()
-            .contains("calls:gemini is at 85.00%"));
-        // Well below every limit: nothing to recommend.
-        let small = recorded_only(&usage("gemini", 5, dec!(0.1)));
-        assert_eq!(
-            recommendations(&plans, &plan("free"), &small, None),
-            json!([])
-        );
-        // A projection past free's $2 cap: basic ($50 cap) holds $30.
-        let r = recommendations(&plans, &plan("free"), &small, Some(dec!(30)));
-        assert_eq!(r[0]["plan"], "basic");
-        // Past every cap: no plan fits.
-        let r = recommendations(&plans, &plan("free"), &small, Some(dec!(10000)));
-        assert_eq!(r[0]["kind"], "no_plan_fits");
-        assert_eq!(r[0]["plan"], Value::Null);
+        assert_eq!(v.provider_trends[&pid("mistral")].tokens, [0, 0, 0]);
     }
 }

@@ -1,27 +1,98 @@
-//! POST /usage: validate, price, record once, then raise alerts.
+//! Usage ingest: price a batch, record each event once, then raise alerts.
 
 use std::collections::BTreeMap;
 
-use serde_json::{json, Value};
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
 
-use super::{period_at, Caller, Meter};
-use crate::domain::{UsageEvent, UserId};
-use crate::http::error::{EventErrors, FieldError};
-use crate::http::wire::EventInput;
-use crate::http::ApiError;
+use super::{period_at, Caller, Error, EventErrors, FieldError, Meter, Result};
+use crate::domain::{EventId, Metadata, ModelId, ProviderId, UsageEvent, UserId};
 use crate::periods::Period;
 use crate::pricing::PriceOutcome;
 use crate::store::RecordOutcome;
+use crate::usage::UsageCounts;
+
+/// One usage event as reported, validated but not yet priced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEvent {
+    pub event_id: EventId,
+    pub user: UserId,
+    pub provider: Option<ProviderId>,
+    pub model: Option<ModelId>,
+    /// When the call happened; `None`: now (the time it is recorded).
+    pub timestamp: Option<DateTime<Utc>>,
+    pub counts: UsageCounts,
+    /// Token counts were estimated from characters.
+    pub estimated: bool,
+    pub endpoint: Option<String>,
+    pub status_code: Option<u16>,
+    pub latency_ms: Option<u64>,
+    pub reservation_id: Option<String>,
+    pub metadata: Option<Metadata>,
+}
+
+/// What became of each event of a batch, in request order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IngestReport {
+    /// How many events this request recorded (duplicates and conflicts excluded).
+    pub recorded: usize,
+    pub events: Vec<EventResult>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventStatus {
+    Recorded,
+    /// The same event was recorded before: no effect.
+    Duplicate,
+    /// Another event was recorded under this id: this one was not.
+    Conflict,
+}
+
+/// One event's result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum EventResult {
+    Stored(StoredEvent),
+    Conflict(ConflictedEvent),
+}
+
+/// A recorded (or already recorded) event as priced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoredEvent {
+    pub event_id: EventId,
+    pub status: EventStatus,
+    pub provider: ProviderId,
+    #[serde(serialize_with = "crate::domain::money::normalized_option")]
+    pub cost_usd: Option<Decimal>,
+    pub priced: bool,
+    pub estimated: bool,
+    pub price_version: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConflictedEvent {
+    pub event_id: EventId,
+    pub status: EventStatus,
+    pub message: &'static str,
+}
+
+impl EventResult {
+    pub fn status(&self) -> EventStatus {
+        match self {
+            EventResult::Stored(e) => e.status,
+            EventResult::Conflict(e) => e.status,
+        }
+    }
+}
 
 impl Meter {
     /// Records a validated batch. Every event is priced first; if any cannot be (unknown
     /// or ambiguous model, overflow), the whole batch is rejected and nothing is recorded.
     #[tracing::instrument(skip_all, fields(tenant = %caller.tenant, events = inputs.len()))]
-    pub async fn ingest(
-        &self,
-        caller: &Caller,
-        inputs: Vec<EventInput>,
-    ) -> Result<Value, ApiError> {
+    pub async fn ingest(&self, caller: &Caller, inputs: Vec<NewEvent>) -> Result<IngestReport> {
         let now = self.now();
         let tenant = &caller.tenant;
         let catalog = self.catalog(tenant).await?;
@@ -39,10 +110,11 @@ impl Meter {
             let sub = self.store.get_subscription(tenant, user).await?;
             for &i in indices {
                 let input = &inputs[i];
+                let at = input.timestamp.unwrap_or(now);
                 match catalog.price(
                     input.provider.as_ref(),
                     input.model.as_ref(),
-                    input.timestamp,
+                    at,
                     &input.counts,
                 ) {
                     Ok(outcome) => {
@@ -50,7 +122,7 @@ impl Meter {
                             tenant,
                             input,
                             &outcome,
-                            period_at(sub.as_ref(), input.timestamp)?,
+                            period_at(sub.as_ref(), at)?,
                             now,
                         ))
                     }
@@ -62,9 +134,10 @@ impl Meter {
                 }
             }
         }
+        invalid.extend(duplicates_in_batch(&events));
         if !invalid.is_empty() {
             invalid.sort_by_key(|e| e.index);
-            return Err(ApiError::InvalidEvents {
+            return Err(Error::InvalidEvents {
                 invalid: invalid.len(),
                 total: inputs.len(),
                 events: invalid,
@@ -72,7 +145,7 @@ impl Meter {
         }
 
         // Phase 2: record, one user at a time (each event all-or-nothing in the store).
-        let mut results: Vec<Value> = vec![Value::Null; inputs.len()];
+        let mut results: Vec<Option<EventResult>> = vec![None; inputs.len()];
         for (user, indices) in &by_user {
             let batch: Vec<UsageEvent> =
                 indices.iter().filter_map(|&i| events[i].clone()).collect();
@@ -86,26 +159,26 @@ impl Meter {
             // left to raise the alerts that event called for (raising is once-only).
             let mut touched = std::collections::BTreeSet::new();
             for ((&i, event), outcome) in indices.iter().zip(&batch).zip(outcomes) {
-                results[i] = match outcome {
+                results[i] = Some(match outcome {
                     RecordOutcome::Recorded => {
                         touched.insert(event.period_start);
-                        event_json(event, "recorded")
+                        stored(event, EventStatus::Recorded)
                     }
                     RecordOutcome::Duplicate => {
                         match self.store.get_event(tenant, &event.event_id).await? {
-                            Some(stored) => {
-                                touched.insert(stored.period_start);
-                                event_json(&stored, "duplicate")
+                            Some(first) => {
+                                touched.insert(first.period_start);
+                                stored(&first, EventStatus::Duplicate)
                             }
-                            None => event_json(event, "duplicate"),
+                            None => stored(event, EventStatus::Duplicate),
                         }
                     }
-                    RecordOutcome::Conflict => json!({
-                        "event_id": event.event_id,
-                        "status": "conflict",
-                        "message": "an event with this event_id and other content was already recorded; this one was not",
+                    RecordOutcome::Conflict => EventResult::Conflict(ConflictedEvent {
+                        event_id: event.event_id.clone(),
+                        status: EventStatus::Conflict,
+                        message: "an event with this event_id and other content was already recorded; this one was not",
                     }),
-                };
+                });
             }
             for period_start in touched {
                 if let Err(e) = self.raise_alerts(tenant, user, period_start).await {
@@ -115,14 +188,79 @@ impl Meter {
                 }
             }
         }
-        let recorded = results.iter().filter(|r| r["status"] == "recorded").count();
-        Ok(json!({ "recorded": recorded, "events": results }))
+        let events: Vec<EventResult> = results.into_iter().flatten().collect();
+        let recorded = events
+            .iter()
+            .filter(|r| r.status() == EventStatus::Recorded)
+            .count();
+        Ok(IngestReport { recorded, events })
     }
+}
+
+/// The same event id twice in one batch with different content is a client bug.
+fn duplicates_in_batch(events: &[Option<UsageEvent>]) -> Vec<EventErrors> {
+    let mut seen = std::collections::HashMap::new();
+    let mut out = Vec::new();
+    for (index, e) in events.iter().enumerate() {
+        let Some(e) = e else { continue };
+        if let Some(prev) = seen.insert(&e.event_id, &e.fingerprint) {
+            if prev != &e.fingerprint {
+                out.push(EventErrors {
+                    index,
+                    event_id: Some(e.event_id.to_string()),
+                    errors: vec![FieldError::new(
+                        "event_id",
+                        "duplicate_in_batch",
+                        "appears twice in this batch with different content",
+                    )],
+                });
+            }
+        }
+    }
+    out
+}
+
+/// What tells a retry of an event from another event under the same id: SHA-256 over the
+/// event as normalised and stored (the provider resolved, the usage read into counts, the
+/// timestamp as an instant), not over the request's text. Equal meaning is equal
+/// fingerprint: `+00:00` or `Z`, counts or the provider's usage object, keys in any order.
+/// A timestamp the client left out (the server's time) is not part of it.
+fn fingerprint(e: &UsageEvent, timestamp_given: bool) -> String {
+    #[derive(Serialize)]
+    struct Meaning<'a> {
+        user: &'a UserId,
+        provider: &'a ProviderId,
+        model: Option<&'a ModelId>,
+        timestamp: Option<DateTime<Utc>>,
+        counts: &'a UsageCounts,
+        estimated: bool,
+        endpoint: Option<&'a str>,
+        status_code: Option<u16>,
+        latency_ms: Option<u64>,
+        reservation_id: Option<&'a str>,
+        metadata: Option<&'a Metadata>,
+    }
+    let meaning = Meaning {
+        user: &e.user,
+        provider: &e.provider,
+        model: e.model.as_ref(),
+        timestamp: timestamp_given.then_some(e.timestamp),
+        counts: &e.counts,
+        estimated: e.estimated,
+        endpoint: e.endpoint.as_deref(),
+        status_code: e.status_code,
+        latency_ms: e.latency_ms,
+        reservation_id: e.reservation_id.as_deref(),
+        metadata: e.metadata.as_ref(),
+    };
+    // Serialising plain data cannot fail; maps (metadata) serialise with sorted keys.
+    let canonical = serde_json::to_vec(&meaning).unwrap_or_default();
+    hex::encode(Sha256::digest(&canonical))
 }
 
 fn to_event(
     tenant: &crate::domain::TenantId,
-    input: &EventInput,
+    input: &NewEvent,
     outcome: &PriceOutcome,
     period: Period,
     now: chrono::DateTime<chrono::Utc>,
@@ -135,14 +273,14 @@ fn to_event(
         } => (Some(*cost_usd), Some(version_id.clone())),
         PriceOutcome::Unpriced { .. } => (None, None),
     };
-    UsageEvent {
+    let mut event = UsageEvent {
         tenant: tenant.clone(),
         user: input.user.clone(),
         event_id: input.event_id.clone(),
-        fingerprint: input.fingerprint.clone(),
+        fingerprint: String::new(),
         provider: outcome.provider().clone(),
         model: input.model.clone(),
-        timestamp: input.timestamp,
+        timestamp: input.timestamp.unwrap_or(now),
         period_start: period.start,
         counts: input.counts,
         cost_usd,
@@ -154,17 +292,19 @@ fn to_event(
         reservation_id: input.reservation_id.clone(),
         metadata: input.metadata.clone(),
         recorded_at: now,
-    }
+    };
+    event.fingerprint = fingerprint(&event, input.timestamp.is_some());
+    event
 }
 
-fn event_json(e: &UsageEvent, status: &str) -> Value {
-    json!({
-        "event_id": e.event_id,
-        "status": status,
-        "provider": e.provider,
-        "cost_usd": e.cost_usd.map(|c| c.normalize().to_string()),
-        "priced": e.cost_usd.is_some(),
-        "estimated": e.estimated,
-        "price_version": e.price_version,
+fn stored(e: &UsageEvent, status: EventStatus) -> EventResult {
+    EventResult::Stored(StoredEvent {
+        event_id: e.event_id.clone(),
+        status,
+        provider: e.provider.clone(),
+        cost_usd: e.cost_usd,
+        priced: e.cost_usd.is_some(),
+        estimated: e.estimated,
+        price_version: e.price_version.clone(),
     })
 }

@@ -1,6 +1,10 @@
-//! The application service: the hot path (check, reservations, usage ingest, alerts)
-//! over the storage and alert ports. HTTP handlers and Lambda functions call it; it holds
-//! no AWS types and no HTTP types.
+//! The application service: the hot path (check, reservations, usage ingest, alerts), the
+//! reads, the admin writes and the aggregation, over the storage and alert ports.
+//!
+//! It speaks its own language: inputs are the service's types (validated by the http
+//! layer or the CLI), results are typed and `Serialize`, failures are one [`Error`]. It
+//! knows no HTTP and no AWS: `http/` turns results into JSON answers, `config` wires the
+//! adapters.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -10,9 +14,8 @@ use chrono::{DateTime, Utc};
 
 use crate::alerts::AlertPublisher;
 use crate::domain::{ApiKeyRecord, PlanName, Role, Subscription, TenantId, UserId};
-use crate::http::ApiError;
 use crate::limits::Plan;
-use crate::periods::{Period, Schedule};
+use crate::periods::Period;
 use crate::pricing::{Catalog, PriceVersion};
 use crate::store::Store;
 
@@ -20,12 +23,17 @@ pub mod aggregate;
 pub mod bootstrap;
 pub mod check;
 pub mod dashboard;
-pub mod env;
+pub mod error;
 pub mod ingest;
 pub mod outbox;
 pub mod privacy;
 pub mod reads;
 pub mod subscriptions;
+
+pub use crate::subscriptions::{schedule_of, SubscriptionChange};
+pub use check::{CheckAllowed, CheckOutcome, CheckRequest, Denial, Units};
+pub use error::{Error, EventErrors, FieldError, Result};
+pub use ingest::{IngestReport, NewEvent};
 
 /// The current time; replaceable in tests and for `meter aggregate --at`.
 pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
@@ -33,6 +41,15 @@ pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 /// How long cached keys, plans and catalogs are trusted. A plan or price change made
 /// through this process is seen at once; other processes see it within this time.
 pub const CACHE_TTL: StdDuration = StdDuration::from_secs(30);
+
+/// How long an unknown key is remembered as unknown: a burst of requests with the same
+/// well-formed fake key costs one store read, and a key created meanwhile works after at
+/// most this long.
+pub const FAILED_KEY_TTL: StdDuration = StdDuration::from_secs(5);
+
+/// Most entries of one cache; past it, expired entries are dropped, and if that is not
+/// enough, all of them (a flood of distinct keys cannot grow memory).
+const CACHE_ENTRIES: usize = 10_000;
 
 /// Who is calling: the tenant and role of a valid API key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,11 +61,11 @@ pub struct Caller {
 }
 
 impl Caller {
-    pub fn require(&self, role: Role) -> Result<(), ApiError> {
+    pub fn require(&self, role: Role) -> Result<()> {
         if self.role.allows(role) {
             Ok(())
         } else {
-            Err(ApiError::Forbidden)
+            Err(Error::Forbidden)
         }
     }
 }
@@ -58,14 +75,16 @@ struct Cached<T> {
     value: Arc<T>,
 }
 
-/// A small time-bounded cache.
+/// A small time-bounded, size-bounded cache.
 struct TtlCache<K, V> {
+    ttl: StdDuration,
     entries: Mutex<HashMap<K, Cached<V>>>,
 }
 
 impl<K: std::hash::Hash + Eq + Clone, V> TtlCache<K, V> {
-    fn new() -> Self {
+    fn new(ttl: StdDuration) -> Self {
         Self {
+            ttl,
             entries: Mutex::new(HashMap::new()),
         }
     }
@@ -74,15 +93,18 @@ impl<K: std::hash::Hash + Eq + Clone, V> TtlCache<K, V> {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         entries
             .get(key)
-            .filter(|c| c.at.elapsed() < CACHE_TTL)
+            .filter(|c| c.at.elapsed() < self.ttl)
             .map(|c| c.value.clone())
     }
 
     fn put(&self, key: K, value: V) -> Arc<V> {
         let value = Arc::new(value);
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        if entries.len() > 10_000 {
-            entries.retain(|_, c| c.at.elapsed() < CACHE_TTL);
+        if entries.len() >= CACHE_ENTRIES {
+            entries.retain(|_, c| c.at.elapsed() < self.ttl);
+            if entries.len() >= CACHE_ENTRIES {
+                entries.clear();
+            }
         }
         entries.insert(
             key,
@@ -99,6 +121,13 @@ impl<K: std::hash::Hash + Eq + Clone, V> TtlCache<K, V> {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(key);
+    }
+
+    fn clear(&self) {
+        self.entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 }
 
@@ -135,6 +164,8 @@ pub struct Meter {
     pub publisher: Arc<dyn AlertPublisher>,
     clock: Clock,
     keys: TtlCache<String, ApiKeyRecord>,
+    /// Hashes of keys the store did not know, remembered for [`FAILED_KEY_TTL`].
+    failed_keys: TtlCache<String, ()>,
     plans: TtlCache<TenantId, Vec<Plan>>,
     catalogs: TtlCache<Option<TenantId>, Catalog>,
     gates: UserGates,
@@ -154,9 +185,10 @@ impl Meter {
             store,
             publisher,
             clock,
-            keys: TtlCache::new(),
-            plans: TtlCache::new(),
-            catalogs: TtlCache::new(),
+            keys: TtlCache::new(CACHE_TTL),
+            failed_keys: TtlCache::new(FAILED_KEY_TTL),
+            plans: TtlCache::new(CACHE_TTL),
+            catalogs: TtlCache::new(CACHE_TTL),
             gates: UserGates::new(256),
         }
     }
@@ -175,16 +207,20 @@ impl Meter {
     }
 
     /// The caller a bearer key belongs to, or 401.
-    pub async fn authenticate(&self, secret: &str) -> Result<Caller, ApiError> {
+    pub async fn authenticate(&self, secret: &str) -> Result<Caller> {
         if !crate::auth::plausible_key(secret) {
-            return Err(ApiError::Unauthorized);
+            return Err(Error::Unauthorized);
         }
         let hash = crate::auth::hash_key(secret);
         let record = match self.keys.get(&hash) {
             Some(r) => r,
+            None if self.failed_keys.get(&hash).is_some() => return Err(Error::Unauthorized),
             None => match self.store.get_api_key(&hash).await? {
                 Some(r) => self.keys.put(hash, r),
-                None => return Err(ApiError::Unauthorized),
+                None => {
+                    self.failed_keys.put(hash, ());
+                    return Err(Error::Unauthorized);
+                }
             },
         };
         Ok(Caller {
@@ -194,8 +230,13 @@ impl Meter {
         })
     }
 
+    /// Forgets every key remembered as unknown (after creating keys in this process).
+    pub fn forget_failed_keys(&self) {
+        self.failed_keys.clear();
+    }
+
     /// The tenant's plans (cached).
-    pub async fn plans(&self, tenant: &TenantId) -> Result<Arc<Vec<Plan>>, ApiError> {
+    pub async fn plans(&self, tenant: &TenantId) -> Result<Arc<Vec<Plan>>> {
         if let Some(p) = self.plans.get(tenant) {
             return Ok(p);
         }
@@ -209,11 +250,7 @@ impl Meter {
     }
 
     /// The plan a user is on: the subscription's, or the tenant's `free` plan.
-    pub async fn plan_of(
-        &self,
-        tenant: &TenantId,
-        sub: Option<&Subscription>,
-    ) -> Result<Plan, ApiError> {
+    pub async fn plan_of(&self, tenant: &TenantId, sub: Option<&Subscription>) -> Result<Plan> {
         let name = sub.map_or_else(PlanName::free, |s| s.plan.clone());
         let plans = self.plans(tenant).await?;
         plans
@@ -222,11 +259,11 @@ impl Meter {
             .cloned()
             .ok_or_else(|| {
                 tracing::error!(tenant = %tenant, plan = %name, "the user's plan does not exist");
-                ApiError::NotFound("plan")
+                Error::NotFound("plan")
             })
     }
 
-    async fn stored_catalog(&self, scope: Option<&TenantId>) -> Result<Arc<Catalog>, ApiError> {
+    async fn stored_catalog(&self, scope: Option<&TenantId>) -> Result<Arc<Catalog>> {
         let key = scope.cloned();
         if let Some(c) = self.catalogs.get(&key) {
             return Ok(c);
@@ -243,13 +280,13 @@ impl Meter {
         }
         let catalog = Catalog::from_versions(versions).map_err(|e| {
             tracing::error!(error = %e, "stored price catalog is inconsistent");
-            ApiError::Internal
+            Error::Internal
         })?;
         Ok(self.catalogs.put(key, catalog))
     }
 
     /// The catalog that prices a tenant's events: its own versions over the shared ones.
-    pub async fn catalog(&self, tenant: &TenantId) -> Result<Arc<Catalog>, ApiError> {
+    pub async fn catalog(&self, tenant: &TenantId) -> Result<Arc<Catalog>> {
         let shared = self.stored_catalog(None).await?;
         let own = self.stored_catalog(Some(tenant)).await?;
         if own.is_empty() {
@@ -257,7 +294,7 @@ impl Meter {
         }
         own.merged_over(&shared).map(Arc::new).map_err(|e| {
             tracing::error!(error = %e, "tenant catalog does not merge");
-            ApiError::Internal
+            Error::Internal
         })
     }
 
@@ -267,19 +304,11 @@ impl Meter {
     }
 }
 
-/// The schedule of a user's limit periods: the subscription's, or calendar months.
-pub fn schedule_of(sub: Option<&Subscription>) -> Schedule {
-    match sub {
-        Some(s) => Schedule::new(s.anchor, s.started_at, s.cycle),
-        None => Schedule::calendar(),
-    }
-}
-
 /// The limit period containing `at` for a user.
-pub fn period_at(sub: Option<&Subscription>, at: DateTime<Utc>) -> Result<Period, ApiError> {
+pub fn period_at(sub: Option<&Subscription>, at: DateTime<Utc>) -> Result<Period> {
     schedule_of(sub)
         .period_containing(at)
-        .map_err(|e| ApiError::invalid("timestamp", "out_of_range", e.to_string()))
+        .map_err(|e| Error::invalid("timestamp", "out_of_range", e.to_string()))
 }
 
 /// The start of the period containing `at`, for store reads that pick a period

@@ -1,43 +1,10 @@
 //! Raising alerts after usage is recorded, and delivering the outbox.
 
 use chrono::{DateTime, Utc};
-use rust_decimal::Decimal;
 
-use super::Meter;
+use super::{Meter, Result};
 use crate::alerts::{self, OutboxMessage};
 use crate::domain::{Alert, TenantId, UserId};
-use crate::http::ApiError;
-use crate::limits::Metric;
-use crate::periods::Period;
-use crate::usage::PeriodUsage;
-
-/// Recorded usage (holds excluded) of `metric`.
-pub fn recorded_amount(metric: &Metric, usage: &PeriodUsage) -> Decimal {
-    let mut total = Decimal::ZERO;
-    for (p, u) in &usage.by_provider {
-        let v = match metric {
-            Metric::Calls(Some(q)) if q != p => continue,
-            Metric::Tokens(Some(q)) if q != p => continue,
-            Metric::Calls(_) => Decimal::from(u.recorded.calls),
-            Metric::Tokens(_) => Decimal::from(u.recorded.tokens),
-            Metric::CostUsd => u.recorded.cost_usd,
-        };
-        total = total.checked_add(v).unwrap_or(total);
-    }
-    total
-}
-
-/// The projection of a period's cost from its elapsed fraction (in seconds), once at
-/// least an hour has passed; `None` before.
-pub fn projected_cost(cost: Decimal, period: &Period, now: DateTime<Utc>) -> Option<Decimal> {
-    let elapsed = (now.min(period.end) - period.start).num_seconds();
-    let total = (period.end - period.start).num_seconds();
-    if elapsed < 3600 || total <= 0 {
-        return None;
-    }
-    cost.checked_mul(Decimal::from(total))?
-        .checked_div(Decimal::from(elapsed))
-}
 
 impl Meter {
     /// Stores (once) and publishes every alert the user's usage in the period starting at
@@ -47,7 +14,7 @@ impl Meter {
         tenant: &TenantId,
         user: &UserId,
         period_start: DateTime<Utc>,
-    ) -> Result<usize, ApiError> {
+    ) -> Result<usize> {
         let now = self.now();
         let state = self
             .store
@@ -61,44 +28,7 @@ impl Meter {
             period_start: period.start,
             now,
         };
-        let mut due: Vec<Alert> = Vec::new();
-        for (metric, limit) in &plan.limits.0 {
-            if *limit <= Decimal::ZERO {
-                continue;
-            }
-            let used = recorded_amount(metric, &state.usage);
-            for &t in &plan.alert_thresholds {
-                let key = alerts::threshold_key(metric, t);
-                if state.fired_alerts.contains(&key) {
-                    continue;
-                }
-                if used * Decimal::ONE_HUNDRED >= limit * Decimal::from(t) {
-                    due.push(alerts::threshold_alert(scope, metric, t, used, *limit));
-                }
-            }
-        }
-        let unpriced: u64 = state
-            .usage
-            .by_provider
-            .values()
-            .map(|u| u.unpriced_calls)
-            .sum();
-        if unpriced > 0 && !state.fired_alerts.contains(alerts::UNPRICED_KEY) {
-            due.push(alerts::unpriced_alert(scope, unpriced));
-        }
-        if let Some(cap) = plan
-            .limits
-            .0
-            .get(&Metric::CostUsd)
-            .filter(|c| **c > Decimal::ZERO)
-        {
-            let cost = recorded_amount(&Metric::CostUsd, &state.usage);
-            if let Some(projected) = projected_cost(cost, &period, now) {
-                if projected > *cap && !state.fired_alerts.contains(alerts::PROJECTION_KEY) {
-                    due.push(alerts::projection_alert(scope, projected, *cap));
-                }
-            }
-        }
+        let due = alerts::due_alerts(scope, &plan, &state.usage, &state.fired_alerts, &period);
         let mut raised = 0;
         for alert in due {
             if self.store.create_alert_once(&alert).await? {
@@ -132,7 +62,7 @@ impl Meter {
     }
 
     /// Retries up to `limit` unpublished alerts; returns how many were delivered.
-    pub async fn retry_outbox(&self, limit: usize) -> Result<usize, ApiError> {
+    pub async fn retry_outbox(&self, limit: usize) -> Result<usize> {
         let pending = self.store.unpublished_alerts(limit).await?;
         let mut delivered = 0;
         for alert in pending {

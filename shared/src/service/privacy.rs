@@ -1,14 +1,17 @@
-//! Data portability and erasure (SPEC §6): everything stored about a user as JSON, and its
+//! Data portability and erasure: everything stored about a user as JSON, and its
 //! deletion with invoices kept under a one-way pseudonym.
 
-use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::dashboard::invoice_json;
-use super::reads::alert_json;
-use super::{Caller, Meter};
-use crate::domain::{Role, TenantId, UserId};
-use crate::http::ApiError;
+use super::dashboard::InvoiceView;
+use super::reads::AlertView;
+use super::{Caller, Meter, Result};
+use crate::domain::{ProviderId, Reservation, Role, Subscription, TenantId, UsageEvent, UserId};
+use crate::usage::{PeriodUsage, Tally};
 
 /// Records deleted per erasure step (one store call).
 const ERASE_STEP: usize = 500;
@@ -31,9 +34,51 @@ pub fn pseudonym(tenant: &TenantId, user: &UserId) -> UserId {
     UserId::parse(format!("anon_{}", &hex[..32])).unwrap_or_else(|_| user.clone())
 }
 
+/// One period's counters in an export.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExportedPeriod {
+    pub period_start: DateTime<Utc>,
+    pub usage: PeriodUsage,
+}
+
+/// One day's rollup in an export.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExportedDay {
+    pub day: NaiveDate,
+    pub by_provider: BTreeMap<ProviderId, Tally>,
+}
+
+/// Everything stored about a user (data portability).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UserExport {
+    pub user_id: UserId,
+    pub tenant_id: TenantId,
+    pub exported_at: DateTime<Utc>,
+    pub subscription: Option<Subscription>,
+    pub events: Vec<UsageEvent>,
+    pub periods: Vec<ExportedPeriod>,
+    pub daily: Vec<ExportedDay>,
+    pub reservations: Vec<Reservation>,
+    pub alerts: Vec<AlertView>,
+    pub invoices: Vec<InvoiceView>,
+    /// What the user's invoices are kept under after an erasure.
+    pub pseudonym: UserId,
+}
+
+/// How far an erasure got.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ErasureReport {
+    pub user_id: UserId,
+    pub erased: bool,
+    pub records_changed: usize,
+    pub invoices_kept_as: UserId,
+    /// `false`: a large user; repeat the request.
+    pub done: bool,
+}
+
 impl Meter {
-    /// GET /user/{user_id}/export (admin).
-    pub async fn export_user(&self, caller: &Caller, user: &UserId) -> Result<Value, ApiError> {
+    /// Everything stored about a user (admin).
+    pub async fn export_user(&self, caller: &Caller, user: &UserId) -> Result<UserExport> {
         caller.require(Role::Admin)?;
         let tenant = &caller.tenant;
         let subscription = self.store.get_subscription(tenant, user).await?;
@@ -42,33 +87,37 @@ impl Meter {
         let mut invoices = self.store.list_invoices(tenant, user).await?;
         let anon = pseudonym(tenant, user);
         invoices.extend(self.store.list_invoices(tenant, &anon).await?);
-        let periods: Vec<Value> = records
-            .periods
-            .iter()
-            .map(|(start, usage)| json!({"period_start": start, "usage": usage}))
-            .collect();
-        let daily: Vec<Value> = records
-            .daily
-            .iter()
-            .map(|d| json!({"day": d.day.to_string(), "by_provider": d.by_provider}))
-            .collect();
-        Ok(json!({
-            "user_id": user,
-            "tenant_id": tenant,
-            "exported_at": self.now(),
-            "subscription": subscription,
-            "events": records.events,
-            "periods": periods,
-            "daily": daily,
-            "reservations": records.reservations,
-            "alerts": alerts.iter().map(alert_json).collect::<Vec<_>>(),
-            "invoices": invoices.iter().map(invoice_json).collect::<Vec<_>>(),
-            "pseudonym": anon,
-        }))
+        Ok(UserExport {
+            user_id: user.clone(),
+            tenant_id: tenant.clone(),
+            exported_at: self.now(),
+            subscription,
+            events: records.events,
+            periods: records
+                .periods
+                .into_iter()
+                .map(|(period_start, usage)| ExportedPeriod {
+                    period_start,
+                    usage,
+                })
+                .collect(),
+            daily: records
+                .daily
+                .into_iter()
+                .map(|d| ExportedDay {
+                    day: d.day,
+                    by_provider: d.by_provider,
+                })
+                .collect(),
+            reservations: records.reservations,
+            alerts: alerts.iter().map(AlertView::from).collect(),
+            invoices: invoices.iter().map(InvoiceView::from).collect(),
+            pseudonym: anon,
+        })
     }
 
-    /// DELETE /user/{user_id} (admin): erases the user in bounded steps.
-    pub async fn erase_user(&self, caller: &Caller, user: &UserId) -> Result<Value, ApiError> {
+    /// Erases the user in bounded steps (admin).
+    pub async fn erase_user(&self, caller: &Caller, user: &UserId) -> Result<ErasureReport> {
         caller.require(Role::Admin)?;
         let tenant = &caller.tenant;
         let anon = pseudonym(tenant, user);
@@ -86,12 +135,12 @@ impl Meter {
             }
         }
         tracing::info!(tenant = %tenant, pseudonym = %anon, records = changed, done, "user erased");
-        Ok(json!({
-            "user_id": user,
-            "erased": done,
-            "records_changed": changed,
-            "invoices_kept_as": anon,
-            "done": done,
-        }))
+        Ok(ErasureReport {
+            user_id: user.clone(),
+            erased: done,
+            records_changed: changed,
+            invoices_kept_as: anon,
+            done,
+        })
     }
 }

@@ -1,66 +1,176 @@
-//! Reads that need no new storage: plans, the price catalog, quotes, alerts.
-//! (The first part of the dashboard routes.)
+//! Plain reads: plans, the price catalog, quotes, alerts.
 
 use chrono::{DateTime, Utc};
-use serde_json::{json, Value};
+use rust_decimal::Decimal;
+use serde::Serialize;
 
-use super::check::metric_map;
-use super::{Caller, Meter};
-use crate::domain::{Alert, ProviderId, UserId};
-use crate::http::{wire, ApiError};
-use crate::limits::Plan;
-use crate::pricing::{PriceOutcome, PriceVersion};
+use super::{Caller, Error, Meter, Result};
+use crate::domain::{Alert, ModelId, PlanName, ProviderId, Severity, UserId};
+use crate::limits::{MetricAmounts, Plan, Tier};
+use crate::pricing::{PriceOutcome, PriceVersion, Prices};
+use crate::usage::UsageCounts;
 
-/// A plan as clients see it (GET /plans, GET /user/{id}/subscription).
-pub fn plan_json(p: &Plan) -> Value {
-    json!({
-        "name": p.name,
-        "tier": p.tier,
-        "monthly_price_usd": p.monthly_price_usd.normalize().to_string(),
-        "yearly_price_usd": p.yearly_price_usd.normalize().to_string(),
-        "description": p.description,
-        "features": p.features,
-        "alert_thresholds": p.alert_thresholds,
-        "limits": metric_map(&p.limits.0),
-    })
+/// A plan as clients see it (GET /plans, a subscription's plan).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlanView {
+    pub name: PlanName,
+    pub tier: Tier,
+    #[serde(serialize_with = "crate::domain::money::normalized")]
+    pub monthly_price_usd: Decimal,
+    #[serde(serialize_with = "crate::domain::money::normalized")]
+    pub yearly_price_usd: Decimal,
+    pub description: String,
+    pub features: Vec<String>,
+    pub alert_thresholds: Vec<u8>,
+    pub limits: MetricAmounts,
 }
 
-fn version_json(v: &PriceVersion) -> Value {
-    json!({
-        "id": v.id,
-        "provider": v.provider,
-        "model": v.model,
-        "aliases": v.aliases,
-        "effective_from": v.effective_from,
-        "effective_to": v.effective_to,
-        "prices": v.prices,
-        "source": v.source,
-    })
+impl From<&Plan> for PlanView {
+    fn from(p: &Plan) -> Self {
+        PlanView {
+            name: p.name.clone(),
+            tier: p.tier.clone(),
+            monthly_price_usd: p.monthly_price_usd,
+            yearly_price_usd: p.yearly_price_usd,
+            description: p.description.clone(),
+            features: p.features.clone(),
+            alert_thresholds: p.alert_thresholds.clone(),
+            limits: MetricAmounts(p.limits.0.clone()),
+        }
+    }
+}
+
+/// GET /plans.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlanList {
+    pub plans: Vec<PlanView>,
+}
+
+/// A price version as clients see it (every field present).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PriceVersionView {
+    pub id: String,
+    pub provider: ProviderId,
+    pub model: Option<ModelId>,
+    pub aliases: Vec<ModelId>,
+    pub effective_from: DateTime<Utc>,
+    pub effective_to: Option<DateTime<Utc>>,
+    pub prices: Prices,
+    pub source: String,
+}
+
+impl From<&PriceVersion> for PriceVersionView {
+    fn from(v: &PriceVersion) -> Self {
+        PriceVersionView {
+            id: v.id.clone(),
+            provider: v.provider.clone(),
+            model: v.model.clone(),
+            aliases: v.aliases.clone(),
+            effective_from: v.effective_from,
+            effective_to: v.effective_to,
+            prices: v.prices.clone(),
+            source: v.source.clone(),
+        }
+    }
+}
+
+/// GET /pricing: the versions in force at `as_of`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PricingView {
+    pub as_of: DateTime<Utc>,
+    pub prices: Vec<PriceVersionView>,
+}
+
+/// A hypothetical event to price.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuoteRequest {
+    pub provider: Option<ProviderId>,
+    pub model: Option<ModelId>,
+    /// When the call happens (default: now).
+    pub at: Option<DateTime<Utc>>,
+    pub counts: UsageCounts,
+    /// The counts were estimated from characters.
+    pub estimated: bool,
+}
+
+/// The cost of a hypothetical event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Quote {
+    Priced {
+        provider: ProviderId,
+        #[serde(serialize_with = "crate::domain::money::normalized")]
+        cost_usd: Decimal,
+        /// Always true.
+        priced: bool,
+        estimated: bool,
+        price_version: String,
+    },
+    Unpriced {
+        provider: ProviderId,
+        /// Always null.
+        cost_usd: Option<Decimal>,
+        /// Always false.
+        priced: bool,
+        estimated: bool,
+        reason: String,
+    },
 }
 
 /// An alert as clients see it.
-pub fn alert_json(a: &Alert) -> Value {
-    json!({
-        "id": a.id,
-        "user_id": a.user,
-        "period": a.period_start.date_naive().to_string(),
-        "key": a.key,
-        "metric": a.metric,
-        "threshold": a.threshold,
-        "severity": a.severity,
-        "title": a.title,
-        "message": a.message,
-        "created_at": a.created_at,
-        "read": a.read,
-    })
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AlertView {
+    pub id: String,
+    pub user_id: UserId,
+    /// The period's start date.
+    pub period: String,
+    pub key: String,
+    pub metric: Option<String>,
+    pub threshold: Option<u8>,
+    pub severity: Severity,
+    pub title: String,
+    pub message: String,
+    pub created_at: DateTime<Utc>,
+    pub read: bool,
 }
 
-/// Fields of a quote besides its usage (`wire::COUNT_FIELDS` and `usage`).
-const QUOTE_FIELDS: &[&str] = &["provider", "model", "timestamp"];
+impl From<&Alert> for AlertView {
+    fn from(a: &Alert) -> Self {
+        AlertView {
+            id: a.id.clone(),
+            user_id: a.user.clone(),
+            period: a.period_start.date_naive().to_string(),
+            key: a.key.clone(),
+            metric: a.metric.clone(),
+            threshold: a.threshold,
+            severity: a.severity,
+            title: a.title.clone(),
+            message: a.message.clone(),
+            created_at: a.created_at,
+            read: a.read,
+        }
+    }
+}
+
+/// GET /alerts/{user_id}.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AlertList {
+    pub user_id: UserId,
+    pub alerts: Vec<AlertView>,
+    /// All unread alerts of the user, whatever the page shows.
+    pub unread_count: u64,
+}
+
+/// POST /alerts/{alert_id}/mark-read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MarkedRead {
+    pub alert_id: String,
+    pub read: bool,
+}
 
 impl Meter {
-    /// GET /plans: the tenant's active plans, cheapest first.
-    pub async fn list_plans(&self, caller: &Caller) -> Result<Value, ApiError> {
+    /// The tenant's active plans, cheapest first.
+    pub async fn list_plans(&self, caller: &Caller) -> Result<PlanList> {
         let plans = self.plans(&caller.tenant).await?;
         let mut active: Vec<&Plan> = plans.iter().filter(|p| p.active).collect();
         active.sort_by(|a, b| {
@@ -68,16 +178,18 @@ impl Meter {
                 .cmp(&b.monthly_price_usd)
                 .then(a.name.cmp(&b.name))
         });
-        Ok(json!({ "plans": active.into_iter().map(plan_json).collect::<Vec<_>>() }))
+        Ok(PlanList {
+            plans: active.into_iter().map(PlanView::from).collect(),
+        })
     }
 
-    /// GET /pricing: the price versions in force now (the tenant's own over the shared
-    /// ones), optionally of one provider; an unknown provider is a 400.
+    /// The price versions in force now (the tenant's own over the shared ones), optionally
+    /// of one provider; a provider without a price in force is a bad parameter.
     pub async fn pricing(
         &self,
         caller: &Caller,
         provider: Option<&ProviderId>,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<PricingView> {
         let now = self.now();
         let catalog = self.catalog(&caller.tenant).await?;
         let mut in_force: Vec<&PriceVersion> = catalog
@@ -87,85 +199,78 @@ impl Meter {
             .collect();
         if let Some(p) = provider {
             if in_force.is_empty() {
-                return Err(ApiError::bad_request(
+                return Err(Error::bad_parameter(
                     "unknown_provider",
                     format!("no price in force for provider `{p}`"),
                 ));
             }
         }
         in_force.sort_by(|a, b| (&a.provider, &a.model).cmp(&(&b.provider, &b.model)));
-        Ok(json!({
-            "as_of": now,
-            "prices": in_force.into_iter().map(version_json).collect::<Vec<_>>(),
-        }))
+        Ok(PricingView {
+            as_of: now,
+            prices: in_force.into_iter().map(PriceVersionView::from).collect(),
+        })
     }
 
-    /// POST /pricing/quote: the cost of a hypothetical event; nothing is recorded.
-    pub async fn quote(&self, caller: &Caller, body: &Value) -> Result<Value, ApiError> {
-        let mut f = crate::http::fields::Fields::new(
-            body,
-            "",
-            &[QUOTE_FIELDS, &wire::COUNT_FIELDS, &["usage"]],
-        )
-        .map_err(|e| ApiError::Invalid(vec![e]))?;
-        let provider = f.id("provider", false, ProviderId::parse);
-        let model = f.id("model", false, crate::domain::ModelId::parse);
-        let at: DateTime<Utc> = f.timestamp("timestamp").unwrap_or_else(|| self.now());
-        let counts = wire::read_counts(&mut f);
-        if !f.errors.is_empty() {
-            return Err(ApiError::Invalid(f.errors));
-        }
+    /// The cost of a hypothetical event; nothing is recorded.
+    pub async fn quote(&self, caller: &Caller, req: &QuoteRequest) -> Result<Quote> {
+        let at = req.at.unwrap_or_else(|| self.now());
         let catalog = self.catalog(&caller.tenant).await?;
         let outcome = catalog
-            .price(provider.as_ref(), model.as_ref(), at, &counts.counts)
-            .map_err(|e| ApiError::invalid("model", e.code(), e.to_string()))?;
+            .price(req.provider.as_ref(), req.model.as_ref(), at, &req.counts)
+            .map_err(|e| Error::invalid("model", e.code(), e.to_string()))?;
         Ok(match outcome {
             PriceOutcome::Priced {
                 cost_usd,
                 version_id,
                 provider,
-            } => json!({
-                "provider": provider, "cost_usd": cost_usd.normalize().to_string(), "priced": true,
-                "estimated": counts.estimated, "price_version": version_id,
-            }),
-            PriceOutcome::Unpriced { provider, reason } => json!({
-                "provider": provider, "cost_usd": null, "priced": false,
-                "estimated": counts.estimated, "reason": reason,
-            }),
+            } => Quote::Priced {
+                provider,
+                cost_usd,
+                priced: true,
+                estimated: req.estimated,
+                price_version: version_id,
+            },
+            PriceOutcome::Unpriced { provider, reason } => Quote::Unpriced {
+                provider,
+                cost_usd: None,
+                priced: false,
+                estimated: req.estimated,
+                reason,
+            },
         })
     }
 
-    /// GET /alerts/{user_id}: newest first, at most `limit`; `unread_count` counts all.
+    /// A user's alerts, newest first, at most `limit`; `unread_count` counts all.
     pub async fn alerts(
         &self,
         caller: &Caller,
         user: &UserId,
         unread_only: bool,
         limit: usize,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<AlertList> {
         let (alerts, unread) = self
             .store
             .list_alerts(&caller.tenant, user, unread_only, limit)
             .await?;
-        Ok(json!({
-            "user_id": user,
-            "alerts": alerts.iter().map(alert_json).collect::<Vec<_>>(),
-            "unread_count": unread,
-        }))
+        Ok(AlertList {
+            user_id: user.clone(),
+            alerts: alerts.iter().map(AlertView::from).collect(),
+            unread_count: unread,
+        })
     }
 
-    /// POST /alerts/{alert_id}/mark-read: idempotent; another tenant's alert is a 404.
-    pub async fn mark_alert_read(
-        &self,
-        caller: &Caller,
-        alert_id: &str,
-    ) -> Result<Value, ApiError> {
+    /// Marks an alert read; idempotent. Another tenant's alert is not found.
+    pub async fn mark_alert_read(&self, caller: &Caller, alert_id: &str) -> Result<MarkedRead> {
         if alert_id.is_empty() || alert_id.len() > 128 {
-            return Err(ApiError::NotFound("alert"));
+            return Err(Error::NotFound("alert"));
         }
         if !self.store.mark_alert_read(&caller.tenant, alert_id).await? {
-            return Err(ApiError::NotFound("alert"));
+            return Err(Error::NotFound("alert"));
         }
-        Ok(json!({ "alert_id": alert_id, "read": true }))
+        Ok(MarkedRead {
+            alert_id: alert_id.to_owned(),
+            read: true,
+        })
     }
 }

@@ -11,6 +11,7 @@
 //! - a reservation only succeeds if every guard holds at the moment of the write;
 //! - at most one alert per (tenant, user, period, key) and one invoice per (tenant, user, period).
 
+#[cfg(feature = "sqlite")]
 pub mod sqlite;
 
 use std::collections::BTreeSet;
@@ -19,10 +20,12 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 
+pub use crate::domain::Adjustment;
 use crate::domain::{
     Alert, ApiKeyRecord, Invoice, PlanName, Reservation, ReservationStatus, Subscription, TenantId,
     UsageEvent, UserId,
 };
+pub use crate::limits::Guard;
 use crate::limits::{Metric, Plan};
 use crate::usage::{PeriodUsage, Tally};
 
@@ -46,17 +49,6 @@ pub enum StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
-
-/// A limit condition checked atomically with a reservation: the reservation succeeds only
-/// if `used + increment <= limit` (`< limit` when `strict`) for the guarded metric, where
-/// `used` includes every open hold.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Guard {
-    pub metric: Metric,
-    pub increment: Decimal,
-    pub limit: Decimal,
-    pub strict: bool,
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReserveOutcome {
@@ -113,14 +105,6 @@ pub struct UserRef {
     pub tenant: TenantId,
     pub user: UserId,
     pub subscription: Option<Subscription>,
-}
-
-/// Usage recorded or re-priced for a period after it was invoiced, not yet billed.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Adjustment {
-    /// How many changes (late events, re-priced events) it sums.
-    pub events: u64,
-    pub cost_usd: Decimal,
 }
 
 /// What closing one period of a user depends on, read together.
@@ -366,7 +350,7 @@ pub trait InvoiceStore: Send + Sync {
     async fn list_invoices(&self, tenant: &TenantId, user: &UserId) -> StoreResult<Vec<Invoice>>;
 }
 
-/// Data portability and erasure (SPEC §6).
+/// Data portability and erasure: export a user's records, erase them in bounded steps.
 #[async_trait]
 pub trait PrivacyStore: Send + Sync {
     /// Events, counters, rollups and reservations of a user.
@@ -408,4 +392,5 @@ impl<
 {
 }
 
+#[cfg(feature = "dynamo")]
 pub mod dynamo;

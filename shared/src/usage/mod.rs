@@ -67,3 +67,24 @@ pub struct ProviderUsage {
 pub struct PeriodUsage {
     pub by_provider: std::collections::BTreeMap<crate::domain::ProviderId, ProviderUsage>,
 }
+
+impl PeriodUsage {
+    /// The usage with its holds dropped: what was recorded, for display and billing.
+    pub fn recorded_only(&self) -> PeriodUsage {
+        PeriodUsage {
+            by_provider: self
+                .by_provider
+                .iter()
+                .map(|(p, u)| {
+                    (
+                        p.clone(),
+                        ProviderUsage {
+                            held: Tally::default(),
+                            ..u.clone()
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+}

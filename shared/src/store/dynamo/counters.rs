@@ -9,8 +9,8 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
-use super::convert::{count_of, decimal_of, time_of, Item};
-use super::keys::{self, AdjustmentPart, Field};
+use super::codec::{count_of, decimal_of, time_of, Item};
+use super::layout::{self, AdjustmentPart, Field};
 use crate::domain::{ProviderId, UsageEvent};
 use crate::store::{Adjustment, StoreError, StoreResult};
 use crate::usage::{PeriodUsage, ProviderUsage, Tally};
@@ -37,14 +37,17 @@ impl Increments {
     ) -> StoreResult<()> {
         for p in [Some(provider), None] {
             self.add(
-                keys::counter(period, Field::CallsUsed, p),
+                layout::counter(period, Field::CallsUsed, p),
                 Decimal::from(t.calls) * sign,
             )?;
             self.add(
-                keys::counter(period, Field::TokensUsed, p),
+                layout::counter(period, Field::TokensUsed, p),
                 Decimal::from(t.tokens) * sign,
             )?;
-            self.add(keys::counter(period, Field::CostUsed, p), t.cost_usd * sign)?;
+            self.add(
+                layout::counter(period, Field::CostUsed, p),
+                t.cost_usd * sign,
+            )?;
         }
         Ok(())
     }
@@ -58,14 +61,17 @@ impl Increments {
     ) -> StoreResult<()> {
         let p = Some(provider);
         self.add(
-            keys::counter(period, Field::CallsHeld, p),
+            layout::counter(period, Field::CallsHeld, p),
             Decimal::from(t.calls) * sign,
         )?;
         self.add(
-            keys::counter(period, Field::TokensHeld, p),
+            layout::counter(period, Field::TokensHeld, p),
             Decimal::from(t.tokens) * sign,
         )?;
-        self.add(keys::counter(period, Field::CostHeld, p), t.cost_usd * sign)?;
+        self.add(
+            layout::counter(period, Field::CostHeld, p),
+            t.cost_usd * sign,
+        )?;
         Ok(())
     }
 
@@ -73,10 +79,10 @@ impl Increments {
     pub fn record(&mut self, e: &UsageEvent) -> StoreResult<()> {
         let (period, p) = (e.period_start, Some(&e.provider));
         self.add_used(period, &e.provider, &e.tally(), Decimal::ONE)?;
-        self.add(keys::writes(period), Decimal::ONE)?;
+        self.add(layout::writes(period), Decimal::ONE)?;
         let mut one = |field: Field, yes: bool| -> StoreResult<()> {
             if yes {
-                self.add(keys::counter(period, field, p), Decimal::ONE)?;
+                self.add(layout::counter(period, field, p), Decimal::ONE)?;
             }
             Ok(())
         };
@@ -85,10 +91,13 @@ impl Increments {
         one(Field::Errors, e.status_code.is_some_and(|c| c >= 400))?;
         if let Some(ms) = e.latency_ms {
             self.add(
-                keys::counter(period, Field::LatencySum, p),
+                layout::counter(period, Field::LatencySum, p),
                 Decimal::from(ms),
             )?;
-            self.add(keys::counter(period, Field::LatencyCount, p), Decimal::ONE)?;
+            self.add(
+                layout::counter(period, Field::LatencyCount, p),
+                Decimal::ONE,
+            )?;
         }
         Ok(())
     }
@@ -102,22 +111,22 @@ impl Increments {
         cost: Decimal,
     ) -> StoreResult<()> {
         for p in [Some(provider), None] {
-            self.add(keys::counter(period, Field::CostUsed, p), cost)?;
+            self.add(layout::counter(period, Field::CostUsed, p), cost)?;
         }
         self.add(
-            keys::counter(period, Field::Unpriced, Some(provider)),
+            layout::counter(period, Field::Unpriced, Some(provider)),
             -Decimal::ONE,
         )?;
-        self.add(keys::writes(period), Decimal::ONE)
+        self.add(layout::writes(period), Decimal::ONE)
     }
 
     /// One change of `cost` to an invoiced period, pending in its adjustment.
     pub fn adjust(&mut self, period: DateTime<Utc>, cost: Decimal) -> StoreResult<()> {
         self.add(
-            keys::adjustment(period, AdjustmentPart::Events),
+            layout::adjustment(period, AdjustmentPart::Events),
             Decimal::ONE,
         )?;
-        self.add(keys::adjustment(period, AdjustmentPart::Cost), cost)
+        self.add(layout::adjustment(period, AdjustmentPart::Cost), cost)
     }
 
     /// Holding `held`: counts as used and as held.
@@ -161,10 +170,10 @@ impl Raw {
 
 /// The usage of period `start` stored in a state item (zeros when absent).
 pub fn period_usage(item: &Item, start: DateTime<Utc>) -> StoreResult<PeriodUsage> {
-    let wanted = keys::period_key(start);
+    let wanted = layout::period_key(start);
     let mut raw: BTreeMap<ProviderId, Raw> = BTreeMap::new();
     for (name, value) in item {
-        let Some((period, field, Some(provider))) = keys::parse_counter(name) else {
+        let Some((period, field, Some(provider))) = layout::parse_counter(name) else {
             continue;
         };
         if period != wanted {
@@ -212,7 +221,7 @@ pub fn period_usage(item: &Item, start: DateTime<Utc>) -> StoreResult<PeriodUsag
 pub fn adjustments(item: &Item) -> StoreResult<BTreeMap<DateTime<Utc>, Adjustment>> {
     let mut out: BTreeMap<DateTime<Utc>, Adjustment> = BTreeMap::new();
     for (name, value) in item {
-        let Some((period, part)) = keys::parse_adjustment(name) else {
+        let Some((period, part)) = layout::parse_adjustment(name) else {
             continue;
         };
         let a = out.entry(time_of(period)?).or_default();
@@ -229,7 +238,7 @@ pub fn adjustments(item: &Item) -> StoreResult<BTreeMap<DateTime<Utc>, Adjustmen
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::dynamo::convert::n;
+    use crate::store::dynamo::codec::n;
     use chrono::TimeZone;
     use rust_decimal_macros::dec;
 

@@ -12,10 +12,12 @@ use std::collections::BTreeSet;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{DeleteRequest, WriteRequest};
 
-use super::convert::{from_item, get_s, s, Item};
+use super::codec::{from_item, get_s, s, Item};
 use super::counters::period_usage;
 use super::errors::{build_err, sdk_err};
-use super::{backoff, day_of, keys, records, DynamoStore, MAX_ATTEMPTS};
+use super::requests::{backoff, MAX_ATTEMPTS};
+use super::usage::day_of;
+use super::{items, layout, DynamoStore};
 use crate::domain::{Invoice, TenantId, UserId};
 use crate::store::{EraseProgress, PrivacyStore, StoreError, StoreResult, UserRecords};
 
@@ -34,13 +36,13 @@ impl DynamoStore {
             || {
                 let q = self
                     .query()
-                    .index_name(keys::USER_INDEX)
-                    .expression_attribute_names("#u", keys::USER_PK)
+                    .index_name(layout::USER_INDEX)
+                    .expression_attribute_names("#u", layout::USER_PK)
                     .expression_attribute_values(":u", s(pk));
                 match prefix {
                     Some(p) => q
                         .key_condition_expression("#u = :u AND begins_with(#s, :p)")
-                        .expression_attribute_names("#s", keys::USER_SK)
+                        .expression_attribute_names("#s", layout::USER_SK)
                         .expression_attribute_values(":p", s(p)),
                     None => q.key_condition_expression("#u = :u"),
                 }
@@ -56,7 +58,7 @@ impl DynamoStore {
             let mut requests = chunk
                 .iter()
                 .map(|item| {
-                    let key = [keys::PK, keys::SK]
+                    let key = [layout::PK, layout::SK]
                         .iter()
                         .filter_map(|k| item.get(*k).map(|v| ((*k).to_owned(), v.clone())))
                         .collect();
@@ -99,7 +101,7 @@ impl DynamoStore {
     async fn pseudonymise_invoice(&self, item: &Item, pseudonym: &UserId) -> StoreResult<()> {
         let mut invoice: Invoice = from_item(item)?;
         invoice.user = pseudonym.to_string();
-        let moved = records::invoice_item(&invoice)?;
+        let moved = items::invoice_item(&invoice)?;
         let original = item.clone();
         self.conditional_transact(
             "pseudonymising an invoice",
@@ -108,7 +110,7 @@ impl DynamoStore {
                 let delete = aws_sdk_dynamodb::types::Delete::builder()
                     .table_name(&self.table)
                     .set_key(Some(
-                        [keys::PK, keys::SK]
+                        [layout::PK, layout::SK]
                             .iter()
                             .filter_map(|k| original.get(*k).map(|v| ((*k).to_owned(), v.clone())))
                             .collect(),
@@ -131,14 +133,14 @@ impl DynamoStore {
 #[async_trait]
 impl PrivacyStore for DynamoStore {
     async fn user_records(&self, tenant: &TenantId, user: &UserId) -> StoreResult<UserRecords> {
-        let pk = keys::user_pk(tenant, user.as_str());
+        let pk = layout::user_pk(tenant, user.as_str());
         let mut out = UserRecords::default();
         for item in self.query_prefix(pk.clone(), "", true).await? {
-            let sk = get_s(&item, keys::SK).unwrap_or_default().to_owned();
-            if sk == keys::STATE_SK {
+            let sk = get_s(&item, layout::SK).unwrap_or_default().to_owned();
+            if sk == layout::STATE_SK {
                 let starts: BTreeSet<String> = item
                     .keys()
-                    .filter_map(|name| keys::parse_counter(name).map(|(p, _, _)| p.to_owned()))
+                    .filter_map(|name| layout::parse_counter(name).map(|(p, _, _)| p.to_owned()))
                     .collect();
                 for p in starts {
                     let start = chrono::DateTime::parse_from_rfc3339(&p)
@@ -147,9 +149,9 @@ impl PrivacyStore for DynamoStore {
                     out.periods.insert(start, period_usage(&item, start)?);
                 }
                 for (name, av) in &item {
-                    if let Some(id) = name.strip_prefix(keys::RESERVATION_PREFIX) {
+                    if let Some(id) = name.strip_prefix(layout::RESERVATION_PREFIX) {
                         out.reservations
-                            .push(records::reservation_of_map(tenant, user, id, av)?);
+                            .push(items::reservation_of_map(tenant, user, id, av)?);
                     }
                 }
             } else if sk.starts_with("D#") {
@@ -159,7 +161,7 @@ impl PrivacyStore for DynamoStore {
             }
         }
         for item in self.user_index_items(&pk, Some("EVENT#"), None).await? {
-            out.events.push(records::event_of(&item)?);
+            out.events.push(items::event_of(&item)?);
         }
         out.events
             .sort_by(|a, b| (a.timestamp, &a.event_id).cmp(&(b.timestamp, &b.event_id)));
@@ -176,7 +178,7 @@ impl PrivacyStore for DynamoStore {
         limit: usize,
     ) -> StoreResult<EraseProgress> {
         let limit = limit.max(1);
-        let pk = keys::user_pk(tenant, user.as_str());
+        let pk = layout::user_pk(tenant, user.as_str());
         // Events and alerts first (found through the index).
         let indexed = self.user_index_items(&pk, None, Some(limit)).await?;
         if !indexed.is_empty() {
@@ -191,12 +193,12 @@ impl PrivacyStore for DynamoStore {
         let mut changed = 0;
         let (mut state, mut others): (Vec<Item>, Vec<Item>) = (Vec::new(), Vec::new());
         for item in items.into_iter().take(limit) {
-            match get_s(&item, keys::SK) {
-                Some(sk) if sk.starts_with(keys::INVOICE_PREFIX) => {
+            match get_s(&item, layout::SK) {
+                Some(sk) if sk.starts_with(layout::INVOICE_PREFIX) => {
                     self.pseudonymise_invoice(&item, pseudonym).await?;
                     changed += 1;
                 }
-                Some(sk) if sk == keys::STATE_SK => state.push(item),
+                Some(sk) if sk == layout::STATE_SK => state.push(item),
                 _ => others.push(item),
             }
         }

@@ -9,7 +9,7 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_dynamodb::Client;
 
 use super::errors::{build_err, sdk_err};
-use super::keys;
+use super::layout;
 use crate::store::{StoreError, StoreResult};
 
 fn key(name: &str, kind: KeyType) -> StoreResult<KeySchemaElement> {
@@ -50,19 +50,19 @@ pub async fn create_table(client: &Client, table: &str) -> StoreResult<()> {
         .create_table()
         .table_name(table)
         .billing_mode(BillingMode::PayPerRequest)
-        .key_schema(key(keys::PK, KeyType::Hash)?)
-        .key_schema(key(keys::SK, KeyType::Range)?);
+        .key_schema(key(layout::PK, KeyType::Hash)?)
+        .key_schema(key(layout::SK, KeyType::Range)?);
     for name in [
-        keys::PK,
-        keys::SK,
-        keys::HOLDS_PK,
-        keys::HOLDS_SK,
-        keys::USER_PK,
-        keys::USER_SK,
-        keys::OUTBOX_PK,
-        keys::OUTBOX_SK,
-        keys::SUBS_PK,
-        keys::SUBS_SK,
+        layout::PK,
+        layout::SK,
+        layout::HOLDS_PK,
+        layout::HOLDS_SK,
+        layout::USER_PK,
+        layout::USER_SK,
+        layout::OUTBOX_PK,
+        layout::OUTBOX_SK,
+        layout::SUBS_PK,
+        layout::SUBS_SK,
     ] {
         request = request.attribute_definitions(attr(name)?);
     }
@@ -74,28 +74,33 @@ pub async fn create_table(client: &Client, table: &str) -> StoreResult<()> {
         .build();
     let subs = Projection::builder()
         .projection_type(ProjectionType::Include)
-        .non_key_attributes(keys::SUB)
+        .non_key_attributes(layout::SUB)
         .build();
     request = request
         .global_secondary_indexes(gsi(
-            keys::HOLDS_INDEX,
-            keys::HOLDS_PK,
-            keys::HOLDS_SK,
+            layout::HOLDS_INDEX,
+            layout::HOLDS_PK,
+            layout::HOLDS_SK,
             keys_only,
         )?)
         .global_secondary_indexes(gsi(
-            keys::USER_INDEX,
-            keys::USER_PK,
-            keys::USER_SK,
+            layout::USER_INDEX,
+            layout::USER_PK,
+            layout::USER_SK,
             all.clone(),
         )?)
         .global_secondary_indexes(gsi(
-            keys::OUTBOX_INDEX,
-            keys::OUTBOX_PK,
-            keys::OUTBOX_SK,
+            layout::OUTBOX_INDEX,
+            layout::OUTBOX_PK,
+            layout::OUTBOX_SK,
             all,
         )?)
-        .global_secondary_indexes(gsi(keys::SUBS_INDEX, keys::SUBS_PK, keys::SUBS_SK, subs)?);
+        .global_secondary_indexes(gsi(
+            layout::SUBS_INDEX,
+            layout::SUBS_PK,
+            layout::SUBS_SK,
+            subs,
+        )?);
     match request.send().await {
         Ok(_) => {}
         Err(e)
@@ -136,7 +141,7 @@ pub async fn create_table(client: &Client, table: &str) -> StoreResult<()> {
         .is_some_and(|s| matches!(s, TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling));
     if !enabled {
         let spec = TimeToLiveSpecification::builder()
-            .attribute_name(keys::TTL)
+            .attribute_name(layout::TTL)
             .enabled(true)
             .build()
             .map_err(build_err)?;

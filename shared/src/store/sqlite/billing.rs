@@ -1,5 +1,6 @@
 //! Billing: users for the aggregation, closing periods into invoices, late usage and
-//! re-pricing as adjustments, the invoice outbox and job cursors.
+//! re-pricing as adjustments, storing and listing invoices, the invoice outbox and job
+//! cursors.
 //!
 //! The rule (see `store::BillingState`): `billing.billed_to` is the end of the user's last
 //! invoiced period; a write that adds recorded usage or cost to an earlier period also
@@ -12,8 +13,9 @@ use rusqlite::{params, Connection, OptionalExtension};
 use rust_decimal::Decimal;
 use sha2::{Digest, Sha256};
 
-use super::codec::{from_json, id, money, parse_count, parse_money, parse_ts, to_json, ts};
-use super::records::sql_limit;
+use super::codec::{
+    from_json, id, money, parse_count, parse_money, parse_ts, sql_limit, to_json, ts,
+};
 use super::usage::period_usage;
 use crate::domain::{EventId, Invoice, Subscription, TenantId, UsageEvent, UserId};
 use crate::store::{
@@ -261,7 +263,7 @@ pub(super) fn close_period(
     if now.version != state.version {
         return Ok(CloseOutcome::Changed);
     }
-    if !super::records::put_invoice_once(conn, invoice)? {
+    if !put_invoice_once(conn, invoice)? {
         return Ok(CloseOutcome::AlreadyInvoiced);
     }
     conn.prepare_cached(
@@ -277,6 +279,36 @@ pub(super) fn close_period(
         .execute(params![t, u, ts(start)])?;
     }
     Ok(CloseOutcome::Closed)
+}
+
+pub(super) fn put_invoice_once(conn: &Connection, inv: &Invoice) -> StoreResult<bool> {
+    let n = conn
+        .prepare_cached(
+            "INSERT INTO invoices (tenant, id, user, period_start, invoice, published)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT DO NOTHING",
+        )?
+        .execute(params![
+            inv.tenant.as_str(),
+            inv.id,
+            inv.user,
+            ts(&inv.period.start),
+            to_json(inv)?,
+            inv.published
+        ])?;
+    Ok(n == 1)
+}
+
+pub(super) fn list_invoices(
+    conn: &Connection,
+    tenant: &TenantId,
+    user: &UserId,
+) -> StoreResult<Vec<Invoice>> {
+    let rows: Vec<String> = conn
+        .prepare_cached("SELECT invoice FROM invoices WHERE tenant = ?1 AND user = ?2 ORDER BY period_start DESC")?
+        .query_map(params![tenant.as_str(), user.as_str()], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    rows.iter().map(|j| from_json(j)).collect()
 }
 
 pub(super) fn unpublished_invoices(conn: &Connection, limit: usize) -> StoreResult<Vec<Invoice>> {

@@ -119,3 +119,8 @@ pub(super) fn id<T, E: std::fmt::Display>(
 ) -> StoreResult<T> {
     parse(s).map_err(|e| StoreError::Corrupt(format!("stored id: {e}")))
 }
+
+/// A row count `limit` as an SQL `LIMIT` value.
+pub(super) fn sql_limit(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}

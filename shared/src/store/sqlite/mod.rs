@@ -15,13 +15,21 @@
 //!   one read transaction (a consistent snapshot).
 //!
 //! Money is TEXT changed only in SQL through exact decimal functions (see `decimal`).
+//!
+//! The port's methods below hand their work to files named as in `store::dynamo`, one
+//! per port trait (`tenants`, `catalog`, `subscriptions`, `usage`, `alerts`, `billing`,
+//! `privacy`; the aggregation's reads, `list_users` and `unpriced_events`, and re-pricing
+//! are in `billing`); beneath them `codec` (column values), `decimal` and `schema`.
 
+mod alerts;
 mod billing;
+mod catalog;
 mod codec;
 mod decimal;
 mod privacy;
-mod records;
 mod schema;
+mod subscriptions;
+mod tenants;
 mod usage;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -269,23 +277,23 @@ impl TenantStore for SqliteStore {
         at: DateTime<Utc>,
     ) -> StoreResult<bool> {
         let tenant = tenant.clone();
-        self.write(move |c| records::create_tenant_if_absent(c, &tenant, at))
+        self.write(move |c| tenants::create_tenant_if_absent(c, &tenant, at))
             .await
     }
 
     async fn put_api_key(&self, key: &ApiKeyRecord) -> StoreResult<()> {
         let key = key.clone();
-        self.write(move |c| records::put_api_key(c, &key)).await
+        self.write(move |c| tenants::put_api_key(c, &key)).await
     }
 
     async fn get_api_key(&self, hash: &str) -> StoreResult<Option<ApiKeyRecord>> {
         let hash = hash.to_owned();
-        self.read(move |c| records::get_api_key(c, &hash)).await
+        self.read(move |c| tenants::get_api_key(c, &hash)).await
     }
 
     async fn delete_api_key(&self, hash: &str) -> StoreResult<Option<ApiKeyRecord>> {
         let hash = hash.to_owned();
-        self.write(move |c| records::delete_api_key(c, &hash)).await
+        self.write(move |c| tenants::delete_api_key(c, &hash)).await
     }
 }
 
@@ -293,19 +301,19 @@ impl TenantStore for SqliteStore {
 impl CatalogStore for SqliteStore {
     async fn put_plan(&self, tenant: &TenantId, plan: &Plan) -> StoreResult<()> {
         let (tenant, plan) = (tenant.clone(), plan.clone());
-        self.write(move |c| records::put_plan(c, &tenant, &plan))
+        self.write(move |c| catalog::put_plan(c, &tenant, &plan))
             .await
     }
 
     async fn get_plan(&self, tenant: &TenantId, name: &PlanName) -> StoreResult<Option<Plan>> {
         let (tenant, name) = (tenant.clone(), name.clone());
-        self.read(move |c| records::get_plan(c, &tenant, &name))
+        self.read(move |c| catalog::get_plan(c, &tenant, &name))
             .await
     }
 
     async fn list_plans(&self, tenant: &TenantId) -> StoreResult<Vec<Plan>> {
         let tenant = tenant.clone();
-        self.read(move |c| records::list_plans(c, &tenant)).await
+        self.read(move |c| catalog::list_plans(c, &tenant)).await
     }
 
     async fn put_price_version(
@@ -315,7 +323,7 @@ impl CatalogStore for SqliteStore {
         json: &serde_json::Value,
     ) -> StoreResult<()> {
         let (scope, id, json) = (scope.cloned(), id.to_owned(), json.clone());
-        self.write(move |c| records::put_price_version(c, scope.as_ref(), &id, &json))
+        self.write(move |c| catalog::put_price_version(c, scope.as_ref(), &id, &json))
             .await
     }
 
@@ -324,7 +332,7 @@ impl CatalogStore for SqliteStore {
         scope: Option<&TenantId>,
     ) -> StoreResult<Vec<serde_json::Value>> {
         let scope = scope.cloned();
-        self.read(move |c| records::list_price_versions(c, scope.as_ref()))
+        self.read(move |c| catalog::list_price_versions(c, scope.as_ref()))
             .await
     }
 }
@@ -337,7 +345,7 @@ impl SubscriptionStore for SqliteStore {
         user: &UserId,
     ) -> StoreResult<Option<Subscription>> {
         let (tenant, user) = (tenant.clone(), user.clone());
-        self.read(move |c| records::get_subscription(c, &tenant, &user))
+        self.read(move |c| subscriptions::get_subscription(c, &tenant, &user))
             .await
     }
 
@@ -347,7 +355,7 @@ impl SubscriptionStore for SqliteStore {
         expected_version: Option<u64>,
     ) -> StoreResult<()> {
         let sub = sub.clone();
-        self.write(move |c| records::put_subscription(c, &sub, expected_version))
+        self.write(move |c| subscriptions::put_subscription(c, &sub, expected_version))
             .await
     }
 
@@ -491,7 +499,7 @@ impl UsageStore for SqliteStore {
 impl AlertStore for SqliteStore {
     async fn create_alert_once(&self, alert: &Alert) -> StoreResult<bool> {
         let alert = alert.clone();
-        self.write(move |c| records::create_alert_once(c, &alert))
+        self.write(move |c| alerts::create_alert_once(c, &alert))
             .await
     }
 
@@ -503,24 +511,24 @@ impl AlertStore for SqliteStore {
         limit: usize,
     ) -> StoreResult<(Vec<Alert>, u64)> {
         let (tenant, user) = (tenant.clone(), user.clone());
-        self.read(move |c| records::list_alerts(c, &tenant, &user, unread_only, limit))
+        self.read(move |c| alerts::list_alerts(c, &tenant, &user, unread_only, limit))
             .await
     }
 
     async fn mark_alert_read(&self, tenant: &TenantId, alert_id: &str) -> StoreResult<bool> {
         let (tenant, alert_id) = (tenant.clone(), alert_id.to_owned());
-        self.write(move |c| records::mark_alert_read(c, &tenant, &alert_id))
+        self.write(move |c| alerts::mark_alert_read(c, &tenant, &alert_id))
             .await
     }
 
     async fn unpublished_alerts(&self, limit: usize) -> StoreResult<Vec<Alert>> {
-        self.read(move |c| records::unpublished_alerts(c, limit))
+        self.read(move |c| alerts::unpublished_alerts(c, limit))
             .await
     }
 
     async fn mark_alert_published(&self, tenant: &TenantId, alert_id: &str) -> StoreResult<()> {
         let (tenant, alert_id) = (tenant.clone(), alert_id.to_owned());
-        self.write(move |c| records::mark_alert_published(c, &tenant, &alert_id))
+        self.write(move |c| alerts::mark_alert_published(c, &tenant, &alert_id))
             .await
     }
 
@@ -535,7 +543,7 @@ impl AlertStore for SqliteStore {
             return Ok(());
         }
         let (tenant, user, keys) = (tenant.clone(), user.clone(), keys.to_vec());
-        self.write(move |c| records::rearm_alerts(c, &tenant, &user, &period_start, &keys))
+        self.write(move |c| alerts::rearm_alerts(c, &tenant, &user, &period_start, &keys))
             .await
     }
 }
@@ -544,13 +552,13 @@ impl AlertStore for SqliteStore {
 impl InvoiceStore for SqliteStore {
     async fn put_invoice_once(&self, invoice: &Invoice) -> StoreResult<bool> {
         let invoice = invoice.clone();
-        self.write(move |c| records::put_invoice_once(c, &invoice))
+        self.write(move |c| billing::put_invoice_once(c, &invoice))
             .await
     }
 
     async fn list_invoices(&self, tenant: &TenantId, user: &UserId) -> StoreResult<Vec<Invoice>> {
         let (tenant, user) = (tenant.clone(), user.clone());
-        self.read(move |c| records::list_invoices(c, &tenant, &user))
+        self.read(move |c| billing::list_invoices(c, &tenant, &user))
             .await
     }
 

@@ -1,5 +1,5 @@
-//! Item ↔ domain mapping: records as native DynamoDB attributes (through their serde
-//! form), exact numbers, and a small expression builder.
+//! Attribute values ↔ domain values: records as native DynamoDB attributes (through
+//! their serde form), exact numbers and timestamps.
 
 use std::collections::HashMap;
 
@@ -9,7 +9,7 @@ use rust_decimal::Decimal;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::keys;
+use super::layout;
 use crate::store::{StoreError, StoreResult};
 
 pub type Item = HashMap<String, AttributeValue>;
@@ -76,7 +76,7 @@ pub fn to_item<T: Serialize>(record: &T) -> StoreResult<Item> {
 pub fn from_item<T: DeserializeOwned>(item: &Item) -> StoreResult<T> {
     let mut obj = serde_json::Map::new();
     for (k, v) in item {
-        if keys::BOOKKEEPING.contains(&k.as_str()) {
+        if layout::BOOKKEEPING.contains(&k.as_str()) {
             continue;
         }
         obj.insert(k.clone(), av_to_json(v)?);
@@ -133,117 +133,6 @@ pub fn time_of(text: &str) -> StoreResult<DateTime<Utc>> {
         .map_err(|_| corrupt(format!("timestamp `{text}`")))
 }
 
-/// Collects `#name` / `:value` placeholders of one request's expressions.
-#[derive(Debug, Default)]
-pub struct Expr {
-    names: HashMap<String, String>,
-    by_attr: HashMap<String, String>,
-    values: HashMap<String, AttributeValue>,
-}
-
-impl Expr {
-    /// The placeholder of attribute `attr` (the same one each time).
-    pub fn name(&mut self, attr: &str) -> String {
-        if let Some(p) = self.by_attr.get(attr) {
-            return p.clone();
-        }
-        let p = format!("#n{}", self.by_attr.len());
-        self.by_attr.insert(attr.to_owned(), p.clone());
-        self.names.insert(p.clone(), attr.to_owned());
-        p
-    }
-
-    pub fn value(&mut self, v: AttributeValue) -> String {
-        let p = format!(":v{}", self.values.len());
-        self.values.insert(p.clone(), v);
-        p
-    }
-
-    pub fn names(&self) -> Option<HashMap<String, String>> {
-        (!self.names.is_empty()).then(|| self.names.clone())
-    }
-
-    pub fn values(&self) -> Option<HashMap<String, AttributeValue>> {
-        (!self.values.is_empty()).then(|| self.values.clone())
-    }
-}
-
-/// An update expression under construction.
-#[derive(Debug, Default)]
-pub struct Update {
-    pub expr: Expr,
-    sets: Vec<String>,
-    adds: Vec<String>,
-    deletes: Vec<String>,
-    removes: Vec<String>,
-    conditions: Vec<String>,
-}
-
-impl Update {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    pub fn set(&mut self, attr: &str, v: AttributeValue) -> &mut Self {
-        let (n, v) = (self.expr.name(attr), self.expr.value(v));
-        self.sets.push(format!("{n} = {v}"));
-        self
-    }
-
-    pub fn add(&mut self, attr: &str, v: AttributeValue) -> &mut Self {
-        let (n, v) = (self.expr.name(attr), self.expr.value(v));
-        self.adds.push(format!("{n} {v}"));
-        self
-    }
-
-    /// `DELETE attr :v`: removes the elements of the set `v` from a set attribute.
-    pub fn delete(&mut self, attr: &str, v: AttributeValue) -> &mut Self {
-        let (n, v) = (self.expr.name(attr), self.expr.value(v));
-        self.deletes.push(format!("{n} {v}"));
-        self
-    }
-
-    pub fn remove(&mut self, attr: &str) -> &mut Self {
-        let n = self.expr.name(attr);
-        self.removes.push(n);
-        self
-    }
-
-    /// Adds a condition (all conditions are ANDed); `f` builds it from placeholders.
-    pub fn condition(&mut self, f: impl FnOnce(&mut Expr) -> String) -> &mut Self {
-        let c = f(&mut self.expr);
-        self.conditions.push(c);
-        self
-    }
-
-    pub fn update_expression(&self) -> String {
-        let mut parts = Vec::new();
-        if !self.sets.is_empty() {
-            parts.push(format!("SET {}", self.sets.join(", ")));
-        }
-        if !self.adds.is_empty() {
-            parts.push(format!("ADD {}", self.adds.join(", ")));
-        }
-        if !self.deletes.is_empty() {
-            parts.push(format!("DELETE {}", self.deletes.join(", ")));
-        }
-        if !self.removes.is_empty() {
-            parts.push(format!("REMOVE {}", self.removes.join(", ")));
-        }
-        parts.join(" ")
-    }
-
-    pub fn condition_expression(&self) -> Option<String> {
-        (!self.conditions.is_empty()).then(|| {
-            self.conditions
-                .iter()
-                .map(|c| format!("({c})"))
-                .collect::<Vec<_>>()
-                .join(" AND ")
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -273,21 +162,5 @@ mod tests {
         assert_eq!(count_of(dec!(-0), "x").unwrap(), 0);
         assert!(count_of(dec!(1.5), "x").is_err());
         assert!(count_of(dec!(-1), "x").is_err());
-    }
-
-    #[test]
-    fn update_builder_reuses_names_and_joins_clauses() {
-        let mut u = Update::new();
-        u.add("c|x", n(1))
-            .add("c|y", n(2))
-            .set("s", s("v"))
-            .remove("r|1");
-        u.condition(|e| format!("attribute_exists({})", e.name("r|1")));
-        assert_eq!(
-            u.update_expression(),
-            "SET #n2 = :v2 ADD #n0 :v0, #n1 :v1 REMOVE #n3"
-        );
-        assert_eq!(u.condition_expression().unwrap(), "(attribute_exists(#n3))");
-        assert_eq!(u.expr.names().unwrap().len(), 4);
     }
 }

@@ -6,8 +6,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Duration, Utc};
 use rust_decimal::Decimal;
 
-use super::convert::{count_of, decimal_of, from_item, get_s, n, s, time_of, to_item, Item};
-use super::keys;
+use super::codec::{count_of, decimal_of, from_item, get_s, n, s, time_of, to_item, Item};
+use super::layout;
 use crate::domain::{
     Alert, Invoice, ProviderId, Reservation, ReservationStatus, TenantId, UsageEvent, UserId,
 };
@@ -31,30 +31,33 @@ pub fn event_item(e: &UsageEvent) -> StoreResult<Item> {
     if let Some(meta) = &e.metadata {
         item.insert("metadata".into(), s(meta.to_string()));
     }
-    item.insert(keys::PK.into(), s(keys::event_pk(&e.tenant, &e.event_id)));
-    item.insert(keys::SK.into(), s(keys::EVENT_SK));
+    item.insert(
+        layout::PK.into(),
+        s(layout::event_pk(&e.tenant, &e.event_id)),
+    );
+    item.insert(layout::SK.into(), s(layout::EVENT_SK));
     // In the user's index too, so that export and erasure find the user's events.
     item.insert(
-        keys::USER_PK.into(),
-        s(keys::user_pk(&e.tenant, e.user.as_str())),
+        layout::USER_PK.into(),
+        s(layout::user_pk(&e.tenant, e.user.as_str())),
     );
     item.insert(
-        keys::USER_SK.into(),
+        layout::USER_SK.into(),
         s(format!(
             "EVENT#{}#{}",
-            keys::sortable(e.timestamp),
+            layout::sortable(e.timestamp),
             e.event_id
         )),
     );
     if e.cost_usd.is_none() {
-        item.insert(keys::OUTBOX_PK.into(), s(keys::UNPRICED_PARTITION));
+        item.insert(layout::OUTBOX_PK.into(), s(layout::UNPRICED_PARTITION));
         item.insert(
-            keys::OUTBOX_SK.into(),
+            layout::OUTBOX_SK.into(),
             s(outbox_sk(e.recorded_at, &e.tenant, e.event_id.as_str())),
         );
     }
     let expires = e.recorded_at + Duration::days(EVENT_RETENTION_DAYS);
-    item.insert(keys::TTL.into(), n(expires.timestamp()));
+    item.insert(layout::TTL.into(), n(expires.timestamp()));
     Ok(item)
 }
 
@@ -62,7 +65,7 @@ pub fn event_of(item: &Item) -> StoreResult<UsageEvent> {
     let mut item = item.clone();
     if let Some(AttributeValue::S(text)) = item.get("metadata") {
         let v: serde_json::Value = serde_json::from_str(text).map_err(corrupt)?;
-        item.insert("metadata".into(), super::convert::json_to_av(&v));
+        item.insert("metadata".into(), super::codec::json_to_av(&v));
     }
     from_item(&item)
 }
@@ -71,12 +74,12 @@ pub fn event_of(item: &Item) -> StoreResult<UsageEvent> {
 pub fn reservation_map(r: &Reservation) -> AttributeValue {
     AttributeValue::M(HashMap::from([
         ("provider".to_owned(), s(r.provider.as_str())),
-        ("period".to_owned(), s(keys::period_key(r.period_start))),
+        ("period".to_owned(), s(layout::period_key(r.period_start))),
         ("calls".to_owned(), n(r.held.calls)),
         ("tokens".to_owned(), n(r.held.tokens)),
         ("cost".to_owned(), n(r.held.cost_usd)),
-        ("created_at".to_owned(), s(keys::sortable(r.created_at))),
-        ("expires_at".to_owned(), s(keys::sortable(r.expires_at))),
+        ("created_at".to_owned(), s(layout::sortable(r.created_at))),
+        ("expires_at".to_owned(), s(layout::sortable(r.expires_at))),
     ]))
 }
 
@@ -111,11 +114,11 @@ pub fn reservation_of_map(
 
 /// Every open reservation stored on a state item.
 pub fn open_reservations(item: &Item) -> StoreResult<Vec<Reservation>> {
-    let Some((tenant, user)) = get_s(item, keys::PK).and_then(keys::parse_user_pk) else {
+    let Some((tenant, user)) = get_s(item, layout::PK).and_then(layout::parse_user_pk) else {
         return Err(corrupt("state item without a user key"));
     };
     item.iter()
-        .filter_map(|(k, v)| k.strip_prefix(keys::RESERVATION_PREFIX).map(|id| (id, v)))
+        .filter_map(|(k, v)| k.strip_prefix(layout::RESERVATION_PREFIX).map(|id| (id, v)))
         .map(|(id, v)| reservation_of_map(&tenant, &user, id, v))
         .collect()
 }
@@ -126,31 +129,31 @@ pub fn tombstone_item(r: &Reservation, status: ReservationStatus) -> StoreResult
     closed.status = status;
     let mut item = to_item(&closed)?;
     item.insert(
-        keys::PK.into(),
-        s(keys::user_pk(&r.tenant, r.user.as_str())),
+        layout::PK.into(),
+        s(layout::user_pk(&r.tenant, r.user.as_str())),
     );
-    item.insert(keys::SK.into(), s(keys::tombstone_sk(&r.id)));
+    item.insert(layout::SK.into(), s(layout::tombstone_sk(&r.id)));
     let expires = r.expires_at + Duration::days(TOMBSTONE_RETENTION_DAYS);
-    item.insert(keys::TTL.into(), n(expires.timestamp()));
+    item.insert(layout::TTL.into(), n(expires.timestamp()));
     Ok(item)
 }
 
 pub fn alert_item(a: &Alert) -> StoreResult<Item> {
     let mut item = to_item(a)?;
-    item.insert(keys::PK.into(), s(keys::alert_pk(&a.tenant, &a.id)));
-    item.insert(keys::SK.into(), s(keys::ALERT_SK));
+    item.insert(layout::PK.into(), s(layout::alert_pk(&a.tenant, &a.id)));
+    item.insert(layout::SK.into(), s(layout::ALERT_SK));
     item.insert(
-        keys::USER_PK.into(),
-        s(keys::user_pk(&a.tenant, a.user.as_str())),
+        layout::USER_PK.into(),
+        s(layout::user_pk(&a.tenant, a.user.as_str())),
     );
     item.insert(
-        keys::USER_SK.into(),
-        s(format!("ALERT#{}#{}", keys::sortable(a.created_at), a.id)),
+        layout::USER_SK.into(),
+        s(format!("ALERT#{}#{}", layout::sortable(a.created_at), a.id)),
     );
     if !a.published {
-        item.insert(keys::OUTBOX_PK.into(), s(keys::OUTBOX_PARTITION));
+        item.insert(layout::OUTBOX_PK.into(), s(layout::OUTBOX_PARTITION));
         item.insert(
-            keys::OUTBOX_SK.into(),
+            layout::OUTBOX_SK.into(),
             s(outbox_sk(a.created_at, &a.tenant, &a.id)),
         );
     }
@@ -161,18 +164,21 @@ pub fn alert_item(a: &Alert) -> StoreResult<Item> {
 /// index, partition `INVOICES`.
 pub fn invoice_item(inv: &Invoice) -> StoreResult<Item> {
     let mut item = to_item(inv)?;
-    item.insert(keys::PK.into(), s(keys::user_pk(&inv.tenant, &inv.user)));
-    item.insert(keys::SK.into(), s(keys::invoice_sk(inv.period.start)));
+    item.insert(
+        layout::PK.into(),
+        s(layout::user_pk(&inv.tenant, &inv.user)),
+    );
+    item.insert(layout::SK.into(), s(layout::invoice_sk(inv.period.start)));
     if !inv.published {
-        item.insert(keys::OUTBOX_PK.into(), s(keys::INVOICES_PARTITION));
+        item.insert(layout::OUTBOX_PK.into(), s(layout::INVOICES_PARTITION));
         item.insert(
-            keys::OUTBOX_SK.into(),
+            layout::OUTBOX_SK.into(),
             s(format!(
                 "{}#{}#{}#{}",
-                keys::sortable(inv.created_at),
+                layout::sortable(inv.created_at),
                 inv.tenant,
                 inv.user,
-                keys::sortable(inv.period.start)
+                layout::sortable(inv.period.start)
             )),
         );
     }
@@ -180,7 +186,7 @@ pub fn invoice_item(inv: &Invoice) -> StoreResult<Item> {
 }
 
 pub fn outbox_sk(created_at: DateTime<Utc>, tenant: &TenantId, id: &str) -> String {
-    format!("{}#{tenant}#{id}", keys::sortable(created_at))
+    format!("{}#{tenant}#{id}", layout::sortable(created_at))
 }
 
 #[cfg(test)]
@@ -226,21 +232,21 @@ mod tests {
     fn event_items_round_trip_with_keys_ttl_and_text_metadata() {
         let e = event();
         let item = event_item(&e).unwrap();
-        assert_eq!(get_s(&item, keys::PK), Some("T#acme#E#ev-1"));
+        assert_eq!(get_s(&item, layout::PK), Some("T#acme#E#ev-1"));
         assert!(matches!(item.get("metadata"), Some(AttributeValue::S(_))));
         assert_eq!(item.get("cost_usd"), Some(&s("0.0008125")));
-        let ttl: i64 = item[keys::TTL].as_n().unwrap().parse().unwrap();
+        let ttl: i64 = item[layout::TTL].as_n().unwrap().parse().unwrap();
         assert_eq!(ttl, (e.recorded_at + Duration::days(400)).timestamp());
         assert_eq!(event_of(&item).unwrap(), e);
-        assert!(!item.contains_key(keys::OUTBOX_PK));
+        assert!(!item.contains_key(layout::OUTBOX_PK));
         let mut unpriced = e.clone();
         unpriced.cost_usd = None;
         unpriced.metadata = None;
         let item = event_item(&unpriced).unwrap();
         assert_eq!(item.get("cost_usd"), Some(&AttributeValue::Null(true)));
-        assert_eq!(get_s(&item, keys::OUTBOX_PK), Some("UNPRICED"));
+        assert_eq!(get_s(&item, layout::OUTBOX_PK), Some("UNPRICED"));
         assert_eq!(
-            get_s(&item, keys::OUTBOX_SK),
+            get_s(&item, layout::OUTBOX_SK),
             Some("2025-03-10T12:00:00.000000000Z#acme#ev-1")
         );
         assert_eq!(event_of(&item).unwrap(), unpriced);
@@ -267,8 +273,8 @@ mod tests {
         let back = reservation_of_map(&r.tenant, &user, &r.id, &reservation_map(&r)).unwrap();
         assert_eq!(back, r);
         let mut state = Item::new();
-        state.insert(keys::PK.into(), s(keys::user_pk(&r.tenant, "alice")));
-        state.insert(keys::reservation_attr(&r.id), reservation_map(&r));
+        state.insert(layout::PK.into(), s(layout::user_pk(&r.tenant, "alice")));
+        state.insert(layout::reservation_attr(&r.id), reservation_map(&r));
         assert_eq!(open_reservations(&state).unwrap(), vec![r.clone()]);
         let tomb = tombstone_item(&r, ReservationStatus::Settled).unwrap();
         let closed: Reservation = from_item(&tomb).unwrap();
@@ -294,13 +300,13 @@ mod tests {
             published: false,
         };
         let item = alert_item(&a).unwrap();
-        assert_eq!(get_s(&item, keys::OUTBOX_PK), Some("OUTBOX"));
+        assert_eq!(get_s(&item, layout::OUTBOX_PK), Some("OUTBOX"));
         assert_eq!(
-            get_s(&item, keys::USER_SK),
+            get_s(&item, layout::USER_SK),
             Some("ALERT#2025-03-10T12:00:00.000000000Z#a1")
         );
         assert_eq!(from_item::<Alert>(&item).unwrap(), a);
         a.published = true;
-        assert!(!alert_item(&a).unwrap().contains_key(keys::OUTBOX_PK));
+        assert!(!alert_item(&a).unwrap().contains_key(layout::OUTBOX_PK));
     }
 }

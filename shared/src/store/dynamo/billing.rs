@@ -1,0 +1,221 @@
+//! Billing: the billing state of a period and its version, closing a period into an
+//! invoice, the invoice outbox and job cursors (docs/dynamodb.md, "Billing").
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::AttributeValue;
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+
+use super::codec::{decimal_attr, from_item, get_s, n, s, time_of, to_item, Item};
+use super::counters::{adjustments, period_usage};
+use super::errors::sdk_err;
+use super::expressions::{Expr, Update};
+use super::items;
+use super::layout::{self, AdjustmentPart};
+use super::requests::{first_condition_failed, key, page_size};
+use super::DynamoStore;
+use crate::domain::{Invoice, TenantId, UserId};
+use crate::store::{BillingState, CloseOutcome, InvoiceStore, StoreResult};
+
+/// What a [`crate::store::BillingState`] version stands for: the state attributes a close
+/// requires unchanged. Text: `<billed_to or ->|<w|P or 0>|<adjv or 0>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct BillingVersion {
+    pub(super) billed_to: Option<String>,
+    pub(super) writes: Decimal,
+    pub(super) adjv: Decimal,
+}
+
+impl BillingVersion {
+    pub(super) fn of(item: &Item, period: DateTime<Utc>) -> StoreResult<Self> {
+        Ok(Self {
+            billed_to: get_s(item, layout::BILLED_TO).map(str::to_owned),
+            writes: decimal_attr(item, &layout::writes(period))?,
+            adjv: decimal_attr(item, layout::ADJ_VERSION)?,
+        })
+    }
+
+    pub(super) fn text(&self) -> String {
+        let b = self.billed_to.as_deref().unwrap_or("-");
+        format!("{b}|{}|{}", self.writes, self.adjv)
+    }
+
+    /// `None` for text no [`BillingVersion::text`] wrote.
+    pub(super) fn parse(text: &str) -> Option<Self> {
+        let mut parts = text.split('|');
+        let (b, w, a) = (parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() {
+            return None;
+        }
+        Some(Self {
+            billed_to: (b != "-").then(|| b.to_owned()),
+            writes: w.parse().ok()?,
+            adjv: a.parse().ok()?,
+        })
+    }
+
+    /// The condition that the state item still has this version, for period `period`.
+    pub(super) fn condition(&self, x: &mut Expr, period: DateTime<Utc>) -> String {
+        let b = x.name(layout::BILLED_TO);
+        let billed = match &self.billed_to {
+            Some(v) => format!("{b} = {}", x.value(s(v.clone()))),
+            None => format!("attribute_not_exists({b})"),
+        };
+        let mut counter = |attr: &str, v: Decimal| {
+            let a = x.name(attr);
+            let val = x.value(n(v));
+            if v.is_zero() {
+                format!("(attribute_not_exists({a}) OR {a} = {val})")
+            } else {
+                format!("{a} = {val}")
+            }
+        };
+        let writes = counter(&layout::writes(period), self.writes);
+        let adjv = counter(layout::ADJ_VERSION, self.adjv);
+        format!("{billed} AND {writes} AND {adjv}")
+    }
+}
+
+#[async_trait]
+impl InvoiceStore for DynamoStore {
+    async fn put_invoice_once(&self, invoice: &Invoice) -> StoreResult<bool> {
+        let mut item = to_item(invoice)?;
+        item.extend(key(
+            layout::user_pk(&invoice.tenant, &invoice.user),
+            layout::invoice_sk(invoice.period.start),
+        ));
+        self.put_new(item).await
+    }
+
+    async fn billing_state(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        period_start: DateTime<Utc>,
+    ) -> StoreResult<BillingState> {
+        let item = self.get_state(tenant, user, &[]).await?;
+        let version = BillingVersion::of(&item, period_start)?;
+        Ok(BillingState {
+            tenant: tenant.clone(),
+            user: user.clone(),
+            billed_to: version.billed_to.as_deref().map(time_of).transpose()?,
+            period_start,
+            usage: period_usage(&item, period_start)?,
+            adjustments: adjustments(&item)?,
+            version: version.text(),
+        })
+    }
+
+    async fn close_period(
+        &self,
+        invoice: &Invoice,
+        state: &BillingState,
+    ) -> StoreResult<CloseOutcome> {
+        // A version this store did not write cannot be the current one.
+        let Some(version) = BillingVersion::parse(&state.version) else {
+            return Ok(CloseOutcome::Changed);
+        };
+        let mut u = Update::new();
+        u.set(layout::BILLED_TO, s(layout::billed_to(invoice.period.end)));
+        // Equal to the stored values (adjv is in the condition): removed, not subtracted.
+        for period in state.adjustments.keys() {
+            u.remove(&layout::adjustment(*period, AdjustmentPart::Events))
+                .remove(&layout::adjustment(*period, AdjustmentPart::Cost));
+        }
+        u.add(layout::ADJ_VERSION, n(1));
+        u.condition(|x| version.condition(x, state.period_start));
+        let state_pk = layout::user_pk(&state.tenant, state.user.as_str());
+        let res = self
+            .transact_until_decided("closing a period", || {
+                Ok(vec![
+                    self.tx_put(items::invoice_item(invoice)?, true)?,
+                    self.tx_update(state_pk.clone(), layout::STATE_SK, &u)?,
+                ])
+            })
+            .await?;
+        Ok(match res {
+            Ok(()) => CloseOutcome::Closed,
+            Err(reasons) if first_condition_failed(&reasons) => CloseOutcome::AlreadyInvoiced,
+            Err(_) => CloseOutcome::Changed,
+        })
+    }
+
+    async fn unpublished_invoices(&self, limit: usize) -> StoreResult<Vec<Invoice>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let items = self
+            .query_all(
+                || {
+                    self.query()
+                        .index_name(layout::OUTBOX_INDEX)
+                        .key_condition_expression("#o = :o")
+                        .expression_attribute_names("#o", layout::OUTBOX_PK)
+                        .expression_attribute_values(":o", s(layout::INVOICES_PARTITION))
+                        .limit(page_size(limit))
+                },
+                Some(limit),
+            )
+            .await?;
+        items.iter().map(from_item).collect()
+    }
+
+    async fn mark_invoice_published(&self, invoice: &Invoice) -> StoreResult<()> {
+        let mut u = Update::new();
+        u.set("published", AttributeValue::Bool(true))
+            .remove(layout::OUTBOX_PK)
+            .remove(layout::OUTBOX_SK);
+        u.condition(|x| format!("attribute_exists({})", x.name(layout::PK)));
+        // A missing invoice changes nothing.
+        let _ = self
+            .update(
+                layout::user_pk(&invoice.tenant, &invoice.user),
+                &layout::invoice_sk(invoice.period.start),
+                &u,
+                false,
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn get_job_cursor(&self, job: &str) -> StoreResult<Option<String>> {
+        let item = self
+            .get_item(layout::job_pk(job), layout::JOB_SK, &[layout::JOB_CURSOR])
+            .await?;
+        Ok(item
+            .as_ref()
+            .and_then(|i| get_s(i, layout::JOB_CURSOR))
+            .map(str::to_owned))
+    }
+
+    async fn put_job_cursor(&self, job: &str, cursor: Option<&str>) -> StoreResult<()> {
+        match cursor {
+            Some(c) => {
+                let mut item = key(layout::job_pk(job), layout::JOB_SK);
+                item.insert(layout::JOB_CURSOR.into(), s(c));
+                self.put(item).await
+            }
+            None => {
+                self.client
+                    .delete_item()
+                    .table_name(&self.table)
+                    .set_key(Some(key(layout::job_pk(job), layout::JOB_SK)))
+                    .send()
+                    .await
+                    .map_err(|e| sdk_err("DeleteItem", e))?;
+                Ok(())
+            }
+        }
+    }
+
+    async fn list_invoices(&self, tenant: &TenantId, user: &UserId) -> StoreResult<Vec<Invoice>> {
+        let items = self
+            .query_prefix(
+                layout::user_pk(tenant, user.as_str()),
+                layout::INVOICE_PREFIX,
+                false,
+            )
+            .await?;
+        items.iter().map(from_item).collect()
+    }
+}
