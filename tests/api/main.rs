@@ -3,6 +3,7 @@
 mod aggregate;
 mod bad_input;
 mod dashboard;
+mod exact_bodies;
 mod helpers;
 mod hot_path;
 mod logs;

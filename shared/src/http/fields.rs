@@ -15,7 +15,9 @@ pub struct Fields<'a> {
 }
 
 impl<'a> Fields<'a> {
-    /// `known` lists the accepted field names (in groups); any other field is an error.
+    /// `known` lists the accepted field names (in groups); any other field is an error, and
+    /// so is `null` for a known one (no field read through `Fields` is nullable: a client
+    /// leaves a field out to get its default).
     pub fn new(value: &'a Value, prefix: &str, known: &[&[&str]]) -> Result<Self, FieldError> {
         let obj = value.as_object().ok_or_else(|| {
             FieldError::new(
@@ -25,13 +27,19 @@ impl<'a> Fields<'a> {
             )
         })?;
         let mut errors = Vec::new();
-        for name in obj.keys() {
+        for (name, v) in obj {
             if !known.iter().any(|group| group.contains(&name.as_str())) {
                 let shown: String = name.chars().take(64).collect();
                 errors.push(FieldError::new(
                     format!("{prefix}{shown}"),
                     "unknown_field",
                     "is not a field of this request",
+                ));
+            } else if v.is_null() {
+                errors.push(FieldError::new(
+                    format!("{prefix}{name}"),
+                    "invalid_type",
+                    "must not be null; leave the field out instead",
                 ));
             }
         }

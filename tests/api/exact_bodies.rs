@@ -1,0 +1,122 @@
+//! Request bodies take exactly what openapi.yaml's request schemas accept (the cases
+//! Schemathesis found where the server and the document disagreed): `null` only where a
+//! schema says so, integers as JSON Schema reads them (`5.0` is the integer 5), money as a
+//! bounded decimal string.
+
+use serde_json::{json, Value};
+
+use crate::helpers::{spawn_app, Reply, TestApp};
+
+const QUOTE: &str = "/api/subscription/pricing/quote";
+
+fn plan_body() -> Value {
+    json!({"tier": "custom", "monthly_price_usd": "49", "yearly_price_usd": "490",
+           "limits": {"calls:gemini": 2000, "cost_usd": "80"}})
+}
+
+/// The problems a 422 names, as `(field, code)`.
+fn problems(reply: &Reply) -> Vec<(String, String)> {
+    let error = &reply.body["error"];
+    let list = |errors: &Value| -> Vec<(String, String)> {
+        errors
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| {
+                (
+                    e["field"].as_str().unwrap_or_default().to_owned(),
+                    e["code"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect()
+    };
+    match error["code"].as_str() {
+        Some("invalid_events") => error["details"]["events"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|e| list(&e["errors"]))
+            .collect(),
+        _ => list(&error["details"]["errors"]),
+    }
+}
+
+fn assert_refused(reply: &Reply, field: &str, code: &str) {
+    assert_eq!(reply.status, 422, "{}", reply.body);
+    assert!(
+        problems(reply).contains(&(field.to_owned(), code.to_owned())),
+        "expected {code} for `{field}`: {}",
+        reply.body
+    );
+}
+
+async fn put_subscription(app: &TestApp, user: &str, body: Value) -> Reply {
+    app.put(&format!("/api/subscription/user/{user}/subscription"), body)
+        .await
+}
+
+#[tokio::test]
+async fn null_is_refused_where_the_document_does_not_allow_it() {
+    let app = spawn_app().await;
+    let before = app.snapshot("nully").await;
+
+    let r = put_subscription(&app, "nully", json!({"plan": "pro", "auto_renew": null})).await;
+    assert_refused(&r, "auto_renew", "invalid_type");
+    let mut plan = plan_body();
+    plan["name"] = Value::Null;
+    let r = app.put("/api/subscription/plans/team", plan).await;
+    assert_refused(&r, "name", "invalid_type");
+    let r = app
+        .check(json!({"user_id": "nully", "provider": "gemini", "reservation_ttl_seconds": null}))
+        .await;
+    assert_refused(&r, "reservation_ttl_seconds", "invalid_type");
+    let r = app
+        .check(json!({"user_id": "nully", "provider": "gemini", "units": {"pages": null}}))
+        .await;
+    assert_refused(&r, "units.pages", "invalid_type");
+    let r = app
+        .usage(json!({"event_id": "n-1", "user_id": "nully", "provider": "gemini",
+                      "input_tokens": 5, "status_code": null}))
+        .await;
+    assert_refused(&r, "status_code", "invalid_type");
+    let r = app
+        .post(QUOTE, json!({"provider": "gemini", "usage": null}))
+        .await;
+    assert_refused(&r, "usage", "invalid_type");
+
+    // Nothing was written: no subscription, no plan, no usage.
+    assert_eq!(app.snapshot("nully").await, before);
+    let view = app
+        .get("/api/subscription/user/nully/subscription")
+        .await;
+    assert_eq!(view.body["data"]["subscription"], Value::Null, "{}", view.body);
+    let plans = app.get("/api/subscription/plans").await;
+    assert!(
+        !plans.body.to_string().contains("\"team\""),
+        "{}",
+        plans.body
+    );
+
+    // Where the document allows null, it is still accepted: a provider-wide price version.
+    let r = app
+        .put(
+            "/api/subscription/pricing",
+            json!({"versions": [{"id": "acme@2026-01-01T00:00:00Z", "provider": "acme", "model": null,
+                                 "effective_from": "2026-01-01T00:00:00Z", "effective_to": null,
+                                 "prices": {"request": "0.01"}, "source": "tenant"}]}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
+#[tokio::test]
+async fn every_request_field_still_has_its_default_when_left_out() {
+    let app = spawn_app().await;
+    let r = app.check(json!({"user_id": "quiet", "provider": "gemini"})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = put_subscription(&app, "quiet", json!({"plan": "pro"})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["data"]["subscription"]["auto_renew"], true);
+    let r = app.usage(json!({"event_id": "q-1", "user_id": "quiet", "provider": "gemini"})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+}
