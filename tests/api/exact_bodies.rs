@@ -120,3 +120,40 @@ async fn every_request_field_still_has_its_default_when_left_out() {
     let r = app.usage(json!({"event_id": "q-1", "user_id": "quiet", "provider": "gemini"})).await;
     assert_eq!(r.status, 200, "{}", r.body);
 }
+
+#[tokio::test]
+async fn an_integer_written_with_a_zero_fraction_is_that_integer() {
+    let app = spawn_app().await;
+    let r = app
+        .check(json!({"user_id": "floaty", "provider": "gemini", "estimated_input_tokens": 1000.0,
+                      "units": {"requests": 1.0}, "reserve": true, "reservation_ttl_seconds": 60.0}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = app
+        .usage(json!({"event_id": "f-1", "user_id": "floaty", "provider": "gemini",
+                      "model": "gemini-2.5-flash", "input_tokens": 1000000.0, "output_tokens": 0.0,
+                      "status_code": 200.0, "latency_ms": 12.0}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let same = app
+        .post(QUOTE, json!({"provider": "gemini", "model": "gemini-2.5-flash", "input_tokens": 1000000}))
+        .await;
+    assert_eq!(r.body["data"]["events"][0]["cost_usd"], same.body["data"]["cost_usd"]);
+    assert_eq!(same.body["data"]["cost_usd"], "0.3", "{}", same.body);
+    let usage = app.get("/api/subscription/usage/floaty").await;
+    assert_eq!(usage.body["data"]["total_tokens"], 1_000_000, "{}", usage.body);
+
+    // A fraction is still not a count, and the bounds hold for floats too.
+    let before = app.snapshot("floaty").await;
+    for (body, field, code) in [
+        (json!({"input_tokens": 1.5}), "input_tokens", "invalid_type"),
+        (json!({"input_tokens": 1e13}), "input_tokens", "out_of_range"),
+        (json!({"input_tokens": -2.0}), "input_tokens", "out_of_range"),
+        (json!({"status_code": 600.0}), "status_code", "out_of_range"),
+    ] {
+        let mut event = json!({"event_id": "f-2", "user_id": "floaty", "provider": "gemini"});
+        event.as_object_mut().unwrap().extend(body.as_object().unwrap().clone());
+        assert_refused(&app.usage(event).await, field, code);
+    }
+    assert_eq!(app.snapshot("floaty").await, before);
+}
