@@ -1,6 +1,7 @@
 //! The HTTP API (SPEC §6) as axum `Router`s, shared by the Lambda functions and `meter serve`.
 
 pub mod admin;
+pub mod amounts;
 pub mod error;
 pub mod extract;
 pub mod fields;
