@@ -4,6 +4,7 @@ mod aggregate;
 mod bad_input;
 mod billing_rules;
 mod dashboard;
+mod exact_bodies;
 mod helpers;
 mod hot_path;
 mod logs;

@@ -753,3 +753,46 @@ fn the_contract_rejects_a_response_that_breaks_it() {
         "undocumented status"
     );
 }
+
+/// `x-beyond-schema` (the rules a request schema cannot state, which scripts/test-openapi
+/// lets a schema-valid request be refused for) names, for each rule, a status and code
+/// that the operation's own error responses document, and says what the rule is.
+#[test]
+fn every_rule_beyond_the_schema_is_a_documented_error_of_its_operation() {
+    let contract = Contract::load();
+    let codes = contract.error_codes();
+    let mut rules = 0;
+    for route in contract.routes() {
+        let op = contract.operation(&route).unwrap();
+        let Some(list) = op.get("x-beyond-schema") else {
+            continue;
+        };
+        for rule in list.as_array().expect("x-beyond-schema is a list") {
+            let status = rule["status"].as_u64().expect("a status") as u16;
+            let code = rule["code"].as_str().expect("a code");
+            let field = rule["field"].as_str().expect("a field");
+            let text = rule["rule"].as_str().expect("the rule");
+            assert!(!text.is_empty(), "{route:?} {code}: the rule says nothing");
+            assert!(
+                codes.contains(code),
+                "{route:?}: `{code}` is not an ErrorCode"
+            );
+            let problem = serde_json::json!({"field": field, "code": code, "message": "m"});
+            let error = match (status, route.1.as_str()) {
+                (422, "/api/subscription/usage") => serde_json::json!({"code": "invalid_events",
+                    "details": {"events": [{"index": 0, "errors": [problem]}]}}),
+                (422, _) => serde_json::json!({"code": code, "details": {"errors": [problem]}}),
+                _ => serde_json::json!({"code": code, "details": {}}),
+            };
+            let mut body = serde_json::json!({"success": false, "error": error});
+            body["error"]["message"] = serde_json::json!("m");
+            contract
+                .validate(&route, status, &body)
+                .unwrap_or_else(|e| {
+                    panic!("{route:?}: rule `{code}` is not a documented {status} answer: {e}")
+                });
+            rules += 1;
+        }
+    }
+    assert!(rules >= 20, "only {rules} rules beyond the schema");
+}

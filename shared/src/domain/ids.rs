@@ -127,6 +127,10 @@ id_type!(
     PlanName, "plan", 64, GENERAL, general_char
 );
 id_type!(
+    /// A price version's id (a storage key), conventionally `provider/model@effective_from`.
+    PriceVersionId, "id", 2 * MAX_ID_LEN, GENERAL, general_char
+);
+id_type!(
     /// A provider id: an open set of lowercase ids (`gemini`, `openai`, `vertex_ai-language-models`).
     ProviderId, "provider", 64, "lowercase letters, digits and - _ .", provider_char
 );

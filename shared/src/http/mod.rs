@@ -3,6 +3,7 @@
 //! JSON answers.
 
 pub mod admin;
+pub mod amounts;
 pub mod error;
 pub mod extract;
 pub mod fields;

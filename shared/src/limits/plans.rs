@@ -12,7 +12,7 @@ const DEFAULT_PLANS_JSON: &str = include_str!("../../data/default_plans.json");
 pub enum PlanError {
     #[error("limit {metric} must not be negative")]
     NegativeLimit { metric: Metric },
-    #[error("limit {metric} must be at most 10^15")]
+    #[error("limit {metric} must be less than 10^15")]
     LimitTooLarge { metric: Metric },
     #[error("limit {metric} counts calls or tokens and must be a whole number")]
     FractionalCount { metric: Metric },
@@ -22,7 +22,7 @@ pub enum PlanError {
     ThresholdsNotSortedUnique,
     #[error("{field} must not be negative")]
     NegativePrice { field: &'static str },
-    #[error("{field} must be at most 10^15")]
+    #[error("{field} must be less than 10^15")]
     PriceTooLarge { field: &'static str },
     #[error("the plans file is not valid: {0}")]
     Data(String),
@@ -44,7 +44,8 @@ impl PlanError {
     }
 }
 
-/// The largest plan limit or price: 10^15 (a quadrillion calls, tokens or dollars).
+/// The bound of plan limits and prices: they are less than 10^15 (a quadrillion calls,
+/// tokens or dollars; at most 15 integer digits, as the API's amounts are written).
 pub const MAX_AMOUNT: Decimal = Decimal::from_parts(2_764_472_320, 232_830, 0, false, 0);
 
 /// The alert thresholds a plan gets when none are given: 80, 90 and 100 %.
@@ -76,8 +77,8 @@ pub fn default_plans() -> Vec<Plan> {
 }
 
 impl Plan {
-    /// Checks the plan's invariants: prices (and overage rate) in `0..=10^15`; limits in
-    /// `0..=10^15` ([`MAX_AMOUNT`]), whole numbers for calls and tokens; alert thresholds
+    /// Checks the plan's invariants: prices (and overage rate) in `0..10^15`; limits in
+    /// `0..10^15` ([`MAX_AMOUNT`]), whole numbers for calls and tokens; alert thresholds
     /// within `1..=100`, strictly ascending. The bound keeps every product the service
     /// forms with a limit (`limit × 100`, a threshold level) far inside `Decimal`.
     pub fn validate(&self) -> Result<(), PlanError> {
@@ -90,7 +91,7 @@ impl Plan {
             if price.is_some_and(|p| p < Decimal::ZERO) {
                 return Err(PlanError::NegativePrice { field });
             }
-            if price.is_some_and(|p| p > MAX_AMOUNT) {
+            if price.is_some_and(|p| p >= MAX_AMOUNT) {
                 return Err(PlanError::PriceTooLarge { field });
             }
         }
@@ -100,7 +101,7 @@ impl Plan {
                     metric: metric.clone(),
                 });
             }
-            if value > MAX_AMOUNT {
+            if value >= MAX_AMOUNT {
                 return Err(PlanError::LimitTooLarge {
                     metric: metric.clone(),
                 });
