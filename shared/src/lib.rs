@@ -5,7 +5,8 @@
 //! inputs and results, one error type) → the domain modules and the storage port.
 //! Folders name the domain: [`pricing`] (catalog, cost of an event, LiteLLM import),
 //! [`usage`] (counts and provider usage objects), [`periods`] (billing periods),
-//! [`limits`] (plans, the check decision, guards, recommendations), [`subscriptions`]
+//! [`limits`] (plans, the check decision, guards, recommendations), [`budgets`] (scopes,
+//! budgets, windows and the decision over every applicable limit), [`subscriptions`]
 //! (subscription changes and proration), [`billing`] (invoices), [`alerts`] (what fires,
 //! and the publishing port), [`domain`] (ids and records). [`store`] is the storage port
 //! with its SQLite and DynamoDB adapters (cargo features `sqlite` and `dynamo`), and
@@ -14,6 +15,7 @@
 pub mod alerts;
 pub mod auth;
 pub mod billing;
+pub mod budgets;
 pub mod config;
 pub mod domain;
 pub mod http;

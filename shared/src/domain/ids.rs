@@ -115,6 +115,19 @@ id_type!(
     UserId, "user_id", MAX_ID_LEN, GENERAL, general_char
 );
 id_type!(
+    /// An organisation named on a call (§10): meter keeps no membership list, a call
+    /// belongs to the org it names.
+    OrgId, "org_id", MAX_ID_LEN, GENERAL, general_char
+);
+id_type!(
+    /// A team of an organisation; team ids are unique within their org only.
+    TeamId, "team_id", MAX_ID_LEN, GENERAL, general_char
+);
+id_type!(
+    /// A budget's id within a tenant, chosen by the admin (`PUT /budgets/{budget_id}`).
+    BudgetId, "budget_id", MAX_ID_LEN, GENERAL, general_char
+);
+id_type!(
     /// The client's idempotency key for one usage event.
     EventId, "event_id", MAX_ID_LEN, GENERAL, general_char
 );
@@ -179,6 +192,30 @@ mod tests {
         assert!(matches!(
             UserId::parse("x".repeat(129)),
             Err(IdError::TooLong { .. })
+        ));
+    }
+
+    #[test]
+    fn org_team_and_budget_ids_share_the_user_charset() {
+        for ok in ["acme", "acme.eu/team-1", "x".repeat(128).as_str()] {
+            assert!(OrgId::parse(ok).is_ok(), "{ok}");
+            assert!(TeamId::parse(ok).is_ok(), "{ok}");
+            assert!(BudgetId::parse(ok).is_ok(), "{ok}");
+        }
+        assert_eq!(OrgId::parse(""), Err(IdError::Empty { kind: "org_id" }));
+        assert!(matches!(
+            TeamId::parse("a#b"),
+            Err(IdError::BadChar {
+                kind: "team_id",
+                ..
+            })
+        ));
+        assert!(matches!(
+            BudgetId::parse("x".repeat(129)),
+            Err(IdError::TooLong {
+                kind: "budget_id",
+                max: 128
+            })
         ));
     }
 

@@ -289,10 +289,6 @@ mod tests {
                 json!({"limits": {"calls:gemini": 1.5}}),
                 "limits.calls:gemini",
             ),
-            (
-                json!({"limits": {"tokens:*": 1_000_000_000_000_000u64}}),
-                "limits.tokens:*",
-            ),
             (json!({"limits": {"cost_usd": true}}), "limits.cost_usd"),
         ] {
             let e = plan(bad.as_object().unwrap()).unwrap_err();
@@ -301,6 +297,27 @@ mod tests {
                 (field, "invalid_plan"),
                 "{bad}"
             );
+        }
+        // Well-formed but 10^15 or more: too large, not malformed.
+        for (big, field, code) in [
+            (
+                json!({"limits": {"tokens:*": 1_000_000_000_000_000u64}}),
+                "limits.tokens:*",
+                "limit_too_large",
+            ),
+            (
+                json!({"limits": {"cost_usd": "1000000000000000.5"}}),
+                "limits.cost_usd",
+                "limit_too_large",
+            ),
+            (
+                json!({"monthly_price_usd": "1000000000000000"}),
+                "monthly_price_usd",
+                "price_too_large",
+            ),
+        ] {
+            let e = plan(big.as_object().unwrap()).unwrap_err();
+            assert_eq!((e[0].field.as_str(), e[0].code), (field, code), "{big}");
         }
         // Negative limits go on to the plan's own validation (`negative_limit`).
         assert!(plan(json!({"limits": {"calls:gemini": -1}}).as_object().unwrap()).is_ok());

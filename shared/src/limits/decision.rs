@@ -37,6 +37,19 @@ pub struct CallEstimate {
     pub estimated_cost: Option<Decimal>,
 }
 
+impl CallEstimate {
+    /// Refuses an estimate no decision can be made on: a cost below zero.
+    pub fn validate(&self) -> Result<(), DecisionError> {
+        if self
+            .estimated_cost
+            .is_some_and(|c| c.is_sign_negative() && !c.is_zero())
+        {
+            return Err(DecisionError::NegativeEstimate);
+        }
+        Ok(())
+    }
+}
+
 /// The first limit a request would break.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Violation {
@@ -170,12 +183,7 @@ pub fn decide(
     usage: &PeriodUsage,
     request: &CallEstimate,
 ) -> Result<Decision, DecisionError> {
-    if request
-        .estimated_cost
-        .is_some_and(|c| c.is_sign_negative() && !c.is_zero())
-    {
-        return Err(DecisionError::NegativeEstimate);
-    }
+    request.validate()?;
     for metric in metrics_for(&request.provider) {
         let Some(&limit) = limits.0.get(&metric) else {
             continue;

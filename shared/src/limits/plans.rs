@@ -2,7 +2,8 @@
 
 use rust_decimal::Decimal;
 
-use super::{Metric, Plan};
+use super::validation::{validate_limits, validate_thresholds, LimitError};
+use super::Plan;
 
 /// The default plans as shipped: Free, Basic, Pro, Enterprise.
 const DEFAULT_PLANS_JSON: &str = include_str!("../../data/default_plans.json");
@@ -10,16 +11,9 @@ const DEFAULT_PLANS_JSON: &str = include_str!("../../data/default_plans.json");
 /// Why a plan is not acceptable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {
-    #[error("limit {metric} must not be negative")]
-    NegativeLimit { metric: Metric },
-    #[error("limit {metric} must be less than 10^15")]
-    LimitTooLarge { metric: Metric },
-    #[error("limit {metric} counts calls or tokens and must be a whole number")]
-    FractionalCount { metric: Metric },
-    #[error("alert threshold {0} is outside 1..=100")]
-    ThresholdOutOfRange(u8),
-    #[error("alert thresholds must be in ascending order without repeats")]
-    ThresholdsNotSortedUnique,
+    /// A limit or an alert threshold breaks the rules every plan and budget obeys.
+    #[error(transparent)]
+    Limits(#[from] LimitError),
     #[error("{field} must not be negative")]
     NegativePrice { field: &'static str },
     #[error("{field} must be less than 10^15")]
@@ -32,11 +26,7 @@ impl PlanError {
     /// The stable code of a plan that fails validation.
     pub fn code(&self) -> &'static str {
         match self {
-            PlanError::NegativeLimit { .. } => "negative_limit",
-            PlanError::LimitTooLarge { .. } => "limit_too_large",
-            PlanError::FractionalCount { .. } => "fractional_limit",
-            PlanError::ThresholdOutOfRange(_) => "threshold_out_of_range",
-            PlanError::ThresholdsNotSortedUnique => "thresholds_not_ascending",
+            PlanError::Limits(e) => e.code(),
             PlanError::NegativePrice { .. } => "negative_price",
             PlanError::PriceTooLarge { .. } => "price_too_large",
             PlanError::Data(_) => "invalid_plan",
@@ -77,10 +67,10 @@ pub fn default_plans() -> Vec<Plan> {
 }
 
 impl Plan {
-    /// Checks the plan's invariants: prices (and overage rate) in `0..10^15`; limits in
-    /// `0..10^15` ([`MAX_AMOUNT`]), whole numbers for calls and tokens; alert thresholds
-    /// within `1..=100`, strictly ascending. The bound keeps every product the service
-    /// forms with a limit (`limit × 100`, a threshold level) far inside `Decimal`.
+    /// Checks the plan's invariants: prices (and overage rate) in `0..10^15`
+    /// ([`MAX_AMOUNT`]); limits and alert thresholds by the rules every plan and budget
+    /// obeys ([`validate_limits`], [`validate_thresholds`]). The bound keeps every product
+    /// the service forms with a limit (`limit × 100`, a threshold level) far inside `Decimal`.
     pub fn validate(&self) -> Result<(), PlanError> {
         let prices = [
             ("monthly_price_usd", Some(self.monthly_price_usd)),
@@ -95,33 +85,8 @@ impl Plan {
                 return Err(PlanError::PriceTooLarge { field });
             }
         }
-        for (metric, &value) in &self.limits.0 {
-            if value < Decimal::ZERO {
-                return Err(PlanError::NegativeLimit {
-                    metric: metric.clone(),
-                });
-            }
-            if value >= MAX_AMOUNT {
-                return Err(PlanError::LimitTooLarge {
-                    metric: metric.clone(),
-                });
-            }
-            if metric.is_count() && !value.fract().is_zero() {
-                return Err(PlanError::FractionalCount {
-                    metric: metric.clone(),
-                });
-            }
-        }
-        if let Some(&t) = self
-            .alert_thresholds
-            .iter()
-            .find(|&&t| !(1..=100).contains(&t))
-        {
-            return Err(PlanError::ThresholdOutOfRange(t));
-        }
-        if self.alert_thresholds.windows(2).any(|w| w[0] >= w[1]) {
-            return Err(PlanError::ThresholdsNotSortedUnique);
-        }
+        validate_limits(&self.limits)?;
+        validate_thresholds(&self.alert_thresholds)?;
         Ok(())
     }
 }
@@ -132,7 +97,7 @@ mod tests {
 
     use super::*;
     use crate::domain::PlanName;
-    use crate::limits::{Limits, Tier};
+    use crate::limits::{Limits, Metric, Tier};
 
     #[test]
     fn the_largest_amount_is_ten_to_the_fifteen() {
@@ -289,18 +254,18 @@ mod tests {
         ];
         let expected: Vec<Result<(), PlanError>> = vec![
             Ok(()),
-            Err(PlanError::NegativeLimit {
+            Err(PlanError::Limits(LimitError::NegativeLimit {
                 metric: gemini.clone(),
-            }),
-            Err(PlanError::FractionalCount {
+            })),
+            Err(PlanError::Limits(LimitError::FractionalCount {
                 metric: gemini.clone(),
-            }),
+            })),
             Ok(()),
             Ok(()),
-            Err(PlanError::ThresholdOutOfRange(0)),
-            Err(PlanError::ThresholdOutOfRange(101)),
-            Err(PlanError::ThresholdsNotSortedUnique),
-            Err(PlanError::ThresholdsNotSortedUnique),
+            Err(LimitError::ThresholdOutOfRange(0).into()),
+            Err(LimitError::ThresholdOutOfRange(101).into()),
+            Err(LimitError::ThresholdsNotSortedUnique.into()),
+            Err(LimitError::ThresholdsNotSortedUnique.into()),
             Ok(()),
             Err(PlanError::NegativePrice {
                 field: "yearly_price_usd",
