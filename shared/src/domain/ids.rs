@@ -115,6 +115,15 @@ id_type!(
     UserId, "user_id", MAX_ID_LEN, GENERAL, general_char
 );
 id_type!(
+    /// An organisation: a group of users of one tenant sharing scopes, budgets and a wallet.
+    OrgId, "org_id", MAX_ID_LEN, GENERAL, general_char
+);
+id_type!(
+    /// One grant of prepaid credit in a wallet, chosen by the client (idempotency key of
+    /// the grant's PUT).
+    GrantId, "grant_id", MAX_ID_LEN, GENERAL, general_char
+);
+id_type!(
     /// The client's idempotency key for one usage event.
     EventId, "event_id", MAX_ID_LEN, GENERAL, general_char
 );
@@ -176,6 +185,23 @@ mod tests {
             UserId::parse("x".repeat(129)),
             Err(IdError::TooLong { .. })
         ));
+    }
+
+    #[test]
+    fn grant_and_org_ids_share_the_user_charset() {
+        assert!(GrantId::parse("promo-2025/spring:1").is_ok());
+        assert!(OrgId::parse("acme.example").is_ok());
+        assert_eq!(GrantId::parse(""), Err(IdError::Empty { kind: "grant_id" }));
+        assert!(matches!(
+            GrantId::parse("g#1"),
+            Err(IdError::BadChar { .. })
+        ));
+        assert!(GrantId::parse("g".repeat(128)).is_ok());
+        assert!(matches!(
+            GrantId::parse("g".repeat(129)),
+            Err(IdError::TooLong { .. })
+        ));
+        assert!(matches!(OrgId::parse("a b"), Err(IdError::BadChar { .. })));
     }
 
     #[test]
