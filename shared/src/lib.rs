@@ -6,15 +6,17 @@
 //! Folders name the domain: [`pricing`] (catalog, cost of an event, LiteLLM import),
 //! [`usage`] (counts and provider usage objects), [`periods`] (billing periods),
 //! [`limits`] (plans, the check decision, guards, recommendations), [`subscriptions`]
-//! (subscription changes and proration), [`billing`] (invoices), [`alerts`] (what fires,
-//! and the publishing port), [`domain`] (ids and records). [`store`] is the storage port
-//! with its SQLite and DynamoDB adapters (cargo features `sqlite` and `dynamo`), and
-//! [`config`] wires adapters from flags or the environment.
+//! (subscription changes and proration), [`billing`] (invoices), [`credits`] (prepaid
+//! wallets: grants, draws, balances), [`alerts`] (what fires, and the publishing port),
+//! [`domain`] (ids and records). [`store`] is the storage port with its SQLite and
+//! DynamoDB adapters (cargo features `sqlite` and `dynamo`), and [`config`] wires adapters
+//! from flags or the environment.
 
 pub mod alerts;
 pub mod auth;
 pub mod billing;
 pub mod config;
+pub mod credits;
 pub mod domain;
 pub mod http;
 pub mod limits;
