@@ -259,3 +259,40 @@ fn draws_serialize_money_as_exact_text() {
     );
     assert_eq!(serde_json::from_value::<Draws>(json).unwrap(), draws);
 }
+
+#[test]
+fn exact_arithmetic_refuses_what_decimal_would_round() {
+    // (a, b, a + b or None when it cannot be held exactly)
+    let cases = [
+        ("10", "0.00", Some("10.00")),
+        ("1.10", "-0.10", Some("1.00")),
+        ("0", "-1.5", Some("-1.5")),
+        (
+            "1000000000000000",
+            "0.000000000001",
+            Some("1000000000000000.000000000001"),
+        ),
+        ("1000000000000000", "0.0000000000000000000000000001", None),
+        ("79228162514264337593543950335", "1", None),
+        (
+            "79228162514264337593543950335",
+            "-1",
+            Some("79228162514264337593543950334"),
+        ),
+        (
+            "7.9228162514264337593543950335",
+            "0.0000000000000000000000000001",
+            None,
+        ),
+        ("-79228162514264337593543950335", "-1", None),
+    ];
+    for (a, b, sum) in cases {
+        let got = exact_add(d(a), d(b)).ok();
+        assert_eq!(got, sum.map(d), "{a} + {b}");
+        if let Some(s) = got {
+            assert_eq!(s.to_string(), sum.unwrap(), "{a} + {b} keeps its scale");
+        }
+    }
+    assert_eq!(exact_sub(d("1.75"), d("1.75")).unwrap(), Decimal::ZERO);
+    assert_eq!(exact_sum([d("0.1"), d("0.2"), d("0.3")]).unwrap(), d("0.6"));
+}
