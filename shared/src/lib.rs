@@ -7,7 +7,8 @@
 //! [`usage`] (counts and provider usage objects), [`periods`] (billing periods),
 //! [`limits`] (plans, the check decision, guards, recommendations), [`budgets`] (scopes,
 //! budgets, windows and the decision over every applicable limit), [`subscriptions`]
-//! (subscription changes and proration), [`billing`] (invoices), [`alerts`] (what fires,
+//! (subscription changes and proration), [`billing`] (invoices), [`credits`] (prepaid
+//! wallets: grants, draws, balances), [`alerts`] (what fires,
 //! and the publishing port), [`domain`] (ids and records). [`store`] is the storage port
 //! with its SQLite and DynamoDB adapters (cargo features `sqlite` and `dynamo`), and
 //! [`config`] wires adapters from flags or the environment.
@@ -17,6 +18,7 @@ pub mod auth;
 pub mod billing;
 pub mod budgets;
 pub mod config;
+pub mod credits;
 pub mod domain;
 pub mod http;
 pub mod limits;

@@ -128,6 +128,11 @@ id_type!(
     BudgetId, "budget_id", MAX_ID_LEN, GENERAL, general_char
 );
 id_type!(
+    /// One grant of prepaid credit in a wallet, chosen by the client (idempotency key of
+    /// the grant's PUT).
+    GrantId, "grant_id", MAX_ID_LEN, GENERAL, general_char
+);
+id_type!(
     /// The client's idempotency key for one usage event.
     EventId, "event_id", MAX_ID_LEN, GENERAL, general_char
 );
@@ -196,7 +201,7 @@ mod tests {
     }
 
     #[test]
-    fn org_team_and_budget_ids_share_the_user_charset() {
+    fn org_team_budget_and_grant_ids_share_the_user_charset() {
         for ok in ["acme", "acme.eu/team-1", "x".repeat(128).as_str()] {
             assert!(OrgId::parse(ok).is_ok(), "{ok}");
             assert!(TeamId::parse(ok).is_ok(), "{ok}");
@@ -216,6 +221,12 @@ mod tests {
                 kind: "budget_id",
                 max: 128
             })
+        ));
+        assert!(GrantId::parse("promo-2025/spring:1").is_ok());
+        assert_eq!(GrantId::parse(""), Err(IdError::Empty { kind: "grant_id" }));
+        assert!(matches!(
+            GrantId::parse("g".repeat(129)),
+            Err(IdError::TooLong { .. })
         ));
     }
 

@@ -5,7 +5,8 @@ pub mod money;
 pub mod records;
 
 pub use ids::{
-    BudgetId, EventId, IdError, ModelId, OrgId, PlanName, ProviderId, TeamId, TenantId, UserId,
+    BudgetId, EventId, GrantId, IdError, ModelId, OrgId, PlanName, ProviderId, TeamId, TenantId,
+    UserId,
 };
 pub use records::{
     Adjustment, Alert, ApiKeyRecord, Invoice, InvoiceStatus, LineItem, Metadata, PastTerms,
