@@ -8,7 +8,7 @@ use meter_core::domain::{
     Alert, ApiKeyRecord, Invoice, InvoiceStatus, LineItem, PlanName, ReservationStatus, Role,
     Severity, Subscription, SubscriptionStatus, TenantId, UserId,
 };
-use meter_core::limits::{Limits, Metric, Plan, Tier};
+use meter_core::limits::{Limits, Metric, Plan, PlanTier};
 use meter_core::periods::{Anchor, BillingCycle, Period};
 use meter_core::store::{Guard, RecordOutcome, ReleaseOutcome, ReserveOutcome, Store, StoreError};
 use meter_core::usage::{PeriodUsage, ProviderUsage, Tally};
@@ -847,7 +847,7 @@ pub async fn plans_prices_and_keys_round_trip(store: Arc<dyn Store>) {
     limits.0.insert(Metric::CostUsd, dec("2.00"));
     let plan = Plan {
         name: PlanName::parse("free").unwrap(),
-        tier: Tier::Free,
+        tier: PlanTier::Free,
         monthly_price_usd: Decimal::ZERO,
         yearly_price_usd: Decimal::ZERO,
         description: "Free".into(),

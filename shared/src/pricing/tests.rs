@@ -159,7 +159,7 @@ fn tiered(inclusive: bool) -> Prices {
         input_token: Some(dec!(1)),
         output_token: Some(dec!(10)),
         cache_read_token: Some(dec!(0.1)),
-        tiers: vec![Tier {
+        tiers: vec![ContextTier {
             threshold: 100,
             inclusive,
             input: Some(dec!(2)),
@@ -213,12 +213,12 @@ fn tiers_apply_in_ascending_order_and_missing_rates_keep_the_rate_so_far() {
         output_token: Some(dec!(10)),
         // given out of order on purpose
         tiers: vec![
-            Tier {
+            ContextTier {
                 threshold: 200,
                 input: Some(dec!(3)),
                 ..Default::default()
             },
-            Tier {
+            ContextTier {
                 threshold: 100,
                 input: Some(dec!(2)),
                 output: Some(dec!(20)),
