@@ -1,13 +1,16 @@
-//! Fresh stores and test data.
+//! Fresh stores, test data and the reads the tests share.
 
 use std::sync::Arc;
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Duration, TimeZone, Utc};
 use meter_core::domain::{
-    EventId, ProviderId, Reservation, ReservationStatus, TenantId, UsageEvent, UserId,
+    Alert, EventId, PlanName, ProviderId, Reservation, ReservationStatus, Severity, Subscription,
+    SubscriptionStatus, TenantId, UsageEvent, UserId,
 };
-use meter_core::store::Store;
-use meter_core::usage::{Tally, UsageCounts};
+use meter_core::limits::Metric;
+use meter_core::periods::{Anchor, BillingCycle, Period};
+use meter_core::store::{Guard, Store};
+use meter_core::usage::{PeriodUsage, ProviderUsage, Tally, UsageCounts};
 use rust_decimal::Decimal;
 
 /// A fresh SQLite store in its own temporary directory (kept alive for the process).
@@ -109,5 +112,75 @@ pub fn reservation(
         status: ReservationStatus::Held,
         created_at: at(2025, 3, 10, 12),
         expires_at: expires,
+    }
+}
+
+/// The March 2025 usage of `u`.
+pub async fn march_usage(store: &Arc<dyn Store>, t: &TenantId, u: &UserId) -> PeriodUsage {
+    store
+        .get_period_usage(t, u, &[march()])
+        .await
+        .unwrap()
+        .remove(0)
+}
+
+/// `u`'s gemini usage in March 2025 (zero when there is none).
+pub async fn gemini(store: &Arc<dyn Store>, t: &TenantId, u: &UserId) -> ProviderUsage {
+    march_usage(store, t, u)
+        .await
+        .by_provider
+        .get(&provider("gemini"))
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// A guard of `limit` gemini calls, one call per reservation.
+pub fn calls_guard(limit: u64) -> Guard {
+    Guard {
+        metric: Metric::Calls(Some(provider("gemini"))),
+        increment: Decimal::ONE,
+        limit: Decimal::from(limit),
+        strict: false,
+    }
+}
+
+/// An unpublished March alert for `key`, created `minute` minutes after 2025-03-10 12:00.
+pub fn alert(t: &TenantId, u: &UserId, key: &str, minute: i64) -> Alert {
+    Alert {
+        id: uuid::Uuid::new_v4().to_string(),
+        tenant: t.clone(),
+        user: u.clone(),
+        period_start: march(),
+        key: key.into(),
+        metric: Some("calls:gemini".into()),
+        threshold: Some(80),
+        severity: Severity::Info,
+        title: "API usage notice - gemini".into(),
+        message: "You have used 80 of 100 gemini calls".into(),
+        created_at: at(2025, 3, 10, 12) + Duration::minutes(minute),
+        read: false,
+        published: false,
+    }
+}
+
+/// A monthly pro subscription started on 2025-01-`anchor_day`, in its March period.
+pub fn subscription(t: &TenantId, u: &UserId, anchor_day: u32) -> Subscription {
+    Subscription {
+        tenant: t.clone(),
+        user: u.clone(),
+        plan: PlanName::parse("pro").unwrap(),
+        cycle: BillingCycle::Monthly,
+        anchor: Anchor::Anniversary,
+        started_at: at(2025, 1, anchor_day, 0),
+        current_period: Period {
+            start: at(2025, 3, anchor_day, 0),
+            end: at(2025, 4, anchor_day, 0),
+        },
+        status: SubscriptionStatus::Active,
+        auto_renew: true,
+        pending_plan: None,
+        prorations: Vec::new(),
+        version: 1,
+        updated_at: at(2025, 1, anchor_day, 0),
     }
 }
