@@ -61,8 +61,8 @@ macro_rules! conformance {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn $name() {
-                let store = $factory().await;
-                crate::$module::$name(store).await;
+                let fresh = $factory().await;
+                crate::$module::$name(fresh.store.clone()).await;
             }
         )*
     };
