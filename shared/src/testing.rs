@@ -170,9 +170,13 @@ pub fn subscription(tenant: &TenantId, user: &UserId, anchor_day: u32) -> Subscr
 pub struct TestClock(Arc<Mutex<DateTime<Utc>>>);
 
 impl TestClock {
+    pub fn new(now: DateTime<Utc>) -> Self {
+        Self(Arc::new(Mutex::new(now)))
+    }
+
     /// A clock standing at the RFC 3339 instant `now`.
     pub fn at(now: &str) -> Self {
-        Self(Arc::new(Mutex::new(instant(now))))
+        Self::new(instant(now))
     }
 
     pub fn set(&self, now: DateTime<Utc>) {

@@ -3,7 +3,6 @@
 mod aggregate;
 mod bad_input;
 mod dashboard;
-mod helpers;
 mod hot_path;
 mod logs;
 mod privacy;
