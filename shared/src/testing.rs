@@ -54,14 +54,34 @@ pub fn instant(rfc3339: &str) -> DateTime<Utc> {
     rfc3339.parse().unwrap()
 }
 
-/// The exact decimal written in `s` (never through a float).
+/// The exact decimal written in `s`, plain or scientific (`"2.5e-6"`), never through a float.
 pub fn dec(s: &str) -> Decimal {
-    s.parse().unwrap()
+    s.parse().or_else(|_| Decimal::from_scientific(s)).unwrap()
 }
 
 /// The period start of the samples: 2025-03-01.
 pub fn march() -> DateTime<Utc> {
     at(2025, 3, 1, 0)
+}
+
+/// The token counts of one call: `input` prompt tokens of which `cached` are cache reads
+/// and `cache_write` cache writes, `output` completion tokens of which `reasoning` are
+/// reasoning tokens.
+pub fn counts(
+    input: u64,
+    cached: u64,
+    cache_write: u64,
+    output: u64,
+    reasoning: u64,
+) -> UsageCounts {
+    UsageCounts {
+        input_tokens: input,
+        cached_input_tokens: cached,
+        cache_write_tokens: cache_write,
+        output_tokens: output,
+        reasoning_tokens: reasoning,
+        ..UsageCounts::default()
+    }
 }
 
 // ---- sample records ----------------------------------------------------------------------

@@ -520,3 +520,6 @@ impl Catalog {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

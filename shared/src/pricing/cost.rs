@@ -268,3 +268,6 @@ pub fn cost(prices: &Prices, counts: &UsageCounts) -> Result<Decimal, PricingErr
     }
     Ok(total.normalize())
 }
+
+#[cfg(test)]
+mod tests;

@@ -414,3 +414,6 @@ pub fn import_catalog(
     let (versions, summary) = import(json_text, effective_from)?;
     Ok((Catalog::from_versions(versions)?, summary))
 }
+
+#[cfg(test)]
+mod tests;

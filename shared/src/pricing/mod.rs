@@ -76,6 +76,3 @@ impl PriceOutcome {
         }
     }
 }
-
-#[cfg(test)]
-mod tests;
