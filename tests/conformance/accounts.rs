@@ -82,6 +82,14 @@ pub async fn plans_prices_and_keys_round_trip(store: Arc<dyn Store>) {
     );
     assert_eq!(store.list_plans(&t).await.unwrap(), vec![plan.clone()]);
     assert_eq!(store.list_plans(&tenant()).await.unwrap(), vec![]);
+    // Putting a plan again replaces it.
+    let changed = Plan {
+        description: "Free, changed".into(),
+        ..plan.clone()
+    };
+    store.put_plan(&t, &changed).await.unwrap();
+    assert_eq!(store.list_plans(&t).await.unwrap(), vec![changed.clone()]);
+    assert_eq!(store.get_plan(&t, &plan.name).await.unwrap(), Some(changed));
 
     let v1 = serde_json::json!({"id": "openai/gpt-4o@2025", "input": "0.0000025"});
     let v2 = serde_json::json!({"id": "openai/gpt-4o@2025", "input": "0.0000030"});

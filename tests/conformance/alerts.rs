@@ -150,4 +150,26 @@ pub async fn alerts_list_newest_first_with_total_unread_and_outbox(store: Arc<dy
         mine(store.unpublished_alerts(1000).await.unwrap()),
         ids[1..].to_vec()
     );
+
+    // The order is the alerts' creation time, not the order they were written in.
+    let other = tenant();
+    let written: Vec<Alert> = [10, 30, 20]
+        .into_iter()
+        .map(|minute| alert(&other, &u, &format!("late-{minute}"), minute))
+        .collect();
+    for a in &written {
+        assert!(store.create_alert_once(a).await.unwrap());
+    }
+    let keys = |v: &[Alert]| v.iter().map(|a| a.key.clone()).collect::<Vec<_>>();
+    let (listed, _) = store.list_alerts(&other, &u, false, 10).await.unwrap();
+    assert_eq!(keys(&listed), ["late-30", "late-20", "late-10"]);
+    let outbox: Vec<Alert> = store
+        .unpublished_alerts(1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.tenant == other)
+        .collect();
+    assert_eq!(keys(&outbox), ["late-10", "late-20", "late-30"]);
+    assert_eq!(outbox[0], written[0], "stored as written");
 }

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use meter_core::domain::ReservationStatus;
+use meter_core::domain::{Reservation, ReservationStatus};
 use meter_core::store::{RecordOutcome, ReleaseOutcome, ReserveOutcome, Store};
 use meter_core::usage::{PeriodUsage, Tally};
 use rust_decimal::Decimal;
@@ -171,6 +171,25 @@ pub async fn settling_adjusts_counters_by_actual_minus_held(store: Arc<dyn Store
         ReleaseOutcome::AlreadyClosed(ReservationStatus::Settled)
     );
     assert_eq!(gemini(&store, &t, &u).await, g);
+
+    // The stored reservation is the one reserved, now settled.
+    assert_eq!(
+        store.get_reservation(&t, &r.id).await.unwrap(),
+        Some(Reservation {
+            status: ReservationStatus::Settled,
+            ..r.clone()
+        })
+    );
+    // Another event naming the settled reservation is recorded and takes back no hold.
+    let mut other = event(&t, &u, "settle-2", 400, "0.1");
+    other.reservation_id = Some(r.id.clone());
+    assert_eq!(
+        store.record_events(&[other]).await.unwrap(),
+        vec![RecordOutcome::Recorded]
+    );
+    let after = gemini(&store, &t, &u).await;
+    assert_eq!(after.held, Tally::default());
+    assert_eq!(after.recorded.calls, 2);
 }
 
 pub async fn unpriced_estimated_error_and_latency_counts_are_kept(store: Arc<dyn Store>) {
@@ -197,6 +216,14 @@ pub async fn unpriced_estimated_error_and_latency_counts_are_kept(store: Arc<dyn
         (g.unpriced_calls, g.estimated_calls, g.error_calls),
         (1, 1, 1)
     );
+    assert_eq!((g.latency_ms_sum, g.latency_count), (200, 2));
+
+    // A call without a latency counts, but not towards the latency average.
+    let mut c = event(&t, &u, "q-3", 10, "0.1");
+    c.latency_ms = None;
+    store.record_events(&[c]).await.unwrap();
+    let g = gemini(&store, &t, &u).await;
+    assert_eq!(g.recorded.calls, 3);
     assert_eq!((g.latency_ms_sum, g.latency_count), (200, 2));
 }
 
@@ -248,6 +275,17 @@ pub async fn daily_rollups_follow_event_days(store: Arc<dyn Store>) {
         days[0].by_provider[&provider("gemini")].cost_usd,
         dec("3.0")
     );
+    // A range without events has no days.
+    let none = store
+        .daily_usage(
+            &t,
+            &u,
+            at(2025, 3, 6, 0).date_naive(),
+            at(2025, 3, 30, 0).date_naive(),
+        )
+        .await
+        .unwrap();
+    assert!(none.is_empty(), "{none:?}");
 }
 
 pub async fn period_usage_is_per_period_and_zero_filled(store: Arc<dyn Store>) {

@@ -181,6 +181,22 @@ pub async fn expired_reservations_return_their_holds(store: Arc<dyn Store>) {
         ReleaseOutcome::AlreadyClosed(ReservationStatus::Released)
     );
     assert_eq!(gemini(&store, &t, &u).await.held, Tally::default());
+
+    // An id that names no reservation is not found.
+    assert_eq!(
+        store.release_reservation(&t, "rsv_nope").await.unwrap(),
+        ReleaseOutcome::NotFound
+    );
+    // At most `limit` holds expire per call.
+    for _ in 0..3 {
+        let r = reservation(&t, &u, 1, "0.001", at(2025, 3, 10, 13));
+        store.reserve(&r, &[]).await.unwrap();
+    }
+    let now = at(2025, 3, 10, 14);
+    assert_eq!(store.expire_reservations(now, 2).await.unwrap(), 2);
+    assert_eq!(store.expire_reservations(now, 2).await.unwrap(), 1);
+    assert_eq!(store.expire_reservations(now, 2).await.unwrap(), 0);
+    assert_eq!(gemini(&store, &t, &u).await.held, Tally::default());
 }
 
 pub async fn guards_cover_totals_tokens_and_strict_cost(store: Arc<dyn Store>) {
@@ -259,6 +275,21 @@ pub async fn guards_cover_totals_tokens_and_strict_cost(store: Arc<dyn Store>) {
             metric: Metric::Calls(Some(provider("anthropic")))
         }
     );
+
+    // A denied reservation is not stored and holds nothing.
+    let before = march_usage(&store, &t, &u).await;
+    let denied = reservation(&t, &u, 10, "0.01", at(2025, 3, 10, 13));
+    assert_eq!(
+        store
+            .reserve(&denied, &[g(Metric::Calls(None), "1", "1", false)])
+            .await
+            .unwrap(),
+        ReserveOutcome::Denied {
+            metric: Metric::Calls(None)
+        }
+    );
+    assert_eq!(store.get_reservation(&t, &denied.id).await.unwrap(), None);
+    assert_eq!(march_usage(&store, &t, &u).await, before);
 }
 
 pub async fn event_settling_another_users_reservation_does_not_touch_it(store: Arc<dyn Store>) {
