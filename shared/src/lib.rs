@@ -11,7 +11,8 @@
 //! wallets: grants, draws, balances), [`alerts`] (what fires,
 //! and the publishing port), [`domain`] (ids and records). [`store`] is the storage port
 //! with its SQLite and DynamoDB adapters (cargo features `sqlite` and `dynamo`), and
-//! [`config`] wires adapters from flags or the environment.
+//! [`config`] wires adapters from flags or the environment. `testing` (cargo feature
+//! `testing`) holds the fixtures the tests share.
 
 pub mod alerts;
 pub mod auth;
@@ -27,6 +28,8 @@ pub mod pricing;
 pub mod service;
 pub mod store;
 pub mod subscriptions;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod usage;
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app, Reply, TestApp};
+use meter_tests::{Reply, TestApp};
 
 const QUOTE: &str = "/api/subscription/pricing/quote";
 
@@ -57,7 +57,7 @@ async fn put_subscription(app: &TestApp, user: &str, body: Value) -> Reply {
 
 #[tokio::test]
 async fn null_is_refused_where_the_document_does_not_allow_it() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn().await;
     let before = app.snapshot("nully").await;
 
     let r = put_subscription(&app, "nully", json!({"plan": "pro", "auto_renew": null})).await;
@@ -116,7 +116,7 @@ async fn null_is_refused_where_the_document_does_not_allow_it() {
 
 #[tokio::test]
 async fn every_request_field_still_has_its_default_when_left_out() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn().await;
     let r = app
         .check(json!({"user_id": "quiet", "provider": "gemini"}))
         .await;
@@ -132,7 +132,7 @@ async fn every_request_field_still_has_its_default_when_left_out() {
 
 #[tokio::test]
 async fn an_integer_written_with_a_zero_fraction_is_that_integer() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn().await;
     let r = app
         .check(json!({"user_id": "floaty", "provider": "gemini", "estimated_input_tokens": 1000.0,
                       "units": {"requests": 1.0}, "reserve": true, "reservation_ttl_seconds": 60.0}))
@@ -192,7 +192,7 @@ async fn an_integer_written_with_a_zero_fraction_is_that_integer() {
 
 #[tokio::test]
 async fn plan_amounts_are_bounded_decimal_strings_and_whole_numbers() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn().await;
     let put = |name: &'static str, change: Value| {
         let mut body = plan_body();
         body.as_object_mut()
@@ -241,7 +241,7 @@ async fn plan_amounts_are_bounded_decimal_strings_and_whole_numbers() {
 
 #[tokio::test]
 async fn price_versions_need_a_storable_id_and_decimal_string_prices() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn().await;
     let version = |change: Value| {
         let mut v = json!({"id": "acme/acme-1@2026-01-01T00:00:00Z", "provider": "acme", "model": "acme-1",
                            "effective_from": "2026-01-01T00:00:00Z", "prices": {"input_token": "0.000001"},

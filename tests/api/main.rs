@@ -5,7 +5,6 @@ mod bad_input;
 mod billing_rules;
 mod dashboard;
 mod exact_bodies;
-mod helpers;
 mod hot_path;
 mod logs;
 mod privacy;

@@ -236,6 +236,7 @@ pub fn field_error_codes() -> BTreeSet<(String, String)> {
     for file in [
         "shared/src/usage/normalise.rs",
         "shared/src/limits/plans.rs",
+        "shared/src/limits/validation.rs",
         "shared/src/pricing/catalog.rs",
         "shared/src/subscriptions.rs",
     ] {

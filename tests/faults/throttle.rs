@@ -22,15 +22,11 @@ use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_runtime_api::http::StatusCode;
 use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
-use axum::body::Body;
-use axum::http::Request;
-use http_body_util::BodyExt as _;
-use meter_core::domain::{EventId, Role, TenantId, UserId};
-use meter_core::service::{bootstrap, Meter};
+use meter_core::domain::{EventId, UserId};
 use meter_core::store::dynamo::{self, DynamoStore};
 use meter_core::store::{Store, UsageStore as _};
+use meter_tests::{Reply, TestApp};
 use serde_json::{json, Value};
-use tower::ServiceExt as _;
 
 /// The DynamoDB error an attempt gets instead of reaching the table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,12 +160,10 @@ impl Intercept for Throttler {
 }
 
 struct Env {
-    router: axum::Router,
-    key: String,
+    app: TestApp,
     throttler: Throttler,
     /// The same table through a client without faults, for audits.
     clean: DynamoStore,
-    tenant: TenantId,
 }
 
 async fn setup() -> Env {
@@ -188,61 +182,31 @@ async fn setup() -> Env {
             .build(),
     );
     let store: Arc<dyn Store> = Arc::new(DynamoStore::new(client, table));
-    let tenant = TenantId::parse("default").unwrap();
-    bootstrap::bootstrap(store.as_ref(), &tenant, None, chrono::Utc::now())
-        .await
-        .unwrap();
-    let key = meter_core::auth::generate_key(&tenant, Role::Service, chrono::Utc::now());
-    store.put_api_key(&key.record).await.unwrap();
-    let meter = Arc::new(Meter::new(
-        store,
-        Arc::new(meter_core::alerts::LogPublisher),
-    ));
+    let app = TestApp::with_store(store).await;
     let env = Env {
-        router: meter_core::http::app(meter),
-        key: key.secret,
+        app,
         throttler,
         clean,
-        tenant,
     };
     // Warm the key, plan and catalog caches: the faults below hit the hot path only.
-    let (status, _) = env
-        .post(
-            "/api/subscription/check",
-            json!({"user_id": "warm", "provider": "gemini"}),
-        )
+    let warm = env
+        .app
+        .check(json!({"user_id": "warm", "provider": "gemini"}))
         .await;
-    assert_eq!(status, 200);
+    assert_eq!(warm.status, 200);
     env
 }
 
 impl Env {
-    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        let req = Request::post(path)
-            .header("authorization", format!("Bearer {}", self.key))
-            .header("content-type", "application/json")
-            .body(Body::from(body.to_string()))
-            .unwrap();
-        let res = self.router.clone().oneshot(req).await.unwrap();
-        let status = res.status().as_u16();
-        let bytes = res.into_body().collect().await.unwrap().to_bytes();
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        )
-    }
-
-    async fn ingest(&self, id: &str, user: &str) -> (u16, Value) {
-        self.post(
-            "/api/subscription/usage",
+    async fn ingest(&self, id: &str, user: &str) -> Reply {
+        self.app.usage(
             json!({"events": [{"event_id": id, "user_id": user, "provider": "gemini", "model": "gemini-2.5-flash", "input_tokens": 40}]}),
         )
         .await
     }
 
-    async fn reserve(&self, user: &str) -> (u16, Value) {
-        self.post(
-            "/api/subscription/check",
+    async fn reserve(&self, user: &str) -> Reply {
+        self.app.check(
             json!({"user_id": user, "provider": "gemini", "estimated_input_tokens": 30, "reserve": true}),
         )
         .await
@@ -254,7 +218,7 @@ impl Env {
         let now = chrono::Utc::now();
         let usage = self
             .clean
-            .get_user_usage(&self.tenant, &u, &|s| {
+            .get_user_usage(&self.app.tenant, &u, &|s| {
                 meter_core::service::period_start_at(s, now)
             })
             .await
@@ -268,14 +232,14 @@ impl Env {
 
     async fn stored(&self, id: &str) -> bool {
         self.clean
-            .get_event(&self.tenant, &EventId::parse(id).unwrap())
+            .get_event(&self.app.tenant, &EventId::parse(id).unwrap())
             .await
             .unwrap()
             .is_some()
     }
 }
 
-fn assert_unavailable(status: u16, body: &Value, what: &str) {
+fn assert_unavailable(status: axum::http::StatusCode, body: &Value, what: &str) {
     assert_eq!(status, 503, "{what}: {body}");
     assert_eq!(body["error"]["code"], "store_unavailable", "{what}");
     let text = body.to_string();
@@ -291,18 +255,16 @@ async fn a_few_throttles_and_conflicts_are_retried_until_the_request_succeeds() 
 
     // A throttled read: the SDK retries it (standard mode: 3 attempts).
     env.throttler.fault("GetItem", Kind::Throughput, Some(2));
-    let (status, body) = env
-        .post(
-            "/api/subscription/check",
-            json!({"user_id": "tia", "provider": "gemini"}),
-        )
+    let Reply { status, body, .. } = env
+        .app
+        .check(json!({"user_id": "tia", "provider": "gemini"}))
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(env.throttler.attempts("GetItem"), 3);
 
     // A throttled reservation (a conditional UpdateItem).
     env.throttler.fault("UpdateItem", Kind::Throughput, Some(2));
-    let (status, body) = env.reserve("tia").await;
+    let Reply { status, body, .. } = env.reserve("tia").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(env.throttler.attempts("UpdateItem"), 3);
     assert_eq!(env.counts("tia").await, (0, 1));
@@ -310,7 +272,7 @@ async fn a_few_throttles_and_conflicts_are_retried_until_the_request_succeeds() 
     // A throttled recording transaction.
     env.throttler
         .fault("TransactWriteItems", Kind::Throughput, Some(2));
-    let (status, body) = env.ingest("tia-1", "tia").await;
+    let Reply { status, body, .. } = env.ingest("tia-1", "tia").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"]["events"][0]["status"], "recorded");
     assert_eq!(env.throttler.attempts("TransactWriteItems"), 3);
@@ -318,7 +280,7 @@ async fn a_few_throttles_and_conflicts_are_retried_until_the_request_succeeds() 
     // Transaction conflicts: not retried by the SDK, by the adapter with backoff.
     env.throttler
         .fault("TransactWriteItems", Kind::Conflict, Some(4));
-    let (status, body) = env.ingest("tia-2", "tia").await;
+    let Reply { status, body, .. } = env.ingest("tia-2", "tia").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"]["events"][0]["status"], "recorded");
     assert_eq!(env.throttler.attempts("TransactWriteItems"), 5);
@@ -337,7 +299,7 @@ async fn throttling_that_never_stops_answers_503_and_writes_nothing_then_the_ret
 
     env.throttler
         .fault("TransactWriteItems", Kind::Throughput, None);
-    let (status, body) = env.ingest("uma-1", "uma").await;
+    let Reply { status, body, .. } = env.ingest("uma-1", "uma").await;
     assert_unavailable(status, &body, "throttled ingest");
     assert_eq!(
         env.throttler.attempts("TransactWriteItems"),
@@ -349,7 +311,7 @@ async fn throttling_that_never_stops_answers_503_and_writes_nothing_then_the_ret
 
     env.throttler
         .fault("TransactWriteItems", Kind::Conflict, None);
-    let (status, body) = env.ingest("uma-1", "uma").await;
+    let Reply { status, body, .. } = env.ingest("uma-1", "uma").await;
     assert_unavailable(status, &body, "conflicted ingest");
     assert_eq!(
         env.throttler.attempts("TransactWriteItems"),
@@ -360,25 +322,23 @@ async fn throttling_that_never_stops_answers_503_and_writes_nothing_then_the_ret
     assert_eq!(env.counts("uma").await, (0, 0));
 
     env.throttler.fault("UpdateItem", Kind::Throughput, None);
-    let (status, body) = env.reserve("uma").await;
+    let Reply { status, body, .. } = env.reserve("uma").await;
     assert_unavailable(status, &body, "throttled reservation");
     assert_eq!(env.counts("uma").await, (0, 0), "no hold");
 
     env.throttler.fault("GetItem", Kind::Throughput, None);
-    let (status, body) = env
-        .post(
-            "/api/subscription/check",
-            json!({"user_id": "uma", "provider": "gemini"}),
-        )
+    let Reply { status, body, .. } = env
+        .app
+        .check(json!({"user_id": "uma", "provider": "gemini"}))
         .await;
     assert_unavailable(status, &body, "throttled check");
 
     // The throttling stops: the same request records the event once.
     env.throttler.heal();
-    let (status, body) = env.ingest("uma-1", "uma").await;
+    let Reply { status, body, .. } = env.ingest("uma-1", "uma").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"]["events"][0]["status"], "recorded");
-    let (status, body) = env.ingest("uma-1", "uma").await;
+    let Reply { status, body, .. } = env.ingest("uma-1", "uma").await;
     assert_eq!(status, 200);
     assert_eq!(body["data"]["events"][0]["status"], "duplicate");
     assert_eq!(env.counts("uma").await, (1, 0));

@@ -163,7 +163,7 @@ impl<'de> Deserialize<'de> for LimitValue {
 /// The tier a plan is sold as.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Tier {
+pub enum PlanTier {
     Free,
     Basic,
     Pro,
@@ -175,7 +175,7 @@ pub enum Tier {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plan {
     pub name: PlanName,
-    pub tier: Tier,
+    pub tier: PlanTier,
     #[serde(with = "rust_decimal::serde::str")]
     pub monthly_price_usd: Decimal,
     #[serde(with = "rust_decimal::serde::str")]

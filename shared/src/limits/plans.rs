@@ -97,7 +97,7 @@ mod tests {
 
     use super::*;
     use crate::domain::PlanName;
-    use crate::limits::{Limits, Metric, Tier};
+    use crate::limits::{Limits, Metric, PlanTier};
 
     #[test]
     fn the_largest_amount_is_ten_to_the_fifteen() {
@@ -132,10 +132,10 @@ mod tests {
     #[test]
     fn default_plans_carry_the_seed_prices() {
         let cases = [
-            ("free", Tier::Free, dec!(0), dec!(0)),
-            ("basic", Tier::Basic, dec!(29), dec!(290)),
-            ("pro", Tier::Pro, dec!(79), dec!(790)),
-            ("enterprise", Tier::Enterprise, dec!(199), dec!(1990)),
+            ("free", PlanTier::Free, dec!(0), dec!(0)),
+            ("basic", PlanTier::Basic, dec!(29), dec!(290)),
+            ("pro", PlanTier::Pro, dec!(79), dec!(790)),
+            ("enterprise", PlanTier::Enterprise, dec!(199), dec!(1990)),
         ];
         for (name, tier, monthly, yearly) in cases {
             let p = plan(name);
