@@ -15,4 +15,5 @@ pub mod periods;
 pub mod pricing;
 pub mod service;
 pub mod store;
+pub mod tokens;
 pub mod usage;

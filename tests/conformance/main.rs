@@ -6,6 +6,7 @@
 //! DynamoDB module is not built at all, so it can never be skipped silently.
 
 mod billing;
+mod directory;
 mod fixtures;
 mod privacy;
 mod suite;
@@ -42,10 +43,24 @@ macro_rules! conformance {
             repricing_moves_counters_rollups_and_adjustments_exactly,
             job_cursors_round_trip,
         );
+        conformance!(@directory $factory;
+            tenant_users_are_paged_in_id_order_with_their_period_usage,
+            tenant_alerts_are_newest_first_and_one_alert_reads_back,
+            token_keys_are_created_once_and_replaced_by_version,
+        );
         conformance!(@privacy $factory;
             export_then_erase_then_export_leaves_only_pseudonymised_invoices,
             erasure_during_concurrent_ingest_completes_once_traffic_stops,
         );
+    };
+    (@directory $factory:path; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() {
+                let store = $factory().await;
+                crate::directory::$name(store).await;
+            }
+        )*
     };
     (@privacy $factory:path; $($name:ident),* $(,)?) => {
         $(

@@ -13,6 +13,12 @@
 
 pub mod sqlite;
 
+mod directory;
+mod token_keys;
+
+pub use directory::{DirectoryStore, TenantUser};
+pub use token_keys::TokenKeyStore;
+
 use std::collections::BTreeSet;
 
 use async_trait::async_trait;
@@ -393,6 +399,8 @@ pub trait Store:
     + AlertStore
     + InvoiceStore
     + PrivacyStore
+    + DirectoryStore
+    + TokenKeyStore
 {
 }
 
@@ -403,7 +411,9 @@ impl<
             + UsageStore
             + AlertStore
             + InvoiceStore
-            + PrivacyStore,
+            + PrivacyStore
+            + DirectoryStore
+            + TokenKeyStore,
     > Store for T
 {
 }

@@ -36,12 +36,14 @@ use crate::usage::{PeriodUsage, Tally};
 
 mod convert;
 mod counters;
+mod directory;
 mod errors;
 pub mod keys;
 mod metrics;
 mod privacy;
 mod records;
 mod schema;
+mod token_keys;
 
 use convert::{
     av_to_json, count_of, decimal_attr, decimal_of, from_item, get_s, json_to_av, n, s, time_of,

@@ -147,6 +147,7 @@ pub fn alert_item(a: &Alert) -> StoreResult<Item> {
         keys::USER_SK.into(),
         s(format!("ALERT#{}#{}", keys::sortable(a.created_at), a.id)),
     );
+    item.extend(super::directory::alert_feed_keys(a));
     if !a.published {
         item.insert(keys::OUTBOX_PK.into(), s(keys::OUTBOX_PARTITION));
         item.insert(

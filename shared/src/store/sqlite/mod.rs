@@ -19,9 +19,11 @@
 mod billing;
 mod codec;
 mod decimal;
+mod directory;
 mod privacy;
 mod records;
 mod schema;
+mod token_keys;
 mod usage;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
