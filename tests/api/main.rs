@@ -9,3 +9,6 @@ mod logs;
 mod privacy;
 mod reads;
 mod subscriptions;
+mod tenant;
+mod tokens;
+mod web;

@@ -26,6 +26,8 @@ pub mod outbox;
 pub mod privacy;
 pub mod reads;
 pub mod subscriptions;
+pub mod tenant;
+pub mod tokens;
 
 /// The current time; replaceable in tests and for `meter aggregate --at`.
 pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
@@ -137,6 +139,7 @@ pub struct Meter {
     keys: TtlCache<String, ApiKeyRecord>,
     plans: TtlCache<TenantId, Vec<Plan>>,
     catalogs: TtlCache<Option<TenantId>, Catalog>,
+    token_keys: TtlCache<TenantId, crate::tokens::TokenKeys>,
     gates: UserGates,
 }
 
@@ -157,6 +160,7 @@ impl Meter {
             keys: TtlCache::new(),
             plans: TtlCache::new(),
             catalogs: TtlCache::new(),
+            token_keys: TtlCache::new(),
             gates: UserGates::new(256),
         }
     }
