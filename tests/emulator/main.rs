@@ -20,6 +20,7 @@ struct Env {
     config: aws_config::SdkConfig,
     router: axum::Router,
     key: String,
+    admin_key: String,
     counter: RequestCounter,
 }
 
@@ -41,6 +42,8 @@ async fn setup(topic_arn: Option<String>) -> Env {
         .unwrap();
     let key = meter_core::auth::generate_key(&tenant, Role::Service, chrono::Utc::now());
     store.put_api_key(&key.record).await.unwrap();
+    let admin = meter_core::auth::generate_key(&tenant, Role::Admin, chrono::Utc::now());
+    store.put_api_key(&admin.record).await.unwrap();
     let publisher: Arc<dyn meter_core::alerts::AlertPublisher> = match topic_arn {
         Some(arn) => Arc::new(SnsPublisher::new(aws_sdk_sns::Client::new(&config), arn)),
         None => Arc::new(meter_core::alerts::LogPublisher),
@@ -50,6 +53,7 @@ async fn setup(topic_arn: Option<String>) -> Env {
         router: meter_core::http::app(meter),
         config,
         key: key.secret,
+        admin_key: admin.secret,
         counter,
     }
 }
@@ -229,8 +233,12 @@ async fn a_warm_check_reads_one_item_a_reservation_is_one_update_an_event_one_tr
 }
 
 async fn get(env: &Env, path: &str) -> (u16, Value) {
+    get_as(env, &env.key, path).await
+}
+
+async fn get_as(env: &Env, key: &str, path: &str) -> (u16, Value) {
     let req = Request::get(path)
-        .header("authorization", format!("Bearer {}", env.key))
+        .header("authorization", format!("Bearer {key}"))
         .body(Body::empty())
         .unwrap();
     let res = env.router.clone().oneshot(req).await.unwrap();
@@ -286,4 +294,72 @@ async fn a_warm_dashboard_reads_the_state_item_three_times_and_queries_alerts_on
         assert_eq!(get(&env, path).await.0, 200, "{path}");
         assert_eq!(env.counter.take(), expected, "{path}");
     }
+}
+
+#[tokio::test]
+async fn the_web_dashboards_admin_reads_and_token_reads_stay_within_their_requests() {
+    let env = setup(None).await;
+    for user in ["wa", "wb", "wc"] {
+        let events: Vec<Value> = (0..82)
+            .map(|i| json!({"event_id": format!("{user}-{i}"), "user_id": user, "provider": "gemini", "model": "gemini-2.5-flash", "input_tokens": 10}))
+            .collect();
+        let (status, body) =
+            post(&env, "/api/subscription/usage", json!({ "events": events })).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    // Warm the caches (the admin key, plans).
+    assert_eq!(
+        get_as(&env, &env.admin_key, "/api/subscription/admin/users")
+            .await
+            .0,
+        200
+    );
+
+    env.counter.take();
+    let (status, body) = get_as(
+        &env,
+        &env.admin_key,
+        "/api/subscription/admin/users?limit=100",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["users"].as_array().unwrap().len(), 3);
+    assert_eq!(body["data"]["users"][0]["calls"], 82);
+    assert_eq!(
+        env.counter.take(),
+        BTreeMap::from([("Query".to_owned(), 1), ("BatchGetItem".to_owned(), 1)]),
+        "a page of users: the subs index, then their state items"
+    );
+    let (status, body) = get_as(&env, &env.admin_key, "/api/subscription/admin/alerts").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["data"]["alerts"].as_array().unwrap().len(),
+        3,
+        "one 80 % alert each"
+    );
+    assert_eq!(
+        env.counter.take(),
+        BTreeMap::from([("Query".to_owned(), 1), ("BatchGetItem".to_owned(), 1)]),
+        "the tenant's alert feed, then the alerts"
+    );
+
+    // The first token creates the tenant's signing key; later ones need no request.
+    let (status, body) = post(&env, "/api/subscription/tokens", json!({"user_id": "wa"})).await;
+    assert_eq!(status, 200, "{body}");
+    env.counter.take();
+    let (status, body) = post(&env, "/api/subscription/tokens", json!({"user_id": "wa"})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        env.counter.take(),
+        BTreeMap::new(),
+        "minting with a cached key"
+    );
+    let token = body["data"]["token"].as_str().unwrap().to_owned();
+    let (status, _) = get_as(&env, &token, "/api/subscription/usage/wa").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        env.counter.take(),
+        BTreeMap::from([("GetItem".to_owned(), 1)]),
+        "a token's read costs what the key's does"
+    );
 }
