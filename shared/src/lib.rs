@@ -30,6 +30,7 @@ pub mod store;
 pub mod subscriptions;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+pub mod tokens;
 pub mod usage;
 
 #[cfg(test)]

@@ -11,3 +11,6 @@ mod privacy;
 mod reads;
 mod review;
 mod subscriptions;
+mod tenant;
+mod tokens;
+mod web;

@@ -8,6 +8,7 @@
 mod accounts;
 mod alerts;
 mod billing;
+mod directory;
 mod events;
 mod fixtures;
 mod privacy;
@@ -51,6 +52,11 @@ macro_rules! conformance {
             late_events_are_billed_once_as_adjustments,
             repricing_moves_counters_rollups_and_adjustments_exactly,
             job_cursors_round_trip,
+        );
+        conformance!(@module directory $factory;
+            tenant_users_are_paged_in_id_order_with_their_period_usage,
+            tenant_alerts_are_newest_first_and_one_alert_reads_back,
+            token_keys_are_created_once_and_replaced_by_version,
         );
         conformance!(@module privacy $factory;
             export_then_erase_then_export_leaves_only_pseudonymised_invoices,

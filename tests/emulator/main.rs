@@ -235,3 +235,83 @@ async fn a_warm_dashboard_reads_the_state_item_three_times_and_queries_alerts_on
         assert_eq!(env.counter.take(), expected, "{path}");
     }
 }
+
+#[tokio::test]
+async fn the_web_dashboards_admin_reads_and_token_reads_stay_within_their_requests() {
+    let env = setup(None).await;
+    for user in ["wa", "wb", "wc"] {
+        let events: Vec<Value> = (0..82)
+            .map(|i| json!({"event_id": format!("{user}-{i}"), "user_id": user, "provider": "gemini", "model": "gemini-2.5-flash", "input_tokens": 10}))
+            .collect();
+        let Reply { status, body, .. } = env.app.usage(json!({ "events": events })).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    // Warm the caches (the admin key, plans).
+    let admin = env.app.admin_key.clone();
+    assert_eq!(
+        env.app
+            .get_as(&admin, "/api/subscription/admin/users")
+            .await
+            .status,
+        200
+    );
+
+    env.counter.take();
+    let Reply { status, body, .. } = env
+        .app
+        .get_as(&admin, "/api/subscription/admin/users?limit=100")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["users"].as_array().unwrap().len(), 3);
+    assert_eq!(body["data"]["users"][0]["calls"], 82);
+    assert_eq!(
+        env.counter.take(),
+        BTreeMap::from([("Query".to_owned(), 1), ("BatchGetItem".to_owned(), 1)]),
+        "a page of users: the subs index, then their state items"
+    );
+    let Reply { status, body, .. } = env
+        .app
+        .get_as(&admin, "/api/subscription/admin/alerts")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["data"]["alerts"].as_array().unwrap().len(),
+        3,
+        "one 80 % alert each"
+    );
+    assert_eq!(
+        env.counter.take(),
+        BTreeMap::from([("Query".to_owned(), 1), ("BatchGetItem".to_owned(), 1)]),
+        "the tenant's alert feed, then the alerts"
+    );
+
+    // The first token creates the tenant's signing key; later ones need no request.
+    let Reply { status, body, .. } = env
+        .app
+        .post("/api/subscription/tokens", json!({"user_id": "wa"}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    env.counter.take();
+    let Reply { status, body, .. } = env
+        .app
+        .post("/api/subscription/tokens", json!({"user_id": "wa"}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        env.counter.take(),
+        BTreeMap::new(),
+        "minting with a cached key"
+    );
+    let token = body["data"]["token"].as_str().unwrap().to_owned();
+    let status = env
+        .app
+        .get_as(&token, "/api/subscription/usage/wa")
+        .await
+        .status;
+    assert_eq!(status, 200);
+    assert_eq!(
+        env.counter.take(),
+        BTreeMap::from([("GetItem".to_owned(), 1)]),
+        "a token's read costs what the key's does"
+    );
+}

@@ -41,6 +41,17 @@ const INVOICE_ID: &str = "inv_events_0001";
 /// Routes that take no input (no path id, query or body), so have no bad-input event.
 const NO_INPUT: &[(&str, &str)] = &[("GET", "/api/subscription/plans")];
 
+/// The web dashboard's pages (docs/web.md): public (the page holds no data, so
+/// no key and no 401/403) and not JSON; their events are checked for status and content
+/// type, and each needs one event.
+const WEB_PAGES: &[(&str, &str)] = &[("GET", "/"), ("GET", "/ui/{asset}")];
+
+fn is_web_page(route: &Route) -> bool {
+    WEB_PAGES
+        .iter()
+        .any(|(m, p)| route.0 == *m && route.1 == *p)
+}
+
 const HTTP_FUNCTIONS: &[&str] = &["limit-check", "usage-ingest", "usage-dashboard"];
 const SCHEDULED_FUNCTION: &str = "usage-aggregate";
 
@@ -263,6 +274,23 @@ async fn every_http_event_gets_its_status_from_its_function_and_matches_the_cont
             continue;
         };
         statuses.entry(route.clone()).or_default().insert(status);
+        if is_web_page(&route) {
+            let app = fresh_app(&file.function, Duration::seconds(300)).await;
+            let request = lambda_http::request::from_str(&text).unwrap();
+            let reply = app.send(request).await;
+            let got = reply.status.as_u16();
+            let ty = reply
+                .headers
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned();
+            served += 1;
+            if got != status || (status == 200 && !ty.starts_with("text/html")) {
+                failures.push(format!("{label}: expected {status}, got {got} ({ty})"));
+            }
+            continue;
+        }
         if let Err(e) = contract.response_schema(&route, status) {
             failures.push(format!("{label}: {e}"));
         }
@@ -313,6 +341,9 @@ async fn every_http_event_gets_its_status_from_its_function_and_matches_the_cont
                     .get(route)
                     .is_some_and(|s| wanted.iter().any(|w| s.contains(w)))
             };
+            if is_web_page(route) {
+                continue; // one event each, checked above
+            }
             let takes_input = !NO_INPUT.iter().any(|(m, p)| route.0 == *m && route.1 == *p);
             for (what, wanted, needed) in [
                 ("200", &[200][..], true),
@@ -627,7 +658,12 @@ fn openapi_and_the_template_describe_the_same_routes_with_the_same_functions() {
     }
     let from_openapi: BTreeSet<Route> = contract.routes().into_iter().collect();
     assert_eq!(from_openapi, from_template);
-    assert_eq!(from_openapi.len(), 18, "the API has 18 operations");
+    assert_eq!(
+        from_openapi.len(),
+        23,
+        "18 operations of the API, and the web dashboard's GET /, GET /ui/{{asset}}, \
+         POST /tokens, GET /admin/users and GET /admin/alerts"
+    );
 }
 
 #[test]

@@ -12,3 +12,4 @@ mod random;
 mod sweep;
 #[cfg(feature = "emulator")]
 mod throttle;
+mod tokens;

@@ -1,6 +1,6 @@
 //! Which limits apply to a call, and which counter each counts against.
 //!
-//! The limits of a call (SPEC §10): the user's plan (§5), the org's plan when the call
+//! The limits of a call: the user's plan, the org's plan when the call
 //! names an org with an active subscription, and every budget of every scope the call
 //! names, each in its current window. The user's plan applies when the user has a
 //! subscription, or when no org with an active subscription is named: a call naming a
@@ -9,7 +9,7 @@
 //!
 //! Counters are shared: every limit on one scope with one window counts against the
 //! same pooled counter ([`CounterKey::Scope`]), whichever plan or budget it comes from,
-//! so a plan change keeps the period's usage (upgrades keep usage, §5) and a `period`
+//! so a plan change keeps the period's usage (upgrades keep usage) and a `period`
 //! budget on a subscriber counts against the same usage as its plan. `each_member`
 //! budgets count against one counter per user within the scope
 //! ([`CounterKey::Member`]), shared the same way.

@@ -1,4 +1,4 @@
-//! Scopes and budgets (SPEC §10): limits beyond plans, on a user, an organisation or a
+//! Scopes and budgets: limits beyond plans, on a user, an organisation or a
 //! team, each counted over its own [`Window`].
 //!
 //! Pure rules, no I/O:

@@ -1,6 +1,6 @@
 //! The order cost is drawn from grants in, and [`draw`]: which grants pay one cost.
 //!
-//! Order (SPEC §11): priority ascending; then soonest `expires_at`, grants without expiry
+//! Order: priority ascending; then soonest `expires_at`, grants without expiry
 //! last; then oldest `created_at`; then `grant_id` (so the order is total and the same on
 //! every node). Only grants that count at the instant of the draw take part: voided grants
 //! and grants with `expires_at <= at` are skipped, and so are grants with nothing left.

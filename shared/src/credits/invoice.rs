@@ -1,9 +1,9 @@
 //! Credits on invoices: the `credits_applied` line.
 //!
-//! **Postpaid** (SPEC §11): when a period is invoiced, the wallet's credit reduces the
+//! **Postpaid**: when a period is invoiced, the wallet's credit reduces the
 //! invoice's usage, overage and proration lines — not the base price (a subscription fee
-//! is not usage; credit is sold as usage credit, and SPEC §11 names the three lines) and
-//! not the adjustments (usage of earlier periods, which SPEC §11 does not name either).
+//! is not usage; credit is sold as usage credit, and the contract names the three lines) and
+//! not the adjustments (usage of earlier periods, which it does not name either).
 //! [`apply_credits`] computes how much, drawn from the grants in the draw order at the
 //! invoice's instant:
 //!

@@ -1,4 +1,4 @@
-//! Prepaid credits (SPEC §11): wallets, grants with expiry and priority, the order cost is
+//! Prepaid credits: wallets, grants with expiry and priority, the order cost is
 //! drawn in, balances, the prepaid check, low-balance alarms, credits on postpaid invoices
 //! and the projected depletion date. Pure: no async, no I/O, no clock (every rule takes
 //! the instant it is evaluated at).
@@ -30,7 +30,7 @@
 //! - later grants never have to absorb another grant's negative remainder to keep the
 //!   "no grant below zero except the last one drawn" invariant (it holds in its strongest
 //!   form: none below zero);
-//! - the overdraft is exactly what the next invoice bills as overage (SPEC §11), and the
+//! - the overdraft is exactly what the next invoice bills as overage, and the
 //!   service clears what it billed ([`Wallet::settle_overdraft`]).
 //!
 //! So for every cost: `Σ draws + shortfall = cost` exactly, and

@@ -115,7 +115,7 @@ id_type!(
     UserId, "user_id", MAX_ID_LEN, GENERAL, general_char
 );
 id_type!(
-    /// An organisation named on a call (§10): meter keeps no membership list, a call
+    /// An organisation named on a call: meter keeps no membership list, a call
     /// belongs to the org it names.
     OrgId, "org_id", MAX_ID_LEN, GENERAL, general_char
 );

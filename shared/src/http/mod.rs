@@ -8,6 +8,9 @@ pub mod error;
 pub mod extract;
 pub mod fields;
 pub mod routes;
+pub mod tenant;
+pub mod tokens;
+pub mod web;
 pub mod wire;
 
 pub use error::{ApiError, FieldError};

@@ -14,6 +14,12 @@
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
+mod directory;
+mod token_keys;
+
+pub use directory::{DirectoryStore, TenantUser};
+pub use token_keys::TokenKeyStore;
+
 use std::collections::BTreeSet;
 
 use async_trait::async_trait;
@@ -381,6 +387,8 @@ pub trait Store:
     + AlertStore
     + InvoiceStore
     + PrivacyStore
+    + DirectoryStore
+    + TokenKeyStore
 {
 }
 
@@ -391,7 +399,9 @@ impl<
             + UsageStore
             + AlertStore
             + InvoiceStore
-            + PrivacyStore,
+            + PrivacyStore
+            + DirectoryStore
+            + TokenKeyStore,
     > Store for T
 {
 }

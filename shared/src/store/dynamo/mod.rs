@@ -20,6 +20,7 @@ mod billing;
 mod catalog;
 mod codec;
 mod counters;
+mod directory;
 mod errors;
 mod expressions;
 mod items;
@@ -31,6 +32,7 @@ mod requests;
 mod schema;
 mod subscriptions;
 mod tenants;
+mod token_keys;
 mod usage;
 
 /// The former name of [`layout`], kept for callers outside the store.

@@ -223,6 +223,16 @@ pub(super) const MIGRATIONS: &[&str] = &[
     r#"
     CREATE INDEX reservations_by_user ON reservations (tenant, user, created_at, id);
     "#,
+    // 5: the web dashboard (docs/web.md): each tenant's token signing keys (they hold the
+    // secrets), and a tenant's alerts by time for the admin view.
+    r#"
+    CREATE TABLE token_keys (
+        tenant   TEXT NOT NULL PRIMARY KEY,
+        version  INTEGER NOT NULL,
+        keys     TEXT NOT NULL         -- TokenKeys' stored form
+    ) STRICT;
+    CREATE INDEX alerts_by_tenant ON alerts (tenant, created_at, id);
+    "#,
 ];
 
 /// Settings every connection gets: lock wait, foreign keys, the decimal functions.
