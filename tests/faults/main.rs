@@ -5,6 +5,8 @@
 //! throttling and transaction conflicts injected by an SDK interceptor.
 
 mod aggregate;
+#[cfg(feature = "emulator")]
+mod contention;
 mod faulty;
 mod helpers;
 mod outbox;

@@ -8,7 +8,6 @@ use rust_decimal::Decimal;
 
 use super::codec::{decimal_attr, from_item, get_s, n, s, time_of, to_item, Item};
 use super::counters::{adjustments, period_usage, recorded_periods};
-use super::errors::sdk_err;
 use super::expressions::{Expr, Update};
 use super::items;
 use super::layout::{self, AdjustmentPart};
@@ -202,13 +201,7 @@ impl InvoiceStore for DynamoStore {
                 self.put(item).await
             }
             None => {
-                self.client
-                    .delete_item()
-                    .table_name(&self.table)
-                    .set_key(Some(key(layout::job_pk(job), layout::JOB_SK)))
-                    .send()
-                    .await
-                    .map_err(|e| sdk_err("DeleteItem", e))?;
+                self.delete(layout::job_pk(job), layout::JOB_SK).await?;
                 Ok(())
             }
         }

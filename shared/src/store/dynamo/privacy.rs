@@ -15,7 +15,7 @@ use aws_sdk_dynamodb::types::{DeleteRequest, WriteRequest};
 use super::codec::{from_item, get_s, s, Item};
 use super::counters::period_usage;
 use super::errors::{build_err, sdk_err};
-use super::requests::{backoff, MAX_ATTEMPTS};
+use super::requests::{backoff, send_write, MAX_ATTEMPTS};
 use super::usage::day_of;
 use super::{items, layout, DynamoStore};
 use crate::domain::{Invoice, TenantId, UserId};
@@ -71,11 +71,11 @@ impl DynamoStore {
                 .collect::<StoreResult<Vec<_>>>()?;
             let mut attempt = 0;
             while !requests.is_empty() {
-                let out = self
+                let req = self
                     .client
                     .batch_write_item()
-                    .request_items(self.table.clone(), requests)
-                    .send()
+                    .request_items(self.table.clone(), requests);
+                let out = send_write("BatchWriteItem", || req.clone().send())
                     .await
                     .map_err(|e| sdk_err("BatchWriteItem", e))?;
                 requests = out

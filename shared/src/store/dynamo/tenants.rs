@@ -2,11 +2,9 @@
 //! `KEY#<hash>` item per key (the record, never the key).
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::ReturnValue;
 use chrono::{DateTime, Utc};
 
 use super::codec::{from_item, s, to_item};
-use super::errors::sdk_err;
 use super::layout;
 use super::requests::key;
 use super::DynamoStore;
@@ -41,17 +39,8 @@ impl TenantStore for DynamoStore {
 
     async fn delete_api_key(&self, hash: &str) -> StoreResult<Option<ApiKeyRecord>> {
         let old = self
-            .client
-            .delete_item()
-            .table_name(&self.table)
-            .set_key(Some(key(layout::api_key_pk(hash), layout::API_KEY_SK)))
-            .return_values(ReturnValue::AllOld)
-            .send()
-            .await
-            .map_err(|e| sdk_err("DeleteItem", e))?;
-        match old.attributes() {
-            Some(item) if !item.is_empty() => from_item(item).map(Some),
-            _ => Ok(None),
-        }
+            .delete(layout::api_key_pk(hash), layout::API_KEY_SK)
+            .await?;
+        old.as_ref().map(from_item).transpose()
     }
 }
