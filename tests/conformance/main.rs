@@ -8,6 +8,7 @@
 mod billing;
 mod fixtures;
 mod privacy;
+mod review;
 mod suite;
 
 macro_rules! conformance {
@@ -46,6 +47,21 @@ macro_rules! conformance {
             export_then_erase_then_export_leaves_only_pseudonymised_invoices,
             erasure_during_concurrent_ingest_completes_once_traffic_stops,
         );
+        // Issue 16 (review findings).
+        conformance!(@review $factory;
+            concurrent_claims_of_an_unpublished_record_have_exactly_one_winner,
+            an_expired_or_released_claim_can_be_taken_again,
+            a_published_record_cannot_be_claimed,
+        );
+    };
+    (@review $factory:path; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() {
+                let store = $factory().await;
+                crate::review::$name(store).await;
+            }
+        )*
     };
     (@privacy $factory:path; $($name:ident),* $(,)?) => {
         $(

@@ -10,6 +10,7 @@ mod contention;
 mod faulty;
 mod helpers;
 mod outbox;
+mod overlap;
 mod random;
 mod sweep;
 #[cfg(feature = "emulator")]

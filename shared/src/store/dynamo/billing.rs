@@ -2,10 +2,10 @@
 //! invoice, the invoice outbox and job cursors (docs/dynamodb.md, "Billing").
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
+use super::claims;
 use super::codec::{decimal_attr, from_item, get_s, n, s, time_of, to_item, Item};
 use super::counters::{adjustments, period_usage, recorded_periods};
 use super::expressions::{Expr, Update};
@@ -72,6 +72,22 @@ impl BillingVersion {
         let writes = counter(&layout::writes(period), self.writes);
         let adjv = counter(layout::ADJ_VERSION, self.adjv);
         format!("{billed} AND {writes} AND {adjv}")
+    }
+}
+
+impl DynamoStore {
+    /// Applies `u` to the stored invoice; `false` when its condition failed or there is no
+    /// such invoice.
+    async fn update_invoice(&self, invoice: &Invoice, u: &Update) -> StoreResult<bool> {
+        let res = self
+            .update(
+                layout::user_pk(&invoice.tenant, &invoice.user),
+                &layout::invoice_sk(invoice.period.start),
+                u,
+                false,
+            )
+            .await?;
+        Ok(res.is_ok())
     }
 }
 
@@ -166,19 +182,27 @@ impl InvoiceStore for DynamoStore {
     }
 
     async fn mark_invoice_published(&self, invoice: &Invoice) -> StoreResult<()> {
-        let mut u = Update::new();
-        u.set("published", AttributeValue::Bool(true))
-            .remove(layout::OUTBOX_PK)
-            .remove(layout::OUTBOX_SK);
-        u.condition(|x| format!("attribute_exists({})", x.name(layout::PK)));
         // A missing invoice changes nothing.
-        let _ = self
-            .update(
-                layout::user_pk(&invoice.tenant, &invoice.user),
-                &layout::invoice_sk(invoice.period.start),
-                &u,
-                false,
-            )
+        self.update_invoice(invoice, &claims::published()).await?;
+        Ok(())
+    }
+
+    async fn claim_invoice(
+        &self,
+        invoice: &Invoice,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        self.update_invoice(invoice, &claims::claim(now, until))
+            .await
+    }
+
+    async fn release_invoice_claim(
+        &self,
+        invoice: &Invoice,
+        until: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        self.update_invoice(invoice, &claims::release(until))
             .await?;
         Ok(())
     }

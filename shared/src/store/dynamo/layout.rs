@@ -52,9 +52,23 @@ pub const BILLED_TO: &str = "billed_to";
 pub const ADJ_VERSION: &str = "adjv";
 pub const ADJ_PREFIX: &str = "adj|";
 
+/// The end of an alert's or invoice's publishing claim, as [`sortable`] text.
+pub const CLAIMED_UNTIL: &str = "claimed_until";
+
 /// Every attribute that is part of the table's keys or bookkeeping, never of a record.
-pub const BOOKKEEPING: [&str; 11] = [
-    PK, SK, TTL, HOLDS_PK, HOLDS_SK, USER_PK, USER_SK, OUTBOX_PK, OUTBOX_SK, SUBS_PK, SUBS_SK,
+pub const BOOKKEEPING: [&str; 12] = [
+    PK,
+    SK,
+    TTL,
+    HOLDS_PK,
+    HOLDS_SK,
+    USER_PK,
+    USER_SK,
+    OUTBOX_PK,
+    OUTBOX_SK,
+    SUBS_PK,
+    SUBS_SK,
+    CLAIMED_UNTIL,
 ];
 
 /// The provider slot of all-provider totals in counter names.

@@ -223,6 +223,13 @@ pub(super) const MIGRATIONS: &[&str] = &[
     r#"
     CREATE INDEX reservations_by_user ON reservations (tenant, user, created_at, id);
     "#,
+    // 5: publishing claims on the outbox. Overlapping aggregation passes (several
+    // `meter serve` processes) published the same invoice or alert twice; a publisher now
+    // claims an unpublished record until `claimed_until` first.
+    r#"
+    ALTER TABLE alerts ADD COLUMN claimed_until TEXT;
+    ALTER TABLE invoices ADD COLUMN claimed_until TEXT;
+    "#,
 ];
 
 /// Settings every connection gets: lock wait, foreign keys, the decimal functions.

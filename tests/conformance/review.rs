@@ -1,0 +1,165 @@
+//! Promises added after the review of issue 16: publishing claims on the outbox (each
+//! alert and invoice goes out once under overlapping aggregation passes), erasing a user
+//! twice keeps every invoice, and API keys are stored and revoked without key material.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use meter_core::domain::{
+    Alert, Invoice, InvoiceStatus, LineItem, PlanName, Severity, TenantId, UserId,
+};
+use meter_core::periods::Period;
+use meter_core::store::Store;
+
+use crate::fixtures::{at, dec, march, tenant, user};
+
+/// An unpublished alert of `u` in March.
+fn alert(t: &TenantId, u: &UserId) -> Alert {
+    Alert {
+        id: uuid::Uuid::new_v4().to_string(),
+        tenant: t.clone(),
+        user: u.clone(),
+        period_start: march(),
+        key: "calls:gemini@80".into(),
+        metric: Some("calls:gemini".into()),
+        threshold: Some(80),
+        severity: Severity::Info,
+        title: "API usage notice - gemini".into(),
+        message: "You have used 80 of 100 gemini calls".into(),
+        created_at: at(2025, 3, 10, 12),
+        read: false,
+        published: false,
+    }
+}
+
+/// An unpublished invoice of `u` for March 2025 of `total` USD.
+fn invoice(t: &TenantId, u: &str, total: &str) -> Invoice {
+    let total = dec(total);
+    Invoice {
+        id: format!("inv_{}", uuid::Uuid::new_v4().simple()),
+        tenant: t.clone(),
+        user: u.to_owned(),
+        period: Period {
+            start: march(),
+            end: at(2025, 4, 1, 0),
+        },
+        plan: PlanName::free(),
+        base_usd: rust_decimal::Decimal::ZERO,
+        usage_usd: total,
+        overage_usd: rust_decimal::Decimal::ZERO,
+        proration_usd: rust_decimal::Decimal::ZERO,
+        adjustments_usd: rust_decimal::Decimal::ZERO,
+        total_usd: total,
+        line_items: vec![LineItem {
+            kind: "usage".into(),
+            description: "usage".into(),
+            amount_usd: total,
+        }],
+        status: InvoiceStatus::Pending,
+        created_at: at(2025, 4, 1, 1),
+        published: false,
+        extra: Default::default(),
+    }
+}
+
+/// The claims' clock: an instant and the end of a 5-minute claim taken then.
+fn claim_at(minute: i64) -> (DateTime<Utc>, DateTime<Utc>) {
+    let now = at(2025, 4, 1, 1) + Duration::minutes(minute);
+    (now, now + Duration::minutes(5))
+}
+
+pub async fn concurrent_claims_of_an_unpublished_record_have_exactly_one_winner(
+    store: Arc<dyn Store>,
+) {
+    let (t, u) = (tenant(), user("cleo"));
+    let a = alert(&t, &u);
+    assert!(store.create_alert_once(&a).await.unwrap());
+    let inv = invoice(&t, u.as_str(), "4.20");
+    assert!(store.put_invoice_once(&inv).await.unwrap());
+
+    let (now, until) = claim_at(0);
+    let mut alerts = Vec::new();
+    let mut invoices = Vec::new();
+    for _ in 0..16 {
+        let (s, t, id) = (store.clone(), t.clone(), a.id.clone());
+        alerts.push(tokio::spawn(async move {
+            s.claim_alert(&t, &id, now, until).await.unwrap()
+        }));
+        let (s, inv) = (store.clone(), inv.clone());
+        invoices.push(tokio::spawn(async move {
+            s.claim_invoice(&inv, now, until).await.unwrap()
+        }));
+    }
+    let mut won = (0, 0);
+    for task in alerts {
+        won.0 += usize::from(task.await.unwrap());
+    }
+    for task in invoices {
+        won.1 += usize::from(task.await.unwrap());
+    }
+    assert_eq!(
+        won,
+        (1, 1),
+        "one claimer of the alert and one of the invoice"
+    );
+}
+
+pub async fn an_expired_or_released_claim_can_be_taken_again(store: Arc<dyn Store>) {
+    let (t, u) = (tenant(), user("cleo"));
+    let a = alert(&t, &u);
+    store.create_alert_once(&a).await.unwrap();
+    let inv = invoice(&t, u.as_str(), "4.20");
+    store.put_invoice_once(&inv).await.unwrap();
+
+    let (now, first) = claim_at(0);
+    assert!(store.claim_alert(&t, &a.id, now, first).await.unwrap());
+    assert!(store.claim_invoice(&inv, now, first).await.unwrap());
+    // Held for 5 minutes.
+    let (later, until) = claim_at(4);
+    assert!(!store.claim_alert(&t, &a.id, later, until).await.unwrap());
+    assert!(!store.claim_invoice(&inv, later, until).await.unwrap());
+    // A crashed publisher's claim expires.
+    let (later, second) = claim_at(5);
+    assert!(store.claim_alert(&t, &a.id, later, second).await.unwrap());
+    assert!(store.claim_invoice(&inv, later, second).await.unwrap());
+    // The first claimer, back late, cannot release the claim it no longer holds.
+    store.release_alert_claim(&t, &a.id, first).await.unwrap();
+    store.release_invoice_claim(&inv, first).await.unwrap();
+    let (later, until) = claim_at(6);
+    assert!(!store.claim_alert(&t, &a.id, later, until).await.unwrap());
+    assert!(!store.claim_invoice(&inv, later, until).await.unwrap());
+    // Its holder gives it back (its publish failed): the next claim gets it at once.
+    store.release_alert_claim(&t, &a.id, second).await.unwrap();
+    store.release_invoice_claim(&inv, second).await.unwrap();
+    assert!(store.claim_alert(&t, &a.id, later, until).await.unwrap());
+    assert!(store.claim_invoice(&inv, later, until).await.unwrap());
+}
+
+pub async fn a_published_record_cannot_be_claimed(store: Arc<dyn Store>) {
+    let (t, u) = (tenant(), user("cleo"));
+    let a = alert(&t, &u);
+    store.create_alert_once(&a).await.unwrap();
+    let inv = invoice(&t, u.as_str(), "4.20");
+    store.put_invoice_once(&inv).await.unwrap();
+
+    // Published while claimed (the claimer's own mark), and never claimed: both final.
+    let (now, until) = claim_at(0);
+    assert!(store.claim_alert(&t, &a.id, now, until).await.unwrap());
+    store.mark_alert_published(&t, &a.id).await.unwrap();
+    store.mark_invoice_published(&inv).await.unwrap();
+    for minute in [1, 10] {
+        let (now, until) = claim_at(minute);
+        assert!(!store.claim_alert(&t, &a.id, now, until).await.unwrap());
+        assert!(!store.claim_invoice(&inv, now, until).await.unwrap());
+    }
+    assert!(store.unpublished_alerts(10).await.unwrap().is_empty());
+    assert!(store.unpublished_invoices(10).await.unwrap().is_empty());
+    // Unknown records are not claimed either.
+    let (now, until) = claim_at(20);
+    assert!(!store
+        .claim_alert(&t, "no-such-alert", now, until)
+        .await
+        .unwrap());
+    let other = invoice(&t, "nobody", "1.00");
+    assert!(!store.claim_invoice(&other, now, until).await.unwrap());
+}
