@@ -52,6 +52,7 @@ macro_rules! conformance {
             concurrent_claims_of_an_unpublished_record_have_exactly_one_winner,
             an_expired_or_released_claim_can_be_taken_again,
             a_published_record_cannot_be_claimed,
+            erasing_a_user_twice_keeps_every_invoice_under_the_pseudonym,
         );
     };
     (@review $factory:path; $($name:ident),* $(,)?) => {

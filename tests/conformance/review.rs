@@ -163,3 +163,79 @@ pub async fn a_published_record_cannot_be_claimed(store: Arc<dyn Store>) {
     let other = invoice(&t, "nobody", "1.00");
     assert!(!store.claim_invoice(&other, now, until).await.unwrap());
 }
+
+/// Erases `u` until done; the records changed.
+async fn erase(store: &Arc<dyn Store>, t: &TenantId, u: &UserId, anon: &UserId) -> usize {
+    let mut changed = 0;
+    for _ in 0..100 {
+        let step = store.erase_user(t, u, anon, 50).await.unwrap();
+        changed += step.changed;
+        if step.done {
+            return changed;
+        }
+    }
+    panic!("erasure of {u} never finished");
+}
+
+/// (id, total) of the invoices listed for `u`.
+async fn invoices_of(store: &Arc<dyn Store>, t: &TenantId, u: &UserId) -> Vec<(String, String)> {
+    let mut out: Vec<_> = store
+        .list_invoices(t, u)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| (i.id, i.total_usd.to_string()))
+        .collect();
+    out.sort();
+    out
+}
+
+pub async fn erasing_a_user_twice_keeps_every_invoice_under_the_pseudonym(store: Arc<dyn Store>) {
+    let (t, x) = (tenant(), user("xena"));
+    let anon = UserId::parse("anon_0123456789abcdef0123456789abcdef").unwrap();
+    // March is invoiced, X is erased, comes back, is invoiced for March again (another id,
+    // another amount: the first invoice moved away), and is erased again.
+    let mut first = invoice(&t, x.as_str(), "4.20");
+    first.published = true;
+    assert!(store.put_invoice_once(&first).await.unwrap());
+    erase(&store, &t, &x, &anon).await;
+    let second = invoice(&t, x.as_str(), "7.35");
+    assert!(store.put_invoice_once(&second).await.unwrap());
+    erase(&store, &t, &x, &anon).await;
+
+    let mut want = vec![
+        (first.id.clone(), "4.20".to_owned()),
+        (second.id.clone(), "7.35".to_owned()),
+    ];
+    want.sort();
+    assert_eq!(
+        invoices_of(&store, &t, &anon).await,
+        want,
+        "both amounts kept"
+    );
+    assert!(store.list_invoices(&t, &x).await.unwrap().is_empty());
+    let kept = store.list_invoices(&t, &anon).await.unwrap();
+    assert!(kept.iter().all(|i| i.user == anon.as_str()));
+
+    // A third erasure changes nothing.
+    assert_eq!(erase(&store, &t, &x, &anon).await, 0);
+    assert_eq!(invoices_of(&store, &t, &anon).await, want);
+
+    // The second invoice was not published yet: it is still delivered, under the pseudonym.
+    let pending = store.unpublished_invoices(100).await.unwrap();
+    let moved = pending
+        .iter()
+        .find(|i| i.id == second.id)
+        .expect("the unpublished invoice stays in the outbox");
+    assert_eq!(moved.user, anon.as_str());
+    let (now, until) = claim_at(0);
+    assert!(store.claim_invoice(moved, now, until).await.unwrap());
+    store.mark_invoice_published(moved).await.unwrap();
+    assert!(!store
+        .unpublished_invoices(100)
+        .await
+        .unwrap()
+        .iter()
+        .any(|i| i.id == second.id));
+    assert_eq!(invoices_of(&store, &t, &anon).await, want);
+}

@@ -76,13 +76,35 @@ impl BillingVersion {
 }
 
 impl DynamoStore {
-    /// Applies `u` to the stored invoice; `false` when its condition failed or there is no
-    /// such invoice.
+    /// Applies `u` (whose condition includes that the item exists) to the stored invoice;
+    /// `false` when its condition failed or there is no such invoice.
+    ///
+    /// An invoice is at its period's key, or — an erased user's invoice kept under the
+    /// pseudonym — at its period's and id's key: the first write is conditional on the id,
+    /// and only when another invoice (or none) is at the period's key is the second tried.
     async fn update_invoice(&self, invoice: &Invoice, u: &Update) -> StoreResult<bool> {
+        let pk = layout::user_pk(&invoice.tenant, &invoice.user);
+        let mut at_period = u.clone();
+        at_period.condition(|x| format!("{} = {}", x.name("id"), x.value(s(&invoice.id))));
         let res = self
             .update(
-                layout::user_pk(&invoice.tenant, &invoice.user),
+                pk.clone(),
                 &layout::invoice_sk(invoice.period.start),
+                &at_period,
+                true,
+            )
+            .await?;
+        match res {
+            Ok(()) => return Ok(true),
+            Err(Some(old)) if get_s(&old, "id") == Some(invoice.id.as_str()) => return Ok(false),
+            // Another invoice of that period, or none (or an emulator that returned no
+            // item: then the second write finds nothing and changes nothing).
+            Err(_) => {}
+        }
+        let res = self
+            .update(
+                pk,
+                &layout::pseudonymised_invoice_sk(invoice.period.start, &invoice.id),
                 u,
                 false,
             )

@@ -121,6 +121,12 @@ pub fn prices_pk(scope: Option<&TenantId>) -> String {
 pub fn invoice_sk(period_start: DateTime<Utc>) -> String {
     format!("INV#{}", sortable(period_start))
 }
+
+/// The sort key of an erased user's invoice under its pseudonym: by period and id, since
+/// a user erased twice may leave two invoices of one period.
+pub fn pseudonymised_invoice_sk(period_start: DateTime<Utc>, id: &str) -> String {
+    format!("{}#{id}", invoice_sk(period_start))
+}
 pub const INVOICE_PREFIX: &str = "INV#";
 
 pub fn day_sk(day: NaiveDate) -> String {

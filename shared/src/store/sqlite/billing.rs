@@ -279,7 +279,8 @@ pub(super) fn close_period(
     let (t, u) = (state.tenant.as_str(), state.user.as_str());
     let exists: Option<i64> = conn
         .prepare_cached(
-            "SELECT 1 FROM invoices WHERE tenant = ?1 AND user = ?2 AND period_start = ?3",
+            "SELECT 1 FROM invoices
+             WHERE tenant = ?1 AND user = ?2 AND period_start = ?3 AND pseudonymised = 0",
         )?
         .query_row(params![t, u, ts(&invoice.period.start)], |r| r.get(0))
         .optional()?;
@@ -332,7 +333,10 @@ pub(super) fn list_invoices(
     user: &UserId,
 ) -> StoreResult<Vec<Invoice>> {
     let rows: Vec<String> = conn
-        .prepare_cached("SELECT invoice FROM invoices WHERE tenant = ?1 AND user = ?2 ORDER BY period_start DESC")?
+        .prepare_cached(
+            "SELECT invoice FROM invoices WHERE tenant = ?1 AND user = ?2
+             ORDER BY period_start DESC, id DESC",
+        )?
         .query_map(params![tenant.as_str(), user.as_str()], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
     rows.iter().map(|j| from_json(j)).collect()

@@ -230,6 +230,31 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ALTER TABLE alerts ADD COLUMN claimed_until TEXT;
     ALTER TABLE invoices ADD COLUMN claimed_until TEXT;
     "#,
+    // 6: an erased user's invoices are kept under the pseudonym however many times the
+    // user is erased. Pseudonymising a second invoice of a period the pseudonym already
+    // had broke UNIQUE (tenant, user, period_start), and every later erasure answered 503.
+    // One invoice per (tenant, user, period) now holds for the users' own invoices
+    // (`pseudonymised = 0`): the table is rebuilt with a partial unique index.
+    r#"
+    CREATE TABLE invoices_v2 (
+        tenant         TEXT NOT NULL,
+        id             TEXT NOT NULL,
+        user           TEXT NOT NULL,
+        period_start   TEXT NOT NULL,
+        invoice        TEXT NOT NULL,   -- Invoice as JSON
+        published      INTEGER NOT NULL DEFAULT 0 CHECK (published IN (0, 1)),
+        claimed_until  TEXT,
+        pseudonymised  INTEGER NOT NULL DEFAULT 0 CHECK (pseudonymised IN (0, 1)),
+        PRIMARY KEY (tenant, id)
+    ) STRICT;
+    INSERT INTO invoices_v2 (tenant, id, user, period_start, invoice, published, claimed_until)
+        SELECT tenant, id, user, period_start, invoice, published, claimed_until FROM invoices;
+    DROP TABLE invoices;
+    ALTER TABLE invoices_v2 RENAME TO invoices;
+    CREATE UNIQUE INDEX invoices_once ON invoices (tenant, user, period_start) WHERE pseudonymised = 0;
+    CREATE INDEX invoices_by_user ON invoices (tenant, user, period_start);
+    CREATE INDEX invoices_unpublished ON invoices (period_start, tenant, id) WHERE published = 0;
+    "#,
 ];
 
 /// Settings every connection gets: lock wait, foreign keys, the decimal functions.
