@@ -53,6 +53,7 @@ macro_rules! conformance {
             an_expired_or_released_claim_can_be_taken_again,
             a_published_record_cannot_be_claimed,
             erasing_a_user_twice_keeps_every_invoice_under_the_pseudonym,
+            keys_are_listed_and_revoked_by_id_within_their_tenant,
         );
     };
     (@review $factory:path; $($name:ident),* $(,)?) => {

@@ -239,3 +239,83 @@ pub async fn erasing_a_user_twice_keeps_every_invoice_under_the_pseudonym(store:
         .any(|i| i.id == second.id));
     assert_eq!(invoices_of(&store, &t, &anon).await, want);
 }
+
+/// Whether `text` holds any 10 consecutive characters of `secret`.
+fn holds_a_piece_of(text: &str, secret: &str) -> bool {
+    secret
+        .as_bytes()
+        .windows(10)
+        .any(|w| text.contains(std::str::from_utf8(w).unwrap()))
+}
+
+pub async fn keys_are_listed_and_revoked_by_id_within_their_tenant(store: Arc<dyn Store>) {
+    let (t, other) = (tenant(), tenant());
+    let now = at(2025, 3, 1, 9);
+    // A 20-character key set by an operator (METER_BOOTSTRAP_ADMIN_KEY) and a generated one.
+    let bootstrap = "Operator-SET-Key-20c";
+    let admin = meter_core::auth::record_for(bootstrap, &t, meter_core::domain::Role::Admin, now);
+    let service = meter_core::auth::generate_key(
+        &t,
+        meter_core::domain::Role::Service,
+        now + Duration::hours(1),
+    );
+    store.put_api_key(&admin).await.unwrap();
+    store.put_api_key(&service.record).await.unwrap();
+
+    let listed = store.list_api_keys(&t).await.unwrap();
+    assert_eq!(
+        listed,
+        vec![admin.clone(), service.record.clone()],
+        "oldest first"
+    );
+    for (key, secret) in [
+        (&listed[0], bootstrap),
+        (&listed[1], service.secret.as_str()),
+    ] {
+        assert!(key.id().starts_with("key_") && key.id().len() == 20);
+        let shown = format!("{key:?} {}", serde_json::to_string(key).unwrap());
+        assert!(!holds_a_piece_of(&shown, secret), "{shown}");
+    }
+    assert!(store.list_api_keys(&other).await.unwrap().is_empty());
+
+    // Another tenant cannot revoke it by id; an id that is not one revokes nothing.
+    assert_eq!(
+        store
+            .delete_api_key_by_id(&other, &admin.id())
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .delete_api_key_by_id(&t, "key_0000000000000000")
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store.delete_api_key_by_id(&t, "not-an-id").await.unwrap(),
+        None
+    );
+    assert!(store.get_api_key(&admin.hash).await.unwrap().is_some());
+
+    assert_eq!(
+        store.delete_api_key_by_id(&t, &admin.id()).await.unwrap(),
+        Some(admin.clone())
+    );
+    assert_eq!(store.get_api_key(&admin.hash).await.unwrap(), None);
+    assert_eq!(
+        store.delete_api_key_by_id(&t, &admin.id()).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.list_api_keys(&t).await.unwrap(),
+        vec![service.record.clone()]
+    );
+    // Revoking by hash drops the key from the listing too.
+    assert_eq!(
+        store.delete_api_key(&service.record.hash).await.unwrap(),
+        Some(service.record.clone())
+    );
+    assert!(store.list_api_keys(&t).await.unwrap().is_empty());
+}

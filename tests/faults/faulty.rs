@@ -304,6 +304,21 @@ impl TenantStore for FaultyStore {
     async fn put_api_key(&self, key: &ApiKeyRecord) -> StoreResult<()> {
         self.call("put_api_key", self.inner.put_api_key(key)).await
     }
+    async fn list_api_keys(&self, tenant: &TenantId) -> StoreResult<Vec<ApiKeyRecord>> {
+        self.call("list_api_keys", self.inner.list_api_keys(tenant))
+            .await
+    }
+    async fn delete_api_key_by_id(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> StoreResult<Option<ApiKeyRecord>> {
+        self.call(
+            "delete_api_key_by_id",
+            self.inner.delete_api_key_by_id(tenant, id),
+        )
+        .await
+    }
     async fn delete_api_key(&self, hash: &str) -> StoreResult<Option<ApiKeyRecord>> {
         self.call("delete_api_key", self.inner.delete_api_key(hash))
             .await

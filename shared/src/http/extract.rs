@@ -29,6 +29,7 @@ impl FromRequestParts<Arc<Meter>> for Auth {
         }
         let caller = meter.authenticate(key.trim()).await?;
         tracing::Span::current().record("tenant", tracing::field::display(&caller.tenant));
+        tracing::debug!(tenant = %caller.tenant, key_id = %caller.key_id, "authenticated");
         Ok(Auth(caller))
     }
 }

@@ -184,10 +184,20 @@ pub trait TenantStore: Send + Sync {
         tenant: &TenantId,
         at: DateTime<Utc>,
     ) -> StoreResult<bool>;
+    /// Stores a key's record (its hash, never the key) and lists it under its tenant.
     async fn put_api_key(&self, key: &ApiKeyRecord) -> StoreResult<()>;
     async fn get_api_key(&self, hash: &str) -> StoreResult<Option<ApiKeyRecord>>;
+    /// The tenant's keys, oldest first.
+    async fn list_api_keys(&self, tenant: &TenantId) -> StoreResult<Vec<ApiKeyRecord>>;
     /// Deletes the key with this hash at once; the record deleted, `None` if there was none.
     async fn delete_api_key(&self, hash: &str) -> StoreResult<Option<ApiKeyRecord>>;
+    /// Deletes the tenant's key with this id (`key_…`, see [`crate::auth::key_id`]) at
+    /// once; the record deleted, `None` if the tenant has no such key.
+    async fn delete_api_key_by_id(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> StoreResult<Option<ApiKeyRecord>>;
 }
 
 #[async_trait]

@@ -105,6 +105,11 @@ pub fn api_key_pk(hash: &str) -> String {
     format!("KEY#{hash}")
 }
 pub const API_KEY_SK: &str = "KEY";
+/// A key's listing item in its tenant's partition (`T#<tenant>`), by key id.
+pub fn api_key_listing_sk(id: &str) -> String {
+    format!("{API_KEY_LISTING_PREFIX}{id}")
+}
+pub const API_KEY_LISTING_PREFIX: &str = "KEY#";
 
 pub fn plan_sk(name: &str) -> String {
     format!("PLAN#{name}")

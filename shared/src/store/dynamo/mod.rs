@@ -38,6 +38,7 @@ mod usage;
 pub use layout as keys;
 pub use request_counter::{counting_client, RequestCounter};
 pub use schema::create_table;
+pub use tenants::KeyUpgrade;
 
 /// A client configured from the environment, exactly as in production: region,
 /// credentials and `AWS_ENDPOINT_URL` (a local emulator) come from the usual AWS settings.

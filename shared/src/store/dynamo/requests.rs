@@ -259,6 +259,27 @@ impl DynamoStore {
         Ok(TransactWriteItem::builder().update(update).build())
     }
 
+    /// A transactional delete of (`pk`, `sk`); with `must_exist`, under
+    /// `attribute_exists(PK)`.
+    pub(super) fn tx_delete(
+        &self,
+        pk: String,
+        sk: &str,
+        must_exist: bool,
+    ) -> StoreResult<TransactWriteItem> {
+        let mut delete = aws_sdk_dynamodb::types::Delete::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(pk, sk)));
+        if must_exist {
+            delete = delete
+                .condition_expression("attribute_exists(#pk)")
+                .expression_attribute_names("#pk", layout::PK);
+        }
+        Ok(TransactWriteItem::builder()
+            .delete(delete.build().map_err(build_err)?)
+            .build())
+    }
+
     /// A transactional put; with `only_new`, under `attribute_not_exists(PK)` returning the
     /// existing item in the cancellation reason.
     pub(super) fn tx_put(&self, item: Item, only_new: bool) -> StoreResult<TransactWriteItem> {

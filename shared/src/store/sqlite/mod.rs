@@ -291,9 +291,24 @@ impl TenantStore for SqliteStore {
         self.read(move |c| tenants::get_api_key(c, &hash)).await
     }
 
+    async fn list_api_keys(&self, tenant: &TenantId) -> StoreResult<Vec<ApiKeyRecord>> {
+        let tenant = tenant.clone();
+        self.read(move |c| tenants::list_api_keys(c, &tenant)).await
+    }
+
     async fn delete_api_key(&self, hash: &str) -> StoreResult<Option<ApiKeyRecord>> {
         let hash = hash.to_owned();
         self.write(move |c| tenants::delete_api_key(c, &hash)).await
+    }
+
+    async fn delete_api_key_by_id(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> StoreResult<Option<ApiKeyRecord>> {
+        let (tenant, id) = (tenant.clone(), id.to_owned());
+        self.write(move |c| tenants::delete_api_key_by_id(c, &tenant, &id))
+            .await
     }
 }
 

@@ -255,6 +255,17 @@ pub(super) const MIGRATIONS: &[&str] = &[
     CREATE INDEX invoices_by_user ON invoices (tenant, user, period_start);
     CREATE INDEX invoices_unpublished ON invoices (period_start, tenant, id) WHERE published = 0;
     "#,
+    // 7: no piece of an API key is stored. Records kept `prefix`, the key's first 10
+    // characters (half of a 20-character bootstrap key); a key is now named by its id,
+    // derived from the hash (`auth::key_id`): listed by the tenant index, revoked by a
+    // range of the hash. `secure_delete` zeroes the freed bytes of the rewritten rows, so
+    // the old text does not linger in the file's free space.
+    r#"
+    PRAGMA secure_delete = ON;
+    UPDATE api_keys SET record = json_remove(record, '$.prefix')
+        WHERE json_type(record, '$.prefix') IS NOT NULL;
+    PRAGMA secure_delete = OFF;
+    "#,
 ];
 
 /// Settings every connection gets: lock wait, foreign keys, the decimal functions.
