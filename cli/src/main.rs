@@ -13,6 +13,7 @@ mod doctor;
 mod pricing;
 mod serve;
 mod subscription;
+mod tokens;
 
 use pricing::CatalogFormat;
 
@@ -50,6 +51,11 @@ enum Command {
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
+    },
+    /// End-user dashboard tokens (docs/web.md).
+    Tokens {
+        #[command(subcommand)]
+        command: TokensCommand,
     },
     /// Run one aggregation pass: close ended periods into invoices, renew subscriptions,
     /// expire holds, re-price unpriced events, retry undelivered alerts and invoices.
@@ -159,6 +165,13 @@ enum KeysCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
+}
+
+#[derive(Subcommand)]
+enum TokensCommand {
+    /// Rotate a tenant's token signing key: new tokens get a new key; tokens of the old
+    /// key stay valid for --grace-seconds.
+    RotateSecret(tokens::RotateArgs),
 }
 
 #[derive(Subcommand)]
@@ -375,6 +388,9 @@ async fn run(cli: Cli) -> Result<()> {
                 ),
             }
         }
+        Command::Tokens {
+            command: TokensCommand::RotateSecret(args),
+        } => tokens::rotate(args).await,
         Command::Aggregate {
             at,
             grace_minutes,

@@ -125,7 +125,7 @@ async fn aggregate_at_closes_a_month_into_one_exact_invoice_on_dynamodb() {
         std::env::var("AWS_ENDPOINT_URL").is_ok(),
         "run through scripts/with-moto (see README)"
     );
-    let client = meter_core::store::dynamo::client_from_env().await;
+    let client = meter_core::config::dynamo_client().await;
     let table = format!("meter-agg-{}", uuid::Uuid::new_v4().simple());
     meter_core::store::dynamo::create_table(&client, &table)
         .await

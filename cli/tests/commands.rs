@@ -211,3 +211,64 @@ async fn keys_revoke_deletes_one_key_by_key_or_hash_and_refuses_what_it_cannot_f
     assert!(!ok && stderr.contains("64 lowercase hex"), "{stderr}");
     assert!(store.get_api_key(&hash(&kept)).await.unwrap().is_some());
 }
+
+#[tokio::test]
+async fn tokens_rotate_secret_creates_then_rotates_with_or_without_grace_and_prints_no_secret() {
+    use meter_core::store::TokenKeyStore;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("meter.db");
+    let db = db.to_str().unwrap();
+    let tenant = TenantId::parse("default").unwrap();
+
+    let (ok, first, stderr) = meter(&["tokens", "rotate-secret", "--db", db]);
+    assert!(ok, "{stderr}");
+    let first: serde_json::Value = serde_json::from_str(&first).unwrap();
+    assert_eq!(
+        first["previous_key_id"],
+        serde_json::Value::Null,
+        "none to retire"
+    );
+
+    let (ok, second, stderr) = meter(&["tokens", "rotate-secret", "--db", db]);
+    assert!(ok, "{stderr}");
+    let second: serde_json::Value = serde_json::from_str(&second).unwrap();
+    assert_eq!(second["previous_key_id"], first["key_id"]);
+    let until: chrono::DateTime<chrono::Utc> = second["previous_valid_until"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let grace = until - chrono::Utc::now();
+    assert!(
+        (grace - chrono::Duration::days(1)).num_seconds().abs() < 60,
+        "a day by default"
+    );
+
+    let store = meter_core::store::sqlite::SqliteStore::open(std::path::Path::new(db)).unwrap();
+    let keys = store.get_token_keys(&tenant).await.unwrap().unwrap();
+    assert_eq!(keys.current.id, second["key_id"].as_str().unwrap());
+    let stored: serde_json::Value = serde_json::from_str(&keys.to_stored()).unwrap();
+    let secret = stored["current"]["secret"].as_str().unwrap();
+    drop(store);
+
+    let (ok, third, stderr) = meter(&[
+        "tokens",
+        "rotate-secret",
+        "--db",
+        db,
+        "--grace-seconds",
+        "0",
+    ]);
+    assert!(ok, "{stderr}");
+    let third: serde_json::Value = serde_json::from_str(&third).unwrap();
+    assert_eq!(
+        third["previous_valid_until"],
+        serde_json::Value::Null,
+        "retired at once"
+    );
+    assert!(stderr.contains("refused now"), "{stderr}");
+    for out in [&first, &second, &third] {
+        assert!(!out.to_string().contains(secret));
+    }
+    assert!(!stderr.contains(secret));
+}

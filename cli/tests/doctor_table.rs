@@ -9,7 +9,7 @@ use aws_sdk_dynamodb::types::{
 };
 use meter_core::domain::TenantId;
 use meter_core::service::bootstrap::bootstrap;
-use meter_core::store::dynamo::{client_from_env, create_table, keys, DynamoStore};
+use meter_core::store::dynamo::{create_table, keys, DynamoStore};
 
 fn table_name() -> String {
     assert!(
@@ -42,7 +42,7 @@ fn line<'a>(text: &'a str, name: &str) -> &'a str {
 
 async fn bootstrapped_table() -> String {
     let table = table_name();
-    let client = client_from_env().await;
+    let client = meter_core::config::dynamo_client().await;
     create_table(&client, &table).await.unwrap();
     let store = DynamoStore::new(client, &table);
     let tenant = TenantId::parse("default").unwrap();
@@ -63,7 +63,7 @@ fn key(name: &str, kind: KeyType) -> KeySchemaElement {
 /// Creates `table` with the SDK: the keys, and the GSIs of `create_table` when `with_gsis`;
 /// never the TTL.
 async fn create_without_ttl(table: &str, with_gsis: bool) {
-    let client = client_from_env().await;
+    let client = meter_core::config::dynamo_client().await;
     let mut request = client
         .create_table()
         .table_name(table)
@@ -179,7 +179,7 @@ async fn a_missing_table_is_a_problem_that_names_the_fix() {
 async fn a_table_without_ttl_is_a_problem_and_table_create_fixes_it() {
     let table = table_name();
     create_without_ttl(&table, true).await;
-    let client = client_from_env().await;
+    let client = meter_core::config::dynamo_client().await;
     bootstrap(
         &DynamoStore::new(client.clone(), &table),
         &TenantId::parse("default").unwrap(),

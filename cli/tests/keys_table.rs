@@ -5,7 +5,7 @@
 use std::process::Command;
 
 use meter_core::domain::{Role, TenantId};
-use meter_core::store::dynamo::{client_from_env, create_table, keys as layout};
+use meter_core::store::dynamo::{create_table, keys as layout};
 
 fn meter(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_meter"))
@@ -35,7 +35,7 @@ async fn keys_on_a_table_are_listed_and_revoked_by_id_after_doctor_upgrades_old_
         "run through scripts/with-moto (see README)"
     );
     let table = format!("meter-keys-{}", uuid::Uuid::new_v4().simple());
-    let client = client_from_env().await;
+    let client = meter_core::config::dynamo_client().await;
     create_table(&client, &table).await.unwrap();
 
     let (ok, key, stderr) = meter(&[

@@ -83,9 +83,12 @@ pub fn parse_key_id(id: &str) -> Option<&str> {
 
 /// Whether `secret` has the shape of a key we issue (cheap rejection before any lookup).
 /// Keys set by operators through `METER_BOOTSTRAP_ADMIN_KEY` need only be 20–200 printable
-/// ASCII characters without spaces.
+/// ASCII characters without spaces, not starting with `mt_` (the prefix of end-user
+/// tokens, which are never API keys: see [`crate::tokens`]).
 pub fn plausible_key(secret: &str) -> bool {
-    (20..=200).contains(&secret.len()) && secret.bytes().all(|b| b.is_ascii_graphic())
+    (20..=200).contains(&secret.len())
+        && secret.bytes().all(|b| b.is_ascii_graphic())
+        && !crate::tokens::is_token(secret)
 }
 
 impl Role {
@@ -126,6 +129,7 @@ mod tests {
         assert!(plausible_key(&a.secret));
         assert!(!plausible_key("short"));
         assert!(!plausible_key("has a space in it......"));
+        assert!(!plausible_key("mt_looks_like_an_end_user_token"));
     }
 
     #[test]

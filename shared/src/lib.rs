@@ -5,16 +5,21 @@
 //! inputs and results, one error type) → the domain modules and the storage port.
 //! Folders name the domain: [`pricing`] (catalog, cost of an event, LiteLLM import),
 //! [`usage`] (counts and provider usage objects), [`periods`] (billing periods),
-//! [`limits`] (plans, the check decision, guards, recommendations), [`subscriptions`]
-//! (subscription changes and proration), [`billing`] (invoices), [`alerts`] (what fires,
+//! [`limits`] (plans, the check decision, guards, recommendations), [`budgets`] (scopes,
+//! budgets, windows and the decision over every applicable limit), [`subscriptions`]
+//! (subscription changes and proration), [`billing`] (invoices), [`credits`] (prepaid
+//! wallets: grants, draws, balances), [`alerts`] (what fires,
 //! and the publishing port), [`domain`] (ids and records). [`store`] is the storage port
 //! with its SQLite and DynamoDB adapters (cargo features `sqlite` and `dynamo`), and
-//! [`config`] wires adapters from flags or the environment.
+//! [`config`] wires adapters from flags or the environment. `testing` (cargo feature
+//! `testing`) holds the fixtures the tests share.
 
 pub mod alerts;
 pub mod auth;
 pub mod billing;
+pub mod budgets;
 pub mod config;
+pub mod credits;
 pub mod domain;
 pub mod http;
 pub mod limits;
@@ -23,6 +28,9 @@ pub mod pricing;
 pub mod service;
 pub mod store;
 pub mod subscriptions;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+pub mod tokens;
 pub mod usage;
 
 #[cfg(test)]

@@ -90,7 +90,7 @@ fn plan() -> impl Strategy<Value = Plan> {
     )
         .prop_map(|(limits, price, overage, thresholds)| Plan {
             name: PlanName::parse("extreme").unwrap(),
-            tier: crate::limits::Tier::Custom,
+            tier: crate::limits::PlanTier::Custom,
             monthly_price_usd: price,
             yearly_price_usd: price,
             description: String::new(),

@@ -5,19 +5,15 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use axum::body::Body;
-use axum::http::Request;
 use chrono::{DateTime, TimeZone, Utc};
 use meter_core::alerts::{AlertPublisher, OutboxMessage, PublishError};
 use meter_core::domain::{PlanName, Subscription, SubscriptionStatus, UserId};
 use meter_core::periods::{Anchor, BillingCycle, Period};
 use meter_core::service::aggregate::{AggregateOptions, AggregateReport};
-use meter_core::service::Meter;
+use meter_core::testing::TestClock;
+use meter_tests::TestApp;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
-use tower::ServiceExt as _;
-
-use crate::helpers::{spawn_app, TestApp};
 
 fn at(y: i32, m: u32, d: u32, h: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(y, m, d, h, 0, 0).unwrap()
@@ -45,51 +41,35 @@ impl AlertPublisher for Recorder {
     }
 }
 
-/// The app's store and keys behind a service whose clock reads `now`.
+/// An app whose service clock stands at `now`, with its alert port.
 struct Clocked {
     app: TestApp,
-    meter: Arc<Meter>,
     publisher: Arc<Recorder>,
 }
 
-fn clocked(app: TestApp, now: DateTime<Utc>, failures: usize) -> Clocked {
+async fn clocked(now: DateTime<Utc>, failures: usize) -> Clocked {
     let publisher = Arc::new(Recorder {
         failures: failures.into(),
         ..Recorder::default()
     });
-    let meter = Arc::new(Meter::with_clock(
-        app.store.clone(),
-        publisher.clone(),
-        Arc::new(move || now),
-    ));
-    Clocked {
-        app,
-        meter,
-        publisher,
-    }
+    let app = TestApp::setup()
+        .clock(&TestClock::new(now))
+        .publisher(publisher.clone())
+        .spawn()
+        .await;
+    Clocked { app, publisher }
 }
 
 impl Clocked {
     async fn ingest(&self, events: Vec<Value>) -> Value {
-        let req = Request::post("/api/subscription/usage")
-            .header("authorization", format!("Bearer {}", self.app.service_key))
-            .header("content-type", "application/json")
-            .body(Body::from(json!({ "events": events }).to_string()))
-            .unwrap();
-        let res = meter_core::http::app(self.meter.clone())
-            .oneshot(req)
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 200);
-        let bytes = http_body_util::BodyExt::collect(res.into_body())
-            .await
-            .unwrap()
-            .to_bytes();
-        serde_json::from_slice(&bytes).unwrap()
+        let reply = self.app.usage(json!({ "events": events })).await;
+        assert_eq!(reply.status, 200);
+        reply.body
     }
 
     async fn pass(&self, at: DateTime<Utc>) -> AggregateReport {
-        self.meter
+        self.app
+            .meter
             .aggregate(&AggregateOptions {
                 at: Some(at),
                 ..AggregateOptions::default()
@@ -135,7 +115,7 @@ fn sum_costs(reply: &Value) -> Decimal {
 
 #[tokio::test]
 async fn a_month_of_events_closes_into_one_invoice_equal_to_their_exact_sum() {
-    let c = clocked(spawn_app().await, at(2025, 3, 20, 0), 0);
+    let c = clocked(at(2025, 3, 20, 0), 0).await;
     let mut expected = Decimal::ZERO;
     for chunk in march_events("ann", "m", 300).chunks(100) {
         expected += sum_costs(&c.ingest(chunk.to_vec()).await);
@@ -175,7 +155,7 @@ async fn a_month_of_events_closes_into_one_invoice_equal_to_their_exact_sum() {
 
 #[tokio::test]
 async fn two_concurrent_passes_create_one_invoice_per_period() {
-    let c = clocked(spawn_app().await, at(2025, 3, 20, 0), 0);
+    let c = clocked(at(2025, 3, 20, 0), 0).await;
     for user in ["bo", "cy", "di"] {
         c.ingest(march_events(user, user, 20)).await;
     }
@@ -212,7 +192,7 @@ async fn two_concurrent_passes_create_one_invoice_per_period() {
 
 #[tokio::test]
 async fn an_invoice_whose_publish_failed_is_delivered_once_after_recovery() {
-    let c = clocked(spawn_app().await, at(2025, 3, 20, 0), 3);
+    let c = clocked(at(2025, 3, 20, 0), 3).await;
     c.ingest(march_events("eve", "e", 5)).await;
     let first = c.pass(at(2025, 4, 2, 0)).await;
     assert_eq!((first.invoices_created, first.invoices_delivered), (1, 0));
@@ -234,7 +214,7 @@ async fn an_invoice_whose_publish_failed_is_delivered_once_after_recovery() {
 
 #[tokio::test]
 async fn unpriced_events_are_repriced_once_a_price_exists_with_an_adjustment_if_invoiced() {
-    let c = clocked(spawn_app().await, at(2025, 3, 20, 0), 0);
+    let c = clocked(at(2025, 3, 20, 0), 0).await;
     let event = |id: &str, day: u32| {
         json!({"event_id": id, "user_id": "fay", "provider": "openai", "model": "gpt-9-preview",
                "timestamp": format!("2025-03-{day:02}T10:00:00Z"), "input_tokens": 1000, "output_tokens": 200})
@@ -262,7 +242,7 @@ async fn unpriced_events_are_repriced_once_a_price_exists_with_an_adjustment_if_
         .put_price_version(None, "openai/gpt-9-preview@2025-02-01T00:00:00Z", &version)
         .await
         .unwrap();
-    c.meter.forget_catalog(None);
+    c.app.meter.forget_catalog(None);
     let report = c.pass(at(2025, 4, 2, 0)).await;
     assert_eq!(report.repriced_events, 2);
     assert_eq!(
@@ -329,7 +309,7 @@ fn subscription(c: &Clocked, user: &str, plan: &str, started: DateTime<Utc>) -> 
 
 #[tokio::test]
 async fn renewal_bills_the_base_and_applies_a_scheduled_downgrade_at_the_period_start() {
-    let c = clocked(spawn_app().await, at(2025, 3, 20, 0), 0);
+    let c = clocked(at(2025, 3, 20, 0), 0).await;
     let mut sub = subscription(&c, "gus", "pro", at(2025, 3, 1, 0));
     sub.pending_plan = Some(PlanName::parse("basic").unwrap());
     c.app.store.put_subscription(&sub, None).await.unwrap();
@@ -392,7 +372,7 @@ async fn renewal_bills_the_base_and_applies_a_scheduled_downgrade_at_the_period_
 
 #[tokio::test]
 async fn a_pass_out_of_time_makes_one_page_of_progress_and_the_next_one_resumes() {
-    let c = clocked(spawn_app().await, at(2025, 3, 20, 0), 0);
+    let c = clocked(at(2025, 3, 20, 0), 0).await;
     // 150 users: more than one page (100) of the billing step.
     let users: Vec<String> = (0..150).map(|i| format!("page-{i:03}")).collect();
     for chunk in users.chunks(100) {
@@ -400,6 +380,7 @@ async fn a_pass_out_of_time_makes_one_page_of_progress_and_the_next_one_resumes(
         c.ingest(events).await;
     }
     let out_of_time = c
+        .app
         .meter
         .aggregate(&AggregateOptions {
             at: Some(at(2025, 4, 2, 0)),

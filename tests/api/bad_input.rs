@@ -3,9 +3,8 @@
 
 use axum::body::Body;
 use axum::http::Request;
+use meter_tests::TestApp;
 use serde_json::{json, Value};
-
-use crate::helpers::spawn_app;
 
 enum Key {
     Service,
@@ -481,7 +480,7 @@ fn cases() -> Vec<Case> {
 
 #[tokio::test]
 async fn every_malformed_request_gets_a_4xx_json_error_and_changes_nothing() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn().await;
     // Some real usage first, so "unchanged" is not trivially zero.
     let seed = app.usage(json!({"event_id": "seed-1", "user_id": "victim", "provider": "gemini", "model": "gemini-2.5-flash", "input_tokens": 10})).await;
     assert_eq!(seed.status, 200, "{:?}", seed.body);

@@ -11,7 +11,8 @@ use rust_decimal::Decimal;
 use rust_decimal_macros::dec;
 use serde_json::json;
 
-use crate::helpers::{spawn_app_at, TestApp, TestClock};
+use meter_core::testing::TestClock;
+use meter_tests::TestApp;
 
 fn at(s: &str) -> DateTime<Utc> {
     s.parse().unwrap()
@@ -24,12 +25,13 @@ struct Scenario {
 
 impl Scenario {
     async fn start(now: &str) -> Self {
-        let (app, clock) = spawn_app_at(now).await;
+        let clock = TestClock::at(now);
+        let app = TestApp::spawn_at(&clock).await;
         Scenario { app, clock }
     }
 
     fn set(&self, now: &str) {
-        *self.clock.lock().unwrap() = at(now);
+        self.clock.set(at(now));
     }
 
     /// `PUT /user/{user}/subscription` at `now`.

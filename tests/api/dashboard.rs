@@ -3,25 +3,16 @@
 
 use std::collections::BTreeSet;
 
-use chrono::{DateTime, Utc};
 use meter_core::domain::{
     Alert, Invoice, InvoiceStatus, LineItem, PlanName, Role, Severity, TenantId, UserId,
 };
 use meter_core::periods::Period;
+use meter_core::testing::{instant, TestClock};
+use meter_tests::TestApp;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app_at, TestApp, TestClock};
-
 const P: &str = "/api/subscription";
-
-fn t(s: &str) -> DateTime<Utc> {
-    s.parse().unwrap()
-}
-
-fn set(clock: &TestClock, at: &str) {
-    *clock.lock().unwrap() = t(at);
-}
 
 /// Replaces the values of volatile fields (ids, timestamps of creation) with a marker.
 pub fn mask(v: &mut Value, fields: &[&str]) {
@@ -112,7 +103,7 @@ fn zero_provider() -> Value {
 
 #[tokio::test]
 async fn usage_reports_recorded_totals_breakdown_rates_and_limits_golden() {
-    let (app, _clock) = spawn_app_at("2025-03-31T12:00:00Z").await;
+    let app = TestApp::spawn_at(&TestClock::at("2025-03-31T12:00:00Z")).await;
     two_gemini_calls(&app, "alice").await;
     // An open hold is not usage on the dashboard.
     let hold = app
@@ -172,7 +163,7 @@ async fn usage_reports_recorded_totals_breakdown_rates_and_limits_golden() {
 
 #[tokio::test]
 async fn a_user_without_events_has_the_same_shape_with_zeros() {
-    let (app, _clock) = spawn_app_at("2025-03-31T12:00:00Z").await;
+    let app = TestApp::spawn_at(&TestClock::at("2025-03-31T12:00:00Z")).await;
     two_gemini_calls(&app, "alice").await;
     for route in ["usage/{u}", "usage/{u}/trends", "dashboard/{u}"] {
         let busy = app
@@ -200,9 +191,10 @@ async fn a_user_without_events_has_the_same_shape_with_zeros() {
 
 #[tokio::test]
 async fn billing_period_selects_a_past_period_and_bad_values_are_400() {
-    let (app, clock) = spawn_app_at("2025-02-15T10:00:00Z").await;
+    let clock = TestClock::at("2025-02-15T10:00:00Z");
+    let app = TestApp::spawn_at(&clock).await;
     record(&app, json!([{"event_id": "feb", "user_id": "bob", "provider": "gemini", "model": "gemini-2.5-flash", "input_tokens": 10}])).await;
-    set(&clock, "2025-03-10T10:00:00Z");
+    clock.set(instant("2025-03-10T10:00:00Z"));
     for q in ["2025-02", "2025-02-01", "2025-02-20"] {
         let r = app.get(&format!("{P}/usage/bob?billing_period={q}")).await;
         assert_eq!(r.status, 200, "{q}: {}", r.body);
@@ -226,9 +218,10 @@ async fn billing_period_selects_a_past_period_and_bad_values_are_400() {
 
 #[tokio::test]
 async fn trends_on_march_31_name_six_consecutive_real_periods_zero_filled() {
-    let (app, clock) = spawn_app_at("2025-01-20T08:00:00Z").await;
+    let clock = TestClock::at("2025-01-20T08:00:00Z");
+    let app = TestApp::spawn_at(&clock).await;
     record(&app, json!([{"event_id": "jan", "user_id": "carol", "provider": "mistral", "model": "mistral-small-latest", "input_tokens": 1000}])).await;
-    set(&clock, "2025-03-31T23:00:00Z");
+    clock.set(instant("2025-03-31T23:00:00Z"));
     two_gemini_calls(&app, "carol").await;
 
     let r = app.get(&format!("{P}/usage/carol/trends")).await;
@@ -286,14 +279,14 @@ fn alert(app: &TestApp, user: &str, key: &str, minute: u32) -> Alert {
         id: format!("al-{key}"),
         tenant: app.tenant.clone(),
         user: UserId::parse(user).unwrap(),
-        period_start: t("2025-03-01T00:00:00Z"),
+        period_start: instant("2025-03-01T00:00:00Z"),
         key: key.to_owned(),
         metric: None,
         threshold: None,
         severity: Severity::Info,
         title: format!("title {key}"),
         message: format!("message {key}"),
-        created_at: t(&format!("2025-03-30T10:{minute:02}:00Z")),
+        created_at: instant(&format!("2025-03-30T10:{minute:02}:00Z")),
         read: false,
         published: true,
     }
@@ -301,7 +294,8 @@ fn alert(app: &TestApp, user: &str, key: &str, minute: u32) -> Alert {
 
 #[tokio::test]
 async fn dashboard_combines_usage_projection_trends_alerts_and_summary_golden() {
-    let (app, clock) = spawn_app_at("2025-03-31T00:00:00Z").await;
+    let clock = TestClock::at("2025-03-31T00:00:00Z");
+    let app = TestApp::spawn_at(&clock).await;
     two_gemini_calls(&app, "dana").await;
     for i in 0..7 {
         assert!(app
@@ -367,7 +361,7 @@ async fn dashboard_combines_usage_projection_trends_alerts_and_summary_golden() 
     assert_eq!(d["recommendations"], json!([]));
 
     // Within the first hour of a period there is no projection yet.
-    set(&clock, "2025-04-01T00:30:00Z");
+    clock.set(instant("2025-04-01T00:30:00Z"));
     let early = app.get(&format!("{P}/dashboard/dana")).await;
     assert_eq!(
         early.body["data"]["projections"],
@@ -377,7 +371,7 @@ async fn dashboard_combines_usage_projection_trends_alerts_and_summary_golden() 
 
 #[tokio::test]
 async fn dashboard_recommends_the_cheapest_plan_that_holds_the_usage() {
-    let (app, _clock) = spawn_app_at("2025-03-20T00:00:00Z").await;
+    let app = TestApp::spawn_at(&TestClock::at("2025-03-20T00:00:00Z")).await;
     let events: Vec<Value> = (0..85)
         .map(|i| json!({"event_id": format!("e{i}"), "user_id": "erin", "provider": "gemini", "model": "gemini-2.5-flash", "input_tokens": 10}))
         .collect();
@@ -403,8 +397,8 @@ fn invoice(app: &TestApp, user: &str, month: u32, total: &str) -> Invoice {
         tenant: app.tenant.clone(),
         user: user.to_owned(),
         period: Period {
-            start: t(&format!("2025-{month:02}-01T00:00:00Z")),
-            end: t(&format!("2025-{:02}-01T00:00:00Z", month + 1)),
+            start: instant(&format!("2025-{month:02}-01T00:00:00Z")),
+            end: instant(&format!("2025-{:02}-01T00:00:00Z", month + 1)),
         },
         plan: PlanName::parse("pro").unwrap(),
         base_usd: "79".parse().unwrap(),
@@ -419,7 +413,7 @@ fn invoice(app: &TestApp, user: &str, month: u32, total: &str) -> Invoice {
             amount_usd: "79".parse().unwrap(),
         }],
         status: InvoiceStatus::Pending,
-        created_at: t(&format!("2025-{:02}-01T00:05:00Z", month + 1)),
+        created_at: instant(&format!("2025-{:02}-01T00:05:00Z", month + 1)),
         published: true,
         extra: Default::default(),
     }
@@ -427,7 +421,7 @@ fn invoice(app: &TestApp, user: &str, month: u32, total: &str) -> Invoice {
 
 #[tokio::test]
 async fn billing_lists_invoices_newest_first_with_exact_amounts_golden() {
-    let (app, _clock) = spawn_app_at("2025-04-02T00:00:00Z").await;
+    let app = TestApp::spawn_at(&TestClock::at("2025-04-02T00:00:00Z")).await;
     assert!(app
         .store
         .put_invoice_once(&invoice(&app, "frank", 2, "113.57"))
@@ -461,7 +455,7 @@ async fn billing_lists_invoices_newest_first_with_exact_amounts_golden() {
 
 #[tokio::test]
 async fn another_tenants_user_reads_as_a_user_without_data() {
-    let (app, _clock) = spawn_app_at("2025-03-31T12:00:00Z").await;
+    let app = TestApp::spawn_at(&TestClock::at("2025-03-31T12:00:00Z")).await;
     let other_key = other_tenant(&app).await;
     assert!(app
         .store
@@ -487,7 +481,7 @@ async fn another_tenants_user_reads_as_a_user_without_data() {
 
 #[tokio::test]
 async fn dashboard_routes_need_a_key_and_a_valid_user_id() {
-    let (app, _clock) = spawn_app_at("2025-03-31T12:00:00Z").await;
+    let app = TestApp::spawn_at(&TestClock::at("2025-03-31T12:00:00Z")).await;
     let long = "u".repeat(129);
     for route in [
         "usage/{u}",

@@ -1,6 +1,6 @@
 use serde_json::json;
 
-use crate::helpers::spawn_app;
+use meter_tests::TestApp;
 
 fn ts() -> String {
     chrono::Utc::now().to_rfc3339()
@@ -8,7 +8,7 @@ fn ts() -> String {
 
 #[tokio::test]
 async fn check_then_usage_then_check_reflects_the_usage() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn().await;
     let first = app
         .check(json!({"user_id": "alice", "provider": "gemini", "model": "gemini-2.5-flash", "estimated_input_tokens": 1000, "estimated_output_tokens": 500}))
         .await;
@@ -47,7 +47,7 @@ async fn check_then_usage_then_check_reflects_the_usage() {
 
 #[tokio::test]
 async fn a_provider_the_plan_forbids_is_denied_with_details_and_retry_after() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn().await;
     let r = app.check(json!({"user_id": "bob", "provider": "openai", "model": "gpt-4o", "estimated_input_tokens": 10})).await;
     assert_eq!(r.status, 429, "{:?}", r.body);
     assert_eq!(r.code(), "usage_limit_exceeded");
@@ -64,7 +64,7 @@ async fn a_provider_the_plan_forbids_is_denied_with_details_and_retry_after() {
 
 #[tokio::test]
 async fn reservations_hold_until_released_and_release_is_idempotent() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn().await;
     let r = app.check(json!({"user_id": "carol", "provider": "gemini", "model": "gemini-2.5-flash", "estimated_input_tokens": 2000, "reserve": true, "reservation_ttl_seconds": 60})).await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     let id = r.body["data"]["reservation_id"]
@@ -96,7 +96,7 @@ async fn reservations_hold_until_released_and_release_is_idempotent() {
 
 #[tokio::test]
 async fn settling_a_reservation_through_usage_replaces_the_hold_with_the_actual() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn().await;
     let r = app.check(json!({"user_id": "dan", "provider": "gemini", "model": "gemini-2.5-flash", "estimated_input_tokens": 5000, "reserve": true})).await;
     let id = r.body["data"]["reservation_id"]
         .as_str()
@@ -123,7 +123,7 @@ async fn settling_a_reservation_through_usage_replaces_the_hold_with_the_actual(
 
 #[tokio::test]
 async fn duplicates_and_conflicts_never_change_counters() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn().await;
     let ev = json!({"event_id": "x-1", "user_id": "erin", "provider": "tavily", "searches": 1});
     assert_eq!(
         app.usage(ev.clone()).await.body["data"]["events"][0]["status"],
@@ -142,7 +142,7 @@ async fn duplicates_and_conflicts_never_change_counters() {
 
 #[tokio::test]
 async fn unknown_models_are_recorded_unpriced_never_at_zero() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn().await;
     let u = app.usage(json!({"event_id": "n-1", "user_id": "fay", "provider": "gemini", "model": "gemini-9-ultra", "input_tokens": 10})).await;
     let ev = &u.body["data"]["events"][0];
     assert_eq!(ev["status"], "recorded");
@@ -163,7 +163,7 @@ async fn unknown_models_are_recorded_unpriced_never_at_zero() {
 
 #[tokio::test]
 async fn provider_is_detected_from_a_model_with_one_catalog_entry() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn().await;
     let u = app.usage(json!({"event_id": "m-1", "user_id": "gus", "model": "gpt-4o-mini", "input_tokens": 1000000})).await;
     assert_eq!(u.status, 200, "{:?}", u.body);
     assert_eq!(u.body["data"]["events"][0]["provider"], "openai");
@@ -172,7 +172,7 @@ async fn provider_is_detected_from_a_model_with_one_catalog_entry() {
 
 #[tokio::test]
 async fn estimates_from_characters_are_marked_estimated() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn().await;
     let u = app.usage(json!({"event_id": "c-1", "user_id": "hal", "provider": "gemini", "model": "gemini-2.5-flash", "input_chars": 4001, "output_chars": 8})).await;
     let ev = &u.body["data"]["events"][0];
     assert_eq!(ev["estimated"], true);
@@ -182,7 +182,7 @@ async fn estimates_from_characters_are_marked_estimated() {
 
 #[tokio::test]
 async fn free_user_gets_one_alert_per_threshold() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn().await;
     let events: Vec<_> = (0..100).map(|i| json!({"event_id": format!("a-{i}"), "user_id": "ivy", "provider": "gemini", "model": "gemini-2.5-flash", "input_tokens": 1})).collect();
     let r = app.usage(json!({ "events": events })).await;
     assert_eq!(r.status, 200, "{:?}", r.body);
@@ -212,7 +212,7 @@ async fn free_user_gets_one_alert_per_threshold() {
 
 #[tokio::test]
 async fn a_reservation_never_settled_is_released_by_the_aggregation_after_its_ttl() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn().await;
     let r = app.check(json!({"user_id": "jo", "provider": "gemini", "reserve": true, "reservation_ttl_seconds": 1})).await;
     assert_eq!(r.body["data"]["remaining"]["calls:gemini"], 99);
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
@@ -248,26 +248,13 @@ impl meter_core::alerts::AlertPublisher for FlakyPublisher {
 
 #[tokio::test]
 async fn an_alert_whose_publish_failed_stays_pending_and_is_delivered_once_by_the_aggregation() {
-    let app = spawn_app().await;
     let flaky = std::sync::Arc::new(FlakyPublisher {
         failures: 3.into(),
         delivered: Default::default(),
     });
-    let meter = std::sync::Arc::new(meter_core::service::Meter::new(
-        app.store.clone(),
-        flaky.clone(),
-    ));
-    let router = meter_core::http::app(meter.clone());
+    let app = TestApp::setup().publisher(flaky.clone()).spawn().await;
     let events: Vec<_> = (0..80).map(|i| json!({"event_id": format!("f-{i}"), "user_id": "kim", "provider": "gemini", "model": "gemini-2.5-flash", "input_tokens": 1})).collect();
-    let req = axum::http::Request::post("/api/subscription/usage")
-        .header("authorization", format!("Bearer {}", app.service_key))
-        .header("content-type", "application/json")
-        .body(axum::body::Body::from(
-            json!({ "events": events }).to_string(),
-        ))
-        .unwrap();
-    use tower::ServiceExt as _;
-    assert_eq!(router.oneshot(req).await.unwrap().status(), 200);
+    assert_eq!(app.usage(json!({ "events": events })).await.status, 200);
 
     let user = meter_core::domain::UserId::parse("kim").unwrap();
     let pending = app.store.unpublished_alerts(100).await.unwrap();
@@ -280,7 +267,7 @@ async fn an_alert_whose_publish_failed_stays_pending_and_is_delivered_once_by_th
 
     // Two more failures, then the port recovers: delivered exactly once.
     for _ in 0..4 {
-        meter.aggregate(&Default::default()).await.unwrap();
+        app.meter.aggregate(&Default::default()).await.unwrap();
     }
     assert_eq!(flaky.delivered.lock().unwrap().len(), 1);
     assert!(app

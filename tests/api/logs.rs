@@ -3,10 +3,9 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
+use meter_tests::TestApp;
 use serde_json::json;
 use tracing_subscriber::fmt::MakeWriter;
-
-use crate::helpers::spawn_app;
 
 #[derive(Clone, Default)]
 struct Capture(Arc<Mutex<Vec<u8>>>);
@@ -30,7 +29,7 @@ impl<'a> MakeWriter<'a> for Capture {
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_full_request_cycle_logs_no_api_key() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn().await;
     let capture = Capture::default();
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)

@@ -1,14 +1,11 @@
 //! GET /user/{id}/export and DELETE /user/{id} through the router.
 
-use axum::body::Body;
-use axum::http::Request;
+use meter_tests::TestApp;
 use serde_json::json;
-
-use crate::helpers::spawn_app;
 
 #[tokio::test]
 async fn export_erase_export_through_the_api_needs_an_admin_key() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn().await;
     let events: Vec<_> = (0..5)
         .map(|i| {
             json!({"event_id": format!("p-{i}"), "user_id": "zoe", "provider": "gemini",
@@ -21,13 +18,7 @@ async fn export_erase_export_through_the_api_needs_an_admin_key() {
 
     // A service key may neither export nor erase.
     assert_eq!(app.get(&format!("{path}/export")).await.status, 403);
-    let req = |key: &str| {
-        Request::delete(path)
-            .header("authorization", format!("Bearer {key}"))
-            .body(Body::empty())
-            .unwrap()
-    };
-    assert_eq!(app.send(req(&app.service_key)).await.status, 403);
+    assert_eq!(app.delete_as(&app.service_key, path).await.status, 403);
 
     let admin = app.admin_key.clone();
     let before = app.get_as(&admin, &format!("{path}/export")).await;
@@ -38,7 +29,7 @@ async fn export_erase_export_through_the_api_needs_an_admin_key() {
     assert_eq!(data["periods"].as_array().unwrap().len(), 1);
     assert!(data["alerts"].as_array().unwrap().len() <= 1);
 
-    let erased = app.send(req(&admin)).await;
+    let erased = app.delete(path).await;
     assert_eq!(erased.status, 200, "{}", erased.body);
     assert_eq!(erased.body["data"]["done"], true);
     let pseudonym = erased.body["data"]["invoices_kept_as"]
@@ -60,7 +51,7 @@ async fn export_erase_export_through_the_api_needs_an_admin_key() {
     }
     assert_eq!(after["subscription"], json!(null));
     // Erasing again is harmless.
-    assert_eq!(app.send(req(&admin)).await.body["data"]["done"], true);
+    assert_eq!(app.delete(path).await.body["data"]["done"], true);
     // The user's usage reads as a new user's.
     let usage = app.get("/api/subscription/usage/zoe").await;
     assert_eq!(usage.body["data"]["total_calls"], 0);

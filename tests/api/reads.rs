@@ -2,24 +2,13 @@
 
 use axum::body::Body;
 use axum::http::Request;
+use meter_tests::TestApp;
 use serde_json::json;
-
-use crate::helpers::{spawn_app, Reply, TestApp};
-
-async fn get(app: &TestApp, path: &str, key: &str) -> Reply {
-    app.send(
-        Request::get(path)
-            .header("authorization", format!("Bearer {key}"))
-            .body(Body::empty())
-            .unwrap(),
-    )
-    .await
-}
 
 #[tokio::test]
 async fn plans_lists_the_active_plans_cheapest_first_with_exact_prices() {
-    let app = spawn_app().await;
-    let r = get(&app, "/api/subscription/plans", &app.service_key).await;
+    let app = TestApp::spawn().await;
+    let r = app.get("/api/subscription/plans").await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     let plans = r.body["data"]["plans"].as_array().unwrap();
     let names: Vec<_> = plans.iter().map(|p| p["name"].as_str().unwrap()).collect();
@@ -37,8 +26,8 @@ async fn plans_lists_the_active_plans_cheapest_first_with_exact_prices() {
 
 #[tokio::test]
 async fn pricing_lists_prices_in_force_and_filters_by_provider() {
-    let app = spawn_app().await;
-    let all = get(&app, "/api/subscription/pricing", &app.service_key).await;
+    let app = TestApp::spawn().await;
+    let all = app.get("/api/subscription/pricing").await;
     assert_eq!(all.status, 200);
     let prices = all.body["data"]["prices"].as_array().unwrap();
     assert_eq!(prices.len(), 15);
@@ -49,12 +38,7 @@ async fn pricing_lists_prices_in_force_and_filters_by_provider() {
     assert_eq!(flash["prices"]["input_token"], "0.0000003");
     assert!(flash["source"].as_str().unwrap().starts_with("https://"));
 
-    let tavily = get(
-        &app,
-        "/api/subscription/pricing?provider=tavily",
-        &app.service_key,
-    )
-    .await;
+    let tavily = app.get("/api/subscription/pricing?provider=tavily").await;
     let only: Vec<_> = tavily.body["data"]["prices"]
         .as_array()
         .unwrap()
@@ -68,19 +52,14 @@ async fn pricing_lists_prices_in_force_and_filters_by_provider() {
         ("currency=eur", "unknown_parameter"),
         ("provider=a&provider=b", "invalid_parameter"),
     ] {
-        let r = get(
-            &app,
-            &format!("/api/subscription/pricing?{query}"),
-            &app.service_key,
-        )
-        .await;
+        let r = app.get(&format!("/api/subscription/pricing?{query}")).await;
         assert_eq!((r.status.as_u16(), r.code()), (400, code), "{query}");
     }
 }
 
 #[tokio::test]
 async fn a_quote_prices_without_recording() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn().await;
     let before = app.snapshot("nobody").await;
     let r = app.post("/api/subscription/pricing/quote", json!({"provider": "openai", "model": "gpt-4o", "input_tokens": 1000, "output_tokens": 100})).await;
     assert_eq!(r.status, 200, "{:?}", r.body);
@@ -111,16 +90,11 @@ async fn a_quote_prices_without_recording() {
 
 #[tokio::test]
 async fn alerts_page_counts_all_unread_and_mark_read_is_idempotent_and_tenant_scoped() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn().await;
     let events: Vec<_> = (0..90).map(|i| json!({"event_id": format!("r-{i}"), "user_id": "lia", "provider": "gemini", "model": "gemini-2.5-flash", "input_tokens": 1})).collect();
     assert_eq!(app.usage(json!({ "events": events })).await.status, 200);
 
-    let page = get(
-        &app,
-        "/api/subscription/alerts/lia?limit=1",
-        &app.service_key,
-    )
-    .await;
+    let page = app.get("/api/subscription/alerts/lia?limit=1").await;
     assert_eq!(page.status, 200, "{:?}", page.body);
     assert_eq!(page.body["data"]["alerts"].as_array().unwrap().len(), 1);
     assert_eq!(page.body["data"]["unread_count"], 2, "80 % and 90 %");
@@ -152,7 +126,7 @@ async fn alerts_page_counts_all_unread_and_mark_read_is_idempotent_and_tenant_sc
         (404, "not_found")
     );
     assert_eq!(
-        get(&app, "/api/subscription/alerts/lia", &other.secret)
+        app.get_as(&other.secret, "/api/subscription/alerts/lia")
             .await
             .body["data"]["unread_count"],
         0
@@ -167,12 +141,9 @@ async fn alerts_page_counts_all_unread_and_mark_read_is_idempotent_and_tenant_sc
             .await;
         assert_eq!(r.status, 200);
     }
-    let unread = get(
-        &app,
-        "/api/subscription/alerts/lia?unread_only=true",
-        &app.service_key,
-    )
-    .await;
+    let unread = app
+        .get("/api/subscription/alerts/lia?unread_only=true")
+        .await;
     assert_eq!(unread.body["data"]["unread_count"], 1);
     assert_eq!(unread.body["data"]["alerts"][0]["threshold"], 80);
 
@@ -183,15 +154,12 @@ async fn alerts_page_counts_all_unread_and_mark_read_is_idempotent_and_tenant_sc
         ("unread_only=yes", "invalid_parameter"),
         ("page=2", "unknown_parameter"),
     ] {
-        let r = get(
-            &app,
-            &format!("/api/subscription/alerts/lia?{query}"),
-            &app.service_key,
-        )
-        .await;
+        let r = app
+            .get(&format!("/api/subscription/alerts/lia?{query}"))
+            .await;
         assert_eq!((r.status.as_u16(), r.code()), (400, code), "{query}");
     }
-    let r = get(&app, "/api/subscription/alerts/a%23b", &app.service_key).await;
+    let r = app.get("/api/subscription/alerts/a%23b").await;
     assert_eq!((r.status.as_u16(), r.code()), (400, "invalid_id"));
     let r = app
         .send(

@@ -1,17 +1,14 @@
 //! GET/PUT /user/{user}/subscription, PUT /plans/{name}, PUT /pricing.
 
 use meter_core::domain::{Role, TenantId};
+use meter_core::testing::{instant, TestClock};
+use meter_tests::TestApp;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
 use crate::dashboard::mask;
-use crate::helpers::{spawn_app_at, TestApp, TestClock};
 
 const P: &str = "/api/subscription";
-
-fn set(clock: &TestClock, at: &str) {
-    *clock.lock().unwrap() = at.parse().unwrap();
-}
 
 fn sub_path(user: &str) -> String {
     format!("{P}/user/{user}/subscription")
@@ -48,7 +45,7 @@ async fn gemini_tokens(app: &TestApp, id: &str, user: &str, tokens: u64) {
 
 #[tokio::test]
 async fn without_a_subscription_the_user_is_on_free_calendar_months_golden() {
-    let (app, _clock) = spawn_app_at("2025-03-15T12:00:00Z").await;
+    let app = TestApp::spawn_at(&TestClock::at("2025-03-15T12:00:00Z")).await;
     let r = app.get(&sub_path("gina")).await;
     assert_eq!(r.status, 200, "{}", r.body);
     let plans = app.get(&format!("{P}/plans")).await;
@@ -70,7 +67,7 @@ async fn without_a_subscription_the_user_is_on_free_calendar_months_golden() {
 
 #[tokio::test]
 async fn put_creates_a_subscription_in_the_period_containing_now_golden() {
-    let (app, _clock) = spawn_app_at("2025-03-15T12:00:00Z").await;
+    let app = TestApp::spawn_at(&TestClock::at("2025-03-15T12:00:00Z")).await;
     let mut created = put_sub(&app, "hank", json!({"plan": "basic"})).await;
     mask(&mut created, &["updated_at"]);
     let expected_sub = json!({"plan": "basic", "billing_cycle": "monthly", "anchor": "calendar", "status": "active",
@@ -97,13 +94,14 @@ async fn put_creates_a_subscription_in_the_period_containing_now_golden() {
 
 #[tokio::test]
 async fn upgrade_mid_period_changes_limits_at_once_keeps_usage_prorates_exactly_and_rearms() {
-    let (app, clock) = spawn_app_at("2025-04-01T00:00:00Z").await;
+    let clock = TestClock::at("2025-04-01T00:00:00Z");
+    let app = TestApp::spawn_at(&clock).await;
     put_sub(&app, "jill", json!({"plan": "basic"})).await;
     // 850k of basic's 1M gemini tokens: the 80 % alert fires.
     gemini_tokens(&app, "j-1", "jill", 850_000).await;
     assert_eq!(alert_keys(&app, "jill").await, ["tokens:gemini@80"]);
 
-    set(&clock, "2025-04-11T00:00:00Z");
+    clock.set(instant("2025-04-11T00:00:00Z"));
     let up = put_sub(&app, "jill", json!({"plan": "pro"})).await;
     assert_eq!(up["change"], "upgraded");
     assert_eq!(up["subscription"]["plan"], "pro");
@@ -150,7 +148,7 @@ async fn upgrade_mid_period_changes_limits_at_once_keeps_usage_prorates_exactly_
     // April's invoice: basic's base (the plan the period started on), the exact prorated
     // difference and the usage; the total is rounded once. The subscription then renews
     // on pro with the billed proration dropped.
-    set(&clock, "2025-05-01T01:00:00Z");
+    clock.set(instant("2025-05-01T01:00:00Z"));
     let report = app.meter.aggregate(&Default::default()).await.unwrap();
     assert_eq!(report.invoices_created, 1);
     let jill = meter_core::domain::UserId::parse("jill").unwrap();
@@ -184,9 +182,10 @@ async fn upgrade_mid_period_changes_limits_at_once_keeps_usage_prorates_exactly_
 
 #[tokio::test]
 async fn downgrade_is_scheduled_and_the_same_price_switches_at_once() {
-    let (app, clock) = spawn_app_at("2025-04-05T00:00:00Z").await;
+    let clock = TestClock::at("2025-04-05T00:00:00Z");
+    let app = TestApp::spawn_at(&clock).await;
     put_sub(&app, "kim", json!({"plan": "pro"})).await;
-    set(&clock, "2025-04-06T00:00:00Z");
+    clock.set(instant("2025-04-06T00:00:00Z"));
     let down = put_sub(&app, "kim", json!({"plan": "basic"})).await;
     assert_eq!(down["change"], "downgrade_scheduled");
     assert_eq!(down["subscription"]["plan"], "pro");
@@ -216,7 +215,7 @@ async fn downgrade_is_scheduled_and_the_same_price_switches_at_once() {
 
 #[tokio::test]
 async fn an_inactive_subscription_is_denied_checks_with_subscription_inactive() {
-    let (app, _clock) = spawn_app_at("2025-04-05T00:00:00Z").await;
+    let app = TestApp::spawn_at(&TestClock::at("2025-04-05T00:00:00Z")).await;
     put_sub(&app, "lena", json!({"plan": "basic"})).await;
     let check = json!({"user_id": "lena", "provider": "gemini"});
     assert_eq!(app.check(check.clone()).await.status, 200);
@@ -247,7 +246,7 @@ async fn an_inactive_subscription_is_denied_checks_with_subscription_inactive() 
 
 #[tokio::test]
 async fn bad_subscription_writes_are_422_with_a_code_and_change_nothing() {
-    let (app, _clock) = spawn_app_at("2025-04-05T00:00:00Z").await;
+    let app = TestApp::spawn_at(&TestClock::at("2025-04-05T00:00:00Z")).await;
     let inactive = json!({"tier": "custom", "monthly_price_usd": "5", "yearly_price_usd": "50",
                           "limits": {}, "active": false});
     assert_eq!(
@@ -330,7 +329,7 @@ async fn bad_subscription_writes_are_422_with_a_code_and_change_nothing() {
 
 #[tokio::test]
 async fn admin_writes_refuse_a_service_key() {
-    let (app, _clock) = spawn_app_at("2025-04-05T00:00:00Z").await;
+    let app = TestApp::spawn_at(&TestClock::at("2025-04-05T00:00:00Z")).await;
     let key = app.service_key.clone();
     for (path, body) in [
         (sub_path("nina"), json!({"plan": "pro"})),
@@ -353,7 +352,7 @@ async fn admin_writes_refuse_a_service_key() {
 
 #[tokio::test]
 async fn subscriptions_are_per_tenant() {
-    let (app, _clock) = spawn_app_at("2025-04-05T00:00:00Z").await;
+    let app = TestApp::spawn_at(&TestClock::at("2025-04-05T00:00:00Z")).await;
     put_sub(&app, "olga", json!({"plan": "enterprise"})).await;
     let other = TenantId::parse("other").unwrap();
     meter_core::service::bootstrap::bootstrap(app.store.as_ref(), &other, None, app.meter.now())
@@ -379,7 +378,7 @@ async fn subscriptions_are_per_tenant() {
 
 #[tokio::test]
 async fn put_plan_upserts_a_validated_plan_seen_at_once() {
-    let (app, _clock) = spawn_app_at("2025-04-05T00:00:00Z").await;
+    let app = TestApp::spawn_at(&TestClock::at("2025-04-05T00:00:00Z")).await;
     let team = json!({"tier": "custom", "monthly_price_usd": "49", "yearly_price_usd": "490",
                       "description": "Teams", "features": ["Shared limits"], "alert_thresholds": [50, 100],
                       "limits": {"calls:gemini": 2000, "cost_usd": "80.50"}});
@@ -447,7 +446,7 @@ fn flash_version(id: &str, from: &str, input: &str) -> Value {
 
 #[tokio::test]
 async fn put_pricing_adds_the_tenants_own_versions_and_rejects_overlaps() {
-    let (app, _clock) = spawn_app_at("2025-04-05T00:00:00Z").await;
+    let app = TestApp::spawn_at(&TestClock::at("2025-04-05T00:00:00Z")).await;
     let quote = json!({"provider": "gemini", "model": "gemini-2.5-flash", "input_tokens": 1000});
     let before = app.post(&format!("{P}/pricing/quote"), quote.clone()).await;
     assert_eq!(before.body["data"]["cost_usd"], "0.0003");

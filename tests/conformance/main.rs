@@ -5,36 +5,47 @@
 //! `scripts/with-moto` starts (the README's test command does both); without the feature the
 //! DynamoDB module is not built at all, so it can never be skipped silently.
 
+mod accounts;
+mod alerts;
 mod billing;
+mod directory;
+mod events;
 mod fixtures;
 mod privacy;
+mod reservations;
 mod review;
-mod suite;
 
+/// One `#[tokio::test]` per listed test of each module, on a fresh store from `$factory`.
 macro_rules! conformance {
     ($factory:path) => {
-        conformance!(@tests $factory;
-            reservations_never_overspend_under_concurrency,
+        conformance!(@module events $factory;
             redelivered_events_are_counted_exactly_once,
             same_event_id_with_other_content_is_a_conflict,
             settling_adjusts_counters_by_actual_minus_held,
+            unpriced_estimated_error_and_latency_counts_are_kept,
+            daily_rollups_follow_event_days,
+            period_usage_is_per_period_and_zero_filled,
+            user_usage_reads_the_period_the_subscription_picks,
+        );
+        conformance!(@module reservations $factory;
+            reservations_never_overspend_under_concurrency,
             a_hold_is_returned_exactly_once_whatever_races,
             expired_reservations_return_their_holds,
             guards_cover_totals_tokens_and_strict_cost,
             event_settling_another_users_reservation_does_not_touch_it,
+        );
+        conformance!(@module alerts $factory;
             alert_is_stored_once_under_concurrency,
             alerts_list_newest_first_with_total_unread_and_outbox,
             rearmed_alert_keys_can_fire_again_and_old_alerts_stay_listed,
-            user_usage_reads_the_period_the_subscription_picks,
-            unpriced_estimated_error_and_latency_counts_are_kept,
-            daily_rollups_follow_event_days,
-            period_usage_is_per_period_and_zero_filled,
+        );
+        conformance!(@module accounts $factory;
             subscription_writes_are_versioned,
             plans_prices_and_keys_round_trip,
             invoices_are_stored_once_per_period,
             tenants_are_isolated,
         );
-        conformance!(@billing $factory;
+        conformance!(@module billing $factory;
             users_with_a_subscription_or_usage_are_listed_once,
             closing_a_period_stores_one_invoice_and_moves_billed_to,
             concurrent_closes_store_one_invoice,
@@ -43,12 +54,17 @@ macro_rules! conformance {
             repricing_moves_counters_rollups_and_adjustments_exactly,
             job_cursors_round_trip,
         );
-        conformance!(@privacy $factory;
+        conformance!(@module directory $factory;
+            tenant_users_are_paged_in_id_order_with_their_period_usage,
+            tenant_alerts_are_newest_first_and_one_alert_reads_back,
+            token_keys_are_created_once_and_replaced_by_version,
+        );
+        conformance!(@module privacy $factory;
             export_then_erase_then_export_leaves_only_pseudonymised_invoices,
             erasure_during_concurrent_ingest_completes_once_traffic_stops,
         );
         // Issue 16 (review findings).
-        conformance!(@review $factory;
+        conformance!(@module review $factory;
             concurrent_claims_of_an_unpublished_record_have_exactly_one_winner,
             an_expired_or_released_claim_can_be_taken_again,
             a_published_record_cannot_be_claimed,
@@ -56,39 +72,12 @@ macro_rules! conformance {
             keys_are_listed_and_revoked_by_id_within_their_tenant,
         );
     };
-    (@review $factory:path; $($name:ident),* $(,)?) => {
+    (@module $module:ident $factory:path; $($name:ident),* $(,)?) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn $name() {
-                let store = $factory().await;
-                crate::review::$name(store).await;
-            }
-        )*
-    };
-    (@privacy $factory:path; $($name:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $name() {
-                let store = $factory().await;
-                crate::privacy::$name(store).await;
-            }
-        )*
-    };
-    (@billing $factory:path; $($name:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $name() {
-                let store = $factory().await;
-                crate::billing::$name(store).await;
-            }
-        )*
-    };
-    (@tests $factory:path; $($name:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $name() {
-                let store = $factory().await;
-                crate::suite::$name(store).await;
+                let fresh = $factory().await;
+                crate::$module::$name(fresh.store.clone()).await;
             }
         )*
     };

@@ -38,7 +38,7 @@ async fn fill(store: &Arc<dyn Store>, t: &TenantId, u: &UserId) -> Invoice {
     store.reserve(&r2, &[]).await.unwrap();
     settled.reservation_id = Some(r2.id.clone());
     store.record_events(&[settled]).await.unwrap();
-    let mut a = crate::suite::alert_for_tests(t, u, "calls:gemini@80");
+    let mut a = alert(t, u, "calls:gemini@80", 0);
     a.published = true;
     store.create_alert_once(&a).await.unwrap();
     let invoice = Invoice {

@@ -6,20 +6,14 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use aws_sdk_sqs::types::QueueAttributeName;
-use axum::body::Body;
-use axum::http::Request;
-use http_body_util::BodyExt as _;
 use meter_core::alerts::sns::SnsPublisher;
-use meter_core::domain::{Role, TenantId};
-use meter_core::service::{bootstrap, Meter};
 use meter_core::store::dynamo::{self, DynamoStore, RequestCounter};
+use meter_tests::{Reply, TestApp};
 use serde_json::{json, Value};
-use tower::ServiceExt as _;
 
+/// An app on a fresh table, counting the DynamoDB requests it makes.
 struct Env {
-    config: aws_config::SdkConfig,
-    router: axum::Router,
-    key: String,
+    app: Arc<TestApp>,
     counter: RequestCounter,
 }
 
@@ -30,43 +24,23 @@ async fn setup(topic_arn: Option<String>) -> Env {
     );
     let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let table = format!("meter-emu-{}", uuid::Uuid::new_v4().simple());
-    dynamo::create_table(&dynamo::client_from_env().await, &table)
+    dynamo::create_table(&meter_core::config::dynamo_client().await, &table)
         .await
         .unwrap();
     let (store, counter) = DynamoStore::with_request_counter(&config, table);
-    let store: Arc<dyn meter_core::store::Store> = Arc::new(store);
-    let tenant = TenantId::parse("default").unwrap();
-    bootstrap::bootstrap(store.as_ref(), &tenant, None, chrono::Utc::now())
-        .await
-        .unwrap();
-    let key = meter_core::auth::generate_key(&tenant, Role::Service, chrono::Utc::now());
-    store.put_api_key(&key.record).await.unwrap();
     let publisher: Arc<dyn meter_core::alerts::AlertPublisher> = match topic_arn {
         Some(arn) => Arc::new(SnsPublisher::new(aws_sdk_sns::Client::new(&config), arn)),
         None => Arc::new(meter_core::alerts::LogPublisher),
     };
-    let meter = Arc::new(Meter::new(store, publisher));
+    let app = TestApp::setup()
+        .store(Arc::new(store))
+        .publisher(publisher)
+        .spawn()
+        .await;
     Env {
-        router: meter_core::http::app(meter),
-        config,
-        key: key.secret,
+        app: Arc::new(app),
         counter,
     }
-}
-
-async fn post(env: &Env, path: &str, body: Value) -> (u16, Value) {
-    let req = Request::post(path)
-        .header("authorization", format!("Bearer {}", env.key))
-        .header("content-type", "application/json")
-        .body(Body::from(body.to_string()))
-        .unwrap();
-    let res = env.router.clone().oneshot(req).await.unwrap();
-    let status = res.status().as_u16();
-    let bytes = res.into_body().collect().await.unwrap().to_bytes();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -114,16 +88,10 @@ async fn alerts_reach_an_sqs_subscriber_once_each_with_attributes() {
             let events: Vec<_> = (0..4)
                 .map(|i| json!({"event_id": format!("sns-{}", chunk * 4 + i), "user_id": "sns-user", "provider": "gemini", "model": "gemini-2.5-flash", "input_tokens": 1}))
                 .collect();
-            let router = env.router.clone();
-            let key = env.key.clone();
+            let app = env.app.clone();
             tasks.push(tokio::spawn(async move {
-                let req = Request::post("/api/subscription/usage")
-                    .header("authorization", format!("Bearer {key}"))
-                    .header("content-type", "application/json")
-                    .body(Body::from(json!({ "events": events }).to_string()))
-                    .unwrap();
                 let _ = round;
-                router.oneshot(req).await.unwrap().status().as_u16()
+                app.usage(json!({ "events": events })).await.status
             }));
         }
     }
@@ -178,14 +146,11 @@ async fn alerts_reach_an_sqs_subscriber_once_each_with_attributes() {
         };
         assert_eq!(a["severity"], expected);
     }
-    let (status, _) = post(
-        &env,
-        "/api/subscription/check",
-        json!({"user_id": "sns-user", "provider": "gemini"}),
-    )
-    .await;
-    assert_eq!(status, 429);
-    let _ = env.config;
+    let denied = env
+        .app
+        .check(json!({"user_id": "sns-user", "provider": "gemini"}))
+        .await;
+    assert_eq!(denied.status, 429);
 }
 
 #[tokio::test]
@@ -193,16 +158,10 @@ async fn a_warm_check_reads_one_item_a_reservation_is_one_update_an_event_one_tr
     let env = setup(None).await;
     let check = json!({"user_id": "budget", "provider": "gemini", "model": "gemini-2.5-flash", "estimated_input_tokens": 10});
     // Warm the caches (key, plans, catalog).
-    assert_eq!(
-        post(&env, "/api/subscription/check", check.clone()).await.0,
-        200
-    );
+    assert_eq!(env.app.check(check.clone()).await.status, 200);
 
     env.counter.take();
-    assert_eq!(
-        post(&env, "/api/subscription/check", check.clone()).await.0,
-        200
-    );
+    assert_eq!(env.app.check(check.clone()).await.status, 200);
     assert_eq!(
         env.counter.take(),
         BTreeMap::from([("GetItem".to_owned(), 1)]),
@@ -211,14 +170,14 @@ async fn a_warm_check_reads_one_item_a_reservation_is_one_update_an_event_one_tr
 
     let mut reserve = check.clone();
     reserve["reserve"] = json!(true);
-    assert_eq!(post(&env, "/api/subscription/check", reserve).await.0, 200);
+    assert_eq!(env.app.check(reserve).await.status, 200);
     assert_eq!(
         env.counter.take(),
         BTreeMap::from([("GetItem".to_owned(), 1), ("UpdateItem".to_owned(), 1)]),
         "a reservation"
     );
 
-    let (status, body) = post(&env, "/api/subscription/usage", json!({"event_id": "b-1", "user_id": "budget", "provider": "gemini", "model": "gemini-2.5-flash", "input_tokens": 10})).await;
+    let Reply { status, body, .. } = env.app.usage(json!({"event_id": "b-1", "user_id": "budget", "provider": "gemini", "model": "gemini-2.5-flash", "input_tokens": 10})).await;
     assert_eq!(status, 200, "{body}");
     let counts = env.counter.take();
     assert_eq!(
@@ -228,20 +187,6 @@ async fn a_warm_check_reads_one_item_a_reservation_is_one_update_an_event_one_tr
     );
 }
 
-async fn get(env: &Env, path: &str) -> (u16, Value) {
-    let req = Request::get(path)
-        .header("authorization", format!("Bearer {}", env.key))
-        .body(Body::empty())
-        .unwrap();
-    let res = env.router.clone().oneshot(req).await.unwrap();
-    let status = res.status().as_u16();
-    let bytes = res.into_body().collect().await.unwrap().to_bytes();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
-}
-
 #[tokio::test]
 async fn a_warm_dashboard_reads_the_state_item_three_times_and_queries_alerts_once() {
     let env = setup(None).await;
@@ -249,13 +194,16 @@ async fn a_warm_dashboard_reads_the_state_item_three_times_and_queries_alerts_on
     let events: Vec<Value> = (0..85)
         .map(|i| json!({"event_id": format!("d-{i}"), "user_id": "dash", "provider": "gemini", "model": "gemini-2.5-flash", "input_tokens": 10}))
         .collect();
-    let (status, body) = post(&env, "/api/subscription/usage", json!({ "events": events })).await;
+    let Reply { status, body, .. } = env.app.usage(json!({ "events": events })).await;
     assert_eq!(status, 200, "{body}");
     // Warm the caches (key, plans).
-    assert_eq!(get(&env, "/api/subscription/dashboard/dash").await.0, 200);
+    assert_eq!(
+        env.app.get("/api/subscription/dashboard/dash").await.status,
+        200
+    );
 
     env.counter.take();
-    let (status, body) = get(&env, "/api/subscription/dashboard/dash").await;
+    let Reply { status, body, .. } = env.app.get("/api/subscription/dashboard/dash").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"]["current_usage"]["total_calls"], 85);
     assert_eq!(body["data"]["alerts"]["unread_count"], 1);
@@ -283,7 +231,87 @@ async fn a_warm_dashboard_reads_the_state_item_three_times_and_queries_alerts_on
             BTreeMap::from([("Query".to_owned(), 1)]),
         ),
     ] {
-        assert_eq!(get(&env, path).await.0, 200, "{path}");
+        assert_eq!(env.app.get(path).await.status, 200, "{path}");
         assert_eq!(env.counter.take(), expected, "{path}");
     }
+}
+
+#[tokio::test]
+async fn the_web_dashboards_admin_reads_and_token_reads_stay_within_their_requests() {
+    let env = setup(None).await;
+    for user in ["wa", "wb", "wc"] {
+        let events: Vec<Value> = (0..82)
+            .map(|i| json!({"event_id": format!("{user}-{i}"), "user_id": user, "provider": "gemini", "model": "gemini-2.5-flash", "input_tokens": 10}))
+            .collect();
+        let Reply { status, body, .. } = env.app.usage(json!({ "events": events })).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    // Warm the caches (the admin key, plans).
+    let admin = env.app.admin_key.clone();
+    assert_eq!(
+        env.app
+            .get_as(&admin, "/api/subscription/admin/users")
+            .await
+            .status,
+        200
+    );
+
+    env.counter.take();
+    let Reply { status, body, .. } = env
+        .app
+        .get_as(&admin, "/api/subscription/admin/users?limit=100")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["users"].as_array().unwrap().len(), 3);
+    assert_eq!(body["data"]["users"][0]["calls"], 82);
+    assert_eq!(
+        env.counter.take(),
+        BTreeMap::from([("Query".to_owned(), 1), ("BatchGetItem".to_owned(), 1)]),
+        "a page of users: the subs index, then their state items"
+    );
+    let Reply { status, body, .. } = env
+        .app
+        .get_as(&admin, "/api/subscription/admin/alerts")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["data"]["alerts"].as_array().unwrap().len(),
+        3,
+        "one 80 % alert each"
+    );
+    assert_eq!(
+        env.counter.take(),
+        BTreeMap::from([("Query".to_owned(), 1), ("BatchGetItem".to_owned(), 1)]),
+        "the tenant's alert feed, then the alerts"
+    );
+
+    // The first token creates the tenant's signing key; later ones need no request.
+    let Reply { status, body, .. } = env
+        .app
+        .post("/api/subscription/tokens", json!({"user_id": "wa"}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    env.counter.take();
+    let Reply { status, body, .. } = env
+        .app
+        .post("/api/subscription/tokens", json!({"user_id": "wa"}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        env.counter.take(),
+        BTreeMap::new(),
+        "minting with a cached key"
+    );
+    let token = body["data"]["token"].as_str().unwrap().to_owned();
+    let status = env
+        .app
+        .get_as(&token, "/api/subscription/usage/wa")
+        .await
+        .status;
+    assert_eq!(status, 200);
+    assert_eq!(
+        env.counter.take(),
+        BTreeMap::from([("GetItem".to_owned(), 1)]),
+        "a token's read costs what the key's does"
+    );
 }

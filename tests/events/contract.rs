@@ -138,20 +138,31 @@ pub fn template_routes() -> BTreeMap<String, BTreeSet<Route>> {
     out
 }
 
-/// Every `.route(&format!("{PREFIX}/…"), get(…)…)` of shared/src/http/routes.rs.
+/// Every `.route(&format!("{PREFIX}/…"), get(…)…)` (or `.route("/…", …)`) of the files of
+/// shared/src/http (routes.rs and the web dashboard's web.rs, tokens.rs, tenant.rs).
 pub fn router_routes() -> BTreeSet<Route> {
-    let src = std::fs::read_to_string(repo().join("shared/src/http/routes.rs")).unwrap();
+    let mut src = String::new();
+    let mut files: Vec<_> = std::fs::read_dir(repo().join("shared/src/http"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "rs"))
+        .collect();
+    files.sort();
+    for file in files {
+        src.push_str(&std::fs::read_to_string(file).unwrap());
+    }
     let prefix = "/api/subscription";
     let mut out = BTreeSet::new();
-    for piece in src.split(".route(").skip(1) {
-        let start = piece.find('"').expect("a path literal") + 1;
-        let len = piece[start..].find('"').expect("a closed literal");
-        let path = piece[start..start + len]
+    for args in call_args(&src, ".route(") {
+        let literal = &args[0];
+        let start = literal.find('"').expect("a path literal") + 1;
+        let len = literal[start..].find('"').expect("a closed literal");
+        let path = literal[start..start + len]
             .replace("{PREFIX}", prefix)
             .replace("{{", "{")
             .replace("}}", "}");
-        // The method router follows the path literal, up to the next `.route(`.
-        let handlers = &piece[start + len..];
+        // The method router: the call's other arguments.
+        let handlers = args[1..].join(",");
         let mut methods = 0;
         for method in METHODS {
             let call = format!("{method}(");
@@ -236,6 +247,7 @@ pub fn field_error_codes() -> BTreeSet<(String, String)> {
     for file in [
         "shared/src/usage/normalise.rs",
         "shared/src/limits/plans.rs",
+        "shared/src/limits/validation.rs",
         "shared/src/pricing/catalog.rs",
         "shared/src/subscriptions.rs",
     ] {

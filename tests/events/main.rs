@@ -16,19 +16,16 @@ use std::sync::Arc;
 
 use axum::Router;
 use chrono::{DateTime, Datelike, Duration, TimeZone, Utc};
-use http_body_util::BodyExt as _;
-use meter_core::alerts::LogPublisher;
 use meter_core::domain::{
-    Alert, Invoice, InvoiceStatus, LineItem, PlanName, Reservation, ReservationStatus, Role,
-    Severity, TenantId, UserId,
+    Alert, Invoice, InvoiceStatus, LineItem, PlanName, Reservation, ReservationStatus, Severity,
+    TenantId, UserId,
 };
-use meter_core::service::{bootstrap, Meter};
-use meter_core::store::Store;
+use meter_core::service::Meter;
 use meter_core::usage::Tally;
+use meter_tests::TestApp;
 use rust_decimal::{Decimal, RoundingStrategy};
 use rust_decimal_macros::dec;
 use serde_json::Value;
-use tower::ServiceExt as _;
 
 use contract::{Contract, Route};
 
@@ -44,6 +41,17 @@ const INVOICE_ID: &str = "inv_events_0001";
 /// Routes that take no input (no path id, query or body), so have no bad-input event.
 const NO_INPUT: &[(&str, &str)] = &[("GET", "/api/subscription/plans")];
 
+/// The web dashboard's pages (docs/web.md): public (the page holds no data, so
+/// no key and no 401/403) and not JSON; their events are checked for status and content
+/// type, and each needs one event.
+const WEB_PAGES: &[(&str, &str)] = &[("GET", "/"), ("GET", "/ui/{asset}")];
+
+fn is_web_page(route: &Route) -> bool {
+    WEB_PAGES
+        .iter()
+        .any(|(m, p)| route.0 == *m && route.1 == *p)
+}
+
 const HTTP_FUNCTIONS: &[&str] = &["limit-check", "usage-ingest", "usage-dashboard"];
 const SCHEDULED_FUNCTION: &str = "usage-aggregate";
 
@@ -55,11 +63,11 @@ fn repo() -> PathBuf {
 }
 
 /// The router a function's `main` runs (`functions/<name>/src/main.rs`).
-fn router_of(function: &str, meter: Arc<Meter>) -> Router {
+fn router_of(function: &str) -> fn(Arc<Meter>) -> Router {
     match function {
-        "limit-check" => meter_core::http::check_router(meter),
-        "usage-ingest" => meter_core::http::usage_router(meter),
-        "usage-dashboard" => meter_core::http::dashboard_router(meter),
+        "limit-check" => meter_core::http::check_router,
+        "usage-ingest" => meter_core::http::usage_router,
+        "usage-dashboard" => meter_core::http::dashboard_router,
         other => panic!("no router for function {other}"),
     }
 }
@@ -169,28 +177,16 @@ fn previous_invoice(tenant: &TenantId, now: DateTime<Utc>) -> Invoice {
     }
 }
 
-/// A fresh store as a deployment has it after `meter keys create` (default tenant, plans,
-/// catalog), with the events' keys, one open reservation, one unread alert and one invoice
-/// of `alice`.
-async fn fresh_meter(reservation_expires_in: Duration) -> (Arc<Meter>, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(
-        meter_core::store::sqlite::SqliteStore::open(&dir.path().join("meter.db")).unwrap(),
-    );
-    let tenant = TenantId::parse("default").unwrap();
-    let now = Utc::now();
-    bootstrap::bootstrap(store.as_ref(), &tenant, Some(ADMIN_KEY), now)
-        .await
-        .unwrap();
-    store
-        .put_api_key(&meter_core::auth::record_for(
-            SERVICE_KEY,
-            &tenant,
-            Role::Service,
-            now,
-        ))
-        .await
-        .unwrap();
+/// `function`'s router on a fresh store as a deployment has it after `meter keys create`
+/// (default tenant, plans, catalog), with the events' keys, one open reservation, one
+/// unread alert and one invoice of `alice`.
+async fn fresh_app(function: &str, reservation_expires_in: Duration) -> TestApp {
+    let app = TestApp::setup()
+        .keys(ADMIN_KEY, SERVICE_KEY)
+        .router(router_of(function))
+        .spawn()
+        .await;
+    let (store, tenant, now) = (&app.store, app.tenant.clone(), Utc::now());
     let alice = UserId::parse("alice").unwrap();
     assert_eq!(Reservation::user_of_id(RESERVATION_ID), Some(alice.clone()));
     let reservation = Reservation {
@@ -229,7 +225,7 @@ async fn fresh_meter(reservation_expires_in: Duration) -> (Arc<Meter>, tempfile:
         .put_invoice_once(&previous_invoice(&alert.tenant, now))
         .await
         .unwrap());
-    (Arc::new(Meter::new(store, Arc::new(LogPublisher))), dir)
+    app
 }
 
 /// The route an API Gateway v2 event was matched to (`routeKey`), e.g.
@@ -278,6 +274,23 @@ async fn every_http_event_gets_its_status_from_its_function_and_matches_the_cont
             continue;
         };
         statuses.entry(route.clone()).or_default().insert(status);
+        if is_web_page(&route) {
+            let app = fresh_app(&file.function, Duration::seconds(300)).await;
+            let request = lambda_http::request::from_str(&text).unwrap();
+            let reply = app.send(request).await;
+            let got = reply.status.as_u16();
+            let ty = reply
+                .headers
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned();
+            served += 1;
+            if got != status || (status == 200 && !ty.starts_with("text/html")) {
+                failures.push(format!("{label}: expected {status}, got {got} ({ty})"));
+            }
+            continue;
+        }
         if let Err(e) = contract.response_schema(&route, status) {
             failures.push(format!("{label}: {e}"));
         }
@@ -295,14 +308,9 @@ async fn every_http_event_gets_its_status_from_its_function_and_matches_the_cont
                 request.uri()
             ));
         }
-        let (meter, _dir) = fresh_meter(Duration::seconds(300)).await;
-        let response = router_of(&file.function, meter)
-            .oneshot(request)
-            .await
-            .unwrap();
-        let got = response.status().as_u16();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        let app = fresh_app(&file.function, Duration::seconds(300)).await;
+        let reply = app.send(request).await;
+        let (got, body) = (reply.status.as_u16(), reply.body);
         served += 1;
         if got != status {
             failures.push(format!("{label}: expected {status}, got {got}: {body}"));
@@ -333,6 +341,9 @@ async fn every_http_event_gets_its_status_from_its_function_and_matches_the_cont
                     .get(route)
                     .is_some_and(|s| wanted.iter().any(|w| s.contains(w)))
             };
+            if is_web_page(route) {
+                continue; // one event each, checked above
+            }
             let takes_input = !NO_INPUT.iter().any(|(m, p)| route.0 == *m && route.1 == *p);
             for (what, wanted, needed) in [
                 ("200", &[200][..], true),
@@ -390,12 +401,12 @@ async fn the_schedule_event_decodes_as_eventbridge_sends_it_and_the_pass_expires
     let _: Value = serde_json::from_str(&text).unwrap();
 
     // The handler's work (functions/usage-aggregate/src/main.rs): one aggregation pass.
-    let (meter, _dir) = fresh_meter(Duration::seconds(-1)).await;
+    let app = fresh_app("limit-check", Duration::seconds(-1)).await;
     let opts = meter_core::service::aggregate::AggregateOptions::default();
-    let first = meter.aggregate(&opts).await.unwrap();
+    let first = app.meter.aggregate(&opts).await.unwrap();
     assert_eq!((first.expired_reservations, first.alerts_delivered), (1, 0));
     assert!(first.complete);
-    let again = meter.aggregate(&opts).await.unwrap();
+    let again = app.meter.aggregate(&opts).await.unwrap();
     assert_eq!(
         (
             again.expired_reservations,
@@ -407,26 +418,21 @@ async fn the_schedule_event_decodes_as_eventbridge_sends_it_and_the_pass_expires
     );
     let release =
         std::fs::read_to_string(repo().join("events/limit-check/release.200.json")).unwrap();
-    let response = meter_core::http::check_router(meter)
-        .oneshot(lambda_http::request::from_str(&release).unwrap())
+    let body = app
+        .send(lambda_http::request::from_str(&release).unwrap())
         .await
-        .unwrap();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    let body: Value = serde_json::from_slice(&bytes).unwrap();
+        .body;
     assert_eq!(body["data"]["status"], "expired", "{body}");
 }
 
 /// Serves one committed event on a fresh store: its status and JSON body.
 async fn serve(function: &str, file: &str) -> (u16, Value) {
     let text = std::fs::read_to_string(repo().join("events").join(function).join(file)).unwrap();
-    let (meter, _dir) = fresh_meter(Duration::seconds(300)).await;
-    let response = router_of(function, meter)
-        .oneshot(lambda_http::request::from_str(&text).unwrap())
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    (status, serde_json::from_slice(&bytes).unwrap())
+    let app = fresh_app(function, Duration::seconds(300)).await;
+    let reply = app
+        .send(lambda_http::request::from_str(&text).unwrap())
+        .await;
+    (reply.status.as_u16(), reply.body)
 }
 
 #[tokio::test]
@@ -652,7 +658,12 @@ fn openapi_and_the_template_describe_the_same_routes_with_the_same_functions() {
     }
     let from_openapi: BTreeSet<Route> = contract.routes().into_iter().collect();
     assert_eq!(from_openapi, from_template);
-    assert_eq!(from_openapi.len(), 18, "SPEC §6 has 18 operations");
+    assert_eq!(
+        from_openapi.len(),
+        23,
+        "18 operations of the API, and the web dashboard's GET /, GET /ui/{{asset}}, \
+         POST /tokens, GET /admin/users and GET /admin/alerts"
+    );
 }
 
 #[test]
@@ -752,4 +763,47 @@ fn the_contract_rejects_a_response_that_breaks_it() {
         contract.validate(&route, 418, &wrong_code).is_err(),
         "undocumented status"
     );
+}
+
+/// `x-beyond-schema` (the rules a request schema cannot state, which scripts/test-openapi
+/// lets a schema-valid request be refused for) names, for each rule, a status and code
+/// that the operation's own error responses document, and says what the rule is.
+#[test]
+fn every_rule_beyond_the_schema_is_a_documented_error_of_its_operation() {
+    let contract = Contract::load();
+    let codes = contract.error_codes();
+    let mut rules = 0;
+    for route in contract.routes() {
+        let op = contract.operation(&route).unwrap();
+        let Some(list) = op.get("x-beyond-schema") else {
+            continue;
+        };
+        for rule in list.as_array().expect("x-beyond-schema is a list") {
+            let status = rule["status"].as_u64().expect("a status") as u16;
+            let code = rule["code"].as_str().expect("a code");
+            let field = rule["field"].as_str().expect("a field");
+            let text = rule["rule"].as_str().expect("the rule");
+            assert!(!text.is_empty(), "{route:?} {code}: the rule says nothing");
+            assert!(
+                codes.contains(code),
+                "{route:?}: `{code}` is not an ErrorCode"
+            );
+            let problem = serde_json::json!({"field": field, "code": code, "message": "m"});
+            let error = match (status, route.1.as_str()) {
+                (422, "/api/subscription/usage") => serde_json::json!({"code": "invalid_events",
+                    "details": {"events": [{"index": 0, "errors": [problem]}]}}),
+                (422, _) => serde_json::json!({"code": code, "details": {"errors": [problem]}}),
+                _ => serde_json::json!({"code": code, "details": {}}),
+            };
+            let mut body = serde_json::json!({"success": false, "error": error});
+            body["error"]["message"] = serde_json::json!("m");
+            contract
+                .validate(&route, status, &body)
+                .unwrap_or_else(|e| {
+                    panic!("{route:?}: rule `{code}` is not a documented {status} answer: {e}")
+                });
+            rules += 1;
+        }
+    }
+    assert!(rules >= 20, "only {rules} rules beyond the schema");
 }

@@ -6,11 +6,12 @@
 use std::collections::BTreeMap;
 
 use meter_core::domain::UserId;
+use meter_core::testing::instant;
 use rust_decimal::Decimal;
 use serde_json::json;
 
 use crate::faulty::{Fault, Injected, Timing};
-use crate::helpers::{at, event, spawn_app, App};
+use crate::helpers::{event, spawn_app, App};
 
 const MARCH: &str = "2025-03-20T12:00:00Z";
 const APRIL: &str = "2025-04-01T00:05:00Z";
@@ -32,17 +33,17 @@ async fn arrange() -> App {
     app.publisher
         .faults
         .inject(Fault::nth(1, Timing::Before).on(&["publish"]));
-    app.usage(&ann).await.assert_ok("ann");
+    app.ingest(&ann).await.assert_ok("ann");
     app.publisher.faults.heal();
     let bob: Vec<_> = (0..3)
         .map(|i| event(&format!("bob-{i}"), "bob", 500 + i, "2025-03-19T10:00:00Z"))
         .collect();
-    app.usage(&bob).await.assert_ok("bob");
+    app.ingest(&bob).await.assert_ok("bob");
     app.check(json!({"user_id": "bob", "provider": "gemini", "estimated_input_tokens": 50, "reserve": true, "reservation_ttl_seconds": 60}))
         .await
         .assert_ok("hold");
     assert_eq!(app.store.unpublished_alerts(10).await.unwrap().len(), 1);
-    app.set_now(at(APRIL));
+    app.set_now(instant(APRIL));
     app.faulty.faults.take_calls();
     app
 }
@@ -71,7 +72,7 @@ async fn verify(app: &App, injected: Option<Injected>) {
             .events;
         let cost: Decimal = events.iter().filter_map(|e| e.cost_usd).sum();
         assert_eq!(invoices[0].usage_usd, cost, "{context}: {user}'s usage");
-        assert_eq!(invoices[0].period.start, at("2025-03-01T00:00:00Z"));
+        assert_eq!(invoices[0].period.start, instant("2025-03-01T00:00:00Z"));
         assert_eq!(app.audit(user).await.held, Default::default(), "{context}");
     }
     assert!(
@@ -203,9 +204,9 @@ async fn a_repricing_backlog_does_not_starve_billing() {
                        "input_tokens": 10})
             })
             .collect();
-        app.usage(&events).await.assert_ok("unpriced backlog");
+        app.ingest(&events).await.assert_ok("unpriced backlog");
     }
-    app.usage(&[event("inv-1", "payer", 1000, "2025-03-19T10:00:00Z")])
+    app.ingest(&[event("inv-1", "payer", 1000, "2025-03-19T10:00:00Z")])
         .await
         .assert_ok("a user to invoice");
     let price = json!({"id": "newco/m1@2025-01-01", "provider": "newco", "model": "m1",
@@ -220,7 +221,7 @@ async fn a_repricing_backlog_does_not_starve_billing() {
     app.faulty
         .faults
         .slow("price_event", std::time::Duration::from_millis(20));
-    app.set_now(at(APRIL));
+    app.set_now(instant(APRIL));
     let report = app
         .meter
         .aggregate(&meter_core::service::aggregate::AggregateOptions {

@@ -9,6 +9,7 @@
 
 use chrono::{Duration, Utc};
 use meter_core::service::aggregate::AggregateOptions;
+use meter_tests::Reply;
 use serde_json::json;
 
 use crate::throttle::{assert_unavailable, setup, Env, Kind};
@@ -18,7 +19,8 @@ const MAX_ATTEMPTS: u32 = 12;
 
 /// A pass acting an hour from now: every hold taken by the test has expired by then.
 async fn pass_an_hour_on(env: &Env) -> meter_core::service::aggregate::AggregateReport {
-    env.meter
+    env.app
+        .meter
         .aggregate(&AggregateOptions {
             at: Some(Utc::now() + Duration::hours(1)),
             ..AggregateOptions::default()
@@ -33,7 +35,7 @@ async fn a_reservation_is_retried_through_transaction_conflicts_and_503_only_whe
     let env = setup().await;
 
     env.throttler.fault("UpdateItem", Kind::Conflict, Some(4));
-    let (status, body) = env.reserve("ria").await;
+    let Reply { status, body, .. } = env.reserve("ria").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"]["allowed"], true, "{body}");
     assert_eq!(
@@ -45,13 +47,13 @@ async fn a_reservation_is_retried_through_transaction_conflicts_and_503_only_whe
 
     for kind in [Kind::Throttling, Kind::RequestLimit] {
         env.throttler.fault("UpdateItem", kind, Some(2));
-        let (status, body) = env.reserve("ria").await;
+        let Reply { status, body, .. } = env.reserve("ria").await;
         assert_eq!(status, 200, "{kind:?}: {body}");
     }
     assert_eq!(env.counts("ria").await, (0, 3));
 
     env.throttler.fault("UpdateItem", Kind::Conflict, None);
-    let (status, body) = env.reserve("ria").await;
+    let Reply { status, body, .. } = env.reserve("ria").await;
     assert_unavailable(status, &body, "conflicts that never stop");
     assert_eq!(env.throttler.attempts("UpdateItem"), MAX_ATTEMPTS);
     env.throttler.heal();
@@ -65,20 +67,20 @@ async fn a_subscription_change_is_retried_through_transaction_conflicts_and_503_
     let path = "/api/subscription/user/sam/subscription";
 
     env.throttler.fault("UpdateItem", Kind::Conflict, Some(3));
-    let (status, body) = env.put(path, json!({"plan": "pro"})).await;
+    let Reply { status, body, .. } = env.app.put(path, json!({"plan": "pro"})).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"]["change"], "created", "{body}");
     assert_eq!(env.throttler.attempts("UpdateItem"), 4);
 
     env.throttler.fault("UpdateItem", Kind::Conflict, None);
-    let (status, body) = env.put(path, json!({"plan": "enterprise"})).await;
+    let Reply { status, body, .. } = env.app.put(path, json!({"plan": "enterprise"})).await;
     assert_unavailable(status, &body, "conflicts that never stop");
     assert_eq!(env.throttler.attempts("UpdateItem"), MAX_ATTEMPTS);
 
     env.throttler.heal();
     let user = meter_core::domain::UserId::parse("sam").unwrap();
     let sub =
-        meter_core::store::SubscriptionStore::get_subscription(&env.clean, &env.tenant, &user)
+        meter_core::store::SubscriptionStore::get_subscription(&env.clean, &env.app.tenant, &user)
             .await
             .unwrap()
             .expect("the first change was stored");
@@ -90,18 +92,15 @@ async fn expiring_holds_retries_conflicts_and_skips_only_a_hold_whose_write_keep
     let env = setup().await;
     let users = ["ada", "ben", "cyd", "dov", "eli", "fay", "gus"];
     for user in users {
-        let (status, body) = env.reserve(user).await;
+        let Reply { status, body, .. } = env.reserve(user).await;
         assert_eq!(status, 200, "{user}: {body}");
     }
 
     // ben's expiry keeps losing to a transaction on his item: the others expire, he is
     // skipped and the pass still completes its other steps.
-    env.throttler.fault_matching(
-        "TransactWriteItems",
-        Kind::Conflict,
-        None,
-        "\"T#default#U#ben\"",
-    );
+    let ben = format!("\"T#{}#U#ben\"", env.app.tenant);
+    env.throttler
+        .fault_matching("TransactWriteItems", Kind::Conflict, None, &ben);
     let report = pass_an_hour_on(&env).await;
     assert_eq!(report.expired_reservations, users.len() - 1, "{report:?}");
     assert_eq!(env.throttler.faulted("TransactWriteItems"), MAX_ATTEMPTS);

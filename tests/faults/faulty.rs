@@ -23,11 +23,12 @@ use meter_core::domain::{
 };
 use meter_core::limits::Plan;
 use meter_core::store::{
-    AlertStore, BillingState, CatalogStore, CloseOutcome, DailyUsage, EraseProgress, Guard,
-    InvoiceStore, Page, PeriodPicker, PrivacyStore, RecordOutcome, ReleaseOutcome, ReserveOutcome,
-    Store, StoreError, StoreResult, SubscriptionStore, TenantStore, UsageStore, UserRecords,
-    UserRef, UserUsage,
+    AlertStore, BillingState, CatalogStore, CloseOutcome, DailyUsage, DirectoryStore,
+    EraseProgress, Guard, InvoiceStore, Page, PeriodPicker, PrivacyStore, RecordOutcome,
+    ReleaseOutcome, ReserveOutcome, Store, StoreError, StoreResult, SubscriptionStore, TenantStore,
+    TenantUser, TokenKeyStore, UsageStore, UserRecords, UserRef, UserUsage,
 };
+use meter_core::tokens::TokenKeys;
 use meter_core::usage::PeriodUsage;
 use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
@@ -675,6 +676,50 @@ impl PrivacyStore for FaultyStore {
         self.call(
             "erase_user",
             self.inner.erase_user(tenant, user, pseudonym, limit),
+        )
+        .await
+    }
+}
+
+#[async_trait]
+impl DirectoryStore for FaultyStore {
+    async fn list_tenant_users(
+        &self,
+        tenant: &TenantId,
+        after: Option<&UserId>,
+        limit: usize,
+        pick: PeriodPicker<'_>,
+    ) -> StoreResult<Page<TenantUser>> {
+        self.call(
+            "list_tenant_users",
+            self.inner.list_tenant_users(tenant, after, limit, pick),
+        )
+        .await
+    }
+    async fn tenant_alerts(&self, tenant: &TenantId, limit: usize) -> StoreResult<Vec<Alert>> {
+        self.call("tenant_alerts", self.inner.tenant_alerts(tenant, limit))
+            .await
+    }
+    async fn get_alert(&self, tenant: &TenantId, alert_id: &str) -> StoreResult<Option<Alert>> {
+        self.call("get_alert", self.inner.get_alert(tenant, alert_id))
+            .await
+    }
+}
+
+#[async_trait]
+impl TokenKeyStore for FaultyStore {
+    async fn get_token_keys(&self, tenant: &TenantId) -> StoreResult<Option<TokenKeys>> {
+        self.call("get_token_keys", self.inner.get_token_keys(tenant))
+            .await
+    }
+    async fn create_token_keys(&self, keys: &TokenKeys) -> StoreResult<TokenKeys> {
+        self.call("create_token_keys", self.inner.create_token_keys(keys))
+            .await
+    }
+    async fn replace_token_keys(&self, keys: &TokenKeys, expected_version: u64) -> StoreResult<()> {
+        self.call(
+            "replace_token_keys",
+            self.inner.replace_token_keys(keys, expected_version),
         )
         .await
     }

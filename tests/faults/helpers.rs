@@ -1,118 +1,63 @@
-//! A fresh app per test: a SQLite store in a temporary directory behind a [`FaultyStore`],
-//! a [`FaultyPublisher`], a settable clock; requests go through the router in-process.
-//! And the consistency audit every fault test ends with.
+//! A fresh app per test ([`TestApp`]) whose service reaches a SQLite store through a
+//! [`FaultyStore`] and publishes through a [`FaultyPublisher`], at a settable clock; and
+//! the consistency audit every fault test ends with.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, Once};
+use std::ops::Deref;
+use std::sync::Arc;
 
-use axum::body::Body;
-use axum::http::{HeaderMap, Request, StatusCode};
-use axum::Router;
 use chrono::{DateTime, NaiveDate, Utc};
-use http_body_util::BodyExt as _;
-use meter_core::domain::{ProviderId, ReservationStatus, Role, TenantId, UserId};
+use meter_core::domain::{ProviderId, ReservationStatus, UserId};
 use meter_core::service::aggregate::{AggregateOptions, AggregateReport};
 use meter_core::service::Error;
-use meter_core::service::{bootstrap, Meter};
 use meter_core::store::Store;
+use meter_core::testing::TestClock;
 use meter_core::usage::Tally;
+use meter_tests::{Reply, TestApp};
 use serde_json::{json, Value};
-use tower::ServiceExt as _;
 
 use crate::faulty::{FaultyPublisher, FaultyStore};
 
-static TRACING: Once = Once::new();
-
-fn init_tracing() {
-    TRACING.call_once(|| {
-        // Injected faults log errors by design; only a panic's own output matters here.
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter("off")
-            .with_test_writer()
-            .try_init();
-    });
-}
-
 pub struct App {
-    pub router: Router,
-    pub meter: Arc<Meter>,
+    /// The app; its service's store is `faulty`.
+    pub app: TestApp,
     /// The store the service uses: every call may fail.
     pub faulty: Arc<FaultyStore>,
     /// The same data without faults, for setup and audits.
     pub store: Arc<dyn Store>,
     pub publisher: Arc<FaultyPublisher>,
-    pub tenant: TenantId,
-    pub service_key: String,
-    clock: Arc<Mutex<DateTime<Utc>>>,
+    clock: TestClock,
     _dir: tempfile::TempDir,
 }
 
-pub struct Reply {
-    pub status: StatusCode,
-    pub headers: HeaderMap,
-    pub body: Value,
-}
+/// The app's requests and fields (`post`, `check`, `tenant`, `meter` …).
+impl Deref for App {
+    type Target = TestApp;
 
-impl Reply {
-    pub fn code(&self) -> &str {
-        self.body["error"]["code"].as_str().unwrap_or("<no code>")
+    fn deref(&self) -> &TestApp {
+        &self.app
     }
-
-    /// A 503 with the stable code, a safe message and `Retry-After`.
-    pub fn assert_unavailable(&self, context: &str) {
-        assert_eq!(self.status, 503, "{context}: {}", self.body);
-        assert_eq!(self.code(), "store_unavailable", "{context}");
-        assert_eq!(self.body["success"], false, "{context}");
-        assert!(
-            !self.body.to_string().contains("injected"),
-            "{context}: the cause leaked into the response: {}",
-            self.body
-        );
-        assert_eq!(
-            self.headers.get("retry-after").map(|v| v.as_bytes()),
-            Some(&b"1"[..]),
-            "{context}"
-        );
-    }
-
-    pub fn assert_ok(&self, context: &str) {
-        assert_eq!(self.status, 200, "{context}: {}", self.body);
-    }
-}
-
-pub fn at(s: &str) -> DateTime<Utc> {
-    s.parse().unwrap()
 }
 
 pub async fn spawn_app(now: &str) -> App {
-    init_tracing();
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(
-        meter_core::store::sqlite::SqliteStore::open(&dir.path().join("meter.db")).unwrap(),
-    );
-    let tenant = TenantId::parse("default").unwrap();
-    bootstrap::bootstrap(store.as_ref(), &tenant, None, Utc::now())
-        .await
-        .unwrap();
-    let service = meter_core::auth::generate_key(&tenant, Role::Service, Utc::now());
-    store.put_api_key(&service.record).await.unwrap();
+    // Injected faults log errors by design; only a panic's own output matters here.
+    meter_tests::init_tracing("off");
+    let (dir, store) = meter_core::testing::sqlite_store();
+    let store: Arc<dyn Store> = Arc::new(store);
     let faulty = Arc::new(FaultyStore::new(store.clone()));
     let publisher = Arc::new(FaultyPublisher::default());
-    let clock = Arc::new(Mutex::new(at(now)));
-    let read = clock.clone();
-    let meter = Arc::new(Meter::with_clock(
-        faulty.clone(),
-        publisher.clone(),
-        Arc::new(move || *read.lock().unwrap()),
-    ));
+    let clock = TestClock::at(now);
+    let app = TestApp::setup()
+        .store(faulty.clone())
+        .publisher(publisher.clone())
+        .clock(&clock)
+        .spawn()
+        .await;
     App {
-        router: meter_core::http::app(meter.clone()),
-        meter,
+        app,
         faulty,
         store,
         publisher,
-        tenant,
-        service_key: service.secret,
         clock,
         _dir: dir,
     }
@@ -134,33 +79,12 @@ pub fn event(id: &str, user: &str, tokens: u64, ts: &str) -> Value {
 
 impl App {
     pub fn set_now(&self, now: DateTime<Utc>) {
-        *self.clock.lock().unwrap() = now;
+        self.clock.set(now);
     }
 
-    pub async fn post(&self, path: &str, body: Value) -> Reply {
-        let req = Request::post(path)
-            .header("authorization", format!("Bearer {}", self.service_key))
-            .header("content-type", "application/json")
-            .body(Body::from(body.to_string()))
-            .unwrap();
-        let res = self.router.clone().oneshot(req).await.unwrap();
-        let status = res.status();
-        let headers = res.headers().clone();
-        let bytes = res.into_body().collect().await.unwrap().to_bytes();
-        Reply {
-            status,
-            headers,
-            body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        }
-    }
-
-    pub async fn check(&self, body: Value) -> Reply {
-        self.post("/api/subscription/check", body).await
-    }
-
-    pub async fn usage(&self, events: &[Value]) -> Reply {
-        self.post("/api/subscription/usage", json!({ "events": events }))
-            .await
+    /// POST /api/subscription/usage with these events.
+    pub async fn ingest(&self, events: &[Value]) -> Reply {
+        self.usage(json!({ "events": events })).await
     }
 
     pub async fn release(&self, id: &str) -> Reply {

@@ -15,3 +15,4 @@ mod random;
 mod sweep;
 #[cfg(feature = "emulator")]
 mod throttle;
+mod tokens;

@@ -6,9 +6,10 @@
 use std::collections::BTreeMap;
 
 use meter_core::domain::UserId;
+use meter_core::testing::instant;
 
 use crate::faulty::{Fault, Timing};
-use crate::helpers::{at, event, spawn_app};
+use crate::helpers::{event, spawn_app};
 
 fn counts(ids: Vec<String>) -> BTreeMap<String, usize> {
     let mut out = BTreeMap::new();
@@ -30,11 +31,11 @@ async fn an_alert_port_outage_keeps_alerts_and_invoices_in_the_outbox_until_it_r
         let events: Vec<_> = (0..90)
             .map(|i| event(&format!("{user}-{i}"), user, 5, "2025-03-20T10:00:00Z"))
             .collect();
-        app.usage(&events)
+        app.ingest(&events)
             .await
             .assert_ok("ingest during the outage");
     }
-    app.set_now(at("2025-04-01T00:05:00Z"));
+    app.set_now(instant("2025-04-01T00:05:00Z"));
     for _ in 0..3 {
         let report = app.aggregate().await.unwrap();
         assert_eq!((report.alerts_delivered, report.invoices_delivered), (0, 0));
@@ -80,7 +81,7 @@ async fn a_publish_that_went_out_but_failed_is_delivered_again_with_the_same_id(
     let events: Vec<_> = (0..80)
         .map(|i| event(&format!("pia-{i}"), "pia", 5, "2025-03-20T10:00:00Z"))
         .collect();
-    app.usage(&events).await.assert_ok("ingest");
+    app.ingest(&events).await.assert_ok("ingest");
     assert_eq!(app.store.unpublished_alerts(10).await.unwrap().len(), 1);
     let report = app.aggregate().await.unwrap();
     assert_eq!(report.alerts_delivered, 1);

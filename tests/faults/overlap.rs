@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::helpers::{at, event, spawn_app, App};
+use meter_core::testing::instant;
+
+use crate::helpers::{event, spawn_app, App};
 
 /// How often each id was accepted by the alert port.
 fn counts(ids: Vec<String>) -> BTreeMap<String, usize> {
@@ -58,12 +60,12 @@ async fn overlapping_passes_publish_each_invoice_once_with_a_slow_alert_port() {
     let users: Vec<String> = (0..24).map(|i| format!("inez-{i}")).collect();
     for user in &users {
         let e = event(&format!("{user}-1"), user, 40, "2025-03-20T10:00:00Z");
-        app.usage(&[e]).await.assert_ok("ingest");
+        app.ingest(&[e]).await.assert_ok("ingest");
     }
     app.publisher
         .faults
         .slow("publish", Duration::from_millis(20));
-    app.set_now(at("2025-04-01T00:05:00Z"));
+    app.set_now(instant("2025-04-01T00:05:00Z"));
 
     assert_eq!(
         overlapping_passes(&app).await,
@@ -104,7 +106,7 @@ async fn alerts_raised_by_requests_during_passes_are_published_once() {
                         event(&format!("{user}-{n}"), &user, 5, "2025-03-20T10:00:00Z")
                     })
                     .collect();
-                app.usage(&events).await.assert_ok("ingest");
+                app.ingest(&events).await.assert_ok("ingest");
             }
         }
         done.store(true, Ordering::SeqCst);

@@ -9,13 +9,15 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use meter_core::domain::UserId;
 use meter_core::service::Error;
+use meter_core::testing::instant;
+use meter_tests::Reply;
 use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
 use crate::faulty::Fault;
-use crate::helpers::{at, event, spawn_app, App, Reply};
+use crate::helpers::{event, spawn_app, App};
 
 const NOW: &str = "2025-03-20T12:00:00Z";
 const USERS: [&str; 3] = ["u0", "u1", "u2"];
@@ -64,7 +66,7 @@ struct Expected {
 
 async fn run_seed(seed: u64) {
     let app = spawn_app(NOW).await;
-    app.usage(&[event("warm", "warm", 1, NOW)])
+    app.ingest(&[event("warm", "warm", 1, NOW)])
         .await
         .assert_ok("warm-up");
     app.faulty.faults.inject(Fault::fraction(FRACTION, seed));
@@ -126,7 +128,7 @@ async fn run_seed(seed: u64) {
                     sent.insert(format!("e{next_id}"), e.clone());
                     batch.push(e);
                 }
-                let r = until_answered!(what, app.usage(&batch));
+                let r = until_answered!(what, app.ingest(&batch));
                 r.assert_ok(&what);
             }
             8 => {
@@ -174,7 +176,7 @@ async fn run_seed(seed: u64) {
     // expire (orphans included) and March closes, with faults, until passes succeed.
     for user in USERS {
         let e = event(&format!("{user}-last"), user, 1, "2025-03-20T11:00:00Z");
-        app.usage(std::slice::from_ref(&e))
+        app.ingest(std::slice::from_ref(&e))
             .await
             .assert_ok("last event");
         want.events
@@ -188,14 +190,14 @@ async fn run_seed(seed: u64) {
     app.publisher
         .faults
         .inject(Fault::fraction(FRACTION, seed.wrapping_add(3_000)));
-    app.set_now(at("2025-04-01T00:05:00Z"));
+    app.set_now(instant("2025-04-01T00:05:00Z"));
     for _ in 0..3 {
         pass_until_ok(&app).await;
     }
     app.faulty.faults.heal();
     app.publisher.faults.heal();
     // Claims whose release failed end by themselves (`outbox::CLAIM_TTL`, 5 minutes).
-    app.set_now(at("2025-04-01T00:11:00Z"));
+    app.set_now(instant("2025-04-01T00:11:00Z"));
     app.aggregate().await.unwrap();
 
     let alerts_accepted: BTreeSet<String> = app.publisher.accepted("alert").into_iter().collect();

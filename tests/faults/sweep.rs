@@ -6,10 +6,12 @@
 //! and answered 200), the store stays consistent, and the same request retried completes
 //! the work exactly once.
 
+use meter_core::testing::instant;
+use meter_tests::Reply;
 use serde_json::{json, Value};
 
 use crate::faulty::{Fault, Injected, Timing};
-use crate::helpers::{at, event, spawn_app, App, Reply};
+use crate::helpers::{event, spawn_app, App};
 
 const NOW: &str = "2025-03-20T12:00:00Z";
 const TS: &str = "2025-03-20T11:00:00Z";
@@ -98,7 +100,7 @@ async fn seed_events(app: &App, user: &str, n: usize) {
     let events: Vec<_> = (0..n)
         .map(|i| event(&format!("{user}-seed-{i}"), user, 10 + i as u64, TS))
         .collect();
-    app.usage(&events).await.assert_ok("seeding");
+    app.ingest(&events).await.assert_ok("seeding");
 }
 
 fn alert_keys(alerts: &[meter_core::domain::Alert]) -> Vec<String> {
@@ -120,7 +122,10 @@ async fn a_failed_ingest_is_recorded_exactly_once_by_its_retry_with_its_alert() 
             seed_events(app, user, 79).await;
             Value::Null
         },
-        async |app, user, _| app.usage(&[event(&format!("{user}-x"), user, 7, TS)]).await,
+        async |app, user, _| {
+            app.ingest(&[event(&format!("{user}-x"), user, 7, TS)])
+                .await
+        },
         async |app, user, _, retried, injected| {
             let audit = app.audit(user).await;
             assert_eq!(audit.event_ids.len(), 80, "{injected:?}");
@@ -187,7 +192,7 @@ async fn a_failed_batch_of_several_users_is_completed_exactly_once_by_its_retry(
         "batch",
         "record_events",
         async |_, _| Value::Null,
-        async |app, user, _| app.usage(&batch(user)).await,
+        async |app, user, _| app.ingest(&batch(user)).await,
         async |app, user, _, retried, injected| {
             for sub in users(user) {
                 app.assert_consistent(&sub, &format!("{injected:?}")).await;
@@ -247,11 +252,11 @@ async fn a_failed_reservation_leaves_holds_equal_to_open_reservations_and_an_orp
             // The acknowledged reservation is settled by its call's usage ...
             let mut e = event(&format!("{user}-settle"), user, 400, TS);
             e["reservation_id"] = json!(id);
-            app.usage(&[e]).await.assert_ok("settle");
+            app.ingest(&[e]).await.assert_ok("settle");
             // ... and the orphan released by the aggregation after its TTL.
-            app.set_now(at(NOW) + chrono::Duration::seconds(61));
+            app.set_now(instant(NOW) + chrono::Duration::seconds(61));
             app.aggregate().await.unwrap();
-            app.set_now(at(NOW));
+            app.set_now(instant(NOW));
             app.assert_consistent(user, "after expiry").await;
             let audit = app.audit(user).await;
             assert_eq!(audit.held, Default::default(), "{injected:?}");
@@ -280,7 +285,7 @@ async fn a_failed_settling_ingest_settles_its_reservation_once() {
         async |app, user, id| {
             let mut e = event(&format!("{user}-call"), user, 300, TS);
             e["reservation_id"] = id.clone();
-            app.usage(&[e]).await
+            app.ingest(&[e]).await
         },
         async |app, user, id, _, injected| {
             let audit = app.audit(user).await;

@@ -24,15 +24,11 @@ use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_runtime_api::http::StatusCode;
 use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
-use axum::body::Body;
-use axum::http::Request;
-use http_body_util::BodyExt as _;
-use meter_core::domain::{EventId, Role, TenantId, UserId};
-use meter_core::service::{bootstrap, Meter};
+use meter_core::domain::{EventId, UserId};
 use meter_core::store::dynamo::{self, DynamoStore};
 use meter_core::store::{Store, UsageStore as _};
+use meter_tests::{Reply, TestApp};
 use serde_json::{json, Value};
-use tower::ServiceExt as _;
 
 /// The DynamoDB error an attempt gets instead of reaching the table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -245,15 +241,10 @@ impl Intercept for Throttler {
 }
 
 pub(crate) struct Env {
-    pub(crate) router: axum::Router,
-    /// The service behind the router (for aggregation passes).
-    pub(crate) meter: Arc<Meter>,
-    key: String,
-    admin_key: String,
+    pub(crate) app: TestApp,
     pub(crate) throttler: Throttler,
     /// The same table through a client without faults, for audits.
     pub(crate) clean: DynamoStore,
-    pub(crate) tenant: TenantId,
 }
 
 pub(crate) async fn setup() -> Env {
@@ -263,7 +254,7 @@ pub(crate) async fn setup() -> Env {
     );
     let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let table = format!("meter-faults-{}", uuid::Uuid::new_v4().simple());
-    let clean = DynamoStore::new(dynamo::client_from_env().await, table.clone());
+    let clean = DynamoStore::new(meter_core::config::dynamo_client().await, table.clone());
     dynamo::create_table(clean.client(), &table).await.unwrap();
     let throttler = Throttler::default();
     let client = aws_sdk_dynamodb::Client::from_conf(
@@ -272,79 +263,31 @@ pub(crate) async fn setup() -> Env {
             .build(),
     );
     let store: Arc<dyn Store> = Arc::new(DynamoStore::new(client, table));
-    let tenant = TenantId::parse("default").unwrap();
-    bootstrap::bootstrap(store.as_ref(), &tenant, None, chrono::Utc::now())
-        .await
-        .unwrap();
-    let key = meter_core::auth::generate_key(&tenant, Role::Service, chrono::Utc::now());
-    store.put_api_key(&key.record).await.unwrap();
-    let admin = meter_core::auth::generate_key(&tenant, Role::Admin, chrono::Utc::now());
-    store.put_api_key(&admin.record).await.unwrap();
-    let meter = Arc::new(Meter::new(
-        store,
-        Arc::new(meter_core::alerts::LogPublisher),
-    ));
+    let app = TestApp::with_store(store).await;
     let env = Env {
-        router: meter_core::http::app(Arc::clone(&meter)),
-        meter,
-        key: key.secret,
-        admin_key: admin.secret,
+        app,
         throttler,
         clean,
-        tenant,
     };
     // Warm the key, plan and catalog caches: the faults below hit the hot path only.
-    let (status, _) = env
-        .post(
-            "/api/subscription/check",
-            json!({"user_id": "warm", "provider": "gemini"}),
-        )
+    let warm = env
+        .app
+        .check(json!({"user_id": "warm", "provider": "gemini"}))
         .await;
-    assert_eq!(status, 200);
+    assert_eq!(warm.status, 200);
     env
 }
 
 impl Env {
-    pub(crate) async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        self.send(Request::post(path), &self.key, body).await
-    }
-
-    /// A PUT with the admin key.
-    pub(crate) async fn put(&self, path: &str, body: Value) -> (u16, Value) {
-        self.send(Request::put(path), &self.admin_key, body).await
-    }
-
-    async fn send(
-        &self,
-        req: axum::http::request::Builder,
-        key: &str,
-        body: Value,
-    ) -> (u16, Value) {
-        let req = req
-            .header("authorization", format!("Bearer {key}"))
-            .header("content-type", "application/json")
-            .body(Body::from(body.to_string()))
-            .unwrap();
-        let res = self.router.clone().oneshot(req).await.unwrap();
-        let status = res.status().as_u16();
-        let bytes = res.into_body().collect().await.unwrap().to_bytes();
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        )
-    }
-
-    pub(crate) async fn ingest(&self, id: &str, user: &str) -> (u16, Value) {
-        self.post(
-            "/api/subscription/usage",
+    pub(crate) async fn ingest(&self, id: &str, user: &str) -> Reply {
+        self.app.usage(
             json!({"events": [{"event_id": id, "user_id": user, "provider": "gemini", "model": "gemini-2.5-flash", "input_tokens": 40}]}),
         )
         .await
     }
 
-    pub(crate) async fn reserve(&self, user: &str) -> (u16, Value) {
-        self.post(
-            "/api/subscription/check",
+    pub(crate) async fn reserve(&self, user: &str) -> Reply {
+        self.app.check(
             json!({"user_id": user, "provider": "gemini", "estimated_input_tokens": 30, "reserve": true}),
         )
         .await
@@ -356,7 +299,7 @@ impl Env {
         let now = chrono::Utc::now();
         let usage = self
             .clean
-            .get_user_usage(&self.tenant, &u, &|s| {
+            .get_user_usage(&self.app.tenant, &u, &|s| {
                 meter_core::service::period_start_at(s, now)
             })
             .await
@@ -370,14 +313,14 @@ impl Env {
 
     pub(crate) async fn stored(&self, id: &str) -> bool {
         self.clean
-            .get_event(&self.tenant, &EventId::parse(id).unwrap())
+            .get_event(&self.app.tenant, &EventId::parse(id).unwrap())
             .await
             .unwrap()
             .is_some()
     }
 }
 
-pub(crate) fn assert_unavailable(status: u16, body: &Value, what: &str) {
+pub(crate) fn assert_unavailable(status: axum::http::StatusCode, body: &Value, what: &str) {
     assert_eq!(status, 503, "{what}: {body}");
     assert_eq!(body["error"]["code"], "store_unavailable", "{what}");
     let text = body.to_string();
@@ -393,18 +336,16 @@ async fn a_few_throttles_and_conflicts_are_retried_until_the_request_succeeds() 
 
     // A throttled read: the SDK retries it (standard mode: 3 attempts).
     env.throttler.fault("GetItem", Kind::Throughput, Some(2));
-    let (status, body) = env
-        .post(
-            "/api/subscription/check",
-            json!({"user_id": "tia", "provider": "gemini"}),
-        )
+    let Reply { status, body, .. } = env
+        .app
+        .check(json!({"user_id": "tia", "provider": "gemini"}))
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(env.throttler.attempts("GetItem"), 3);
 
     // A throttled reservation (a conditional UpdateItem).
     env.throttler.fault("UpdateItem", Kind::Throughput, Some(2));
-    let (status, body) = env.reserve("tia").await;
+    let Reply { status, body, .. } = env.reserve("tia").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(env.throttler.attempts("UpdateItem"), 3);
     assert_eq!(env.counts("tia").await, (0, 1));
@@ -412,7 +353,7 @@ async fn a_few_throttles_and_conflicts_are_retried_until_the_request_succeeds() 
     // A throttled recording transaction.
     env.throttler
         .fault("TransactWriteItems", Kind::Throughput, Some(2));
-    let (status, body) = env.ingest("tia-1", "tia").await;
+    let Reply { status, body, .. } = env.ingest("tia-1", "tia").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"]["events"][0]["status"], "recorded");
     assert_eq!(env.throttler.attempts("TransactWriteItems"), 3);
@@ -420,7 +361,7 @@ async fn a_few_throttles_and_conflicts_are_retried_until_the_request_succeeds() 
     // Transaction conflicts: not retried by the SDK, by the adapter with backoff.
     env.throttler
         .fault("TransactWriteItems", Kind::Conflict, Some(4));
-    let (status, body) = env.ingest("tia-2", "tia").await;
+    let Reply { status, body, .. } = env.ingest("tia-2", "tia").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"]["events"][0]["status"], "recorded");
     assert_eq!(env.throttler.attempts("TransactWriteItems"), 5);
@@ -439,7 +380,7 @@ async fn throttling_that_never_stops_answers_503_and_writes_nothing_then_the_ret
 
     env.throttler
         .fault("TransactWriteItems", Kind::Throughput, None);
-    let (status, body) = env.ingest("uma-1", "uma").await;
+    let Reply { status, body, .. } = env.ingest("uma-1", "uma").await;
     assert_unavailable(status, &body, "throttled ingest");
     assert!(
         env.throttler.attempts("TransactWriteItems") > 3,
@@ -450,7 +391,7 @@ async fn throttling_that_never_stops_answers_503_and_writes_nothing_then_the_ret
 
     env.throttler
         .fault("TransactWriteItems", Kind::Conflict, None);
-    let (status, body) = env.ingest("uma-1", "uma").await;
+    let Reply { status, body, .. } = env.ingest("uma-1", "uma").await;
     assert_unavailable(status, &body, "conflicted ingest");
     assert_eq!(
         env.throttler.attempts("TransactWriteItems"),
@@ -461,25 +402,23 @@ async fn throttling_that_never_stops_answers_503_and_writes_nothing_then_the_ret
     assert_eq!(env.counts("uma").await, (0, 0));
 
     env.throttler.fault("UpdateItem", Kind::Throughput, None);
-    let (status, body) = env.reserve("uma").await;
+    let Reply { status, body, .. } = env.reserve("uma").await;
     assert_unavailable(status, &body, "throttled reservation");
     assert_eq!(env.counts("uma").await, (0, 0), "no hold");
 
     env.throttler.fault("GetItem", Kind::Throughput, None);
-    let (status, body) = env
-        .post(
-            "/api/subscription/check",
-            json!({"user_id": "uma", "provider": "gemini"}),
-        )
+    let Reply { status, body, .. } = env
+        .app
+        .check(json!({"user_id": "uma", "provider": "gemini"}))
         .await;
     assert_unavailable(status, &body, "throttled check");
 
     // The throttling stops: the same request records the event once.
     env.throttler.heal();
-    let (status, body) = env.ingest("uma-1", "uma").await;
+    let Reply { status, body, .. } = env.ingest("uma-1", "uma").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"]["events"][0]["status"], "recorded");
-    let (status, body) = env.ingest("uma-1", "uma").await;
+    let Reply { status, body, .. } = env.ingest("uma-1", "uma").await;
     assert_eq!(status, 200);
     assert_eq!(body["data"]["events"][0]["status"], "duplicate");
     assert_eq!(env.counts("uma").await, (1, 0));

@@ -1,4 +1,4 @@
-//! Fuzzers (issue 9): arbitrary and structure-aware input into every parser of untrusted
+//! Fuzzers: arbitrary and structure-aware input into every parser of untrusted
 //! text. The property of each: it never panics; a rejection is an error value (for the
 //! request parsers an `ApiError` with a 4xx status); what it accepts meets the documented
 //! bounds.

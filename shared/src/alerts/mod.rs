@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
-use crate::domain::{Alert, Invoice, Severity, TenantId, UserId};
+use crate::domain::{Alert, BudgetId, Invoice, Severity, TenantId, UserId};
 use crate::limits::{projected_cost, reached, recorded_amount, Metric, Plan};
 use crate::periods::Period;
 use crate::usage::PeriodUsage;
@@ -118,6 +118,24 @@ pub fn severity_for(threshold: u8) -> Severity {
 /// The once-only key of a threshold alert: `calls:gemini@80`.
 pub fn threshold_key(metric: &Metric, threshold: u8) -> String {
     format!("{metric}@{threshold}")
+}
+
+/// The once-only key of a budget's threshold alert, once per budget, window, metric and
+/// threshold: `budget/<budget_id>/<window start, RFC 3339>/<metric>@<threshold>`, e.g.
+/// `budget/daily-cap/2025-03-14T00:00:00Z/cost_usd@80`. Distinct for distinct tuples:
+/// read from the right, the threshold follows the last `@`, the metric (no `/` in
+/// metrics) the last `/`, and the start has a fixed form.
+pub fn budget_threshold_key(
+    budget_id: &BudgetId,
+    window_start: DateTime<Utc>,
+    metric: &Metric,
+    threshold: u8,
+) -> String {
+    format!(
+        "budget/{budget_id}/{}/{}",
+        window_start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        threshold_key(metric, threshold)
+    )
 }
 
 /// Once-only key of the alert for unpriced usage in a period.
@@ -292,6 +310,30 @@ pub fn due_alerts(
 mod tests {
     use super::*;
     use crate::domain::ProviderId;
+
+    #[test]
+    fn budget_threshold_keys_name_budget_window_metric_and_threshold() {
+        use chrono::TimeZone;
+        let id = |s: &str| BudgetId::parse(s).unwrap();
+        let day = |d| Utc.with_ymd_and_hms(2025, 3, d, 0, 0, 0).unwrap();
+        let cost = Metric::CostUsd;
+        let calls = Metric::parse("calls:gemini").unwrap();
+        assert_eq!(
+            budget_threshold_key(&id("daily-cap"), day(14), &cost, 80),
+            "budget/daily-cap/2025-03-14T00:00:00Z/cost_usd@80"
+        );
+        let keys = [
+            budget_threshold_key(&id("a"), day(14), &cost, 80),
+            budget_threshold_key(&id("b"), day(14), &cost, 80),
+            budget_threshold_key(&id("a"), day(15), &cost, 80),
+            budget_threshold_key(&id("a"), day(14), &calls, 80),
+            budget_threshold_key(&id("a"), day(14), &cost, 90),
+            threshold_key(&cost, 80),
+        ];
+        let distinct: BTreeSet<&String> = keys.iter().collect();
+        assert_eq!(distinct.len(), keys.len(), "{keys:?}");
+        assert!(keys.iter().all(|k| !k.contains('#')));
+    }
 
     #[test]
     fn severities_follow_thresholds() {

@@ -115,6 +115,24 @@ id_type!(
     UserId, "user_id", MAX_ID_LEN, GENERAL, general_char
 );
 id_type!(
+    /// An organisation named on a call: meter keeps no membership list, a call
+    /// belongs to the org it names.
+    OrgId, "org_id", MAX_ID_LEN, GENERAL, general_char
+);
+id_type!(
+    /// A team of an organisation; team ids are unique within their org only.
+    TeamId, "team_id", MAX_ID_LEN, GENERAL, general_char
+);
+id_type!(
+    /// A budget's id within a tenant, chosen by the admin (`PUT /budgets/{budget_id}`).
+    BudgetId, "budget_id", MAX_ID_LEN, GENERAL, general_char
+);
+id_type!(
+    /// One grant of prepaid credit in a wallet, chosen by the client (idempotency key of
+    /// the grant's PUT).
+    GrantId, "grant_id", MAX_ID_LEN, GENERAL, general_char
+);
+id_type!(
     /// The client's idempotency key for one usage event.
     EventId, "event_id", MAX_ID_LEN, GENERAL, general_char
 );
@@ -127,12 +145,16 @@ id_type!(
     PlanName, "plan", 64, GENERAL, general_char
 );
 id_type!(
+    /// A price version's id (a storage key), conventionally `provider/model@effective_from`.
+    PriceVersionId, "id", 2 * MAX_ID_LEN, GENERAL, general_char
+);
+id_type!(
     /// A provider id: an open set of lowercase ids (`gemini`, `openai`, `vertex_ai-language-models`).
     ProviderId, "provider", 64, "lowercase letters, digits and - _ .", provider_char
 );
 
 impl ProviderId {
-    /// The providers the seed system knew; any other valid id may be added as data.
+    /// The providers of the default catalog; any other valid id may be added as data.
     pub const KNOWN: [&'static str; 9] = [
         "gemini",
         "openai",
@@ -174,6 +196,36 @@ mod tests {
         assert!(UserId::parse("x".repeat(128)).is_ok());
         assert!(matches!(
             UserId::parse("x".repeat(129)),
+            Err(IdError::TooLong { .. })
+        ));
+    }
+
+    #[test]
+    fn org_team_budget_and_grant_ids_share_the_user_charset() {
+        for ok in ["acme", "acme.eu/team-1", "x".repeat(128).as_str()] {
+            assert!(OrgId::parse(ok).is_ok(), "{ok}");
+            assert!(TeamId::parse(ok).is_ok(), "{ok}");
+            assert!(BudgetId::parse(ok).is_ok(), "{ok}");
+        }
+        assert_eq!(OrgId::parse(""), Err(IdError::Empty { kind: "org_id" }));
+        assert!(matches!(
+            TeamId::parse("a#b"),
+            Err(IdError::BadChar {
+                kind: "team_id",
+                ..
+            })
+        ));
+        assert!(matches!(
+            BudgetId::parse("x".repeat(129)),
+            Err(IdError::TooLong {
+                kind: "budget_id",
+                max: 128
+            })
+        ));
+        assert!(GrantId::parse("promo-2025/spring:1").is_ok());
+        assert_eq!(GrantId::parse(""), Err(IdError::Empty { kind: "grant_id" }));
+        assert!(matches!(
+            GrantId::parse("g".repeat(129)),
             Err(IdError::TooLong { .. })
         ));
     }

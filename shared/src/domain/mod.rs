@@ -4,7 +4,10 @@ pub mod ids;
 pub mod money;
 pub mod records;
 
-pub use ids::{EventId, IdError, ModelId, PlanName, ProviderId, TenantId, UserId};
+pub use ids::{
+    BudgetId, EventId, GrantId, IdError, ModelId, OrgId, PlanName, ProviderId, TeamId, TenantId,
+    UserId,
+};
 pub use records::{
     Adjustment, Alert, ApiKeyRecord, Invoice, InvoiceStatus, LineItem, Metadata, PastTerms,
     Proration, Reservation, ReservationStatus, Role, Severity, Subscription, SubscriptionStatus,

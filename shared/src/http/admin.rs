@@ -110,7 +110,7 @@ pub fn parse_plan(name: &PlanName, body: &Value) -> Result<Plan, Error> {
     if !f.errors.is_empty() {
         return Err(Error::Invalid(f.errors));
     }
-    let mut obj = f.map().clone();
+    let mut obj = super::amounts::plan(f.map()).map_err(Error::Invalid)?;
     obj.insert("name".into(), Value::String(name.to_string()));
     let plan: Plan = serde_json::from_value(Value::Object(obj))
         .map_err(|e| Error::invalid("", "invalid_plan", safe_serde_message(&e)))?;
@@ -156,7 +156,14 @@ pub fn parse_price_versions(body: &Value) -> Result<Vec<PriceVersion>, Error> {
     }
     let mut versions = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
-        match serde_json::from_value::<PriceVersion>(item.clone()) {
+        let item = match super::amounts::price_version(item, &format!("versions[{i}]")) {
+            Ok(item) => item,
+            Err(mut e) => {
+                errors.append(&mut e);
+                continue;
+            }
+        };
+        match serde_json::from_value::<PriceVersion>(item) {
             Ok(v) if v.prices.is_empty() => errors.push(FieldError::new(
                 format!("versions[{i}].prices"),
                 "no_prices",

@@ -27,7 +27,12 @@ impl FromRequestParts<Arc<Meter>> for Auth {
         if !scheme.eq_ignore_ascii_case("bearer") {
             return Err(unauthorized());
         }
-        let caller = meter.authenticate(key.trim()).await?;
+        let key = key.trim().to_owned();
+        let caller = if crate::tokens::is_token(&key) {
+            super::tokens::authorize(meter, &key, parts).await?
+        } else {
+            meter.authenticate(&key).await?
+        };
         tracing::Span::current().record("tenant", tracing::field::display(&caller.tenant));
         tracing::debug!(tenant = %caller.tenant, key_id = %caller.key_id, "authenticated");
         Ok(Auth(caller))

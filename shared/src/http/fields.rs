@@ -15,7 +15,9 @@ pub struct Fields<'a> {
 }
 
 impl<'a> Fields<'a> {
-    /// `known` lists the accepted field names (in groups); any other field is an error.
+    /// `known` lists the accepted field names (in groups); any other field is an error, and
+    /// so is `null` for a known one (no field read through `Fields` is nullable: a client
+    /// leaves a field out to get its default).
     pub fn new(value: &'a Value, prefix: &str, known: &[&[&str]]) -> Result<Self, FieldError> {
         let obj = value.as_object().ok_or_else(|| {
             FieldError::new(
@@ -25,13 +27,19 @@ impl<'a> Fields<'a> {
             )
         })?;
         let mut errors = Vec::new();
-        for name in obj.keys() {
+        for (name, v) in obj {
             if !known.iter().any(|group| group.contains(&name.as_str())) {
                 let shown: String = name.chars().take(64).collect();
                 errors.push(FieldError::new(
                     format!("{prefix}{shown}"),
                     "unknown_field",
                     "is not a field of this request",
+                ));
+            } else if v.is_null() {
+                errors.push(FieldError::new(
+                    format!("{prefix}{name}"),
+                    "invalid_type",
+                    "must not be null; leave the field out instead",
                 ));
             }
         }
@@ -107,16 +115,25 @@ impl<'a> Fields<'a> {
         self.uint(name, MAX_COUNT)
     }
 
-    /// An unsigned integer in `0..=max`.
+    /// An unsigned integer in `0..=max` (`max` ≤ 2^53). As in JSON Schema, a number with a
+    /// zero fraction (`5.0`) is the integer it equals.
     pub fn uint(&mut self, name: &str, max: u64) -> Option<u64> {
         let v = self.raw(name)?;
+        let integral = v.as_f64().filter(|f| v.is_f64() && f.fract() == 0.0);
         match v.as_u64() {
             Some(n) if n <= max => Some(n),
             Some(_) => {
                 self.fail(name, "out_of_range", format!("must be at most {max}"));
                 None
             }
-            None if v.as_i64().is_some() => {
+            None if integral.is_some_and(|f| (0.0..=max as f64).contains(&f)) => {
+                integral.map(|f| f as u64)
+            }
+            None if integral.is_some_and(|f| f > 0.0) => {
+                self.fail(name, "out_of_range", format!("must be at most {max}"));
+                None
+            }
+            None if v.as_i64().is_some() || integral.is_some() => {
                 self.fail(name, "out_of_range", "must not be negative");
                 None
             }

@@ -3,10 +3,14 @@
 //! JSON answers.
 
 pub mod admin;
+pub mod amounts;
 pub mod error;
 pub mod extract;
 pub mod fields;
 pub mod routes;
+pub mod tenant;
+pub mod tokens;
+pub mod web;
 pub mod wire;
 
 pub use error::{ApiError, FieldError};

@@ -16,7 +16,7 @@ use crate::service::{CheckOutcome, Meter};
 
 /// Largest accepted request body.
 pub const BODY_LIMIT: usize = 1024 * 1024;
-/// Every route lives under this prefix (the seed's paths).
+/// Every route lives under this prefix (the paths of the front end this API replaces).
 pub const PREFIX: &str = "/api/subscription";
 
 async fn check(
@@ -52,7 +52,7 @@ async fn usage(
 }
 
 /// Query parameters, each allowed at most once and only from `allowed`.
-fn params(
+pub(super) fn params(
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
     allowed: &[&str],
 ) -> Result<std::collections::BTreeMap<String, String>, ApiError> {
@@ -334,6 +334,10 @@ fn dashboard_routes() -> Router<Arc<Meter>> {
             get(export_user),
         )
         .route(&format!("{PREFIX}/user/{{user_id}}"), delete(erase_user))
+        // The web dashboard: its pages, end-user tokens, the admin's tenant reads.
+        .merge(super::web::routes())
+        .merge(super::tokens::routes())
+        .merge(super::tenant::routes())
 }
 
 /// `usage-dashboard`: the read routes and the admin writes (plans, pricing, quotes,

@@ -1,4 +1,5 @@
-//! The check decision (SPEC §5) and the per-metric views shown with it (SPEC §6).
+//! The check decision and the per-metric views shown with it (remaining, percentages,
+//! usage status).
 //!
 //! Pure functions of a plan's [`Limits`], the period's [`PeriodUsage`] and a
 //! [`CallEstimate`]. "Used" is always recorded plus held (open reservations count).
@@ -34,6 +35,19 @@ pub struct CallEstimate {
     /// Estimated cost of the call, when the caller could price it.
     #[serde(default, with = "rust_decimal::serde::str_option")]
     pub estimated_cost: Option<Decimal>,
+}
+
+impl CallEstimate {
+    /// Refuses an estimate no decision can be made on: a cost below zero.
+    pub fn validate(&self) -> Result<(), DecisionError> {
+        if self
+            .estimated_cost
+            .is_some_and(|c| c.is_sign_negative() && !c.is_zero())
+        {
+            return Err(DecisionError::NegativeEstimate);
+        }
+        Ok(())
+    }
 }
 
 /// The first limit a request would break.
@@ -169,12 +183,7 @@ pub fn decide(
     usage: &PeriodUsage,
     request: &CallEstimate,
 ) -> Result<Decision, DecisionError> {
-    if request
-        .estimated_cost
-        .is_some_and(|c| c.is_sign_negative() && !c.is_zero())
-    {
-        return Err(DecisionError::NegativeEstimate);
-    }
+    request.validate()?;
     for metric in metrics_for(&request.provider) {
         let Some(&limit) = limits.0.get(&metric) else {
             continue;

@@ -9,6 +9,7 @@
 //! - [`guards`]: the conditions a reservation's write passes atomically in the store;
 //! - [`recommend`]: the plan to recommend, and the cost projection;
 //! - [`thresholds`]: which alert thresholds a change of usage crosses;
+//! - [`validation`]: the rules for limit values and alert thresholds (plans and budgets);
 //! - [`amounts`]: how amounts and percentages are written in answers.
 
 use std::collections::BTreeMap;
@@ -25,6 +26,7 @@ pub mod guards;
 pub mod plans;
 pub mod recommend;
 pub mod thresholds;
+pub mod validation;
 
 pub use amounts::{Amount, MetricAmounts, Percentages};
 pub use decision::{
@@ -37,6 +39,7 @@ pub use recommend::{
     projected_cost, recommendations, recommended_plan, recorded_amount, Recommendation,
 };
 pub use thresholds::{crossed_thresholds, reached, threshold_level};
+pub use validation::{validate_limits, validate_thresholds, LimitError};
 
 /// What a limit counts.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -160,7 +163,7 @@ impl<'de> Deserialize<'de> for LimitValue {
 /// The tier a plan is sold as.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Tier {
+pub enum PlanTier {
     Free,
     Basic,
     Pro,
@@ -172,7 +175,7 @@ pub enum Tier {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plan {
     pub name: PlanName,
-    pub tier: Tier,
+    pub tier: PlanTier,
     #[serde(with = "rust_decimal::serde::str")]
     pub monthly_price_usd: Decimal,
     #[serde(with = "rust_decimal::serde::str")]

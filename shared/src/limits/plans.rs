@@ -1,8 +1,9 @@
-//! The default plans (SPEC §5 seed values) and plan validation.
+//! The default plans (data/default_plans.json) and plan validation.
 
 use rust_decimal::Decimal;
 
-use super::{Metric, Plan};
+use super::validation::{validate_limits, validate_thresholds, LimitError};
+use super::Plan;
 
 /// The default plans as shipped: Free, Basic, Pro, Enterprise.
 const DEFAULT_PLANS_JSON: &str = include_str!("../../data/default_plans.json");
@@ -10,19 +11,12 @@ const DEFAULT_PLANS_JSON: &str = include_str!("../../data/default_plans.json");
 /// Why a plan is not acceptable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {
-    #[error("limit {metric} must not be negative")]
-    NegativeLimit { metric: Metric },
-    #[error("limit {metric} must be at most 10^15")]
-    LimitTooLarge { metric: Metric },
-    #[error("limit {metric} counts calls or tokens and must be a whole number")]
-    FractionalCount { metric: Metric },
-    #[error("alert threshold {0} is outside 1..=100")]
-    ThresholdOutOfRange(u8),
-    #[error("alert thresholds must be in ascending order without repeats")]
-    ThresholdsNotSortedUnique,
+    /// A limit or an alert threshold breaks the rules every plan and budget obeys.
+    #[error(transparent)]
+    Limits(#[from] LimitError),
     #[error("{field} must not be negative")]
     NegativePrice { field: &'static str },
-    #[error("{field} must be at most 10^15")]
+    #[error("{field} must be less than 10^15")]
     PriceTooLarge { field: &'static str },
     #[error("the plans file is not valid: {0}")]
     Data(String),
@@ -32,11 +26,7 @@ impl PlanError {
     /// The stable code of a plan that fails validation.
     pub fn code(&self) -> &'static str {
         match self {
-            PlanError::NegativeLimit { .. } => "negative_limit",
-            PlanError::LimitTooLarge { .. } => "limit_too_large",
-            PlanError::FractionalCount { .. } => "fractional_limit",
-            PlanError::ThresholdOutOfRange(_) => "threshold_out_of_range",
-            PlanError::ThresholdsNotSortedUnique => "thresholds_not_ascending",
+            PlanError::Limits(e) => e.code(),
             PlanError::NegativePrice { .. } => "negative_price",
             PlanError::PriceTooLarge { .. } => "price_too_large",
             PlanError::Data(_) => "invalid_plan",
@@ -44,7 +34,8 @@ impl PlanError {
     }
 }
 
-/// The largest plan limit or price: 10^15 (a quadrillion calls, tokens or dollars).
+/// The bound of plan limits and prices: they are less than 10^15 (a quadrillion calls,
+/// tokens or dollars; at most 15 integer digits, as the API's amounts are written).
 pub const MAX_AMOUNT: Decimal = Decimal::from_parts(2_764_472_320, 232_830, 0, false, 0);
 
 /// The alert thresholds a plan gets when none are given: 80, 90 and 100 %.
@@ -62,7 +53,7 @@ pub fn parse_plans(json: &str) -> Result<Vec<Plan>, PlanError> {
     Ok(plans)
 }
 
-/// The default plans every new tenant starts with (SPEC §5): Free ($0; OpenAI and
+/// The default plans every new tenant starts with: Free ($0; OpenAI and
 /// Anthropic limited to 0 = none allowed; $2 cap), Basic ($29/$290; $50 cap),
 /// Pro ($79/$790; $150 cap), Enterprise ($199/$1990; no call or token limits, $500 cap).
 ///
@@ -76,10 +67,10 @@ pub fn default_plans() -> Vec<Plan> {
 }
 
 impl Plan {
-    /// Checks the plan's invariants: prices (and overage rate) in `0..=10^15`; limits in
-    /// `0..=10^15` ([`MAX_AMOUNT`]), whole numbers for calls and tokens; alert thresholds
-    /// within `1..=100`, strictly ascending. The bound keeps every product the service
-    /// forms with a limit (`limit × 100`, a threshold level) far inside `Decimal`.
+    /// Checks the plan's invariants: prices (and overage rate) in `0..10^15`
+    /// ([`MAX_AMOUNT`]); limits and alert thresholds by the rules every plan and budget
+    /// obeys ([`validate_limits`], [`validate_thresholds`]). The bound keeps every product
+    /// the service forms with a limit (`limit × 100`, a threshold level) far inside `Decimal`.
     pub fn validate(&self) -> Result<(), PlanError> {
         let prices = [
             ("monthly_price_usd", Some(self.monthly_price_usd)),
@@ -90,37 +81,12 @@ impl Plan {
             if price.is_some_and(|p| p < Decimal::ZERO) {
                 return Err(PlanError::NegativePrice { field });
             }
-            if price.is_some_and(|p| p > MAX_AMOUNT) {
+            if price.is_some_and(|p| p >= MAX_AMOUNT) {
                 return Err(PlanError::PriceTooLarge { field });
             }
         }
-        for (metric, &value) in &self.limits.0 {
-            if value < Decimal::ZERO {
-                return Err(PlanError::NegativeLimit {
-                    metric: metric.clone(),
-                });
-            }
-            if value > MAX_AMOUNT {
-                return Err(PlanError::LimitTooLarge {
-                    metric: metric.clone(),
-                });
-            }
-            if metric.is_count() && !value.fract().is_zero() {
-                return Err(PlanError::FractionalCount {
-                    metric: metric.clone(),
-                });
-            }
-        }
-        if let Some(&t) = self
-            .alert_thresholds
-            .iter()
-            .find(|&&t| !(1..=100).contains(&t))
-        {
-            return Err(PlanError::ThresholdOutOfRange(t));
-        }
-        if self.alert_thresholds.windows(2).any(|w| w[0] >= w[1]) {
-            return Err(PlanError::ThresholdsNotSortedUnique);
-        }
+        validate_limits(&self.limits)?;
+        validate_thresholds(&self.alert_thresholds)?;
         Ok(())
     }
 }
@@ -131,7 +97,7 @@ mod tests {
 
     use super::*;
     use crate::domain::PlanName;
-    use crate::limits::{Limits, Tier};
+    use crate::limits::{Limits, Metric, PlanTier};
 
     #[test]
     fn the_largest_amount_is_ten_to_the_fifteen() {
@@ -166,10 +132,10 @@ mod tests {
     #[test]
     fn default_plans_carry_the_seed_prices() {
         let cases = [
-            ("free", Tier::Free, dec!(0), dec!(0)),
-            ("basic", Tier::Basic, dec!(29), dec!(290)),
-            ("pro", Tier::Pro, dec!(79), dec!(790)),
-            ("enterprise", Tier::Enterprise, dec!(199), dec!(1990)),
+            ("free", PlanTier::Free, dec!(0), dec!(0)),
+            ("basic", PlanTier::Basic, dec!(29), dec!(290)),
+            ("pro", PlanTier::Pro, dec!(79), dec!(790)),
+            ("enterprise", PlanTier::Enterprise, dec!(199), dec!(1990)),
         ];
         for (name, tier, monthly, yearly) in cases {
             let p = plan(name);
@@ -288,18 +254,18 @@ mod tests {
         ];
         let expected: Vec<Result<(), PlanError>> = vec![
             Ok(()),
-            Err(PlanError::NegativeLimit {
+            Err(PlanError::Limits(LimitError::NegativeLimit {
                 metric: gemini.clone(),
-            }),
-            Err(PlanError::FractionalCount {
+            })),
+            Err(PlanError::Limits(LimitError::FractionalCount {
                 metric: gemini.clone(),
-            }),
+            })),
             Ok(()),
             Ok(()),
-            Err(PlanError::ThresholdOutOfRange(0)),
-            Err(PlanError::ThresholdOutOfRange(101)),
-            Err(PlanError::ThresholdsNotSortedUnique),
-            Err(PlanError::ThresholdsNotSortedUnique),
+            Err(LimitError::ThresholdOutOfRange(0).into()),
+            Err(LimitError::ThresholdOutOfRange(101).into()),
+            Err(LimitError::ThresholdsNotSortedUnique.into()),
+            Err(LimitError::ThresholdsNotSortedUnique.into()),
             Ok(()),
             Err(PlanError::NegativePrice {
                 field: "yearly_price_usd",

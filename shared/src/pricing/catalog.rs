@@ -169,7 +169,7 @@ struct PerMillion {
     reasoning: Option<rust_decimal::Decimal>,
     /// Long-context tiers with their token prices per million tokens.
     #[serde(default)]
-    tiers: Vec<super::cost::Tier>,
+    tiers: Vec<super::cost::ContextTier>,
 }
 
 fn per_token(
@@ -222,7 +222,7 @@ impl NativeVersion {
                     )));
                 }
                 for t in pm.tiers {
-                    let mut tier = super::cost::Tier {
+                    let mut tier = super::cost::ContextTier {
                         threshold: t.threshold,
                         inclusive: t.inclusive,
                         ..Default::default()
@@ -520,3 +520,6 @@ impl Catalog {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -3,7 +3,7 @@
 //!
 //! How a cached token is priced, in order:
 //! 1. The base rates of [`Prices`] are the starting point.
-//! 2. Every long-context [`Tier`] whose threshold the prompt passes (`input_tokens > T`,
+//! 2. Every long-context [`ContextTier`] whose threshold the prompt passes (`input_tokens > T`,
 //!    or `>= T` for an inclusive tier), taken in ascending threshold order, replaces the
 //!    rates it declares; a rate it does not declare keeps the rate resolved so far.
 //! 3. A missing input or output rate bills nothing; a missing cache-read or cache-write
@@ -48,7 +48,7 @@ pub(crate) mod price_str {
 /// rates for every token of the request. A rate left `None` keeps the rate resolved so far.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Tier {
+pub struct ContextTier {
     /// Prompt size (in tokens, cache reads and writes included) the tier starts above.
     pub threshold: u64,
     /// `true`: the tier applies from `input_tokens >= threshold` (xAI); `false`: strictly above.
@@ -66,7 +66,7 @@ pub struct Tier {
     pub reasoning: Option<Decimal>,
 }
 
-impl Tier {
+impl ContextTier {
     /// Whether a prompt of `input_tokens` tokens is billed at this tier.
     pub fn applies_to(&self, input_tokens: u64) -> bool {
         if self.inclusive {
@@ -119,7 +119,7 @@ pub struct Prices {
     pub page: Option<Decimal>,
     /// Long-context tiers, ascending by threshold.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub tiers: Vec<Tier>,
+    pub tiers: Vec<ContextTier>,
 }
 
 impl Prices {
@@ -137,7 +137,7 @@ impl Prices {
             self.page,
         ]
         .into_iter()
-        .chain(self.tiers.iter().flat_map(Tier::rates))
+        .chain(self.tiers.iter().flat_map(ContextTier::rates))
         .flatten()
     }
 
@@ -169,7 +169,7 @@ impl Prices {
         let mut cache_read = self.cache_read_token;
         let mut cache_write = self.cache_write_token;
         let mut reasoning = self.reasoning_token;
-        let mut apply = |t: &Tier| {
+        let mut apply = |t: &ContextTier| {
             if t.applies_to(input_tokens) {
                 input = t.input.or(input);
                 output = t.output.or(output);
@@ -181,7 +181,7 @@ impl Prices {
         if self.tiers.is_sorted_by_key(|t| t.threshold) {
             self.tiers.iter().for_each(&mut apply);
         } else {
-            let mut sorted: Vec<&Tier> = self.tiers.iter().collect();
+            let mut sorted: Vec<&ContextTier> = self.tiers.iter().collect();
             sorted.sort_by_key(|t| t.threshold);
             sorted.into_iter().for_each(&mut apply);
         }
@@ -268,3 +268,6 @@ pub fn cost(prices: &Prices, counts: &UsageCounts) -> Result<Decimal, PricingErr
     }
     Ok(total.normalize())
 }
+
+#[cfg(test)]
+mod tests;

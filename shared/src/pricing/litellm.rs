@@ -9,7 +9,7 @@
 //! | `input_cost_per_token` / `output_cost_per_token` | input / output token |
 //! | `cache_read_input_token_cost` / `cache_creation_input_token_cost` | cache read / write |
 //! | `output_cost_per_reasoning_token` | reasoning token |
-//! | `<field>_above_<N>[k]_tokens` (the four token fields) | a [`Tier`] at N (inclusive for `xai`) |
+//! | `<field>_above_<N>[k]_tokens` (the four token fields) | a [`ContextTier`] at N (inclusive for `xai`) |
 //! | `tiered_pricing` (token ranges) | one strict tier per range start |
 //! | `input_cost_per_query` / `output_cost_per_image` / `input_cost_per_request` / `ocr_cost_per_page` | search / image / request / page |
 //!
@@ -26,7 +26,7 @@ use rust_decimal::Decimal;
 use serde_json::value::RawValue;
 
 use super::catalog::{Catalog, CatalogError, PriceVersion};
-use super::cost::{Prices, Tier};
+use super::cost::{ContextTier, Prices};
 use crate::domain::{ModelId, ProviderId};
 
 /// What an import did: entries read, imported, and skipped by reason.
@@ -157,13 +157,13 @@ fn threshold_strings(entry: &Entry) -> Result<BTreeSet<String>, Skip> {
     Ok(out)
 }
 
-fn threshold_tiers(entry: &Entry, inclusive: bool) -> Result<Vec<Tier>, Skip> {
+fn threshold_tiers(entry: &Entry, inclusive: bool) -> Result<Vec<ContextTier>, Skip> {
     let mut tiers = Vec::new();
     for t in threshold_strings(entry)? {
         let Some(threshold) = parse_threshold(&t) else {
             return skip("unparsable_threshold");
         };
-        tiers.push(Tier {
+        tiers.push(ContextTier {
             threshold,
             inclusive,
             input: price(entry, &format!("input_cost_per_token_above_{t}_tokens"))?,
@@ -190,7 +190,7 @@ fn threshold_tiers(entry: &Entry, inclusive: bool) -> Result<Vec<Tier>, Skip> {
 /// `start < input_tokens <= end` and prices every token; above the last range the last
 /// tier applies. Representable as strict tiers at each range start when the ranges start
 /// at 0, are contiguous, and every tier has an input price.
-fn list_tiers(raw: &RawValue, base: &Prices) -> Result<Vec<Tier>, Skip> {
+fn list_tiers(raw: &RawValue, base: &Prices) -> Result<Vec<ContextTier>, Skip> {
     let list: Vec<Entry> = match serde_json::from_str(raw.get()) {
         Ok(l) => l,
         Err(_) => return skip("unrepresentable_tiered_pricing"),
@@ -238,7 +238,7 @@ fn list_tiers(raw: &RawValue, base: &Prices) -> Result<Vec<Tier>, Skip> {
             (None, Some(o)) => o,
             (None, None) => base.reasoning_token.unwrap_or(output),
         };
-        tiers.push(Tier {
+        tiers.push(ContextTier {
             threshold: start,
             inclusive: false,
             input: Some(input),
@@ -414,3 +414,6 @@ pub fn import_catalog(
     let (versions, summary) = import(json_text, effective_from)?;
     Ok((Catalog::from_versions(versions)?, summary))
 }
+
+#[cfg(test)]
+mod tests;

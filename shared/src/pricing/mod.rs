@@ -14,7 +14,7 @@ use rust_decimal::Decimal;
 use crate::domain::ProviderId;
 
 pub use catalog::{Catalog, CatalogError, LookupError, PriceVersion};
-pub use cost::{check_counts, cost, Prices, Tier, TokenRates};
+pub use cost::{check_counts, cost, ContextTier, Prices, TokenRates};
 
 /// Why an event could not be priced (as opposed to being explicitly unpriced).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -76,6 +76,3 @@ impl PriceOutcome {
         }
     }
 }
-
-#[cfg(test)]
-mod tests;

@@ -15,7 +15,7 @@ pub enum BootstrapError {
     Store(#[from] StoreError),
     #[error("the shipped default data is invalid: {0}")]
     Data(String),
-    #[error("METER_BOOTSTRAP_ADMIN_KEY must be 20–200 printable ASCII characters without spaces")]
+    #[error("METER_BOOTSTRAP_ADMIN_KEY must be 20–200 printable ASCII characters without spaces, not starting with mt_")]
     BadKey,
 }
 

@@ -21,7 +21,7 @@ use crate::domain::{
 use crate::limits::amounts::percent_number;
 use crate::limits::{
     self, projected_cost, recommendations, recorded_amount, Metric, MetricAmounts, Percentages,
-    Plan, Recommendation, Tier, UsageStatus,
+    Plan, PlanTier, Recommendation, UsageStatus,
 };
 use crate::periods::{BillingCycle, Period, PeriodError};
 use crate::usage::{PeriodUsage, ProviderUsage, Tally};
@@ -346,7 +346,7 @@ pub struct DashboardAlerts {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Summary {
     pub plan: PlanName,
-    pub tier: Tier,
+    pub tier: PlanTier,
     pub subscription_status: SubscriptionStatus,
     pub usage_status: UsageStatus,
     pub billing_cycle: BillingCycle,

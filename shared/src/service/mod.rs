@@ -29,6 +29,8 @@ pub mod outbox;
 pub mod privacy;
 pub mod reads;
 pub mod subscriptions;
+pub mod tenant;
+pub mod tokens;
 
 pub use crate::subscriptions::{schedule_of, SubscriptionChange};
 pub use check::{CheckAllowed, CheckOutcome, CheckRequest, Denial, Units};
@@ -168,6 +170,7 @@ pub struct Meter {
     failed_keys: TtlCache<String, ()>,
     plans: TtlCache<TenantId, Vec<Plan>>,
     catalogs: TtlCache<Option<TenantId>, Catalog>,
+    token_keys: TtlCache<TenantId, crate::tokens::TokenKeys>,
     gates: UserGates,
 }
 
@@ -189,6 +192,7 @@ impl Meter {
             failed_keys: TtlCache::new(FAILED_KEY_TTL),
             plans: TtlCache::new(CACHE_TTL),
             catalogs: TtlCache::new(CACHE_TTL),
+            token_keys: TtlCache::new(CACHE_TTL),
             gates: UserGates::new(256),
         }
     }

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use super::{Caller, Error, Meter, Result};
 use crate::domain::{Alert, ModelId, PlanName, ProviderId, Severity, UserId};
-use crate::limits::{MetricAmounts, Plan, Tier};
+use crate::limits::{MetricAmounts, Plan, PlanTier};
 use crate::pricing::{PriceOutcome, PriceVersion, Prices};
 use crate::usage::UsageCounts;
 
@@ -14,7 +14,7 @@ use crate::usage::UsageCounts;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PlanView {
     pub name: PlanName,
-    pub tier: Tier,
+    pub tier: PlanTier,
     #[serde(serialize_with = "crate::domain::money::normalized")]
     pub monthly_price_usd: Decimal,
     #[serde(serialize_with = "crate::domain::money::normalized")]

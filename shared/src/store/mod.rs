@@ -20,6 +20,12 @@
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
+mod directory;
+mod token_keys;
+
+pub use directory::{DirectoryStore, TenantUser};
+pub use token_keys::TokenKeyStore;
+
 use std::collections::BTreeSet;
 
 use async_trait::async_trait;
@@ -432,6 +438,8 @@ pub trait Store:
     + AlertStore
     + InvoiceStore
     + PrivacyStore
+    + DirectoryStore
+    + TokenKeyStore
 {
 }
 
@@ -442,7 +450,9 @@ impl<
             + UsageStore
             + AlertStore
             + InvoiceStore
-            + PrivacyStore,
+            + PrivacyStore
+            + DirectoryStore
+            + TokenKeyStore,
     > Store for T
 {
 }

@@ -222,7 +222,7 @@ pub struct EventCounts {
     pub estimated: bool,
 }
 
-/// Reads the counts of an event object (SPEC §6 fields).
+/// Reads the counts of an event object (the usage fields of `POST /usage`).
 ///
 /// Token counts come from the explicit fields or from `usage` (not both); a missing
 /// `input_tokens`/`output_tokens` is estimated from `input_chars`/`output_chars` when

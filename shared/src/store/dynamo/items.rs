@@ -150,6 +150,7 @@ pub fn alert_item(a: &Alert) -> StoreResult<Item> {
         layout::USER_SK.into(),
         s(format!("ALERT#{}#{}", layout::sortable(a.created_at), a.id)),
     );
+    item.extend(super::directory::alert_feed_keys(a));
     if !a.published {
         item.insert(layout::OUTBOX_PK.into(), s(layout::OUTBOX_PARTITION));
         item.insert(

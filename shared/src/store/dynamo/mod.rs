@@ -21,6 +21,7 @@ mod catalog;
 mod claims;
 mod codec;
 mod counters;
+mod directory;
 mod errors;
 mod expressions;
 mod items;
@@ -32,6 +33,7 @@ mod requests;
 mod schema;
 mod subscriptions;
 mod tenants;
+mod token_keys;
 mod usage;
 
 /// The former name of [`layout`], kept for callers outside the store.
@@ -39,13 +41,6 @@ pub use layout as keys;
 pub use request_counter::{counting_client, RequestCounter};
 pub use schema::create_table;
 pub use tenants::KeyUpgrade;
-
-/// A client configured from the environment, exactly as in production: region,
-/// credentials and `AWS_ENDPOINT_URL` (a local emulator) come from the usual AWS settings.
-pub async fn client_from_env() -> Client {
-    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    Client::new(&config)
-}
 
 /// The storage port on one DynamoDB table.
 #[derive(Debug, Clone)]

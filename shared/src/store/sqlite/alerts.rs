@@ -35,7 +35,7 @@ pub(super) fn create_alert_once(conn: &Connection, a: &Alert) -> StoreResult<boo
     Ok(n == 1)
 }
 
-const ALERT_COLUMNS: &str =
+pub(super) const ALERT_COLUMNS: &str =
     "tenant, id, user, period_start, key, metric, threshold, severity, title, message, created_at, read, published";
 
 /// The raw columns of an alert row (decoded outside the rusqlite callback, so that a bad
@@ -98,7 +98,11 @@ impl TryFrom<AlertRow> for Alert {
     }
 }
 
-fn alerts(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> StoreResult<Vec<Alert>> {
+pub(super) fn alerts(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> StoreResult<Vec<Alert>> {
     let rows: Vec<AlertRow> = conn
         .prepare_cached(sql)?
         .query_map(params, AlertRow::read)?

@@ -26,10 +26,12 @@ mod billing;
 mod catalog;
 mod codec;
 mod decimal;
+mod directory;
 mod privacy;
 mod schema;
 mod subscriptions;
 mod tenants;
+mod token_keys;
 mod usage;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};

@@ -223,14 +223,24 @@ pub(super) const MIGRATIONS: &[&str] = &[
     r#"
     CREATE INDEX reservations_by_user ON reservations (tenant, user, created_at, id);
     "#,
-    // 5: publishing claims on the outbox. Overlapping aggregation passes (several
+    // 5: the web dashboard (docs/web.md): each tenant's token signing keys (they hold the
+    // secrets), and a tenant's alerts by time for the admin view.
+    r#"
+    CREATE TABLE token_keys (
+        tenant   TEXT NOT NULL PRIMARY KEY,
+        version  INTEGER NOT NULL,
+        keys     TEXT NOT NULL         -- TokenKeys' stored form
+    ) STRICT;
+    CREATE INDEX alerts_by_tenant ON alerts (tenant, created_at, id);
+    "#,
+    // 6: publishing claims on the outbox. Overlapping aggregation passes (several
     // `meter serve` processes) published the same invoice or alert twice; a publisher now
     // claims an unpublished record until `claimed_until` first.
     r#"
     ALTER TABLE alerts ADD COLUMN claimed_until TEXT;
     ALTER TABLE invoices ADD COLUMN claimed_until TEXT;
     "#,
-    // 6: an erased user's invoices are kept under the pseudonym however many times the
+    // 7: an erased user's invoices are kept under the pseudonym however many times the
     // user is erased. Pseudonymising a second invoice of a period the pseudonym already
     // had broke UNIQUE (tenant, user, period_start), and every later erasure answered 503.
     // One invoice per (tenant, user, period) now holds for the users' own invoices
@@ -255,7 +265,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     CREATE INDEX invoices_by_user ON invoices (tenant, user, period_start);
     CREATE INDEX invoices_unpublished ON invoices (period_start, tenant, id) WHERE published = 0;
     "#,
-    // 7: no piece of an API key is stored. Records kept `prefix`, the key's first 10
+    // 8: no piece of an API key is stored. Records kept `prefix`, the key's first 10
     // characters (half of a 20-character bootstrap key); a key is now named by its id,
     // derived from the hash (`auth::key_id`): listed by the tenant index, revoked by a
     // range of the hash. `secure_delete` zeroes the freed bytes of the rewritten rows, so

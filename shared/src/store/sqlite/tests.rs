@@ -1,105 +1,23 @@
-//! Unit tests of the SQLite adapter: the exact-decimal functions, migrations, reopening,
-//! index use, and edges of the port the conformance suite (tests/conformance, run on both
-//! adapters) does not reach: a failing write inside a committed group, the guard SQL's
-//! boundaries, expiry limits, alert order by time rather than insertion, upserts.
+//! Unit tests of what is SQLite's own: the exact-decimal SQL functions, the schema and its
+//! migrations, WAL, the per-user indexes, a reopened file keeping every record, the
+//! counters' overflow, and the guards' comparison in SQL. What the storage port promises is
+//! tested on both adapters by the conformance suite (tests/conformance).
 
-use std::sync::Arc;
-
-use chrono::{Duration, NaiveDate, TimeZone, Utc};
+use chrono::Duration;
 use rust_decimal::Decimal;
 use rust_decimal_macros::dec;
 
 use super::*;
-use crate::domain::{InvoiceStatus, ProviderId, ReservationStatus, Severity, SubscriptionStatus};
 use crate::limits::Metric;
-use crate::periods::{Anchor, BillingCycle, Period};
-use crate::usage::{Tally, UsageCounts};
+use crate::testing::{
+    alert, at, event, march, provider, reservation, sqlite_store, subscription, tenant, user,
+};
+use crate::usage::UsageCounts;
 
-fn tmp() -> (tempfile::TempDir, SqliteStore) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("meter.db")).unwrap();
-    (dir, store)
-}
-
-fn tenant() -> TenantId {
-    TenantId::parse("acme").unwrap()
-}
-
-fn user(u: &str) -> UserId {
-    UserId::parse(u).unwrap()
-}
-
-fn provider(p: &str) -> ProviderId {
-    ProviderId::parse(p).unwrap()
-}
-
-fn period_start() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap()
-}
-
-fn event(u: &str, id: &str, cost: Option<Decimal>) -> UsageEvent {
-    UsageEvent {
-        tenant: tenant(),
-        user: user(u),
-        event_id: EventId::parse(id).unwrap(),
-        fingerprint: format!("fp-{id}"),
-        provider: provider("gemini"),
-        model: None,
-        timestamp: Utc.with_ymd_and_hms(2026, 11, 5, 12, 0, 0).unwrap()
-            + Duration::nanoseconds(123_456_789),
-        period_start: period_start(),
-        counts: UsageCounts {
-            input_tokens: 100,
-            output_tokens: 20,
-            ..UsageCounts::default()
-        },
-        cost_usd: cost,
-        price_version: None,
-        estimated: false,
-        endpoint: None,
-        status_code: Some(200),
-        latency_ms: Some(40),
-        reservation_id: None,
-        metadata: None,
-        recorded_at: Utc.with_ymd_and_hms(2026, 11, 5, 12, 0, 1).unwrap(),
-    }
-}
-
-fn reservation(u: &str, held: Tally) -> Reservation {
-    let user = user(u);
-    Reservation {
-        id: Reservation::new_id(&user),
-        tenant: tenant(),
-        user,
-        provider: provider("gemini"),
-        period_start: period_start(),
-        held,
-        status: ReservationStatus::Held,
-        created_at: Utc.with_ymd_and_hms(2026, 11, 5, 12, 0, 0).unwrap(),
-        expires_at: Utc.with_ymd_and_hms(2026, 11, 5, 12, 5, 0).unwrap(),
-    }
-}
-
-fn one_call() -> Tally {
-    Tally {
-        calls: 1,
-        tokens: 0,
-        cost_usd: Decimal::ZERO,
-    }
-}
-
-fn calls_guard(limit: u32) -> Guard {
-    Guard {
-        metric: Metric::Calls(Some(provider("gemini"))),
-        increment: Decimal::ONE,
-        limit: Decimal::from(limit),
-        strict: false,
-    }
-}
-
-async fn usage_of(store: &SqliteStore, u: &str) -> crate::usage::ProviderUsage {
+/// `u`'s gemini usage in March 2025.
+async fn gemini(store: &SqliteStore, u: &str) -> crate::usage::ProviderUsage {
     let usage = store
-        .get_period_usage(&tenant(), &user(u), &[period_start()])
+        .get_period_usage(&tenant(), &user(u), &[march()])
         .await
         .unwrap();
     usage[0]
@@ -107,47 +25,6 @@ async fn usage_of(store: &SqliteStore, u: &str) -> crate::usage::ProviderUsage {
         .get(&provider("gemini"))
         .cloned()
         .unwrap_or_default()
-}
-
-fn subscription(u: &str, version: u64) -> Subscription {
-    let start = period_start();
-    Subscription {
-        tenant: tenant(),
-        user: user(u),
-        plan: PlanName::parse("pro").unwrap(),
-        cycle: BillingCycle::Monthly,
-        anchor: Anchor::Calendar,
-        started_at: start,
-        current_period: Period {
-            start,
-            end: Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap(),
-        },
-        status: SubscriptionStatus::Active,
-        auto_renew: true,
-        pending_plan: None,
-        prorations: Vec::new(),
-        history: Vec::new(),
-        version,
-        updated_at: start,
-    }
-}
-
-fn alert(u: &str, id: &str, key: &str, minute: u32) -> Alert {
-    Alert {
-        id: id.to_owned(),
-        tenant: tenant(),
-        user: user(u),
-        period_start: period_start(),
-        key: key.to_owned(),
-        metric: Some("calls:gemini".to_owned()),
-        threshold: Some(80),
-        severity: Severity::Info,
-        title: "80 % of calls".to_owned(),
-        message: "…".to_owned(),
-        created_at: Utc.with_ymd_and_hms(2026, 11, 5, 12, minute, 0).unwrap(),
-        read: false,
-        published: false,
-    }
 }
 
 // ---- exact decimal functions -------------------------------------------------------
@@ -204,13 +81,6 @@ proptest::proptest! {
 }
 
 #[test]
-fn the_store_is_usable_as_a_shared_port_object() {
-    let (_dir, store) = tmp();
-    let port: Arc<dyn crate::store::Store> = Arc::new(store);
-    drop(port);
-}
-
-#[test]
 fn decimal_overflow_is_an_overflow_error_not_a_wrap() {
     let max = Decimal::MAX.to_string();
     for sql in [
@@ -243,7 +113,7 @@ fn decimal_functions_reject_what_is_not_an_exact_decimal() {
 
 #[tokio::test]
 async fn open_creates_a_wal_file_at_the_current_schema_version() {
-    let (dir, store) = tmp();
+    let (dir, store) = sqlite_store();
     assert_eq!(
         store.schema_version().await.unwrap(),
         schema::MIGRATIONS.len() as i64
@@ -328,129 +198,76 @@ fn per_user_statements_search_an_index() {
 async fn reopening_keeps_every_record() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("meter.db");
-    let e = event("alice", "e1", Some(dec!(0.0008125)));
-    let sub = subscription("alice", 1);
+    let (t, alice) = (tenant(), user("alice"));
+    // Nanoseconds, output tokens and a latency survive the round trip too.
+    let e = UsageEvent {
+        timestamp: at(2025, 3, 10, 12) + Duration::nanoseconds(123_456_789),
+        counts: UsageCounts {
+            input_tokens: 100,
+            output_tokens: 20,
+            ..UsageCounts::default()
+        },
+        latency_ms: Some(40),
+        ..event(&t, &alice, "e1", 100, "0.0008125")
+    };
+    let sub = subscription(&t, &alice, 1);
     {
         let store = SqliteStore::open(&path).unwrap();
-        assert!(store
-            .create_tenant_if_absent(&tenant(), period_start())
-            .await
-            .unwrap());
+        assert!(store.create_tenant_if_absent(&t, march()).await.unwrap());
         assert_eq!(
             store.record_events(std::slice::from_ref(&e)).await.unwrap(),
             vec![RecordOutcome::Recorded]
         );
         store.put_subscription(&sub, None).await.unwrap();
         assert!(store
-            .create_alert_once(&alert("alice", "a1", "calls:gemini@80", 1))
+            .create_alert_once(&alert(&t, &alice, "calls:gemini@80", 1))
             .await
             .unwrap());
     }
     let store = SqliteStore::open(&path).unwrap();
-    assert!(!store
-        .create_tenant_if_absent(&tenant(), period_start())
-        .await
-        .unwrap());
+    assert!(!store.create_tenant_if_absent(&t, march()).await.unwrap());
     assert_eq!(
-        store.get_event(&tenant(), &e.event_id).await.unwrap(),
+        store.get_event(&t, &e.event_id).await.unwrap(),
         Some(e.clone())
     );
-    assert_eq!(
-        store
-            .get_subscription(&tenant(), &user("alice"))
-            .await
-            .unwrap(),
-        Some(sub)
-    );
-    let p = usage_of(&store, "alice").await;
-    assert_eq!(p.recorded, e.tally());
+    assert_eq!(store.get_subscription(&t, &alice).await.unwrap(), Some(sub));
+    assert_eq!(gemini(&store, "alice").await.recorded, e.tally());
     assert_eq!(
         store.record_events(&[e]).await.unwrap(),
         vec![RecordOutcome::Duplicate]
     );
-    let pick = |_: Option<&Subscription>| period_start();
-    let uu = store
-        .get_user_usage(&tenant(), &user("alice"), &pick)
-        .await
-        .unwrap();
+    let pick = |_: Option<&Subscription>| march();
+    let uu = store.get_user_usage(&t, &alice, &pick).await.unwrap();
     assert!(uu.fired_alerts.contains("calls:gemini@80"));
 }
 
-// ---- events and counters -----------------------------------------------------------
-
-#[tokio::test]
-async fn recording_counts_calls_tokens_cost_quality_and_the_daily_rollup() {
-    let (_dir, store) = tmp();
-    let mut unpriced = event("alice", "e2", None);
-    unpriced.estimated = true;
-    unpriced.status_code = Some(503);
-    unpriced.latency_ms = None;
-    let priced = event("alice", "e1", Some(dec!(0.25)));
-    let out = store.record_events(&[priced, unpriced]).await.unwrap();
-    assert_eq!(out, vec![RecordOutcome::Recorded; 2]);
-
-    let p = usage_of(&store, "alice").await;
-    assert_eq!(
-        p,
-        crate::usage::ProviderUsage {
-            recorded: Tally {
-                calls: 2,
-                tokens: 240,
-                cost_usd: dec!(0.25)
-            },
-            held: Tally::default(),
-            unpriced_calls: 1,
-            estimated_calls: 1,
-            error_calls: 1,
-            latency_ms_sum: 40,
-            latency_count: 1,
-        }
-    );
-    let day = NaiveDate::from_ymd_opt(2026, 11, 5).unwrap();
-    let daily = store
-        .daily_usage(&tenant(), &user("alice"), day, day)
-        .await
-        .unwrap();
-    assert_eq!(daily.len(), 1);
-    assert_eq!(daily[0].by_provider[&provider("gemini")].calls, 2);
-    let none = store
-        .daily_usage(
-            &tenant(),
-            &user("alice"),
-            day.succ_opt().unwrap(),
-            day.succ_opt().unwrap(),
-        )
-        .await
-        .unwrap();
-    assert!(none.is_empty());
-}
+// ---- counters and guards in SQL ------------------------------------------------------
 
 #[tokio::test]
 async fn an_overflowing_event_fails_alone_and_changes_nothing() {
-    let (_dir, store) = tmp();
-    let ok = event("alice", "e1", Some(Decimal::MAX));
+    let (_dir, store) = sqlite_store();
+    let (t, alice) = (tenant(), user("alice"));
+    let ok = event(&t, &alice, "e1", 100, &Decimal::MAX.to_string());
     store
         .record_events(std::slice::from_ref(&ok))
         .await
         .unwrap();
     let (e2, e3) = (
-        [event("alice", "e2", Some(dec!(1)))],
-        [event("bob", "e3", Some(dec!(1)))],
+        [event(&t, &alice, "e2", 100, "1")],
+        [event(&t, &user("bob"), "e3", 100, "1")],
     );
     let (a, b) = tokio::join!(store.record_events(&e2), store.record_events(&e3));
     assert!(matches!(a, Err(StoreError::Overflow(_))), "{a:?}");
     assert_eq!(b.unwrap(), vec![RecordOutcome::Recorded]);
-    assert_eq!(usage_of(&store, "alice").await.recorded, ok.tally());
+    assert_eq!(gemini(&store, "alice").await.recorded, ok.tally());
     assert_eq!(
         store
-            .get_event(&tenant(), &EventId::parse("e2").unwrap())
+            .get_event(&t, &EventId::parse("e2").unwrap())
             .await
             .unwrap(),
         None
     );
 }
-
-// ---- reservations ------------------------------------------------------------------
 
 #[tokio::test]
 async fn guards_compare_used_plus_increment_with_the_limit() {
@@ -463,11 +280,12 @@ async fn guards_compare_used_plus_increment_with_the_limit() {
         (dec!(0), dec!(0), dec!(0), false, true),
     ];
     for (cost, increment, limit, strict, allowed) in cases {
-        let (_dir, store) = tmp();
-        let mut other = event("alice", "e1", Some(cost / dec!(2)));
+        let (_dir, store) = sqlite_store();
+        let (t, alice, half) = (tenant(), user("alice"), (cost / dec!(2)).to_string());
+        let mut other = event(&t, &alice, "e1", 100, &half);
         other.provider = provider("openai");
         store
-            .record_events(&[other, event("alice", "e2", Some(cost / dec!(2)))])
+            .record_events(&[other, event(&t, &alice, "e2", 100, &half)])
             .await
             .unwrap();
         let guard = Guard {
@@ -477,7 +295,10 @@ async fn guards_compare_used_plus_increment_with_the_limit() {
             strict,
         };
         let got = store
-            .reserve(&reservation("alice", one_call()), &[guard])
+            .reserve(
+                &reservation(&t, &alice, 0, "0", at(2025, 3, 10, 13)),
+                &[guard],
+            )
             .await
             .unwrap();
         let want = if allowed {
@@ -492,265 +313,6 @@ async fn guards_compare_used_plus_increment_with_the_limit() {
             "cost {cost} + {increment} vs {limit} strict={strict}"
         );
     }
-}
-
-#[tokio::test]
-async fn a_denied_reservation_names_the_failing_guard_and_holds_nothing() {
-    let (_dir, store) = tmp();
-    let tokens = Guard {
-        metric: Metric::Tokens(None),
-        increment: dec!(1000),
-        limit: dec!(999),
-        strict: false,
-    };
-    let r = reservation("alice", one_call());
-    let got = store
-        .reserve(&r, &[calls_guard(10), tokens.clone()])
-        .await
-        .unwrap();
-    assert_eq!(
-        got,
-        ReserveOutcome::Denied {
-            metric: tokens.metric
-        }
-    );
-    assert_eq!(usage_of(&store, "alice").await, Default::default());
-    assert_eq!(store.get_reservation(&tenant(), &r.id).await.unwrap(), None);
-}
-
-#[tokio::test]
-async fn settling_with_actual_usage_adjusts_counters_by_actual_minus_held() {
-    let (_dir, store) = tmp();
-    let held = Tally {
-        calls: 1,
-        tokens: 500,
-        cost_usd: dec!(0.01),
-    };
-    let r = reservation("alice", held);
-    assert_eq!(
-        store.reserve(&r, &[]).await.unwrap(),
-        ReserveOutcome::Reserved
-    );
-    let mut e = event("alice", "e1", Some(dec!(0.004)));
-    e.reservation_id = Some(r.id.clone());
-    store.record_events(std::slice::from_ref(&e)).await.unwrap();
-    let p = usage_of(&store, "alice").await;
-    assert_eq!(p.recorded, e.tally());
-    assert_eq!(p.held, Tally::default());
-    let stored = store
-        .get_reservation(&tenant(), &r.id)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(stored.status, ReservationStatus::Settled);
-    assert_eq!(
-        stored,
-        Reservation {
-            status: ReservationStatus::Settled,
-            ..r.clone()
-        }
-    );
-    // Settling again (another event naming it) or releasing changes nothing.
-    let mut again = event("alice", "e2", Some(dec!(0.004)));
-    again.reservation_id = Some(r.id.clone());
-    store.record_events(&[again]).await.unwrap();
-    assert_eq!(
-        store.release_reservation(&tenant(), &r.id).await.unwrap(),
-        ReleaseOutcome::AlreadyClosed(ReservationStatus::Settled)
-    );
-    assert_eq!(usage_of(&store, "alice").await.held, Tally::default());
-}
-
-#[tokio::test]
-async fn release_returns_the_hold_once_and_other_tenants_see_not_found() {
-    let (_dir, store) = tmp();
-    let r = reservation("alice", one_call());
-    store.reserve(&r, &[]).await.unwrap();
-    let other = TenantId::parse("globex").unwrap();
-    assert_eq!(
-        store.release_reservation(&other, &r.id).await.unwrap(),
-        ReleaseOutcome::NotFound
-    );
-    assert_eq!(
-        store.release_reservation(&tenant(), &r.id).await.unwrap(),
-        ReleaseOutcome::Released
-    );
-    assert_eq!(
-        store.release_reservation(&tenant(), &r.id).await.unwrap(),
-        ReleaseOutcome::AlreadyClosed(ReservationStatus::Released)
-    );
-    assert_eq!(
-        store
-            .release_reservation(&tenant(), "rsv_nope")
-            .await
-            .unwrap(),
-        ReleaseOutcome::NotFound
-    );
-    assert_eq!(usage_of(&store, "alice").await, Default::default());
-}
-
-#[tokio::test]
-async fn expire_closes_only_due_holds_up_to_the_limit() {
-    let (_dir, store) = tmp();
-    let mut rs = Vec::new();
-    for minutes in [1, 2, 3, 60] {
-        let mut r = reservation("alice", one_call());
-        r.expires_at = period_start() + Duration::minutes(minutes);
-        store.reserve(&r, &[]).await.unwrap();
-        rs.push(r);
-    }
-    let now = period_start() + Duration::minutes(3);
-    assert_eq!(store.expire_reservations(now, 2).await.unwrap(), 2);
-    assert_eq!(store.expire_reservations(now, 10).await.unwrap(), 1);
-    assert_eq!(store.expire_reservations(now, 10).await.unwrap(), 0);
-    assert_eq!(usage_of(&store, "alice").await.held.calls, 1);
-    let last = store
-        .get_reservation(&tenant(), &rs[3].id)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(last.status, ReservationStatus::Held);
-    assert_eq!(
-        store
-            .release_reservation(&tenant(), &rs[0].id)
-            .await
-            .unwrap(),
-        ReleaseOutcome::AlreadyClosed(ReservationStatus::Expired)
-    );
-}
-
-// ---- alerts, subscriptions, catalog, invoices --------------------------------------
-
-#[tokio::test]
-async fn alerts_list_newest_first_count_all_unread_and_drain_the_outbox_oldest_first() {
-    let (_dir, store) = tmp();
-    for (id, key, minute) in [("a1", "k1", 1), ("a2", "k2", 3), ("a3", "k3", 2)] {
-        assert!(store
-            .create_alert_once(&alert("alice", id, key, minute))
-            .await
-            .unwrap());
-    }
-    assert!(store.mark_alert_read(&tenant(), "a2").await.unwrap());
-    assert!(store.mark_alert_read(&tenant(), "a2").await.unwrap());
-    assert!(!store
-        .mark_alert_read(&TenantId::parse("globex").unwrap(), "a1")
-        .await
-        .unwrap());
-
-    let (all, unread) = store
-        .list_alerts(&tenant(), &user("alice"), false, 2)
-        .await
-        .unwrap();
-    assert_eq!(
-        all.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(),
-        ["a2", "a3"]
-    );
-    assert_eq!(unread, 2);
-    let (only_unread, _) = store
-        .list_alerts(&tenant(), &user("alice"), true, 10)
-        .await
-        .unwrap();
-    assert_eq!(
-        only_unread
-            .iter()
-            .map(|a| a.id.as_str())
-            .collect::<Vec<_>>(),
-        ["a3", "a1"]
-    );
-
-    let outbox = store.unpublished_alerts(10).await.unwrap();
-    assert_eq!(
-        outbox.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(),
-        ["a1", "a3", "a2"]
-    );
-    assert_eq!(outbox[0], alert("alice", "a1", "k1", 1));
-    store.mark_alert_published(&tenant(), "a1").await.unwrap();
-    assert_eq!(store.unpublished_alerts(10).await.unwrap().len(), 2);
-}
-
-#[tokio::test]
-async fn plans_price_versions_keys_and_invoices_round_trip() {
-    let (_dir, store) = tmp();
-    let plan: Plan = serde_json::from_value(serde_json::json!({
-        "name": "pro", "tier": "pro", "monthly_price_usd": "79", "yearly_price_usd": "790",
-        "description": "Pro", "features": [], "alert_thresholds": [80, 90, 100],
-        "limits": {"calls:gemini": "5000", "cost_usd": "150"}, "active": true
-    }))
-    .unwrap();
-    store.put_plan(&tenant(), &plan).await.unwrap();
-    store.put_plan(&tenant(), &plan).await.unwrap();
-    assert_eq!(
-        store.list_plans(&tenant()).await.unwrap(),
-        vec![plan.clone()]
-    );
-    assert_eq!(
-        store.get_plan(&tenant(), &plan.name).await.unwrap(),
-        Some(plan)
-    );
-
-    let v = |n: &str| serde_json::json!({"id": n, "price": "0.0000001"});
-    store.put_price_version(None, "v2", &v("v2")).await.unwrap();
-    store.put_price_version(None, "v1", &v("v1")).await.unwrap();
-    store
-        .put_price_version(Some(&tenant()), "t1", &v("t1"))
-        .await
-        .unwrap();
-    let replaced = serde_json::json!({"id": "v2", "price": "0.2"});
-    store
-        .put_price_version(None, "v2", &replaced)
-        .await
-        .unwrap();
-    assert_eq!(
-        store.list_price_versions(None).await.unwrap(),
-        vec![replaced, v("v1")]
-    );
-    assert_eq!(
-        store.list_price_versions(Some(&tenant())).await.unwrap(),
-        vec![v("t1")]
-    );
-
-    let key = ApiKeyRecord {
-        hash: "ab".repeat(32),
-        tenant: tenant(),
-        role: crate::domain::Role::Admin,
-        created_at: period_start(),
-    };
-    store.put_api_key(&key).await.unwrap();
-    assert_eq!(store.get_api_key(&key.hash).await.unwrap(), Some(key));
-    assert_eq!(store.get_api_key("missing").await.unwrap(), None);
-
-    let invoice = |id: &str, month: u32| Invoice {
-        id: id.to_owned(),
-        tenant: tenant(),
-        user: "alice".to_owned(),
-        period: Period {
-            start: Utc.with_ymd_and_hms(2026, month, 1, 0, 0, 0).unwrap(),
-            end: Utc.with_ymd_and_hms(2026, month + 1, 1, 0, 0, 0).unwrap(),
-        },
-        plan: PlanName::parse("pro").unwrap(),
-        base_usd: dec!(79),
-        usage_usd: dec!(1.0000001),
-        overage_usd: dec!(0),
-        proration_usd: dec!(0),
-        adjustments_usd: dec!(0),
-        total_usd: dec!(80.00),
-        line_items: Vec::new(),
-        status: InvoiceStatus::Pending,
-        created_at: period_start(),
-        published: false,
-        extra: Default::default(),
-    };
-    assert!(store.put_invoice_once(&invoice("i9", 9)).await.unwrap());
-    assert!(store.put_invoice_once(&invoice("i10", 10)).await.unwrap());
-    assert!(!store
-        .put_invoice_once(&invoice("i10-again", 10))
-        .await
-        .unwrap());
-    let listed = store
-        .list_invoices(&tenant(), &user("alice"))
-        .await
-        .unwrap();
-    assert_eq!(listed, vec![invoice("i10", 10), invoice("i9", 9)]);
 }
 
 // ---- API keys: no piece of a key is stored ----------------------------------------------
@@ -769,10 +331,10 @@ async fn key_rows_hold_no_piece_of_the_key_and_migration_scrubs_rows_that_did() 
     let path = dir.path().join("meter.db");
     let t = tenant();
     let (old, new) = ("Operator-SET-Key-20c", "Another-Operator-KEY");
-    // A file of the build before key ids (schema 6), whose key rows kept `prefix`.
+    // A file of the build before key ids (schema 7), whose key rows kept `prefix`.
     {
         let mut conn = Connection::open(&path).unwrap();
-        schema::migrate(&mut conn, &schema::MIGRATIONS[..6]).unwrap();
+        schema::migrate(&mut conn, &schema::MIGRATIONS[..7]).unwrap();
         let record = serde_json::json!({
             "hash": crate::auth::hash_key(old), "prefix": &old[..10], "tenant": t.as_str(),
             "role": "admin", "created_at": "2025-03-01T00:00:00Z"

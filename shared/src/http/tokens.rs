@@ -1,0 +1,173 @@
+//! End-user tokens over HTTP: `POST /tokens` mints one (service key), and [`authorize`]
+//! decides what a request carrying one may do — the Auth extractor hands every
+//! `Bearer mt_…` here instead of the API-key lookup.
+//!
+//! A token opens exactly its user's reads: GET usage, trends, dashboard, alerts, billing
+//! and subscription of that user, and POST mark-read of that user's alerts. Any other
+//! route answers 403 `forbidden`, and so does another user's id; an invalid or expired
+//! token is 401 like a bad key. The check is a deny-by-default list of routes, so a route
+//! added later is closed to tokens until it is listed here.
+
+use std::sync::Arc;
+
+use axum::extract::{FromRequestParts, MatchedPath, RawPathParams, State};
+use axum::http::request::Parts;
+use axum::http::Method;
+use axum::response::Response;
+use axum::routing::post;
+use axum::Router;
+use serde_json::Value;
+
+use super::error::ok;
+use super::extract::{Auth, JsonBody};
+use super::fields::Fields;
+use super::routes::PREFIX;
+use super::ApiError;
+use crate::domain::{Role, UserId};
+use crate::service::tokens::DEFAULT_TTL_SECONDS;
+use crate::service::{Caller, Error, Meter};
+use crate::tokens::MAX_TTL_SECONDS;
+
+/// The routes a token opens, with the path parameter that must name its user.
+const USER_READS: [(&str, &str); 6] = [
+    ("/usage/{user_id}", "user_id"),
+    ("/usage/{user_id}/trends", "user_id"),
+    ("/dashboard/{user_id}", "user_id"),
+    ("/alerts/{user_id}", "user_id"),
+    ("/billing/{user_id}", "user_id"),
+    ("/user/{user_id}/subscription", "user_id"),
+];
+const MARK_READ: &str = "/alerts/{alert_id}/mark-read";
+
+/// The caller a token stands for, if the request is one its token opens: 401 for an
+/// invalid or expired token, 403 for any other route or user, 404 for an alert id the
+/// tenant does not have.
+pub async fn authorize(meter: &Meter, token: &str, parts: &mut Parts) -> Result<Caller, ApiError> {
+    let forbidden = || ApiError::from(Error::Forbidden);
+    let claims = meter.verify_token(token).await?;
+    let route = parts
+        .extensions
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+        .ok_or_else(forbidden)?;
+    let route = route.strip_prefix(PREFIX).ok_or_else(forbidden)?;
+    let params = RawPathParams::from_request_parts(parts, &())
+        .await
+        .map_err(|_| forbidden())?;
+    let param = |name: &str| params.iter().find(|(k, _)| *k == name).map(|(_, v)| v);
+    let is_read = parts.method == Method::GET || parts.method == Method::HEAD;
+    if is_read {
+        let (_, name) = USER_READS
+            .iter()
+            .find(|(r, _)| *r == route)
+            .ok_or_else(forbidden)?;
+        if param(name) != Some(claims.user.as_str()) {
+            return Err(forbidden());
+        }
+    } else if parts.method == Method::POST && route == MARK_READ {
+        let id = param("alert_id").ok_or_else(forbidden)?;
+        if id.is_empty() || id.len() > 128 {
+            return Err(Error::NotFound("alert").into());
+        }
+        match meter.alert_owner(&claims.tenant, id).await? {
+            Some(owner) if owner == claims.user => {}
+            Some(_) => return Err(forbidden()),
+            None => return Err(Error::NotFound("alert").into()),
+        }
+    } else {
+        return Err(forbidden());
+    }
+    Ok(Caller {
+        tenant: claims.tenant,
+        role: Role::Service,
+        key_id: format!("token:{}", claims.key_id),
+    })
+}
+
+const TOKEN_FIELDS: &[&str] = &["user_id", "org_id", "ttl_seconds"];
+
+/// A validated `POST /tokens` body.
+fn parse_mint(body: &Value) -> Result<(UserId, u64), Error> {
+    let mut f = Fields::new(body, "", &[TOKEN_FIELDS]).map_err(|e| Error::Invalid(vec![e]))?;
+    if f.raw("org_id").is_some() {
+        f.error(
+            "org_id",
+            "not_supported",
+            "tokens are for users only for now; give user_id",
+        );
+    }
+    let user = f.id("user_id", true, UserId::parse);
+    let ttl = f
+        .uint("ttl_seconds", MAX_TTL_SECONDS)
+        .unwrap_or(DEFAULT_TTL_SECONDS);
+    if ttl == 0 {
+        f.error(
+            "ttl_seconds",
+            "out_of_range",
+            format!("must be between 1 and {MAX_TTL_SECONDS}"),
+        );
+    }
+    match user {
+        Some(user) if f.errors.is_empty() => Ok((user, ttl)),
+        _ => Err(Error::Invalid(f.errors)),
+    }
+}
+
+async fn mint(
+    State(meter): State<Arc<Meter>>,
+    Auth(caller): Auth,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Service)?;
+    let (user, ttl) = parse_mint(&body)?;
+    Ok(ok(meter.mint_token(&caller, &user, ttl).await?))
+}
+
+/// `POST /tokens`.
+pub fn routes() -> Router<Arc<Meter>> {
+    Router::new().route(&format!("{PREFIX}/tokens"), post(mint))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn mint_body_needs_a_user_and_a_bounded_ttl_and_refuses_org_ids() {
+        let (u, ttl) = parse_mint(&json!({"user_id": "alice"})).unwrap();
+        assert_eq!((u.as_str(), ttl), ("alice", DEFAULT_TTL_SECONDS));
+        assert_eq!(
+            parse_mint(&json!({"user_id": "alice", "ttl_seconds": 86_400}))
+                .unwrap()
+                .1,
+            86_400
+        );
+        for (body, code) in [
+            (
+                json!({"user_id": "alice", "ttl_seconds": 86_401}),
+                "out_of_range",
+            ),
+            (
+                json!({"user_id": "alice", "ttl_seconds": 0}),
+                "out_of_range",
+            ),
+            (
+                json!({"user_id": "alice", "ttl_seconds": "60"}),
+                "invalid_type",
+            ),
+            (json!({"ttl_seconds": 60}), "missing_field"),
+            (json!({"org_id": "acme"}), "validation_failed"),
+            (
+                json!({"user_id": "alice", "org_id": "acme"}),
+                "not_supported",
+            ),
+            (json!({"user_id": "alice", "scope": "x"}), "unknown_field"),
+            (json!({"user_id": "a#b"}), "invalid_id"),
+        ] {
+            let e = ApiError::from(parse_mint(&body).unwrap_err());
+            assert_eq!(e.code(), code, "{body}");
+        }
+    }
+}
