@@ -1,7 +1,9 @@
 //! `meter doctor`: checks that a store is ready to serve, one line per check, and says how
 //! to fix what is not. Read-only: it never creates, migrates or repairs anything (the SQLite
 //! file is inspected through a read-only connection before the store is opened, and the
-//! store is opened only when its schema is already current).
+//! store is opened only when its schema is already current) — except, when asked with
+//! `--upgrade-keys`, the one-time upgrade of a DynamoDB table's API key items written
+//! before key ids (SQLite files get it as a schema migration).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -40,6 +42,12 @@ pub struct DoctorArgs {
     /// Check that this SNS topic exists (set in AWS; unset: alerts are only stored and logged).
     #[arg(long, env = "ALERT_TOPIC_ARN")]
     pub alert_topic_arn: Option<String>,
+    /// Once, after upgrading a DynamoDB deployment from a build before key ids: rewrite the
+    /// API key items that still hold the first 10 characters of their key, and list them
+    /// by id under their tenant (a Scan of the table; idempotent). The only write doctor
+    /// makes.
+    #[arg(long, requires = "table")]
+    pub upgrade_keys: bool,
 }
 
 /// What one check found.
@@ -106,7 +114,7 @@ impl fmt::Display for Check {
 /// Runs every check, prints one line each, and exits with status 1 when any found a problem.
 pub async fn run(args: DoctorArgs) -> Result<()> {
     let mut checks = match (&args.table, &args.db) {
-        (Some(table), _) => dynamo_checks(table).await,
+        (Some(table), _) => dynamo_checks(table, args.upgrade_keys).await,
         (None, Some(path)) => sqlite_checks(path).await,
         (None, None) => bail!("give --db PATH or --table NAME"),
     };
@@ -277,7 +285,7 @@ impl Intercept for DateProbe {
     }
 }
 
-async fn dynamo_checks(table: &str) -> Vec<Check> {
+async fn dynamo_checks(table: &str, upgrade_keys: bool) -> Vec<Check> {
     let client = meter_core::config::dynamo_client().await;
     let probe = DateProbe::default();
     let described = client
@@ -322,6 +330,9 @@ async fn dynamo_checks(table: &str) -> Vec<Check> {
             for name in ["keys", "indexes", "ttl", "data"] {
                 checks.push(Check::skipped(name, "the table cannot be described"));
             }
+            if upgrade_keys {
+                checks.push(Check::skipped("api-keys", "the table cannot be described"));
+            }
         }
         Some(description) => {
             checks.push(status_check(table, &description));
@@ -345,6 +356,9 @@ async fn dynamo_checks(table: &str) -> Vec<Check> {
             });
             let store = DynamoStore::new(client.clone(), table);
             checks.extend(data_checks(&store, &format!("--table {table}")).await);
+            if upgrade_keys {
+                checks.push(upgrade_keys_check(&store).await);
+            }
         }
     }
     let server = probe
@@ -352,6 +366,24 @@ async fn dynamo_checks(table: &str) -> Vec<Check> {
         .map(|d| ("the DynamoDB endpoint's Date header".to_owned(), d));
     checks.push(clock_check(Utc::now(), &[], server));
     checks
+}
+
+/// Runs the one-time upgrade of API key items (`--upgrade-keys`).
+async fn upgrade_keys_check(store: &DynamoStore) -> Check {
+    match store.upgrade_api_keys().await {
+        Ok(done) => Check::ok(
+            "api-keys",
+            format!(
+                "{} key item(s) held a piece of their key: {} rewritten and listed by id                  (the others were revoked meanwhile)",
+                done.found, done.upgraded
+            ),
+        ),
+        Err(e) => Check::problem(
+            "api-keys",
+            format!("upgrading the key items failed: {e}"),
+            "allow dynamodb:Scan, dynamodb:UpdateItem and dynamodb:PutItem to whoever runs              it, then run it again (it is idempotent)",
+        ),
+    }
 }
 
 fn status_check(table: &str, t: &TableDescription) -> Check {

@@ -142,12 +142,26 @@ enum KeysCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
-    /// Revoke an API key: the key is read from standard input (so it stays out of the
-    /// shell history and the process list), or named by its hash with --hash.
+    /// Revoke an API key: named by its id with --id and --tenant (as `keys create` and
+    /// `keys list` show it), by its hash with --hash, or read from standard input (so it
+    /// stays out of the shell history and the process list).
     Revoke {
+        /// The key's id, `key_` + 16 hex digits (with --tenant).
+        #[arg(long, requires = "tenant", conflicts_with = "hash")]
+        id: Option<String>,
+        /// The tenant of the key named by --id.
+        #[arg(long, requires = "id")]
+        tenant: Option<TenantId>,
         /// The key's lowercase hex SHA-256 (`printf %s "$KEY" | sha256sum`) instead of the key.
         #[arg(long)]
         hash: Option<String>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// List a tenant's keys: id, role and creation time, oldest first (never key material).
+    List {
+        #[arg(long)]
+        tenant: TenantId,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -202,6 +216,16 @@ impl StoreArgs {
     pub async fn open(&self) -> Result<Arc<dyn Store>> {
         Ok(config::open_store(&self.location()).await?)
     }
+}
+
+/// What a revocation tells the operator (the key's id, never a piece of the key).
+fn revoked(key: &meter_core::domain::ApiKeyRecord) {
+    eprintln!(
+        "Revoked the {} key {} of tenant {}. Processes that cached it accept it for up to 30 s more.",
+        key.role.as_str(),
+        key.id(),
+        key.tenant
+    );
 }
 
 fn main() -> Result<()> {
@@ -283,13 +307,57 @@ async fn run(cli: Cli) -> Result<()> {
             store.put_api_key(&key.record).await?;
             println!("{}", key.secret);
             eprintln!(
-                "Created a {} key for tenant {tenant}. It is shown only this once; only its hash is stored.",
-                role.as_str()
+                "Created the {} key {} for tenant {tenant}. The key is shown only this once; only its hash is stored. Its id names it in `meter keys list` and `meter keys revoke --id`.",
+                role.as_str(),
+                key.record.id()
             );
             Ok(())
         }
         Command::Keys {
-            command: KeysCommand::Revoke { hash, store },
+            command: KeysCommand::List { tenant, store },
+        } => {
+            let store = store.open().await?;
+            let keys = store.list_api_keys(&tenant).await?;
+            if keys.is_empty() {
+                eprintln!("Tenant {tenant} has no keys.");
+            }
+            for key in keys {
+                println!(
+                    "{}  {:<7}  {}",
+                    key.id(),
+                    key.role.as_str(),
+                    key.created_at
+                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                );
+            }
+            Ok(())
+        }
+        Command::Keys {
+            command:
+                KeysCommand::Revoke {
+                    id: Some(id),
+                    tenant: Some(tenant),
+                    store,
+                    ..
+                },
+        } => {
+            let id = id.trim();
+            if meter_core::auth::parse_key_id(id).is_none() {
+                bail!("--id takes a key id: `key_` and 16 lowercase hex digits, as `meter keys list` shows it");
+            }
+            let store = store.open().await?;
+            match store.delete_api_key_by_id(&tenant, id).await? {
+                Some(key) => {
+                    revoked(&key);
+                    Ok(())
+                }
+                None => bail!(
+                    "tenant {tenant} has no key {id}: nothing revoked (already revoked, another tenant or store, or a key from before key ids on DynamoDB: run `meter doctor --table T --upgrade-keys` once)"
+                ),
+            }
+        }
+        Command::Keys {
+            command: KeysCommand::Revoke { hash, store, .. },
         } => {
             let hash = match hash {
                 Some(h) => h.trim().to_owned(),
@@ -311,12 +379,7 @@ async fn run(cli: Cli) -> Result<()> {
             let store = store.open().await?;
             match store.delete_api_key(&hash).await? {
                 Some(key) => {
-                    eprintln!(
-                        "Revoked the {} key {}… of tenant {}. Processes that cached it accept it for up to 30 s more.",
-                        key.role.as_str(),
-                        key.prefix,
-                        key.tenant
-                    );
+                    revoked(&key);
                     Ok(())
                 }
                 None => bail!(

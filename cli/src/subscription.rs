@@ -82,7 +82,7 @@ pub async fn set(args: SetArgs) -> Result<()> {
     let caller = Caller {
         tenant: args.tenant.clone(),
         role: Role::Admin,
-        key_prefix: "cli".to_owned(),
+        key_id: "cli".to_owned(),
     };
     let written = meter
         .put_subscription(&caller, &args.user, &args.change())

@@ -1,7 +1,10 @@
 //! API keys: generated once, shown once, stored only as a SHA-256 hash.
 //!
 //! A key looks like `mk_<43 url-safe characters>` (32 random bytes). Its hash is the
-//! lookup key; the first 10 characters (`prefix`) may be shown and logged, the key never.
+//! lookup key. A key is named by its id, `key_` + the first 16 hex digits of its hash:
+//! shown on creation, in listings and logs, and used to revoke it. No part of the key is
+//! ever stored, shown or logged (an earlier `prefix` kept its first 10 characters: half of
+//! a 20-character bootstrap key).
 
 use chrono::{DateTime, Utc};
 use rand::RngCore as _;
@@ -12,6 +15,10 @@ use crate::domain::{ApiKeyRecord, Role, TenantId};
 const KEY_PREFIX: &str = "mk_";
 /// Length of `mk_` + base64url of 32 bytes.
 pub const KEY_LEN: usize = 3 + 43;
+/// What starts a key id.
+pub const KEY_ID_PREFIX: &str = "key_";
+/// Hex digits of the hash in a key id (64 bits: distinct for any realistic number of keys).
+pub const KEY_ID_DIGITS: usize = 16;
 
 /// A newly generated key: the secret to hand over once, and the record to store.
 pub struct NewKey {
@@ -22,7 +29,7 @@ pub struct NewKey {
 impl std::fmt::Debug for NewKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NewKey")
-            .field("prefix", &self.record.prefix)
+            .field("id", &self.record.id())
             .finish_non_exhaustive()
     }
 }
@@ -44,7 +51,6 @@ pub fn generate_key(tenant: &TenantId, role: Role, now: DateTime<Utc>) -> NewKey
 pub fn record_for(secret: &str, tenant: &TenantId, role: Role, now: DateTime<Utc>) -> ApiKeyRecord {
     ApiKeyRecord {
         hash: hash_key(secret),
-        prefix: secret.chars().take(10).collect(),
         tenant: tenant.clone(),
         role,
         created_at: now,
@@ -54,6 +60,25 @@ pub fn record_for(secret: &str, tenant: &TenantId, role: Role, now: DateTime<Utc
 /// Lowercase hex SHA-256 of the key.
 pub fn hash_key(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// The public id of the key with this hash: `key_` + its first 16 hex digits. Derived
+/// from the hash, so keys stored before ids existed have one too; it tells nothing about
+/// the key that the hash does not.
+pub fn key_id(hash: &str) -> String {
+    let digits = hash.get(..KEY_ID_DIGITS).unwrap_or(hash);
+    format!("{KEY_ID_PREFIX}{digits}")
+}
+
+/// The hash digits a key id names (`key_` + 16 lowercase hex digits), `None` for text
+/// that is not a key id.
+pub fn parse_key_id(id: &str) -> Option<&str> {
+    let digits = id.strip_prefix(KEY_ID_PREFIX)?;
+    (digits.len() == KEY_ID_DIGITS
+        && digits
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+    .then_some(digits)
 }
 
 /// Whether `secret` has the shape of a key we issue (cheap rejection before any lookup).
@@ -91,12 +116,44 @@ mod tests {
         assert_eq!(a.record.hash, hash_key(&a.secret));
         assert_eq!(a.record.hash.len(), 64);
         assert!(!a.record.hash.contains(&a.secret));
-        assert_eq!(a.record.prefix, a.secret[..10]);
+        assert_eq!(a.record.id(), format!("key_{}", &a.record.hash[..16]));
+        assert_eq!(parse_key_id(&a.record.id()), Some(&a.record.hash[..16]));
         assert!(!format!("{a:?}").contains(&a.secret));
+        // No piece of the key in what is stored, shown or logged.
+        let record = serde_json::to_string(&a.record).unwrap();
+        let shown = format!("{a:?} {:?} {record}", a.record);
+        for piece in a.secret.as_bytes().windows(10) {
+            let piece = std::str::from_utf8(piece).unwrap();
+            assert!(!shown.contains(piece), "{piece} of the key in {shown}");
+        }
         assert!(plausible_key(&a.secret));
         assert!(!plausible_key("short"));
         assert!(!plausible_key("has a space in it......"));
         assert!(!plausible_key("mt_looks_like_an_end_user_token"));
+    }
+
+    #[test]
+    fn key_ids_are_key_and_16_lowercase_hex_digits() {
+        assert_eq!(
+            parse_key_id("key_0123456789abcdef"),
+            Some("0123456789abcdef")
+        );
+        for bad in [
+            "",
+            "key_",
+            "0123456789abcdef",
+            "key_0123456789ABCDEF",
+            "key_0123456789abcde",
+            "key_0123456789abcdef0",
+            "kex_0123456789abcdef",
+            "key_0123456789abcdeg",
+        ] {
+            assert_eq!(parse_key_id(bad), None, "{bad}");
+        }
+        assert_eq!(
+            key_id(&hash_key("x")),
+            format!("key_{}", &hash_key("x")[..16])
+        );
     }
 
     #[test]

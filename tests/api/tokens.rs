@@ -358,7 +358,7 @@ async fn a_rotation_made_by_another_process_is_seen_at_once() {
     let caller = meter_core::service::Caller {
         tenant: app.tenant.clone(),
         role: meter_core::domain::Role::Service,
-        key_prefix: "test".into(),
+        key_id: "test".into(),
     };
     let after = other
         .mint_token(

@@ -114,7 +114,6 @@ pub async fn plans_prices_and_keys_round_trip(store: Arc<dyn Store>) {
 
     let key = ApiKeyRecord {
         hash: "ab".repeat(32),
-        prefix: "mk_ab12".into(),
         tenant: t.clone(),
         role: Role::Admin,
         created_at: march(),

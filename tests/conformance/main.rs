@@ -13,6 +13,7 @@ mod events;
 mod fixtures;
 mod privacy;
 mod reservations;
+mod review;
 
 /// One `#[tokio::test]` per listed test of each module, on a fresh store from `$factory`.
 macro_rules! conformance {
@@ -61,6 +62,14 @@ macro_rules! conformance {
         conformance!(@module privacy $factory;
             export_then_erase_then_export_leaves_only_pseudonymised_invoices,
             erasure_during_concurrent_ingest_completes_once_traffic_stops,
+        );
+        // Issue 16 (review findings).
+        conformance!(@module review $factory;
+            concurrent_claims_of_an_unpublished_record_have_exactly_one_winner,
+            an_expired_or_released_claim_can_be_taken_again,
+            a_published_record_cannot_be_claimed,
+            erasing_a_user_twice_keeps_every_invoice_under_the_pseudonym,
+            keys_are_listed_and_revoked_by_id_within_their_tenant,
         );
     };
     (@module $module:ident $factory:path; $($name:ident),* $(,)?) => {

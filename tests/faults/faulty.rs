@@ -269,6 +269,10 @@ impl FaultyPublisher {
 #[async_trait]
 impl AlertPublisher for FaultyPublisher {
     async fn publish(&self, message: &OutboxMessage) -> Result<(), PublishError> {
+        // `faults.slow("publish", d)`: a slow alert port (SNS under load).
+        if let Some(delay) = self.faults.delay_of("publish") {
+            tokio::time::sleep(delay).await;
+        }
         // A publish either reaches subscribers or not: After means it went out but the
         // port answered with an error (the message will be published again).
         let timing = self.faults.decide("publish");
@@ -300,6 +304,21 @@ impl TenantStore for FaultyStore {
     }
     async fn put_api_key(&self, key: &ApiKeyRecord) -> StoreResult<()> {
         self.call("put_api_key", self.inner.put_api_key(key)).await
+    }
+    async fn list_api_keys(&self, tenant: &TenantId) -> StoreResult<Vec<ApiKeyRecord>> {
+        self.call("list_api_keys", self.inner.list_api_keys(tenant))
+            .await
+    }
+    async fn delete_api_key_by_id(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> StoreResult<Option<ApiKeyRecord>> {
+        self.call(
+            "delete_api_key_by_id",
+            self.inner.delete_api_key_by_id(tenant, id),
+        )
+        .await
     }
     async fn delete_api_key(&self, hash: &str) -> StoreResult<Option<ApiKeyRecord>> {
         self.call("delete_api_key", self.inner.delete_api_key(hash))
@@ -520,6 +539,31 @@ impl AlertStore for FaultyStore {
         )
         .await
     }
+    async fn claim_alert(
+        &self,
+        tenant: &TenantId,
+        alert_id: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        self.call(
+            "claim_alert",
+            self.inner.claim_alert(tenant, alert_id, now, until),
+        )
+        .await
+    }
+    async fn release_alert_claim(
+        &self,
+        tenant: &TenantId,
+        alert_id: &str,
+        until: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        self.call(
+            "release_alert_claim",
+            self.inner.release_alert_claim(tenant, alert_id, until),
+        )
+        .await
+    }
     async fn rearm_alerts(
         &self,
         tenant: &TenantId,
@@ -569,6 +613,29 @@ impl InvoiceStore for FaultyStore {
         self.call(
             "unpublished_invoices",
             self.inner.unpublished_invoices(limit),
+        )
+        .await
+    }
+    async fn claim_invoice(
+        &self,
+        invoice: &Invoice,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        self.call(
+            "claim_invoice",
+            self.inner.claim_invoice(invoice, now, until),
+        )
+        .await
+    }
+    async fn release_invoice_claim(
+        &self,
+        invoice: &Invoice,
+        until: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        self.call(
+            "release_invoice_claim",
+            self.inner.release_invoice_claim(invoice, until),
         )
         .await
     }

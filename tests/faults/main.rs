@@ -5,9 +5,12 @@
 //! throttling and transaction conflicts injected by an SDK interceptor.
 
 mod aggregate;
+#[cfg(feature = "emulator")]
+mod contention;
 mod faulty;
 mod helpers;
 mod outbox;
+mod overlap;
 mod random;
 mod sweep;
 #[cfg(feature = "emulator")]

@@ -18,10 +18,12 @@ const TS: &str = "2025-03-20T11:00:00Z";
 
 /// The calls that raise and deliver alerts after usage is recorded: their failures are
 /// logged, not answered (the usage is recorded; a retry or the aggregation catches up).
-const AFTER_RECORD: [&str; 3] = [
+const AFTER_RECORD: [&str; 5] = [
     "get_user_usage",
     "create_alert_once",
+    "claim_alert",
     "mark_alert_published",
+    "release_alert_claim",
 ];
 
 /// What one sweep step saw.
@@ -161,6 +163,7 @@ async fn a_failed_ingest_is_recorded_exactly_once_by_its_retry_with_its_alert() 
         "record_events",
         "get_user_usage",
         "create_alert_once",
+        "claim_alert",
         "mark_alert_published",
     ] {
         assert!(ops.contains(&op), "{op} was not swept: {ops:?}");

@@ -4,8 +4,10 @@
 //!
 //! A throttled attempt never reaches the table: its body is replaced by `{}` (which the
 //! emulator rejects without effect) and its answer by DynamoDB's 400 for the fault —
-//! `ProvisionedThroughputExceededException`, or `TransactionCanceledException` with a
-//! `TransactionConflict` reason for `TransactWriteItems`. A few faults are retried until
+//! `ProvisionedThroughputExceededException` (or `ThrottlingException`,
+//! `RequestLimitExceeded`), or for a conflict `TransactionCanceledException` with a
+//! `TransactionConflict` reason (`TransactWriteItems`) or `TransactionConflictException`
+//! (a plain write; tests in `contention`). A few faults are retried until
 //! the request succeeds (attempts counted); faults that never stop give a clean 503
 //! `store_unavailable` and no partial write, and the same request afterwards records once.
 
@@ -30,26 +32,45 @@ use serde_json::{json, Value};
 
 /// The DynamoDB error an attempt gets instead of reaching the table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub(crate) enum Kind {
+    /// `ProvisionedThroughputExceededException`.
     Throughput,
+    /// `ThrottlingException`.
+    Throttling,
+    /// `RequestLimitExceeded`.
+    RequestLimit,
+    /// A transaction on the item is in progress: `TransactionCanceledException` with a
+    /// `TransactionConflict` reason for `TransactWriteItems`, `TransactionConflictException`
+    /// for a plain write.
     Conflict,
+}
+
+/// The fault planned for one operation.
+#[derive(Debug)]
+struct Planned {
+    kind: Kind,
+    /// How many more attempts get it (`None`: all).
+    times: Option<u32>,
+    /// Only attempts whose request body contains this text (`None`: every attempt).
+    matching: Option<String>,
 }
 
 #[derive(Debug, Default)]
 struct Plan {
-    /// Per operation: the fault and how many more attempts get it (`None`: all).
-    faults: BTreeMap<&'static str, (Kind, Option<u32>)>,
+    faults: BTreeMap<&'static str, Planned>,
     /// Attempts sent per operation, faulted or not.
     attempts: BTreeMap<String, u32>,
+    /// Attempts faulted per operation.
+    faulted: BTreeMap<String, u32>,
 }
 
 /// The interceptor: shares its plan with the test through clones.
 #[derive(Debug, Clone, Default)]
-struct Throttler(Arc<Mutex<Plan>>);
+pub(crate) struct Throttler(Arc<Mutex<Plan>>);
 
-/// Set on an attempt that is faulted: (kind, items of the transaction).
+/// Set on an attempt that is faulted: (kind, items of the transaction if it is one).
 #[derive(Debug, Clone)]
-struct Faulted(Option<(Kind, usize)>);
+struct Faulted(Option<(Kind, Option<usize>)>);
 
 impl Storable for Faulted {
     type Storer = StoreReplace<Self>;
@@ -57,19 +78,44 @@ impl Storable for Faulted {
 
 impl Throttler {
     /// The next `times` attempts of `op` (all of them with `None`) get `kind`.
-    fn fault(&self, op: &'static str, kind: Kind, times: Option<u32>) {
-        let mut plan = self.0.lock().unwrap();
-        plan.faults.insert(op, (kind, times));
-        plan.attempts.clear();
+    pub(crate) fn fault(&self, op: &'static str, kind: Kind, times: Option<u32>) {
+        self.plan(op, kind, times, None);
     }
 
-    fn heal(&self) {
+    /// Like [`Throttler::fault`], but only attempts whose request body contains `text`
+    /// (one user's items: its key) count and get the fault.
+    pub(crate) fn fault_matching(
+        &self,
+        op: &'static str,
+        kind: Kind,
+        times: Option<u32>,
+        text: &str,
+    ) {
+        self.plan(op, kind, times, Some(text.to_owned()));
+    }
+
+    fn plan(&self, op: &'static str, kind: Kind, times: Option<u32>, matching: Option<String>) {
+        let mut plan = self.0.lock().unwrap();
+        plan.faults.insert(
+            op,
+            Planned {
+                kind,
+                times,
+                matching,
+            },
+        );
+        plan.attempts.clear();
+        plan.faulted.clear();
+    }
+
+    pub(crate) fn heal(&self) {
         let mut plan = self.0.lock().unwrap();
         plan.faults.clear();
         plan.attempts.clear();
+        plan.faulted.clear();
     }
 
-    fn attempts(&self, op: &str) -> u32 {
+    pub(crate) fn attempts(&self, op: &str) -> u32 {
         self.0
             .lock()
             .unwrap()
@@ -77,6 +123,11 @@ impl Throttler {
             .get(op)
             .copied()
             .unwrap_or(0)
+    }
+
+    /// Attempts of `op` that got the fault since it was planned.
+    pub(crate) fn faulted(&self, op: &str) -> u32 {
+        self.0.lock().unwrap().faulted.get(op).copied().unwrap_or(0)
     }
 }
 
@@ -95,24 +146,42 @@ impl Intercept for Throttler {
             .load::<Metadata>()
             .map_or("unknown", Metadata::name)
             .to_owned();
+        let body: Option<Value> = context
+            .request()
+            .body()
+            .bytes()
+            .and_then(|b| serde_json::from_slice(b).ok());
         let mut plan = self.0.lock().unwrap();
         *plan.attempts.entry(op.clone()).or_default() += 1;
         let kind = match plan.faults.get_mut(op.as_str()) {
-            Some((kind, None)) => Some(*kind),
-            Some((kind, Some(n))) if *n > 0 => {
+            Some(p)
+                if p.matching.as_ref().is_some_and(|text| {
+                    !body.as_ref().is_some_and(|b| b.to_string().contains(text))
+                }) =>
+            {
+                None
+            }
+            Some(Planned {
+                kind, times: None, ..
+            }) => Some(*kind),
+            Some(Planned {
+                kind,
+                times: Some(n),
+                ..
+            }) if *n > 0 => {
                 *n -= 1;
                 Some(*kind)
             }
             _ => None,
         };
+        if kind.is_some() {
+            *plan.faulted.entry(op.clone()).or_default() += 1;
+        }
         let faulted = kind.map(|kind| {
-            let items = context
-                .request()
-                .body()
-                .bytes()
-                .and_then(|b| serde_json::from_slice::<Value>(b).ok())
-                .and_then(|v| v["TransactItems"].as_array().map(Vec::len))
-                .unwrap_or(1);
+            // `None`: not a transaction.
+            let items = body
+                .as_ref()
+                .and_then(|v| v["TransactItems"].as_array().map(Vec::len));
             // The table never sees this attempt.
             let request = context.request_mut();
             *request.body_mut() = SdkBody::from("{}");
@@ -132,13 +201,25 @@ impl Intercept for Throttler {
         let Some(Faulted(Some((kind, items)))) = cfg.load::<Faulted>().cloned() else {
             return Ok(());
         };
-        let body = match kind {
-            Kind::Throughput => json!({
+        let body = match (kind, items) {
+            (Kind::Throughput, _) => json!({
                 "__type": "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
                 "message": "The level of configured provisioned throughput for the table was exceeded (injected)",
             }),
-            Kind::Conflict => {
-                let mut reasons = vec![json!({"Code": "None"}); items];
+            (Kind::Throttling, _) => json!({
+                "__type": "com.amazon.coral.availability#ThrottlingException",
+                "message": "Rate of requests exceeds the allowed throughput (injected)",
+            }),
+            (Kind::RequestLimit, _) => json!({
+                "__type": "com.amazonaws.dynamodb.v20120810#RequestLimitExceeded",
+                "message": "Throughput exceeds the current throughput limit for your account (injected)",
+            }),
+            (Kind::Conflict, None) => json!({
+                "__type": "com.amazonaws.dynamodb.v20120810#TransactionConflictException",
+                "message": "Transaction is ongoing for the item (injected)",
+            }),
+            (Kind::Conflict, Some(items)) => {
+                let mut reasons = vec![json!({"Code": "None"}); items.max(1)];
                 reasons[0] = json!({"Code": "TransactionConflict", "Message": "Transaction is ongoing for the item (injected)"});
                 json!({
                     "__type": "com.amazonaws.dynamodb.v20120810#TransactionCanceledException",
@@ -159,14 +240,14 @@ impl Intercept for Throttler {
     }
 }
 
-struct Env {
-    app: TestApp,
-    throttler: Throttler,
+pub(crate) struct Env {
+    pub(crate) app: TestApp,
+    pub(crate) throttler: Throttler,
     /// The same table through a client without faults, for audits.
-    clean: DynamoStore,
+    pub(crate) clean: DynamoStore,
 }
 
-async fn setup() -> Env {
+pub(crate) async fn setup() -> Env {
     assert!(
         std::env::var("AWS_ENDPOINT_URL").is_ok(),
         "run through scripts/with-moto (see README)"
@@ -198,14 +279,14 @@ async fn setup() -> Env {
 }
 
 impl Env {
-    async fn ingest(&self, id: &str, user: &str) -> Reply {
+    pub(crate) async fn ingest(&self, id: &str, user: &str) -> Reply {
         self.app.usage(
             json!({"events": [{"event_id": id, "user_id": user, "provider": "gemini", "model": "gemini-2.5-flash", "input_tokens": 40}]}),
         )
         .await
     }
 
-    async fn reserve(&self, user: &str) -> Reply {
+    pub(crate) async fn reserve(&self, user: &str) -> Reply {
         self.app.check(
             json!({"user_id": user, "provider": "gemini", "estimated_input_tokens": 30, "reserve": true}),
         )
@@ -213,7 +294,7 @@ impl Env {
     }
 
     /// (recorded calls, held calls) of the user's current period, read without faults.
-    async fn counts(&self, user: &str) -> (u64, u64) {
+    pub(crate) async fn counts(&self, user: &str) -> (u64, u64) {
         let u = UserId::parse(user).unwrap();
         let now = chrono::Utc::now();
         let usage = self
@@ -230,7 +311,7 @@ impl Env {
             .fold((0, 0), |(r, h), p| (r + p.recorded.calls, h + p.held.calls))
     }
 
-    async fn stored(&self, id: &str) -> bool {
+    pub(crate) async fn stored(&self, id: &str) -> bool {
         self.clean
             .get_event(&self.app.tenant, &EventId::parse(id).unwrap())
             .await
@@ -239,7 +320,7 @@ impl Env {
     }
 }
 
-fn assert_unavailable(status: axum::http::StatusCode, body: &Value, what: &str) {
+pub(crate) fn assert_unavailable(status: axum::http::StatusCode, body: &Value, what: &str) {
     assert_eq!(status, 503, "{what}: {body}");
     assert_eq!(body["error"]["code"], "store_unavailable", "{what}");
     let text = body.to_string();
@@ -301,10 +382,9 @@ async fn throttling_that_never_stops_answers_503_and_writes_nothing_then_the_ret
         .fault("TransactWriteItems", Kind::Throughput, None);
     let Reply { status, body, .. } = env.ingest("uma-1", "uma").await;
     assert_unavailable(status, &body, "throttled ingest");
-    assert_eq!(
-        env.throttler.attempts("TransactWriteItems"),
-        3,
-        "the SDK's attempts"
+    assert!(
+        env.throttler.attempts("TransactWriteItems") > 3,
+        "the SDK's 3 attempts, then the adapter's until its retry budget is spent"
     );
     assert!(!env.stored("uma-1").await);
     assert_eq!(env.counts("uma").await, (0, 0));

@@ -33,16 +33,22 @@ impl Role {
     }
 }
 
-/// An API key as stored: only its SHA-256 hash, never the key.
+/// An API key as stored: only its SHA-256 hash, never the key nor any part of it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiKeyRecord {
     /// Lowercase hex SHA-256 of the full key.
     pub hash: String,
-    /// The key's first characters (`mk_live_ab12…`), safe to show and log.
-    pub prefix: String,
     pub tenant: TenantId,
     pub role: Role,
     pub created_at: DateTime<Utc>,
+}
+
+impl ApiKeyRecord {
+    /// The key's public id (`key_` + the first 16 hex digits of its hash), safe to show and
+    /// log; see [`crate::auth::key_id`].
+    pub fn id(&self) -> String {
+        crate::auth::key_id(&self.hash)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

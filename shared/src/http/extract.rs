@@ -34,6 +34,7 @@ impl FromRequestParts<Arc<Meter>> for Auth {
             meter.authenticate(&key).await?
         };
         tracing::Span::current().record("tenant", tracing::field::display(&caller.tenant));
+        tracing::debug!(tenant = %caller.tenant, key_id = %caller.key_id, "authenticated");
         Ok(Auth(caller))
     }
 }

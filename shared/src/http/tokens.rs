@@ -80,7 +80,7 @@ pub async fn authorize(meter: &Meter, token: &str, parts: &mut Parts) -> Result<
     Ok(Caller {
         tenant: claims.tenant,
         role: Role::Service,
-        key_prefix: format!("token:{}", claims.key_id),
+        key_id: format!("token:{}", claims.key_id),
     })
 }
 

@@ -428,20 +428,44 @@ impl Meter {
         }
     }
 
-    /// Publishes an invoice; on failure it stays in the outbox.
+    /// Publishes an invoice if this process claims it first (see `outbox`); when it was not
+    /// delivered, it stays in the outbox and the claim is given back.
     async fn deliver_invoice(&self, invoice: &Invoice) -> bool {
+        let now = self.now();
+        let until = now + super::outbox::CLAIM_TTL;
+        match self.store.claim_invoice(invoice, now, until).await {
+            Ok(true) => {}
+            // Published already, or another publisher holds it.
+            Ok(false) => return false,
+            Err(e) => {
+                // The claim may have been taken all the same (the answer was lost).
+                tracing::warn!(error = %e, invoice = %invoice.id, "invoice not claimed; left in the outbox for retry");
+                self.release_invoice(invoice, until).await;
+                return false;
+            }
+        }
         match self.publisher.publish(&OutboxMessage::from(invoice)).await {
             Ok(()) => match self.store.mark_invoice_published(invoice).await {
                 Ok(()) => true,
                 Err(e) => {
-                    tracing::warn!(error = %e, invoice = %invoice.id, "published but not marked; it may be delivered again");
+                    tracing::warn!(error = %e, invoice = %invoice.id, "published but not marked; the next pass delivers it again");
+                    self.release_invoice(invoice, until).await;
                     false
                 }
             },
             Err(e) => {
                 tracing::warn!(error = %e, invoice = %invoice.id, "invoice left in the outbox for retry");
+                self.release_invoice(invoice, until).await;
                 false
             }
+        }
+    }
+
+    /// Gives back this process's claim on an invoice it did not deliver (see
+    /// `outbox::release_alert`).
+    async fn release_invoice(&self, invoice: &Invoice, until: DateTime<Utc>) {
+        if let Err(e) = self.store.release_invoice_claim(invoice, until).await {
+            tracing::warn!(error = %e, invoice = %invoice.id, claimed_until = %until, "claim not released; the invoice is retried once it ends");
         }
     }
 

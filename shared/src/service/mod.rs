@@ -58,8 +58,8 @@ const CACHE_ENTRIES: usize = 10_000;
 pub struct Caller {
     pub tenant: TenantId,
     pub role: Role,
-    /// The key's public prefix, for logs.
-    pub key_prefix: String,
+    /// The key's public id (`key_…`, see [`crate::auth::key_id`]), for logs.
+    pub key_id: String,
 }
 
 impl Caller {
@@ -230,7 +230,7 @@ impl Meter {
         Ok(Caller {
             tenant: record.tenant.clone(),
             role: record.role,
-            key_prefix: record.prefix.clone(),
+            key_id: record.id(),
         })
     }
 

@@ -9,7 +9,13 @@
 //! - recording an event updates its raw record, the period counters, the daily rollup and
 //!   (when it settles a reservation) the reservation, all or nothing;
 //! - a reservation only succeeds if every guard holds at the moment of the write;
-//! - at most one alert per (tenant, user, period, key) and one invoice per (tenant, user, period).
+//! - at most one alert per (tenant, user, period, key) and one invoice per (tenant, user, period);
+//! - publishing claims: an unpublished alert or invoice is claimed by one publisher at a
+//!   time (a conditional write: unpublished, and no claim or one that has ended), so
+//!   overlapping aggregation passes and the request that raised it publish it once in the
+//!   normal case; a claim ends at the time its taker set (a crashed publisher's claim
+//!   expires) or when released. Delivery stays at-least-once: a publish that went out but
+//!   was not marked goes out again after the claim ends.
 
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
@@ -184,10 +190,20 @@ pub trait TenantStore: Send + Sync {
         tenant: &TenantId,
         at: DateTime<Utc>,
     ) -> StoreResult<bool>;
+    /// Stores a key's record (its hash, never the key) and lists it under its tenant.
     async fn put_api_key(&self, key: &ApiKeyRecord) -> StoreResult<()>;
     async fn get_api_key(&self, hash: &str) -> StoreResult<Option<ApiKeyRecord>>;
+    /// The tenant's keys, oldest first.
+    async fn list_api_keys(&self, tenant: &TenantId) -> StoreResult<Vec<ApiKeyRecord>>;
     /// Deletes the key with this hash at once; the record deleted, `None` if there was none.
     async fn delete_api_key(&self, hash: &str) -> StoreResult<Option<ApiKeyRecord>>;
+    /// Deletes the tenant's key with this id (`key_…`, see [`crate::auth::key_id`]) at
+    /// once; the record deleted, `None` if the tenant has no such key.
+    async fn delete_api_key_by_id(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> StoreResult<Option<ApiKeyRecord>>;
 }
 
 #[async_trait]
@@ -314,6 +330,26 @@ pub trait AlertStore: Send + Sync {
     async fn mark_alert_read(&self, tenant: &TenantId, alert_id: &str) -> StoreResult<bool>;
     /// Alerts not yet accepted by the alert port (the outbox), oldest first.
     async fn unpublished_alerts(&self, limit: usize) -> StoreResult<Vec<Alert>>;
+    /// Takes the publishing claim of an unpublished alert until `until`, if no claim holds
+    /// at `now` (none, or one that ended by `now`). `true`: the caller alone publishes it,
+    /// then marks it published or releases the claim. `false`: published, claimed by
+    /// another publisher, or no such alert. See the module's promises.
+    async fn claim_alert(
+        &self,
+        tenant: &TenantId,
+        alert_id: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+    /// Gives back the claim taken until `until` (publishing failed), so that the next pass
+    /// retries at once; no change if another claim replaced it.
+    async fn release_alert_claim(
+        &self,
+        tenant: &TenantId,
+        alert_id: &str,
+        until: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    /// Marks the alert published (and drops its claim): it leaves the outbox for good.
     async fn mark_alert_published(&self, tenant: &TenantId, alert_id: &str) -> StoreResult<()>;
     /// Forgets the once-only `keys` fired in (tenant, user, period), so that each may fire
     /// again (an upgrade put the usage back below its threshold). The alerts themselves
@@ -352,6 +388,21 @@ pub trait InvoiceStore: Send + Sync {
     ) -> StoreResult<CloseOutcome>;
     /// Invoices not yet accepted by the alert port (the outbox), oldest first.
     async fn unpublished_invoices(&self, limit: usize) -> StoreResult<Vec<Invoice>>;
+    /// [`AlertStore::claim_alert`] for a stored invoice (found by tenant, user, period
+    /// and id).
+    async fn claim_invoice(
+        &self,
+        invoice: &Invoice,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+    /// [`AlertStore::release_alert_claim`] for a stored invoice.
+    async fn release_invoice_claim(
+        &self,
+        invoice: &Invoice,
+        until: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    /// Marks the invoice published (and drops its claim).
     async fn mark_invoice_published(&self, invoice: &Invoice) -> StoreResult<()>;
     /// A named position of a long job (the aggregation's page cursor); `None` = start.
     async fn get_job_cursor(&self, job: &str) -> StoreResult<Option<String>>;

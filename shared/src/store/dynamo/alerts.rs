@@ -8,6 +8,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
+use super::claims;
 use super::codec::{count_of, decimal_attr, from_item, n, s};
 use super::expressions::Update;
 use super::items;
@@ -148,17 +149,48 @@ impl AlertStore for DynamoStore {
     }
 
     async fn mark_alert_published(&self, tenant: &TenantId, alert_id: &str) -> StoreResult<()> {
-        let mut u = Update::new();
-        u.set("published", AttributeValue::Bool(true))
-            .remove(layout::OUTBOX_PK)
-            .remove(layout::OUTBOX_SK);
-        u.condition(|x| format!("attribute_exists({})", x.name(layout::PK)));
         // A missing alert (another tenant's id) changes nothing.
         let _ = self
             .update(
                 layout::alert_pk(tenant, alert_id),
                 layout::ALERT_SK,
-                &u,
+                &claims::published(),
+                false,
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn claim_alert(
+        &self,
+        tenant: &TenantId,
+        alert_id: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let res = self
+            .update(
+                layout::alert_pk(tenant, alert_id),
+                layout::ALERT_SK,
+                &claims::claim(now, until),
+                false,
+            )
+            .await?;
+        Ok(res.is_ok())
+    }
+
+    async fn release_alert_claim(
+        &self,
+        tenant: &TenantId,
+        alert_id: &str,
+        until: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        // Another claim replaced it (or the alert is gone): nothing to give back.
+        let _ = self
+            .update(
+                layout::alert_pk(tenant, alert_id),
+                layout::ALERT_SK,
+                &claims::release(until),
                 false,
             )
             .await?;

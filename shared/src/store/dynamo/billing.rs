@@ -2,13 +2,12 @@
 //! invoice, the invoice outbox and job cursors (docs/dynamodb.md, "Billing").
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
+use super::claims;
 use super::codec::{decimal_attr, from_item, get_s, n, s, time_of, to_item, Item};
 use super::counters::{adjustments, period_usage, recorded_periods};
-use super::errors::sdk_err;
 use super::expressions::{Expr, Update};
 use super::items;
 use super::layout::{self, AdjustmentPart};
@@ -73,6 +72,44 @@ impl BillingVersion {
         let writes = counter(&layout::writes(period), self.writes);
         let adjv = counter(layout::ADJ_VERSION, self.adjv);
         format!("{billed} AND {writes} AND {adjv}")
+    }
+}
+
+impl DynamoStore {
+    /// Applies `u` (whose condition includes that the item exists) to the stored invoice;
+    /// `false` when its condition failed or there is no such invoice.
+    ///
+    /// An invoice is at its period's key, or — an erased user's invoice kept under the
+    /// pseudonym — at its period's and id's key: the first write is conditional on the id,
+    /// and only when another invoice (or none) is at the period's key is the second tried.
+    async fn update_invoice(&self, invoice: &Invoice, u: &Update) -> StoreResult<bool> {
+        let pk = layout::user_pk(&invoice.tenant, &invoice.user);
+        let mut at_period = u.clone();
+        at_period.condition(|x| format!("{} = {}", x.name("id"), x.value(s(&invoice.id))));
+        let res = self
+            .update(
+                pk.clone(),
+                &layout::invoice_sk(invoice.period.start),
+                &at_period,
+                true,
+            )
+            .await?;
+        match res {
+            Ok(()) => return Ok(true),
+            Err(Some(old)) if get_s(&old, "id") == Some(invoice.id.as_str()) => return Ok(false),
+            // Another invoice of that period, or none (or an emulator that returned no
+            // item: then the second write finds nothing and changes nothing).
+            Err(_) => {}
+        }
+        let res = self
+            .update(
+                pk,
+                &layout::pseudonymised_invoice_sk(invoice.period.start, &invoice.id),
+                u,
+                false,
+            )
+            .await?;
+        Ok(res.is_ok())
     }
 }
 
@@ -167,19 +204,27 @@ impl InvoiceStore for DynamoStore {
     }
 
     async fn mark_invoice_published(&self, invoice: &Invoice) -> StoreResult<()> {
-        let mut u = Update::new();
-        u.set("published", AttributeValue::Bool(true))
-            .remove(layout::OUTBOX_PK)
-            .remove(layout::OUTBOX_SK);
-        u.condition(|x| format!("attribute_exists({})", x.name(layout::PK)));
         // A missing invoice changes nothing.
-        let _ = self
-            .update(
-                layout::user_pk(&invoice.tenant, &invoice.user),
-                &layout::invoice_sk(invoice.period.start),
-                &u,
-                false,
-            )
+        self.update_invoice(invoice, &claims::published()).await?;
+        Ok(())
+    }
+
+    async fn claim_invoice(
+        &self,
+        invoice: &Invoice,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        self.update_invoice(invoice, &claims::claim(now, until))
+            .await
+    }
+
+    async fn release_invoice_claim(
+        &self,
+        invoice: &Invoice,
+        until: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        self.update_invoice(invoice, &claims::release(until))
             .await?;
         Ok(())
     }
@@ -202,13 +247,7 @@ impl InvoiceStore for DynamoStore {
                 self.put(item).await
             }
             None => {
-                self.client
-                    .delete_item()
-                    .table_name(&self.table)
-                    .set_key(Some(key(layout::job_pk(job), layout::JOB_SK)))
-                    .send()
-                    .await
-                    .map_err(|e| sdk_err("DeleteItem", e))?;
+                self.delete(layout::job_pk(job), layout::JOB_SK).await?;
                 Ok(())
             }
         }

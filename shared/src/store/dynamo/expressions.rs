@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 /// Collects `#name` / `:value` placeholders of one request's expressions.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Expr {
     names: HashMap<String, String>,
     by_attr: HashMap<String, String>,
@@ -41,7 +41,7 @@ impl Expr {
 }
 
 /// An update expression under construction.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Update {
     pub expr: Expr,
     sets: Vec<String>,

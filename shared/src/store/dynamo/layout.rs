@@ -52,9 +52,23 @@ pub const BILLED_TO: &str = "billed_to";
 pub const ADJ_VERSION: &str = "adjv";
 pub const ADJ_PREFIX: &str = "adj|";
 
+/// The end of an alert's or invoice's publishing claim, as [`sortable`] text.
+pub const CLAIMED_UNTIL: &str = "claimed_until";
+
 /// Every attribute that is part of the table's keys or bookkeeping, never of a record.
-pub const BOOKKEEPING: [&str; 11] = [
-    PK, SK, TTL, HOLDS_PK, HOLDS_SK, USER_PK, USER_SK, OUTBOX_PK, OUTBOX_SK, SUBS_PK, SUBS_SK,
+pub const BOOKKEEPING: [&str; 12] = [
+    PK,
+    SK,
+    TTL,
+    HOLDS_PK,
+    HOLDS_SK,
+    USER_PK,
+    USER_SK,
+    OUTBOX_PK,
+    OUTBOX_SK,
+    SUBS_PK,
+    SUBS_SK,
+    CLAIMED_UNTIL,
 ];
 
 /// The provider slot of all-provider totals in counter names.
@@ -91,6 +105,11 @@ pub fn api_key_pk(hash: &str) -> String {
     format!("KEY#{hash}")
 }
 pub const API_KEY_SK: &str = "KEY";
+/// A key's listing item in its tenant's partition (`T#<tenant>`), by key id.
+pub fn api_key_listing_sk(id: &str) -> String {
+    format!("{API_KEY_LISTING_PREFIX}{id}")
+}
+pub const API_KEY_LISTING_PREFIX: &str = "KEY#";
 
 pub fn plan_sk(name: &str) -> String {
     format!("PLAN#{name}")
@@ -106,6 +125,12 @@ pub fn prices_pk(scope: Option<&TenantId>) -> String {
 
 pub fn invoice_sk(period_start: DateTime<Utc>) -> String {
     format!("INV#{}", sortable(period_start))
+}
+
+/// The sort key of an erased user's invoice under its pseudonym: by period and id, since
+/// a user erased twice may leave two invoices of one period.
+pub fn pseudonymised_invoice_sk(period_start: DateTime<Utc>, id: &str) -> String {
+    format!("{}#{id}", invoice_sk(period_start))
 }
 pub const INVOICE_PREFIX: &str = "INV#";
 

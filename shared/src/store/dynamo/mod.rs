@@ -8,7 +8,7 @@
 //!
 //! One file per port trait, named as in `store::sqlite`: `tenants`, `catalog`,
 //! `subscriptions`, `usage` (events are recorded in `recording`), `alerts`, `billing`,
-//! `privacy`. Beneath them: `requests` (the requests and their retries), `layout` (key,
+//! `privacy`. Beneath them: `claims` (publishing claims of the outbox), `requests` (the requests and their retries), `layout` (key,
 //! index and attribute names), `items` (the item of each record type), `counters` (the
 //! state item's counters), `codec` (attribute values), `expressions`, `errors`, `schema`
 //! (creating the table) and `request_counter`. Tests are in `tests/`.
@@ -18,6 +18,7 @@ use aws_sdk_dynamodb::Client;
 mod alerts;
 mod billing;
 mod catalog;
+mod claims;
 mod codec;
 mod counters;
 mod directory;
@@ -39,6 +40,7 @@ mod usage;
 pub use layout as keys;
 pub use request_counter::{counting_client, RequestCounter};
 pub use schema::create_table;
+pub use tenants::KeyUpgrade;
 
 /// The storage port on one DynamoDB table.
 #[derive(Debug, Clone)]

@@ -4,8 +4,8 @@
 //! reservation tombstones, invoices) and, through the GSI `by_user`, its alerts
 //! (`USER_SK = ALERT#…`) and raw events (`USER_SK = EVENT#…`). Erasure deletes them in
 //! bounded steps with `BatchWriteItem` (25 keys per request) and moves invoices to the
-//! pseudonym's partition (a `Put` of the rewritten invoice and a `Delete` of the original
-//! in one transaction); the state item goes last.
+//! pseudonym's partition, keyed by period and id (a `Put` of the rewritten invoice and a
+//! `Delete` of the original in one transaction); the state item goes last.
 
 use std::collections::BTreeSet;
 
@@ -15,7 +15,7 @@ use aws_sdk_dynamodb::types::{DeleteRequest, WriteRequest};
 use super::codec::{from_item, get_s, s, Item};
 use super::counters::period_usage;
 use super::errors::{build_err, sdk_err};
-use super::requests::{backoff, MAX_ATTEMPTS};
+use super::requests::{backoff, send_write, MAX_ATTEMPTS};
 use super::usage::day_of;
 use super::{items, layout, DynamoStore};
 use crate::domain::{Invoice, TenantId, UserId};
@@ -71,11 +71,11 @@ impl DynamoStore {
                 .collect::<StoreResult<Vec<_>>>()?;
             let mut attempt = 0;
             while !requests.is_empty() {
-                let out = self
+                let req = self
                     .client
                     .batch_write_item()
-                    .request_items(self.table.clone(), requests)
-                    .send()
+                    .request_items(self.table.clone(), requests);
+                let out = send_write("BatchWriteItem", || req.clone().send())
                     .await
                     .map_err(|e| sdk_err("BatchWriteItem", e))?;
                 requests = out
@@ -97,11 +97,24 @@ impl DynamoStore {
         Ok(items.len())
     }
 
-    /// Moves an invoice to the pseudonym's partition.
+    /// Moves an invoice to the pseudonym's partition, keyed by its period and id: an
+    /// invoice the pseudonym already holds for that period (the user was erased before,
+    /// came back and was invoiced for the same period again) is kept, and moving the same
+    /// invoice again writes the same item.
     async fn pseudonymise_invoice(&self, item: &Item, pseudonym: &UserId) -> StoreResult<()> {
         let mut invoice: Invoice = from_item(item)?;
         invoice.user = pseudonym.to_string();
-        let moved = items::invoice_item(&invoice)?;
+        let mut moved = items::invoice_item(&invoice)?;
+        moved.insert(
+            layout::SK.into(),
+            s(layout::pseudonymised_invoice_sk(
+                invoice.period.start,
+                &invoice.id,
+            )),
+        );
+        if let Some(claimed) = item.get(layout::CLAIMED_UNTIL) {
+            moved.insert(layout::CLAIMED_UNTIL.into(), claimed.clone());
+        }
         let original = item.clone();
         self.conditional_transact(
             "pseudonymising an invoice",

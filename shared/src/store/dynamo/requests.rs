@@ -1,9 +1,18 @@
-//! The requests every port method is made of: get, put, update, transactions and
-//! queries on the one table, the retry of writes that lost a race (jittered backoff), the
-//! reading of a cancelled transaction's reasons, and page cursors.
+//! The requests every port method is made of: get, put, update, delete, transactions and
+//! queries on the one table, the retry of writes that lost a race or were throttled
+//! (jittered backoff), the reading of a cancelled transaction's reasons, and page cursors.
+//!
+//! Every write goes through these helpers, so every write gets the same retries: a plain
+//! write (`PutItem`, `UpdateItem`, `DeleteItem`, `BatchWriteItem`) that meets a
+//! transaction on its item (`TransactionConflictException`, which the SDK does not retry)
+//! or throttling that outlasted the SDK's own attempts is sent again after [`backoff`],
+//! like a cancelled transaction, up to [`MAX_ATTEMPTS`] attempts and [`RETRY_BUDGET`].
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::Duration;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
@@ -25,6 +34,20 @@ use crate::store::{StoreError, StoreResult};
 /// How often a write that lost a race (TransactionConflict, throttling inside a
 /// transaction) is retried, with jittered exponential backoff, before `Unavailable`.
 pub(super) const MAX_ATTEMPTS: u32 = 12;
+/// No new attempt starts after this long: a request in a Lambda (10 s timeout) still
+/// answers `Unavailable` (503) in time when throttling never stops (each throttled
+/// attempt is itself up to 3 SDK attempts, ≈ 3 s). Contention alone never reaches it:
+/// the backoffs of 12 attempts add up to at most 5.3 s.
+pub(super) const RETRY_BUDGET: Duration = Duration::from_secs(6);
+
+/// Service error codes a plain write is retried on: a transaction is writing the item,
+/// or the table, partition or account is throttled.
+const RETRIED_CODES: [&str; 4] = [
+    "TransactionConflictException",
+    "ProvisionedThroughputExceededException",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+];
 /// A transaction holds at most 100 items.
 pub(super) const MAX_TX_ITEMS: usize = 100;
 
@@ -50,6 +73,62 @@ pub(super) async fn backoff(attempt: u32) {
     let cap_ms: u64 = (10u64 << attempt.min(7)).min(1000);
     let ms = rand::random_range(cap_ms / 2..=cap_ms);
     tokio::time::sleep(Duration::from_millis(ms)).await;
+}
+
+/// The attempts of one write: [`Retries::again`] backs off before the next one, or says
+/// there is none left.
+pub(super) struct Retries {
+    attempt: u32,
+    started: Instant,
+}
+
+impl Retries {
+    pub(super) fn new() -> Self {
+        Self {
+            attempt: 0,
+            started: Instant::now(),
+        }
+    }
+
+    /// After a failed attempt: `false` when [`MAX_ATTEMPTS`] were made or the
+    /// [`RETRY_BUDGET`] is spent; else waits [`backoff`] and answers `true`.
+    pub(super) async fn again(&mut self) -> bool {
+        self.attempt += 1;
+        if self.attempt >= MAX_ATTEMPTS || self.started.elapsed() >= RETRY_BUDGET {
+            return false;
+        }
+        backoff(self.attempt - 1).await;
+        true
+    }
+}
+
+/// Whether a failed request is worth sending again (see [`RETRIED_CODES`]).
+fn retried<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
+    e.code().is_some_and(|code| RETRIED_CODES.contains(&code))
+}
+
+/// Sends a write (`send` builds and sends one attempt), sending it again while it fails
+/// with one of [`RETRIED_CODES`]; the last failure when attempts run out.
+pub(super) async fn send_write<T, E, R, Fut>(
+    operation: &str,
+    send: impl Fn() -> Fut,
+) -> Result<T, SdkError<E, R>>
+where
+    E: ProvideErrorMetadata,
+    Fut: Future<Output = Result<T, SdkError<E, R>>>,
+{
+    let mut retries = Retries::new();
+    loop {
+        match send().await {
+            Err(e) if retried(&e) => {
+                tracing::debug!(operation, code = e.code(), "write contended; retrying");
+                if !retries.again().await {
+                    return Err(e);
+                }
+            }
+            other => return other,
+        }
+    }
 }
 
 pub(super) fn gave_up(what: &str) -> StoreError {
@@ -116,15 +195,14 @@ impl DynamoStore {
 
     /// `PutItem` under `attribute_not_exists(PK)`; `false` if the item existed.
     pub(super) async fn put_new(&self, item: Item) -> StoreResult<bool> {
-        let res = self
+        let req = self
             .client
             .put_item()
             .table_name(&self.table)
             .set_item(Some(item))
             .condition_expression("attribute_not_exists(#pk)")
-            .expression_attribute_names("#pk", layout::PK)
-            .send()
-            .await;
+            .expression_attribute_names("#pk", layout::PK);
+        let res = send_write("PutItem", || req.clone().send()).await;
         match res {
             Ok(_) => Ok(true),
             Err(e)
@@ -138,14 +216,29 @@ impl DynamoStore {
     }
 
     pub(super) async fn put(&self, item: Item) -> StoreResult<()> {
-        self.client
+        let req = self
+            .client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
+            .set_item(Some(item));
+        send_write("PutItem", || req.clone().send())
             .await
             .map_err(|e| sdk_err("PutItem", e))?;
         Ok(())
+    }
+
+    /// `DeleteItem` of (`pk`, `sk`); the deleted item, `None` if there was none.
+    pub(super) async fn delete(&self, pk: String, sk: &str) -> StoreResult<Option<Item>> {
+        let req = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key(pk, sk)))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld);
+        let out = send_write("DeleteItem", || req.clone().send())
+            .await
+            .map_err(|e| sdk_err("DeleteItem", e))?;
+        Ok(out.attributes.filter(|item| !item.is_empty()))
     }
 
     pub(super) fn tx_update(
@@ -164,6 +257,27 @@ impl DynamoStore {
             .build()
             .map_err(build_err)?;
         Ok(TransactWriteItem::builder().update(update).build())
+    }
+
+    /// A transactional delete of (`pk`, `sk`); with `must_exist`, under
+    /// `attribute_exists(PK)`.
+    pub(super) fn tx_delete(
+        &self,
+        pk: String,
+        sk: &str,
+        must_exist: bool,
+    ) -> StoreResult<TransactWriteItem> {
+        let mut delete = aws_sdk_dynamodb::types::Delete::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(pk, sk)));
+        if must_exist {
+            delete = delete
+                .condition_expression("attribute_exists(#pk)")
+                .expression_attribute_names("#pk", layout::PK);
+        }
+        Ok(TransactWriteItem::builder()
+            .delete(delete.build().map_err(build_err)?)
+            .build())
     }
 
     /// A transactional put; with `only_new`, under `attribute_not_exists(PK)` returning the
@@ -192,15 +306,19 @@ impl DynamoStore {
         decided: fn(&[CancellationReason]) -> bool,
         build: impl Fn() -> StoreResult<Vec<TransactWriteItem>>,
     ) -> StoreResult<bool> {
-        for attempt in 0..MAX_ATTEMPTS {
+        let mut retries = Retries::new();
+        loop {
             match self.transact(build()?).await {
                 Ok(()) => return Ok(true),
                 Err(TxError::Store(e)) => return Err(e),
                 Err(TxError::Canceled(reasons)) if decided(&reasons) => return Ok(false),
-                Err(TxError::Canceled(_)) => backoff(attempt).await,
+                Err(TxError::Canceled(_)) => {
+                    if !retries.again().await {
+                        return Err(gave_up(what));
+                    }
+                }
             }
         }
-        Err(gave_up(what))
     }
 
     /// Runs a transaction, retrying cancellations in which no condition failed (conflicts
@@ -211,27 +329,33 @@ impl DynamoStore {
         what: &str,
         build: impl Fn() -> StoreResult<Vec<TransactWriteItem>>,
     ) -> StoreResult<Result<(), Vec<CancellationReason>>> {
-        for attempt in 0..MAX_ATTEMPTS {
+        let mut retries = Retries::new();
+        loop {
             match self.transact(build()?).await {
                 Ok(()) => return Ok(Ok(())),
                 Err(TxError::Store(e)) => return Err(e),
                 Err(TxError::Canceled(reasons)) if any_condition_failed(&reasons) => {
                     return Ok(Err(reasons))
                 }
-                Err(TxError::Canceled(_)) => backoff(attempt).await,
+                Err(TxError::Canceled(_)) => {
+                    if !retries.again().await {
+                        return Err(gave_up(what));
+                    }
+                }
             }
         }
-        Err(gave_up(what))
     }
 
+    /// One transaction (throttled attempts sent again as in [`send_write`]; a
+    /// cancellation is the caller's to retry).
     pub(super) async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<(), TxError> {
-        let res = self
+        // One token for every attempt: a retried request that did commit is not applied twice.
+        let req = self
             .client
             .transact_write_items()
             .set_transact_items(Some(items))
-            .client_request_token(uuid::Uuid::new_v4().to_string())
-            .send()
-            .await;
+            .client_request_token(uuid::Uuid::new_v4().to_string());
+        let res = send_write("TransactWriteItems", || req.clone().send()).await;
         match res {
             Ok(_) => Ok(()),
             Err(e) => match e.as_service_error() {
@@ -269,7 +393,7 @@ impl DynamoStore {
                 ReturnValuesOnConditionCheckFailure::AllOld,
             );
         }
-        match req.send().await {
+        match send_write("UpdateItem", || req.clone().send()).await {
             Ok(_) => Ok(Ok(())),
             Err(e) => match e.as_service_error() {
                 Some(UpdateItemError::ConditionalCheckFailedException(c)) => {

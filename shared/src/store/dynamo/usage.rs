@@ -85,6 +85,32 @@ fn priced_state(e: &UsageEvent, cost: Decimal, billed: Option<String>) -> StoreR
     Ok(u)
 }
 
+/// Most writes of one `expire_reservations` call that may fail (after their retries) and be
+/// skipped; past it the store is taken to be unavailable and the call fails.
+const MAX_SKIPPED: usize = 5;
+
+/// The writes `expire_reservations` skipped: one hold whose write keeps losing to a
+/// transaction on its item must not keep every other hold from expiring (the next pass
+/// retries it), but a table that refuses every write is an error, not a long loop.
+#[derive(Default)]
+struct Skips(usize);
+
+impl Skips {
+    /// `Some(value)` of a write that succeeded; `None` (logged) for one that failed and is
+    /// skipped; the error once more than [`MAX_SKIPPED`] failed.
+    fn check<T>(&mut self, res: StoreResult<T>, what: &str) -> StoreResult<Option<T>> {
+        match res {
+            Ok(v) => Ok(Some(v)),
+            Err(e @ StoreError::Unavailable(_)) if self.0 < MAX_SKIPPED => {
+                self.0 += 1;
+                tracing::warn!(error = %e, "{what} failed; skipped until the next pass");
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
 // Guards: each compares one counter attribute of the state item.
 
 /// The one state attribute a guard on `metric` compares.
@@ -505,6 +531,7 @@ impl UsageStore for DynamoStore {
 
     async fn expire_reservations(&self, now: DateTime<Utc>, limit: usize) -> StoreResult<usize> {
         let mut expired = 0;
+        let mut skips = Skips::default();
         for shard in 0..layout::HOLDS_SHARDS {
             let partition = format!("HOLDS#{shard}");
             let mut start: Option<Item> = None;
@@ -532,17 +559,16 @@ impl UsageStore for DynamoStore {
                     };
                     let open = items::open_reservations(&state)?;
                     if open.is_empty() {
-                        self.unlist_holds(pk).await?;
+                        let res = self.unlist_holds(pk).await;
+                        skips.check(res, "unlisting a state item without holds")?;
                         continue;
                     }
                     for r in open.iter().filter(|r| r.expires_at <= now) {
                         if expired >= limit {
                             return Ok(expired);
                         }
-                        if self
-                            .close_reservation(r, ReservationStatus::Expired)
-                            .await?
-                        {
+                        let res = self.close_reservation(r, ReservationStatus::Expired).await;
+                        if skips.check(res, "expiring a reservation")? == Some(true) {
                             expired += 1;
                         }
                     }

@@ -178,7 +178,42 @@ pub(super) fn mark_alert_published(
     tenant: &TenantId,
     alert_id: &str,
 ) -> StoreResult<()> {
-    conn.prepare_cached("UPDATE alerts SET published = 1 WHERE tenant = ?1 AND id = ?2")?
-        .execute(params![tenant.as_str(), alert_id])?;
+    conn.prepare_cached(
+        "UPDATE alerts SET published = 1, claimed_until = NULL WHERE tenant = ?1 AND id = ?2",
+    )?
+    .execute(params![tenant.as_str(), alert_id])?;
+    Ok(())
+}
+
+/// Claims an unpublished alert until `until` unless a claim holds at `now`.
+pub(super) fn claim_alert(
+    conn: &Connection,
+    tenant: &TenantId,
+    alert_id: &str,
+    now: &DateTime<Utc>,
+    until: &DateTime<Utc>,
+) -> StoreResult<bool> {
+    let n = conn
+        .prepare_cached(
+            "UPDATE alerts SET claimed_until = ?4
+             WHERE tenant = ?1 AND id = ?2 AND published = 0
+               AND (claimed_until IS NULL OR claimed_until <= ?3)",
+        )?
+        .execute(params![tenant.as_str(), alert_id, ts(now), ts(until)])?;
+    Ok(n == 1)
+}
+
+/// Drops the claim taken until `until`, if it is still the alert's.
+pub(super) fn release_alert_claim(
+    conn: &Connection,
+    tenant: &TenantId,
+    alert_id: &str,
+    until: &DateTime<Utc>,
+) -> StoreResult<()> {
+    conn.prepare_cached(
+        "UPDATE alerts SET claimed_until = NULL
+         WHERE tenant = ?1 AND id = ?2 AND claimed_until = ?3",
+    )?
+    .execute(params![tenant.as_str(), alert_id, ts(until)])?;
     Ok(())
 }

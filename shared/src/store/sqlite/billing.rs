@@ -279,7 +279,8 @@ pub(super) fn close_period(
     let (t, u) = (state.tenant.as_str(), state.user.as_str());
     let exists: Option<i64> = conn
         .prepare_cached(
-            "SELECT 1 FROM invoices WHERE tenant = ?1 AND user = ?2 AND period_start = ?3",
+            "SELECT 1 FROM invoices
+             WHERE tenant = ?1 AND user = ?2 AND period_start = ?3 AND pseudonymised = 0",
         )?
         .query_row(params![t, u, ts(&invoice.period.start)], |r| r.get(0))
         .optional()?;
@@ -332,7 +333,10 @@ pub(super) fn list_invoices(
     user: &UserId,
 ) -> StoreResult<Vec<Invoice>> {
     let rows: Vec<String> = conn
-        .prepare_cached("SELECT invoice FROM invoices WHERE tenant = ?1 AND user = ?2 ORDER BY period_start DESC")?
+        .prepare_cached(
+            "SELECT invoice FROM invoices WHERE tenant = ?1 AND user = ?2
+             ORDER BY period_start DESC, id DESC",
+        )?
         .query_map(params![tenant.as_str(), user.as_str()], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
     rows.iter().map(|j| from_json(j)).collect()
@@ -350,10 +354,47 @@ pub(super) fn unpublished_invoices(conn: &Connection, limit: usize) -> StoreResu
 
 pub(super) fn mark_invoice_published(conn: &Connection, invoice: &Invoice) -> StoreResult<()> {
     conn.prepare_cached(
-        "UPDATE invoices SET published = 1, invoice = json_set(invoice, '$.published', json('true'))
+        "UPDATE invoices SET published = 1, claimed_until = NULL,
+             invoice = json_set(invoice, '$.published', json('true'))
          WHERE tenant = ?1 AND id = ?2",
     )?
     .execute(params![invoice.tenant.as_str(), invoice.id])?;
+    Ok(())
+}
+
+/// Claims an unpublished invoice until `until` unless a claim holds at `now`.
+pub(super) fn claim_invoice(
+    conn: &Connection,
+    invoice: &Invoice,
+    now: &DateTime<Utc>,
+    until: &DateTime<Utc>,
+) -> StoreResult<bool> {
+    let n = conn
+        .prepare_cached(
+            "UPDATE invoices SET claimed_until = ?4
+             WHERE tenant = ?1 AND id = ?2 AND published = 0
+               AND (claimed_until IS NULL OR claimed_until <= ?3)",
+        )?
+        .execute(params![
+            invoice.tenant.as_str(),
+            invoice.id,
+            ts(now),
+            ts(until)
+        ])?;
+    Ok(n == 1)
+}
+
+/// Drops the claim taken until `until`, if it is still the invoice's.
+pub(super) fn release_invoice_claim(
+    conn: &Connection,
+    invoice: &Invoice,
+    until: &DateTime<Utc>,
+) -> StoreResult<()> {
+    conn.prepare_cached(
+        "UPDATE invoices SET claimed_until = NULL
+         WHERE tenant = ?1 AND id = ?2 AND claimed_until = ?3",
+    )?
+    .execute(params![invoice.tenant.as_str(), invoice.id, ts(until)])?;
     Ok(())
 }
 

@@ -293,9 +293,24 @@ impl TenantStore for SqliteStore {
         self.read(move |c| tenants::get_api_key(c, &hash)).await
     }
 
+    async fn list_api_keys(&self, tenant: &TenantId) -> StoreResult<Vec<ApiKeyRecord>> {
+        let tenant = tenant.clone();
+        self.read(move |c| tenants::list_api_keys(c, &tenant)).await
+    }
+
     async fn delete_api_key(&self, hash: &str) -> StoreResult<Option<ApiKeyRecord>> {
         let hash = hash.to_owned();
         self.write(move |c| tenants::delete_api_key(c, &hash)).await
+    }
+
+    async fn delete_api_key_by_id(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> StoreResult<Option<ApiKeyRecord>> {
+        let (tenant, id) = (tenant.clone(), id.to_owned());
+        self.write(move |c| tenants::delete_api_key_by_id(c, &tenant, &id))
+            .await
     }
 }
 
@@ -534,6 +549,29 @@ impl AlertStore for SqliteStore {
             .await
     }
 
+    async fn claim_alert(
+        &self,
+        tenant: &TenantId,
+        alert_id: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let (tenant, alert_id) = (tenant.clone(), alert_id.to_owned());
+        self.write(move |c| alerts::claim_alert(c, &tenant, &alert_id, &now, &until))
+            .await
+    }
+
+    async fn release_alert_claim(
+        &self,
+        tenant: &TenantId,
+        alert_id: &str,
+        until: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let (tenant, alert_id) = (tenant.clone(), alert_id.to_owned());
+        self.write(move |c| alerts::release_alert_claim(c, &tenant, &alert_id, &until))
+            .await
+    }
+
     async fn rearm_alerts(
         &self,
         tenant: &TenantId,
@@ -588,6 +626,27 @@ impl InvoiceStore for SqliteStore {
 
     async fn unpublished_invoices(&self, limit: usize) -> StoreResult<Vec<Invoice>> {
         self.read(move |c| billing::unpublished_invoices(c, limit))
+            .await
+    }
+
+    async fn claim_invoice(
+        &self,
+        invoice: &Invoice,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let invoice = invoice.clone();
+        self.write(move |c| billing::claim_invoice(c, &invoice, &now, &until))
+            .await
+    }
+
+    async fn release_invoice_claim(
+        &self,
+        invoice: &Invoice,
+        until: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let invoice = invoice.clone();
+        self.write(move |c| billing::release_invoice_claim(c, &invoice, &until))
             .await
     }
 

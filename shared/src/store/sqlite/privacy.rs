@@ -30,8 +30,10 @@ const ERASED_TABLES: [&str; 7] = [
     "billing",
     "adjustments",
 ];
+/// The pseudonym may hold invoices of the same periods (the user was erased before):
+/// `pseudonymised = 1` takes them out of the one-invoice-per-period index.
 const PSEUDONYMISE_INVOICES: &str =
-    "UPDATE invoices SET user = ?3, invoice = json_set(invoice, '$.user', ?3)
+    "UPDATE invoices SET user = ?3, pseudonymised = 1, invoice = json_set(invoice, '$.user', ?3)
      WHERE tenant = ?1 AND user = ?2";
 
 fn erase_statement(table: &str) -> String {

@@ -233,6 +233,49 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ) STRICT;
     CREATE INDEX alerts_by_tenant ON alerts (tenant, created_at, id);
     "#,
+    // 6: publishing claims on the outbox. Overlapping aggregation passes (several
+    // `meter serve` processes) published the same invoice or alert twice; a publisher now
+    // claims an unpublished record until `claimed_until` first.
+    r#"
+    ALTER TABLE alerts ADD COLUMN claimed_until TEXT;
+    ALTER TABLE invoices ADD COLUMN claimed_until TEXT;
+    "#,
+    // 7: an erased user's invoices are kept under the pseudonym however many times the
+    // user is erased. Pseudonymising a second invoice of a period the pseudonym already
+    // had broke UNIQUE (tenant, user, period_start), and every later erasure answered 503.
+    // One invoice per (tenant, user, period) now holds for the users' own invoices
+    // (`pseudonymised = 0`): the table is rebuilt with a partial unique index.
+    r#"
+    CREATE TABLE invoices_v2 (
+        tenant         TEXT NOT NULL,
+        id             TEXT NOT NULL,
+        user           TEXT NOT NULL,
+        period_start   TEXT NOT NULL,
+        invoice        TEXT NOT NULL,   -- Invoice as JSON
+        published      INTEGER NOT NULL DEFAULT 0 CHECK (published IN (0, 1)),
+        claimed_until  TEXT,
+        pseudonymised  INTEGER NOT NULL DEFAULT 0 CHECK (pseudonymised IN (0, 1)),
+        PRIMARY KEY (tenant, id)
+    ) STRICT;
+    INSERT INTO invoices_v2 (tenant, id, user, period_start, invoice, published, claimed_until)
+        SELECT tenant, id, user, period_start, invoice, published, claimed_until FROM invoices;
+    DROP TABLE invoices;
+    ALTER TABLE invoices_v2 RENAME TO invoices;
+    CREATE UNIQUE INDEX invoices_once ON invoices (tenant, user, period_start) WHERE pseudonymised = 0;
+    CREATE INDEX invoices_by_user ON invoices (tenant, user, period_start);
+    CREATE INDEX invoices_unpublished ON invoices (period_start, tenant, id) WHERE published = 0;
+    "#,
+    // 8: no piece of an API key is stored. Records kept `prefix`, the key's first 10
+    // characters (half of a 20-character bootstrap key); a key is now named by its id,
+    // derived from the hash (`auth::key_id`): listed by the tenant index, revoked by a
+    // range of the hash. `secure_delete` zeroes the freed bytes of the rewritten rows, so
+    // the old text does not linger in the file's free space.
+    r#"
+    PRAGMA secure_delete = ON;
+    UPDATE api_keys SET record = json_remove(record, '$.prefix')
+        WHERE json_type(record, '$.prefix') IS NOT NULL;
+    PRAGMA secure_delete = OFF;
+    "#,
 ];
 
 /// Settings every connection gets: lock wait, foreign keys, the decimal functions.

@@ -314,3 +314,75 @@ async fn guards_compare_used_plus_increment_with_the_limit() {
         );
     }
 }
+
+// ---- API keys: no piece of a key is stored ----------------------------------------------
+
+/// Whether `text` holds any 10 consecutive characters of `secret`.
+fn holds_a_piece_of(text: &str, secret: &str) -> bool {
+    secret
+        .as_bytes()
+        .windows(10)
+        .any(|w| text.contains(std::str::from_utf8(w).unwrap()))
+}
+
+#[tokio::test]
+async fn key_rows_hold_no_piece_of_the_key_and_migration_scrubs_rows_that_did() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meter.db");
+    let t = tenant();
+    let (old, new) = ("Operator-SET-Key-20c", "Another-Operator-KEY");
+    // A file of the build before key ids (schema 7), whose key rows kept `prefix`.
+    {
+        let mut conn = Connection::open(&path).unwrap();
+        schema::migrate(&mut conn, &schema::MIGRATIONS[..7]).unwrap();
+        let record = serde_json::json!({
+            "hash": crate::auth::hash_key(old), "prefix": &old[..10], "tenant": t.as_str(),
+            "role": "admin", "created_at": "2025-03-01T00:00:00Z"
+        });
+        conn.execute(
+            "INSERT INTO api_keys (hash, tenant, record) VALUES (?1, ?2, ?3)",
+            rusqlite::params![crate::auth::hash_key(old), t.as_str(), record.to_string()],
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    let added = crate::auth::record_for(new, &t, crate::domain::Role::Service, Utc::now());
+    store.put_api_key(&added).await.unwrap();
+
+    let rows: Vec<String> = {
+        let conn = Connection::open(&path).unwrap();
+        let mut stmt = conn.prepare("SELECT record FROM api_keys").unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    assert_eq!(rows.len(), 2);
+    for row in &rows {
+        assert!(
+            !holds_a_piece_of(row, old) && !holds_a_piece_of(row, new),
+            "{row}"
+        );
+    }
+    // Listed and revoked by id, old and new alike.
+    let listed = store.list_api_keys(&t).await.unwrap();
+    assert_eq!(listed.len(), 2);
+    let old_id = crate::auth::key_id(&crate::auth::hash_key(old));
+    assert_eq!(listed[0].id(), old_id);
+    let revoked = store.delete_api_key_by_id(&t, &old_id).await.unwrap();
+    assert_eq!(revoked.map(|r| r.id()), Some(old_id));
+    assert_eq!(store.list_api_keys(&t).await.unwrap(), vec![added]);
+    drop(store);
+
+    // Nor anywhere in the file once the log is checkpointed.
+    let conn = Connection::open(&path).unwrap();
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .unwrap();
+    drop(conn);
+    let raw = std::fs::read(&path).unwrap();
+    let raw = String::from_utf8_lossy(&raw);
+    assert!(
+        !holds_a_piece_of(&raw, old),
+        "the old key's prefix is in the file"
+    );
+}

@@ -4,5 +4,6 @@
 //! What the port promises is tested on both adapters by `tests/conformance`.
 
 mod billing;
+mod keys;
 mod requests;
 mod usage;
