@@ -11,6 +11,7 @@ pub mod billing;
 pub mod domain;
 pub mod http;
 pub mod limits;
+pub mod metrics;
 pub mod periods;
 pub mod pricing;
 pub mod service;

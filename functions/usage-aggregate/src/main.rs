@@ -53,6 +53,10 @@ async fn main() -> Result<(), Error> {
                 .aggregate(&opts)
                 .await
                 .map_err(|e| Error::from(e.to_string()))?;
+            // Business metrics (invoices, expired holds, the outbox left) as EMF lines.
+            meter_core::metrics::observe_aggregation(meter.store.as_ref(), &report, meter.now())
+                .await;
+            meter_core::metrics::emf::flush();
             Ok::<Value, Error>(serde_json::to_value(report)?)
         }
     }))

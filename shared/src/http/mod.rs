@@ -4,6 +4,7 @@ pub mod admin;
 pub mod error;
 pub mod extract;
 pub mod fields;
+pub mod ops;
 pub mod routes;
 pub mod wire;
 

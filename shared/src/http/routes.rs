@@ -26,7 +26,9 @@ async fn check(
 ) -> Result<Response, ApiError> {
     caller.require(Role::Service)?;
     let input = wire::parse_check(&body)?;
-    Ok(ok(meter.check(&caller, input).await?))
+    let result = meter.check(&caller, input).await;
+    crate::metrics::observe_check(&result);
+    Ok(ok(result?))
 }
 
 async fn release(
@@ -45,7 +47,9 @@ async fn usage(
 ) -> Result<Response, ApiError> {
     caller.require(Role::Service)?;
     let events = wire::parse_usage(&body, meter.now())?;
-    Ok(ok(meter.ingest(&caller, events).await?))
+    let result = meter.ingest(&caller, events).await;
+    crate::metrics::observe_ingest(&result);
+    Ok(ok(result?))
 }
 
 /// Query parameters, each allowed at most once and only from `allowed`.
