@@ -54,12 +54,14 @@ fn repo() -> PathBuf {
         .to_path_buf()
 }
 
-/// The router a function's `main` runs (`functions/<name>/src/main.rs`).
+/// The router a function's `main` runs (`functions/<name>/src/main.rs`). usage-dashboard
+/// also takes the API's `$default` route, so it runs every route: a wrong method on
+/// another function's path (which API Gateway sends to `$default`) answers 405 there too.
 fn router_of(function: &str, meter: Arc<Meter>) -> Router {
     match function {
         "limit-check" => meter_core::http::check_router(meter),
         "usage-ingest" => meter_core::http::usage_router(meter),
-        "usage-dashboard" => meter_core::http::dashboard_router(meter),
+        "usage-dashboard" => meter_core::http::app(meter),
         other => panic!("no router for function {other}"),
     }
 }
@@ -250,6 +252,7 @@ async fn every_http_event_gets_its_status_from_its_function_and_matches_the_cont
     let mut served = 0;
     let mut routes_with_events: BTreeMap<String, BTreeSet<Route>> = BTreeMap::new();
     let mut statuses: BTreeMap<Route, BTreeSet<u16>> = BTreeMap::new();
+    let mut default_route_events = 0;
     for file in event_files()
         .into_iter()
         .filter(|f| HTTP_FUNCTIONS.contains(&f.function.as_str()))
@@ -257,6 +260,14 @@ async fn every_http_event_gets_its_status_from_its_function_and_matches_the_cont
         let label = format!("events/{}/{}", file.function, file.name);
         let text = std::fs::read_to_string(&file.path).unwrap();
         let event: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{label}: {e}"));
+        if event["routeKey"] == "$default" {
+            default_route_events += 1;
+            if let Err(e) = serve_default_route(&contract, &file, &text).await {
+                failures.push(format!("{label}: {e}"));
+            }
+            served += 1;
+            continue;
+        }
         let route = route_of(&event);
         routes_with_events
             .entry(file.function.clone())
@@ -352,11 +363,59 @@ async fn every_http_event_gets_its_status_from_its_function_and_matches_the_cont
     eprintln!("{served} events served with their status");
     assert!(served >= 20, "only {served} events were served");
     assert!(
+        default_route_events >= 3,
+        "the $default route needs events (unknown path, wrong method)"
+    );
+    assert!(
         failures.is_empty(),
         "{} problems:\n{}",
         failures.len(),
         failures.join("\n")
     );
+}
+
+/// A `$default` event (a request no route of the API matches): it goes to the function
+/// the template gives the `$default` route, which answers meter's JSON envelope, 404
+/// `route_not_found` or 405 `method_not_allowed`, never API Gateway's `{"message": …}`.
+async fn serve_default_route(
+    contract: &Contract,
+    file: &EventFile,
+    text: &str,
+) -> Result<(), String> {
+    let owner = contract::template_default_route()
+        .ok_or("template.yaml has no $default route (an HttpApi event without Method and Path)")?;
+    if owner != file.function {
+        return Err(format!(
+            "the $default route goes to {owner}, not {}",
+            file.function
+        ));
+    }
+    let (response, code) = match file.status {
+        Some(404) => ("NotFound", "route_not_found"),
+        Some(405) => ("MethodNotAllowed", "method_not_allowed"),
+        other => {
+            return Err(format!(
+                "a $default event answers 404 or 405, not {other:?}"
+            ))
+        }
+    };
+    let request = lambda_http::request::from_str(text).map_err(|e| e.to_string())?;
+    let (meter, _dir) = fresh_meter(Duration::seconds(300)).await;
+    let answer = router_of(&file.function, meter)
+        .oneshot(request)
+        .await
+        .unwrap();
+    let status = answer.status().as_u16();
+    let bytes = answer.into_body().collect().await.unwrap().to_bytes();
+    let body: Value = serde_json::from_slice(&bytes)
+        .map_err(|_| format!("not JSON: {}", String::from_utf8_lossy(&bytes)))?;
+    if Some(status) != file.status || body["error"]["code"] != code {
+        return Err(format!(
+            "expected {:?} {code}, got {status}: {body}",
+            file.status
+        ));
+    }
+    contract.validate_component(response, &body)
 }
 
 #[test]
