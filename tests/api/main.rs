@@ -6,6 +6,7 @@ mod dashboard;
 mod helpers;
 mod hot_path;
 mod logs;
+mod messages;
 mod metrics;
 mod privacy;
 mod reads;

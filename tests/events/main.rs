@@ -810,3 +810,84 @@ fn the_contract_rejects_a_response_that_breaks_it() {
         "undocumented status"
     );
 }
+
+#[tokio::test]
+async fn a_subscription_whose_plan_is_gone_answers_404_not_found_as_openapi_says() {
+    use meter_core::domain::{Subscription, SubscriptionStatus};
+    use meter_core::periods::{Anchor, BillingCycle, Schedule};
+    let (meter, _dir) = fresh_meter(Duration::seconds(300)).await;
+    let now = Utc::now();
+    let sub = Subscription {
+        tenant: TenantId::parse("default").unwrap(),
+        user: UserId::parse("orphan").unwrap(),
+        plan: PlanName::parse("retired").unwrap(),
+        cycle: BillingCycle::Monthly,
+        anchor: Anchor::Calendar,
+        started_at: period_start(now),
+        current_period: Schedule::calendar().period_containing(now).unwrap(),
+        status: SubscriptionStatus::Active,
+        auto_renew: true,
+        pending_plan: None,
+        prorations: Vec::new(),
+        version: 0,
+        updated_at: now,
+    };
+    meter.store.put_subscription(&sub, None).await.unwrap();
+    let contract = Contract::load();
+    let requests = [
+        (
+            "POST",
+            "/api/subscription/check",
+            "/api/subscription/check",
+            r#"{"user_id": "orphan", "provider": "gemini", "model": "gemini-2.5-flash"}"#,
+        ),
+        (
+            "GET",
+            "/api/subscription/user/{user_id}/subscription",
+            "/api/subscription/user/orphan/subscription",
+            "",
+        ),
+        (
+            "GET",
+            "/api/subscription/usage/{user_id}",
+            "/api/subscription/usage/orphan",
+            "",
+        ),
+        (
+            "GET",
+            "/api/subscription/usage/{user_id}/trends",
+            "/api/subscription/usage/orphan/trends",
+            "",
+        ),
+        (
+            "GET",
+            "/api/subscription/dashboard/{user_id}",
+            "/api/subscription/dashboard/orphan",
+            "",
+        ),
+    ];
+    for (method, route, path, body) in requests {
+        let request = axum::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", format!("Bearer {SERVICE_KEY}"))
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(body))
+            .unwrap();
+        let response = meter_core::http::app(meter.clone())
+            .oneshot(request)
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let answer: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(
+            (status, answer["error"]["code"].as_str()),
+            (404, Some("not_found")),
+            "{method} {path}: {answer}"
+        );
+        contract
+            .validate(&(method.to_owned(), route.to_owned()), 404, &answer)
+            .unwrap_or_else(|e| panic!("{method} {route}: {e}"));
+    }
+}
