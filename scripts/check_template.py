@@ -124,6 +124,10 @@ def main(template_path, transformed_path, samconfig_path, metrics_path):
     for level in params["LogLevel"]["AllowedValues"]:
         m = mappings["LogLevels"].get(level, {})
         check(m.get("Application") in APP_LOG_LEVELS, f"LogLevels.{level}.Application is not a Lambda level")
+        # Never above INFO: EMF lines have no `level` and Lambda files them as INFO.
+        check(m.get("Application") in {"TRACE", "DEBUG", "INFO"}, f"LogLevels.{level}.Application drops the metric lines (above INFO)")
+        wanted = {"trace": "TRACE", "debug": "DEBUG"}.get(level, "INFO")
+        check(m.get("Application") == wanted, f"LogLevels.{level}.Application is not {wanted}")
         check(m.get("System") in SYSTEM_LOG_LEVELS, f"LogLevels.{level}.System is not a Lambda system level")
     for name, param in [("LimitCheckFunction", "LimitCheckReservedConcurrency"), ("UsageIngestFunction", "UsageIngestReservedConcurrency")]:
         rce = res[name]["Properties"].get("ReservedConcurrentExecutions")
