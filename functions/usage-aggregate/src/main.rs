@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use lambda_runtime::{service_fn, Error, LambdaEvent};
+use lambda_http::lambda_runtime::{self, service_fn, Error, LambdaEvent};
 use meter_core::service::aggregate::AggregateOptions;
 use serde_json::Value;
 
