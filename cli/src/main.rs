@@ -10,6 +10,7 @@ use meter_core::domain::{Role, TenantId};
 use meter_core::store::Store;
 
 mod doctor;
+mod healthcheck;
 mod pricing;
 mod serve;
 mod subscription;
@@ -75,6 +76,8 @@ enum Command {
     /// Check a store (schema or table, TTL, bootstrap data), the clock and the alert topic;
     /// prints one line per check and exits non-zero on a problem.
     Doctor(doctor::DoctorArgs),
+    /// One GET /healthz to a running `meter serve` (container health checks); exits 0 on 200.
+    Healthcheck(healthcheck::HealthcheckArgs),
     /// The DynamoDB table.
     Table {
         #[command(subcommand)]
@@ -230,6 +233,9 @@ fn revoked(key: &meter_core::domain::ApiKeyRecord) {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    if let Command::Healthcheck(args) = &cli.command {
+        return healthcheck::run(args); // no runtime needed: one blocking request
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -239,6 +245,7 @@ fn main() -> Result<()> {
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Serve(args) => serve::run(args).await,
+        Command::Healthcheck(args) => healthcheck::run(&args),
         Command::Doctor(args) => doctor::run(args).await,
         Command::Pricing {
             command:

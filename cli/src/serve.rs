@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use meter_core::config::{self, StoreLocation};
 use meter_core::domain::TenantId;
+use meter_core::http::ops::MetricsAccess;
 use meter_core::service::{bootstrap, Meter};
 
 #[derive(Args)]
@@ -29,6 +30,10 @@ pub struct ServeArgs {
     /// retrying the outbox).
     #[arg(long, default_value_t = 60)]
     aggregate_seconds: u64,
+    /// Serve GET /metrics (Prometheus) without a key; by default it needs an admin key.
+    /// Only where the address is reachable by trusted scrapers alone.
+    #[arg(long)]
+    metrics_open: bool,
 }
 
 pub async fn run(args: ServeArgs) -> Result<()> {
@@ -77,14 +82,31 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             loop {
                 tick.tick().await;
                 let opts = meter_core::service::aggregate::AggregateOptions::default();
-                if let Err(e) = meter.aggregate(&opts).await {
-                    tracing::warn!(error = %e, "aggregation pass failed; retrying at the next tick");
+                match meter.aggregate(&opts).await {
+                    Ok(report) => {
+                        meter_core::metrics::observe_aggregation(
+                            meter.store.as_ref(),
+                            &report,
+                            meter.now(),
+                        )
+                        .await
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "aggregation pass failed; retrying at the next tick")
+                    }
                 }
             }
         })
     };
 
-    axum::serve(listener, meter_core::http::app(meter))
+    let access = if args.metrics_open {
+        MetricsAccess::Open
+    } else {
+        MetricsAccess::AdminKey
+    };
+    let routes =
+        meter_core::http::app(meter.clone()).merge(meter_core::http::ops::router(meter, access));
+    axum::serve(listener, routes)
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("serving")?;

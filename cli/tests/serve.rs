@@ -164,3 +164,68 @@ async fn concurrent_crossings_raise_exactly_three_alerts_and_retries_count_once(
     .await;
     assert_eq!(status, 429);
 }
+
+/// `meter healthcheck --addr <addr>`: its exit status.
+fn healthcheck(addr: &str) -> bool {
+    std::process::Command::new(env!("CARGO_BIN_EXE_meter"))
+        .args(["healthcheck", "--addr", addr, "--timeout-seconds", "2"])
+        .output()
+        .expect("the meter binary runs")
+        .status
+        .success()
+}
+
+#[tokio::test]
+async fn healthz_metrics_and_the_healthcheck_command_against_the_real_server() {
+    let s = start();
+    let client = reqwest::Client::new();
+    let health = client
+        .get(format!("{}/healthz", s.server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    assert_eq!(
+        health.json::<Value>().await.unwrap(),
+        json!({"success": true, "data": {"status": "ok"}})
+    );
+    let addr = s.server.base.trim_start_matches("http://").to_owned();
+    assert!(
+        healthcheck(&addr),
+        "meter healthcheck against a serving server"
+    );
+
+    let (status, _) = post(
+        &client,
+        &s,
+        "/api/subscription/check",
+        json!({"user_id": "scraped", "provider": "gemini", "model": "gemini-2.5-flash"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let metrics = client
+        .get(format!("{}/metrics", s.server.base))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(metrics.status(), 200);
+    let text = metrics.text().await.unwrap();
+    assert!(
+        text.contains("\nmeter_checks_total{outcome=\"allowed\"} 1\n"),
+        "{text}"
+    );
+    let anonymous = client
+        .get(format!("{}/metrics", s.server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        anonymous.status(),
+        401,
+        "GET /metrics needs the admin key by default"
+    );
+
+    drop(s);
+    assert!(!healthcheck(&addr), "nothing listens any more");
+}

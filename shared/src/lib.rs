@@ -23,6 +23,7 @@ pub mod credits;
 pub mod domain;
 pub mod http;
 pub mod limits;
+pub mod metrics;
 pub mod periods;
 pub mod pricing;
 pub mod service;

@@ -7,6 +7,8 @@ mod dashboard;
 mod exact_bodies;
 mod hot_path;
 mod logs;
+mod messages;
+mod metrics;
 mod privacy;
 mod reads;
 mod review;

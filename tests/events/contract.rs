@@ -73,6 +73,20 @@ impl Contract {
     /// Validates a response body against the schema openapi.yaml gives for it.
     pub fn validate(&self, route: &Route, status: u16, body: &Value) -> Result<(), String> {
         let pointer = self.response_schema(route, status)?;
+        self.validate_at(&pointer, body)
+    }
+
+    /// Validates a body against a shared response of `components/responses` (e.g.
+    /// `NotFound`), for answers that belong to no route (the `$default` route's).
+    pub fn validate_component(&self, response: &str, body: &Value) -> Result<(), String> {
+        let pointer = format!("/components/responses/{response}/content/application~1json/schema");
+        self.doc
+            .pointer(&pointer)
+            .ok_or_else(|| format!("no response {response} in components"))?;
+        self.validate_at(&pointer, body)
+    }
+
+    fn validate_at(&self, pointer: &str, body: &Value) -> Result<(), String> {
         // The whole document is the root schema, so `#/components/...` references resolve;
         // the `$ref` selects the response's schema (JSON Schema 2020-12, as OpenAPI 3.1).
         let mut schema = self.doc.clone();
@@ -107,11 +121,23 @@ impl Contract {
 }
 
 /// Function (`CodeUri: functions/<name>`) → its `HttpApi` event routes, from template.yaml.
-/// A function with only a schedule maps to an empty set.
+/// A function with only a schedule maps to an empty set. The `$default` route (an event
+/// with neither `Method` nor `Path`) is not among them: see [`template_default_route`].
 pub fn template_routes() -> BTreeMap<String, BTreeSet<Route>> {
+    template_http_events().0
+}
+
+/// The function the API's `$default` route (every request no other route matches) goes
+/// to, if the template has one.
+pub fn template_default_route() -> Option<String> {
+    template_http_events().1
+}
+
+fn template_http_events() -> (BTreeMap<String, BTreeSet<Route>>, Option<String>) {
     let text = std::fs::read_to_string(repo().join("template.yaml")).unwrap();
     let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).expect("template.yaml parses");
     let mut out = BTreeMap::new();
+    let mut default_route = None;
     let resources = doc["Resources"].as_mapping().expect("Resources");
     for (_, resource) in resources {
         if resource["Type"].as_str() != Some("AWS::Serverless::Function") {
@@ -122,11 +148,16 @@ pub fn template_routes() -> BTreeMap<String, BTreeSet<Route>> {
             .strip_prefix("functions/")
             .unwrap_or_else(|| panic!("CodeUri {code_uri} is not functions/<name>"))
             .to_owned();
-        let routes: &mut BTreeSet<Route> = out.entry(function).or_default();
+        let routes: &mut BTreeSet<Route> = out.entry(function.clone()).or_default();
         if let Some(events) = resource["Properties"]["Events"].as_mapping() {
             for (_, event) in events {
                 if event["Type"].as_str() == Some("HttpApi") {
                     let p = &event["Properties"];
+                    if p.get("Method").is_none() && p.get("Path").is_none() {
+                        assert!(default_route.is_none(), "two $default routes");
+                        default_route = Some(function.clone());
+                        continue;
+                    }
                     routes.insert((
                         p["Method"].as_str().expect("Method").to_uppercase(),
                         p["Path"].as_str().expect("Path").to_owned(),
@@ -135,17 +166,20 @@ pub fn template_routes() -> BTreeMap<String, BTreeSet<Route>> {
             }
         }
     }
-    out
+    (out, default_route)
 }
 
 /// Every `.route(&format!("{PREFIX}/…"), get(…)…)` (or `.route("/…", …)`) of the files of
-/// shared/src/http (routes.rs and the web dashboard's web.rs, tokens.rs, tenant.rs).
+/// shared/src/http (routes.rs and the web dashboard's web.rs, tokens.rs, tenant.rs), but
+/// `meter serve`'s own operations routes (ops.rs: `/healthz`, `/metrics`), which the
+/// Lambda functions do not serve.
 pub fn router_routes() -> BTreeSet<Route> {
     let mut src = String::new();
     let mut files: Vec<_> = std::fs::read_dir(repo().join("shared/src/http"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "rs"))
+        .filter(|p| !p.ends_with("ops.rs"))
         .collect();
     files.sort();
     for file in files {

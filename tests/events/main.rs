@@ -62,12 +62,14 @@ fn repo() -> PathBuf {
         .to_path_buf()
 }
 
-/// The router a function's `main` runs (`functions/<name>/src/main.rs`).
+/// The router a function's `main` runs (`functions/<name>/src/main.rs`). usage-dashboard
+/// also takes the API's `$default` route, so it runs every route: a wrong method on
+/// another function's path (which API Gateway sends to `$default`) answers 405 there too.
 fn router_of(function: &str) -> fn(Arc<Meter>) -> Router {
     match function {
         "limit-check" => meter_core::http::check_router,
         "usage-ingest" => meter_core::http::usage_router,
-        "usage-dashboard" => meter_core::http::dashboard_router,
+        "usage-dashboard" => meter_core::http::app,
         other => panic!("no router for function {other}"),
     }
 }
@@ -246,6 +248,7 @@ async fn every_http_event_gets_its_status_from_its_function_and_matches_the_cont
     let mut served = 0;
     let mut routes_with_events: BTreeMap<String, BTreeSet<Route>> = BTreeMap::new();
     let mut statuses: BTreeMap<Route, BTreeSet<u16>> = BTreeMap::new();
+    let mut default_route_events = 0;
     for file in event_files()
         .into_iter()
         .filter(|f| HTTP_FUNCTIONS.contains(&f.function.as_str()))
@@ -253,6 +256,14 @@ async fn every_http_event_gets_its_status_from_its_function_and_matches_the_cont
         let label = format!("events/{}/{}", file.function, file.name);
         let text = std::fs::read_to_string(&file.path).unwrap();
         let event: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{label}: {e}"));
+        if event["routeKey"] == "$default" {
+            default_route_events += 1;
+            if let Err(e) = serve_default_route(&contract, &file, &text).await {
+                failures.push(format!("{label}: {e}"));
+            }
+            served += 1;
+            continue;
+        }
         let route = route_of(&event);
         routes_with_events
             .entry(file.function.clone())
@@ -363,11 +374,57 @@ async fn every_http_event_gets_its_status_from_its_function_and_matches_the_cont
     eprintln!("{served} events served with their status");
     assert!(served >= 20, "only {served} events were served");
     assert!(
+        default_route_events >= 3,
+        "the $default route needs events (unknown path, wrong method)"
+    );
+    assert!(
         failures.is_empty(),
         "{} problems:\n{}",
         failures.len(),
         failures.join("\n")
     );
+}
+
+/// A `$default` event (a request no route of the API matches): it goes to the function
+/// the template gives the `$default` route, which answers meter's JSON envelope, 404
+/// `route_not_found` or 405 `method_not_allowed`, never API Gateway's `{"message": …}`.
+async fn serve_default_route(
+    contract: &Contract,
+    file: &EventFile,
+    text: &str,
+) -> Result<(), String> {
+    let owner = contract::template_default_route()
+        .ok_or("template.yaml has no $default route (an HttpApi event without Method and Path)")?;
+    if owner != file.function {
+        return Err(format!(
+            "the $default route goes to {owner}, not {}",
+            file.function
+        ));
+    }
+    let (response, code) = match file.status {
+        Some(404) => ("NotFound", "route_not_found"),
+        Some(405) => ("MethodNotAllowed", "method_not_allowed"),
+        other => {
+            return Err(format!(
+                "a $default event answers 404 or 405, not {other:?}"
+            ))
+        }
+    };
+    let request = lambda_http::request::from_str(text).map_err(|e| e.to_string())?;
+    let app = fresh_app(&file.function, Duration::seconds(300)).await;
+    let reply = app.send(request).await;
+    let status = reply.status.as_u16();
+    let body = reply.body;
+    if !body.is_object() {
+        return Err(format!("not JSON: {body}"));
+    }
+    if Some(status) != file.status || body["error"]["code"] != code {
+        return Err(format!(
+            "expected {:?} {code}, got {status}: {body}",
+            file.status
+        ));
+    }
+    contract.validate_component(response, &body)
 }
 
 #[test]
@@ -806,4 +863,81 @@ fn every_rule_beyond_the_schema_is_a_documented_error_of_its_operation() {
         }
     }
     assert!(rules >= 20, "only {rules} rules beyond the schema");
+}
+
+#[tokio::test]
+async fn a_subscription_whose_plan_is_gone_answers_404_not_found_as_openapi_says() {
+    use meter_core::domain::{Subscription, SubscriptionStatus};
+    use meter_core::periods::{Anchor, BillingCycle, Schedule};
+    let app = fresh_app("usage-dashboard", Duration::seconds(300)).await;
+    let now = Utc::now();
+    let sub = Subscription {
+        tenant: TenantId::parse("default").unwrap(),
+        user: UserId::parse("orphan").unwrap(),
+        plan: PlanName::parse("retired").unwrap(),
+        cycle: BillingCycle::Monthly,
+        anchor: Anchor::Calendar,
+        started_at: period_start(now),
+        current_period: Schedule::calendar().period_containing(now).unwrap(),
+        status: SubscriptionStatus::Active,
+        auto_renew: true,
+        pending_plan: None,
+        prorations: Vec::new(),
+        history: Vec::new(),
+        version: 0,
+        updated_at: now,
+    };
+    app.store.put_subscription(&sub, None).await.unwrap();
+    let contract = Contract::load();
+    let requests = [
+        (
+            "POST",
+            "/api/subscription/check",
+            "/api/subscription/check",
+            r#"{"user_id": "orphan", "provider": "gemini", "model": "gemini-2.5-flash"}"#,
+        ),
+        (
+            "GET",
+            "/api/subscription/user/{user_id}/subscription",
+            "/api/subscription/user/orphan/subscription",
+            "",
+        ),
+        (
+            "GET",
+            "/api/subscription/usage/{user_id}",
+            "/api/subscription/usage/orphan",
+            "",
+        ),
+        (
+            "GET",
+            "/api/subscription/usage/{user_id}/trends",
+            "/api/subscription/usage/orphan/trends",
+            "",
+        ),
+        (
+            "GET",
+            "/api/subscription/dashboard/{user_id}",
+            "/api/subscription/dashboard/orphan",
+            "",
+        ),
+    ];
+    for (method, route, path, body) in requests {
+        let request = axum::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", format!("Bearer {SERVICE_KEY}"))
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(body))
+            .unwrap();
+        let reply = app.send(request).await;
+        let (status, answer) = (reply.status.as_u16(), reply.body);
+        assert_eq!(
+            (status, answer["error"]["code"].as_str()),
+            (404, Some("not_found")),
+            "{method} {path}: {answer}"
+        );
+        contract
+            .validate(&(method.to_owned(), route.to_owned()), 404, &answer)
+            .unwrap_or_else(|e| panic!("{method} {route}: {e}"));
+    }
 }

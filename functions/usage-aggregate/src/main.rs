@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use lambda_runtime::{service_fn, Error, LambdaEvent};
+use lambda_http::lambda_runtime::{self, service_fn, Error, LambdaEvent};
 use meter_core::service::aggregate::AggregateOptions;
 use serde_json::Value;
 
@@ -53,6 +53,10 @@ async fn main() -> Result<(), Error> {
                 .aggregate(&opts)
                 .await
                 .map_err(|e| Error::from(e.to_string()))?;
+            // Business metrics (invoices, expired holds, the outbox left) as EMF lines.
+            meter_core::metrics::observe_aggregation(meter.store.as_ref(), &report, meter.now())
+                .await;
+            meter_core::metrics::emf::flush();
             Ok::<Value, Error>(serde_json::to_value(report)?)
         }
     }))

@@ -7,6 +7,7 @@ pub mod amounts;
 pub mod error;
 pub mod extract;
 pub mod fields;
+pub mod ops;
 pub mod routes;
 pub mod tenant;
 pub mod tokens;

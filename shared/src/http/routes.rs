@@ -26,7 +26,9 @@ async fn check(
 ) -> Result<Response, ApiError> {
     caller.require(Role::Service)?;
     let req = wire::parse_check(&body)?;
-    match meter.check(&caller, req).await? {
+    let result = meter.check(&caller, req).await;
+    crate::metrics::observe_check(&result);
+    match result? {
         CheckOutcome::Allowed(allowed) => Ok(ok(allowed)),
         CheckOutcome::Denied(denial) => Err(ApiError::LimitExceeded(Box::new(denial))),
     }
@@ -48,7 +50,9 @@ async fn usage(
 ) -> Result<Response, ApiError> {
     caller.require(Role::Service)?;
     let events = wire::parse_usage(&body, meter.now())?;
-    Ok(ok(meter.ingest(&caller, events).await?))
+    let result = meter.ingest(&caller, events).await;
+    crate::metrics::observe_ingest(&result);
+    Ok(ok(result?))
 }
 
 /// Query parameters, each allowed at most once and only from `allowed`.

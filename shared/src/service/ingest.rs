@@ -86,6 +86,11 @@ impl EventResult {
             EventResult::Conflict(e) => e.status,
         }
     }
+
+    /// Whether the event has a price (a conflict has none of its own).
+    pub fn priced(&self) -> bool {
+        matches!(self, EventResult::Stored(e) if e.priced)
+    }
 }
 
 impl Meter {
