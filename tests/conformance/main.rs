@@ -8,6 +8,7 @@
 mod accounts;
 mod alerts;
 mod billing;
+mod budgets;
 mod directory;
 mod events;
 mod fixtures;
@@ -62,6 +63,14 @@ macro_rules! conformance {
         conformance!(@module privacy $factory;
             export_then_erase_then_export_leaves_only_pseudonymised_invoices,
             erasure_during_concurrent_ingest_completes_once_traffic_stops,
+        );
+        // Issue 18: budget definitions.
+        conformance!(@module budgets $factory;
+            budgets_round_trip_exactly_with_versions_and_are_listed_by_exact_scope,
+            a_budgets_scope_is_fixed_for_its_id,
+            a_scope_holds_at_most_the_cap_even_when_creations_race,
+            racing_puts_and_deletes_of_one_id_stay_consistent,
+            budgets_are_isolated_by_tenant,
         );
         // Issue 16 (review findings).
         conformance!(@module review $factory;

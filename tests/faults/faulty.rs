@@ -724,3 +724,39 @@ impl TokenKeyStore for FaultyStore {
         .await
     }
 }
+
+#[async_trait]
+impl meter_core::store::BudgetStore for FaultyStore {
+    async fn put_budget(
+        &self,
+        tenant: &TenantId,
+        budget: &meter_core::budgets::Budget,
+    ) -> StoreResult<meter_core::store::BudgetPut> {
+        self.call("put_budget", self.inner.put_budget(tenant, budget))
+            .await
+    }
+    async fn get_budget(
+        &self,
+        tenant: &TenantId,
+        id: &meter_core::domain::BudgetId,
+    ) -> StoreResult<Option<meter_core::budgets::Budget>> {
+        self.call("get_budget", self.inner.get_budget(tenant, id))
+            .await
+    }
+    async fn delete_budget(
+        &self,
+        tenant: &TenantId,
+        id: &meter_core::domain::BudgetId,
+    ) -> StoreResult<Option<meter_core::budgets::Budget>> {
+        self.call("delete_budget", self.inner.delete_budget(tenant, id))
+            .await
+    }
+    async fn list_budgets(
+        &self,
+        tenant: &TenantId,
+        scope: &meter_core::budgets::Scope,
+    ) -> StoreResult<Vec<meter_core::budgets::Budget>> {
+        self.call("list_budgets", self.inner.list_budgets(tenant, scope))
+            .await
+    }
+}

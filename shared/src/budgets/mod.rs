@@ -37,6 +37,13 @@ pub use windows::Window;
 #[cfg(test)]
 mod tests;
 
+/// Most budgets on one scope. It bounds what the check reads per scope (one DynamoDB
+/// query of one partition, under 1 MB) and what a budget list returns.
+pub const MAX_BUDGETS_PER_SCOPE: usize = 32;
+
+/// Most metrics one budget limits (the metric names of plans, §5).
+pub const MAX_LIMITS_PER_BUDGET: usize = 32;
+
 /// Who usage belongs to. In JSON: `{"kind": "user", "user_id": …}`,
 /// `{"kind": "org", "org_id": …}`, `{"kind": "team", "org_id": …, "team_id": …}`; unknown
 /// kinds and unknown fields are refused. A team is always named with its org (team ids
@@ -226,6 +233,8 @@ pub enum BudgetError {
     EachMemberOnUser,
     #[error("a budget must limit at least one metric")]
     NoLimits,
+    #[error("a budget limits at most {MAX_LIMITS_PER_BUDGET} metrics")]
+    TooManyLimits,
     /// A limit or an alert threshold breaks the rules every plan and budget obeys.
     #[error(transparent)]
     Limits(#[from] LimitError),
@@ -237,6 +246,7 @@ impl BudgetError {
         match self {
             BudgetError::EachMemberOnUser => "each_member_on_user",
             BudgetError::NoLimits => "no_limits",
+            BudgetError::TooManyLimits => "too_many_limits",
             BudgetError::Limits(e) => e.code(),
         }
     }
@@ -245,15 +255,15 @@ impl BudgetError {
     pub fn field(&self) -> &'static str {
         match self {
             BudgetError::EachMemberOnUser => "applies_to",
-            BudgetError::NoLimits => "limits",
+            BudgetError::NoLimits | BudgetError::TooManyLimits => "limits",
             BudgetError::Limits(e) => e.field(),
         }
     }
 }
 
 impl Budget {
-    /// Checks the budget's invariants: `each_member` only on org and team scopes; at
-    /// least one limit; limits and alert thresholds by the rules every plan obeys too
+    /// Checks the budget's invariants: `each_member` only on org and team scopes; one to
+    /// [`MAX_LIMITS_PER_BUDGET`] limits; limits and alert thresholds by the rules every plan obeys too
     /// ([`validate_limits`], [`validate_thresholds`]: `0..=10^15`, whole counts,
     /// thresholds `1..=100` ascending without repeats).
     pub fn validate(&self) -> Result<(), BudgetError> {
@@ -262,6 +272,9 @@ impl Budget {
         }
         if self.limits.0.is_empty() {
             return Err(BudgetError::NoLimits);
+        }
+        if self.limits.0.len() > MAX_LIMITS_PER_BUDGET {
+            return Err(BudgetError::TooManyLimits);
         }
         validate_limits(&self.limits)?;
         validate_thresholds(&self.alert_thresholds)?;

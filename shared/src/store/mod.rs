@@ -20,9 +20,11 @@
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
+mod budgets;
 mod directory;
 mod token_keys;
 
+pub use budgets::{BudgetPut, BudgetStore, MAX_BUDGETS_PER_SCOPE};
 pub use directory::{DirectoryStore, TenantUser};
 pub use token_keys::TokenKeyStore;
 
@@ -440,6 +442,7 @@ pub trait Store:
     + PrivacyStore
     + DirectoryStore
     + TokenKeyStore
+    + BudgetStore
 {
 }
 
@@ -452,7 +455,8 @@ impl<
             + InvoiceStore
             + PrivacyStore
             + DirectoryStore
-            + TokenKeyStore,
+            + TokenKeyStore
+            + BudgetStore,
     > Store for T
 {
 }

@@ -266,6 +266,17 @@ fn budget_validation_table() {
             Some(("no_limits", "limits")),
         ),
         (
+            "33 limits",
+            with(&|b| {
+                let many: Vec<(String, Decimal)> =
+                    (0..33).map(|i| (format!("calls:p{i}"), dec!(1))).collect();
+                let pairs: Vec<(&str, Decimal)> =
+                    many.iter().map(|(m, v)| (m.as_str(), *v)).collect();
+                b.limits = limits(&pairs);
+            }),
+            Some(("too_many_limits", "limits")),
+        ),
+        (
             "zero limit (none allowed) is fine",
             with(&|b| b.limits = limits(&[("calls:openai", dec!(0))])),
             None,

@@ -17,6 +17,7 @@ use aws_sdk_dynamodb::Client;
 
 mod alerts;
 mod billing;
+mod budgets;
 mod catalog;
 mod claims;
 mod codec;

@@ -23,6 +23,7 @@
 
 mod alerts;
 mod billing;
+mod budgets;
 mod catalog;
 mod codec;
 mod decimal;

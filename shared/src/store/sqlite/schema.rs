@@ -276,6 +276,18 @@ pub(super) const MIGRATIONS: &[&str] = &[
         WHERE json_type(record, '$.prefix') IS NOT NULL;
     PRAGMA secure_delete = OFF;
     "#,
+    // 9: budgets (issue 18): one row per (tenant, budget id), listed by scope key.
+    r#"
+    CREATE TABLE budgets (
+        tenant   TEXT NOT NULL,
+        id       TEXT NOT NULL,
+        scope    TEXT NOT NULL,      -- Scope::key(): user#…, org#…, team#…#…
+        version  INTEGER NOT NULL CHECK (version >= 1),
+        budget   TEXT NOT NULL,      -- Budget as JSON (limits as exact decimal strings)
+        PRIMARY KEY (tenant, id)
+    ) STRICT;
+    CREATE INDEX budgets_by_scope ON budgets (tenant, scope, id);
+    "#,
 ];
 
 /// Settings every connection gets: lock wait, foreign keys, the decimal functions.
