@@ -3,6 +3,7 @@
 mod aggregate;
 mod bad_input;
 mod billing_rules;
+mod budgets;
 mod dashboard;
 mod exact_bodies;
 mod hot_path;

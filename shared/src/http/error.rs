@@ -58,7 +58,7 @@ impl ApiError {
                 }
                 E::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
                 E::InvalidEvents { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_events"),
-                E::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+                E::Conflict(_) | E::StateConflict(_) => (StatusCode::CONFLICT, "conflict"),
                 E::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
                 E::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
             },

@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod amounts;
+pub mod budgets;
 pub mod error;
 pub mod extract;
 pub mod fields;

@@ -342,6 +342,7 @@ fn dashboard_routes() -> Router<Arc<Meter>> {
         .merge(super::web::routes())
         .merge(super::tokens::routes())
         .merge(super::tenant::routes())
+        .merge(super::budgets::routes())
 }
 
 /// `usage-dashboard`: the read routes and the admin writes (plans, pricing, quotes,

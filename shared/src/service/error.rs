@@ -59,6 +59,10 @@ pub enum Error {
     /// A write kept losing optimistic-concurrency races; the client may retry.
     #[error("{0} was changed concurrently; retry the request")]
     Conflict(&'static str),
+    /// The request contradicts what is stored (e.g. a budget id taken on another scope);
+    /// retrying the same request cannot succeed.
+    #[error("{0}")]
+    StateConflict(String),
     #[error("the subscription is {}", .status.as_str())]
     SubscriptionInactive { status: SubscriptionStatus },
     /// The store could not be reached or kept refusing; nothing was half-written.

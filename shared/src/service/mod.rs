@@ -21,6 +21,7 @@ use crate::store::Store;
 
 pub mod aggregate;
 pub mod bootstrap;
+pub mod budgets;
 pub mod check;
 pub mod dashboard;
 pub mod error;
