@@ -227,7 +227,31 @@ async fn fresh_app(function: &str, reservation_expires_in: Duration) -> TestApp 
         .put_invoice_once(&previous_invoice(&alert.tenant, now))
         .await
         .unwrap());
+    seed_budget(&app).await;
     app
+}
+
+/// The budget `get-budget.200.json` and `delete-budget.200.json` name: every member of
+/// acme at most $20 a month.
+async fn seed_budget(app: &TestApp) {
+    use meter_core::budgets::{AppliesTo, Budget, Mode, Scope, Window};
+    let budget = Budget {
+        id: meter_core::domain::BudgetId::parse("acme-members").unwrap(),
+        scope: Scope::Org {
+            org_id: meter_core::domain::OrgId::parse("acme").unwrap(),
+        },
+        applies_to: AppliesTo::EachMember,
+        limits: meter_core::limits::Limits(
+            [(meter_core::limits::Metric::CostUsd, dec!(20))].into(),
+        ),
+        window: Window::Month,
+        mode: Mode::Hard,
+        alert_thresholds: vec![80, 90, 100],
+        version: 0,
+        updated_at: Utc::now(),
+    };
+    let put = app.store.put_budget(&app.tenant, &budget).await.unwrap();
+    assert!(matches!(put, meter_core::store::BudgetPut::Created(_)));
 }
 
 /// The route an API Gateway v2 event was matched to (`routeKey`), e.g.
@@ -717,9 +741,9 @@ fn openapi_and_the_template_describe_the_same_routes_with_the_same_functions() {
     assert_eq!(from_openapi, from_template);
     assert_eq!(
         from_openapi.len(),
-        23,
-        "18 operations of the API, and the web dashboard's GET /, GET /ui/{{asset}}, \
-         POST /tokens, GET /admin/users and GET /admin/alerts"
+        27,
+        "18 operations of the API, the web dashboard's GET /, GET /ui/{{asset}}, \
+         POST /tokens, GET /admin/users and GET /admin/alerts, and the four budget routes"
     );
 }
 
