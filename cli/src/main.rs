@@ -9,6 +9,7 @@ use meter_core::config::{self, StoreLocation};
 use meter_core::domain::{Role, TenantId};
 use meter_core::store::Store;
 
+mod budgets;
 mod doctor;
 mod healthcheck;
 mod pricing;
@@ -47,6 +48,11 @@ enum Command {
     Subscription {
         #[command(subcommand)]
         command: SubscriptionCommand,
+    },
+    /// Budgets: limits beyond plans on a user, an org or a team (docs/budgets.md).
+    Budgets {
+        #[command(subcommand)]
+        command: budgets::BudgetsCommand,
     },
     /// API keys.
     Keys {
@@ -295,6 +301,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Subscription {
             command: SubscriptionCommand::Set(args),
         } => subscription::set(args).await,
+        Command::Budgets { command } => budgets::run(command).await,
         Command::Keys {
             command:
                 KeysCommand::Create {

@@ -272,3 +272,46 @@ async fn tokens_rotate_secret_creates_then_rotates_with_or_without_grace_and_pri
     }
     assert!(!stderr.contains(secret));
 }
+
+#[tokio::test]
+async fn budgets_put_get_list_delete_through_the_service_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("meter.db");
+    let db = db.to_str().unwrap();
+    let json = |stdout: &str| -> serde_json::Value { serde_json::from_str(stdout.trim()).unwrap() };
+    let body = r#"{"scope": {"kind": "org", "org_id": "acme"}, "applies_to": "each_member",
+                   "limits": {"cost_usd": "20"}, "window": "month", "mode": "hard"}"#;
+    let (ok, stdout, stderr) =
+        meter(&["budgets", "put", "acme-members", "--json", body, "--db", db]);
+    assert!(ok, "{stderr}");
+    let put = json(&stdout);
+    assert_eq!(
+        (put["created"].as_bool(), put["budget"]["version"].as_u64()),
+        (Some(true), Some(1))
+    );
+    assert_eq!(put["budget"]["limits"]["cost_usd"], "20");
+
+    let (ok, stdout, _) = meter(&["budgets", "get", "acme-members", "--db", db]);
+    assert!(ok);
+    assert_eq!(json(&stdout)["applies_to"], "each_member");
+    let (ok, stdout, _) = meter(&["budgets", "list", "--org-id", "acme", "--db", db]);
+    assert!(ok);
+    assert_eq!(json(&stdout)["budgets"][0]["budget_id"], "acme-members");
+
+    // The HTTP body rules apply: refused with the API's code, nothing stored.
+    let bad = r#"{"scope": {"kind": "user", "user_id": "ann"}, "applies_to": "each_member",
+                  "limits": {"cost_usd": "20"}, "window": "month", "mode": "hard"}"#;
+    let (ok, _, stderr) = meter(&["budgets", "set", "ann-cap", "--json", bad, "--db", db]);
+    assert!(!ok);
+    assert!(stderr.contains("each_member_on_user"), "{stderr}");
+    let (ok, _, stderr) = meter(&["budgets", "list", "--team-id", "red", "--db", db]);
+    assert!(!ok);
+    assert!(stderr.contains("team_without_org"), "{stderr}");
+
+    let (ok, stdout, _) = meter(&["budgets", "delete", "acme-members", "--db", db]);
+    assert!(ok);
+    assert_eq!(json(&stdout)["deleted"], true);
+    let (ok, _, stderr) = meter(&["budgets", "get", "acme-members", "--db", db]);
+    assert!(!ok);
+    assert!(stderr.contains("not_found"), "{stderr}");
+}
