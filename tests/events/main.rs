@@ -8,6 +8,7 @@
 //! Also checked here: the routes of `template.yaml`, `openapi.yaml`, the routers and the
 //! event files agree with each other.
 
+mod budgets;
 mod contract;
 
 use std::collections::{BTreeMap, BTreeSet};
