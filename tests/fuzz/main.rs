@@ -10,6 +10,7 @@
 //! saved in `fuzz/regressions/<target>.txt` (replayed first on every run) and reported.
 //! Regressions found: see `regressions.rs` and docs/reliability.md.
 
+mod budgets;
 mod gen;
 mod regressions;
 
