@@ -11,6 +11,7 @@ mod billing;
 mod directory;
 mod events;
 mod fixtures;
+mod history;
 mod privacy;
 mod reservations;
 mod review;
@@ -62,6 +63,12 @@ macro_rules! conformance {
         conformance!(@module privacy $factory;
             export_then_erase_then_export_leaves_only_pseudonymised_invoices,
             erasure_during_concurrent_ingest_completes_once_traffic_stops,
+        );
+        // Issue 17 (storage that does not grow with time).
+        conformance!(@module history $factory;
+            twenty_four_closed_periods_read_as_they_did_open,
+            twenty_concurrent_reservations_never_overspend_and_each_closes_once,
+            reservations_outliving_their_periods_close_return_holds_exactly,
         );
         // Issue 16 (review findings).
         conformance!(@module review $factory;

@@ -271,7 +271,11 @@ impl AlertStore for DynamoStore {
 
 impl DynamoStore {
     /// Stores an alert of a closed period: its once-only key on the period item.
-    async fn create_closed_period_alert(&self, alert: &Alert, unread: &Update) -> StoreResult<bool> {
+    async fn create_closed_period_alert(
+        &self,
+        alert: &Alert,
+        unread: &Update,
+    ) -> StoreResult<bool> {
         let pk = layout::user_pk(&alert.tenant, alert.user.as_str());
         let mut u = Update::new();
         u.add(

@@ -18,7 +18,7 @@ use super::layout::{self, AdjustmentPart};
 use super::requests::{first_condition_failed, key, page_size};
 use super::DynamoStore;
 use crate::domain::{Invoice, TenantId, UserId};
-use crate::store::{BillingState, CloseOutcome, InvoiceStore, StoreResult};
+use crate::store::{BillingState, CloseOutcome, InvoiceStore, StoreError, StoreResult};
 
 /// What a [`crate::store::BillingState`] version stands for: the state attributes a close
 /// requires unchanged. Text: `<billed_to or ->|<w|P or 0>|<adjv or 0>`.
@@ -119,7 +119,11 @@ impl PeriodMoves {
                 let v = decimal_of(value)?;
                 if !v.is_zero() {
                     m.counters.insert(
-                        format!("{}|{}", field.code(), provider.unwrap_or(layout::ALL_PROVIDERS)),
+                        format!(
+                            "{}|{}",
+                            field.code(),
+                            provider.unwrap_or(layout::ALL_PROVIDERS)
+                        ),
                         v,
                     );
                 }
@@ -227,9 +231,7 @@ impl InvoiceStore for DynamoStore {
         user: &UserId,
         period_start: DateTime<Utc>,
     ) -> StoreResult<BillingState> {
-        let items = self
-            .read_user_items(tenant, user, &[period_start])
-            .await?;
+        let items = self.read_user_items(tenant, user, &[period_start]).await?;
         let version = BillingVersion::of(&items.state, period_start)?;
         let billed_to = version.billed_to.as_deref().map(time_of).transpose()?;
         Ok(BillingState {
@@ -261,6 +263,13 @@ impl InvoiceStore for DynamoStore {
         // any more, the transaction fails on it (after the invoice's condition, which
         // decides first: an existing invoice is `AlreadyInvoiced` whatever the state).
         let current = self.get_state(&state.tenant, &state.user, &[]).await?;
+        if super::migrate::needs_migration(&current) {
+            // Its usage is under names this build does not read: invoicing it now would
+            // bill zero. `meter migrate` rewrites it (docs/operations.md).
+            return Err(StoreError::Unavailable(
+                "the user's state item is in the previous layout: run `meter migrate`".into(),
+            ));
+        }
         let moves = PeriodMoves::of(&current, state.period_start, billed_to)?;
         let mut u = Update::new();
         u.set(layout::BILLED_TO, s(layout::billed_to(billed_to)));

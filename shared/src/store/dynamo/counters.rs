@@ -56,7 +56,8 @@ pub struct BilledTo<'a>(pub Option<&'a str>);
 
 impl Placement for BilledTo<'_> {
     fn closed(&self, start: DateTime<Utc>) -> bool {
-        self.0.is_some_and(|b| layout::billed_to(start).as_str() < b)
+        self.0
+            .is_some_and(|b| layout::billed_to(start).as_str() < b)
     }
 }
 
@@ -399,7 +400,12 @@ pub fn recorded_periods(item: &Item) -> StoreResult<Vec<DateTime<Utc>>> {
     for start in state_periods(item) {
         let mut raw = RawPeriod::default();
         raw.add_state(item, start)?;
-        if raw.usage()?.by_provider.values().any(|u| u.recorded.calls > 0) {
+        if raw
+            .usage()?
+            .by_provider
+            .values()
+            .any(|u| u.recorded.calls > 0)
+        {
             out.push(start);
         }
     }
@@ -478,7 +484,10 @@ mod tests {
         let r = inc.render(&AllOpen);
         let p = e.period_start;
         assert_eq!(r.open, BTreeSet::from([p]));
-        assert!(r.state.keys().all(|k| k.starts_with("c|") || k.starts_with("w|")));
+        assert!(r
+            .state
+            .keys()
+            .all(|k| k.starts_with("c|") || k.starts_with("w|")));
         let item = &r.periods[&p];
         assert!(!item.closed);
         assert_eq!(

@@ -14,8 +14,8 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use aws_sdk_dynamodb::types::AttributeValue;
+use chrono::{DateTime, Utc};
 
 use super::codec::{count_of, decimal_attr, from_item, get_s, s, Item};
 use super::errors::sdk_err;

@@ -76,7 +76,9 @@ fn epoch(t: DateTime<Utc>) -> AttributeValue {
 }
 
 fn epoch_of(av: &AttributeValue, what: &str) -> StoreResult<DateTime<Utc>> {
-    let text = av.as_n().map_err(|_| corrupt(format!("{what} is not a number")))?;
+    let text = av
+        .as_n()
+        .map_err(|_| corrupt(format!("{what} is not a number")))?;
     layout::parse_period_id(text).ok_or_else(|| corrupt(format!("{what} `{text}`")))
 }
 
@@ -346,7 +348,10 @@ mod tests {
             ("created_at".to_owned(), s(layout::sortable(r.created_at))),
             ("expires_at".to_owned(), s(layout::sortable(r.expires_at))),
         ]));
-        assert_eq!(reservation_of_map(&r.tenant, &user, &r.id, &legacy).unwrap(), r);
+        assert_eq!(
+            reservation_of_map(&r.tenant, &user, &r.id, &legacy).unwrap(),
+            r
+        );
         let spilled: Reservation = from_item(&spilled_item(&r).unwrap()).unwrap();
         assert_eq!(spilled, r);
         let mut state = Item::new();

@@ -158,7 +158,11 @@ pub fn period_id(start: DateTime<Utc>) -> String {
 
 /// The start a [`period_id`] names.
 pub fn parse_period_id(id: &str) -> Option<DateTime<Utc>> {
-    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit() || b == b'.' || b == b'-') {
+    if id.is_empty()
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b == b'.' || b == b'-')
+    {
         return None;
     }
     let d: Decimal = id.parse().ok()?;
@@ -469,7 +473,11 @@ mod tests {
             Some((Field::LatencyCount, Some("gemini")))
         );
         assert_eq!(parse_period_counter("closed"), None);
-        for name in [fired(p), writes(p), counter(p, Field::Unpriced, Some(&gemini))] {
+        for name in [
+            fired(p),
+            writes(p),
+            counter(p, Field::Unpriced, Some(&gemini)),
+        ] {
             assert_eq!(period_of_attr(&name), Some(p), "{name}");
         }
         assert_eq!(period_of_attr(&adjustment(p, AdjustmentPart::Cost)), None);

@@ -31,8 +31,8 @@ mod errors;
 mod expressions;
 mod items;
 pub mod layout;
-mod legacy;
-mod migrate;
+pub mod legacy;
+pub mod migrate;
 mod period_items;
 mod privacy;
 mod recording;
@@ -47,9 +47,9 @@ mod usage;
 
 /// The former name of [`layout`], kept for callers outside the store.
 pub use layout as keys;
+pub use migrate::MigrationReport;
 pub use request_counter::{counting_client, RequestCounter};
 pub use schema::create_table;
-pub use migrate::MigrationReport;
 pub use tenants::KeyUpgrade;
 
 /// The storage port on one DynamoDB table.

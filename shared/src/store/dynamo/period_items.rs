@@ -34,7 +34,10 @@ pub struct UserItems {
 
 /// Whether a period item is marked closed (its limit counters are on it).
 pub fn is_closed_item(item: &Item) -> bool {
-    matches!(item.get(layout::PERIOD_CLOSED), Some(AttributeValue::Bool(true)))
+    matches!(
+        item.get(layout::PERIOD_CLOSED),
+        Some(AttributeValue::Bool(true))
+    )
 }
 
 impl UserItems {
@@ -148,7 +151,11 @@ impl DynamoStore {
         let pk = layout::user_pk(tenant, user.as_str());
         let unique: BTreeSet<DateTime<Utc>> = starts.iter().copied().collect();
         let mut wanted = vec![key(pk.clone(), layout::STATE_SK)];
-        wanted.extend(unique.iter().map(|s| key(pk.clone(), layout::period_sk(*s))));
+        wanted.extend(
+            unique
+                .iter()
+                .map(|s| key(pk.clone(), layout::period_sk(*s))),
+        );
         let mut items = UserItems::from_items(self.batch_get(wanted, true).await?);
         self.settle_reads(&pk, &mut items, starts).await?;
         Ok(items)
@@ -267,7 +274,9 @@ mod tests {
         assert!(items.closed(march()));
         assert_eq!(
             items.usage(march()).unwrap(),
-            UserItems::from_items([open, item.clone()]).usage(march()).unwrap()
+            UserItems::from_items([open, item.clone()])
+                .usage(march())
+                .unwrap()
         );
 
         // The state after the close, the item before it: read again.

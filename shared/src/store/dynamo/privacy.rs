@@ -11,8 +11,8 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{DeleteRequest, WriteRequest};
 
 use super::codec::{from_item, get_s, s, Item};
-use super::period_items::UserItems;
 use super::errors::{build_err, sdk_err};
+use super::period_items::UserItems;
 use super::requests::{backoff, send_write, MAX_ATTEMPTS};
 use super::usage::day_of;
 use super::{items, layout, DynamoStore};

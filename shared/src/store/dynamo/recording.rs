@@ -18,7 +18,7 @@ use chrono::NaiveDate;
 use rust_decimal::Decimal;
 
 use super::codec::{get_s, n, s, Item};
-use super::counters::{open_condition, billed_condition, AllOpen, BilledTo, Increments, Rendered};
+use super::counters::{billed_condition, open_condition, AllOpen, BilledTo, Increments, Rendered};
 use super::expressions::Update;
 use super::items;
 use super::layout;

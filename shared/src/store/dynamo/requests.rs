@@ -19,8 +19,7 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
     CancellationReason, KeysAndAttributes, Put, ReturnValuesOnConditionCheckFailure,
-    TransactWriteItem,
-    Update as TxUpdate,
+    TransactWriteItem, Update as TxUpdate,
 };
 use base64::Engine as _;
 

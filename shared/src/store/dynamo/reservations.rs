@@ -313,7 +313,11 @@ impl DynamoStore {
                     ];
                     for (period, w) in &rendered.periods {
                         if let Some(pu) = w.update() {
-                            tx.push(self.tx_update(pk.clone(), &layout::period_sk(*period), &pu)?);
+                            tx.push(self.tx_update(
+                                pk.clone(),
+                                &layout::period_sk(*period),
+                                &pu,
+                            )?);
                         }
                     }
                     Ok(tx)
@@ -575,42 +579,41 @@ impl DynamoStore {
                     let Some(item) = self.get_item(pk.to_owned(), sk, &[]).await? else {
                         continue;
                     };
-                    let due: Vec<(OpenReservation, Option<Option<String>>)> = if sk
-                        == layout::STATE_SK
-                    {
-                        let inline = items::inline_reservations(&item)?;
-                        if inline.is_empty() {
-                            let res = self.unlist_holds(pk).await;
-                            skips.check(res, "unlisting a state item without holds")?;
-                            continue;
-                        }
-                        let billed = Some(get_s(&item, layout::BILLED_TO).map(str::to_owned));
-                        inline
-                            .into_iter()
-                            .filter(|(_, r)| r.expires_at <= now)
-                            .map(|(name, r)| {
-                                (
-                                    OpenReservation {
-                                        r,
-                                        place: Place::Inline(name),
-                                    },
-                                    billed.clone(),
-                                )
-                            })
-                            .collect()
-                    } else {
-                        let r: Reservation = from_item(&item)?;
-                        if r.status != ReservationStatus::Held || r.expires_at > now {
-                            continue;
-                        }
-                        vec![(
-                            OpenReservation {
-                                r,
-                                place: Place::Spilled,
-                            },
-                            None,
-                        )]
-                    };
+                    let due: Vec<(OpenReservation, Option<Option<String>>)> =
+                        if sk == layout::STATE_SK {
+                            let inline = items::inline_reservations(&item)?;
+                            if inline.is_empty() {
+                                let res = self.unlist_holds(pk).await;
+                                skips.check(res, "unlisting a state item without holds")?;
+                                continue;
+                            }
+                            let billed = Some(get_s(&item, layout::BILLED_TO).map(str::to_owned));
+                            inline
+                                .into_iter()
+                                .filter(|(_, r)| r.expires_at <= now)
+                                .map(|(name, r)| {
+                                    (
+                                        OpenReservation {
+                                            r,
+                                            place: Place::Inline(name),
+                                        },
+                                        billed.clone(),
+                                    )
+                                })
+                                .collect()
+                        } else {
+                            let r: Reservation = from_item(&item)?;
+                            if r.status != ReservationStatus::Held || r.expires_at > now {
+                                continue;
+                            }
+                            vec![(
+                                OpenReservation {
+                                    r,
+                                    place: Place::Spilled,
+                                },
+                                None,
+                            )]
+                        };
                     for (open, billed) in due {
                         if expired >= limit {
                             return Ok(expired);
