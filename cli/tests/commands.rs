@@ -272,3 +272,14 @@ async fn tokens_rotate_secret_creates_then_rotates_with_or_without_grace_and_pri
     }
     assert!(!stderr.contains(secret));
 }
+
+#[test]
+fn migrate_on_sqlite_says_there_is_nothing_to_migrate() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("m.db");
+    let (ok, out, err) = meter(&["migrate", "--db", db.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["outcome"], "nothing to migrate", "{report}");
+    assert_eq!(report["users_changed"], 0);
+}

@@ -2,6 +2,8 @@
 //! SQS queue subscribed to the topic exactly once each, with their attributes; and the
 //! DynamoDB request budget of a check, a reservation and an event.
 
+mod migrate;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 

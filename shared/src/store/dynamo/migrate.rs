@@ -31,6 +31,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
 
 use super::codec::{decimal_of, get_s, n, s, Item};
 use super::counters::{billed_condition, BilledTo, Placement};
@@ -417,6 +418,8 @@ impl DynamoStore {
         u.condition(|x| billed_condition(x, billed));
         let mut touched: BTreeSet<DateTime<Utc>> = BTreeSet::new();
         let mut period_updates: BTreeMap<DateTime<Utc>, Update> = BTreeMap::new();
+        let mut marked: BTreeSet<DateTime<Utc>> = BTreeSet::new();
+        let mut state_adds: BTreeMap<String, AttributeValue> = BTreeMap::new();
         let mut spilled = Vec::new();
         let mut kept = 0u32;
         let mut adjusted = false;
@@ -430,7 +433,7 @@ impl DynamoStore {
                     period,
                     adjustment,
                 } => {
-                    u.add(attr, value.clone());
+                    state_adds.insert(attr.clone(), value.clone());
                     touched.extend(*period);
                     adjusted |= adjustment;
                 }
@@ -442,7 +445,7 @@ impl DynamoStore {
                 } => {
                     let pu = period_updates.entry(*start).or_default();
                     pu.add(attr, value.clone());
-                    if *closed {
+                    if *closed && marked.insert(*start) {
                         pu.set(layout::PERIOD_CLOSED, AttributeValue::Bool(true));
                     }
                 }
@@ -458,7 +461,13 @@ impl DynamoStore {
             }
         }
         for period in touched {
-            u.add(&layout::writes(period), n(1));
+            // The write counter moves (with what it held in the previous layout, if any).
+            let w = layout::writes(period);
+            let before = state_adds.get(&w).map_or(Ok(Decimal::ZERO), decimal_of)?;
+            state_adds.insert(w, n(before + Decimal::ONE));
+        }
+        for (attr, value) in state_adds {
+            u.add(&attr, value);
         }
         if adjusted {
             u.add(layout::ADJ_VERSION, n(1));
