@@ -424,8 +424,17 @@ impl DynamoStore {
         let mut kept = 0u32;
         let mut adjusted = false;
         for unit in step {
-            u.remove(&unit.name);
             removal_condition(&mut u, &unit.name, &unit.old);
+            let renamed_in_place = match &unit.action {
+                // An id not of our form keeps its name: the SET below replaces the map.
+                Action::Reservation { r, spill: false } => {
+                    layout::reservation_attr(&r.id) == unit.name
+                }
+                _ => false,
+            };
+            if !renamed_in_place {
+                u.remove(&unit.name);
+            }
             match &unit.action {
                 Action::State {
                     attr,
@@ -650,6 +659,17 @@ mod tests {
         assert_eq!(spills.len(), 20);
         assert_eq!(spills.iter().filter(|s| !**s).count(), 8);
         assert!(plan.first_step().len() <= ATTRS_PER_STEP);
+        // An id not of our form keeps its name, but a map of the previous form is rewritten.
+        let mut st = legacy_state(0);
+        let old = legacy_state(1)
+            .into_iter()
+            .find(|(k, _)| k.starts_with("r|"))
+            .unwrap()
+            .1;
+        st.insert("r|legacy-1".into(), old);
+        let plan = Plan::of(&st).unwrap();
+        assert!(plan.units.iter().any(|u| u.name == "r|legacy-1"
+            && matches!(&u.action, Action::Reservation { r, spill: false } if r.id == "legacy-1")));
         let mut st = Item::new();
         st.insert(layout::PK.into(), s("T#acme#U#ann"));
         st.insert("c|1740787200|cu|gemini".into(), n(1));
