@@ -2,8 +2,9 @@
 //! period's counters, fired keys and write counters on the state item under RFC 3339
 //! names with long field names, every open reservation inline with long map keys — the
 //! names of `store::dynamo::legacy`, written with raw SDK calls) reads, once migrated, as
-//! the same history did in this layout; a second run does nothing more; the state item
-//! holds open periods only, at most 8 reservations, and stays under 4 KB.
+//! the same history did in this layout; a run resumed from a job cursor starts after it;
+//! a second run does nothing more; the state item holds open periods only, at most 8
+//! reservations, and stays under 4 KB.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -367,7 +368,32 @@ async fn a_previous_layout_user_migrates_to_the_same_reads_and_a_second_run_does
         "the fixture is not read by this layout"
     );
 
-    // Act: migrate, then again.
+    // A second user in the previous layout, listed before the first (`aaa` < `veteran`),
+    // with no reservation (so only the `subs` index lists it).
+    let early = user("aaa-early");
+    let mut e = event(&t, &early, "early-1", 10, "0.5");
+    e.period_start = month(24);
+    e.timestamp = month(24) + chrono::Duration::days(2);
+    store.record_events(&[e]).await.unwrap();
+    let early_usage = store
+        .get_user_usage(&t, &early, &|_| month(24))
+        .await
+        .unwrap();
+    to_previous_layout(&store, &client, &table, &t, &early).await;
+    let early_pk = layout::user_pk(&t, early.as_str());
+    let legacy_names = |items: &[Item]| {
+        items
+            .iter()
+            .flat_map(|i| i.keys())
+            .filter(|k| legacy::parse(k).is_some())
+            .count()
+    };
+
+    // Act: a run resumed after `aaa-early` (as if an earlier run stopped there), then again.
+    store
+        .put_job_cursor(migrate::JOB, Some(&format!("subs|{early_pk}")))
+        .await
+        .unwrap();
     let first = dynamo.migrate().await.unwrap();
     assert_eq!(
         (first.users_visited >= 1, first.users_changed),
@@ -379,9 +405,28 @@ async fn a_previous_layout_user_migrates_to_the_same_reads_and_a_second_run_does
         "a 24-month item takes several bounded steps: {first:?}"
     );
     assert_eq!(first.reservations_spilled, 4);
+    assert!(
+        legacy_names(&partition(&client, &table, &early_pk).await) > 0,
+        "the resumed run starts after the cursor"
+    );
     let second = dynamo.migrate().await.unwrap();
     assert!(second.already_done, "{second:?}");
-    // Even with the job cursor gone, a run finds nothing more to do.
+    // From the start again: only the user the resumed run skipped changes.
+    store.put_job_cursor(migrate::JOB, None).await.unwrap();
+    let again = dynamo.migrate().await.unwrap();
+    assert_eq!((again.users_changed, again.steps), (1, 1), "{again:?}");
+    assert_eq!(
+        legacy_names(&partition(&client, &table, &early_pk).await),
+        0
+    );
+    assert_eq!(
+        store
+            .get_user_usage(&t, &early, &|_| month(24))
+            .await
+            .unwrap(),
+        early_usage
+    );
+    // And once more: nothing left to do.
     store.put_job_cursor(migrate::JOB, None).await.unwrap();
     let third = dynamo.migrate().await.unwrap();
     assert_eq!((third.users_changed, third.steps), (0, 0), "{third:?}");
@@ -460,7 +505,8 @@ async fn a_previous_layout_user_migrates_to_the_same_reads_and_a_second_run_does
         .unwrap();
     assert_eq!(
         serde_json::to_value(&report).unwrap()["invoices_created"],
-        1
+        2,
+        "the current month of both migrated users"
     );
     assert_eq!(store.list_invoices(&t, &u).await.unwrap().len(), 25);
 }
