@@ -12,6 +12,7 @@ use meter_core::store::Store;
 mod budgets;
 mod doctor;
 mod healthcheck;
+mod migrate;
 mod pricing;
 mod serve;
 mod subscription;
@@ -84,6 +85,9 @@ enum Command {
     Doctor(doctor::DoctorArgs),
     /// One GET /healthz to a running `meter serve` (container health checks); exits 0 on 200.
     Healthcheck(healthcheck::HealthcheckArgs),
+    /// Rewrite a store written by an earlier version into this version's layout
+    /// (idempotent, resumable; docs/operations.md, "Upgrading: meter migrate").
+    Migrate(migrate::MigrateArgs),
     /// The DynamoDB table.
     Table {
         #[command(subcommand)]
@@ -423,6 +427,7 @@ async fn run(cli: Cli) -> Result<()> {
             println!("{}", serde_json::to_string(&report)?);
             Ok(())
         }
+        Command::Migrate(args) => migrate::run(args).await,
         Command::Table {
             command: TableCommand::Create { table },
         } => {

@@ -315,3 +315,14 @@ async fn budgets_put_get_list_delete_through_the_service_rules() {
     assert!(!ok);
     assert!(stderr.contains("not_found"), "{stderr}");
 }
+
+#[test]
+fn migrate_on_sqlite_says_there_is_nothing_to_migrate() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("m.db");
+    let (ok, out, err) = meter(&["migrate", "--db", db.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["outcome"], "nothing to migrate", "{report}");
+    assert_eq!(report["users_changed"], 0);
+}

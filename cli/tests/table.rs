@@ -51,4 +51,25 @@ async fn table_create_is_idempotent_and_serve_runs_on_the_table() {
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["data"]["remaining"]["calls:gemini"], 99);
     drop(server);
+
+    // `meter migrate` on a table of this layout: visits the user, changes nothing; a
+    // second run knows it is done.
+    let migrate = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_meter"))
+            .args(["migrate", "--table", &table])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let first = migrate();
+    assert_eq!(first["outcome"], "migrated", "{first}");
+    assert!(first["users_visited"].as_u64().unwrap() >= 1, "{first}");
+    assert_eq!(first["users_changed"], 0, "{first}");
+    let second = migrate();
+    assert_eq!(second["outcome"], "already migrated", "{second}");
 }

@@ -12,6 +12,7 @@ mod budgets;
 mod directory;
 mod events;
 mod fixtures;
+mod history;
 mod privacy;
 mod reservations;
 mod review;
@@ -71,6 +72,12 @@ macro_rules! conformance {
             a_scope_holds_at_most_the_cap_even_when_creations_race,
             racing_puts_and_deletes_of_one_id_stay_consistent,
             budgets_are_isolated_by_tenant,
+        );
+        // Issue 17 (storage that does not grow with time).
+        conformance!(@module history $factory;
+            twenty_four_closed_periods_read_as_they_did_open,
+            twenty_concurrent_reservations_never_overspend_and_each_closes_once,
+            reservations_outliving_their_periods_close_return_holds_exactly,
         );
         // Issue 16 (review findings).
         conformance!(@module review $factory;

@@ -3,6 +3,7 @@
 //! DynamoDB request budget of a check, a reservation and an event.
 
 mod budgets;
+mod migrate;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -211,18 +212,24 @@ async fn a_warm_dashboard_reads_the_state_item_three_times_and_queries_alerts_on
     assert_eq!(body["data"]["alerts"]["unread_count"], 1);
     assert_eq!(
         env.counter.take(),
-        BTreeMap::from([("GetItem".to_owned(), 3), ("Query".to_owned(), 1)]),
-        "a dashboard: subscription, the periods' counters, the unread count (GetItem) and the latest alerts (Query)"
+        BTreeMap::from([
+            ("BatchGetItem".to_owned(), 1),
+            ("GetItem".to_owned(), 2),
+            ("Query".to_owned(), 1)
+        ]),
+        "a dashboard: subscription and unread count (GetItem), the periods' state and period items (BatchGetItem) and the latest alerts (Query): four requests, as before issue 17"
     );
 
     for (path, expected) in [
         (
             "/api/subscription/usage/dash",
-            BTreeMap::from([("GetItem".to_owned(), 1)]),
+            // The state item and the newest period item (display-only counts): one Query.
+            BTreeMap::from([("Query".to_owned(), 1)]),
         ),
         (
             "/api/subscription/usage/dash/trends",
-            BTreeMap::from([("GetItem".to_owned(), 2)]),
+            // The subscription, then the state and period items of the periods shown.
+            BTreeMap::from([("BatchGetItem".to_owned(), 1), ("GetItem".to_owned(), 1)]),
         ),
         (
             "/api/subscription/user/dash/subscription",
@@ -313,7 +320,7 @@ async fn the_web_dashboards_admin_reads_and_token_reads_stay_within_their_reques
     assert_eq!(status, 200);
     assert_eq!(
         env.counter.take(),
-        BTreeMap::from([("GetItem".to_owned(), 1)]),
-        "a token's read costs what the key's does"
+        BTreeMap::from([("Query".to_owned(), 1)]),
+        "a token's read costs what the key's does (one Query: state and newest period item)"
     );
 }

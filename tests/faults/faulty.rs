@@ -407,6 +407,18 @@ impl UsageStore for FaultyStore {
         )
         .await
     }
+    async fn get_user_limits(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        pick: PeriodPicker<'_>,
+    ) -> StoreResult<UserUsage> {
+        self.call(
+            "get_user_limits",
+            self.inner.get_user_limits(tenant, user, pick),
+        )
+        .await
+    }
     async fn get_period_usage(
         &self,
         tenant: &TenantId,

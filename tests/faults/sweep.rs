@@ -19,7 +19,7 @@ const TS: &str = "2025-03-20T11:00:00Z";
 /// The calls that raise and deliver alerts after usage is recorded: their failures are
 /// logged, not answered (the usage is recorded; a retry or the aggregation catches up).
 const AFTER_RECORD: [&str; 5] = [
-    "get_user_usage",
+    "get_user_limits",
     "create_alert_once",
     "claim_alert",
     "mark_alert_published",
@@ -161,7 +161,7 @@ async fn a_failed_ingest_is_recorded_exactly_once_by_its_retry_with_its_alert() 
     for op in [
         "get_subscription",
         "record_events",
-        "get_user_usage",
+        "get_user_limits",
         "create_alert_once",
         "claim_alert",
         "mark_alert_published",
@@ -337,7 +337,7 @@ async fn a_failed_check_changes_nothing_and_its_retry_answers() {
     sweep(
         &app,
         "check",
-        "get_user_usage",
+        "get_user_limits",
         async |app, user| {
             seed_events(app, user, 5).await;
             json!(app.audit(user).await.recorded.tokens)

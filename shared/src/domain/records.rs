@@ -302,9 +302,14 @@ impl Reservation {
     /// A new opaque reservation id that names its user, so that a release needs no
     /// lookup item: `rsv_<uuid>_<base64url(user)>` (at most 208 characters).
     pub fn new_id(user: &UserId) -> String {
+        Self::id_for(&uuid::Uuid::new_v4().simple().to_string(), user)
+    }
+
+    /// The id [`Reservation::new_id`] writes for this uuid (32 hex digits) and user.
+    pub fn id_for(uuid: &str, user: &UserId) -> String {
         use base64::Engine as _;
         let user = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(user.as_str());
-        format!("rsv_{}_{user}", uuid::Uuid::new_v4().simple())
+        format!("rsv_{uuid}_{user}")
     }
 
     /// The user a reservation id names, or `None` if `id` is not one of ours.

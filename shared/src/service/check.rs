@@ -158,7 +158,7 @@ impl Meter {
         let tenant = &caller.tenant;
         let state = self
             .store
-            .get_user_usage(tenant, &req.user, &|sub| period_start_at(sub, now))
+            .get_user_limits(tenant, &req.user, &|sub| period_start_at(sub, now))
             .await?;
         let sub = state.subscription.as_ref();
         if let Some(s) = sub {

@@ -33,7 +33,7 @@ impl Meter {
         let now = self.now();
         let state = self
             .store
-            .get_user_usage(tenant, user, &|_| period_start)
+            .get_user_limits(tenant, user, &|_| period_start)
             .await?;
         let plan = self.plan_of(tenant, state.subscription.as_ref()).await?;
         let period = super::period_at(state.subscription.as_ref(), period_start)?;

@@ -169,7 +169,7 @@ impl Meter {
             let now = self.now();
             let state = self
                 .store
-                .get_user_usage(tenant, user, &|s| period_start_at(s, now))
+                .get_user_limits(tenant, user, &|s| period_start_at(s, now))
                 .await?;
             let old = state.subscription.as_ref();
             let (sub, kind) = apply_change(tenant, user, old, input, &plans, now)?;

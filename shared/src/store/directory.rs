@@ -21,7 +21,8 @@ pub trait DirectoryStore: Send + Sync {
     /// One tenant's users — everyone with a subscription or recorded usage, as
     /// [`super::SubscriptionStore::list_users`] lists them — in user-id order (bytes),
     /// at most `limit` of them after the user `after` (the last one of the previous page);
-    /// each with its subscription, the usage of the period `pick` chooses from it, and its
+    /// each with its subscription, what limits read of the period `pick` chooses from it
+    /// (as [`super::UsageStore::get_user_limits`]: no display-only counts), and its
     /// unread alert count. `next` is the last user listed when more may follow. May lag a
     /// write by a moment (DynamoDB reads the list from an index).
     async fn list_tenant_users(

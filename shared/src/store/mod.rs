@@ -255,6 +255,15 @@ pub trait UsageStore: Send + Sync {
         user: &UserId,
         pick: PeriodPicker<'_>,
     ) -> StoreResult<UserUsage>;
+    /// What a check reads: [`UsageStore::get_user_usage`] with the usage's display-only
+    /// counts left out ([`PeriodUsage::limits_only`]: recorded, held and unpriced only).
+    /// On DynamoDB one read of the user's state item, while the period is open.
+    async fn get_user_limits(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        pick: PeriodPicker<'_>,
+    ) -> StoreResult<UserUsage>;
     /// Usage of the given periods (by start), in the same order; zeros where nothing was recorded.
     async fn get_period_usage(
         &self,

@@ -69,6 +69,29 @@ pub struct PeriodUsage {
 }
 
 impl PeriodUsage {
+    /// The counters that limits and billing read (recorded, held, unpriced), without the
+    /// display-only counts (estimated, errors, latency): what a check reads.
+    pub fn limits_only(&self) -> PeriodUsage {
+        PeriodUsage {
+            by_provider: self
+                .by_provider
+                .iter()
+                .map(|(p, u)| {
+                    (
+                        p.clone(),
+                        ProviderUsage {
+                            recorded: u.recorded.clone(),
+                            held: u.held.clone(),
+                            unpriced_calls: u.unpriced_calls,
+                            ..ProviderUsage::default()
+                        },
+                    )
+                })
+                .filter(|(_, u)| *u != ProviderUsage::default())
+                .collect(),
+        }
+    }
+
     /// The usage with its holds dropped: what was recorded, for display and billing.
     pub fn recorded_only(&self) -> PeriodUsage {
         PeriodUsage {

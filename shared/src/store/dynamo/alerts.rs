@@ -1,5 +1,6 @@
 //! Alerts: one item per alert (in the GSI `by_user`, and in `outbox` until published);
-//! the once-only keys fired per period and the unread count live on the user state item.
+//! the once-only keys fired per period live on the user state item while the period is
+//! open (on its period item once closed), the unread count on the state item.
 
 use std::collections::BTreeSet;
 
@@ -10,10 +11,12 @@ use rust_decimal::Decimal;
 
 use super::claims;
 use super::codec::{count_of, decimal_attr, from_item, n, s};
+use super::counters::open_condition;
 use super::expressions::Update;
 use super::items;
 use super::layout;
-use super::requests::{any_condition_failed, first_condition_failed};
+use super::period_items::UserItems;
+use super::requests::{any_condition_failed, first_condition_failed, gave_up, MAX_ATTEMPTS};
 use super::DynamoStore;
 use crate::domain::{Alert, TenantId, UserId};
 use crate::store::{AlertStore, StoreResult};
@@ -21,27 +24,54 @@ use crate::store::{AlertStore, StoreResult};
 #[async_trait]
 impl AlertStore for DynamoStore {
     async fn create_alert_once(&self, alert: &Alert) -> StoreResult<bool> {
-        let fired = layout::fired(alert.period_start);
-        let mut u = Update::new();
-        u.add(&fired, AttributeValue::Ss(vec![alert.key.clone()]));
+        let period = alert.period_start;
+        let pk = layout::user_pk(&alert.tenant, alert.user.as_str());
+        let mut unread = Update::new();
         if !alert.read {
-            u.add(layout::ALERTS_UNREAD, n(1));
+            unread.add(layout::ALERTS_UNREAD, n(1));
         }
+        // While the period is open, its fired keys are on the state item: one transaction.
+        let fired = layout::fired(period);
+        let mut u = unread.clone();
+        u.add(&fired, AttributeValue::Ss(vec![alert.key.clone()]))
+            .add(&layout::writes(period), n(1));
+        u.condition(|x| open_condition(x, period));
         u.condition(|x| {
             let (f, k) = (x.name(&fired), x.value(s(alert.key.clone())));
             format!("attribute_not_exists({f}) OR NOT contains({f}, {k})")
         });
-        self.conditional_transact("creating an alert", any_condition_failed, || {
-            Ok(vec![
-                self.tx_put(items::alert_item(alert)?, true)?,
-                self.tx_update(
-                    layout::user_pk(&alert.tenant, alert.user.as_str()),
-                    layout::STATE_SK,
-                    &u,
-                )?,
-            ])
-        })
-        .await
+        for _ in 0..MAX_ATTEMPTS {
+            let res = self
+                .transact_until_decided("creating an alert", || {
+                    Ok(vec![
+                        self.tx_put(items::alert_item(alert)?, true)?,
+                        self.tx_update(pk.clone(), layout::STATE_SK, &u)?,
+                    ])
+                })
+                .await?;
+            let reasons = match res {
+                Ok(()) => return Ok(true),
+                Err(reasons) => reasons,
+            };
+            if first_condition_failed(&reasons) {
+                return Ok(false);
+            }
+            let state = self
+                .get_state(&alert.tenant, &alert.user, &[layout::BILLED_TO, &fired])
+                .await?;
+            let items = UserItems {
+                state,
+                periods: Default::default(),
+            };
+            if items.fired(period).contains(&alert.key) {
+                return Ok(false);
+            }
+            if items.closed(period) {
+                return self.create_closed_period_alert(alert, &unread).await;
+            }
+            // The state changed between the write and the read: again.
+        }
+        Err(gave_up("creating an alert"))
     }
 
     async fn list_alerts(
@@ -209,21 +239,65 @@ impl AlertStore for DynamoStore {
         if unique.is_empty() {
             return Ok(());
         }
+        let keys = AttributeValue::Ss(unique.into_iter().cloned().collect());
+        let pk = layout::user_pk(tenant, user.as_str());
         let mut u = Update::new();
-        u.delete(
-            &layout::fired(period_start),
-            AttributeValue::Ss(unique.into_iter().cloned().collect()),
-        );
+        u.delete(&layout::fired(period_start), keys.clone())
+            .add(&layout::writes(period_start), n(1));
         u.condition(|x| format!("attribute_exists({})", x.name(layout::PK)));
-        // No state item: nothing was fired, nothing to forget.
+        u.condition(|x| open_condition(x, period_start));
+        let old = match self.update(pk.clone(), layout::STATE_SK, &u, true).await? {
+            Ok(()) => return Ok(()),
+            Err(Some(old)) => old,
+            Err(None) => self.get_state(tenant, user, &[]).await?,
+        };
+        let items = UserItems {
+            state: old,
+            periods: Default::default(),
+        };
+        if !items.closed(period_start) {
+            return Ok(()); // no state item: nothing was fired, nothing to forget
+        }
+        // A closed period's keys are on its period item.
+        let mut u = Update::new();
+        u.delete(layout::PERIOD_FIRED, keys);
+        u.condition(|x| format!("attribute_exists({})", x.name(layout::PK)));
         let _ = self
-            .update(
-                layout::user_pk(tenant, user.as_str()),
-                layout::STATE_SK,
-                &u,
-                false,
-            )
+            .update(pk, &layout::period_sk(period_start), &u, false)
             .await?;
         Ok(())
+    }
+}
+
+impl DynamoStore {
+    /// Stores an alert of a closed period: its once-only key on the period item.
+    async fn create_closed_period_alert(
+        &self,
+        alert: &Alert,
+        unread: &Update,
+    ) -> StoreResult<bool> {
+        let pk = layout::user_pk(&alert.tenant, alert.user.as_str());
+        let mut u = Update::new();
+        u.add(
+            layout::PERIOD_FIRED,
+            AttributeValue::Ss(vec![alert.key.clone()]),
+        )
+        .set(layout::PERIOD_CLOSED, AttributeValue::Bool(true));
+        u.condition(|x| {
+            let (f, k) = (x.name(layout::PERIOD_FIRED), x.value(s(alert.key.clone())));
+            format!("attribute_not_exists({f}) OR NOT contains({f}, {k})")
+        });
+        let has_unread = !unread.update_expression().is_empty();
+        self.conditional_transact("creating an alert", any_condition_failed, || {
+            let mut tx = vec![
+                self.tx_put(items::alert_item(alert)?, true)?,
+                self.tx_update(pk.clone(), &layout::period_sk(alert.period_start), &u)?,
+            ];
+            if has_unread {
+                tx.push(self.tx_update(pk.clone(), layout::STATE_SK, unread)?);
+            }
+            Ok(tx)
+        })
+        .await
     }
 }

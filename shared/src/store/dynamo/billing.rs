@@ -1,20 +1,24 @@
 //! Billing: the billing state of a period and its version, closing a period into an
-//! invoice, the invoice outbox and job cursors (docs/dynamodb.md, "Billing").
+//! invoice (which moves the period's attributes off the state item to its period item),
+//! the invoice outbox and job cursors (docs/dynamodb.md, "Billing").
+
+use std::collections::BTreeMap;
 
 use async_trait::async_trait;
+use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
 use super::claims;
-use super::codec::{decimal_attr, from_item, get_s, n, s, time_of, to_item, Item};
-use super::counters::{adjustments, period_usage, recorded_periods};
+use super::codec::{decimal_attr, decimal_of, from_item, get_s, n, s, time_of, to_item, Item};
+use super::counters::{adjustments, recorded_periods};
 use super::expressions::{Expr, Update};
 use super::items;
 use super::layout::{self, AdjustmentPart};
 use super::requests::{first_condition_failed, key, page_size};
 use super::DynamoStore;
 use crate::domain::{Invoice, TenantId, UserId};
-use crate::store::{BillingState, CloseOutcome, InvoiceStore, StoreResult};
+use crate::store::{BillingState, CloseOutcome, InvoiceStore, StoreError, StoreResult};
 
 /// What a [`crate::store::BillingState`] version stands for: the state attributes a close
 /// requires unchanged. Text: `<billed_to or ->|<w|P or 0>|<adjv or 0>`.
@@ -75,6 +79,103 @@ impl BillingVersion {
     }
 }
 
+/// What closing a period moves off the state item: every attribute of the periods that
+/// start before the new `billed_to` (the period invoiced, and any earlier one left there
+/// — one with only holds, never invoiced), to the period items.
+#[derive(Debug, Default)]
+pub(super) struct PeriodMoves {
+    /// By period: its attributes on the state item (removed), and its period item's writes.
+    periods: BTreeMap<DateTime<Utc>, Moved>,
+}
+
+#[derive(Debug, Default)]
+struct Moved {
+    names: Vec<String>,
+    counters: BTreeMap<String, Decimal>,
+    fired: Vec<String>,
+    /// The period's write counter as read (`None`: absent).
+    writes: Option<Decimal>,
+}
+
+impl PeriodMoves {
+    pub(super) fn of(
+        state: &Item,
+        period: DateTime<Utc>,
+        billed_to: DateTime<Utc>,
+    ) -> StoreResult<Self> {
+        let mut out = PeriodMoves::default();
+        // The invoiced period's item is always written: it is marked closed.
+        out.periods.entry(period).or_default();
+        for (name, value) in state {
+            let Some(start) = layout::period_of_attr(name) else {
+                continue;
+            };
+            if start >= billed_to {
+                continue;
+            }
+            let m = out.periods.entry(start).or_default();
+            m.names.push(name.clone());
+            if let Some((_, field, provider)) = layout::parse_counter(name) {
+                let v = decimal_of(value)?;
+                if !v.is_zero() {
+                    m.counters.insert(
+                        format!(
+                            "{}|{}",
+                            field.code(),
+                            provider.unwrap_or(layout::ALL_PROVIDERS)
+                        ),
+                        v,
+                    );
+                }
+            } else if name.starts_with(layout::FIRED_PREFIX) {
+                if let AttributeValue::Ss(keys) = value {
+                    m.fired.extend(keys.iter().cloned());
+                }
+            } else if name.starts_with(layout::WRITES_PREFIX) {
+                m.writes = Some(decimal_of(value)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes the moved attributes from the state update, on condition that no other
+    /// moved period was written since it was read (the invoiced one's write counter is in
+    /// the version already).
+    pub(super) fn apply_to_state(&self, u: &mut Update, invoiced: DateTime<Utc>) {
+        for (start, m) in &self.periods {
+            for name in &m.names {
+                u.remove(name);
+            }
+            if *start == invoiced {
+                continue;
+            }
+            let w = layout::writes(*start);
+            match m.writes {
+                Some(v) => u.condition(|x| format!("{} = {}", x.name(&w), x.value(n(v)))),
+                None => u.condition(|x| format!("attribute_not_exists({})", x.name(&w))),
+            };
+        }
+    }
+
+    /// The period items' updates: `ADD` the moved counters and fired keys, mark closed.
+    pub(super) fn period_updates(&self) -> Vec<(DateTime<Utc>, Update)> {
+        self.periods
+            .iter()
+            .map(|(start, m)| {
+                let mut u = Update::new();
+                for (attr, v) in &m.counters {
+                    u.add(attr, n(v));
+                }
+                if !m.fired.is_empty() {
+                    u.add(layout::PERIOD_FIRED, AttributeValue::Ss(m.fired.clone()));
+                }
+                u.set(layout::PERIOD_CLOSED, AttributeValue::Bool(true));
+                (*start, u)
+            })
+            .collect()
+    }
+}
+
 impl DynamoStore {
     /// Applies `u` (whose condition includes that the item exists) to the stored invoice;
     /// `false` when its condition failed or there is no such invoice.
@@ -130,16 +231,16 @@ impl InvoiceStore for DynamoStore {
         user: &UserId,
         period_start: DateTime<Utc>,
     ) -> StoreResult<BillingState> {
-        let item = self.get_state(tenant, user, &[]).await?;
-        let version = BillingVersion::of(&item, period_start)?;
+        let items = self.read_user_items(tenant, user, &[period_start]).await?;
+        let version = BillingVersion::of(&items.state, period_start)?;
         let billed_to = version.billed_to.as_deref().map(time_of).transpose()?;
         Ok(BillingState {
             tenant: tenant.clone(),
             user: user.clone(),
             period_start,
-            usage: period_usage(&item, period_start)?,
-            adjustments: adjustments(&item)?,
-            pending_periods: recorded_periods(&item)?
+            usage: items.usage(period_start)?,
+            adjustments: adjustments(&items.state)?,
+            pending_periods: recorded_periods(&items.state)?
                 .into_iter()
                 .filter(|p| billed_to.is_none_or(|b| *p >= b))
                 .collect(),
@@ -158,6 +259,18 @@ impl InvoiceStore for DynamoStore {
         let Some(version) = BillingVersion::parse(&state.version) else {
             return Ok(CloseOutcome::Changed);
         };
+        // The attributes to move: read the state item again. If it is not at `version`
+        // any more, the transaction fails on it (after the invoice's condition, which
+        // decides first: an existing invoice is `AlreadyInvoiced` whatever the state).
+        let current = self.get_state(&state.tenant, &state.user, &[]).await?;
+        if super::migrate::needs_migration(&current) {
+            // Its usage is under names this build does not read: invoicing it now would
+            // bill zero. `meter migrate` rewrites it (docs/operations.md).
+            return Err(StoreError::Unavailable(
+                "the user's state item is in the previous layout: run `meter migrate`".into(),
+            ));
+        }
+        let moves = PeriodMoves::of(&current, state.period_start, billed_to)?;
         let mut u = Update::new();
         u.set(layout::BILLED_TO, s(layout::billed_to(billed_to)));
         // Equal to the stored values (adjv is in the condition): removed, not subtracted.
@@ -167,13 +280,18 @@ impl InvoiceStore for DynamoStore {
         }
         u.add(layout::ADJ_VERSION, n(1));
         u.condition(|x| version.condition(x, state.period_start));
+        moves.apply_to_state(&mut u, state.period_start);
         let state_pk = layout::user_pk(&state.tenant, state.user.as_str());
         let res = self
             .transact_until_decided("closing a period", || {
-                Ok(vec![
+                let mut tx = vec![
                     self.tx_put(items::invoice_item(invoice)?, true)?,
                     self.tx_update(state_pk.clone(), layout::STATE_SK, &u)?,
-                ])
+                ];
+                for (period, pu) in moves.period_updates() {
+                    tx.push(self.tx_update(state_pk.clone(), &layout::period_sk(period), &pu)?);
+                }
+                Ok(tx)
             })
             .await?;
         Ok(match res {

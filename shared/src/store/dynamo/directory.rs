@@ -5,30 +5,28 @@
 //!   recorded usage in partition `SUBS`, sort key = the user's `PK`
 //!   (`T#<tenant>#U#<user>`), so one `Query` with `begins_with(SUBS_SK, "T#<tenant>#U#")`
 //!   pages the tenant's users in user-id order; one `BatchGetItem` then reads their state
-//!   items (subscription, counters of every period, unread count — one item each).
+//!   items (subscription, the open periods' limit counters, unread count — one item each).
 //! - A tenant's latest alerts: every alert item also carries `SUBS_PK = ALERTS#<tenant>`,
 //!   `SUBS_SK = <created_at, 9 fraction digits>#<alert id>`, a partition of the same
 //!   `subs` index of its own (only keys are projected there, the alert has no `sub`), so
 //!   one `Query` newest first and one `BatchGetItem` of the alert items read them.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
+use aws_sdk_dynamodb::types::AttributeValue;
+use chrono::{DateTime, Utc};
 
 use super::codec::{count_of, decimal_attr, from_item, get_s, s, Item};
-use super::counters::period_usage;
-use super::errors::{build_err, sdk_err};
-use super::requests::{backoff, gave_up, key, MAX_ATTEMPTS};
+use super::errors::sdk_err;
+use super::period_items::UserItems;
+use super::requests::key;
 use super::subscriptions::subscription_of;
 use super::{keys, DynamoStore};
 use crate::domain::{Alert, TenantId, UserId};
 use crate::store::{
     DirectoryStore, Page, PeriodPicker, StoreError, StoreResult, TenantUser, UserUsage,
 };
-
-/// Keys of one `BatchGetItem`.
-const BATCH_GET: usize = 100;
 
 /// The `subs` partition of a tenant's alert feed.
 pub fn alert_feed_pk(tenant: &TenantId) -> String {
@@ -46,61 +44,16 @@ pub fn alert_feed_keys(a: &Alert) -> [(String, AttributeValue); 2] {
     ]
 }
 
-impl DynamoStore {
-    /// The items with these keys (any order; missing ones left out), by `BatchGetItem`s
-    /// of up to 100 keys, unprocessed keys retried with backoff. Eventually consistent.
-    async fn batch_get(&self, wanted: Vec<Item>) -> StoreResult<Vec<Item>> {
-        let mut out = Vec::with_capacity(wanted.len());
-        for chunk in wanted.chunks(BATCH_GET) {
-            let mut pending = KeysAndAttributes::builder()
-                .set_keys(Some(chunk.to_vec()))
-                .build()
-                .map_err(build_err)?;
-            let mut attempt = 0;
-            loop {
-                let res = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.table, pending)
-                    .send()
-                    .await
-                    .map_err(|e| sdk_err("BatchGetItem", e))?;
-                if let Some(mut responses) = res.responses {
-                    out.extend(responses.remove(&self.table).unwrap_or_default());
-                }
-                match res.unprocessed_keys.and_then(|mut u| u.remove(&self.table)) {
-                    Some(rest) if !rest.keys().is_empty() => {
-                        if attempt + 1 >= MAX_ATTEMPTS {
-                            return Err(gave_up("BatchGetItem"));
-                        }
-                        backoff(attempt).await;
-                        attempt += 1;
-                        pending = rest;
-                    }
-                    _ => break,
-                }
-            }
-        }
-        Ok(out)
-    }
-}
-
-fn user_usage(item: &Item, pick: PeriodPicker<'_>) -> StoreResult<(UserUsage, u64)> {
-    let subscription = subscription_of(item)?;
-    let period = pick(subscription.as_ref());
-    let usage = period_usage(item, period)?;
-    let fired_alerts = match item.get(&keys::fired(period)) {
-        Some(AttributeValue::Ss(k)) => k.iter().cloned().collect(),
-        _ => BTreeSet::new(),
-    };
-    let unread = decimal_attr(item, keys::ALERTS_UNREAD)?;
+fn user_usage(items: &UserItems, period: DateTime<Utc>) -> StoreResult<(UserUsage, u64)> {
+    let subscription = subscription_of(&items.state)?;
+    let unread = decimal_attr(&items.state, keys::ALERTS_UNREAD)?;
     let unread = count_of(unread.max(rust_decimal::Decimal::ZERO), keys::ALERTS_UNREAD)?;
     Ok((
         UserUsage {
             subscription,
             period_start: Some(period),
-            usage,
-            fired_alerts,
+            usage: items.limits(period)?,
+            fired_alerts: items.fired(period),
         },
         unread,
     ))
@@ -152,18 +105,50 @@ impl DirectoryStore for DynamoStore {
             .map(|u| key(keys::user_pk(tenant, u.as_str()), keys::STATE_SK))
             .collect();
         let mut states: HashMap<String, Item> = self
-            .batch_get(wanted)
+            .batch_get(wanted, false)
             .await?
             .into_iter()
             .filter_map(|item| Some((get_s(&item, keys::PK)?.to_owned(), item)))
             .collect();
-        let mut items = Vec::with_capacity(users.len());
+        // The period each user's subscription picks; a closed one's counters are on its
+        // period item (a second read, only for those).
+        let mut picked = Vec::with_capacity(users.len());
         for user in users {
             // A user erased between the two reads has no state item any more: left out.
             let Some(state) = states.remove(&keys::user_pk(tenant, user.as_str())) else {
                 continue;
             };
-            let (usage, unread_alerts) = user_usage(&state, pick)?;
+            let items = UserItems {
+                state,
+                periods: Default::default(),
+            };
+            let period = pick(subscription_of(&items.state)?.as_ref());
+            picked.push((user, items, period));
+        }
+        let closed: Vec<Item> = picked
+            .iter()
+            .filter(|(_, items, period)| items.closed(*period))
+            .map(|(u, _, period)| key(keys::user_pk(tenant, u.as_str()), keys::period_sk(*period)))
+            .collect();
+        if !closed.is_empty() {
+            for item in self.batch_get(closed, false).await? {
+                let (Some(pk), Some(start)) = (
+                    get_s(&item, keys::PK).map(str::to_owned),
+                    get_s(&item, keys::SK).and_then(keys::parse_period_sk),
+                ) else {
+                    continue;
+                };
+                if let Some((_, items, _)) = picked
+                    .iter_mut()
+                    .find(|(u, _, _)| keys::user_pk(tenant, u.as_str()) == pk)
+                {
+                    items.periods.insert(start, item);
+                }
+            }
+        }
+        let mut items = Vec::with_capacity(picked.len());
+        for (user, state, period) in picked {
+            let (usage, unread_alerts) = user_usage(&state, period)?;
             items.push(TenantUser {
                 user,
                 usage,
@@ -201,7 +186,7 @@ impl DirectoryStore for DynamoStore {
             .filter_map(|e| Some(key(get_s(e, keys::PK)?, keys::ALERT_SK)))
             .collect();
         let mut alerts = self
-            .batch_get(wanted)
+            .batch_get(wanted, false)
             .await?
             .iter()
             .map(from_item::<Alert>)

@@ -70,20 +70,37 @@ pub fn event_of(item: &Item) -> StoreResult<UsageEvent> {
     from_item(&item)
 }
 
-/// The map attribute `r|<id>` of an open reservation on the user state item.
+/// An instant as an exact epoch-seconds number (compact, and exact to the nanosecond).
+fn epoch(t: DateTime<Utc>) -> AttributeValue {
+    AttributeValue::N(layout::period_id(t))
+}
+
+fn epoch_of(av: &AttributeValue, what: &str) -> StoreResult<DateTime<Utc>> {
+    let text = av
+        .as_n()
+        .map_err(|_| corrupt(format!("{what} is not a number")))?;
+    layout::parse_period_id(text).ok_or_else(|| corrupt(format!("{what} `{text}`")))
+}
+
+/// The map attribute (`r|<uuid>`, see [`layout::reservation_attr`]) of an open
+/// reservation on the user state item, with one-letter keys: `p` provider, `s` period
+/// start, `c` calls, `t` tokens, `$` cost, `at` created, `ex` expires (instants as epoch
+/// seconds).
 pub fn reservation_map(r: &Reservation) -> AttributeValue {
     AttributeValue::M(HashMap::from([
-        ("provider".to_owned(), s(r.provider.as_str())),
-        ("period".to_owned(), s(layout::period_key(r.period_start))),
-        ("calls".to_owned(), n(r.held.calls)),
-        ("tokens".to_owned(), n(r.held.tokens)),
-        ("cost".to_owned(), n(r.held.cost_usd)),
-        ("created_at".to_owned(), s(layout::sortable(r.created_at))),
-        ("expires_at".to_owned(), s(layout::sortable(r.expires_at))),
+        ("p".to_owned(), s(r.provider.as_str())),
+        ("s".to_owned(), epoch(r.period_start)),
+        ("c".to_owned(), n(r.held.calls)),
+        ("t".to_owned(), n(r.held.tokens)),
+        ("$".to_owned(), n(r.held.cost_usd)),
+        ("at".to_owned(), epoch(r.created_at)),
+        ("ex".to_owned(), epoch(r.expires_at)),
     ]))
 }
 
-/// The open reservation `id` of (tenant, user) from its map attribute.
+/// The open reservation `id` of (tenant, user) from its map attribute, in this layout or
+/// the previous one (`provider`, `period`, `calls`, `tokens`, `cost`, `created_at`,
+/// `expires_at`, instants as text).
 pub fn reservation_of_map(
     tenant: &TenantId,
     user: &UserId,
@@ -95,32 +112,80 @@ pub fn reservation_of_map(
         .map_err(|_| corrupt(format!("reservation {id} is not a map")))?;
     let text = |k: &str| get_s(m, k).ok_or_else(|| corrupt(format!("reservation {id} lacks {k}")));
     let num = |k: &str| m.get(k).map_or(Ok(Decimal::ZERO), decimal_of);
+    let at = |k: &str| {
+        m.get(k)
+            .ok_or_else(|| corrupt(format!("reservation {id} lacks {k}")))
+            .and_then(|v| epoch_of(v, k))
+    };
+    let compact = m.contains_key("p");
+    let (provider, period_start, created_at, expires_at, held) = if compact {
+        (
+            text("p")?,
+            at("s")?,
+            at("at")?,
+            at("ex")?,
+            (num("c")?, num("t")?, num("$")?),
+        )
+    } else {
+        (
+            text("provider")?,
+            time_of(text("period")?)?,
+            time_of(text("created_at")?)?,
+            time_of(text("expires_at")?)?,
+            (num("calls")?, num("tokens")?, num("cost")?),
+        )
+    };
     Ok(Reservation {
         id: id.to_owned(),
         tenant: tenant.clone(),
         user: user.clone(),
-        provider: ProviderId::parse(text("provider")?).map_err(corrupt)?,
-        period_start: time_of(text("period")?)?,
+        provider: ProviderId::parse(provider).map_err(corrupt)?,
+        period_start,
         held: Tally {
-            calls: count_of(num("calls")?, "calls")?,
-            tokens: count_of(num("tokens")?, "tokens")?,
-            cost_usd: num("cost")?,
+            calls: count_of(held.0, "calls")?,
+            tokens: count_of(held.1, "tokens")?,
+            cost_usd: held.2,
         },
         status: ReservationStatus::Held,
-        created_at: time_of(text("created_at")?)?,
-        expires_at: time_of(text("expires_at")?)?,
+        created_at,
+        expires_at,
     })
 }
 
-/// Every open reservation stored on a state item.
-pub fn open_reservations(item: &Item) -> StoreResult<Vec<Reservation>> {
+/// Every open reservation stored on a state item, with its attribute name.
+pub fn inline_reservations(item: &Item) -> StoreResult<Vec<(String, Reservation)>> {
     let Some((tenant, user)) = get_s(item, layout::PK).and_then(layout::parse_user_pk) else {
         return Err(corrupt("state item without a user key"));
     };
     item.iter()
-        .filter_map(|(k, v)| k.strip_prefix(layout::RESERVATION_PREFIX).map(|id| (id, v)))
-        .map(|(id, v)| reservation_of_map(&tenant, &user, id, v))
+        .filter(|(k, _)| k.starts_with(layout::RESERVATION_PREFIX))
+        .map(|(k, v)| {
+            let id = layout::reservation_id_of(k, &user)
+                .ok_or_else(|| corrupt(format!("reservation attribute `{k}`")))?;
+            Ok((k.clone(), reservation_of_map(&tenant, &user, &id, v)?))
+        })
         .collect()
+}
+
+/// Every open reservation stored on a state item.
+pub fn open_reservations(item: &Item) -> StoreResult<Vec<Reservation>> {
+    Ok(inline_reservations(item)?
+        .into_iter()
+        .map(|(_, r)| r)
+        .collect())
+}
+
+/// The item of an open reservation that did not fit on the state item (more than
+/// [`layout::MAX_INLINE_RESERVATIONS`] open): at its tombstone's key, status `held`, in the
+/// `holds` index so that expiry finds it; no `ttl` (its tombstone gets one).
+pub fn spilled_item(r: &Reservation) -> StoreResult<Item> {
+    let mut item = to_item(r)?;
+    let pk = layout::user_pk(&r.tenant, r.user.as_str());
+    item.insert(layout::PK.into(), s(pk.clone()));
+    item.insert(layout::SK.into(), s(layout::tombstone_sk(&r.id)));
+    item.insert(layout::HOLDS_PK.into(), s(layout::holds_shard(&pk)));
+    item.insert(layout::HOLDS_SK.into(), s(pk));
+    Ok(item)
 }
 
 /// The tombstone item of a closed reservation (kept until its `ttl`).
@@ -273,9 +338,28 @@ mod tests {
         };
         let back = reservation_of_map(&r.tenant, &user, &r.id, &reservation_map(&r)).unwrap();
         assert_eq!(back, r);
+        // The previous layout's map reads back the same.
+        let legacy = AttributeValue::M(HashMap::from([
+            ("provider".to_owned(), s("openai")),
+            ("period".to_owned(), s("2025-03-01T00:00:00Z")),
+            ("calls".to_owned(), n(1)),
+            ("tokens".to_owned(), n(500)),
+            ("cost".to_owned(), n("0.0125")),
+            ("created_at".to_owned(), s(layout::sortable(r.created_at))),
+            ("expires_at".to_owned(), s(layout::sortable(r.expires_at))),
+        ]));
+        assert_eq!(
+            reservation_of_map(&r.tenant, &user, &r.id, &legacy).unwrap(),
+            r
+        );
+        let spilled: Reservation = from_item(&spilled_item(&r).unwrap()).unwrap();
+        assert_eq!(spilled, r);
         let mut state = Item::new();
         state.insert(layout::PK.into(), s(layout::user_pk(&r.tenant, "alice")));
         state.insert(layout::reservation_attr(&r.id), reservation_map(&r));
+        assert_eq!(open_reservations(&state).unwrap(), vec![r.clone()]);
+        state.remove(&layout::reservation_attr(&r.id));
+        state.insert(format!("r|{}", r.id), reservation_map(&r));
         assert_eq!(open_reservations(&state).unwrap(), vec![r.clone()]);
         let tomb = tombstone_item(&r, ReservationStatus::Settled).unwrap();
         let closed: Reservation = from_item(&tomb).unwrap();

@@ -2,7 +2,8 @@
 //!
 //! Ids never contain `#` (see `domain::ids`), so `#`-joined keys are unambiguous.
 
-use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
+use rust_decimal::Decimal;
 
 use crate::domain::{EventId, ProviderId, TenantId, UserId};
 
@@ -147,25 +148,46 @@ pub fn sortable(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.9fZ").to_string()
 }
 
-/// The name of a period inside counter names: RFC 3339, fractions only when present.
-pub fn period_key(start: DateTime<Utc>) -> String {
-    start.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+/// The id of a period inside attribute names: its start as epoch seconds in decimal,
+/// with the fraction only when there is one (`1740787200`, `1740787200.5`). Exact both ways.
+pub fn period_id(start: DateTime<Utc>) -> String {
+    let secs = Decimal::from(start.timestamp());
+    let frac = Decimal::new(i64::from(start.timestamp_subsec_nanos()), 9);
+    (secs + frac).normalize().to_string()
 }
 
-/// The `billed_to` value of a period end. [`sortable`], not [`period_key`]: conditions
-/// compare it with period starts as strings, and `period_key` text does not sort as time
-/// (`…00:00:00.500Z` < `…00:00:00Z`, since `.` < `Z`).
+/// The start a [`period_id`] names.
+pub fn parse_period_id(id: &str) -> Option<DateTime<Utc>> {
+    if id.is_empty()
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b == b'.' || b == b'-')
+    {
+        return None;
+    }
+    let d: Decimal = id.parse().ok()?;
+    let secs = d.floor();
+    let nanos = ((d - secs) * Decimal::from(1_000_000_000)).trunc();
+    let secs = i64::try_from(secs).ok()?;
+    let nanos = u32::try_from(nanos).ok()?;
+    DateTime::from_timestamp(secs, nanos)
+}
+
+/// The `billed_to` value of a period end. [`sortable`]: conditions compare it with period
+/// starts as strings (`billed_to <= :start` says the period starting then is still open).
 pub fn billed_to(end: DateTime<Utc>) -> String {
     sortable(end)
 }
 
-/// The write counter of a period: bumped by every write that changes its recorded usage.
+/// The write counter of a period: bumped by every write that changes one of the period's
+/// attributes on the state item (so that a close that moves them conditions on it).
 pub fn writes(period: DateTime<Utc>) -> String {
-    format!("w|{}", period_key(period))
+    format!("{WRITES_PREFIX}{}", period_id(period))
 }
+pub const WRITES_PREFIX: &str = "w|";
 
 /// What a pending adjustment of a period sums.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum AdjustmentPart {
     Events,
     Cost,
@@ -180,20 +202,20 @@ impl AdjustmentPart {
     }
 }
 
-/// `adj|<period>|events` or `adj|<period>|cost`: a pending adjustment of a period.
+/// `adj|<period id>|events` or `adj|<period id>|cost`: a pending adjustment of a period.
 pub fn adjustment(period: DateTime<Utc>, part: AdjustmentPart) -> String {
-    format!("{ADJ_PREFIX}{}|{}", period_key(period), part.as_str())
+    format!("{ADJ_PREFIX}{}|{}", period_id(period), part.as_str())
 }
 
-/// `(period key, part)` of an adjustment attribute name.
-pub fn parse_adjustment(name: &str) -> Option<(&str, AdjustmentPart)> {
+/// `(period start, part)` of an adjustment attribute name.
+pub fn parse_adjustment(name: &str) -> Option<(DateTime<Utc>, AdjustmentPart)> {
     let (period, part) = name.strip_prefix(ADJ_PREFIX)?.rsplit_once('|')?;
     let part = match part {
         "events" => AdjustmentPart::Events,
         "cost" => AdjustmentPart::Cost,
         _ => return None,
     };
-    Some((period, part))
+    Some((parse_period_id(period)?, part))
 }
 
 /// The item of a named job position (its `cursor` attribute).
@@ -213,7 +235,9 @@ pub fn holds_shard(pk: &str) -> String {
     format!("HOLDS#{}", h % HOLDS_SHARDS)
 }
 
-/// Counter fields kept per (period, provider) on the user state item.
+/// Counter fields kept per (period, provider): the limit counters of an open period on the
+/// state item, the display-only counts and a closed period's limit counters on the period
+/// item. Each has a two-character code in attribute names (docs/dynamodb.md, "Names").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Field {
     /// Recorded + held: what limits compare against.
@@ -225,6 +249,7 @@ pub enum Field {
     TokensHeld,
     CostHeld,
     Unpriced,
+    /// Display only (error rate, latency, estimated calls): always on the period item.
     Estimated,
     Errors,
     LatencySum,
@@ -246,38 +271,50 @@ impl Field {
         Field::LatencyCount,
     ];
 
-    pub fn as_str(self) -> &'static str {
+    /// The code of the field in attribute names.
+    pub fn code(self) -> &'static str {
         match self {
-            Field::CallsUsed => "calls_used",
-            Field::TokensUsed => "tokens_used",
-            Field::CostUsed => "cost_used",
-            Field::CallsHeld => "calls_held",
-            Field::TokensHeld => "tokens_held",
-            Field::CostHeld => "cost_held",
-            Field::Unpriced => "unpriced",
-            Field::Estimated => "estimated",
-            Field::Errors => "errors",
-            Field::LatencySum => "latency_sum",
-            Field::LatencyCount => "latency_n",
+            Field::CallsUsed => "cu",
+            Field::TokensUsed => "tu",
+            Field::CostUsed => "$u",
+            Field::CallsHeld => "ch",
+            Field::TokensHeld => "th",
+            Field::CostHeld => "$h",
+            Field::Unpriced => "np",
+            Field::Estimated => "es",
+            Field::Errors => "er",
+            Field::LatencySum => "ls",
+            Field::LatencyCount => "ln",
         }
     }
 
-    pub fn parse(s: &str) -> Option<Field> {
-        Field::ALL.into_iter().find(|f| f.as_str() == s)
+    pub fn parse(code: &str) -> Option<Field> {
+        Field::ALL.into_iter().find(|f| f.code() == code)
+    }
+
+    /// A counter that limits or billing read (kept on the state item while the period is
+    /// open); the others are display-only counts, kept on the period item.
+    pub fn is_limit(self) -> bool {
+        !matches!(
+            self,
+            Field::Estimated | Field::Errors | Field::LatencySum | Field::LatencyCount
+        )
     }
 }
 
-/// `c|<period>|<field>|<provider or *>`.
+/// `c|<period id>|<field code>|<provider or *>`: a limit counter of an open period on the
+/// state item.
 pub fn counter(period: DateTime<Utc>, field: Field, provider: Option<&ProviderId>) -> String {
     let p = provider.map_or(ALL_PROVIDERS, |p| p.as_str());
-    format!("c|{}|{}|{p}", period_key(period), field.as_str())
+    format!("{COUNTER_PREFIX}{}|{}|{p}", period_id(period), field.code())
 }
+pub const COUNTER_PREFIX: &str = "c|";
 
-/// `(period key, field, provider)` of a counter name (`None` for the `*` provider).
-pub fn parse_counter(name: &str) -> Option<(&str, Field, Option<&str>)> {
-    let rest = name.strip_prefix("c|")?;
+/// `(period start, field, provider)` of a state counter name (`None` for the `*` provider).
+pub fn parse_counter(name: &str) -> Option<(DateTime<Utc>, Field, Option<&str>)> {
+    let rest = name.strip_prefix(COUNTER_PREFIX)?;
     let mut parts = rest.split('|');
-    let period = parts.next()?;
+    let period = parse_period_id(parts.next()?)?;
     let field = Field::parse(parts.next()?)?;
     let provider = parts.next()?;
     if parts.next().is_some() {
@@ -290,16 +327,95 @@ pub fn parse_counter(name: &str) -> Option<(&str, Field, Option<&str>)> {
     ))
 }
 
-/// String set of the once-only alert keys fired in a period.
+/// String set of the once-only alert keys fired in an open period (state item).
 pub fn fired(period: DateTime<Utc>) -> String {
-    format!("a|{}", period_key(period))
+    format!("{FIRED_PREFIX}{}", period_id(period))
+}
+pub const FIRED_PREFIX: &str = "a|";
+
+/// The period a state attribute belongs to (a counter, fired keys or a write counter;
+/// adjustments belong to the state, not the period): what `close_period` moves.
+pub fn period_of_attr(name: &str) -> Option<DateTime<Utc>> {
+    if let Some((p, _, _)) = parse_counter(name) {
+        return Some(p);
+    }
+    let id = name
+        .strip_prefix(FIRED_PREFIX)
+        .or_else(|| name.strip_prefix(WRITES_PREFIX))?;
+    parse_period_id(id)
 }
 
-/// Map attribute of one open reservation.
+// The period item: one per (user, period) in the user's partition.
+
+/// The sort key of a period item. `SP#` sorts between the reservation items (`RSV#…`) and
+/// `STATE`, so one descending `Query` from `STATE` reads the state item and then the
+/// latest period items.
+pub fn period_sk(start: DateTime<Utc>) -> String {
+    format!("{PERIOD_PREFIX}{}", sortable(start))
+}
+pub const PERIOD_PREFIX: &str = "SP#";
+
+/// The start of the period whose item has sort key `sk`.
+pub fn parse_period_sk(sk: &str) -> Option<DateTime<Utc>> {
+    let text = sk.strip_prefix(PERIOD_PREFIX)?;
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// `<field code>|<provider or *>`: a counter on a period item.
+pub fn period_counter(field: Field, provider: Option<&ProviderId>) -> String {
+    let p = provider.map_or(ALL_PROVIDERS, |p| p.as_str());
+    format!("{}|{p}", field.code())
+}
+
+/// `(field, provider)` of a period item's counter name.
+pub fn parse_period_counter(name: &str) -> Option<(Field, Option<&str>)> {
+    let (code, provider) = name.split_once('|')?;
+    let field = Field::parse(code)?;
+    if provider.contains('|') {
+        return None;
+    }
+    Some((field, (provider != ALL_PROVIDERS).then_some(provider)))
+}
+
+/// The fired alert keys of a closed period (string set on its period item).
+pub const PERIOD_FIRED: &str = "a";
+/// Set on a period item once the period is closed: its limit counters and fired keys are
+/// on this item from then on (moved by `close_period`, or written there by a late write).
+pub const PERIOD_CLOSED: &str = "closed";
+
+// Reservations.
+
+/// Most open reservations kept on the state item; more are items of their own.
+pub const MAX_INLINE_RESERVATIONS: u32 = 8;
+/// The number of open reservations on the state item (`open_holds` counts every open one).
+pub const INLINE_HOLDS: &str = "inline_holds";
+
+/// The uuid of a reservation id of the form [`crate::domain::Reservation::new_id`] writes,
+/// if `id` is exactly that form for its user.
+fn canonical_uuid(id: &str) -> Option<&str> {
+    let user = crate::domain::Reservation::user_of_id(id)?;
+    let uuid = id.strip_prefix("rsv_")?.split_once('_')?.0;
+    (crate::domain::Reservation::id_for(uuid, &user) == id).then_some(uuid)
+}
+
+/// Map attribute of one open reservation on the state item: `r|<uuid>` for ids of our
+/// own form (the user is the item's), else `r|<id>`.
 pub fn reservation_attr(id: &str) -> String {
-    format!("r|{id}")
+    format!("{RESERVATION_PREFIX}{}", canonical_uuid(id).unwrap_or(id))
 }
 pub const RESERVATION_PREFIX: &str = "r|";
+
+/// The reservation id of an `r|…` attribute of `user`'s state item.
+pub fn reservation_id_of(name: &str, user: &UserId) -> Option<String> {
+    let rest = name.strip_prefix(RESERVATION_PREFIX)?;
+    if rest.len() == 32 && rest.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Some(crate::domain::Reservation::id_for(rest, user))
+    } else {
+        Some(rest.to_owned())
+    }
+}
 
 /// Daily rollup attribute: `calls|<provider>`, `tokens|<provider>`, `cost|<provider>`.
 pub fn day_attr(kind: &str, provider: &ProviderId) -> String {
@@ -312,30 +428,103 @@ mod tests {
     use chrono::TimeZone;
 
     #[test]
-    fn billed_to_text_sorts_as_time_and_period_keys_do_not() {
+    fn billed_to_text_sorts_as_time() {
         let whole = Utc.with_ymd_and_hms(2025, 3, 1, 0, 0, 0).unwrap();
         let later = whole + chrono::Duration::milliseconds(500);
         assert!(billed_to(whole) < billed_to(later));
         assert!(billed_to(later) < billed_to(Utc.with_ymd_and_hms(2025, 4, 1, 0, 0, 0).unwrap()));
-        // Why billed_to is not a period key: the fraction sorts before the `Z`.
-        assert!(period_key(later) < period_key(whole));
+    }
+
+    #[test]
+    fn period_ids_are_epoch_seconds_and_round_trip_exactly() {
+        let march = Utc.with_ymd_and_hms(2025, 3, 1, 0, 0, 0).unwrap();
+        assert_eq!(period_id(march), "1740787200");
+        let odd = march + chrono::Duration::nanoseconds(500_000_001);
+        assert_eq!(period_id(odd), "1740787200.500000001");
+        let before = Utc.with_ymd_and_hms(1969, 12, 31, 23, 59, 59).unwrap()
+            + chrono::Duration::milliseconds(250);
+        assert_eq!(period_id(before), "-0.75");
+        for t in [march, odd, before, DateTime::<Utc>::UNIX_EPOCH] {
+            assert_eq!(parse_period_id(&period_id(t)), Some(t), "{t}");
+        }
+        for bad in ["", "x", "1e9", "17407872OO", "--1"] {
+            assert_eq!(parse_period_id(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn counter_names_are_compact_and_round_trip() {
+        let p = Utc.with_ymd_and_hms(2025, 3, 1, 0, 0, 0).unwrap();
+        let gemini = ProviderId::parse("gemini").unwrap();
+        assert_eq!(
+            counter(p, Field::CallsUsed, Some(&gemini)),
+            "c|1740787200|cu|gemini"
+        );
+        assert_eq!(counter(p, Field::CostUsed, None), "c|1740787200|$u|*");
+        assert_eq!(
+            parse_counter("c|1740787200|$h|gemini"),
+            Some((p, Field::CostHeld, Some("gemini")))
+        );
+        assert_eq!(parse_counter("c|1740787200|calls_used|gemini"), None);
+        assert_eq!(parse_counter("c|2025-03-01T00:00:00Z|cu|gemini"), None);
+        assert_eq!(period_counter(Field::Errors, Some(&gemini)), "er|gemini");
+        assert_eq!(
+            parse_period_counter("ln|gemini"),
+            Some((Field::LatencyCount, Some("gemini")))
+        );
+        assert_eq!(parse_period_counter("closed"), None);
+        for name in [
+            fired(p),
+            writes(p),
+            counter(p, Field::Unpriced, Some(&gemini)),
+        ] {
+            assert_eq!(period_of_attr(&name), Some(p), "{name}");
+        }
+        assert_eq!(period_of_attr(&adjustment(p, AdjustmentPart::Cost)), None);
+        assert_eq!(period_of_attr("alerts_unread"), None);
+    }
+
+    #[test]
+    fn period_items_sort_between_reservations_and_the_state_item() {
+        let p = Utc.with_ymd_and_hms(2025, 3, 1, 0, 0, 0).unwrap();
+        let sk = period_sk(p);
+        assert_eq!(sk, "SP#2025-03-01T00:00:00.000000000Z");
+        assert_eq!(parse_period_sk(&sk), Some(p));
+        assert!(tombstone_sk("rsv_ffff") < sk);
+        assert!(sk.as_str() < STATE_SK);
+        assert!(period_sk(p + chrono::Duration::days(31)).as_str() < STATE_SK);
+        assert!(invoice_sk(p) < sk && day_sk(p.date_naive()) < sk);
+    }
+
+    #[test]
+    fn reservation_attributes_keep_the_uuid_of_our_ids_only() {
+        let u = UserId::parse("alice@example.com").unwrap();
+        let id = crate::domain::Reservation::new_id(&u);
+        let name = reservation_attr(&id);
+        assert_eq!(name.len(), 2 + 32);
+        assert_eq!(reservation_id_of(&name, &u), Some(id.clone()));
+        // Not our form (or another user's encoding): kept whole.
+        assert_eq!(reservation_attr("legacy-1"), "r|legacy-1");
+        assert_eq!(
+            reservation_id_of("r|legacy-1", &u),
+            Some("legacy-1".to_owned())
+        );
+        let padded = format!("{id}=");
+        assert_eq!(reservation_attr(&padded), format!("r|{padded}"));
     }
 
     #[test]
     fn adjustment_names_round_trip_and_others_are_not_adjustments() {
         let p = Utc.with_ymd_and_hms(2025, 3, 1, 0, 0, 0).unwrap();
         let name = adjustment(p, AdjustmentPart::Cost);
-        assert_eq!(name, "adj|2025-03-01T00:00:00Z|cost");
-        assert_eq!(
-            parse_adjustment(&name),
-            Some(("2025-03-01T00:00:00Z", AdjustmentPart::Cost))
-        );
+        assert_eq!(name, "adj|1740787200|cost");
+        assert_eq!(parse_adjustment(&name), Some((p, AdjustmentPart::Cost)));
         assert_eq!(
             parse_adjustment(&adjustment(p, AdjustmentPart::Events)),
-            Some(("2025-03-01T00:00:00Z", AdjustmentPart::Events))
+            Some((p, AdjustmentPart::Events))
         );
         assert_eq!(parse_adjustment("adjv"), None);
-        assert_eq!(parse_adjustment("adj|2025-03-01T00:00:00Z|calls"), None);
-        assert_eq!(writes(p), "w|2025-03-01T00:00:00Z");
+        assert_eq!(parse_adjustment("adj|1740787200|calls"), None);
+        assert_eq!(writes(p), "w|1740787200");
     }
 }

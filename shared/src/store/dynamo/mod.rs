@@ -1,17 +1,22 @@
 //! The DynamoDB adapter: one table, single-table design (docs/dynamodb.md).
 //!
 //! The heart of it is one USER STATE item per (tenant, user) holding the subscription,
-//! the counters of every period (period-qualified attribute names), the open
-//! reservations and the fired alert keys. So a check reads one item, a reservation is
-//! one conditional `UpdateItem`, and recording events is one `TransactWriteItems`
-//! (event items + one state update + one update per daily rollup).
+//! the limit counters and fired alert keys of the open periods, and up to eight open
+//! reservations; closed periods and the display-only counts are PERIOD items of their
+//! own, and further reservations items of their own, so that no item grows with history.
+//! A check reads one item, a reservation is one write request, and recording events is
+//! one `TransactWriteItems` (event items + one state update + one update per daily rollup
+//! and per period item).
 //!
 //! One file per port trait, named as in `store::sqlite`: `tenants`, `catalog`,
 //! `subscriptions`, `usage` (events are recorded in `recording`), `alerts`, `billing`,
-//! `privacy`. Beneath them: `claims` (publishing claims of the outbox), `requests` (the requests and their retries), `layout` (key,
-//! index and attribute names), `items` (the item of each record type), `counters` (the
-//! state item's counters), `codec` (attribute values), `expressions`, `errors`, `schema`
-//! (creating the table) and `request_counter`. Tests are in `tests/`.
+//! `privacy`. Beneath them: `reservations` (inline and spilled), `period_items` (reading a
+//! period from the state and period items), `claims` (publishing claims of the outbox),
+//! `requests` (the requests and their retries), `layout` (key, index and attribute
+//! names), `items` (the item of each record type), `counters` (increments and where they
+//! land), `codec` (attribute values), `expressions`, `errors`, `schema` (creating the
+//! table), `request_counter`, and `migrate` (from the previous layout, whose names are in
+//! `legacy`). Tests are in `tests/`.
 
 use aws_sdk_dynamodb::Client;
 
@@ -27,10 +32,14 @@ mod errors;
 mod expressions;
 mod items;
 pub mod layout;
+pub mod legacy;
+pub mod migrate;
+mod period_items;
 mod privacy;
 mod recording;
 mod request_counter;
 mod requests;
+mod reservations;
 mod schema;
 mod subscriptions;
 mod tenants;
@@ -39,6 +48,7 @@ mod usage;
 
 /// The former name of [`layout`], kept for callers outside the store.
 pub use layout as keys;
+pub use migrate::MigrationReport;
 pub use request_counter::{counting_client, RequestCounter};
 pub use schema::create_table;
 pub use tenants::KeyUpgrade;
@@ -48,6 +58,7 @@ pub use tenants::KeyUpgrade;
 pub struct DynamoStore {
     client: Client,
     table: String,
+    crowded: reservations::Crowded,
 }
 
 impl DynamoStore {
@@ -55,6 +66,7 @@ impl DynamoStore {
         Self {
             client,
             table: table.into(),
+            crowded: reservations::Crowded::default(),
         }
     }
 

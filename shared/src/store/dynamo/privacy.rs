@@ -1,20 +1,18 @@
 //! Export and erasure of one user on the single table.
 //!
-//! A user's items: the partition `T#<tenant>#U#<user>` (state item, daily rollups,
-//! reservation tombstones, invoices) and, through the GSI `by_user`, its alerts
+//! A user's items: the partition `T#<tenant>#U#<user>` (state item, period items, daily
+//! rollups, spilled reservations and reservation tombstones, invoices) and, through the GSI `by_user`, its alerts
 //! (`USER_SK = ALERT#…`) and raw events (`USER_SK = EVENT#…`). Erasure deletes them in
 //! bounded steps with `BatchWriteItem` (25 keys per request) and moves invoices to the
 //! pseudonym's partition, keyed by period and id (a `Put` of the rewritten invoice and a
 //! `Delete` of the original in one transaction); the state item goes last.
 
-use std::collections::BTreeSet;
-
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{DeleteRequest, WriteRequest};
 
 use super::codec::{from_item, get_s, s, Item};
-use super::counters::period_usage;
 use super::errors::{build_err, sdk_err};
+use super::period_items::UserItems;
 use super::requests::{backoff, send_write, MAX_ATTEMPTS};
 use super::usage::day_of;
 use super::{items, layout, DynamoStore};
@@ -148,29 +146,26 @@ impl PrivacyStore for DynamoStore {
     async fn user_records(&self, tenant: &TenantId, user: &UserId) -> StoreResult<UserRecords> {
         let pk = layout::user_pk(tenant, user.as_str());
         let mut out = UserRecords::default();
+        let mut periods = Vec::new();
         for item in self.query_prefix(pk.clone(), "", true).await? {
             let sk = get_s(&item, layout::SK).unwrap_or_default().to_owned();
             if sk == layout::STATE_SK {
-                let starts: BTreeSet<String> = item
-                    .keys()
-                    .filter_map(|name| layout::parse_counter(name).map(|(p, _, _)| p.to_owned()))
-                    .collect();
-                for p in starts {
-                    let start = chrono::DateTime::parse_from_rfc3339(&p)
-                        .map_err(|_| StoreError::Corrupt(format!("counter period `{p}`")))?
-                        .to_utc();
-                    out.periods.insert(start, period_usage(&item, start)?);
-                }
-                for (name, av) in &item {
-                    if let Some(id) = name.strip_prefix(layout::RESERVATION_PREFIX) {
-                        out.reservations
-                            .push(items::reservation_of_map(tenant, user, id, av)?);
-                    }
-                }
+                out.reservations.extend(items::open_reservations(&item)?);
+                periods.push(item);
+            } else if sk.starts_with(layout::PERIOD_PREFIX) {
+                periods.push(item);
             } else if sk.starts_with("D#") {
                 out.daily.push(day_of(&item)?);
             } else if sk.starts_with("RSV#") {
                 out.reservations.push(from_item(&item)?);
+            }
+        }
+        let mut user_items = UserItems::from_items(periods);
+        let starts: Vec<_> = user_items.all_periods().into_iter().collect();
+        self.settle_reads(&pk, &mut user_items, &starts).await?;
+        for start in starts {
+            if user_items.has_counters(start) {
+                out.periods.insert(start, user_items.usage(start)?);
             }
         }
         for item in self.user_index_items(&pk, Some("EVENT#"), None).await? {

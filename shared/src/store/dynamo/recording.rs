@@ -3,7 +3,7 @@
 //!
 //! A chunk is tried in four steps until every event has an outcome:
 //! 1. **read** the reservations the chunk settles (and, after the state update's
-//!    condition failed, the user's `billed_to`): [`DynamoStore::open_and_billed`];
+//!    condition failed, the user's `billed_to`): [`DynamoStore::find_reservations`];
 //! 2. **plan** what the chunk writes: [`ChunkPlan::of`];
 //! 3. **build** the transaction from the plan: [`DynamoStore::chunk_transaction`];
 //! 4. **read the outcome**: committed, or cancelled with one reason per item
@@ -14,15 +14,16 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use aws_sdk_dynamodb::types::{CancellationReason, TransactWriteItem};
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::NaiveDate;
 use rust_decimal::Decimal;
 
 use super::codec::{get_s, n, s, Item};
-use super::counters::Increments;
+use super::counters::{billed_condition, open_condition, AllOpen, BilledTo, Increments, Rendered};
 use super::expressions::Update;
 use super::items;
 use super::layout;
 use super::requests::{backoff, gave_up, reason_code, TxError, MAX_ATTEMPTS, MAX_TX_ITEMS};
+use super::reservations::{OpenReservation, Place};
 use super::DynamoStore;
 use crate::domain::{Reservation, ReservationStatus, UsageEvent, UserId};
 use crate::store::{RecordOutcome, StoreError, StoreResult, UsageStore};
@@ -30,6 +31,8 @@ use crate::store::{RecordOutcome, StoreError, StoreResult, UsageStore};
 /// What an item of a chunk's transaction is, so that its cancellation reason can be read.
 enum TxItem {
     Event(usize),
+    /// The state update, or the closing of a spilled reservation the chunk settles: its
+    /// condition failing means `billed_to` moved or a settled reservation closed meanwhile.
     State,
     Other,
 }
@@ -37,8 +40,8 @@ enum TxItem {
 /// What recording a chunk knows of the user's `billed_to`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Billed {
-    /// Not read (the common path): the state update requires that no event of the chunk
-    /// is late (`billed_to` absent or not after the earliest period start).
+    /// Not read (the common path): the state update requires that no period it writes is
+    /// closed (`billed_to` absent or not after the earliest of them).
     Assumed,
     /// Read after that condition failed: the state update requires exactly this value,
     /// and late events add to their period's adjustment.
@@ -49,16 +52,28 @@ enum Billed {
 struct ChunkPlan {
     /// The event items, in the order of the chunk's events.
     events: Vec<(usize, Item)>,
-    /// Counter increments of the user state item.
-    state: Increments,
+    /// Counter increments, placed on the state item and period items.
+    counters: Rendered,
     /// Increments of each daily rollup item.
-    days: BTreeMap<NaiveDate, Increments>,
+    days: BTreeMap<NaiveDate, DayAdds>,
     /// Open reservations the chunk's events settle.
-    settled: Vec<Reservation>,
+    settled: Vec<OpenReservation>,
     /// Whether an event adds to an invoiced period's adjustment.
     late: bool,
-    /// The earliest period start of the chunk's events.
-    earliest: Option<DateTime<Utc>>,
+}
+
+/// Increments of a daily rollup item: `ADD`s of plain attribute names.
+#[derive(Default)]
+struct DayAdds(BTreeMap<String, Decimal>);
+
+impl DayAdds {
+    fn add(&mut self, attr: String, by: Decimal) -> StoreResult<()> {
+        let slot = self.0.entry(attr).or_default();
+        *slot = slot
+            .checked_add(by)
+            .ok_or_else(|| StoreError::Overflow("counter increment".into()))?;
+        Ok(())
+    }
 }
 
 impl ChunkPlan {
@@ -66,29 +81,29 @@ impl ChunkPlan {
     fn of(
         events: &[UsageEvent],
         todo: &[usize],
-        mut open: HashMap<String, Reservation>,
+        mut open: HashMap<String, OpenReservation>,
         billed: &Billed,
     ) -> StoreResult<Self> {
-        let mut plan = Self {
-            events: Vec::new(),
-            state: Increments::default(),
-            days: BTreeMap::new(),
-            settled: Vec::new(),
-            late: false,
-            earliest: todo.iter().map(|&i| events[i].period_start).min(),
+        let known = match billed {
+            Billed::Known(b) => Some(BilledTo(b.as_deref())),
+            Billed::Assumed => None,
         };
+        let mut state = Increments::default();
+        let mut days: BTreeMap<NaiveDate, DayAdds> = BTreeMap::new();
+        let mut events_out = Vec::new();
+        let mut settled = Vec::new();
+        let mut late = false;
         for &i in todo {
             let e = &events[i];
-            plan.events.push((i, items::event_item(e)?));
-            plan.state.record(e)?;
-            if let Billed::Known(Some(b)) = billed {
-                if layout::billed_to(e.period_start) < *b {
-                    plan.state
-                        .adjust(e.period_start, e.cost_usd.unwrap_or_default())?;
-                    plan.late = true;
+            events_out.push((i, items::event_item(e)?));
+            state.record(e)?;
+            if let Some(b) = &known {
+                if super::counters::Placement::closed(b, e.period_start) {
+                    state.adjust(e.period_start, e.cost_usd.unwrap_or_default())?;
+                    late = true;
                 }
             }
-            let day = plan.days.entry(e.timestamp.date_naive()).or_default();
+            let day = days.entry(e.timestamp.date_naive()).or_default();
             let t = e.tally();
             day.add(
                 layout::day_attr("calls", &e.provider),
@@ -99,12 +114,22 @@ impl ChunkPlan {
                 Decimal::from(t.tokens),
             )?;
             day.add(layout::day_attr("cost", &e.provider), t.cost_usd)?;
-            if let Some(r) = e.reservation_id.as_ref().and_then(|id| open.remove(id)) {
-                plan.state.unhold(r.period_start, &r.provider, &r.held)?;
-                plan.settled.push(r);
+            if let Some(o) = e.reservation_id.as_ref().and_then(|id| open.remove(id)) {
+                state.unhold(o.r.period_start, &o.r.provider, &o.r.held)?;
+                settled.push(o);
             }
         }
-        Ok(plan)
+        let counters = match &known {
+            Some(b) => state.render(b),
+            None => state.render(&AllOpen),
+        };
+        Ok(Self {
+            events: events_out,
+            counters,
+            days,
+            settled,
+            late,
+        })
     }
 
     /// The update of the user state item: the counters, the settled reservations (which
@@ -112,19 +137,23 @@ impl ChunkPlan {
     /// `billed_to` that `billed` stands for.
     fn state_update(&self, state_pk: &str, billed: &Billed) -> Update {
         let mut state = Update::new();
-        for (attr, by) in self.state.nonzero() {
-            state.add(attr, n(by));
-        }
-        for r in &self.settled {
-            let attr = layout::reservation_attr(&r.id);
-            state.remove(&attr);
-            state.condition(|x| format!("attribute_exists({})", x.name(&attr)));
+        self.counters.add_state(&mut state);
+        let mut inline = 0i64;
+        for o in &self.settled {
+            if let Place::Inline(attr) = &o.place {
+                state.remove(attr);
+                state.condition(|x| format!("attribute_exists({})", x.name(attr)));
+                inline += 1;
+            }
         }
         if !self.settled.is_empty() {
             state.add(
                 layout::OPEN_HOLDS,
                 n(-i64::try_from(self.settled.len()).unwrap_or(i64::MAX)),
             );
+        }
+        if inline > 0 {
+            state.add(layout::INLINE_HOLDS, n(-inline));
         }
         if self.late {
             state.add(layout::ADJ_VERSION, n(1));
@@ -133,21 +162,16 @@ impl ChunkPlan {
         state
             .set(layout::SUBS_PK, s(layout::SUBS_PARTITION))
             .set(layout::SUBS_SK, s(state_pk));
-        state.condition(|x| {
-            let b = x.name(layout::BILLED_TO);
-            match (billed, self.earliest) {
-                (Billed::Assumed, Some(p)) => {
-                    let v = x.value(s(layout::billed_to(p)));
-                    format!("attribute_not_exists({b}) OR {b} <= {v}")
-                }
-                (Billed::Known(Some(known)), _) => {
-                    format!("{b} = {}", x.value(s(known.clone())))
-                }
-                (Billed::Known(None), _) | (Billed::Assumed, None) => {
-                    format!("attribute_not_exists({b})")
+        match billed {
+            Billed::Assumed => {
+                if let Some(earliest) = self.counters.open.first() {
+                    state.condition(|x| open_condition(x, *earliest));
                 }
             }
-        });
+            Billed::Known(known) => {
+                state.condition(|x| billed_condition(x, known.as_deref()));
+            }
+        }
         state
     }
 }
@@ -201,18 +225,30 @@ fn settling<'a>(events: &'a [UsageEvent], todo: &[usize], user: &UserId) -> BTre
 }
 
 /// The end (exclusive) of the chunk of `firsts` starting at `start`: as many events as
-/// fit one transaction with their state update, daily rollups and tombstones (at least one).
+/// fit one transaction with their state update, daily rollups, period items and
+/// settlements (a tombstone, and perhaps the item of a closed reservation period), at
+/// least one.
 fn chunk_end(events: &[UsageEvent], firsts: &[usize], start: usize) -> usize {
-    let (mut end, mut days, mut settles) = (start, BTreeSet::new(), 0usize);
+    let (mut end, mut days, mut periods, mut settles) =
+        (start, BTreeSet::new(), BTreeSet::new(), 0usize);
     while end < firsts.len() {
         let e = &events[firsts[end]];
         let new_day = usize::from(!days.contains(&e.timestamp.date_naive()));
-        let settle = usize::from(e.reservation_id.is_some());
-        let items = (end - start + 1) + 1 + days.len() + new_day + settles + settle;
+        let new_period = usize::from(!periods.contains(&e.period_start));
+        let settle = 2 * usize::from(e.reservation_id.is_some());
+        let items = (end - start + 1)
+            + 1
+            + days.len()
+            + new_day
+            + periods.len()
+            + new_period
+            + settles
+            + settle;
         if items > MAX_TX_ITEMS && end > start {
             break;
         }
         days.insert(e.timestamp.date_naive());
+        periods.insert(e.period_start);
         settles += settle;
         end += 1;
     }
@@ -277,11 +313,11 @@ impl DynamoStore {
                 return Ok(());
             }
             let ids = settling(events, &todo, user);
-            let (open, billed_now) = self.open_and_billed(tenant, user, &ids, reread).await?;
+            let found = self.find_reservations(tenant, user, &ids, reread).await?;
             if reread {
-                billed = Billed::Known(billed_now);
+                billed = Billed::Known(found.billed);
             }
-            let plan = ChunkPlan::of(events, &todo, open, &billed)?;
+            let plan = ChunkPlan::of(events, &todo, found.open, &billed)?;
             let (tx, kinds) = self.chunk_transaction(&state_pk, plan, &billed)?;
             match self.transact(tx).await {
                 Ok(()) => {
@@ -308,8 +344,8 @@ impl DynamoStore {
     }
 
     /// The transaction of a chunk, with what each of its items is: the event puts (only
-    /// new ids), the state update, one update per daily rollup, one tombstone per settled
-    /// reservation.
+    /// new ids), the state update, one update per daily rollup and per period item, one
+    /// tombstone per settled reservation.
     fn chunk_transaction(
         &self,
         state_pk: &str,
@@ -327,15 +363,27 @@ impl DynamoStore {
         kinds.push(TxItem::State);
         for (day, add) in &plan.days {
             let mut u = Update::new();
-            for (attr, by) in add.nonzero() {
+            for (attr, by) in add.0.iter().filter(|(_, v)| !v.is_zero()) {
                 u.add(attr, n(by));
+            }
+            if u.update_expression().is_empty() {
+                continue;
             }
             tx.push(self.tx_update(state_pk.to_owned(), &layout::day_sk(*day), &u)?);
             kinds.push(TxItem::Other);
         }
-        for r in &plan.settled {
-            tx.push(self.tx_put(items::tombstone_item(r, ReservationStatus::Settled)?, false)?);
-            kinds.push(TxItem::Other);
+        for (period, w) in &plan.counters.periods {
+            if let Some(u) = w.update() {
+                tx.push(self.tx_update(state_pk.to_owned(), &layout::period_sk(*period), &u)?);
+                kinds.push(TxItem::Other);
+            }
+        }
+        for o in &plan.settled {
+            tx.push(self.tombstone_put(o, ReservationStatus::Settled)?);
+            kinds.push(match o.place {
+                Place::Spilled => TxItem::State,
+                Place::Inline(_) => TxItem::Other,
+            });
         }
         Ok((tx, kinds))
     }

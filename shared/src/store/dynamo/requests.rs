@@ -18,8 +18,8 @@ use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    CancellationReason, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
-    Update as TxUpdate,
+    CancellationReason, KeysAndAttributes, Put, ReturnValuesOnConditionCheckFailure,
+    TransactWriteItem, Update as TxUpdate,
 };
 use base64::Engine as _;
 
@@ -48,6 +48,8 @@ const RETRIED_CODES: [&str; 4] = [
     "ThrottlingException",
     "RequestLimitExceeded",
 ];
+/// Keys of one `BatchGetItem`.
+pub(super) const BATCH_GET: usize = 100;
 /// A transaction holds at most 100 items.
 pub(super) const MAX_TX_ITEMS: usize = 100;
 
@@ -489,6 +491,50 @@ impl DynamoStore {
             .map_err(|e| sdk_err("Query", e))?;
         let next = next_cursor(page.last_evaluated_key())?;
         Ok((page.items.unwrap_or_default(), next))
+    }
+}
+
+impl DynamoStore {
+    /// The items with these keys (any order; missing ones left out), by `BatchGetItem`s
+    /// of up to 100 keys, unprocessed keys retried with backoff; strongly consistent or not.
+    pub(super) async fn batch_get(
+        &self,
+        wanted: Vec<Item>,
+        consistent: bool,
+    ) -> StoreResult<Vec<Item>> {
+        let mut out = Vec::with_capacity(wanted.len());
+        for chunk in wanted.chunks(BATCH_GET) {
+            let mut pending = KeysAndAttributes::builder()
+                .set_keys(Some(chunk.to_vec()))
+                .consistent_read(consistent)
+                .build()
+                .map_err(build_err)?;
+            let mut attempt = 0;
+            loop {
+                let res = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, pending)
+                    .send()
+                    .await
+                    .map_err(|e| sdk_err("BatchGetItem", e))?;
+                if let Some(mut responses) = res.responses {
+                    out.extend(responses.remove(&self.table).unwrap_or_default());
+                }
+                match res.unprocessed_keys.and_then(|mut u| u.remove(&self.table)) {
+                    Some(rest) if !rest.keys().is_empty() => {
+                        if attempt + 1 >= MAX_ATTEMPTS {
+                            return Err(gave_up("BatchGetItem"));
+                        }
+                        backoff(attempt).await;
+                        attempt += 1;
+                        pending = rest;
+                    }
+                    _ => break,
+                }
+            }
+        }
+        Ok(out)
     }
 }
 

@@ -1,30 +1,27 @@
-//! Usage on the user state item: period counters, daily rollups, events (recorded in
-//! `recording`), reservations and pricing.
+//! Usage: period counters (read from the state item and period items, see
+//! `period_items`), daily rollups, events (recorded in `recording`), reservations (in
+//! `reservations`) and pricing.
 //!
-//! A check reads one item; a reservation is one conditional `UpdateItem` whose guards
-//! each compare one counter attribute; settling, releasing or expiring a reservation is
-//! one transaction with its tombstone.
+//! A check reads one item (the state item: subscription, the open periods' limit
+//! counters); a usage read of the current period is one `Query` (the state item and the
+//! newest period item, which holds the display-only counts).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 
-use super::codec::{count_of, decimal_attr, decimal_of, from_item, get_s, n, s, Item};
-use super::counters::{period_usage, Increments};
-use super::errors::sdk_err;
+use super::codec::{count_of, decimal_of, get_s, n, s, Item};
+use super::counters::{billed_condition, BilledTo, Increments, Placement, Rendered};
 use super::expressions::Update;
 use super::items;
-use super::layout::{self, Field};
+use super::layout;
+use super::period_items::UserItems;
 use super::requests::{first_condition_failed, gave_up, MAX_ATTEMPTS};
 use super::subscriptions::subscription_of;
 use super::DynamoStore;
-use crate::domain::{
-    EventId, ProviderId, Reservation, ReservationStatus, TenantId, UsageEvent, UserId,
-};
-use crate::limits::Metric;
+use crate::domain::{EventId, ProviderId, Reservation, TenantId, UsageEvent, UserId};
 use crate::store::{
     DailyUsage, Guard, Page, PeriodPicker, RecordOutcome, ReleaseOutcome, ReserveOutcome,
     StoreError, StoreResult, UsageStore, UserUsage,
@@ -56,191 +53,29 @@ pub(super) fn day_of(item: &Item) -> StoreResult<DailyUsage> {
     Ok(DailyUsage { day, by_provider })
 }
 
-/// The state update of pricing `e` at `cost`: its counters and, when its period is
-/// already invoiced (before `billed`), its period's adjustment; under the condition
-/// that `billed_to` is still `billed`.
-fn priced_state(e: &UsageEvent, cost: Decimal, billed: Option<String>) -> StoreResult<Update> {
+/// The writes of pricing `e` at `cost` when `billed_to` is `billed`: its counters (on the
+/// state item while its period is open, else on its period item) and, when its period is
+/// already invoiced, its adjustment; the state update requires `billed_to` unchanged.
+fn priced_writes(
+    e: &UsageEvent,
+    cost: Decimal,
+    billed: Option<&str>,
+) -> StoreResult<(Update, Rendered)> {
     let mut inc = Increments::default();
     inc.price(e.period_start, &e.provider, cost)?;
-    let late = billed
-        .as_ref()
-        .is_some_and(|b| layout::billed_to(e.period_start) < *b);
+    let placement = BilledTo(billed);
+    let late = placement.closed(e.period_start);
     if late {
         inc.adjust(e.period_start, cost)?;
     }
+    let rendered = inc.render(&placement);
     let mut u = Update::new();
-    for (attr, by) in inc.nonzero() {
-        u.add(attr, n(by));
-    }
+    rendered.add_state(&mut u);
     if late {
         u.add(layout::ADJ_VERSION, n(1));
     }
-    u.condition(|x| {
-        let b = x.name(layout::BILLED_TO);
-        match &billed {
-            Some(v) => format!("{b} = {}", x.value(s(v.clone()))),
-            None => format!("attribute_not_exists({b})"),
-        }
-    });
-    Ok(u)
-}
-
-/// Most writes of one `expire_reservations` call that may fail (after their retries) and be
-/// skipped; past it the store is taken to be unavailable and the call fails.
-const MAX_SKIPPED: usize = 5;
-
-/// The writes `expire_reservations` skipped: one hold whose write keeps losing to a
-/// transaction on its item must not keep every other hold from expiring (the next pass
-/// retries it), but a table that refuses every write is an error, not a long loop.
-#[derive(Default)]
-struct Skips(usize);
-
-impl Skips {
-    /// `Some(value)` of a write that succeeded; `None` (logged) for one that failed and is
-    /// skipped; the error once more than [`MAX_SKIPPED`] failed.
-    fn check<T>(&mut self, res: StoreResult<T>, what: &str) -> StoreResult<Option<T>> {
-        match res {
-            Ok(v) => Ok(Some(v)),
-            Err(e @ StoreError::Unavailable(_)) if self.0 < MAX_SKIPPED => {
-                self.0 += 1;
-                tracing::warn!(error = %e, "{what} failed; skipped until the next pass");
-                Ok(None)
-            }
-            Err(e) => Err(e),
-        }
-    }
-}
-
-// Guards: each compares one counter attribute of the state item.
-
-/// The one state attribute a guard on `metric` compares.
-pub(super) fn guard_attr(period: DateTime<Utc>, metric: &Metric) -> String {
-    match metric {
-        Metric::Calls(p) => layout::counter(period, Field::CallsUsed, p.as_ref()),
-        Metric::Tokens(p) => layout::counter(period, Field::TokensUsed, p.as_ref()),
-        Metric::CostUsd => layout::counter(period, Field::CostUsed, None),
-    }
-}
-
-/// `limit - increment`, or `None` when no stored value can pass the guard.
-pub(super) fn guard_bound(g: &Guard) -> Option<Decimal> {
-    let bound = g.limit.checked_sub(g.increment)?;
-    let passable = if g.strict {
-        bound > Decimal::ZERO
-    } else {
-        bound >= Decimal::ZERO
-    };
-    passable.then_some(bound)
-}
-
-pub(super) fn guard_holds(g: &Guard, used: Decimal) -> bool {
-    match used.checked_add(g.increment) {
-        Some(after) if g.strict => after < g.limit,
-        Some(after) => after <= g.limit,
-        None => false,
-    }
-}
-
-impl DynamoStore {
-    /// The open reservations among `ids` on the user's state item (one `GetItem`).
-    async fn open_among(
-        &self,
-        tenant: &TenantId,
-        user: &UserId,
-        ids: &BTreeSet<&str>,
-    ) -> StoreResult<HashMap<String, Reservation>> {
-        Ok(self.open_and_billed(tenant, user, ids, false).await?.0)
-    }
-
-    /// The open reservations among `ids` and, with `billed`, the user's `billed_to` text
-    /// (one `GetItem` projecting those attributes; none when nothing is asked).
-    pub(super) async fn open_and_billed(
-        &self,
-        tenant: &TenantId,
-        user: &UserId,
-        ids: &BTreeSet<&str>,
-        billed: bool,
-    ) -> StoreResult<(HashMap<String, Reservation>, Option<String>)> {
-        if ids.is_empty() && !billed {
-            return Ok((HashMap::new(), None));
-        }
-        let mut attrs: Vec<String> = ids.iter().map(|id| layout::reservation_attr(id)).collect();
-        if billed {
-            attrs.push(layout::BILLED_TO.to_owned());
-        }
-        let refs: Vec<&str> = attrs.iter().map(String::as_str).collect();
-        let item = self.get_state(tenant, user, &refs).await?;
-        let mut open = HashMap::new();
-        for id in ids {
-            if let Some(av) = item.get(&layout::reservation_attr(id)) {
-                open.insert(
-                    (*id).to_owned(),
-                    items::reservation_of_map(tenant, user, id, av)?,
-                );
-            }
-        }
-        Ok((open, get_s(&item, layout::BILLED_TO).map(str::to_owned)))
-    }
-
-    /// Closes an open reservation (returning its hold) with `status`; `false` if it was
-    /// no longer open. One transaction: the state update and the tombstone.
-    async fn close_reservation(
-        &self,
-        r: &Reservation,
-        status: ReservationStatus,
-    ) -> StoreResult<bool> {
-        let attr = layout::reservation_attr(&r.id);
-        let mut inc = Increments::default();
-        inc.unhold(r.period_start, &r.provider, &r.held)?;
-        let mut u = Update::new();
-        for (a, by) in inc.nonzero() {
-            u.add(a, n(by));
-        }
-        u.add(layout::OPEN_HOLDS, n(-1)).remove(&attr);
-        u.condition(|x| format!("attribute_exists({})", x.name(&attr)));
-        self.conditional_transact("closing a reservation", first_condition_failed, || {
-            Ok(vec![
-                self.tx_update(
-                    layout::user_pk(&r.tenant, r.user.as_str()),
-                    layout::STATE_SK,
-                    &u,
-                )?,
-                self.tx_put(items::tombstone_item(r, status)?, false)?,
-            ])
-        })
-        .await
-    }
-
-    /// Drops the state item `pk` from the sparse `holds` index now that it has no open
-    /// reservation, unless one arrived meanwhile.
-    async fn unlist_holds(&self, pk: &str) -> StoreResult<()> {
-        let mut u = Update::new();
-        u.remove(layout::HOLDS_PK).remove(layout::HOLDS_SK);
-        u.condition(|x| {
-            let (o, z) = (x.name(layout::OPEN_HOLDS), x.value(n(0)));
-            format!("attribute_not_exists({o}) OR {o} <= {z}")
-        });
-        let _ = self
-            .update(pk.to_owned(), layout::STATE_SK, &u, false)
-            .await?;
-        Ok(())
-    }
-
-    async fn tombstone(
-        &self,
-        tenant: &TenantId,
-        user: &UserId,
-        id: &str,
-    ) -> StoreResult<Option<Reservation>> {
-        let item = self
-            .get_item(
-                layout::user_pk(tenant, user.as_str()),
-                &layout::tombstone_sk(id),
-                &[],
-            )
-            .await?;
-        item.as_ref().map(from_item).transpose()
-    }
+    u.condition(|x| billed_condition(x, billed));
+    Ok((u, rendered))
 }
 
 #[async_trait]
@@ -251,19 +86,51 @@ impl UsageStore for DynamoStore {
         user: &UserId,
         pick: PeriodPicker<'_>,
     ) -> StoreResult<UserUsage> {
-        let item = self.get_state(tenant, user, &[]).await?;
-        let subscription = subscription_of(&item)?;
+        let (mut items, _) = self.read_state_and_latest(tenant, user).await?;
+        let subscription = subscription_of(&items.state)?;
         let period = pick(subscription.as_ref());
-        let usage = period_usage(&item, period)?;
-        let fired_alerts = match item.get(&layout::fired(period)) {
-            Some(AttributeValue::Ss(keys)) => keys.iter().cloned().collect(),
-            _ => BTreeSet::new(),
-        };
+        // The newest period item came with the state item; an older period's is read.
+        let newest = items.periods.keys().next_back().copied();
+        if newest.is_some_and(|n| n > period) {
+            items.periods.clear();
+            self.read_period_item(tenant, user, &mut items, period)
+                .await?;
+        }
+        let pk = layout::user_pk(tenant, user.as_str());
+        self.settle_reads(&pk, &mut items, &[period]).await?;
         Ok(UserUsage {
             subscription,
             period_start: Some(period),
-            usage,
-            fired_alerts,
+            usage: items.usage(period)?,
+            fired_alerts: items.fired(period),
+        })
+    }
+
+    async fn get_user_limits(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        pick: PeriodPicker<'_>,
+    ) -> StoreResult<UserUsage> {
+        let state = self.get_state(tenant, user, &[]).await?;
+        let pk = layout::user_pk(tenant, user.as_str());
+        self.crowded.note(&pk, &state);
+        let mut items = UserItems {
+            state,
+            periods: Default::default(),
+        };
+        let subscription = subscription_of(&items.state)?;
+        let period = pick(subscription.as_ref());
+        if items.closed(period) {
+            // A closed period's counters are on its period item.
+            self.read_period_item(tenant, user, &mut items, period)
+                .await?;
+        }
+        Ok(UserUsage {
+            subscription,
+            period_start: Some(period),
+            usage: items.limits(period)?,
+            fired_alerts: items.fired(period),
         })
     }
 
@@ -273,8 +140,8 @@ impl UsageStore for DynamoStore {
         user: &UserId,
         starts: &[DateTime<Utc>],
     ) -> StoreResult<Vec<PeriodUsage>> {
-        let item = self.get_state(tenant, user, &[]).await?;
-        starts.iter().map(|s| period_usage(&item, *s)).collect()
+        let items = self.read_user_items(tenant, user, starts).await?;
+        starts.iter().map(|s| items.usage(*s)).collect()
     }
 
     async fn daily_usage(
@@ -347,55 +214,7 @@ impl UsageStore for DynamoStore {
     }
 
     async fn reserve(&self, r: &Reservation, guards: &[Guard]) -> StoreResult<ReserveOutcome> {
-        let pk = layout::user_pk(&r.tenant, r.user.as_str());
-        let attr = layout::reservation_attr(&r.id);
-        let mut u = Update::new();
-        for g in guards {
-            let Some(bound) = guard_bound(g) else {
-                return Ok(ReserveOutcome::Denied {
-                    metric: g.metric.clone(),
-                });
-            };
-            let counter = guard_attr(r.period_start, &g.metric);
-            let op = if g.strict { "<" } else { "<=" };
-            u.condition(|x| {
-                let (c, b) = (x.name(&counter), x.value(n(bound)));
-                format!("attribute_not_exists({c}) OR {c} {op} {b}")
-            });
-        }
-        u.condition(|x| format!("attribute_not_exists({})", x.name(&attr)));
-        let mut inc = Increments::default();
-        inc.hold(r.period_start, &r.provider, &r.held)?;
-        for (a, by) in inc.nonzero() {
-            u.add(a, n(by));
-        }
-        u.add(layout::OPEN_HOLDS, n(1))
-            .set(&attr, items::reservation_map(r))
-            .set(layout::HOLDS_PK, s(layout::holds_shard(&pk)))
-            .set(layout::HOLDS_SK, s(pk.clone()));
-
-        for _ in 0..MAX_ATTEMPTS {
-            let old = match self.update(pk.clone(), layout::STATE_SK, &u, true).await? {
-                Ok(()) => return Ok(ReserveOutcome::Reserved),
-                Err(Some(old)) => old,
-                // The emulator or an old API version returned no item: read it.
-                Err(None) => self.get_state(&r.tenant, &r.user, &[]).await?,
-            };
-            if old.contains_key(&attr) {
-                // A retried request whose first attempt succeeded.
-                return Ok(ReserveOutcome::Reserved);
-            }
-            for g in guards {
-                let used = decimal_attr(&old, &guard_attr(r.period_start, &g.metric))?;
-                if !guard_holds(g, used) {
-                    return Ok(ReserveOutcome::Denied {
-                        metric: g.metric.clone(),
-                    });
-                }
-            }
-            // The item changed between the failed write and the read: try again.
-        }
-        Err(gave_up("reserving"))
+        self.reserve_hold(r, guards).await
     }
 
     async fn get_reservation(
@@ -403,16 +222,7 @@ impl UsageStore for DynamoStore {
         tenant: &TenantId,
         id: &str,
     ) -> StoreResult<Option<Reservation>> {
-        let Some(user) = Reservation::user_of_id(id) else {
-            return Ok(None);
-        };
-        let open = self
-            .open_among(tenant, &user, &BTreeSet::from([id]))
-            .await?;
-        match open.into_values().next() {
-            Some(r) => Ok(Some(r)),
-            None => self.tombstone(tenant, &user, id).await,
-        }
+        self.find_reservation(tenant, id).await
     }
 
     async fn release_reservation(
@@ -420,25 +230,7 @@ impl UsageStore for DynamoStore {
         tenant: &TenantId,
         id: &str,
     ) -> StoreResult<ReleaseOutcome> {
-        let Some(user) = Reservation::user_of_id(id) else {
-            return Ok(ReleaseOutcome::NotFound);
-        };
-        let open = self
-            .open_among(tenant, &user, &BTreeSet::from([id]))
-            .await?;
-        if let Some(r) = open.into_values().next() {
-            if self
-                .close_reservation(&r, ReservationStatus::Released)
-                .await?
-            {
-                return Ok(ReleaseOutcome::Released);
-            }
-        }
-        // Closed (now or before): its tombstone was written in the same transaction.
-        Ok(match self.tombstone(tenant, &user, id).await? {
-            Some(r) => ReleaseOutcome::AlreadyClosed(r.status),
-            None => ReleaseOutcome::NotFound,
-        })
+        self.release(tenant, id).await
     }
 
     async fn unpriced_events(
@@ -501,7 +293,7 @@ impl UsageStore for DynamoStore {
                 .get_state(tenant, &e.user, &[layout::BILLED_TO])
                 .await?;
             let billed = get_s(&state, layout::BILLED_TO).map(str::to_owned);
-            let u = priced_state(&e, cost, billed)?;
+            let (u, rendered) = priced_writes(&e, cost, billed.as_deref())?;
             let res = self
                 .transact_until_decided("pricing an event", || {
                     let mut tx = vec![
@@ -514,6 +306,15 @@ impl UsageStore for DynamoStore {
                             &layout::day_sk(e.timestamp.date_naive()),
                             &day,
                         )?);
+                    }
+                    for (period, w) in &rendered.periods {
+                        if let Some(pu) = w.update() {
+                            tx.push(self.tx_update(
+                                state_pk.clone(),
+                                &layout::period_sk(*period),
+                                &pu,
+                            )?);
+                        }
                     }
                     Ok(tx)
                 })
@@ -530,55 +331,6 @@ impl UsageStore for DynamoStore {
     }
 
     async fn expire_reservations(&self, now: DateTime<Utc>, limit: usize) -> StoreResult<usize> {
-        let mut expired = 0;
-        let mut skips = Skips::default();
-        for shard in 0..layout::HOLDS_SHARDS {
-            let partition = format!("HOLDS#{shard}");
-            let mut start: Option<Item> = None;
-            loop {
-                let page = self
-                    .query()
-                    .index_name(layout::HOLDS_INDEX)
-                    .key_condition_expression("#h = :h")
-                    .expression_attribute_names("#h", layout::HOLDS_PK)
-                    .expression_attribute_values(":h", s(partition.clone()))
-                    .set_exclusive_start_key(start.take())
-                    .send()
-                    .await
-                    .map_err(|e| sdk_err("Query", e))?;
-                for entry in page.items() {
-                    if expired >= limit {
-                        return Ok(expired);
-                    }
-                    let Some(pk) = get_s(entry, layout::PK) else {
-                        continue;
-                    };
-                    let Some(state) = self.get_item(pk.to_owned(), layout::STATE_SK, &[]).await?
-                    else {
-                        continue;
-                    };
-                    let open = items::open_reservations(&state)?;
-                    if open.is_empty() {
-                        let res = self.unlist_holds(pk).await;
-                        skips.check(res, "unlisting a state item without holds")?;
-                        continue;
-                    }
-                    for r in open.iter().filter(|r| r.expires_at <= now) {
-                        if expired >= limit {
-                            return Ok(expired);
-                        }
-                        let res = self.close_reservation(r, ReservationStatus::Expired).await;
-                        if skips.check(res, "expiring a reservation")? == Some(true) {
-                            expired += 1;
-                        }
-                    }
-                }
-                match page.last_evaluated_key {
-                    Some(k) if !k.is_empty() => start = Some(k),
-                    _ => break,
-                }
-            }
-        }
-        Ok(expired)
+        self.expire(now, limit).await
     }
 }

@@ -85,7 +85,7 @@ impl DirectoryStore for SqliteStore {
                 picked
                     .into_iter()
                     .map(|(user, subscription, start)| {
-                        let usage = period_usage(c, &t, &user, &start)?;
+                        let usage = period_usage(c, &t, &user, &start)?.limits_only();
                         let fired = fired_alerts(c, &t, &user, &start)?;
                         let unread_alerts = unread(c, &t, &user)?;
                         Ok(TenantUser {

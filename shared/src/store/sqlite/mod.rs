@@ -409,6 +409,17 @@ impl UsageStore for SqliteStore {
         })
     }
 
+    async fn get_user_limits(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        pick: PeriodPicker<'_>,
+    ) -> StoreResult<UserUsage> {
+        let mut read = self.get_user_usage(tenant, user, pick).await?;
+        read.usage = read.usage.limits_only();
+        Ok(read)
+    }
+
     async fn get_period_usage(
         &self,
         tenant: &TenantId,

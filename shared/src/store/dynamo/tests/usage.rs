@@ -10,7 +10,8 @@ use crate::domain::{
 use crate::limits::Metric;
 use crate::store::dynamo::codec::n;
 use crate::store::dynamo::requests::key;
-use crate::store::dynamo::usage::{day_of, guard_attr, guard_bound, guard_holds};
+use crate::store::dynamo::reservations::{guard_attr, guard_bound, guard_holds};
+use crate::store::dynamo::usage::day_of;
 use crate::store::dynamo::{create_table, DynamoStore, RequestCounter};
 use crate::store::{Guard, RecordOutcome, ReserveOutcome, UsageStore};
 use crate::usage::{Tally, UsageCounts};
@@ -58,16 +59,18 @@ fn guards_compare_the_provider_or_total_used_counter() {
     let p = chrono::TimeZone::with_ymd_and_hms(&Utc, 2025, 3, 1, 0, 0, 0).unwrap();
     let gemini = ProviderId::parse("gemini").unwrap();
     assert_eq!(
-        guard_attr(p, &Metric::Calls(Some(gemini))),
-        "c|2025-03-01T00:00:00Z|calls_used|gemini"
+        guard_attr(p, &Metric::Calls(Some(gemini.clone())), false),
+        "c|1740787200|cu|gemini"
     );
     assert_eq!(
-        guard_attr(p, &Metric::Tokens(None)),
-        "c|2025-03-01T00:00:00Z|tokens_used|*"
+        guard_attr(p, &Metric::Tokens(None), false),
+        "c|1740787200|tu|*"
     );
+    assert_eq!(guard_attr(p, &Metric::CostUsd, false), "c|1740787200|$u|*");
+    // A closed period's counters are on its period item.
     assert_eq!(
-        guard_attr(p, &Metric::CostUsd),
-        "c|2025-03-01T00:00:00Z|cost_used|*"
+        guard_attr(p, &Metric::Calls(Some(gemini)), true),
+        "cu|gemini"
     );
 }
 
@@ -140,8 +143,12 @@ async fn check_reads_one_item_reserve_is_one_update_and_events_one_transaction()
     );
     counter.take();
 
-    store.get_user_usage(&t, &u, &|_| at(1, 0)).await.unwrap();
+    store.get_user_limits(&t, &u, &|_| at(1, 0)).await.unwrap();
     only(&counter, "GetItem");
+    // The usage view also reads the period's counts: the state item and the newest
+    // period item in one query.
+    store.get_user_usage(&t, &u, &|_| at(1, 0)).await.unwrap();
+    only(&counter, "Query");
 
     let r = Reservation {
         id: Reservation::new_id(&u),
