@@ -56,3 +56,37 @@ async fn export_erase_export_through_the_api_needs_an_admin_key() {
     let usage = app.get("/api/subscription/usage/zoe").await;
     assert_eq!(usage.body["data"]["total_calls"], 0);
 }
+
+#[tokio::test]
+async fn erasing_a_user_deletes_the_budgets_on_its_own_scope_only() {
+    let app = TestApp::spawn().await;
+    let budget = |scope: serde_json::Value| json!({"scope": scope, "limits": {"cost_usd": "5"}, "window": "day", "mode": "hard"});
+    let b = "/api/subscription/budgets";
+    app.put(
+        &format!("{b}/zoe-daily"),
+        budget(json!({"kind": "user", "user_id": "zoe"})),
+    )
+    .await
+    .assert_ok("zoe's budget");
+    app.put(
+        &format!("{b}/ann-daily"),
+        budget(json!({"kind": "user", "user_id": "ann"})),
+    )
+    .await
+    .assert_ok("ann's budget");
+    app.put(
+        &format!("{b}/acme-daily"),
+        budget(json!({"kind": "org", "org_id": "acme"})),
+    )
+    .await
+    .assert_ok("acme's budget");
+
+    let erased = app.delete("/api/subscription/user/zoe").await;
+    assert_eq!(erased.status, 200, "{}", erased.body);
+    assert_eq!(erased.body["data"]["records_changed"], 1, "{}", erased.body);
+    assert_eq!(app.get(&format!("{b}/zoe-daily")).await.status, 404);
+    assert_eq!(app.get(&format!("{b}/ann-daily")).await.status, 200);
+    assert_eq!(app.get(&format!("{b}/acme-daily")).await.status, 200);
+    let listed = app.get(&format!("{b}?user_id=zoe")).await;
+    assert_eq!(listed.body["data"]["budgets"], json!([]), "{}", listed.body);
+}

@@ -134,6 +134,22 @@ impl Meter {
                 break;
             }
         }
+        if done {
+            // Budgets on the user's own scope name the user: deleted with the rest.
+            let scope = crate::budgets::Scope::User {
+                user_id: user.clone(),
+            };
+            for budget in self.store.list_budgets(tenant, &scope).await? {
+                if self
+                    .store
+                    .delete_budget(tenant, &budget.id)
+                    .await?
+                    .is_some()
+                {
+                    changed += 1;
+                }
+            }
+        }
         tracing::info!(tenant = %tenant, pseudonym = %anon, records = changed, done, "user erased");
         Ok(ErasureReport {
             user_id: user.clone(),
