@@ -15,6 +15,7 @@ mod fixtures;
 mod privacy;
 mod reservations;
 mod review;
+mod wallets;
 
 /// One `#[tokio::test]` per listed test of each module, on a fresh store from `$factory`.
 macro_rules! conformance {
@@ -71,6 +72,14 @@ macro_rules! conformance {
             a_scope_holds_at_most_the_cap_even_when_creations_race,
             racing_puts_and_deletes_of_one_id_stay_consistent,
             budgets_are_isolated_by_tenant,
+        );
+        // Issue 19: prepaid-credit wallets and grants.
+        conformance!(@module wallets $factory;
+            grants_round_trip_exactly_and_an_id_is_stored_once,
+            a_void_is_stored_once_and_unknown_grants_are_reported,
+            racing_inserts_of_one_grant_id_have_exactly_one_winner,
+            a_wallet_holds_at_most_the_cap_even_when_inserts_race,
+            settings_are_set_and_cleared_and_wallets_are_isolated_by_tenant,
         );
         // Issue 16 (review findings).
         conformance!(@module review $factory;
