@@ -252,24 +252,36 @@ async fn put_settings(
     Ok(ok(meter.set_wallet_settings(&caller, &wallet, low).await?))
 }
 
-/// The wallet routes, for users and for orgs.
+/// The wallet routes, for users and for orgs (spelled out: tests/events reads them here).
 pub fn routes() -> Router<Arc<Meter>> {
-    let mut router = Router::new();
-    for owner in ["user/{user_id}", "org/{org_id}"] {
-        router = router
-            .route(&format!("{PREFIX}/wallet/{owner}"), get(get_wallet))
-            .route(
-                &format!("{PREFIX}/wallet/{owner}/grants/{{grant_id}}"),
-                put(put_grant),
-            )
-            .route(
-                &format!("{PREFIX}/wallet/{owner}/grants/{{grant_id}}/void"),
-                post(void_grant),
-            )
-            .route(
-                &format!("{PREFIX}/wallet/{owner}/settings"),
-                put(put_settings),
-            );
-    }
-    router
+    Router::new()
+        .route(
+            &format!("{PREFIX}/wallet/user/{{user_id}}"),
+            get(get_wallet),
+        )
+        .route(
+            &format!("{PREFIX}/wallet/user/{{user_id}}/grants/{{grant_id}}"),
+            put(put_grant),
+        )
+        .route(
+            &format!("{PREFIX}/wallet/user/{{user_id}}/grants/{{grant_id}}/void"),
+            post(void_grant),
+        )
+        .route(
+            &format!("{PREFIX}/wallet/user/{{user_id}}/settings"),
+            put(put_settings),
+        )
+        .route(&format!("{PREFIX}/wallet/org/{{org_id}}"), get(get_wallet))
+        .route(
+            &format!("{PREFIX}/wallet/org/{{org_id}}/grants/{{grant_id}}"),
+            put(put_grant),
+        )
+        .route(
+            &format!("{PREFIX}/wallet/org/{{org_id}}/grants/{{grant_id}}/void"),
+            post(void_grant),
+        )
+        .route(
+            &format!("{PREFIX}/wallet/org/{{org_id}}/settings"),
+            put(put_settings),
+        )
 }
