@@ -75,11 +75,11 @@ macro_rules! conformance {
         );
         // Issue 19: prepaid-credit wallets and grants.
         conformance!(@module wallets $factory;
-            grants_round_trip_exactly_and_an_id_is_stored_once,
-            a_void_is_stored_once_and_unknown_grants_are_reported,
-            racing_inserts_of_one_grant_id_have_exactly_one_winner,
-            a_wallet_holds_at_most_the_cap_even_when_inserts_race,
-            settings_are_set_and_cleared_and_wallets_are_isolated_by_tenant,
+            wallets_keep_grants_exactly_and_store_an_id_once,
+            wallets_void_a_grant_once_and_report_unknown_grants,
+            wallets_racing_inserts_of_one_grant_id_have_exactly_one_winner,
+            wallets_hold_at_most_the_cap_even_when_inserts_race,
+            wallets_settings_are_set_and_cleared_and_tenants_isolated,
         );
         // Issue 16 (review findings).
         conformance!(@module review $factory;

@@ -34,7 +34,7 @@ fn grant(id: &str, amount: &str, kind: GrantKind) -> Grant {
         .unwrap()
 }
 
-pub async fn grants_round_trip_exactly_and_an_id_is_stored_once(store: Arc<dyn Store>) {
+pub async fn wallets_keep_grants_exactly_and_store_an_id_once(store: Arc<dyn Store>) {
     let t = tenant();
     assert_eq!(
         store.get_wallet(&t, &alice()).await.unwrap(),
@@ -97,7 +97,7 @@ pub async fn grants_round_trip_exactly_and_an_id_is_stored_once(store: Arc<dyn S
     ));
 }
 
-pub async fn a_void_is_stored_once_and_unknown_grants_are_reported(store: Arc<dyn Store>) {
+pub async fn wallets_void_a_grant_once_and_report_unknown_grants(store: Arc<dyn Store>) {
     let t = tenant();
     let g = grant("g1", "7.25", GrantKind::Adjustment);
     store.insert_grant(&t, &acme(), &g).await.unwrap();
@@ -131,7 +131,7 @@ pub async fn a_void_is_stored_once_and_unknown_grants_are_reported(store: Arc<dy
     );
 }
 
-pub async fn racing_inserts_of_one_grant_id_have_exactly_one_winner(store: Arc<dyn Store>) {
+pub async fn wallets_racing_inserts_of_one_grant_id_have_exactly_one_winner(store: Arc<dyn Store>) {
     let t = tenant();
     let mut tasks = Vec::new();
     for i in 1..=16 {
@@ -159,7 +159,7 @@ pub async fn racing_inserts_of_one_grant_id_have_exactly_one_winner(store: Arc<d
     );
 }
 
-pub async fn a_wallet_holds_at_most_the_cap_even_when_inserts_race(store: Arc<dyn Store>) {
+pub async fn wallets_hold_at_most_the_cap_even_when_inserts_race(store: Arc<dyn Store>) {
     let t = tenant();
     for i in 0..MAX_GRANTS_PER_WALLET - 3 {
         let g = grant(&format!("g{i:03}"), "1", GrantKind::Promo);
@@ -209,9 +209,7 @@ pub async fn a_wallet_holds_at_most_the_cap_even_when_inserts_race(store: Arc<dy
     ));
 }
 
-pub async fn settings_are_set_and_cleared_and_wallets_are_isolated_by_tenant(
-    store: Arc<dyn Store>,
-) {
+pub async fn wallets_settings_are_set_and_cleared_and_tenants_isolated(store: Arc<dyn Store>) {
     let t = tenant();
     let other = TenantId::parse("globex-tenant").unwrap();
     store

@@ -15,7 +15,7 @@ fn ops(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
 const ACME: &str = "/api/subscription/wallet/org/acme";
 
 #[tokio::test]
-async fn a_full_wallet_is_one_query_and_a_grant_one_transaction() {
+async fn wallets_cost_one_query_to_read_and_one_transaction_per_grant() {
     let env = setup(None).await;
     let app = &env.app;
     // The largest grants a wallet holds: 1024-character notes.
