@@ -17,6 +17,7 @@ mod pricing;
 mod serve;
 mod subscription;
 mod tokens;
+mod wallet;
 
 use pricing::CatalogFormat;
 
@@ -54,6 +55,11 @@ enum Command {
     Budgets {
         #[command(subcommand)]
         command: budgets::BudgetsCommand,
+    },
+    /// Prepaid-credit wallets: grants, balances, voids (docs/credits.md).
+    Wallet {
+        #[command(subcommand)]
+        command: wallet::WalletCommand,
     },
     /// API keys.
     Keys {
@@ -306,6 +312,7 @@ async fn run(cli: Cli) -> Result<()> {
             command: SubscriptionCommand::Set(args),
         } => subscription::set(args).await,
         Command::Budgets { command } => budgets::run(command).await,
+        Command::Wallet { command } => wallet::run(command).await,
         Command::Keys {
             command:
                 KeysCommand::Create {

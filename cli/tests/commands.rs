@@ -326,3 +326,72 @@ fn migrate_on_sqlite_says_there_is_nothing_to_migrate() {
     assert_eq!(report["outcome"], "nothing to migrate", "{report}");
     assert_eq!(report["users_changed"], 0);
 }
+
+#[tokio::test]
+async fn wallet_grant_show_void_through_the_service_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("meter.db");
+    let db = db.to_str().unwrap();
+    let json = |stdout: &str| -> serde_json::Value { serde_json::from_str(stdout.trim()).unwrap() };
+    let grant = |args: &[&str]| {
+        let mut all = vec!["wallet", "grant"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--db", db]);
+        meter(&all)
+    };
+    let (ok, stdout, stderr) = grant(&[
+        "user", "alice", "order-1", "--amount", "10.00", "--kind", "purchase",
+    ]);
+    assert!(ok, "{stderr}");
+    let put = json(&stdout);
+    assert_eq!(put["created"], true);
+    assert_eq!(put["grant"]["amount_usd"], "10");
+    // The same grant again: unchanged; another body under the id: refused.
+    let (ok, stdout, _) = grant(&[
+        "user", "alice", "order-1", "--amount", "10", "--kind", "purchase",
+    ]);
+    assert!(ok);
+    assert_eq!(json(&stdout)["created"], false);
+    let (ok, _, stderr) = grant(&[
+        "user", "alice", "order-1", "--amount", "11", "--kind", "purchase",
+    ]);
+    assert!(!ok);
+    assert!(stderr.contains("conflict"), "{stderr}");
+    // The HTTP body rules apply: refused with the API's code, nothing stored.
+    let (ok, _, stderr) = grant(&[
+        "user",
+        "alice",
+        "g2",
+        "--amount",
+        "1.0000001",
+        "--kind",
+        "promo",
+    ]);
+    assert!(!ok);
+    assert!(stderr.contains("too_many_decimals"), "{stderr}");
+    let (ok, _, stderr) = grant(&["user", "alice", "g3", "--amount", "5", "--kind", "gift"]);
+    assert!(!ok);
+    assert!(stderr.contains("invalid_value"), "{stderr}");
+    let (ok, _, stderr) = grant(&["team", "red", "g4", "--amount", "5", "--kind", "promo"]);
+    assert!(!ok);
+    assert!(stderr.contains("user"), "{stderr}");
+
+    let (ok, stdout, _) = meter(&["wallet", "show", "user", "alice", "--db", db]);
+    assert!(ok);
+    let w = json(&stdout);
+    assert_eq!(
+        (&w["balance_usd"], &w["available_usd"]),
+        (&serde_json::json!("10"), &serde_json::json!("10"))
+    );
+    assert_eq!(w["grants"].as_array().unwrap().len(), 1);
+
+    let (ok, stdout, _) = meter(&["wallet", "void", "user", "alice", "order-1", "--db", db]);
+    assert!(ok);
+    assert_eq!(json(&stdout)["removed_usd"], "10");
+    let (ok, _, stderr) = meter(&["wallet", "void", "user", "alice", "nope", "--db", db]);
+    assert!(!ok);
+    assert!(stderr.contains("not_found"), "{stderr}");
+    let (ok, stdout, _) = meter(&["wallet", "show", "user", "alice", "--db", db]);
+    assert!(ok);
+    assert_eq!(json(&stdout)["balance_usd"], "0");
+}

@@ -16,4 +16,5 @@ mod review;
 mod subscriptions;
 mod tenant;
 mod tokens;
+mod wallets;
 mod web;

@@ -16,6 +16,7 @@ mod history;
 mod privacy;
 mod reservations;
 mod review;
+mod wallets;
 
 /// One `#[tokio::test]` per listed test of each module, on a fresh store from `$factory`.
 macro_rules! conformance {
@@ -78,6 +79,14 @@ macro_rules! conformance {
             twenty_four_closed_periods_read_as_they_did_open,
             twenty_concurrent_reservations_never_overspend_and_each_closes_once,
             reservations_outliving_their_periods_close_return_holds_exactly,
+        );
+        // Issue 19: prepaid-credit wallets and grants.
+        conformance!(@module wallets $factory;
+            wallets_keep_grants_exactly_and_store_an_id_once,
+            wallets_void_a_grant_once_and_report_unknown_grants,
+            wallets_racing_inserts_of_one_grant_id_have_exactly_one_winner,
+            wallets_hold_at_most_the_cap_even_when_inserts_race,
+            wallets_settings_are_set_and_cleared_and_tenants_isolated,
         );
         // Issue 16 (review findings).
         conformance!(@module review $factory;

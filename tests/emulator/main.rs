@@ -4,6 +4,7 @@
 
 mod budgets;
 mod migrate;
+mod wallets;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

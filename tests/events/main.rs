@@ -10,6 +10,7 @@
 
 mod budgets;
 mod contract;
+mod wallets;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -229,6 +230,7 @@ async fn fresh_app(function: &str, reservation_expires_in: Duration) -> TestApp 
         .await
         .unwrap());
     seed_budget(&app).await;
+    wallets::seed(&app).await;
     app
 }
 
@@ -742,9 +744,10 @@ fn openapi_and_the_template_describe_the_same_routes_with_the_same_functions() {
     assert_eq!(from_openapi, from_template);
     assert_eq!(
         from_openapi.len(),
-        27,
+        35,
         "18 operations of the API, the web dashboard's GET /, GET /ui/{{asset}}, \
-         POST /tokens, GET /admin/users and GET /admin/alerts, and the four budget routes"
+         POST /tokens, GET /admin/users and GET /admin/alerts, the four budget routes \
+         and the eight wallet routes"
     );
 }
 

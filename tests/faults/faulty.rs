@@ -772,3 +772,58 @@ impl meter_core::store::BudgetStore for FaultyStore {
             .await
     }
 }
+
+#[async_trait]
+impl meter_core::store::WalletStore for FaultyStore {
+    async fn insert_grant(
+        &self,
+        tenant: &TenantId,
+        wallet: &meter_core::credits::Subscriber,
+        grant: &meter_core::credits::Grant,
+    ) -> StoreResult<meter_core::store::GrantInsert> {
+        self.call(
+            "insert_grant",
+            self.inner.insert_grant(tenant, wallet, grant),
+        )
+        .await
+    }
+    async fn get_grant(
+        &self,
+        tenant: &TenantId,
+        wallet: &meter_core::credits::Subscriber,
+        id: &meter_core::domain::GrantId,
+    ) -> StoreResult<Option<meter_core::credits::Grant>> {
+        self.call("get_grant", self.inner.get_grant(tenant, wallet, id))
+            .await
+    }
+    async fn void_grant(
+        &self,
+        tenant: &TenantId,
+        wallet: &meter_core::credits::Subscriber,
+        id: &meter_core::domain::GrantId,
+        at: DateTime<Utc>,
+    ) -> StoreResult<meter_core::store::GrantVoid> {
+        self.call("void_grant", self.inner.void_grant(tenant, wallet, id, at))
+            .await
+    }
+    async fn get_wallet(
+        &self,
+        tenant: &TenantId,
+        wallet: &meter_core::credits::Subscriber,
+    ) -> StoreResult<meter_core::store::WalletRecord> {
+        self.call("get_wallet", self.inner.get_wallet(tenant, wallet))
+            .await
+    }
+    async fn set_low_balance(
+        &self,
+        tenant: &TenantId,
+        wallet: &meter_core::credits::Subscriber,
+        low_balance_usd: Option<Decimal>,
+    ) -> StoreResult<()> {
+        self.call(
+            "set_low_balance",
+            self.inner.set_low_balance(tenant, wallet, low_balance_usd),
+        )
+        .await
+    }
+}

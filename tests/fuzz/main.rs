@@ -13,6 +13,7 @@
 mod budgets;
 mod gen;
 mod regressions;
+mod wallets;
 
 use std::time::{Duration, Instant};
 

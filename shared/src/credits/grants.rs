@@ -18,6 +18,8 @@ use crate::limits::MAX_AMOUNT;
 
 /// The priority of a grant that names none (lower burns first).
 pub const DEFAULT_PRIORITY: i32 = 10;
+/// The highest priority a grant may have (priorities are `0..=MAX_PRIORITY`).
+pub const MAX_PRIORITY: i32 = 1000;
 /// The most characters a grant's note may have.
 pub const MAX_NOTE_LEN: usize = 1024;
 /// The most decimal places a grant amount or a low-balance level may have (trailing
@@ -192,9 +194,13 @@ impl GrantRequest {
     }
 
     /// The rules that do not depend on the clock: the amount (`> 0`, `<= 10^15`, at most
-    /// 6 decimal places) and the note (at most 1024 characters).
+    /// 6 decimal places), the priority (`0..=MAX_PRIORITY`) and the note (at most 1024
+    /// characters).
     pub fn validate_body(&self) -> Result<(), CreditError> {
         check_amount("amount_usd", self.amount_usd)?;
+        if !(0..=MAX_PRIORITY).contains(&self.priority) {
+            return Err(CreditError::PriorityOutOfRange);
+        }
         if self
             .note
             .as_ref()

@@ -142,6 +142,29 @@ fn a_new_grant_starts_full_at_its_creation() {
 }
 
 #[test]
+fn priorities_are_zero_to_a_thousand() {
+    for (p, ok) in [
+        (-1, false),
+        (0, true),
+        (10, true),
+        (MAX_PRIORITY, true),
+        (1001, false),
+    ] {
+        let r = GrantRequest {
+            priority: p,
+            ..req("1")
+        };
+        match r.validate_body() {
+            Ok(()) => assert!(ok, "{p}"),
+            Err(e) => {
+                assert!(!ok, "{p}");
+                assert_eq!((e.code(), e.field()), ("priority_out_of_range", "priority"));
+            }
+        }
+    }
+}
+
+#[test]
 fn the_default_priority_is_ten() {
     assert_eq!(req("1").priority, 10);
     assert_eq!(DEFAULT_PRIORITY, 10);

@@ -55,7 +55,7 @@ pub use alarms::{crossings, WalletAlarms, WalletEvent};
 pub use draws::{draw, draw_cmp, draw_order, Draw, Draws};
 pub use grants::{
     put_grant, Grant, GrantKind, GrantRequest, GrantStatus, PutGrant, UnknownKind,
-    DEFAULT_PRIORITY, MAX_DECIMALS, MAX_NOTE_LEN,
+    DEFAULT_PRIORITY, MAX_DECIMALS, MAX_NOTE_LEN, MAX_PRIORITY,
 };
 pub use invoice::{
     apply_credits, apply_to_invoice, CreditsApplied, InvoiceAmounts, CREDITS_APPLIED,
@@ -124,6 +124,8 @@ pub enum CreditError {
     TooManyDecimals { field: &'static str },
     #[error("expires_at must be in the future")]
     ExpiryInThePast,
+    #[error("priority must be a whole number from 0 to {}", grants::MAX_PRIORITY)]
+    PriorityOutOfRange,
     #[error("{field} is longer than {max} characters")]
     TooLong { field: &'static str, max: usize },
     #[error("grant {0} exists with another body")]
@@ -146,6 +148,7 @@ impl CreditError {
             CreditError::AmountTooLarge { .. } => "amount_too_large",
             CreditError::TooManyDecimals { .. } => "too_many_decimals",
             CreditError::ExpiryInThePast => "expiry_in_the_past",
+            CreditError::PriorityOutOfRange => "priority_out_of_range",
             CreditError::TooLong { .. } => "too_long",
             CreditError::GrantConflict(_) => "grant_conflict",
             CreditError::NegativeAmount { .. } => "negative_amount",
@@ -163,6 +166,7 @@ impl CreditError {
             | CreditError::TooLong { field, .. }
             | CreditError::NegativeAmount { field } => field,
             CreditError::ExpiryInThePast => "expires_at",
+            CreditError::PriorityOutOfRange => "priority",
             CreditError::GrantConflict(_) | CreditError::UnknownGrant(_) => "grant_id",
             CreditError::Overflow => "",
         }

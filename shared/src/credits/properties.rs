@@ -164,7 +164,7 @@ proptest! {
     fn a_grant_request_is_idempotent_by_its_body(
         a in amount(),
         expires in proptest::option::of(1i64..=1000),
-        priority in any::<i32>(),
+        priority in 0..=MAX_PRIORITY,
         note in proptest::option::of("[ -~]{0,40}"),
         drawn in 0u32..=100,
         change in 0usize..5,
@@ -189,7 +189,7 @@ proptest! {
         match change {
             0 => other.amount_usd += Decimal::new(1, 6),
             1 => other.expires_at = Some(h(expires.unwrap_or(0) + 1)),
-            2 => other.priority = priority.wrapping_add(1),
+            2 => other.priority = if priority == MAX_PRIORITY { priority - 1 } else { priority + 1 },
             3 => other.kind = GrantKind::Promo,
             _ => other.note = Some(format!("{}!", other.note.clone().unwrap_or_default())),
         }

@@ -12,6 +12,7 @@ pub mod ops;
 pub mod routes;
 pub mod tenant;
 pub mod tokens;
+pub mod wallets;
 pub mod web;
 pub mod wire;
 

@@ -343,6 +343,7 @@ fn dashboard_routes() -> Router<Arc<Meter>> {
         .merge(super::tokens::routes())
         .merge(super::tenant::routes())
         .merge(super::budgets::routes())
+        .merge(super::wallets::routes())
 }
 
 /// `usage-dashboard`: the read routes and the admin writes (plans, pricing, quotes,

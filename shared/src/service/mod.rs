@@ -32,6 +32,7 @@ pub mod reads;
 pub mod subscriptions;
 pub mod tenant;
 pub mod tokens;
+pub mod wallets;
 
 pub use crate::subscriptions::{schedule_of, SubscriptionChange};
 pub use check::{CheckAllowed, CheckOutcome, CheckRequest, Denial, Units};

@@ -23,10 +23,12 @@ pub mod sqlite;
 mod budgets;
 mod directory;
 mod token_keys;
+mod wallets;
 
 pub use budgets::{BudgetPut, BudgetStore, MAX_BUDGETS_PER_SCOPE};
 pub use directory::{DirectoryStore, TenantUser};
 pub use token_keys::TokenKeyStore;
+pub use wallets::{GrantInsert, GrantVoid, WalletRecord, WalletStore, MAX_GRANTS_PER_WALLET};
 
 use std::collections::BTreeSet;
 
@@ -452,6 +454,7 @@ pub trait Store:
     + DirectoryStore
     + TokenKeyStore
     + BudgetStore
+    + WalletStore
 {
 }
 
@@ -465,7 +468,8 @@ impl<
             + PrivacyStore
             + DirectoryStore
             + TokenKeyStore
-            + BudgetStore,
+            + BudgetStore
+            + WalletStore,
     > Store for T
 {
 }

@@ -45,6 +45,7 @@ mod subscriptions;
 mod tenants;
 mod token_keys;
 mod usage;
+mod wallets;
 
 /// The former name of [`layout`], kept for callers outside the store.
 pub use layout as keys;

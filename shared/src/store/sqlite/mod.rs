@@ -34,6 +34,7 @@ mod subscriptions;
 mod tenants;
 mod token_keys;
 mod usage;
+mod wallets;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};

@@ -288,6 +288,23 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ) STRICT;
     CREATE INDEX budgets_by_scope ON budgets (tenant, scope, id);
     "#,
+    // 10: prepaid-credit wallets (issue 19): grants per (tenant, wallet, grant id) and
+    // one settings row per wallet; the wallet key is `user/<id>` or `org/<id>`.
+    r#"
+    CREATE TABLE wallet_grants (
+        tenant   TEXT NOT NULL,
+        wallet   TEXT NOT NULL,
+        grant_id TEXT NOT NULL,
+        record   TEXT NOT NULL,      -- Grant as JSON (amounts as exact decimal strings)
+        PRIMARY KEY (tenant, wallet, grant_id)
+    ) STRICT;
+    CREATE TABLE wallet_settings (
+        tenant          TEXT NOT NULL,
+        wallet          TEXT NOT NULL,
+        low_balance_usd TEXT NOT NULL, -- exact decimal string
+        PRIMARY KEY (tenant, wallet)
+    ) STRICT;
+    "#,
 ];
 
 /// Settings every connection gets: lock wait, foreign keys, the decimal functions.

@@ -1,0 +1,82 @@
+//! The DynamoDB request budget of the wallet routes: a full wallet (100 grants) is read in
+//! one Query, a grant is put in one transaction (a replay or a conflict too), a void is
+//! one GetItem and one transaction, a setting one UpdateItem.
+
+use std::collections::BTreeMap;
+
+use serde_json::json;
+
+use super::setup;
+
+fn ops(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
+}
+
+const ACME: &str = "/api/subscription/wallet/org/acme";
+
+#[tokio::test]
+async fn wallets_cost_one_query_to_read_and_one_transaction_per_grant() {
+    let env = setup(None).await;
+    let app = &env.app;
+    // The largest grants a wallet holds: 1024-character notes.
+    let note = "n".repeat(1024);
+    let body = |amount: &str| json!({"amount_usd": amount, "kind": "promo", "note": note});
+    for i in 0..100 {
+        let r = app
+            .put(&format!("{ACME}/grants/g-{i:03}"), body("1.5"))
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    // Warm the service key's cache (reads use it).
+    assert_eq!(app.get("/api/subscription/wallet/user/u").await.status, 200);
+
+    env.counter.take();
+    let r = app.get(ACME).await;
+    assert_eq!(r.body["data"]["grants"].as_array().map(Vec::len), Some(100));
+    assert_eq!(r.body["data"]["balance_usd"], "150");
+    assert_eq!(env.counter.take(), ops(&[("Query", 1)]), "a full wallet");
+
+    let r = app.put(&format!("{ACME}/grants/one-more"), body("1")).await;
+    assert_eq!(r.code(), "too_many_grants");
+    assert_eq!(
+        env.counter.take(),
+        ops(&[("TransactWriteItems", 1)]),
+        "a refused creation"
+    );
+    let r = app.put(&format!("{ACME}/grants/g-007"), body("1.50")).await;
+    assert_eq!(r.body["data"]["created"], false);
+    assert_eq!(
+        env.counter.take(),
+        ops(&[("TransactWriteItems", 1)]),
+        "a replay (the stored grant comes back with the cancellation)"
+    );
+    let r = app.put(&format!("{ACME}/grants/g-007"), body("2")).await;
+    assert_eq!(r.code(), "conflict");
+    assert_eq!(
+        env.counter.take(),
+        ops(&[("TransactWriteItems", 1)]),
+        "a conflict"
+    );
+
+    let r = app
+        .post_as(
+            &app.admin_key,
+            &format!("{ACME}/grants/g-007/void"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.body["data"]["removed_usd"], "1.5");
+    assert_eq!(
+        env.counter.take(),
+        ops(&[("GetItem", 1), ("TransactWriteItems", 1)]),
+        "a void"
+    );
+    let r = app
+        .put(
+            &format!("{ACME}/settings"),
+            json!({"low_balance_usd": "10"}),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(env.counter.take(), ops(&[("UpdateItem", 1)]), "a setting");
+}
