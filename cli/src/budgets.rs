@@ -5,13 +5,12 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{Context, Result};
 use clap::Subcommand;
-use meter_core::domain::{BudgetId, Role, TenantId};
+use meter_core::domain::{BudgetId, TenantId};
 use meter_core::http::budgets::{parse_budget, parse_scope_query};
-use meter_core::http::ApiError;
-use meter_core::service::{Caller, Meter};
 
+use crate::admin::{meter_on, print, refused};
 use crate::StoreArgs;
 
 #[derive(Subcommand)]
@@ -61,28 +60,6 @@ pub enum BudgetsCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
-}
-
-async fn meter_on(store: &StoreArgs, tenant: &TenantId) -> Result<(Meter, Caller)> {
-    let store = store.open().await?;
-    let meter = Meter::new(store, std::sync::Arc::new(meter_core::alerts::LogPublisher));
-    let caller = Caller {
-        tenant: tenant.clone(),
-        role: Role::Admin,
-        key_id: "cli".to_owned(),
-    };
-    Ok((meter, caller))
-}
-
-/// The error as the API would answer it: code, message, details.
-fn refused(e: impl Into<ApiError>) -> anyhow::Error {
-    let e = e.into();
-    anyhow!("{} ({}): {}", e.code(), e.message(), e.details())
-}
-
-fn print<T: serde::Serialize>(data: &T) -> Result<()> {
-    println!("{}", serde_json::to_string(data)?);
-    Ok(())
 }
 
 pub async fn run(command: BudgetsCommand) -> Result<()> {

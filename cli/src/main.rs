@@ -9,6 +9,7 @@ use meter_core::config::{self, StoreLocation};
 use meter_core::domain::{Role, TenantId};
 use meter_core::store::Store;
 
+mod admin;
 mod budgets;
 mod doctor;
 mod healthcheck;

@@ -1,10 +1,10 @@
 //! `meter subscription set`: the rules of PUT /user/{id}/subscription from the command line.
 
-use anyhow::{anyhow, Result};
+use anyhow::Result;
 use clap::ValueEnum;
-use meter_core::domain::{PlanName, Role, SubscriptionStatus, TenantId, UserId};
+use meter_core::domain::{PlanName, SubscriptionStatus, TenantId, UserId};
 use meter_core::periods::{Anchor, BillingCycle};
-use meter_core::service::{Caller, Meter, SubscriptionChange};
+use meter_core::service::SubscriptionChange;
 
 use crate::StoreArgs;
 
@@ -77,20 +77,10 @@ impl SetArgs {
 }
 
 pub async fn set(args: SetArgs) -> Result<()> {
-    let store = args.store.open().await?;
-    let meter = Meter::new(store, std::sync::Arc::new(meter_core::alerts::LogPublisher));
-    let caller = Caller {
-        tenant: args.tenant.clone(),
-        role: Role::Admin,
-        key_id: "cli".to_owned(),
-    };
+    let (meter, caller) = crate::admin::meter_on(&args.store, &args.tenant).await?;
     let written = meter
         .put_subscription(&caller, &args.user, &args.change())
         .await
-        .map_err(|e| {
-            let e = meter_core::http::ApiError::from(e);
-            anyhow!("{} ({}): {}", e.code(), e.message(), e.details())
-        })?;
-    println!("{}", serde_json::to_string(&written)?);
-    Ok(())
+        .map_err(crate::admin::refused)?;
+    crate::admin::print(&written)
 }

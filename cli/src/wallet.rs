@@ -6,12 +6,11 @@
 use anyhow::{anyhow, bail, Result};
 use clap::Subcommand;
 use meter_core::credits::Subscriber;
-use meter_core::domain::{GrantId, OrgId, Role, TenantId, UserId};
+use meter_core::domain::{GrantId, OrgId, TenantId, UserId};
 use meter_core::http::wallets::parse_grant;
-use meter_core::http::ApiError;
-use meter_core::service::{Caller, Meter};
 use serde_json::{json, Map, Value};
 
+use crate::admin::{meter_on, print, refused};
 use crate::StoreArgs;
 
 #[derive(Subcommand)]
@@ -71,28 +70,6 @@ fn subscriber(owner: &str, id: &str) -> Result<Subscriber> {
         "org" => Subscriber::Org(OrgId::parse(id).map_err(|e| anyhow!("{e}"))?),
         other => bail!("a wallet belongs to a `user` or an `org`, not `{other}`"),
     })
-}
-
-async fn meter_on(store: &StoreArgs, tenant: &TenantId) -> Result<(Meter, Caller)> {
-    let store = store.open().await?;
-    let meter = Meter::new(store, std::sync::Arc::new(meter_core::alerts::LogPublisher));
-    let caller = Caller {
-        tenant: tenant.clone(),
-        role: Role::Admin,
-        key_id: "cli".to_owned(),
-    };
-    Ok((meter, caller))
-}
-
-/// The error as the API would answer it: code, message, details.
-fn refused(e: impl Into<ApiError>) -> anyhow::Error {
-    let e = e.into();
-    anyhow!("{} ({}): {}", e.code(), e.message(), e.details())
-}
-
-fn print<T: serde::Serialize>(data: &T) -> Result<()> {
-    println!("{}", serde_json::to_string(data)?);
-    Ok(())
 }
 
 pub async fn run(command: WalletCommand) -> Result<()> {
