@@ -13,6 +13,7 @@ mod metrics;
 mod privacy;
 mod reads;
 mod review;
+mod scopes;
 mod subscriptions;
 mod tenant;
 mod tokens;

@@ -16,6 +16,7 @@ mod history;
 mod privacy;
 mod reservations;
 mod review;
+mod scopes;
 
 /// One `#[tokio::test]` per listed test of each module, on a fresh store from `$factory`.
 macro_rules! conformance {
@@ -72,6 +73,10 @@ macro_rules! conformance {
             a_scope_holds_at_most_the_cap_even_when_creations_race,
             racing_puts_and_deletes_of_one_id_stay_consistent,
             budgets_are_isolated_by_tenant,
+        );
+        // Issue 18: scopes named on events.
+        conformance!(@module scopes $factory;
+            an_events_org_and_team_round_trip,
         );
         // Issue 17 (storage that does not grow with time).
         conformance!(@module history $factory;

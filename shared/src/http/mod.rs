@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod amounts;
 pub mod budgets;
+pub mod call_scopes;
 pub mod error;
 pub mod extract;
 pub mod fields;

@@ -5,7 +5,9 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 
 use super::{period_at, period_start_at, Caller, Error, Meter, Result};
-use crate::domain::{ModelId, PlanName, ProviderId, Reservation, ReservationStatus, UserId};
+use crate::domain::{
+    ModelId, OrgId, PlanName, ProviderId, Reservation, ReservationStatus, TeamId, UserId,
+};
 use crate::limits::{
     self, guards_for, CallEstimate, Decision, Metric, MetricAmounts, Percentages, Plan,
     UsageStatus, Violation,
@@ -28,6 +30,9 @@ pub struct Units {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckRequest {
     pub user: UserId,
+    /// The org and team the call is made within (§10); a team only with its org.
+    pub org_id: Option<OrgId>,
+    pub team_id: Option<TeamId>,
     pub provider: Option<ProviderId>,
     pub model: Option<ModelId>,
     pub estimated_input_tokens: u64,

@@ -8,7 +8,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::{period_at, Caller, Error, EventErrors, FieldError, Meter, Result};
-use crate::domain::{EventId, Metadata, ModelId, ProviderId, UsageEvent, UserId};
+use crate::domain::{EventId, Metadata, ModelId, OrgId, ProviderId, TeamId, UsageEvent, UserId};
 use crate::periods::Period;
 use crate::pricing::PriceOutcome;
 use crate::store::RecordOutcome;
@@ -31,6 +31,9 @@ pub struct NewEvent {
     pub latency_ms: Option<u64>,
     pub reservation_id: Option<String>,
     pub metadata: Option<Metadata>,
+    /// The org and team the call was made within (§10); a team only with its org.
+    pub org_id: Option<OrgId>,
+    pub team_id: Option<TeamId>,
 }
 
 /// What became of each event of a batch, in request order.
@@ -244,6 +247,11 @@ fn fingerprint(e: &UsageEvent, timestamp_given: bool) -> String {
         latency_ms: Option<u64>,
         reservation_id: Option<&'a str>,
         metadata: Option<&'a Metadata>,
+        // Left out when absent, so that events without scopes keep their fingerprints.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        org_id: Option<&'a OrgId>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        team_id: Option<&'a TeamId>,
     }
     let meaning = Meaning {
         user: &e.user,
@@ -257,6 +265,8 @@ fn fingerprint(e: &UsageEvent, timestamp_given: bool) -> String {
         latency_ms: e.latency_ms,
         reservation_id: e.reservation_id.as_deref(),
         metadata: e.metadata.as_ref(),
+        org_id: e.org_id.as_ref(),
+        team_id: e.team_id.as_ref(),
     };
     // Serialising plain data cannot fail; maps (metadata) serialise with sorted keys.
     let canonical = serde_json::to_vec(&meaning).unwrap_or_default();
@@ -297,6 +307,8 @@ fn to_event(
         reservation_id: input.reservation_id.clone(),
         metadata: input.metadata.clone(),
         recorded_at: now,
+        org_id: input.org_id.clone(),
+        team_id: input.team_id.clone(),
     };
     event.fingerprint = fingerprint(&event, input.timestamp.is_some());
     event
