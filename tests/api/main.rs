@@ -5,6 +5,7 @@ mod bad_input;
 mod billing_rules;
 mod budgets;
 mod dashboard;
+mod enforcement;
 mod exact_bodies;
 mod hot_path;
 mod logs;

@@ -10,6 +10,7 @@ mod alerts;
 mod billing;
 mod budgets;
 mod directory;
+mod enforcement;
 mod events;
 mod fixtures;
 mod history;
@@ -77,6 +78,13 @@ macro_rules! conformance {
         // Issue 18: scopes named on events.
         conformance!(@module scopes $factory;
             an_events_org_and_team_round_trip,
+        );
+        // Issue 18: budget counters.
+        conformance!(@module enforcement $factory;
+            racing_call_writes_admit_exactly_the_org_limit_and_no_member_over_its_own,
+            racing_cost_writes_never_pass_a_cent_of_the_day_budget,
+            a_failing_guard_writes_no_counter,
+            events_add_to_their_counters_exactly_once_under_redelivery,
         );
         // Issue 17 (storage that does not grow with time).
         conformance!(@module history $factory;

@@ -10,6 +10,7 @@
 
 mod budgets;
 mod contract;
+mod enforcement;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

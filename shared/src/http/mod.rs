@@ -9,6 +9,7 @@ pub mod call_scopes;
 pub mod error;
 pub mod extract;
 pub mod fields;
+pub mod limit_details;
 pub mod ops;
 pub mod routes;
 pub mod tenant;

@@ -114,8 +114,17 @@ impl Meter {
         // Phase 1: price everything (reads only).
         let mut events: Vec<Option<UsageEvent>> = vec![None; inputs.len()];
         let mut invalid = Vec::new();
+        // Users whose events may count in budgets: (subscription, own scope has budgets).
+        let mut scoped = BTreeMap::new();
         for (user, indices) in &by_user {
-            let sub = self.store.get_subscription(tenant, user).await?;
+            let limits = self
+                .store
+                .get_user_limits(tenant, user, &|s| super::period_start_at(s, now))
+                .await?;
+            let sub = limits.subscription;
+            if limits.user_budgets || indices.iter().any(|&i| inputs[i].org_id.is_some()) {
+                scoped.insert(user.clone(), (sub.clone(), limits.user_budgets));
+            }
             for &i in indices {
                 let input = &inputs[i];
                 let at = input.timestamp.unwrap_or(now);
@@ -157,9 +166,21 @@ impl Meter {
         for (user, indices) in &by_user {
             let batch: Vec<UsageEvent> =
                 indices.iter().filter_map(|&i| events[i].clone()).collect();
+            // Issue 18: what each event adds to its budget counters (service::enforce).
+            let writes = match scoped.get(user) {
+                Some((sub, user_budgets)) => {
+                    self.ingest_writes(tenant, &batch, sub.as_ref(), *user_budgets)
+                        .await?
+                }
+                None => Vec::new(),
+            };
             let outcomes = {
                 let _gate = self.gate(tenant, user).await;
-                self.store.record_events(&batch).await?
+                if writes.iter().any(|w| !w.is_empty()) {
+                    self.store.record_events_counted(&batch, &writes).await?
+                } else {
+                    self.store.record_events(&batch).await?
+                }
             };
             // Starts of the periods that got new usage: their alerts are evaluated below.
             // A duplicate's period too: when the first attempt was recorded but its answer

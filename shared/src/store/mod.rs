@@ -20,10 +20,12 @@
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
+mod budget_counters;
 mod budgets;
 mod directory;
 mod token_keys;
 
+pub use budget_counters::{BudgetCounterStore, COUNTER_GRACE};
 pub use budgets::{BudgetPut, BudgetStore, MAX_BUDGETS_PER_SCOPE};
 pub use directory::{DirectoryStore, TenantUser};
 pub use token_keys::TokenKeyStore;
@@ -97,6 +99,9 @@ pub struct UserUsage {
     pub usage: PeriodUsage,
     /// Once-only keys of the alerts already stored for this period.
     pub fired_alerts: BTreeSet<String>,
+    /// Whether the user's own scope holds budgets (filled by `get_user_limits`, which the
+    /// check calls: it reads the user's budgets only then).
+    pub user_budgets: bool,
 }
 
 /// One day of a user's usage, per provider (recorded usage only).
@@ -452,6 +457,7 @@ pub trait Store:
     + DirectoryStore
     + TokenKeyStore
     + BudgetStore
+    + BudgetCounterStore
 {
 }
 
@@ -465,7 +471,8 @@ impl<
             + PrivacyStore
             + DirectoryStore
             + TokenKeyStore
-            + BudgetStore,
+            + BudgetStore
+            + BudgetCounterStore,
     > Store for T
 {
 }
