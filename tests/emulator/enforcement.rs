@@ -191,3 +191,36 @@ async fn a_users_own_budget_is_found_from_the_state_item_and_gone_with_its_delet
         "back to one GetItem"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn erasing_a_user_with_budgets_deletes_them_although_its_state_item_is_gone() {
+    let clock = TestClock::at("2026-03-10T15:30:00Z");
+    let (app, counter) = setup_at(&clock).await;
+    put_budget(
+        &app,
+        "ann-daily",
+        json!({"scope": {"kind": "user", "user_id": "ann"}, "limits": {"calls:*": 5},
+               "window": "day", "mode": "hard"}),
+    )
+    .await;
+    app.usage(
+        json!({"event_id": "z1", "user_id": "ann", "provider": "gemini",
+                     "model": "gemini-2.5-flash", "input_tokens": 1}),
+    )
+    .await
+    .assert_ok("event");
+    let erased = app.delete("/api/subscription/user/ann").await;
+    erased.assert_ok("erase");
+    assert_eq!(erased.body["data"]["done"], true, "{}", erased.body);
+    let listed = app.get("/api/subscription/budgets?user_id=ann").await;
+    listed.assert_ok("list");
+    assert_eq!(listed.body["data"]["budgets"], json!([]));
+    // The deletions went through although the state item (whose budget count they
+    // update only while it exists) was gone: a plain check of the erased user reads one
+    // item and finds no budget.
+    counter.take();
+    app.check(json!({"user_id": "ann", "provider": "gemini"}))
+        .await
+        .assert_ok("check");
+    assert_eq!(counter.take(), ops(&[("GetItem", 1)]));
+}
