@@ -43,6 +43,8 @@ fn events(user: &UserId, month: DateTime<Utc>, n: usize) -> Vec<UsageEvent> {
                 reservation_id: None,
                 metadata: None,
                 recorded_at: ts,
+                org_id: None,
+                team_id: None,
             }
         })
         .collect()

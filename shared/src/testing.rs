@@ -111,6 +111,8 @@ pub fn event(tenant: &TenantId, user: &UserId, id: &str, tokens: u64, cost: &str
         reservation_id: None,
         metadata: None,
         recorded_at: at(2025, 3, 10, 12),
+        org_id: None,
+        team_id: None,
     }
 }
 

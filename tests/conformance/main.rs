@@ -10,12 +10,14 @@ mod alerts;
 mod billing;
 mod budgets;
 mod directory;
+mod enforcement;
 mod events;
 mod fixtures;
 mod history;
 mod privacy;
 mod reservations;
 mod review;
+mod scopes;
 mod wallets;
 
 /// One `#[tokio::test]` per listed test of each module, on a fresh store from `$factory`.
@@ -73,6 +75,17 @@ macro_rules! conformance {
             a_scope_holds_at_most_the_cap_even_when_creations_race,
             racing_puts_and_deletes_of_one_id_stay_consistent,
             budgets_are_isolated_by_tenant,
+        );
+        // Issue 18: scopes named on events.
+        conformance!(@module scopes $factory;
+            an_events_org_and_team_round_trip,
+        );
+        // Issue 18: budget counters.
+        conformance!(@module enforcement $factory;
+            racing_call_writes_admit_exactly_the_org_limit_and_no_member_over_its_own,
+            racing_cost_writes_never_pass_a_cent_of_the_day_budget,
+            a_failing_guard_writes_no_counter,
+            events_add_to_their_counters_exactly_once_under_redelivery,
         );
         // Issue 17 (storage that does not grow with time).
         conformance!(@module history $factory;

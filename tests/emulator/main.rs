@@ -3,6 +3,7 @@
 //! DynamoDB request budget of a check, a reservation and an event.
 
 mod budgets;
+mod enforcement;
 mod migrate;
 mod wallets;
 

@@ -10,6 +10,7 @@
 
 mod budgets;
 mod contract;
+mod enforcement;
 mod wallets;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -827,3 +827,41 @@ impl meter_core::store::WalletStore for FaultyStore {
         .await
     }
 }
+
+#[async_trait]
+impl meter_core::store::BudgetCounterStore for FaultyStore {
+    async fn get_budget_counters(
+        &self,
+        tenant: &TenantId,
+        counters: &[meter_core::budgets::CounterKey],
+    ) -> StoreResult<Vec<PeriodUsage>> {
+        self.call(
+            "get_budget_counters",
+            self.inner.get_budget_counters(tenant, counters),
+        )
+        .await
+    }
+    async fn add_to_budget_counters(
+        &self,
+        tenant: &TenantId,
+        writes: &[meter_core::budgets::CounterWrite],
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        self.call(
+            "add_to_budget_counters",
+            self.inner.add_to_budget_counters(tenant, writes, now),
+        )
+        .await
+    }
+    async fn record_events_counted(
+        &self,
+        events: &[UsageEvent],
+        writes: &[Vec<meter_core::budgets::CounterWrite>],
+    ) -> StoreResult<Vec<RecordOutcome>> {
+        self.call(
+            "record_events_counted",
+            self.inner.record_events_counted(events, writes),
+        )
+        .await
+    }
+}

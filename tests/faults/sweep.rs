@@ -35,7 +35,8 @@ struct Step {
 
 /// Runs `act` on a dry user without faults to list its store calls, then fails each call
 /// in turn (both timings) for a fresh user: `arrange` (no faults), `act` with the fault,
-/// the consistency audit, `act` again without faults, then `verify` of the retry.
+/// the consistency audit, `act` again without faults, then `verify` of the retry (told
+/// whether the failed call came after the request's first write `write`).
 /// `write` names the request's first write: failures after it of [`AFTER_RECORD`] calls
 /// are answered 200, all others 503.
 async fn sweep(
@@ -44,7 +45,7 @@ async fn sweep(
     write: &str,
     arrange: impl AsyncFn(&App, &str) -> Value,
     act: impl AsyncFn(&App, &str, &Value) -> Reply,
-    verify: impl AsyncFn(&App, &str, &Value, &Reply, Injected),
+    verify: impl AsyncFn(&App, &str, &Value, &Reply, Injected, bool),
 ) -> Vec<Step> {
     let dry = format!("{name}-dry");
     let ctx = arrange(app, &dry).await;
@@ -85,7 +86,8 @@ async fn sweep(
             retried.assert_ok(&format!("{context}, retried"));
             app.assert_consistent(&user, &format!("{context}, retried"))
                 .await;
-            verify(app, &user, &ctx, &retried, injected[0]).await;
+            // Whether the failed call came after the request's first write.
+            verify(app, &user, &ctx, &retried, injected[0], i > write_at).await;
             steps.push(Step {
                 injected: injected[0],
                 status: failed.status.as_u16(),
@@ -126,13 +128,15 @@ async fn a_failed_ingest_is_recorded_exactly_once_by_its_retry_with_its_alert() 
             app.ingest(&[event(&format!("{user}-x"), user, 7, TS)])
                 .await
         },
-        async |app, user, _, retried, injected| {
+        async |app, user, _, retried, injected, after_write| {
             let audit = app.audit(user).await;
             assert_eq!(audit.event_ids.len(), 80, "{injected:?}");
             assert_eq!(audit.recorded.calls, 80, "{injected:?}");
             let status = &retried.body["data"]["events"][0]["status"];
-            let committed = injected.op == "record_events" && injected.timing == Timing::After
-                || !matches!(injected.op, "get_subscription" | "record_events");
+            // Ingest reads the user's state (`get_user_limits`: subscription and whether
+            // the user has budgets) before recording, and again for alerts after.
+            let committed =
+                injected.op == "record_events" && injected.timing == Timing::After || after_write;
             assert_eq!(
                 status,
                 if committed { "duplicate" } else { "recorded" },
@@ -159,7 +163,6 @@ async fn a_failed_ingest_is_recorded_exactly_once_by_its_retry_with_its_alert() 
     .await;
     let ops: Vec<_> = steps.iter().map(|s| s.injected.op).collect();
     for op in [
-        "get_subscription",
         "record_events",
         "get_user_limits",
         "create_alert_once",
@@ -193,7 +196,7 @@ async fn a_failed_batch_of_several_users_is_completed_exactly_once_by_its_retry(
         "record_events",
         async |_, _| Value::Null,
         async |app, user, _| app.ingest(&batch(user)).await,
-        async |app, user, _, retried, injected| {
+        async |app, user, _, retried, injected, _| {
             for sub in users(user) {
                 app.assert_consistent(&sub, &format!("{injected:?}")).await;
                 let audit = app.audit(&sub).await;
@@ -239,7 +242,7 @@ async fn a_failed_reservation_leaves_holds_equal_to_open_reservations_and_an_orp
             app.check(json!({"user_id": user, "provider": "gemini", "model": "gemini-2.5-flash", "estimated_input_tokens": 500, "reserve": true, "reservation_ttl_seconds": 60}))
                 .await
         },
-        async |app, user, _, retried, injected| {
+        async |app, user, _, retried, injected, _| {
             let id = retried.body["data"]["reservation_id"].as_str().unwrap();
             let audit = app.audit(user).await;
             // A hold written before its answer was lost has no idempotency key: it stays
@@ -287,7 +290,7 @@ async fn a_failed_settling_ingest_settles_its_reservation_once() {
             e["reservation_id"] = id.clone();
             app.ingest(&[e]).await
         },
-        async |app, user, id, _, injected| {
+        async |app, user, id, _, injected, _| {
             let audit = app.audit(user).await;
             assert_eq!(audit.recorded.calls, 1, "{injected:?}");
             assert_eq!(audit.held, Default::default(), "{injected:?}: the hold is gone");
@@ -320,7 +323,7 @@ async fn a_failed_release_is_completed_by_its_retry_and_frees_the_hold_once() {
             r.body["data"]["reservation_id"].clone()
         },
         async |app, _, id| app.release(id.as_str().unwrap()).await,
-        async |app, user, _, retried, injected| {
+        async |app, user, _, retried, injected, _| {
             assert_eq!(retried.body["data"]["status"], "released", "{injected:?}");
             let audit = app.audit(user).await;
             assert_eq!(audit.held, Default::default(), "{injected:?}");
@@ -346,7 +349,7 @@ async fn a_failed_check_changes_nothing_and_its_retry_answers() {
             app.check(json!({"user_id": user, "provider": "gemini", "estimated_input_tokens": 10}))
                 .await
         },
-        async |app, user, tokens, retried, _| {
+        async |app, user, tokens, retried, _, _| {
             assert_eq!(retried.body["data"]["allowed"], true);
             assert_eq!(retried.body["data"]["remaining"]["calls:gemini"], 95);
             let audit = app.audit(user).await;

@@ -213,6 +213,29 @@ pub fn applicable(
         out.push(plan_limit(scope, sub, at)?);
     }
 
+    out.extend(budget_limits(
+        budgets,
+        call,
+        &user_schedule,
+        &org_schedule,
+        at,
+    )?);
+    Ok(out)
+}
+
+/// The budgets of `budgets` on the scopes `call` names, each in its window containing
+/// `at`, in order (user, org, team; by budget id within a scope): the budget part of
+/// [`applicable`]. `period` windows follow `user_schedule` on a user scope and
+/// `org_schedule` on org and team scopes.
+pub fn budget_limits(
+    budgets: &[Budget],
+    call: &CallScopes,
+    user_schedule: &Schedule,
+    org_schedule: &Schedule,
+    at: DateTime<Utc>,
+) -> Result<Vec<Applicable>, PeriodError> {
+    let (user_schedule, org_schedule) = (*user_schedule, *org_schedule);
+    let mut out = Vec::new();
     let mut named: Vec<&Budget> = budgets.iter().filter(|b| call.contains(&b.scope)).collect();
     named.sort_by(|a, b| (&a.scope, &a.id).cmp(&(&b.scope, &b.id)));
     for budget in named {

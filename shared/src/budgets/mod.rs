@@ -24,10 +24,14 @@ use crate::domain::{BudgetId, OrgId, TeamId, UserId};
 use crate::limits::{default_thresholds, validate_limits, validate_thresholds, LimitError, Limits};
 
 pub mod applicable;
+pub mod counting;
 pub mod decision;
 pub mod windows;
 
-pub use applicable::{applicable, Applicable, CounterKey, LimitSource, PlanInputs, Subscribed};
+pub use applicable::{
+    applicable, budget_limits, Applicable, CounterKey, LimitSource, PlanInputs, Subscribed,
+};
+pub use counting::{budget_counters, check_call_writes, event_writes, CounterWrite};
 pub use decision::{
     decide_all, hard_limit_reached, reservation_guards, CounterGuards, Denial, Headroom,
     LimitState, LimitedBy, Verdict,

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use super::{EventId, ModelId, PlanName, ProviderId, TenantId, UserId};
+use super::{EventId, ModelId, OrgId, PlanName, ProviderId, TeamId, TenantId, UserId};
 use crate::periods::{Anchor, BillingCycle, Period};
 use crate::usage::{Tally, UsageCounts};
 
@@ -159,6 +159,13 @@ pub struct UsageEvent {
     pub reservation_id: Option<String>,
     pub metadata: Option<Metadata>,
     pub recorded_at: DateTime<Utc>,
+    /// The organisation the call was made within, if named (§10): with the user, the
+    /// scopes whose counters the event adds to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org_id: Option<OrgId>,
+    /// The org's team the call was made within, if named (never without `org_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team_id: Option<TeamId>,
 }
 
 impl UsageEvent {

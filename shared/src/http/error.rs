@@ -88,6 +88,9 @@ impl ApiError {
             ApiError::Service(Error::SubscriptionInactive { status }) => {
                 json!({ "status": status })
             }
+            ApiError::LimitExceeded(d) if d.limited_by.is_some() => {
+                super::limit_details::details(d)
+            }
             ApiError::LimitExceeded(d) => json!({
                 "metric": d.metric,
                 "used": Amount::of(&d.metric, d.used),

@@ -5,9 +5,11 @@
 pub mod admin;
 pub mod amounts;
 pub mod budgets;
+pub mod call_scopes;
 pub mod error;
 pub mod extract;
 pub mod fields;
+pub mod limit_details;
 pub mod ops;
 pub mod routes;
 pub mod tenant;

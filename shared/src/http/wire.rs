@@ -7,6 +7,7 @@
 use chrono::{DateTime, Duration, Utc};
 use serde_json::Value;
 
+use super::call_scopes::{read_scopes, SCOPE_FIELDS};
 use super::fields::Fields;
 use crate::domain::{EventId, ModelId, ProviderId, UserId};
 use crate::service::reads::QuoteRequest;
@@ -49,8 +50,10 @@ fn units(f: &mut Fields<'_>) -> Units {
 
 /// Validates a check body.
 pub fn parse_check(body: &Value) -> Result<CheckRequest, Error> {
-    let mut f = Fields::new(body, "", &[CHECK_FIELDS]).map_err(|e| Error::Invalid(vec![e]))?;
+    let mut f = Fields::new(body, "", &[CHECK_FIELDS, SCOPE_FIELDS])
+        .map_err(|e| Error::Invalid(vec![e]))?;
     let user = f.id("user_id", true, UserId::parse);
+    let (org_id, team_id) = read_scopes(&mut f);
     let provider = f.id("provider", false, ProviderId::parse);
     let model = f.id("model", false, ModelId::parse);
     let estimated_input_tokens = f.count("estimated_input_tokens").unwrap_or(0);
@@ -81,6 +84,8 @@ pub fn parse_check(body: &Value) -> Result<CheckRequest, Error> {
     match (user, f.errors.is_empty()) {
         (Some(user), true) => Ok(CheckRequest {
             user,
+            org_id,
+            team_id,
             provider,
             model,
             estimated_input_tokens,
@@ -150,10 +155,15 @@ pub fn read_counts(f: &mut Fields<'_>) -> normalise::EventCounts {
 
 /// Validates one event of a batch at `now`; `Err` lists every problem of the event.
 pub fn parse_event(value: &Value, now: DateTime<Utc>) -> Result<NewEvent, Vec<FieldError>> {
-    let mut f =
-        Fields::new(value, "", &[EVENT_FIELDS, &COUNT_FIELDS, &["usage"]]).map_err(|e| vec![e])?;
+    let mut f = Fields::new(
+        value,
+        "",
+        &[EVENT_FIELDS, SCOPE_FIELDS, &COUNT_FIELDS, &["usage"]],
+    )
+    .map_err(|e| vec![e])?;
     let event_id = f.id("event_id", true, EventId::parse);
     let user = f.id("user_id", true, UserId::parse);
+    let (org_id, team_id) = read_scopes(&mut f);
     let provider = f.id("provider", false, ProviderId::parse);
     let model = f.id("model", false, ModelId::parse);
     if f.raw("provider").is_none() && f.raw("model").is_none() {
@@ -238,6 +248,8 @@ pub fn parse_event(value: &Value, now: DateTime<Utc>) -> Result<NewEvent, Vec<Fi
             latency_ms,
             reservation_id,
             metadata,
+            org_id,
+            team_id,
         }),
         _ => Err(f.errors),
     }
@@ -313,8 +325,13 @@ const QUOTE_FIELDS: &[&str] = &["provider", "model", "timestamp"];
 
 /// Validates a `POST /pricing/quote` body: an event without identity.
 pub fn parse_quote(body: &Value) -> Result<QuoteRequest, Error> {
-    let mut f = Fields::new(body, "", &[QUOTE_FIELDS, &COUNT_FIELDS, &["usage"]])
-        .map_err(|e| Error::Invalid(vec![e]))?;
+    let mut f = Fields::new(
+        body,
+        "",
+        &[QUOTE_FIELDS, SCOPE_FIELDS, &COUNT_FIELDS, &["usage"]],
+    )
+    .map_err(|e| Error::Invalid(vec![e]))?;
+    let (org_id, team_id) = read_scopes(&mut f);
     let provider = f.id("provider", false, ProviderId::parse);
     let model = f.id("model", false, ModelId::parse);
     let at = f.timestamp("timestamp");
@@ -323,6 +340,8 @@ pub fn parse_quote(body: &Value) -> Result<QuoteRequest, Error> {
         return Err(Error::Invalid(f.errors));
     }
     Ok(QuoteRequest {
+        org_id,
+        team_id,
         provider,
         model,
         at,

@@ -1,11 +1,16 @@
 //! The check before a paid call, and the release of a reservation.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Duration, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
 
 use super::{period_at, period_start_at, Caller, Error, Meter, Result};
-use crate::domain::{ModelId, PlanName, ProviderId, Reservation, ReservationStatus, UserId};
+use crate::budgets::LimitedBy;
+use crate::domain::{
+    ModelId, OrgId, PlanName, ProviderId, Reservation, ReservationStatus, TeamId, UserId,
+};
 use crate::limits::{
     self, guards_for, CallEstimate, Decision, Metric, MetricAmounts, Percentages, Plan,
     UsageStatus, Violation,
@@ -28,6 +33,9 @@ pub struct Units {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckRequest {
     pub user: UserId,
+    /// The org and team the call is made within (§10); a team only with its org.
+    pub org_id: Option<OrgId>,
+    pub team_id: Option<TeamId>,
     pub provider: Option<ProviderId>,
     pub model: Option<ModelId>,
     pub estimated_input_tokens: u64,
@@ -80,6 +88,10 @@ pub struct CheckAllowed {
     pub usage_status: UsageStatus,
     pub remaining: MetricAmounts,
     pub usage_percentages: Percentages,
+    /// Per metric, the limit `remaining` comes from (scope and plan or budget, window);
+    /// only when a budget applies to the call (a plan-only answer is unchanged).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limited_by: Option<BTreeMap<Metric, LimitedBy>>,
     #[serde(flatten)]
     pub reservation: Option<Hold>,
 }
@@ -98,6 +110,9 @@ pub struct Denial {
     pub upgrade_to: Option<PlanName>,
     /// Seconds until the period resets (at least 1).
     pub retry_after_seconds: u64,
+    /// The denying limit's scope, plan or budget, and window: only when a budget applies
+    /// to the call (a plan-only denial is unchanged).
+    pub limited_by: Option<LimitedBy>,
 }
 
 /// What a release did.
@@ -116,6 +131,7 @@ fn denial(v: &Violation, period: &Period, upgrade_to: Option<&Plan>, now: DateTi
         period_resets_at: period.end,
         upgrade_to: upgrade_to.map(|p| p.name.clone()),
         retry_after_seconds: (period.end - now).num_seconds().max(1) as u64,
+        limited_by: None,
     }
 }
 
@@ -184,6 +200,25 @@ impl Meter {
             estimated_tokens,
             estimated_cost,
         };
+
+        // Issue 18: when budgets may apply, every hard limit decides (service::enforce).
+        if req.org_id.is_some() || state.user_budgets {
+            let scopes = super::enforce::call_scopes(&req)?;
+            let budgets = self
+                .budgets_of_call(tenant, &scopes, sub, state.user_budgets, now)
+                .await?;
+            if !budgets.is_empty() {
+                let pc = super::enforce::PlanCheck {
+                    plan: &plan,
+                    period,
+                    usage: state.usage.clone(),
+                    provider,
+                    estimated_cost,
+                    call,
+                };
+                return self.check_with_budgets(tenant, req, pc, budgets, now).await;
+            }
+        }
 
         let mut usage = state.usage;
         if let Decision::Denied(v) =
@@ -259,6 +294,7 @@ impl Meter {
             usage_status: limits::usage_status(&plan.limits, &usage),
             remaining: MetricAmounts(limits::remaining(&plan.limits, &usage)),
             usage_percentages: Percentages(limits::percentages(&plan.limits, &usage)),
+            limited_by: None,
             reservation,
         }))
     }
@@ -302,7 +338,7 @@ impl Meter {
     }
 }
 
-fn add_tally(a: &Tally, b: &Tally) -> Tally {
+pub(super) fn add_tally(a: &Tally, b: &Tally) -> Tally {
     Tally {
         calls: a.calls.saturating_add(b.calls),
         tokens: a.tokens.saturating_add(b.tokens),

@@ -8,7 +8,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::{period_at, Caller, Error, EventErrors, FieldError, Meter, Result};
-use crate::domain::{EventId, Metadata, ModelId, ProviderId, UsageEvent, UserId};
+use crate::domain::{EventId, Metadata, ModelId, OrgId, ProviderId, TeamId, UsageEvent, UserId};
 use crate::periods::Period;
 use crate::pricing::PriceOutcome;
 use crate::store::RecordOutcome;
@@ -31,6 +31,9 @@ pub struct NewEvent {
     pub latency_ms: Option<u64>,
     pub reservation_id: Option<String>,
     pub metadata: Option<Metadata>,
+    /// The org and team the call was made within (§10); a team only with its org.
+    pub org_id: Option<OrgId>,
+    pub team_id: Option<TeamId>,
 }
 
 /// What became of each event of a batch, in request order.
@@ -111,8 +114,17 @@ impl Meter {
         // Phase 1: price everything (reads only).
         let mut events: Vec<Option<UsageEvent>> = vec![None; inputs.len()];
         let mut invalid = Vec::new();
+        // Users whose events may count in budgets: (subscription, own scope has budgets).
+        let mut scoped = BTreeMap::new();
         for (user, indices) in &by_user {
-            let sub = self.store.get_subscription(tenant, user).await?;
+            let limits = self
+                .store
+                .get_user_limits(tenant, user, &|s| super::period_start_at(s, now))
+                .await?;
+            let sub = limits.subscription;
+            if limits.user_budgets || indices.iter().any(|&i| inputs[i].org_id.is_some()) {
+                scoped.insert(user.clone(), (sub.clone(), limits.user_budgets));
+            }
             for &i in indices {
                 let input = &inputs[i];
                 let at = input.timestamp.unwrap_or(now);
@@ -154,9 +166,21 @@ impl Meter {
         for (user, indices) in &by_user {
             let batch: Vec<UsageEvent> =
                 indices.iter().filter_map(|&i| events[i].clone()).collect();
+            // Issue 18: what each event adds to its budget counters (service::enforce).
+            let writes = match scoped.get(user) {
+                Some((sub, user_budgets)) => {
+                    self.ingest_writes(tenant, &batch, sub.as_ref(), *user_budgets)
+                        .await?
+                }
+                None => Vec::new(),
+            };
             let outcomes = {
                 let _gate = self.gate(tenant, user).await;
-                self.store.record_events(&batch).await?
+                if writes.iter().any(|w| !w.is_empty()) {
+                    self.store.record_events_counted(&batch, &writes).await?
+                } else {
+                    self.store.record_events(&batch).await?
+                }
             };
             // Starts of the periods that got new usage: their alerts are evaluated below.
             // A duplicate's period too: when the first attempt was recorded but its answer
@@ -244,6 +268,11 @@ fn fingerprint(e: &UsageEvent, timestamp_given: bool) -> String {
         latency_ms: Option<u64>,
         reservation_id: Option<&'a str>,
         metadata: Option<&'a Metadata>,
+        // Left out when absent, so that events without scopes keep their fingerprints.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        org_id: Option<&'a OrgId>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        team_id: Option<&'a TeamId>,
     }
     let meaning = Meaning {
         user: &e.user,
@@ -257,6 +286,8 @@ fn fingerprint(e: &UsageEvent, timestamp_given: bool) -> String {
         latency_ms: e.latency_ms,
         reservation_id: e.reservation_id.as_deref(),
         metadata: e.metadata.as_ref(),
+        org_id: e.org_id.as_ref(),
+        team_id: e.team_id.as_ref(),
     };
     // Serialising plain data cannot fail; maps (metadata) serialise with sorted keys.
     let canonical = serde_json::to_vec(&meaning).unwrap_or_default();
@@ -297,6 +328,8 @@ fn to_event(
         reservation_id: input.reservation_id.clone(),
         metadata: input.metadata.clone(),
         recorded_at: now,
+        org_id: input.org_id.clone(),
+        team_id: input.team_id.clone(),
     };
     event.fingerprint = fingerprint(&event, input.timestamp.is_some());
     event

@@ -24,6 +24,7 @@ pub mod bootstrap;
 pub mod budgets;
 pub mod check;
 pub mod dashboard;
+mod enforce;
 pub mod error;
 pub mod ingest;
 pub mod outbox;

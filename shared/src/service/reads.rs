@@ -5,7 +5,7 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 
 use super::{Caller, Error, Meter, Result};
-use crate::domain::{Alert, ModelId, PlanName, ProviderId, Severity, UserId};
+use crate::domain::{Alert, ModelId, OrgId, PlanName, ProviderId, Severity, TeamId, UserId};
 use crate::limits::{MetricAmounts, Plan, PlanTier};
 use crate::pricing::{PriceOutcome, PriceVersion, Prices};
 use crate::usage::UsageCounts;
@@ -84,6 +84,9 @@ pub struct PricingView {
 /// A hypothetical event to price.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QuoteRequest {
+    /// The org and team of the hypothetical call (§10): validated, not priced by.
+    pub org_id: Option<OrgId>,
+    pub team_id: Option<TeamId>,
     pub provider: Option<ProviderId>,
     pub model: Option<ModelId>,
     /// When the call happens (default: now).

@@ -20,11 +20,13 @@
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
+mod budget_counters;
 mod budgets;
 mod directory;
 mod token_keys;
 mod wallets;
 
+pub use budget_counters::{BudgetCounterStore, COUNTER_GRACE};
 pub use budgets::{BudgetPut, BudgetStore, MAX_BUDGETS_PER_SCOPE};
 pub use directory::{DirectoryStore, TenantUser};
 pub use token_keys::TokenKeyStore;
@@ -99,6 +101,9 @@ pub struct UserUsage {
     pub usage: PeriodUsage,
     /// Once-only keys of the alerts already stored for this period.
     pub fired_alerts: BTreeSet<String>,
+    /// Whether the user's own scope holds budgets (filled by `get_user_limits`, which the
+    /// check calls: it reads the user's budgets only then).
+    pub user_budgets: bool,
 }
 
 /// One day of a user's usage, per provider (recorded usage only).
@@ -455,6 +460,7 @@ pub trait Store:
     + TokenKeyStore
     + BudgetStore
     + WalletStore
+    + BudgetCounterStore
 {
 }
 
@@ -469,7 +475,8 @@ impl<
             + DirectoryStore
             + TokenKeyStore
             + BudgetStore
-            + WalletStore,
+            + WalletStore
+            + BudgetCounterStore,
     > Store for T
 {
 }

@@ -315,6 +315,8 @@ fn month_events(
                 reservation_id: None,
                 metadata: None,
                 recorded_at: at,
+                org_id: None,
+                team_id: None,
             })
         })
         .collect()

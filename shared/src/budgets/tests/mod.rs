@@ -9,6 +9,7 @@ use crate::limits::{CallEstimate, Limits, Metric};
 use crate::usage::{PeriodUsage, ProviderUsage, Tally};
 
 mod applicability;
+mod counting;
 mod decisions;
 mod scopes;
 mod windows;

@@ -130,6 +130,39 @@ impl DynamoStore {
             .build())
     }
 
+    /// Adds `by` to the user's budget count on the user's state item, for a budget on a
+    /// user scope (`None` for org and team scopes); `existing`: only if the item exists.
+    fn user_budget_marker(
+        &self,
+        tenant: &TenantId,
+        scope: &Scope,
+        by: i64,
+        existing: bool,
+    ) -> StoreResult<Option<TransactWriteItem>> {
+        let Scope::User { user_id } = scope else {
+            return Ok(None);
+        };
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(
+                layout::user_pk(tenant, user_id.as_str()),
+                layout::STATE_SK,
+            )))
+            .update_expression("ADD #nb :by")
+            .expression_attribute_names("#nb", super::budget_counters::USER_BUDGETS)
+            .expression_attribute_values(":by", n(by));
+        if existing {
+            update = update
+                .condition_expression("attribute_exists(#pk)")
+                .expression_attribute_names("#pk", layout::PK);
+        }
+        Ok(Some(
+            TransactWriteItem::builder()
+                .update(update.build().map_err(build_err)?)
+                .build(),
+        ))
+    }
+
     /// One attempt of a put against the stored budget read just before; `None` when a
     /// racing write changed it (read again).
     async fn try_put_budget(
@@ -159,11 +192,19 @@ impl DynamoStore {
                 )?,
                 self.budget_put(listed, None)?,
             ],
-            None => vec![
-                self.budget_put(by_id, Some(("attribute_not_exists(#pk)", 0)))?,
-                self.budget_put(listed, None)?,
-                self.budget_count(tenant, &new.scope, 1)?,
-            ],
+            None => {
+                let mut items = vec![
+                    self.budget_put(by_id, Some(("attribute_not_exists(#pk)", 0)))?,
+                    self.budget_put(listed, None)?,
+                    self.budget_count(tenant, &new.scope, 1)?,
+                ];
+                // Issue 18: the user's state item counts the user's own budgets, so that
+                // the check of a user without budgets stays one GetItem.
+                if let Some(marker) = self.user_budget_marker(tenant, &new.scope, 1, false)? {
+                    items.push(marker);
+                }
+                items
+            }
         };
         match self
             .transact_until_decided("put budget", || Ok(items.clone()))
@@ -218,16 +259,33 @@ impl BudgetStore for DynamoStore {
             let Some(stored) = self.get_budget(tenant, id).await? else {
                 return Ok(None);
             };
-            let items = vec![
+            let mut items = vec![
                 self.budget_delete(id_pk(tenant, id), BUDGET_SK, Some(stored.version))?,
                 self.budget_delete(scope_pk(tenant, &stored.scope), &listed_sk(id), None)?,
                 self.budget_count(tenant, &stored.scope, -1)?,
             ];
+            // The user's budget count, only on a state item that still exists (an erased
+            // user's state item is gone: not created again).
+            let marker = self.user_budget_marker(tenant, &stored.scope, -1, true)?;
+            let has_marker = marker.is_some();
+            items.extend(marker);
             match self
                 .transact_until_decided("delete budget", || Ok(items.clone()))
                 .await?
             {
                 Ok(()) => return Ok(Some(stored)),
+                Err(reasons) if has_marker && condition_failed(&reasons, 3) => {
+                    let items = &items[..3];
+                    if let Ok(()) = self
+                        .transact_until_decided("delete budget", || Ok(items.to_vec()))
+                        .await?
+                    {
+                        return Ok(Some(stored));
+                    }
+                    if !retries.again().await {
+                        return Err(gave_up("delete budget"));
+                    }
+                }
                 Err(_) => {
                     if !retries.again().await {
                         return Err(gave_up("delete budget"));

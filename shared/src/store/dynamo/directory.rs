@@ -54,6 +54,7 @@ fn user_usage(items: &UserItems, period: DateTime<Utc>) -> StoreResult<(UserUsag
             period_start: Some(period),
             usage: items.limits(period)?,
             fired_alerts: items.fired(period),
+            user_budgets: false,
         },
         unread,
     ))

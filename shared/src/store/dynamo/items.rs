@@ -291,6 +291,8 @@ mod tests {
             reservation_id: None,
             metadata: Some(serde_json::json!({"huge": 1e300, "nested": {"a": [1, 2]}})),
             recorded_at: at(10, 12),
+            org_id: None,
+            team_id: None,
         }
     }
 

@@ -17,6 +17,7 @@ use aws_sdk_dynamodb::types::{CancellationReason, TransactWriteItem};
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
 
+use super::budget_counters::CounterAdds;
 use super::codec::{get_s, n, s, Item};
 use super::counters::{billed_condition, open_condition, AllOpen, BilledTo, Increments, Rendered};
 use super::expressions::Update;
@@ -25,7 +26,8 @@ use super::layout;
 use super::requests::{backoff, gave_up, reason_code, TxError, MAX_ATTEMPTS, MAX_TX_ITEMS};
 use super::reservations::{OpenReservation, Place};
 use super::DynamoStore;
-use crate::domain::{Reservation, ReservationStatus, UsageEvent, UserId};
+use crate::budgets::CounterWrite;
+use crate::domain::{Reservation, ReservationStatus, TenantId, UsageEvent, UserId};
 use crate::store::{RecordOutcome, StoreError, StoreResult, UsageStore};
 
 /// What an item of a chunk's transaction is, so that its cancellation reason can be read.
@@ -60,6 +62,8 @@ struct ChunkPlan {
     settled: Vec<OpenReservation>,
     /// Whether an event adds to an invoiced period's adjustment.
     late: bool,
+    /// Increments of the budget counters the events belong to, by counter key.
+    budget: BTreeMap<String, CounterAdds>,
 }
 
 /// Increments of a daily rollup item: `ADD`s of plain attribute names.
@@ -80,6 +84,7 @@ impl ChunkPlan {
     /// The writes of events `todo`, settling those of the `open` reservations they name.
     fn of(
         events: &[UsageEvent],
+        writes: &[Vec<CounterWrite>],
         todo: &[usize],
         mut open: HashMap<String, OpenReservation>,
         billed: &Billed,
@@ -93,9 +98,13 @@ impl ChunkPlan {
         let mut events_out = Vec::new();
         let mut settled = Vec::new();
         let mut late = false;
+        let mut budget: BTreeMap<String, CounterAdds> = BTreeMap::new();
         for &i in todo {
             let e = &events[i];
             events_out.push((i, items::event_item(e)?));
+            for w in writes.get(i).into_iter().flatten() {
+                budget.entry(w.counter.key()).or_default().add(w)?;
+            }
             state.record(e)?;
             if let Some(b) = &known {
                 if super::counters::Placement::closed(b, e.period_start) {
@@ -129,6 +138,7 @@ impl ChunkPlan {
             days,
             settled,
             late,
+            budget,
         })
     }
 
@@ -228,11 +238,24 @@ fn settling<'a>(events: &'a [UsageEvent], todo: &[usize], user: &UserId) -> BTre
 /// fit one transaction with their state update, daily rollups, period items and
 /// settlements (a tombstone, and perhaps the item of a closed reservation period), at
 /// least one.
-fn chunk_end(events: &[UsageEvent], firsts: &[usize], start: usize) -> usize {
+fn chunk_end(
+    events: &[UsageEvent],
+    writes: &[Vec<CounterWrite>],
+    firsts: &[usize],
+    start: usize,
+) -> usize {
     let (mut end, mut days, mut periods, mut settles) =
         (start, BTreeSet::new(), BTreeSet::new(), 0usize);
+    let mut counters: BTreeSet<String> = BTreeSet::new();
     while end < firsts.len() {
         let e = &events[firsts[end]];
+        let own: BTreeSet<String> = writes
+            .get(firsts[end])
+            .into_iter()
+            .flatten()
+            .map(|w| w.counter.key())
+            .filter(|k| !counters.contains(k))
+            .collect();
         let new_day = usize::from(!days.contains(&e.timestamp.date_naive()));
         let new_period = usize::from(!periods.contains(&e.period_start));
         let settle = 2 * usize::from(e.reservation_id.is_some());
@@ -243,10 +266,13 @@ fn chunk_end(events: &[UsageEvent], firsts: &[usize], start: usize) -> usize {
             + periods.len()
             + new_period
             + settles
-            + settle;
+            + settle
+            + counters.len()
+            + own.len();
         if items > MAX_TX_ITEMS && end > start {
             break;
         }
+        counters.extend(own);
         days.insert(e.timestamp.date_naive());
         periods.insert(e.period_start);
         settles += settle;
@@ -256,10 +282,41 @@ fn chunk_end(events: &[UsageEvent], firsts: &[usize], start: usize) -> usize {
 }
 
 impl DynamoStore {
-    /// Records the events of one (tenant, user), `idxs` in input order.
-    pub(super) async fn record_user_events(
+    /// Records `events` and, atomically with each event recorded, adds `writes[i]` (none
+    /// when `writes` is empty) to its budget counters: the events of each (tenant, user)
+    /// in chunks of one transaction each.
+    pub(super) async fn record_with_counters(
         &self,
         events: &[UsageEvent],
+        writes: &[Vec<CounterWrite>],
+    ) -> StoreResult<Vec<RecordOutcome>> {
+        let mut outcomes = vec![None; events.len()];
+        let mut groups: Vec<((&TenantId, &UserId), Vec<usize>)> = Vec::new();
+        for (i, e) in events.iter().enumerate() {
+            match groups.iter_mut().find(|(k, _)| *k == (&e.tenant, &e.user)) {
+                Some((_, v)) => v.push(i),
+                None => groups.push(((&e.tenant, &e.user), vec![i])),
+            }
+        }
+        for (_, idxs) in &groups {
+            self.record_user_events(events, writes, idxs, &mut outcomes)
+                .await?;
+        }
+        outcomes
+            .into_iter()
+            .map(|o| {
+                o.ok_or_else(|| {
+                    StoreError::Unavailable("an event was left without an outcome".into())
+                })
+            })
+            .collect()
+    }
+
+    /// Records the events of one (tenant, user), `idxs` in input order.
+    async fn record_user_events(
+        &self,
+        events: &[UsageEvent],
+        writes: &[Vec<CounterWrite>],
         idxs: &[usize],
         outcomes: &mut [Option<RecordOutcome>],
     ) -> StoreResult<()> {
@@ -276,8 +333,8 @@ impl DynamoStore {
         }
         let mut start = 0;
         while start < firsts.len() {
-            let end = chunk_end(events, &firsts, start);
-            self.record_chunk(events, &firsts[start..end], outcomes)
+            let end = chunk_end(events, writes, &firsts, start);
+            self.record_chunk(events, writes, &firsts[start..end], outcomes)
                 .await?;
             start = end;
         }
@@ -296,6 +353,7 @@ impl DynamoStore {
     async fn record_chunk(
         &self,
         events: &[UsageEvent],
+        writes: &[Vec<CounterWrite>],
         idxs: &[usize],
         outcomes: &mut [Option<RecordOutcome>],
     ) -> StoreResult<()> {
@@ -317,8 +375,8 @@ impl DynamoStore {
             if reread {
                 billed = Billed::Known(found.billed);
             }
-            let plan = ChunkPlan::of(events, &todo, found.open, &billed)?;
-            let (tx, kinds) = self.chunk_transaction(&state_pk, plan, &billed)?;
+            let plan = ChunkPlan::of(events, writes, &todo, found.open, &billed)?;
+            let (tx, kinds) = self.chunk_transaction(tenant, &state_pk, plan, &billed)?;
             match self.transact(tx).await {
                 Ok(()) => {
                     for &i in &todo {
@@ -348,6 +406,7 @@ impl DynamoStore {
     /// tombstone per settled reservation.
     fn chunk_transaction(
         &self,
+        tenant: &TenantId,
         state_pk: &str,
         plan: ChunkPlan,
         billed: &Billed,
@@ -377,6 +436,10 @@ impl DynamoStore {
                 tx.push(self.tx_update(state_pk.to_owned(), &layout::period_sk(*period), &u)?);
                 kinds.push(TxItem::Other);
             }
+        }
+        for item in self.budget_counter_items(tenant, &plan.budget)? {
+            tx.push(item);
+            kinds.push(TxItem::Other);
         }
         for o in &plan.settled {
             tx.push(self.tombstone_put(o, ReservationStatus::Settled)?);

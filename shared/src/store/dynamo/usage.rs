@@ -103,6 +103,7 @@ impl UsageStore for DynamoStore {
             period_start: Some(period),
             usage: items.usage(period)?,
             fired_alerts: items.fired(period),
+            user_budgets: false,
         })
     }
 
@@ -120,6 +121,9 @@ impl UsageStore for DynamoStore {
             periods: Default::default(),
         };
         let subscription = subscription_of(&items.state)?;
+        let user_budgets =
+            super::codec::decimal_attr(&items.state, super::budget_counters::USER_BUDGETS)?
+                > rust_decimal::Decimal::ZERO;
         let period = pick(subscription.as_ref());
         if items.closed(period) {
             // A closed period's counters are on its period item.
@@ -131,6 +135,7 @@ impl UsageStore for DynamoStore {
             period_start: Some(period),
             usage: items.limits(period)?,
             fired_alerts: items.fired(period),
+            user_budgets,
         })
     }
 
@@ -181,25 +186,7 @@ impl UsageStore for DynamoStore {
     }
 
     async fn record_events(&self, events: &[UsageEvent]) -> StoreResult<Vec<RecordOutcome>> {
-        let mut outcomes = vec![None; events.len()];
-        let mut groups: Vec<((&TenantId, &UserId), Vec<usize>)> = Vec::new();
-        for (i, e) in events.iter().enumerate() {
-            match groups.iter_mut().find(|(k, _)| *k == (&e.tenant, &e.user)) {
-                Some((_, v)) => v.push(i),
-                None => groups.push(((&e.tenant, &e.user), vec![i])),
-            }
-        }
-        for (_, idxs) in &groups {
-            self.record_user_events(events, idxs, &mut outcomes).await?;
-        }
-        outcomes
-            .into_iter()
-            .map(|o| {
-                o.ok_or_else(|| {
-                    StoreError::Unavailable("an event was left without an outcome".into())
-                })
-            })
-            .collect()
+        self.record_with_counters(events, &[]).await
     }
 
     async fn get_event(

@@ -95,6 +95,7 @@ impl DirectoryStore for SqliteStore {
                                 period_start: Some(start),
                                 usage,
                                 fired_alerts: fired,
+                                user_budgets: false,
                             },
                             unread_alerts,
                         })

@@ -23,6 +23,7 @@
 
 mod alerts;
 mod billing;
+mod budget_counters;
 mod budgets;
 mod catalog;
 mod codec;
@@ -407,6 +408,7 @@ impl UsageStore for SqliteStore {
             period_start: Some(start),
             usage,
             fired_alerts,
+            user_budgets: false,
         })
     }
 
@@ -418,6 +420,10 @@ impl UsageStore for SqliteStore {
     ) -> StoreResult<UserUsage> {
         let mut read = self.get_user_usage(tenant, user, pick).await?;
         read.usage = read.usage.limits_only();
+        let (t, u) = (tenant.clone(), user.clone());
+        read.user_budgets = self
+            .read(move |c| budget_counters::user_has_budgets(c, &t, &u))
+            .await?;
         Ok(read)
     }
 

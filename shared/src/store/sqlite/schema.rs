@@ -305,6 +305,21 @@ pub(super) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (tenant, wallet)
     ) STRICT;
     "#,
+    // 11: budget counters (issue 18): one row per (tenant, counter key, provider); a new
+    // window is a new key, rows are pruned a day after their window's end.
+    r#"
+    CREATE TABLE budget_counters (
+        tenant     TEXT NOT NULL,
+        counter    TEXT NOT NULL,    -- budgets::CounterKey::key()
+        provider   TEXT NOT NULL,
+        window_end TEXT NOT NULL,
+        calls      INTEGER NOT NULL CHECK (calls >= 0),
+        tokens     INTEGER NOT NULL CHECK (tokens >= 0),
+        cost       TEXT NOT NULL,    -- exact decimal
+        PRIMARY KEY (tenant, counter, provider)
+    ) STRICT;
+    CREATE INDEX budget_counters_by_end ON budget_counters (window_end);
+    "#,
 ];
 
 /// Settings every connection gets: lock wait, foreign keys, the decimal functions.

@@ -129,7 +129,7 @@ pub(super) fn record_events(
     events.iter().map(|e| record_event(conn, e)).collect()
 }
 
-fn record_event(conn: &Connection, e: &UsageEvent) -> StoreResult<RecordOutcome> {
+pub(super) fn record_event(conn: &Connection, e: &UsageEvent) -> StoreResult<RecordOutcome> {
     let inserted = conn
         .prepare_cached(
             "INSERT INTO events (tenant, event_id, user, fingerprint, provider, period_start, timestamp, priced, event)

@@ -91,6 +91,8 @@ fn event(t: &TenantId, u: &UserId, id: &str, cost: Option<Decimal>) -> UsageEven
         reservation_id: None,
         metadata: None,
         recorded_at: at(3, 10),
+        org_id: None,
+        team_id: None,
     }
 }
 

@@ -122,6 +122,8 @@ fn event(t: &TenantId, u: &UserId, id: &str) -> UsageEvent {
         reservation_id: None,
         metadata: None,
         recorded_at: at(10, 12),
+        org_id: None,
+        team_id: None,
     }
 }
 
