@@ -10,7 +10,8 @@
 //!
 //! Budget items hold the budget's fields as native attributes (limits as exact decimal
 //! strings) plus `scope_key` (S). A put or delete is one `TransactWriteItems` whose
-//! conditions carry the version it read (`attribute_not_exists(PK)` for a new id), so a
+//! conditions carry the version and scope it read (`attribute_not_exists(PK)` for a new
+//! id; the scope too, as versions start again after a delete), so a
 //! racing put or delete of the same id cancels it and it starts over from a fresh read;
 //! a creation's count update holds only while `n < 32`, so racing creations on a full
 //! scope cannot pass the cap.
@@ -58,6 +59,15 @@ fn decode(item: &Item) -> StoreResult<Budget> {
     from_item(item)
 }
 
+/// What a budget write expects of the by-id item. The scope is in the condition beside
+/// the version: versions start again at 1 after a delete, so a version alone would let a
+/// write read before a delete and a re-creation on another scope pass (its scope copy
+/// would then be left in the old scope's list).
+enum Expected<'a> {
+    Absent,
+    Stored(u64, &'a Scope),
+}
+
 fn condition_failed(reasons: &[CancellationReason], at: usize) -> bool {
     reasons
         .get(at)
@@ -65,20 +75,29 @@ fn condition_failed(reasons: &[CancellationReason], at: usize) -> bool {
 }
 
 impl DynamoStore {
+    /// A put of `item`; `condition`: `None`, a new id (`attribute_not_exists`), or the
+    /// replacement of the version and scope read.
     fn budget_put(
         &self,
         item: Item,
-        condition: Option<(&str, u64)>,
+        condition: Option<Expected<'_>>,
     ) -> StoreResult<TransactWriteItem> {
         let mut put = Put::builder().table_name(&self.table).set_item(Some(item));
-        if let Some((expr, version)) = condition {
-            put = put
-                .condition_expression(expr)
-                .expression_attribute_names("#pk", layout::PK);
-            if expr.contains(":v") {
+        match condition {
+            None => {}
+            Some(Expected::Absent) => {
                 put = put
+                    .condition_expression("attribute_not_exists(#pk)")
+                    .expression_attribute_names("#pk", layout::PK);
+            }
+            Some(Expected::Stored(version, scope)) => {
+                put = put
+                    .condition_expression("attribute_exists(#pk) AND #v = :v AND #s = :s")
+                    .expression_attribute_names("#pk", layout::PK)
                     .expression_attribute_names("#v", VERSION)
-                    .expression_attribute_values(":v", n(version));
+                    .expression_attribute_values(":v", n(version))
+                    .expression_attribute_names("#s", SCOPE_KEY)
+                    .expression_attribute_values(":s", s(scope.key()));
             }
         }
         Ok(TransactWriteItem::builder()
@@ -86,20 +105,23 @@ impl DynamoStore {
             .build())
     }
 
+    /// A delete; `expected`: only if the item still holds the version and scope read.
     fn budget_delete(
         &self,
         pk: String,
         sk: &str,
-        version: Option<u64>,
+        expected: Option<(u64, &Scope)>,
     ) -> StoreResult<TransactWriteItem> {
         let mut delete = Delete::builder()
             .table_name(&self.table)
             .set_key(Some(key(pk, sk)));
-        if let Some(v) = version {
+        if let Some((v, scope)) = expected {
             delete = delete
-                .condition_expression("#v = :v")
+                .condition_expression("#v = :v AND #s = :s")
                 .expression_attribute_names("#v", VERSION)
-                .expression_attribute_values(":v", n(v));
+                .expression_attribute_values(":v", n(v))
+                .expression_attribute_names("#s", SCOPE_KEY)
+                .expression_attribute_values(":s", s(scope.key()));
         }
         Ok(TransactWriteItem::builder()
             .delete(delete.build().map_err(build_err)?)
@@ -186,15 +208,12 @@ impl DynamoStore {
         let listed = item(&new, scope_pk(tenant, &new.scope), listed_sk(&new.id))?;
         let items = match stored {
             Some(old) => vec![
-                self.budget_put(
-                    by_id,
-                    Some(("attribute_exists(#pk) AND #v = :v", old.version)),
-                )?,
+                self.budget_put(by_id, Some(Expected::Stored(old.version, &old.scope)))?,
                 self.budget_put(listed, None)?,
             ],
             None => {
                 let mut items = vec![
-                    self.budget_put(by_id, Some(("attribute_not_exists(#pk)", 0)))?,
+                    self.budget_put(by_id, Some(Expected::Absent))?,
                     self.budget_put(listed, None)?,
                     self.budget_count(tenant, &new.scope, 1)?,
                 ];
@@ -260,7 +279,11 @@ impl BudgetStore for DynamoStore {
                 return Ok(None);
             };
             let mut items = vec![
-                self.budget_delete(id_pk(tenant, id), BUDGET_SK, Some(stored.version))?,
+                self.budget_delete(
+                    id_pk(tenant, id),
+                    BUDGET_SK,
+                    Some((stored.version, &stored.scope)),
+                )?,
                 self.budget_delete(scope_pk(tenant, &stored.scope), &listed_sk(id), None)?,
                 self.budget_count(tenant, &stored.scope, -1)?,
             ];
