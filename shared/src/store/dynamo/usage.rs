@@ -87,6 +87,7 @@ impl UsageStore for DynamoStore {
         pick: PeriodPicker<'_>,
     ) -> StoreResult<UserUsage> {
         let (mut items, _) = self.read_state_and_latest(tenant, user).await?;
+        refuse_previous_layout(&items.state)?;
         let subscription = subscription_of(&items.state)?;
         let period = pick(subscription.as_ref());
         // The newest period item came with the state item; an older period's is read.
@@ -114,6 +115,7 @@ impl UsageStore for DynamoStore {
         pick: PeriodPicker<'_>,
     ) -> StoreResult<UserUsage> {
         let state = self.get_state(tenant, user, &[]).await?;
+        refuse_previous_layout(&state)?;
         let pk = layout::user_pk(tenant, user.as_str());
         self.crowded.note(&pk, &state);
         let mut items = UserItems {
@@ -320,4 +322,22 @@ impl UsageStore for DynamoStore {
     async fn expire_reservations(&self, now: DateTime<Utc>, limit: usize) -> StoreResult<usize> {
         self.expire(now, limit).await
     }
+}
+
+/// A state item still holding counters under the previous layout's names (before
+/// `meter migrate`) is refused rather than read: this build does not read those names, so
+/// it would see zeros and admit what the limits forbid. The check and ingest answer 503
+/// until the migration has rewritten the user (docs/operations.md, "Upgrading").
+fn refuse_previous_layout(state: &Item) -> StoreResult<()> {
+    if state.keys().any(|k| {
+        matches!(
+            super::legacy::parse(k),
+            Some(super::legacy::Attr::Counter(..))
+        )
+    }) {
+        return Err(StoreError::Unavailable(
+            "the user's state item is in the previous layout: run `meter migrate`".into(),
+        ));
+    }
+    Ok(())
 }
