@@ -14,47 +14,30 @@ use crate::service::{Error, FieldError, SubscriptionChange};
 
 const SUBSCRIPTION_FIELDS: &[&str] = &["plan", "billing_cycle", "anchor", "status", "auto_renew"];
 
-/// One of `choices` (by its JSON name), or a field error `invalid_value`.
-fn choice<T: Copy>(f: &mut Fields<'_>, name: &str, choices: &[(&str, T)]) -> Option<T> {
-    let raw = f.string(name, false, 32)?;
-    match choices.iter().find(|(n, _)| *n == raw) {
-        Some((_, v)) => Some(*v),
-        None => {
-            let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
-            f.error(
-                name,
-                "invalid_value",
-                format!("must be one of {}", names.join(", ")),
-            );
-            None
-        }
-    }
-}
-
 /// Validates a subscription body.
 pub fn parse_subscription(body: &Value) -> Result<SubscriptionChange, Error> {
     let mut f =
         Fields::new(body, "", &[SUBSCRIPTION_FIELDS]).map_err(|e| Error::Invalid(vec![e]))?;
     let plan = f.id("plan", false, PlanName::parse);
-    let billing_cycle = choice(
-        &mut f,
+    let billing_cycle = f.choice(
         "billing_cycle",
+        false,
         &[
             ("monthly", BillingCycle::Monthly),
             ("yearly", BillingCycle::Yearly),
         ],
     );
-    let anchor = choice(
-        &mut f,
+    let anchor = f.choice(
         "anchor",
+        false,
         &[
             ("calendar", Anchor::Calendar),
             ("anniversary", Anchor::Anniversary),
         ],
     );
-    let status = choice(
-        &mut f,
+    let status = f.choice(
         "status",
+        false,
         &[
             ("active", SubscriptionStatus::Active),
             ("past_due", SubscriptionStatus::PastDue),

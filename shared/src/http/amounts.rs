@@ -52,7 +52,7 @@ pub fn is_money(s: &str) -> bool {
 
 /// A well-formed unsigned decimal whose integer part has more than 15 digits (too large,
 /// rather than malformed).
-fn too_large(s: &str) -> bool {
+pub(super) fn too_large(s: &str) -> bool {
     let int = s.split_once('.').map_or(s, |(i, _)| i);
     int.len() > MONEY_INTEGER_DIGITS
         && s.bytes().filter(|&b| b == b'.').count() <= 1

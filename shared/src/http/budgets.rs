@@ -20,7 +20,7 @@ use axum::Router;
 use rust_decimal::Decimal;
 use serde_json::Value;
 
-use super::amounts::{is_money, MAX_LIMIT};
+use super::amounts::{is_money, too_large, MAX_LIMIT};
 use super::error::ok;
 use super::extract::{Auth, JsonBody};
 use super::fields::Fields;
@@ -44,30 +44,6 @@ const BUDGET_FIELDS: &[&str] = &[
 ];
 const SCOPE_FIELDS: &[&str] = &["kind", "user_id", "org_id", "team_id"];
 
-/// One of `choices` (by its JSON name), or a field error `invalid_value`.
-fn choice<T: Copy>(
-    f: &mut Fields<'_>,
-    name: &str,
-    required: bool,
-    choices: &[(&str, T)],
-) -> Option<T> {
-    // A `null` is already an error of its own (`invalid_type`), not also a missing field.
-    let required = required && !f.map().contains_key(name);
-    let raw = f.string(name, required, 32)?;
-    match choices.iter().find(|(n, _)| *n == raw) {
-        Some((_, v)) => Some(*v),
-        None => {
-            let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
-            f.error(
-                name,
-                "invalid_value",
-                format!("must be one of {}", names.join(", ")),
-            );
-            None
-        }
-    }
-}
-
 /// The `scope` object: `{"kind": "user", "user_id"}`, `{"kind": "org", "org_id"}` or
 /// `{"kind": "team", "org_id", "team_id"}`; the ids of another kind are unknown fields.
 fn scope(f: &mut Fields<'_>) -> Option<Scope> {
@@ -76,8 +52,7 @@ fn scope(f: &mut Fields<'_>) -> Option<Scope> {
         return None;
     }
     f.object("scope", SCOPE_FIELDS, |s| {
-        let kind = choice(
-            s,
+        let kind = s.choice(
             "kind",
             true,
             &[("user", "user"), ("org", "org"), ("team", "team")],
@@ -131,20 +106,7 @@ fn limit_value(v: &Value) -> Result<Decimal, (&'static str, &'static str)> {
         Value::String(s) if is_money(s) => {
             Decimal::from_str_exact(s).map_err(|_| ("invalid_limit", FORMAT))
         }
-        Value::String(s) => {
-            let digits = s.trim_start_matches('-');
-            let int = digits.split_once('.').map_or(digits, |(i, _)| i);
-            let well_formed = !digits.is_empty()
-                && digits.bytes().filter(|&b| b == b'.').count() <= 1
-                && digits.bytes().all(|b| b.is_ascii_digit() || b == b'.')
-                && !digits.starts_with('.')
-                && !digits.ends_with('.');
-            if well_formed && !s.starts_with('-') && int.len() > 15 {
-                Err(("limit_too_large", TOO_LARGE))
-            } else {
-                Err(("invalid_limit", FORMAT))
-            }
-        }
+        Value::String(s) if too_large(s) => Err(("limit_too_large", TOO_LARGE)),
         Value::Number(n) => match (n.as_i64(), n.as_u64()) {
             // Negative ones go on to the domain's `negative_limit`.
             (Some(i), _) if i <= 0 || i.unsigned_abs() <= MAX_LIMIT => Ok(Decimal::from(i)),
@@ -264,8 +226,7 @@ pub fn parse_budget(id: &BudgetId, body: &Value) -> Result<BudgetInput, Error> {
         }
     }
     let scope = scope(&mut f);
-    let applies_to = choice(
-        &mut f,
+    let applies_to = f.choice(
         "applies_to",
         false,
         &[
@@ -275,13 +236,8 @@ pub fn parse_budget(id: &BudgetId, body: &Value) -> Result<BudgetInput, Error> {
     );
     let limits = limits(&mut f);
     let windows: Vec<(&str, Window)> = Window::ALL.iter().map(|w| (w.as_str(), *w)).collect();
-    let window = choice(&mut f, "window", true, &windows);
-    let mode = choice(
-        &mut f,
-        "mode",
-        true,
-        &[("hard", Mode::Hard), ("soft", Mode::Soft)],
-    );
+    let window = f.choice("window", true, &windows);
+    let mode = f.choice("mode", true, &[("hard", Mode::Hard), ("soft", Mode::Soft)]);
     let alert_thresholds = thresholds(&mut f);
     match (scope, limits, window, mode, alert_thresholds) {
         (Some(scope), Some(limits), Some(window), Some(mode), Some(alert_thresholds))

@@ -69,6 +69,30 @@ impl<'a> Fields<'a> {
         self.obj.get(name).filter(|v| !v.is_null())
     }
 
+    /// One of `choices` (by its JSON name), or a field error `invalid_value`; a missing
+    /// field is `missing_field` when `required` (a `null` is already `invalid_type`).
+    pub fn choice<T: Copy>(
+        &mut self,
+        name: &str,
+        required: bool,
+        choices: &[(&str, T)],
+    ) -> Option<T> {
+        let required = required && !self.obj.contains_key(name);
+        let raw = self.string(name, required, 32)?;
+        match choices.iter().find(|(n, _)| *n == raw) {
+            Some((_, v)) => Some(*v),
+            None => {
+                let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
+                self.error(
+                    name,
+                    "invalid_value",
+                    format!("must be one of {}", names.join(", ")),
+                );
+                None
+            }
+        }
+    }
+
     pub fn string(&mut self, name: &str, required: bool, max_len: usize) -> Option<&'a str> {
         match self.raw(name) {
             None => {
