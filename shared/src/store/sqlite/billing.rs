@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 use super::codec::{
     from_json, id, money, parse_count, parse_money, parse_ts, sql_limit, to_json, ts,
 };
+use super::event_row::{self, EventRow, EVENT_COLUMNS};
 use super::usage::period_usage;
 use crate::domain::{EventId, Invoice, Subscription, TenantId, UsageEvent, UserId};
 use crate::store::{
@@ -75,19 +76,19 @@ pub(super) fn unpriced_events(
     limit: usize,
 ) -> StoreResult<Page<UsageEvent>> {
     let (after_tenant, after_id) = split_cursor(cursor)?;
-    let rows: Vec<String> = conn
-        .prepare_cached(
-            "SELECT event FROM events WHERE priced = 0 AND (tenant, event_id) > (?1, ?2)
-             ORDER BY tenant, event_id LIMIT ?3",
-        )?
+    let rows: Vec<EventRow> = conn
+        .prepare_cached(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE priced = 0 AND (tenant, event_id) > (?1, ?2)
+             ORDER BY tenant, event_id LIMIT ?3"
+        ))?
         .query_map(
             params![after_tenant, after_id, sql_limit(limit).saturating_add(1)],
-            |r| r.get(0),
+            EventRow::read,
         )?
         .collect::<Result<_, _>>()?;
     let mut items: Vec<UsageEvent> = rows
-        .iter()
-        .map(|j| from_json(j))
+        .into_iter()
+        .map(EventRow::into_event)
         .collect::<StoreResult<_>>()?;
     let next = if items.len() > limit {
         items.truncate(limit);
@@ -133,22 +134,26 @@ pub(super) fn price_event(
     cost: Decimal,
     price_version: &str,
 ) -> StoreResult<bool> {
-    let json: Option<String> = conn
-        .prepare_cached(
-            "SELECT event FROM events WHERE tenant = ?1 AND event_id = ?2 AND priced = 0",
-        )?
-        .query_row(params![tenant.as_str(), event_id.as_str()], |r| r.get(0))
+    let row = conn
+        .prepare_cached(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE tenant = ?1 AND event_id = ?2 AND priced = 0"
+        ))?
+        .query_row(params![tenant.as_str(), event_id.as_str()], EventRow::read)
         .optional()?;
-    let Some(json) = json else {
+    let Some(row) = row else {
         return Ok(false);
     };
-    let mut e: UsageEvent = from_json(&json)?;
+    let mut e = row.into_event()?;
     e.cost_usd = Some(cost);
     e.price_version = Some(price_version.to_owned());
     conn.prepare_cached(
         "UPDATE events SET priced = 1, event = ?3 WHERE tenant = ?1 AND event_id = ?2",
     )?
-    .execute(params![tenant.as_str(), event_id.as_str(), to_json(&e)?])?;
+    .execute(params![
+        tenant.as_str(),
+        event_id.as_str(),
+        event_row::body(&e)?
+    ])?;
     let (t, u, p) = (e.tenant.as_str(), e.user.as_str(), e.provider.as_str());
     let counters = conn
         .prepare_cached(

@@ -4,16 +4,20 @@ use std::collections::BTreeMap;
 
 use rusqlite::{params, Connection};
 
-use super::codec::{from_json, parse_ts};
+use super::codec::parse_ts;
+use super::event_row::{event_columns, EventRow};
 use super::usage::{daily_usage, get_reservation, period_usage};
-use crate::domain::{TenantId, UsageEvent, UserId};
+use crate::domain::{TenantId, UserId};
 use crate::store::{EraseProgress, StoreResult, UserRecords};
 
 // Every statement here finds the user's rows by an index on (tenant, user, …): export and
 // erasure cost the user's rows, not the table's (checked by
 // `per_user_statements_search_an_index` in the store tests).
-const EVENTS: &str =
-    "SELECT event FROM events WHERE tenant = ?1 AND user = ?2 ORDER BY timestamp, event_id";
+const EVENTS: &str = concat!(
+    "SELECT ",
+    event_columns!(),
+    " FROM events WHERE tenant = ?1 AND user = ?2 ORDER BY timestamp, event_id"
+);
 const PERIODS: &str = "SELECT DISTINCT period_start FROM counters WHERE tenant = ?1 AND user = ?2 ORDER BY period_start";
 const DAYS: &str = "SELECT min(day), max(day) FROM daily WHERE tenant = ?1 AND user = ?2";
 const RESERVATIONS: &str =
@@ -63,13 +67,13 @@ pub(super) fn user_records(
     user: &UserId,
 ) -> StoreResult<UserRecords> {
     let (t, u) = (tenant.as_str(), user.as_str());
-    let events: Vec<String> = conn
+    let events: Vec<EventRow> = conn
         .prepare_cached(EVENTS)?
-        .query_map(params![t, u], |r| r.get(0))?
+        .query_map(params![t, u], EventRow::read)?
         .collect::<Result<_, _>>()?;
     let events = events
-        .iter()
-        .map(|j| from_json::<UsageEvent>(j))
+        .into_iter()
+        .map(EventRow::into_event)
         .collect::<StoreResult<_>>()?;
 
     let starts: Vec<String> = conn

@@ -11,9 +11,10 @@ use chrono::{DateTime, NaiveDate, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::codec::{
-    count, day, from_json, id, money, parse_count, parse_day, parse_money,
-    parse_reservation_status, parse_ts, reservation_status, to_json, ts,
+    count, day, id, money, parse_count, parse_day, parse_money, parse_reservation_status, parse_ts,
+    reservation_status, ts,
 };
+use super::event_row::{self, EventRow, EVENT_COLUMNS};
 use crate::domain::{
     EventId, ProviderId, Reservation, ReservationStatus, TenantId, UsageEvent, UserId,
 };
@@ -145,7 +146,7 @@ pub(super) fn record_event(conn: &Connection, e: &UsageEvent) -> StoreResult<Rec
             ts(&e.period_start),
             ts(&e.timestamp),
             e.cost_usd.is_some(),
-            to_json(e)?,
+            event_row::body(e)?,
         ])?;
     if inserted == 0 {
         let stored: String = conn
@@ -423,11 +424,13 @@ pub(super) fn get_event(
     tenant: &TenantId,
     event_id: &EventId,
 ) -> StoreResult<Option<UsageEvent>> {
-    let json: Option<String> = conn
-        .prepare_cached("SELECT event FROM events WHERE tenant = ?1 AND event_id = ?2")?
-        .query_row(params![tenant.as_str(), event_id.as_str()], |r| r.get(0))
+    let row = conn
+        .prepare_cached(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE tenant = ?1 AND event_id = ?2"
+        ))?
+        .query_row(params![tenant.as_str(), event_id.as_str()], EventRow::read)
         .optional()?;
-    json.map(|j| from_json(&j)).transpose()
+    row.map(EventRow::into_event).transpose()
 }
 
 /// One period's counters, per provider; providers whose counters are all zero (a hold
