@@ -130,7 +130,7 @@ async fn create_without_ttl(table: &str, with_gsis: bool) {
 #[tokio::test]
 async fn a_bootstrapped_table_with_its_topic_passes_every_check() {
     let table = bootstrapped_table().await;
-    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let config = meter_core::config::load_aws().await;
     let topic = aws_sdk_sns::Client::new(&config)
         .create_topic()
         .name(format!("{table}-alerts"))

@@ -56,8 +56,22 @@ pub enum ConfigError {
 pub async fn aws() -> &'static aws_config::SdkConfig {
     static CONFIG: tokio::sync::OnceCell<aws_config::SdkConfig> =
         tokio::sync::OnceCell::const_new();
-    CONFIG
-        .get_or_init(|| aws_config::load_defaults(aws_config::BehaviorVersion::latest()))
+    CONFIG.get_or_init(load_aws).await
+}
+
+/// Loads the AWS SDK configuration from the environment (region, credentials,
+/// `AWS_ENDPOINT_URL`), with the one HTTPS client every SDK client of meter uses: hyper 1
+/// and rustls on ring. The SDK crates are built without their default clients (see the
+/// workspace Cargo.toml), so a configuration not loaded here has no HTTP client.
+#[cfg(feature = "dynamo")]
+pub async fn load_aws() -> aws_config::SdkConfig {
+    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https();
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(http)
+        .load()
         .await
 }
 

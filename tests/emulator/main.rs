@@ -27,7 +27,7 @@ async fn setup(topic_arn: Option<String>) -> Env {
         std::env::var("AWS_ENDPOINT_URL").is_ok(),
         "run through scripts/with-moto (see README)"
     );
-    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let config = meter_core::config::load_aws().await;
     let table = format!("meter-emu-{}", uuid::Uuid::new_v4().simple());
     dynamo::create_table(&meter_core::config::dynamo_client().await, &table)
         .await
@@ -50,7 +50,7 @@ async fn setup(topic_arn: Option<String>) -> Env {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn alerts_reach_an_sqs_subscriber_once_each_with_attributes() {
-    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let config = meter_core::config::load_aws().await;
     let sns = aws_sdk_sns::Client::new(&config);
     let sqs = aws_sdk_sqs::Client::new(&config);
     let topic = sns

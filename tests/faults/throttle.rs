@@ -252,7 +252,7 @@ pub(crate) async fn setup() -> Env {
         std::env::var("AWS_ENDPOINT_URL").is_ok(),
         "run through scripts/with-moto (see README)"
     );
-    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let config = meter_core::config::load_aws().await;
     let table = format!("meter-faults-{}", uuid::Uuid::new_v4().simple());
     let clean = DynamoStore::new(meter_core::config::dynamo_client().await, table.clone());
     dynamo::create_table(clean.client(), &table).await.unwrap();

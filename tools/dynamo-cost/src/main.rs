@@ -506,7 +506,7 @@ async fn main() -> Result<()> {
         .map(|r| r.parse())
         .transpose()?
         .unwrap_or(5);
-    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let config = meter_core::config::load_aws().await;
     let plain = Client::new(&config);
     let table = format!("meter-cost-{}", uuid::Uuid::new_v4().simple());
     dynamo::create_table(&plain, &table).await?;

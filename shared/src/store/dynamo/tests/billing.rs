@@ -130,7 +130,7 @@ fn took(counter: &RequestCounter, want: &[(&str, u64)]) {
 #[tokio::test]
 #[ignore = "needs the emulator: run through scripts/with-moto with --ignored"]
 async fn billing_methods_stay_within_their_request_budget() {
-    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let config = crate::config::load_aws().await;
     let table = format!("meter-budget-{}", uuid::Uuid::new_v4().simple());
     let (store, counter) = DynamoStore::with_request_counter(&config, table.clone());
     create_table(store.client(), &table).await.unwrap();
@@ -226,7 +226,7 @@ async fn close(store: &DynamoStore, t: &TenantId, u: &UserId, month: u32) -> Inv
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "needs the emulator: run through scripts/with-moto with --ignored"]
 async fn late_events_racing_closes_are_billed_exactly_once() {
-    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let config = crate::config::load_aws().await;
     let table = format!("meter-races-{}", uuid::Uuid::new_v4().simple());
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), table.clone());
     create_table(store.client(), &table).await.unwrap();

@@ -33,7 +33,7 @@ async fn scan(store: &DynamoStore) -> Vec<Item> {
 #[tokio::test]
 #[ignore = "needs the emulator: run through scripts/with-moto with --ignored"]
 async fn key_items_hold_no_piece_of_the_key_and_old_items_are_upgraded_and_listed() {
-    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let config = crate::config::load_aws().await;
     let table = format!("meter-keys-{}", uuid::Uuid::new_v4().simple());
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), table.clone());
     create_table(store.client(), &table).await.unwrap();

@@ -135,7 +135,7 @@ fn only(counter: &RequestCounter, op: &str) {
 #[tokio::test]
 #[ignore = "needs the emulator: run through scripts/with-moto with --ignored"]
 async fn check_reads_one_item_reserve_is_one_update_and_events_one_transaction() {
-    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let config = crate::config::load_aws().await;
     let table = format!("meter-budget-{}", uuid::Uuid::new_v4().simple());
     let (store, counter) = DynamoStore::with_request_counter(&config, table.clone());
     create_table(store.client(), &table).await.unwrap();
