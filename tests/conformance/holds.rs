@@ -107,6 +107,19 @@ async fn setup(store: Arc<dyn Store>) -> Setup {
 
 impl Setup {
     async fn budget(&self, id: &str, applies_to: AppliesTo, metric: &str, limit: &str) {
+        self.budget_on(id, org(), applies_to, Window::Day, metric, limit)
+            .await;
+    }
+
+    async fn budget_on(
+        &self,
+        id: &str,
+        scope: Scope,
+        applies_to: AppliesTo,
+        window: Window,
+        metric: &str,
+        limit: &str,
+    ) {
         let limits = Limits(BTreeMap::from([(
             Metric::parse(metric).unwrap(),
             dec(limit),
@@ -116,10 +129,10 @@ impl Setup {
                 &self.admin,
                 &BudgetId::parse(id).unwrap(),
                 BudgetInput {
-                    scope: org(),
+                    scope,
                     applies_to,
                     limits,
-                    window: Window::Day,
+                    window,
                     mode: Mode::Hard,
                     alert_thresholds: vec![80, 90, 100],
                 },
@@ -315,4 +328,47 @@ pub async fn two_hundred_racing_reservations_never_hold_a_cent_over_the_daily_co
     let read = s.counters(&[pooled()]).await;
     assert_eq!(read[0].1, Tally::default());
     assert_eq!(read[0].0.cost_usd, Decimal::ZERO);
+}
+
+pub async fn racing_reservations_never_pass_a_period_budget_on_the_users_own_scope(
+    store: Arc<dyn Store>,
+) {
+    let s = setup(store.clone()).await;
+    // A `period` budget on the user's own scope counts against the plan's counter: the
+    // reservation's plan hold must pass its guard too.
+    s.budget_on(
+        "ann-period",
+        Scope::User {
+            user_id: user("ann"),
+        },
+        AppliesTo::Scope,
+        Window::Period,
+        "calls:*",
+        "7",
+    )
+    .await;
+    let tasks: Vec<_> = (0..40)
+        .map(|_| {
+            let (meter, caller) = (s.meter.clone(), s.service.clone());
+            let req = CheckRequest {
+                org_id: None,
+                ..s.request("ann", 10)
+            };
+            tokio::spawn(async move { meter.check(&caller, req).await })
+        })
+        .collect();
+    let mut allowed = 0;
+    for task in tasks {
+        match task.await.unwrap().expect("a check answers") {
+            CheckOutcome::Allowed(_) => allowed += 1,
+            CheckOutcome::Denied(d) => assert!(d.limited_by.is_some(), "{d:?}"),
+        }
+    }
+    assert_eq!(allowed, 7);
+    let usage = store
+        .get_period_usage(&s.service.tenant, &user("ann"), &[at(2025, 3, 1, 0)])
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(totals(&usage).1.calls, 7);
 }

@@ -92,6 +92,7 @@ macro_rules! conformance {
         conformance!(@module holds $factory;
             two_hundred_racing_reservations_hold_exactly_the_org_calls_budget_and_no_member_over_ten,
             two_hundred_racing_reservations_never_hold_a_cent_over_the_daily_cost_budget,
+            racing_reservations_never_pass_a_period_budget_on_the_users_own_scope,
         );
         // Issue 17 (storage that does not grow with time).
         conformance!(@module history $factory;

@@ -12,7 +12,8 @@ use crate::domain::{
     ModelId, OrgId, PlanName, ProviderId, Reservation, ReservationStatus, TeamId, UserId,
 };
 use crate::limits::{
-    self, CallEstimate, Decision, Metric, MetricAmounts, Percentages, Plan, UsageStatus, Violation,
+    self, guards_for, CallEstimate, Decision, Metric, MetricAmounts, Percentages, Plan,
+    UsageStatus, Violation,
 };
 use crate::periods::Period;
 use crate::pricing::{LookupError, PriceOutcome, PricingError};
@@ -231,7 +232,15 @@ impl Meter {
         let mut reservation = None;
         if req.reserve {
             match self
-                .hold_call(tenant, &req, &plan, &period, &call, &[], now)
+                .hold_call(
+                    tenant,
+                    &req,
+                    &period,
+                    &call,
+                    &guards_for(&plan.limits, &call),
+                    &[],
+                    now,
+                )
                 .await?
             {
                 Some(hold) => {

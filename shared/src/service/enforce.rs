@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Utc};
 
 use super::check::{CheckAllowed, CheckOutcome, CheckRequest, Denial};
-use super::holds::{held_of, states_after_hold};
+use super::holds::{held_of, plan_counter_guards, states_after_hold};
 use super::{Error, Meter, Result};
 use crate::budgets::{
     budget_limits, check_call_writes, decide_all, event_writes, headroom, reservation_writes,
@@ -157,8 +157,17 @@ impl Meter {
             if req.reserve {
                 let held = held_of(&pc.call);
                 let writes = reservation_writes(&states, &pc.call, &held);
+                let plan_guards = plan_counter_guards(&states, &plan_counter, &pc.call);
                 if let Some(hold) = self
-                    .hold_call(tenant, &req, pc.plan, &pc.period, &pc.call, &writes, now)
+                    .hold_call(
+                        tenant,
+                        &req,
+                        &pc.period,
+                        &pc.call,
+                        &plan_guards,
+                        &writes,
+                        now,
+                    )
                     .await?
                 {
                     // The answer's figures, with the hold included.

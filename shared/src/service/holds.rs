@@ -7,9 +7,9 @@ use chrono::{DateTime, Duration, Utc};
 
 use super::check::{CheckRequest, Hold};
 use super::{Meter, Result};
-use crate::budgets::{CounterKey, CounterWrite, LimitState};
+use crate::budgets::{reservation_guards, CounterKey, CounterWrite, LimitState};
 use crate::domain::{Reservation, ReservationStatus, TenantId};
-use crate::limits::{guards_for, CallEstimate, Plan};
+use crate::limits::{CallEstimate, Guard};
 use crate::periods::Period;
 use crate::store::ReserveOutcome;
 use crate::usage::{PeriodUsage, Tally};
@@ -32,6 +32,20 @@ pub(super) fn add_held(
 ) {
     let entry = usage.by_provider.entry(provider.clone()).or_default();
     entry.held = super::check::add_tally(&entry.held, held);
+}
+
+/// The guards of the user's plan counter `plan_counter` among `states`: the plan's
+/// limits and those of hard `period` budgets on the user's own scope (one counter).
+pub(super) fn plan_counter_guards(
+    states: &[LimitState],
+    plan_counter: &CounterKey,
+    call: &CallEstimate,
+) -> Vec<Guard> {
+    reservation_guards(states, call)
+        .into_iter()
+        .find(|c| &c.counter == plan_counter)
+        .map(|c| c.guards)
+        .unwrap_or_default()
 }
 
 /// The limit states as they are after a reservation wrote `writes` (and `held` on the
@@ -62,18 +76,19 @@ pub(super) fn states_after_hold(
 
 impl Meter {
     /// Holds `call`'s estimate for `req.reservation_ttl_seconds`: on the user's plan
-    /// counters of `period` (guarded by `plan`'s limits) and, atomically with it, every
-    /// budget write of `budget_writes` (each guarded by its own limits; none for a
-    /// plan-only check). `Some(hold)` when held; `None` when a guard failed at the write
-    /// (racing reservations took the last units; nothing was held).
+    /// counters of `period`, guarded by `plan_guards` (the plan's limits, and those of
+    /// hard `period` budgets on the user's own scope, which count there too) and,
+    /// atomically with it, every budget write of `budget_writes` (each guarded by its own
+    /// limits; none for a plan-only check). `Some(hold)` when held; `None` when a guard
+    /// failed at the write (racing reservations took the last units; nothing was held).
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn hold_call(
         &self,
         tenant: &TenantId,
         req: &CheckRequest,
-        plan: &Plan,
         period: &Period,
         call: &CallEstimate,
+        plan_guards: &[Guard],
         budget_writes: &[CounterWrite],
         now: DateTime<Utc>,
     ) -> Result<Option<Hold>> {
@@ -92,14 +107,13 @@ impl Meter {
                 .filter_map(CounterWrite::hold)
                 .collect(),
         };
-        let guards = guards_for(&plan.limits, call);
         let outcome = {
             let _gate = self.gate(tenant, &req.user).await;
             if budget_writes.is_empty() {
-                self.store.reserve(&r, &guards).await?
+                self.store.reserve(&r, plan_guards).await?
             } else {
                 self.store
-                    .reserve_counted(&r, &guards, budget_writes, now)
+                    .reserve_counted(&r, plan_guards, budget_writes, now)
                     .await?
             }
         };
