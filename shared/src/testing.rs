@@ -139,6 +139,7 @@ pub fn reservation(
         status: ReservationStatus::Held,
         created_at: at(2025, 3, 10, 12),
         expires_at: expires,
+        budget_holds: Vec::new(),
     }
 }
 

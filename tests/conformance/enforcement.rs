@@ -66,6 +66,7 @@ fn call_writes(
                 tokens: 0,
                 cost_usd: cost,
             },
+            held: Tally::default(),
             guards: guards(is_pool),
         })
         .collect()
@@ -195,6 +196,7 @@ pub async fn events_add_to_their_counters_exactly_once_under_redelivery(store: A
             window_end: day() + chrono::Duration::days(1),
             provider: e.provider.clone(),
             add: e.tally(),
+            held: Tally::default(),
             guards: Vec::new(),
         }]
     };

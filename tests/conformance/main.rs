@@ -14,6 +14,7 @@ mod enforcement;
 mod events;
 mod fixtures;
 mod history;
+mod holds;
 mod privacy;
 mod reservations;
 mod review;
@@ -86,6 +87,12 @@ macro_rules! conformance {
             racing_cost_writes_never_pass_a_cent_of_the_day_budget,
             a_failing_guard_writes_no_counter,
             events_add_to_their_counters_exactly_once_under_redelivery,
+        );
+        // Issue 18: reservations holding on budget counters, through the service.
+        conformance!(@module holds $factory;
+            two_hundred_racing_reservations_hold_exactly_the_org_calls_budget_and_no_member_over_ten,
+            two_hundred_racing_reservations_never_hold_a_cent_over_the_daily_cost_budget,
+            racing_reservations_never_pass_a_period_budget_on_the_users_own_scope,
         );
         // Issue 17 (storage that does not grow with time).
         conformance!(@module history $factory;

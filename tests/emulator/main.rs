@@ -4,6 +4,7 @@
 
 mod budgets;
 mod enforcement;
+mod holds;
 mod migrate;
 mod wallets;
 

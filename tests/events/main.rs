@@ -208,6 +208,7 @@ async fn fresh_app(function: &str, reservation_expires_in: Duration) -> TestApp 
         status: ReservationStatus::Held,
         created_at: now - Duration::seconds(10),
         expires_at: now + reservation_expires_in,
+        budget_holds: Vec::new(),
     };
     store.reserve(&reservation, &[]).await.unwrap();
     let alert = Alert {

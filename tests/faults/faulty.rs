@@ -853,6 +853,19 @@ impl meter_core::store::BudgetCounterStore for FaultyStore {
         )
         .await
     }
+    async fn reserve_counted(
+        &self,
+        reservation: &Reservation,
+        guards: &[Guard],
+        writes: &[meter_core::budgets::CounterWrite],
+        now: DateTime<Utc>,
+    ) -> StoreResult<ReserveOutcome> {
+        self.call(
+            "reserve_counted",
+            self.inner.reserve_counted(reservation, guards, writes, now),
+        )
+        .await
+    }
     async fn record_events_counted(
         &self,
         events: &[UsageEvent],

@@ -10,8 +10,9 @@
 
 use chrono::{DateTime, Utc};
 
+use super::decision::reservation_guards;
 use super::{Applicable, CounterKey, LimitState, Mode, Window};
-use crate::domain::ProviderId;
+use crate::domain::{BudgetHold, ProviderId};
 use crate::limits::{guards_for, CallEstimate, Guard};
 use crate::usage::Tally;
 
@@ -24,10 +25,25 @@ pub struct CounterWrite {
     /// may drop it once it is past (TTL in DynamoDB, pruning in SQLite).
     pub window_end: DateTime<Utc>,
     pub provider: ProviderId,
+    /// What the write counts (recorded usage; an attempt in a rate-limit window).
     pub add: Tally,
-    /// Conditions on the counter's usage before the write (empty at ingest: usage that
-    /// happened is always recorded).
+    /// What the write holds for a reservation (returned when it closes); zero otherwise.
+    pub held: Tally,
+    /// Conditions on the counter's usage (recorded plus held) before the write (empty at
+    /// ingest: usage that happened is always recorded).
     pub guards: Vec<Guard>,
+}
+
+impl CounterWrite {
+    /// What a reservation taking this write holds on the counter (nothing when the write
+    /// holds nothing).
+    pub fn hold(&self) -> Option<BudgetHold> {
+        (self.held != Tally::default()).then(|| BudgetHold {
+            counter: self.counter.key(),
+            window_end: self.window_end,
+            held: self.held.clone(),
+        })
+    }
 }
 
 /// Whether `counter` is the user's plan counter, which the store keeps with the user's
@@ -81,6 +97,7 @@ pub fn event_writes(
                 window_end,
                 provider: provider.clone(),
                 add,
+                held: Tally::default(),
                 guards: Vec::new(),
             })
         })
@@ -107,6 +124,7 @@ pub fn check_call_writes(limits: &[LimitState], call: &CallEstimate) -> Vec<Coun
                         calls: 1,
                         ..Tally::default()
                     },
+                    held: Tally::default(),
                     guards: Vec::new(),
                 });
                 out.len() - 1
@@ -125,4 +143,38 @@ pub fn check_call_writes(limits: &[LimitState], call: &CallEstimate) -> Vec<Coun
         }
     }
     out
+}
+
+/// What a reservation of `call` writes on its budget counters, in one atomic write with
+/// the hold on the user's plan counters: on each budget counter among `limits` (the
+/// user's plan counter left out), `held` (the call's estimate: one call, its tokens and
+/// cost) guarded by every hard limit counting there ([`reservation_guards`]). In a
+/// rate-limit window (`minute`, `hour`) the call counts at once as an attempt (in `add`,
+/// not returned when the reservation closes) and only its tokens and cost are held.
+pub fn reservation_writes(
+    limits: &[LimitState],
+    call: &CallEstimate,
+    held: &Tally,
+) -> Vec<CounterWrite> {
+    reservation_guards(limits, call)
+        .into_iter()
+        .filter(|c| !is_user_period_counter(&c.counter))
+        .map(|c| {
+            let rate = c.counter.window().counts_calls_at_check();
+            CounterWrite {
+                window_end: c.period.end,
+                provider: call.provider.clone(),
+                add: Tally {
+                    calls: if rate { held.calls } else { 0 },
+                    ..Tally::default()
+                },
+                held: Tally {
+                    calls: if rate { 0 } else { held.calls },
+                    ..held.clone()
+                },
+                guards: c.guards,
+                counter: c.counter,
+            }
+        })
+        .collect()
 }

@@ -138,8 +138,9 @@ fn hard(limits: &[LimitState]) -> impl Iterator<Item = &LimitState> {
     limits.iter().filter(|s| s.mode == Mode::Hard)
 }
 
-/// Per metric, the remaining and percentage of the tightest hard limit, and which it is.
-fn headroom(limits: &[LimitState]) -> Headroom {
+/// Per metric, the remaining and percentage of the tightest hard limit, and which it is
+/// (what an allowed check answers; after a reservation, over the usage with its hold).
+pub fn headroom(limits: &[LimitState]) -> Headroom {
     // metric -> (remaining, percentage, index of the state)
     let mut best: BTreeMap<Metric, (Decimal, Decimal, usize)> = BTreeMap::new();
     let mut status = UsageStatus::Active;

@@ -31,9 +31,11 @@ pub mod windows;
 pub use applicable::{
     applicable, budget_limits, Applicable, CounterKey, LimitSource, PlanInputs, Subscribed,
 };
-pub use counting::{budget_counters, check_call_writes, event_writes, CounterWrite};
+pub use counting::{
+    budget_counters, check_call_writes, event_writes, reservation_writes, CounterWrite,
+};
 pub use decision::{
-    decide_all, hard_limit_reached, reservation_guards, CounterGuards, Denial, Headroom,
+    decide_all, hard_limit_reached, headroom, reservation_guards, CounterGuards, Denial, Headroom,
     LimitState, LimitedBy, Verdict,
 };
 pub use windows::Window;

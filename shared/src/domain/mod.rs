@@ -9,7 +9,7 @@ pub use ids::{
     UserId,
 };
 pub use records::{
-    Adjustment, Alert, ApiKeyRecord, Invoice, InvoiceStatus, LineItem, Metadata, PastTerms,
-    Proration, Reservation, ReservationStatus, Role, Severity, Subscription, SubscriptionStatus,
-    UsageEvent,
+    Adjustment, Alert, ApiKeyRecord, BudgetHold, Invoice, InvoiceStatus, LineItem, Metadata,
+    PastTerms, Proration, Reservation, ReservationStatus, Role, Severity, Subscription,
+    SubscriptionStatus, UsageEvent,
 };

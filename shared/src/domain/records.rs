@@ -212,6 +212,20 @@ pub struct Reservation {
     pub status: ReservationStatus,
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
+    /// The holds on budget counters (§10), taken atomically with `held` and returned
+    /// with it (release, settlement, expiry); empty when no budget applied.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub budget_holds: Vec<BudgetHold>,
+}
+
+/// What a reservation holds on one budget counter, under the reservation's provider.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BudgetHold {
+    /// The counter's key ([`crate::budgets::CounterKey::key`]).
+    pub counter: String,
+    /// The end of the counter's window (how long the counter is kept).
+    pub window_end: DateTime<Utc>,
+    pub held: Tally,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
 
@@ -17,7 +17,7 @@ use crate::limits::{
 };
 use crate::periods::Period;
 use crate::pricing::{LookupError, PriceOutcome, PricingError};
-use crate::store::{ReleaseOutcome, ReserveOutcome};
+use crate::store::ReleaseOutcome;
 use crate::usage::{PeriodUsage, Tally, UsageCounts};
 
 /// Billable units of a call other than tokens.
@@ -231,38 +231,23 @@ impl Meter {
 
         let mut reservation = None;
         if req.reserve {
-            let held = Tally {
-                calls: 1,
-                tokens: estimated_tokens,
-                cost_usd: estimated_cost.unwrap_or_default(),
-            };
-            let r = Reservation {
-                id: Reservation::new_id(&req.user),
-                tenant: tenant.clone(),
-                user: req.user.clone(),
-                provider: provider.clone(),
-                period_start: period.start,
-                held: held.clone(),
-                status: ReservationStatus::Held,
-                created_at: now,
-                expires_at: now + Duration::seconds(req.reservation_ttl_seconds as i64),
-            };
-            let outcome = {
-                let _gate = self.gate(tenant, &req.user).await;
-                self.store
-                    .reserve(&r, &guards_for(&plan.limits, &call))
-                    .await?
-            };
-            match outcome {
-                ReserveOutcome::Reserved => {
-                    let entry = usage.by_provider.entry(provider.clone()).or_default();
-                    entry.held = add_tally(&entry.held, &held);
-                    reservation = Some(Hold {
-                        reservation_id: r.id,
-                        expires_at: r.expires_at,
-                    });
+            match self
+                .hold_call(
+                    tenant,
+                    &req,
+                    &period,
+                    &call,
+                    &guards_for(&plan.limits, &call),
+                    &[],
+                    now,
+                )
+                .await?
+            {
+                Some(hold) => {
+                    super::holds::add_held(&mut usage, &provider, &super::holds::held_of(&call));
+                    reservation = Some(hold);
                 }
-                ReserveOutcome::Denied { .. } => {
+                None => {
                     // Lost a race for the last units: decide again on fresh counters.
                     let fresh = self
                         .store

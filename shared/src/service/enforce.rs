@@ -5,26 +5,26 @@
 //! the user's own scope holds budgets); otherwise the plan alone decides, as before, and
 //! its answer is unchanged. Rate-limit windows (`minute`, `hour`) count an allowed
 //! check's call at once, with a guarded write of every such counter (all or none); an
-//! event does not count its call there again.
+//! event does not count its call there again. A reservation holds on every counter
+//! (plan and budgets) in one atomic write (`service::holds`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 
-use super::check::{add_tally, CheckAllowed, CheckOutcome, CheckRequest, Denial, Hold};
+use super::check::{CheckAllowed, CheckOutcome, CheckRequest, Denial};
+use super::holds::{held_of, plan_counter_guards, states_after_hold};
 use super::{Error, Meter, Result};
 use crate::budgets::{
-    budget_limits, check_call_writes, decide_all, event_writes, Applicable, Budget, CallScopes,
-    CounterKey, CounterWrite, LimitSource, LimitState, LimitedBy, Mode, Scope, Verdict, Window,
+    budget_limits, check_call_writes, decide_all, event_writes, headroom, reservation_writes,
+    Applicable, Budget, CallScopes, CounterKey, CounterWrite, LimitSource, LimitState, LimitedBy,
+    Mode, Scope, Verdict, Window,
 };
-use crate::domain::{
-    ProviderId, Reservation, ReservationStatus, Subscription, TenantId, UsageEvent,
-};
-use crate::limits::{self, guards_for, CallEstimate, MetricAmounts, Percentages, Plan};
+use crate::domain::{ProviderId, Subscription, TenantId, UsageEvent};
+use crate::limits::{self, CallEstimate, MetricAmounts, Percentages, Plan};
 use crate::periods::{Period, Schedule};
-use crate::store::ReserveOutcome;
 use crate::subscriptions::schedule_of;
-use crate::usage::{PeriodUsage, Tally};
+use crate::usage::PeriodUsage;
 
 /// How often a check retries when racing checks took a rate limit's last calls between
 /// its read and its write.
@@ -121,9 +121,11 @@ impl Meter {
         Ok(states)
     }
 
-    /// The check when budgets apply: every hard limit decides ([`decide_all`]); an
-    /// allowed call counts at once in its rate-limit windows and, with `reserve`, holds
-    /// its estimate on the user's plan counters.
+    /// The check when budgets apply: every hard limit decides ([`decide_all`]). An
+    /// allowed call counts at once in its rate-limit windows; with `reserve`, it holds its
+    /// estimate on the user's plan counters and every budget counter instead, in the same
+    /// one atomic write ([`reservation_writes`], [`Meter::hold_call`]). A write that loses
+    /// a race for the last units decides again on fresh counters.
     pub(super) async fn check_with_budgets(
         &self,
         tenant: &TenantId,
@@ -135,101 +137,66 @@ impl Meter {
         let user = Scope::User {
             user_id: req.user.clone(),
         };
+        let plan_counter = CounterKey::Scope {
+            scope: user.clone(),
+            window: Window::Period,
+            window_start: pc.period.start,
+        };
         let mut plan_usage = pc.usage.clone();
         let mut attempt = 0;
-        let headroom = loop {
-            let states = self
+        let (headroom, reservation) = loop {
+            let mut states = self
                 .limit_states(tenant, &pc, &user, &plan_usage, &budgets)
                 .await?;
-            match decide_all(&states, &pc.call).map_err(Error::overflow)? {
+            let h = match decide_all(&states, &pc.call).map_err(Error::overflow)? {
                 Verdict::Denied(d) => {
                     return self.budget_denial(tenant, &pc, &plan_usage, d, now).await
                 }
-                Verdict::Allowed(h) => {
-                    let writes = check_call_writes(&states, &pc.call);
-                    if self
-                        .store
-                        .add_to_budget_counters(tenant, &writes, now)
-                        .await?
-                    {
-                        break h;
-                    }
+                Verdict::Allowed(h) => h,
+            };
+            if req.reserve {
+                let held = held_of(&pc.call);
+                let writes = reservation_writes(&states, &pc.call, &held);
+                let plan_guards = plan_counter_guards(&states, &plan_counter, &pc.call);
+                if let Some(hold) = self
+                    .hold_call(
+                        tenant,
+                        &req,
+                        &pc.period,
+                        &pc.call,
+                        &plan_guards,
+                        &writes,
+                        now,
+                    )
+                    .await?
+                {
+                    // The answer's figures, with the hold included.
+                    states_after_hold(&mut states, &plan_counter, &writes, &pc.provider, &held);
+                    break (headroom(&states), Some(hold));
+                }
+                // Lost a race for the last units of a limit: fresh plan usage too.
+                plan_usage = self
+                    .store
+                    .get_period_usage(tenant, &req.user, &[pc.period.start])
+                    .await?
+                    .into_iter()
+                    .next()
+                    .unwrap_or_default();
+            } else {
+                let writes = check_call_writes(&states, &pc.call);
+                if self
+                    .store
+                    .add_to_budget_counters(tenant, &writes, now)
+                    .await?
+                {
+                    break (h, None);
                 }
             }
-            // Racing checks took the last calls of a rate limit: decide on fresh counters.
+            // Racing checks took the last units: decide on fresh counters.
             attempt += 1;
             if attempt >= MAX_RACES {
                 return Err(Error::Unavailable);
             }
-        };
-
-        let mut reservation = None;
-        if req.reserve {
-            let held = Tally {
-                calls: 1,
-                tokens: pc.call.estimated_tokens,
-                cost_usd: pc.estimated_cost.unwrap_or_default(),
-            };
-            let r = Reservation {
-                id: Reservation::new_id(&req.user),
-                tenant: tenant.clone(),
-                user: req.user.clone(),
-                provider: pc.provider.clone(),
-                period_start: pc.period.start,
-                held: held.clone(),
-                status: ReservationStatus::Held,
-                created_at: now,
-                expires_at: now + Duration::seconds(req.reservation_ttl_seconds as i64),
-            };
-            let outcome = {
-                let _gate = self.gate(tenant, &req.user).await;
-                self.store
-                    .reserve(&r, &guards_for(&pc.plan.limits, &pc.call))
-                    .await?
-            };
-            match outcome {
-                ReserveOutcome::Reserved => {
-                    let entry = plan_usage
-                        .by_provider
-                        .entry(pc.provider.clone())
-                        .or_default();
-                    entry.held = add_tally(&entry.held, &held);
-                    reservation = Some(Hold {
-                        reservation_id: r.id,
-                        expires_at: r.expires_at,
-                    });
-                }
-                ReserveOutcome::Denied { .. } => {
-                    // Lost a race for the plan's last units: decide again on fresh counters.
-                    let fresh = self
-                        .store
-                        .get_period_usage(tenant, &req.user, &[pc.period.start])
-                        .await?
-                        .into_iter()
-                        .next()
-                        .unwrap_or_default();
-                    let states = self
-                        .limit_states(tenant, &pc, &user, &fresh, &budgets)
-                        .await?;
-                    return match decide_all(&states, &pc.call).map_err(Error::overflow)? {
-                        Verdict::Denied(d) => self.budget_denial(tenant, &pc, &fresh, d, now).await,
-                        Verdict::Allowed(_) => Err(Error::Unavailable),
-                    };
-                }
-            }
-        }
-        // The answer's figures, with the hold included.
-        let headroom = match reservation {
-            Some(_) => {
-                let states = self
-                    .limit_states(tenant, &pc, &user, &plan_usage, &budgets)
-                    .await?;
-                match decide_all(&states, &pc.call).map_err(Error::overflow)? {
-                    Verdict::Allowed(h) => h,
-                    Verdict::Denied(_) => headroom,
-                }
-            }
-            None => headroom,
         };
         Ok(CheckOutcome::Allowed(CheckAllowed {
             allowed: true,

@@ -26,6 +26,7 @@ pub mod check;
 pub mod dashboard;
 mod enforce;
 pub mod error;
+mod holds;
 pub mod ingest;
 pub mod outbox;
 pub mod privacy;

@@ -13,6 +13,9 @@
 //! scans the table with a second, uncounted client, and computes units from the item sizes
 //! before and after (see `units`). Prints one JSON line per (user, operation), one per
 //! user with its largest item with 8 open reservations, and one with the costs (new user).
+//! The budget rows (issue 18) name org `bench-org` and its team `red`, which hold two hard
+//! budgets that never deny (a day's calls on the org, a month's cost for each member of the
+//! team).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -441,6 +444,114 @@ async fn profile(bench: &Bench, user: &'static str, reps: u32) -> Result<Vec<Row
     Ok(rows)
 }
 
+/// The two hard budgets the budget operations decide over: org `bench-org` at most 10^9
+/// calls a day, and each member of its team `red` at most $10^6 a month (neither denies).
+async fn budgets(store: &Arc<dyn Store>, tenant: &TenantId) -> Result<()> {
+    use meter_core::budgets::{AppliesTo, Budget, Mode, Scope, Window};
+    use meter_core::domain::{BudgetId, OrgId, TeamId};
+    use meter_core::limits::{Limits, Metric};
+    let org = OrgId::parse("bench-org")?;
+    for (id, scope, applies_to, metric, limit, window) in [
+        (
+            "bench-day",
+            Scope::Org {
+                org_id: org.clone(),
+            },
+            AppliesTo::Scope,
+            "calls:*",
+            dec!(1000000000),
+            Window::Day,
+        ),
+        (
+            "bench-members",
+            Scope::Team {
+                org_id: org.clone(),
+                team_id: TeamId::parse("red")?,
+            },
+            AppliesTo::EachMember,
+            "cost_usd",
+            dec!(1000000),
+            Window::Month,
+        ),
+    ] {
+        let budget = Budget {
+            id: BudgetId::parse(id)?,
+            scope,
+            applies_to,
+            limits: Limits(BTreeMap::from([(Metric::parse(metric)?, limit)])),
+            window,
+            mode: Mode::Hard,
+            alert_thresholds: vec![80, 90, 100],
+            version: 0,
+            updated_at: Utc::now(),
+        };
+        store.put_budget(tenant, &budget).await?;
+    }
+    Ok(())
+}
+
+/// Measures the operations over budgets for `user`: calls naming org `bench-org` and its
+/// team `red`, which hold the two budgets of [`budgets`].
+async fn budget_profile(bench: &Bench, user: &'static str, reps: u32) -> Result<Vec<Row>> {
+    const P: &str = "/api/subscription";
+    let check = json!({"user_id": user, "provider": "gemini", "model": "gemini-2.5-flash",
+                       "estimated_input_tokens": 1200, "estimated_output_tokens": 300,
+                       "org_id": "bench-org", "team_id": "red"});
+    bench
+        .send("POST", &format!("{P}/check"), Some(check.clone()))
+        .await?;
+    let mut rows = Vec::new();
+    let mut samples = Vec::new();
+    for _ in 0..reps {
+        let (_, sample) = bench
+            .measure("POST", &format!("{P}/check"), Some(check.clone()))
+            .await?;
+        samples.push(sample);
+    }
+    rows.push(average(
+        user,
+        "check, user + org + team, 2 budgets",
+        samples,
+    ));
+
+    let (mut reserves, mut releases) = (Vec::new(), Vec::new());
+    for _ in 0..reps {
+        let mut body = check.clone();
+        body["reserve"] = json!(true);
+        let (answer, sample) = bench
+            .measure("POST", &format!("{P}/check"), Some(body))
+            .await?;
+        reserves.push(sample);
+        let id = answer["data"]["reservation_id"]
+            .as_str()
+            .context("a reserve answer without reservation_id")?
+            .to_owned();
+        let (_, sample) = bench
+            .measure(
+                "POST",
+                &format!("{P}/reservations/{id}/release"),
+                Some(json!({})),
+            )
+            .await?;
+        releases.push(sample);
+    }
+    rows.push(average(user, "check with reserve, 2 budgets", reserves));
+    rows.push(average(user, "release, 2 budgets", releases));
+
+    let mut samples = Vec::new();
+    for i in 0..reps {
+        let mut e = event(user, &format!("{user}-org-{i}"));
+        e["org_id"] = json!("bench-org");
+        e["team_id"] = json!("red");
+        let (_, sample) = bench
+            .measure("POST", &format!("{P}/usage"), Some(e))
+            .await?;
+        samples.push(sample);
+    }
+    rows.push(average(user, "usage, 1 event, 2 budgets", samples));
+    Ok(rows)
+}
+
 /// The largest item of `user`'s partition once 8 reservations are open (they are
 /// released afterwards): (sort key, bytes), and the state item's bytes.
 async fn largest_with_open_holds(bench: &Bench, user: &str) -> Result<(String, u64, u64)> {
@@ -564,8 +675,11 @@ async fn main() -> Result<()> {
         bail!("warm-up usage answered {s}");
     }
 
+    budgets(&store, &tenant).await?;
     let mut rows = profile(&bench, USER, reps).await?;
+    rows.extend(budget_profile(&bench, USER, reps).await?);
     rows.extend(profile(&bench, AGED, reps).await?);
+    rows.extend(budget_profile(&bench, AGED, reps).await?);
     for row in &rows {
         print_row(row);
     }

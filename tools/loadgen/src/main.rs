@@ -424,9 +424,12 @@ async fn worker(plan: Arc<Plan>, index: usize) -> Result<(Tally, Ledger)> {
         let user = &users[(seq as usize) % users.len()];
         seq += 1;
         match args.scenario {
-            Scenario::Check | Scenario::Reserve => {
+            Scenario::Check | Scenario::Reserve | Scenario::CheckBudgets => {
                 let reserve = args.scenario == Scenario::Reserve;
-                let body = scenario::check_body(user, reserve);
+                let mut body = scenario::check_body(user, reserve);
+                if args.scenario == Scenario::CheckBudgets {
+                    body["org_id"] = scenario::BUDGET_ORG.into();
+                }
                 let (took, answer) = timed(
                     &mut conn,
                     Method::POST,

@@ -10,6 +10,10 @@ pub enum Scenario {
     Check,
     /// `POST /check` with `reserve: true`, each reservation released right after.
     Reserve,
+    /// `POST /check` naming the org [`BUDGET_ORG`] (which the caller gave two hard
+    /// budgets beforehand, e.g. scripts/bench): the check over the user's plan and every
+    /// budget of the org.
+    CheckBudgets,
     /// `POST /usage` with one event (a unique `event_id` each).
     Event,
     /// `POST /usage` with a batch of 100 events of one user.
@@ -27,6 +31,7 @@ impl Scenario {
         match self {
             Scenario::Check => "check",
             Scenario::Reserve => "reserve",
+            Scenario::CheckBudgets => "check-budgets",
             Scenario::Event => "event",
             Scenario::Batch => "batch",
             Scenario::Dashboard => "dashboard",
@@ -43,6 +48,9 @@ impl Scenario {
         }
     }
 }
+
+/// The org the `check-budgets` scenario's checks name.
+pub const BUDGET_ORG: &str = "bench-org";
 
 /// The routes, under the service's prefix.
 pub const PREFIX: &str = "/api/subscription";

@@ -9,7 +9,8 @@ use rust_decimal::Decimal;
 use super::codec::{count_of, decimal_of, from_item, get_s, n, s, time_of, to_item, Item};
 use super::layout;
 use crate::domain::{
-    Alert, Invoice, ProviderId, Reservation, ReservationStatus, TenantId, UsageEvent, UserId,
+    Alert, BudgetHold, Invoice, ProviderId, Reservation, ReservationStatus, TenantId, UsageEvent,
+    UserId,
 };
 use crate::store::{StoreError, StoreResult};
 use crate::usage::Tally;
@@ -87,7 +88,7 @@ fn epoch_of(av: &AttributeValue, what: &str) -> StoreResult<DateTime<Utc>> {
 /// start, `c` calls, `t` tokens, `$` cost, `at` created, `ex` expires (instants as epoch
 /// seconds).
 pub fn reservation_map(r: &Reservation) -> AttributeValue {
-    AttributeValue::M(HashMap::from([
+    let mut m = HashMap::from([
         ("p".to_owned(), s(r.provider.as_str())),
         ("s".to_owned(), epoch(r.period_start)),
         ("c".to_owned(), n(r.held.calls)),
@@ -95,7 +96,62 @@ pub fn reservation_map(r: &Reservation) -> AttributeValue {
         ("$".to_owned(), n(r.held.cost_usd)),
         ("at".to_owned(), epoch(r.created_at)),
         ("ex".to_owned(), epoch(r.expires_at)),
-    ]))
+    ]);
+    if !r.budget_holds.is_empty() {
+        m.insert("b".to_owned(), budget_holds_list(&r.budget_holds));
+    }
+    AttributeValue::M(m)
+}
+
+/// A reservation's budget holds as a list of maps: `k` the counter key, `e` the window's
+/// end (epoch seconds), `c`, `t`, `$` what is held.
+fn budget_holds_list(holds: &[BudgetHold]) -> AttributeValue {
+    AttributeValue::L(
+        holds
+            .iter()
+            .map(|h| {
+                AttributeValue::M(HashMap::from([
+                    ("k".to_owned(), s(h.counter.as_str())),
+                    ("e".to_owned(), epoch(h.window_end)),
+                    ("c".to_owned(), n(h.held.calls)),
+                    ("t".to_owned(), n(h.held.tokens)),
+                    ("$".to_owned(), n(h.held.cost_usd)),
+                ]))
+            })
+            .collect(),
+    )
+}
+
+fn budget_holds_of(id: &str, av: Option<&AttributeValue>) -> StoreResult<Vec<BudgetHold>> {
+    let Some(av) = av else {
+        return Ok(Vec::new());
+    };
+    let list = av
+        .as_l()
+        .map_err(|_| corrupt(format!("reservation {id}: budget holds are not a list")))?;
+    list.iter()
+        .map(|h| {
+            let m = h
+                .as_m()
+                .map_err(|_| corrupt(format!("reservation {id}: a budget hold is not a map")))?;
+            let num = |k: &str| m.get(k).map_or(Ok(Decimal::ZERO), decimal_of);
+            Ok(BudgetHold {
+                counter: get_s(m, "k")
+                    .ok_or_else(|| corrupt(format!("reservation {id}: budget hold lacks k")))?
+                    .to_owned(),
+                window_end: epoch_of(
+                    m.get("e")
+                        .ok_or_else(|| corrupt(format!("reservation {id}: budget hold lacks e")))?,
+                    "e",
+                )?,
+                held: Tally {
+                    calls: count_of(num("c")?, "calls")?,
+                    tokens: count_of(num("t")?, "tokens")?,
+                    cost_usd: num("$")?,
+                },
+            })
+        })
+        .collect()
 }
 
 /// The open reservation `id` of (tenant, user) from its map attribute, in this layout or
@@ -149,6 +205,7 @@ pub fn reservation_of_map(
         status: ReservationStatus::Held,
         created_at,
         expires_at,
+        budget_holds: budget_holds_of(id, m.get("b"))?,
     })
 }
 
@@ -337,6 +394,7 @@ mod tests {
             status: ReservationStatus::Held,
             created_at: at(10, 12),
             expires_at: at(10, 13),
+            budget_holds: Vec::new(),
         };
         let back = reservation_of_map(&r.tenant, &user, &r.id, &reservation_map(&r)).unwrap();
         assert_eq!(back, r);

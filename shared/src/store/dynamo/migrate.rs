@@ -572,6 +572,7 @@ mod tests {
                 },
                 created_at: at(3),
                 expires_at: at(3) + chrono::Duration::minutes(i as i64),
+                budget_holds: Vec::new(),
                 status: crate::domain::ReservationStatus::Held,
             };
             let legacy_map = AttributeValue::M(

@@ -125,6 +125,12 @@ impl ChunkPlan {
             day.add(layout::day_attr("cost", &e.provider), t.cost_usd)?;
             if let Some(o) = e.reservation_id.as_ref().and_then(|id| open.remove(id)) {
                 state.unhold(o.r.period_start, &o.r.provider, &o.r.held)?;
+                for h in &o.r.budget_holds {
+                    budget
+                        .entry(h.counter.clone())
+                        .or_default()
+                        .unhold(&o.r.provider, h)?;
+                }
                 settled.push(o);
             }
         }
@@ -258,7 +264,11 @@ fn chunk_end(
             .collect();
         let new_day = usize::from(!days.contains(&e.timestamp.date_naive()));
         let new_period = usize::from(!periods.contains(&e.period_start));
-        let settle = 2 * usize::from(e.reservation_id.is_some());
+        // A settlement writes a tombstone and perhaps a closed period's item, and returns
+        // the reservation's budget holds: counted as the event's own budget counters (the
+        // same ones unless a window ended between the check and the event).
+        let own_writes = writes.get(firsts[end]).map_or(0, Vec::len);
+        let settle = usize::from(e.reservation_id.is_some()) * (2 + own_writes);
         let items = (end - start + 1)
             + 1
             + days.len()

@@ -9,13 +9,14 @@
 //! The hold goes to the counters of the reservation's period where they are: the state
 //! item while the period is open, its period item once closed (see `counters`).
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use aws_sdk_dynamodb::types::{CancellationReason, Put, TransactWriteItem};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
+use super::budget_counters::{CounterAdds, GuardedUpdate, COUNTER_SK};
 use super::codec::{decimal_attr, from_item, get_s, n, s, Item};
 use super::counters::{billed_condition, open_condition, AllOpen, BilledTo, Increments, Placement};
 use super::errors::{build_err, sdk_err};
@@ -139,6 +140,19 @@ fn guard_conditions(
             format!("attribute_not_exists({c}) OR {c} {op} {b}")
         });
     }
+}
+
+/// What closing `r` takes back from its budget counters, by counter key.
+pub(super) fn unheld_budget_counters(
+    r: &Reservation,
+) -> StoreResult<BTreeMap<String, CounterAdds>> {
+    let mut out: BTreeMap<String, CounterAdds> = BTreeMap::new();
+    for h in &r.budget_holds {
+        out.entry(h.counter.clone())
+            .or_default()
+            .unhold(&r.provider, h)?;
+    }
+    Ok(out)
 }
 
 fn condition_failed(reasons: &[CancellationReason], i: usize) -> bool {
@@ -288,6 +302,7 @@ impl DynamoStore {
         let pk = layout::user_pk(&r.tenant, r.user.as_str());
         let mut inc = Increments::default();
         inc.unhold(r.period_start, &r.provider, &r.held)?;
+        let unheld = unheld_budget_counters(r)?;
         let mut billed = billed;
         for _ in 0..MAX_ATTEMPTS {
             let rendered = match &billed {
@@ -320,6 +335,7 @@ impl DynamoStore {
                             )?);
                         }
                     }
+                    tx.extend(self.budget_counter_items(&r.tenant, &unheld)?);
                     Ok(tx)
                 })
                 .await?;
@@ -347,10 +363,16 @@ impl DynamoStore {
     }
 
     /// Holds `r.held` if every guard holds (see [`crate::store::UsageStore::reserve`]).
+    ///
+    /// `budget`: the guarded updates of the budget counters a reservation also holds on
+    /// (`reserve_counted`): then the write is always one `TransactWriteItems` (the state
+    /// update, those updates, and the period or spilled item when needed), and a budget
+    /// counter's failing condition is a denial.
     pub(super) async fn reserve_hold(
         &self,
         r: &Reservation,
         guards: &[Guard],
+        budget: &[GuardedUpdate],
     ) -> StoreResult<ReserveOutcome> {
         let mut bounded = Vec::with_capacity(guards.len());
         for g in guards {
@@ -414,7 +436,7 @@ impl DynamoStore {
                 period_update = Some(pu);
             }
 
-            let (state, period) = if !spill && period_update.is_none() {
+            let (state, period) = if !spill && period_update.is_none() && budget.is_empty() {
                 match self.update(pk.clone(), layout::STATE_SK, &u, true).await? {
                     Ok(()) => return Ok(ReserveOutcome::Reserved),
                     Err(Some(old)) => (old, None),
@@ -427,6 +449,9 @@ impl DynamoStore {
                         let mut tx = vec![self.tx_update(pk.clone(), layout::STATE_SK, &u)?];
                         if let Some(pu) = &period_update {
                             tx.push(self.tx_update(pk.clone(), &period_sk, pu)?);
+                        }
+                        for g in budget {
+                            tx.push(self.tx_update(g.pk.clone(), COUNTER_SK, &g.update)?);
                         }
                         if spill {
                             tx.push(self.tx_put(items::spilled_item(r)?, true)?);
@@ -446,6 +471,20 @@ impl DynamoStore {
                 if spill && condition_failed(&reasons, reasons.len().saturating_sub(1)) {
                     // The reservation's item exists: an earlier attempt stored it.
                     return Ok(ReserveOutcome::Reserved);
+                }
+                let first_budget = 1 + usize::from(period_update.is_some());
+                if let Some(g) = budget
+                    .iter()
+                    .enumerate()
+                    .find(|(i, _)| condition_failed(&reasons, first_budget + i))
+                    .map(|(_, g)| g)
+                {
+                    // A budget counter's guard: racing reservations took its last units.
+                    if let Some(metric) = &g.metric {
+                        return Ok(ReserveOutcome::Denied {
+                            metric: metric.clone(),
+                        });
+                    }
                 }
                 let state = self.get_state(&r.tenant, &r.user, &[]).await?;
                 let period = if closed {

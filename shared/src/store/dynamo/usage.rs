@@ -203,7 +203,7 @@ impl UsageStore for DynamoStore {
     }
 
     async fn reserve(&self, r: &Reservation, guards: &[Guard]) -> StoreResult<ReserveOutcome> {
-        self.reserve_hold(r, guards).await
+        self.reserve_hold(r, guards, &[]).await
     }
 
     async fn get_reservation(

@@ -3,6 +3,8 @@
 //! transaction: the guards of all counters are read and checked, then every increment is
 //! one `INSERT … ON CONFLICT DO UPDATE` whose arithmetic (`int_add`, `dec_add`) runs in
 //! SQLite; a failing guard writes nothing. Rows are pruned a day after their window ends.
+//! A row keeps counted usage (`calls`, `tokens`, `cost`) and held usage (`held_*`: open
+//! reservations, returned when they close) apart; guards compare their sum.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -11,54 +13,69 @@ use rusqlite::{params, Connection};
 use super::codec::{count, money, parse_count, parse_money, ts};
 use super::SqliteStore;
 use crate::budgets::{CounterKey, CounterWrite, Scope};
-use crate::domain::{ProviderId, TenantId, UsageEvent, UserId};
+use crate::domain::{BudgetHold, ProviderId, Reservation, TenantId, UsageEvent, UserId};
 use crate::limits::used;
-use crate::store::{BudgetCounterStore, RecordOutcome, StoreError, StoreResult, COUNTER_GRACE};
+use crate::store::{
+    BudgetCounterStore, Guard, RecordOutcome, ReserveOutcome, StoreError, StoreResult,
+    COUNTER_GRACE,
+};
 use crate::usage::{PeriodUsage, ProviderUsage, Tally};
 
 /// Rows pruned per write, at most (old windows go a few at a time).
 const PRUNE_BATCH: i64 = 50;
 
 fn read_counter(conn: &Connection, tenant: &str, counter: &str) -> StoreResult<PeriodUsage> {
+    type Row = (String, [i64; 2], String, [i64; 2], String);
     let mut stmt = conn.prepare_cached(
-        "SELECT provider, calls, tokens, cost FROM budget_counters WHERE tenant = ?1 AND counter = ?2",
+        "SELECT provider, calls, tokens, cost, held_calls, held_tokens, held_cost
+         FROM budget_counters WHERE tenant = ?1 AND counter = ?2",
     )?;
-    let rows = stmt.query_map(params![tenant, counter], |r| {
+    let rows = stmt.query_map(params![tenant, counter], |r| -> rusqlite::Result<Row> {
         Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, i64>(1)?,
-            r.get::<_, i64>(2)?,
-            r.get::<_, String>(3)?,
+            r.get(0)?,
+            [r.get(1)?, r.get(2)?],
+            r.get(3)?,
+            [r.get(4)?, r.get(5)?],
+            r.get(6)?,
         ))
     })?;
     let mut usage = PeriodUsage::default();
     for row in rows {
-        let (provider, calls, tokens, cost) = row?;
+        let (provider, [calls, tokens], cost, [held_calls, held_tokens], held_cost) = row?;
         let provider = ProviderId::parse(provider)
             .map_err(|e| StoreError::Corrupt(format!("budget counter provider: {e}")))?;
-        usage.by_provider.insert(
-            provider,
-            ProviderUsage {
-                recorded: Tally {
-                    calls: parse_count(calls)?,
-                    tokens: parse_count(tokens)?,
-                    cost_usd: parse_money(&cost)?,
-                },
-                ..ProviderUsage::default()
+        let p = ProviderUsage {
+            recorded: Tally {
+                calls: parse_count(calls)?,
+                tokens: parse_count(tokens)?,
+                cost_usd: parse_money(&cost)?,
             },
-        );
+            held: Tally {
+                calls: parse_count(held_calls)?,
+                tokens: parse_count(held_tokens)?,
+                cost_usd: parse_money(&held_cost)?,
+            },
+            ..ProviderUsage::default()
+        };
+        if p != ProviderUsage::default() {
+            usage.by_provider.insert(provider, p);
+        }
     }
     Ok(usage)
 }
 
 fn add(conn: &Connection, tenant: &str, w: &CounterWrite) -> StoreResult<()> {
     conn.prepare_cached(
-        "INSERT INTO budget_counters (tenant, counter, provider, window_end, calls, tokens, cost)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+        "INSERT INTO budget_counters (tenant, counter, provider, window_end, calls, tokens, cost,
+             held_calls, held_tokens, held_cost)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
          ON CONFLICT (tenant, counter, provider) DO UPDATE SET
-             calls  = int_add(calls, excluded.calls),
-             tokens = int_add(tokens, excluded.tokens),
-             cost   = dec_add(cost, excluded.cost)",
+             calls       = int_add(calls, excluded.calls),
+             tokens      = int_add(tokens, excluded.tokens),
+             cost        = dec_add(cost, excluded.cost),
+             held_calls  = int_add(held_calls, excluded.held_calls),
+             held_tokens = int_add(held_tokens, excluded.held_tokens),
+             held_cost   = dec_add(held_cost, excluded.held_cost)",
     )?
     .execute(params![
         tenant,
@@ -68,7 +85,37 @@ fn add(conn: &Connection, tenant: &str, w: &CounterWrite) -> StoreResult<()> {
         count(w.add.calls)?,
         count(w.add.tokens)?,
         money(w.add.cost_usd),
+        count(w.held.calls)?,
+        count(w.held.tokens)?,
+        money(w.held.cost_usd),
     ])?;
+    Ok(())
+}
+
+/// Returns a closed reservation's holds to their budget counters (in the caller's
+/// transaction). A counter pruned meanwhile (its window ended over a day ago) has
+/// nothing left to return to.
+pub(super) fn return_budget_holds(
+    conn: &Connection,
+    tenant: &str,
+    provider: &str,
+    holds: &[BudgetHold],
+) -> StoreResult<()> {
+    for h in holds {
+        conn.prepare_cached(
+            "UPDATE budget_counters SET held_calls = held_calls - ?4, held_tokens = held_tokens - ?5,
+                 held_cost = dec_sub(held_cost, ?6)
+             WHERE tenant = ?1 AND counter = ?2 AND provider = ?3",
+        )?
+        .execute(params![
+            tenant,
+            h.counter,
+            provider,
+            count(h.held.calls)?,
+            count(h.held.tokens)?,
+            money(h.held.cost_usd),
+        ])?;
+    }
     Ok(())
 }
 
@@ -81,27 +128,29 @@ fn prune(conn: &Connection, now: DateTime<Utc>) -> StoreResult<()> {
     Ok(())
 }
 
-/// Whether every guard of `writes` passes on the counters as they are now.
-fn guards_pass(conn: &Connection, tenant: &str, writes: &[CounterWrite]) -> StoreResult<bool> {
+/// The first guard of `writes` that does not pass on the counters as they are now
+/// (recorded plus held), if any.
+fn failing_guard<'a>(
+    conn: &Connection,
+    tenant: &str,
+    writes: &'a [CounterWrite],
+) -> StoreResult<Option<&'a Guard>> {
     for w in writes.iter().filter(|w| !w.guards.is_empty()) {
         let usage = read_counter(conn, tenant, &w.counter.key())?;
         for g in &w.guards {
             let now = used(&g.metric, &usage)
                 .map_err(|_| StoreError::Overflow("budget counter".to_owned()))?;
-            let Some(after) = now.checked_add(g.increment) else {
-                return Ok(false);
-            };
-            let ok = if g.strict {
-                after < g.limit
-            } else {
-                after <= g.limit
+            let ok = match now.checked_add(g.increment) {
+                None => false,
+                Some(after) if g.strict => after < g.limit,
+                Some(after) => after <= g.limit,
             };
             if !ok {
-                return Ok(false);
+                return Ok(Some(g));
             }
         }
     }
-    Ok(true)
+    Ok(None)
 }
 
 /// Applies `writes` all or none (in the caller's transaction); `false` when a guard
@@ -112,7 +161,7 @@ fn apply_all(
     writes: &[CounterWrite],
     now: DateTime<Utc>,
 ) -> StoreResult<bool> {
-    if !guards_pass(conn, tenant, writes)? {
+    if failing_guard(conn, tenant, writes)?.is_some() {
         return Ok(false);
     }
     for w in writes {
@@ -168,6 +217,35 @@ impl BudgetCounterStore for SqliteStore {
         let (tenant, writes) = (tenant.clone(), writes.to_vec());
         self.write(move |c| apply_all(c, tenant.as_str(), &writes, now))
             .await
+    }
+
+    async fn reserve_counted(
+        &self,
+        reservation: &Reservation,
+        guards: &[Guard],
+        writes: &[CounterWrite],
+        now: DateTime<Utc>,
+    ) -> StoreResult<ReserveOutcome> {
+        let (r, guards, writes) = (reservation.clone(), guards.to_vec(), writes.to_vec());
+        self.write(move |c| {
+            let tenant = r.tenant.as_str();
+            // Budget guards first (a read), so that a refusal writes nothing; then the plan
+            // hold (its own guards, then its writes), then the budget holds.
+            if let Some(g) = failing_guard(c, tenant, &writes)? {
+                return Ok(ReserveOutcome::Denied {
+                    metric: g.metric.clone(),
+                });
+            }
+            let outcome = super::usage::reserve(c, &r, &guards)?;
+            if outcome == ReserveOutcome::Reserved {
+                for w in &writes {
+                    add(c, tenant, w)?;
+                }
+                prune(c, now)?;
+            }
+            Ok(outcome)
+        })
+        .await
     }
 
     async fn record_events_counted(

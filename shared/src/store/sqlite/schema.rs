@@ -320,6 +320,15 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ) STRICT;
     CREATE INDEX budget_counters_by_end ON budget_counters (window_end);
     "#,
+    // 12: reservations hold on budget counters (issue 18): a counter's held usage beside
+    // its counted usage, and each reservation's budget holds (JSON list of BudgetHold),
+    // returned when it closes.
+    r#"
+    ALTER TABLE budget_counters ADD COLUMN held_calls INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE budget_counters ADD COLUMN held_tokens INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE budget_counters ADD COLUMN held_cost TEXT NOT NULL DEFAULT '0';
+    ALTER TABLE reservations ADD COLUMN budget_holds TEXT;
+    "#,
 ];
 
 /// Settings every connection gets: lock wait, foreign keys, the decimal functions.

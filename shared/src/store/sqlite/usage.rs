@@ -16,7 +16,7 @@ use super::codec::{
 };
 use super::event_row::{self, EventRow, EVENT_COLUMNS};
 use crate::domain::{
-    EventId, ProviderId, Reservation, ReservationStatus, TenantId, UsageEvent, UserId,
+    BudgetHold, EventId, ProviderId, Reservation, ReservationStatus, TenantId, UsageEvent, UserId,
 };
 use crate::limits::Metric;
 use crate::store::{
@@ -204,17 +204,31 @@ pub(super) fn record_event(conn: &Connection, e: &UsageEvent) -> StoreResult<Rec
             conn,
             "UPDATE reservations SET status = 'settled', closed_at = ?4
              WHERE tenant = ?1 AND id = ?2 AND user = ?3 AND status = 'held'
-             RETURNING tenant, user, provider, period_start, held_calls, held_tokens, held_cost",
+             RETURNING tenant, user, provider, period_start, held_calls, held_tokens, held_cost, budget_holds",
             params![e.tenant.as_str(), rid, e.user.as_str(), ts(&e.recorded_at)],
         )?;
     }
     Ok(RecordOutcome::Recorded)
 }
 
+/// A reservation's budget holds from their column (NULL: none).
+fn budget_holds_of(json: Option<&str>) -> StoreResult<Vec<BudgetHold>> {
+    json.map_or(Ok(Vec::new()), from_json)
+}
+
 /// Runs an `UPDATE reservations … RETURNING` that closes held reservations, then returns
 /// each closed one's hold to its counters. Returns how many it closed.
 fn close_held(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> StoreResult<usize> {
-    type Row = (String, String, String, String, i64, i64, String);
+    type Row = (
+        String,
+        String,
+        String,
+        String,
+        i64,
+        i64,
+        String,
+        Option<String>,
+    );
     let closed: Vec<Row> = conn
         .prepare_cached(sql)?
         .query_map(params, |r| {
@@ -226,11 +240,14 @@ fn close_held(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> St
                 r.get(4)?,
                 r.get(5)?,
                 r.get(6)?,
+                r.get(7)?,
             ))
         })?
         .collect::<Result<_, _>>()?;
     let n = closed.len();
-    for (tenant, user, provider, period_start, calls, tokens, cost) in closed {
+    for (tenant, user, provider, period_start, calls, tokens, cost, budget_holds) in closed {
+        let holds = budget_holds_of(budget_holds.as_deref())?;
+        super::budget_counters::return_budget_holds(conn, &tenant, &provider, &holds)?;
         let held = Tally {
             calls: parse_count(calls)?,
             tokens: parse_count(tokens)?,
@@ -298,8 +315,8 @@ pub(super) fn reserve(
     let inserted = conn
         .prepare_cached(
             "INSERT INTO reservations (tenant, id, user, provider, period_start, held_calls, held_tokens, held_cost,
-                 status, created_at, expires_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                 status, created_at, expires_at, budget_holds)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
              ON CONFLICT (tenant, id) DO NOTHING",
         )?
         .execute(params![
@@ -314,6 +331,9 @@ pub(super) fn reserve(
             reservation_status(ReservationStatus::Held),
             ts(&r.created_at),
             ts(&r.expires_at),
+            (!r.budget_holds.is_empty())
+                .then(|| to_json(&r.budget_holds))
+                .transpose()?,
         ])?;
     if inserted == 0 {
         return Err(StoreError::Corrupt(format!(
@@ -340,7 +360,7 @@ pub(super) fn release_reservation(
         conn,
         "UPDATE reservations SET status = 'released', closed_at = ?3
          WHERE tenant = ?1 AND id = ?2 AND status = 'held'
-         RETURNING tenant, user, provider, period_start, held_calls, held_tokens, held_cost",
+         RETURNING tenant, user, provider, period_start, held_calls, held_tokens, held_cost, budget_holds",
         params![tenant.as_str(), id, ts(&Utc::now())],
     )?;
     if closed > 0 {
@@ -367,7 +387,7 @@ pub(super) fn expire_reservations(
         "UPDATE reservations SET status = 'expired', closed_at = ?1
          WHERE rowid IN (SELECT rowid FROM reservations WHERE status = 'held' AND expires_at <= ?1
                          ORDER BY expires_at LIMIT ?2)
-         RETURNING tenant, user, provider, period_start, held_calls, held_tokens, held_cost",
+         RETURNING tenant, user, provider, period_start, held_calls, held_tokens, held_cost, budget_holds",
         params![ts(&now), limit],
     )
 }
@@ -387,18 +407,30 @@ pub(super) fn get_reservation(
         String,
         String,
         String,
+        Option<String>,
     );
     let row: Option<Row> = conn
         .prepare_cached(
-            "SELECT user, provider, period_start, held_calls, held_tokens, held_cost, status, created_at, expires_at
+            "SELECT user, provider, period_start, held_calls, held_tokens, held_cost, status, created_at, expires_at,
+                    budget_holds
              FROM reservations WHERE tenant = ?1 AND id = ?2",
         )?
         .query_row(params![tenant.as_str(), rid], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?))
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?, r.get(9)?))
         })
         .optional()?;
-    let Some((user, provider, period_start, calls, tokens, cost, status, created_at, expires_at)) =
-        row
+    let Some((
+        user,
+        provider,
+        period_start,
+        calls,
+        tokens,
+        cost,
+        status,
+        created_at,
+        expires_at,
+        budget_holds,
+    )) = row
     else {
         return Ok(None);
     };
@@ -416,6 +448,7 @@ pub(super) fn get_reservation(
         status: parse_reservation_status(&status)?,
         created_at: parse_ts(&created_at)?,
         expires_at: parse_ts(&expires_at)?,
+        budget_holds: budget_holds_of(budget_holds.as_deref())?,
     }))
 }
 

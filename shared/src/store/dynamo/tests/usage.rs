@@ -166,6 +166,7 @@ async fn check_reads_one_item_reserve_is_one_update_and_events_one_transaction()
         status: ReservationStatus::Held,
         created_at: at(10, 12),
         expires_at: at(10, 13),
+        budget_holds: Vec::new(),
     };
     let guard = Guard {
         metric: Metric::Calls(None),
