@@ -14,6 +14,7 @@ mod enforcement;
 mod events;
 mod fixtures;
 mod history;
+mod orgs;
 mod privacy;
 mod reservations;
 mod review;
@@ -86,6 +87,12 @@ macro_rules! conformance {
             racing_cost_writes_never_pass_a_cent_of_the_day_budget,
             a_failing_guard_writes_no_counter,
             events_add_to_their_counters_exactly_once_under_redelivery,
+        );
+        // Issue 18: org subscriptions and their invoices.
+        conformance!(@module orgs $factory;
+            org_subscription_writes_are_versioned_and_listed_once,
+            racing_org_closes_store_one_invoice_and_roll_once,
+            an_org_close_over_a_stale_version_or_invoiced_period_changes_nothing,
         );
         // Issue 17 (storage that does not grow with time).
         conformance!(@module history $factory;

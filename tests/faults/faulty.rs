@@ -865,3 +865,66 @@ impl meter_core::store::BudgetCounterStore for FaultyStore {
         .await
     }
 }
+
+#[async_trait]
+impl meter_core::store::OrgStore for FaultyStore {
+    async fn get_org_subscription(
+        &self,
+        tenant: &TenantId,
+        org: &meter_core::domain::OrgId,
+    ) -> StoreResult<Option<meter_core::domain::Subscription>> {
+        self.call(
+            "get_org_subscription",
+            self.inner.get_org_subscription(tenant, org),
+        )
+        .await
+    }
+    async fn put_org_subscription(
+        &self,
+        org: &meter_core::domain::OrgId,
+        sub: &meter_core::domain::Subscription,
+        expected_version: Option<u64>,
+    ) -> StoreResult<()> {
+        self.call(
+            "put_org_subscription",
+            self.inner.put_org_subscription(org, sub, expected_version),
+        )
+        .await
+    }
+    async fn list_org_subscriptions(
+        &self,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> StoreResult<meter_core::store::Page<meter_core::store::OrgRef>> {
+        self.call(
+            "list_org_subscriptions",
+            self.inner.list_org_subscriptions(cursor, limit),
+        )
+        .await
+    }
+    async fn close_org_period(
+        &self,
+        org: &meter_core::domain::OrgId,
+        invoice: &meter_core::domain::Invoice,
+        next: &meter_core::domain::Subscription,
+        expected_version: u64,
+    ) -> StoreResult<meter_core::store::OrgClose> {
+        self.call(
+            "close_org_period",
+            self.inner
+                .close_org_period(org, invoice, next, expected_version),
+        )
+        .await
+    }
+    async fn list_org_invoices(
+        &self,
+        tenant: &TenantId,
+        org: &meter_core::domain::OrgId,
+    ) -> StoreResult<Vec<meter_core::domain::Invoice>> {
+        self.call(
+            "list_org_invoices",
+            self.inner.list_org_invoices(tenant, org),
+        )
+        .await
+    }
+}

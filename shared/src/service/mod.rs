@@ -27,6 +27,8 @@ pub mod dashboard;
 mod enforce;
 pub mod error;
 pub mod ingest;
+pub mod org_billing;
+pub mod orgs;
 pub mod outbox;
 pub mod privacy;
 pub mod reads;

@@ -35,6 +35,7 @@ mod items;
 pub mod layout;
 pub mod legacy;
 pub mod migrate;
+mod orgs;
 mod period_items;
 mod privacy;
 mod recording;

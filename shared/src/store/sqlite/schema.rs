@@ -320,6 +320,17 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ) STRICT;
     CREATE INDEX budget_counters_by_end ON budget_counters (window_end);
     "#,
+    // 12: org subscriptions (issue 18): one row per (tenant, org); their invoices go to
+    // `invoices` under the subscriber key `org#<org_id>`.
+    r#"
+    CREATE TABLE org_subscriptions (
+        tenant   TEXT NOT NULL,
+        org_id   TEXT NOT NULL,
+        version  INTEGER NOT NULL,
+        sub      TEXT NOT NULL,      -- Subscription as JSON (its `user` is the org id)
+        PRIMARY KEY (tenant, org_id)
+    ) STRICT;
+    "#,
 ];
 
 /// Settings every connection gets: lock wait, foreign keys, the decimal functions.
