@@ -237,3 +237,109 @@ async fn bad_org_subscription_writes_are_refused_and_change_nothing() {
         before
     );
 }
+
+fn team_event(id: &str, user: &str, team: Option<&str>, tokens: u64) -> Value {
+    let mut e = json!({"event_id": id, "user_id": user, "org_id": "acme", "provider": "gemini",
+           "model": "gemini-2.5-flash", "input_tokens": tokens});
+    if let Some(t) = team {
+        e["team_id"] = json!(t);
+    }
+    e
+}
+
+#[tokio::test]
+async fn org_reads_pool_the_period_rank_members_and_teams_by_cost_and_page() {
+    let clock = TestClock::at("2026-03-10T12:00:00Z");
+    let app = TestApp::spawn_at(&clock).await;
+    // Nothing yet: zeros, no members.
+    let r = app.get(&format!("{P}/org/acme/usage")).await;
+    r.assert_ok("usage empty");
+    assert_eq!(r.body["data"]["total_calls"], 0);
+    assert_eq!(r.body["data"]["plan"], Value::Null);
+    assert_eq!(r.body["data"]["period"]["start"], "2026-03-01T00:00:00Z");
+
+    // ann: 3 calls in red; bob: 1 big call in blue; cat: 2 calls without a team; and
+    // dan's call names no org (not counted). Redelivered: counted once.
+    let batch = json!({"events": [
+        team_event("a1", "ann", Some("red"), 1000),
+        team_event("a2", "ann", Some("red"), 1000),
+        team_event("a3", "ann", Some("red"), 1000),
+        team_event("b1", "bob", Some("blue"), 100000),
+        team_event("c1", "cat", None, 10),
+        team_event("c2", "cat", None, 10),
+        {"event_id": "d1", "user_id": "dan", "provider": "gemini", "model": "gemini-2.5-flash", "input_tokens": 5},
+    ]});
+    app.usage(batch.clone()).await.assert_ok("ingest");
+    app.usage(batch).await.assert_ok("redelivery");
+
+    let r = app
+        .get_as(&app.service_key, &format!("{P}/org/acme/usage"))
+        .await;
+    r.assert_ok("usage");
+    let u = &r.body["data"];
+    assert_eq!(u["total_calls"], 6, "{u}");
+    assert_eq!(u["total_tokens"], 103020, "{u}");
+    assert_eq!(u["provider_breakdown"]["gemini"]["calls"], 6);
+
+    let r = app.get(&format!("{P}/org/acme/members?limit=2")).await;
+    r.assert_ok("members page 1");
+    let m = &r.body["data"];
+    assert_eq!(m["total_users"], 3, "{m}");
+    let ids = |v: &Value, k: &str| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x[k].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(ids(&m["users"], "user_id"), ["bob", "ann"], "{m}");
+    assert_eq!(m["users"][1]["calls"], 3);
+    assert_eq!(ids(&m["teams"], "team_id"), ["blue", "red"], "{m}");
+    assert_eq!(m["teams"][1]["tokens"], 3000);
+    // The per-user costs add up to the org's.
+    let cost = |v: &Value| -> rust_decimal::Decimal { v.as_str().unwrap().parse().unwrap() };
+    let next = m["next_cursor"].as_str().unwrap().to_owned();
+    let r = app
+        .get(&format!("{P}/org/acme/members?limit=2&cursor={next}"))
+        .await;
+    r.assert_ok("members page 2");
+    let m2 = &r.body["data"];
+    assert_eq!(ids(&m2["users"], "user_id"), ["cat"]);
+    assert_eq!(m2["next_cursor"], Value::Null);
+    let sum = cost(&m["users"][0]["cost_usd"])
+        + cost(&m["users"][1]["cost_usd"])
+        + cost(&m2["users"][0]["cost_usd"]);
+    assert_eq!(sum, cost(&u["total_cost"]));
+
+    let r = app.get(&format!("{P}/org/acme/dashboard")).await;
+    r.assert_ok("dashboard");
+    let d = &r.body["data"];
+    assert_eq!(d["usage"]["total_calls"], 6);
+    assert_eq!(ids(&d["top_users"], "user_id"), ["bob", "ann", "cat"]);
+    assert_eq!(d["total_users"], 3);
+    assert_eq!(d["invoices"], 0);
+
+    // Bad paging is refused.
+    for q in [
+        "limit=0",
+        "limit=101",
+        "cursor=zzz",
+        "limit=1&limit=2",
+        "colour=red",
+    ] {
+        let r = app.get(&format!("{P}/org/acme/members?{q}")).await;
+        assert_eq!(r.status, 400, "{q}: {}", r.body);
+    }
+    let r = app.get(&format!("{P}/org/a%20b/usage")).await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.code(), "invalid_id");
+
+    // A new period starts from zero.
+    clock.set("2026-04-02T00:00:00Z".parse().unwrap());
+    let r = app.get(&format!("{P}/org/acme/members")).await;
+    assert_eq!(r.body["data"]["users"], json!([]));
+    assert_eq!(
+        app.get(&format!("{P}/org/acme/usage")).await.body["data"]["total_calls"],
+        0
+    );
+}

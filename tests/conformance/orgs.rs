@@ -203,3 +203,62 @@ pub async fn an_org_close_over_a_stale_version_or_invoiced_period_changes_nothin
     assert_eq!(invoices.len(), 1);
     assert_eq!(invoices[0].total_usd, dec("2"));
 }
+
+pub async fn org_member_directories_are_sets_per_org_period_and_tenant(store: Arc<dyn Store>) {
+    use meter_core::domain::TeamId;
+    use meter_core::periods::Period;
+    let t = tenant();
+    let acme = org("acme");
+    let march = Period {
+        start: at(2026, 3, 1, 0),
+        end: at(2026, 4, 1, 0),
+    };
+    let april = Period {
+        start: at(2026, 4, 1, 0),
+        end: at(2026, 5, 1, 0),
+    };
+    let users: Vec<UserId> = (0..40).map(|i| user(&format!("member-{i}"))).collect();
+    let red = TeamId::parse("red").unwrap();
+    // Racing notes of overlapping names: every name once.
+    let mut tasks = Vec::new();
+    for chunk in users.chunks(10) {
+        let (store, t, acme, chunk, red) = (
+            store.clone(),
+            t.clone(),
+            acme.clone(),
+            chunk.to_vec(),
+            red.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..2 {
+                store
+                    .note_org_members(&t, &acme, &march, &chunk, std::slice::from_ref(&red))
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let read = store.org_members(&t, &acme, march.start).await.unwrap();
+    assert_eq!(read.users, users.iter().cloned().collect());
+    assert_eq!(read.teams, [red.clone()].into());
+    // Other periods, orgs and tenants see nothing of it.
+    assert_eq!(
+        store.org_members(&t, &acme, april.start).await.unwrap(),
+        Default::default()
+    );
+    assert_eq!(
+        store
+            .org_members(&t, &org("globex"), march.start)
+            .await
+            .unwrap(),
+        Default::default()
+    );
+    let other = TenantId::parse(format!("{t}-other")).unwrap();
+    assert_eq!(
+        store.org_members(&other, &acme, march.start).await.unwrap(),
+        Default::default()
+    );
+}

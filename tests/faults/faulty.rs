@@ -928,3 +928,34 @@ impl meter_core::store::OrgStore for FaultyStore {
         .await
     }
 }
+
+#[async_trait]
+impl meter_core::store::OrgMembersStore for FaultyStore {
+    async fn note_org_members(
+        &self,
+        tenant: &TenantId,
+        org: &meter_core::domain::OrgId,
+        period: &meter_core::periods::Period,
+        users: &[UserId],
+        teams: &[meter_core::domain::TeamId],
+    ) -> StoreResult<()> {
+        self.call(
+            "note_org_members",
+            self.inner
+                .note_org_members(tenant, org, period, users, teams),
+        )
+        .await
+    }
+    async fn org_members(
+        &self,
+        tenant: &TenantId,
+        org: &meter_core::domain::OrgId,
+        period_start: DateTime<Utc>,
+    ) -> StoreResult<meter_core::store::OrgMembers> {
+        self.call(
+            "org_members",
+            self.inner.org_members(tenant, org, period_start),
+        )
+        .await
+    }
+}

@@ -325,6 +325,7 @@ impl Meter {
         let mut listed: BTreeMap<Scope, Vec<Budget>> = BTreeMap::new();
         let mut org_plans: BTreeMap<crate::domain::OrgId, Option<super::orgs::OrgPlan>> =
             BTreeMap::new();
+        let mut members = super::org_reads::MemberNotes::default();
         for e in events {
             let call = CallScopes::new(e.user.clone(), e.org_id.clone(), e.team_id.clone())
                 .map_err(|err| Error::invalid(err.field(), err.code(), err.to_string()))?;
@@ -354,10 +355,6 @@ impl Meter {
                 }
                 budgets.extend(listed[&scope].iter().cloned());
             }
-            if budgets.is_empty() && limits.is_empty() {
-                out.push(Vec::new());
-                continue;
-            }
             limits.extend(
                 budget_limits(
                     &budgets,
@@ -368,8 +365,19 @@ impl Meter {
                 )
                 .map_err(|err| Error::invalid("timestamp", "out_of_range", err.to_string()))?,
             );
-            out.push(event_writes(&limits, &e.provider, &e.tally()));
+            let mut writes = event_writes(&limits, &e.provider, &e.tally());
+            // Issue 18: the org reads' counters (service::org_reads).
+            if call.org().is_some() {
+                let period = Self::org_schedule(org_plan)
+                    .period_containing(e.timestamp)
+                    .map_err(|err| Error::invalid("timestamp", "out_of_range", err.to_string()))?;
+                members.note(&call, period);
+                super::org_reads::add_org_usage_writes(&mut writes, &call, period, e);
+            }
+            out.push(writes);
         }
+        // Issue 18: who acted within each org period (service::org_reads).
+        self.note_members(tenant, members).await?;
         Ok(out)
     }
 }

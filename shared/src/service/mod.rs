@@ -28,6 +28,7 @@ mod enforce;
 pub mod error;
 pub mod ingest;
 pub mod org_billing;
+pub mod org_reads;
 pub mod orgs;
 pub mod outbox;
 pub mod privacy;

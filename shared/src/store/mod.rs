@@ -23,6 +23,7 @@ pub mod sqlite;
 mod budget_counters;
 mod budgets;
 mod directory;
+mod org_members;
 mod orgs;
 mod token_keys;
 mod wallets;
@@ -30,6 +31,7 @@ mod wallets;
 pub use budget_counters::{BudgetCounterStore, COUNTER_GRACE};
 pub use budgets::{BudgetPut, BudgetStore, MAX_BUDGETS_PER_SCOPE};
 pub use directory::{DirectoryStore, TenantUser};
+pub use org_members::{OrgMembers, OrgMembersStore};
 pub use orgs::{org_of_subscriber, org_subscriber, OrgClose, OrgRef, OrgStore};
 pub use token_keys::TokenKeyStore;
 pub use wallets::{GrantInsert, GrantVoid, WalletRecord, WalletStore, MAX_GRANTS_PER_WALLET};
@@ -464,6 +466,7 @@ pub trait Store:
     + WalletStore
     + BudgetCounterStore
     + OrgStore
+    + OrgMembersStore
 {
 }
 
@@ -480,7 +483,8 @@ impl<
             + BudgetStore
             + WalletStore
             + BudgetCounterStore
-            + OrgStore,
+            + OrgStore
+            + OrgMembersStore,
     > Store for T
 {
 }

@@ -35,6 +35,7 @@ mod items;
 pub mod layout;
 pub mod legacy;
 pub mod migrate;
+mod org_members;
 mod orgs;
 mod period_items;
 mod privacy;

@@ -29,6 +29,7 @@ mod catalog;
 mod codec;
 mod decimal;
 mod directory;
+mod org_members;
 mod orgs;
 mod privacy;
 mod schema;

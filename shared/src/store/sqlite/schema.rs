@@ -331,6 +331,20 @@ pub(super) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (tenant, org_id)
     ) STRICT;
     "#,
+    // 13: who acted within an org in one of its periods (issue 18, org members read); rows
+    // are pruned a day after their period's end.
+    r#"
+    CREATE TABLE org_members (
+        tenant       TEXT NOT NULL,
+        org_id       TEXT NOT NULL,
+        period_start TEXT NOT NULL,
+        kind         TEXT NOT NULL CHECK (kind IN ('user', 'team')),
+        member_id    TEXT NOT NULL,
+        period_end   TEXT NOT NULL,
+        PRIMARY KEY (tenant, org_id, period_start, kind, member_id)
+    ) STRICT;
+    CREATE INDEX org_members_by_end ON org_members (period_end);
+    "#,
 ];
 
 /// Settings every connection gets: lock wait, foreign keys, the decimal functions.
