@@ -3,6 +3,7 @@
 mod aggregate;
 mod bad_input;
 mod billing_rules;
+mod budget_alerts;
 mod budgets;
 mod dashboard;
 mod enforcement;

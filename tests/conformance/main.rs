@@ -94,6 +94,7 @@ macro_rules! conformance {
             racing_org_closes_store_one_invoice_and_roll_once,
             an_org_close_over_a_stale_version_or_invoiced_period_changes_nothing,
             org_member_directories_are_sets_per_org_period_and_tenant,
+            budget_alerts_are_stored_once_under_concurrency,
         );
         // Issue 17 (storage that does not grow with time).
         conformance!(@module history $factory;

@@ -262,3 +262,38 @@ pub async fn org_member_directories_are_sets_per_org_period_and_tenant(store: Ar
         Default::default()
     );
 }
+
+pub async fn budget_alerts_are_stored_once_under_concurrency(store: Arc<dyn Store>) {
+    let (t, u) = (tenant(), user("bea"));
+    // The user's state exists (budget alerts follow recorded usage).
+    store
+        .record_events(&[event(&t, &u, "ba-1", 10, "0.1")])
+        .await
+        .unwrap();
+    let mut a = alert(&t, &u, "budget/daily/2025-03-14T00:00:00Z/calls:*@80", 0);
+    a.id = "alert_b_0123456789abcdef0123456789abcdef".into();
+    a.period_start = at(2025, 3, 14, 0);
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let (store, a) = (store.clone(), a.clone());
+        tasks.push(tokio::spawn(async move {
+            store.create_budget_alert_once(&a).await.unwrap()
+        }));
+    }
+    let mut stored = 0;
+    for task in tasks {
+        if task.await.unwrap() {
+            stored += 1;
+        }
+    }
+    assert_eq!(stored, 1);
+    let (listed, unread) = store.list_alerts(&t, &u, false, 100).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].key, a.key);
+    assert_eq!(unread, 1);
+    let outbox = store.unpublished_alerts(1000).await.unwrap();
+    assert_eq!(outbox.iter().filter(|x| x.id == a.id).count(), 1);
+    // Marking it read counts it read.
+    assert!(store.mark_alert_read(&t, &a.id).await.unwrap());
+    assert_eq!(store.list_alerts(&t, &u, true, 100).await.unwrap().1, 0);
+}

@@ -135,3 +135,49 @@ async fn an_org_plan_denies_is_invoiced_once_and_org_reads_cost_few_requests_on_
     let r = app.get(&format!("{P}/org/acme/subscription")).await;
     assert_eq!(r.body["data"]["subscription"]["version"], 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn budget_alerts_fire_once_under_concurrent_ingest_on_dynamodb() {
+    let clock = TestClock::at("2026-03-10T12:00:00Z");
+    let (app, _counter) = setup_at(&clock).await;
+    app.put(
+        &format!("{P}/budgets/eve-daily"),
+        json!({"scope": {"kind": "user", "user_id": "eve"}, "limits": {"calls:*": 10},
+               "window": "day", "mode": "soft", "alert_thresholds": [50, 100]}),
+    )
+    .await
+    .assert_ok("soft");
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let app = app.clone();
+        tasks.push(tokio::spawn(async move {
+            app.usage(
+                json!({"event_id": format!("e{i}"), "user_id": "eve", "provider": "gemini",
+                              "model": "gemini-2.5-flash", "input_tokens": 100}),
+            )
+            .await
+            .assert_ok("eve");
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let r = app.get(&format!("{P}/alerts/eve?limit=100")).await;
+    r.assert_ok("alerts");
+    let mut keys: Vec<String> = r.body["data"]["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["key"].as_str().unwrap().to_owned())
+        .filter(|k| k.starts_with("budget/"))
+        .collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "budget/eve-daily/2026-03-10T00:00:00Z/calls:*@100",
+            "budget/eve-daily/2026-03-10T00:00:00Z/calls:*@50",
+        ]
+    );
+    assert_eq!(r.body["data"]["unread_count"], 2, "{}", r.body);
+}

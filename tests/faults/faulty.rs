@@ -959,3 +959,17 @@ impl meter_core::store::OrgMembersStore for FaultyStore {
         .await
     }
 }
+
+#[async_trait]
+impl meter_core::store::BudgetAlertStore for FaultyStore {
+    async fn create_budget_alert_once(
+        &self,
+        alert: &meter_core::domain::Alert,
+    ) -> StoreResult<bool> {
+        self.call(
+            "create_budget_alert_once",
+            self.inner.create_budget_alert_once(alert),
+        )
+        .await
+    }
+}

@@ -21,6 +21,7 @@ use crate::store::Store;
 
 pub mod aggregate;
 pub mod bootstrap;
+pub mod budget_alerts;
 pub mod budgets;
 pub mod check;
 pub mod dashboard;

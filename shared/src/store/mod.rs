@@ -20,6 +20,7 @@
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
+mod budget_alerts;
 mod budget_counters;
 mod budgets;
 mod directory;
@@ -28,6 +29,7 @@ mod orgs;
 mod token_keys;
 mod wallets;
 
+pub use budget_alerts::BudgetAlertStore;
 pub use budget_counters::{BudgetCounterStore, COUNTER_GRACE};
 pub use budgets::{BudgetPut, BudgetStore, MAX_BUDGETS_PER_SCOPE};
 pub use directory::{DirectoryStore, TenantUser};
@@ -467,6 +469,7 @@ pub trait Store:
     + BudgetCounterStore
     + OrgStore
     + OrgMembersStore
+    + BudgetAlertStore
 {
 }
 
@@ -484,7 +487,8 @@ impl<
             + WalletStore
             + BudgetCounterStore
             + OrgStore
-            + OrgMembersStore,
+            + OrgMembersStore
+            + BudgetAlertStore,
     > Store for T
 {
 }

@@ -22,6 +22,7 @@ use aws_sdk_dynamodb::Client;
 
 mod alerts;
 mod billing;
+mod budget_alerts;
 mod budget_counters;
 mod budgets;
 mod catalog;

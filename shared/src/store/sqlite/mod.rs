@@ -23,6 +23,7 @@
 
 mod alerts;
 mod billing;
+mod budget_alerts;
 mod budget_counters;
 mod budgets;
 mod catalog;
