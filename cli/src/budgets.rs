@@ -16,7 +16,7 @@ use crate::StoreArgs;
 #[derive(Subcommand)]
 pub enum BudgetsCommand {
     /// Create or replace a budget (the body of PUT /budgets/{budget_id}, as JSON).
-    #[command(alias = "set")]
+    #[command(visible_alias = "set")]
     Put {
         budget_id: BudgetId,
         /// The budget as JSON, e.g. '{"scope": {"kind": "org", "org_id": "acme"},

@@ -3,6 +3,7 @@
 mod aggregate;
 mod bad_input;
 mod billing_rules;
+mod budget_alerts;
 mod budgets;
 mod dashboard;
 mod enforcement;
@@ -11,6 +12,7 @@ mod hot_path;
 mod logs;
 mod messages;
 mod metrics;
+mod orgs;
 mod privacy;
 mod reads;
 mod review;

@@ -15,6 +15,7 @@ mod events;
 mod fixtures;
 mod history;
 mod holds;
+mod orgs;
 mod privacy;
 mod reservations;
 mod review;
@@ -93,6 +94,14 @@ macro_rules! conformance {
             two_hundred_racing_reservations_hold_exactly_the_org_calls_budget_and_no_member_over_ten,
             two_hundred_racing_reservations_never_hold_a_cent_over_the_daily_cost_budget,
             racing_reservations_never_pass_a_period_budget_on_the_users_own_scope,
+        );
+        // Issue 18: org subscriptions and their invoices.
+        conformance!(@module orgs $factory;
+            org_subscription_writes_are_versioned_and_listed_once,
+            racing_org_closes_store_one_invoice_and_roll_once,
+            an_org_close_over_a_stale_version_or_invoiced_period_changes_nothing,
+            org_member_directories_are_sets_per_org_period_and_tenant,
+            budget_alerts_are_stored_once_under_concurrency,
         );
         // Issue 17 (storage that does not grow with time).
         conformance!(@module history $factory;

@@ -66,10 +66,11 @@ async fn an_org_day_budget_denies_on_dynamodb_and_resets_the_next_day() {
     counter.take();
     let r = app.check(check("ann")).await;
     r.assert_ok("first");
-    // Measured: the state item, the org's and the team's lists, the counters.
+    // Measured: the state item, the org's subscription item (issue 18, org plans), the
+    // org's and the team's lists, the counters.
     assert_eq!(
         counter.take(),
-        ops(&[("GetItem", 1), ("Query", 2), ("BatchGetItem", 1)]),
+        ops(&[("GetItem", 2), ("Query", 2), ("BatchGetItem", 1)]),
         "a check naming an org and a team with two budgets"
     );
     assert_eq!(
@@ -128,10 +129,11 @@ async fn a_minute_budget_admits_exactly_sixty_of_200_concurrent_checks_on_dynamo
     counter.take();
     let r = app.check(check(0)).await;
     r.assert_ok("one");
+    // The state item and the org's subscription item (issue 18, org plans).
     assert_eq!(
         counter.take(),
         ops(&[
-            ("GetItem", 1),
+            ("GetItem", 2),
             ("Query", 2),
             ("BatchGetItem", 1),
             ("TransactWriteItems", 1)

@@ -6,6 +6,7 @@ mod budgets;
 mod enforcement;
 mod holds;
 mod migrate;
+mod orgs;
 mod wallets;
 
 use std::collections::BTreeMap;

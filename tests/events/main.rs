@@ -746,9 +746,9 @@ fn openapi_and_the_template_describe_the_same_routes_with_the_same_functions() {
     assert_eq!(from_openapi, from_template);
     assert_eq!(
         from_openapi.len(),
-        35,
+        41,
         "18 operations of the API, the web dashboard's GET /, GET /ui/{{asset}}, \
-         POST /tokens, GET /admin/users and GET /admin/alerts, the four budget routes \
+         POST /tokens, GET /admin/users and GET /admin/alerts, the four budget routes, the six org routes \
          and the eight wallet routes"
     );
 }

@@ -878,3 +878,111 @@ impl meter_core::store::BudgetCounterStore for FaultyStore {
         .await
     }
 }
+
+#[async_trait]
+impl meter_core::store::OrgStore for FaultyStore {
+    async fn get_org_subscription(
+        &self,
+        tenant: &TenantId,
+        org: &meter_core::domain::OrgId,
+    ) -> StoreResult<Option<meter_core::domain::Subscription>> {
+        self.call(
+            "get_org_subscription",
+            self.inner.get_org_subscription(tenant, org),
+        )
+        .await
+    }
+    async fn put_org_subscription(
+        &self,
+        org: &meter_core::domain::OrgId,
+        sub: &meter_core::domain::Subscription,
+        expected_version: Option<u64>,
+    ) -> StoreResult<()> {
+        self.call(
+            "put_org_subscription",
+            self.inner.put_org_subscription(org, sub, expected_version),
+        )
+        .await
+    }
+    async fn list_org_subscriptions(
+        &self,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> StoreResult<meter_core::store::Page<meter_core::store::OrgRef>> {
+        self.call(
+            "list_org_subscriptions",
+            self.inner.list_org_subscriptions(cursor, limit),
+        )
+        .await
+    }
+    async fn close_org_period(
+        &self,
+        org: &meter_core::domain::OrgId,
+        invoice: &meter_core::domain::Invoice,
+        next: &meter_core::domain::Subscription,
+        expected_version: u64,
+    ) -> StoreResult<meter_core::store::OrgClose> {
+        self.call(
+            "close_org_period",
+            self.inner
+                .close_org_period(org, invoice, next, expected_version),
+        )
+        .await
+    }
+    async fn list_org_invoices(
+        &self,
+        tenant: &TenantId,
+        org: &meter_core::domain::OrgId,
+    ) -> StoreResult<Vec<meter_core::domain::Invoice>> {
+        self.call(
+            "list_org_invoices",
+            self.inner.list_org_invoices(tenant, org),
+        )
+        .await
+    }
+}
+
+#[async_trait]
+impl meter_core::store::OrgMembersStore for FaultyStore {
+    async fn note_org_members(
+        &self,
+        tenant: &TenantId,
+        org: &meter_core::domain::OrgId,
+        period: &meter_core::periods::Period,
+        users: &[UserId],
+        teams: &[meter_core::domain::TeamId],
+    ) -> StoreResult<()> {
+        self.call(
+            "note_org_members",
+            self.inner
+                .note_org_members(tenant, org, period, users, teams),
+        )
+        .await
+    }
+    async fn org_members(
+        &self,
+        tenant: &TenantId,
+        org: &meter_core::domain::OrgId,
+        period_start: DateTime<Utc>,
+    ) -> StoreResult<meter_core::store::OrgMembers> {
+        self.call(
+            "org_members",
+            self.inner.org_members(tenant, org, period_start),
+        )
+        .await
+    }
+}
+
+#[async_trait]
+impl meter_core::store::BudgetAlertStore for FaultyStore {
+    async fn create_budget_alert_once(
+        &self,
+        alert: &meter_core::domain::Alert,
+    ) -> StoreResult<bool> {
+        self.call(
+            "create_budget_alert_once",
+            self.inner.create_budget_alert_once(alert),
+        )
+        .await
+    }
+}

@@ -132,3 +132,24 @@ def test_async_background_retry_delivers_the_queue(own_server, user):
         assert Decimal(own_server.events(user)[0]["cost_usd"]) == Decimal("0.000055")
 
     asyncio.run(main())
+
+
+def test_async_org_and_team_scope_the_check_and_the_usage(server, user):
+    org = f"org-{uuid.uuid4().hex[:12]}"
+    status, body = server.admin("PUT", f"/budgets/{org}-daily", {
+        "scope": {"kind": "org", "org_id": org}, "limits": {"calls:*": 1}, "window": "day", "mode": "hard",
+    })
+    assert status == 200, body
+
+    async def main() -> None:
+        async with AsyncMeter(server.base, server.service_key) as meter:
+            assert (await meter.check(user, "gemini-2.5-flash", org_id=org)).allowed
+            r = await meter.record(Event(user_id=user, model="gemini-2.5-flash", input_tokens=10, org_id=org))
+            assert r.recorded == 1
+            with pytest.raises(LimitExceeded) as denied:
+                await meter.check(user, "gemini-2.5-flash", org_id=org, team_id="any")
+            assert denied.value.details["scope"] == {"kind": "org", "org_id": org}
+            # Without the org, the user's plan alone decides.
+            assert (await meter.check(user, "gemini-2.5-flash")).allowed
+
+    asyncio.run(main())

@@ -384,3 +384,34 @@ def test_guard_usage_object_can_be_given_explicitly(server, user):
             g.record(usage=Usage(input_tokens=100, output_tokens=10, cached_input_tokens=40))
         q = meter.quote("gemini-2.5-flash", input_tokens=100, output_tokens=10, cached_input_tokens=40)
         assert g.result is not None and g.result.events[0].cost_usd == q.cost_usd
+
+
+def test_org_and_team_scope_the_check_the_usage_and_the_quote(server, user):
+    org = f"org-{uuid.uuid4().hex[:12]}"
+    status, body = server.admin("PUT", f"/budgets/{org}-red-rate", {
+        "scope": {"kind": "team", "org_id": org, "team_id": "red"},
+        "limits": {"calls:*": 2}, "window": "minute", "mode": "hard",
+    })
+    assert status == 200, body
+    with meter_for(server) as meter:
+        first = meter.check(user, "gemini-2.5-flash", org_id=org, team_id="red")
+        assert first.allowed
+        meter.check(user, "gemini-2.5-flash", org_id=org, team_id="red")
+        with pytest.raises(LimitExceeded) as denied:
+            meter.check(user, "gemini-2.5-flash", org_id=org, team_id="red")
+        d = denied.value
+        assert (d.metric, d.used, d.limit) == ("calls:*", 2, 2)
+        assert d.details["scope"] == {"kind": "team", "org_id": org, "team_id": "red"}
+        assert d.details["budget_id"] == f"{org}-red-rate"
+        assert d.retry_after is not None and 1 <= d.retry_after <= 60
+        # Another team of the org is not limited by red's budget.
+        assert meter.check(user, "gemini-2.5-flash", org_id=org, team_id="blue").allowed
+        r = meter.record(Event(user_id=user, model="gemini-2.5-flash", input_tokens=10, org_id=org, team_id="red"))
+        assert r.recorded == 1
+        assert meter.quote("gemini-2.5-flash", input_tokens=10, org_id=org).cost_usd > 0
+    # The org's usage counts the event (a read the client does not wrap yet).
+    status, body = server.admin("GET", f"/org/{org}/usage")
+    assert status == 200 and body["data"]["total_calls"] == 1, body
+    status, body = server.admin("GET", f"/org/{org}/members")
+    assert [m["user_id"] for m in body["data"]["users"]] == [user], body
+    assert [t["team_id"] for t in body["data"]["teams"]] == ["red"], body

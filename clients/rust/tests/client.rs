@@ -783,3 +783,68 @@ fn org_and_team_are_sent_only_when_set() {
     let ev = serde_json::to_value(UsageEvent::new("alice")).unwrap();
     assert!(ev.get("org_id").is_none() && ev.get("team_id").is_none());
 }
+
+#[tokio::test]
+async fn org_and_team_scope_the_check_the_usage_and_the_quote() {
+    let s = MeterServer::start();
+    let m = meter(&s);
+    let u = user();
+    let org = format!("org-{u}");
+    s.admin(
+        reqwest::Method::PUT,
+        &format!("/budgets/{org}-red-rate"),
+        Some(
+            json!({"scope": {"kind": "team", "org_id": org, "team_id": "red"},
+                    "limits": {"calls:*": 2}, "window": "minute", "mode": "hard"}),
+        ),
+    )
+    .await;
+    let red = || CheckRequest::new(&u, "gemini-2.5-flash").org(&org, Some("red".into()));
+    for _ in 0..2 {
+        assert!(m.check(red()).await.unwrap().allowed);
+    }
+    let Err(Error::LimitExceeded(e)) = m.check(red()).await else {
+        panic!("team red allows 2 calls a minute");
+    };
+    assert_eq!(e.metric.as_deref(), Some("calls:*"));
+    assert_eq!(
+        (e.used, e.limit),
+        (Some(Amount::Count(2)), Some(Amount::Count(2)))
+    );
+    assert_eq!(
+        e.details["scope"],
+        json!({"kind": "team", "org_id": org, "team_id": "red"})
+    );
+    assert_eq!(e.details["budget_id"], json!(format!("{org}-red-rate")));
+    assert!((1..=60).contains(&e.retry_after.unwrap()));
+    // Another team of the org is not limited by red's budget.
+    assert!(
+        m.check(CheckRequest::new(&u, "gemini-2.5-flash").org(&org, Some("blue".into())))
+            .await
+            .unwrap()
+            .allowed
+    );
+    let mut ev = UsageEvent::new(&u).model("gemini-2.5-flash").tokens(Usage {
+        input_tokens: 10,
+        ..Usage::default()
+    });
+    ev.org_id = Some(org.clone());
+    ev.team_id = Some("red".into());
+    assert_eq!(m.record(vec![ev]).await.unwrap().recorded, 1);
+    let mut q = QuoteRequest::new("gemini-2.5-flash").tokens(Usage {
+        input_tokens: 10,
+        ..Usage::default()
+    });
+    q.org_id = Some(org.clone());
+    assert!(m.quote(q).await.unwrap().cost_usd.unwrap() > Decimal::ZERO);
+    // The org's reads count the event (routes the client does not wrap yet).
+    let usage = s
+        .admin(reqwest::Method::GET, &format!("/org/{org}/usage"), None)
+        .await;
+    assert_eq!(usage["total_calls"], 1, "{usage}");
+    let members = s
+        .admin(reqwest::Method::GET, &format!("/org/{org}/members"), None)
+        .await;
+    assert_eq!(members["users"][0]["user_id"], json!(u));
+    assert_eq!(members["teams"][0]["team_id"], "red");
+}

@@ -1,6 +1,7 @@
 /** The TypeScript client against a real `meter serve`. */
 
 import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 
 import { ApiError, LimitExceeded, Meter, MeterUnavailable, UsageError, readUsage, type Guard } from "../src/index.js";
@@ -403,9 +404,44 @@ describe("readUsage", () => {
 describe("org and team", () => {
   test("are not sent unless set", async () => {
     const u = user();
+    const org = `org-${randomUUID().slice(0, 12)}`;
+    const r = await server.admin("PUT", `/budgets/${org}-nothing`, {
+      scope: { kind: "org", org_id: org }, limits: { "calls:*": 0 }, window: "day", mode: "hard",
+    });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
     const meter = meterFor(server);
-    // The server of this repository does not know org_id yet and rejects unknown fields:
-    // a check without them succeeds, so they were not sent.
+    // The org allows nothing: a check without it succeeds, so it was not sent.
     assert.equal((await meter.check({ user_id: u, model: "gemini-2.5-flash", org_id: undefined })).allowed, true);
+    const err = await meter.check({ user_id: u, model: "gemini-2.5-flash", org_id: org }).catch((e: unknown) => e);
+    assert.ok(err instanceof LimitExceeded);
+  });
+
+  test("scope the check, the usage and the quote", async () => {
+    const u = user();
+    const org = `org-${randomUUID().slice(0, 12)}`;
+    const r = await server.admin("PUT", `/budgets/${org}-red-rate`, {
+      scope: { kind: "team", org_id: org, team_id: "red" }, limits: { "calls:*": 2 }, window: "minute", mode: "hard",
+    });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    const meter = meterFor(server);
+    for (let i = 0; i < 2; i++) {
+      assert.equal((await meter.check({ user_id: u, model: "gemini-2.5-flash", org_id: org, team_id: "red" })).allowed, true);
+    }
+    const err = await meter.check({ user_id: u, model: "gemini-2.5-flash", org_id: org, team_id: "red" }).catch((e: unknown) => e);
+    assert.ok(err instanceof LimitExceeded);
+    assert.deepEqual([err.metric, err.used, err.limit], ["calls:*", 2, 2]);
+    assert.deepEqual((err.details as any).scope, { kind: "team", org_id: org, team_id: "red" });
+    assert.equal((err.details as any).budget_id, `${org}-red-rate`);
+    assert.ok(err.retry_after !== null && err.retry_after >= 1 && err.retry_after <= 60);
+    assert.equal((await meter.check({ user_id: u, model: "gemini-2.5-flash", org_id: org, team_id: "blue" })).allowed, true);
+    const rec = await meter.record({ user_id: u, model: "gemini-2.5-flash", input_tokens: 10, org_id: org, team_id: "red" });
+    assert.equal(rec.recorded, 1);
+    const q = await meter.quote({ model: "gemini-2.5-flash", input_tokens: 10, org_id: org });
+    assert.ok(Number(q.cost_usd) > 0);
+    const usage = await server.admin("GET", `/org/${org}/usage`);
+    assert.equal(usage.body.data.total_calls, 1, JSON.stringify(usage.body));
+    const members = await server.admin("GET", `/org/${org}/members`);
+    assert.deepEqual(members.body.data.users.map((m: { user_id: string }) => m.user_id), [u]);
+    assert.deepEqual(members.body.data.teams.map((t: { team_id: string }) => t.team_id), ["red"]);
   });
 });

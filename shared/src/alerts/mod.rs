@@ -67,6 +67,10 @@ impl From<&Alert> for OutboxMessage {
         if let Some(t) = a.threshold {
             attributes.insert("threshold", t.to_string());
         }
+        // Issue 18: a budget's alert names its budget (subscribers filter on it).
+        if let Some(b) = budget_of_key(&a.key) {
+            attributes.insert("budget_id", b.to_owned());
+        }
         OutboxMessage {
             kind: "alert",
             id: a.id.clone(),
@@ -136,6 +140,43 @@ pub fn budget_threshold_key(
         window_start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         threshold_key(metric, threshold)
     )
+}
+
+/// A new alert for a budget's `metric` reaching `threshold` % of `limit` with `used` in
+/// the window starting at `scope.period_start` (once per budget, window, metric and
+/// threshold: [`budget_threshold_key`]).
+pub fn budget_alert(
+    scope: AlertScope<'_>,
+    budget_id: &BudgetId,
+    window: &str,
+    metric: &Metric,
+    threshold: u8,
+    used: Decimal,
+    limit: Decimal,
+) -> Alert {
+    let (what, unit) = describe(metric);
+    let severity = severity_for(threshold);
+    let amount = |d: Decimal| match metric {
+        Metric::CostUsd => format!("${}", d.normalize()),
+        _ => format!("{} {what} {unit}", d.normalize()),
+    };
+    scope.alert(
+        budget_threshold_key(budget_id, scope.period_start, metric, threshold),
+        Some(metric.to_string()),
+        Some(threshold),
+        severity,
+        format!("Budget {budget_id} at {threshold}% - {what}"),
+        format!(
+            "Budget {budget_id} ({window}): {} of {} ({threshold}%)",
+            amount(used),
+            amount(limit)
+        ),
+    )
+}
+
+/// The budget id of a budget alert's key ([`budget_threshold_key`]).
+pub fn budget_of_key(key: &str) -> Option<&str> {
+    key.strip_prefix("budget/")?.split('/').next()
 }
 
 /// Once-only key of the alert for unpriced usage in a period.

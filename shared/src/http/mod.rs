@@ -11,6 +11,7 @@ pub mod extract;
 pub mod fields;
 pub mod limit_details;
 pub mod ops;
+pub mod orgs;
 pub mod routes;
 pub mod tenant;
 pub mod tokens;

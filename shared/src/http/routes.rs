@@ -344,6 +344,7 @@ fn dashboard_routes() -> Router<Arc<Meter>> {
         .merge(super::tenant::routes())
         .merge(super::budgets::routes())
         .merge(super::wallets::routes())
+        .merge(super::orgs::routes())
 }
 
 /// `usage-dashboard`: the read routes and the admin writes (plans, pricing, quotes,

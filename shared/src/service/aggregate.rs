@@ -89,10 +89,10 @@ pub struct AggregateReport {
 }
 
 /// When a step must stop starting new pages (`None`: no budget).
-struct Deadline(Option<Instant>);
+pub(super) struct Deadline(Option<Instant>);
 
 impl Deadline {
-    fn passed(&self) -> bool {
+    pub(super) fn passed(&self) -> bool {
         self.0.is_some_and(|d| Instant::now() >= d)
     }
 
@@ -129,6 +129,12 @@ impl Meter {
         done(
             "bill",
             self.close_periods(at, opts.grace, &step("bill"), &mut report)
+                .await,
+        );
+        // Issue 18: org subscriptions (service::org_billing).
+        done(
+            "bill_orgs",
+            self.close_org_periods(at, opts.grace, &step("bill"), &mut report)
                 .await,
         );
         match self.retry_outbox(500).await {
@@ -400,26 +406,7 @@ impl Meter {
         at: DateTime<Utc>,
         report: &mut AggregateReport,
     ) -> Result<Option<Subscription>> {
-        let boundary = sub.current_period.end;
-        let mut next = sub.clone();
-        next.version = sub.version + 1;
-        next.updated_at = at;
-        next.prorations.retain(|p| p.period_start >= billed_to);
-        forget_billed_terms(&mut next, billed_to);
-        if sub.auto_renew {
-            next.current_period = schedule.next(&sub.current_period).map_err(period_err)?;
-            if let Some(plan) = next.pending_plan.take() {
-                remember_terms(&mut next, sub.plan.clone(), sub.status, boundary);
-                next.plan = plan;
-                report.downgrades_applied += 1;
-            }
-            report.subscriptions_renewed += 1;
-        } else {
-            remember_terms(&mut next, sub.plan.clone(), sub.status, boundary);
-            next.status = SubscriptionStatus::Cancelled;
-            next.pending_plan = None;
-            report.subscriptions_ended += 1;
-        }
+        let next = next_term(sub, schedule, billed_to, at, report)?;
         match self.store.put_subscription(&next, Some(sub.version)).await {
             Ok(()) => Ok(Some(next)),
             // Changed meanwhile (an admin write or another pass): the next pass rolls it.
@@ -430,7 +417,7 @@ impl Meter {
 
     /// Publishes an invoice if this process claims it first (see `outbox`); when it was not
     /// delivered, it stays in the outbox and the claim is given back.
-    async fn deliver_invoice(&self, invoice: &Invoice) -> bool {
+    pub(super) async fn deliver_invoice(&self, invoice: &Invoice) -> bool {
         let now = self.now();
         let until = now + super::outbox::CLAIM_TTL;
         match self.store.claim_invoice(invoice, now, until).await {
@@ -483,7 +470,7 @@ impl Meter {
 
 /// The subscription with the terms it had at `period`'s start. Upgrades recorded before
 /// terms were kept in a history name their old plan in their proration.
-fn subscription_at_start(sub: &Subscription, period: &Period) -> Subscription {
+pub(super) fn subscription_at_start(sub: &Subscription, period: &Period) -> Subscription {
     let (mut plan, status) = terms_at(sub, period.start);
     if sub.history.is_empty() {
         if let Some(p) = billing::prorations_of(sub, period)
@@ -503,7 +490,7 @@ fn subscription_at_start(sub: &Subscription, period: &Period) -> Subscription {
 /// Whether a period's invoice has something of the subscription (`sub` as it was at the
 /// period's start) to bill: a base (not cancelled at the start, started before the end) or
 /// a proration.
-fn bills_subscription(sub: &Subscription, period: &Period) -> bool {
+pub(super) fn bills_subscription(sub: &Subscription, period: &Period) -> bool {
     (sub.status != SubscriptionStatus::Cancelled && period.end > sub.started_at)
         || !billing::prorations_of(sub, period).is_empty()
 }
@@ -565,4 +552,37 @@ fn periods_to_close(
 fn period_err(e: crate::periods::PeriodError) -> Error {
     tracing::error!(error = %e, "period arithmetic failed in the aggregation");
     Error::Internal
+}
+
+/// The subscription one period on, its current period being invoiced up to `billed_to`:
+/// renewed (with a scheduled downgrade applied from the next period's start) or ended,
+/// without what billing no longer needs.
+pub(super) fn next_term(
+    sub: &Subscription,
+    schedule: &Schedule,
+    billed_to: DateTime<Utc>,
+    at: DateTime<Utc>,
+    report: &mut AggregateReport,
+) -> Result<Subscription> {
+    let boundary = sub.current_period.end;
+    let mut next = sub.clone();
+    next.version = sub.version + 1;
+    next.updated_at = at;
+    next.prorations.retain(|p| p.period_start >= billed_to);
+    forget_billed_terms(&mut next, billed_to);
+    if sub.auto_renew {
+        next.current_period = schedule.next(&sub.current_period).map_err(period_err)?;
+        if let Some(plan) = next.pending_plan.take() {
+            remember_terms(&mut next, sub.plan.clone(), sub.status, boundary);
+            next.plan = plan;
+            report.downgrades_applied += 1;
+        }
+        report.subscriptions_renewed += 1;
+    } else {
+        remember_terms(&mut next, sub.plan.clone(), sub.status, boundary);
+        next.status = SubscriptionStatus::Cancelled;
+        next.pending_plan = None;
+        report.subscriptions_ended += 1;
+    }
+    Ok(next)
 }

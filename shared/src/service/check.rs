@@ -215,6 +215,7 @@ impl Meter {
                     provider,
                     estimated_cost,
                     call,
+                    user_subscribed: sub.is_some(),
                 };
                 return self.check_with_budgets(tenant, req, pc, budgets, now).await;
             }

@@ -22,7 +22,7 @@ use crate::budgets::{
 };
 use crate::domain::{ProviderId, Subscription, TenantId, UsageEvent};
 use crate::limits::{self, CallEstimate, MetricAmounts, Percentages, Plan};
-use crate::periods::{Period, Schedule};
+use crate::periods::Period;
 use crate::subscriptions::schedule_of;
 use crate::usage::PeriodUsage;
 
@@ -44,13 +44,17 @@ pub(super) struct PlanCheck<'a> {
     pub provider: ProviderId,
     pub estimated_cost: Option<rust_decimal::Decimal>,
     pub call: CallEstimate,
+    /// The user has a subscription of their own (without one, a subscribed org named on
+    /// the call stands in for the Free plan).
+    pub user_subscribed: bool,
 }
 
 impl Meter {
     /// The budgets on the scopes `call` names, each in its window at `at` (the user's own
-    /// scope only when `user_budgets`). `period` windows follow the user's schedule on a
-    /// user scope, calendar months on org and team scopes (org subscriptions are not
-    /// supported yet).
+    /// scope only when `user_budgets`), after the org's plan when the call names an org
+    /// with an active subscription (service::orgs). `period` windows follow the user's
+    /// schedule on a user scope, the org's (calendar months without one) on org and team
+    /// scopes.
     pub(super) async fn budgets_of_call(
         &self,
         tenant: &TenantId,
@@ -59,6 +63,15 @@ impl Meter {
         user_budgets: bool,
         at: DateTime<Utc>,
     ) -> Result<Vec<Applicable>> {
+        // Issue 18: the org's plan (service::orgs).
+        let org_plan = match call.org() {
+            Some(org) => self.active_org_plan(tenant, org).await?,
+            None => None,
+        };
+        let mut out = Vec::new();
+        if let (Some(org), Some(p)) = (call.org(), &org_plan) {
+            out.push(p.limit(org, at)?);
+        }
         let mut budgets: Vec<Budget> = Vec::new();
         for scope in call.scopes() {
             if matches!(scope, Scope::User { .. }) && !user_budgets {
@@ -67,10 +80,14 @@ impl Meter {
             budgets.extend(self.store.list_budgets(tenant, &scope).await?);
         }
         if budgets.is_empty() {
-            return Ok(Vec::new());
+            return Ok(out);
         }
-        budget_limits(&budgets, call, &schedule_of(sub), &Schedule::calendar(), at)
-            .map_err(|e| Error::invalid("timestamp", "out_of_range", e.to_string()))
+        let org_schedule = Self::org_schedule(org_plan.as_ref());
+        out.extend(
+            budget_limits(&budgets, call, &schedule_of(sub), &org_schedule, at)
+                .map_err(|e| Error::invalid("timestamp", "out_of_range", e.to_string()))?,
+        );
+        Ok(out)
     }
 
     /// Every hard limit of the check with the usage of its counter: the user's plan over
@@ -89,6 +106,11 @@ impl Meter {
             window: Window::Period,
             window_start: pc.period.start,
         };
+        // A subscribed org stands in for the Free plan of a user without a subscription.
+        let org_plan = budgets
+            .iter()
+            .any(|b| matches!(b.source, LimitSource::Plan { .. }));
+        let user_plan_applies = pc.user_subscribed || !org_plan;
         let mut states = vec![LimitState {
             source: LimitSource::Plan {
                 scope: user.clone(),
@@ -101,6 +123,9 @@ impl Meter {
             counter: plan_counter.clone(),
             usage: plan_usage.clone(),
         }];
+        if !user_plan_applies {
+            states.clear();
+        }
         let keys: Vec<CounterKey> = budgets
             .iter()
             .map(|b| b.counter.clone())
@@ -223,12 +248,15 @@ impl Meter {
         now: DateTime<Utc>,
     ) -> Result<CheckOutcome> {
         let upgrade_to = match &d.source {
-            LimitSource::Plan { .. } => {
+            LimitSource::Plan {
+                scope: Scope::User { .. },
+                ..
+            } => {
                 let plans = self.plans(tenant).await?;
                 limits::cheapest_plan_allowing(&plans, &pc.plan.name, plan_usage, &pc.call)
                     .map(|p| p.name.clone())
             }
-            LimitSource::Budget { .. } => None,
+            LimitSource::Plan { .. } | LimitSource::Budget { .. } => None,
         };
         Ok(CheckOutcome::Denied(Denial {
             metric: d.metric,
@@ -256,9 +284,27 @@ impl Meter {
     ) -> Result<Vec<Vec<CounterWrite>>> {
         let mut out = Vec::with_capacity(events.len());
         let mut listed: BTreeMap<Scope, Vec<Budget>> = BTreeMap::new();
+        let mut org_plans: BTreeMap<crate::domain::OrgId, Option<super::orgs::OrgPlan>> =
+            BTreeMap::new();
+        let mut members = super::org_reads::MemberNotes::default();
         for e in events {
             let call = CallScopes::new(e.user.clone(), e.org_id.clone(), e.team_id.clone())
                 .map_err(|err| Error::invalid(err.field(), err.code(), err.to_string()))?;
+            // Issue 18: the org's plan counts the org's pooled usage (service::orgs).
+            let org_plan = match call.org() {
+                Some(org) => {
+                    if !org_plans.contains_key(org) {
+                        let p = self.active_org_plan(tenant, org).await?;
+                        org_plans.insert(org.clone(), p);
+                    }
+                    org_plans[org].as_ref()
+                }
+                None => None,
+            };
+            let mut limits = Vec::new();
+            if let (Some(org), Some(p)) = (call.org(), org_plan) {
+                limits.push(p.limit(org, e.timestamp)?);
+            }
             let mut budgets = Vec::new();
             for scope in call.scopes() {
                 if matches!(scope, Scope::User { .. }) && !user_budgets {
@@ -270,20 +316,29 @@ impl Meter {
                 }
                 budgets.extend(listed[&scope].iter().cloned());
             }
-            if budgets.is_empty() {
-                out.push(Vec::new());
-                continue;
+            limits.extend(
+                budget_limits(
+                    &budgets,
+                    &call,
+                    &schedule_of(sub),
+                    &Self::org_schedule(org_plan),
+                    e.timestamp,
+                )
+                .map_err(|err| Error::invalid("timestamp", "out_of_range", err.to_string()))?,
+            );
+            let mut writes = event_writes(&limits, &e.provider, &e.tally());
+            // Issue 18: the org reads' counters (service::org_reads).
+            if call.org().is_some() {
+                let period = Self::org_schedule(org_plan)
+                    .period_containing(e.timestamp)
+                    .map_err(|err| Error::invalid("timestamp", "out_of_range", err.to_string()))?;
+                members.note(&call, period);
+                super::org_reads::add_org_usage_writes(&mut writes, &call, period, e);
             }
-            let limits = budget_limits(
-                &budgets,
-                &call,
-                &schedule_of(sub),
-                &Schedule::calendar(),
-                e.timestamp,
-            )
-            .map_err(|err| Error::invalid("timestamp", "out_of_range", err.to_string()))?;
-            out.push(event_writes(&limits, &e.provider, &e.tally()));
+            out.push(writes);
         }
+        // Issue 18: who acted within each org period (service::org_reads).
+        self.note_members(tenant, members).await?;
         Ok(out)
     }
 }

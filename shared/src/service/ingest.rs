@@ -182,6 +182,16 @@ impl Meter {
                     self.store.record_events(&batch).await?
                 }
             };
+            // Issue 18: the events budget alerts look at (recorded and duplicates).
+            let not_conflicts: Vec<UsageEvent> = match scoped.contains_key(user) {
+                true => batch
+                    .iter()
+                    .zip(&outcomes)
+                    .filter(|(_, o)| **o != RecordOutcome::Conflict)
+                    .map(|(e, _)| e.clone())
+                    .collect(),
+                false => Vec::new(),
+            };
             // Starts of the periods that got new usage: their alerts are evaluated below.
             // A duplicate's period too: when the first attempt was recorded but its answer
             // was lost (a timeout after commit), the client's retry is the only request
@@ -208,6 +218,15 @@ impl Meter {
                         message: "an event with this event_id and other content was already recorded; this one was not",
                     }),
                 });
+            }
+            // Issue 18: budget alerts (service::budget_alerts).
+            if let Some((sub, user_budgets)) = scoped.get(user) {
+                if let Err(e) = self
+                    .raise_budget_alerts(tenant, sub.as_ref(), *user_budgets, &not_conflicts)
+                    .await
+                {
+                    tracing::warn!(error = %e, user = %user, "could not evaluate budget alerts after ingest");
+                }
             }
             for period_start in touched {
                 if let Err(e) = self.raise_alerts(tenant, user, period_start).await {

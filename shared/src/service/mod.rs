@@ -21,6 +21,7 @@ use crate::store::Store;
 
 pub mod aggregate;
 pub mod bootstrap;
+pub mod budget_alerts;
 pub mod budgets;
 pub mod check;
 pub mod dashboard;
@@ -28,6 +29,9 @@ mod enforce;
 pub mod error;
 mod holds;
 pub mod ingest;
+pub mod org_billing;
+pub mod org_reads;
+pub mod orgs;
 pub mod outbox;
 pub mod privacy;
 pub mod reads;

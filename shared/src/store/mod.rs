@@ -20,15 +20,21 @@
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
+mod budget_alerts;
 mod budget_counters;
 mod budgets;
 mod directory;
+mod org_members;
+mod orgs;
 mod token_keys;
 mod wallets;
 
+pub use budget_alerts::BudgetAlertStore;
 pub use budget_counters::{BudgetCounterStore, COUNTER_GRACE};
 pub use budgets::{BudgetPut, BudgetStore, MAX_BUDGETS_PER_SCOPE};
 pub use directory::{DirectoryStore, TenantUser};
+pub use org_members::{OrgMembers, OrgMembersStore};
+pub use orgs::{org_of_subscriber, org_subscriber, OrgClose, OrgRef, OrgStore};
 pub use token_keys::TokenKeyStore;
 pub use wallets::{GrantInsert, GrantVoid, WalletRecord, WalletStore, MAX_GRANTS_PER_WALLET};
 
@@ -461,6 +467,9 @@ pub trait Store:
     + BudgetStore
     + WalletStore
     + BudgetCounterStore
+    + OrgStore
+    + OrgMembersStore
+    + BudgetAlertStore
 {
 }
 
@@ -476,7 +485,10 @@ impl<
             + TokenKeyStore
             + BudgetStore
             + WalletStore
-            + BudgetCounterStore,
+            + BudgetCounterStore
+            + OrgStore
+            + OrgMembersStore
+            + BudgetAlertStore,
     > Store for T
 {
 }

@@ -22,6 +22,7 @@ use aws_sdk_dynamodb::Client;
 
 mod alerts;
 mod billing;
+mod budget_alerts;
 mod budget_counters;
 mod budgets;
 mod catalog;
@@ -35,6 +36,8 @@ mod items;
 pub mod layout;
 pub mod legacy;
 pub mod migrate;
+mod org_members;
+mod orgs;
 mod period_items;
 mod privacy;
 mod recording;

@@ -23,6 +23,7 @@
 
 mod alerts;
 mod billing;
+mod budget_alerts;
 mod budget_counters;
 mod budgets;
 mod catalog;
@@ -30,6 +31,8 @@ mod codec;
 mod decimal;
 mod directory;
 mod event_row;
+mod org_members;
+mod orgs;
 mod privacy;
 mod schema;
 mod subscriptions;

@@ -329,6 +329,31 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ALTER TABLE budget_counters ADD COLUMN held_cost TEXT NOT NULL DEFAULT '0';
     ALTER TABLE reservations ADD COLUMN budget_holds TEXT;
     "#,
+    // 13: org subscriptions (issue 18): one row per (tenant, org); their invoices go to
+    // `invoices` under the subscriber key `org#<org_id>`.
+    r#"
+    CREATE TABLE org_subscriptions (
+        tenant   TEXT NOT NULL,
+        org_id   TEXT NOT NULL,
+        version  INTEGER NOT NULL,
+        sub      TEXT NOT NULL,      -- Subscription as JSON (its `user` is the org id)
+        PRIMARY KEY (tenant, org_id)
+    ) STRICT;
+    "#,
+    // 14: who acted within an org in one of its periods (issue 18, org members read); rows
+    // are pruned a day after their period's end.
+    r#"
+    CREATE TABLE org_members (
+        tenant       TEXT NOT NULL,
+        org_id       TEXT NOT NULL,
+        period_start TEXT NOT NULL,
+        kind         TEXT NOT NULL CHECK (kind IN ('user', 'team')),
+        member_id    TEXT NOT NULL,
+        period_end   TEXT NOT NULL,
+        PRIMARY KEY (tenant, org_id, period_start, kind, member_id)
+    ) STRICT;
+    CREATE INDEX org_members_by_end ON org_members (period_end);
+    "#,
 ];
 
 /// Settings every connection gets: lock wait, foreign keys, the decimal functions.

@@ -11,8 +11,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::codec::{
-    count, day, id, money, parse_count, parse_day, parse_money, parse_reservation_status, parse_ts,
-    reservation_status, ts,
+    count, day, from_json, id, money, parse_count, parse_day, parse_money,
+    parse_reservation_status, parse_ts, reservation_status, to_json, ts,
 };
 use super::event_row::{self, EventRow, EVENT_COLUMNS};
 use crate::domain::{

@@ -1,0 +1,193 @@
+//! Budget alerts (SPEC §10): once per (budget, window, metric, threshold), for soft and
+//! hard budgets alike, raised after ingest recorded usage, stored once (the alert store's
+//! once-only key, [`crate::alerts::budget_threshold_key`]) and published through the
+//! outbox (`type: alert`, attribute `budget_id`).
+//!
+//! An alert belongs to a user: a budget on the user's own scope alerts that user, an
+//! `each_member` budget of an org or team alerts the member whose usage reached the
+//! threshold. Budgets on the pooled usage of an org or team have no user to alert yet
+//! (docs/budgets.md, "Not done yet").
+
+use std::collections::BTreeMap;
+
+use super::{Error, Meter, Result};
+use crate::alerts::{budget_alert, AlertScope};
+use crate::budgets::counting::is_user_period_counter;
+use crate::budgets::{
+    budget_limits, Applicable, Budget, CallScopes, CounterKey, LimitSource, Scope,
+};
+use crate::domain::{BudgetId, OrgId, Subscription, TenantId, UsageEvent, UserId};
+use crate::limits::{reached, recorded_amount};
+use crate::subscriptions::schedule_of;
+use crate::usage::PeriodUsage;
+
+/// A budget window to evaluate, and the user it alerts.
+struct Due {
+    owner: UserId,
+    limit: Applicable,
+    thresholds: Vec<u8>,
+}
+
+/// The id of a budget alert: derived from its user and once-only key, so that racing
+/// writers of one alert collide on it (`store::BudgetAlertStore`).
+fn budget_alert_id(user: &UserId, key: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(user.as_str().as_bytes());
+    h.update(b"\0");
+    h.update(key.as_bytes());
+    format!("alert_b_{}", &hex::encode(h.finalize())[..32])
+}
+
+impl Meter {
+    /// Stores (once) and publishes the budget alerts that `events` (one user's, recorded
+    /// or duplicates) call for, each judged on its counter as it is now. Returns how many
+    /// alerts this call stored.
+    pub(super) async fn raise_budget_alerts(
+        &self,
+        tenant: &TenantId,
+        sub: Option<&Subscription>,
+        user_budgets: bool,
+        events: &[UsageEvent],
+    ) -> Result<usize> {
+        let now = self.now();
+        let mut listed: BTreeMap<Scope, Vec<Budget>> = BTreeMap::new();
+        let mut org_plans: BTreeMap<OrgId, Option<super::orgs::OrgPlan>> = BTreeMap::new();
+        // By (budget, counter): each window once, whatever the number of events.
+        let mut due: BTreeMap<(BudgetId, CounterKey), Due> = BTreeMap::new();
+        for e in events {
+            let call = CallScopes::new(e.user.clone(), e.org_id.clone(), e.team_id.clone())
+                .map_err(|err| Error::invalid(err.field(), err.code(), err.to_string()))?;
+            let mut budgets = Vec::new();
+            for scope in call.scopes() {
+                if matches!(scope, Scope::User { .. }) && !user_budgets {
+                    continue;
+                }
+                if !listed.contains_key(&scope) {
+                    let found = self.store.list_budgets(tenant, &scope).await?;
+                    listed.insert(scope.clone(), found);
+                }
+                budgets.extend(listed[&scope].iter().cloned());
+            }
+            if budgets.is_empty() {
+                continue;
+            }
+            let org_plan = match call.org() {
+                Some(org) => {
+                    if !org_plans.contains_key(org) {
+                        let p = self.active_org_plan(tenant, org).await?;
+                        org_plans.insert(org.clone(), p);
+                    }
+                    org_plans[org].as_ref()
+                }
+                None => None,
+            };
+            let limits = budget_limits(
+                &budgets,
+                &call,
+                &schedule_of(sub),
+                &Self::org_schedule(org_plan),
+                e.timestamp,
+            )
+            .map_err(|err| Error::invalid("timestamp", "out_of_range", err.to_string()))?;
+            for limit in limits {
+                let LimitSource::Budget { budget_id, .. } = &limit.source else {
+                    continue;
+                };
+                let owner = match &limit.counter {
+                    CounterKey::Member { user, .. } => user.clone(),
+                    CounterKey::Scope {
+                        scope: Scope::User { user_id },
+                        ..
+                    } => user_id.clone(),
+                    // The pooled usage of an org or team: no user to alert (not yet).
+                    CounterKey::Scope { .. } => continue,
+                };
+                let thresholds = budgets
+                    .iter()
+                    .find(|b| &b.id == budget_id)
+                    .map(|b| b.alert_thresholds.clone())
+                    .unwrap_or_default();
+                due.entry((budget_id.clone(), limit.counter.clone()))
+                    .or_insert(Due {
+                        owner,
+                        limit,
+                        thresholds,
+                    });
+            }
+        }
+        if due.is_empty() {
+            return Ok(0);
+        }
+
+        // The counters as they are now: budget counters in one read; a `period` budget on
+        // the user's own scope counts on the user's plan usage.
+        let keys: Vec<CounterKey> = due
+            .keys()
+            .map(|(_, c)| c.clone())
+            .filter(|c| !is_user_period_counter(c))
+            .collect();
+        let read = if keys.is_empty() {
+            Vec::new()
+        } else {
+            self.store.get_budget_counters(tenant, &keys).await?
+        };
+        let mut usage: BTreeMap<CounterKey, PeriodUsage> = keys.into_iter().zip(read).collect();
+        for (_, counter) in due.keys() {
+            if let (
+                false,
+                CounterKey::Scope {
+                    scope: Scope::User { user_id },
+                    window_start,
+                    ..
+                },
+            ) = (usage.contains_key(counter), counter)
+            {
+                let u = self
+                    .store
+                    .get_period_usage(tenant, user_id, &[*window_start])
+                    .await?
+                    .into_iter()
+                    .next()
+                    .unwrap_or_default();
+                usage.insert(counter.clone(), u);
+            }
+        }
+
+        let mut raised = 0;
+        for ((budget_id, counter), d) in &due {
+            let Some(u) = usage.get(counter) else {
+                continue;
+            };
+            let scope = AlertScope {
+                tenant,
+                user: &d.owner,
+                period_start: d.limit.period.start,
+                now,
+            };
+            for (metric, limit) in &d.limit.limits.0 {
+                let used = recorded_amount(metric, u);
+                for &t in &d.thresholds {
+                    if !reached(used, *limit, t) {
+                        continue;
+                    }
+                    let mut alert = budget_alert(
+                        scope,
+                        budget_id,
+                        d.limit.window.as_str(),
+                        metric,
+                        t,
+                        used,
+                        *limit,
+                    );
+                    alert.id = budget_alert_id(&d.owner, &alert.key);
+                    if self.store.create_budget_alert_once(&alert).await? {
+                        raised += 1;
+                        self.deliver(&alert).await;
+                    }
+                }
+            }
+        }
+        Ok(raised)
+    }
+}

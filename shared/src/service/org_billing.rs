@@ -1,0 +1,149 @@
+//! The aggregation's step for org subscriptions: each ended period of an org's
+//! subscription is closed into one invoice of the org (base price for the cycle, the
+//! org's pooled usage cost, overage where the plan bills it, prorations of upgrades) and
+//! the subscription rolls on (renews, applies a scheduled downgrade, or ends), both in one
+//! atomic store write ([`crate::store::OrgStore::close_org_period`]), so that racing
+//! passes invoice a period once. The invoice is then published through the outbox
+//! (`invoice.created`, attribute `user_id` = `org#<org_id>`, and `org_id` in `extra`).
+//!
+//! The org's usage of a period is its pooled `period` counter (every call naming the org
+//! while it was subscribed), read when the period is closed (its counter is kept until a
+//! day after the period's end).
+
+use chrono::{DateTime, Duration, Utc};
+
+use super::aggregate::{
+    bills_subscription, next_term, subscription_at_start, AggregateReport, Deadline,
+};
+use super::{Error, Meter, Result};
+use crate::billing::{self, InvoiceInput};
+use crate::budgets::{CounterKey, Scope, Window};
+use crate::domain::{SubscriptionStatus, UserId};
+use crate::store::{org_subscriber, OrgClose, OrgRef};
+use crate::subscriptions::schedule_of;
+
+/// Job cursor of the org pages.
+const ORGS_JOB: &str = "aggregate:orgs";
+const PAGE: usize = 100;
+/// Most periods one org gets closed in one pass.
+const MAX_PERIODS_PER_ORG: usize = 24;
+
+impl Meter {
+    /// Visits every org subscription page by page. `true` when it reached the end.
+    pub(super) async fn close_org_periods(
+        &self,
+        at: DateTime<Utc>,
+        grace: Duration,
+        deadline: &Deadline,
+        report: &mut AggregateReport,
+    ) -> Result<bool> {
+        let mut cursor = self.store.get_job_cursor(ORGS_JOB).await?;
+        loop {
+            let page = self
+                .store
+                .list_org_subscriptions(cursor.clone(), PAGE)
+                .await?;
+            for org in &page.items {
+                if let Err(e) = self.close_org(org, at, grace, report).await {
+                    tracing::error!(error = %e, tenant = %org.tenant, org = %org.org, "closing an org's periods failed");
+                }
+            }
+            self.store
+                .put_job_cursor(ORGS_JOB, page.next.as_deref())
+                .await?;
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => return Ok(true),
+            }
+            if deadline.passed() {
+                return Ok(false);
+            }
+        }
+    }
+
+    /// Closes the org's ended subscription periods in order, rolling the subscription past
+    /// each in the same write as its invoice.
+    async fn close_org(
+        &self,
+        org: &OrgRef,
+        at: DateTime<Utc>,
+        grace: Duration,
+        report: &mut AggregateReport,
+    ) -> Result<()> {
+        let cutoff = at - grace;
+        let mut sub = org.subscription.clone();
+        let subscriber = UserId::parse(org.org.as_str()).map_err(|_| Error::Internal)?;
+        for _ in 0..MAX_PERIODS_PER_ORG {
+            if sub.status == SubscriptionStatus::Cancelled || sub.current_period.end > cutoff {
+                return Ok(());
+            }
+            let period = sub.current_period;
+            let schedule = schedule_of(Some(&sub));
+            let then = subscription_at_start(&sub, &period);
+            // Counted only if this pass is the one that closes the period.
+            let mut rolled = AggregateReport::default();
+            let next = next_term(&sub, &schedule, period.end, at, &mut rolled)?;
+            let counter = CounterKey::Scope {
+                scope: Scope::Org {
+                    org_id: org.org.clone(),
+                },
+                window: Window::Period,
+                window_start: period.start,
+            };
+            let usage = self
+                .store
+                .get_budget_counters(&org.tenant, &[counter])
+                .await?
+                .into_iter()
+                .next()
+                .unwrap_or_default();
+            let plans = self.plans(&org.tenant).await?;
+            let plan = plans
+                .iter()
+                .find(|p| p.name == then.plan)
+                .cloned()
+                .ok_or_else(|| {
+                    tracing::error!(tenant = %org.tenant, plan = %then.plan, "plan of an org invoice does not exist");
+                    Error::NotFound("plan")
+                })?;
+            let mut invoice = billing::build_invoice(
+                &InvoiceInput {
+                    tenant: &org.tenant,
+                    user: &subscriber,
+                    period,
+                    subscription: bills_subscription(&then, &period).then_some(&then),
+                    plan: &plan,
+                    usage: &usage,
+                    adjustments: &Default::default(),
+                    created_at: at,
+                },
+                format!("inv_{}", uuid::Uuid::now_v7().simple()),
+            )
+            .map_err(|e| {
+                tracing::error!(error = %e, "org invoice cannot be computed");
+                Error::Internal
+            })?;
+            invoice.user = org_subscriber(&org.org);
+            invoice
+                .extra
+                .insert("org_id".to_owned(), org.org.to_string());
+            match self
+                .store
+                .close_org_period(&org.org, &invoice, &next, sub.version)
+                .await?
+            {
+                OrgClose::Closed => {
+                    report.invoices_created += 1;
+                    report.subscriptions_renewed += rolled.subscriptions_renewed;
+                    report.downgrades_applied += rolled.downgrades_applied;
+                    report.subscriptions_ended += rolled.subscriptions_ended;
+                    self.deliver_invoice(&invoice).await;
+                    sub = next;
+                }
+                // Another pass or an admin write changed it: the next pass goes on.
+                OrgClose::Changed => return Ok(()),
+            }
+        }
+        Ok(())
+    }
+}

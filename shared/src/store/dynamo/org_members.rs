@@ -1,0 +1,133 @@
+//! The org member directory (`store::OrgMembersStore`): per (org, period) one partition
+//! `PK = T#<tenant>#ORGM#<org id>#<period start>` of up to 16 items `SK = M#<bucket>`
+//! (a member's bucket is a hash of its id, so no item nears DynamoDB's 400 KB even for
+//! tens of thousands of members), each with the string sets `users` and `teams` (a team
+//! is noted in the bucket of the user who named it) and a `ttl` a day after the period's
+//! end. A note is one `UpdateItem` per bucket touched (`ADD users :ss, teams :ss`:
+//! idempotent; an ingest batch is one user's, so one request); a read is one `Query` of
+//! the partition.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::AttributeValue;
+use chrono::{DateTime, SecondsFormat, Utc};
+
+use super::codec::{n, Item};
+use super::expressions::Update;
+use super::{layout, DynamoStore};
+use crate::domain::{OrgId, TeamId, TenantId, UserId};
+use crate::periods::Period;
+use crate::store::{OrgMembers, OrgMembersStore, StoreError, StoreResult, COUNTER_GRACE};
+
+const BUCKETS: u32 = 16;
+const USERS: &str = "users";
+const TEAMS: &str = "teams";
+
+fn pk(tenant: &TenantId, org: &OrgId, start: DateTime<Utc>) -> String {
+    format!(
+        "T#{tenant}#ORGM#{org}#{}",
+        start.to_rfc3339_opts(SecondsFormat::Secs, true)
+    )
+}
+
+/// FNV-1a of the id, into one of [`BUCKETS`].
+fn bucket(id: &str) -> String {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in id.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    format!("M#{:02}", h % BUCKETS)
+}
+
+fn strings(item: &Item, attr: &str) -> Vec<String> {
+    match item.get(attr) {
+        Some(AttributeValue::Ss(v)) => v.clone(),
+        _ => Vec::new(),
+    }
+}
+
+#[async_trait]
+impl OrgMembersStore for DynamoStore {
+    async fn note_org_members(
+        &self,
+        tenant: &TenantId,
+        org: &OrgId,
+        period: &Period,
+        users: &[UserId],
+        teams: &[TeamId],
+    ) -> StoreResult<()> {
+        let mut by_bucket: BTreeMap<String, (Vec<String>, Vec<String>)> = BTreeMap::new();
+        for u in users {
+            by_bucket
+                .entry(bucket(u.as_str()))
+                .or_default()
+                .0
+                .push(u.to_string());
+        }
+        // Teams go with the users who named them (in the first user's bucket): a batch of
+        // one user is then one request; a team in several buckets reads back once.
+        let team_bucket = users
+            .first()
+            .map_or_else(|| bucket(""), |u| bucket(u.as_str()));
+        for t in teams {
+            by_bucket
+                .entry(team_bucket.clone())
+                .or_default()
+                .1
+                .push(t.to_string());
+        }
+        let ttl = (period.end + COUNTER_GRACE).timestamp();
+        for (sk, (users, teams)) in by_bucket {
+            let mut u = Update::new();
+            if !users.is_empty() {
+                u.add(USERS, AttributeValue::Ss(users));
+            }
+            if !teams.is_empty() {
+                u.add(TEAMS, AttributeValue::Ss(teams));
+            }
+            u.set(layout::TTL, n(ttl));
+            // No condition: a set insertion cannot fail.
+            let _ = self
+                .update(pk(tenant, org, period.start), &sk, &u, false)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn org_members(
+        &self,
+        tenant: &TenantId,
+        org: &OrgId,
+        period_start: DateTime<Utc>,
+    ) -> StoreResult<OrgMembers> {
+        let items = self
+            .query_prefix(pk(tenant, org, period_start), "M#", true)
+            .await?;
+        let bad = |e: crate::domain::IdError| StoreError::Corrupt(format!("org member: {e}"));
+        let mut out = OrgMembers::default();
+        for item in &items {
+            for u in strings(item, USERS) {
+                out.users.insert(UserId::parse(u).map_err(bad)?);
+            }
+            for t in strings(item, TEAMS) {
+                out.teams.insert(TeamId::parse(t).map_err(bad)?);
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_stable_and_bounded() {
+        assert_eq!(bucket("ann"), bucket("ann"));
+        let all: std::collections::BTreeSet<String> =
+            (0..1000).map(|i| bucket(&format!("user-{i}"))).collect();
+        assert_eq!(all.len(), BUCKETS as usize);
+    }
+}
