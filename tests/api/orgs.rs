@@ -343,3 +343,47 @@ async fn org_reads_pool_the_period_rank_members_and_teams_by_cost_and_page() {
         0
     );
 }
+
+#[tokio::test]
+async fn a_subscribed_org_stands_in_for_free_in_the_answer_and_the_alerts() {
+    let app = TestApp::spawn().await;
+    app.put(
+        &format!("{P}/org/acme/subscription"),
+        json!({"plan": "pro"}),
+    )
+    .await
+    .assert_ok("org");
+    let r = app.check(check("zed", Some("acme"))).await;
+    r.assert_ok("check");
+    assert_eq!(r.body["data"]["plan"], "pro", "{}", r.body);
+    // $4 of usage naming acme: past the Free plan's $2 cap, but zed is not on Free there.
+    let big = |id: &str, org: Option<&str>| {
+        let mut e = json!({"event_id": id, "user_id": "zed", "provider": "openai",
+                           "model": "gpt-4o", "output_tokens": 400000});
+        if let Some(o) = org {
+            e["org_id"] = json!(o);
+        }
+        e
+    };
+    app.usage(big("z1", Some("acme")))
+        .await
+        .assert_ok("in acme");
+    let alerts = |body: &Value| -> Vec<String> {
+        body["data"]["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["key"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let r = app.get(&format!("{P}/alerts/zed")).await;
+    assert_eq!(alerts(&r.body), Vec::<String>::new(), "{}", r.body);
+    // A call of zed's own (no org) is on Free: its thresholds alert.
+    app.usage(big("z2", None)).await.assert_ok("alone");
+    let r = app.get(&format!("{P}/alerts/zed")).await;
+    assert!(
+        alerts(&r.body).contains(&"cost_usd@100".to_owned()),
+        "{}",
+        r.body
+    );
+}
