@@ -343,3 +343,95 @@ async fn org_reads_pool_the_period_rank_members_and_teams_by_cost_and_page() {
         0
     );
 }
+
+#[tokio::test]
+async fn a_subscribed_org_stands_in_for_free_in_the_answer_and_the_alerts() {
+    let app = TestApp::spawn().await;
+    app.put(
+        &format!("{P}/org/acme/subscription"),
+        json!({"plan": "pro"}),
+    )
+    .await
+    .assert_ok("org");
+    let r = app.check(check("zed", Some("acme"))).await;
+    r.assert_ok("check");
+    assert_eq!(r.body["data"]["plan"], "pro", "{}", r.body);
+    // $4 of usage naming acme: past the Free plan's $2 cap, but zed is not on Free there.
+    let big = |id: &str, org: Option<&str>| {
+        let mut e = json!({"event_id": id, "user_id": "zed", "provider": "openai",
+                           "model": "gpt-4o", "output_tokens": 400000});
+        if let Some(o) = org {
+            e["org_id"] = json!(o);
+        }
+        e
+    };
+    app.usage(big("z1", Some("acme")))
+        .await
+        .assert_ok("in acme");
+    let alerts = |body: &Value| -> Vec<String> {
+        body["data"]["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["key"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let r = app.get(&format!("{P}/alerts/zed")).await;
+    assert_eq!(alerts(&r.body), Vec::<String>::new(), "{}", r.body);
+    // A call of zed's own (no org) is on Free: its thresholds alert.
+    app.usage(big("z2", None)).await.assert_ok("alone");
+    let r = app.get(&format!("{P}/alerts/zed")).await;
+    assert!(
+        alerts(&r.body).contains(&"cost_usd@100".to_owned()),
+        "{}",
+        r.body
+    );
+}
+
+#[tokio::test]
+async fn an_orgs_period_budget_follows_the_orgs_billing_period() {
+    let clock = TestClock::at("2026-03-10T12:00:00Z");
+    let app = TestApp::spawn_at(&clock).await;
+    let r = app
+        .put(
+            &format!("{P}/org/acme/subscription"),
+            json!({"plan": "pro", "anchor": "anniversary"}),
+        )
+        .await;
+    r.assert_ok("org");
+    let end = r.body["data"]["current_period"]["end"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(end.starts_with("2026-04-10"), "{end}");
+    app.put(
+        &format!("{P}/budgets/acme-period"),
+        json!({"scope": {"kind": "org", "org_id": "acme"}, "limits": {"calls:*": 2},
+               "window": "period", "mode": "hard"}),
+    )
+    .await
+    .assert_ok("budget");
+    // Two calls at the end of March and one on April 9th fill the org's period (not a
+    // calendar month, which would have started again on April 1st).
+    clock.set("2026-03-31T12:00:00Z".parse().unwrap());
+    app.usage(json!({"events": [
+        {"event_id": "p1", "user_id": "ann", "org_id": "acme", "provider": "gemini",
+         "model": "gemini-2.5-flash", "input_tokens": 10, "timestamp": "2026-03-31T12:00:00Z"},
+        {"event_id": "p2", "user_id": "bob", "org_id": "acme", "provider": "gemini",
+         "model": "gemini-2.5-flash", "input_tokens": 10, "timestamp": "2026-03-31T12:00:00Z"},
+    ]}))
+    .await
+    .assert_ok("usage");
+    clock.set("2026-04-09T12:00:00Z".parse().unwrap());
+    let denied = app.check(check("cat", Some("acme"))).await;
+    assert_eq!(denied.status, 429, "{}", denied.body);
+    let d = &denied.body["error"]["details"];
+    assert_eq!(d["budget_id"], "acme-period");
+    assert_eq!(d["window"], "period");
+    assert_eq!(d["resets_at"].as_str().unwrap(), end);
+    // The org's next period allows again.
+    clock.set(end.parse::<DateTime<Utc>>().unwrap() + chrono::Duration::minutes(1));
+    app.check(check("cat", Some("acme")))
+        .await
+        .assert_ok("next org period");
+}

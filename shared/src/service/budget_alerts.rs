@@ -16,7 +16,7 @@ use crate::budgets::counting::is_user_period_counter;
 use crate::budgets::{
     budget_limits, Applicable, Budget, CallScopes, CounterKey, LimitSource, Scope,
 };
-use crate::domain::{BudgetId, OrgId, Subscription, TenantId, UsageEvent, UserId};
+use crate::domain::{BudgetId, Subscription, TenantId, UsageEvent, UserId};
 use crate::limits::{reached, recorded_amount};
 use crate::subscriptions::schedule_of;
 use crate::usage::PeriodUsage;
@@ -49,10 +49,10 @@ impl Meter {
         sub: Option<&Subscription>,
         user_budgets: bool,
         events: &[UsageEvent],
+        org_plans: &mut super::orgs::OrgPlans,
     ) -> Result<usize> {
         let now = self.now();
         let mut listed: BTreeMap<Scope, Vec<Budget>> = BTreeMap::new();
-        let mut org_plans: BTreeMap<OrgId, Option<super::orgs::OrgPlan>> = BTreeMap::new();
         // By (budget, counter): each window once, whatever the number of events.
         let mut due: BTreeMap<(BudgetId, CounterKey), Due> = BTreeMap::new();
         for e in events {
@@ -73,20 +73,14 @@ impl Meter {
                 continue;
             }
             let org_plan = match call.org() {
-                Some(org) => {
-                    if !org_plans.contains_key(org) {
-                        let p = self.active_org_plan(tenant, org).await?;
-                        org_plans.insert(org.clone(), p);
-                    }
-                    org_plans[org].as_ref()
-                }
+                Some(org) => self.cached_org_plan(tenant, org, org_plans).await?.cloned(),
                 None => None,
             };
             let limits = budget_limits(
                 &budgets,
                 &call,
                 &schedule_of(sub),
-                &Self::org_schedule(org_plan),
+                &Self::org_schedule(org_plan.as_ref()),
                 e.timestamp,
             )
             .map_err(|err| Error::invalid("timestamp", "out_of_range", err.to_string()))?;

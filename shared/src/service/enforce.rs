@@ -223,11 +223,19 @@ impl Meter {
                 return Err(Error::Unavailable);
             }
         };
+        // The plan in force: the org's when it stands in for the user's Free plan.
+        let plan = match budgets.iter().find_map(|b| match &b.source {
+            LimitSource::Plan { plan, .. } if !pc.user_subscribed => Some(plan.clone()),
+            _ => None,
+        }) {
+            Some(org_plan) => org_plan,
+            None => pc.plan.name.clone(),
+        };
         Ok(CheckOutcome::Allowed(CheckAllowed {
             allowed: true,
             user_id: req.user,
             provider: pc.provider,
-            plan: pc.plan.name.clone(),
+            plan,
             period: pc.period,
             estimated_cost_usd: pc.estimated_cost,
             usage_status: headroom.usage_status,
@@ -281,26 +289,20 @@ impl Meter {
         events: &[UsageEvent],
         sub: Option<&Subscription>,
         user_budgets: bool,
+        org_plans: &mut super::orgs::OrgPlans,
     ) -> Result<Vec<Vec<CounterWrite>>> {
         let mut out = Vec::with_capacity(events.len());
         let mut listed: BTreeMap<Scope, Vec<Budget>> = BTreeMap::new();
-        let mut org_plans: BTreeMap<crate::domain::OrgId, Option<super::orgs::OrgPlan>> =
-            BTreeMap::new();
         let mut members = super::org_reads::MemberNotes::default();
         for e in events {
             let call = CallScopes::new(e.user.clone(), e.org_id.clone(), e.team_id.clone())
                 .map_err(|err| Error::invalid(err.field(), err.code(), err.to_string()))?;
             // Issue 18: the org's plan counts the org's pooled usage (service::orgs).
             let org_plan = match call.org() {
-                Some(org) => {
-                    if !org_plans.contains_key(org) {
-                        let p = self.active_org_plan(tenant, org).await?;
-                        org_plans.insert(org.clone(), p);
-                    }
-                    org_plans[org].as_ref()
-                }
+                Some(org) => self.cached_org_plan(tenant, org, org_plans).await?.cloned(),
                 None => None,
             };
+            let org_plan = org_plan.as_ref();
             let mut limits = Vec::new();
             if let (Some(org), Some(p)) = (call.org(), org_plan) {
                 limits.push(p.limit(org, e.timestamp)?);

@@ -161,6 +161,8 @@ impl Meter {
             });
         }
 
+        // Issue 18: the active plans of the orgs the batch names, read once.
+        let mut org_plans = super::orgs::OrgPlans::new();
         // Phase 2: record, one user at a time (each event all-or-nothing in the store).
         let mut results: Vec<Option<EventResult>> = vec![None; inputs.len()];
         for (user, indices) in &by_user {
@@ -169,7 +171,7 @@ impl Meter {
             // Issue 18: what each event adds to its budget counters (service::enforce).
             let writes = match scoped.get(user) {
                 Some((sub, user_budgets)) => {
-                    self.ingest_writes(tenant, &batch, sub.as_ref(), *user_budgets)
+                    self.ingest_writes(tenant, &batch, sub.as_ref(), *user_budgets, &mut org_plans)
                         .await?
                 }
                 None => Vec::new(),
@@ -222,11 +224,25 @@ impl Meter {
             // Issue 18: budget alerts (service::budget_alerts).
             if let Some((sub, user_budgets)) = scoped.get(user) {
                 if let Err(e) = self
-                    .raise_budget_alerts(tenant, sub.as_ref(), *user_budgets, &not_conflicts)
+                    .raise_budget_alerts(
+                        tenant,
+                        sub.as_ref(),
+                        *user_budgets,
+                        &not_conflicts,
+                        &mut org_plans,
+                    )
                     .await
                 {
                     tracing::warn!(error = %e, user = %user, "could not evaluate budget alerts after ingest");
                 }
+            }
+            // Issue 18: a user without a subscription whose events all name an org with an
+            // active subscription is not on the Free plan for them: no plan alerts.
+            if self
+                .org_stands_in_for_free(tenant, &scoped, user, &not_conflicts, &mut org_plans)
+                .await
+            {
+                touched.clear();
             }
             for period_start in touched {
                 if let Err(e) = self.raise_alerts(tenant, user, period_start).await {

@@ -86,6 +86,9 @@ impl OrgPlan {
     }
 }
 
+/// The orgs' active plans read during one request, by org (`None`: no active subscription).
+pub(super) type OrgPlans = std::collections::BTreeMap<OrgId, Option<OrgPlan>>;
+
 /// The org id as the subscription record's `user` (same charset).
 fn as_subscriber(org: &OrgId) -> Result<UserId> {
     UserId::parse(org.as_str()).map_err(|e| {
@@ -121,6 +124,48 @@ impl Meter {
             }
             _ => Ok(None),
         }
+    }
+
+    /// [`Meter::active_org_plan`], read once per request into `cache`.
+    pub(super) async fn cached_org_plan<'a>(
+        &self,
+        tenant: &TenantId,
+        org: &OrgId,
+        cache: &'a mut OrgPlans,
+    ) -> Result<Option<&'a OrgPlan>> {
+        if !cache.contains_key(org) {
+            let p = self.active_org_plan(tenant, org).await?;
+            cache.insert(org.clone(), p);
+        }
+        Ok(cache.get(org).and_then(Option::as_ref))
+    }
+
+    /// Whether `user` has no subscription and every one of `events` names an org with an
+    /// active subscription: then the org's plan stands in for the Free plan and the Free
+    /// plan's alerts do not apply (`scoped`: ingest's users whose events may count in
+    /// budgets, with their subscription). A failed read answers `false` (alerts as before).
+    pub(super) async fn org_stands_in_for_free(
+        &self,
+        tenant: &TenantId,
+        scoped: &std::collections::BTreeMap<UserId, (Option<Subscription>, bool)>,
+        user: &UserId,
+        events: &[crate::domain::UsageEvent],
+        cache: &mut OrgPlans,
+    ) -> bool {
+        let Some((None, _)) = scoped.get(user) else {
+            return false;
+        };
+        if events.is_empty() {
+            return false;
+        }
+        for e in events {
+            let Some(org) = &e.org_id else { return false };
+            match self.cached_org_plan(tenant, org, cache).await {
+                Ok(Some(_)) => {}
+                _ => return false,
+            }
+        }
+        true
     }
 
     /// The schedule of the org's `period` windows: its subscription's, else calendar months.

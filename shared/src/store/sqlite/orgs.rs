@@ -1,4 +1,4 @@
-//! Org subscriptions: one row per (tenant, org) in `org_subscriptions` (migration 12);
+//! Org subscriptions: one row per (tenant, org) in `org_subscriptions` (migration 13);
 //! their invoices are rows of `invoices` under the subscriber key `org#<org_id>`. Every
 //! write runs on the writer thread in one transaction, so closing a period (insert the
 //! invoice, move the subscription on under its version) is all or nothing.
