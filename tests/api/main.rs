@@ -11,6 +11,7 @@ mod hot_path;
 mod logs;
 mod messages;
 mod metrics;
+mod prepaid;
 mod privacy;
 mod reads;
 mod review;

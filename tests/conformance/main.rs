@@ -14,6 +14,7 @@ mod enforcement;
 mod events;
 mod fixtures;
 mod history;
+mod prepaid;
 mod privacy;
 mod reservations;
 mod review;
@@ -100,6 +101,11 @@ macro_rules! conformance {
             wallets_racing_inserts_of_one_grant_id_have_exactly_one_winner,
             wallets_hold_at_most_the_cap_even_when_inserts_race,
             wallets_settings_are_set_and_cleared_and_tenants_isolated,
+        );
+        // Issue 19: prepaid plans (credit holds, draws with events).
+        conformance!(@module prepaid $factory;
+            prepaid_300_concurrent_reserve_and_settle_flows_never_overspend_and_draw_exactly,
+            prepaid_a_grant_expiring_mid_run_stops_counting_at_its_instant,
         );
         // Issue 16 (review findings).
         conformance!(@module review $factory;

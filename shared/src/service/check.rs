@@ -113,6 +113,9 @@ pub struct Denial {
     /// The denying limit's scope, plan or budget, and window: only when a budget applies
     /// to the call (a plan-only denial is unchanged).
     pub limited_by: Option<LimitedBy>,
+    /// Issue 19: a prepaid plan's wallet did not cover the estimate (metric
+    /// `credits_usd`; `metric`, `used` = held, `limit` = balance are then the wallet's).
+    pub credit: Option<super::prepaid::CreditDenial>,
 }
 
 /// What a release did.
@@ -132,6 +135,7 @@ fn denial(v: &Violation, period: &Period, upgrade_to: Option<&Plan>, now: DateTi
         upgrade_to: upgrade_to.map(|p| p.name.clone()),
         retry_after_seconds: (period.end - now).num_seconds().max(1) as u64,
         limited_by: None,
+        credit: None,
     }
 }
 
@@ -172,9 +176,9 @@ impl Meter {
     pub async fn check(&self, caller: &Caller, req: CheckRequest) -> Result<CheckOutcome> {
         let now = self.now();
         let tenant = &caller.tenant;
-        let state = self
-            .store
-            .get_user_limits(tenant, &req.user, &|sub| period_start_at(sub, now))
+        // Issue 19: with the wallet figures when the tenant sells prepaid plans (one read).
+        let (state, credit) = self
+            .check_read(tenant, &req.user, &|sub| period_start_at(sub, now))
             .await?;
         let sub = state.subscription.as_ref();
         if let Some(s) = sub {
@@ -200,6 +204,12 @@ impl Meter {
             estimated_tokens,
             estimated_cost,
         };
+        // Issue 19: a prepaid plan needs credit for the estimate (service::prepaid).
+        let credit =
+            match Self::credit_gate(&plan, credit, estimated_cost, &req.user, &period, now)? {
+                Ok(hold) => hold,
+                Err(denial) => return Ok(CheckOutcome::Denied(*denial)),
+            };
 
         // Issue 18: when budgets may apply, every hard limit decides (service::enforce).
         if req.org_id.is_some() || state.user_budgets {
@@ -215,6 +225,7 @@ impl Meter {
                     provider,
                     estimated_cost,
                     call,
+                    credit,
                 };
                 return self.check_with_budgets(tenant, req, pc, budgets, now).await;
             }
@@ -249,9 +260,14 @@ impl Meter {
             };
             let outcome = {
                 let _gate = self.gate(tenant, &req.user).await;
-                self.store
-                    .reserve(&r, &guards_for(&plan.limits, &call))
+                let guards = guards_for(&plan.limits, &call);
+                match self
+                    .reserve_call(&r, &guards, credit.as_ref(), &period)
                     .await?
+                {
+                    super::prepaid::Reserved::Store(o) => o,
+                    super::prepaid::Reserved::NoCredit(d) => return Ok(CheckOutcome::Denied(*d)),
+                }
             };
             match outcome {
                 ReserveOutcome::Reserved => {

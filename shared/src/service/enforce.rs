@@ -44,6 +44,8 @@ pub(super) struct PlanCheck<'a> {
     pub provider: ProviderId,
     pub estimated_cost: Option<rust_decimal::Decimal>,
     pub call: CallEstimate,
+    /// Issue 19: the credit a reservation holds on a prepaid plan (service::prepaid).
+    pub credit: Option<crate::store::CreditHold>,
 }
 
 impl Meter {
@@ -183,9 +185,14 @@ impl Meter {
             };
             let outcome = {
                 let _gate = self.gate(tenant, &req.user).await;
-                self.store
-                    .reserve(&r, &guards_for(&pc.plan.limits, &pc.call))
+                let guards = guards_for(&pc.plan.limits, &pc.call);
+                match self
+                    .reserve_call(&r, &guards, pc.credit.as_ref(), &pc.period)
                     .await?
+                {
+                    super::prepaid::Reserved::Store(o) => o,
+                    super::prepaid::Reserved::NoCredit(d) => return Ok(CheckOutcome::Denied(*d)),
+                }
             };
             match outcome {
                 ReserveOutcome::Reserved => {
@@ -275,6 +282,7 @@ impl Meter {
                 source: d.source,
                 window: d.window,
             }),
+            credit: None,
         }))
     }
 

@@ -28,6 +28,7 @@ mod enforce;
 pub mod error;
 pub mod ingest;
 pub mod outbox;
+pub mod prepaid;
 pub mod privacy;
 pub mod reads;
 pub mod subscriptions;

@@ -4,8 +4,8 @@
 //! promises that need atomicity (one grant per id, at most [`MAX_GRANTS_PER_WALLET`] per
 //! wallet, a void once).
 //!
-//! Not yet: usage drawing from grants, the prepaid check, reservations holding credit
-//! (`held_usd` is 0), the low-balance and depleted alarms, credits on invoices.
+//! Prepaid plans (the check's credit, holds, draws) are in [`super::prepaid`]. Not yet:
+//! the low-balance and depleted alarms, credits on invoices.
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -59,10 +59,10 @@ impl GrantView {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct WalletView {
     pub subscriber: Subscriber,
-    /// Remaining of the unexpired, unvoided grants (minus unsettled overdraft: none yet).
+    /// Remaining of the unexpired, unvoided grants minus the unbilled overdraft.
     #[serde(serialize_with = "normalized")]
     pub balance_usd: Decimal,
-    /// Credit held by open reservations (0 until reservations hold credit).
+    /// Credit held by open reservations (prepaid plans).
     #[serde(serialize_with = "normalized")]
     pub held_usd: Decimal,
     /// `balance_usd − held_usd`.
@@ -134,7 +134,7 @@ impl Meter {
         caller.require(Role::Service)?;
         let record = self.store.get_wallet(&caller.tenant, wallet).await?;
         let now = self.now();
-        let (overdrawn, held) = (Decimal::ZERO, Decimal::ZERO);
+        let (overdrawn, held) = (record.overdrawn_usd, record.held_usd);
         let view = wallet_view(&record.grants, overdrawn, held, now).map_err(credit_error)?;
         // No usage draws from grants yet, so no burn: the date lights up when it does.
         let burn = Decimal::ZERO;

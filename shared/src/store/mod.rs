@@ -23,12 +23,14 @@ pub mod sqlite;
 mod budget_counters;
 mod budgets;
 mod directory;
+mod prepaid;
 mod token_keys;
 mod wallets;
 
 pub use budget_counters::{BudgetCounterStore, COUNTER_GRACE};
 pub use budgets::{BudgetPut, BudgetStore, MAX_BUDGETS_PER_SCOPE};
 pub use directory::{DirectoryStore, TenantUser};
+pub use prepaid::{CreditHold, CreditReserve, CreditState, EventDraws, PrepaidStore};
 pub use token_keys::TokenKeyStore;
 pub use wallets::{GrantInsert, GrantVoid, WalletRecord, WalletStore, MAX_GRANTS_PER_WALLET};
 
@@ -461,6 +463,7 @@ pub trait Store:
     + BudgetStore
     + WalletStore
     + BudgetCounterStore
+    + PrepaidStore
 {
 }
 
@@ -476,7 +479,8 @@ impl<
             + TokenKeyStore
             + BudgetStore
             + WalletStore
-            + BudgetCounterStore,
+            + BudgetCounterStore
+            + PrepaidStore,
     > Store for T
 {
 }

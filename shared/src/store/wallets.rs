@@ -34,6 +34,10 @@ pub struct WalletRecord {
     pub grants: Vec<Grant>,
     /// The level below which `wallet.low_balance` fires; `None`: no such alarm.
     pub low_balance_usd: Option<Decimal>,
+    /// Usage recorded beyond the grants (prepaid plans), not billed yet.
+    pub overdrawn_usd: Decimal,
+    /// Credit held by open reservations (prepaid plans).
+    pub held_usd: Decimal,
 }
 
 /// What an insert did.

@@ -36,6 +36,7 @@ pub mod layout;
 pub mod legacy;
 pub mod migrate;
 mod period_items;
+mod prepaid;
 mod privacy;
 mod recording;
 mod request_counter;

@@ -106,7 +106,7 @@ fn guards_pass(conn: &Connection, tenant: &str, writes: &[CounterWrite]) -> Stor
 
 /// Applies `writes` all or none (in the caller's transaction); `false` when a guard
 /// failed.
-fn apply_all(
+pub(super) fn apply_all(
     conn: &Connection,
     tenant: &str,
     writes: &[CounterWrite],

@@ -29,6 +29,7 @@ mod catalog;
 mod codec;
 mod decimal;
 mod directory;
+mod prepaid;
 mod privacy;
 mod schema;
 mod subscriptions;

@@ -203,7 +203,7 @@ pub(super) fn record_event(conn: &Connection, e: &UsageEvent) -> StoreResult<Rec
             conn,
             "UPDATE reservations SET status = 'settled', closed_at = ?4
              WHERE tenant = ?1 AND id = ?2 AND user = ?3 AND status = 'held'
-             RETURNING tenant, user, provider, period_start, held_calls, held_tokens, held_cost",
+             RETURNING tenant, user, provider, period_start, held_calls, held_tokens, held_cost, id",
             params![e.tenant.as_str(), rid, e.user.as_str(), ts(&e.recorded_at)],
         )?;
     }
@@ -213,7 +213,7 @@ pub(super) fn record_event(conn: &Connection, e: &UsageEvent) -> StoreResult<Rec
 /// Runs an `UPDATE reservations … RETURNING` that closes held reservations, then returns
 /// each closed one's hold to its counters. Returns how many it closed.
 fn close_held(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> StoreResult<usize> {
-    type Row = (String, String, String, String, i64, i64, String);
+    type Row = (String, String, String, String, i64, i64, String, String);
     let closed: Vec<Row> = conn
         .prepare_cached(sql)?
         .query_map(params, |r| {
@@ -225,11 +225,14 @@ fn close_held(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> St
                 r.get(4)?,
                 r.get(5)?,
                 r.get(6)?,
+                r.get(7)?,
             ))
         })?
         .collect::<Result<_, _>>()?;
     let n = closed.len();
-    for (tenant, user, provider, period_start, calls, tokens, cost) in closed {
+    for (tenant, user, provider, period_start, calls, tokens, cost, rid) in closed {
+        // Issue 19: a reservation that held wallet credit gives it back with its close.
+        super::prepaid::release_credit(conn, &tenant, &rid)?;
         let held = Tally {
             calls: parse_count(calls)?,
             tokens: parse_count(tokens)?,
@@ -339,7 +342,7 @@ pub(super) fn release_reservation(
         conn,
         "UPDATE reservations SET status = 'released', closed_at = ?3
          WHERE tenant = ?1 AND id = ?2 AND status = 'held'
-         RETURNING tenant, user, provider, period_start, held_calls, held_tokens, held_cost",
+         RETURNING tenant, user, provider, period_start, held_calls, held_tokens, held_cost, id",
         params![tenant.as_str(), id, ts(&Utc::now())],
     )?;
     if closed > 0 {
@@ -366,7 +369,7 @@ pub(super) fn expire_reservations(
         "UPDATE reservations SET status = 'expired', closed_at = ?1
          WHERE rowid IN (SELECT rowid FROM reservations WHERE status = 'held' AND expires_at <= ?1
                          ORDER BY expires_at LIMIT ?2)
-         RETURNING tenant, user, provider, period_start, held_calls, held_tokens, held_cost",
+         RETURNING tenant, user, provider, period_start, held_calls, held_tokens, held_cost, id",
         params![ts(&now), limit],
     )
 }

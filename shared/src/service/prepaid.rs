@@ -1,0 +1,194 @@
+//! Prepaid plans (§11, docs/credits.md): the check's credit decision, reservations that
+//! hold credit, and events that draw from grants.
+//!
+//! A check reads the user's wallet figures with the user's state item, in one request,
+//! whenever the tenant has a prepaid plan (the plans are cached, so knowing that costs
+//! no request); a tenant without one reads exactly what it read before. On a prepaid
+//! plan the call is denied with metric `credits_usd` when its estimate does not fit in
+//! `available_usd` ([`credit_allows`]); a reservation holds the estimate on the wallet
+//! atomically with its plan hold. Ingest draws the events of prepaid users from their
+//! wallets atomically with each event.
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::Serialize;
+
+use super::check::Denial;
+use super::{Error, Meter, Result};
+use crate::credits::{credit_allows, CreditError, Subscriber};
+use crate::domain::money::normalized;
+use crate::domain::{Reservation, TenantId, UserId};
+use crate::limits::{Metric, Payment, Plan};
+use crate::periods::Period;
+use crate::store::{CreditHold, CreditReserve, CreditState, Guard, ReserveOutcome, UserUsage};
+
+/// How often a hold re-reads the wallet when racing draws changed it between the read
+/// and the write (racing holds alone never need it: their condition is the credit).
+const MAX_CREDIT_RACES: usize = 8;
+
+/// Seconds a client is told to wait after a credit denial: credit is not a window that
+/// resets, a grant (top-up) or a settled reservation frees it, so poll gently.
+pub const CREDIT_RETRY_AFTER_SECONDS: u64 = 60;
+
+/// Why a prepaid check was denied: the wallet's figures at the check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CreditDenial {
+    pub wallet: Subscriber,
+    #[serde(serialize_with = "normalized")]
+    pub balance_usd: Decimal,
+    #[serde(serialize_with = "normalized")]
+    pub held_usd: Decimal,
+    #[serde(serialize_with = "normalized")]
+    pub available_usd: Decimal,
+    /// The call's estimated cost (0 without an estimate).
+    #[serde(serialize_with = "normalized")]
+    pub requested_usd: Decimal,
+}
+
+/// What a reservation attempt did.
+pub(super) enum Reserved {
+    Store(ReserveOutcome),
+    /// The wallet does not admit the hold (a fresh read agrees).
+    NoCredit(Box<Denial>),
+}
+
+fn credit_error(e: CreditError) -> Error {
+    Error::overflow(e)
+}
+
+/// The denial of a prepaid check with the wallet as `credit` shows it at `at`.
+fn credit_denial(
+    user: &UserId,
+    credit: &CreditState,
+    estimate: Option<Decimal>,
+    period: &Period,
+    at: DateTime<Utc>,
+) -> Result<Denial> {
+    let balance = credit.balance(at).map_err(credit_error)?;
+    let available = credit.available(at).map_err(credit_error)?;
+    let requested = estimate.unwrap_or(Decimal::ZERO);
+    Ok(Denial {
+        metric: Metric::CostUsd,
+        used: credit.held_usd,
+        limit: balance,
+        requested,
+        period_resets_at: period.end,
+        upgrade_to: None,
+        retry_after_seconds: CREDIT_RETRY_AFTER_SECONDS,
+        limited_by: None,
+        credit: Some(CreditDenial {
+            wallet: Subscriber::User(user.clone()),
+            balance_usd: balance,
+            held_usd: credit.held_usd,
+            available_usd: available,
+            requested_usd: requested,
+        }),
+    })
+}
+
+impl Meter {
+    /// Whether the tenant has a prepaid plan (from the cached plans: no request).
+    pub(super) async fn tenant_sells_prepaid(&self, tenant: &TenantId) -> Result<bool> {
+        Ok(self
+            .plans(tenant)
+            .await?
+            .iter()
+            .any(|p| p.payment == Payment::Prepaid))
+    }
+
+    /// What a check reads: the user's limits and, when the tenant sells prepaid plans, the
+    /// user's wallet figures with them (one request on DynamoDB either way).
+    pub(super) async fn check_read(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        pick: crate::store::PeriodPicker<'_>,
+    ) -> Result<(UserUsage, Option<CreditState>)> {
+        if self.tenant_sells_prepaid(tenant).await? {
+            let (usage, credit) = self
+                .store
+                .get_user_limits_with_credit(tenant, user, pick)
+                .await?;
+            Ok((usage, Some(credit)))
+        } else {
+            Ok((self.store.get_user_limits(tenant, user, pick).await?, None))
+        }
+    }
+
+    /// The credit decision of a check on `plan`: `Ok(None)` when the plan is postpaid,
+    /// `Ok(Some(hold))` when the wallet admits the estimate (what a reservation holds),
+    /// `Err(denial)` when it does not (metric `credits_usd`).
+    pub(super) fn credit_gate(
+        plan: &Plan,
+        credit: Option<CreditState>,
+        estimate: Option<Decimal>,
+        user: &UserId,
+        period: &Period,
+        at: DateTime<Utc>,
+    ) -> Result<std::result::Result<Option<CreditHold>, Box<Denial>>> {
+        if plan.payment != Payment::Prepaid {
+            return Ok(Ok(None));
+        }
+        let credit = credit.unwrap_or_default();
+        let available = credit.available(at).map_err(credit_error)?;
+        if !credit_allows(available, estimate) {
+            return Ok(Err(Box::new(credit_denial(
+                user, &credit, estimate, period, at,
+            )?)));
+        }
+        Ok(Ok(Some(CreditHold {
+            estimate,
+            read: credit,
+            at,
+        })))
+    }
+
+    /// Reserves `r` under `guards` and, with `hold`, its credit on the user's wallet. A
+    /// hold that lost a race with a draw reads the wallet again and retries while the
+    /// credit still admits it.
+    pub(super) async fn reserve_call(
+        &self,
+        r: &Reservation,
+        guards: &[Guard],
+        hold: Option<&CreditHold>,
+        period: &Period,
+    ) -> Result<Reserved> {
+        let Some(hold) = hold else {
+            return Ok(Reserved::Store(self.store.reserve(r, guards).await?));
+        };
+        let mut hold = hold.clone();
+        for _ in 0..MAX_CREDIT_RACES {
+            match self.store.reserve_with_credit(r, guards, &hold).await? {
+                CreditReserve::Reserved => return Ok(Reserved::Store(ReserveOutcome::Reserved)),
+                CreditReserve::Denied { metric } => {
+                    return Ok(Reserved::Store(ReserveOutcome::Denied { metric }))
+                }
+                CreditReserve::NoCredit => {
+                    let fresh = self
+                        .store
+                        .get_credit_state(&r.tenant, &Subscriber::User(r.user.clone()))
+                        .await?;
+                    let available = fresh.available(hold.at).map_err(credit_error)?;
+                    if !credit_allows(available, hold.estimate) {
+                        let d = credit_denial(&r.user, &fresh, hold.estimate, period, hold.at)?;
+                        return Ok(Reserved::NoCredit(Box::new(d)));
+                    }
+                    hold.read = fresh;
+                }
+            }
+        }
+        Err(Error::Unavailable)
+    }
+
+    /// Whether `user`'s events draw from the user's wallet: the plan of `sub` is prepaid.
+    pub(super) async fn draws_from_wallet(
+        &self,
+        tenant: &TenantId,
+        sub: Option<&crate::domain::Subscription>,
+    ) -> Result<bool> {
+        if !self.tenant_sells_prepaid(tenant).await? {
+            return Ok(false);
+        }
+        Ok(self.plan_of(tenant, sub).await?.payment == Payment::Prepaid)
+    }
+}

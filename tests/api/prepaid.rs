@@ -1,0 +1,203 @@
+//! Prepaid plans through the router (issue 19, SPEC §11): a plan's `payment`, the check
+//! denied for want of credit (429, metric `credits_usd`), reservations holding credit,
+//! usage drawing from grants (exactly once, overdrawing when it must), releases giving
+//! credit back, and the refusals of a bad `payment`.
+
+use serde_json::{json, Value};
+
+use meter_core::testing::TestClock;
+use meter_tests::TestApp;
+
+const P: &str = "/api/subscription";
+const PAM: &str = "/api/subscription/wallet/user/pam";
+
+fn payg(payment: Value) -> Value {
+    json!({"tier": "custom", "monthly_price_usd": "0", "yearly_price_usd": "0",
+           "limits": {"calls:gemini": 100}, "payment": payment})
+}
+
+/// A check of gemini-2.5-flash estimated at `mtok` million input tokens ($0.30 each).
+fn check(mtok: u64, reserve: bool) -> Value {
+    json!({"user_id": "pam", "provider": "gemini", "model": "gemini-2.5-flash",
+           "estimated_input_tokens": mtok * 1_000_000, "reserve": reserve})
+}
+
+fn usage(id: &str, mtok: u64, reservation: Option<&str>) -> Value {
+    let mut e = json!({"event_id": id, "user_id": "pam", "provider": "gemini",
+                       "model": "gemini-2.5-flash", "input_tokens": mtok * 1_000_000});
+    if let Some(r) = reservation {
+        e["reservation_id"] = json!(r);
+    }
+    e
+}
+
+async fn figures(app: &TestApp) -> (String, String, String) {
+    let w = app.get(PAM).await;
+    w.assert_ok("wallet");
+    let d = &w.body["data"];
+    let s = |k: &str| d[k].as_str().unwrap().to_owned();
+    (s("balance_usd"), s("held_usd"), s("available_usd"))
+}
+
+fn strs(a: &str, b: &str, c: &str) -> (String, String, String) {
+    (a.to_owned(), b.to_owned(), c.to_owned())
+}
+
+#[tokio::test]
+async fn a_prepaid_plan_denies_beyond_credit_holds_it_and_draws_usage_once() {
+    let clock = TestClock::at("2026-03-10T09:00:00Z");
+    let app = TestApp::spawn_at(&clock).await;
+    let r = app
+        .put(&format!("{P}/plans/payg"), payg(json!("prepaid")))
+        .await;
+    r.assert_ok("plan");
+    let plans = app.get(&format!("{P}/plans")).await;
+    let listed: Vec<&Value> = plans.body["data"]["plans"]
+        .as_array()
+        .or_else(|| plans.body["data"].as_array())
+        .unwrap()
+        .iter()
+        .collect();
+    let payg_listed = listed.iter().find(|p| p["name"] == "payg").unwrap();
+    assert_eq!(payg_listed["payment"], "prepaid");
+    let free = listed.iter().find(|p| p["name"] == "free").unwrap();
+    assert_eq!(free["payment"], "postpaid");
+    app.put(
+        &format!("{P}/user/pam/subscription"),
+        json!({"plan": "payg"}),
+    )
+    .await
+    .assert_ok("subscribe");
+
+    // No credit at all: denied, with the wallet's figures.
+    let denied = app.check(check(1, false)).await;
+    assert_eq!(denied.status, 429, "{}", denied.body);
+    assert_eq!(denied.code(), "usage_limit_exceeded");
+    assert_eq!(
+        denied.body["error"]["details"],
+        json!({"metric": "credits_usd", "scope": {"kind": "user", "user_id": "pam"},
+               "used": "0", "limit": "0", "requested": "0.3", "available_usd": "0",
+               "balance_usd": "0", "held_usd": "0", "resets_at": null, "upgrade_to": null})
+    );
+    assert_eq!(denied.headers["retry-after"], "60");
+
+    app.put(
+        &format!("{PAM}/grants/topup-1"),
+        json!({"amount_usd": "1.00", "kind": "purchase"}),
+    )
+    .await
+    .assert_ok("grant");
+
+    // Three $0.30 holds fit in $1; the fourth does not (0.10 left).
+    let mut held = Vec::new();
+    for i in 0..3 {
+        let r = app.check(check(1, true)).await;
+        r.assert_ok(&format!("hold {i}"));
+        held.push(
+            r.body["data"]["reservation_id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    assert_eq!(figures(&app).await, strs("1", "0.9", "0.1"));
+    let denied = app.check(check(1, true)).await;
+    assert_eq!(denied.status, 429, "{}", denied.body);
+    assert_eq!(denied.body["error"]["details"]["available_usd"], "0.1");
+    assert_eq!(
+        figures(&app).await,
+        strs("1", "0.9", "0.1"),
+        "a denial holds nothing"
+    );
+    // Without reserving, a call that fits is allowed and holds nothing.
+    app.check(
+        json!({"user_id": "pam", "provider": "gemini", "model": "gemini-2.5-flash",
+                     "estimated_input_tokens": 300_000}),
+    )
+    .await
+    .assert_ok("$0.09 fits");
+
+    // The first hold settles at $0.60 (more than its estimate): it draws $0.60, its
+    // $0.30 hold is released.
+    let r = app.usage(usage("e-1", 2, Some(&held[0]))).await;
+    r.assert_ok("settle");
+    assert_eq!(figures(&app).await, strs("0.4", "0.6", "-0.2"));
+    // A redelivery draws nothing.
+    let r = app.usage(usage("e-1", 2, Some(&held[0]))).await;
+    assert_eq!(r.body["data"]["events"][0]["status"], "duplicate");
+    assert_eq!(figures(&app).await, strs("0.4", "0.6", "-0.2"));
+
+    // Releases give the credit back.
+    for id in &held[1..] {
+        app.post(&format!("{P}/reservations/{id}/release"), json!({}))
+            .await
+            .assert_ok("release");
+    }
+    assert_eq!(figures(&app).await, strs("0.4", "0", "0.4"));
+
+    // Usage that already happened is recorded past the credit: the wallet overdraws.
+    app.usage(usage("e-2", 2, None)).await.assert_ok("overdraw");
+    assert_eq!(figures(&app).await, strs("-0.2", "0", "-0.2"));
+    let w = app.get(PAM).await;
+    assert_eq!(
+        w.body["data"]["grants"][0]["remaining_usd"], "0",
+        "no grant below 0"
+    );
+    let denied = app.check(check(0, false)).await;
+    assert_eq!(denied.status, 429, "an overdrawn wallet admits nothing");
+
+    // A top-up covers the overdraft first: $1 − $0.20 is available.
+    app.put(
+        &format!("{PAM}/grants/topup-2"),
+        json!({"amount_usd": "1", "kind": "purchase"}),
+    )
+    .await
+    .assert_ok("top-up");
+    assert_eq!(figures(&app).await, strs("0.8", "0", "0.8"));
+    app.check(check(1, false)).await.assert_ok("credit again");
+}
+
+#[tokio::test]
+async fn a_postpaid_plan_ignores_the_wallet() {
+    let app = TestApp::spawn().await;
+    app.put(&format!("{P}/plans/payg"), payg(json!("postpaid")))
+        .await
+        .assert_ok("plan");
+    app.put(
+        &format!("{P}/user/pam/subscription"),
+        json!({"plan": "payg"}),
+    )
+    .await
+    .assert_ok("subscribe");
+    app.check(check(1, true))
+        .await
+        .assert_ok("no wallet needed");
+    app.usage(usage("e-1", 1, None)).await.assert_ok("usage");
+    assert_eq!(figures(&app).await, strs("0", "0", "0"));
+}
+
+#[tokio::test]
+async fn a_bad_payment_is_refused_and_changes_nothing() {
+    let app = TestApp::spawn().await;
+    for (payment, code) in [
+        (json!("credit"), "invalid_value"),
+        (json!("PREPAID"), "invalid_value"),
+        (json!(1), "invalid_type"),
+        (json!(null), "invalid_type"),
+    ] {
+        let r = app
+            .put(&format!("{P}/plans/payg"), payg(payment.clone()))
+            .await;
+        assert_eq!(r.status, 422, "{payment}: {}", r.body);
+        let errors = r.body["error"]["details"]["errors"].as_array().unwrap();
+        assert!(
+            errors
+                .iter()
+                .any(|e| e["field"] == "payment" && e["code"] == code),
+            "{payment}: {}",
+            r.body
+        );
+    }
+    let plans = app.get(&format!("{P}/plans")).await;
+    assert!(!plans.body.to_string().contains("payg"), "nothing stored");
+}
