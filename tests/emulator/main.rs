@@ -5,6 +5,7 @@
 mod budgets;
 mod enforcement;
 mod migrate;
+mod prepaid;
 mod wallets;
 
 use std::collections::BTreeMap;
