@@ -201,3 +201,130 @@ async fn a_bad_payment_is_refused_and_changes_nothing() {
     let plans = app.get(&format!("{P}/plans")).await;
     assert!(!plans.body.to_string().contains("payg"), "nothing stored");
 }
+
+async fn pass(app: &TestApp, at: &str) {
+    app.meter
+        .aggregate(&meter_core::service::aggregate::AggregateOptions {
+            at: Some(at.parse().unwrap()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+}
+
+async fn invoices(app: &TestApp, user: &str) -> Vec<meter_core::domain::Invoice> {
+    app.store
+        .list_invoices(
+            &app.tenant,
+            &meter_core::domain::UserId::parse(user).unwrap(),
+        )
+        .await
+        .unwrap()
+}
+
+fn line<'a>(
+    inv: &'a meter_core::domain::Invoice,
+    kind: &str,
+) -> Option<&'a meter_core::domain::LineItem> {
+    inv.line_items.iter().find(|l| l.kind == kind)
+}
+
+#[tokio::test]
+async fn postpaid_credit_reduces_the_invoice_once_and_never_below_zero() {
+    let clock = TestClock::at("2026-03-10T09:00:00Z");
+    let app = TestApp::spawn_at(&clock).await;
+    app.put(
+        &format!("{P}/wallet/user/cal/grants/promo"),
+        json!({"amount_usd": "0.5", "kind": "promo", "expires_at": "2026-12-31T00:00:00Z"}),
+    )
+    .await
+    .assert_ok("grant");
+    // $0.90 of usage in March on the (postpaid) Free plan.
+    let mut e = usage("c-1", 3, None);
+    e["user_id"] = json!("cal");
+    app.usage(e).await.assert_ok("usage");
+
+    clock.set("2026-04-01T01:00:00Z".parse().unwrap());
+    pass(&app, "2026-04-01T01:00:00Z").await;
+    let inv = invoices(&app, "cal").await;
+    assert_eq!(inv.len(), 1);
+    let credits = line(&inv[0], "credits_applied").expect("a credits_applied line");
+    assert_eq!(credits.amount_usd, rust_decimal::Decimal::new(-5, 1));
+    assert_eq!(
+        inv[0].total_usd,
+        rust_decimal::Decimal::new(40, 2),
+        "0.90 − 0.50"
+    );
+    let w = app.get("/api/subscription/wallet/user/cal").await;
+    assert_eq!(w.body["data"]["balance_usd"], "0", "the promo paid $0.50");
+
+    // Another pass (and another after) takes nothing more.
+    pass(&app, "2026-04-01T02:00:00Z").await;
+    pass(&app, "2026-04-02T00:00:00Z").await;
+    assert_eq!(invoices(&app, "cal").await, inv);
+    // More credit than the invoice: the total stops at zero, the rest stays.
+    app.put(
+        &format!("{P}/wallet/user/cal/grants/big"),
+        json!({"amount_usd": "100", "kind": "purchase"}),
+    )
+    .await
+    .assert_ok("grant");
+    let mut e = usage("c-2", 1, None);
+    e["user_id"] = json!("cal");
+    app.usage(e).await.assert_ok("april usage");
+    clock.set("2026-05-01T01:00:00Z".parse().unwrap());
+    pass(&app, "2026-05-01T01:00:00Z").await;
+    let inv = invoices(&app, "cal").await;
+    assert_eq!(inv.len(), 2);
+    assert_eq!(
+        inv[0].total_usd,
+        rust_decimal::Decimal::ZERO,
+        "{:?}",
+        inv[0]
+    );
+    let w = app.get("/api/subscription/wallet/user/cal").await;
+    assert_eq!(w.body["data"]["balance_usd"], "99.7");
+}
+
+#[tokio::test]
+async fn a_prepaid_invoice_credits_what_events_drew_and_bills_the_overdraft() {
+    let clock = TestClock::at("2026-03-10T09:00:00Z");
+    let app = TestApp::spawn_at(&clock).await;
+    app.put(&format!("{P}/plans/payg"), payg(json!("prepaid")))
+        .await
+        .assert_ok("plan");
+    app.put(
+        &format!("{P}/user/pam/subscription"),
+        json!({"plan": "payg"}),
+    )
+    .await
+    .assert_ok("subscribe");
+    app.put(
+        &format!("{PAM}/grants/topup"),
+        json!({"amount_usd": "1", "kind": "purchase"}),
+    )
+    .await
+    .assert_ok("grant");
+    // $1.20 of usage: $1 drawn, $0.20 overdrawn.
+    app.usage(usage("p-1", 4, None)).await.assert_ok("usage");
+    assert_eq!(figures(&app).await, strs("-0.2", "0", "-0.2"));
+
+    clock.set("2026-04-01T01:00:00Z".parse().unwrap());
+    pass(&app, "2026-04-01T01:00:00Z").await;
+    let inv = invoices(&app, "pam").await;
+    assert_eq!(inv.len(), 1, "{inv:?}");
+    assert_eq!(
+        line(&inv[0], "credits_applied").unwrap().amount_usd,
+        rust_decimal::Decimal::from(-1)
+    );
+    assert_eq!(
+        inv[0].total_usd,
+        rust_decimal::Decimal::new(20, 2),
+        "the overdraft"
+    );
+    // The invoice took the overdraft: the wallet is back at zero, once.
+    assert_eq!(figures(&app).await, strs("0", "0", "0"));
+    pass(&app, "2026-04-01T02:00:00Z").await;
+    assert_eq!(figures(&app).await, strs("0", "0", "0"));
+    assert_eq!(invoices(&app, "pam").await, inv);
+}

@@ -106,6 +106,7 @@ macro_rules! conformance {
         conformance!(@module prepaid $factory;
             prepaid_300_concurrent_reserve_and_settle_flows_never_overspend_and_draw_exactly,
             prepaid_a_grant_expiring_mid_run_stops_counting_at_its_instant,
+            prepaid_racing_closes_take_an_invoices_credit_exactly_once,
         );
         // Issue 16 (review findings).
         conformance!(@module review $factory;

@@ -294,3 +294,127 @@ pub async fn prepaid_a_grant_expiring_mid_run_stops_counting_at_its_instant(stor
     assert_eq!(state.balance(expiry).unwrap(), dec("4"));
     assert_eq!(state.available(expiry).unwrap(), dec("-1"));
 }
+
+/// An invoice of March for what `state` holds (as the aggregation builds one).
+fn march_invoice(state: &meter_core::store::BillingState) -> meter_core::domain::Invoice {
+    use meter_core::domain::{Invoice, InvoiceStatus, LineItem, PlanName};
+    let usage: Decimal = state
+        .usage
+        .by_provider
+        .values()
+        .map(|p| p.recorded.cost_usd)
+        .sum();
+    Invoice {
+        id: uuid::Uuid::new_v4().to_string(),
+        tenant: state.tenant.clone(),
+        user: state.user.to_string(),
+        period: meter_core::periods::Period {
+            start: march(),
+            end: at(2025, 4, 1, 0),
+        },
+        plan: PlanName::free(),
+        base_usd: Decimal::ZERO,
+        usage_usd: usage,
+        overage_usd: Decimal::ZERO,
+        proration_usd: Decimal::ZERO,
+        adjustments_usd: Decimal::ZERO,
+        total_usd: usage,
+        line_items: vec![LineItem {
+            kind: "usage".into(),
+            description: "usage".into(),
+            amount_usd: usage,
+        }],
+        status: InvoiceStatus::Pending,
+        created_at: at(2025, 4, 1, 1),
+        published: false,
+        extra: Default::default(),
+    }
+}
+
+pub async fn prepaid_racing_closes_take_an_invoices_credit_exactly_once(store: Arc<dyn Store>) {
+    use meter_core::store::{CloseOutcome, InvoiceCharge};
+    let (t, u) = (tenant(), user("closer"));
+    put(
+        &store,
+        &t,
+        &u,
+        &grant("promo", "1", 5, Some(at(2025, 12, 1, 0))),
+    )
+    .await;
+    put(&store, &t, &u, &grant("purchase", "2", 10, None)).await;
+    store
+        .record_events(&[event(&t, &u, "m-1", 10, "1.25")])
+        .await
+        .unwrap();
+    let when = at(2025, 4, 1, 1);
+
+    // A charge computed from grants as they are not (more than the promo holds) takes
+    // nothing and closes nothing.
+    let s = store.billing_state(&t, &u, march()).await.unwrap();
+    let mut grants = store.get_wallet(&t, &wallet(&u)).await.unwrap().grants;
+    for g in &mut grants {
+        g.remaining_usd += dec("5");
+    }
+    let stale = InvoiceCharge {
+        wallet: Some(wallet(&u)),
+        draws: meter_core::credits::draw(&grants, dec("1.25"), when).unwrap(),
+        grants,
+        overdraft_settled: Decimal::ZERO,
+    };
+    assert_eq!(
+        store
+            .close_period_charging(&march_invoice(&s), &s, at(2025, 4, 1, 0), &stale)
+            .await
+            .unwrap(),
+        CloseOutcome::Changed
+    );
+    assert!(store.list_invoices(&t, &u).await.unwrap().is_empty());
+
+    // Eight racing closes: one invoice, its credit taken once.
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (store, t, u) = (store.clone(), t.clone(), u.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let s = store.billing_state(&t, &u, march()).await.unwrap();
+                let grants = store.get_wallet(&t, &wallet(&u)).await.unwrap().grants;
+                let charge = InvoiceCharge {
+                    wallet: Some(wallet(&u)),
+                    draws: meter_core::credits::draw(&grants, dec("1.25"), when).unwrap(),
+                    grants,
+                    overdraft_settled: Decimal::ZERO,
+                };
+                match store
+                    .close_period_charging(&march_invoice(&s), &s, at(2025, 4, 1, 0), &charge)
+                    .await
+                    .unwrap()
+                {
+                    CloseOutcome::Changed => continue,
+                    other => return other,
+                }
+            }
+        }));
+    }
+    let mut closed = 0;
+    for task in tasks {
+        if task.await.unwrap() == CloseOutcome::Closed {
+            closed += 1;
+        }
+    }
+    assert_eq!(closed, 1);
+    assert_eq!(store.list_invoices(&t, &u).await.unwrap().len(), 1);
+    let w = store.get_wallet(&t, &wallet(&u)).await.unwrap();
+    let remaining = |id: &str| {
+        w.grants
+            .iter()
+            .find(|g| g.id.as_str() == id)
+            .unwrap()
+            .remaining_usd
+    };
+    assert_eq!(
+        (remaining("promo"), remaining("purchase")),
+        (dec("0"), dec("1.75"))
+    );
+    let state = store.get_credit_state(&t, &wallet(&u)).await.unwrap();
+    assert_eq!(state.balance(when).unwrap(), dec("1.75"));
+}

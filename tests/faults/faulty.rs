@@ -923,4 +923,18 @@ impl meter_core::store::PrepaidStore for FaultyStore {
         self.call("event_draws", self.inner.event_draws(tenant, user))
             .await
     }
+    async fn close_period_charging(
+        &self,
+        invoice: &Invoice,
+        state: &meter_core::store::BillingState,
+        billed_to: DateTime<Utc>,
+        charge: &meter_core::store::InvoiceCharge,
+    ) -> StoreResult<meter_core::store::CloseOutcome> {
+        self.call(
+            "close_period_charging",
+            self.inner
+                .close_period_charging(invoice, state, billed_to, charge),
+        )
+        .await
+    }
 }

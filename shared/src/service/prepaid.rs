@@ -192,3 +192,59 @@ impl Meter {
         Ok(self.plan_of(tenant, sub).await?.payment == Payment::Prepaid)
     }
 }
+
+impl Meter {
+    /// The wallet's part of `invoice` (issue 19): on a postpaid plan, credit reduces the
+    /// usage, overage and proration lines (`credits_applied`, drawn from the grants that
+    /// count at `at`, in the draw order); on a prepaid plan the period's events drew their
+    /// cost already: the line shows what they drew, and the rest of the usage, the
+    /// overdraft the period made, is billed here and taken off the wallet's overdraft.
+    /// Changes `invoice` and answers what the close takes from the wallet; `None` when the
+    /// wallet has nothing to do with it (no grant, no overdraft).
+    pub(super) async fn invoice_credits(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        plan: &Plan,
+        invoice: &mut crate::domain::Invoice,
+        period: &Period,
+        at: DateTime<Utc>,
+    ) -> Result<Option<crate::store::InvoiceCharge>> {
+        let wallet = Subscriber::User(user.clone());
+        let record = self.store.get_wallet(tenant, &wallet).await?;
+        if record.grants.is_empty() && record.overdrawn_usd.is_zero() {
+            return Ok(None);
+        }
+        let lines = crate::credits::InvoiceAmounts::from_invoice(invoice);
+        let mut charge = crate::store::InvoiceCharge {
+            wallet: Some(wallet),
+            grants: record.grants.clone(),
+            ..Default::default()
+        };
+        let applied = match plan.payment {
+            Payment::Postpaid => {
+                let applied = crate::credits::apply_credits(&lines, &record.grants, at)
+                    .map_err(credit_error)?;
+                charge.draws = applied.draws.clone();
+                applied
+            }
+            Payment::Prepaid => {
+                let (mut drawn, mut shortfall) = (Decimal::ZERO, Decimal::ZERO);
+                for d in self.store.event_draws(tenant, user).await? {
+                    if d.at >= period.start && d.at < period.end {
+                        drawn += d.draws.drawn_usd().map_err(credit_error)?;
+                        shortfall += d.draws.shortfall_usd;
+                    }
+                }
+                charge.overdraft_settled = shortfall.min(record.overdrawn_usd).max(Decimal::ZERO);
+                crate::credits::CreditsApplied::already_drawn(&lines, drawn)
+                    .map_err(credit_error)?
+            }
+        };
+        crate::credits::apply_to_invoice(invoice, &applied).map_err(credit_error)?;
+        if charge.draws.draws.is_empty() && charge.overdraft_settled.is_zero() {
+            return Ok(None);
+        }
+        Ok(Some(charge))
+    }
+}

@@ -30,7 +30,9 @@ mod wallets;
 pub use budget_counters::{BudgetCounterStore, COUNTER_GRACE};
 pub use budgets::{BudgetPut, BudgetStore, MAX_BUDGETS_PER_SCOPE};
 pub use directory::{DirectoryStore, TenantUser};
-pub use prepaid::{CreditHold, CreditReserve, CreditState, EventDraws, PrepaidStore};
+pub use prepaid::{
+    CreditHold, CreditReserve, CreditState, EventDraws, InvoiceCharge, PrepaidStore,
+};
 pub use token_keys::TokenKeyStore;
 pub use wallets::{GrantInsert, GrantVoid, WalletRecord, WalletStore, MAX_GRANTS_PER_WALLET};
 

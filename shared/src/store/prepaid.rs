@@ -27,11 +27,13 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
 
-use super::{Guard, PeriodPicker, RecordOutcome, StoreResult, UserUsage};
+use super::{
+    BillingState, CloseOutcome, Guard, PeriodPicker, RecordOutcome, StoreResult, UserUsage,
+};
 use crate::budgets::CounterWrite;
-use crate::credits::{exact_add, exact_sub, CreditError, Draws, Subscriber};
+use crate::credits::{exact_add, exact_sub, CreditError, Draws, Grant, Subscriber};
 use crate::domain::money::normalized;
-use crate::domain::{EventId, Reservation, TenantId, UsageEvent, UserId};
+use crate::domain::{EventId, Invoice, Reservation, TenantId, UsageEvent, UserId};
 use crate::limits::Metric;
 
 /// A wallet's figures as the check reads them: per expiry instant the credit of the
@@ -151,4 +153,31 @@ pub trait PrepaidStore: Send + Sync {
 
     /// The draws of the user's events, oldest first.
     async fn event_draws(&self, tenant: &TenantId, user: &UserId) -> StoreResult<Vec<EventDraws>>;
+
+    /// Closes a period as [`super::InvoiceStore::close_period`] does and, in the same
+    /// write, takes `charge` from the wallet: each draw off its grant (which must still
+    /// count and hold it) and `overdraft_settled` off the overdraft (which must still be
+    /// that large). Otherwise nothing is written and the answer is
+    /// [`CloseOutcome::Changed`]: read the wallet again. Once per invoice: a period
+    /// already invoiced takes nothing.
+    async fn close_period_charging(
+        &self,
+        invoice: &Invoice,
+        state: &BillingState,
+        billed_to: DateTime<Utc>,
+        charge: &InvoiceCharge,
+    ) -> StoreResult<CloseOutcome>;
+}
+
+/// What an invoice takes from its subscriber's wallet (issue 19): the postpaid
+/// `credits_applied` drawn from the grants, and the overdraft a prepaid invoice bills.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InvoiceCharge {
+    pub wallet: Option<Subscriber>,
+    /// The wallet's grants as read (their expiry places each draw on DynamoDB).
+    pub grants: Vec<Grant>,
+    /// Taken off the grants (no shortfall).
+    pub draws: Draws,
+    /// Taken off the overdraft: what this invoice bills of it.
+    pub overdraft_settled: Decimal,
 }

@@ -31,10 +31,11 @@ use super::wallets::{credit_bucket, grant_sk, wallet_pk};
 use super::DynamoStore;
 use crate::budgets::CounterWrite;
 use crate::credits::{draw, Draw, Draws, Grant, Subscriber};
-use crate::domain::{EventId, Reservation, TenantId, UsageEvent, UserId};
+use crate::domain::{EventId, Invoice, Reservation, TenantId, UsageEvent, UserId};
 use crate::store::{
-    CreditHold, CreditReserve, CreditState, EventDraws, Guard, PeriodPicker, PrepaidStore,
-    RecordOutcome, StoreError, StoreResult, UserUsage, WalletStore,
+    BillingState, CloseOutcome, CreditHold, CreditReserve, CreditState, EventDraws, Guard,
+    InvoiceCharge, PeriodPicker, PrepaidStore, RecordOutcome, StoreError, StoreResult, UserUsage,
+    WalletStore,
 };
 
 /// The head attribute of the credit held by open reservations.
@@ -367,6 +368,59 @@ impl PrepaidStore for DynamoStore {
         }
         out.sort_by(|a, b| a.at.cmp(&b.at).then_with(|| a.event_id.cmp(&b.event_id)));
         Ok(out)
+    }
+
+    async fn close_period_charging(
+        &self,
+        invoice: &Invoice,
+        state: &BillingState,
+        billed_to: DateTime<Utc>,
+        charge: &InvoiceCharge,
+    ) -> StoreResult<CloseOutcome> {
+        let Some(wallet) = &charge.wallet else {
+            return self.close_period_with(invoice, state, billed_to, &[]).await;
+        };
+        let pk = wallet_pk(&state.tenant, wallet);
+        let mut extra = Vec::new();
+        let mut head = Update::new();
+        let mut buckets: BTreeMap<String, Decimal> = BTreeMap::new();
+        for d in &charge.draws.draws {
+            let g = charge
+                .grants
+                .iter()
+                .find(|g| g.id == d.grant_id)
+                .ok_or_else(|| corrupt("a drawn grant is not among the grants read"))?;
+            let amount = d.amount_usd;
+            let mut u = Update::new();
+            u.add("remaining_usd", n(-amount));
+            u.condition(|x| {
+                let (r, v, p, vo) = (
+                    x.name("remaining_usd"),
+                    x.value(n(amount)),
+                    x.name(layout::PK),
+                    x.name("voided_at"),
+                );
+                format!("attribute_exists({p}) AND attribute_not_exists({vo}) AND {r} >= {v}")
+            });
+            extra.push(self.tx_update(pk.clone(), &grant_sk(&g.id), &u)?);
+            *buckets.entry(credit_bucket(g.expires_at)).or_default() += amount;
+        }
+        for (bucket, d) in &buckets {
+            head.add(bucket, n(-*d));
+        }
+        let settled = charge.overdraft_settled;
+        if settled > Decimal::ZERO {
+            head.add(OVERDRAWN, n(-settled));
+            head.condition(|x| {
+                let (o, v) = (x.name(OVERDRAWN), x.value(n(settled)));
+                format!("{o} >= {v}")
+            });
+        }
+        if !head.update_expression().is_empty() {
+            extra.push(self.tx_update(pk, HEAD_SK, &head)?);
+        }
+        self.close_period_with(invoice, state, billed_to, &extra)
+            .await
     }
 }
 

@@ -16,10 +16,11 @@ use super::codec::{from_json, money, parse_money, parse_ts, to_json, ts};
 use super::SqliteStore;
 use crate::budgets::CounterWrite;
 use crate::credits::{credit_allows, draw, exact_add, Draws, Grant, Subscriber};
-use crate::domain::{EventId, Reservation, TenantId, UsageEvent, UserId};
+use crate::domain::{EventId, Invoice, Reservation, TenantId, UsageEvent, UserId};
 use crate::store::{
-    CreditHold, CreditReserve, CreditState, EventDraws, Guard, PeriodPicker, PrepaidStore,
-    RecordOutcome, ReserveOutcome, StoreError, StoreResult, UsageStore, UserUsage,
+    BillingState, CloseOutcome, CreditHold, CreditReserve, CreditState, EventDraws, Guard,
+    InvoiceCharge, PeriodPicker, PrepaidStore, RecordOutcome, ReserveOutcome, StoreError,
+    StoreResult, UsageStore, UserUsage,
 };
 
 fn corrupt(e: impl std::fmt::Display) -> StoreError {
@@ -260,4 +261,53 @@ impl PrepaidStore for SqliteStore {
         let (tenant, user) = (tenant.clone(), user.clone());
         self.read(move |c| read_draws(c, &tenant, &user)).await
     }
+
+    async fn close_period_charging(
+        &self,
+        invoice: &Invoice,
+        state: &BillingState,
+        billed_to: DateTime<Utc>,
+        charge: &InvoiceCharge,
+    ) -> StoreResult<CloseOutcome> {
+        let (invoice, state, charge) = (invoice.clone(), state.clone(), charge.clone());
+        self.write(move |c| close_charging(c, &invoice, &state, billed_to, &charge))
+            .await
+    }
+}
+
+/// Closes the period and takes the charge, all or nothing (the charge is checked first:
+/// the writer thread runs nothing else meanwhile).
+fn close_charging(
+    conn: &Connection,
+    invoice: &Invoice,
+    state: &BillingState,
+    billed_to: DateTime<Utc>,
+    charge: &InvoiceCharge,
+) -> StoreResult<CloseOutcome> {
+    let Some(wallet) = &charge.wallet else {
+        return super::billing::close_period(conn, invoice, state, billed_to);
+    };
+    let (tenant, key) = (state.tenant.as_str(), wallet.to_string());
+    let mut grants = super::wallets::read_wallet(conn, &state.tenant, &key)?.grants;
+    if charge.draws.apply(&mut grants).is_err()
+        || grants
+            .iter()
+            .any(|g| g.voided_at.is_some() && charge.draws.draws.iter().any(|d| d.grant_id == g.id))
+        || overdrawn(conn, tenant, &key)? < charge.overdraft_settled
+    {
+        return Ok(CloseOutcome::Changed);
+    }
+    let outcome = super::billing::close_period(conn, invoice, state, billed_to)?;
+    if outcome != CloseOutcome::Closed {
+        return Ok(outcome);
+    }
+    for d in &charge.draws.draws {
+        if let Some(g) = grants.iter().find(|g| g.id == d.grant_id) {
+            super::wallets::write_grant(conn, &state.tenant, &key, g)?;
+        }
+    }
+    if charge.overdraft_settled > Decimal::ZERO {
+        add_overdrawn(conn, tenant, &key, -charge.overdraft_settled)?;
+    }
+    Ok(CloseOutcome::Closed)
 }
