@@ -328,3 +328,112 @@ async fn a_prepaid_invoice_credits_what_events_drew_and_bills_the_overdraft() {
     assert_eq!(figures(&app).await, strs("0", "0", "0"));
     assert_eq!(invoices(&app, "pam").await, inv);
 }
+
+/// Keeps what the alert port accepts.
+#[derive(Default)]
+struct Recorder(std::sync::Mutex<Vec<meter_core::alerts::OutboxMessage>>);
+
+#[async_trait::async_trait]
+impl meter_core::alerts::AlertPublisher for Recorder {
+    async fn publish(
+        &self,
+        m: &meter_core::alerts::OutboxMessage,
+    ) -> Result<(), meter_core::alerts::PublishError> {
+        self.0.lock().unwrap().push(m.clone());
+        Ok(())
+    }
+}
+
+impl Recorder {
+    fn types(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|m| m.attributes["type"].clone())
+            .filter(|t| t.starts_with("wallet."))
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn wallet_alarms_fire_once_per_crossing_and_rearm_on_rising() {
+    let clock = TestClock::at("2026-03-10T09:00:00Z");
+    let publisher = std::sync::Arc::new(Recorder::default());
+    let app = TestApp::setup()
+        .clock(&clock)
+        .publisher(publisher.clone())
+        .spawn()
+        .await;
+    app.put(&format!("{P}/plans/payg"), payg(json!("prepaid")))
+        .await
+        .assert_ok("plan");
+    app.put(
+        &format!("{P}/user/pam/subscription"),
+        json!({"plan": "payg"}),
+    )
+    .await
+    .assert_ok("subscribe");
+    app.put(
+        &format!("{PAM}/settings"),
+        json!({"low_balance_usd": "0.5"}),
+    )
+    .await
+    .assert_ok("level");
+    app.put(
+        &format!("{PAM}/grants/topup-1"),
+        json!({"amount_usd": "1", "kind": "purchase"}),
+    )
+    .await
+    .assert_ok("grant");
+    assert!(publisher.types().is_empty(), "a top-up fires nothing");
+
+    // $0.30: 0.7 left, above the level.
+    app.usage(usage("a-1", 1, None)).await.assert_ok("a-1");
+    assert!(publisher.types().is_empty());
+    // $0.30 more: 0.4 < 0.5 — low balance, once.
+    app.usage(usage("a-2", 1, None)).await.assert_ok("a-2");
+    assert_eq!(publisher.types(), ["wallet.low_balance"]);
+    // Still low (0.1): nothing more, also on redelivery.
+    app.usage(usage("a-3", 1, None)).await.assert_ok("a-3");
+    app.usage(usage("a-3", 1, None))
+        .await
+        .assert_ok("a-3 again");
+    assert_eq!(publisher.types(), ["wallet.low_balance"]);
+    // Below zero: depleted, once.
+    app.usage(usage("a-4", 1, None)).await.assert_ok("a-4");
+    app.usage(usage("a-5", 1, None)).await.assert_ok("a-5");
+    assert_eq!(publisher.types(), ["wallet.low_balance", "wallet.depleted"]);
+
+    // A top-up re-arms both; falling again fires both again.
+    app.put(
+        &format!("{PAM}/grants/topup-2"),
+        json!({"amount_usd": "2", "kind": "purchase"}),
+    )
+    .await
+    .assert_ok("top-up");
+    assert_eq!(figures(&app).await, strs("1.5", "0", "1.5"));
+    app.usage(usage("b-1", 6, None)).await.assert_ok("b-1");
+    assert_eq!(
+        publisher.types(),
+        [
+            "wallet.low_balance",
+            "wallet.depleted",
+            "wallet.low_balance",
+            "wallet.depleted"
+        ]
+    );
+    let alerts = app.get(&format!("{P}/alerts/pam")).await;
+    alerts.assert_ok("alerts");
+    let keys: Vec<&str> = alerts.body["data"]["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["key"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        keys.iter().filter(|k| k.starts_with("wallet.")).count(),
+        4,
+        "{keys:?}"
+    );
+}

@@ -107,6 +107,7 @@ macro_rules! conformance {
             prepaid_300_concurrent_reserve_and_settle_flows_never_overspend_and_draw_exactly,
             prepaid_a_grant_expiring_mid_run_stops_counting_at_its_instant,
             prepaid_racing_closes_take_an_invoices_credit_exactly_once,
+            prepaid_racing_alarm_writes_move_the_state_once_per_version,
         );
         // Issue 16 (review findings).
         conformance!(@module review $factory;

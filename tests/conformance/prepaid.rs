@@ -418,3 +418,45 @@ pub async fn prepaid_racing_closes_take_an_invoices_credit_exactly_once(store: A
     let state = store.get_credit_state(&t, &wallet(&u)).await.unwrap();
     assert_eq!(state.balance(when).unwrap(), dec("1.75"));
 }
+
+pub async fn prepaid_racing_alarm_writes_move_the_state_once_per_version(store: Arc<dyn Store>) {
+    use meter_core::credits::WalletAlarms;
+    let (t, u) = (tenant(), user("alarmed"));
+    let w = store.get_wallet(&t, &wallet(&u)).await.unwrap();
+    assert_eq!((w.alarms, w.alarm_seq), (None, 0));
+    let fired = WalletAlarms {
+        low_armed: false,
+        depleted_armed: true,
+    };
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (store, t, u) = (store.clone(), t.clone(), u.clone());
+        tasks.push(tokio::spawn(async move {
+            store
+                .put_wallet_alarms(&t, &wallet(&u), 0, fired)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut won = 0;
+    for task in tasks {
+        won += usize::from(task.await.unwrap());
+    }
+    assert_eq!(won, 1, "one observer moves version 0 on");
+    let w = store.get_wallet(&t, &wallet(&u)).await.unwrap();
+    assert_eq!((w.alarms, w.alarm_seq), (Some(fired), 1));
+    let rearmed = WalletAlarms {
+        low_armed: true,
+        depleted_armed: true,
+    };
+    assert!(!store
+        .put_wallet_alarms(&t, &wallet(&u), 0, rearmed)
+        .await
+        .unwrap());
+    assert!(store
+        .put_wallet_alarms(&t, &wallet(&u), 1, rearmed)
+        .await
+        .unwrap());
+    let w = store.get_wallet(&t, &wallet(&u)).await.unwrap();
+    assert_eq!((w.alarms, w.alarm_seq), (Some(rearmed), 2));
+}

@@ -1,7 +1,8 @@
 //! The DynamoDB request budget of a prepaid plan (issue 19): a check is still one request
 //! (one `BatchGetItem` of the user's state item and the wallet's head), allowed or denied;
 //! a reservation that holds credit one `TransactWriteItems` more; an event that draws from
-//! the wallet reads the settled reservation and the wallet, then writes one transaction.
+//! the wallet reads the settled reservation and the wallet, then writes one transaction
+//! (and reads the wallet once more for its alarms).
 
 use std::collections::BTreeMap;
 
@@ -92,11 +93,12 @@ async fn a_prepaid_check_is_one_request_and_a_draw_one_transaction() {
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
     // The ingest's read of the user, the settled reservation's (projected) state read and
-    // the alerts' read after recording are the non-prepaid event's; the wallet's Query is
-    // the draw's input; one transaction records, settles, releases the hold and draws.
+    // the alerts' read after recording are the non-prepaid event's; one wallet Query is
+    // the draw's input, the other the alarms' observation after it (no alarm changes
+    // here, so no write); one transaction records, settles, releases the hold and draws.
     assert_eq!(
         env.counter.take(),
-        ops(&[("GetItem", 3), ("Query", 1), ("TransactWriteItems", 1)]),
+        ops(&[("GetItem", 3), ("Query", 2), ("TransactWriteItems", 1)]),
         "a prepaid event settling a reservation"
     );
     let w = app.get(&format!("{P}/wallet/user/pam")).await;

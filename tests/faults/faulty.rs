@@ -923,6 +923,20 @@ impl meter_core::store::PrepaidStore for FaultyStore {
         self.call("event_draws", self.inner.event_draws(tenant, user))
             .await
     }
+    async fn put_wallet_alarms(
+        &self,
+        tenant: &TenantId,
+        wallet: &meter_core::credits::Subscriber,
+        seq_read: u64,
+        alarms: meter_core::credits::WalletAlarms,
+    ) -> StoreResult<bool> {
+        self.call(
+            "put_wallet_alarms",
+            self.inner
+                .put_wallet_alarms(tenant, wallet, seq_read, alarms),
+        )
+        .await
+    }
     async fn close_period_charging(
         &self,
         invoice: &Invoice,

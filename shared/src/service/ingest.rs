@@ -216,6 +216,12 @@ impl Meter {
                     }),
                 });
             }
+            // Issue 19: the wallet alarms of a prepaid user's draws (service::prepaid).
+            if drawing.contains(user) {
+                if let Err(e) = self.observe_wallet(tenant, user).await {
+                    tracing::warn!(error = %e, user = %user, "could not observe the wallet after ingest");
+                }
+            }
             for period_start in touched {
                 if let Err(e) = self.raise_alerts(tenant, user, period_start).await {
                     // The events are recorded; a missed alert is raised by the user's next

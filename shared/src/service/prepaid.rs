@@ -248,3 +248,98 @@ impl Meter {
         Ok(Some(charge))
     }
 }
+
+/// The once-only alert key of an alarm's `seq`-th crossing (`wallet.low_balance#3`).
+fn alarm_key(event: &crate::credits::WalletEvent, seq: u64) -> String {
+    format!("{}#{seq}", event.name())
+}
+
+/// The alert a wallet alarm raises for `user`.
+fn alarm_alert(
+    tenant: &TenantId,
+    user: &UserId,
+    event: &crate::credits::WalletEvent,
+    seq: u64,
+    at: DateTime<Utc>,
+) -> crate::domain::Alert {
+    use crate::credits::WalletEvent;
+    use crate::domain::Severity;
+    let (severity, title, message) = match event {
+        WalletEvent::LowBalance {
+            available_usd,
+            low_balance_usd,
+        } => (
+            Severity::Warning,
+            "Prepaid credit is running low".to_owned(),
+            format!(
+                "Available credit ${} fell below the low-balance level ${}",
+                available_usd.normalize(),
+                low_balance_usd.normalize()
+            ),
+        ),
+        WalletEvent::Depleted { available_usd } => (
+            Severity::Error,
+            "Prepaid credit is used up".to_owned(),
+            format!(
+                "Available credit is ${}: prepaid checks are denied until credit is added",
+                available_usd.normalize()
+            ),
+        ),
+    };
+    crate::domain::Alert {
+        id: uuid::Uuid::new_v4().to_string(),
+        tenant: tenant.clone(),
+        user: user.clone(),
+        period_start: super::period_start_at(None, at),
+        key: alarm_key(event, seq),
+        metric: Some(crate::credits::CREDITS_METRIC.to_owned()),
+        threshold: None,
+        severity,
+        title,
+        message,
+        created_at: at,
+        read: false,
+        published: false,
+    }
+}
+
+impl Meter {
+    /// Observes the user's wallet (issue 19): `wallet.low_balance` when `available_usd`
+    /// fell below `low_balance_usd`, `wallet.depleted` when it reached 0, each once per
+    /// crossing and re-armed when available rises again (`credits::alarms`). The alerts go
+    /// through the outbox like usage alerts (stored once by their key, which carries the
+    /// crossing's number, then published); the alarms' new state is stored under the
+    /// version read, so of racing observers one moves it on. Returns the alerts raised.
+    pub async fn observe_wallet(&self, tenant: &TenantId, user: &UserId) -> Result<usize> {
+        let wallet = Subscriber::User(user.clone());
+        let record = self.store.get_wallet(tenant, &wallet).await?;
+        let now = self.now();
+        let view =
+            crate::credits::wallet_view(&record.grants, record.overdrawn_usd, record.held_usd, now)
+                .map_err(credit_error)?;
+        let before = record.alarms.unwrap_or_default();
+        let mut after = before;
+        let events = after.observe(view.available_usd, record.low_balance_usd);
+        if after == before && record.alarms.is_some() {
+            return Ok(0);
+        }
+        // The alerts first (once-only by key: a crash before the state write raises
+        // nothing twice, the next observer finds the same key), then the state.
+        let seq = record.alarm_seq + 1;
+        let mut alerts = Vec::new();
+        for e in &events {
+            let alert = alarm_alert(tenant, user, e, seq, now);
+            if self.store.create_alert_once(&alert).await? {
+                alerts.push(alert);
+            }
+        }
+        self.store
+            .put_wallet_alarms(tenant, &wallet, record.alarm_seq, after)
+            .await?;
+        for alert in &alerts {
+            tracing::info!(tenant = %tenant, user = %user, key = %alert.key, "wallet alarm");
+            self.deliver(alert).await;
+        }
+        Ok(alerts.len())
+    }
+}

@@ -198,6 +198,7 @@ impl Meter {
         if created {
             tracing::info!(tenant = %tenant, wallet = %wallet, grant = %id,
                 amount_usd = %stored.amount_usd, kind = %stored.kind, "grant stored");
+            self.observe_after_change(tenant, wallet).await;
         }
         Ok(GrantWritten {
             grant: GrantView::of(&stored, now),
@@ -223,6 +224,7 @@ impl Meter {
             GrantVoid::Voided(g) => {
                 tracing::info!(tenant = %caller.tenant, wallet = %wallet, grant = %id,
                     "grant voided");
+                self.observe_after_change(&caller.tenant, wallet).await;
                 g
             }
             GrantVoid::AlreadyVoided(g) => g,
@@ -256,5 +258,18 @@ impl Meter {
             subscriber: wallet.clone(),
             low_balance_usd,
         })
+    }
+}
+
+impl Meter {
+    /// Observes a user's wallet alarms after a grant or a void changed its credit (a top-up
+    /// re-arms them, a void may fire them); an org's wallet has no alarms yet. A failure is
+    /// logged: the change is stored, the next observation catches up.
+    async fn observe_after_change(&self, tenant: &crate::domain::TenantId, wallet: &Subscriber) {
+        if let Subscriber::User(user) = wallet {
+            if let Err(e) = self.observe_wallet(tenant, user).await {
+                tracing::warn!(error = %e, user = %user, "could not observe the wallet");
+            }
+        }
     }
 }

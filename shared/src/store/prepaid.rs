@@ -160,6 +160,16 @@ pub trait PrepaidStore: Send + Sync {
     /// that large). Otherwise nothing is written and the answer is
     /// [`CloseOutcome::Changed`]: read the wallet again. Once per invoice: a period
     /// already invoiced takes nothing.
+    /// Stores the wallet's alarms if they were stored `seq_read` times (0: never);
+    /// `false` (nothing written) when another observer stored them meanwhile.
+    async fn put_wallet_alarms(
+        &self,
+        tenant: &TenantId,
+        wallet: &Subscriber,
+        seq_read: u64,
+        alarms: crate::credits::WalletAlarms,
+    ) -> StoreResult<bool>;
+
     async fn close_period_charging(
         &self,
         invoice: &Invoice,

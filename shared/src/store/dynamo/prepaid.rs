@@ -30,7 +30,7 @@ pub(super) use super::wallets::HEAD_SK;
 use super::wallets::{credit_bucket, grant_sk, wallet_pk};
 use super::DynamoStore;
 use crate::budgets::CounterWrite;
-use crate::credits::{draw, Draw, Draws, Grant, Subscriber};
+use crate::credits::{draw, Draw, Draws, Grant, Subscriber, WalletAlarms};
 use crate::domain::{EventId, Invoice, Reservation, TenantId, UsageEvent, UserId};
 use crate::store::{
     BillingState, CloseOutcome, CreditHold, CreditReserve, CreditState, EventDraws, Guard,
@@ -83,6 +83,25 @@ pub(super) fn credit_state_of(head: &Item) -> StoreResult<CreditState> {
         held_usd: decimal_attr(head, HELD)?,
     })
 }
+
+/// The head's alarms (`low_armed`, `depleted_armed` as N 0/1; absent: never observed) and
+/// how often they were stored (`alarm_seq`).
+pub(super) fn alarms_of(head: &Item) -> StoreResult<(Option<WalletAlarms>, u64)> {
+    let seq = decimal_attr(head, ALARM_SEQ)?;
+    let seq = u64::try_from(seq).map_err(|_| corrupt("alarm_seq"))?;
+    let alarms = match (head.get(LOW_ARMED), head.get(DEPLETED_ARMED)) {
+        (Some(l), Some(d)) => Some(WalletAlarms {
+            low_armed: !decimal_of(l)?.is_zero(),
+            depleted_armed: !decimal_of(d)?.is_zero(),
+        }),
+        _ => None,
+    };
+    Ok((alarms, seq))
+}
+
+const LOW_ARMED: &str = "low_armed";
+const DEPLETED_ARMED: &str = "depleted_armed";
+const ALARM_SEQ: &str = "alarm_seq";
 
 /// The credit an open reservation holds: from its inline map or its spilled item.
 pub(super) fn credit_of(map_or_item: &Item) -> StoreResult<Decimal> {
@@ -368,6 +387,31 @@ impl PrepaidStore for DynamoStore {
         }
         out.sort_by(|a, b| a.at.cmp(&b.at).then_with(|| a.event_id.cmp(&b.event_id)));
         Ok(out)
+    }
+
+    async fn put_wallet_alarms(
+        &self,
+        tenant: &TenantId,
+        wallet: &Subscriber,
+        seq_read: u64,
+        alarms: WalletAlarms,
+    ) -> StoreResult<bool> {
+        let mut u = Update::new();
+        u.set(LOW_ARMED, n(u8::from(alarms.low_armed)))
+            .set(DEPLETED_ARMED, n(u8::from(alarms.depleted_armed)))
+            .add(ALARM_SEQ, n(1));
+        if seq_read == 0 {
+            u.condition(|x| format!("attribute_not_exists({})", x.name(ALARM_SEQ)));
+        } else {
+            u.condition(|x| {
+                let (a, v) = (x.name(ALARM_SEQ), x.value(n(seq_read)));
+                format!("{a} = {v}")
+            });
+        }
+        Ok(self
+            .update(wallet_pk(tenant, wallet), HEAD_SK, &u, false)
+            .await?
+            .is_ok())
     }
 
     async fn close_period_charging(

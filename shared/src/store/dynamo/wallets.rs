@@ -243,6 +243,7 @@ impl WalletStore for DynamoStore {
                     let credit = super::prepaid::credit_state_of(item)?;
                     record.overdrawn_usd = credit.overdrawn_usd;
                     record.held_usd = credit.held_usd;
+                    (record.alarms, record.alarm_seq) = super::prepaid::alarms_of(item)?;
                 }
                 Some(sk) if sk.starts_with(GRANT_PREFIX) => record.grants.push(grant_of(item)?),
                 _ => return Err(corrupt("unknown item in a wallet partition")),

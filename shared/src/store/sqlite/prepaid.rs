@@ -15,7 +15,7 @@ use rust_decimal::Decimal;
 use super::codec::{from_json, money, parse_money, parse_ts, to_json, ts};
 use super::SqliteStore;
 use crate::budgets::CounterWrite;
-use crate::credits::{credit_allows, draw, exact_add, Draws, Grant, Subscriber};
+use crate::credits::{credit_allows, draw, exact_add, Draws, Grant, Subscriber, WalletAlarms};
 use crate::domain::{EventId, Invoice, Reservation, TenantId, UsageEvent, UserId};
 use crate::store::{
     BillingState, CloseOutcome, CreditHold, CreditReserve, CreditState, EventDraws, Guard,
@@ -67,6 +67,54 @@ pub(super) fn held(conn: &Connection, tenant: &str, wallet: &str) -> StoreResult
         .map(parse_money)
         .transpose()
         .map(Option::unwrap_or_default)
+}
+
+/// The wallet's stored alarms and their version.
+pub(super) fn alarms(
+    conn: &Connection,
+    tenant: &str,
+    wallet: &str,
+) -> StoreResult<(Option<WalletAlarms>, u64)> {
+    let row: Option<(Option<i64>, Option<i64>, i64)> = conn
+        .prepare_cached(
+            "SELECT low_armed, depleted_armed, alarm_seq FROM wallet_balances
+             WHERE tenant = ?1 AND wallet = ?2",
+        )?
+        .query_row(params![tenant, wallet], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .optional()?;
+    Ok(match row {
+        Some((Some(low), Some(depleted), seq)) => (
+            Some(WalletAlarms {
+                low_armed: low != 0,
+                depleted_armed: depleted != 0,
+            }),
+            u64::try_from(seq).unwrap_or(0),
+        ),
+        Some((_, _, seq)) => (None, u64::try_from(seq).unwrap_or(0)),
+        None => (None, 0),
+    })
+}
+
+fn put_alarms(
+    conn: &Connection,
+    tenant: &str,
+    wallet: &str,
+    seq_read: u64,
+    a: WalletAlarms,
+) -> StoreResult<bool> {
+    if alarms(conn, tenant, wallet)?.1 != seq_read {
+        return Ok(false);
+    }
+    conn.prepare_cached(
+        "INSERT INTO wallet_balances (tenant, wallet, overdrawn_usd, low_armed, depleted_armed, alarm_seq)
+         VALUES (?1, ?2, '0', ?3, ?4, 1)
+         ON CONFLICT (tenant, wallet) DO UPDATE SET low_armed = excluded.low_armed,
+             depleted_armed = excluded.depleted_armed, alarm_seq = alarm_seq + 1",
+    )?
+    .execute(params![tenant, wallet, a.low_armed, a.depleted_armed])?;
+    Ok(true)
 }
 
 /// The wallet's overdraft and held credit (what a wallet read adds to its grants).
@@ -260,6 +308,18 @@ impl PrepaidStore for SqliteStore {
     async fn event_draws(&self, tenant: &TenantId, user: &UserId) -> StoreResult<Vec<EventDraws>> {
         let (tenant, user) = (tenant.clone(), user.clone());
         self.read(move |c| read_draws(c, &tenant, &user)).await
+    }
+
+    async fn put_wallet_alarms(
+        &self,
+        tenant: &TenantId,
+        wallet: &Subscriber,
+        seq_read: u64,
+        alarms: WalletAlarms,
+    ) -> StoreResult<bool> {
+        let (tenant, wallet) = (tenant.clone(), wallet.to_string());
+        self.write(move |c| put_alarms(c, tenant.as_str(), &wallet, seq_read, alarms))
+            .await
     }
 
     async fn close_period_charging(

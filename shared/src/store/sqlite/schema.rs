@@ -321,8 +321,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
     CREATE INDEX budget_counters_by_end ON budget_counters (window_end);
     "#,
     // 12: prepaid plans (issue 19): the credit each open reservation holds on its user's
-    // wallet (deleted with the reservation's close), each wallet's overdraft, and each
-    // event's draws from grants (written with the event).
+    // wallet (deleted with the reservation's close), each wallet's overdraft and alarms,
+    // and each event's draws from grants (written with the event).
     r#"
     CREATE TABLE wallet_holds (
         tenant         TEXT NOT NULL,
@@ -333,9 +333,12 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ) STRICT;
     CREATE INDEX wallet_holds_by_wallet ON wallet_holds (tenant, wallet);
     CREATE TABLE wallet_balances (
-        tenant        TEXT NOT NULL,
-        wallet        TEXT NOT NULL,
-        overdrawn_usd TEXT NOT NULL,   -- exact decimal
+        tenant         TEXT NOT NULL,
+        wallet         TEXT NOT NULL,
+        overdrawn_usd  TEXT NOT NULL,      -- exact decimal
+        low_armed      INTEGER,            -- the alarms (credits::WalletAlarms); NULL: never observed
+        depleted_armed INTEGER,
+        alarm_seq      INTEGER NOT NULL DEFAULT 0,
         PRIMARY KEY (tenant, wallet)
     ) STRICT;
     CREATE TABLE wallet_draws (

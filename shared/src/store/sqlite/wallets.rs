@@ -115,11 +115,14 @@ pub(super) fn read_wallet(
         })
         .transpose()?;
     let (overdrawn_usd, held_usd) = super::prepaid::balances(conn, tenant.as_str(), wallet)?;
+    let (alarms, alarm_seq) = super::prepaid::alarms(conn, tenant.as_str(), wallet)?;
     Ok(WalletRecord {
         grants,
         low_balance_usd,
         overdrawn_usd,
         held_usd,
+        alarms,
+        alarm_seq,
     })
 }
 
