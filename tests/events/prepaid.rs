@@ -74,6 +74,36 @@ async fn prepaid_answers_match_the_contract() {
         )
         .unwrap();
 
+    // The export shows the wallet and each event's draws.
+    app.usage(
+        json!({"event_id": "x-1", "user_id": "pam", "provider": "gemini",
+                     "model": "gemini-2.5-flash", "input_tokens": 2_000_000}),
+    )
+    .await
+    .assert_ok("usage");
+    let export = app
+        .get_as(&app.admin_key, "/api/subscription/user/pam/export")
+        .await;
+    export.assert_ok("export");
+    assert_eq!(
+        export.body["data"]["draws"],
+        json!([{"event_id": "x-1", "wallet": {"kind": "user", "id": "pam"},
+                "at": export.body["data"]["draws"][0]["at"].clone(),
+                "draws": [{"grant_id": "topup", "amount_usd": "0.6"}],
+                "shortfall_usd": "0", "cost_usd": "0.6"}])
+    );
+    assert_eq!(export.body["data"]["wallet"]["balance_usd"], "0.4");
+    contract
+        .validate(
+            &(
+                "GET".to_owned(),
+                "/api/subscription/user/{user_id}/export".to_owned(),
+            ),
+            200,
+            &export.body,
+        )
+        .unwrap();
+
     let mutated: [Mutation; 3] = [
         ("a window on a credit denial", |d| {
             d["error"]["details"]["window"] = json!("day")

@@ -117,6 +117,30 @@ pub struct EventDraws {
     pub cost_usd: Decimal,
 }
 
+impl EventDraws {
+    /// The draws of one event, amounts normalised (`"0.6"`, not `"0.600000"`) as
+    /// answers show money.
+    pub fn new(
+        event_id: EventId,
+        wallet: Subscriber,
+        at: DateTime<Utc>,
+        mut draws: Draws,
+        cost_usd: Decimal,
+    ) -> Self {
+        for d in &mut draws.draws {
+            d.amount_usd = d.amount_usd.normalize();
+        }
+        draws.shortfall_usd = draws.shortfall_usd.normalize();
+        Self {
+            event_id,
+            wallet,
+            at,
+            draws,
+            cost_usd,
+        }
+    }
+}
+
 #[async_trait]
 pub trait PrepaidStore: Send + Sync {
     /// The user's limits (as `get_user_limits`) and the user's wallet figures, together.

@@ -377,13 +377,13 @@ impl PrepaidStore for DynamoStore {
                 .and_then(|t| EventId::parse(t).map_err(corrupt))?;
             let at = time_of(get_s(&item, "timestamp").ok_or_else(|| corrupt("no timestamp"))?)?;
             let cost_usd = draws.total_usd().map_err(corrupt)?;
-            out.push(EventDraws {
+            out.push(EventDraws::new(
                 event_id,
-                wallet: wallet.clone(),
+                wallet.clone(),
                 at,
                 draws,
                 cost_usd,
-            });
+            ));
         }
         out.sort_by(|a, b| a.at.cmp(&b.at).then_with(|| a.event_id.cmp(&b.event_id)));
         Ok(out)

@@ -233,13 +233,13 @@ fn read_draws(conn: &Connection, tenant: &TenantId, user: &UserId) -> StoreResul
         .collect::<Result<Vec<_>, _>>()?;
     rows.into_iter()
         .map(|(id, at, cost, draws)| {
-            Ok(EventDraws {
-                event_id: EventId::parse(&id).map_err(corrupt)?,
-                wallet: wallet.clone(),
-                at: parse_ts(&at)?,
-                draws: from_json::<Draws>(&draws)?,
-                cost_usd: parse_money(&cost)?,
-            })
+            Ok(EventDraws::new(
+                EventId::parse(&id).map_err(corrupt)?,
+                wallet.clone(),
+                parse_ts(&at)?,
+                from_json::<Draws>(&draws)?,
+                parse_money(&cost)?,
+            ))
         })
         .collect()
 }
