@@ -143,6 +143,13 @@ async fn a_prepaid_plan_denies_beyond_credit_holds_it_and_draws_usage_once() {
         w.body["data"]["grants"][0]["remaining_usd"], "0",
         "no grant below 0"
     );
+    // The burn of the last 7 days is what the events drew; nothing is available: the
+    // projected depletion is now.
+    assert_eq!(w.body["data"]["burn_last_7_days_usd"], "1.2");
+    assert_eq!(
+        w.body["data"]["projected_depletion_at"],
+        "2026-03-10T09:00:00Z"
+    );
     let denied = app.check(check(0, false)).await;
     assert_eq!(denied.status, 429, "an overdrawn wallet admits nothing");
 
@@ -154,6 +161,12 @@ async fn a_prepaid_plan_denies_beyond_credit_holds_it_and_draws_usage_once() {
     .await
     .assert_ok("top-up");
     assert_eq!(figures(&app).await, strs("0.8", "0", "0.8"));
+    // 0.8 at 1.2 a week: 4 days 16 hours left.
+    let w = app.get(PAM).await;
+    assert_eq!(
+        w.body["data"]["projected_depletion_at"],
+        "2026-03-15T01:00:00Z"
+    );
     app.check(check(1, false)).await.assert_ok("credit again");
 }
 

@@ -221,7 +221,7 @@ pub async fn prepaid_300_concurrent_reserve_and_settle_flows_never_overspend_and
     let (before, wallet_before) = check(store.clone(), t.clone(), u.clone(), expected_cost).await;
 
     // Each event's draws add up to its cost, exactly.
-    let draws = store.event_draws(&t, &u).await.unwrap();
+    let draws = store.event_draws(&t, &u, None).await.unwrap();
     let priced = events
         .iter()
         .filter(|e| e.cost_usd.unwrap() > Decimal::ZERO)
@@ -247,7 +247,7 @@ pub async fn prepaid_300_concurrent_reserve_and_settle_flows_never_overspend_and
     let (after, wallet_after) = check(store.clone(), t.clone(), u.clone(), expected_cost).await;
     assert_eq!(after, before);
     assert_eq!(wallet_after, wallet_before);
-    assert_eq!(store.event_draws(&t, &u).await.unwrap().len(), priced);
+    assert_eq!(store.event_draws(&t, &u, None).await.unwrap().len(), priced);
 }
 
 pub async fn prepaid_a_grant_expiring_mid_run_stops_counting_at_its_instant(store: Arc<dyn Store>) {
@@ -278,7 +278,7 @@ pub async fn prepaid_a_grant_expiring_mid_run_stops_counting_at_its_instant(stor
         store.record_events_drawing(&[e1, e2], &[]).await.unwrap(),
         vec![RecordOutcome::Recorded, RecordOutcome::Recorded]
     );
-    let draws = store.event_draws(&t, &u).await.unwrap();
+    let draws = store.event_draws(&t, &u, None).await.unwrap();
     assert_eq!(draws.len(), 2);
     assert_eq!(draws[0].draws.draws.len(), 1);
     assert_eq!(draws[0].draws.draws[0].grant_id.as_str(), "promo");
@@ -286,6 +286,10 @@ pub async fn prepaid_a_grant_expiring_mid_run_stops_counting_at_its_instant(stor
     assert_eq!(draws[1].draws.draws.len(), 1);
     assert_eq!(draws[1].draws.draws[0].grant_id.as_str(), "purchase");
     assert_eq!(draws[1].draws.draws[0].amount_usd, dec("1"));
+    // Read from an instant on: only the events at or after it.
+    let since = store.event_draws(&t, &u, Some(expiry)).await.unwrap();
+    assert_eq!(since.len(), 1);
+    assert_eq!(since[0].event_id.as_str(), "at");
 
     let state = store.get_credit_state(&t, &wallet(&u)).await.unwrap();
     // Before the expiry: promo 2 + purchase 4; at it, the promo's 2 stopped counting

@@ -919,8 +919,9 @@ impl meter_core::store::PrepaidStore for FaultyStore {
         &self,
         tenant: &TenantId,
         user: &UserId,
+        since: Option<DateTime<Utc>>,
     ) -> StoreResult<Vec<meter_core::store::EventDraws>> {
-        self.call("event_draws", self.inner.event_draws(tenant, user))
+        self.call("event_draws", self.inner.event_draws(tenant, user, since))
             .await
     }
     async fn put_wallet_alarms(

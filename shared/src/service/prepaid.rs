@@ -230,7 +230,11 @@ impl Meter {
             }
             Payment::Prepaid => {
                 let (mut drawn, mut shortfall) = (Decimal::ZERO, Decimal::ZERO);
-                for d in self.store.event_draws(tenant, user).await? {
+                for d in self
+                    .store
+                    .event_draws(tenant, user, Some(period.start))
+                    .await?
+                {
                     if d.at >= period.start && d.at < period.end {
                         drawn += d.draws.drawn_usd().map_err(credit_error)?;
                         shortfall += d.draws.shortfall_usd;

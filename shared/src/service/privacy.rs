@@ -94,7 +94,7 @@ impl Meter {
         let wallet = self
             .wallet(caller, &crate::credits::Subscriber::User(user.clone()))
             .await?;
-        let draws = self.store.event_draws(tenant, user).await?;
+        let draws = self.store.event_draws(tenant, user, None).await?;
         Ok(UserExport {
             user_id: user.clone(),
             tenant_id: tenant.clone(),

@@ -70,7 +70,7 @@ pub struct WalletView {
     pub available_usd: Decimal,
     #[serde(serialize_with = "normalized_option")]
     pub low_balance_usd: Option<Decimal>,
-    /// Cost drawn from the wallet in the last 7 days (0 until usage draws from grants).
+    /// Cost drawn from the wallet by prepaid usage in the last 7 days (overdraft included).
     #[serde(serialize_with = "normalized")]
     pub burn_last_7_days_usd: Decimal,
     /// When `available_usd` runs out at that burn; `null` without burn.
@@ -136,8 +136,25 @@ impl Meter {
         let now = self.now();
         let (overdrawn, held) = (record.overdrawn_usd, record.held_usd);
         let view = wallet_view(&record.grants, overdrawn, held, now).map_err(credit_error)?;
-        // No usage draws from grants yet, so no burn: the date lights up when it does.
-        let burn = Decimal::ZERO;
+        // The burn: what the user's prepaid events drew (cost, overdraft included) in the
+        // last 7 days; an org's wallet is not drawn from yet.
+        let burn = match wallet {
+            Subscriber::User(user) => {
+                let since = now - chrono::Duration::days(7);
+                let mut burn = Decimal::ZERO;
+                for d in self
+                    .store
+                    .event_draws(&caller.tenant, user, Some(since))
+                    .await?
+                {
+                    if d.at <= now {
+                        burn = burn.checked_add(d.cost_usd).ok_or(Error::Internal)?;
+                    }
+                }
+                burn
+            }
+            Subscriber::Org(_) => Decimal::ZERO,
+        };
         let mut grants: Vec<&Grant> = record.grants.iter().collect();
         grants.sort_by(|a, b| (!a.counts(now)).cmp(&!b.counts(now)).then(draw_cmp(a, b)));
         Ok(WalletView {

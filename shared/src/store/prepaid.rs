@@ -175,8 +175,14 @@ pub trait PrepaidStore: Send + Sync {
         writes: &[Vec<CounterWrite>],
     ) -> StoreResult<Vec<RecordOutcome>>;
 
-    /// The draws of the user's events, oldest first.
-    async fn event_draws(&self, tenant: &TenantId, user: &UserId) -> StoreResult<Vec<EventDraws>>;
+    /// The draws of the user's events (timestamped at or after `since`, when given),
+    /// oldest first.
+    async fn event_draws(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        since: Option<DateTime<Utc>>,
+    ) -> StoreResult<Vec<EventDraws>>;
 
     /// Closes a period as [`super::InvoiceStore::close_period`] does and, in the same
     /// write, takes `charge` from the wallet: each draw off its grant (which must still

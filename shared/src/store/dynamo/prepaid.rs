@@ -363,11 +363,37 @@ impl PrepaidStore for DynamoStore {
         self.record_with(events, writes, true).await
     }
 
-    async fn event_draws(&self, tenant: &TenantId, user: &UserId) -> StoreResult<Vec<EventDraws>> {
+    async fn event_draws(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        since: Option<DateTime<Utc>>,
+    ) -> StoreResult<Vec<EventDraws>> {
         let wallet = Subscriber::User(user.clone());
         let mut out = Vec::new();
         let pk = layout::user_pk(tenant, user.as_str());
-        for item in self.user_index_items(&pk, Some("EVENT#"), None).await? {
+        // The user's events in the `by_user` index, from `since` on (their sort key starts
+        // with the event's timestamp).
+        let from = since.map_or_else(
+            || "EVENT#".to_owned(),
+            |t| format!("EVENT#{}", layout::sortable(t)),
+        );
+        let items = self
+            .query_all(
+                || {
+                    self.query()
+                        .index_name(layout::USER_INDEX)
+                        .key_condition_expression("#u = :u AND #s BETWEEN :from AND :to")
+                        .expression_attribute_names("#u", layout::USER_PK)
+                        .expression_attribute_names("#s", layout::USER_SK)
+                        .expression_attribute_values(":u", s(pk.clone()))
+                        .expression_attribute_values(":from", s(from.clone()))
+                        .expression_attribute_values(":to", s("EVENT#~"))
+                },
+                None,
+            )
+            .await?;
+        for item in items {
             let Some(text) = get_s(&item, EVENT_DRAWS) else {
                 continue;
             };

@@ -215,14 +215,21 @@ fn reserve(
     }
 }
 
-fn read_draws(conn: &Connection, tenant: &TenantId, user: &UserId) -> StoreResult<Vec<EventDraws>> {
+fn read_draws(
+    conn: &Connection,
+    tenant: &TenantId,
+    user: &UserId,
+    since: Option<DateTime<Utc>>,
+) -> StoreResult<Vec<EventDraws>> {
     let wallet = Subscriber::User(user.clone());
     let mut stmt = conn.prepare_cached(
         "SELECT event_id, at, cost, draws FROM wallet_draws WHERE tenant = ?1 AND wallet = ?2
+             AND at >= ?3
          ORDER BY at, event_id",
     )?;
+    let from = since.map(|t| ts(&t)).unwrap_or_default();
     let rows = stmt
-        .query_map(params![tenant.as_str(), wallet.to_string()], |r| {
+        .query_map(params![tenant.as_str(), wallet.to_string(), from], |r| {
             Ok((
                 r.get::<_, String>(0)?,
                 r.get::<_, String>(1)?,
@@ -305,9 +312,15 @@ impl PrepaidStore for SqliteStore {
         .await
     }
 
-    async fn event_draws(&self, tenant: &TenantId, user: &UserId) -> StoreResult<Vec<EventDraws>> {
+    async fn event_draws(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        since: Option<DateTime<Utc>>,
+    ) -> StoreResult<Vec<EventDraws>> {
         let (tenant, user) = (tenant.clone(), user.clone());
-        self.read(move |c| read_draws(c, &tenant, &user)).await
+        self.read(move |c| read_draws(c, &tenant, &user, since))
+            .await
     }
 
     async fn put_wallet_alarms(
