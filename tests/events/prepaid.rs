@@ -74,6 +74,24 @@ async fn prepaid_answers_match_the_contract() {
         )
         .unwrap();
 
+    // The dashboard shows the wallet; the billing route an invoice with credits.
+    let dash = app.get("/api/subscription/dashboard/pam").await;
+    dash.assert_ok("dashboard");
+    assert_eq!(
+        dash.body["data"]["wallet"],
+        json!({"payment": "prepaid", "balance_usd": "1", "held_usd": "0.3", "available_usd": "0.7"})
+    );
+    contract
+        .validate(
+            &(
+                "GET".to_owned(),
+                "/api/subscription/dashboard/{user_id}".to_owned(),
+            ),
+            200,
+            &dash.body,
+        )
+        .unwrap();
+
     // The export shows the wallet and each event's draws.
     app.usage(
         json!({"event_id": "x-1", "user_id": "pam", "provider": "gemini",
