@@ -297,6 +297,18 @@ pub async fn prepaid_a_grant_expiring_mid_run_stops_counting_at_its_instant(stor
     assert_eq!(state.balance(just_before).unwrap(), dec("6"));
     assert_eq!(state.balance(expiry).unwrap(), dec("4"));
     assert_eq!(state.available(expiry).unwrap(), dec("-1"));
+
+    // The open $5 hold expires: its credit comes back with the expiry's write.
+    assert_eq!(
+        store
+            .expire_reservations(expiry + Duration::hours(1), 100)
+            .await
+            .unwrap(),
+        1
+    );
+    let state = store.get_credit_state(&t, &wallet(&u)).await.unwrap();
+    assert_eq!(state.held_usd, Decimal::ZERO);
+    assert_eq!(state.available(expiry).unwrap(), dec("4"));
 }
 
 /// An invoice of March for what `state` holds (as the aggregation builds one).
