@@ -103,6 +103,7 @@ fn plan() -> impl Strategy<Value = Plan> {
                     .collect(),
             ),
             overage_rate: overage,
+            payment: Default::default(),
             active: true,
         })
 }

@@ -13,6 +13,7 @@ mod logs;
 mod messages;
 mod metrics;
 mod orgs;
+mod prepaid;
 mod privacy;
 mod reads;
 mod review;

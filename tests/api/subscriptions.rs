@@ -389,7 +389,7 @@ async fn put_plan_upserts_a_validated_plan_seen_at_once() {
         r.body["data"]["plan"],
         json!({"name": "team", "tier": "custom", "monthly_price_usd": "49", "yearly_price_usd": "490",
                "description": "Teams", "features": ["Shared limits"], "alert_thresholds": [50, 100],
-               "limits": {"calls:gemini": 2000, "cost_usd": "80.5"}})
+               "limits": {"calls:gemini": 2000, "cost_usd": "80.5"}, "payment": "postpaid"})
     );
     let names: Vec<String> = app.get(&format!("{P}/plans")).await.body["data"]["plans"]
         .as_array()

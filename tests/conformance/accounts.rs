@@ -73,6 +73,7 @@ pub async fn plans_prices_and_keys_round_trip(store: Arc<dyn Store>) {
         alert_thresholds: vec![80, 90, 100],
         limits,
         overage_rate: None,
+        payment: Default::default(),
         active: true,
     };
     store.put_plan(&t, &plan).await.unwrap();

@@ -16,6 +16,7 @@ mod fixtures;
 mod history;
 mod holds;
 mod orgs;
+mod prepaid;
 mod privacy;
 mod reservations;
 mod review;
@@ -116,6 +117,13 @@ macro_rules! conformance {
             wallets_racing_inserts_of_one_grant_id_have_exactly_one_winner,
             wallets_hold_at_most_the_cap_even_when_inserts_race,
             wallets_settings_are_set_and_cleared_and_tenants_isolated,
+        );
+        // Issue 19: prepaid plans (credit holds, draws with events).
+        conformance!(@module prepaid $factory;
+            prepaid_300_concurrent_reserve_and_settle_flows_never_overspend_and_draw_exactly,
+            prepaid_a_grant_expiring_mid_run_stops_counting_at_its_instant,
+            prepaid_racing_closes_take_an_invoices_credit_exactly_once,
+            prepaid_racing_alarm_writes_move_the_state_once_per_version,
         );
         // Issue 16 (review findings).
         conformance!(@module review $factory;

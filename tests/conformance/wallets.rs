@@ -243,7 +243,8 @@ pub async fn wallets_settings_are_set_and_cleared_and_tenants_isolated(store: Ar
         wallet,
         WalletRecord {
             grants: vec![g],
-            low_balance_usd: None
+            low_balance_usd: None,
+            ..WalletRecord::default()
         }
     );
 }

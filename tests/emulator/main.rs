@@ -7,6 +7,7 @@ mod enforcement;
 mod holds;
 mod migrate;
 mod orgs;
+mod prepaid;
 mod wallets;
 
 use std::collections::BTreeMap;

@@ -11,6 +11,7 @@
 mod budgets;
 mod contract;
 mod enforcement;
+mod prepaid;
 mod wallets;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -986,3 +986,94 @@ impl meter_core::store::BudgetAlertStore for FaultyStore {
         .await
     }
 }
+
+// Issue 19: prepaid plans.
+#[async_trait]
+impl meter_core::store::PrepaidStore for FaultyStore {
+    async fn get_user_limits_with_credit(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        pick: meter_core::store::PeriodPicker<'_>,
+    ) -> StoreResult<(UserUsage, meter_core::store::CreditState)> {
+        self.call(
+            "get_user_limits_with_credit",
+            self.inner.get_user_limits_with_credit(tenant, user, pick),
+        )
+        .await
+    }
+    async fn get_credit_state(
+        &self,
+        tenant: &TenantId,
+        wallet: &meter_core::credits::Subscriber,
+    ) -> StoreResult<meter_core::store::CreditState> {
+        self.call(
+            "get_credit_state",
+            self.inner.get_credit_state(tenant, wallet),
+        )
+        .await
+    }
+    async fn reserve_with_credit(
+        &self,
+        reservation: &Reservation,
+        guards: &[meter_core::store::Guard],
+        writes: &[meter_core::budgets::CounterWrite],
+        hold: &meter_core::store::CreditHold,
+        now: DateTime<Utc>,
+    ) -> StoreResult<meter_core::store::CreditReserve> {
+        self.call(
+            "reserve_with_credit",
+            self.inner
+                .reserve_with_credit(reservation, guards, writes, hold, now),
+        )
+        .await
+    }
+    async fn record_events_drawing(
+        &self,
+        events: &[UsageEvent],
+        writes: &[Vec<meter_core::budgets::CounterWrite>],
+    ) -> StoreResult<Vec<RecordOutcome>> {
+        self.call(
+            "record_events_drawing",
+            self.inner.record_events_drawing(events, writes),
+        )
+        .await
+    }
+    async fn event_draws(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        since: Option<DateTime<Utc>>,
+    ) -> StoreResult<Vec<meter_core::store::EventDraws>> {
+        self.call("event_draws", self.inner.event_draws(tenant, user, since))
+            .await
+    }
+    async fn put_wallet_alarms(
+        &self,
+        tenant: &TenantId,
+        wallet: &meter_core::credits::Subscriber,
+        seq_read: u64,
+        alarms: meter_core::credits::WalletAlarms,
+    ) -> StoreResult<bool> {
+        self.call(
+            "put_wallet_alarms",
+            self.inner
+                .put_wallet_alarms(tenant, wallet, seq_read, alarms),
+        )
+        .await
+    }
+    async fn close_period_charging(
+        &self,
+        invoice: &Invoice,
+        state: &meter_core::store::BillingState,
+        billed_to: DateTime<Utc>,
+        charge: &meter_core::store::InvoiceCharge,
+    ) -> StoreResult<meter_core::store::CloseOutcome> {
+        self.call(
+            "close_period_charging",
+            self.inner
+                .close_period_charging(invoice, state, billed_to, charge),
+        )
+        .await
+    }
+}

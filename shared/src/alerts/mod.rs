@@ -52,10 +52,23 @@ impl AlertPublisher for LogPublisher {
     }
 }
 
+/// The message `type` of an alert: `alert`, or for a wallet alarm (issue 19, its key
+/// `wallet.low_balance#<n>` / `wallet.depleted#<n>`) the alarm's name.
+fn alert_type(a: &Alert) -> &'static str {
+    if a.key.starts_with("wallet.low_balance#") {
+        "wallet.low_balance"
+    } else if a.key.starts_with("wallet.depleted#") {
+        "wallet.depleted"
+    } else {
+        "alert"
+    }
+}
+
 impl From<&Alert> for OutboxMessage {
     fn from(a: &Alert) -> Self {
+        let kind = alert_type(a);
         let mut attributes = BTreeMap::from([
-            ("type", "alert".to_owned()),
+            ("type", kind.to_owned()),
             ("tenant_id", a.tenant.to_string()),
             ("user_id", a.user.to_string()),
             ("severity", a.severity.as_str().to_owned()),
@@ -72,11 +85,11 @@ impl From<&Alert> for OutboxMessage {
             attributes.insert("budget_id", b.to_owned());
         }
         OutboxMessage {
-            kind: "alert",
+            kind,
             id: a.id.clone(),
             subject: a.title.clone(),
             body: serde_json::json!({
-                "type": "alert",
+                "type": kind,
                 "alert_id": a.id,
                 "tenant_id": a.tenant,
                 "user_id": a.user,

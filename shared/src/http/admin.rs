@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::fields::Fields;
 use crate::domain::{PlanName, SubscriptionStatus};
-use crate::limits::Plan;
+use crate::limits::{Payment, Plan};
 use crate::periods::{Anchor, BillingCycle};
 use crate::pricing::PriceVersion;
 use crate::service::{Error, FieldError, SubscriptionChange};
@@ -58,7 +58,7 @@ pub fn parse_subscription(body: &Value) -> Result<SubscriptionChange, Error> {
     })
 }
 
-/// Fields of a plan body: what GET /plans shows, plus `overage_rate` and `active`.
+/// Fields of a plan body: what GET /plans shows, plus `overage_rate`, `active` and `payment`.
 const PLAN_FIELDS: &[&str] = &[
     "name",
     "tier",
@@ -70,6 +70,7 @@ const PLAN_FIELDS: &[&str] = &[
     "limits",
     "overage_rate",
     "active",
+    "payment",
 ];
 
 /// Validates a `PUT /plans/{name}` body; the name comes from the path (a `name` field,
@@ -85,6 +86,15 @@ pub fn parse_plan(name: &PlanName, body: &Value) -> Result<Plan, Error> {
             );
         }
     }
+    // §11: `postpaid` (default) or `prepaid`; anything else is `invalid_value`.
+    f.choice(
+        "payment",
+        false,
+        &[
+            ("postpaid", Payment::Postpaid),
+            ("prepaid", Payment::Prepaid),
+        ],
+    );
     for required in ["tier", "monthly_price_usd", "yearly_price_usd", "limits"] {
         if f.raw(required).is_none() {
             f.error(required, "missing_field", "is required");

@@ -88,6 +88,9 @@ impl ApiError {
             ApiError::Service(Error::SubscriptionInactive { status }) => {
                 json!({ "status": status })
             }
+            ApiError::LimitExceeded(d) if d.credit.is_some() => {
+                super::limit_details::credit_details(d)
+            }
             ApiError::LimitExceeded(d) if d.limited_by.is_some() => {
                 super::limit_details::details(d)
             }

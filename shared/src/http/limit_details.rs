@@ -32,3 +32,30 @@ pub fn details(d: &Denial) -> Value {
     }
     out
 }
+
+/// The `details` of a prepaid check denied for want of credit (§11, issue 19): metric
+/// `credits_usd`, the wallet as `scope`, `used` (credit held by open reservations),
+/// `limit` (the balance), `requested` (the estimate), `available_usd`, `balance_usd`,
+/// `held_usd`; credit does not reset, so `resets_at` is null (a grant frees it).
+pub fn credit_details(d: &Denial) -> Value {
+    let Some(c) = &d.credit else {
+        return details(d);
+    };
+    let money = |v: rust_decimal::Decimal| json!(v.normalize().to_string());
+    let scope = match &c.wallet {
+        crate::credits::Subscriber::User(u) => json!({"kind": "user", "user_id": u}),
+        crate::credits::Subscriber::Org(o) => json!({"kind": "org", "org_id": o}),
+    };
+    json!({
+        "metric": crate::credits::CREDITS_METRIC,
+        "scope": scope,
+        "used": money(c.held_usd),
+        "limit": money(c.balance_usd),
+        "requested": money(c.requested_usd),
+        "available_usd": money(c.available_usd),
+        "balance_usd": money(c.balance_usd),
+        "held_usd": money(c.held_usd),
+        "resets_at": null,
+        "upgrade_to": null,
+    })
+}

@@ -199,6 +199,31 @@ pub struct Plan {
     /// Inactive plans are hidden from `/plans` and cannot be newly subscribed to.
     #[serde(default = "active_by_default")]
     pub active: bool,
+    /// How usage is paid (§11): `postpaid` (default: invoiced, credits reduce the
+    /// invoice) or `prepaid` (checks need credit in the subscriber's wallet).
+    #[serde(default)]
+    pub payment: Payment,
+}
+
+/// How a plan's usage is paid (§11, docs/credits.md).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Payment {
+    /// Usage is invoiced after the period; wallet credit reduces the invoice.
+    #[default]
+    Postpaid,
+    /// Usage must be covered by wallet credit: the check denies (`credits_usd`) an
+    /// estimate beyond `available_usd`, reservations hold credit, events draw from grants.
+    Prepaid,
+}
+
+impl Payment {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Payment::Postpaid => "postpaid",
+            Payment::Prepaid => "prepaid",
+        }
+    }
 }
 
 fn active_by_default() -> bool {

@@ -341,7 +341,7 @@ impl Meter {
                 return Ok(None); // nothing to bill without a subscription
             }
             let plan = self.plan_named(user, &plan_name).await?;
-            let invoice = billing::build_invoice(
+            let mut invoice = billing::build_invoice(
                 &InvoiceInput {
                     tenant: &user.tenant,
                     user: &user.user,
@@ -369,7 +369,19 @@ impl Meter {
                 billed_to = billed_to.min(n);
             }
             let billed_to = state.billed_to.map_or(billed_to, |b| b.max(billed_to));
-            match self.store.close_period(&invoice, &state, billed_to).await? {
+            // Issue 19: credits on the invoice, taken from the wallet with the close.
+            let charge = self
+                .invoice_credits(&user.tenant, &user.user, &plan, &mut invoice, period, at)
+                .await?;
+            let closed = match &charge {
+                Some(c) => {
+                    self.store
+                        .close_period_charging(&invoice, &state, billed_to, c)
+                        .await?
+                }
+                None => self.store.close_period(&invoice, &state, billed_to).await?,
+            };
+            match closed {
                 CloseOutcome::Closed => {
                     report.invoices_created += 1;
                     self.deliver_invoice(&invoice).await;

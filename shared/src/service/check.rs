@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
 
+use super::holds::HoldOutcome;
 use super::{period_at, period_start_at, Caller, Error, Meter, Result};
 use crate::budgets::LimitedBy;
 use crate::domain::{
@@ -113,6 +114,9 @@ pub struct Denial {
     /// The denying limit's scope, plan or budget, and window: only when a budget applies
     /// to the call (a plan-only denial is unchanged).
     pub limited_by: Option<LimitedBy>,
+    /// Issue 19: a prepaid plan's wallet did not cover the estimate (metric
+    /// `credits_usd`; `metric`, `used` = held, `limit` = balance are then the wallet's).
+    pub credit: Option<super::prepaid::CreditDenial>,
 }
 
 /// What a release did.
@@ -132,6 +136,7 @@ fn denial(v: &Violation, period: &Period, upgrade_to: Option<&Plan>, now: DateTi
         upgrade_to: upgrade_to.map(|p| p.name.clone()),
         retry_after_seconds: (period.end - now).num_seconds().max(1) as u64,
         limited_by: None,
+        credit: None,
     }
 }
 
@@ -172,9 +177,9 @@ impl Meter {
     pub async fn check(&self, caller: &Caller, req: CheckRequest) -> Result<CheckOutcome> {
         let now = self.now();
         let tenant = &caller.tenant;
-        let state = self
-            .store
-            .get_user_limits(tenant, &req.user, &|sub| period_start_at(sub, now))
+        // Issue 19: with the wallet figures when the tenant sells prepaid plans (one read).
+        let (state, credit) = self
+            .check_read(tenant, &req.user, &|sub| period_start_at(sub, now))
             .await?;
         let sub = state.subscription.as_ref();
         if let Some(s) = sub {
@@ -200,6 +205,12 @@ impl Meter {
             estimated_tokens,
             estimated_cost,
         };
+        // Issue 19: a prepaid plan needs credit for the estimate (service::prepaid).
+        let credit =
+            match Self::credit_gate(&plan, credit, estimated_cost, &req.user, &period, now)? {
+                Ok(hold) => hold,
+                Err(denial) => return Ok(CheckOutcome::Denied(*denial)),
+            };
 
         // Issue 18: when budgets may apply, every hard limit decides (service::enforce).
         if req.org_id.is_some() || state.user_budgets {
@@ -216,6 +227,7 @@ impl Meter {
                     estimated_cost,
                     call,
                     user_subscribed: sub.is_some(),
+                    credit,
                 };
                 return self.check_with_budgets(tenant, req, pc, budgets, now).await;
             }
@@ -240,15 +252,17 @@ impl Meter {
                     &call,
                     &guards_for(&plan.limits, &call),
                     &[],
+                    credit.as_ref(),
                     now,
                 )
                 .await?
             {
-                Some(hold) => {
+                HoldOutcome::Held(hold) => {
                     super::holds::add_held(&mut usage, &provider, &super::holds::held_of(&call));
                     reservation = Some(hold);
                 }
-                None => {
+                HoldOutcome::NoCredit(d) => return Ok(CheckOutcome::Denied(*d)),
+                HoldOutcome::Lost => {
                     // Lost a race for the last units: decide again on fresh counters.
                     let fresh = self
                         .store

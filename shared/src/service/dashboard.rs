@@ -370,6 +370,23 @@ pub struct DashboardView {
     pub alerts: DashboardAlerts,
     pub summary: Summary,
     pub recommendations: Vec<Recommendation>,
+    /// Issue 19: the user's prepaid wallet, in tenants that sell prepaid plans (one more
+    /// read); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wallet: Option<DashboardWallet>,
+}
+
+/// The wallet on a dashboard: how the plan is paid and the credit at the dashboard's
+/// instant (the full wallet is GET `/wallet/user/{id}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DashboardWallet {
+    pub payment: crate::limits::Payment,
+    #[serde(serialize_with = "crate::domain::money::normalized")]
+    pub balance_usd: Decimal,
+    #[serde(serialize_with = "crate::domain::money::normalized")]
+    pub held_usd: Decimal,
+    #[serde(serialize_with = "crate::domain::money::normalized")]
+    pub available_usd: Decimal,
 }
 
 fn period_error(e: PeriodError) -> Error {
@@ -472,6 +489,24 @@ impl Meter {
         };
         let usage = usage_view(user, &plan, &period, &current);
         let remaining = (period.end - now).num_seconds().max(0);
+        // Issue 19: the wallet, where prepaid plans are sold.
+        let wallet = if self.tenant_sells_prepaid(tenant).await? {
+            let credit = self
+                .store
+                .get_credit_state(tenant, &crate::credits::Subscriber::User(user.clone()))
+                .await?;
+            let money = |r: std::result::Result<Decimal, crate::credits::CreditError>| {
+                r.map_err(Error::overflow)
+            };
+            Some(DashboardWallet {
+                payment: plan.payment,
+                balance_usd: money(credit.balance(now))?,
+                held_usd: credit.held_usd,
+                available_usd: money(credit.available(now))?,
+            })
+        } else {
+            None
+        };
         let mut trends = trends_view(&periods, &usages, &plan_providers(&plan));
         trends.months = DEFAULT_TREND_MONTHS;
         Ok(DashboardView {
@@ -505,6 +540,7 @@ impl Meter {
             },
             recommendations: recommendations(&plans, &plan, &current, projected),
             current_usage: usage,
+            wallet,
         })
     }
 

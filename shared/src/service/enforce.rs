@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Utc};
 
 use super::check::{CheckAllowed, CheckOutcome, CheckRequest, Denial};
-use super::holds::{held_of, plan_counter_guards, states_after_hold};
+use super::holds::{held_of, plan_counter_guards, states_after_hold, HoldOutcome};
 use super::{Error, Meter, Result};
 use crate::budgets::{
     budget_limits, check_call_writes, decide_all, event_writes, headroom, reservation_writes,
@@ -47,6 +47,8 @@ pub(super) struct PlanCheck<'a> {
     /// The user has a subscription of their own (without one, a subscribed org named on
     /// the call stands in for the Free plan).
     pub user_subscribed: bool,
+    /// Issue 19: the credit a reservation holds on a prepaid plan (service::prepaid).
+    pub credit: Option<crate::store::CreditHold>,
 }
 
 impl Meter {
@@ -183,7 +185,7 @@ impl Meter {
                 let held = held_of(&pc.call);
                 let writes = reservation_writes(&states, &pc.call, &held);
                 let plan_guards = plan_counter_guards(&states, &plan_counter, &pc.call);
-                if let Some(hold) = self
+                match self
                     .hold_call(
                         tenant,
                         &req,
@@ -191,13 +193,18 @@ impl Meter {
                         &pc.call,
                         &plan_guards,
                         &writes,
+                        pc.credit.as_ref(),
                         now,
                     )
                     .await?
                 {
-                    // The answer's figures, with the hold included.
-                    states_after_hold(&mut states, &plan_counter, &writes, &pc.provider, &held);
-                    break (headroom(&states), Some(hold));
+                    HoldOutcome::Held(hold) => {
+                        // The answer's figures, with the hold included.
+                        states_after_hold(&mut states, &plan_counter, &writes, &pc.provider, &held);
+                        break (headroom(&states), Some(hold));
+                    }
+                    HoldOutcome::NoCredit(d) => return Ok(CheckOutcome::Denied(*d)),
+                    HoldOutcome::Lost => {}
                 }
                 // Lost a race for the last units of a limit: fresh plan usage too.
                 plan_usage = self
@@ -278,6 +285,7 @@ impl Meter {
                 source: d.source,
                 window: d.window,
             }),
+            credit: None,
         }))
     }
 

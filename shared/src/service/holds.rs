@@ -5,13 +5,14 @@
 
 use chrono::{DateTime, Duration, Utc};
 
-use super::check::{CheckRequest, Hold};
+use super::check::{CheckRequest, Denial, Hold};
+use super::prepaid::Reserved;
 use super::{Meter, Result};
 use crate::budgets::{reservation_guards, CounterKey, CounterWrite, LimitState};
 use crate::domain::{Reservation, ReservationStatus, TenantId};
 use crate::limits::{CallEstimate, Guard};
 use crate::periods::Period;
-use crate::store::ReserveOutcome;
+use crate::store::{CreditHold, ReserveOutcome};
 use crate::usage::{PeriodUsage, Tally};
 
 /// What a reservation holds: one call, the estimated tokens and the estimated cost (zero
@@ -74,13 +75,23 @@ pub(super) fn states_after_hold(
     }
 }
 
+/// What [`Meter::hold_call`] did.
+pub(super) enum HoldOutcome {
+    Held(Hold),
+    /// A guard failed at the write (racing reservations took the last units; nothing was
+    /// held): decide again on fresh counters.
+    Lost,
+    /// A prepaid plan's wallet no longer admits the estimate (issue 19): the denial.
+    NoCredit(Box<Denial>),
+}
+
 impl Meter {
     /// Holds `call`'s estimate for `req.reservation_ttl_seconds`: on the user's plan
     /// counters of `period`, guarded by `plan_guards` (the plan's limits, and those of
     /// hard `period` budgets on the user's own scope, which count there too) and,
     /// atomically with it, every budget write of `budget_writes` (each guarded by its own
-    /// limits; none for a plan-only check). `Some(hold)` when held; `None` when a guard
-    /// failed at the write (racing reservations took the last units; nothing was held).
+    /// limits; none for a plan-only check) and, on a prepaid plan, `credit` on the user's
+    /// wallet (issue 19), all in one atomic write.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn hold_call(
         &self,
@@ -90,8 +101,9 @@ impl Meter {
         call: &CallEstimate,
         plan_guards: &[Guard],
         budget_writes: &[CounterWrite],
+        credit: Option<&CreditHold>,
         now: DateTime<Utc>,
-    ) -> Result<Option<Hold>> {
+    ) -> Result<HoldOutcome> {
         let r = Reservation {
             id: Reservation::new_id(&req.user),
             tenant: tenant.clone(),
@@ -109,20 +121,28 @@ impl Meter {
         };
         let outcome = {
             let _gate = self.gate(tenant, &req.user).await;
-            if budget_writes.is_empty() {
-                self.store.reserve(&r, plan_guards).await?
-            } else {
-                self.store
-                    .reserve_counted(&r, plan_guards, budget_writes, now)
+            match credit {
+                Some(hold) => match self
+                    .reserve_call(&r, plan_guards, budget_writes, hold, period, now)
                     .await?
+                {
+                    Reserved::Store(o) => o,
+                    Reserved::NoCredit(d) => return Ok(HoldOutcome::NoCredit(d)),
+                },
+                None if budget_writes.is_empty() => self.store.reserve(&r, plan_guards).await?,
+                None => {
+                    self.store
+                        .reserve_counted(&r, plan_guards, budget_writes, now)
+                        .await?
+                }
             }
         };
         Ok(match outcome {
-            ReserveOutcome::Reserved => Some(Hold {
+            ReserveOutcome::Reserved => HoldOutcome::Held(Hold {
                 reservation_id: r.id,
                 expires_at: r.expires_at,
             }),
-            ReserveOutcome::Denied { .. } => None,
+            ReserveOutcome::Denied { .. } => HoldOutcome::Lost,
         })
     }
 }

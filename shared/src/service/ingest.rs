@@ -116,12 +116,17 @@ impl Meter {
         let mut invalid = Vec::new();
         // Users whose events may count in budgets: (subscription, own scope has budgets).
         let mut scoped = BTreeMap::new();
+        let mut drawing = std::collections::BTreeSet::new();
         for (user, indices) in &by_user {
             let limits = self
                 .store
                 .get_user_limits(tenant, user, &|s| super::period_start_at(s, now))
                 .await?;
             let sub = limits.subscription;
+            // Issue 19: a prepaid user's events draw from the user's wallet.
+            if self.draws_from_wallet(tenant, sub.as_ref()).await? {
+                drawing.insert(user.clone());
+            }
             if limits.user_budgets || indices.iter().any(|&i| inputs[i].org_id.is_some()) {
                 scoped.insert(user.clone(), (sub.clone(), limits.user_budgets));
             }
@@ -178,7 +183,9 @@ impl Meter {
             };
             let outcomes = {
                 let _gate = self.gate(tenant, user).await;
-                if writes.iter().any(|w| !w.is_empty()) {
+                if drawing.contains(user) {
+                    self.store.record_events_drawing(&batch, &writes).await?
+                } else if writes.iter().any(|w| !w.is_empty()) {
                     self.store.record_events_counted(&batch, &writes).await?
                 } else {
                     self.store.record_events(&batch).await?
@@ -243,6 +250,12 @@ impl Meter {
                 .await
             {
                 touched.clear();
+            }
+            // Issue 19: the wallet alarms of a prepaid user's draws (service::prepaid).
+            if drawing.contains(user) {
+                if let Err(e) = self.observe_wallet(tenant, user).await {
+                    tracing::warn!(error = %e, user = %user, "could not observe the wallet after ingest");
+                }
             }
             for period_start in touched {
                 if let Err(e) = self.raise_alerts(tenant, user, period_start).await {

@@ -33,6 +33,7 @@ pub mod org_billing;
 pub mod org_reads;
 pub mod orgs;
 pub mod outbox;
+pub mod prepaid;
 pub mod privacy;
 pub mod reads;
 pub mod subscriptions;

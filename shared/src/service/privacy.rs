@@ -63,6 +63,10 @@ pub struct UserExport {
     pub invoices: Vec<InvoiceView>,
     /// What the user's invoices are kept under after an erasure.
     pub pseudonym: UserId,
+    /// Issue 19: the user's prepaid wallet as GET `/wallet/user/{id}` shows it, and what
+    /// each event drew from its grants (oldest first).
+    pub wallet: super::wallets::WalletView,
+    pub draws: Vec<crate::store::EventDraws>,
 }
 
 /// How far an erasure got.
@@ -87,6 +91,10 @@ impl Meter {
         let mut invoices = self.store.list_invoices(tenant, user).await?;
         let anon = pseudonym(tenant, user);
         invoices.extend(self.store.list_invoices(tenant, &anon).await?);
+        let wallet = self
+            .wallet(caller, &crate::credits::Subscriber::User(user.clone()))
+            .await?;
+        let draws = self.store.event_draws(tenant, user, None).await?;
         Ok(UserExport {
             user_id: user.clone(),
             tenant_id: tenant.clone(),
@@ -113,6 +121,8 @@ impl Meter {
             alerts: alerts.iter().map(AlertView::from).collect(),
             invoices: invoices.iter().map(InvoiceView::from).collect(),
             pseudonym: anon,
+            wallet,
+            draws,
         })
     }
 

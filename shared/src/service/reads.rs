@@ -23,6 +23,8 @@ pub struct PlanView {
     pub features: Vec<String>,
     pub alert_thresholds: Vec<u8>,
     pub limits: MetricAmounts,
+    /// `postpaid` or `prepaid` (§11).
+    pub payment: crate::limits::Payment,
 }
 
 impl From<&Plan> for PlanView {
@@ -36,6 +38,7 @@ impl From<&Plan> for PlanView {
             features: p.features.clone(),
             alert_thresholds: p.alert_thresholds.clone(),
             limits: MetricAmounts(p.limits.0.clone()),
+            payment: p.payment,
         }
     }
 }

@@ -4,8 +4,8 @@
 //! promises that need atomicity (one grant per id, at most [`MAX_GRANTS_PER_WALLET`] per
 //! wallet, a void once).
 //!
-//! Not yet: usage drawing from grants, the prepaid check, reservations holding credit
-//! (`held_usd` is 0), the low-balance and depleted alarms, credits on invoices.
+//! Prepaid plans (the check's credit, holds, draws) are in [`super::prepaid`]. Not yet:
+//! the low-balance and depleted alarms, credits on invoices.
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -59,10 +59,10 @@ impl GrantView {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct WalletView {
     pub subscriber: Subscriber,
-    /// Remaining of the unexpired, unvoided grants (minus unsettled overdraft: none yet).
+    /// Remaining of the unexpired, unvoided grants minus the unbilled overdraft.
     #[serde(serialize_with = "normalized")]
     pub balance_usd: Decimal,
-    /// Credit held by open reservations (0 until reservations hold credit).
+    /// Credit held by open reservations (prepaid plans).
     #[serde(serialize_with = "normalized")]
     pub held_usd: Decimal,
     /// `balance_usd − held_usd`.
@@ -70,7 +70,7 @@ pub struct WalletView {
     pub available_usd: Decimal,
     #[serde(serialize_with = "normalized_option")]
     pub low_balance_usd: Option<Decimal>,
-    /// Cost drawn from the wallet in the last 7 days (0 until usage draws from grants).
+    /// Cost drawn from the wallet by prepaid usage in the last 7 days (overdraft included).
     #[serde(serialize_with = "normalized")]
     pub burn_last_7_days_usd: Decimal,
     /// When `available_usd` runs out at that burn; `null` without burn.
@@ -134,10 +134,27 @@ impl Meter {
         caller.require(Role::Service)?;
         let record = self.store.get_wallet(&caller.tenant, wallet).await?;
         let now = self.now();
-        let (overdrawn, held) = (Decimal::ZERO, Decimal::ZERO);
+        let (overdrawn, held) = (record.overdrawn_usd, record.held_usd);
         let view = wallet_view(&record.grants, overdrawn, held, now).map_err(credit_error)?;
-        // No usage draws from grants yet, so no burn: the date lights up when it does.
-        let burn = Decimal::ZERO;
+        // The burn: what the user's prepaid events drew (cost, overdraft included) in the
+        // last 7 days; an org's wallet is not drawn from yet.
+        let burn = match wallet {
+            Subscriber::User(user) => {
+                let since = now - chrono::Duration::days(7);
+                let mut burn = Decimal::ZERO;
+                for d in self
+                    .store
+                    .event_draws(&caller.tenant, user, Some(since))
+                    .await?
+                {
+                    if d.at <= now {
+                        burn = burn.checked_add(d.cost_usd).ok_or(Error::Internal)?;
+                    }
+                }
+                burn
+            }
+            Subscriber::Org(_) => Decimal::ZERO,
+        };
         let mut grants: Vec<&Grant> = record.grants.iter().collect();
         grants.sort_by(|a, b| (!a.counts(now)).cmp(&!b.counts(now)).then(draw_cmp(a, b)));
         Ok(WalletView {
@@ -198,6 +215,7 @@ impl Meter {
         if created {
             tracing::info!(tenant = %tenant, wallet = %wallet, grant = %id,
                 amount_usd = %stored.amount_usd, kind = %stored.kind, "grant stored");
+            self.observe_after_change(tenant, wallet).await;
         }
         Ok(GrantWritten {
             grant: GrantView::of(&stored, now),
@@ -223,6 +241,7 @@ impl Meter {
             GrantVoid::Voided(g) => {
                 tracing::info!(tenant = %caller.tenant, wallet = %wallet, grant = %id,
                     "grant voided");
+                self.observe_after_change(&caller.tenant, wallet).await;
                 g
             }
             GrantVoid::AlreadyVoided(g) => g,
@@ -256,5 +275,18 @@ impl Meter {
             subscriber: wallet.clone(),
             low_balance_usd,
         })
+    }
+}
+
+impl Meter {
+    /// Observes a user's wallet alarms after a grant or a void changed its credit (a top-up
+    /// re-arms them, a void may fire them); an org's wallet has no alarms yet. A failure is
+    /// logged: the change is stored, the next observation catches up.
+    async fn observe_after_change(&self, tenant: &crate::domain::TenantId, wallet: &Subscriber) {
+        if let Subscriber::User(user) = wallet {
+            if let Err(e) = self.observe_wallet(tenant, user).await {
+                tracing::warn!(error = %e, user = %user, "could not observe the wallet");
+            }
+        }
     }
 }

@@ -26,6 +26,7 @@ mod budgets;
 mod directory;
 mod org_members;
 mod orgs;
+mod prepaid;
 mod token_keys;
 mod wallets;
 
@@ -35,6 +36,9 @@ pub use budgets::{BudgetPut, BudgetStore, MAX_BUDGETS_PER_SCOPE};
 pub use directory::{DirectoryStore, TenantUser};
 pub use org_members::{OrgMembers, OrgMembersStore};
 pub use orgs::{org_of_subscriber, org_subscriber, OrgClose, OrgRef, OrgStore};
+pub use prepaid::{
+    CreditHold, CreditReserve, CreditState, EventDraws, InvoiceCharge, PrepaidStore,
+};
 pub use token_keys::TokenKeyStore;
 pub use wallets::{GrantInsert, GrantVoid, WalletRecord, WalletStore, MAX_GRANTS_PER_WALLET};
 
@@ -470,6 +474,7 @@ pub trait Store:
     + OrgStore
     + OrgMembersStore
     + BudgetAlertStore
+    + PrepaidStore
 {
 }
 
@@ -488,7 +493,8 @@ impl<
             + BudgetCounterStore
             + OrgStore
             + OrgMembersStore
-            + BudgetAlertStore,
+            + BudgetAlertStore
+            + PrepaidStore,
     > Store for T
 {
 }

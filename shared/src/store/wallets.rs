@@ -34,6 +34,14 @@ pub struct WalletRecord {
     pub grants: Vec<Grant>,
     /// The level below which `wallet.low_balance` fires; `None`: no such alarm.
     pub low_balance_usd: Option<Decimal>,
+    /// Usage recorded beyond the grants (prepaid plans), not billed yet.
+    pub overdrawn_usd: Decimal,
+    /// Credit held by open reservations (prepaid plans).
+    pub held_usd: Decimal,
+    /// The wallet's alarms as last stored (`None`: never observed), and how often they
+    /// were stored (the version [`super::PrepaidStore::put_wallet_alarms`] conditions on).
+    pub alarms: Option<crate::credits::WalletAlarms>,
+    pub alarm_seq: u64,
 }
 
 /// What an insert did.

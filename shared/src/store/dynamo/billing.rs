@@ -214,6 +214,65 @@ impl DynamoStore {
     }
 }
 
+impl DynamoStore {
+    /// Closes a period (see [`InvoiceStore::close_period`]) with `extra` items in the same
+    /// transaction (issue 19: the wallet's draws for the invoice's `credits_applied`); any
+    /// of their conditions failing is [`CloseOutcome::Changed`].
+    pub(super) async fn close_period_with(
+        &self,
+        invoice: &Invoice,
+        state: &BillingState,
+        billed_to: DateTime<Utc>,
+        extra: &[aws_sdk_dynamodb::types::TransactWriteItem],
+    ) -> StoreResult<CloseOutcome> {
+        // A version this store did not write cannot be the current one.
+        let Some(version) = BillingVersion::parse(&state.version) else {
+            return Ok(CloseOutcome::Changed);
+        };
+        // The attributes to move: read the state item again. If it is not at `version`
+        // any more, the transaction fails on it (after the invoice's condition, which
+        // decides first: an existing invoice is `AlreadyInvoiced` whatever the state).
+        let current = self.get_state(&state.tenant, &state.user, &[]).await?;
+        if super::migrate::needs_migration(&current) {
+            // Its usage is under names this build does not read: invoicing it now would
+            // bill zero. `meter migrate` rewrites it (docs/operations.md).
+            return Err(StoreError::Unavailable(
+                "the user's state item is in the previous layout: run `meter migrate`".into(),
+            ));
+        }
+        let moves = PeriodMoves::of(&current, state.period_start, billed_to)?;
+        let mut u = Update::new();
+        u.set(layout::BILLED_TO, s(layout::billed_to(billed_to)));
+        // Equal to the stored values (adjv is in the condition): removed, not subtracted.
+        for period in state.adjustments.keys() {
+            u.remove(&layout::adjustment(*period, AdjustmentPart::Events))
+                .remove(&layout::adjustment(*period, AdjustmentPart::Cost));
+        }
+        u.add(layout::ADJ_VERSION, n(1));
+        u.condition(|x| version.condition(x, state.period_start));
+        moves.apply_to_state(&mut u, state.period_start);
+        let state_pk = layout::user_pk(&state.tenant, state.user.as_str());
+        let res = self
+            .transact_until_decided("closing a period", || {
+                let mut tx = vec![
+                    self.tx_put(items::invoice_item(invoice)?, true)?,
+                    self.tx_update(state_pk.clone(), layout::STATE_SK, &u)?,
+                ];
+                for (period, pu) in moves.period_updates() {
+                    tx.push(self.tx_update(state_pk.clone(), &layout::period_sk(period), &pu)?);
+                }
+                tx.extend(extra.iter().cloned());
+                Ok(tx)
+            })
+            .await?;
+        Ok(match res {
+            Ok(()) => CloseOutcome::Closed,
+            Err(reasons) if first_condition_failed(&reasons) => CloseOutcome::AlreadyInvoiced,
+            Err(_) => CloseOutcome::Changed,
+        })
+    }
+}
+
 #[async_trait]
 impl InvoiceStore for DynamoStore {
     async fn put_invoice_once(&self, invoice: &Invoice) -> StoreResult<bool> {
@@ -255,50 +314,7 @@ impl InvoiceStore for DynamoStore {
         state: &BillingState,
         billed_to: DateTime<Utc>,
     ) -> StoreResult<CloseOutcome> {
-        // A version this store did not write cannot be the current one.
-        let Some(version) = BillingVersion::parse(&state.version) else {
-            return Ok(CloseOutcome::Changed);
-        };
-        // The attributes to move: read the state item again. If it is not at `version`
-        // any more, the transaction fails on it (after the invoice's condition, which
-        // decides first: an existing invoice is `AlreadyInvoiced` whatever the state).
-        let current = self.get_state(&state.tenant, &state.user, &[]).await?;
-        if super::migrate::needs_migration(&current) {
-            // Its usage is under names this build does not read: invoicing it now would
-            // bill zero. `meter migrate` rewrites it (docs/operations.md).
-            return Err(StoreError::Unavailable(
-                "the user's state item is in the previous layout: run `meter migrate`".into(),
-            ));
-        }
-        let moves = PeriodMoves::of(&current, state.period_start, billed_to)?;
-        let mut u = Update::new();
-        u.set(layout::BILLED_TO, s(layout::billed_to(billed_to)));
-        // Equal to the stored values (adjv is in the condition): removed, not subtracted.
-        for period in state.adjustments.keys() {
-            u.remove(&layout::adjustment(*period, AdjustmentPart::Events))
-                .remove(&layout::adjustment(*period, AdjustmentPart::Cost));
-        }
-        u.add(layout::ADJ_VERSION, n(1));
-        u.condition(|x| version.condition(x, state.period_start));
-        moves.apply_to_state(&mut u, state.period_start);
-        let state_pk = layout::user_pk(&state.tenant, state.user.as_str());
-        let res = self
-            .transact_until_decided("closing a period", || {
-                let mut tx = vec![
-                    self.tx_put(items::invoice_item(invoice)?, true)?,
-                    self.tx_update(state_pk.clone(), layout::STATE_SK, &u)?,
-                ];
-                for (period, pu) in moves.period_updates() {
-                    tx.push(self.tx_update(state_pk.clone(), &layout::period_sk(period), &pu)?);
-                }
-                Ok(tx)
-            })
-            .await?;
-        Ok(match res {
-            Ok(()) => CloseOutcome::Closed,
-            Err(reasons) if first_condition_failed(&reasons) => CloseOutcome::AlreadyInvoiced,
-            Err(_) => CloseOutcome::Changed,
-        })
+        self.close_period_with(invoice, state, billed_to, &[]).await
     }
 
     async fn unpublished_invoices(&self, limit: usize) -> StoreResult<Vec<Invoice>> {

@@ -39,6 +39,7 @@ pub mod migrate;
 mod org_members;
 mod orgs;
 mod period_items;
+mod prepaid;
 mod privacy;
 mod recording;
 mod request_counter;

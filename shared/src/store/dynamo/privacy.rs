@@ -24,7 +24,7 @@ const BATCH: usize = 25;
 
 impl DynamoStore {
     /// Base-table keys of the user's items in the GSI `by_user` (alerts, events), up to `max`.
-    async fn user_index_items(
+    pub(super) async fn user_index_items(
         &self,
         pk: &str,
         prefix: Option<&str>,

@@ -23,6 +23,7 @@ use super::counters::{billed_condition, open_condition, AllOpen, BilledTo, Incre
 use super::expressions::Update;
 use super::items;
 use super::layout;
+use super::prepaid::ChunkDraws;
 use super::requests::{backoff, gave_up, reason_code, TxError, MAX_ATTEMPTS, MAX_TX_ITEMS};
 use super::reservations::{OpenReservation, Place};
 use super::DynamoStore;
@@ -33,6 +34,9 @@ use crate::store::{RecordOutcome, StoreError, StoreResult, UsageStore};
 /// What an item of a chunk's transaction is, so that its cancellation reason can be read.
 enum TxItem {
     Event(usize),
+    /// A drawn grant (issue 19): its condition failing means another draw or a void
+    /// changed it since the wallet was read; read it again.
+    Wallet,
     /// The state update, or the closing of a spilled reservation the chunk settles: its
     /// condition failing means `billed_to` moved or a settled reservation closed meanwhile.
     State,
@@ -64,6 +68,8 @@ struct ChunkPlan {
     late: bool,
     /// Increments of the budget counters the events belong to, by counter key.
     budget: BTreeMap<String, CounterAdds>,
+    /// Wallet credit the settled reservations held (issue 19): released on the head.
+    credit_released: Decimal,
 }
 
 /// Increments of a daily rollup item: `ADD`s of plain attribute names.
@@ -99,6 +105,7 @@ impl ChunkPlan {
         let mut settled = Vec::new();
         let mut late = false;
         let mut budget: BTreeMap<String, CounterAdds> = BTreeMap::new();
+        let mut credit_released = Decimal::ZERO;
         for &i in todo {
             let e = &events[i];
             events_out.push((i, items::event_item(e)?));
@@ -131,6 +138,9 @@ impl ChunkPlan {
                         .or_default()
                         .unhold(&o.r.provider, h)?;
                 }
+                credit_released = credit_released
+                    .checked_add(o.credit)
+                    .ok_or_else(|| StoreError::Overflow("held credit".into()))?;
                 settled.push(o);
             }
         }
@@ -145,6 +155,7 @@ impl ChunkPlan {
             settled,
             late,
             budget,
+            credit_released,
         })
     }
 
@@ -219,6 +230,7 @@ fn read_cancellation(
                 out.existing.push((*i, reason.item().cloned()))
             }
             ("ConditionalCheckFailed", TxItem::State) => out.state_changed = true,
+            ("ConditionalCheckFailed", TxItem::Wallet) => {}
             ("ConditionalCheckFailed", TxItem::Other) => {}
             ("TransactionConflict" | "ThrottlingError" | "ProvisionedThroughputExceeded", _) => {}
             (code, _) => {
@@ -300,6 +312,17 @@ impl DynamoStore {
         events: &[UsageEvent],
         writes: &[Vec<CounterWrite>],
     ) -> StoreResult<Vec<RecordOutcome>> {
+        self.record_with(events, writes, false).await
+    }
+
+    /// [`Self::record_with_counters`], and with `draw` (issue 19, prepaid plans) each
+    /// event's cost drawn from its user's wallet in the event's transaction.
+    pub(super) async fn record_with(
+        &self,
+        events: &[UsageEvent],
+        writes: &[Vec<CounterWrite>],
+        draw: bool,
+    ) -> StoreResult<Vec<RecordOutcome>> {
         let mut outcomes = vec![None; events.len()];
         let mut groups: Vec<((&TenantId, &UserId), Vec<usize>)> = Vec::new();
         for (i, e) in events.iter().enumerate() {
@@ -309,7 +332,7 @@ impl DynamoStore {
             }
         }
         for (_, idxs) in &groups {
-            self.record_user_events(events, writes, idxs, &mut outcomes)
+            self.record_user_events(events, writes, idxs, &mut outcomes, draw)
                 .await?;
         }
         outcomes
@@ -329,6 +352,7 @@ impl DynamoStore {
         writes: &[Vec<CounterWrite>],
         idxs: &[usize],
         outcomes: &mut [Option<RecordOutcome>],
+        draw: bool,
     ) -> StoreResult<()> {
         // One transaction may hold an item only once: repeats of an id in the batch are
         // resolved against the stored event afterwards.
@@ -343,8 +367,13 @@ impl DynamoStore {
         }
         let mut start = 0;
         while start < firsts.len() {
-            let end = chunk_end(events, writes, &firsts, start);
-            self.record_chunk(events, writes, &firsts[start..end], outcomes)
+            // A drawing event goes alone: its grant items must fit with the rest.
+            let end = if draw {
+                start + 1
+            } else {
+                chunk_end(events, writes, &firsts, start)
+            };
+            self.record_chunk(events, writes, &firsts[start..end], outcomes, draw)
                 .await?;
             start = end;
         }
@@ -366,6 +395,7 @@ impl DynamoStore {
         writes: &[Vec<CounterWrite>],
         idxs: &[usize],
         outcomes: &mut [Option<RecordOutcome>],
+        draw: bool,
     ) -> StoreResult<()> {
         let Some(&first) = idxs.first() else {
             return Ok(());
@@ -386,7 +416,14 @@ impl DynamoStore {
                 billed = Billed::Known(found.billed);
             }
             let plan = ChunkPlan::of(events, writes, &todo, found.open, &billed)?;
-            let (tx, kinds) = self.chunk_transaction(tenant, &state_pk, plan, &billed)?;
+            let draws = if draw {
+                let grants = super::prepaid::wallet_grants(self, tenant, user).await?;
+                Some(ChunkDraws::of(events, &todo, &grants)?)
+            } else {
+                None
+            };
+            let (tx, kinds) =
+                self.chunk_transaction(tenant, user, &state_pk, plan, &billed, draws.as_ref())?;
             match self.transact(tx).await {
                 Ok(()) => {
                     for &i in &todo {
@@ -417,14 +454,22 @@ impl DynamoStore {
     fn chunk_transaction(
         &self,
         tenant: &TenantId,
+        user: &UserId,
         state_pk: &str,
         plan: ChunkPlan,
         billed: &Billed,
+        draws: Option<&ChunkDraws>,
     ) -> StoreResult<(Vec<TransactWriteItem>, Vec<TxItem>)> {
         let mut tx = Vec::new();
         let mut kinds = Vec::new();
         let state = plan.state_update(state_pk, billed);
-        for (i, item) in plan.events {
+        for (i, mut item) in plan.events {
+            if let Some(d) = draws.and_then(|d| d.events.get(&i)) {
+                item.insert(
+                    super::prepaid::EVENT_DRAWS.to_owned(),
+                    super::prepaid::draws_attr(d)?,
+                );
+            }
             tx.push(self.tx_put(item, true)?);
             kinds.push(TxItem::Event(i));
         }
@@ -457,6 +502,24 @@ impl DynamoStore {
                 Place::Spilled => TxItem::State,
                 Place::Inline(_) => TxItem::Other,
             });
+        }
+        // Issue 19: the drawn grants and the wallet head (buckets, overdraft, released
+        // holds).
+        let wallet_pk = super::prepaid::user_wallet_pk(tenant, user);
+        let mut head = Update::new();
+        if let Some(d) = draws {
+            for (sk, u) in d.grant_updates() {
+                tx.push(self.tx_update(wallet_pk.clone(), &sk, &u)?);
+                kinds.push(TxItem::Wallet);
+            }
+            d.head_adds(&mut head);
+        }
+        if plan.credit_released > Decimal::ZERO {
+            head.add(super::prepaid::HELD, n(-plan.credit_released));
+        }
+        if !head.update_expression().is_empty() {
+            tx.push(self.tx_update(wallet_pk, super::prepaid::HEAD_SK, &head)?);
+            kinds.push(TxItem::Other);
         }
         Ok((tx, kinds))
     }

@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use aws_sdk_dynamodb::types::{CancellationReason, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{AttributeValue, CancellationReason, Put, TransactWriteItem};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
@@ -23,11 +23,14 @@ use super::errors::{build_err, sdk_err};
 use super::expressions::Update;
 use super::items;
 use super::layout::{self, Field};
+use super::prepaid;
 use super::requests::{gave_up, key, reason_code, MAX_ATTEMPTS};
 use super::DynamoStore;
 use crate::domain::{Reservation, ReservationStatus, TenantId, UserId};
 use crate::limits::Metric;
-use crate::store::{Guard, ReleaseOutcome, ReserveOutcome, StoreError, StoreResult};
+use crate::store::{
+    CreditHold, CreditReserve, Guard, ReleaseOutcome, ReserveOutcome, StoreError, StoreResult,
+};
 
 /// Users (state item keys) whose state item this process last saw with every inline slot
 /// taken: their next reservation spills at once (one transaction) instead of failing its
@@ -79,6 +82,8 @@ pub(super) enum Place {
 pub(super) struct OpenReservation {
     pub r: Reservation,
     pub place: Place,
+    /// The wallet credit it holds (issue 19, prepaid plans; 0: none).
+    pub credit: Decimal,
 }
 
 /// What a lookup of reservation ids found.
@@ -212,11 +217,13 @@ impl DynamoStore {
             {
                 Some((name, av)) => {
                     let r = items::reservation_of_map(tenant, user, id, av)?;
+                    let credit = prepaid::credit_of_map(av)?;
                     found.open.insert(
                         (*id).to_owned(),
                         OpenReservation {
                             r,
                             place: Place::Inline(name),
+                            credit,
                         },
                     );
                 }
@@ -234,11 +241,13 @@ impl DynamoStore {
         for item in self.get_items(wanted).await? {
             let r: Reservation = from_item(&item)?;
             if r.status == ReservationStatus::Held {
+                let credit = prepaid::credit_of(&item)?;
                 found.open.insert(
                     r.id.clone(),
                     OpenReservation {
                         r,
                         place: Place::Spilled,
+                        credit,
                     },
                 );
             } else {
@@ -336,6 +345,14 @@ impl DynamoStore {
                         }
                     }
                     tx.extend(self.budget_counter_items(&r.tenant, &unheld)?);
+                    if open.credit > Decimal::ZERO {
+                        // Issue 19: the credit it held goes back to the wallet.
+                        tx.push(self.tx_update(
+                            prepaid::user_wallet_pk(&r.tenant, &r.user),
+                            prepaid::HEAD_SK,
+                            &prepaid::release_update(open.credit),
+                        )?);
+                    }
                     Ok(tx)
                 })
                 .await?;
@@ -374,12 +391,35 @@ impl DynamoStore {
         guards: &[Guard],
         budget: &[GuardedUpdate],
     ) -> StoreResult<ReserveOutcome> {
+        match self.reserve_hold_with(r, guards, budget, None).await? {
+            CreditReserve::Reserved => Ok(ReserveOutcome::Reserved),
+            CreditReserve::Denied { metric } => Ok(ReserveOutcome::Denied { metric }),
+            CreditReserve::NoCredit => Err(gave_up("reserving")),
+        }
+    }
+
+    /// [`Self::reserve_hold`], and with `credit` (issue 19, a prepaid plan) its credit on
+    /// the user's wallet in the same transaction (see `prepaid`).
+    pub(super) async fn reserve_hold_with(
+        &self,
+        r: &Reservation,
+        guards: &[Guard],
+        budget: &[GuardedUpdate],
+        credit: Option<&CreditHold>,
+    ) -> StoreResult<CreditReserve> {
+        let head_update = match credit.map(prepaid::hold_update) {
+            None => None,
+            Some(Some(u)) => Some(u),
+            Some(None) => return Ok(CreditReserve::NoCredit),
+        };
+        let held_credit = credit.map(CreditHold::amount).unwrap_or_default();
+        let head_pk = prepaid::user_wallet_pk(&r.tenant, &r.user);
         let mut bounded = Vec::with_capacity(guards.len());
         for g in guards {
             match guard_bound(g) {
                 Some(bound) => bounded.push((g.clone(), bound)),
                 None => {
-                    return Ok(ReserveOutcome::Denied {
+                    return Ok(CreditReserve::Denied {
                         metric: g.metric.clone(),
                     })
                 }
@@ -412,7 +452,13 @@ impl DynamoStore {
                 guard_conditions(&mut u, &bounded, r.period_start, false);
             }
             if !spill {
-                u.set(&attr, items::reservation_map(r))
+                let mut map = items::reservation_map(r);
+                if held_credit > Decimal::ZERO {
+                    if let AttributeValue::M(m) = &mut map {
+                        m.insert(prepaid::INLINE_CREDIT.to_owned(), n(held_credit));
+                    }
+                }
+                u.set(&attr, map)
                     .add(layout::INLINE_HOLDS, n(1))
                     .set(layout::HOLDS_PK, s(layout::holds_shard(&pk)))
                     .set(layout::HOLDS_SK, s(pk.clone()));
@@ -436,9 +482,13 @@ impl DynamoStore {
                 period_update = Some(pu);
             }
 
-            let (state, period) = if !spill && period_update.is_none() && budget.is_empty() {
+            let (state, period) = if !spill
+                && period_update.is_none()
+                && budget.is_empty()
+                && head_update.is_none()
+            {
                 match self.update(pk.clone(), layout::STATE_SK, &u, true).await? {
-                    Ok(()) => return Ok(ReserveOutcome::Reserved),
+                    Ok(()) => return Ok(CreditReserve::Reserved),
                     Err(Some(old)) => (old, None),
                     // The emulator or an old API version returned no item: read it.
                     Err(None) => (self.get_state(&r.tenant, &r.user, &[]).await?, None),
@@ -450,11 +500,18 @@ impl DynamoStore {
                         if let Some(pu) = &period_update {
                             tx.push(self.tx_update(pk.clone(), &period_sk, pu)?);
                         }
+                        if let Some(hu) = &head_update {
+                            tx.push(self.tx_update(head_pk.clone(), prepaid::HEAD_SK, hu)?);
+                        }
                         for g in budget {
                             tx.push(self.tx_update(g.pk.clone(), COUNTER_SK, &g.update)?);
                         }
                         if spill {
-                            tx.push(self.tx_put(items::spilled_item(r)?, true)?);
+                            let mut item = items::spilled_item(r)?;
+                            if held_credit > Decimal::ZERO {
+                                item.insert(prepaid::SPILLED_CREDIT.to_owned(), n(held_credit));
+                            }
+                            tx.push(self.tx_put(item, true)?);
                         }
                         Ok(tx)
                     })
@@ -464,15 +521,20 @@ impl DynamoStore {
                         if spill {
                             self.crowded.mark(&pk);
                         }
-                        return Ok(ReserveOutcome::Reserved);
+                        return Ok(CreditReserve::Reserved);
                     }
                     Err(reasons) => reasons,
                 };
                 if spill && condition_failed(&reasons, reasons.len().saturating_sub(1)) {
                     // The reservation's item exists: an earlier attempt stored it.
-                    return Ok(ReserveOutcome::Reserved);
+                    return Ok(CreditReserve::Reserved);
                 }
-                let first_budget = 1 + usize::from(period_update.is_some());
+                let head_at = 1 + usize::from(period_update.is_some());
+                if head_update.is_some() && condition_failed(&reasons, head_at) {
+                    // The wallet no longer admits the hold as read: the check reads again.
+                    return Ok(CreditReserve::NoCredit);
+                }
+                let first_budget = head_at + usize::from(head_update.is_some());
                 if let Some(g) = budget
                     .iter()
                     .enumerate()
@@ -481,7 +543,7 @@ impl DynamoStore {
                 {
                     // A budget counter's guard: racing reservations took its last units.
                     if let Some(metric) = &g.metric {
-                        return Ok(ReserveOutcome::Denied {
+                        return Ok(CreditReserve::Denied {
                             metric: metric.clone(),
                         });
                     }
@@ -497,7 +559,7 @@ impl DynamoStore {
 
             // Why the write failed, from the items as they are now.
             if state.contains_key(&attr) {
-                return Ok(ReserveOutcome::Reserved); // a retried request that succeeded
+                return Ok(CreditReserve::Reserved); // a retried request that succeeded
             }
             let now_billed = get_s(&state, layout::BILLED_TO).map(str::to_owned);
             let closed_now = BilledTo(now_billed.as_deref()).closed(r.period_start);
@@ -513,7 +575,7 @@ impl DynamoStore {
                     (_, false) => decimal_attr(&state, &name)?,
                 };
                 if !guard_holds(g, used) {
-                    return Ok(ReserveOutcome::Denied {
+                    return Ok(CreditReserve::Denied {
                         metric: g.metric.clone(),
                     });
                 }
@@ -631,15 +693,19 @@ impl DynamoStore {
                                 .into_iter()
                                 .filter(|(_, r)| r.expires_at <= now)
                                 .map(|(name, r)| {
-                                    (
+                                    let credit = item
+                                        .get(&name)
+                                        .map_or(Ok(Decimal::ZERO), prepaid::credit_of_map)?;
+                                    Ok((
                                         OpenReservation {
                                             r,
                                             place: Place::Inline(name),
+                                            credit,
                                         },
                                         billed.clone(),
-                                    )
+                                    ))
                                 })
-                                .collect()
+                                .collect::<StoreResult<_>>()?
                         } else {
                             let r: Reservation = from_item(&item)?;
                             if r.status != ReservationStatus::Held || r.expires_at > now {
@@ -649,6 +715,7 @@ impl DynamoStore {
                                 OpenReservation {
                                     r,
                                     place: Place::Spilled,
+                                    credit: prepaid::credit_of(&item)?,
                                 },
                                 None,
                             )]

@@ -78,6 +78,43 @@ fn priced_writes(
     Ok((u, rendered))
 }
 
+impl DynamoStore {
+    /// What a check reads of a user, from the user's state item as read (alone, or with
+    /// the wallet head for a prepaid check: `PrepaidStore::get_user_limits_with_credit`).
+    pub(super) async fn user_limits_of(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        state: super::codec::Item,
+        pick: PeriodPicker<'_>,
+    ) -> StoreResult<UserUsage> {
+        refuse_previous_layout(&state)?;
+        let pk = layout::user_pk(tenant, user.as_str());
+        self.crowded.note(&pk, &state);
+        let mut items = UserItems {
+            state,
+            periods: Default::default(),
+        };
+        let subscription = subscription_of(&items.state)?;
+        let user_budgets =
+            super::codec::decimal_attr(&items.state, super::budget_counters::USER_BUDGETS)?
+                > rust_decimal::Decimal::ZERO;
+        let period = pick(subscription.as_ref());
+        if items.closed(period) {
+            // A closed period's counters are on its period item.
+            self.read_period_item(tenant, user, &mut items, period)
+                .await?;
+        }
+        Ok(UserUsage {
+            subscription,
+            period_start: Some(period),
+            usage: items.limits(period)?,
+            fired_alerts: items.fired(period),
+            user_budgets,
+        })
+    }
+}
+
 #[async_trait]
 impl UsageStore for DynamoStore {
     async fn get_user_usage(
@@ -115,30 +152,7 @@ impl UsageStore for DynamoStore {
         pick: PeriodPicker<'_>,
     ) -> StoreResult<UserUsage> {
         let state = self.get_state(tenant, user, &[]).await?;
-        refuse_previous_layout(&state)?;
-        let pk = layout::user_pk(tenant, user.as_str());
-        self.crowded.note(&pk, &state);
-        let mut items = UserItems {
-            state,
-            periods: Default::default(),
-        };
-        let subscription = subscription_of(&items.state)?;
-        let user_budgets =
-            super::codec::decimal_attr(&items.state, super::budget_counters::USER_BUDGETS)?
-                > rust_decimal::Decimal::ZERO;
-        let period = pick(subscription.as_ref());
-        if items.closed(period) {
-            // A closed period's counters are on its period item.
-            self.read_period_item(tenant, user, &mut items, period)
-                .await?;
-        }
-        Ok(UserUsage {
-            subscription,
-            period_start: Some(period),
-            usage: items.limits(period)?,
-            fired_alerts: items.fired(period),
-            user_budgets,
-        })
+        self.user_limits_of(tenant, user, state, pick).await
     }
 
     async fn get_period_usage(

@@ -34,16 +34,16 @@ use crate::store::{
     MAX_GRANTS_PER_WALLET,
 };
 
-const HEAD_SK: &str = "WALLET";
+pub(super) const HEAD_SK: &str = "WALLET";
 const GRANT_PREFIX: &str = "G#";
 const GRANTS_N: &str = "grants_n";
 const LOW_BALANCE: &str = "low_balance_usd";
 
-fn wallet_pk(tenant: &TenantId, wallet: &Subscriber) -> String {
+pub(super) fn wallet_pk(tenant: &TenantId, wallet: &Subscriber) -> String {
     format!("T#{tenant}#WALLET#{}#{}", wallet.kind(), wallet.id())
 }
 
-fn grant_sk(id: &GrantId) -> String {
+pub(super) fn grant_sk(id: &GrantId) -> String {
     format!("{GRANT_PREFIX}{id}")
 }
 
@@ -240,6 +240,10 @@ impl WalletStore for DynamoStore {
                         Some(v) => Some(decimal_of(v)?),
                         None => None,
                     };
+                    let credit = super::prepaid::credit_state_of(item)?;
+                    record.overdrawn_usd = credit.overdrawn_usd;
+                    record.held_usd = credit.held_usd;
+                    (record.alarms, record.alarm_seq) = super::prepaid::alarms_of(item)?;
                 }
                 Some(sk) if sk.starts_with(GRANT_PREFIX) => record.grants.push(grant_of(item)?),
                 _ => return Err(corrupt("unknown item in a wallet partition")),

@@ -130,7 +130,7 @@ fn prune(conn: &Connection, now: DateTime<Utc>) -> StoreResult<()> {
 
 /// The first guard of `writes` that does not pass on the counters as they are now
 /// (recorded plus held), if any.
-fn failing_guard<'a>(
+pub(super) fn failing_guard<'a>(
     conn: &Connection,
     tenant: &str,
     writes: &'a [CounterWrite],
@@ -155,7 +155,24 @@ fn failing_guard<'a>(
 
 /// Applies `writes` all or none (in the caller's transaction); `false` when a guard
 /// failed.
-fn apply_all(
+/// Applies every write of a reservation that was just held (its guards were checked by
+/// [`failing_guard`] in the same transaction), then prunes ended windows.
+pub(super) fn add_all(
+    conn: &Connection,
+    tenant: &str,
+    writes: &[CounterWrite],
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    if writes.is_empty() {
+        return Ok(());
+    }
+    for w in writes {
+        add(conn, tenant, w)?;
+    }
+    prune(conn, now)
+}
+
+pub(super) fn apply_all(
     conn: &Connection,
     tenant: &str,
     writes: &[CounterWrite],
@@ -238,10 +255,7 @@ impl BudgetCounterStore for SqliteStore {
             }
             let outcome = super::usage::reserve(c, &r, &guards)?;
             if outcome == ReserveOutcome::Reserved {
-                for w in &writes {
-                    add(c, tenant, w)?;
-                }
-                prune(c, now)?;
+                add_all(c, tenant, &writes, now)?;
             }
             Ok(outcome)
         })

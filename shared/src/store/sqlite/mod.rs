@@ -33,6 +33,7 @@ mod directory;
 mod event_row;
 mod org_members;
 mod orgs;
+mod prepaid;
 mod privacy;
 mod schema;
 mod subscriptions;

@@ -354,6 +354,38 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ) STRICT;
     CREATE INDEX org_members_by_end ON org_members (period_end);
     "#,
+    // 15: prepaid plans (issue 19): the credit each open reservation holds on its user's
+    // wallet (deleted with the reservation's close), each wallet's overdraft and alarms,
+    // and each event's draws from grants (written with the event).
+    r#"
+    CREATE TABLE wallet_holds (
+        tenant         TEXT NOT NULL,
+        reservation_id TEXT NOT NULL,
+        wallet         TEXT NOT NULL,
+        amount         TEXT NOT NULL,  -- exact decimal
+        PRIMARY KEY (tenant, reservation_id)
+    ) STRICT;
+    CREATE INDEX wallet_holds_by_wallet ON wallet_holds (tenant, wallet);
+    CREATE TABLE wallet_balances (
+        tenant         TEXT NOT NULL,
+        wallet         TEXT NOT NULL,
+        overdrawn_usd  TEXT NOT NULL,      -- exact decimal
+        low_armed      INTEGER,            -- the alarms (credits::WalletAlarms); NULL: never observed
+        depleted_armed INTEGER,
+        alarm_seq      INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (tenant, wallet)
+    ) STRICT;
+    CREATE TABLE wallet_draws (
+        tenant   TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        wallet   TEXT NOT NULL,
+        at       TEXT NOT NULL,        -- the event's timestamp
+        cost     TEXT NOT NULL,        -- exact decimal
+        draws    TEXT NOT NULL,        -- credits::Draws as JSON
+        PRIMARY KEY (tenant, event_id)
+    ) STRICT;
+    CREATE INDEX wallet_draws_by_wallet ON wallet_draws (tenant, wallet, at);
+    "#,
 ];
 
 /// Settings every connection gets: lock wait, foreign keys, the decimal functions.

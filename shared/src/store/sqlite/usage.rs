@@ -204,7 +204,7 @@ pub(super) fn record_event(conn: &Connection, e: &UsageEvent) -> StoreResult<Rec
             conn,
             "UPDATE reservations SET status = 'settled', closed_at = ?4
              WHERE tenant = ?1 AND id = ?2 AND user = ?3 AND status = 'held'
-             RETURNING tenant, user, provider, period_start, held_calls, held_tokens, held_cost, budget_holds",
+             RETURNING tenant, user, provider, period_start, held_calls, held_tokens, held_cost, budget_holds, id",
             params![e.tenant.as_str(), rid, e.user.as_str(), ts(&e.recorded_at)],
         )?;
     }
@@ -228,6 +228,7 @@ fn close_held(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> St
         i64,
         String,
         Option<String>,
+        String,
     );
     let closed: Vec<Row> = conn
         .prepare_cached(sql)?
@@ -241,13 +242,16 @@ fn close_held(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> St
                 r.get(5)?,
                 r.get(6)?,
                 r.get(7)?,
+                r.get(8)?,
             ))
         })?
         .collect::<Result<_, _>>()?;
     let n = closed.len();
-    for (tenant, user, provider, period_start, calls, tokens, cost, budget_holds) in closed {
+    for (tenant, user, provider, period_start, calls, tokens, cost, budget_holds, rid) in closed {
         let holds = budget_holds_of(budget_holds.as_deref())?;
         super::budget_counters::return_budget_holds(conn, &tenant, &provider, &holds)?;
+        // Issue 19: a reservation that held wallet credit gives it back with its close.
+        super::prepaid::release_credit(conn, &tenant, &rid)?;
         let held = Tally {
             calls: parse_count(calls)?,
             tokens: parse_count(tokens)?,
@@ -360,7 +364,7 @@ pub(super) fn release_reservation(
         conn,
         "UPDATE reservations SET status = 'released', closed_at = ?3
          WHERE tenant = ?1 AND id = ?2 AND status = 'held'
-         RETURNING tenant, user, provider, period_start, held_calls, held_tokens, held_cost, budget_holds",
+         RETURNING tenant, user, provider, period_start, held_calls, held_tokens, held_cost, budget_holds, id",
         params![tenant.as_str(), id, ts(&Utc::now())],
     )?;
     if closed > 0 {
@@ -387,7 +391,7 @@ pub(super) fn expire_reservations(
         "UPDATE reservations SET status = 'expired', closed_at = ?1
          WHERE rowid IN (SELECT rowid FROM reservations WHERE status = 'held' AND expires_at <= ?1
                          ORDER BY expires_at LIMIT ?2)
-         RETURNING tenant, user, provider, period_start, held_calls, held_tokens, held_cost, budget_holds",
+         RETURNING tenant, user, provider, period_start, held_calls, held_tokens, held_cost, budget_holds, id",
         params![ts(&now), limit],
     )
 }

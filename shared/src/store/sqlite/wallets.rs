@@ -39,7 +39,12 @@ fn get(
     text.as_deref().map(decode).transpose()
 }
 
-fn write_grant(conn: &Connection, tenant: &TenantId, wallet: &str, g: &Grant) -> StoreResult<()> {
+pub(super) fn write_grant(
+    conn: &Connection,
+    tenant: &TenantId,
+    wallet: &str,
+    g: &Grant,
+) -> StoreResult<()> {
     conn.prepare_cached(
         "INSERT INTO wallet_grants (tenant, wallet, grant_id, record) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (tenant, wallet, grant_id) DO UPDATE SET record = excluded.record",
@@ -85,7 +90,11 @@ fn void(
     Ok(GrantVoid::Voided(grant))
 }
 
-fn read_wallet(conn: &Connection, tenant: &TenantId, wallet: &str) -> StoreResult<WalletRecord> {
+pub(super) fn read_wallet(
+    conn: &Connection,
+    tenant: &TenantId,
+    wallet: &str,
+) -> StoreResult<WalletRecord> {
     let mut stmt = conn.prepare_cached(
         "SELECT record FROM wallet_grants WHERE tenant = ?1 AND wallet = ?2 ORDER BY grant_id",
     )?;
@@ -105,9 +114,15 @@ fn read_wallet(conn: &Connection, tenant: &TenantId, wallet: &str) -> StoreResul
                 .map_err(|e| StoreError::Corrupt(format!("low_balance_usd: {e}")))
         })
         .transpose()?;
+    let (overdrawn_usd, held_usd) = super::prepaid::balances(conn, tenant.as_str(), wallet)?;
+    let (alarms, alarm_seq) = super::prepaid::alarms(conn, tenant.as_str(), wallet)?;
     Ok(WalletRecord {
         grants,
         low_balance_usd,
+        overdrawn_usd,
+        held_usd,
+        alarms,
+        alarm_seq,
     })
 }
 

@@ -1,0 +1,353 @@
+//! Prepaid plans (§11, docs/credits.md): the check's credit decision, reservations that
+//! hold credit, and events that draw from grants.
+//!
+//! A check reads the user's wallet figures with the user's state item, in one request,
+//! whenever the tenant has a prepaid plan (the plans are cached, so knowing that costs
+//! no request); a tenant without one reads exactly what it read before. On a prepaid
+//! plan the call is denied with metric `credits_usd` when its estimate does not fit in
+//! `available_usd` ([`credit_allows`]); a reservation holds the estimate on the wallet
+//! atomically with its plan hold. Ingest draws the events of prepaid users from their
+//! wallets atomically with each event.
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::Serialize;
+
+use super::check::Denial;
+use super::{Error, Meter, Result};
+use crate::budgets::CounterWrite;
+use crate::credits::{credit_allows, CreditError, Subscriber};
+use crate::domain::money::normalized;
+use crate::domain::{Reservation, TenantId, UserId};
+use crate::limits::{Metric, Payment, Plan};
+use crate::periods::Period;
+use crate::store::{CreditHold, CreditReserve, CreditState, Guard, ReserveOutcome, UserUsage};
+
+/// How often a hold re-reads the wallet when racing draws changed it between the read
+/// and the write (racing holds alone never need it: their condition is the credit).
+const MAX_CREDIT_RACES: usize = 8;
+
+/// Seconds a client is told to wait after a credit denial: credit is not a window that
+/// resets, a grant (top-up) or a settled reservation frees it, so poll gently.
+pub const CREDIT_RETRY_AFTER_SECONDS: u64 = 60;
+
+/// Why a prepaid check was denied: the wallet's figures at the check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CreditDenial {
+    pub wallet: Subscriber,
+    #[serde(serialize_with = "normalized")]
+    pub balance_usd: Decimal,
+    #[serde(serialize_with = "normalized")]
+    pub held_usd: Decimal,
+    #[serde(serialize_with = "normalized")]
+    pub available_usd: Decimal,
+    /// The call's estimated cost (0 without an estimate).
+    #[serde(serialize_with = "normalized")]
+    pub requested_usd: Decimal,
+}
+
+/// What a reservation attempt did.
+pub(super) enum Reserved {
+    Store(ReserveOutcome),
+    /// The wallet does not admit the hold (a fresh read agrees).
+    NoCredit(Box<Denial>),
+}
+
+fn credit_error(e: CreditError) -> Error {
+    Error::overflow(e)
+}
+
+/// The denial of a prepaid check with the wallet as `credit` shows it at `at`.
+fn credit_denial(
+    user: &UserId,
+    credit: &CreditState,
+    estimate: Option<Decimal>,
+    period: &Period,
+    at: DateTime<Utc>,
+) -> Result<Denial> {
+    let balance = credit.balance(at).map_err(credit_error)?;
+    let available = credit.available(at).map_err(credit_error)?;
+    let requested = estimate.unwrap_or(Decimal::ZERO);
+    Ok(Denial {
+        metric: Metric::CostUsd,
+        used: credit.held_usd,
+        limit: balance,
+        requested,
+        period_resets_at: period.end,
+        upgrade_to: None,
+        retry_after_seconds: CREDIT_RETRY_AFTER_SECONDS,
+        limited_by: None,
+        credit: Some(CreditDenial {
+            wallet: Subscriber::User(user.clone()),
+            balance_usd: balance,
+            held_usd: credit.held_usd,
+            available_usd: available,
+            requested_usd: requested,
+        }),
+    })
+}
+
+impl Meter {
+    /// Whether the tenant has a prepaid plan (from the cached plans: no request).
+    pub(super) async fn tenant_sells_prepaid(&self, tenant: &TenantId) -> Result<bool> {
+        Ok(self
+            .plans(tenant)
+            .await?
+            .iter()
+            .any(|p| p.payment == Payment::Prepaid))
+    }
+
+    /// What a check reads: the user's limits and, when the tenant sells prepaid plans, the
+    /// user's wallet figures with them (one request on DynamoDB either way).
+    pub(super) async fn check_read(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        pick: crate::store::PeriodPicker<'_>,
+    ) -> Result<(UserUsage, Option<CreditState>)> {
+        if self.tenant_sells_prepaid(tenant).await? {
+            let (usage, credit) = self
+                .store
+                .get_user_limits_with_credit(tenant, user, pick)
+                .await?;
+            Ok((usage, Some(credit)))
+        } else {
+            Ok((self.store.get_user_limits(tenant, user, pick).await?, None))
+        }
+    }
+
+    /// The credit decision of a check on `plan`: `Ok(None)` when the plan is postpaid,
+    /// `Ok(Some(hold))` when the wallet admits the estimate (what a reservation holds),
+    /// `Err(denial)` when it does not (metric `credits_usd`).
+    pub(super) fn credit_gate(
+        plan: &Plan,
+        credit: Option<CreditState>,
+        estimate: Option<Decimal>,
+        user: &UserId,
+        period: &Period,
+        at: DateTime<Utc>,
+    ) -> Result<std::result::Result<Option<CreditHold>, Box<Denial>>> {
+        if plan.payment != Payment::Prepaid {
+            return Ok(Ok(None));
+        }
+        let credit = credit.unwrap_or_default();
+        let available = credit.available(at).map_err(credit_error)?;
+        if !credit_allows(available, estimate) {
+            return Ok(Err(Box::new(credit_denial(
+                user, &credit, estimate, period, at,
+            )?)));
+        }
+        Ok(Ok(Some(CreditHold {
+            estimate,
+            read: credit,
+            at,
+        })))
+    }
+
+    /// Reserves `r` under `guards`, with the budget `writes` (see `holds`), and `hold` its
+    /// credit on the user's wallet, in one write. A hold that lost a race with a draw
+    /// reads the wallet again and retries while the credit still admits it.
+    pub(super) async fn reserve_call(
+        &self,
+        r: &Reservation,
+        guards: &[Guard],
+        writes: &[CounterWrite],
+        hold: &CreditHold,
+        period: &Period,
+        now: DateTime<Utc>,
+    ) -> Result<Reserved> {
+        let mut hold = hold.clone();
+        for _ in 0..MAX_CREDIT_RACES {
+            match self
+                .store
+                .reserve_with_credit(r, guards, writes, &hold, now)
+                .await?
+            {
+                CreditReserve::Reserved => return Ok(Reserved::Store(ReserveOutcome::Reserved)),
+                CreditReserve::Denied { metric } => {
+                    return Ok(Reserved::Store(ReserveOutcome::Denied { metric }))
+                }
+                CreditReserve::NoCredit => {
+                    let fresh = self
+                        .store
+                        .get_credit_state(&r.tenant, &Subscriber::User(r.user.clone()))
+                        .await?;
+                    let available = fresh.available(hold.at).map_err(credit_error)?;
+                    if !credit_allows(available, hold.estimate) {
+                        let d = credit_denial(&r.user, &fresh, hold.estimate, period, hold.at)?;
+                        return Ok(Reserved::NoCredit(Box::new(d)));
+                    }
+                    hold.read = fresh;
+                }
+            }
+        }
+        Err(Error::Unavailable)
+    }
+
+    /// Whether `user`'s events draw from the user's wallet: the plan of `sub` is prepaid.
+    pub(super) async fn draws_from_wallet(
+        &self,
+        tenant: &TenantId,
+        sub: Option<&crate::domain::Subscription>,
+    ) -> Result<bool> {
+        if !self.tenant_sells_prepaid(tenant).await? {
+            return Ok(false);
+        }
+        Ok(self.plan_of(tenant, sub).await?.payment == Payment::Prepaid)
+    }
+}
+
+impl Meter {
+    /// The wallet's part of `invoice` (issue 19): on a postpaid plan, credit reduces the
+    /// usage, overage and proration lines (`credits_applied`, drawn from the grants that
+    /// count at `at`, in the draw order); on a prepaid plan the period's events drew their
+    /// cost already: the line shows what they drew, and the rest of the usage, the
+    /// overdraft the period made, is billed here and taken off the wallet's overdraft.
+    /// Changes `invoice` and answers what the close takes from the wallet; `None` when the
+    /// wallet has nothing to do with it (no grant, no overdraft).
+    pub(super) async fn invoice_credits(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        plan: &Plan,
+        invoice: &mut crate::domain::Invoice,
+        period: &Period,
+        at: DateTime<Utc>,
+    ) -> Result<Option<crate::store::InvoiceCharge>> {
+        let wallet = Subscriber::User(user.clone());
+        let record = self.store.get_wallet(tenant, &wallet).await?;
+        if record.grants.is_empty() && record.overdrawn_usd.is_zero() {
+            return Ok(None);
+        }
+        let lines = crate::credits::InvoiceAmounts::from_invoice(invoice);
+        let mut charge = crate::store::InvoiceCharge {
+            wallet: Some(wallet),
+            grants: record.grants.clone(),
+            ..Default::default()
+        };
+        let applied = match plan.payment {
+            Payment::Postpaid => {
+                let applied = crate::credits::apply_credits(&lines, &record.grants, at)
+                    .map_err(credit_error)?;
+                charge.draws = applied.draws.clone();
+                applied
+            }
+            Payment::Prepaid => {
+                let (mut drawn, mut shortfall) = (Decimal::ZERO, Decimal::ZERO);
+                for d in self
+                    .store
+                    .event_draws(tenant, user, Some(period.start))
+                    .await?
+                {
+                    if d.at >= period.start && d.at < period.end {
+                        drawn += d.draws.drawn_usd().map_err(credit_error)?;
+                        shortfall += d.draws.shortfall_usd;
+                    }
+                }
+                charge.overdraft_settled = shortfall.min(record.overdrawn_usd).max(Decimal::ZERO);
+                crate::credits::CreditsApplied::already_drawn(&lines, drawn)
+                    .map_err(credit_error)?
+            }
+        };
+        crate::credits::apply_to_invoice(invoice, &applied).map_err(credit_error)?;
+        if charge.draws.draws.is_empty() && charge.overdraft_settled.is_zero() {
+            return Ok(None);
+        }
+        Ok(Some(charge))
+    }
+}
+
+/// The once-only alert key of an alarm's `seq`-th crossing (`wallet.low_balance#3`).
+fn alarm_key(event: &crate::credits::WalletEvent, seq: u64) -> String {
+    format!("{}#{seq}", event.name())
+}
+
+/// The alert a wallet alarm raises for `user`.
+fn alarm_alert(
+    tenant: &TenantId,
+    user: &UserId,
+    event: &crate::credits::WalletEvent,
+    seq: u64,
+    at: DateTime<Utc>,
+) -> crate::domain::Alert {
+    use crate::credits::WalletEvent;
+    use crate::domain::Severity;
+    let (severity, title, message) = match event {
+        WalletEvent::LowBalance {
+            available_usd,
+            low_balance_usd,
+        } => (
+            Severity::Warning,
+            "Prepaid credit is running low".to_owned(),
+            format!(
+                "Available credit ${} fell below the low-balance level ${}",
+                available_usd.normalize(),
+                low_balance_usd.normalize()
+            ),
+        ),
+        WalletEvent::Depleted { available_usd } => (
+            Severity::Error,
+            "Prepaid credit is used up".to_owned(),
+            format!(
+                "Available credit is ${}: prepaid checks are denied until credit is added",
+                available_usd.normalize()
+            ),
+        ),
+    };
+    crate::domain::Alert {
+        id: uuid::Uuid::new_v4().to_string(),
+        tenant: tenant.clone(),
+        user: user.clone(),
+        period_start: super::period_start_at(None, at),
+        key: alarm_key(event, seq),
+        metric: Some(crate::credits::CREDITS_METRIC.to_owned()),
+        threshold: None,
+        severity,
+        title,
+        message,
+        created_at: at,
+        read: false,
+        published: false,
+    }
+}
+
+impl Meter {
+    /// Observes the user's wallet (issue 19): `wallet.low_balance` when `available_usd`
+    /// fell below `low_balance_usd`, `wallet.depleted` when it reached 0, each once per
+    /// crossing and re-armed when available rises again (`credits::alarms`). The alerts go
+    /// through the outbox like usage alerts (stored once by their key, which carries the
+    /// crossing's number, then published); the alarms' new state is stored under the
+    /// version read, so of racing observers one moves it on. Returns the alerts raised.
+    pub async fn observe_wallet(&self, tenant: &TenantId, user: &UserId) -> Result<usize> {
+        let wallet = Subscriber::User(user.clone());
+        let record = self.store.get_wallet(tenant, &wallet).await?;
+        let now = self.now();
+        let view =
+            crate::credits::wallet_view(&record.grants, record.overdrawn_usd, record.held_usd, now)
+                .map_err(credit_error)?;
+        let before = record.alarms.unwrap_or_default();
+        let mut after = before;
+        let events = after.observe(view.available_usd, record.low_balance_usd);
+        if after == before && record.alarms.is_some() {
+            return Ok(0);
+        }
+        // The alerts first (once-only by key: a crash before the state write raises
+        // nothing twice, the next observer finds the same key), then the state.
+        let seq = record.alarm_seq + 1;
+        let mut alerts = Vec::new();
+        for e in &events {
+            let alert = alarm_alert(tenant, user, e, seq, now);
+            if self.store.create_alert_once(&alert).await? {
+                alerts.push(alert);
+            }
+        }
+        self.store
+            .put_wallet_alarms(tenant, &wallet, record.alarm_seq, after)
+            .await?;
+        for alert in &alerts {
+            tracing::info!(tenant = %tenant, user = %user, key = %alert.key, "wallet alarm");
+            self.deliver(alert).await;
+        }
+        Ok(alerts.len())
+    }
+}
