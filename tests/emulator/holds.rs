@@ -15,7 +15,7 @@ async fn setup_at(clock: &TestClock) -> (Arc<TestApp>, RequestCounter) {
         std::env::var("AWS_ENDPOINT_URL").is_ok(),
         "run through scripts/with-moto (see README)"
     );
-    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let config = meter_core::config::load_aws().await;
     let table = format!("meter-emu-{}", uuid::Uuid::new_v4().simple());
     dynamo::create_table(&meter_core::config::dynamo_client().await, &table)
         .await
@@ -65,13 +65,14 @@ async fn a_reservation_over_budgets_is_one_transaction_and_its_release_returns_e
     counter.take();
     let r = app.check(reserve("ann")).await;
     r.assert_ok("reserve");
-    // The reads of a check over budgets, then one transaction: the user's state item
-    // (plan hold and reservation), the org's day counter and ann's minute counter in
-    // the team (her call counted there as an attempt, its cost held).
+    // The reads of a check over budgets (the state item and the org's subscription:
+    // 2 GetItem), then one transaction: the user's state item (plan hold and
+    // reservation), the org's day counter and ann's minute counter in the team (her call
+    // counted there as an attempt, its cost held).
     assert_eq!(
         counter.take(),
         ops(&[
-            ("GetItem", 1),
+            ("GetItem", 2),
             ("Query", 2),
             ("BatchGetItem", 1),
             ("TransactWriteItems", 1)
