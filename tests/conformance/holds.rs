@@ -372,3 +372,95 @@ pub async fn racing_reservations_never_pass_a_period_budget_on_the_users_own_sco
         .remove(0);
     assert_eq!(totals(&usage).1.calls, 7);
 }
+
+/// Issue 18 with issue 19: a prepaid user's reservation over an org budget holds the plan
+/// counters, the budget counter and the wallet's credit in one write. 20 racing
+/// reservations of a member with credit enough for all of them against an org budget of
+/// 10 calls hold exactly 10 calls and exactly their estimates of credit; 10 of a member
+/// without credit are all denied (`credits_usd`) and hold nothing; releasing every hold
+/// twice, concurrently, gives both back exactly once.
+pub async fn racing_prepaid_reservations_hold_the_budget_and_the_credit_in_one_write(
+    store: Arc<dyn Store>,
+) {
+    use meter_core::credits::{GrantKind, GrantRequest, Subscriber};
+    use meter_core::domain::GrantId;
+    use meter_core::limits::Payment;
+
+    let s = setup(store).await;
+    let t = s.service.tenant.clone();
+    let free = PlanName::parse("free").unwrap();
+    let mut plan = s.store.get_plan(&t, &free).await.unwrap().unwrap();
+    plan.payment = Payment::Prepaid;
+    s.store.put_plan(&t, &plan).await.unwrap();
+    s.budget("acme-calls", AppliesTo::Scope, "calls:*", "10")
+        .await;
+    let rich = user("rich");
+    let grant = GrantRequest::new(dec("100"), GrantKind::Purchase)
+        .into_grant(GrantId::parse("g1").unwrap(), at(2025, 3, 1, 0))
+        .unwrap();
+    s.store
+        .insert_grant(&t, &Subscriber::User(rich.clone()), &grant)
+        .await
+        .unwrap();
+
+    let mut tasks = Vec::new();
+    for (name, tries) in [("rich", 20), ("poor", 10)] {
+        for _ in 0..tries {
+            let (meter, caller) = (s.meter.clone(), s.service.clone());
+            let req = s.request(name, 1_000);
+            tasks.push(tokio::spawn(async move {
+                (name, meter.check(&caller, req).await)
+            }));
+        }
+    }
+    let mut held = Vec::new();
+    let mut estimates = Decimal::ZERO;
+    for task in tasks {
+        let (name, outcome) = task.await.unwrap();
+        match outcome.expect("a check answers (no store error)") {
+            CheckOutcome::Allowed(a) => {
+                assert_eq!(name, "rich", "a member without credit is never admitted");
+                estimates += a.estimated_cost_usd.expect("a priced estimate");
+                held.push(a.reservation.expect("a reservation").reservation_id);
+            }
+            CheckOutcome::Denied(d) => {
+                if name == "poor" {
+                    assert!(d.credit.is_some(), "a denial for want of credit: {d:?}");
+                } else {
+                    assert!(d.limited_by.is_some(), "the org budget denies: {d:?}");
+                }
+            }
+        }
+    }
+    assert_eq!(held.len(), 10, "the org budget's 10 calls, no more");
+    assert!(estimates > Decimal::ZERO);
+    let wallet = |u: &str| Subscriber::User(user(u));
+    let credit = s.store.get_credit_state(&t, &wallet("rich")).await.unwrap();
+    assert_eq!(
+        credit.held_usd, estimates,
+        "the wallet holds exactly the admitted estimates"
+    );
+    let poor = s.store.get_credit_state(&t, &wallet("poor")).await.unwrap();
+    assert_eq!(poor.held_usd, Decimal::ZERO);
+    let (recorded, on_hold) = s.counters(&[pooled()]).await.remove(0);
+    assert_eq!((recorded.calls, on_hold.calls), (0, 10));
+
+    let mut releases = Vec::new();
+    for rid in held.iter().chain(held.iter()).cloned() {
+        let (meter, caller) = (s.meter.clone(), s.service.clone());
+        releases.push(tokio::spawn(async move {
+            meter.release(&caller, &rid).await.map(|_| ())
+        }));
+    }
+    for r in releases {
+        r.await.unwrap().expect("a release answers");
+    }
+    let credit = s.store.get_credit_state(&t, &wallet("rich")).await.unwrap();
+    assert_eq!(
+        credit.held_usd,
+        Decimal::ZERO,
+        "every credit hold back, once"
+    );
+    let (_, on_hold) = s.counters(&[pooled()]).await.remove(0);
+    assert_eq!(on_hold, Tally::default(), "every budget hold back, once");
+}

@@ -95,6 +95,7 @@ macro_rules! conformance {
             two_hundred_racing_reservations_hold_exactly_the_org_calls_budget_and_no_member_over_ten,
             two_hundred_racing_reservations_never_hold_a_cent_over_the_daily_cost_budget,
             racing_reservations_never_pass_a_period_budget_on_the_users_own_scope,
+            racing_prepaid_reservations_hold_the_budget_and_the_credit_in_one_write,
         );
         // Issue 18: org subscriptions and their invoices.
         conformance!(@module orgs $factory;
