@@ -12,6 +12,7 @@ mod hot_path;
 mod logs;
 mod messages;
 mod metrics;
+mod org_alerts;
 mod orgs;
 mod privacy;
 mod reads;

@@ -985,4 +985,18 @@ impl meter_core::store::BudgetAlertStore for FaultyStore {
         )
         .await
     }
+
+    async fn list_org_alerts(
+        &self,
+        tenant: &TenantId,
+        org: &meter_core::domain::OrgId,
+        unread_only: bool,
+        limit: usize,
+    ) -> StoreResult<(Vec<meter_core::domain::Alert>, u64)> {
+        self.call(
+            "list_org_alerts",
+            self.inner.list_org_alerts(tenant, org, unread_only, limit),
+        )
+        .await
+    }
 }

@@ -57,10 +57,14 @@ impl From<&Alert> for OutboxMessage {
         let mut attributes = BTreeMap::from([
             ("type", "alert".to_owned()),
             ("tenant_id", a.tenant.to_string()),
-            ("user_id", a.user.to_string()),
             ("severity", a.severity.as_str().to_owned()),
             ("alert_key", a.key.clone()),
         ]);
+        // An org's alert (a budget on pooled usage) names its org and no user.
+        match &a.org {
+            Some(org) => attributes.insert("org_id", org.to_string()),
+            None => attributes.insert("user_id", a.user.to_string()),
+        };
         if let Some(m) = &a.metric {
             attributes.insert("metric", m.clone());
         }
@@ -71,24 +75,29 @@ impl From<&Alert> for OutboxMessage {
         if let Some(b) = budget_of_key(&a.key) {
             attributes.insert("budget_id", b.to_owned());
         }
+        let mut body = serde_json::json!({
+            "type": "alert",
+            "alert_id": a.id,
+            "tenant_id": a.tenant,
+            "user_id": a.user,
+            "period": a.period_start.date_naive().to_string(),
+            "key": a.key,
+            "metric": a.metric,
+            "threshold": a.threshold,
+            "severity": a.severity.as_str(),
+            "title": a.title,
+            "message": a.message,
+            "created_at": a.created_at,
+        });
+        if let (Some(org), Some(b)) = (&a.org, body.as_object_mut()) {
+            b.remove("user_id");
+            b.insert("org_id".to_owned(), serde_json::json!(org));
+        }
         OutboxMessage {
             kind: "alert",
             id: a.id.clone(),
             subject: a.title.clone(),
-            body: serde_json::json!({
-                "type": "alert",
-                "alert_id": a.id,
-                "tenant_id": a.tenant,
-                "user_id": a.user,
-                "period": a.period_start.date_naive().to_string(),
-                "key": a.key,
-                "metric": a.metric,
-                "threshold": a.threshold,
-                "severity": a.severity.as_str(),
-                "title": a.title,
-                "message": a.message,
-                "created_at": a.created_at,
-            }),
+            body,
             attributes,
         }
     }
@@ -227,6 +236,7 @@ impl AlertScope<'_> {
             created_at: self.now,
             read: false,
             published: false,
+            org: None,
         }
     }
 }

@@ -29,6 +29,7 @@ mod enforce;
 pub mod error;
 mod holds;
 pub mod ingest;
+pub mod org_alerts;
 pub mod org_billing;
 pub mod org_reads;
 pub mod orgs;

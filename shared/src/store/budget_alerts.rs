@@ -11,10 +11,20 @@
 use async_trait::async_trait;
 
 use super::StoreResult;
-use crate::domain::Alert;
+use crate::domain::{Alert, OrgId, TenantId};
 
 #[async_trait]
 pub trait BudgetAlertStore: Send + Sync {
     /// Stores `alert` unless an alert with its id exists; `true` if this call stored it.
     async fn create_budget_alert_once(&self, alert: &Alert) -> StoreResult<bool>;
+
+    /// The org's alerts, newest first (at most `limit`; unread ones only if
+    /// `unread_only`), and how many of all its alerts are unread.
+    async fn list_org_alerts(
+        &self,
+        tenant: &TenantId,
+        org: &OrgId,
+        unread_only: bool,
+        limit: usize,
+    ) -> StoreResult<(Vec<Alert>, u64)>;
 }

@@ -10,13 +10,13 @@ use super::expressions::Update;
 use super::items;
 use super::requests::first_condition_failed;
 use super::{layout, DynamoStore};
-use crate::domain::Alert;
-use crate::store::{BudgetAlertStore, StoreResult};
+use crate::domain::{Alert, OrgId, TenantId};
+use crate::store::{org_subscriber, BudgetAlertStore, StoreResult};
 
 #[async_trait]
 impl BudgetAlertStore for DynamoStore {
     async fn create_budget_alert_once(&self, alert: &Alert) -> StoreResult<bool> {
-        let pk = layout::user_pk(&alert.tenant, alert.user.as_str());
+        let pk = layout::user_pk(&alert.tenant, &alert.owner_key());
         let mut unread = Update::new();
         unread.add(layout::ALERTS_UNREAD, n(u8::from(!alert.read)));
         let res = self
@@ -33,5 +33,15 @@ impl BudgetAlertStore for DynamoStore {
             // Only the alert item has a condition.
             Err(_) => Ok(false),
         }
+    }
+    async fn list_org_alerts(
+        &self,
+        tenant: &TenantId,
+        org: &OrgId,
+        unread_only: bool,
+        limit: usize,
+    ) -> StoreResult<(Vec<Alert>, u64)> {
+        self.list_owner_alerts(tenant, &org_subscriber(org), unread_only, limit)
+            .await
     }
 }
