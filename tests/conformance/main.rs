@@ -107,6 +107,7 @@ macro_rules! conformance {
         // Issue 18: alerts of budgets on an org's or team's pooled usage.
         conformance!(@module org_alerts $factory;
             org_budget_alerts_are_stored_once_and_listed_for_the_org,
+            denied_limits_are_noted_once_and_resolved_once,
         );
         // Issue 17 (storage that does not grow with time).
         conformance!(@module history $factory;

@@ -113,3 +113,75 @@ pub async fn org_budget_alerts_are_stored_once_and_listed_for_the_org(store: Arc
         (vec![], 0)
     );
 }
+
+/// `alert.resolved`: a denial is remembered once per key however many denials race; of
+/// racing resolutions exactly one deletes it and stores the resolved alert (listed for its
+/// owner, in the outbox); a resolution of a note that is gone changes nothing.
+pub async fn denied_limits_are_noted_once_and_resolved_once(store: Arc<dyn Store>) {
+    use meter_core::store::DeniedLimit;
+    let t = tenant();
+    let acme = OrgId::parse("acme").unwrap();
+    let denied = DeniedLimit {
+        tenant: t.clone(),
+        key: "budget/acme-min/2025-03-14T10:00:00Z/calls:*/org#acme".into(),
+        user: UserId::parse("acme").unwrap(),
+        org: Some(acme.clone()),
+        budget_id: Some(meter_core::domain::BudgetId::parse("acme-min").unwrap()),
+        plan: None,
+        metric: "calls:*".into(),
+        window: "minute".into(),
+        window_start: at(2025, 3, 14, 10),
+        resets_at: at(2025, 3, 14, 10) + chrono::Duration::minutes(1),
+        used: dec("60"),
+        limit: dec("60"),
+        denied_at: at(2025, 3, 14, 10) + chrono::Duration::seconds(30),
+    };
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let (store, mut d) = (store.clone(), denied.clone());
+        // Later racers carry later denial times: the first stored one stays.
+        d.denied_at += chrono::Duration::milliseconds(i);
+        tasks.push(tokio::spawn(async move {
+            store.note_denied_limit(&d).await.unwrap()
+        }));
+    }
+    let mut noted = 0;
+    for task in tasks {
+        if task.await.unwrap() {
+            noted += 1;
+        }
+    }
+    assert_eq!(noted, 1);
+    let listed = store.denied_limits(100).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    let stored = listed[0].clone();
+    assert_eq!(stored.key, denied.key);
+    assert_eq!((stored.used, stored.limit), (dec("60"), dec("60")));
+
+    let mut resolved = org_alert(&t, "acme", &format!("resolved/{}@1", stored.key), 2);
+    resolved.id = "alert_r_000000000000000000000000000acme".into();
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (store, d, a) = (store.clone(), stored.clone(), resolved.clone());
+        tasks.push(tokio::spawn(async move {
+            store.resolve_denied_limit(&d, &a).await.unwrap()
+        }));
+    }
+    let mut won = 0;
+    for task in tasks {
+        if task.await.unwrap() {
+            won += 1;
+        }
+    }
+    assert_eq!(won, 1);
+    assert!(store.denied_limits(100).await.unwrap().is_empty());
+    let (alerts, unread) = store.list_org_alerts(&t, &acme, false, 100).await.unwrap();
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0].key, resolved.key);
+    assert_eq!(unread, 1);
+    let outbox = store.unpublished_alerts(1000).await.unwrap();
+    assert_eq!(outbox.iter().filter(|x| x.id == resolved.id).count(), 1);
+    // A note of the same key again (denied again in the same window) is a new one.
+    assert!(store.note_denied_limit(&denied).await.unwrap());
+    assert_eq!(store.denied_limits(100).await.unwrap().len(), 1);
+}

@@ -15,7 +15,7 @@ async fn setup_at(clock: &TestClock) -> (Arc<TestApp>, RequestCounter) {
         std::env::var("AWS_ENDPOINT_URL").is_ok(),
         "run through scripts/with-moto (see README)"
     );
-    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let config = meter_core::config::load_aws().await;
     let table = format!("meter-emu-{}", uuid::Uuid::new_v4().simple());
     dynamo::create_table(&meter_core::config::dynamo_client().await, &table)
         .await

@@ -54,8 +54,14 @@ impl AlertPublisher for LogPublisher {
 
 impl From<&Alert> for OutboxMessage {
     fn from(a: &Alert) -> Self {
+        // SPEC §10: a hard limit's denial resolved is `alert.resolved`.
+        let kind = if a.key.starts_with(RESOLVED_PREFIX) {
+            "alert.resolved"
+        } else {
+            "alert"
+        };
         let mut attributes = BTreeMap::from([
-            ("type", "alert".to_owned()),
+            ("type", kind.to_owned()),
             ("tenant_id", a.tenant.to_string()),
             ("severity", a.severity.as_str().to_owned()),
             ("alert_key", a.key.clone()),
@@ -72,11 +78,11 @@ impl From<&Alert> for OutboxMessage {
             attributes.insert("threshold", t.to_string());
         }
         // Issue 18: a budget's alert names its budget (subscribers filter on it).
-        if let Some(b) = budget_of_key(&a.key) {
+        if let Some(b) = budget_of_key(&a.key).or_else(|| resolved_budget_of_key(&a.key)) {
             attributes.insert("budget_id", b.to_owned());
         }
         let mut body = serde_json::json!({
-            "type": "alert",
+            "type": kind,
             "alert_id": a.id,
             "tenant_id": a.tenant,
             "user_id": a.user,
@@ -94,7 +100,7 @@ impl From<&Alert> for OutboxMessage {
             b.insert("org_id".to_owned(), serde_json::json!(org));
         }
         OutboxMessage {
-            kind: "alert",
+            kind,
             id: a.id.clone(),
             subject: a.title.clone(),
             body,
@@ -186,6 +192,15 @@ pub fn budget_alert(
 /// The budget id of a budget alert's key ([`budget_threshold_key`]).
 pub fn budget_of_key(key: &str) -> Option<&str> {
     key.strip_prefix("budget/")?.split('/').next()
+}
+
+/// The key prefix of `alert.resolved` alerts: `resolved/<denied key>@<denied at, epoch
+/// seconds>` (`service::alert_resolved`).
+pub const RESOLVED_PREFIX: &str = "resolved/";
+
+/// The budget id of an `alert.resolved` alert's key, when a budget had denied.
+fn resolved_budget_of_key(key: &str) -> Option<&str> {
+    budget_of_key(key.strip_prefix(RESOLVED_PREFIX)?)
 }
 
 /// Once-only key of the alert for unpriced usage in a period.

@@ -20,6 +20,7 @@ use crate::pricing::{Catalog, PriceVersion};
 use crate::store::Store;
 
 pub mod aggregate;
+pub mod alert_resolved;
 pub mod bootstrap;
 pub mod budget_alerts;
 pub mod budgets;
