@@ -149,3 +149,79 @@ async fn a_denied_scope_allowed_again_is_resolved_once() {
     assert_eq!(pass(&app, clock.now()).await.alerts_resolved, 0);
     assert_eq!(capture.resolved().len(), 2);
 }
+
+/// A plan that denied a user at 100 % resolves when the user upgrades, once; a call too
+/// large for what is left (below 100 %) is no denial to resolve.
+#[tokio::test]
+async fn an_upgrade_resolves_a_plan_denial_once() {
+    let clock = TestClock::at("2026-03-10T12:00:00Z");
+    let capture = Arc::new(Capture::default());
+    let app = TestApp::setup()
+        .clock(&clock)
+        .publisher(capture.clone())
+        .spawn()
+        .await;
+    for (name, calls) in [("tiny", 2), ("roomy", 50)] {
+        app.put(
+            &format!("{P}/plans/{name}"),
+            json!({"tier": "custom", "monthly_price_usd": "10", "yearly_price_usd": "100",
+                   "limits": {"calls:gemini": calls, "tokens:gemini": 1000}}),
+        )
+        .await
+        .assert_ok("plan");
+    }
+    app.put(
+        &format!("{P}/user/pam/subscription"),
+        json!({"plan": "tiny"}),
+    )
+    .await
+    .assert_ok("subscribe");
+    // 900 of 1,000 tokens: a check asking for 200 more is denied below 100 %: not noted.
+    app.usage(
+        json!({"event_id": "p1", "user_id": "pam", "provider": "gemini",
+                     "model": "gemini-2.5-flash", "input_tokens": 900}),
+    )
+    .await
+    .assert_ok("p1");
+    let r = app
+        .check(json!({"user_id": "pam", "provider": "gemini", "estimated_input_tokens": 200}))
+        .await;
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert_eq!(pass(&app, clock.now()).await.alerts_resolved, 0);
+    // The second call reaches 2 of 2: the next check is denied at 100 %.
+    app.usage(
+        json!({"event_id": "p2", "user_id": "pam", "provider": "gemini",
+                     "model": "gemini-2.5-flash", "input_tokens": 1}),
+    )
+    .await
+    .assert_ok("p2");
+    let r = app
+        .check(json!({"user_id": "pam", "provider": "gemini"}))
+        .await;
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert_eq!(r.body["error"]["details"]["metric"], "calls:gemini");
+    assert_eq!(pass(&app, clock.now()).await.alerts_resolved, 0);
+
+    app.put(
+        &format!("{P}/user/pam/subscription"),
+        json!({"plan": "roomy"}),
+    )
+    .await
+    .assert_ok("upgrade");
+    assert_eq!(pass(&app, clock.now()).await.alerts_resolved, 1);
+    assert_eq!(pass(&app, clock.now()).await.alerts_resolved, 0);
+    let resolved = capture.resolved();
+    assert_eq!(resolved.len(), 1, "{resolved:?}");
+    assert_eq!(resolved[0].attributes["user_id"], "pam");
+    assert_eq!(resolved[0].attributes["metric"], "calls:gemini");
+    assert!(!resolved[0].attributes.contains_key("budget_id"));
+    assert!(
+        resolved[0].attributes["alert_key"]
+            .starts_with("resolved/plan/tiny/2026-03-01T00:00:00Z/calls:gemini/pam@"),
+        "{:?}",
+        resolved[0].attributes
+    );
+    app.check(json!({"user_id": "pam", "provider": "gemini"}))
+        .await
+        .assert_ok("allowed after the upgrade");
+}
