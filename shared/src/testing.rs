@@ -160,6 +160,7 @@ pub fn alert(tenant: &TenantId, user: &UserId, key: &str, minute: i64) -> Alert 
         created_at: at(2025, 3, 10, 12) + Duration::minutes(minute),
         read: false,
         published: false,
+        org: None,
     }
 }
 

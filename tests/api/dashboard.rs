@@ -289,6 +289,7 @@ fn alert(app: &TestApp, user: &str, key: &str, minute: u32) -> Alert {
         created_at: instant(&format!("2025-03-30T10:{minute:02}:00Z")),
         read: false,
         published: true,
+        org: None,
     }
 }
 

@@ -1,6 +1,7 @@
 //! Router tests of the hot path, in-process on the SQLite store.
 
 mod aggregate;
+mod alert_resolved;
 mod bad_input;
 mod billing_rules;
 mod budget_alerts;
@@ -12,6 +13,7 @@ mod hot_path;
 mod logs;
 mod messages;
 mod metrics;
+mod org_alerts;
 mod orgs;
 mod prepaid;
 mod privacy;

@@ -203,6 +203,7 @@ async fn the_outbox_backlog_counts_undelivered_alerts_and_the_oldest_age() {
         created_at: now - chrono::Duration::seconds(age_s),
         read: false,
         published: false,
+        org: None,
     };
     for (id, age) in [("alt-old", 900), ("alt-new", 30)] {
         assert!(app.store.create_alert_once(&alert(id, age)).await.unwrap());

@@ -28,6 +28,7 @@ fn alert(t: &TenantId, u: &UserId, key: &str, minute: i64) -> Alert {
         created_at: at(2025, 3, 10, 12) + Duration::minutes(minute),
         read: false,
         published: false,
+        org: None,
     }
 }
 

@@ -446,8 +446,8 @@ pub async fn racing_prepaid_reservations_hold_the_budget_and_the_credit_in_one_w
     assert_eq!((recorded.calls, on_hold.calls), (0, 10));
 
     let mut releases = Vec::new();
-    for rid in held.iter().chain(held.iter()).cloned() {
-        let (meter, caller) = (s.meter.clone(), s.service.clone());
+    for rid in held.iter().chain(held.iter()) {
+        let (meter, caller, rid) = (s.meter.clone(), s.service.clone(), rid.clone());
         releases.push(tokio::spawn(async move {
             meter.release(&caller, &rid).await.map(|_| ())
         }));

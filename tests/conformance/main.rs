@@ -15,6 +15,7 @@ mod events;
 mod fixtures;
 mod history;
 mod holds;
+mod org_alerts;
 mod orgs;
 mod prepaid;
 mod privacy;
@@ -104,6 +105,11 @@ macro_rules! conformance {
             an_org_close_over_a_stale_version_or_invoiced_period_changes_nothing,
             org_member_directories_are_sets_per_org_period_and_tenant,
             budget_alerts_are_stored_once_under_concurrency,
+        );
+        // Issue 18: alerts of budgets on an org's or team's pooled usage.
+        conformance!(@module org_alerts $factory;
+            org_budget_alerts_are_stored_once_and_listed_for_the_org,
+            denied_limits_are_noted_once_and_resolved_once,
         );
         // Issue 17 (storage that does not grow with time).
         conformance!(@module history $factory;

@@ -29,6 +29,7 @@ fn alert(t: &TenantId, u: &UserId) -> Alert {
         created_at: at(2025, 3, 10, 12),
         read: false,
         published: false,
+        org: None,
     }
 }
 

@@ -2,6 +2,7 @@
 //! SQS queue subscribed to the topic exactly once each, with their attributes; and the
 //! DynamoDB request budget of a check, a reservation and an event.
 
+mod alert_resolved;
 mod budgets;
 mod enforcement;
 mod holds;

@@ -985,6 +985,48 @@ impl meter_core::store::BudgetAlertStore for FaultyStore {
         )
         .await
     }
+
+    async fn list_org_alerts(
+        &self,
+        tenant: &TenantId,
+        org: &meter_core::domain::OrgId,
+        unread_only: bool,
+        limit: usize,
+    ) -> StoreResult<(Vec<meter_core::domain::Alert>, u64)> {
+        self.call(
+            "list_org_alerts",
+            self.inner.list_org_alerts(tenant, org, unread_only, limit),
+        )
+        .await
+    }
+
+    async fn note_denied_limit(
+        &self,
+        denied: &meter_core::store::DeniedLimit,
+    ) -> StoreResult<bool> {
+        self.call("note_denied_limit", self.inner.note_denied_limit(denied))
+            .await
+    }
+
+    async fn denied_limits(
+        &self,
+        limit: usize,
+    ) -> StoreResult<Vec<meter_core::store::DeniedLimit>> {
+        self.call("denied_limits", self.inner.denied_limits(limit))
+            .await
+    }
+
+    async fn resolve_denied_limit(
+        &self,
+        denied: &meter_core::store::DeniedLimit,
+        resolved: &meter_core::domain::Alert,
+    ) -> StoreResult<bool> {
+        self.call(
+            "resolve_denied_limit",
+            self.inner.resolve_denied_limit(denied, resolved),
+        )
+        .await
+    }
 }
 
 // Issue 19: prepaid plans.

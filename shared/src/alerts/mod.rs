@@ -55,7 +55,10 @@ impl AlertPublisher for LogPublisher {
 /// The message `type` of an alert: `alert`, or for a wallet alarm (issue 19, its key
 /// `wallet.low_balance#<n>` / `wallet.depleted#<n>`) the alarm's name.
 fn alert_type(a: &Alert) -> &'static str {
-    if a.key.starts_with("wallet.low_balance#") {
+    if a.key.starts_with(RESOLVED_PREFIX) {
+        // SPEC §10: a hard limit's denial resolved is `alert.resolved`.
+        "alert.resolved"
+    } else if a.key.starts_with("wallet.low_balance#") {
         "wallet.low_balance"
     } else if a.key.starts_with("wallet.depleted#") {
         "wallet.depleted"
@@ -70,10 +73,14 @@ impl From<&Alert> for OutboxMessage {
         let mut attributes = BTreeMap::from([
             ("type", kind.to_owned()),
             ("tenant_id", a.tenant.to_string()),
-            ("user_id", a.user.to_string()),
             ("severity", a.severity.as_str().to_owned()),
             ("alert_key", a.key.clone()),
         ]);
+        // An org's alert (a budget on pooled usage) names its org and no user.
+        match &a.org {
+            Some(org) => attributes.insert("org_id", org.to_string()),
+            None => attributes.insert("user_id", a.user.to_string()),
+        };
         if let Some(m) = &a.metric {
             attributes.insert("metric", m.clone());
         }
@@ -81,27 +88,32 @@ impl From<&Alert> for OutboxMessage {
             attributes.insert("threshold", t.to_string());
         }
         // Issue 18: a budget's alert names its budget (subscribers filter on it).
-        if let Some(b) = budget_of_key(&a.key) {
+        if let Some(b) = budget_of_key(&a.key).or_else(|| resolved_budget_of_key(&a.key)) {
             attributes.insert("budget_id", b.to_owned());
+        }
+        let mut body = serde_json::json!({
+            "type": kind,
+            "alert_id": a.id,
+            "tenant_id": a.tenant,
+            "user_id": a.user,
+            "period": a.period_start.date_naive().to_string(),
+            "key": a.key,
+            "metric": a.metric,
+            "threshold": a.threshold,
+            "severity": a.severity.as_str(),
+            "title": a.title,
+            "message": a.message,
+            "created_at": a.created_at,
+        });
+        if let (Some(org), Some(b)) = (&a.org, body.as_object_mut()) {
+            b.remove("user_id");
+            b.insert("org_id".to_owned(), serde_json::json!(org));
         }
         OutboxMessage {
             kind,
             id: a.id.clone(),
             subject: a.title.clone(),
-            body: serde_json::json!({
-                "type": kind,
-                "alert_id": a.id,
-                "tenant_id": a.tenant,
-                "user_id": a.user,
-                "period": a.period_start.date_naive().to_string(),
-                "key": a.key,
-                "metric": a.metric,
-                "threshold": a.threshold,
-                "severity": a.severity.as_str(),
-                "title": a.title,
-                "message": a.message,
-                "created_at": a.created_at,
-            }),
+            body,
             attributes,
         }
     }
@@ -192,6 +204,15 @@ pub fn budget_of_key(key: &str) -> Option<&str> {
     key.strip_prefix("budget/")?.split('/').next()
 }
 
+/// The key prefix of `alert.resolved` alerts: `resolved/<denied key>@<denied at, epoch
+/// seconds>` (`service::alert_resolved`).
+pub const RESOLVED_PREFIX: &str = "resolved/";
+
+/// The budget id of an `alert.resolved` alert's key, when a budget had denied.
+fn resolved_budget_of_key(key: &str) -> Option<&str> {
+    budget_of_key(key.strip_prefix(RESOLVED_PREFIX)?)
+}
+
 /// Once-only key of the alert for unpriced usage in a period.
 pub const UNPRICED_KEY: &str = "unpriced";
 /// Once-only key of the alert for a projected cost past the cap.
@@ -240,6 +261,7 @@ impl AlertScope<'_> {
             created_at: self.now,
             read: false,
             published: false,
+            org: None,
         }
     }
 }

@@ -264,6 +264,23 @@ pub struct Alert {
     pub read: bool,
     /// Outbox flag: false until the alert port accepted it.
     pub published: bool,
+    /// The org that owns the alert when no user does (a budget on the pooled usage of an
+    /// org or of one of its teams, SPEC §10); `user` then holds the org id, as an org's
+    /// subscription record does. `None` for every user's alert.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org: Option<OrgId>,
+}
+
+impl Alert {
+    /// The key its alerts are listed and counted under: the user id, or `org#<org_id>`
+    /// for an org's (the org's subscriber key, `store::org_subscriber`, which no user id
+    /// can equal: `#` is not an id character).
+    pub fn owner_key(&self) -> String {
+        match &self.org {
+            Some(org) => format!("org#{org}"),
+            None => self.user.to_string(),
+        }
+    }
 }
 
 /// Usage recorded or re-priced for a period after it was invoiced, not yet billed.

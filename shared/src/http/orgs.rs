@@ -1,7 +1,8 @@
 //! Organisation routes (SPEC §10): `GET`/`PUT /org/{org_id}/subscription` (the body and
 //! rules of a user's subscription, `http::admin::parse_subscription`) and
 //! `GET /org/{org_id}/billing` (the org's invoices), and the org's reads of its current
-//! period: `GET /org/{org_id}/usage`, `/members?limit=&cursor=` and `/dashboard`.
+//! period: `GET /org/{org_id}/usage`, `/members?limit=&cursor=` and `/dashboard`; and the
+//! org's alerts, `GET /org/{org_id}/alerts?unread_only=&limit=` (as a user's).
 
 use std::sync::Arc;
 
@@ -13,7 +14,7 @@ use axum::Router;
 
 use super::error::ok;
 use super::extract::{Auth, JsonBody};
-use super::routes::{params, PREFIX};
+use super::routes::{alert_page, params, PREFIX};
 use super::{admin, ApiError};
 use crate::domain::{OrgId, Role};
 use crate::service::org_reads::{DEFAULT_MEMBERS_PAGE, MAX_MEMBERS_PAGE};
@@ -102,6 +103,20 @@ async fn members(
     Ok(ok(meter.org_members(&caller, &org, limit, cursor).await?))
 }
 
+async fn alerts(
+    State(meter): State<Arc<Meter>>,
+    Auth(caller): Auth,
+    Path(org): Path<String>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Service)?;
+    let org = path_org(&org)?;
+    let (unread_only, limit) = alert_page(query)?;
+    Ok(ok(meter
+        .org_alerts(&caller, &org, unread_only, limit)
+        .await?))
+}
+
 /// The org routes, merged into the dashboard's.
 pub fn routes() -> Router<Arc<Meter>> {
     Router::new()
@@ -112,6 +127,7 @@ pub fn routes() -> Router<Arc<Meter>> {
         .route(&format!("{PREFIX}/org/{{org_id}}/billing"), get(billing))
         .route(&format!("{PREFIX}/org/{{org_id}}/usage"), get(usage))
         .route(&format!("{PREFIX}/org/{{org_id}}/members"), get(members))
+        .route(&format!("{PREFIX}/org/{{org_id}}/alerts"), get(alerts))
         .route(
             &format!("{PREFIX}/org/{{org_id}}/dashboard"),
             get(dashboard),

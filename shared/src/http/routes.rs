@@ -126,6 +126,15 @@ async fn alerts(
 ) -> Result<Response, ApiError> {
     caller.require(Role::Service)?;
     let user = path_user(&user)?;
+    let (unread_only, limit) = alert_page(query)?;
+    Ok(ok(meter.alerts(&caller, &user, unread_only, limit).await?))
+}
+
+/// `unread_only` (default false) and `limit` (1–100, default 50) of an alerts list
+/// (`GET /alerts/{user_id}`, `GET /org/{org_id}/alerts`).
+pub(super) fn alert_page(
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<(bool, usize), ApiError> {
     let p = params(query, &["unread_only", "limit"])?;
     let unread_only = match p.get("unread_only").map(String::as_str) {
         None | Some("false") => false,
@@ -149,7 +158,7 @@ async fn alerts(
             }
         },
     };
-    Ok(ok(meter.alerts(&caller, &user, unread_only, limit).await?))
+    Ok((unread_only, limit))
 }
 
 async fn mark_read(

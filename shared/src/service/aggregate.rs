@@ -83,6 +83,8 @@ pub struct AggregateReport {
     pub downgrades_applied: usize,
     pub subscriptions_ended: usize,
     pub alerts_delivered: usize,
+    /// `alert.resolved` alerts this pass stored (issue 18).
+    pub alerts_resolved: usize,
     pub invoices_delivered: usize,
     /// Every step reached its end (false: cut short by the budget; the next pass resumes).
     pub complete: bool,
@@ -136,6 +138,14 @@ impl Meter {
             "bill_orgs",
             self.close_org_periods(at, opts.grace, &step("bill"), &mut report)
                 .await,
+        );
+        // Issue 18: `alert.resolved` for denials allowed again (service::alert_resolved).
+        done(
+            "resolve",
+            self.resolve_denials(at).await.map(|n| {
+                report.alerts_resolved = n;
+                true
+            }),
         );
         match self.retry_outbox(500).await {
             Ok(n) => report.alerts_delivered = n,

@@ -3,10 +3,11 @@
 //! once-only key, [`crate::alerts::budget_threshold_key`]) and published through the
 //! outbox (`type: alert`, attribute `budget_id`).
 //!
-//! An alert belongs to a user: a budget on the user's own scope alerts that user, an
-//! `each_member` budget of an org or team alerts the member whose usage reached the
-//! threshold. Budgets on the pooled usage of an org or team have no user to alert yet
-//! (docs/budgets.md, "Not done yet").
+//! Who owns the alert: a budget on the user's own scope alerts that user, an `each_member`
+//! budget of an org or team alerts the member whose usage reached the threshold, and a
+//! budget on the pooled usage of an org or of one of its teams alerts the org (no user
+//! owns that usage): `Alert::org` set, listed by `GET /org/{org_id}/alerts`
+//! ([`Meter::org_alerts`]), published with an `org_id` attribute in place of `user_id`.
 
 use std::collections::BTreeMap;
 
@@ -16,27 +17,43 @@ use crate::budgets::counting::is_user_period_counter;
 use crate::budgets::{
     budget_limits, Applicable, Budget, CallScopes, CounterKey, LimitSource, Scope,
 };
-use crate::domain::{BudgetId, Subscription, TenantId, UsageEvent, UserId};
+use crate::domain::{BudgetId, OrgId, Subscription, TenantId, UsageEvent, UserId};
 use crate::limits::{reached, recorded_amount};
 use crate::subscriptions::schedule_of;
 use crate::usage::PeriodUsage;
 
-/// A budget window to evaluate, and the user it alerts.
+/// A budget window to evaluate, and whom it alerts.
 struct Due {
-    owner: UserId,
+    owner: Owner,
     limit: Applicable,
     thresholds: Vec<u8>,
 }
 
-/// The id of a budget alert: derived from its user and once-only key, so that racing
-/// writers of one alert collide on it (`store::BudgetAlertStore`).
-fn budget_alert_id(user: &UserId, key: &str) -> String {
+/// Whom a budget alert belongs to.
+#[derive(Clone)]
+enum Owner {
+    User(UserId),
+    /// The pooled usage of an org or of one of its teams.
+    Org(OrgId),
+}
+
+/// The id of a budget alert: derived from its owner (`Alert::owner_key`) and once-only
+/// key, so that racing writers of one alert collide on it (`store::BudgetAlertStore`).
+fn budget_alert_id(owner: &str, key: &str) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
-    h.update(user.as_str().as_bytes());
+    h.update(owner.as_bytes());
     h.update(b"\0");
     h.update(key.as_bytes());
     format!("alert_b_{}", &hex::encode(h.finalize())[..32])
+}
+
+/// The org id as an alert's `user` (same charset).
+fn org_as_user(org: &OrgId) -> Result<UserId> {
+    UserId::parse(org.as_str()).map_err(|e| {
+        tracing::error!(error = %e, "an org id is not a valid alert owner");
+        Error::Internal
+    })
 }
 
 impl Meter {
@@ -89,13 +106,16 @@ impl Meter {
                     continue;
                 };
                 let owner = match &limit.counter {
-                    CounterKey::Member { user, .. } => user.clone(),
+                    CounterKey::Member { user, .. } => Owner::User(user.clone()),
                     CounterKey::Scope {
                         scope: Scope::User { user_id },
                         ..
-                    } => user_id.clone(),
-                    // The pooled usage of an org or team: no user to alert (not yet).
-                    CounterKey::Scope { .. } => continue,
+                    } => Owner::User(user_id.clone()),
+                    // The pooled usage of an org or team: the org owns the alert.
+                    CounterKey::Scope {
+                        scope: Scope::Org { org_id } | Scope::Team { org_id, .. },
+                        ..
+                    } => Owner::Org(org_id.clone()),
                 };
                 let thresholds = budgets
                     .iter()
@@ -153,9 +173,15 @@ impl Meter {
             let Some(u) = usage.get(counter) else {
                 continue;
             };
+            // An org's alert holds the org id as its user (same charset), as an org's
+            // subscription record does; `Alert::org` says whose it is.
+            let (user, org) = match &d.owner {
+                Owner::User(u) => (u.clone(), None),
+                Owner::Org(o) => (org_as_user(o)?, Some(o.clone())),
+            };
             let scope = AlertScope {
                 tenant,
-                user: &d.owner,
+                user: &user,
                 period_start: d.limit.period.start,
                 now,
             };
@@ -174,7 +200,8 @@ impl Meter {
                         used,
                         *limit,
                     );
-                    alert.id = budget_alert_id(&d.owner, &alert.key);
+                    alert.org = org.clone();
+                    alert.id = budget_alert_id(&alert.owner_key(), &alert.key);
                     if self.store.create_budget_alert_once(&alert).await? {
                         raised += 1;
                         self.deliver(&alert).await;

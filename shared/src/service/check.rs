@@ -237,6 +237,11 @@ impl Meter {
         if let Decision::Denied(v) =
             limits::decide(&plan.limits, &usage, &call).map_err(Error::overflow)?
         {
+            // Issue 18: `alert.resolved` remembers a denial at 100 % (service::alert_resolved).
+            self.note_plan_denial(
+                tenant, &req.user, &plan.name, &v.metric, v.used, v.limit, &period, now,
+            )
+            .await;
             return self
                 .denied(tenant, &plan, &usage, &call, &v, &period, now)
                 .await;
@@ -277,6 +282,10 @@ impl Meter {
                         Decision::Denied(v) => v,
                         Decision::Allowed => return Err(Error::Unavailable),
                     };
+                    self.note_plan_denial(
+                        tenant, &req.user, &plan.name, &v.metric, v.used, v.limit, &period, now,
+                    )
+                    .await;
                     return self
                         .denied(tenant, &plan, &fresh, &call, &v, &period, now)
                         .await;

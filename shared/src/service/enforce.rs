@@ -177,7 +177,10 @@ impl Meter {
                 .await?;
             let h = match decide_all(&states, &pc.call).map_err(Error::overflow)? {
                 Verdict::Denied(d) => {
-                    return self.budget_denial(tenant, &pc, &plan_usage, d, now).await
+                    // Issue 18: `alert.resolved` remembers a denial at 100 % (service::alert_resolved).
+                    self.note_budget_denial(tenant, &req.user, &d, &budgets, now)
+                        .await;
+                    return self.budget_denial(tenant, &pc, &plan_usage, d, now).await;
                 }
                 Verdict::Allowed(h) => h,
             };

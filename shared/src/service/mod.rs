@@ -20,6 +20,7 @@ use crate::pricing::{Catalog, PriceVersion};
 use crate::store::Store;
 
 pub mod aggregate;
+pub mod alert_resolved;
 pub mod bootstrap;
 pub mod budget_alerts;
 pub mod budgets;
@@ -29,6 +30,7 @@ mod enforce;
 pub mod error;
 mod holds;
 pub mod ingest;
+pub mod org_alerts;
 pub mod org_billing;
 pub mod org_reads;
 pub mod orgs;

@@ -308,6 +308,8 @@ fn alarm_alert(
         created_at: at,
         read: false,
         published: false,
+        // A user's wallet: the user owns its alarms.
+        org: None,
     }
 }
 

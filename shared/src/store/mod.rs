@@ -30,7 +30,7 @@ mod prepaid;
 mod token_keys;
 mod wallets;
 
-pub use budget_alerts::BudgetAlertStore;
+pub use budget_alerts::{BudgetAlertStore, DeniedLimit};
 pub use budget_counters::{BudgetCounterStore, COUNTER_GRACE};
 pub use budgets::{BudgetPut, BudgetStore, MAX_BUDGETS_PER_SCOPE};
 pub use directory::{DirectoryStore, TenantUser};

@@ -81,45 +81,8 @@ impl AlertStore for DynamoStore {
         unread_only: bool,
         limit: usize,
     ) -> StoreResult<(Vec<Alert>, u64)> {
-        let state = self
-            .get_state(tenant, user, &[layout::ALERTS_UNREAD])
-            .await?;
-        let unread = decimal_attr(&state, layout::ALERTS_UNREAD)?;
-        let unread = count_of(unread.max(Decimal::ZERO), layout::ALERTS_UNREAD)?;
-        if limit == 0 {
-            return Ok((Vec::new(), unread));
-        }
-        let pk = layout::user_pk(tenant, user.as_str());
-        let page_size = i32::try_from(limit.min(1000)).unwrap_or(1000);
-        let items = self
-            .query_all(
-                || {
-                    let q = self
-                        .query()
-                        .index_name(layout::USER_INDEX)
-                        .key_condition_expression("#u = :u AND begins_with(#s, :prefix)")
-                        .expression_attribute_names("#u", layout::USER_PK)
-                        .expression_attribute_names("#s", layout::USER_SK)
-                        .expression_attribute_values(":u", s(pk.clone()))
-                        .expression_attribute_values(":prefix", s("ALERT#"))
-                        .scan_index_forward(false)
-                        .limit(page_size);
-                    if unread_only {
-                        q.filter_expression("#read = :no")
-                            .expression_attribute_names("#read", "read")
-                            .expression_attribute_values(":no", AttributeValue::Bool(false))
-                    } else {
-                        q
-                    }
-                },
-                Some(limit),
-            )
-            .await?;
-        let alerts = items
-            .iter()
-            .map(from_item)
-            .collect::<StoreResult<Vec<Alert>>>()?;
-        Ok((alerts, unread))
+        self.list_owner_alerts(tenant, user.as_str(), unread_only, limit)
+            .await
     }
 
     async fn mark_alert_read(&self, tenant: &TenantId, alert_id: &str) -> StoreResult<bool> {
@@ -147,7 +110,7 @@ impl AlertStore for DynamoStore {
             Ok(vec![
                 self.tx_update(pk.clone(), layout::ALERT_SK, &read)?,
                 self.tx_update(
-                    layout::user_pk(tenant, alert.user.as_str()),
+                    layout::user_pk(tenant, &alert.owner_key()),
                     layout::STATE_SK,
                     &count,
                 )?,
@@ -299,5 +262,58 @@ impl DynamoStore {
             Ok(tx)
         })
         .await
+    }
+}
+
+impl DynamoStore {
+    /// The alerts listed under `owner` (`Alert::owner_key`: a user id or `org#<org_id>`)
+    /// and the owner's unread count (on the owner's state item).
+    pub(super) async fn list_owner_alerts(
+        &self,
+        tenant: &TenantId,
+        owner: &str,
+        unread_only: bool,
+        limit: usize,
+    ) -> StoreResult<(Vec<Alert>, u64)> {
+        let pk = layout::user_pk(tenant, owner);
+        let state = self
+            .get_item(pk.clone(), layout::STATE_SK, &[layout::ALERTS_UNREAD])
+            .await?
+            .unwrap_or_default();
+        let unread = decimal_attr(&state, layout::ALERTS_UNREAD)?;
+        let unread = count_of(unread.max(Decimal::ZERO), layout::ALERTS_UNREAD)?;
+        if limit == 0 {
+            return Ok((Vec::new(), unread));
+        }
+        let page_size = i32::try_from(limit.min(1000)).unwrap_or(1000);
+        let items = self
+            .query_all(
+                || {
+                    let q = self
+                        .query()
+                        .index_name(layout::USER_INDEX)
+                        .key_condition_expression("#u = :u AND begins_with(#s, :prefix)")
+                        .expression_attribute_names("#u", layout::USER_PK)
+                        .expression_attribute_names("#s", layout::USER_SK)
+                        .expression_attribute_values(":u", s(pk.clone()))
+                        .expression_attribute_values(":prefix", s("ALERT#"))
+                        .scan_index_forward(false)
+                        .limit(page_size);
+                    if unread_only {
+                        q.filter_expression("#read = :no")
+                            .expression_attribute_names("#read", "read")
+                            .expression_attribute_values(":no", AttributeValue::Bool(false))
+                    } else {
+                        q
+                    }
+                },
+                Some(limit),
+            )
+            .await?;
+        let alerts = items
+            .iter()
+            .map(from_item)
+            .collect::<StoreResult<Vec<Alert>>>()?;
+        Ok((alerts, unread))
     }
 }

@@ -266,7 +266,7 @@ pub fn alert_item(a: &Alert) -> StoreResult<Item> {
     item.insert(layout::SK.into(), s(layout::ALERT_SK));
     item.insert(
         layout::USER_PK.into(),
-        s(layout::user_pk(&a.tenant, a.user.as_str())),
+        s(layout::user_pk(&a.tenant, &a.owner_key())),
     );
     item.insert(
         layout::USER_SK.into(),
@@ -443,6 +443,7 @@ mod tests {
             created_at: at(10, 12),
             read: false,
             published: false,
+            org: None,
         };
         let item = alert_item(&a).unwrap();
         assert_eq!(get_s(&item, layout::OUTBOX_PK), Some("OUTBOX"));

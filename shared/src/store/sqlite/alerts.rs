@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, Row};
 
 use super::codec::{id, parse_severity, parse_ts, severity, sql_limit, ts};
-use crate::domain::{Alert, TenantId, UserId};
+use crate::domain::{Alert, OrgId, TenantId, UserId};
 use crate::store::{StoreError, StoreResult};
 
 pub(super) fn create_alert_once(conn: &Connection, a: &Alert) -> StoreResult<bool> {
@@ -20,7 +20,7 @@ pub(super) fn create_alert_once(conn: &Connection, a: &Alert) -> StoreResult<boo
         .execute(params![
             a.tenant.as_str(),
             a.id,
-            a.user.as_str(),
+            a.owner_key(),
             ts(&a.period_start),
             a.key,
             a.metric,
@@ -80,10 +80,16 @@ impl TryFrom<AlertRow> for Alert {
     type Error = StoreError;
 
     fn try_from(r: AlertRow) -> StoreResult<Alert> {
+        // An org's alert is stored under its owner key `org#<org_id>` (`Alert::owner_key`).
+        let org = match r.user.strip_prefix("org#") {
+            Some(o) => Some(id(o.to_owned(), OrgId::parse)?),
+            None => None,
+        };
+        let user = r.user.strip_prefix("org#").unwrap_or(&r.user).to_owned();
         Ok(Alert {
             id: r.id,
             tenant: id(r.tenant, TenantId::parse)?,
-            user: id(r.user, UserId::parse)?,
+            user: id(user, UserId::parse)?,
             period_start: parse_ts(&r.period_start)?,
             key: r.key,
             metric: r.metric,
@@ -94,6 +100,7 @@ impl TryFrom<AlertRow> for Alert {
             created_at: parse_ts(&r.created_at)?,
             read: r.read,
             published: r.published,
+            org,
         })
     }
 }
@@ -117,17 +124,28 @@ pub(super) fn list_alerts(
     unread_only: bool,
     limit: usize,
 ) -> StoreResult<(Vec<Alert>, u64)> {
+    list_owner_alerts(conn, tenant, user.as_str(), unread_only, limit)
+}
+
+/// The alerts listed under `owner` (`Alert::owner_key`: a user id or `org#<org_id>`).
+pub(super) fn list_owner_alerts(
+    conn: &Connection,
+    tenant: &TenantId,
+    owner: &str,
+    unread_only: bool,
+    limit: usize,
+) -> StoreResult<(Vec<Alert>, u64)> {
     let items = alerts(
         conn,
         &format!(
             "SELECT {ALERT_COLUMNS} FROM alerts WHERE tenant = ?1 AND user = ?2 AND (?3 = 0 OR read = 0)
              ORDER BY created_at DESC, id DESC LIMIT ?4"
         ),
-        params![tenant.as_str(), user.as_str(), unread_only, sql_limit(limit)],
+        params![tenant.as_str(), owner, unread_only, sql_limit(limit)],
     )?;
     let unread: i64 = conn
         .prepare_cached("SELECT COUNT(*) FROM alerts WHERE tenant = ?1 AND user = ?2 AND read = 0")?
-        .query_row(params![tenant.as_str(), user.as_str()], |r| r.get(0))?;
+        .query_row(params![tenant.as_str(), owner], |r| r.get(0))?;
     Ok((items, super::codec::parse_count(unread)?))
 }
 

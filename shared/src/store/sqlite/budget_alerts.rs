@@ -4,8 +4,11 @@
 use async_trait::async_trait;
 
 use super::SqliteStore;
-use crate::domain::Alert;
-use crate::store::{BudgetAlertStore, StoreResult};
+use crate::domain::{Alert, OrgId, TenantId};
+use rusqlite::params;
+
+use super::codec::{sql_limit, ts};
+use crate::store::{org_subscriber, BudgetAlertStore, DeniedLimit, StoreError, StoreResult};
 
 #[async_trait]
 impl BudgetAlertStore for SqliteStore {
@@ -13,5 +16,68 @@ impl BudgetAlertStore for SqliteStore {
         let alert = alert.clone();
         self.write(move |c| super::alerts::create_alert_once(c, &alert))
             .await
+    }
+    async fn list_org_alerts(
+        &self,
+        tenant: &TenantId,
+        org: &OrgId,
+        unread_only: bool,
+        limit: usize,
+    ) -> StoreResult<(Vec<Alert>, u64)> {
+        let (tenant, owner) = (tenant.clone(), org_subscriber(org));
+        self.read(move |c| super::alerts::list_owner_alerts(c, &tenant, &owner, unread_only, limit))
+            .await
+    }
+
+    async fn note_denied_limit(&self, denied: &DeniedLimit) -> StoreResult<bool> {
+        let d = denied.clone();
+        let body = serde_json::to_string(&d).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.write(move |c| {
+            let n = c
+                .prepare_cached(
+                    "INSERT INTO denied_limits (tenant, key, denied_at, body) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT DO NOTHING",
+                )?
+                .execute(params![d.tenant.as_str(), d.key, ts(&d.denied_at), body])?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn denied_limits(&self, limit: usize) -> StoreResult<Vec<DeniedLimit>> {
+        self.read(move |c| {
+            let bodies: Vec<String> = c
+                .prepare_cached(
+                    "SELECT body FROM denied_limits ORDER BY denied_at, tenant, key LIMIT ?1",
+                )?
+                .query_map(params![sql_limit(limit)], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            bodies
+                .iter()
+                .map(|b| serde_json::from_str(b).map_err(|e| StoreError::Corrupt(e.to_string())))
+                .collect()
+        })
+        .await
+    }
+
+    async fn resolve_denied_limit(
+        &self,
+        denied: &DeniedLimit,
+        resolved: &Alert,
+    ) -> StoreResult<bool> {
+        let (d, alert) = (denied.clone(), resolved.clone());
+        self.write(move |c| {
+            let gone = c
+                .prepare_cached(
+                    "DELETE FROM denied_limits WHERE tenant = ?1 AND key = ?2 AND denied_at = ?3",
+                )?
+                .execute(params![d.tenant.as_str(), d.key, ts(&d.denied_at)])?;
+            if gone != 1 {
+                return Ok(false);
+            }
+            // In the same transaction: the alert once (its id derives from the denial).
+            super::alerts::create_alert_once(c, &alert)
+        })
+        .await
     }
 }

@@ -386,6 +386,18 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ) STRICT;
     CREATE INDEX wallet_draws_by_wallet ON wallet_draws (tenant, wallet, at);
     "#,
+    // 16: hard limits that denied a scope at 100 % (issue 18, `alert.resolved`): one row per
+    // (tenant, key) until an aggregation pass resolves it (deleted with the resolved alert).
+    r#"
+    CREATE TABLE denied_limits (
+        tenant    TEXT NOT NULL,
+        key       TEXT NOT NULL,
+        denied_at TEXT NOT NULL,
+        body      TEXT NOT NULL,
+        PRIMARY KEY (tenant, key)
+    ) STRICT;
+    CREATE INDEX denied_limits_by_age ON denied_limits (denied_at);
+    "#,
 ];
 
 /// Settings every connection gets: lock wait, foreign keys, the decimal functions.
