@@ -4,34 +4,13 @@
 //! once by racing passes, listed for the org (measured).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
+use super::setup_at;
 use meter_core::service::aggregate::AggregateOptions;
-use meter_core::store::dynamo::{self, DynamoStore, RequestCounter};
 use meter_core::testing::TestClock;
-use meter_tests::TestApp;
 use serde_json::json;
 
 const P: &str = "/api/subscription";
-
-async fn setup_at(clock: &TestClock) -> (Arc<TestApp>, RequestCounter) {
-    assert!(
-        std::env::var("AWS_ENDPOINT_URL").is_ok(),
-        "run through scripts/with-moto (see README)"
-    );
-    let config = meter_core::config::load_aws().await;
-    let table = format!("meter-emu-{}", uuid::Uuid::new_v4().simple());
-    dynamo::create_table(&meter_core::config::dynamo_client().await, &table)
-        .await
-        .unwrap();
-    let (store, counter) = DynamoStore::with_request_counter(&config, table);
-    let app = TestApp::setup()
-        .store(Arc::new(store))
-        .clock(clock)
-        .spawn()
-        .await;
-    (Arc::new(app), counter)
-}
 
 fn writes(ops: &BTreeMap<String, u64>) -> u64 {
     ["TransactWriteItems", "PutItem", "UpdateItem", "DeleteItem"]

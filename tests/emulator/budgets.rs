@@ -1,15 +1,10 @@
 //! The DynamoDB request budget of the budget routes: what the check path will read (a
 //! scope's list, a budget by id) is one request each, and a write one transaction.
 
-use std::collections::BTreeMap;
-
 use serde_json::json;
 
+use super::ops;
 use super::setup;
-
-fn ops(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
-    pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
-}
 
 #[tokio::test]
 async fn a_scope_list_is_one_query_a_budget_one_get_item_and_a_write_one_transaction() {

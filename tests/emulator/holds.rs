@@ -2,36 +2,9 @@
 //! what a reservation, its release and its settlement cost in requests, and that the
 //! holds go back exactly.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-
-use meter_core::store::dynamo::{self, DynamoStore, RequestCounter};
+use super::{ops, setup_at};
 use meter_core::testing::TestClock;
-use meter_tests::TestApp;
 use serde_json::{json, Value};
-
-async fn setup_at(clock: &TestClock) -> (Arc<TestApp>, RequestCounter) {
-    assert!(
-        std::env::var("AWS_ENDPOINT_URL").is_ok(),
-        "run through scripts/with-moto (see README)"
-    );
-    let config = meter_core::config::load_aws().await;
-    let table = format!("meter-emu-{}", uuid::Uuid::new_v4().simple());
-    dynamo::create_table(&meter_core::config::dynamo_client().await, &table)
-        .await
-        .unwrap();
-    let (store, counter) = DynamoStore::with_request_counter(&config, table);
-    let app = TestApp::setup()
-        .store(Arc::new(store))
-        .clock(clock)
-        .spawn()
-        .await;
-    (Arc::new(app), counter)
-}
-
-fn ops(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
-    pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
-}
 
 fn reserve(user: &str) -> Value {
     json!({"user_id": user, "provider": "gemini", "model": "gemini-2.5-flash",

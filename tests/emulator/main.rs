@@ -27,16 +27,7 @@ struct Env {
 }
 
 async fn setup(topic_arn: Option<String>) -> Env {
-    assert!(
-        std::env::var("AWS_ENDPOINT_URL").is_ok(),
-        "run through scripts/with-moto (see README)"
-    );
-    let config = meter_core::config::load_aws().await;
-    let table = format!("meter-emu-{}", uuid::Uuid::new_v4().simple());
-    dynamo::create_table(&meter_core::config::dynamo_client().await, &table)
-        .await
-        .unwrap();
-    let (store, counter) = DynamoStore::with_request_counter(&config, table);
+    let (store, counter, config) = counted_store().await;
     let publisher: Arc<dyn meter_core::alerts::AlertPublisher> = match topic_arn {
         Some(arn) => Arc::new(SnsPublisher::new(aws_sdk_sns::Client::new(&config), arn)),
         None => Arc::new(meter_core::alerts::LogPublisher),
@@ -50,6 +41,37 @@ async fn setup(topic_arn: Option<String>) -> Env {
         app: Arc::new(app),
         counter,
     }
+}
+
+/// A store on a fresh table of the emulator, counting the requests it makes.
+async fn counted_store() -> (DynamoStore, RequestCounter, aws_config::SdkConfig) {
+    assert!(
+        std::env::var("AWS_ENDPOINT_URL").is_ok(),
+        "run through scripts/with-moto (see README)"
+    );
+    let config = meter_core::config::load_aws().await;
+    let table = format!("meter-emu-{}", uuid::Uuid::new_v4().simple());
+    dynamo::create_table(&meter_core::config::dynamo_client().await, &table)
+        .await
+        .unwrap();
+    let (store, counter) = DynamoStore::with_request_counter(&config, table);
+    (store, counter, config)
+}
+
+/// An app at `clock` on a fresh table (alerts to the log), counting its requests.
+async fn setup_at(clock: &meter_core::testing::TestClock) -> (Arc<TestApp>, RequestCounter) {
+    let (store, counter, _) = counted_store().await;
+    let app = TestApp::setup()
+        .store(Arc::new(store))
+        .clock(clock)
+        .spawn()
+        .await;
+    (Arc::new(app), counter)
+}
+
+/// Request counts by operation, as `RequestCounter::take` gives them.
+fn ops(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -4,15 +4,10 @@
 //! the wallet reads the settled reservation and the wallet, then writes one transaction
 //! (and reads the wallet once more for its alarms).
 
-use std::collections::BTreeMap;
-
 use serde_json::json;
 
+use super::ops;
 use super::setup;
-
-fn ops(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
-    pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
-}
 
 const P: &str = "/api/subscription";
 

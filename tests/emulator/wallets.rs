@@ -2,15 +2,10 @@
 //! one Query, a grant is put in one transaction (a replay or a conflict too), a void is
 //! one GetItem and one transaction, a setting one UpdateItem.
 
-use std::collections::BTreeMap;
-
 use serde_json::json;
 
+use super::ops;
 use super::setup;
-
-fn ops(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
-    pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
-}
 
 const ACME: &str = "/api/subscription/wallet/org/acme";
 
