@@ -110,21 +110,21 @@ pub(super) fn body(e: &UsageEvent) -> StoreResult<String> {
         recorded_at,
         org_id,
         team_id,
-    } = e.clone();
+    } = e;
     to_json(&Body {
-        model,
-        counts: Counts(counts),
-        cost_usd,
-        price_version,
-        estimated,
-        endpoint,
-        status_code,
-        latency_ms,
-        reservation_id,
-        metadata,
-        recorded_at: (recorded_at != timestamp).then_some(recorded_at),
-        org_id,
-        team_id,
+        model: model.clone(),
+        counts: Counts(*counts),
+        cost_usd: *cost_usd,
+        price_version: price_version.clone(),
+        estimated: *estimated,
+        endpoint: endpoint.clone(),
+        status_code: *status_code,
+        latency_ms: *latency_ms,
+        reservation_id: reservation_id.clone(),
+        metadata: metadata.clone(),
+        recorded_at: (recorded_at != timestamp).then_some(*recorded_at),
+        org_id: org_id.clone(),
+        team_id: team_id.clone(),
     })
 }
 
