@@ -1000,6 +1000,23 @@ impl meter_core::store::BudgetAlertStore for FaultyStore {
         .await
     }
 
+    async fn expired_alerts(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        limit: usize,
+    ) -> StoreResult<Vec<meter_core::domain::Alert>> {
+        self.call("expired_alerts", self.inner.expired_alerts(now, limit))
+            .await
+    }
+
+    async fn delete_expired_alert(&self, alert: &meter_core::domain::Alert) -> StoreResult<bool> {
+        self.call(
+            "delete_expired_alert",
+            self.inner.delete_expired_alert(alert),
+        )
+        .await
+    }
+
     async fn note_denied_limit(
         &self,
         denied: &meter_core::store::DeniedLimit,
