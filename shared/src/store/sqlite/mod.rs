@@ -142,6 +142,14 @@ impl SqliteStore {
         })?
     }
 
+    /// Runs `f` on a read connection, in one read transaction, on the calling thread: for
+    /// the check's few indexed lookups (microseconds), where the hop to the blocking pool
+    /// and back costs more than the read itself (issue 23), and where `f` may borrow (the
+    /// period picker). Long reads (exports, pages, scans) go through [`Self::read`].
+    fn read_now<T>(&self, f: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
+        self.readers.run(f)
+    }
+
     /// Runs `f` on a read connection, in one read transaction, on the blocking pool.
     async fn read<T, F>(&self, f: F) -> StoreResult<T>
     where
@@ -193,6 +201,26 @@ impl Readers {
         conn.pragma_update(None, "query_only", true)?;
         Ok(conn)
     }
+}
+
+/// A user's limits as a check reads them (`UsageStore::get_user_limits`), in the caller's
+/// read transaction: the subscription, the picked period's limit counters and fired alert
+/// keys, and whether the user's own scope holds budgets.
+pub(super) fn user_limits(
+    c: &Connection,
+    tenant: &TenantId,
+    user: &UserId,
+    pick: PeriodPicker<'_>,
+) -> StoreResult<UserUsage> {
+    let subscription = subscriptions::get_subscription(c, tenant, user)?;
+    let start = pick(subscription.as_ref());
+    Ok(UserUsage {
+        usage: usage::period_usage(c, tenant, user, &start)?.limits_only(),
+        fired_alerts: usage::fired_alerts(c, tenant, user, &start)?,
+        user_budgets: budget_counters::user_has_budgets(c, tenant, user)?,
+        subscription,
+        period_start: Some(start),
+    })
 }
 
 /// One queued write, as the writer thread sees it.
@@ -423,13 +451,8 @@ impl UsageStore for SqliteStore {
         user: &UserId,
         pick: PeriodPicker<'_>,
     ) -> StoreResult<UserUsage> {
-        let mut read = self.get_user_usage(tenant, user, pick).await?;
-        read.usage = read.usage.limits_only();
-        let (t, u) = (tenant.clone(), user.clone());
-        read.user_budgets = self
-            .read(move |c| budget_counters::user_has_budgets(c, &t, &u))
-            .await?;
-        Ok(read)
+        // The check's read: one read transaction (one snapshot) on this thread.
+        self.read_now(|c| user_limits(c, tenant, user, pick))
     }
 
     async fn get_period_usage(
