@@ -35,6 +35,7 @@ macro_rules! conformance {
             daily_rollups_follow_event_days,
             period_usage_is_per_period_and_zero_filled,
             user_usage_reads_the_period_the_subscription_picks,
+            dashboard_reads_equal_the_separate_reads,
         );
         conformance!(@module reservations $factory;
             reservations_never_overspend_under_concurrency,

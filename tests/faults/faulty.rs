@@ -1136,3 +1136,20 @@ impl meter_core::store::PrepaidStore for FaultyStore {
         .await
     }
 }
+
+#[async_trait]
+impl meter_core::store::DashboardStore for FaultyStore {
+    async fn dashboard_reads(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        periods: meter_core::store::PeriodsPicker<'_>,
+        alerts: usize,
+    ) -> StoreResult<meter_core::store::DashboardReads> {
+        self.call(
+            "dashboard_reads",
+            self.inner.dashboard_reads(tenant, user, periods, alerts),
+        )
+        .await
+    }
+}
