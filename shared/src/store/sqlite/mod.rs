@@ -427,22 +427,17 @@ impl UsageStore for SqliteStore {
         user: &UserId,
         pick: PeriodPicker<'_>,
     ) -> StoreResult<UserUsage> {
-        let subscription = self.get_subscription(tenant, user).await?;
-        let start = pick(subscription.as_ref());
-        let (tenant, user) = (tenant.clone(), user.clone());
-        let (usage, fired_alerts) = self
-            .read(move |c| {
-                let usage = usage::period_usage(c, &tenant, &user, &start)?;
-                let fired = usage::fired_alerts(c, &tenant, &user, &start)?;
-                Ok((usage, fired))
+        // One read transaction (one snapshot) on this thread, like the check's.
+        self.read_now(|c| {
+            let subscription = subscriptions::get_subscription(c, tenant, user)?;
+            let start = pick(subscription.as_ref());
+            Ok(UserUsage {
+                usage: usage::period_usage(c, tenant, user, &start)?,
+                fired_alerts: usage::fired_alerts(c, tenant, user, &start)?,
+                user_budgets: false,
+                subscription,
+                period_start: Some(start),
             })
-            .await?;
-        Ok(UserUsage {
-            subscription,
-            period_start: Some(start),
-            usage,
-            fired_alerts,
-            user_budgets: false,
         })
     }
 
