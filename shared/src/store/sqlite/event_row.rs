@@ -19,7 +19,7 @@
 //! per event").
 
 use chrono::{DateTime, Utc};
-use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, Value, ValueRef};
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef};
 use rusqlite::{params, Connection, OptionalExtension, ToSql};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -61,19 +61,32 @@ pub(super) fn nanos(t: &DateTime<Utc>) -> (i64, bool) {
     (n, DateTime::from_timestamp_nanos(n) == *t)
 }
 
-/// The `fingerprint` column: the bytes of a lowercase hex fingerprint, other text as is.
-struct StoredFingerprint<'a>(&'a str);
+/// The `fingerprint` column: the bytes of a lowercase hex fingerprint, other text as is
+/// (decoded once, into the value itself: binding it borrows, no allocation).
+enum StoredFingerprint<'a> {
+    Sha256([u8; 32]),
+    Text(&'a str),
+}
+
+impl<'a> StoredFingerprint<'a> {
+    fn of(s: &'a str) -> Self {
+        let lower_hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
+        let mut bytes = [0_u8; 32];
+        if s.len() == 64 && s.bytes().all(lower_hex) && hex::decode_to_slice(s, &mut bytes).is_ok()
+        {
+            StoredFingerprint::Sha256(bytes)
+        } else {
+            StoredFingerprint::Text(s)
+        }
+    }
+}
 
 impl ToSql for StoredFingerprint<'_> {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        let s = self.0;
-        let lower_hex = |b: &u8| b.is_ascii_digit() || (b'a'..=b'f').contains(b);
-        if s.len() == 64 && s.bytes().all(|b| lower_hex(&b)) {
-            if let Ok(bytes) = hex::decode(s) {
-                return Ok(ToSqlOutput::Owned(Value::Blob(bytes)));
-            }
-        }
-        Ok(ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())))
+        Ok(ToSqlOutput::Borrowed(match self {
+            StoredFingerprint::Sha256(bytes) => ValueRef::Blob(bytes),
+            StoredFingerprint::Text(s) => ValueRef::Text(s.as_bytes()),
+        }))
     }
 }
 
@@ -180,7 +193,7 @@ pub(super) fn insert(conn: &Connection, e: &UsageEvent) -> StoreResult<bool> {
             tenant.as_str(),
             event_id.as_str(),
             user.as_str(),
-            StoredFingerprint(fingerprint),
+            StoredFingerprint::of(fingerprint),
             provider.as_str(),
             ps_nanos,
             ts_nanos,
