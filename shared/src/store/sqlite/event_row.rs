@@ -25,7 +25,9 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use super::codec::{count, from_json, id, parse_count, parse_money, parse_ts, to_json, ts};
-use crate::domain::{EventId, Metadata, OrgId, ProviderId, TeamId, TenantId, UsageEvent, UserId};
+use crate::domain::{
+    EventId, Metadata, ModelId, OrgId, ProviderId, TeamId, TenantId, UsageEvent, UserId,
+};
 use crate::store::{StoreError, StoreResult};
 use crate::usage::UsageCounts;
 
@@ -322,10 +324,7 @@ impl EventRow {
             event_id: id(self.event_id, EventId::parse)?,
             fingerprint: self.fingerprint,
             provider: id(self.provider, ProviderId::parse)?,
-            model: self
-                .model
-                .map(|m| id(m, crate::domain::ModelId::parse))
-                .transpose()?,
+            model: self.model.map(|m| id(m, ModelId::parse)).transpose()?,
             timestamp,
             period_start: instant(x.period_start, self.period_start)?,
             counts,
