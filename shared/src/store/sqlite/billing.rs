@@ -78,7 +78,7 @@ pub(super) fn unpriced_events(
     let (after_tenant, after_id) = split_cursor(cursor)?;
     let rows: Vec<EventRow> = conn
         .prepare_cached(&format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE priced = 0 AND (tenant, event_id) > (?1, ?2)
+            "SELECT {EVENT_COLUMNS} FROM events WHERE cost IS NULL AND (tenant, event_id) > (?1, ?2)
              ORDER BY tenant, event_id LIMIT ?3"
         ))?
         .query_map(
@@ -136,7 +136,7 @@ pub(super) fn price_event(
 ) -> StoreResult<bool> {
     let row = conn
         .prepare_cached(&format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE tenant = ?1 AND event_id = ?2 AND priced = 0"
+            "SELECT {EVENT_COLUMNS} FROM events WHERE tenant = ?1 AND event_id = ?2 AND cost IS NULL"
         ))?
         .query_row(params![tenant.as_str(), event_id.as_str()], EventRow::read)
         .optional()?;
@@ -146,14 +146,13 @@ pub(super) fn price_event(
     let mut e = row.into_event()?;
     e.cost_usd = Some(cost);
     e.price_version = Some(price_version.to_owned());
-    conn.prepare_cached(
-        "UPDATE events SET priced = 1, event = ?3 WHERE tenant = ?1 AND event_id = ?2",
-    )?
-    .execute(params![
+    event_row::set_price(
+        conn,
         tenant.as_str(),
         event_id.as_str(),
-        event_row::body(&e)?
-    ])?;
+        cost,
+        price_version,
+    )?;
     let (t, u, p) = (e.tenant.as_str(), e.user.as_str(), e.provider.as_str());
     let counters = conn
         .prepare_cached(

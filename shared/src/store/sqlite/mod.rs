@@ -28,6 +28,7 @@ mod budget_counters;
 mod budgets;
 mod catalog;
 mod codec;
+mod compact_events;
 mod dashboard;
 mod decimal;
 mod directory;

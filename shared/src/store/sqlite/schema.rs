@@ -6,7 +6,8 @@
 //! Migrations are append-only: never edit one that has shipped.
 //!
 //! Conventions: timestamps are RFC 3339 UTC with a fixed nine fractional digits, so text
-//! order is time order and values read back exactly; days are `YYYY-MM-DD`; money is the
+//! order is time order and values read back exactly (the `events` table, the largest,
+//! holds integer nanoseconds instead: `event_row`); days are `YYYY-MM-DD`; money is the
 //! exact `Decimal` text (changed only through the `dec_*` functions); counts are INTEGER.
 //! No foreign keys are declared between tables: the port lets callers write records in
 //! any order (events of a user without a subscription, keys of a tenant bootstrapped
@@ -406,6 +407,10 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ALTER TABLE alerts ADD COLUMN retain_until TEXT;
     CREATE INDEX alerts_retention ON alerts (retain_until) WHERE retain_until IS NOT NULL;
     "#,
+    // 18: compact events (issue 23): timestamps as integer nanoseconds, the fingerprint as
+    // bytes, model and price version by reference, counts as columns; the table rebuilt
+    // (the SQL and what it keeps exact are in `compact_events`).
+    super::compact_events::MIGRATION,
 ];
 
 /// Settings every connection gets: lock wait, foreign keys, the decimal functions.

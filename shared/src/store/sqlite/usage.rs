@@ -131,30 +131,9 @@ pub(super) fn record_events(
 }
 
 pub(super) fn record_event(conn: &Connection, e: &UsageEvent) -> StoreResult<RecordOutcome> {
-    let inserted = conn
-        .prepare_cached(
-            "INSERT INTO events (tenant, event_id, user, fingerprint, provider, period_start, timestamp, priced, event)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-             ON CONFLICT (tenant, event_id) DO NOTHING",
-        )?
-        .execute(params![
-            e.tenant.as_str(),
-            e.event_id.as_str(),
-            e.user.as_str(),
-            e.fingerprint,
-            e.provider.as_str(),
-            ts(&e.period_start),
-            ts(&e.timestamp),
-            e.cost_usd.is_some(),
-            event_row::body(e)?,
-        ])?;
-    if inserted == 0 {
-        let stored: String = conn
-            .prepare_cached("SELECT fingerprint FROM events WHERE tenant = ?1 AND event_id = ?2")?
-            .query_row(params![e.tenant.as_str(), e.event_id.as_str()], |r| {
-                r.get(0)
-            })?;
-        return Ok(if stored == e.fingerprint {
+    if !event_row::insert(conn, e)? {
+        let stored = event_row::stored_fingerprint(conn, e.tenant.as_str(), e.event_id.as_str())?;
+        return Ok(if stored.as_deref() == Some(e.fingerprint.as_str()) {
             RecordOutcome::Duplicate
         } else {
             RecordOutcome::Conflict
