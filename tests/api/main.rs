@@ -9,6 +9,7 @@ mod budgets;
 mod dashboard;
 mod enforcement;
 mod exact_bodies;
+mod grant_upkeep;
 mod hot_path;
 mod logs;
 mod messages;

@@ -85,6 +85,10 @@ pub struct AggregateReport {
     pub alerts_delivered: usize,
     /// `alert.resolved` alerts this pass stored (issue 18).
     pub alerts_resolved: usize,
+    /// Grants whose expiry this pass recorded, and finished grants it pruned (issue 19,
+    /// service::grant_upkeep).
+    pub grants_expired: usize,
+    pub grants_pruned: usize,
     pub invoices_delivered: usize,
     /// Every step reached its end (false: cut short by the budget; the next pass resumes).
     pub complete: bool,
@@ -144,6 +148,15 @@ impl Meter {
             "resolve",
             self.resolve_denials(at).await.map(|n| {
                 report.alerts_resolved = n;
+                true
+            }),
+        );
+        // Issue 19: grant expiry and pruning (service::grant_upkeep).
+        done(
+            "grants",
+            self.upkeep_grants(at).await.map(|u| {
+                report.grants_expired = u.expired;
+                report.grants_pruned = u.pruned;
                 true
             }),
         );

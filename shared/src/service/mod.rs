@@ -28,6 +28,7 @@ pub mod check;
 pub mod dashboard;
 mod enforce;
 pub mod error;
+mod grant_upkeep;
 mod holds;
 pub mod ingest;
 pub mod org_alerts;

@@ -24,6 +24,7 @@ mod budget_alerts;
 mod budget_counters;
 mod budgets;
 mod directory;
+mod grant_upkeep;
 mod org_members;
 mod orgs;
 mod prepaid;
@@ -34,6 +35,9 @@ pub use budget_alerts::{BudgetAlertStore, DeniedLimit};
 pub use budget_counters::{BudgetCounterStore, COUNTER_GRACE};
 pub use budgets::{BudgetPut, BudgetStore, MAX_BUDGETS_PER_SCOPE};
 pub use directory::{DirectoryStore, TenantUser};
+pub use grant_upkeep::{
+    due_at, is_finished, with_expiry_recorded, DueGrant, GrantUpkeepStore, FINISHED_GRANT_KEPT,
+};
 pub use org_members::{OrgMembers, OrgMembersStore};
 pub use orgs::{org_of_subscriber, org_subscriber, OrgClose, OrgRef, OrgStore};
 pub use prepaid::{
@@ -475,6 +479,7 @@ pub trait Store:
     + OrgMembersStore
     + BudgetAlertStore
     + PrepaidStore
+    + GrantUpkeepStore
 {
 }
 
@@ -494,7 +499,8 @@ impl<
             + OrgStore
             + OrgMembersStore
             + BudgetAlertStore
-            + PrepaidStore,
+            + PrepaidStore
+            + GrantUpkeepStore,
     > Store for T
 {
 }

@@ -32,6 +32,7 @@ mod counters;
 mod directory;
 mod errors;
 mod expressions;
+mod grant_upkeep;
 mod items;
 pub mod layout;
 pub mod legacy;

@@ -31,6 +31,7 @@ mod codec;
 mod decimal;
 mod directory;
 mod event_row;
+mod grant_upkeep;
 mod org_members;
 mod orgs;
 mod prepaid;
