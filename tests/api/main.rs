@@ -8,6 +8,7 @@ mod budget_alerts;
 mod budgets;
 mod dashboard;
 mod enforcement;
+mod erasure_credit;
 mod exact_bodies;
 mod grant_upkeep;
 mod hot_path;

@@ -121,8 +121,8 @@ impl Meter {
     }
 
     /// Prunes every finished grant of the wallet at `now` (recording an expiry first when
-    /// the aggregation has not yet): what a PUT does when it finds the wallet full.
-    /// Returns how many were pruned.
+    /// the aggregation has not yet): what a PUT does when it finds the wallet full. One
+    /// read of the wallet, then one write per finished grant. Returns how many were pruned.
     pub(super) async fn prune_finished_grants(
         &self,
         tenant: &TenantId,
@@ -131,20 +131,18 @@ impl Meter {
     ) -> Result<usize> {
         let mut done = Upkeep::default();
         for g in self.store.get_wallet(tenant, wallet).await?.grants {
-            if is_finished(&g, now) {
+            if !is_finished(&g, now) {
+                continue;
+            }
+            let drawn_out = g.voided_at.is_none() && !g.is_expired(now);
+            if drawn_out {
+                // Drawn to 0 before any expiry: no instant to be due at, pruned here.
+                if self.store.archive_grant(tenant, wallet, &g).await? {
+                    done.pruned += 1;
+                }
+            } else {
                 self.upkeep_grant(tenant, wallet, g, now, chrono::Duration::zero(), &mut done)
                     .await?;
-            }
-        }
-        // A grant drawn to 0 is finished without an instant: `next` leaves it; prune it here.
-        for g in self.store.get_wallet(tenant, wallet).await?.grants {
-            if g.voided_at.is_none()
-                && g.expired_usd.is_none()
-                && g.remaining_usd.is_zero()
-                && !g.is_expired(now)
-                && self.store.archive_grant(tenant, wallet, &g).await?
-            {
-                done.pruned += 1;
             }
         }
         Ok(done.pruned)

@@ -27,6 +27,7 @@ pub mod budgets;
 pub mod check;
 pub mod dashboard;
 mod enforce;
+mod erasure_holds;
 pub mod error;
 mod grant_upkeep;
 mod holds;

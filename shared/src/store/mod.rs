@@ -25,6 +25,7 @@ mod budget_counters;
 mod budgets;
 mod directory;
 mod grant_upkeep;
+mod open_reservations;
 mod org_members;
 mod orgs;
 mod prepaid;
@@ -38,6 +39,7 @@ pub use directory::{DirectoryStore, TenantUser};
 pub use grant_upkeep::{
     due_at, is_finished, with_expiry_recorded, DueGrant, GrantUpkeepStore, FINISHED_GRANT_KEPT,
 };
+pub use open_reservations::OpenReservationsStore;
 pub use org_members::{OrgMembers, OrgMembersStore};
 pub use orgs::{org_of_subscriber, org_subscriber, OrgClose, OrgRef, OrgStore};
 pub use prepaid::{
@@ -480,6 +482,7 @@ pub trait Store:
     + BudgetAlertStore
     + PrepaidStore
     + GrantUpkeepStore
+    + OpenReservationsStore
 {
 }
 
@@ -500,7 +503,8 @@ impl<
             + OrgMembersStore
             + BudgetAlertStore
             + PrepaidStore
-            + GrantUpkeepStore,
+            + GrantUpkeepStore
+            + OpenReservationsStore,
     > Store for T
 {
 }

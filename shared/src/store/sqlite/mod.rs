@@ -32,6 +32,7 @@ mod decimal;
 mod directory;
 mod event_row;
 mod grant_upkeep;
+mod open_reservations;
 mod org_members;
 mod orgs;
 mod prepaid;
