@@ -25,5 +25,6 @@ mod scopes;
 mod subscriptions;
 mod tenant;
 mod tokens;
+mod wallet_token;
 mod wallets;
 mod web;
