@@ -18,6 +18,7 @@ mod history;
 mod holds;
 mod org_alerts;
 mod orgs;
+mod period_draws;
 mod prepaid;
 mod privacy;
 mod reservations;
@@ -125,6 +126,10 @@ macro_rules! conformance {
             wallets_racing_inserts_of_one_grant_id_have_exactly_one_winner,
             wallets_hold_at_most_the_cap_even_when_inserts_race,
             wallets_settings_are_set_and_cleared_and_tenants_isolated,
+        );
+        // Issue 19: the period draw sums a prepaid invoice reads.
+        conformance!(@module period_draws $factory;
+            period_draws_sum_each_events_draws_once_per_period,
         );
         // Issue 19: grant upkeep (expiry recorded once, finished grants pruned).
         conformance!(@module grant_upkeep $factory;

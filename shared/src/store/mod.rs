@@ -28,6 +28,7 @@ mod grant_upkeep;
 mod open_reservations;
 mod org_members;
 mod orgs;
+mod period_draws;
 mod prepaid;
 mod token_keys;
 mod wallets;
@@ -42,6 +43,7 @@ pub use grant_upkeep::{
 pub use open_reservations::OpenReservationsStore;
 pub use org_members::{OrgMembers, OrgMembersStore};
 pub use orgs::{org_of_subscriber, org_subscriber, OrgClose, OrgRef, OrgStore};
+pub use period_draws::{PeriodDraws, PeriodDrawsStore};
 pub use prepaid::{
     CreditHold, CreditReserve, CreditState, EventDraws, InvoiceCharge, PrepaidStore,
 };
@@ -483,6 +485,7 @@ pub trait Store:
     + PrepaidStore
     + GrantUpkeepStore
     + OpenReservationsStore
+    + PeriodDrawsStore
 {
 }
 
@@ -504,7 +507,8 @@ impl<
             + BudgetAlertStore
             + PrepaidStore
             + GrantUpkeepStore
-            + OpenReservationsStore,
+            + OpenReservationsStore
+            + PeriodDrawsStore,
     > Store for T
 {
 }

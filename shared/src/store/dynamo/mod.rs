@@ -40,6 +40,7 @@ pub mod migrate;
 mod open_reservations;
 mod org_members;
 mod orgs;
+mod period_draws;
 mod period_items;
 mod prepaid;
 mod privacy;

@@ -35,6 +35,7 @@ mod grant_upkeep;
 mod open_reservations;
 mod org_members;
 mod orgs;
+mod period_draws;
 mod prepaid;
 mod privacy;
 mod schema;
