@@ -1119,3 +1119,7 @@ impl meter_core::store::PrepaidStore for FaultyStore {
         .await
     }
 }
+
+// Issue 19: the credit ports (grant upkeep, open reservations, period draws).
+#[path = "faulty_credits.rs"]
+mod credits;

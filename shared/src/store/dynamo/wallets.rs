@@ -11,10 +11,12 @@
 //! - `SK = G#<grant_id>`, one item per grant: `grant_id`, `amount_usd` and `remaining_usd`
 //!   (N, exact), `expires_at`, `priority` (N), `kind`, `note`, `created_at`, `voided_at`.
 //!
-//! Reading a wallet is one `Query` of its partition (at most 100 grants of at most ~1.3 KB:
-//! one page). Putting a grant is one `TransactWriteItems`: the grant under
-//! `attribute_not_exists(PK)` (the stored grant comes back when it exists) and the head's
-//! `ADD grants_n 1, credit#… amount` under `grants_n < 100`. Voiding is a `GetItem` and
+//! Reading a wallet is one `Query` of its partition, `SK >= G#` (at most 100 grants of at
+//! most ~1.3 KB: one page; pruned grants' archives `A#…` and the period draws `DRAWN#…`
+//! sort before). Putting a grant is one `TransactWriteItems`: the grant under
+//! `attribute_not_exists(PK)` (the stored grant comes back when it exists), the head's
+//! `ADD grants_n 1, credit#… amount` under `grants_n < 100`, and a check that no archive
+//! holds the id (grant upkeep, `super::grant_upkeep`). Voiding is a `GetItem` and
 //! one `TransactWriteItems`: the grant's `voided_at` under "not voided and `remaining_usd`
 //! as read", and the head's bucket minus that remaining.
 
