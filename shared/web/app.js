@@ -413,6 +413,13 @@
       api("/billing/" + u),
       api("/user/" + u + "/subscription"),
     ]).then(function (res) {
+      // A prepaid user's wallet (issue 19): its grants are read only for such a user.
+      var d0 = res[0];
+      if (d0.wallet && d0.wallet.payment === "prepaid") {
+        return api("/wallet/user/" + u).then(function (w) { res.push(w); return res; });
+      }
+      return res;
+    }).then(function (res) {
       if (!r.current()) { return; }
       status("");
       var d = res[0];
@@ -421,6 +428,7 @@
       r.view.appendChild(summary(d, s));
       var rec = recommendation(d.recommendations);
       if (rec) { r.view.appendChild(rec); }
+      if (res[5]) { r.view.appendChild(walletPanel(res[5])); }
       r.view.appendChild(limitsPanel(d));
       r.view.appendChild(trendsPanel(user, res[1], months, r));
       r.view.appendChild(h("div", { class: "grid-2" },
@@ -677,6 +685,38 @@
     return h("section", { class: "panel", id: "alerts-panel", "aria-labelledby": "alerts-title" },
       h("h2", { id: "alerts-title", tabindex: "-1" }, "Alerts ", count),
       a.alerts.length ? list : h("p", { text: "No alerts." }));
+  }
+
+  // Prepaid credit (issue 19): balance, held by open reservations, available, and the
+  // grants in the order they burn (then the expired and voided ones), with their expiry.
+  function walletPanel(w) {
+    var body = h("tbody");
+    w.grants.forEach(function (g) {
+      body.appendChild(h("tr", { data: { grant: g.grant_id, status: g.status } },
+        h("td", { text: g.grant_id }),
+        h("td", { text: g.kind }),
+        moneyEl("td", g.amount_usd, { class: "num amount" }),
+        moneyEl("td", g.remaining_usd, { class: "num remaining" }),
+        h("td", { class: "expires" }, g.expires_at ? when(g.expires_at) : "never"),
+        h("td", { class: "grant-status", text: g.status +
+          (g.expired_usd !== null && g.expired_usd !== undefined ? " (" + F.money(g.expired_usd, locale) + " expired)" : "") })));
+    });
+    return h("section", { class: "panel", id: "wallet", "aria-labelledby": "wallet-title" },
+      h("h2", { id: "wallet-title", text: "Prepaid credit" }),
+      h("div", { class: "cards" },
+        card("Balance", moneyEl("div", w.balance_usd, { class: "value", id: "wallet-balance" })),
+        card("Held", moneyEl("div", w.held_usd, { class: "value", id: "wallet-held" }),
+          "by open reservations"),
+        card("Available", moneyEl("div", w.available_usd, { class: "value", id: "wallet-available" }),
+          w.projected_depletion_at ? "runs out about " + day(w.projected_depletion_at) : null)),
+      w.grants.length
+        ? tableWrap(h("table", { id: "wallet-grants" },
+          h("thead", {}, h("tr", {},
+            h("th", { scope: "col", text: "Grant" }), h("th", { scope: "col", text: "Kind" }),
+            h("th", { class: "num", scope: "col", text: "Amount" }),
+            h("th", { class: "num", scope: "col", text: "Remaining" }),
+            h("th", { scope: "col", text: "Expires" }), h("th", { scope: "col", text: "Status" }))), body), "Grants")
+        : h("p", { text: "No credit granted yet." }));
   }
 
   function invoicesPanel(invoices) {

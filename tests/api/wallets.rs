@@ -50,7 +50,7 @@ async fn a_purchase_and_a_promo_that_expires_first_then_a_void() {
         g,
         &json!({"grant_id": "purchase-1001", "amount_usd": "10", "remaining_usd": "10",
                 "expires_at": null, "priority": 10, "kind": "purchase", "note": "order 1001",
-                "status": "active", "created_at": "2026-03-01T09:00:00Z", "voided_at": null})
+                "status": "active", "created_at": "2026-03-01T09:00:00Z", "voided_at": null, "expired_usd": null})
     );
     let r = app
         .put(

@@ -13,10 +13,12 @@ mod directory;
 mod enforcement;
 mod events;
 mod fixtures;
+mod grant_upkeep;
 mod history;
 mod holds;
 mod org_alerts;
 mod orgs;
+mod period_draws;
 mod prepaid;
 mod privacy;
 mod reservations;
@@ -126,6 +128,15 @@ macro_rules! conformance {
             wallets_racing_inserts_of_one_grant_id_have_exactly_one_winner,
             wallets_hold_at_most_the_cap_even_when_inserts_race,
             wallets_settings_are_set_and_cleared_and_tenants_isolated,
+        );
+        // Issue 19: the period draw sums a prepaid invoice reads.
+        conformance!(@module period_draws $factory;
+            period_draws_sum_each_events_draws_once_per_period,
+        );
+        // Issue 19: grant upkeep (expiry recorded once, finished grants pruned).
+        conformance!(@module grant_upkeep $factory;
+            grant_upkeep_records_an_expiry_once_under_racing_passes,
+            grant_upkeep_prunes_a_finished_grant_once_freeing_its_slot_and_keeping_its_id,
         );
         // Issue 19: prepaid plans (credit holds, draws with events).
         conformance!(@module prepaid $factory;

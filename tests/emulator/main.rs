@@ -4,6 +4,7 @@
 
 mod alert_resolved;
 mod budgets;
+mod credits;
 mod enforcement;
 mod holds;
 mod migrate;

@@ -1,6 +1,7 @@
 //! The DynamoDB request budget of the wallet routes: a full wallet (100 grants) is read in
 //! one Query, a grant is put in one transaction (a replay or a conflict too), a void is
-//! one GetItem and one transaction, a setting one UpdateItem.
+//! one GetItem and one transaction, a setting one UpdateItem; a put into a full wallet
+//! reads it once more and prunes its finished grants (one transaction each).
 
 use serde_json::json;
 
@@ -35,8 +36,8 @@ async fn wallets_cost_one_query_to_read_and_one_transaction_per_grant() {
     assert_eq!(r.code(), "too_many_grants");
     assert_eq!(
         env.counter.take(),
-        ops(&[("TransactWriteItems", 1)]),
-        "a refused creation"
+        ops(&[("TransactWriteItems", 1), ("Query", 1)]),
+        "a refused creation (the wallet is read once for finished grants to prune)"
     );
     let r = app.put(&format!("{ACME}/grants/g-007"), body("1.50")).await;
     assert_eq!(r.body["data"]["created"], false);
@@ -74,4 +75,13 @@ async fn wallets_cost_one_query_to_read_and_one_transaction_per_grant() {
         .await;
     assert_eq!(r.status, 200);
     assert_eq!(env.counter.take(), ops(&[("UpdateItem", 1)]), "a setting");
+
+    // The full wallet prunes the voided grant to take a new one (grant upkeep).
+    let r = app.put(&format!("{ACME}/grants/one-more"), body("1")).await;
+    assert_eq!(r.body["data"]["created"], true, "{}", r.body);
+    assert_eq!(
+        env.counter.take(),
+        ops(&[("TransactWriteItems", 3), ("Query", 1)]),
+        "a creation that prunes: refused, the wallet read, the prune, created"
+    );
 }

@@ -1153,3 +1153,6 @@ impl meter_core::store::DashboardStore for FaultyStore {
         .await
     }
 }
+// Issue 19: the credit ports (grant upkeep, open reservations, period draws).
+#[path = "faulty_credits.rs"]
+mod credits;

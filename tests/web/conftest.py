@@ -98,6 +98,31 @@ def event(eid, user, provider, model, ts, input_tokens=0, output_tokens=0, **ext
     return e
 
 
+PROMO_EXPIRES = (datetime.now(timezone.utc) + timedelta(days=30)).replace(microsecond=0)
+
+
+def seed_prepaid(api, service_key, now):
+    """pam, on a prepaid plan (issue 19): $10 purchased and a $5 promo that expires in 30
+    days; a reservation holds $0.30 and a recorded call drew $0.60 (from the promo, which
+    expires first): balance $14.40, held $0.30, available $14.10."""
+    api.ok("PUT", "/plans/payg", ADMIN_KEY,
+           {"tier": "custom", "monthly_price_usd": "0", "yearly_price_usd": "0",
+            "limits": {"calls:gemini": 1000}, "payment": "prepaid"})
+    api.ok("PUT", "/user/pam/subscription", ADMIN_KEY, {"plan": "payg"})
+    api.ok("PUT", "/wallet/user/pam/grants/purchase-1", ADMIN_KEY,
+           {"amount_usd": "10.00", "kind": "purchase", "note": "order 1"})
+    api.ok("PUT", "/wallet/user/pam/grants/spring-promo", ADMIN_KEY,
+           {"amount_usd": "5", "kind": "promo",
+            "expires_at": PROMO_EXPIRES.strftime("%Y-%m-%dT%H:%M:%SZ")})
+    held = api.ok("POST", "/check", service_key,
+                  {"user_id": "pam", "provider": "gemini", "model": "gemini-2.5-flash",
+                   "estimated_input_tokens": 1_000_000, "reserve": True})
+    assert held["allowed"] and held["reservation_id"], held
+    data = api.ok("POST", "/usage", service_key, {"events": [
+        event("p-1", "pam", "gemini", "gemini-2.5-flash", now - timedelta(seconds=5), 2_000_000, 0)]})
+    assert data["events"][0]["status"] == "recorded", data
+
+
 def seed(server, api, service_key):
     """Users over the current and the previous periods (events older than 35 days are
     refused by the API, so history is what the window allows), alerts, unpriced usage,
@@ -128,6 +153,7 @@ def seed(server, api, service_key):
             data = api.ok("POST", "/usage", service_key, {"events": events[i:i + 100]})
             assert all(r["status"] == "recorded" for r in data["events"]), data
     api.ok("PUT", "/user/bob/subscription", ADMIN_KEY, {"plan": "basic"})
+    seed_prepaid(api, service_key, now)
     api.ok("PUT", "/user/dave/subscription", ADMIN_KEY, {"plan": "pro"})
     # An org's alert: a soft daily budget on acme's pooled calls, reached by dave's calls
     # naming acme (the org owns the alert, no user does).

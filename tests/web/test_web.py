@@ -115,7 +115,7 @@ def test_admin_view_ranks_users_by_cost_with_the_apis_numbers(server, browser, o
         cursor = data["next_cursor"]
         if not cursor:
             break
-    assert {u["user_id"] for u in api_users} == {"alice", "bob", "carol", "dave"}
+    assert {u["user_id"] for u in api_users} == {"alice", "bob", "carol", "dave", "pam"}
     ranked = sorted(api_users, key=lambda u: (-Decimal(u["cost_usd"]), u["user_id"]))
     rows = browser.find_elements(By.CSS_SELECTOR, "#users tbody tr")
     assert [r.get_attribute("data-user") for r in rows] == [u["user_id"] for u in ranked]
@@ -331,3 +331,44 @@ def test_a_token_is_refused_for_another_user_and_for_everything_else(server, bro
     wait(browser, "#limits li")
     assert browser.find_element(By.ID, "user-id").text == "bob"
     assert console_errors(browser) == []
+
+
+# ---------------------------------------------------------------------------------------
+# A prepaid user's wallet (issue 19)
+
+
+def test_a_prepaid_users_page_shows_the_wallet_with_the_apis_numbers(server, browser, out_dir):
+    token = server.api.ok("POST", "/tokens", server.service_key, {"user_id": "pam"})["token"]
+    browser.get(server.base + "/#token=" + quote(token))
+    wait(browser, "#wallet-grants tbody tr")
+    w = server.api.ok("GET", "/wallet/user/pam", token)
+    # The seed's story, as the API has it: $15 granted, $0.60 drawn, $0.30 held.
+    assert (w["balance_usd"], w["held_usd"], w["available_usd"]) == ("14.4", "0.3", "14.1"), w
+    assert browser.find_element(By.ID, "wallet-balance").text == "$14.40"
+    assert browser.find_element(By.ID, "wallet-held").text == "$0.30"
+    assert browser.find_element(By.ID, "wallet-available").text == "$14.10"
+    rows = browser.find_elements(By.CSS_SELECTOR, "#wallet-grants tbody tr")
+    # The promo burns first (it expires first), then the purchase.
+    assert [r.get_attribute("data-grant") for r in rows] == ["spring-promo", "purchase-1"]
+    assert [g["grant_id"] for g in w["grants"]] == ["spring-promo", "purchase-1"]
+    for row, g in zip(rows, w["grants"]):
+        c = cells(row)
+        assert c[0].text == g["grant_id"]
+        assert c[1].text == g["kind"]
+        assert c[2].text == money(g["amount_usd"])
+        assert c[3].text == money(g["remaining_usd"])
+        assert c[5].text == g["status"] == "active"
+    promo, purchase = rows
+    assert cells(promo)[3].text == "$4.40" and cells(purchase)[3].text == "$10.00"
+    expiry = cells(promo)[4].find_element(By.CSS_SELECTOR, "time")
+    assert expiry.get_attribute("datetime") == w["grants"][0]["expires_at"]
+    assert w["grants"][0]["expires_at"] and w["grants"][1]["expires_at"] is None
+    assert cells(purchase)[4].text == "never"
+    screenshot(browser, out_dir, "user-wallet", 1280)
+    assert console_errors(browser) == []
+
+
+def test_a_postpaid_users_page_has_no_wallet_panel(server, browser, alice_token):
+    browser.get(server.base + "/#token=" + quote(alice_token))
+    wait(browser, "#limits li")
+    assert browser.find_elements(By.ID, "wallet") == []

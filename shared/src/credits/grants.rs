@@ -97,6 +97,14 @@ pub struct Grant {
     pub created_at: DateTime<Utc>,
     /// When the grant was voided (what was left of it removed).
     pub voided_at: Option<DateTime<Utc>>,
+    /// The amount the aggregation recorded as expired (what was left at `expires_at`;
+    /// `remaining_usd` is then 0). `None` until it is recorded.
+    #[serde(
+        default,
+        with = "rust_decimal::serde::str_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub expired_usd: Option<Decimal>,
 }
 
 /// Where a grant stands at one instant.
@@ -248,6 +256,7 @@ impl GrantRequest {
             note: self.note,
             created_at: now,
             voided_at: None,
+            expired_usd: None,
         })
     }
 }

@@ -32,6 +32,7 @@ pub fn grant(id: &str, amount: &str) -> Grant {
         note: None,
         created_at: h(0),
         voided_at: None,
+        expired_usd: None,
     }
 }
 

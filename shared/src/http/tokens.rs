@@ -29,8 +29,10 @@ use crate::service::{Caller, Error, Meter};
 use crate::tokens::MAX_TTL_SECONDS;
 
 /// The routes a token opens, with the path parameter that must name its user.
-const USER_READS: [(&str, &str); 6] = [
+const USER_READS: [(&str, &str); 7] = [
     ("/usage/{user_id}", "user_id"),
+    // Issue 19: the user's own prepaid wallet (the web page shows it).
+    ("/wallet/user/{user_id}", "user_id"),
     ("/usage/{user_id}/trends", "user_id"),
     ("/dashboard/{user_id}", "user_id"),
     ("/alerts/{user_id}", "user_id"),

@@ -88,6 +88,10 @@ pub struct AggregateReport {
     /// Budget alerts of short windows deleted at the end of their retention (issue 18,
     /// `alerts::retain_until`).
     pub alerts_expired: usize,
+    /// Grants whose expiry this pass recorded, and finished grants it pruned (issue 19,
+    /// service::grant_upkeep).
+    pub grants_expired: usize,
+    pub grants_pruned: usize,
     pub invoices_delivered: usize,
     /// Every step reached its end (false: cut short by the budget; the next pass resumes).
     pub complete: bool,
@@ -156,6 +160,15 @@ impl Meter {
             self.delete_expired_alerts(at).await.map(|(n, all)| {
                 report.alerts_expired = n;
                 all
+            }),
+        );
+        // Issue 19: grant expiry and pruning (service::grant_upkeep).
+        done(
+            "grants",
+            self.upkeep_grants(at).await.map(|u| {
+                report.grants_expired = u.expired;
+                report.grants_pruned = u.pruned;
+                true
             }),
         );
         match self.retry_outbox(500).await {

@@ -233,17 +233,9 @@ impl Meter {
                 applied
             }
             Payment::Prepaid => {
-                let (mut drawn, mut shortfall) = (Decimal::ZERO, Decimal::ZERO);
-                for d in self
-                    .store
-                    .event_draws(tenant, user, Some(period.start))
-                    .await?
-                {
-                    if d.at >= period.start && d.at < period.end {
-                        drawn += d.draws.drawn_usd().map_err(credit_error)?;
-                        shortfall += d.draws.shortfall_usd;
-                    }
-                }
+                // Issue 19: read strongly consistent (store::PeriodDrawsStore).
+                let sums = self.store.period_draws(tenant, user, period).await?;
+                let (drawn, shortfall) = (sums.drawn_usd, sums.shortfall_usd);
                 charge.overdraft_settled = shortfall.min(record.overdrawn_usd).max(Decimal::ZERO);
                 crate::credits::CreditsApplied::already_drawn(&lines, drawn)
                     .map_err(credit_error)?

@@ -131,7 +131,8 @@ impl Meter {
         caller.require(Role::Admin)?;
         let tenant = &caller.tenant;
         let anon = pseudonym(tenant, user);
-        let mut changed = 0;
+        // Issue 19: give back what the user's open reservations hold (credit included).
+        let mut changed = self.release_open_reservations(tenant, user).await?;
         let mut done = false;
         for _ in 0..ERASE_STEPS {
             let step = self

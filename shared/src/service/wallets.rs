@@ -26,9 +26,13 @@ pub struct GrantView {
     pub grant_id: GrantId,
     #[serde(serialize_with = "normalized")]
     pub amount_usd: Decimal,
-    /// What is left of it; for an expired or voided grant, what stopped counting.
+    /// What is left of it; for an expired or voided grant, what stopped counting (0 once
+    /// the aggregation recorded the expiry: then it is `expired_usd`).
     #[serde(serialize_with = "normalized")]
     pub remaining_usd: Decimal,
+    /// What expired, as the aggregation recorded it; `null` until then.
+    #[serde(serialize_with = "normalized_option")]
+    pub expired_usd: Option<Decimal>,
     pub expires_at: Option<DateTime<Utc>>,
     pub priority: i32,
     pub kind: GrantKind,
@@ -44,6 +48,7 @@ impl GrantView {
             grant_id: g.id.clone(),
             amount_usd: g.amount_usd,
             remaining_usd: g.remaining_usd,
+            expired_usd: g.expired_usd,
             expires_at: g.expires_at,
             priority: g.priority,
             kind: g.kind,
@@ -201,7 +206,14 @@ impl Meter {
             .clone()
             .into_grant(id.clone(), now)
             .map_err(credit_error)?;
-        let (stored, created) = match self.store.insert_grant(tenant, wallet, &grant).await? {
+        let mut inserted = self.store.insert_grant(tenant, wallet, &grant).await?;
+        if inserted == GrantInsert::WalletFull
+            && self.prune_finished_grants(tenant, wallet, now).await? > 0
+        {
+            // Finished grants gave their slots back (service::grant_upkeep): once more.
+            inserted = self.store.insert_grant(tenant, wallet, &grant).await?;
+        }
+        let (stored, created) = match inserted {
             GrantInsert::Created(g) => (g, true),
             GrantInsert::Exists(stored) => (replay(&stored, id, req, now)?, false),
             GrantInsert::WalletFull => {

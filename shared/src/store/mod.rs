@@ -25,8 +25,11 @@ mod budget_counters;
 mod budgets;
 mod dashboard;
 mod directory;
+mod grant_upkeep;
+mod open_reservations;
 mod org_members;
 mod orgs;
+mod period_draws;
 mod prepaid;
 mod token_keys;
 mod wallets;
@@ -36,8 +39,13 @@ pub use budget_counters::{BudgetCounterStore, COUNTER_GRACE};
 pub use budgets::{BudgetPut, BudgetStore, MAX_BUDGETS_PER_SCOPE};
 pub use dashboard::{DashboardReads, DashboardStore, PeriodsPicker};
 pub use directory::{DirectoryStore, TenantUser};
+pub use grant_upkeep::{
+    due_at, is_finished, with_expiry_recorded, DueGrant, GrantUpkeepStore, FINISHED_GRANT_KEPT,
+};
+pub use open_reservations::OpenReservationsStore;
 pub use org_members::{OrgMembers, OrgMembersStore};
 pub use orgs::{org_of_subscriber, org_subscriber, OrgClose, OrgRef, OrgStore};
+pub use period_draws::{PeriodDraws, PeriodDrawsStore};
 pub use prepaid::{
     CreditHold, CreditReserve, CreditState, EventDraws, InvoiceCharge, PrepaidStore,
 };
@@ -478,6 +486,9 @@ pub trait Store:
     + BudgetAlertStore
     + PrepaidStore
     + DashboardStore
+    + GrantUpkeepStore
+    + OpenReservationsStore
+    + PeriodDrawsStore
 {
 }
 
@@ -498,7 +509,10 @@ impl<
             + OrgMembersStore
             + BudgetAlertStore
             + PrepaidStore
-            + DashboardStore,
+            + DashboardStore
+            + GrantUpkeepStore
+            + OpenReservationsStore
+            + PeriodDrawsStore,
     > Store for T
 {
 }

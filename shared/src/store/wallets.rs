@@ -8,7 +8,9 @@
 //!   one is stored (the service compares bodies: same body is idempotent, another is a
 //!   conflict);
 //! - a wallet holds at most [`MAX_GRANTS_PER_WALLET`] grants (voided and expired ones
-//!   included): an insert beyond changes nothing and answers [`GrantInsert::WalletFull`];
+//!   included, pruned ones not): an insert beyond changes nothing and answers
+//!   [`GrantInsert::WalletFull`]; a pruned grant's id stays taken (an insert answers it as
+//!   [`GrantInsert::Exists`], a void as [`GrantVoid::AlreadyVoided`], unchanged);
 //! - grant amounts are exact decimals, read back as written;
 //! - a void sets `voided_at` once: voiding again answers [`GrantVoid::AlreadyVoided`] with
 //!   the first void's grant;
@@ -23,8 +25,8 @@ use super::StoreResult;
 use crate::credits::{Grant, Subscriber};
 use crate::domain::{GrantId, TenantId};
 
-/// The most grants one wallet holds (every grant ever put, voided and expired included,
-/// until pruning of finished grants exists). Bounds the wallet read to one request.
+/// The most grants one wallet holds (voided and expired ones included until they are
+/// pruned: [`super::GrantUpkeepStore`]). Bounds the wallet read to one request.
 pub const MAX_GRANTS_PER_WALLET: usize = 100;
 
 /// A wallet as stored: its grants (grant-id order) and settings. A wallet nothing was ever

@@ -27,7 +27,8 @@ pub const USER_PK: &str = "USER_PK";
 pub const USER_SK: &str = "USER_SK";
 
 /// Sparse GSI `outbox` (ALL), oldest first in each partition: unpublished alerts
-/// (`OUTBOX`), unpublished invoices (`INVOICES`) and unpriced events (`UNPRICED`).
+/// (`OUTBOX`), unpublished invoices (`INVOICES`), unpriced events (`UNPRICED`), denials
+/// awaiting `alert.resolved` (`DENIED`) and grants due for the aggregation (`GRANTS`).
 pub const OUTBOX_INDEX: &str = "outbox";
 pub const OUTBOX_PK: &str = "OUTBOX_PK";
 pub const OUTBOX_SK: &str = "OUTBOX_SK";

@@ -193,6 +193,8 @@ pub(super) struct ChunkDraws {
     /// Per event index, its draws.
     pub events: BTreeMap<usize, Draws>,
     pub shortfall: Decimal,
+    /// Per period, its events' draws summed (issue 19: `period_draws`).
+    pub periods: BTreeMap<DateTime<Utc>, crate::store::PeriodDraws>,
 }
 
 impl ChunkDraws {
@@ -236,6 +238,7 @@ impl ChunkDraws {
                 .shortfall
                 .checked_add(d.shortfall_usd)
                 .ok_or_else(|| corrupt("overflow"))?;
+            super::period_draws::add(&mut out.periods, e.period_start, &d)?;
             out.events.insert(i, d);
         }
         Ok(out)

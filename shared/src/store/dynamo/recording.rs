@@ -513,6 +513,11 @@ impl DynamoStore {
                 kinds.push(TxItem::Wallet);
             }
             d.head_adds(&mut head);
+            // Issue 19: the periods' draw sums the invoice reads (store::PeriodDrawsStore).
+            for (sk, u) in super::period_draws::updates(&d.periods) {
+                tx.push(self.tx_update(wallet_pk.clone(), &sk, &u)?);
+                kinds.push(TxItem::Other);
+            }
         }
         if plan.credit_released > Decimal::ZERO {
             head.add(super::prepaid::HELD, n(-plan.credit_released));

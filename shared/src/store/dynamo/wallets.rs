@@ -11,10 +11,12 @@
 //! - `SK = G#<grant_id>`, one item per grant: `grant_id`, `amount_usd` and `remaining_usd`
 //!   (N, exact), `expires_at`, `priority` (N), `kind`, `note`, `created_at`, `voided_at`.
 //!
-//! Reading a wallet is one `Query` of its partition (at most 100 grants of at most ~1.3 KB:
-//! one page). Putting a grant is one `TransactWriteItems`: the grant under
-//! `attribute_not_exists(PK)` (the stored grant comes back when it exists) and the head's
-//! `ADD grants_n 1, credit#… amount` under `grants_n < 100`. Voiding is a `GetItem` and
+//! Reading a wallet is one `Query` of its partition, `SK >= G#` (at most 100 grants of at
+//! most ~1.3 KB: one page; pruned grants' archives `A#…` and the period draws `DRAWN#…`
+//! sort before). Putting a grant is one `TransactWriteItems`: the grant under
+//! `attribute_not_exists(PK)` (the stored grant comes back when it exists), the head's
+//! `ADD grants_n 1, credit#… amount` under `grants_n < 100`, and a check that no archive
+//! holds the id (grant upkeep, `super::grant_upkeep`). Voiding is a `GetItem` and
 //! one `TransactWriteItems`: the grant's `voided_at` under "not voided and `remaining_usd`
 //! as read", and the head's bucket minus that remaining.
 
@@ -63,7 +65,7 @@ fn corrupt(what: impl Into<String>) -> StoreError {
     StoreError::Corrupt(format!("grant: {}", what.into()))
 }
 
-fn grant_item(pk: String, g: &Grant) -> Item {
+pub(super) fn grant_item(pk: String, g: &Grant) -> Item {
     let mut item = key(pk, grant_sk(&g.id));
     item.insert("grant_id".to_owned(), s(g.id.as_str()));
     item.insert("amount_usd".to_owned(), n(g.amount_usd));
@@ -80,10 +82,13 @@ fn grant_item(pk: String, g: &Grant) -> Item {
     if let Some(t) = g.voided_at {
         item.insert("voided_at".to_owned(), s(time(t)));
     }
+    if let Some(e) = g.expired_usd {
+        item.insert("expired_usd".to_owned(), n(e));
+    }
     item
 }
 
-fn grant_of(item: &Item) -> StoreResult<Grant> {
+pub(super) fn grant_of(item: &Item) -> StoreResult<Grant> {
     let text = |name: &str| get_s(item, name).ok_or_else(|| corrupt(format!("no {name}")));
     let opt_time = |name: &str| get_s(item, name).map(time_of).transpose();
     let number = |name: &str| {
@@ -104,12 +109,16 @@ fn grant_of(item: &Item) -> StoreResult<Grant> {
         note: get_s(item, "note").map(str::to_owned),
         created_at: time_of(text("created_at")?)?,
         voided_at: opt_time("voided_at")?,
+        expired_usd: item.get("expired_usd").map(decimal_of).transpose()?,
     })
 }
 
 impl DynamoStore {
     async fn try_void(&self, pk: &str, g: &Grant, at: DateTime<Utc>) -> StoreResult<bool> {
         let mut voided = Update::new();
+        let mut after = g.clone();
+        after.void(at);
+        super::grant_upkeep::set_due(&mut voided, pk, &after);
         voided.set("voided_at", s(time(at))).condition(|e| {
             format!(
                 "attribute_exists({}) AND attribute_not_exists({}) AND {} = {}",
@@ -151,9 +160,12 @@ impl WalletStore for DynamoStore {
                     e.value(n(MAX_GRANTS_PER_WALLET))
                 )
             });
+        let item = super::grant_upkeep::with_due(grant_item(pk.clone(), grant), &pk, grant);
         let items = vec![
-            self.tx_put(grant_item(pk.clone(), grant), true)?,
+            self.tx_put(item, true)?,
             self.tx_update(pk.clone(), HEAD_SK, &head)?,
+            // A pruned grant keeps its id (grant upkeep).
+            self.tx_no_archive(pk.clone(), &grant.id)?,
         ];
         let reasons = match self
             .transact_until_decided("put grant", || Ok(items.clone()))
@@ -177,6 +189,16 @@ impl WalletStore for DynamoStore {
             };
             return Ok(GrantInsert::Exists(stored));
         }
+        if failed(2) {
+            let archived = match reasons[2].item() {
+                Some(item) if !item.is_empty() => grant_of(item)?,
+                _ => self
+                    .get_archived_grant(pk.clone(), &grant.id)
+                    .await?
+                    .ok_or_else(|| corrupt("an archived grant vanished"))?,
+            };
+            return Ok(GrantInsert::Exists(archived));
+        }
         if failed(1) {
             return Ok(GrantInsert::WalletFull);
         }
@@ -189,11 +211,12 @@ impl WalletStore for DynamoStore {
         wallet: &Subscriber,
         id: &GrantId,
     ) -> StoreResult<Option<Grant>> {
-        self.get_item(wallet_pk(tenant, wallet), &grant_sk(id), &[])
-            .await?
-            .as_ref()
-            .map(grant_of)
-            .transpose()
+        let pk = wallet_pk(tenant, wallet);
+        match self.get_item(pk.clone(), &grant_sk(id), &[]).await? {
+            Some(item) => grant_of(&item).map(Some),
+            // Pruned: kept as an archive under its id (grant upkeep).
+            None => self.get_archived_grant(pk, id).await,
+        }
     }
 
     async fn void_grant(
@@ -206,9 +229,14 @@ impl WalletStore for DynamoStore {
         let pk = wallet_pk(tenant, wallet);
         let mut retries = Retries::new();
         loop {
-            let Some(mut grant) = self.get_grant(tenant, wallet, id).await? else {
-                return Ok(GrantVoid::Unknown);
+            let Some(item) = self.get_item(pk.clone(), &grant_sk(id), &[]).await? else {
+                // Pruned grants are final: a void answers them unchanged.
+                return Ok(match self.get_archived_grant(pk.clone(), id).await? {
+                    Some(g) => GrantVoid::AlreadyVoided(g),
+                    None => GrantVoid::Unknown,
+                });
             };
+            let mut grant = grant_of(&item)?;
             if grant.voided_at.is_some() {
                 return Ok(GrantVoid::AlreadyVoided(grant));
             }
@@ -229,9 +257,7 @@ impl WalletStore for DynamoStore {
         wallet: &Subscriber,
     ) -> StoreResult<WalletRecord> {
         // The head and at most 100 grants: one page, one Query.
-        let items = self
-            .query_prefix(wallet_pk(tenant, wallet), "", true)
-            .await?;
+        let items = self.wallet_items(wallet_pk(tenant, wallet)).await?;
         let mut record = WalletRecord::default();
         for item in &items {
             match get_s(item, layout::SK) {

@@ -411,6 +411,18 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // bytes, model and price version by reference, counts as columns; the table rebuilt
     // (the SQL and what it keeps exact are in `compact_events`).
     super::compact_events::MIGRATION,
+    // 19: grant upkeep (issue 19, docs/credits.md "Expiry and pruning"): when the
+    // aggregation must look at a grant (its expiry, then pruning it), and whether it was
+    // pruned (archived: out of its wallet, kept under its id). Grants stored before get
+    // their expiry as due instant (whole seconds, floor: the pass checks the exact instant).
+    r#"
+    ALTER TABLE wallet_grants ADD COLUMN due_ms INTEGER;
+    ALTER TABLE wallet_grants ADD COLUMN archived INTEGER NOT NULL DEFAULT 0;
+    UPDATE wallet_grants
+       SET due_ms = unixepoch(json_extract(record, '$.expires_at')) * 1000
+     WHERE json_extract(record, '$.expires_at') IS NOT NULL;
+    CREATE INDEX wallet_grants_due ON wallet_grants (due_ms) WHERE due_ms IS NOT NULL;
+    "#,
 ];
 
 /// Settings every connection gets: lock wait, foreign keys, the decimal functions.

@@ -63,12 +63,15 @@ fn insert(
         return Ok(GrantInsert::Exists(stored));
     }
     let count: i64 = conn
-        .prepare_cached("SELECT count(*) FROM wallet_grants WHERE tenant = ?1 AND wallet = ?2")?
+        .prepare_cached(
+            "SELECT count(*) FROM wallet_grants WHERE tenant = ?1 AND wallet = ?2 AND archived = 0",
+        )?
         .query_row(params![tenant.as_str(), wallet], |r| r.get(0))?;
     if usize::try_from(count).unwrap_or(usize::MAX) >= MAX_GRANTS_PER_WALLET {
         return Ok(GrantInsert::WalletFull);
     }
     write_grant(conn, tenant, wallet, grant)?;
+    super::grant_upkeep::set_due(conn, tenant, wallet, grant)?;
     Ok(GrantInsert::Created(grant.clone()))
 }
 
@@ -82,11 +85,14 @@ fn void(
     let Some(mut grant) = get(conn, tenant, wallet, id)? else {
         return Ok(GrantVoid::Unknown);
     };
-    if grant.voided_at.is_some() {
+    // A pruned grant is final: voiding it answers it unchanged (grant upkeep).
+    let pruned = super::grant_upkeep::archived(conn, tenant, wallet, id.as_str())? == Some(true);
+    if grant.voided_at.is_some() || pruned {
         return Ok(GrantVoid::AlreadyVoided(grant));
     }
     grant.void(at);
     write_grant(conn, tenant, wallet, &grant)?;
+    super::grant_upkeep::set_due(conn, tenant, wallet, &grant)?;
     Ok(GrantVoid::Voided(grant))
 }
 
@@ -96,7 +102,8 @@ pub(super) fn read_wallet(
     wallet: &str,
 ) -> StoreResult<WalletRecord> {
     let mut stmt = conn.prepare_cached(
-        "SELECT record FROM wallet_grants WHERE tenant = ?1 AND wallet = ?2 ORDER BY grant_id",
+        "SELECT record FROM wallet_grants WHERE tenant = ?1 AND wallet = ?2 AND archived = 0
+         ORDER BY grant_id",
     )?;
     let grants = stmt
         .query_map(params![tenant.as_str(), wallet], |r| r.get::<_, String>(0))?

@@ -1,0 +1,82 @@
+//! A period's draws on DynamoDB (see [`crate::store::PeriodDrawsStore`]): one item per
+//! (user wallet, period) in the wallet's partition, `SK = DRAWN#<period id>` (before
+//! `G#`: the wallet's `Query` never reads it), `ADD drawn_usd, shortfall_usd, events` in
+//! each drawing event's transaction (no condition: the event item's own condition makes
+//! it once per event id), read with one consistent `GetItem` when the period is invoiced.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::codec::{decimal_attr, n};
+use super::expressions::Update;
+use super::layout;
+use super::prepaid::user_wallet_pk;
+use super::DynamoStore;
+use crate::credits::{exact_add, Draws};
+use crate::domain::{TenantId, UserId};
+use crate::periods::Period;
+use crate::store::{PeriodDraws, PeriodDrawsStore, StoreError, StoreResult};
+
+const DRAWN: &str = "drawn_usd";
+const SHORTFALL: &str = "shortfall_usd";
+const EVENTS: &str = "events";
+
+fn corrupt(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("period draws: {e}"))
+}
+
+fn period_sk(start: DateTime<Utc>) -> String {
+    format!("DRAWN#{}", layout::period_id(start))
+}
+
+/// Adds one event's draws to its period's sums (for the event's transaction).
+pub(super) fn add(
+    periods: &mut BTreeMap<DateTime<Utc>, PeriodDraws>,
+    period_start: DateTime<Utc>,
+    d: &Draws,
+) -> StoreResult<()> {
+    let p = periods.entry(period_start).or_default();
+    p.drawn_usd = exact_add(p.drawn_usd, d.drawn_usd().map_err(corrupt)?).map_err(corrupt)?;
+    p.shortfall_usd = exact_add(p.shortfall_usd, d.shortfall_usd).map_err(corrupt)?;
+    p.events += 1;
+    Ok(())
+}
+
+/// The updates of the periods' items (sort key, update), to go in the wallet partition.
+pub(super) fn updates(periods: &BTreeMap<DateTime<Utc>, PeriodDraws>) -> Vec<(String, Update)> {
+    periods
+        .iter()
+        .map(|(start, p)| {
+            let mut u = Update::new();
+            u.add(DRAWN, n(p.drawn_usd))
+                .add(SHORTFALL, n(p.shortfall_usd))
+                .add(EVENTS, n(p.events));
+            (period_sk(*start), u)
+        })
+        .collect()
+}
+
+#[async_trait]
+impl PeriodDrawsStore for DynamoStore {
+    async fn period_draws(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        period: &Period,
+    ) -> StoreResult<PeriodDraws> {
+        let Some(item) = self
+            .get_item(user_wallet_pk(tenant, user), &period_sk(period.start), &[])
+            .await?
+        else {
+            return Ok(PeriodDraws::default());
+        };
+        let events = decimal_attr(&item, EVENTS)?;
+        Ok(PeriodDraws {
+            drawn_usd: decimal_attr(&item, DRAWN)?,
+            shortfall_usd: decimal_attr(&item, SHORTFALL)?,
+            events: u64::try_from(events).map_err(|_| corrupt("events"))?,
+        })
+    }
+}
