@@ -1119,3 +1119,50 @@ impl meter_core::store::PrepaidStore for FaultyStore {
         .await
     }
 }
+
+// Issue 19: org wallets.
+#[async_trait]
+impl meter_core::store::OrgWalletStore for FaultyStore {
+    async fn get_user_limits_with_wallets(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        org: Option<&meter_core::domain::OrgId>,
+        pick: meter_core::store::PeriodPicker<'_>,
+    ) -> StoreResult<(
+        UserUsage,
+        meter_core::store::CreditState,
+        Option<meter_core::store::CreditState>,
+    )> {
+        self.call(
+            "get_user_limits_with_wallets",
+            self.inner
+                .get_user_limits_with_wallets(tenant, user, org, pick),
+        )
+        .await
+    }
+    async fn record_events_paying(
+        &self,
+        events: &[UsageEvent],
+        writes: &[Vec<meter_core::budgets::CounterWrite>],
+        payers: &[Option<meter_core::credits::Subscriber>],
+    ) -> StoreResult<Vec<RecordOutcome>> {
+        self.call(
+            "record_events_paying",
+            self.inner.record_events_paying(events, writes, payers),
+        )
+        .await
+    }
+    async fn wallet_draws(
+        &self,
+        tenant: &TenantId,
+        wallet: &meter_core::credits::Subscriber,
+        since: Option<DateTime<Utc>>,
+    ) -> StoreResult<Vec<meter_core::store::EventDraws>> {
+        self.call(
+            "wallet_draws",
+            self.inner.wallet_draws(tenant, wallet, since),
+        )
+        .await
+    }
+}

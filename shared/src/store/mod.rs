@@ -25,6 +25,7 @@ mod budget_counters;
 mod budgets;
 mod directory;
 mod org_members;
+mod org_wallets;
 mod orgs;
 mod prepaid;
 mod token_keys;
@@ -35,6 +36,7 @@ pub use budget_counters::{BudgetCounterStore, COUNTER_GRACE};
 pub use budgets::{BudgetPut, BudgetStore, MAX_BUDGETS_PER_SCOPE};
 pub use directory::{DirectoryStore, TenantUser};
 pub use org_members::{OrgMembers, OrgMembersStore};
+pub use org_wallets::OrgWalletStore;
 pub use orgs::{org_of_subscriber, org_subscriber, OrgClose, OrgRef, OrgStore};
 pub use prepaid::{
     CreditHold, CreditReserve, CreditState, EventDraws, InvoiceCharge, PrepaidStore,
@@ -475,6 +477,7 @@ pub trait Store:
     + OrgMembersStore
     + BudgetAlertStore
     + PrepaidStore
+    + OrgWalletStore
 {
 }
 
@@ -494,7 +497,8 @@ impl<
             + OrgStore
             + OrgMembersStore
             + BudgetAlertStore
-            + PrepaidStore,
+            + PrepaidStore
+            + OrgWalletStore,
     > Store for T
 {
 }

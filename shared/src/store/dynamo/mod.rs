@@ -37,6 +37,7 @@ pub mod layout;
 pub mod legacy;
 pub mod migrate;
 mod org_members;
+mod org_wallets;
 mod orgs;
 mod period_items;
 mod prepaid;

@@ -35,7 +35,6 @@ use crate::domain::{EventId, Invoice, Reservation, TenantId, UsageEvent, UserId}
 use crate::store::{
     BillingState, CloseOutcome, CreditHold, CreditReserve, CreditState, EventDraws, Guard,
     InvoiceCharge, PeriodPicker, PrepaidStore, RecordOutcome, StoreError, StoreResult, UserUsage,
-    WalletStore,
 };
 
 /// The head attribute of the credit held by open reservations.
@@ -366,7 +365,12 @@ impl PrepaidStore for DynamoStore {
                 "one list of counter writes per event is expected".to_owned(),
             ));
         }
-        self.record_with(events, writes, true).await
+        // Each event pays from its user's wallet (issue 19; an org's: `org_wallets`).
+        let payers: Vec<Option<Subscriber>> = events
+            .iter()
+            .map(|e| Some(Subscriber::User(e.user.clone())))
+            .collect();
+        self.record_with(events, writes, &payers).await
     }
 
     async fn event_draws(
@@ -498,16 +502,4 @@ impl PrepaidStore for DynamoStore {
         self.close_period_with(invoice, state, billed_to, &extra)
             .await
     }
-}
-
-/// The grants of a wallet as one read shows them (the draw's input).
-pub(super) async fn wallet_grants(
-    store: &DynamoStore,
-    tenant: &TenantId,
-    user: &UserId,
-) -> StoreResult<Vec<Grant>> {
-    Ok(store
-        .get_wallet(tenant, &Subscriber::User(user.clone()))
-        .await?
-        .grants)
 }

@@ -32,6 +32,7 @@ mod decimal;
 mod directory;
 mod event_row;
 mod org_members;
+mod org_wallets;
 mod orgs;
 mod prepaid;
 mod privacy;

@@ -139,7 +139,11 @@ pub(crate) fn buckets(grants: &[Grant]) -> StoreResult<BTreeMap<Option<DateTime<
     Ok(out)
 }
 
-fn credit_state(conn: &Connection, tenant: &str, wallet: &str) -> StoreResult<CreditState> {
+pub(super) fn credit_state(
+    conn: &Connection,
+    tenant: &str,
+    wallet: &str,
+) -> StoreResult<CreditState> {
     let tenant_id = TenantId::parse(tenant).map_err(corrupt)?;
     let record = super::wallets::read_wallet(conn, &tenant_id, wallet)?;
     Ok(CreditState {
@@ -153,15 +157,15 @@ fn user_wallet(user: &UserId) -> String {
     Subscriber::User(user.clone()).to_string()
 }
 
-/// Draws the cost of a just-recorded event from its user's wallet (in the transaction
-/// that recorded it).
-fn draw_event(conn: &Connection, e: &UsageEvent) -> StoreResult<()> {
+/// Draws the cost of a just-recorded event from `wallet` (its user's, or an org's: issue
+/// 19, `org_wallets`), in the transaction that recorded it.
+pub(super) fn draw_event(conn: &Connection, e: &UsageEvent, wallet: &str) -> StoreResult<()> {
     let cost = e.cost_usd.unwrap_or_default();
     if cost <= Decimal::ZERO {
         return Ok(());
     }
     let tenant = e.tenant.as_str();
-    let wallet = user_wallet(&e.user);
+    let wallet = wallet.to_owned();
     let mut grants = super::wallets::read_wallet(conn, &e.tenant, &wallet)?.grants;
     let draws = draw(&grants, cost, e.timestamp).map_err(corrupt)?;
     draws.apply(&mut grants).map_err(corrupt)?;
@@ -196,7 +200,7 @@ fn reserve(
     now: DateTime<Utc>,
 ) -> StoreResult<CreditReserve> {
     let tenant = r.tenant.as_str();
-    let wallet = user_wallet(&r.user);
+    let wallet = hold.wallet.to_string();
     let available = credit_state(conn, tenant, &wallet)?
         .available(hold.at)
         .map_err(corrupt)?;
@@ -225,13 +229,14 @@ fn reserve(
     }
 }
 
-fn read_draws(
+/// The draws events made from `wallet` (timestamped at or after `since`), oldest first.
+pub(super) fn read_draws(
     conn: &Connection,
     tenant: &TenantId,
-    user: &UserId,
+    wallet: &Subscriber,
     since: Option<DateTime<Utc>>,
 ) -> StoreResult<Vec<EventDraws>> {
-    let wallet = Subscriber::User(user.clone());
+    let wallet = wallet.clone();
     let mut stmt = conn.prepare_cached(
         "SELECT event_id, at, cost, draws FROM wallet_draws WHERE tenant = ?1 AND wallet = ?2
              AND at >= ?3
@@ -321,7 +326,7 @@ impl PrepaidStore for SqliteStore {
                     if let Some(w) = writes.get(i).filter(|w| !w.is_empty()) {
                         super::budget_counters::apply_all(c, e.tenant.as_str(), w, e.recorded_at)?;
                     }
-                    draw_event(c, e)?;
+                    draw_event(c, e, &user_wallet(&e.user))?;
                 }
                 outcomes.push(outcome);
             }
@@ -337,7 +342,8 @@ impl PrepaidStore for SqliteStore {
         since: Option<DateTime<Utc>>,
     ) -> StoreResult<Vec<EventDraws>> {
         let (tenant, user) = (tenant.clone(), user.clone());
-        self.read(move |c| read_draws(c, &tenant, &user, since))
+        let wallet = Subscriber::User(user);
+        self.read(move |c| read_draws(c, &tenant, &wallet, since))
             .await
     }
 
