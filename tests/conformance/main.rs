@@ -16,6 +16,7 @@ mod fixtures;
 mod history;
 mod holds;
 mod org_alerts;
+mod org_wallets;
 mod orgs;
 mod prepaid;
 mod privacy;
@@ -131,6 +132,11 @@ macro_rules! conformance {
             prepaid_a_grant_expiring_mid_run_stops_counting_at_its_instant,
             prepaid_racing_closes_take_an_invoices_credit_exactly_once,
             prepaid_racing_alarm_writes_move_the_state_once_per_version,
+        );
+        // Issue 19: org wallets (who pays; batches of draws).
+        conformance!(@module org_wallets $factory;
+            org_wallet_batches_draw_exactly_once_under_racing_retries,
+            an_org_hold_is_given_back_to_the_org_wallet_by_its_close,
         );
         // Issue 16 (review findings).
         conformance!(@module review $factory;

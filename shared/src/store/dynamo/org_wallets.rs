@@ -163,16 +163,19 @@ impl OrgWalletStore for DynamoStore {
             Subscriber::Org(o) => o,
         };
         let pk = ledger_pk(tenant, org);
-        let from = since.map(layout::sortable).unwrap_or_default();
+        // Timestamps sort as text: "0000-00-00" is before any of them (an empty key is
+        // refused; moto also refuses a bare "0").
+        let from = since.map_or_else(|| "0000-00-00".to_owned(), layout::sortable);
         let items = self
             .query_all(
                 || {
                     self.query()
-                        .key_condition_expression("#p = :p AND #s >= :from")
+                        .key_condition_expression("#p = :p AND #s BETWEEN :from AND :to")
                         .expression_attribute_names("#p", layout::PK)
                         .expression_attribute_names("#s", layout::SK)
                         .expression_attribute_values(":p", s(pk.clone()))
                         .expression_attribute_values(":from", s(from.clone()))
+                        .expression_attribute_values(":to", s("~"))
                         .consistent_read(true)
                 },
                 None,
