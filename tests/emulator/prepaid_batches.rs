@@ -102,3 +102,68 @@ async fn a_prepaid_batch_is_one_transaction_per_100_items_and_two_reads() {
     let w = store.get_wallet(&t, &acme).await.unwrap();
     assert_eq!(w.grants[0].remaining_usd, dec("41"));
 }
+
+/// A check naming an org on a prepaid plan reads the org wallet's head as one more key of
+/// the check's `BatchGetItem` (with the user's state item and wallet head): no request of
+/// its own. The other requests are those of any check naming an org (its subscription
+/// item, its budget list, its counters: `tests/emulator/enforcement.rs`), which the
+/// one-request check over scopes (issue 18) folds into that same batch.
+#[tokio::test]
+async fn an_org_wallet_adds_a_key_to_the_checks_batch_not_a_request() {
+    use serde_json::json;
+    let clock = meter_core::testing::TestClock::at("2026-03-10T09:00:00Z");
+    let (app, counter) = super::setup_at(&clock).await;
+    const P: &str = "/api/subscription";
+    for (name, payment) in [("teampay", "prepaid"), ("teampost", "postpaid")] {
+        app.put(
+            &format!("{P}/plans/{name}"),
+            json!({"tier": "custom", "monthly_price_usd": "0", "yearly_price_usd": "0",
+                   "limits": {"calls:gemini": 100}, "payment": payment}),
+        )
+        .await
+        .assert_ok("plan");
+    }
+    for (org, plan) in [("acme", "teampay"), ("initech", "teampost")] {
+        app.put(
+            &format!("{P}/org/{org}/subscription"),
+            json!({"plan": plan}),
+        )
+        .await
+        .assert_ok("org subscription");
+    }
+    app.put(
+        &format!("{P}/wallet/org/acme/grants/pool"),
+        json!({"amount_usd": "1", "kind": "purchase"}),
+    )
+    .await
+    .assert_ok("grant");
+    let check = |org: &str, mtok: u64| {
+        json!({"user_id": "ann", "org_id": org, "provider": "gemini",
+               "model": "gemini-2.5-flash", "estimated_input_tokens": mtok * 1_000_000})
+    };
+    app.check(check("acme", 1)).await.assert_ok("warm");
+    app.check(check("initech", 1)).await.assert_ok("warm");
+
+    counter.take();
+    app.check(check("initech", 1))
+        .await
+        .assert_ok("postpaid org");
+    let postpaid = counter.take();
+    app.check(check("acme", 1)).await.assert_ok("prepaid org");
+    assert_eq!(counter.take(), postpaid, "allowed from acme's wallet");
+    let denied = app.check(check("acme", 4)).await;
+    assert_eq!(denied.status, 429, "{}", denied.body);
+    assert_eq!(denied.body["error"]["details"]["scope"]["org_id"], "acme");
+    // Denied before the counters are read: the batch, the subscription, the budget list.
+    assert_eq!(
+        counter.take(),
+        ops(&[("BatchGetItem", 1), ("GetItem", 1), ("Query", 1)]),
+        "denied for acme's credit"
+    );
+    // The state and wallet heads, then the counters; the subscription; the budget list.
+    assert_eq!(
+        postpaid,
+        ops(&[("BatchGetItem", 2), ("GetItem", 1), ("Query", 1)])
+    );
+    eprintln!("a check naming an org on a plan, in a tenant selling prepaid plans: {postpaid:?}");
+}
