@@ -190,3 +190,95 @@ async fn a_prepaid_org_plan_is_paid_from_the_orgs_wallet() {
     );
     assert_eq!(app.check(check("ann", 0, false)).await.status, 429);
 }
+
+async fn org_invoices(app: &TestApp, org: &str) -> Vec<meter_core::domain::Invoice> {
+    app.store
+        .list_org_invoices(&app.tenant, &meter_core::domain::OrgId::parse(org).unwrap())
+        .await
+        .unwrap()
+}
+
+fn credits_line(inv: &meter_core::domain::Invoice) -> Option<rust_decimal::Decimal> {
+    inv.line_items
+        .iter()
+        .find(|l| l.kind == "credits_applied")
+        .map(|l| l.amount_usd)
+}
+
+async fn pass(app: &TestApp, at: &str) {
+    app.meter
+        .aggregate(&meter_core::service::aggregate::AggregateOptions {
+            at: Some(at.parse().unwrap()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn org_invoices_get_credits_applied_once() {
+    let clock = TestClock::at("2026-03-10T09:00:00Z");
+    let app = TestApp::spawn_at(&clock).await;
+    for (name, payment) in [("teampay", "prepaid"), ("teampost", "postpaid")] {
+        app.put(
+            &format!("{P}/plans/{name}"),
+            json!({"tier": "custom", "monthly_price_usd": "0", "yearly_price_usd": "0",
+                   "limits": {"calls:gemini": 100}, "payment": payment}),
+        )
+        .await
+        .assert_ok("plan");
+    }
+    for (org, plan) in [("acme", "teampay"), ("initech", "teampost")] {
+        app.put(
+            &format!("{P}/org/{org}/subscription"),
+            json!({"plan": plan}),
+        )
+        .await
+        .assert_ok("org subscription");
+        app.put(
+            &format!("{P}/wallet/org/{org}/grants/pool"),
+            json!({"amount_usd": "1", "kind": "purchase"}),
+        )
+        .await
+        .assert_ok("grant");
+    }
+    // acme (prepaid): $1.20 drawn from $1, $0.20 overdrawn. initech (postpaid): $0.60 of
+    // usage, nothing drawn until the invoice.
+    app.usage(usage("a-1", "ann", 4, None))
+        .await
+        .assert_ok("a-1");
+    let mut e = usage("i-1", "ivy", 2, None);
+    e["org_id"] = json!("initech");
+    app.usage(e).await.assert_ok("i-1");
+    assert_eq!(figures(&app, ACME).await, pair("-0.2", "0"));
+    let initech = "/api/subscription/wallet/org/initech";
+    assert_eq!(figures(&app, initech).await, pair("1", "0"));
+
+    for at in ["2026-04-11T01:00:00Z", "2026-04-11T02:00:00Z"] {
+        clock.set(at.parse().unwrap());
+        pass(&app, at).await;
+    }
+    let dec = |s: &str| s.parse::<rust_decimal::Decimal>().unwrap();
+    let acme = org_invoices(&app, "acme").await;
+    assert_eq!(acme.len(), 1, "{acme:?}");
+    assert_eq!(
+        credits_line(&acme[0]),
+        Some(dec("-1")),
+        "what acme's events drew"
+    );
+    assert_eq!(acme[0].total_usd, dec("0.20"), "acme's overdraft is billed");
+    assert_eq!(
+        figures(&app, ACME).await,
+        pair("0", "0"),
+        "and taken off once"
+    );
+    let ini = org_invoices(&app, "initech").await;
+    assert_eq!(ini.len(), 1, "{ini:?}");
+    assert_eq!(credits_line(&ini[0]), Some(dec("-0.6")), "postpaid credit");
+    assert_eq!(ini[0].total_usd, dec("0"), "never below zero");
+    assert_eq!(
+        figures(&app, initech).await,
+        pair("0.4", "0"),
+        "unused credit stays"
+    );
+}

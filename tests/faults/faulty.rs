@@ -1165,4 +1165,19 @@ impl meter_core::store::OrgWalletStore for FaultyStore {
         )
         .await
     }
+    async fn close_org_period_charging(
+        &self,
+        org: &meter_core::domain::OrgId,
+        invoice: &Invoice,
+        next: &Subscription,
+        expected_version: u64,
+        charge: &meter_core::store::InvoiceCharge,
+    ) -> StoreResult<meter_core::store::OrgClose> {
+        self.call(
+            "close_org_period_charging",
+            self.inner
+                .close_org_period_charging(org, invoice, next, expected_version, charge),
+        )
+        .await
+    }
 }

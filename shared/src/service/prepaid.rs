@@ -197,24 +197,24 @@ impl Meter {
     /// cost already: the line shows what they drew, and the rest of the usage, the
     /// overdraft the period made, is billed here and taken off the wallet's overdraft.
     /// Changes `invoice` and answers what the close takes from the wallet; `None` when the
-    /// wallet has nothing to do with it (no grant, no overdraft).
+    /// wallet has nothing to do with it (no grant, no overdraft). `wallet`: the invoice's
+    /// subscriber's, a user's or an org's (`org_wallets`).
     pub(super) async fn invoice_credits(
         &self,
         tenant: &TenantId,
-        user: &UserId,
+        wallet: Subscriber,
         plan: &Plan,
         invoice: &mut crate::domain::Invoice,
         period: &Period,
         at: DateTime<Utc>,
     ) -> Result<Option<crate::store::InvoiceCharge>> {
-        let wallet = Subscriber::User(user.clone());
         let record = self.store.get_wallet(tenant, &wallet).await?;
         if record.grants.is_empty() && record.overdrawn_usd.is_zero() {
             return Ok(None);
         }
         let lines = crate::credits::InvoiceAmounts::from_invoice(invoice);
         let mut charge = crate::store::InvoiceCharge {
-            wallet: Some(wallet),
+            wallet: Some(wallet.clone()),
             grants: record.grants.clone(),
             ..Default::default()
         };
@@ -229,7 +229,7 @@ impl Meter {
                 let (mut drawn, mut shortfall) = (Decimal::ZERO, Decimal::ZERO);
                 for d in self
                     .store
-                    .event_draws(tenant, user, Some(period.start))
+                    .wallet_draws(tenant, &wallet, Some(period.start))
                     .await?
                 {
                     if d.at >= period.start && d.at < period.end {

@@ -13,15 +13,22 @@
 //!   100 items (the draws of several events on one grant are one conditional update of
 //!   their sum) and, without contention, at most 2 reads per user and wallet;
 //! - [`OrgWalletStore::wallet_draws`] answers the draws events made from one wallet (an
-//!   org's: what its invoices and burn read).
+//!   org's: what its invoices and burn read);
+//! - [`OrgWalletStore::close_org_period_charging`] closes an org's period as
+//!   [`super::OrgStore::close_org_period`] does and takes the invoice's credit from the
+//!   org's wallet in the same write (one SQLite transaction, one `TransactWriteItems`),
+//!   once per invoice, as [`super::PrepaidStore::close_period_charging`] does for a user.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{CreditState, EventDraws, PeriodPicker, RecordOutcome, StoreResult, UserUsage};
+use super::{
+    CreditState, EventDraws, InvoiceCharge, OrgClose, PeriodPicker, RecordOutcome, StoreResult,
+    UserUsage,
+};
 use crate::budgets::CounterWrite;
 use crate::credits::Subscriber;
-use crate::domain::{OrgId, TenantId, UsageEvent, UserId};
+use crate::domain::{Invoice, OrgId, Subscription, TenantId, UsageEvent, UserId};
 
 #[async_trait]
 pub trait OrgWalletStore: Send + Sync {
@@ -53,4 +60,18 @@ pub trait OrgWalletStore: Send + Sync {
         wallet: &Subscriber,
         since: Option<DateTime<Utc>>,
     ) -> StoreResult<Vec<EventDraws>>;
+
+    /// Closes the org's period (`invoice`, the subscription rolled to `next` if it is still
+    /// at `expected_version`) and, in the same write, takes `charge` from the org's wallet:
+    /// each draw off its grant (which must still count and hold it), `overdraft_settled`
+    /// off the overdraft (which must still be that large). Otherwise nothing is written
+    /// and the answer is [`OrgClose::Changed`].
+    async fn close_org_period_charging(
+        &self,
+        org: &OrgId,
+        invoice: &Invoice,
+        next: &Subscription,
+        expected_version: u64,
+        charge: &InvoiceCharge,
+    ) -> StoreResult<OrgClose>;
 }

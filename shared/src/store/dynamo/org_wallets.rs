@@ -23,10 +23,10 @@ use super::wallets::wallet_pk;
 use super::DynamoStore;
 use crate::budgets::CounterWrite;
 use crate::credits::{Draws, Subscriber};
-use crate::domain::{EventId, OrgId, TenantId, UsageEvent, UserId};
+use crate::domain::{EventId, Invoice, OrgId, Subscription, TenantId, UsageEvent, UserId};
 use crate::store::{
-    CreditState, EventDraws, OrgWalletStore, PeriodPicker, PrepaidStore, RecordOutcome, StoreError,
-    StoreResult, UserUsage,
+    CreditState, EventDraws, InvoiceCharge, OrgClose, OrgWalletStore, PeriodPicker, PrepaidStore,
+    RecordOutcome, StoreError, StoreResult, UserUsage,
 };
 
 /// The key, in a reservation's inline map, of the org whose wallet holds its credit.
@@ -199,5 +199,18 @@ impl OrgWalletStore for DynamoStore {
             ));
         }
         Ok(out)
+    }
+
+    async fn close_org_period_charging(
+        &self,
+        org: &OrgId,
+        invoice: &Invoice,
+        next: &Subscription,
+        expected_version: u64,
+        charge: &InvoiceCharge,
+    ) -> StoreResult<OrgClose> {
+        let extra = self.charge_items(&next.tenant, charge)?;
+        self.close_org_period_with(org, invoice, next, expected_version, &extra)
+            .await
     }
 }

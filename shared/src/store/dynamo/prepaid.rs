@@ -457,10 +457,26 @@ impl PrepaidStore for DynamoStore {
         billed_to: DateTime<Utc>,
         charge: &InvoiceCharge,
     ) -> StoreResult<CloseOutcome> {
+        let extra = self.charge_items(&state.tenant, charge)?;
+        self.close_period_with(invoice, state, billed_to, &extra)
+            .await
+    }
+}
+
+impl DynamoStore {
+    /// The items taking an invoice's `charge` from its wallet (none without a wallet): per
+    /// draw `ADD remaining_usd -d` on its grant (which must exist, not be voided and hold
+    /// `d`), and on the head each bucket `-Σd` and `overdrawn_usd -settled` (which must
+    /// hold it). Also an org's invoices (`org_wallets`).
+    pub(super) fn charge_items(
+        &self,
+        tenant: &TenantId,
+        charge: &InvoiceCharge,
+    ) -> StoreResult<Vec<aws_sdk_dynamodb::types::TransactWriteItem>> {
         let Some(wallet) = &charge.wallet else {
-            return self.close_period_with(invoice, state, billed_to, &[]).await;
+            return Ok(Vec::new());
         };
-        let pk = wallet_pk(&state.tenant, wallet);
+        let pk = wallet_pk(tenant, wallet);
         let mut extra = Vec::new();
         let mut head = Update::new();
         let mut buckets: BTreeMap<String, Decimal> = BTreeMap::new();
@@ -499,7 +515,6 @@ impl PrepaidStore for DynamoStore {
         if !head.update_expression().is_empty() {
             extra.push(self.tx_update(pk, HEAD_SK, &head)?);
         }
-        self.close_period_with(invoice, state, billed_to, &extra)
-            .await
+        Ok(extra)
     }
 }

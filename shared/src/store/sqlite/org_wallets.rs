@@ -5,14 +5,16 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use rusqlite::Connection;
+use rust_decimal::Decimal;
 
 use super::SqliteStore;
 use crate::budgets::CounterWrite;
 use crate::credits::Subscriber;
-use crate::domain::{OrgId, TenantId, UsageEvent, UserId};
+use crate::domain::{Invoice, OrgId, Subscription, TenantId, UsageEvent, UserId};
 use crate::store::{
-    CreditState, EventDraws, OrgWalletStore, PeriodPicker, RecordOutcome, StoreError, StoreResult,
-    UsageStore, UserUsage,
+    CreditState, EventDraws, InvoiceCharge, OrgClose, OrgWalletStore, PeriodPicker, RecordOutcome,
+    StoreError, StoreResult, UsageStore, UserUsage,
 };
 
 #[async_trait]
@@ -90,4 +92,62 @@ impl OrgWalletStore for SqliteStore {
         self.read(move |c| super::prepaid::read_draws(c, &tenant, &wallet, since))
             .await
     }
+
+    async fn close_org_period_charging(
+        &self,
+        org: &OrgId,
+        invoice: &Invoice,
+        next: &Subscription,
+        expected_version: u64,
+        charge: &InvoiceCharge,
+    ) -> StoreResult<OrgClose> {
+        let (org, invoice, next, charge) =
+            (org.clone(), invoice.clone(), next.clone(), charge.clone());
+        self.write(move |c| close_org_charging(c, &org, &invoice, &next, expected_version, &charge))
+            .await
+            .or_else(|e| match e {
+                StoreError::VersionConflict => Ok(OrgClose::Changed),
+                e => Err(e),
+            })
+    }
+}
+
+/// Closes the org's period and takes the charge, all or nothing: the charge is checked
+/// first (the writer thread runs nothing else meanwhile), and an error after a write
+/// undoes the job's savepoint (an invoice stored already: `VersionConflict`, `Changed`).
+fn close_org_charging(
+    c: &Connection,
+    org: &OrgId,
+    invoice: &Invoice,
+    next: &Subscription,
+    expected_version: u64,
+    charge: &InvoiceCharge,
+) -> StoreResult<OrgClose> {
+    let wallet = Subscriber::Org(org.clone()).to_string();
+    let tenant = &next.tenant;
+    let mut grants = super::wallets::read_wallet(c, tenant, &wallet)?.grants;
+    let drawn_voided = grants
+        .iter()
+        .any(|g| g.voided_at.is_some() && charge.draws.draws.iter().any(|d| d.grant_id == g.id));
+    if charge.draws.apply(&mut grants).is_err()
+        || drawn_voided
+        || super::prepaid::overdrawn(c, tenant.as_str(), &wallet)? < charge.overdraft_settled
+    {
+        return Ok(OrgClose::Changed);
+    }
+    if !super::orgs::put(c, org, next, Some(expected_version))? {
+        return Ok(OrgClose::Changed);
+    }
+    if !super::billing::put_invoice_once(c, invoice)? {
+        return Err(StoreError::VersionConflict);
+    }
+    for d in &charge.draws.draws {
+        if let Some(g) = grants.iter().find(|g| g.id == d.grant_id) {
+            super::wallets::write_grant(c, tenant, &wallet, g)?;
+        }
+    }
+    if charge.overdraft_settled > Decimal::ZERO {
+        super::prepaid::add_overdrawn(c, tenant.as_str(), &wallet, -charge.overdraft_settled)?;
+    }
+    Ok(OrgClose::Closed)
 }

@@ -34,7 +34,7 @@ pub(super) fn release_credit(conn: &Connection, tenant: &str, rid: &str) -> Stor
     Ok(())
 }
 
-fn overdrawn(conn: &Connection, tenant: &str, wallet: &str) -> StoreResult<Decimal> {
+pub(super) fn overdrawn(conn: &Connection, tenant: &str, wallet: &str) -> StoreResult<Decimal> {
     let text: Option<String> = conn
         .prepare_cached(
             "SELECT overdrawn_usd FROM wallet_balances WHERE tenant = ?1 AND wallet = ?2",
@@ -47,7 +47,12 @@ fn overdrawn(conn: &Connection, tenant: &str, wallet: &str) -> StoreResult<Decim
         .map(Option::unwrap_or_default)
 }
 
-fn add_overdrawn(conn: &Connection, tenant: &str, wallet: &str, by: Decimal) -> StoreResult<()> {
+pub(super) fn add_overdrawn(
+    conn: &Connection,
+    tenant: &str,
+    wallet: &str,
+    by: Decimal,
+) -> StoreResult<()> {
     conn.prepare_cached(
         "INSERT INTO wallet_balances (tenant, wallet, overdrawn_usd) VALUES (?1, ?2, ?3)
          ON CONFLICT (tenant, wallet) DO UPDATE SET overdrawn_usd = dec_add(overdrawn_usd, excluded.overdrawn_usd)",
