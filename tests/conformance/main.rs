@@ -137,6 +137,7 @@ macro_rules! conformance {
         conformance!(@module org_wallets $factory;
             org_wallet_batches_draw_exactly_once_under_racing_retries,
             an_org_hold_is_given_back_to_the_org_wallet_by_its_close,
+            racing_org_closes_take_the_org_invoices_credit_exactly_once,
         );
         // Issue 16 (review findings).
         conformance!(@module review $factory;

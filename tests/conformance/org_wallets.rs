@@ -236,3 +236,73 @@ pub async fn an_org_hold_is_given_back_to_the_org_wallet_by_its_close(store: Arc
     assert_eq!(org.held_usd, Decimal::ZERO, "every hold given back to acme");
     assert_eq!(org.available(now()).unwrap(), dec("0.5"));
 }
+
+pub async fn racing_org_closes_take_the_org_invoices_credit_exactly_once(store: Arc<dyn Store>) {
+    use crate::orgs::{org_invoice, org_sub, rolled};
+    use meter_core::credits::Draw;
+    use meter_core::store::{InvoiceCharge, OrgClose};
+    let t = tenant();
+    let org = OrgId::parse("acme").unwrap();
+    let sub = org_sub(&t, &org);
+    store.put_org_subscription(&org, &sub, None).await.unwrap();
+    put(&store, &t, &acme(), &grant("pool", "5", 10, None)).await;
+    let grants = store.get_wallet(&t, &acme()).await.unwrap().grants;
+    let charge = |amount: &str| InvoiceCharge {
+        wallet: Some(acme()),
+        grants: grants.clone(),
+        draws: meter_core::credits::Draws {
+            draws: vec![Draw {
+                grant_id: GrantId::parse("pool").unwrap(),
+                amount_usd: dec(amount),
+            }],
+            shortfall_usd: Decimal::ZERO,
+        },
+        overdraft_settled: Decimal::ZERO,
+    };
+    // More than the grant holds: nothing written, not even the invoice.
+    assert_eq!(
+        store
+            .close_org_period_charging(
+                &org,
+                &org_invoice(&sub, &org, "0"),
+                &rolled(&sub),
+                1,
+                &charge("6")
+            )
+            .await
+            .unwrap(),
+        OrgClose::Changed
+    );
+    assert!(store.list_org_invoices(&t, &org).await.unwrap().is_empty());
+    // Eight racing closes of the period, each taking $2: one invoice, $2 taken once.
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (store, sub, org, c) = (store.clone(), sub.clone(), org.clone(), charge("2"));
+        tasks.push(tokio::spawn(async move {
+            store
+                .close_org_period_charging(
+                    &org,
+                    &org_invoice(&sub, &org, "0"),
+                    &rolled(&sub),
+                    1,
+                    &c,
+                )
+                .await
+                .unwrap()
+        }));
+    }
+    let mut closed = 0;
+    for task in tasks {
+        closed += usize::from(task.await.unwrap() == OrgClose::Closed);
+    }
+    assert_eq!(closed, 1);
+    assert_eq!(store.list_org_invoices(&t, &org).await.unwrap().len(), 1);
+    let (left, overdrawn) = wallet_sum(&store, &t, &acme()).await;
+    assert_eq!((left, overdrawn), (dec("3"), Decimal::ZERO));
+    let credit = store.get_credit_state(&t, &acme()).await.unwrap();
+    assert_eq!(
+        credit.available(now()).unwrap(),
+        dec("3"),
+        "the head agrees"
+    );
+}

@@ -55,8 +55,9 @@ async fn a_prepaid_batch_is_one_transaction_per_100_items_and_two_reads() {
     // of them settling reservations: 120 puts + the state, the day, two grants, the head
     // and five tombstones = 130 items, two transactions.
     let mut batch = events("own", 120);
-    for (e, id) in batch.iter_mut().zip(&held) {
-        e.reservation_id = Some(id.clone());
+    // Settled in the first transaction and in the second: both from the batch's one read.
+    for (i, id) in [0, 1, 2, 118, 119].into_iter().zip(&held) {
+        batch[i].reservation_id = Some(id.clone());
     }
     counter.take();
     let out = store.record_events_drawing(&batch, &[]).await.unwrap();
@@ -66,6 +67,10 @@ async fn a_prepaid_batch_is_one_transaction_per_100_items_and_two_reads() {
         ops(&[("GetItem", 1), ("Query", 1), ("TransactWriteItems", 2)]),
         "120 prepaid events settling 5 reservations"
     );
+    for id in &held {
+        let r = store.get_reservation(&t, id).await.unwrap().unwrap();
+        assert_eq!(r.status, meter_core::domain::ReservationStatus::Settled, "{id}");
+    }
     let w = store.get_wallet(&t, &mine).await.unwrap();
     let left: rust_decimal::Decimal = w.grants.iter().map(|g| g.remaining_usd).sum();
     assert_eq!(left, dec("51") - dec("3.6"), "120 × $0.03 drawn exactly");

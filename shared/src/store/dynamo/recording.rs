@@ -336,27 +336,26 @@ fn chunk_end(
 struct Wallets(BTreeMap<Subscriber, Vec<Grant>>);
 
 impl Wallets {
-    /// One `Query` per wallet among `payers` of `idxs` (none when no event pays).
+    /// Reads (again) the wallets among `payers` of `idxs`: one `Query` each (none when no
+    /// event pays); the others keep their working copy.
     async fn read(
+        &mut self,
         store: &DynamoStore,
         tenant: &TenantId,
         payers: &[Option<Subscriber>],
         idxs: &[usize],
-    ) -> StoreResult<Self> {
+    ) -> StoreResult<()> {
         let wanted: BTreeSet<&Subscriber> = idxs
             .iter()
             .filter_map(|&i| payers.get(i)?.as_ref())
             .collect();
-        let mut out = Wallets::default();
         for w in wanted {
-            out.0.insert(
-                w.clone(),
-                crate::store::WalletStore::get_wallet(store, tenant, w)
-                    .await?
-                    .grants,
-            );
+            let grants = crate::store::WalletStore::get_wallet(store, tenant, w)
+                .await?
+                .grants;
+            self.0.insert(w.clone(), grants);
         }
-        Ok(out)
+        Ok(())
     }
 
     /// The draws of events `todo` (in order), per wallet, from the working copy.
@@ -366,16 +365,18 @@ impl Wallets {
         payers: &[Option<Subscriber>],
         todo: &[usize],
     ) -> StoreResult<BTreeMap<Subscriber, ChunkDraws>> {
-        let mut out = BTreeMap::new();
-        for (wallet, grants) in &self.0 {
-            let mine: Vec<usize> = todo
-                .iter()
-                .copied()
-                .filter(|&i| payers.get(i).and_then(Option::as_ref) == Some(wallet))
-                .collect();
-            if mine.is_empty() {
-                continue;
+        let mut by_wallet: BTreeMap<&Subscriber, Vec<usize>> = BTreeMap::new();
+        for &i in todo {
+            if let Some(w) = payers.get(i).and_then(Option::as_ref) {
+                by_wallet.entry(w).or_default().push(i);
             }
+        }
+        let mut out = BTreeMap::new();
+        for (wallet, mine) in by_wallet {
+            let grants = self
+                .0
+                .get(wallet)
+                .ok_or_else(|| StoreError::Corrupt(format!("wallet {wallet} was not read")))?;
             out.insert(wallet.clone(), ChunkDraws::of(events, &mine, grants)?);
         }
         Ok(out)
@@ -520,7 +521,8 @@ impl DynamoStore {
             .find_reservations(tenant, user, &ids, false)
             .await?
             .open;
-        let mut wallets = Wallets::read(self, tenant, payers, &firsts).await?;
+        let mut wallets = Wallets::default();
+        wallets.read(self, tenant, payers, &firsts).await?;
         let mut start = 0;
         while start < firsts.len() {
             let extra = wallets.items(events, payers, &firsts[start..])?;
@@ -588,9 +590,13 @@ impl DynamoStore {
                 return Ok(ChunkRun::Done);
             }
             if reread {
+                // The chunk's reservations as they are now (the later chunks' stay as read).
                 let ids = settling(events, &todo, user);
                 let found = self.find_reservations(tenant, user, &ids, true).await?;
                 billed = Billed::Known(found.billed);
+                for id in &ids {
+                    open.remove(*id);
+                }
                 open.extend(found.open);
             }
             let plan = ChunkPlan::of(events, writes, &todo, open.clone(), &billed)?;
@@ -617,11 +623,8 @@ impl DynamoStore {
                     let cancelled = read_cancellation(&kinds, &reasons)?;
                     // Read both again and record with what they are now.
                     reread = cancelled.state_changed;
-                    if reread {
-                        open.clear();
-                    }
                     if cancelled.wallet_changed {
-                        *wallets = Wallets::read(self, tenant, payers, &todo).await?;
+                        wallets.read(self, tenant, payers, &todo).await?;
                     }
                     let progressed = !cancelled.existing.is_empty();
                     self.settle_existing(events, cancelled.existing, outcomes, &mut todo)
