@@ -69,7 +69,11 @@ async fn a_prepaid_batch_is_one_transaction_per_100_items_and_two_reads() {
     );
     for id in &held {
         let r = store.get_reservation(&t, id).await.unwrap().unwrap();
-        assert_eq!(r.status, meter_core::domain::ReservationStatus::Settled, "{id}");
+        assert_eq!(
+            r.status,
+            meter_core::domain::ReservationStatus::Settled,
+            "{id}"
+        );
     }
     let w = store.get_wallet(&t, &mine).await.unwrap();
     let left: rust_decimal::Decimal = w.grants.iter().map(|g| g.remaining_usd).sum();
