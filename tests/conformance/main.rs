@@ -138,6 +138,7 @@ macro_rules! conformance {
             org_wallet_batches_draw_exactly_once_under_racing_retries,
             an_org_hold_is_given_back_to_the_org_wallet_by_its_close,
             racing_org_closes_take_the_org_invoices_credit_exactly_once,
+            a_batch_drawing_across_many_grants_records_every_event_exactly,
         );
         // Issue 16 (review findings).
         conformance!(@module review $factory;

@@ -306,3 +306,56 @@ pub async fn racing_org_closes_take_the_org_invoices_credit_exactly_once(store: 
         "the head agrees"
     );
 }
+
+pub async fn a_batch_drawing_across_many_grants_records_every_event_exactly(store: Arc<dyn Store>) {
+    // 90 grants of 1 cent, burning one after another, and 100 events of 1.5 cents: each
+    // event drains one or two grants, so a transaction of the batch holds many grant
+    // updates beside its events (on DynamoDB the chunks must still fit 100 items).
+    let t = tenant();
+    for i in 0..90 {
+        put(
+            &store,
+            &t,
+            &acme(),
+            &grant(&format!("g{i:02}"), "0.01", i, None),
+        )
+        .await;
+    }
+    let u = user("busy");
+    let events: Vec<UsageEvent> = (0..100)
+        .map(|i| spend(&t, &u, &format!("busy-{i}"), dec("0.015"), i))
+        .collect();
+    let payers = vec![Some(acme()); events.len()];
+    let out = store
+        .record_events_paying(&events, &[], &payers)
+        .await
+        .unwrap();
+    assert!(out.iter().all(|o| *o == RecordOutcome::Recorded));
+    let (left, overdrawn) = wallet_sum(&store, &t, &acme()).await;
+    assert_eq!(left, Decimal::ZERO, "90 cents drawn");
+    assert_eq!(overdrawn, dec("0.6"), "$1.50 − $0.90 overdrawn");
+    let draws = store.wallet_draws(&t, &acme(), None).await.unwrap();
+    assert_eq!(draws.len(), 100);
+    // In the draw order: the first event takes g00 and half of g01, the second the rest
+    // of g01 and g02.
+    let first = draws
+        .iter()
+        .find(|d| d.event_id.as_str() == "busy-0")
+        .unwrap();
+    let ids: Vec<(&str, Decimal)> = first
+        .draws
+        .draws
+        .iter()
+        .map(|d| (d.grant_id.as_str(), d.amount_usd))
+        .collect();
+    assert_eq!(ids, [("g00", dec("0.01")), ("g01", dec("0.005"))]);
+    let replay = store
+        .record_events_paying(&events, &[], &payers)
+        .await
+        .unwrap();
+    assert!(replay.iter().all(|o| *o == RecordOutcome::Duplicate));
+    assert_eq!(
+        wallet_sum(&store, &t, &acme()).await,
+        (Decimal::ZERO, dec("0.6"))
+    );
+}

@@ -9,12 +9,14 @@
 //!   true at the write (see [`hold_update`]); it keeps the amount on the reservation
 //!   (`cr` in its inline map, `credit_usd` on a spilled item), so that its close (release,
 //!   settle, expiry) takes it off `held_usd` in the close's transaction;
-//! - an event of a prepaid user draws in its own transaction: one update per drawn grant
-//!   (`ADD remaining_usd -d` under `remaining_usd >= d` and not voided: grants only
-//!   shrink, so a stale read fails the condition and the event is drawn again from a
-//!   fresh read) and one on the head (each bucket `-Σd`, the shortfall to
-//!   `overdrawn_usd`); the event item keeps its draws (`draws`, JSON). The event item's
-//!   own condition makes the draws happen once per event id.
+//! - a prepaid user's events draw in their chunk's transaction (`recording`, several
+//!   events to one transaction of at most 100 items): one update per drawn grant with
+//!   the sum the chunk's events draw from it (`ADD remaining_usd -Σd` under
+//!   `remaining_usd >= Σd` and not voided: grants only shrink, so a stale read fails the
+//!   condition and the chunk is drawn again from a fresh read) and one on the head (each
+//!   bucket `-Σd`, the shortfall to `overdrawn_usd`); the event item keeps its draws
+//!   (`draws`, JSON). The event item's own condition makes the draws happen once per event
+//!   id. An org's wallet pays the same way (`org_wallets`).
 
 use std::collections::BTreeMap;
 
