@@ -23,6 +23,7 @@ pub mod sqlite;
 mod budget_alerts;
 mod budget_counters;
 mod budgets;
+mod dashboard;
 mod directory;
 mod org_members;
 mod org_wallets;
@@ -34,6 +35,7 @@ mod wallets;
 pub use budget_alerts::{BudgetAlertStore, DeniedLimit};
 pub use budget_counters::{BudgetCounterStore, COUNTER_GRACE};
 pub use budgets::{BudgetPut, BudgetStore, MAX_BUDGETS_PER_SCOPE};
+pub use dashboard::{DashboardReads, DashboardStore, PeriodsPicker};
 pub use directory::{DirectoryStore, TenantUser};
 pub use org_members::{OrgMembers, OrgMembersStore};
 pub use org_wallets::OrgWalletStore;
@@ -477,6 +479,7 @@ pub trait Store:
     + OrgMembersStore
     + BudgetAlertStore
     + PrepaidStore
+    + DashboardStore
     + OrgWalletStore
 {
 }
@@ -498,6 +501,7 @@ impl<
             + OrgMembersStore
             + BudgetAlertStore
             + PrepaidStore
+            + DashboardStore
             + OrgWalletStore,
     > Store for T
 {

@@ -29,6 +29,7 @@ mod catalog;
 mod claims;
 mod codec;
 mod counters;
+mod dashboard;
 mod directory;
 mod errors;
 mod expressions;

@@ -14,7 +14,7 @@ use crate::credits::Subscriber;
 use crate::domain::{Invoice, OrgId, Subscription, TenantId, UsageEvent, UserId};
 use crate::store::{
     CreditState, EventDraws, InvoiceCharge, OrgClose, OrgWalletStore, PeriodPicker, RecordOutcome,
-    StoreError, StoreResult, UsageStore, UserUsage,
+    StoreError, StoreResult, UserUsage,
 };
 
 #[async_trait]
@@ -26,22 +26,18 @@ impl OrgWalletStore for SqliteStore {
         org: Option<&OrgId>,
         pick: PeriodPicker<'_>,
     ) -> StoreResult<(UserUsage, CreditState, Option<CreditState>)> {
-        let usage = self.get_user_limits(tenant, user, pick).await?;
-        let (t, u, o) = (
-            tenant.clone(),
-            Subscriber::User(user.clone()).to_string(),
-            org.map(|o| Subscriber::Org(o.clone()).to_string()),
-        );
-        let (mine, org) = self
-            .read(move |c| {
-                let mine = super::prepaid::credit_state(c, t.as_str(), &u)?;
-                let org = o
-                    .map(|o| super::prepaid::credit_state(c, t.as_str(), &o))
-                    .transpose()?;
-                Ok((mine, org))
-            })
-            .await?;
-        Ok((usage, mine, org))
+        // One read transaction: the limits and both wallets of the same instant.
+        let mine = Subscriber::User(user.clone()).to_string();
+        let org = org.map(|o| Subscriber::Org(o.clone()).to_string());
+        self.read_now(|c| {
+            let usage = super::user_limits(c, tenant, user, pick)?;
+            let credit = super::prepaid::credit_state(c, tenant.as_str(), &mine)?;
+            let org = org
+                .as_deref()
+                .map(|o| super::prepaid::credit_state(c, tenant.as_str(), o))
+                .transpose()?;
+            Ok((usage, credit, org))
+        })
     }
 
     async fn record_events_paying(
