@@ -17,6 +17,7 @@ mod grant_upkeep;
 mod history;
 mod holds;
 mod org_alerts;
+mod org_wallets;
 mod orgs;
 mod period_draws;
 mod prepaid;
@@ -144,6 +145,13 @@ macro_rules! conformance {
             prepaid_a_grant_expiring_mid_run_stops_counting_at_its_instant,
             prepaid_racing_closes_take_an_invoices_credit_exactly_once,
             prepaid_racing_alarm_writes_move_the_state_once_per_version,
+        );
+        // Issue 19: org wallets (who pays; batches of draws).
+        conformance!(@module org_wallets $factory;
+            org_wallet_batches_draw_exactly_once_under_racing_retries,
+            an_org_hold_is_given_back_to_the_org_wallet_by_its_close,
+            racing_org_closes_take_the_org_invoices_credit_exactly_once,
+            a_batch_drawing_across_many_grants_records_every_event_exactly,
         );
         // Issue 16 (review findings).
         conformance!(@module review $factory;

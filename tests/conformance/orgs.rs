@@ -16,11 +16,11 @@ fn org(name: &str) -> OrgId {
     OrgId::parse(name).unwrap()
 }
 
-fn org_sub(t: &TenantId, o: &OrgId) -> Subscription {
+pub(crate) fn org_sub(t: &TenantId, o: &OrgId) -> Subscription {
     subscription(t, &UserId::parse(o.as_str()).unwrap(), 1)
 }
 
-fn org_invoice(sub: &Subscription, o: &OrgId, total: &str) -> Invoice {
+pub(crate) fn org_invoice(sub: &Subscription, o: &OrgId, total: &str) -> Invoice {
     Invoice {
         id: uuid::Uuid::new_v4().to_string(),
         tenant: sub.tenant.clone(),
@@ -41,7 +41,7 @@ fn org_invoice(sub: &Subscription, o: &OrgId, total: &str) -> Invoice {
     }
 }
 
-fn rolled(sub: &Subscription) -> Subscription {
+pub(crate) fn rolled(sub: &Subscription) -> Subscription {
     let mut next = sub.clone();
     next.version += 1;
     next.current_period = meter_core::periods::Period {

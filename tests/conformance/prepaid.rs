@@ -63,6 +63,7 @@ async fn reserve(
             return None;
         }
         let hold = CreditHold {
+            wallet: wallet(u),
             estimate: Some(estimate),
             read,
             at,

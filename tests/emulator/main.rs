@@ -10,6 +10,7 @@ mod holds;
 mod migrate;
 mod orgs;
 mod prepaid;
+mod prepaid_batches;
 mod wallets;
 
 use std::collections::BTreeMap;

@@ -1156,3 +1156,65 @@ impl meter_core::store::DashboardStore for FaultyStore {
 // Issue 19: the credit ports (grant upkeep, open reservations, period draws).
 #[path = "faulty_credits.rs"]
 mod credits;
+
+// Issue 19: org wallets.
+#[async_trait]
+impl meter_core::store::OrgWalletStore for FaultyStore {
+    async fn get_user_limits_with_wallets(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        org: Option<&meter_core::domain::OrgId>,
+        pick: meter_core::store::PeriodPicker<'_>,
+    ) -> StoreResult<(
+        UserUsage,
+        meter_core::store::CreditState,
+        Option<meter_core::store::CreditState>,
+    )> {
+        self.call(
+            "get_user_limits_with_wallets",
+            self.inner
+                .get_user_limits_with_wallets(tenant, user, org, pick),
+        )
+        .await
+    }
+    async fn record_events_paying(
+        &self,
+        events: &[UsageEvent],
+        writes: &[Vec<meter_core::budgets::CounterWrite>],
+        payers: &[Option<meter_core::credits::Subscriber>],
+    ) -> StoreResult<Vec<RecordOutcome>> {
+        self.call(
+            "record_events_paying",
+            self.inner.record_events_paying(events, writes, payers),
+        )
+        .await
+    }
+    async fn wallet_draws(
+        &self,
+        tenant: &TenantId,
+        wallet: &meter_core::credits::Subscriber,
+        since: Option<DateTime<Utc>>,
+    ) -> StoreResult<Vec<meter_core::store::EventDraws>> {
+        self.call(
+            "wallet_draws",
+            self.inner.wallet_draws(tenant, wallet, since),
+        )
+        .await
+    }
+    async fn close_org_period_charging(
+        &self,
+        org: &meter_core::domain::OrgId,
+        invoice: &Invoice,
+        next: &Subscription,
+        expected_version: u64,
+        charge: &meter_core::store::InvoiceCharge,
+    ) -> StoreResult<meter_core::store::OrgClose> {
+        self.call(
+            "close_org_period_charging",
+            self.inner
+                .close_org_period_charging(org, invoice, next, expected_version, charge),
+        )
+        .await
+    }
+}

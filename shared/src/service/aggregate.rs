@@ -405,7 +405,14 @@ impl Meter {
             let billed_to = state.billed_to.map_or(billed_to, |b| b.max(billed_to));
             // Issue 19: credits on the invoice, taken from the wallet with the close.
             let charge = self
-                .invoice_credits(&user.tenant, &user.user, &plan, &mut invoice, period, at)
+                .invoice_credits(
+                    &user.tenant,
+                    crate::credits::Subscriber::User(user.user.clone()),
+                    &plan,
+                    &mut invoice,
+                    period,
+                    at,
+                )
                 .await?;
             let closed = match &charge {
                 Some(c) => {

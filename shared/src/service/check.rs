@@ -177,9 +177,12 @@ impl Meter {
     pub async fn check(&self, caller: &Caller, req: CheckRequest) -> Result<CheckOutcome> {
         let now = self.now();
         let tenant = &caller.tenant;
-        // Issue 19: with the wallet figures when the tenant sells prepaid plans (one read).
-        let (state, credit) = self
-            .check_read(tenant, &req.user, &|sub| period_start_at(sub, now))
+        // Issue 19: with the wallet figures when the tenant sells prepaid plans (one read;
+        // the named org's wallet too: service::org_wallets).
+        let (state, credit, org_credit) = self
+            .check_read(tenant, &req.user, req.org_id.as_ref(), &|sub| {
+                period_start_at(sub, now)
+            })
             .await?;
         let sub = state.subscription.as_ref();
         if let Some(s) = sub {
@@ -205,12 +208,19 @@ impl Meter {
             estimated_tokens,
             estimated_cost,
         };
-        // Issue 19: a prepaid plan needs credit for the estimate (service::prepaid).
-        let credit =
-            match Self::credit_gate(&plan, credit, estimated_cost, &req.user, &period, now)? {
+        // Issue 19: a prepaid plan needs credit for the estimate (service::prepaid); a user
+        // without a subscription naming an org may be on the org's plan, paid from the
+        // org's wallet: decided with the org's plan below (service::org_wallets).
+        let naming_org = sub.is_none() && req.org_id.is_some();
+        let wallets = naming_org.then(|| (credit.clone(), org_credit));
+        let me = crate::credits::Subscriber::User(req.user.clone());
+        let mut credit = match naming_org {
+            true => None,
+            false => match Self::credit_gate(&plan, credit, estimated_cost, &me, &period, now)? {
                 Ok(hold) => hold,
                 Err(denial) => return Ok(CheckOutcome::Denied(*denial)),
-            };
+            },
+        };
 
         // Issue 18: when budgets may apply, every hard limit decides (service::enforce).
         if req.org_id.is_some() || state.user_budgets {
@@ -218,6 +228,24 @@ impl Meter {
             let budgets = self
                 .budgets_of_call(tenant, &scopes, sub, state.user_budgets, now)
                 .await?;
+            if let Some(wallets) = wallets {
+                credit = match self
+                    .credit_gate_naming_org(
+                        tenant,
+                        &req.user,
+                        &plan,
+                        &budgets,
+                        wallets,
+                        estimated_cost,
+                        &period,
+                        now,
+                    )
+                    .await?
+                {
+                    Ok(hold) => hold,
+                    Err(denial) => return Ok(CheckOutcome::Denied(*denial)),
+                };
+            }
             if !budgets.is_empty() {
                 let pc = super::enforce::PlanCheck {
                     plan: &plan,

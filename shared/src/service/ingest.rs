@@ -116,16 +116,17 @@ impl Meter {
         let mut invalid = Vec::new();
         // Users whose events may count in budgets: (subscription, own scope has budgets).
         let mut scoped = BTreeMap::new();
-        let mut drawing = std::collections::BTreeSet::new();
+        // Issue 19: the subscriptions of the users whose events may draw from a wallet.
+        let mut paying = BTreeMap::new();
         for (user, indices) in &by_user {
             let limits = self
                 .store
                 .get_user_limits(tenant, user, &|s| super::period_start_at(s, now))
                 .await?;
             let sub = limits.subscription;
-            // Issue 19: a prepaid user's events draw from the user's wallet.
-            if self.draws_from_wallet(tenant, sub.as_ref()).await? {
-                drawing.insert(user.clone());
+            // Issue 19: prepaid plans draw from a wallet (service::org_wallets).
+            if self.tenant_sells_prepaid(tenant).await? {
+                paying.insert(user.clone(), sub.clone());
             }
             if limits.user_budgets || indices.iter().any(|&i| inputs[i].org_id.is_some()) {
                 scoped.insert(user.clone(), (sub.clone(), limits.user_budgets));
@@ -181,10 +182,22 @@ impl Meter {
                 }
                 None => Vec::new(),
             };
+            // Issue 19: whose wallet each event draws from (service::org_wallets).
+            let payers = match paying.get(user) {
+                Some(sub) => {
+                    self.event_payers(tenant, user, sub.as_ref(), &batch, &mut org_plans)
+                        .await?
+                }
+                None => Vec::new(),
+            };
+            let drawn: std::collections::BTreeSet<crate::credits::Subscriber> =
+                payers.iter().flatten().cloned().collect();
             let outcomes = {
                 let _gate = self.gate(tenant, user).await;
-                if drawing.contains(user) {
-                    self.store.record_events_drawing(&batch, &writes).await?
+                if !drawn.is_empty() {
+                    self.store
+                        .record_events_paying(&batch, &writes, &payers)
+                        .await?
                 } else if writes.iter().any(|w| !w.is_empty()) {
                     self.store.record_events_counted(&batch, &writes).await?
                 } else {
@@ -251,10 +264,10 @@ impl Meter {
             {
                 touched.clear();
             }
-            // Issue 19: the wallet alarms of a prepaid user's draws (service::prepaid).
-            if drawing.contains(user) {
-                if let Err(e) = self.observe_wallet(tenant, user).await {
-                    tracing::warn!(error = %e, user = %user, "could not observe the wallet after ingest");
+            // Issue 19: the alarms of the wallets the events drew from (service::prepaid).
+            for wallet in &drawn {
+                if let Err(e) = self.observe_wallet_of(tenant, wallet).await {
+                    tracing::warn!(error = %e, wallet = %wallet, "could not observe the wallet after ingest");
                 }
             }
             for period_start in touched {

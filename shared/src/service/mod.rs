@@ -35,6 +35,7 @@ pub mod ingest;
 pub mod org_alerts;
 pub mod org_billing;
 pub mod org_reads;
+mod org_wallets;
 pub mod orgs;
 pub mod outbox;
 pub mod prepaid;

@@ -127,11 +127,31 @@ impl Meter {
             invoice
                 .extra
                 .insert("org_id".to_owned(), org.org.to_string());
-            match self
-                .store
-                .close_org_period(&org.org, &invoice, &next, sub.version)
-                .await?
-            {
+            // Issue 19: the org wallet's credit on the invoice, taken in the close's write
+            // (service::org_wallets).
+            let charge = self
+                .invoice_credits(
+                    &org.tenant,
+                    crate::credits::Subscriber::Org(org.org.clone()),
+                    &plan,
+                    &mut invoice,
+                    &period,
+                    at,
+                )
+                .await?;
+            let closed = match &charge {
+                Some(charge) => {
+                    self.store
+                        .close_org_period_charging(&org.org, &invoice, &next, sub.version, charge)
+                        .await?
+                }
+                None => {
+                    self.store
+                        .close_org_period(&org.org, &invoice, &next, sub.version)
+                        .await?
+                }
+            };
+            match closed {
                 OrgClose::Closed => {
                     report.invoices_created += 1;
                     report.subscriptions_renewed += rolled.subscriptions_renewed;

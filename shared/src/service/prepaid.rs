@@ -59,7 +59,7 @@ fn credit_error(e: CreditError) -> Error {
 
 /// The denial of a prepaid check with the wallet as `credit` shows it at `at`.
 fn credit_denial(
-    user: &UserId,
+    wallet: &Subscriber,
     credit: &CreditState,
     estimate: Option<Decimal>,
     period: &Period,
@@ -78,7 +78,7 @@ fn credit_denial(
         retry_after_seconds: CREDIT_RETRY_AFTER_SECONDS,
         limited_by: None,
         credit: Some(CreditDenial {
-            wallet: Subscriber::User(user.clone()),
+            wallet: wallet.clone(),
             balance_usd: balance,
             held_usd: credit.held_usd,
             available_usd: available,
@@ -98,32 +98,38 @@ impl Meter {
     }
 
     /// What a check reads: the user's limits and, when the tenant sells prepaid plans, the
-    /// user's wallet figures with them (one request on DynamoDB either way).
+    /// user's wallet figures and those of the org the call names (`org_wallets`) with them
+    /// (one request on DynamoDB either way).
     pub(super) async fn check_read(
         &self,
         tenant: &TenantId,
         user: &UserId,
+        org: Option<&crate::domain::OrgId>,
         pick: crate::store::PeriodPicker<'_>,
-    ) -> Result<(UserUsage, Option<CreditState>)> {
+    ) -> Result<(UserUsage, Option<CreditState>, Option<CreditState>)> {
         if self.tenant_sells_prepaid(tenant).await? {
-            let (usage, credit) = self
+            let (usage, credit, org_credit) = self
                 .store
-                .get_user_limits_with_credit(tenant, user, pick)
+                .get_user_limits_with_wallets(tenant, user, org, pick)
                 .await?;
-            Ok((usage, Some(credit)))
+            Ok((usage, Some(credit), org_credit))
         } else {
-            Ok((self.store.get_user_limits(tenant, user, pick).await?, None))
+            Ok((
+                self.store.get_user_limits(tenant, user, pick).await?,
+                None,
+                None,
+            ))
         }
     }
 
-    /// The credit decision of a check on `plan`: `Ok(None)` when the plan is postpaid,
-    /// `Ok(Some(hold))` when the wallet admits the estimate (what a reservation holds),
-    /// `Err(denial)` when it does not (metric `credits_usd`).
+    /// The credit decision of a check on `plan`, paid from `wallet`: `Ok(None)` when the
+    /// plan is postpaid, `Ok(Some(hold))` when the wallet admits the estimate (what a
+    /// reservation holds), `Err(denial)` when it does not (metric `credits_usd`).
     pub(super) fn credit_gate(
         plan: &Plan,
         credit: Option<CreditState>,
         estimate: Option<Decimal>,
-        user: &UserId,
+        wallet: &Subscriber,
         period: &Period,
         at: DateTime<Utc>,
     ) -> Result<std::result::Result<Option<CreditHold>, Box<Denial>>> {
@@ -134,10 +140,11 @@ impl Meter {
         let available = credit.available(at).map_err(credit_error)?;
         if !credit_allows(available, estimate) {
             return Ok(Err(Box::new(credit_denial(
-                user, &credit, estimate, period, at,
+                wallet, &credit, estimate, period, at,
             )?)));
         }
         Ok(Ok(Some(CreditHold {
+            wallet: wallet.clone(),
             estimate,
             read: credit,
             at,
@@ -168,13 +175,11 @@ impl Meter {
                     return Ok(Reserved::Store(ReserveOutcome::Denied { metric }))
                 }
                 CreditReserve::NoCredit => {
-                    let fresh = self
-                        .store
-                        .get_credit_state(&r.tenant, &Subscriber::User(r.user.clone()))
-                        .await?;
+                    let fresh = self.store.get_credit_state(&r.tenant, &hold.wallet).await?;
                     let available = fresh.available(hold.at).map_err(credit_error)?;
                     if !credit_allows(available, hold.estimate) {
-                        let d = credit_denial(&r.user, &fresh, hold.estimate, period, hold.at)?;
+                        let d =
+                            credit_denial(&hold.wallet, &fresh, hold.estimate, period, hold.at)?;
                         return Ok(Reserved::NoCredit(Box::new(d)));
                     }
                     hold.read = fresh;
@@ -182,18 +187,6 @@ impl Meter {
             }
         }
         Err(Error::Unavailable)
-    }
-
-    /// Whether `user`'s events draw from the user's wallet: the plan of `sub` is prepaid.
-    pub(super) async fn draws_from_wallet(
-        &self,
-        tenant: &TenantId,
-        sub: Option<&crate::domain::Subscription>,
-    ) -> Result<bool> {
-        if !self.tenant_sells_prepaid(tenant).await? {
-            return Ok(false);
-        }
-        Ok(self.plan_of(tenant, sub).await?.payment == Payment::Prepaid)
     }
 }
 
@@ -204,24 +197,24 @@ impl Meter {
     /// cost already: the line shows what they drew, and the rest of the usage, the
     /// overdraft the period made, is billed here and taken off the wallet's overdraft.
     /// Changes `invoice` and answers what the close takes from the wallet; `None` when the
-    /// wallet has nothing to do with it (no grant, no overdraft).
+    /// wallet has nothing to do with it (no grant, no overdraft). `wallet`: the invoice's
+    /// subscriber's, a user's or an org's (`org_wallets`).
     pub(super) async fn invoice_credits(
         &self,
         tenant: &TenantId,
-        user: &UserId,
+        wallet: Subscriber,
         plan: &Plan,
         invoice: &mut crate::domain::Invoice,
         period: &Period,
         at: DateTime<Utc>,
     ) -> Result<Option<crate::store::InvoiceCharge>> {
-        let wallet = Subscriber::User(user.clone());
         let record = self.store.get_wallet(tenant, &wallet).await?;
         if record.grants.is_empty() && record.overdrawn_usd.is_zero() {
             return Ok(None);
         }
         let lines = crate::credits::InvoiceAmounts::from_invoice(invoice);
         let mut charge = crate::store::InvoiceCharge {
-            wallet: Some(wallet),
+            wallet: Some(wallet.clone()),
             grants: record.grants.clone(),
             ..Default::default()
         };
@@ -233,9 +226,29 @@ impl Meter {
                 applied
             }
             Payment::Prepaid => {
-                // Issue 19: read strongly consistent (store::PeriodDrawsStore).
-                let sums = self.store.period_draws(tenant, user, period).await?;
-                let (drawn, shortfall) = (sums.drawn_usd, sums.shortfall_usd);
+                let (drawn, shortfall) = match &wallet {
+                    // A user's: the period's sums, read strongly consistent
+                    // (store::PeriodDrawsStore).
+                    Subscriber::User(user) => {
+                        let sums = self.store.period_draws(tenant, user, period).await?;
+                        (sums.drawn_usd, sums.shortfall_usd)
+                    }
+                    // An org's: its draw ledger (org_wallets), the period's entries.
+                    Subscriber::Org(_) => {
+                        let (mut drawn, mut shortfall) = (Decimal::ZERO, Decimal::ZERO);
+                        for d in self
+                            .store
+                            .wallet_draws(tenant, &wallet, Some(period.start))
+                            .await?
+                        {
+                            if d.at >= period.start && d.at < period.end {
+                                drawn += d.draws.drawn_usd().map_err(credit_error)?;
+                                shortfall += d.draws.shortfall_usd;
+                            }
+                        }
+                        (drawn, shortfall)
+                    }
+                };
                 charge.overdraft_settled = shortfall.min(record.overdrawn_usd).max(Decimal::ZERO);
                 crate::credits::CreditsApplied::already_drawn(&lines, drawn)
                     .map_err(credit_error)?
@@ -254,7 +267,8 @@ fn alarm_key(event: &crate::credits::WalletEvent, seq: u64) -> String {
     format!("{}#{seq}", event.name())
 }
 
-/// The alert a wallet alarm raises for `user`.
+/// The alert a wallet alarm raises for `user` (an org's wallet: the org id as the user,
+/// `org_wallets`).
 fn alarm_alert(
     tenant: &TenantId,
     user: &UserId,
@@ -314,8 +328,15 @@ impl Meter {
     /// crossing's number, then published); the alarms' new state is stored under the
     /// version read, so of racing observers one moves it on. Returns the alerts raised.
     pub async fn observe_wallet(&self, tenant: &TenantId, user: &UserId) -> Result<usize> {
-        let wallet = Subscriber::User(user.clone());
-        let record = self.store.get_wallet(tenant, &wallet).await?;
+        self.observe_wallet_of(tenant, &Subscriber::User(user.clone()))
+            .await
+    }
+
+    /// [`Meter::observe_wallet`] of a user's or an org's wallet (an org owns its wallet's
+    /// alerts: `org_wallets`).
+    pub async fn observe_wallet_of(&self, tenant: &TenantId, wallet: &Subscriber) -> Result<usize> {
+        let user = &super::org_wallets::alarm_owner(wallet)?;
+        let record = self.store.get_wallet(tenant, wallet).await?;
         let now = self.now();
         let view =
             crate::credits::wallet_view(&record.grants, record.overdrawn_usd, record.held_usd, now)
@@ -331,13 +352,14 @@ impl Meter {
         let seq = record.alarm_seq + 1;
         let mut alerts = Vec::new();
         for e in &events {
-            let alert = alarm_alert(tenant, user, e, seq, now);
-            if self.store.create_alert_once(&alert).await? {
+            let mut alert = alarm_alert(tenant, user, e, seq, now);
+            // Issue 19: an org's alarm is the org's alert (service::org_wallets).
+            if self.store_wallet_alarm(wallet, &mut alert).await? {
                 alerts.push(alert);
             }
         }
         self.store
-            .put_wallet_alarms(tenant, &wallet, record.alarm_seq, after)
+            .put_wallet_alarms(tenant, wallet, record.alarm_seq, after)
             .await?;
         for alert in &alerts {
             tracing::info!(tenant = %tenant, user = %user, key = %alert.key, "wallet alarm");

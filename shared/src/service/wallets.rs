@@ -141,25 +141,19 @@ impl Meter {
         let now = self.now();
         let (overdrawn, held) = (record.overdrawn_usd, record.held_usd);
         let view = wallet_view(&record.grants, overdrawn, held, now).map_err(credit_error)?;
-        // The burn: what the user's prepaid events drew (cost, overdraft included) in the
-        // last 7 days; an org's wallet is not drawn from yet.
-        let burn = match wallet {
-            Subscriber::User(user) => {
-                let since = now - chrono::Duration::days(7);
-                let mut burn = Decimal::ZERO;
-                for d in self
-                    .store
-                    .event_draws(&caller.tenant, user, Some(since))
-                    .await?
-                {
-                    if d.at <= now {
-                        burn = burn.checked_add(d.cost_usd).ok_or(Error::Internal)?;
-                    }
-                }
-                burn
+        // The burn: what the wallet's prepaid events drew (cost, overdraft included) in the
+        // last 7 days (an org's: the events its prepaid plan paid for, service::org_wallets).
+        let since = now - chrono::Duration::days(7);
+        let mut burn = Decimal::ZERO;
+        for d in self
+            .store
+            .wallet_draws(&caller.tenant, wallet, Some(since))
+            .await?
+        {
+            if d.at <= now {
+                burn = burn.checked_add(d.cost_usd).ok_or(Error::Internal)?;
             }
-            Subscriber::Org(_) => Decimal::ZERO,
-        };
+        }
         let mut grants: Vec<&Grant> = record.grants.iter().collect();
         grants.sort_by(|a, b| (!a.counts(now)).cmp(&!b.counts(now)).then(draw_cmp(a, b)));
         Ok(WalletView {
@@ -291,14 +285,12 @@ impl Meter {
 }
 
 impl Meter {
-    /// Observes a user's wallet alarms after a grant or a void changed its credit (a top-up
-    /// re-arms them, a void may fire them); an org's wallet has no alarms yet. A failure is
-    /// logged: the change is stored, the next observation catches up.
+    /// Observes a wallet's alarms after a grant or a void changed its credit (a top-up
+    /// re-arms them, a void may fire them; an org's wallet alarms are the org's alerts). A
+    /// failure is logged: the change is stored, the next observation catches up.
     async fn observe_after_change(&self, tenant: &crate::domain::TenantId, wallet: &Subscriber) {
-        if let Subscriber::User(user) = wallet {
-            if let Err(e) = self.observe_wallet(tenant, user).await {
-                tracing::warn!(error = %e, user = %user, "could not observe the wallet");
-            }
+        if let Err(e) = self.observe_wallet_of(tenant, wallet).await {
+            tracing::warn!(error = %e, wallet = %wallet, "could not observe the wallet");
         }
     }
 }

@@ -28,6 +28,7 @@ mod directory;
 mod grant_upkeep;
 mod open_reservations;
 mod org_members;
+mod org_wallets;
 mod orgs;
 mod period_draws;
 mod prepaid;
@@ -44,6 +45,7 @@ pub use grant_upkeep::{
 };
 pub use open_reservations::OpenReservationsStore;
 pub use org_members::{OrgMembers, OrgMembersStore};
+pub use org_wallets::OrgWalletStore;
 pub use orgs::{org_of_subscriber, org_subscriber, OrgClose, OrgRef, OrgStore};
 pub use period_draws::{PeriodDraws, PeriodDrawsStore};
 pub use prepaid::{
@@ -489,6 +491,7 @@ pub trait Store:
     + GrantUpkeepStore
     + OpenReservationsStore
     + PeriodDrawsStore
+    + OrgWalletStore
 {
 }
 
@@ -512,7 +515,8 @@ impl<
             + DashboardStore
             + GrantUpkeepStore
             + OpenReservationsStore
-            + PeriodDrawsStore,
+            + PeriodDrawsStore
+            + OrgWalletStore,
     > Store for T
 {
 }

@@ -75,6 +75,9 @@ impl CreditState {
 /// The credit a reservation holds on its user's wallet, with what the check read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CreditHold {
+    /// The wallet that holds it: the user's, or an org's on a prepaid org plan (issue 19,
+    /// `store::OrgWalletStore`).
+    pub wallet: Subscriber,
     /// The estimated cost (`None`: the call has no estimate; nothing is held, but the
     /// wallet must still have credit).
     pub estimate: Option<Decimal>,

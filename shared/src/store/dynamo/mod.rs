@@ -40,6 +40,7 @@ pub mod legacy;
 pub mod migrate;
 mod open_reservations;
 mod org_members;
+mod org_wallets;
 mod orgs;
 mod period_draws;
 mod period_items;

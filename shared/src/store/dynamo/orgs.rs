@@ -126,21 +126,8 @@ impl OrgStore for DynamoStore {
         next: &Subscription,
         expected_version: u64,
     ) -> StoreResult<OrgClose> {
-        let pk = org_pk(&next.tenant, org);
-        let committed = self
-            .transact_until_decided("closing an org period", || {
-                let u = sub_update(&pk, next, Some(expected_version))?;
-                Ok(vec![
-                    self.tx_update(pk.clone(), ORG_SUB_SK, &u)?,
-                    self.tx_put(invoice_item(invoice)?, true)?,
-                ])
-            })
-            .await?;
-        Ok(match committed {
-            Ok(()) => OrgClose::Closed,
-            Err(reasons) if any_condition_failed(&reasons) => OrgClose::Changed,
-            Err(_) => OrgClose::Changed,
-        })
+        self.close_org_period_with(org, invoice, next, expected_version, &[])
+            .await
     }
 
     async fn list_org_invoices(&self, tenant: &TenantId, org: &OrgId) -> StoreResult<Vec<Invoice>> {
@@ -148,6 +135,37 @@ impl OrgStore for DynamoStore {
             .query_prefix(org_pk(tenant, org), layout::INVOICE_PREFIX, false)
             .await?;
         items.iter().map(super::codec::from_item).collect()
+    }
+}
+
+impl DynamoStore {
+    /// [`OrgStore::close_org_period`], with `extra` items in its transaction (issue 19:
+    /// the org wallet's charge, `org_wallets`); any failing condition is `Changed`.
+    pub(super) async fn close_org_period_with(
+        &self,
+        org: &OrgId,
+        invoice: &Invoice,
+        next: &Subscription,
+        expected_version: u64,
+        extra: &[aws_sdk_dynamodb::types::TransactWriteItem],
+    ) -> StoreResult<OrgClose> {
+        let pk = org_pk(&next.tenant, org);
+        let committed = self
+            .transact_until_decided("closing an org period", || {
+                let u = sub_update(&pk, next, Some(expected_version))?;
+                let mut tx = vec![
+                    self.tx_update(pk.clone(), ORG_SUB_SK, &u)?,
+                    self.tx_put(invoice_item(invoice)?, true)?,
+                ];
+                tx.extend(extra.iter().cloned());
+                Ok(tx)
+            })
+            .await?;
+        Ok(match committed {
+            Ok(()) => OrgClose::Closed,
+            Err(reasons) if any_condition_failed(&reasons) => OrgClose::Changed,
+            Err(_) => OrgClose::Changed,
+        })
     }
 }
 

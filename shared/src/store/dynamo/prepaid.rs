@@ -9,12 +9,14 @@
 //!   true at the write (see [`hold_update`]); it keeps the amount on the reservation
 //!   (`cr` in its inline map, `credit_usd` on a spilled item), so that its close (release,
 //!   settle, expiry) takes it off `held_usd` in the close's transaction;
-//! - an event of a prepaid user draws in its own transaction: one update per drawn grant
-//!   (`ADD remaining_usd -d` under `remaining_usd >= d` and not voided: grants only
-//!   shrink, so a stale read fails the condition and the event is drawn again from a
-//!   fresh read) and one on the head (each bucket `-Σd`, the shortfall to
-//!   `overdrawn_usd`); the event item keeps its draws (`draws`, JSON). The event item's
-//!   own condition makes the draws happen once per event id.
+//! - a prepaid user's events draw in their chunk's transaction (`recording`, several
+//!   events to one transaction of at most 100 items): one update per drawn grant with
+//!   the sum the chunk's events draw from it (`ADD remaining_usd -Σd` under
+//!   `remaining_usd >= Σd` and not voided: grants only shrink, so a stale read fails the
+//!   condition and the chunk is drawn again from a fresh read) and one on the head (each
+//!   bucket `-Σd`, the shortfall to `overdrawn_usd`); the event item keeps its draws
+//!   (`draws`, JSON). The event item's own condition makes the draws happen once per event
+//!   id. An org's wallet pays the same way (`org_wallets`).
 
 use std::collections::BTreeMap;
 
@@ -35,7 +37,6 @@ use crate::domain::{EventId, Invoice, Reservation, TenantId, UsageEvent, UserId}
 use crate::store::{
     BillingState, CloseOutcome, CreditHold, CreditReserve, CreditState, EventDraws, Guard,
     InvoiceCharge, PeriodPicker, PrepaidStore, RecordOutcome, StoreError, StoreResult, UserUsage,
-    WalletStore,
 };
 
 /// The head attribute of the credit held by open reservations.
@@ -369,7 +370,12 @@ impl PrepaidStore for DynamoStore {
                 "one list of counter writes per event is expected".to_owned(),
             ));
         }
-        self.record_with(events, writes, true).await
+        // Each event pays from its user's wallet (issue 19; an org's: `org_wallets`).
+        let payers: Vec<Option<Subscriber>> = events
+            .iter()
+            .map(|e| Some(Subscriber::User(e.user.clone())))
+            .collect();
+        self.record_with(events, writes, &payers).await
     }
 
     async fn event_draws(
@@ -456,10 +462,26 @@ impl PrepaidStore for DynamoStore {
         billed_to: DateTime<Utc>,
         charge: &InvoiceCharge,
     ) -> StoreResult<CloseOutcome> {
+        let extra = self.charge_items(&state.tenant, charge)?;
+        self.close_period_with(invoice, state, billed_to, &extra)
+            .await
+    }
+}
+
+impl DynamoStore {
+    /// The items taking an invoice's `charge` from its wallet (none without a wallet): per
+    /// draw `ADD remaining_usd -d` on its grant (which must exist, not be voided and hold
+    /// `d`), and on the head each bucket `-Σd` and `overdrawn_usd -settled` (which must
+    /// hold it). Also an org's invoices (`org_wallets`).
+    pub(super) fn charge_items(
+        &self,
+        tenant: &TenantId,
+        charge: &InvoiceCharge,
+    ) -> StoreResult<Vec<aws_sdk_dynamodb::types::TransactWriteItem>> {
         let Some(wallet) = &charge.wallet else {
-            return self.close_period_with(invoice, state, billed_to, &[]).await;
+            return Ok(Vec::new());
         };
-        let pk = wallet_pk(&state.tenant, wallet);
+        let pk = wallet_pk(tenant, wallet);
         let mut extra = Vec::new();
         let mut head = Update::new();
         let mut buckets: BTreeMap<String, Decimal> = BTreeMap::new();
@@ -498,19 +520,6 @@ impl PrepaidStore for DynamoStore {
         if !head.update_expression().is_empty() {
             extra.push(self.tx_update(pk, HEAD_SK, &head)?);
         }
-        self.close_period_with(invoice, state, billed_to, &extra)
-            .await
+        Ok(extra)
     }
-}
-
-/// The grants of a wallet as one read shows them (the draw's input).
-pub(super) async fn wallet_grants(
-    store: &DynamoStore,
-    tenant: &TenantId,
-    user: &UserId,
-) -> StoreResult<Vec<Grant>> {
-    Ok(store
-        .get_wallet(tenant, &Subscriber::User(user.clone()))
-        .await?
-        .grants)
 }

@@ -1,9 +1,18 @@
 //! Recording events: the events of one user go in chunks of at most one transaction
 //! each (docs/dynamodb.md, "Access patterns and their cost").
 //!
+//! The reservations a user's events settle and the wallets they draw from (issue 19) are
+//! read once per batch, before the first chunk (at most 2 reads when the events pay from
+//! one wallet); a chunk's draws continue from what the chunks before it drew, and the
+//! draws of several events on one grant are one conditional update of their sum, so that
+//! a prepaid batch is one transaction per at most 100 items like any other
+//! (docs/dynamodb.md, "Wallets").
+//!
 //! A chunk is tried in four steps until every event has an outcome:
-//! 1. **read** the reservations the chunk settles (and, after the state update's
-//!    condition failed, the user's `billed_to`): [`DynamoStore::find_reservations`];
+//! 1. **read** the reservations the chunk settles (from the batch's read; again, with the
+//!    user's `billed_to`, after the state update's condition failed):
+//!    [`DynamoStore::find_reservations`], and the wallets again after a grant's condition
+//!    failed;
 //! 2. **plan** what the chunk writes: [`ChunkPlan::of`];
 //! 3. **build** the transaction from the plan: [`DynamoStore::chunk_transaction`];
 //! 4. **read the outcome**: committed, or cancelled with one reason per item
@@ -12,6 +21,8 @@
 //!    and the rest is tried again.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use crate::credits::{Grant, Subscriber};
 
 use aws_sdk_dynamodb::types::{CancellationReason, TransactWriteItem};
 use chrono::NaiveDate;
@@ -68,8 +79,9 @@ struct ChunkPlan {
     late: bool,
     /// Increments of the budget counters the events belong to, by counter key.
     budget: BTreeMap<String, CounterAdds>,
-    /// Wallet credit the settled reservations held (issue 19): released on the head.
-    credit_released: Decimal,
+    /// Wallet credit the settled reservations held (issue 19), by wallet head key:
+    /// released on the head.
+    credit_released: BTreeMap<String, Decimal>,
 }
 
 /// Increments of a daily rollup item: `ADD`s of plain attribute names.
@@ -105,7 +117,7 @@ impl ChunkPlan {
         let mut settled = Vec::new();
         let mut late = false;
         let mut budget: BTreeMap<String, CounterAdds> = BTreeMap::new();
-        let mut credit_released = Decimal::ZERO;
+        let mut credit_released: BTreeMap<String, Decimal> = BTreeMap::new();
         for &i in todo {
             let e = &events[i];
             events_out.push((i, items::event_item(e)?));
@@ -138,9 +150,17 @@ impl ChunkPlan {
                         .or_default()
                         .unhold(&o.r.provider, h)?;
                 }
-                credit_released = credit_released
-                    .checked_add(o.credit)
-                    .ok_or_else(|| StoreError::Overflow("held credit".into()))?;
+                if o.credit > Decimal::ZERO {
+                    let pk = super::org_wallets::credit_wallet_pk(
+                        &e.tenant,
+                        &e.user,
+                        o.credit_org.as_ref(),
+                    );
+                    let slot = credit_released.entry(pk).or_default();
+                    *slot = slot
+                        .checked_add(o.credit)
+                        .ok_or_else(|| StoreError::Overflow("held credit".into()))?;
+                }
                 settled.push(o);
             }
         }
@@ -210,6 +230,8 @@ struct Cancellation {
     /// The state update's condition failed: `billed_to` is after an event's period (a
     /// late event), or moved, or a reservation closed meanwhile.
     state_changed: bool,
+    /// A drawn grant's condition failed: another draw or a void changed it.
+    wallet_changed: bool,
 }
 
 /// Reads the reasons of a cancelled chunk transaction (one per item, in `kinds` order).
@@ -222,6 +244,7 @@ fn read_cancellation(
     let mut out = Cancellation {
         existing: Vec::new(),
         state_changed: false,
+        wallet_changed: false,
     };
     for (kind, reason) in kinds.iter().zip(reasons) {
         match (reason_code(reason), kind) {
@@ -230,7 +253,7 @@ fn read_cancellation(
                 out.existing.push((*i, reason.item().cloned()))
             }
             ("ConditionalCheckFailed", TxItem::State) => out.state_changed = true,
-            ("ConditionalCheckFailed", TxItem::Wallet) => {}
+            ("ConditionalCheckFailed", TxItem::Wallet) => out.wallet_changed = true,
             ("ConditionalCheckFailed", TxItem::Other) => {}
             ("TransactionConflict" | "ThrottlingError" | "ProvisionedThroughputExceeded", _) => {}
             (code, _) => {
@@ -254,13 +277,15 @@ fn settling<'a>(events: &'a [UsageEvent], todo: &[usize], user: &UserId) -> BTre
 
 /// The end (exclusive) of the chunk of `firsts` starting at `start`: as many events as
 /// fit one transaction with their state update, daily rollups, period items and
-/// settlements (a tombstone, and perhaps the item of a closed reservation period), at
-/// least one.
+/// settlements (a tombstone, and perhaps the item of a closed reservation period), and
+/// the wallet items the first `k + 1` of them need (`wallet_items[k]`, issue 19: drawn
+/// grants, heads, org ledger items), at least one.
 fn chunk_end(
     events: &[UsageEvent],
     writes: &[Vec<CounterWrite>],
     firsts: &[usize],
     start: usize,
+    wallet_items: &[usize],
 ) -> usize {
     let (mut end, mut days, mut periods, mut settles) =
         (start, BTreeSet::new(), BTreeSet::new(), 0usize);
@@ -290,7 +315,8 @@ fn chunk_end(
             + settles
             + settle
             + counters.len()
-            + own.len();
+            + own.len()
+            + wallet_items.get(end - start).copied().unwrap_or(0);
         if items > MAX_TX_ITEMS && end > start {
             break;
         }
@@ -303,6 +329,125 @@ fn chunk_end(
     end
 }
 
+/// The grants of the wallets one user's events pay from (issue 19), read once per batch:
+/// each chunk draws from this working copy, and a committed chunk's draws are applied to
+/// it, so that the next chunk continues from them without reading again.
+#[derive(Default)]
+struct Wallets(BTreeMap<Subscriber, Vec<Grant>>);
+
+impl Wallets {
+    /// Reads (again) the wallets among `payers` of `idxs`: one `Query` each (none when no
+    /// event pays); the others keep their working copy.
+    async fn read(
+        &mut self,
+        store: &DynamoStore,
+        tenant: &TenantId,
+        payers: &[Option<Subscriber>],
+        idxs: &[usize],
+    ) -> StoreResult<()> {
+        let wanted: BTreeSet<&Subscriber> = idxs
+            .iter()
+            .filter_map(|&i| payers.get(i)?.as_ref())
+            .collect();
+        for w in wanted {
+            let grants = crate::store::WalletStore::get_wallet(store, tenant, w)
+                .await?
+                .grants;
+            self.0.insert(w.clone(), grants);
+        }
+        Ok(())
+    }
+
+    /// The draws of events `todo` (in order), per wallet, from the working copy.
+    fn draws(
+        &self,
+        events: &[UsageEvent],
+        payers: &[Option<Subscriber>],
+        todo: &[usize],
+    ) -> StoreResult<BTreeMap<Subscriber, ChunkDraws>> {
+        let mut by_wallet: BTreeMap<&Subscriber, Vec<usize>> = BTreeMap::new();
+        for &i in todo {
+            if let Some(w) = payers.get(i).and_then(Option::as_ref) {
+                by_wallet.entry(w).or_default().push(i);
+            }
+        }
+        let mut out = BTreeMap::new();
+        for (wallet, mine) in by_wallet {
+            let grants = self
+                .0
+                .get(wallet)
+                .ok_or_else(|| StoreError::Corrupt(format!("wallet {wallet} was not read")))?;
+            out.insert(wallet.clone(), ChunkDraws::of(events, &mine, grants)?);
+        }
+        Ok(out)
+    }
+
+    /// Applies committed draws to the working copy.
+    fn apply(&mut self, draws: &BTreeMap<Subscriber, ChunkDraws>) -> StoreResult<()> {
+        for (wallet, d) in draws {
+            if let Some(grants) = self.0.get_mut(wallet) {
+                for e in d.events.values() {
+                    e.apply(grants)
+                        .map_err(|e| StoreError::Corrupt(format!("wallet: {e}")))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Per prefix of `idxs` (`out[k]`: its first `k + 1` events), the wallet items their
+    /// transaction holds: each drawn grant once, one head per wallet drawn from, one
+    /// ledger item per event an org pays for, and one head per settled reservation (its
+    /// released credit; counted even when it shares a head).
+    fn items(
+        &self,
+        events: &[UsageEvent],
+        payers: &[Option<Subscriber>],
+        idxs: &[usize],
+    ) -> StoreResult<Vec<usize>> {
+        let mut work = self.0.clone();
+        let mut touched: BTreeSet<(&Subscriber, String)> = BTreeSet::new();
+        let mut heads: BTreeSet<&Subscriber> = BTreeSet::new();
+        let (mut ledger, mut settles) = (0usize, 0usize);
+        let mut out = Vec::with_capacity(idxs.len());
+        for &i in idxs.iter().take(MAX_TX_ITEMS) {
+            let e = &events[i];
+            settles += usize::from(e.reservation_id.is_some());
+            if let (Some(wallet), Some(grants)) = (
+                payers.get(i).and_then(Option::as_ref),
+                payers
+                    .get(i)
+                    .and_then(Option::as_ref)
+                    .and_then(|w| work.get_mut(w)),
+            ) {
+                if e.cost_usd.unwrap_or_default() > Decimal::ZERO {
+                    let d = ChunkDraws::of(events, &[i], grants)?;
+                    for sk in d.grants.keys() {
+                        touched.insert((wallet, sk.clone()));
+                    }
+                    for one in d.events.values() {
+                        one.apply(grants)
+                            .map_err(|e| StoreError::Corrupt(format!("wallet: {e}")))?;
+                    }
+                    heads.insert(wallet);
+                    ledger += usize::from(matches!(wallet, Subscriber::Org(_)));
+                }
+            }
+            out.push(touched.len() + heads.len() + ledger + settles);
+        }
+        Ok(out)
+    }
+}
+
+/// What recording one chunk came to.
+enum ChunkRun {
+    /// Every event of the chunk has its outcome.
+    Done,
+    /// With the wallets read again, the chunk's transaction would pass 100 items: record
+    /// a smaller chunk.
+    TooBig,
+}
+
 impl DynamoStore {
     /// Records `events` and, atomically with each event recorded, adds `writes[i]` (none
     /// when `writes` is empty) to its budget counters: the events of each (tenant, user)
@@ -312,16 +457,17 @@ impl DynamoStore {
         events: &[UsageEvent],
         writes: &[Vec<CounterWrite>],
     ) -> StoreResult<Vec<RecordOutcome>> {
-        self.record_with(events, writes, false).await
+        self.record_with(events, writes, &[]).await
     }
 
-    /// [`Self::record_with_counters`], and with `draw` (issue 19, prepaid plans) each
-    /// event's cost drawn from its user's wallet in the event's transaction.
+    /// [`Self::record_with_counters`], and (issue 19, prepaid plans) each event's cost drawn
+    /// from the wallet `payers[i]` names (none: no draw; `payers` empty: no event draws) in
+    /// the event's transaction.
     pub(super) async fn record_with(
         &self,
         events: &[UsageEvent],
         writes: &[Vec<CounterWrite>],
-        draw: bool,
+        payers: &[Option<Subscriber>],
     ) -> StoreResult<Vec<RecordOutcome>> {
         let mut outcomes = vec![None; events.len()];
         let mut groups: Vec<((&TenantId, &UserId), Vec<usize>)> = Vec::new();
@@ -332,7 +478,7 @@ impl DynamoStore {
             }
         }
         for (_, idxs) in &groups {
-            self.record_user_events(events, writes, idxs, &mut outcomes, draw)
+            self.record_user_events(events, writes, payers, idxs, &mut outcomes)
                 .await?;
         }
         outcomes
@@ -350,9 +496,9 @@ impl DynamoStore {
         &self,
         events: &[UsageEvent],
         writes: &[Vec<CounterWrite>],
+        payers: &[Option<Subscriber>],
         idxs: &[usize],
         outcomes: &mut [Option<RecordOutcome>],
-        draw: bool,
     ) -> StoreResult<()> {
         // One transaction may hold an item only once: repeats of an id in the batch are
         // resolved against the stored event afterwards.
@@ -365,16 +511,40 @@ impl DynamoStore {
                 repeats.push(i);
             }
         }
+        let Some(&first) = firsts.first() else {
+            return Ok(());
+        };
+        let (tenant, user) = (&events[first].tenant, &events[first].user);
+        // Read once for the whole batch: the reservations it settles, the wallets it draws.
+        let ids = settling(events, &firsts, user);
+        let mut open = self
+            .find_reservations(tenant, user, &ids, false)
+            .await?
+            .open;
+        let mut wallets = Wallets::default();
+        wallets.read(self, tenant, payers, &firsts).await?;
         let mut start = 0;
         while start < firsts.len() {
-            // A drawing event goes alone: its grant items must fit with the rest.
-            let end = if draw {
-                start + 1
-            } else {
-                chunk_end(events, writes, &firsts, start)
-            };
-            self.record_chunk(events, writes, &firsts[start..end], outcomes, draw)
-                .await?;
+            let extra = wallets.items(events, payers, &firsts[start..])?;
+            let mut end = chunk_end(events, writes, &firsts, start, &extra);
+            loop {
+                let chunk = &firsts[start..end];
+                match self
+                    .record_chunk(
+                        events,
+                        writes,
+                        payers,
+                        chunk,
+                        outcomes,
+                        &mut open,
+                        &mut wallets,
+                    )
+                    .await?
+                {
+                    ChunkRun::Done => break,
+                    ChunkRun::TooBig => end = start + ((end - start) / 2).max(1),
+                }
+            }
             start = end;
         }
         for i in repeats {
@@ -388,54 +558,74 @@ impl DynamoStore {
         Ok(())
     }
 
-    /// Records `idxs` (first occurrences of distinct ids of one user, ≤ one transaction).
+    /// Records `idxs` (first occurrences of distinct ids of one user, ≤ one transaction),
+    /// settling those of the `open` reservations they name and drawing from `wallets`
+    /// (both read for the batch, read again here only when a condition says they changed).
+    #[allow(clippy::too_many_arguments)]
     async fn record_chunk(
         &self,
         events: &[UsageEvent],
         writes: &[Vec<CounterWrite>],
+        payers: &[Option<Subscriber>],
         idxs: &[usize],
         outcomes: &mut [Option<RecordOutcome>],
-        draw: bool,
-    ) -> StoreResult<()> {
-        let Some(&first) = idxs.first() else {
-            return Ok(());
+        open: &mut HashMap<String, super::reservations::OpenReservation>,
+        wallets: &mut Wallets,
+    ) -> StoreResult<ChunkRun> {
+        let mut todo: Vec<usize> = idxs
+            .iter()
+            .copied()
+            .filter(|&i| outcomes[i].is_none())
+            .collect();
+        let Some(&first) = todo.first() else {
+            return Ok(ChunkRun::Done);
         };
         let (tenant, user) = (&events[first].tenant, &events[first].user);
         let state_pk = layout::user_pk(tenant, user.as_str());
-        let mut todo = idxs.to_vec();
         let mut billed = Billed::Assumed;
         // The state update's condition failed: re-read `billed_to` with the reservations.
         let mut reread = false;
         for attempt in 0..MAX_ATTEMPTS {
             if todo.is_empty() {
-                return Ok(());
+                return Ok(ChunkRun::Done);
             }
-            let ids = settling(events, &todo, user);
-            let found = self.find_reservations(tenant, user, &ids, reread).await?;
             if reread {
+                // The chunk's reservations as they are now (the later chunks' stay as read).
+                let ids = settling(events, &todo, user);
+                let found = self.find_reservations(tenant, user, &ids, true).await?;
                 billed = Billed::Known(found.billed);
+                for id in &ids {
+                    open.remove(*id);
+                }
+                open.extend(found.open);
             }
-            let plan = ChunkPlan::of(events, writes, &todo, found.open, &billed)?;
-            let draws = if draw {
-                let grants = super::prepaid::wallet_grants(self, tenant, user).await?;
-                Some(ChunkDraws::of(events, &todo, &grants)?)
-            } else {
-                None
-            };
+            let plan = ChunkPlan::of(events, writes, &todo, open.clone(), &billed)?;
+            let settled: Vec<String> = plan.settled.iter().map(|o| o.r.id.clone()).collect();
+            let draws = wallets.draws(events, payers, &todo)?;
             let (tx, kinds) =
-                self.chunk_transaction(tenant, user, &state_pk, plan, &billed, draws.as_ref())?;
+                self.chunk_transaction(tenant, &state_pk, plan, &billed, events, &draws)?;
+            if tx.len() > MAX_TX_ITEMS && todo.len() > 1 {
+                return Ok(ChunkRun::TooBig);
+            }
             match self.transact(tx).await {
                 Ok(()) => {
                     for &i in &todo {
                         outcomes[i] = Some(RecordOutcome::Recorded);
                     }
-                    return Ok(());
+                    for id in settled {
+                        open.remove(&id);
+                    }
+                    wallets.apply(&draws)?;
+                    return Ok(ChunkRun::Done);
                 }
                 Err(TxError::Store(e)) => return Err(e),
                 Err(TxError::Canceled(reasons)) => {
                     let cancelled = read_cancellation(&kinds, &reasons)?;
                     // Read both again and record with what they are now.
                     reread = cancelled.state_changed;
+                    if cancelled.wallet_changed {
+                        wallets.read(self, tenant, payers, &todo).await?;
+                    }
                     let progressed = !cancelled.existing.is_empty();
                     self.settle_existing(events, cancelled.existing, outcomes, &mut todo)
                         .await?;
@@ -450,25 +640,42 @@ impl DynamoStore {
 
     /// The transaction of a chunk, with what each of its items is: the event puts (only
     /// new ids), the state update, one update per daily rollup and per period item, one
-    /// tombstone per settled reservation.
+    /// tombstone per settled reservation, and (issue 19) per wallet drawn from one update
+    /// per drawn grant and one of its head, and per event an org pays for its ledger item.
+    #[allow(clippy::too_many_arguments)]
     fn chunk_transaction(
         &self,
         tenant: &TenantId,
-        user: &UserId,
         state_pk: &str,
         plan: ChunkPlan,
         billed: &Billed,
-        draws: Option<&ChunkDraws>,
+        events: &[UsageEvent],
+        draws: &BTreeMap<Subscriber, ChunkDraws>,
     ) -> StoreResult<(Vec<TransactWriteItem>, Vec<TxItem>)> {
         let mut tx = Vec::new();
         let mut kinds = Vec::new();
         let state = plan.state_update(state_pk, billed);
+        let mut ledger = Vec::new();
         for (i, mut item) in plan.events {
-            if let Some(d) = draws.and_then(|d| d.events.get(&i)) {
-                item.insert(
-                    super::prepaid::EVENT_DRAWS.to_owned(),
-                    super::prepaid::draws_attr(d)?,
-                );
+            for (wallet, d) in draws {
+                let Some(one) = d.events.get(&i) else {
+                    continue;
+                };
+                match wallet {
+                    Subscriber::User(_) => {
+                        item.insert(
+                            super::prepaid::EVENT_DRAWS.to_owned(),
+                            super::prepaid::draws_attr(one)?,
+                        );
+                    }
+                    Subscriber::Org(org) => {
+                        item.insert(
+                            super::org_wallets::EVENT_ORG_DRAWS.to_owned(),
+                            super::prepaid::draws_attr(one)?,
+                        );
+                        ledger.push(super::org_wallets::ledger_item(&events[i], org, one)?);
+                    }
+                }
             }
             tx.push(self.tx_put(item, true)?);
             kinds.push(TxItem::Event(i));
@@ -503,27 +710,39 @@ impl DynamoStore {
                 Place::Inline(_) => TxItem::Other,
             });
         }
-        // Issue 19: the drawn grants and the wallet head (buckets, overdraft, released
-        // holds).
-        let wallet_pk = super::prepaid::user_wallet_pk(tenant, user);
-        let mut head = Update::new();
-        if let Some(d) = draws {
+        // Issue 19: the drawn grants and the wallet heads (buckets, overdraft, released
+        // holds), each wallet's draws summed per grant.
+        let mut heads: BTreeMap<String, Update> = BTreeMap::new();
+        for (wallet, d) in draws {
+            let pk = super::wallets::wallet_pk(tenant, wallet);
             for (sk, u) in d.grant_updates() {
-                tx.push(self.tx_update(wallet_pk.clone(), &sk, &u)?);
+                tx.push(self.tx_update(pk.clone(), &sk, &u)?);
                 kinds.push(TxItem::Wallet);
             }
-            d.head_adds(&mut head);
-            // Issue 19: the periods' draw sums the invoice reads (store::PeriodDrawsStore).
-            for (sk, u) in super::period_draws::updates(&d.periods) {
-                tx.push(self.tx_update(wallet_pk.clone(), &sk, &u)?);
+            d.head_adds(heads.entry(pk.clone()).or_default());
+            // Issue 19: a user's wallet's period draw sums, which the user's invoice reads
+            // (store::PeriodDrawsStore; an org's invoice reads the org's draw ledger).
+            if matches!(wallet, Subscriber::User(_)) {
+                for (sk, u) in super::period_draws::updates(&d.periods) {
+                    tx.push(self.tx_update(pk.clone(), &sk, &u)?);
+                    kinds.push(TxItem::Other);
+                }
+            }
+        }
+        for (pk, amount) in &plan.credit_released {
+            heads
+                .entry(pk.clone())
+                .or_default()
+                .add(super::prepaid::HELD, n(-*amount));
+        }
+        for (pk, head) in heads {
+            if !head.update_expression().is_empty() {
+                tx.push(self.tx_update(pk, super::prepaid::HEAD_SK, &head)?);
                 kinds.push(TxItem::Other);
             }
         }
-        if plan.credit_released > Decimal::ZERO {
-            head.add(super::prepaid::HELD, n(-plan.credit_released));
-        }
-        if !head.update_expression().is_empty() {
-            tx.push(self.tx_update(wallet_pk, super::prepaid::HEAD_SK, &head)?);
+        for item in ledger {
+            tx.push(self.tx_put(item, false)?);
             kinds.push(TxItem::Other);
         }
         Ok((tx, kinds))

@@ -23,6 +23,7 @@ use super::errors::{build_err, sdk_err};
 use super::expressions::Update;
 use super::items;
 use super::layout::{self, Field};
+use super::org_wallets;
 use super::prepaid;
 use super::requests::{gave_up, key, reason_code, MAX_ATTEMPTS};
 use super::DynamoStore;
@@ -84,6 +85,8 @@ pub(super) struct OpenReservation {
     pub place: Place,
     /// The wallet credit it holds (issue 19, prepaid plans; 0: none).
     pub credit: Decimal,
+    /// The org whose wallet holds it (`None`: the user's own; `org_wallets`).
+    pub credit_org: Option<crate::domain::OrgId>,
 }
 
 /// What a lookup of reservation ids found.
@@ -224,6 +227,7 @@ impl DynamoStore {
                             r,
                             place: Place::Inline(name),
                             credit,
+                            credit_org: org_wallets::credit_org_of_map(av)?,
                         },
                     );
                 }
@@ -248,6 +252,7 @@ impl DynamoStore {
                         r,
                         place: Place::Spilled,
                         credit,
+                        credit_org: org_wallets::credit_org_of(&item)?,
                     },
                 );
             } else {
@@ -348,7 +353,11 @@ impl DynamoStore {
                     if open.credit > Decimal::ZERO {
                         // Issue 19: the credit it held goes back to the wallet.
                         tx.push(self.tx_update(
-                            prepaid::user_wallet_pk(&r.tenant, &r.user),
+                            org_wallets::credit_wallet_pk(
+                                &r.tenant,
+                                &r.user,
+                                open.credit_org.as_ref(),
+                            ),
                             prepaid::HEAD_SK,
                             &prepaid::release_update(open.credit),
                         )?);
@@ -413,7 +422,12 @@ impl DynamoStore {
             Some(None) => return Ok(CreditReserve::NoCredit),
         };
         let held_credit = credit.map(CreditHold::amount).unwrap_or_default();
-        let head_pk = prepaid::user_wallet_pk(&r.tenant, &r.user);
+        // Issue 19: the wallet that holds it (the user's, or an org's: `org_wallets`).
+        let credit_org = credit.and_then(|c| match &c.wallet {
+            crate::credits::Subscriber::Org(o) => Some(o.clone()),
+            crate::credits::Subscriber::User(_) => None,
+        });
+        let head_pk = org_wallets::credit_wallet_pk(&r.tenant, &r.user, credit_org.as_ref());
         let mut bounded = Vec::with_capacity(guards.len());
         for g in guards {
             match guard_bound(g) {
@@ -456,6 +470,9 @@ impl DynamoStore {
                 if held_credit > Decimal::ZERO {
                     if let AttributeValue::M(m) = &mut map {
                         m.insert(prepaid::INLINE_CREDIT.to_owned(), n(held_credit));
+                        if let Some(o) = &credit_org {
+                            m.insert(org_wallets::INLINE_CREDIT_ORG.to_owned(), s(o.as_str()));
+                        }
                     }
                 }
                 u.set(&attr, map)
@@ -510,6 +527,12 @@ impl DynamoStore {
                             let mut item = items::spilled_item(r)?;
                             if held_credit > Decimal::ZERO {
                                 item.insert(prepaid::SPILLED_CREDIT.to_owned(), n(held_credit));
+                                if let Some(o) = &credit_org {
+                                    item.insert(
+                                        org_wallets::SPILLED_CREDIT_ORG.to_owned(),
+                                        s(o.as_str()),
+                                    );
+                                }
                             }
                             tx.push(self.tx_put(item, true)?);
                         }
@@ -696,11 +719,15 @@ impl DynamoStore {
                                     let credit = item
                                         .get(&name)
                                         .map_or(Ok(Decimal::ZERO), prepaid::credit_of_map)?;
+                                    let credit_org = item
+                                        .get(&name)
+                                        .map_or(Ok(None), org_wallets::credit_org_of_map)?;
                                     Ok((
                                         OpenReservation {
                                             r,
                                             place: Place::Inline(name),
                                             credit,
+                                            credit_org,
                                         },
                                         billed.clone(),
                                     ))
@@ -716,6 +743,7 @@ impl DynamoStore {
                                     r,
                                     place: Place::Spilled,
                                     credit: prepaid::credit_of(&item)?,
+                                    credit_org: org_wallets::credit_org_of(&item)?,
                                 },
                                 None,
                             )]

@@ -36,6 +36,7 @@ mod event_row;
 mod grant_upkeep;
 mod open_reservations;
 mod org_members;
+mod org_wallets;
 mod orgs;
 mod period_draws;
 mod prepaid;

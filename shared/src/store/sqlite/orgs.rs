@@ -21,7 +21,7 @@ fn get(conn: &Connection, tenant: &TenantId, org: &OrgId) -> StoreResult<Option<
 }
 
 /// Writes `sub` if the stored version is `expected`; `false` (nothing written) otherwise.
-fn put(
+pub(super) fn put(
     conn: &Connection,
     org: &OrgId,
     sub: &Subscription,

@@ -34,7 +34,7 @@ pub(super) fn release_credit(conn: &Connection, tenant: &str, rid: &str) -> Stor
     Ok(())
 }
 
-fn overdrawn(conn: &Connection, tenant: &str, wallet: &str) -> StoreResult<Decimal> {
+pub(super) fn overdrawn(conn: &Connection, tenant: &str, wallet: &str) -> StoreResult<Decimal> {
     let text: Option<String> = conn
         .prepare_cached(
             "SELECT overdrawn_usd FROM wallet_balances WHERE tenant = ?1 AND wallet = ?2",
@@ -47,7 +47,12 @@ fn overdrawn(conn: &Connection, tenant: &str, wallet: &str) -> StoreResult<Decim
         .map(Option::unwrap_or_default)
 }
 
-fn add_overdrawn(conn: &Connection, tenant: &str, wallet: &str, by: Decimal) -> StoreResult<()> {
+pub(super) fn add_overdrawn(
+    conn: &Connection,
+    tenant: &str,
+    wallet: &str,
+    by: Decimal,
+) -> StoreResult<()> {
     conn.prepare_cached(
         "INSERT INTO wallet_balances (tenant, wallet, overdrawn_usd) VALUES (?1, ?2, ?3)
          ON CONFLICT (tenant, wallet) DO UPDATE SET overdrawn_usd = dec_add(overdrawn_usd, excluded.overdrawn_usd)",
@@ -139,7 +144,11 @@ pub(crate) fn buckets(grants: &[Grant]) -> StoreResult<BTreeMap<Option<DateTime<
     Ok(out)
 }
 
-fn credit_state(conn: &Connection, tenant: &str, wallet: &str) -> StoreResult<CreditState> {
+pub(super) fn credit_state(
+    conn: &Connection,
+    tenant: &str,
+    wallet: &str,
+) -> StoreResult<CreditState> {
     let tenant_id = TenantId::parse(tenant).map_err(corrupt)?;
     let record = super::wallets::read_wallet(conn, &tenant_id, wallet)?;
     Ok(CreditState {
@@ -153,15 +162,15 @@ fn user_wallet(user: &UserId) -> String {
     Subscriber::User(user.clone()).to_string()
 }
 
-/// Draws the cost of a just-recorded event from its user's wallet (in the transaction
-/// that recorded it).
-fn draw_event(conn: &Connection, e: &UsageEvent) -> StoreResult<()> {
+/// Draws the cost of a just-recorded event from `wallet` (its user's, or an org's: issue
+/// 19, `org_wallets`), in the transaction that recorded it.
+pub(super) fn draw_event(conn: &Connection, e: &UsageEvent, wallet: &str) -> StoreResult<()> {
     let cost = e.cost_usd.unwrap_or_default();
     if cost <= Decimal::ZERO {
         return Ok(());
     }
     let tenant = e.tenant.as_str();
-    let wallet = user_wallet(&e.user);
+    let wallet = wallet.to_owned();
     let mut grants = super::wallets::read_wallet(conn, &e.tenant, &wallet)?.grants;
     let draws = draw(&grants, cost, e.timestamp).map_err(corrupt)?;
     draws.apply(&mut grants).map_err(corrupt)?;
@@ -196,7 +205,7 @@ fn reserve(
     now: DateTime<Utc>,
 ) -> StoreResult<CreditReserve> {
     let tenant = r.tenant.as_str();
-    let wallet = user_wallet(&r.user);
+    let wallet = hold.wallet.to_string();
     let available = credit_state(conn, tenant, &wallet)?
         .available(hold.at)
         .map_err(corrupt)?;
@@ -225,13 +234,14 @@ fn reserve(
     }
 }
 
-fn read_draws(
+/// The draws events made from `wallet` (timestamped at or after `since`), oldest first.
+pub(super) fn read_draws(
     conn: &Connection,
     tenant: &TenantId,
-    user: &UserId,
+    wallet: &Subscriber,
     since: Option<DateTime<Utc>>,
 ) -> StoreResult<Vec<EventDraws>> {
-    let wallet = Subscriber::User(user.clone());
+    let wallet = wallet.clone();
     let mut stmt = conn.prepare_cached(
         "SELECT event_id, at, cost, draws FROM wallet_draws WHERE tenant = ?1 AND wallet = ?2
              AND at >= ?3
@@ -322,7 +332,7 @@ impl PrepaidStore for SqliteStore {
                     if let Some(w) = writes.get(i).filter(|w| !w.is_empty()) {
                         super::budget_counters::apply_all(c, e.tenant.as_str(), w, e.recorded_at)?;
                     }
-                    draw_event(c, e)?;
+                    draw_event(c, e, &user_wallet(&e.user))?;
                 }
                 outcomes.push(outcome);
             }
@@ -338,7 +348,8 @@ impl PrepaidStore for SqliteStore {
         since: Option<DateTime<Utc>>,
     ) -> StoreResult<Vec<EventDraws>> {
         let (tenant, user) = (tenant.clone(), user.clone());
-        self.read(move |c| read_draws(c, &tenant, &user, since))
+        let wallet = Subscriber::User(user);
+        self.read(move |c| read_draws(c, &tenant, &wallet, since))
             .await
     }
 
