@@ -84,7 +84,8 @@ async fn wallets_cost_one_query_to_read_and_one_transaction_per_grant() {
     assert_eq!(r.body["data"]["created"], true, "{}", r.body);
     assert_eq!(
         env.counter.take(),
-        ops(&[("TransactWriteItems", 3), ("Query", 1)]),
-        "a creation that prunes: refused, the wallet read, the prune, created"
+        ops(&[("TransactWriteItems", 3), ("Query", 2)]),
+        "a creation that prunes: refused, the wallet read, the prune, created; then the org \
+         wallet's alarms observed (one wallet read)"
     );
 }
