@@ -26,6 +26,7 @@ mod budget_alerts;
 mod budget_counters;
 mod budgets;
 mod catalog;
+mod check_view;
 mod claims;
 mod codec;
 mod counters;
@@ -46,6 +47,7 @@ mod request_counter;
 mod requests;
 mod reservations;
 mod schema;
+mod stale_windows;
 mod subscriptions;
 mod tenants;
 mod token_keys;
@@ -65,6 +67,8 @@ pub struct DynamoStore {
     client: Client,
     table: String,
     crowded: reservations::Crowded,
+    /// Issue 18: ended windows seen on budget counter items, removed by the next write.
+    stale: stale_windows::StaleWindows,
 }
 
 impl DynamoStore {
@@ -73,6 +77,7 @@ impl DynamoStore {
             client,
             table: table.into(),
             crowded: reservations::Crowded::default(),
+            stale: stale_windows::StaleWindows::default(),
         }
     }
 
