@@ -7,6 +7,7 @@ mod budgets;
 mod enforcement;
 mod holds;
 mod migrate;
+mod migrate_budgets;
 mod orgs;
 mod prepaid;
 mod wallets;

@@ -23,6 +23,7 @@ pub mod sqlite;
 mod budget_alerts;
 mod budget_counters;
 mod budgets;
+mod check_view;
 mod directory;
 mod org_members;
 mod orgs;
@@ -33,6 +34,7 @@ mod wallets;
 pub use budget_alerts::{BudgetAlertStore, DeniedLimit};
 pub use budget_counters::{BudgetCounterStore, COUNTER_GRACE};
 pub use budgets::{BudgetPut, BudgetStore, MAX_BUDGETS_PER_SCOPE};
+pub use check_view::{CheckView, CheckViewStore, CounterPicker};
 pub use directory::{DirectoryStore, TenantUser};
 pub use org_members::{OrgMembers, OrgMembersStore};
 pub use orgs::{org_of_subscriber, org_subscriber, OrgClose, OrgRef, OrgStore};
@@ -475,6 +477,7 @@ pub trait Store:
     + OrgMembersStore
     + BudgetAlertStore
     + PrepaidStore
+    + CheckViewStore
 {
 }
 
@@ -494,7 +497,8 @@ impl<
             + OrgStore
             + OrgMembersStore
             + BudgetAlertStore
-            + PrepaidStore,
+            + PrepaidStore
+            + CheckViewStore,
     > Store for T
 {
 }

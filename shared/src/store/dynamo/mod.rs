@@ -37,6 +37,7 @@ mod items;
 pub mod layout;
 pub mod legacy;
 pub mod migrate;
+pub mod migrate_budgets;
 mod org_members;
 mod orgs;
 mod period_items;
