@@ -132,7 +132,7 @@ async fn budgets_and_counters_of_the_previous_layout_are_folded_once() {
     // After: the same budget, the counter's usage under its window, old items gone.
     assert_eq!(store.list_budgets(&t, &acme).await.unwrap(), vec![stored]);
     let usage = store
-        .get_budget_counters(&t, &[counter.clone()])
+        .get_budget_counters(&t, std::slice::from_ref(&counter))
         .await
         .unwrap();
     let gemini = &usage[0].by_provider[&provider("gemini")];

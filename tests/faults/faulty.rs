@@ -1119,3 +1119,23 @@ impl meter_core::store::PrepaidStore for FaultyStore {
         .await
     }
 }
+
+// Issue 18: the check's one read (store::CheckViewStore).
+#[async_trait]
+impl meter_core::store::CheckViewStore for FaultyStore {
+    async fn read_check_view(
+        &self,
+        tenant: &TenantId,
+        call: &meter_core::budgets::CallScopes,
+        with_credit: bool,
+        pick: meter_core::store::PeriodPicker<'_>,
+        counters: meter_core::store::CounterPicker<'_>,
+    ) -> StoreResult<meter_core::store::CheckView> {
+        self.call(
+            "read_check_view",
+            self.inner
+                .read_check_view(tenant, call, with_credit, pick, counters),
+        )
+        .await
+    }
+}

@@ -15,9 +15,10 @@
 //!   `hc|<provider>`, `ht|…`, `h$|…` say how much of it is held by open reservations
 //!   (returned when they close). `e` is the window's end (epoch seconds). A new window
 //!   is a new set of names, so nothing is ever reset.
-//! - Per window kind an item keeps its two newest windows; older ones are removed by the
-//!   next write of the item from a process that read it ([`StaleWindows`]), so an item
-//!   holds the windows of its budgets that are open or just closed, not their history.
+//! - Per window kind an item keeps its newest windows (three; seven minutes); older ones
+//!   are removed by the next write of the item from a process that read it
+//!   ([`StaleWindows`]), so an item holds the windows of its budgets that are open or
+//!   just closed, not their history.
 //!
 //! Writes only `ADD` (the arithmetic runs in DynamoDB); guarded writes of several
 //! counters are one `TransactWriteItems` whose conditions are the guards, so all or none

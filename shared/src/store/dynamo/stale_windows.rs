@@ -2,9 +2,11 @@
 //! item holds its scope's counters of every window as attributes named by window and
 //! start, so the windows that ended must be removed or the item would grow with time.
 //!
-//! Which are stale needs no clock: per window kind, an item keeps its two newest windows
-//! (the current one and the one before it, where a late event, a closing reservation's
-//! hold or an org invoice may still write or read) and every older one is stale. A read
+//! Which are stale needs no clock: per window kind, an item keeps its newest windows —
+//! the current one, the one before it (where a late event, a closing reservation's hold
+//! or an org invoice may still write or read) and one after it (an event may be
+//! timestamped up to 5 minutes ahead, which can open the next window early); for minute
+//! windows the 5 minutes ahead too — and every older one is stale. A read
 //! of counter items notes the attribute names of stale windows here, by item; the next
 //! write of that item from this process `REMOVE`s them in the same update (a write that
 //! does not happen leaves them for the next reader). Everything that writes counter
@@ -22,8 +24,15 @@ use super::expressions::Update;
 const MAX_ITEMS: usize = 10_000;
 /// Most names one write removes (the update expression stays far below 4 KB).
 const MAX_REMOVED: usize = 64;
-/// Windows of one kind an item keeps.
-const KEPT: usize = 2;
+/// Windows of one kind an item keeps: the current one, the previous one and one opened
+/// early by an event timestamped ahead (at most 5 minutes: one window of an hour or
+/// more, five of a minute).
+fn kept(code: &str) -> usize {
+    match code {
+        "mi" => 7,
+        _ => 3,
+    }
+}
 
 /// The attribute prefix `<window code><start>` of a counter attribute name and its
 /// parts, when `name` is one (`d1773100800|c|gemini` → `d1773100800`, `d`, 1773100800).
@@ -47,7 +56,12 @@ pub(super) fn stale_names(item: &Item) -> BTreeSet<String> {
     }
     let stale: BTreeSet<(&str, i64)> = starts
         .iter()
-        .flat_map(|(code, s)| s.iter().rev().skip(KEPT).map(move |start| (*code, *start)))
+        .flat_map(|(code, s)| {
+            s.iter()
+                .rev()
+                .skip(kept(code))
+                .map(move |start| (*code, *start))
+        })
         .collect();
     item.keys()
         .filter(|name| {
@@ -110,21 +124,28 @@ mod tests {
     }
 
     #[test]
-    fn the_two_newest_windows_of_each_kind_stay() {
+    fn the_newest_windows_of_each_kind_stay() {
         let i = item(&[
             "PK",
             "d100|c|*",
             "d100|e",
+            "d150|c|*",
             "d200|c|*",
             "d300|c|*",
             "d300|$|gemini",
             "mi60|c|*",
+            "mi120|c|*",
+            "mi180|c|*",
+            "mi240|c|*",
+            "mi300|c|*",
+            "mi360|c|*",
+            "mi420|c|*",
             "p5|c|*",
         ]);
         let stale = stale_names(&i);
         assert_eq!(
             stale,
-            ["d100|c|*", "d100|e"]
+            ["d100|c|*", "d100|e", "mi60|c|*"]
                 .iter()
                 .map(|s| (*s).to_owned())
                 .collect()
@@ -140,7 +161,10 @@ mod tests {
     #[test]
     fn a_write_removes_what_a_read_noted_except_its_own_windows() {
         let w = StaleWindows::default();
-        w.note("pk", &item(&["d1|c|*", "d2|c|*", "d3|c|*", "d4|c|*"]));
+        w.note(
+            "pk",
+            &item(&["d1|c|*", "d2|c|*", "d3|c|*", "d4|c|*", "d5|c|*"]),
+        );
         let mut u = Update::new();
         let written: BTreeSet<String> = ["d1".to_owned()].into();
         w.remove_into("pk", &written, &mut u);
