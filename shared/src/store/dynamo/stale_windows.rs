@@ -140,6 +140,7 @@ mod tests {
             "mi300|c|*",
             "mi360|c|*",
             "mi420|c|*",
+            "mi480|c|*",
             "p5|c|*",
         ]);
         let stale = stale_names(&i);
