@@ -292,12 +292,20 @@ pub fn call_units(call: &Call, before: &Snapshot, after: &Snapshot) -> Units {
             // Each key is read as a `GetItem` would be (rounded up per item; a key that
             // finds no item is charged the minimum).
             let mut u = Units::default();
-            for spec in obj(req, "RequestItems").into_iter().flat_map(|t| t.values()) {
+            for spec in obj(req, "RequestItems")
+                .into_iter()
+                .flat_map(|t| t.values())
+            {
                 let consistent = spec
                     .get("ConsistentRead")
                     .and_then(Value::as_bool)
                     .unwrap_or(false);
-                for k in spec.get("Keys").and_then(Value::as_array).into_iter().flatten() {
+                for k in spec
+                    .get("Keys")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
                     let size = k
                         .as_object()
                         .and_then(key_of)

@@ -48,6 +48,14 @@ pub(super) const COUNTER_SK: &str = "C";
 const ALL: &str = "*";
 /// The end of a counter's window (epoch seconds), beside its counts.
 const END: &str = "e";
+
+/// The `ttl` every write sets on a counter item: as long as raw events are kept after
+/// the write (longer than any window, a yearly period included), so an item no one
+/// writes any more goes (a scope no longer used, an erased member's items) and one in
+/// use never does. DynamoDB's TTL compares with the real clock, so this is the real one.
+pub(super) fn item_ttl() -> aws_sdk_dynamodb::types::AttributeValue {
+    n((Utc::now() + chrono::Duration::days(super::items::EVENT_RETENTION_DAYS)).timestamp())
+}
 /// Held usage (open reservations) per provider: `hc|<provider>`, `ht|…`, `h$|…`, also
 /// counted in the used attributes (`c|…`, …) that guards compare.
 const HELD_CALLS: &str = "hc";
@@ -217,6 +225,7 @@ pub(super) fn item_updates(
         .into_iter()
         .map(|(pk, (mut u, written))| {
             stale.remove_into(&pk, &written, &mut u);
+            u.set(layout::TTL, item_ttl());
             (pk, u)
         })
         .collect())
@@ -365,6 +374,7 @@ pub(super) fn guarded_updates(
         if let Some(w) = written.get(pk) {
             stale.remove_into(pk, w, &mut g.update);
         }
+        g.update.set(layout::TTL, item_ttl());
     }
     Ok(Ok(by_item.into_values().collect()))
 }

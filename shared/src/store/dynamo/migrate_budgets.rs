@@ -145,6 +145,7 @@ impl DynamoStore {
             }
         }
         add.set(&format!("{prefix}|e"), n(end));
+        add.set(layout::TTL, super::budget_counters::item_ttl());
         let target_pk = format!("{tenant_part}#BC#{target}");
         let folded = self
             .conditional_transact("folding a budget counter", any_condition_failed, || {
