@@ -161,6 +161,7 @@ pub fn alert(tenant: &TenantId, user: &UserId, key: &str, minute: i64) -> Alert 
         read: false,
         published: false,
         org: None,
+        budget: None,
     }
 }
 

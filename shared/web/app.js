@@ -352,7 +352,8 @@
     alerts.forEach(function (a) {
       body.appendChild(h("tr", { data: { alert: a.id } },
         h("td", {}, when(a.created_at)),
-        h("td", {}, userLink(a.user_id)),
+        // An org's alert (a budget on the org's or a team's pooled usage) has no user.
+        a.org_id ? h("td", { class: "org", text: "org " + a.org_id }) : h("td", {}, userLink(a.user_id)),
         h("td", {}, h("span", { class: "badge " + a.severity, text: a.severity })),
         h("td", { text: a.title }),
         h("td", { text: a.read ? "read" : "unread" })));
@@ -362,7 +363,7 @@
       alerts.length
         ? tableWrap(h("table", { id: "tenant-alerts" },
           h("thead", {}, h("tr", {},
-            h("th", { scope: "col", text: "When" }), h("th", { scope: "col", text: "User" }),
+            h("th", { scope: "col", text: "When" }), h("th", { scope: "col", text: "Owner" }),
             h("th", { scope: "col", text: "Severity" }), h("th", { scope: "col", text: "Alert" }),
             h("th", { scope: "col", text: "State" }))), body), "Latest alerts")
         : h("p", { text: "No alerts yet." }));

@@ -10,7 +10,7 @@ use meter_core::alerts::{AlertPublisher, OutboxMessage, PublishError};
 use meter_core::service::aggregate::{AggregateOptions, AggregateReport};
 use meter_core::testing::TestClock;
 use meter_tests::TestApp;
-use serde_json::json;
+use serde_json::{json, Value};
 
 const P: &str = "/api/subscription";
 
@@ -116,6 +116,12 @@ async fn a_denied_scope_allowed_again_is_resolved_once() {
     assert_eq!(m.attributes["org_id"], "acme");
     assert_eq!(m.attributes["budget_id"], "red-rate");
     assert!(!m.attributes.contains_key("user_id"));
+    assert_eq!(
+        m.attributes["scope"], "team",
+        "the budget's scope (SPEC §10)"
+    );
+    assert_eq!(m.attributes["team_id"], "red");
+    assert_eq!(m.attributes["window"], "minute");
     assert_eq!(m.body["type"], "alert.resolved");
     let r = app.get(&format!("{P}/org/acme/alerts")).await;
     r.assert_ok("org alerts");
@@ -148,6 +154,102 @@ async fn a_denied_scope_allowed_again_is_resolved_once() {
     // Nothing left: later passes publish nothing more.
     assert_eq!(pass(&app, clock.now()).await.alerts_resolved, 0);
     assert_eq!(capture.resolved().len(), 2);
+
+    // Alerts of minute and day budgets are kept 30 days after they were raised (§12: such
+    // budgets can alert in every window); the first pass after that deletes each once.
+    let budget_alerts = |body: &Value| -> usize {
+        body["data"]["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| {
+                let k = a["key"].as_str().unwrap();
+                k.starts_with("budget/") || k.starts_with("resolved/budget/")
+            })
+            .count()
+    };
+    let eve_before = budget_alerts(&app.get(&format!("{P}/alerts/eve")).await.body);
+    let org_before = budget_alerts(&app.get(&format!("{P}/org/acme/alerts")).await.body);
+    assert!(
+        eve_before >= 2 && org_before == 1,
+        "{eve_before} {org_before}"
+    );
+    clock.set("2026-04-09T00:00:00Z".parse().unwrap());
+    assert_eq!(
+        pass(&app, clock.now()).await.alerts_expired,
+        0,
+        "29 days: kept"
+    );
+    clock.set("2026-04-11T00:00:00Z".parse().unwrap());
+    let (a, b) = tokio::join!(pass(&app, clock.now()), pass(&app, clock.now()));
+    assert_eq!(a.alerts_expired + b.alerts_expired, eve_before + org_before);
+    let eve_after = app.get(&format!("{P}/alerts/eve")).await;
+    assert_eq!(budget_alerts(&eve_after.body), 0, "{}", eve_after.body);
+    assert_eq!(
+        eve_after.body["data"]["unread_count"], 0,
+        "{}",
+        eve_after.body
+    );
+    let org_after = app.get(&format!("{P}/org/acme/alerts")).await;
+    assert_eq!(budget_alerts(&org_after.body), 0, "{}", org_after.body);
+    assert_eq!(pass(&app, clock.now()).await.alerts_expired, 0);
+}
+
+/// An org's plan that denied its pooled usage at 100 % resolves when the org upgrades,
+/// once, owned by the org.
+#[tokio::test]
+async fn an_org_upgrade_resolves_an_org_plan_denial_once() {
+    let clock = TestClock::at("2026-03-10T12:00:00Z");
+    let capture = Arc::new(Capture::default());
+    let app = TestApp::setup()
+        .clock(&clock)
+        .publisher(capture.clone())
+        .spawn()
+        .await;
+    for (name, calls) in [("tiny", 2), ("roomy", 50)] {
+        app.put(
+            &format!("{P}/plans/{name}"),
+            json!({"tier": "custom", "monthly_price_usd": "10", "yearly_price_usd": "100",
+                   "limits": {"calls:gemini": calls}}),
+        )
+        .await
+        .assert_ok("plan");
+    }
+    app.put(
+        &format!("{P}/org/acme/subscription"),
+        json!({"plan": "tiny"}),
+    )
+    .await
+    .assert_ok("org subscribes");
+    for (id, user) in [("o1", "ann"), ("o2", "bob")] {
+        app.usage(json!({"event_id": id, "user_id": user, "org_id": "acme",
+                         "provider": "gemini", "model": "gemini-2.5-flash",
+                         "input_tokens": 1}))
+            .await
+            .assert_ok(id);
+    }
+    let check = json!({"user_id": "ann", "org_id": "acme", "provider": "gemini"});
+    let r = app.check(check.clone()).await;
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert_eq!(r.body["error"]["details"]["plan"], "tiny", "{}", r.body);
+    assert_eq!(pass(&app, clock.now()).await.alerts_resolved, 0);
+
+    app.put(
+        &format!("{P}/org/acme/subscription"),
+        json!({"plan": "roomy"}),
+    )
+    .await
+    .assert_ok("org upgrades");
+    assert_eq!(pass(&app, clock.now()).await.alerts_resolved, 1);
+    assert_eq!(pass(&app, clock.now()).await.alerts_resolved, 0);
+    let resolved = capture.resolved();
+    assert_eq!(resolved.len(), 1, "{resolved:?}");
+    assert_eq!(resolved[0].attributes["org_id"], "acme");
+    assert!(!resolved[0].attributes.contains_key("user_id"));
+    assert!(!resolved[0].attributes.contains_key("budget_id"));
+    app.check(check)
+        .await
+        .assert_ok("allowed after the org's upgrade");
 }
 
 /// A plan that denied a user at 100 % resolves when the user upgrades, once; a call too

@@ -129,6 +129,11 @@ async fn budget_alerts_fire_once_per_window_metric_and_threshold_under_concurren
     assert_eq!(hard.attributes["budget_id"], "acme-members");
     assert_eq!(hard.attributes["user_id"], "fay");
     assert_eq!(hard.attributes["severity"], "error");
+    // The budget's scope (SPEC §10): acme's, applied to each member; the member owns it.
+    assert_eq!(hard.attributes["scope"], "org");
+    assert_eq!(hard.attributes["org_id"], "acme");
+    assert_eq!(hard.attributes["window"], "month");
+    assert_eq!(hard.body["scope"], json!({"kind": "org", "org_id": "acme"}));
     // The hard budget denies fay's next call; the soft one never denies eve.
     let r = app
         .check(json!({"user_id": "fay", "provider": "gemini", "org_id": "acme"}))

@@ -290,6 +290,7 @@ fn alert(app: &TestApp, user: &str, key: &str, minute: u32) -> Alert {
         read: false,
         published: true,
         org: None,
+        budget: None,
     }
 }
 

@@ -204,6 +204,7 @@ async fn the_outbox_backlog_counts_undelivered_alerts_and_the_oldest_age() {
         read: false,
         published: false,
         org: None,
+        budget: None,
     };
     for (id, age) in [("alt-old", 900), ("alt-new", 30)] {
         assert!(app.store.create_alert_once(&alert(id, age)).await.unwrap());

@@ -29,6 +29,7 @@ fn alert(t: &TenantId, u: &UserId, key: &str, minute: i64) -> Alert {
         read: false,
         published: false,
         org: None,
+        budget: None,
     }
 }
 

@@ -339,3 +339,71 @@ pub async fn user_usage_reads_the_period_the_subscription_picks(store: Arc<dyn S
         dec("0.01")
     );
 }
+
+/// Issue 23: the dashboard's combined read returns what the separate reads return — the
+/// subscription the picker sees, each picked period's usage (zero-filled) in its order,
+/// the newest alerts and the unread count.
+pub async fn dashboard_reads_equal_the_separate_reads(store: Arc<dyn Store>) {
+    let (t, u) = (tenant(), user("dora"));
+    let empty = store
+        .dashboard_reads(
+            &t,
+            &u,
+            &|s| {
+                assert!(s.is_none());
+                vec![march()]
+            },
+            5,
+        )
+        .await
+        .unwrap();
+    assert_eq!(empty.subscription, None);
+    assert_eq!(empty.usages, vec![PeriodUsage::default()]);
+    assert_eq!((empty.alerts.len(), empty.unread), (0, 0));
+
+    let sub = subscription(&t, &u, 15);
+    store.put_subscription(&sub, None).await.unwrap();
+    let mut feb = event(&t, &u, "d-1", 5, "0.5");
+    feb.period_start = at(2025, 2, 1, 0);
+    store
+        .record_events(&[feb, event(&t, &u, "d-2", 7, "0.7")])
+        .await
+        .unwrap();
+    for (i, key) in ["calls:gemini@80", "calls:gemini@90", "calls:gemini@100"]
+        .iter()
+        .enumerate()
+    {
+        let a = alert(&t, &u, key, i64::try_from(i).unwrap());
+        assert!(store.create_alert_once(&a).await.unwrap());
+    }
+    let starts = [at(2025, 1, 1, 0), at(2025, 2, 1, 0), march()];
+    let got = store
+        .dashboard_reads(
+            &t,
+            &u,
+            &|s| {
+                assert_eq!(s.map(|s| s.version), Some(sub.version));
+                starts.to_vec()
+            },
+            2,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        got.subscription,
+        store.get_subscription(&t, &u).await.unwrap()
+    );
+    assert_eq!(
+        got.usages,
+        store.get_period_usage(&t, &u, &starts).await.unwrap()
+    );
+    assert_eq!(
+        got.usages[1].by_provider[&provider("gemini")]
+            .recorded
+            .tokens,
+        5
+    );
+    let (alerts, unread) = store.list_alerts(&t, &u, false, 2).await.unwrap();
+    assert_eq!((got.alerts, got.unread), (alerts, unread));
+    assert_eq!(unread, 3);
+}

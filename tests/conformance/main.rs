@@ -35,6 +35,7 @@ macro_rules! conformance {
             daily_rollups_follow_event_days,
             period_usage_is_per_period_and_zero_filled,
             user_usage_reads_the_period_the_subscription_picks,
+            dashboard_reads_equal_the_separate_reads,
         );
         conformance!(@module reservations $factory;
             reservations_never_overspend_under_concurrency,
@@ -110,6 +111,7 @@ macro_rules! conformance {
         conformance!(@module org_alerts $factory;
             org_budget_alerts_are_stored_once_and_listed_for_the_org,
             denied_limits_are_noted_once_and_resolved_once,
+            short_window_budget_alerts_expire_once_with_their_unread_count,
         );
         // Issue 17 (storage that does not grow with time).
         conformance!(@module history $factory;

@@ -128,6 +128,9 @@ pub async fn denied_limits_are_noted_once_and_resolved_once(store: Arc<dyn Store
         org: Some(acme.clone()),
         budget_id: Some(meter_core::domain::BudgetId::parse("acme-min").unwrap()),
         plan: None,
+        scope: Some(meter_core::budgets::Scope::Org {
+            org_id: acme.clone(),
+        }),
         metric: "calls:*".into(),
         window: "minute".into(),
         window_start: at(2025, 3, 14, 10),
@@ -184,4 +187,136 @@ pub async fn denied_limits_are_noted_once_and_resolved_once(store: Arc<dyn Store
     // A note of the same key again (denied again in the same window) is a new one.
     assert!(store.note_denied_limit(&denied).await.unwrap());
     assert_eq!(store.denied_limits(100).await.unwrap().len(), 1);
+}
+
+/// A published budget alert of `u` of a `window` budget on `u`'s own scope.
+fn budget_alert(
+    t: &TenantId,
+    u: &UserId,
+    window: meter_core::budgets::Window,
+    n: i64,
+) -> meter_core::domain::Alert {
+    let mut a = alert(
+        t,
+        u,
+        &format!("budget/b-{n}/2025-03-10T12:00:00Z/calls:*@80"),
+        n,
+    );
+    a.budget = Some(meter_core::budgets::BudgetOrigin {
+        scope: meter_core::budgets::Scope::User { user_id: u.clone() },
+        window,
+    });
+    a
+}
+
+/// Issue 18 (§12): budget alerts of windows shorter than a month are deleted once their
+/// 30 days of retention end — once each under racing passes, only once published, with
+/// the owner's unread count exact whichever of "mark read" and the deletion comes first.
+pub async fn short_window_budget_alerts_expire_once_with_their_unread_count(store: Arc<dyn Store>) {
+    use meter_core::budgets::Window;
+    let t = tenant();
+    let alice = UserId::parse("alice").unwrap();
+    let minute = budget_alert(&t, &alice, Window::Minute, 0);
+    let read = budget_alert(&t, &alice, Window::Hour, 1);
+    let month = budget_alert(&t, &alice, Window::Month, 2);
+    let unpublished = budget_alert(&t, &alice, Window::Day, 3);
+    let racing = budget_alert(&t, &alice, Window::Week, 4);
+    for a in [&minute, &read, &month, &unpublished, &racing] {
+        assert!(store.create_budget_alert_once(a).await.unwrap());
+        if a.id != unpublished.id {
+            store.mark_alert_published(&t, &a.id).await.unwrap();
+        }
+    }
+    assert!(store.mark_alert_read(&t, &read.id).await.unwrap());
+    assert_eq!(
+        store.list_alerts(&t, &alice, false, 100).await.unwrap().1,
+        4
+    );
+
+    let mine = |listed: Vec<meter_core::domain::Alert>| -> Vec<String> {
+        let mut ids: Vec<String> = listed
+            .into_iter()
+            .filter(|a| a.tenant == t)
+            .map(|a| a.id)
+            .collect();
+        ids.sort();
+        ids
+    };
+    let ends = minute.created_at + chrono::Duration::days(30);
+    assert_eq!(
+        mine(
+            store
+                .expired_alerts(ends - chrono::Duration::seconds(1), 1000)
+                .await
+                .unwrap()
+        ),
+        Vec::<String>::new(),
+        "kept until 30 days after it was raised"
+    );
+    let due = store
+        .expired_alerts(racing.created_at + chrono::Duration::days(30), 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.tenant == t)
+        .collect::<Vec<_>>();
+    let mut expected = vec![minute.id.clone(), read.id.clone(), racing.id.clone()];
+    expected.sort();
+    assert_eq!(mine(due.clone()), expected, "short windows, published only");
+    let listed_minute = due.iter().find(|a| a.id == minute.id).unwrap();
+    assert_eq!(
+        listed_minute.budget, minute.budget,
+        "read back with its scope"
+    );
+
+    // Racing deletions of one alert: exactly one deletes it, and its unread count once.
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (store, a) = (store.clone(), listed_minute.clone());
+        tasks.push(tokio::spawn(async move {
+            store.delete_expired_alert(&a).await.unwrap()
+        }));
+    }
+    let mut deleted = 0;
+    for task in tasks {
+        deleted += usize::from(task.await.unwrap());
+    }
+    assert_eq!(deleted, 1);
+    assert_eq!(
+        store.list_alerts(&t, &alice, false, 100).await.unwrap().1,
+        3
+    );
+
+    // A read alert goes without touching the count.
+    let listed_read = due.iter().find(|a| a.id == read.id).unwrap();
+    assert!(store.delete_expired_alert(listed_read).await.unwrap());
+    assert_eq!(
+        store.list_alerts(&t, &alice, false, 100).await.unwrap().1,
+        3
+    );
+
+    // Listed unread, then marked read while the deletion runs: either order, one change.
+    let listed_racing = due.iter().find(|a| a.id == racing.id).unwrap().clone();
+    let (s1, s2, id) = (store.clone(), store.clone(), racing.id.clone());
+    let t2 = t.clone();
+    let del = tokio::spawn(async move { s1.delete_expired_alert(&listed_racing).await.unwrap() });
+    let mark = tokio::spawn(async move { s2.mark_alert_read(&t2, &id).await.unwrap() });
+    assert!(del.await.unwrap(), "deleted, read or not");
+    mark.await.unwrap();
+    let (left, unread) = store.list_alerts(&t, &alice, false, 100).await.unwrap();
+    let mut left_ids: Vec<String> = left.iter().map(|a| a.id.clone()).collect();
+    left_ids.sort();
+    let mut kept = vec![month.id.clone(), unpublished.id.clone()];
+    kept.sort();
+    assert_eq!(left_ids, kept, "the month's and the unpublished alert stay");
+    assert_eq!(unread, 2, "the unread count is the unread alerts left");
+    assert_eq!(
+        mine(
+            store
+                .expired_alerts(ends + chrono::Duration::days(400), 1000)
+                .await
+                .unwrap()
+        ),
+        Vec::<String>::new()
+    );
 }

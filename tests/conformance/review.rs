@@ -30,6 +30,7 @@ fn alert(t: &TenantId, u: &UserId) -> Alert {
         read: false,
         published: false,
         org: None,
+        budget: None,
     }
 }
 

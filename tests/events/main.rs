@@ -227,6 +227,7 @@ async fn fresh_app(function: &str, reservation_expires_in: Duration) -> TestApp 
         read: false,
         published: true,
         org: None,
+        budget: None,
     };
     assert!(store.create_alert_once(&alert).await.unwrap());
     assert!(store

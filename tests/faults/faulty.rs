@@ -1000,6 +1000,23 @@ impl meter_core::store::BudgetAlertStore for FaultyStore {
         .await
     }
 
+    async fn expired_alerts(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        limit: usize,
+    ) -> StoreResult<Vec<meter_core::domain::Alert>> {
+        self.call("expired_alerts", self.inner.expired_alerts(now, limit))
+            .await
+    }
+
+    async fn delete_expired_alert(&self, alert: &meter_core::domain::Alert) -> StoreResult<bool> {
+        self.call(
+            "delete_expired_alert",
+            self.inner.delete_expired_alert(alert),
+        )
+        .await
+    }
+
     async fn note_denied_limit(
         &self,
         denied: &meter_core::store::DeniedLimit,
@@ -1135,6 +1152,23 @@ impl meter_core::store::CheckViewStore for FaultyStore {
             "read_check_view",
             self.inner
                 .read_check_view(tenant, call, with_credit, pick, counters),
+        )
+        .await
+    }
+}
+
+#[async_trait]
+impl meter_core::store::DashboardStore for FaultyStore {
+    async fn dashboard_reads(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        periods: meter_core::store::PeriodsPicker<'_>,
+        alerts: usize,
+    ) -> StoreResult<meter_core::store::DashboardReads> {
+        self.call(
+            "dashboard_reads",
+            self.inner.dashboard_reads(tenant, user, periods, alerts),
         )
         .await
     }

@@ -129,6 +129,15 @@ def seed(server, api, service_key):
             assert all(r["status"] == "recorded" for r in data["events"]), data
     api.ok("PUT", "/user/bob/subscription", ADMIN_KEY, {"plan": "basic"})
     api.ok("PUT", "/user/dave/subscription", ADMIN_KEY, {"plan": "pro"})
+    # An org's alert: a soft daily budget on acme's pooled calls, reached by dave's calls
+    # naming acme (the org owns the alert, no user does).
+    api.ok("PUT", "/budgets/acme-daily", ADMIN_KEY,
+           {"scope": {"kind": "org", "org_id": "acme"}, "limits": {"calls:*": 4},
+            "window": "day", "mode": "soft", "alert_thresholds": [50]})
+    org_events = [event(f"d-acme-{i}", "dave", "gemini", "gemini-2.5-flash", now, 100, 10, org_id="acme")
+                  for i in range(2)]
+    data = api.ok("POST", "/usage", service_key, {"events": org_events})
+    assert all(r["status"] == "recorded" for r in data["events"]), data
     # Close the ended periods into invoices, as the schedule would.
     report = json.loads(server.cli("aggregate", "--grace-minutes", "0"))
     assert report["invoices_created"] >= 1, report

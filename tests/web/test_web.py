@@ -143,6 +143,12 @@ def test_admin_view_ranks_users_by_cost_with_the_apis_numbers(server, browser, o
     assert len(alerts) >= 2
     shown = [r.get_attribute("data-alert") for r in browser.find_elements(By.CSS_SELECTOR, "#tenant-alerts tbody tr")]
     assert shown == [a["id"] for a in alerts]
+    # An org's alert names its org, not a user (no user link).
+    org_alert = next(a for a in alerts if a.get("org_id") == "acme")
+    assert "user_id" not in org_alert and org_alert["scope"] == {"kind": "org", "org_id": "acme"}
+    row = browser.find_element(By.CSS_SELECTOR, f'#tenant-alerts tr[data-alert="{org_alert["id"]}"]')
+    assert cells(row)[1].text == "org acme"
+    assert row.find_elements(By.CSS_SELECTOR, "a.user-link") == []
     # Plans with their exact prices.
     plans = server.api.ok("GET", "/plans", server.admin_key)["plans"]
     for p in plans:

@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
+use crate::budgets::{Scope, Window};
 use crate::domain::{Alert, BudgetId, Invoice, Severity, TenantId, UserId};
 use crate::limits::{projected_cost, reached, recorded_amount, Metric, Plan};
 use crate::periods::Period;
@@ -91,6 +92,18 @@ impl From<&Alert> for OutboxMessage {
         if let Some(b) = budget_of_key(&a.key).or_else(|| resolved_budget_of_key(&a.key)) {
             attributes.insert("budget_id", b.to_owned());
         }
+        // SPEC §10: and its scope (`user`, `org` or `team`, with the ids it names) and
+        // window, so that subscribers can filter on them.
+        if let Some(o) = &a.budget {
+            attributes.insert("scope", o.scope.kind().to_owned());
+            if let Some(org) = o.scope.org_id() {
+                attributes.insert("org_id", org.to_string());
+            }
+            if let Scope::Team { team_id, .. } = &o.scope {
+                attributes.insert("team_id", team_id.to_string());
+            }
+            attributes.insert("window", o.window.as_str().to_owned());
+        }
         let mut body = serde_json::json!({
             "type": kind,
             "alert_id": a.id,
@@ -108,6 +121,10 @@ impl From<&Alert> for OutboxMessage {
         if let (Some(org), Some(b)) = (&a.org, body.as_object_mut()) {
             b.remove("user_id");
             b.insert("org_id".to_owned(), serde_json::json!(org));
+        }
+        if let (Some(o), Some(b)) = (&a.budget, body.as_object_mut()) {
+            b.insert("scope".to_owned(), serde_json::json!(o.scope));
+            b.insert("window".to_owned(), serde_json::json!(o.window));
         }
         OutboxMessage {
             kind,
@@ -199,6 +216,25 @@ pub fn budget_alert(
     )
 }
 
+/// How long a budget alert of a `minute`, `hour`, `day` or `week` window (and the
+/// `alert.resolved` of such a budget's denial) is kept after it was raised. Such budgets
+/// can alert in every window, so their alerts would otherwise grow with time (SPEC §12);
+/// alerts of `month` and `period` windows, like plan alerts, are bounded per period and
+/// kept with the period's history.
+pub const SHORT_WINDOW_ALERT_RETENTION_DAYS: i64 = 30;
+
+/// When an aggregation pass may delete `a` (once published): `created_at` plus
+/// [`SHORT_WINDOW_ALERT_RETENTION_DAYS`] for an alert of a budget window shorter than a
+/// month; `None` (kept) for every other alert.
+pub fn retain_until(a: &Alert) -> Option<DateTime<Utc>> {
+    match a.budget.as_ref()?.window {
+        Window::Minute | Window::Hour | Window::Day | Window::Week => {
+            Some(a.created_at + chrono::Duration::days(SHORT_WINDOW_ALERT_RETENTION_DAYS))
+        }
+        Window::Month | Window::Period => None,
+    }
+}
+
 /// The budget id of a budget alert's key ([`budget_threshold_key`]).
 pub fn budget_of_key(key: &str) -> Option<&str> {
     key.strip_prefix("budget/")?.split('/').next()
@@ -262,6 +298,7 @@ impl AlertScope<'_> {
             read: false,
             published: false,
             org: None,
+            budget: None,
         }
     }
 }
@@ -446,5 +483,68 @@ mod tests {
             msg.body["alert_id"],
             serde_json::Value::String(a.id.clone())
         );
+    }
+
+    #[test]
+    fn budget_alerts_name_their_scope_and_window_and_short_windows_expire() {
+        let t = TenantId::parse("t").unwrap();
+        let u = UserId::parse("u").unwrap();
+        let now = Utc::now();
+        let scope = AlertScope {
+            tenant: &t,
+            user: &u,
+            period_start: now,
+            now,
+        };
+        let team = Scope::Team {
+            org_id: crate::domain::OrgId::parse("acme").unwrap(),
+            team_id: crate::domain::TeamId::parse("red").unwrap(),
+        };
+        let mut a = budget_alert(
+            scope,
+            &BudgetId::parse("red-rate").unwrap(),
+            "minute",
+            &Metric::parse("calls:*").unwrap(),
+            80,
+            Decimal::from(48),
+            Decimal::from(60),
+        );
+        a.budget = Some(crate::budgets::BudgetOrigin {
+            scope: team.clone(),
+            window: Window::Minute,
+        });
+        let msg = OutboxMessage::from(&a);
+        assert_eq!(msg.attributes["budget_id"], "red-rate");
+        assert_eq!(msg.attributes["scope"], "team");
+        assert_eq!(msg.attributes["org_id"], "acme");
+        assert_eq!(msg.attributes["team_id"], "red");
+        assert_eq!(msg.attributes["window"], "minute");
+        assert_eq!(
+            msg.attributes["user_id"], "u",
+            "a member's alert keeps its user"
+        );
+        assert_eq!(msg.body["scope"], serde_json::json!(team));
+        assert_eq!(
+            msg.body["scope"],
+            serde_json::json!({"kind": "team", "org_id": "acme", "team_id": "red"})
+        );
+
+        let days = chrono::Duration::days(SHORT_WINDOW_ALERT_RETENTION_DAYS);
+        for (w, kept) in [
+            (Window::Minute, false),
+            (Window::Hour, false),
+            (Window::Day, false),
+            (Window::Week, false),
+            (Window::Month, true),
+            (Window::Period, true),
+        ] {
+            a.budget.as_mut().unwrap().window = w;
+            let want = if kept { None } else { Some(now + days) };
+            assert_eq!(retain_until(&a), want, "{w:?}");
+        }
+        // Plan alerts, and budget alerts stored before the origin was kept, stay.
+        a.budget = None;
+        assert_eq!(retain_until(&a), None);
+        assert!(!OutboxMessage::from(&a).attributes.contains_key("scope"));
     }
 }

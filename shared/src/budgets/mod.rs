@@ -97,6 +97,15 @@ impl fmt::Display for Scope {
     }
 }
 
+/// Where a budget's alert comes from (SPEC §10: a budget alert carries its `budget_id` and
+/// `scope`): the budget's scope and window. Stored with the alert; it names the scope in
+/// the published message and decides the alert's retention ([`crate::alerts::retain_until`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BudgetOrigin {
+    pub scope: Scope,
+    pub window: Window,
+}
+
 /// Why the scopes named on a call are not acceptable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ScopeError {

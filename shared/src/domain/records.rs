@@ -269,6 +269,11 @@ pub struct Alert {
     /// subscription record does. `None` for every user's alert.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub org: Option<OrgId>,
+    /// A budget's alert (and an `alert.resolved` of a budget's denial): the budget's
+    /// scope and window. `None` for plan and wallet alerts, and for budget alerts stored
+    /// before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<crate::budgets::BudgetOrigin>,
 }
 
 impl Alert {

@@ -85,6 +85,9 @@ pub struct AggregateReport {
     pub alerts_delivered: usize,
     /// `alert.resolved` alerts this pass stored (issue 18).
     pub alerts_resolved: usize,
+    /// Budget alerts of short windows deleted at the end of their retention (issue 18,
+    /// `alerts::retain_until`).
+    pub alerts_expired: usize,
     pub invoices_delivered: usize,
     /// Every step reached its end (false: cut short by the budget; the next pass resumes).
     pub complete: bool,
@@ -145,6 +148,14 @@ impl Meter {
             self.resolve_denials(at).await.map(|n| {
                 report.alerts_resolved = n;
                 true
+            }),
+        );
+        // Issue 18: budget alerts of short windows end (service::budget_alerts).
+        done(
+            "retain",
+            self.delete_expired_alerts(at).await.map(|(n, all)| {
+                report.alerts_expired = n;
+                all
             }),
         );
         match self.retry_outbox(500).await {

@@ -23,7 +23,9 @@ use rust_decimal::Decimal;
 
 use super::{Error, Meter, Result};
 use crate::alerts::RESOLVED_PREFIX;
-use crate::budgets::{Applicable, CounterKey, Denial as BudgetDenial, LimitSource, Mode, Scope};
+use crate::budgets::{
+    Applicable, BudgetOrigin, CounterKey, Denial as BudgetDenial, LimitSource, Mode, Scope, Window,
+};
 use crate::domain::{Alert, OrgId, PlanName, Severity, TenantId, UserId};
 use crate::limits::Metric;
 use crate::periods::Period;
@@ -76,6 +78,17 @@ fn resolved_alert(d: &DeniedLimit, reason: &str, now: DateTime<Utc>) -> Alert {
         read: false,
         published: false,
         org: d.org.clone(),
+        // A budget's resolution names the budget's scope and window, as its alerts do.
+        budget: match (&d.budget_id, &d.scope) {
+            (Some(_), Some(scope)) => Window::ALL
+                .into_iter()
+                .find(|w| w.as_str() == d.window)
+                .map(|window| BudgetOrigin {
+                    scope: scope.clone(),
+                    window,
+                }),
+            _ => None,
+        },
     }
 }
 
@@ -117,8 +130,7 @@ impl Meter {
         };
         let denied = self.denied_limit(
             tenant,
-            &owner,
-            org,
+            (&owner, org, d.scope().clone()),
             budget_id,
             plan,
             source,
@@ -147,10 +159,12 @@ impl Meter {
         if !at_full(used, limit) {
             return;
         }
+        let scope = Scope::User {
+            user_id: user.clone(),
+        };
         let denied = self.denied_limit(
             tenant,
-            user,
-            None,
+            (user, None, scope),
             None,
             Some(plan.clone()),
             format!("plan/{plan}"),
@@ -167,8 +181,7 @@ impl Meter {
     fn denied_limit(
         &self,
         tenant: &TenantId,
-        owner: &UserId,
-        org: Option<OrgId>,
+        (owner, org, scope): (&UserId, Option<OrgId>, Scope),
         budget_id: Option<crate::domain::BudgetId>,
         plan: Option<PlanName>,
         source: String,
@@ -191,6 +204,7 @@ impl Meter {
             org,
             budget_id,
             plan,
+            scope: Some(scope),
             metric: metric.to_string(),
             window: window.to_owned(),
             window_start: period.start,
@@ -226,14 +240,18 @@ impl Meter {
                 }
                 Some(b) => b.limits.get(&metric),
             }
-        } else if d.org.is_none() {
+        } else if let Some(org) = &d.org {
+            // The org's plan now (an org upgrade raises it; without an active
+            // subscription the org's plan no longer limits).
+            match self.active_org_plan(&d.tenant, org).await? {
+                None => return Ok(Some("the org's plan no longer applies")),
+                Some(p) => p.plan.limits.get(&metric),
+            }
+        } else {
             // The user's plan now (an upgrade raises it).
             let sub = self.store.get_subscription(&d.tenant, &d.user).await?;
             let plan = self.plan_of(&d.tenant, sub.as_ref()).await?;
             plan.limits.get(&metric)
-        } else {
-            // An org plan's denial resolves with its period (an org upgrade is not read).
-            return Ok(None);
         };
         Ok(match limit_now {
             None => Some("the limit was removed"),

@@ -11,22 +11,28 @@
 
 use std::collections::BTreeMap;
 
+use chrono::{DateTime, Utc};
+
 use super::{Error, Meter, Result};
 use crate::alerts::{budget_alert, AlertScope};
 use crate::budgets::counting::is_user_period_counter;
 use crate::budgets::{
-    budget_limits, Applicable, Budget, CallScopes, CounterKey, LimitSource, Scope,
+    budget_limits, Applicable, Budget, BudgetOrigin, CallScopes, CounterKey, LimitSource, Scope,
 };
 use crate::domain::{BudgetId, OrgId, Subscription, TenantId, UsageEvent, UserId};
 use crate::limits::{reached, recorded_amount};
 use crate::subscriptions::schedule_of;
 use crate::usage::PeriodUsage;
 
+/// How many expired budget alerts one aggregation pass deletes.
+const EXPIRE_PAGE: usize = 500;
+
 /// A budget window to evaluate, and whom it alerts.
 struct Due {
     owner: Owner,
     limit: Applicable,
     thresholds: Vec<u8>,
+    origin: BudgetOrigin,
 }
 
 /// Whom a budget alert belongs to.
@@ -117,16 +123,20 @@ impl Meter {
                         ..
                     } => Owner::Org(org_id.clone()),
                 };
-                let thresholds = budgets
-                    .iter()
-                    .find(|b| &b.id == budget_id)
-                    .map(|b| b.alert_thresholds.clone())
-                    .unwrap_or_default();
+                let Some(budget) = budgets.iter().find(|b| &b.id == budget_id) else {
+                    continue;
+                };
+                let origin = BudgetOrigin {
+                    scope: budget.scope.clone(),
+                    window: limit.window,
+                };
+                let thresholds = budget.alert_thresholds.clone();
                 due.entry((budget_id.clone(), limit.counter.clone()))
                     .or_insert(Due {
                         owner,
                         limit,
                         thresholds,
+                        origin,
                     });
             }
         }
@@ -201,6 +211,7 @@ impl Meter {
                         *limit,
                     );
                     alert.org = org.clone();
+                    alert.budget = Some(d.origin.clone());
                     alert.id = budget_alert_id(&alert.owner_key(), &alert.key);
                     if self.store.create_budget_alert_once(&alert).await? {
                         raised += 1;
@@ -210,5 +221,20 @@ impl Meter {
             }
         }
         Ok(raised)
+    }
+
+    /// One aggregation step: deletes the published budget alerts whose retention ended by
+    /// `now` (`alerts::retain_until`: alerts of `minute` to `week` budgets, 30 days after
+    /// they were raised), each once, with their unread counts. Returns how many this pass
+    /// deleted, and whether it saw the end of them (otherwise the next pass goes on).
+    pub(super) async fn delete_expired_alerts(&self, now: DateTime<Utc>) -> Result<(usize, bool)> {
+        let due = self.store.expired_alerts(now, EXPIRE_PAGE).await?;
+        let mut deleted = 0;
+        for alert in &due {
+            if self.store.delete_expired_alert(alert).await? {
+                deleted += 1;
+            }
+        }
+        Ok((deleted, due.len() < EXPIRE_PAGE))
     }
 }

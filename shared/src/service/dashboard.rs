@@ -457,21 +457,21 @@ impl Meter {
     pub async fn dashboard(&self, caller: &Caller, user: &UserId) -> Result<DashboardView> {
         let now = self.now();
         let tenant = &caller.tenant;
-        let usage_read = async {
-            let sub = self.store.get_subscription(tenant, user).await?;
-            let periods = last_periods(sub.as_ref(), now, DEFAULT_TREND_MONTHS)?;
-            let starts: Vec<DateTime<Utc>> = periods.iter().map(|p| p.start).collect();
-            let usages = self.store.get_period_usage(tenant, user, &starts).await?;
-            Ok::<_, Error>((sub, periods, usages))
+        // The subscription, the periods' usage and the alerts, read together (SQLite: one
+        // read transaction). A subscription whose periods cannot be computed reads none,
+        // and is refused below.
+        let pick = |sub: Option<&Subscription>| {
+            last_periods(sub, now, DEFAULT_TREND_MONTHS)
+                .map(|ps| ps.iter().map(|p| p.start).collect())
+                .unwrap_or_default()
         };
-        let alerts_read = async {
-            self.store
-                .list_alerts(tenant, user, false, DASHBOARD_ALERTS)
-                .await
-                .map_err(Error::from)
-        };
-        let ((sub, periods, usages), (alerts, unread)) = tokio::try_join!(usage_read, alerts_read)?;
-        let sub = sub.as_ref();
+        let read = self
+            .store
+            .dashboard_reads(tenant, user, &pick, DASHBOARD_ALERTS)
+            .await?;
+        let (usages, alerts, unread) = (read.usages, read.alerts, read.unread);
+        let sub = read.subscription.as_ref();
+        let periods = last_periods(sub, now, DEFAULT_TREND_MONTHS)?;
         let plan = self.plan_of(tenant, sub).await?;
         let plans = self.plans(tenant).await?;
         let period = periods

@@ -310,6 +310,7 @@ fn alarm_alert(
         published: false,
         // A user's wallet: the user owns its alarms.
         org: None,
+        budget: None,
     }
 }
 

@@ -5,6 +5,7 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 
 use super::{Caller, Error, Meter, Result};
+use crate::budgets::Scope;
 use crate::domain::{Alert, ModelId, OrgId, PlanName, ProviderId, Severity, TeamId, UserId};
 use crate::limits::{MetricAmounts, Plan, PlanTier};
 use crate::pricing::{PriceOutcome, PriceVersion, Prices};
@@ -123,12 +124,16 @@ pub enum Quote {
     },
 }
 
-/// An alert as clients see it.
+/// An alert as clients see it: a user's (`user_id`), or an org's (`org_id`: a budget on
+/// the pooled usage of the org or of one of its teams, SPEC §10), never both.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AlertView {
     pub id: String,
-    pub user_id: UserId,
-    /// The period's start date.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<UserId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub org_id: Option<OrgId>,
+    /// The period's start date (a budget's alert: the start date of its window).
     pub period: String,
     pub key: String,
     pub metric: Option<String>,
@@ -138,13 +143,17 @@ pub struct AlertView {
     pub message: String,
     pub created_at: DateTime<Utc>,
     pub read: bool,
+    /// A budget's alert: the budget's scope.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<Scope>,
 }
 
 impl From<&Alert> for AlertView {
     fn from(a: &Alert) -> Self {
         AlertView {
             id: a.id.clone(),
-            user_id: a.user.clone(),
+            user_id: a.org.is_none().then(|| a.user.clone()),
+            org_id: a.org.clone(),
             period: a.period_start.date_naive().to_string(),
             key: a.key.clone(),
             metric: a.metric.clone(),
@@ -154,6 +163,7 @@ impl From<&Alert> for AlertView {
             message: a.message.clone(),
             created_at: a.created_at,
             read: a.read,
+            scope: a.budget.as_ref().map(|b| b.scope.clone()),
         }
     }
 }

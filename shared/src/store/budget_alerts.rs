@@ -47,6 +47,17 @@ pub trait BudgetAlertStore: Send + Sync {
         denied: &DeniedLimit,
         resolved: &Alert,
     ) -> StoreResult<bool>;
+
+    /// Published alerts of every tenant whose retention ended at or before `now`
+    /// ([`crate::alerts::retain_until`]), soonest ended first, at most `limit`.
+    async fn expired_alerts(&self, now: DateTime<Utc>, limit: usize) -> StoreResult<Vec<Alert>>;
+
+    /// Deletes `alert` (as [`BudgetAlertStore::expired_alerts`] listed it), taking it out of
+    /// its owner's unread count if it was unread, in one atomic write; `true` if this call
+    /// deleted it. Of racing deletions exactly one answers `true`; a deletion racing a
+    /// "mark read" either deletes the alert read (no count change) or unread (count − 1),
+    /// never both or neither.
+    async fn delete_expired_alert(&self, alert: &Alert) -> StoreResult<bool>;
 }
 
 /// A hard limit that denied a scope at 100 % (SPEC §10, `alert.resolved`): remembered
@@ -66,6 +77,10 @@ pub struct DeniedLimit {
     pub budget_id: Option<BudgetId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan: Option<PlanName>,
+    /// The scope of the denying limit (a budget's, or the plan's subscriber); `None` in
+    /// notes written before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<crate::budgets::Scope>,
     pub metric: String,
     pub window: String,
     pub window_start: DateTime<Utc>,

@@ -24,6 +24,7 @@ mod budget_alerts;
 mod budget_counters;
 mod budgets;
 mod check_view;
+mod dashboard;
 mod directory;
 mod org_members;
 mod orgs;
@@ -35,6 +36,7 @@ pub use budget_alerts::{BudgetAlertStore, DeniedLimit};
 pub use budget_counters::{BudgetCounterStore, COUNTER_GRACE};
 pub use budgets::{BudgetPut, BudgetStore, MAX_BUDGETS_PER_SCOPE};
 pub use check_view::{CheckView, CheckViewStore, CounterPicker};
+pub use dashboard::{DashboardReads, DashboardStore, PeriodsPicker};
 pub use directory::{DirectoryStore, TenantUser};
 pub use org_members::{OrgMembers, OrgMembersStore};
 pub use orgs::{org_of_subscriber, org_subscriber, OrgClose, OrgRef, OrgStore};
@@ -478,6 +480,7 @@ pub trait Store:
     + BudgetAlertStore
     + PrepaidStore
     + CheckViewStore
+    + DashboardStore
 {
 }
 
@@ -498,7 +501,8 @@ impl<
             + OrgMembersStore
             + BudgetAlertStore
             + PrepaidStore
-            + CheckViewStore,
+            + CheckViewStore
+            + DashboardStore,
     > Store for T
 {
 }

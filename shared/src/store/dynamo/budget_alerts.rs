@@ -5,7 +5,10 @@
 
 use async_trait::async_trait;
 
-use super::codec::{from_item, n, s, to_item};
+use aws_sdk_dynamodb::types::AttributeValue;
+use chrono::{DateTime, Utc};
+
+use super::codec::{from_item, n, s, to_item, Item};
 use super::expressions::Update;
 use super::items;
 use super::requests::first_condition_failed;
@@ -74,6 +77,104 @@ impl BudgetAlertStore for DynamoStore {
             )
             .await?;
         items.iter().map(from_item).collect()
+    }
+
+    async fn expired_alerts(&self, now: DateTime<Utc>, limit: usize) -> StoreResult<Vec<Alert>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let page_size = i32::try_from(limit.min(1000)).unwrap_or(1000);
+        // `#` sorts after every character of a sortable time's end `Z`: `~` bounds the
+        // sort keys of every alert whose retention ended at `now`.
+        let upto = format!("{}~", layout::sortable(now));
+        let keys = self
+            .query_all(
+                || {
+                    self.query()
+                        .index_name(layout::HOLDS_INDEX)
+                        .key_condition_expression("#h = :h AND #s <= :upto")
+                        .expression_attribute_names("#h", layout::HOLDS_PK)
+                        .expression_attribute_names("#s", layout::HOLDS_SK)
+                        .expression_attribute_values(":h", s(layout::ALERTS_RETAIN_PARTITION))
+                        .expression_attribute_values(":upto", s(upto.clone()))
+                        .limit(page_size)
+                },
+                Some(limit),
+            )
+            .await?;
+        // The index holds keys only: the alerts themselves in one batch read.
+        let wanted = keys
+            .into_iter()
+            .filter_map(|k| {
+                let pk = k.get(layout::PK)?.clone();
+                let sk = k.get(layout::SK)?.clone();
+                Some(Item::from([
+                    (layout::PK.to_owned(), pk),
+                    (layout::SK.to_owned(), sk),
+                ]))
+            })
+            .collect();
+        let mut alerts: Vec<Alert> = self
+            .batch_get(wanted, true)
+            .await?
+            .iter()
+            .map(from_item)
+            .collect::<StoreResult<_>>()?;
+        alerts.retain(|a| a.published);
+        alerts.sort_by_key(|a| {
+            (
+                crate::alerts::retain_until(a),
+                a.tenant.clone(),
+                a.id.clone(),
+            )
+        });
+        Ok(alerts)
+    }
+
+    async fn delete_expired_alert(&self, alert: &Alert) -> StoreResult<bool> {
+        let pk = layout::alert_pk(&alert.tenant, &alert.id);
+        let owner = layout::user_pk(&alert.tenant, &alert.owner_key());
+        // The read flag the deletion is decided on: as listed, then as re-read when a
+        // "mark read" changed it in between (at most once: an alert is never unread again).
+        let mut read = alert.read;
+        for _ in 0..2 {
+            let mut gone = Update::new();
+            gone.condition(|x| {
+                format!(
+                    "attribute_exists({}) AND {} = {} AND {} = {}",
+                    x.name(layout::PK),
+                    x.name("read"),
+                    x.value(AttributeValue::Bool(read)),
+                    x.name("published"),
+                    x.value(AttributeValue::Bool(true)),
+                )
+            });
+            let mut count = Update::new();
+            count.add(layout::ALERTS_UNREAD, n(-1));
+            let deleted = self
+                .conditional_transact("deleting an expired alert", first_condition_failed, || {
+                    let mut tx = vec![self.tx_delete_when(pk.clone(), layout::ALERT_SK, &gone)?];
+                    if !read {
+                        tx.push(self.tx_update(owner.clone(), layout::STATE_SK, &count)?);
+                    }
+                    Ok(tx)
+                })
+                .await?;
+            if deleted {
+                return Ok(true);
+            }
+            match self.get_item(pk.clone(), layout::ALERT_SK, &[]).await? {
+                Some(item) => {
+                    let now: Alert = from_item(&item)?;
+                    if now.read == read || !now.published {
+                        return Ok(false);
+                    }
+                    read = now.read;
+                }
+                None => return Ok(false),
+            }
+        }
+        Ok(false)
     }
 
     async fn resolve_denied_limit(

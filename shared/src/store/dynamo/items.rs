@@ -273,6 +273,15 @@ pub fn alert_item(a: &Alert) -> StoreResult<Item> {
         s(format!("ALERT#{}#{}", layout::sortable(a.created_at), a.id)),
     );
     item.extend(super::directory::alert_feed_keys(a));
+    // A budget alert of a short window is listed, by the end of its retention, in the
+    // `holds` index's `ALERTS_RETAIN` partition (`BudgetAlertStore::expired_alerts`).
+    if let Some(until) = crate::alerts::retain_until(a) {
+        item.insert(layout::HOLDS_PK.into(), s(layout::ALERTS_RETAIN_PARTITION));
+        item.insert(
+            layout::HOLDS_SK.into(),
+            s(format!("{}#{}#{}", layout::sortable(until), a.tenant, a.id)),
+        );
+    }
     if !a.published {
         item.insert(layout::OUTBOX_PK.into(), s(layout::OUTBOX_PARTITION));
         item.insert(
@@ -444,6 +453,7 @@ mod tests {
             read: false,
             published: false,
             org: None,
+            budget: None,
         };
         let item = alert_item(&a).unwrap();
         assert_eq!(get_s(&item, layout::OUTBOX_PK), Some("OUTBOX"));

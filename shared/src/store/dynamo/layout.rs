@@ -225,6 +225,10 @@ pub fn job_pk(job: &str) -> String {
 pub const JOB_SK: &str = "JOB";
 pub const JOB_CURSOR: &str = "cursor";
 
+/// The `holds` index partition listing budget alerts of short windows by the end of their
+/// retention (`alerts::retain_until`), sort key `<end, sortable>#<tenant>#<alert id>`.
+pub const ALERTS_RETAIN_PARTITION: &str = "ALERTS_RETAIN";
+
 pub fn holds_shard(pk: &str) -> String {
     // FNV-1a: stable across processes and versions (unlike std's hasher).
     let mut h: u32 = 0x811c_9dc5;

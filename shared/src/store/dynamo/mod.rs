@@ -30,6 +30,7 @@ mod check_view;
 mod claims;
 mod codec;
 mod counters;
+mod dashboard;
 mod directory;
 mod errors;
 mod expressions;

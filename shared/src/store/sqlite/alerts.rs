@@ -10,11 +10,17 @@ use crate::domain::{Alert, OrgId, TenantId, UserId};
 use crate::store::{StoreError, StoreResult};
 
 pub(super) fn create_alert_once(conn: &Connection, a: &Alert) -> StoreResult<bool> {
+    let budget = a
+        .budget
+        .as_ref()
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let n = conn
         .prepare_cached(
             "INSERT INTO alerts (tenant, id, user, period_start, key, metric, threshold, severity, title, message,
-                 created_at, read, published)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+                 created_at, read, published, budget, retain_until)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
              ON CONFLICT DO NOTHING",
         )?
         .execute(params![
@@ -31,12 +37,14 @@ pub(super) fn create_alert_once(conn: &Connection, a: &Alert) -> StoreResult<boo
             ts(&a.created_at),
             a.read,
             a.published,
+            budget,
+            crate::alerts::retain_until(a).map(|t| ts(&t)),
         ])?;
     Ok(n == 1)
 }
 
 pub(super) const ALERT_COLUMNS: &str =
-    "tenant, id, user, period_start, key, metric, threshold, severity, title, message, created_at, read, published";
+    "tenant, id, user, period_start, key, metric, threshold, severity, title, message, created_at, read, published, budget";
 
 /// The raw columns of an alert row (decoded outside the rusqlite callback, so that a bad
 /// value is a `Corrupt` error rather than a conversion error).
@@ -54,6 +62,8 @@ struct AlertRow {
     created_at: String,
     read: bool,
     published: bool,
+    /// `Alert::budget` as JSON.
+    budget: Option<String>,
 }
 
 impl AlertRow {
@@ -72,6 +82,7 @@ impl AlertRow {
             created_at: r.get(10)?,
             read: r.get(11)?,
             published: r.get(12)?,
+            budget: r.get(13)?,
         })
     }
 }
@@ -101,6 +112,12 @@ impl TryFrom<AlertRow> for Alert {
             read: r.read,
             published: r.published,
             org,
+            budget: r
+                .budget
+                .as_deref()
+                .map(serde_json::from_str)
+                .transpose()
+                .map_err(|e| StoreError::Corrupt(format!("alert budget: {e}")))?,
         })
     }
 }

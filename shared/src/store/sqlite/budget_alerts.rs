@@ -4,6 +4,8 @@
 use async_trait::async_trait;
 
 use super::SqliteStore;
+use chrono::{DateTime, Utc};
+
 use crate::domain::{Alert, OrgId, TenantId};
 use rusqlite::params;
 
@@ -77,6 +79,36 @@ impl BudgetAlertStore for SqliteStore {
             }
             // In the same transaction: the alert once (its id derives from the denial).
             super::alerts::create_alert_once(c, &alert)
+        })
+        .await
+    }
+
+    async fn expired_alerts(&self, now: DateTime<Utc>, limit: usize) -> StoreResult<Vec<Alert>> {
+        self.read(move |c| {
+            super::alerts::alerts(
+                c,
+                &format!(
+                    "SELECT {} FROM alerts WHERE retain_until IS NOT NULL AND retain_until <= ?1
+                     AND published = 1 ORDER BY retain_until, tenant, id LIMIT ?2",
+                    super::alerts::ALERT_COLUMNS
+                ),
+                params![ts(&now), sql_limit(limit)],
+            )
+        })
+        .await
+    }
+
+    async fn delete_expired_alert(&self, alert: &Alert) -> StoreResult<bool> {
+        // The unread count is counted from the rows: deleting the row is the whole write.
+        let (tenant, id) = (alert.tenant.clone(), alert.id.clone());
+        self.write(move |c| {
+            let n = c
+                .prepare_cached(
+                    "DELETE FROM alerts WHERE tenant = ?1 AND id = ?2
+                     AND retain_until IS NOT NULL AND published = 1",
+                )?
+                .execute(params![tenant.as_str(), id])?;
+            Ok(n == 1)
         })
         .await
     }

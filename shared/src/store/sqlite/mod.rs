@@ -29,6 +29,7 @@ mod budgets;
 mod catalog;
 mod check_view;
 mod codec;
+mod dashboard;
 mod decimal;
 mod directory;
 mod event_row;
@@ -143,6 +144,14 @@ impl SqliteStore {
         })?
     }
 
+    /// Runs `f` on a read connection, in one read transaction, on the calling thread: for
+    /// the check's few indexed lookups (microseconds), where the hop to the blocking pool
+    /// and back costs more than the read itself (issue 23), and where `f` may borrow (the
+    /// period picker). Long reads (exports, pages, scans) go through [`Self::read`].
+    fn read_now<T>(&self, f: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
+        self.readers.run(f)
+    }
+
     /// Runs `f` on a read connection, in one read transaction, on the blocking pool.
     async fn read<T, F>(&self, f: F) -> StoreResult<T>
     where
@@ -194,6 +203,26 @@ impl Readers {
         conn.pragma_update(None, "query_only", true)?;
         Ok(conn)
     }
+}
+
+/// A user's limits as a check reads them (`UsageStore::get_user_limits`), in the caller's
+/// read transaction: the subscription, the picked period's limit counters and fired alert
+/// keys, and whether the user's own scope holds budgets.
+pub(super) fn user_limits(
+    c: &Connection,
+    tenant: &TenantId,
+    user: &UserId,
+    pick: PeriodPicker<'_>,
+) -> StoreResult<UserUsage> {
+    let subscription = subscriptions::get_subscription(c, tenant, user)?;
+    let start = pick(subscription.as_ref());
+    Ok(UserUsage {
+        usage: usage::period_usage(c, tenant, user, &start)?.limits_only(),
+        fired_alerts: usage::fired_alerts(c, tenant, user, &start)?,
+        user_budgets: budget_counters::user_has_budgets(c, tenant, user)?,
+        subscription,
+        period_start: Some(start),
+    })
 }
 
 /// One queued write, as the writer thread sees it.
@@ -399,22 +428,17 @@ impl UsageStore for SqliteStore {
         user: &UserId,
         pick: PeriodPicker<'_>,
     ) -> StoreResult<UserUsage> {
-        let subscription = self.get_subscription(tenant, user).await?;
-        let start = pick(subscription.as_ref());
-        let (tenant, user) = (tenant.clone(), user.clone());
-        let (usage, fired_alerts) = self
-            .read(move |c| {
-                let usage = usage::period_usage(c, &tenant, &user, &start)?;
-                let fired = usage::fired_alerts(c, &tenant, &user, &start)?;
-                Ok((usage, fired))
+        // One read transaction (one snapshot) on this thread, like the check's.
+        self.read_now(|c| {
+            let subscription = subscriptions::get_subscription(c, tenant, user)?;
+            let start = pick(subscription.as_ref());
+            Ok(UserUsage {
+                usage: usage::period_usage(c, tenant, user, &start)?,
+                fired_alerts: usage::fired_alerts(c, tenant, user, &start)?,
+                user_budgets: false,
+                subscription,
+                period_start: Some(start),
             })
-            .await?;
-        Ok(UserUsage {
-            subscription,
-            period_start: Some(start),
-            usage,
-            fired_alerts,
-            user_budgets: false,
         })
     }
 
@@ -424,13 +448,8 @@ impl UsageStore for SqliteStore {
         user: &UserId,
         pick: PeriodPicker<'_>,
     ) -> StoreResult<UserUsage> {
-        let mut read = self.get_user_usage(tenant, user, pick).await?;
-        read.usage = read.usage.limits_only();
-        let (t, u) = (tenant.clone(), user.clone());
-        read.user_budgets = self
-            .read(move |c| budget_counters::user_has_budgets(c, &t, &u))
-            .await?;
-        Ok(read)
+        // The check's read: one read transaction (one snapshot) on this thread.
+        self.read_now(|c| user_limits(c, tenant, user, pick))
     }
 
     async fn get_period_usage(

@@ -20,7 +20,7 @@ use crate::domain::{EventId, Invoice, Reservation, TenantId, UsageEvent, UserId}
 use crate::store::{
     BillingState, CloseOutcome, CreditHold, CreditReserve, CreditState, EventDraws, Guard,
     InvoiceCharge, PeriodPicker, PrepaidStore, RecordOutcome, ReserveOutcome, StoreError,
-    StoreResult, UsageStore, UserUsage,
+    StoreResult, UserUsage,
 };
 
 fn corrupt(e: impl std::fmt::Display) -> StoreError {
@@ -269,11 +269,12 @@ impl PrepaidStore for SqliteStore {
         user: &UserId,
         pick: PeriodPicker<'_>,
     ) -> StoreResult<(UserUsage, CreditState)> {
-        let usage = self.get_user_limits(tenant, user, pick).await?;
-        let credit = self
-            .get_credit_state(tenant, &Subscriber::User(user.clone()))
-            .await?;
-        Ok((usage, credit))
+        // One read transaction: the limits and the wallet of the same instant.
+        let wallet = Subscriber::User(user.clone()).to_string();
+        self.read_now(|c| {
+            let usage = super::user_limits(c, tenant, user, pick)?;
+            Ok((usage, credit_state(c, tenant.as_str(), &wallet)?))
+        })
     }
 
     async fn get_credit_state(

@@ -398,6 +398,14 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ) STRICT;
     CREATE INDEX denied_limits_by_age ON denied_limits (denied_at);
     "#,
+    // 17: a budget alert's scope and window (`Alert::budget`, JSON), and when a budget alert
+    // of a window shorter than a month may be deleted (`alerts::retain_until`; issue 18,
+    // SPEC §12: a minute budget can alert every minute).
+    r#"
+    ALTER TABLE alerts ADD COLUMN budget TEXT;
+    ALTER TABLE alerts ADD COLUMN retain_until TEXT;
+    CREATE INDEX alerts_retention ON alerts (retain_until) WHERE retain_until IS NOT NULL;
+    "#,
 ];
 
 /// Settings every connection gets: lock wait, foreign keys, the decimal functions.
