@@ -139,7 +139,11 @@ pub(crate) fn buckets(grants: &[Grant]) -> StoreResult<BTreeMap<Option<DateTime<
     Ok(out)
 }
 
-fn credit_state(conn: &Connection, tenant: &str, wallet: &str) -> StoreResult<CreditState> {
+pub(super) fn credit_state(
+    conn: &Connection,
+    tenant: &str,
+    wallet: &str,
+) -> StoreResult<CreditState> {
     let tenant_id = TenantId::parse(tenant).map_err(corrupt)?;
     let record = super::wallets::read_wallet(conn, &tenant_id, wallet)?;
     Ok(CreditState {
