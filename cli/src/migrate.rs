@@ -25,6 +25,8 @@ struct Report {
     users_changed: u64,
     steps: u64,
     reservations_spilled: u64,
+    budgets_folded: u64,
+    counters_folded: u64,
 }
 
 pub async fn run(args: MigrateArgs) -> Result<()> {
@@ -48,6 +50,8 @@ pub async fn run(args: MigrateArgs) -> Result<()> {
                 users_changed: r.users_changed,
                 steps: r.steps,
                 reservations_spilled: r.reservations_spilled,
+                budgets_folded: r.budgets_folded,
+                counters_folded: r.counters_folded,
             }
         }
         StoreLocation::Sqlite(_) => {
@@ -61,6 +65,8 @@ pub async fn run(args: MigrateArgs) -> Result<()> {
                 users_changed: 0,
                 steps: 0,
                 reservations_spilled: 0,
+                budgets_folded: 0,
+                counters_folded: 0,
             }
         }
     };

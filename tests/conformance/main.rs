@@ -9,6 +9,7 @@ mod accounts;
 mod alerts;
 mod billing;
 mod budgets;
+mod check_view;
 mod directory;
 mod enforcement;
 mod events;
@@ -83,6 +84,10 @@ macro_rules! conformance {
             a_scope_holds_at_most_the_cap_even_when_creations_race,
             racing_puts_and_deletes_of_one_id_stay_consistent,
             budgets_are_isolated_by_tenant,
+        );
+        // Issue 18: the check's one read.
+        conformance!(@module check_view $factory;
+            the_check_view_reads_the_named_scopes_budgets_and_the_picked_counters,
         );
         // Issue 18: scopes named on events.
         conformance!(@module scopes $factory;

@@ -7,7 +7,7 @@ use super::ops;
 use super::setup;
 
 #[tokio::test]
-async fn a_scope_list_is_one_query_a_budget_one_get_item_and_a_write_one_transaction() {
+async fn a_scope_list_and_a_budget_are_one_get_item_each_and_a_write_one_transaction() {
     let env = setup(None).await;
     let app = &env.app;
     let body = |i: u32| {
@@ -43,8 +43,8 @@ async fn a_scope_list_is_one_query_a_budget_one_get_item_and_a_write_one_transac
     assert_eq!(r.body["data"]["budgets"].as_array().map(Vec::len), Some(32));
     assert_eq!(
         env.counter.take(),
-        ops(&[("Query", 1)]),
-        "a full scope's list"
+        ops(&[("GetItem", 1)]),
+        "a full scope's list: the scope's item"
     );
 
     let r = app.get("/api/subscription/budgets/red-07").await;

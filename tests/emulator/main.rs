@@ -8,6 +8,7 @@ mod credits;
 mod enforcement;
 mod holds;
 mod migrate;
+mod migrate_budgets;
 mod orgs;
 mod prepaid;
 mod prepaid_batches;

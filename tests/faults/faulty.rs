@@ -1137,6 +1137,26 @@ impl meter_core::store::PrepaidStore for FaultyStore {
     }
 }
 
+// Issue 18: the check's one read (store::CheckViewStore).
+#[async_trait]
+impl meter_core::store::CheckViewStore for FaultyStore {
+    async fn read_check_view(
+        &self,
+        tenant: &TenantId,
+        call: &meter_core::budgets::CallScopes,
+        with_credit: bool,
+        pick: meter_core::store::PeriodPicker<'_>,
+        counters: meter_core::store::CounterPicker<'_>,
+    ) -> StoreResult<meter_core::store::CheckView> {
+        self.call(
+            "read_check_view",
+            self.inner
+                .read_check_view(tenant, call, with_credit, pick, counters),
+        )
+        .await
+    }
+}
+
 #[async_trait]
 impl meter_core::store::DashboardStore for FaultyStore {
     async fn dashboard_reads(

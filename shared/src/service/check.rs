@@ -7,7 +7,7 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 
 use super::holds::HoldOutcome;
-use super::{period_at, period_start_at, Caller, Error, Meter, Result};
+use super::{period_at, Caller, Error, Meter, Result};
 use crate::budgets::LimitedBy;
 use crate::domain::{
     ModelId, OrgId, PlanName, ProviderId, Reservation, ReservationStatus, TeamId, UserId,
@@ -178,12 +178,9 @@ impl Meter {
         let now = self.now();
         let tenant = &caller.tenant;
         // Issue 19: with the wallet figures when the tenant sells prepaid plans (one read;
-        // the named org's wallet too: service::org_wallets).
-        let (state, credit, org_credit) = self
-            .check_read(tenant, &req.user, req.org_id.as_ref(), &|sub| {
-                period_start_at(sub, now)
-            })
-            .await?;
+        // the named org's wallet too: service::org_wallets). Issue 18: a call naming an org
+        // reads its budgets with them (service::check_view).
+        let (state, credit, org_credit, view) = self.check_read_scoped(tenant, &req, now).await?;
         let sub = state.subscription.as_ref();
         if let Some(s) = sub {
             if !s.status.is_active() {
@@ -225,9 +222,7 @@ impl Meter {
         // Issue 18: when budgets may apply, every hard limit decides (service::enforce).
         if req.org_id.is_some() || state.user_budgets {
             let scopes = super::enforce::call_scopes(&req)?;
-            let budgets = self
-                .budgets_of_call(tenant, &scopes, sub, state.user_budgets, now)
-                .await?;
+            let (budgets, counters) = self.limits_of_call(tenant, &scopes, sub, view, now).await?;
             if let Some(wallets) = wallets {
                 credit = match self
                     .credit_gate_naming_org(
@@ -256,6 +251,7 @@ impl Meter {
                     call,
                     user_subscribed: sub.is_some(),
                     credit,
+                    counters,
                 };
                 return self.check_with_budgets(tenant, req, pc, budgets, now).await;
             }

@@ -49,49 +49,12 @@ pub(super) struct PlanCheck<'a> {
     pub user_subscribed: bool,
     /// Issue 19: the credit a reservation holds on a prepaid plan (service::prepaid).
     pub credit: Option<crate::store::CreditHold>,
+    /// Issue 18: the budget counters read with the user's state (service::check_view):
+    /// the first decision's; a decision again after a lost race reads them afresh.
+    pub counters: BTreeMap<CounterKey, PeriodUsage>,
 }
 
 impl Meter {
-    /// The budgets on the scopes `call` names, each in its window at `at` (the user's own
-    /// scope only when `user_budgets`), after the org's plan when the call names an org
-    /// with an active subscription (service::orgs). `period` windows follow the user's
-    /// schedule on a user scope, the org's (calendar months without one) on org and team
-    /// scopes.
-    pub(super) async fn budgets_of_call(
-        &self,
-        tenant: &TenantId,
-        call: &CallScopes,
-        sub: Option<&Subscription>,
-        user_budgets: bool,
-        at: DateTime<Utc>,
-    ) -> Result<Vec<Applicable>> {
-        // Issue 18: the org's plan (service::orgs).
-        let org_plan = match call.org() {
-            Some(org) => self.active_org_plan(tenant, org).await?,
-            None => None,
-        };
-        let mut out = Vec::new();
-        if let (Some(org), Some(p)) = (call.org(), &org_plan) {
-            out.push(p.limit(org, at)?);
-        }
-        let mut budgets: Vec<Budget> = Vec::new();
-        for scope in call.scopes() {
-            if matches!(scope, Scope::User { .. }) && !user_budgets {
-                continue;
-            }
-            budgets.extend(self.store.list_budgets(tenant, &scope).await?);
-        }
-        if budgets.is_empty() {
-            return Ok(out);
-        }
-        let org_schedule = Self::org_schedule(org_plan.as_ref());
-        out.extend(
-            budget_limits(&budgets, call, &schedule_of(sub), &org_schedule, at)
-                .map_err(|e| Error::invalid("timestamp", "out_of_range", e.to_string()))?,
-        );
-        Ok(out)
-    }
-
     /// Every hard limit of the check with the usage of its counter: the user's plan over
     /// `plan_usage`, the budgets over their counters (a `period` budget on the user's own
     /// scope counts the plan's usage).
@@ -102,6 +65,7 @@ impl Meter {
         user: &Scope,
         plan_usage: &PeriodUsage,
         budgets: &[Applicable],
+        read: &BTreeMap<CounterKey, PeriodUsage>,
     ) -> Result<Vec<LimitState>> {
         let plan_counter = CounterKey::Scope {
             scope: user.clone(),
@@ -131,12 +95,16 @@ impl Meter {
         let keys: Vec<CounterKey> = budgets
             .iter()
             .map(|b| b.counter.clone())
-            .filter(|c| c != &plan_counter)
+            .filter(|c| c != &plan_counter && !read.contains_key(c))
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
-        let read = self.store.get_budget_counters(tenant, &keys).await?;
-        let by_key: BTreeMap<&CounterKey, PeriodUsage> = keys.iter().zip(read).collect();
+        let fresh = match keys.is_empty() {
+            true => Vec::new(),
+            false => self.store.get_budget_counters(tenant, &keys).await?,
+        };
+        let mut by_key: BTreeMap<&CounterKey, PeriodUsage> = keys.iter().zip(fresh).collect();
+        by_key.extend(read.iter().map(|(k, u)| (k, u.clone())));
         for b in budgets {
             let usage = if b.counter == plan_counter {
                 plan_usage.clone()
@@ -171,9 +139,15 @@ impl Meter {
         };
         let mut plan_usage = pc.usage.clone();
         let mut attempt = 0;
+        let none_read = BTreeMap::new();
         let (headroom, reservation) = loop {
+            let read = if attempt == 0 {
+                &pc.counters
+            } else {
+                &none_read
+            };
             let mut states = self
-                .limit_states(tenant, &pc, &user, &plan_usage, &budgets)
+                .limit_states(tenant, &pc, &user, &plan_usage, &budgets, read)
                 .await?;
             let h = match decide_all(&states, &pc.call).map_err(Error::overflow)? {
                 Verdict::Denied(d) => {

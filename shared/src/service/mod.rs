@@ -25,6 +25,7 @@ pub mod bootstrap;
 pub mod budget_alerts;
 pub mod budgets;
 pub mod check;
+mod check_view;
 pub mod dashboard;
 mod enforce;
 mod erasure_holds;

@@ -97,28 +97,24 @@ impl Meter {
             .any(|p| p.payment == Payment::Prepaid))
     }
 
-    /// What a check reads: the user's limits and, when the tenant sells prepaid plans, the
-    /// user's wallet figures and those of the org the call names (`org_wallets`) with them
-    /// (one request on DynamoDB either way).
+    /// What a check naming no org reads: the user's limits and, when the tenant sells
+    /// prepaid plans, the user's wallet figures with them (one request on DynamoDB).
     pub(super) async fn check_read(
         &self,
         tenant: &TenantId,
         user: &UserId,
-        org: Option<&crate::domain::OrgId>,
         pick: crate::store::PeriodPicker<'_>,
-    ) -> Result<(UserUsage, Option<CreditState>, Option<CreditState>)> {
+    ) -> Result<(UserUsage, Option<CreditState>)> {
         if self.tenant_sells_prepaid(tenant).await? {
-            let (usage, credit, org_credit) = self
+            // A call naming an org reads the org's wallet with its budgets instead
+            // (service::check_view).
+            let (usage, credit, _) = self
                 .store
-                .get_user_limits_with_wallets(tenant, user, org, pick)
+                .get_user_limits_with_wallets(tenant, user, None, pick)
                 .await?;
-            Ok((usage, Some(credit), org_credit))
+            Ok((usage, Some(credit)))
         } else {
-            Ok((
-                self.store.get_user_limits(tenant, user, pick).await?,
-                None,
-                None,
-            ))
+            Ok((self.store.get_user_limits(tenant, user, pick).await?, None))
         }
     }
 

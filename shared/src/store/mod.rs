@@ -23,6 +23,7 @@ pub mod sqlite;
 mod budget_alerts;
 mod budget_counters;
 mod budgets;
+mod check_view;
 mod dashboard;
 mod directory;
 mod grant_upkeep;
@@ -38,6 +39,7 @@ mod wallets;
 pub use budget_alerts::{BudgetAlertStore, DeniedLimit};
 pub use budget_counters::{BudgetCounterStore, COUNTER_GRACE};
 pub use budgets::{BudgetPut, BudgetStore, MAX_BUDGETS_PER_SCOPE};
+pub use check_view::{CheckView, CheckViewStore, CounterPicker};
 pub use dashboard::{DashboardReads, DashboardStore, PeriodsPicker};
 pub use directory::{DirectoryStore, TenantUser};
 pub use grant_upkeep::{
@@ -487,6 +489,7 @@ pub trait Store:
     + OrgMembersStore
     + BudgetAlertStore
     + PrepaidStore
+    + CheckViewStore
     + DashboardStore
     + GrantUpkeepStore
     + OpenReservationsStore
@@ -516,7 +519,8 @@ impl<
             + GrantUpkeepStore
             + OpenReservationsStore
             + PeriodDrawsStore
-            + OrgWalletStore,
+            + OrgWalletStore
+            + CheckViewStore,
     > Store for T
 {
 }

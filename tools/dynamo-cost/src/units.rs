@@ -6,7 +6,8 @@
 //!   element + its contents, a set the sum of its members.
 //! - Reads: ⌈size / 4 KB⌉ read units for a strongly consistent read (minimum 1), half
 //!   for an eventually consistent one; a `GetItem` is charged for the whole item even with
-//!   a projection; a `Query` for the sum of the items it returns, rounded up once.
+//!   a projection; a `BatchGetItem` for each key as a `GetItem` (a key without an item
+//!   the minimum); a `Query` for the sum of the items it returns, rounded up once.
 //! - Writes: ⌈max(size before, size after) / 1 KB⌉ write units per item (minimum 1).
 //! - Transactions: twice the units of the same requests outside a transaction.
 //! - Global secondary indexes: a write that adds an item to an index, removes it, or
@@ -284,6 +285,34 @@ pub fn call_units(call: &Call, before: &Snapshot, after: &Snapshot) -> Units {
                 let (table, index) = write_units(key, before, after);
                 u.write += dec!(2) * table + index;
                 u.index_write += index;
+            }
+            u
+        }
+        "BatchGetItem" => {
+            // Each key is read as a `GetItem` would be (rounded up per item; a key that
+            // finds no item is charged the minimum).
+            let mut u = Units::default();
+            for spec in obj(req, "RequestItems")
+                .into_iter()
+                .flat_map(|t| t.values())
+            {
+                let consistent = spec
+                    .get("ConsistentRead")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false);
+                for k in spec
+                    .get("Keys")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    let size = k
+                        .as_object()
+                        .and_then(key_of)
+                        .and_then(|k| before.get(&k))
+                        .map_or(0, item_size);
+                    u.read += read_units(size, consistent);
+                }
             }
             u
         }

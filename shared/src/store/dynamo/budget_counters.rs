@@ -1,20 +1,31 @@
-//! Budget counters (docs/dynamodb.md, "Budget counters"): one item per counter.
+//! Budget counters (docs/dynamodb.md, "Budget counters"): one item per (scope, member),
+//! at a key known before any read, holding that scope's counters of every window.
 //!
-//! - `PK = T#<tenant>#BC#<counter key>`, `SK = C` ([`CounterKey::key`] names the scope,
-//!   the window and its start, and the member of `each_member` budgets): a new window is
-//!   a new item, so nothing is ever reset; `ttl` is a day after the window's end, so old
-//!   windows go by themselves.
-//! - Attributes, numbers: `c|<provider>`, `t|<provider>`, `$|<provider>` (calls, tokens,
-//!   cost counted in the window) and the totals `c|*`, `t|*`, `$|*`, so that every guard
-//!   (`calls:<p>`, `calls:*`, `tokens:<p>`, `tokens:*`, `cost_usd`) is one condition.
-//!   These count recorded and held usage together; `hc|<provider>`, `ht|…`, `h$|…` say
-//!   how much of it is held by open reservations (returned when they close).
+//! - `PK = T#<tenant>#BC#<scope key>` (pooled usage) or
+//!   `T#<tenant>#BC#<scope key>#member#<user>` (`each_member` budgets, and the member's
+//!   usage within an org), `SK = C`: the key names no window, so a check can read the
+//!   counters of every budget of the scopes it names in the same `BatchGetItem` as the
+//!   budget definitions, before it knows which windows apply.
+//! - A counter ([`CounterKey::key`]: scope, member, window, window start) is the set of
+//!   attributes of its item whose names start with `<window code><start, epoch
+//!   seconds>|` ([`place_of`], e.g. `d1773100800|`): `c|<provider>`, `t|<provider>`,
+//!   `$|<provider>` (calls, tokens, cost counted in the window) and the totals `c|*`,
+//!   `t|*`, `$|*`, so that every guard (`calls:<p>`, `calls:*`, `tokens:<p>`, `tokens:*`,
+//!   `cost_usd`) is one condition. These count recorded and held usage together;
+//!   `hc|<provider>`, `ht|…`, `h$|…` say how much of it is held by open reservations
+//!   (returned when they close). `e` is the window's end (epoch seconds). A new window
+//!   is a new set of names, so nothing is ever reset.
+//! - Per window kind an item keeps its newest windows (three; seven minutes); older ones
+//!   are removed by the next write of the item from a process that read it
+//!   ([`StaleWindows`]), so an item holds the windows of its budgets that are open or
+//!   just closed, not their history.
 //!
 //! Writes only `ADD` (the arithmetic runs in DynamoDB); guarded writes of several
 //! counters are one `TransactWriteItems` whose conditions are the guards, so all or none
-//! pass. Reads are one `BatchGetItem` (strongly consistent).
+//! pass (counters on one item are one `Update` of it). Reads are one `BatchGetItem`
+//! (strongly consistent).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::TransactWriteItem;
@@ -25,17 +36,26 @@ use super::codec::{count_of, decimal_of, get_s, n, Item};
 use super::expressions::Update;
 use super::layout;
 use super::requests::{key, MAX_TX_ITEMS};
+use super::stale_windows::StaleWindows;
 use super::DynamoStore;
 use crate::budgets::{CounterKey, CounterWrite};
 use crate::domain::{BudgetHold, ProviderId, Reservation, TenantId, UsageEvent};
 use crate::limits::{Guard, Metric};
-use crate::store::{
-    BudgetCounterStore, RecordOutcome, ReserveOutcome, StoreError, StoreResult, COUNTER_GRACE,
-};
+use crate::store::{BudgetCounterStore, RecordOutcome, ReserveOutcome, StoreError, StoreResult};
 use crate::usage::{PeriodUsage, ProviderUsage, Tally};
 
 pub(super) const COUNTER_SK: &str = "C";
 const ALL: &str = "*";
+/// The end of a counter's window (epoch seconds), beside its counts.
+const END: &str = "e";
+
+/// The `ttl` every write sets on a counter item: as long as raw events are kept after
+/// the write (longer than any window, a yearly period included), so an item no one
+/// writes any more goes (a scope no longer used, an erased member's items) and one in
+/// use never does. DynamoDB's TTL compares with the real clock, so this is the real one.
+pub(super) fn item_ttl() -> aws_sdk_dynamodb::types::AttributeValue {
+    n((Utc::now() + chrono::Duration::days(super::items::EVENT_RETENTION_DAYS)).timestamp())
+}
 /// Held usage (open reservations) per provider: `hc|<provider>`, `ht|…`, `h$|…`, also
 /// counted in the used attributes (`c|…`, …) that guards compare.
 const HELD_CALLS: &str = "hc";
@@ -46,8 +66,51 @@ const HELD_COST: &str = "h$";
 /// still checked with one `GetItem`).
 pub(super) const USER_BUDGETS: &str = "nb";
 
-pub(super) fn counter_pk(tenant: &TenantId, counter: &str) -> String {
-    format!("T#{tenant}#BC#{counter}")
+/// The key of the counter item `item` (a scope key, or `<scope key>#member#<user>`).
+pub(super) fn counter_pk(tenant: &TenantId, item: &str) -> String {
+    format!("T#{tenant}#BC#{item}")
+}
+
+/// The short code of a window in attribute names.
+fn window_code(window: &str) -> Option<&'static str> {
+    Some(match window {
+        "minute" => "mi",
+        "hour" => "h",
+        "day" => "d",
+        "week" => "w",
+        "month" => "mo",
+        "period" => "p",
+        _ => return None,
+    })
+}
+
+/// Where the counter `counter` ([`CounterKey::key`]) lives: its item (the key without
+/// the window and its start) and the prefix of its attributes on that item
+/// (`<window code><start, epoch seconds>`). `None` for a text that is no counter key
+/// (an item key of this layout, e.g.).
+pub(super) fn parse_counter_key(counter: &str) -> Option<(String, String)> {
+    let mut parts = counter.rsplitn(3, '#');
+    let start = parts.next()?;
+    let code = window_code(parts.next()?)?;
+    let item = parts.next()?;
+    let start = DateTime::parse_from_rfc3339(start).ok()?.timestamp();
+    Some((item.to_owned(), format!("{code}{start}")))
+}
+
+/// [`parse_counter_key`] for the keys the service makes (always well formed).
+pub(super) fn place_of(counter: &str) -> StoreResult<(String, String)> {
+    parse_counter_key(counter)
+        .ok_or_else(|| StoreError::Corrupt(format!("not a budget counter key: {counter}")))
+}
+
+/// The name of attribute `name` of the counter with attribute prefix `prefix`.
+fn prefixed(prefix: &str, name: &str) -> String {
+    format!("{prefix}|{name}")
+}
+
+/// The attribute holding the end of the window with prefix `prefix`.
+fn end_attr(prefix: &str) -> String {
+    prefixed(prefix, END)
 }
 
 fn attr(kind: &str, provider: &str) -> String {
@@ -128,22 +191,49 @@ impl CounterAdds {
         self.apply(provider.as_str(), &Tally::default(), &hold.held, -1)
     }
 
-    /// The update: every non-zero increment and the `ttl`.
-    pub fn update(&self) -> Update {
-        let mut u = Update::new();
+    /// Adds this counter's increments (those not zero) to `u`, the update of its item,
+    /// under the attribute prefix `prefix`, and sets its window's end.
+    fn add_to(&self, u: &mut Update, prefix: &str) {
         for (name, by) in self.adds.iter().filter(|(_, v)| !v.is_zero()) {
-            u.add(name, n(by));
+            u.add(&prefixed(prefix, name), n(by));
         }
         if let Some(end) = self.window_end {
-            u.set(layout::TTL, n((end + COUNTER_GRACE).timestamp()));
+            u.set(&end_attr(prefix), n(end.timestamp()));
         }
-        u
     }
+}
+
+/// One update per counter item of `adds` (by counter key): the increments of every
+/// counter on it. Counters without any increment are left out.
+/// The update also removes the item's stale windows noted in `stale`.
+pub(super) fn item_updates(
+    tenant: &TenantId,
+    adds: &BTreeMap<String, CounterAdds>,
+    stale: &StaleWindows,
+) -> StoreResult<BTreeMap<String, Update>> {
+    let mut out: BTreeMap<String, (Update, BTreeSet<String>)> = BTreeMap::new();
+    for (k, a) in adds
+        .iter()
+        .filter(|(_, a)| a.adds.values().any(|v| !v.is_zero()))
+    {
+        let (item, prefix) = place_of(k)?;
+        let (u, written) = out.entry(counter_pk(tenant, &item)).or_default();
+        a.add_to(u, &prefix);
+        written.insert(prefix);
+    }
+    Ok(out
+        .into_iter()
+        .map(|(pk, (mut u, written))| {
+            stale.remove_into(&pk, &written, &mut u);
+            u.set(layout::TTL, item_ttl());
+            (pk, u)
+        })
+        .collect())
 }
 
 /// The condition of `guard` on a counter item; `None` when it cannot pass even on an
 /// empty counter.
-pub(super) fn guard_condition(u: &mut Update, guard: &Guard) -> Option<()> {
+pub(super) fn guard_condition(u: &mut Update, prefix: &str, guard: &Guard) -> Option<()> {
     let room = guard.limit.checked_sub(guard.increment)?;
     let empty_passes = if guard.strict {
         Decimal::ZERO < room
@@ -153,7 +243,7 @@ pub(super) fn guard_condition(u: &mut Update, guard: &Guard) -> Option<()> {
     if !empty_passes {
         return None;
     }
-    let name = guard_attr(&guard.metric);
+    let name = prefixed(prefix, &guard_attr(&guard.metric));
     let op = if guard.strict { "<" } else { "<=" };
     u.condition(|x| {
         let a = x.name(&name);
@@ -165,10 +255,16 @@ pub(super) fn guard_condition(u: &mut Update, guard: &Guard) -> Option<()> {
 
 /// The usage a counter item holds: `held` from the held attributes, `recorded` the used
 /// attributes less them.
-fn usage_of(item: &Item) -> StoreResult<PeriodUsage> {
+pub(super) fn usage_of(item: &Item, prefix: &str) -> StoreResult<PeriodUsage> {
     // provider -> ([used calls, tokens, cost], [held calls, tokens, cost])
     let mut raw: BTreeMap<&str, ([Decimal; 3], [Decimal; 3])> = BTreeMap::new();
     for (name, value) in item {
+        let Some(name) = name
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.strip_prefix('|'))
+        else {
+            continue;
+        };
         let Some((kind, provider)) = name.split_once('|') else {
             continue;
         };
@@ -225,11 +321,13 @@ pub(super) struct GuardedUpdate {
     pub metric: Option<Metric>,
 }
 
-/// One update per counter of `writes`: its increments and every guard on it as
-/// conditions. `Err(metric)` when a guard cannot pass even on an empty counter.
+/// One update per counter item of `writes`: the increments of its counters and every
+/// guard on them as conditions. `Err(metric)` when a guard cannot pass even on an empty
+/// counter.
 pub(super) fn guarded_updates(
     tenant: &TenantId,
     writes: &[CounterWrite],
+    stale: &StaleWindows,
 ) -> StoreResult<Result<Vec<GuardedUpdate>, Metric>> {
     let mut by_counter: BTreeMap<String, (CounterAdds, Vec<Guard>)> = BTreeMap::new();
     for w in writes {
@@ -241,27 +339,44 @@ pub(super) fn guarded_updates(
             }
         }
     }
-    if by_counter.len() > MAX_TX_ITEMS {
-        return Err(StoreError::Unavailable(format!(
-            "{} budget counters exceed one transaction",
-            by_counter.len()
-        )));
-    }
-    let mut updates = Vec::with_capacity(by_counter.len());
+    // Counters on one item are one update of it (a transaction writes an item once).
+    let mut by_item: BTreeMap<String, GuardedUpdate> = BTreeMap::new();
+    let mut written: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for (k, (adds, guards)) in &by_counter {
-        let mut update = adds.update();
-        for g in guards {
-            if guard_condition(&mut update, g).is_none() {
-                return Ok(Err(g.metric.clone()));
+        let (item, prefix) = place_of(k)?;
+        let pk = counter_pk(tenant, &item);
+        written
+            .entry(pk.clone())
+            .or_default()
+            .insert(prefix.clone());
+        let g = by_item.entry(pk.clone()).or_insert_with(|| GuardedUpdate {
+            pk,
+            update: Update::new(),
+            metric: None,
+        });
+        adds.add_to(&mut g.update, &prefix);
+        for guard in guards {
+            if guard_condition(&mut g.update, &prefix, guard).is_none() {
+                return Ok(Err(guard.metric.clone()));
             }
         }
-        updates.push(GuardedUpdate {
-            pk: counter_pk(tenant, k),
-            update,
-            metric: guards.first().map(|g| g.metric.clone()),
-        });
+        if g.metric.is_none() {
+            g.metric = guards.first().map(|g| g.metric.clone());
+        }
     }
-    Ok(Ok(updates))
+    if by_item.len() > MAX_TX_ITEMS {
+        return Err(StoreError::Unavailable(format!(
+            "{} budget counter items exceed one transaction",
+            by_item.len()
+        )));
+    }
+    for (pk, g) in by_item.iter_mut() {
+        if let Some(w) = written.get(pk) {
+            stale.remove_into(pk, w, &mut g.update);
+        }
+        g.update.set(layout::TTL, item_ttl());
+    }
+    Ok(Ok(by_item.into_values().collect()))
 }
 
 impl DynamoStore {
@@ -272,10 +387,54 @@ impl DynamoStore {
         tenant: &TenantId,
         adds: &BTreeMap<String, CounterAdds>,
     ) -> StoreResult<Vec<TransactWriteItem>> {
-        adds.iter()
-            .filter(|(_, a)| a.adds.values().any(|v| !v.is_zero()))
-            .map(|(k, a)| self.tx_update(counter_pk(tenant, k), COUNTER_SK, &a.update()))
+        item_updates(tenant, adds, &self.stale)?
+            .into_iter()
+            .map(|(pk, u)| self.tx_update(pk, COUNTER_SK, &u))
             .collect()
+    }
+
+    /// The counter items of `counters` (by item key), read in one consistent
+    /// `BatchGetItem`; an item never written is absent.
+    pub(super) async fn read_counter_items(
+        &self,
+        tenant: &TenantId,
+        counters: &[CounterKey],
+    ) -> StoreResult<HashMap<String, Item>> {
+        let mut wanted: Vec<Item> = Vec::new();
+        for c in counters {
+            let (item, _) = place_of(&c.key())?;
+            let k = key(counter_pk(tenant, &item), COUNTER_SK);
+            if !wanted.contains(&k) {
+                wanted.push(k);
+            }
+        }
+        if wanted.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let items: HashMap<String, Item> = self
+            .batch_get(wanted, true)
+            .await?
+            .into_iter()
+            .filter_map(|item| get_s(&item, layout::PK).map(|pk| (pk.to_owned(), item.clone())))
+            .collect();
+        for (pk, item) in &items {
+            self.stale.note(pk, item);
+        }
+        Ok(items)
+    }
+}
+
+/// The usage of `counter` on the items read (by `PK`); zero when its item or its
+/// attributes are absent.
+pub(super) fn counter_usage(
+    tenant: &TenantId,
+    items: &HashMap<String, Item>,
+    counter: &CounterKey,
+) -> StoreResult<PeriodUsage> {
+    let (item, prefix) = place_of(&counter.key())?;
+    match items.get(&counter_pk(tenant, &item)) {
+        Some(item) => usage_of(item, &prefix),
+        None => Ok(PeriodUsage::default()),
     }
 }
 
@@ -286,28 +445,10 @@ impl BudgetCounterStore for DynamoStore {
         tenant: &TenantId,
         counters: &[CounterKey],
     ) -> StoreResult<Vec<PeriodUsage>> {
-        if counters.is_empty() {
-            return Ok(Vec::new());
-        }
-        let keys: Vec<String> = counters.iter().map(CounterKey::key).collect();
-        let mut wanted: Vec<Item> = Vec::new();
-        for k in &keys {
-            let item = key(counter_pk(tenant, k), COUNTER_SK);
-            if !wanted.contains(&item) {
-                wanted.push(item);
-            }
-        }
-        let found: HashMap<String, Item> = self
-            .batch_get(wanted, true)
-            .await?
-            .into_iter()
-            .filter_map(|item| get_s(&item, layout::PK).map(|pk| (pk.to_owned(), item.clone())))
-            .collect();
-        keys.iter()
-            .map(|k| match found.get(&counter_pk(tenant, k)) {
-                Some(item) => usage_of(item),
-                None => Ok(PeriodUsage::default()),
-            })
+        let items = self.read_counter_items(tenant, counters).await?;
+        counters
+            .iter()
+            .map(|c| counter_usage(tenant, &items, c))
             .collect()
     }
 
@@ -320,7 +461,7 @@ impl BudgetCounterStore for DynamoStore {
         if writes.is_empty() {
             return Ok(true);
         }
-        let updates = match guarded_updates(tenant, writes)? {
+        let updates = match guarded_updates(tenant, writes, &self.stale)? {
             Ok(updates) => updates,
             Err(_) => return Ok(false),
         };
@@ -343,7 +484,7 @@ impl BudgetCounterStore for DynamoStore {
         writes: &[CounterWrite],
         _now: DateTime<Utc>,
     ) -> StoreResult<ReserveOutcome> {
-        let budget = match guarded_updates(&reservation.tenant, writes)? {
+        let budget = match guarded_updates(&reservation.tenant, writes, &self.stale)? {
             Ok(updates) => updates,
             Err(metric) => return Ok(ReserveOutcome::Denied { metric }),
         };

@@ -1,23 +1,29 @@
-//! Budgets (docs/dynamodb.md, "Budgets"): each budget is two items written together, and
-//! each scope has one count item.
+//! Budgets (docs/dynamodb.md, "Budgets"): each budget is kept twice, written together.
 //!
 //! - `PK = T#<tenant>#BUDGET#<budget_id>`, `SK = BUDGET`: the budget by id (GET by id is
 //!   one `GetItem`); its own partition, so budgets never crowd the tenant's partition.
-//! - `PK = T#<tenant>#BUDGETS#<scope key>`, `SK = B#<budget_id>`: the same budget in its
-//!   scope's partition (a scope's list, what the check reads, is one `Query`).
-//! - `PK = T#<tenant>#BUDGETS#<scope key>`, `SK = COUNT`: `n` (N), the scope's number of
-//!   budgets, which caps it at [`MAX_BUDGETS_PER_SCOPE`] in the write's condition.
+//! - `PK = T#<tenant>#BUDGETS#<scope key>`, `SK = COUNT`, the scope's item: the scope's
+//!   budgets as attributes `b|<budget_id>` (M: the budget's fields) and `n` (N), their
+//!   number, which caps it at [`MAX_BUDGETS_PER_SCOPE`] in the write's condition. Its key
+//!   is known before any read, so the check reads a scope's budgets in the same
+//!   `BatchGetItem` as everything else it needs (`check_view`).
 //!
-//! Budget items hold the budget's fields as native attributes (limits as exact decimal
+//! Budgets written before the scope item held them (`SK = B#<budget_id>` items in the
+//! scope's partition) are still read while the scope's count says there are more budgets
+//! than its item holds (one `Query` more), until `meter migrate` folds them in.
+//!
+//! The by-id item holds the budget's fields as native attributes (limits as exact decimal
 //! strings) plus `scope_key` (S). A put or delete is one `TransactWriteItems` whose
 //! conditions carry the version and scope it read (`attribute_not_exists(PK)` for a new
 //! id; the scope too, as versions start again after a delete), so a
 //! racing put or delete of the same id cancels it and it starts over from a fresh read;
-//! a creation's count update holds only while `n < 32`, so racing creations on a full
+//! a creation's scope update holds only while `n < 32`, so racing creations on a full
 //! scope cannot pass the cap.
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{CancellationReason, Delete, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, CancellationReason, Delete, Put, TransactWriteItem, Update,
+};
 
 use super::codec::{from_item, get_s, n, s, to_item, Item};
 use super::errors::build_err;
@@ -31,6 +37,8 @@ use crate::store::{BudgetPut, BudgetStore, StoreError, StoreResult};
 const BUDGET_SK: &str = "BUDGET";
 const COUNT_SK: &str = "COUNT";
 const LISTED_PREFIX: &str = "B#";
+/// The prefix of a budget's attribute on its scope's item: `b|<budget_id>`.
+const BUDGET_ATTR: &str = "b|";
 const SCOPE_KEY: &str = "scope_key";
 const VERSION: &str = "version";
 const COUNT: &str = "n";
@@ -45,6 +53,61 @@ fn scope_pk(tenant: &TenantId, scope: &Scope) -> String {
 
 fn listed_sk(id: &BudgetId) -> String {
     format!("{LISTED_PREFIX}{id}")
+}
+
+/// The key of a scope's item (its budgets and their count).
+pub(super) fn scope_item_key(tenant: &TenantId, scope: &Scope) -> Item {
+    key(scope_pk(tenant, scope), COUNT_SK)
+}
+
+fn budget_attr(id: &BudgetId) -> String {
+    format!("{BUDGET_ATTR}{id}")
+}
+
+/// What a read of a scope's item gave: the budgets on it, and whether budgets written
+/// before it held them may be left in the scope's partition (its count says more).
+pub(super) struct ScopeBudgets {
+    pub budgets: Vec<Budget>,
+    pub legacy_left: bool,
+}
+
+/// The budgets on the scope item `item` (absent: none) of `scope`, in id order.
+pub(super) fn budgets_of_scope_item(
+    scope: &Scope,
+    item: Option<&Item>,
+) -> StoreResult<ScopeBudgets> {
+    let Some(item) = item else {
+        return Ok(ScopeBudgets {
+            budgets: Vec::new(),
+            legacy_left: false,
+        });
+    };
+    let mut budgets = Vec::new();
+    for (name, value) in item {
+        if !name.starts_with(BUDGET_ATTR) {
+            continue;
+        }
+        let AttributeValue::M(fields) = value else {
+            return Err(StoreError::Corrupt(format!(
+                "budget attribute {name} is not a map"
+            )));
+        };
+        let b: Budget = decode(fields)?;
+        if b.scope != *scope {
+            return Err(StoreError::Corrupt(format!(
+                "budget {} of another scope in {}",
+                b.id,
+                scope.key()
+            )));
+        }
+        budgets.push(b);
+    }
+    budgets.sort_by(|a, b| a.id.as_str().as_bytes().cmp(b.id.as_str().as_bytes()));
+    let count = super::codec::decimal_attr(item, COUNT)?;
+    Ok(ScopeBudgets {
+        legacy_left: count > rust_decimal::Decimal::from(budgets.len()),
+        budgets,
+    })
 }
 
 /// The budget's attributes under (`pk`, `sk`).
@@ -128,28 +191,34 @@ impl DynamoStore {
             .build())
     }
 
-    /// Adds `by` to the scope's count; a creation (`by` > 0) only while the count is
-    /// below the cap.
-    fn budget_count(
+    /// The update of the scope's item: `budget` stored in it (a put) or `removed` taken
+    /// out of it (a delete), and `by` added to the scope's count; a creation (`by` > 0)
+    /// only while the count is below the cap.
+    fn scope_item_update(
         &self,
         tenant: &TenantId,
         scope: &Scope,
+        budget: Option<&Budget>,
+        removed: Option<&BudgetId>,
         by: i64,
     ) -> StoreResult<TransactWriteItem> {
-        let mut update = Update::builder()
-            .table_name(&self.table)
-            .set_key(Some(key(scope_pk(tenant, scope), COUNT_SK)))
-            .update_expression("ADD #n :by")
-            .expression_attribute_names("#n", COUNT)
-            .expression_attribute_values(":by", n(by));
-        if by > 0 {
-            update = update
-                .condition_expression("attribute_not_exists(#n) OR #n < :max")
-                .expression_attribute_values(":max", n(MAX_BUDGETS_PER_SCOPE));
+        let mut u = super::expressions::Update::new();
+        if let Some(b) = budget {
+            u.set(&budget_attr(&b.id), AttributeValue::M(to_item(b)?));
         }
-        Ok(TransactWriteItem::builder()
-            .update(update.build().map_err(build_err)?)
-            .build())
+        if let Some(id) = removed {
+            u.remove(&budget_attr(id));
+        }
+        if by != 0 {
+            u.add(COUNT, n(by));
+        }
+        if by > 0 {
+            u.condition(|x| {
+                let (c, max) = (x.name(COUNT), x.value(n(MAX_BUDGETS_PER_SCOPE)));
+                format!("attribute_not_exists({c}) OR {c} < {max}")
+            });
+        }
+        self.tx_update(scope_pk(tenant, scope), COUNT_SK, &u)
     }
 
     /// Adds `by` to the user's budget count on the user's state item, for a budget on a
@@ -205,17 +274,18 @@ impl DynamoStore {
             ..budget.clone()
         };
         let by_id = item(&new, id_pk(tenant, &new.id), BUDGET_SK.to_owned())?;
-        let listed = item(&new, scope_pk(tenant, &new.scope), listed_sk(&new.id))?;
         let items = match stored {
             Some(old) => vec![
                 self.budget_put(by_id, Some(Expected::Stored(old.version, &old.scope)))?,
-                self.budget_put(listed, None)?,
+                self.scope_item_update(tenant, &new.scope, Some(&new), None, 0)?,
+                // A budget written before the scope item held budgets (`meter migrate`
+                // folds those in): its old copy goes.
+                self.budget_delete(scope_pk(tenant, &new.scope), &listed_sk(&new.id), None)?,
             ],
             None => {
                 let mut items = vec![
                     self.budget_put(by_id, Some(Expected::Absent))?,
-                    self.budget_put(listed, None)?,
-                    self.budget_count(tenant, &new.scope, 1)?,
+                    self.scope_item_update(tenant, &new.scope, Some(&new), None, 1)?,
                 ];
                 // Issue 18: the user's state item counts the user's own budgets, so that
                 // the check of a user without budgets stays one GetItem.
@@ -234,7 +304,7 @@ impl DynamoStore {
                 None => BudgetPut::Created(new),
             })),
             Err(reasons) if condition_failed(&reasons, 0) => Ok(None),
-            Err(reasons) if stored.is_none() && condition_failed(&reasons, 2) => {
+            Err(reasons) if stored.is_none() && condition_failed(&reasons, 1) => {
                 Ok(Some(BudgetPut::ScopeFull))
             }
             Err(_) => Ok(None),
@@ -284,8 +354,9 @@ impl BudgetStore for DynamoStore {
                     BUDGET_SK,
                     Some((stored.version, &stored.scope)),
                 )?,
+                self.scope_item_update(tenant, &stored.scope, None, Some(id), -1)?,
+                // A budget written before the scope item held budgets: its old copy.
                 self.budget_delete(scope_pk(tenant, &stored.scope), &listed_sk(id), None)?,
-                self.budget_count(tenant, &stored.scope, -1)?,
             ];
             // The user's budget count, only on a state item that still exists (an erased
             // user's state item is gone: not created again).
@@ -319,6 +390,45 @@ impl BudgetStore for DynamoStore {
     }
 
     async fn list_budgets(&self, tenant: &TenantId, scope: &Scope) -> StoreResult<Vec<Budget>> {
+        let item = self
+            .get_item(scope_pk(tenant, scope), COUNT_SK, &[])
+            .await?;
+        let read = budgets_of_scope_item(scope, item.as_ref())?;
+        self.with_legacy_budgets(tenant, scope, read).await
+    }
+}
+
+impl DynamoStore {
+    /// The scope's budgets from a read of its item, with those written before the item
+    /// held budgets when its count says some are left (one `Query`; `meter migrate`
+    /// folds them in).
+    pub(super) async fn with_legacy_budgets(
+        &self,
+        tenant: &TenantId,
+        scope: &Scope,
+        read: ScopeBudgets,
+    ) -> StoreResult<Vec<Budget>> {
+        if !read.legacy_left {
+            return Ok(read.budgets);
+        }
+        let mut by_id: std::collections::BTreeMap<Vec<u8>, Budget> = read
+            .budgets
+            .into_iter()
+            .map(|b| (b.id.as_str().as_bytes().to_vec(), b))
+            .collect();
+        for b in self.legacy_budgets(tenant, scope).await? {
+            by_id.entry(b.id.as_str().as_bytes().to_vec()).or_insert(b);
+        }
+        Ok(by_id.into_values().collect())
+    }
+
+    /// The budgets kept as items of the scope's partition (`B#<id>`, the layout before
+    /// the scope item held them).
+    pub(super) async fn legacy_budgets(
+        &self,
+        tenant: &TenantId,
+        scope: &Scope,
+    ) -> StoreResult<Vec<Budget>> {
         // At most 32 budgets of at most 32 limits each: far below a query page's 1 MB,
         // so this is one Query.
         let items = self

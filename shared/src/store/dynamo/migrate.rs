@@ -71,6 +71,10 @@ pub struct MigrationReport {
     pub reservations_spilled: u64,
     /// The job cursor said the migration had finished already: nothing was read.
     pub already_done: bool,
+    /// Issue 18: budgets moved onto their scope's item (`migrate_budgets`).
+    pub budgets_folded: u64,
+    /// Issue 18: one-window counter items added to their scope's counter item.
+    pub counters_folded: u64,
 }
 
 /// The indexes listing state items, in the order the migration walks them: (cursor
@@ -298,9 +302,11 @@ impl DynamoStore {
     /// Runs (or resumes) the migration of this table; see the module.
     pub async fn migrate(&self) -> StoreResult<MigrationReport> {
         let mut report = MigrationReport::default();
+        // Issue 18: budgets and their counters into the check's one-read layout.
+        let budgets_ran = self.migrate_budget_layout(&mut report).await?;
         let cursor = self.get_job_cursor(JOB).await?;
         if cursor.as_deref() == Some(DONE) {
-            report.already_done = true;
+            report.already_done = !budgets_ran;
             return Ok(report);
         }
         let (resume_phase, resume_after) = match cursor.as_deref().and_then(|c| c.split_once('|')) {

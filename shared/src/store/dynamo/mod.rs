@@ -26,6 +26,7 @@ mod budget_alerts;
 mod budget_counters;
 mod budgets;
 mod catalog;
+mod check_view;
 mod claims;
 mod codec;
 mod counters;
@@ -38,6 +39,7 @@ mod items;
 pub mod layout;
 pub mod legacy;
 pub mod migrate;
+pub mod migrate_budgets;
 mod open_reservations;
 mod org_members;
 mod org_wallets;
@@ -51,6 +53,7 @@ mod request_counter;
 mod requests;
 mod reservations;
 mod schema;
+mod stale_windows;
 mod subscriptions;
 mod tenants;
 mod token_keys;
@@ -70,6 +73,8 @@ pub struct DynamoStore {
     client: Client,
     table: String,
     crowded: reservations::Crowded,
+    /// Issue 18: ended windows seen on budget counter items, removed by the next write.
+    stale: stale_windows::StaleWindows,
 }
 
 impl DynamoStore {
@@ -78,6 +83,7 @@ impl DynamoStore {
             client,
             table: table.into(),
             crowded: reservations::Crowded::default(),
+            stale: stale_windows::StaleWindows::default(),
         }
     }
 

@@ -24,7 +24,7 @@ pub const ORG_SUB_SK: &str = "ORGSUB";
 /// The `subs` index partition of org subscription items.
 pub const ORG_SUBS_PARTITION: &str = "ORGSUBS";
 
-fn org_pk(tenant: &TenantId, org: &OrgId) -> String {
+pub(super) fn org_pk(tenant: &TenantId, org: &OrgId) -> String {
     layout::user_pk(tenant, &org_subscriber(org))
 }
 
@@ -35,7 +35,7 @@ fn parse_org_pk(pk: &str) -> Option<(TenantId, OrgId)> {
     Some((TenantId::parse(tenant).ok()?, OrgId::parse(org).ok()?))
 }
 
-fn subscription_of(item: &Item) -> StoreResult<Option<Subscription>> {
+pub(super) fn subscription_of(item: &Item) -> StoreResult<Option<Subscription>> {
     match item.get(layout::SUB) {
         None | Some(AttributeValue::Null(_)) => Ok(None),
         Some(av) => serde_json::from_value(av_to_json(av)?)

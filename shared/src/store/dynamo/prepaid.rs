@@ -352,7 +352,11 @@ impl PrepaidStore for DynamoStore {
         hold: &CreditHold,
         _now: DateTime<Utc>,
     ) -> StoreResult<CreditReserve> {
-        let budget = match super::budget_counters::guarded_updates(&reservation.tenant, writes)? {
+        let budget = match super::budget_counters::guarded_updates(
+            &reservation.tenant,
+            writes,
+            &self.stale,
+        )? {
             Ok(updates) => updates,
             Err(metric) => return Ok(CreditReserve::Denied { metric }),
         };

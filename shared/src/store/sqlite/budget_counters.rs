@@ -24,7 +24,11 @@ use crate::usage::{PeriodUsage, ProviderUsage, Tally};
 /// Rows pruned per write, at most (old windows go a few at a time).
 const PRUNE_BATCH: i64 = 50;
 
-fn read_counter(conn: &Connection, tenant: &str, counter: &str) -> StoreResult<PeriodUsage> {
+pub(super) fn read_counter(
+    conn: &Connection,
+    tenant: &str,
+    counter: &str,
+) -> StoreResult<PeriodUsage> {
     type Row = (String, [i64; 2], String, [i64; 2], String);
     let mut stmt = conn.prepare_cached(
         "SELECT provider, calls, tokens, cost, held_calls, held_tokens, held_cost

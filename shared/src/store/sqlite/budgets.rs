@@ -11,7 +11,7 @@ use crate::budgets::{Budget, Scope, MAX_BUDGETS_PER_SCOPE};
 use crate::domain::{BudgetId, TenantId};
 use crate::store::{BudgetPut, BudgetStore, StoreError, StoreResult};
 
-fn decode(text: &str) -> StoreResult<Budget> {
+pub(super) fn decode(text: &str) -> StoreResult<Budget> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("budget: {e}")))
 }
 

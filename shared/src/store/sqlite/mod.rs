@@ -27,6 +27,7 @@ mod budget_alerts;
 mod budget_counters;
 mod budgets;
 mod catalog;
+mod check_view;
 mod codec;
 mod compact_events;
 mod dashboard;

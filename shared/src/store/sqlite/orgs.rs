@@ -12,7 +12,11 @@ use super::SqliteStore;
 use crate::domain::{Invoice, OrgId, Subscription, TenantId};
 use crate::store::{org_subscriber, OrgClose, OrgRef, OrgStore, Page, StoreError, StoreResult};
 
-fn get(conn: &Connection, tenant: &TenantId, org: &OrgId) -> StoreResult<Option<Subscription>> {
+pub(super) fn get(
+    conn: &Connection,
+    tenant: &TenantId,
+    org: &OrgId,
+) -> StoreResult<Option<Subscription>> {
     let text: Option<String> = conn
         .prepare_cached("SELECT sub FROM org_subscriptions WHERE tenant = ?1 AND org_id = ?2")?
         .query_row(params![tenant.as_str(), org.as_str()], |r| r.get(0))

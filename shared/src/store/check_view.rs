@@ -1,0 +1,59 @@
+//! The check's read over budgets (issue 18, SPEC §12: a check is one request): everything
+//! a check naming a user, an org and a team decides on, read together.
+//!
+//! What is read does not depend on what is read: the user's state (subscription, plan
+//! counters), the wallet figures when asked, the org's subscription, the budgets of every
+//! scope the call names, and the budget counters of those scopes. Which counters apply
+//! (window starts, the org's billing period) is known only after the read, so the caller
+//! passes a [`CounterPicker`] that names them from what was read; an adapter returns
+//! their usage from the same read (DynamoDB: one `BatchGetItem` of items at keys known
+//! before it, docs/dynamodb.md "The check's read").
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+
+use super::{CreditState, PeriodPicker, StoreResult, UserUsage};
+use crate::budgets::{Budget, CallScopes, CounterKey};
+use crate::domain::{Subscription, TenantId};
+use crate::usage::PeriodUsage;
+
+/// Names the counters a check needs from what it read: the user's state, the org's
+/// subscription (any status) and the budgets of the named scopes.
+pub type CounterPicker<'a> =
+    &'a (dyn Fn(&UserUsage, Option<&Subscription>, &[Budget]) -> Vec<CounterKey> + Send + Sync);
+
+/// What [`CheckViewStore::read_check_view`] read.
+#[derive(Debug, Clone, Default)]
+pub struct CheckView {
+    /// As [`UsageStore::get_user_limits`](super::UsageStore::get_user_limits) reads it.
+    pub user: UserUsage,
+    /// The user's wallet figures, when asked for.
+    pub credit: Option<CreditState>,
+    /// The named org's wallet figures, when asked for and the call names an org (issue 19:
+    /// a prepaid org plan is paid from the org's wallet, `service::org_wallets`).
+    pub org_credit: Option<CreditState>,
+    /// The named org's subscription (any status); `None` without an org or subscription.
+    pub org_subscription: Option<Subscription>,
+    /// The budgets on every scope the call names (the user's own included), by scope
+    /// then id.
+    pub budgets: Vec<Budget>,
+    /// The usage of each counter the picker named (zero when never written).
+    pub counters: BTreeMap<CounterKey, PeriodUsage>,
+}
+
+#[async_trait]
+pub trait CheckViewStore: Send + Sync {
+    /// Reads the check's view of `call` at once: on DynamoDB one request (and at most
+    /// one more for a period that was closed meanwhile, or for budgets written before
+    /// the scope item held them, until `meter migrate`). `pick` picks the user's period
+    /// as `get_user_limits` does, `counters` names the counters to return.
+    async fn read_check_view(
+        &self,
+        tenant: &TenantId,
+        call: &CallScopes,
+        with_credit: bool,
+        pick: PeriodPicker<'_>,
+        counters: CounterPicker<'_>,
+    ) -> StoreResult<CheckView>;
+}
