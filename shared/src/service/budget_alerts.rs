@@ -73,9 +73,9 @@ impl Meter {
         user_budgets: bool,
         events: &[UsageEvent],
         org_plans: &mut super::orgs::OrgPlans,
+        listed: &mut super::enforce::ListedBudgets,
     ) -> Result<usize> {
         let now = self.now();
-        let mut listed: BTreeMap<Scope, Vec<Budget>> = BTreeMap::new();
         // By (budget, counter): each window once, whatever the number of events.
         let mut due: BTreeMap<(BudgetId, CounterKey), Due> = BTreeMap::new();
         for e in events {

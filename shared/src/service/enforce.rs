@@ -26,6 +26,10 @@ use crate::periods::Period;
 use crate::subscriptions::schedule_of;
 use crate::usage::PeriodUsage;
 
+/// The budgets of each scope an ingest request names, read once per request and shared
+/// by its counter writes and its budget alerts.
+pub(super) type ListedBudgets = BTreeMap<Scope, Vec<Budget>>;
+
 /// How often a check retries when racing checks took a rate limit's last calls between
 /// its read and its write.
 const MAX_RACES: usize = 4;
@@ -275,9 +279,9 @@ impl Meter {
         sub: Option<&Subscription>,
         user_budgets: bool,
         org_plans: &mut super::orgs::OrgPlans,
+        listed: &mut ListedBudgets,
     ) -> Result<Vec<Vec<CounterWrite>>> {
         let mut out = Vec::with_capacity(events.len());
-        let mut listed: BTreeMap<Scope, Vec<Budget>> = BTreeMap::new();
         let mut members = super::org_reads::MemberNotes::default();
         for e in events {
             let call = CallScopes::new(e.user.clone(), e.org_id.clone(), e.team_id.clone())

@@ -169,6 +169,9 @@ impl Meter {
 
         // Issue 18: the active plans of the orgs the batch names, read once.
         let mut org_plans = super::orgs::OrgPlans::new();
+        // Issue 18: the budgets of the scopes the batch names, listed once for the counter
+        // writes and the budget alerts.
+        let mut listed = super::enforce::ListedBudgets::new();
         // Phase 2: record, one user at a time (each event all-or-nothing in the store).
         let mut results: Vec<Option<EventResult>> = vec![None; inputs.len()];
         for (user, indices) in &by_user {
@@ -177,8 +180,15 @@ impl Meter {
             // Issue 18: what each event adds to its budget counters (service::enforce).
             let writes = match scoped.get(user) {
                 Some((sub, user_budgets)) => {
-                    self.ingest_writes(tenant, &batch, sub.as_ref(), *user_budgets, &mut org_plans)
-                        .await?
+                    self.ingest_writes(
+                        tenant,
+                        &batch,
+                        sub.as_ref(),
+                        *user_budgets,
+                        &mut org_plans,
+                        &mut listed,
+                    )
+                    .await?
                 }
                 None => Vec::new(),
             };
@@ -250,6 +260,7 @@ impl Meter {
                         *user_budgets,
                         &not_conflicts,
                         &mut org_plans,
+                        &mut listed,
                     )
                     .await
                 {
