@@ -17,7 +17,7 @@ use super::{Error, Meter, Result};
 use crate::alerts::{budget_alert, AlertScope};
 use crate::budgets::counting::is_user_period_counter;
 use crate::budgets::{
-    budget_limits, Applicable, Budget, BudgetOrigin, CallScopes, CounterKey, LimitSource, Scope,
+    budget_limits, Applicable, BudgetOrigin, CallScopes, CounterKey, LimitSource, Scope,
 };
 use crate::domain::{BudgetId, OrgId, Subscription, TenantId, UsageEvent, UserId};
 use crate::limits::{reached, recorded_amount};
