@@ -15,7 +15,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 
-use super::codec::{get_s, n, s, time_of, Item};
+use super::codec::{get_s, n, s, Item};
 use super::layout;
 use super::prepaid::{credit_state_of, HEAD_SK};
 use super::requests::key;
@@ -23,7 +23,7 @@ use super::wallets::wallet_pk;
 use super::DynamoStore;
 use crate::budgets::CounterWrite;
 use crate::credits::{Draws, Subscriber};
-use crate::domain::{EventId, Invoice, OrgId, Subscription, TenantId, UsageEvent, UserId};
+use crate::domain::{Invoice, OrgId, Subscription, TenantId, UsageEvent, UserId};
 use crate::store::{
     CreditState, EventDraws, InvoiceCharge, OrgClose, OrgWalletStore, PeriodPicker, PrepaidStore,
     RecordOutcome, StoreError, StoreResult, UserUsage,
@@ -183,20 +183,10 @@ impl OrgWalletStore for DynamoStore {
             .await?;
         let mut out = Vec::with_capacity(items.len());
         for item in items {
-            let text = get_s(&item, EVENT_ORG_DRAWS).ok_or_else(|| corrupt("no draws"))?;
-            let draws: Draws = serde_json::from_str(text).map_err(corrupt)?;
-            let event_id = get_s(&item, "event_id")
-                .ok_or_else(|| corrupt("no event id"))
-                .and_then(|t| EventId::parse(t).map_err(corrupt))?;
-            let at = time_of(get_s(&item, "timestamp").ok_or_else(|| corrupt("no timestamp"))?)?;
-            let cost_usd = draws.total_usd().map_err(corrupt)?;
-            out.push(EventDraws::new(
-                event_id,
-                wallet.clone(),
-                at,
-                draws,
-                cost_usd,
-            ));
+            // A ledger item always keeps its draws.
+            let d = super::prepaid::event_draws_of(&item, EVENT_ORG_DRAWS, wallet)?
+                .ok_or_else(|| corrupt("no draws"))?;
+            out.push(d);
         }
         Ok(out)
     }

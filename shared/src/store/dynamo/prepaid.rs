@@ -413,22 +413,9 @@ impl PrepaidStore for DynamoStore {
             )
             .await?;
         for item in items {
-            let Some(text) = get_s(&item, EVENT_DRAWS) else {
-                continue;
-            };
-            let draws: Draws = serde_json::from_str(text).map_err(corrupt)?;
-            let event_id = get_s(&item, "event_id")
-                .ok_or_else(|| corrupt("event without an id"))
-                .and_then(|t| EventId::parse(t).map_err(corrupt))?;
-            let at = time_of(get_s(&item, "timestamp").ok_or_else(|| corrupt("no timestamp"))?)?;
-            let cost_usd = draws.total_usd().map_err(corrupt)?;
-            out.push(EventDraws::new(
-                event_id,
-                wallet.clone(),
-                at,
-                draws,
-                cost_usd,
-            ));
+            if let Some(d) = event_draws_of(&item, EVENT_DRAWS, &wallet)? {
+                out.push(d);
+            }
         }
         out.sort_by(|a, b| a.at.cmp(&b.at).then_with(|| a.event_id.cmp(&b.event_id)));
         Ok(out)
@@ -526,4 +513,29 @@ impl DynamoStore {
         }
         Ok(extra)
     }
+}
+
+/// The draws an event item (or an org ledger item) keeps in `attr` (JSON), with the event's
+/// id and timestamp; `None` when it keeps none.
+pub(super) fn event_draws_of(
+    item: &Item,
+    attr: &str,
+    wallet: &Subscriber,
+) -> StoreResult<Option<EventDraws>> {
+    let Some(text) = get_s(item, attr) else {
+        return Ok(None);
+    };
+    let draws: Draws = serde_json::from_str(text).map_err(corrupt)?;
+    let event_id = get_s(item, "event_id")
+        .ok_or_else(|| corrupt("event without an id"))
+        .and_then(|t| EventId::parse(t).map_err(corrupt))?;
+    let at = time_of(get_s(item, "timestamp").ok_or_else(|| corrupt("no timestamp"))?)?;
+    let cost_usd = draws.total_usd().map_err(corrupt)?;
+    Ok(Some(EventDraws::new(
+        event_id,
+        wallet.clone(),
+        at,
+        draws,
+        cost_usd,
+    )))
 }
