@@ -210,10 +210,9 @@ impl Readers {
     }
 }
 
-/// A user's limits as a check reads them (`UsageStore::get_user_limits`), in the caller's
-/// read transaction: the subscription, the picked period's limit counters and fired alert
-/// keys, and whether the user's own scope holds budgets.
-pub(super) fn user_limits(
+/// A user's usage as `UsageStore::get_user_usage` reads it, in the caller's read
+/// transaction: the subscription, then the picked period's counters and fired alert keys.
+fn user_usage(
     c: &Connection,
     tenant: &TenantId,
     user: &UserId,
@@ -222,12 +221,27 @@ pub(super) fn user_limits(
     let subscription = subscriptions::get_subscription(c, tenant, user)?;
     let start = pick(subscription.as_ref());
     Ok(UserUsage {
-        usage: usage::period_usage(c, tenant, user, &start)?.limits_only(),
+        usage: usage::period_usage(c, tenant, user, &start)?,
         fired_alerts: usage::fired_alerts(c, tenant, user, &start)?,
-        user_budgets: budget_counters::user_has_budgets(c, tenant, user)?,
+        user_budgets: false,
         subscription,
         period_start: Some(start),
     })
+}
+
+/// A user's limits as a check reads them (`UsageStore::get_user_limits`), in the caller's
+/// read transaction: the usage read with its limit counters only, and whether the user's
+/// own scope holds budgets.
+pub(super) fn user_limits(
+    c: &Connection,
+    tenant: &TenantId,
+    user: &UserId,
+    pick: PeriodPicker<'_>,
+) -> StoreResult<UserUsage> {
+    let mut read = user_usage(c, tenant, user, pick)?;
+    read.usage = read.usage.limits_only();
+    read.user_budgets = budget_counters::user_has_budgets(c, tenant, user)?;
+    Ok(read)
 }
 
 /// One queued write, as the writer thread sees it.
@@ -434,17 +448,7 @@ impl UsageStore for SqliteStore {
         pick: PeriodPicker<'_>,
     ) -> StoreResult<UserUsage> {
         // One read transaction (one snapshot) on this thread, like the check's.
-        self.read_now(|c| {
-            let subscription = subscriptions::get_subscription(c, tenant, user)?;
-            let start = pick(subscription.as_ref());
-            Ok(UserUsage {
-                usage: usage::period_usage(c, tenant, user, &start)?,
-                fired_alerts: usage::fired_alerts(c, tenant, user, &start)?,
-                user_budgets: false,
-                subscription,
-                period_start: Some(start),
-            })
-        })
+        self.read_now(|c| user_usage(c, tenant, user, pick))
     }
 
     async fn get_user_limits(
