@@ -60,6 +60,11 @@ impl Window {
         }
     }
 
+    /// The window named `name` (the names of [`Window::as_str`]); `None` for any other.
+    pub fn parse(name: &str) -> Option<Window> {
+        Window::ALL.into_iter().find(|w| w.as_str() == name)
+    }
+
     /// The window containing `at` (`start <= at < end`). `period_schedule` is the
     /// schedule of the subscriber whose period a `period` window follows
     /// ([`Schedule::calendar`] without a subscription); the other windows ignore it.

@@ -80,13 +80,10 @@ fn resolved_alert(d: &DeniedLimit, reason: &str, now: DateTime<Utc>) -> Alert {
         org: d.org.clone(),
         // A budget's resolution names the budget's scope and window, as its alerts do.
         budget: match (&d.budget_id, &d.scope) {
-            (Some(_), Some(scope)) => Window::ALL
-                .into_iter()
-                .find(|w| w.as_str() == d.window)
-                .map(|window| BudgetOrigin {
-                    scope: scope.clone(),
-                    window,
-                }),
+            (Some(_), Some(scope)) => Window::parse(&d.window).map(|window| BudgetOrigin {
+                scope: scope.clone(),
+                window,
+            }),
             _ => None,
         },
     }

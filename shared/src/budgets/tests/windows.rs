@@ -206,9 +206,11 @@ fn windows_are_snake_case_in_json() {
         assert_eq!(json, serde_json::json!(w.as_str()));
         assert_eq!(serde_json::from_value::<Window>(json).unwrap(), w);
         assert_eq!(w.to_string(), w.as_str());
+        assert_eq!(Window::parse(w.as_str()), Some(w));
     }
     for bad in ["fortnight", "Minute", "", "year"] {
         assert!(serde_json::from_value::<Window>(serde_json::json!(bad)).is_err());
+        assert_eq!(Window::parse(bad), None, "{bad}");
     }
 }
 
