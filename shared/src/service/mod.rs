@@ -42,6 +42,8 @@ pub mod outbox;
 pub mod prepaid;
 pub mod privacy;
 pub mod reads;
+// Issue 19: unpriced events draw from their payer's wallet once re-priced.
+mod repricing;
 pub mod subscriptions;
 pub mod tenant;
 pub mod tokens;

@@ -49,6 +49,7 @@ mod period_items;
 mod prepaid;
 mod privacy;
 mod recording;
+mod repricing;
 mod request_counter;
 mod requests;
 mod reservations;
