@@ -11,6 +11,7 @@ mod enforcement;
 mod erasure_credit;
 mod exact_bodies;
 mod grant_upkeep;
+mod hold_alarms;
 mod hot_path;
 mod logs;
 mod messages;

@@ -6,6 +6,7 @@ mod alert_resolved;
 mod budgets;
 mod credits;
 mod enforcement;
+mod hold_alarms;
 mod holds;
 mod migrate;
 mod migrate_budgets;

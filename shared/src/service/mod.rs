@@ -31,6 +31,8 @@ mod enforce;
 mod erasure_holds;
 pub mod error;
 mod grant_upkeep;
+// Issue 19: wallet alarms after a check's hold.
+mod hold_alarms;
 mod holds;
 pub mod ingest;
 pub mod org_alerts;
