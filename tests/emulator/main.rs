@@ -10,6 +10,7 @@ mod hold_alarms;
 mod holds;
 mod migrate;
 mod migrate_budgets;
+mod migrate_grants;
 mod orgs;
 mod prepaid;
 mod prepaid_batches;

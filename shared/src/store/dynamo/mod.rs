@@ -40,6 +40,7 @@ pub mod layout;
 pub mod legacy;
 pub mod migrate;
 pub mod migrate_budgets;
+pub mod migrate_grants;
 mod open_reservations;
 mod org_members;
 mod org_wallets;
