@@ -22,6 +22,7 @@ mod orgs;
 mod prepaid;
 mod privacy;
 mod reads;
+mod repricing;
 mod review;
 mod scopes;
 mod subscriptions;

@@ -14,6 +14,7 @@ mod migrate_grants;
 mod orgs;
 mod prepaid;
 mod prepaid_batches;
+mod repricing;
 mod wallets;
 
 use std::collections::BTreeMap;
