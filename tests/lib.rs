@@ -16,6 +16,11 @@ use meter_core::testing::{Keys, TestClock};
 use serde_json::Value;
 use tower::ServiceExt as _;
 
+/// Issue 19: the wallet-alarms-after-a-hold story, run on both stores.
+pub mod hold_alarms;
+/// Issue 19: the unpriced-events-draw-once-re-priced story, run on both stores.
+pub mod repricing;
+
 static TRACING: Once = Once::new();
 
 /// Logs to the test output at `filter` (the first call in a test binary wins).

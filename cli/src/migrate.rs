@@ -27,6 +27,8 @@ struct Report {
     reservations_spilled: u64,
     budgets_folded: u64,
     counters_folded: u64,
+    /// Issue 19: grants put before the due index given their due keys.
+    grants_indexed: u64,
 }
 
 pub async fn run(args: MigrateArgs) -> Result<()> {
@@ -52,6 +54,7 @@ pub async fn run(args: MigrateArgs) -> Result<()> {
                 reservations_spilled: r.reservations_spilled,
                 budgets_folded: r.budgets_folded,
                 counters_folded: r.counters_folded,
+                grants_indexed: r.grants_indexed,
             }
         }
         StoreLocation::Sqlite(_) => {
@@ -67,6 +70,7 @@ pub async fn run(args: MigrateArgs) -> Result<()> {
                 reservations_spilled: 0,
                 budgets_folded: 0,
                 counters_folded: 0,
+                grants_indexed: 0,
             }
         }
     };

@@ -70,6 +70,7 @@ async fn table_create_is_idempotent_and_serve_runs_on_the_table() {
     assert_eq!(first["outcome"], "migrated", "{first}");
     assert!(first["users_visited"].as_u64().unwrap() >= 1, "{first}");
     assert_eq!(first["users_changed"], 0, "{first}");
+    assert_eq!(first["grants_indexed"], 0, "{first}");
     let second = migrate();
     assert_eq!(second["outcome"], "already migrated", "{second}");
 }

@@ -23,6 +23,7 @@ mod orgs;
 mod period_draws;
 mod prepaid;
 mod privacy;
+mod repricing;
 mod reservations;
 mod review;
 mod scopes;
@@ -157,6 +158,10 @@ macro_rules! conformance {
             an_org_hold_is_given_back_to_the_org_wallet_by_its_close,
             racing_org_closes_take_the_org_invoices_credit_exactly_once,
             a_batch_drawing_across_many_grants_records_every_event_exactly,
+        );
+        // Issue 19: unpriced events draw from their payer's wallet once re-priced.
+        conformance!(@module repricing $factory;
+            repricing_draws_an_unpriced_events_cost_once_under_racing_passes,
         );
         // Issue 16 (review findings).
         conformance!(@module review $factory;

@@ -6,12 +6,15 @@ mod alert_resolved;
 mod budgets;
 mod credits;
 mod enforcement;
+mod hold_alarms;
 mod holds;
 mod migrate;
 mod migrate_budgets;
+mod migrate_grants;
 mod orgs;
 mod prepaid;
 mod prepaid_batches;
+mod repricing;
 mod wallets;
 
 use std::collections::BTreeMap;

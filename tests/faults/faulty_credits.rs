@@ -73,3 +73,22 @@ impl PeriodDrawsStore for FaultyStore {
         .await
     }
 }
+
+#[async_trait::async_trait]
+impl meter_core::store::RepriceStore for FaultyStore {
+    async fn price_event_paying(
+        &self,
+        tenant: &TenantId,
+        event_id: &meter_core::domain::EventId,
+        cost: rust_decimal::Decimal,
+        price_version: &str,
+        payer: &Subscriber,
+    ) -> StoreResult<bool> {
+        self.call(
+            "price_event_paying",
+            self.inner
+                .price_event_paying(tenant, event_id, cost, price_version, payer),
+        )
+        .await
+    }
+}

@@ -216,11 +216,8 @@ impl Meter {
                         version_id,
                         ..
                     }) => {
-                        if self
-                            .store
-                            .price_event(&e.tenant, &e.event_id, cost_usd, &version_id)
-                            .await?
-                        {
+                        // Issue 19: a prepaid payer's wallet pays it now (service::repricing).
+                        if self.price_unpriced(e, cost_usd, &version_id).await? {
                             report.repriced_events += 1;
                         }
                     }

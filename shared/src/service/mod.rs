@@ -31,6 +31,8 @@ mod enforce;
 mod erasure_holds;
 pub mod error;
 mod grant_upkeep;
+// Issue 19: wallet alarms after a check's hold.
+mod hold_alarms;
 mod holds;
 pub mod ingest;
 pub mod org_alerts;
@@ -42,6 +44,8 @@ pub mod outbox;
 pub mod prepaid;
 pub mod privacy;
 pub mod reads;
+// Issue 19: unpriced events draw from their payer's wallet once re-priced.
+mod repricing;
 pub mod subscriptions;
 pub mod tenant;
 pub mod tokens;

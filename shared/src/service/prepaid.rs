@@ -166,7 +166,11 @@ impl Meter {
                 .reserve_with_credit(r, guards, writes, &hold, now)
                 .await?
             {
-                CreditReserve::Reserved => return Ok(Reserved::Store(ReserveOutcome::Reserved)),
+                CreditReserve::Reserved => {
+                    // Issue 19: a hold that crosses a level raises its alarm (hold_alarms).
+                    self.observe_after_hold(&r.tenant, &hold).await;
+                    return Ok(Reserved::Store(ReserveOutcome::Reserved));
+                }
                 CreditReserve::Denied { metric } => {
                     return Ok(Reserved::Store(ReserveOutcome::Denied { metric }))
                 }

@@ -33,6 +33,8 @@ mod org_wallets;
 mod orgs;
 mod period_draws;
 mod prepaid;
+// Issue 19: unpriced events draw from their payer's wallet once re-priced.
+mod repricing;
 mod token_keys;
 mod wallets;
 
@@ -53,6 +55,7 @@ pub use period_draws::{PeriodDraws, PeriodDrawsStore};
 pub use prepaid::{
     CreditHold, CreditReserve, CreditState, EventDraws, InvoiceCharge, PrepaidStore,
 };
+pub use repricing::RepriceStore;
 pub use token_keys::TokenKeyStore;
 pub use wallets::{GrantInsert, GrantVoid, WalletRecord, WalletStore, MAX_GRANTS_PER_WALLET};
 
@@ -495,6 +498,7 @@ pub trait Store:
     + OpenReservationsStore
     + PeriodDrawsStore
     + OrgWalletStore
+    + RepriceStore
 {
 }
 
@@ -520,6 +524,7 @@ impl<
             + OpenReservationsStore
             + PeriodDrawsStore
             + OrgWalletStore
+            + RepriceStore
             + CheckViewStore,
     > Store for T
 {

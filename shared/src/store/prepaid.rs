@@ -44,6 +44,12 @@ pub struct CreditState {
     pub buckets: BTreeMap<Option<DateTime<Utc>>, Decimal>,
     pub overdrawn_usd: Decimal,
     pub held_usd: Decimal,
+    /// Issue 19 (alarms after a hold): the wallet's `low_balance_usd` and its alarms as
+    /// stored (`None`: never observed), read with the figures at no extra cost, so that a
+    /// reservation can tell from its own read whether its hold crosses a level
+    /// (`service::hold_alarms`).
+    pub low_balance_usd: Option<Decimal>,
+    pub alarms: Option<crate::credits::WalletAlarms>,
 }
 
 impl CreditState {

@@ -75,6 +75,8 @@ pub struct MigrationReport {
     pub budgets_folded: u64,
     /// Issue 18: one-window counter items added to their scope's counter item.
     pub counters_folded: u64,
+    /// Issue 19: grants put before the due index given their due keys (`migrate_grants`).
+    pub grants_indexed: u64,
 }
 
 /// The indexes listing state items, in the order the migration walks them: (cursor
@@ -304,9 +306,11 @@ impl DynamoStore {
         let mut report = MigrationReport::default();
         // Issue 18: budgets and their counters into the check's one-read layout.
         let budgets_ran = self.migrate_budget_layout(&mut report).await?;
+        // Issue 19: grants put before the due index get their due keys.
+        let grants_ran = self.migrate_grant_due_keys(&mut report).await?;
         let cursor = self.get_job_cursor(JOB).await?;
         if cursor.as_deref() == Some(DONE) {
-            report.already_done = !budgets_ran;
+            report.already_done = !budgets_ran && !grants_ran;
             return Ok(report);
         }
         let (resume_phase, resume_after) = match cursor.as_deref().and_then(|c| c.split_once('|')) {

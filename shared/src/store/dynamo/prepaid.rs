@@ -82,6 +82,11 @@ pub(super) fn credit_state_of(head: &Item) -> StoreResult<CreditState> {
         buckets,
         overdrawn_usd: decimal_attr(head, OVERDRAWN)?,
         held_usd: decimal_attr(head, HELD)?,
+        low_balance_usd: head
+            .get(super::wallets::LOW_BALANCE)
+            .map(decimal_of)
+            .transpose()?,
+        alarms: alarms_of(head)?.0,
     })
 }
 

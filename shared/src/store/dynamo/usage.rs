@@ -56,7 +56,7 @@ pub(super) fn day_of(item: &Item) -> StoreResult<DailyUsage> {
 /// The writes of pricing `e` at `cost` when `billed_to` is `billed`: its counters (on the
 /// state item while its period is open, else on its period item) and, when its period is
 /// already invoiced, its adjustment; the state update requires `billed_to` unchanged.
-fn priced_writes(
+pub(super) fn priced_writes(
     e: &UsageEvent,
     cost: Decimal,
     billed: Option<&str>,

@@ -39,7 +39,7 @@ use crate::store::{
 pub(super) const HEAD_SK: &str = "WALLET";
 const GRANT_PREFIX: &str = "G#";
 const GRANTS_N: &str = "grants_n";
-const LOW_BALANCE: &str = "low_balance_usd";
+pub(super) const LOW_BALANCE: &str = "low_balance_usd";
 
 pub(super) fn wallet_pk(tenant: &TenantId, wallet: &Subscriber) -> String {
     format!("T#{tenant}#WALLET#{}#{}", wallet.kind(), wallet.id())

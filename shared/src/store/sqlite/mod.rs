@@ -42,6 +42,7 @@ mod orgs;
 mod period_draws;
 mod prepaid;
 mod privacy;
+mod repricing;
 mod schema;
 mod subscriptions;
 mod tenants;

@@ -155,6 +155,8 @@ pub(super) fn credit_state(
         buckets: buckets(&record.grants)?,
         overdrawn_usd: overdrawn(conn, tenant, wallet)?,
         held_usd: held(conn, tenant, wallet)?,
+        low_balance_usd: record.low_balance_usd,
+        alarms: record.alarms,
     })
 }
 

@@ -1,0 +1,35 @@
+//! Pricing an unpriced event that a prepaid wallet pays for (issue 19, docs/credits.md
+//! "Re-priced events"): an event recorded while no price was in force draws nothing; when
+//! the aggregation prices it later, its cost is drawn from its payer's wallet then.
+//!
+//! Promise every adapter keeps (the conformance suite checks it under concurrency):
+//! [`RepriceStore::price_event_paying`] does what [`super::UsageStore::price_event`] does
+//! and, in the same atomic write, draws the event's cost from `payer`'s grants at the
+//! event's timestamp ([`crate::credits::draw`]: priority, expiry, age), adds what they do
+//! not cover to the wallet's overdraft and keeps the draws with the event, exactly as an
+//! ingest's draw is kept (SQLite: a `wallet_draws` row; DynamoDB: the event item's draws,
+//! an org's ledger item and a user's `DRAWN#<period>` sums). The event's "unpriced"
+//! condition makes it once: of racing or repeated calls one prices and draws, the others
+//! change nothing and answer `false`.
+
+use async_trait::async_trait;
+use rust_decimal::Decimal;
+
+use super::StoreResult;
+use crate::credits::Subscriber;
+use crate::domain::{EventId, TenantId};
+
+#[async_trait]
+pub trait RepriceStore: Send + Sync {
+    /// Prices the unpriced event as `price_event` does and draws `cost` from `payer`'s
+    /// wallet in the same write. `false` (nothing changed, nothing drawn) if the event does
+    /// not exist or is already priced.
+    async fn price_event_paying(
+        &self,
+        tenant: &TenantId,
+        event_id: &EventId,
+        cost: Decimal,
+        price_version: &str,
+        payer: &Subscriber,
+    ) -> StoreResult<bool>;
+}
