@@ -28,6 +28,7 @@ mod dashboard;
 mod directory;
 mod grant_upkeep;
 mod open_reservations;
+mod org_billing;
 mod org_members;
 mod org_wallets;
 mod orgs;
@@ -46,6 +47,7 @@ pub use grant_upkeep::{
     due_at, is_finished, with_expiry_recorded, DueGrant, GrantUpkeepStore, FINISHED_GRANT_KEPT,
 };
 pub use open_reservations::OpenReservationsStore;
+pub use org_billing::{billed_org_period, org_period_counter, OrgBillingState, OrgBillingStore};
 pub use org_members::{OrgMembers, OrgMembersStore};
 pub use org_wallets::OrgWalletStore;
 pub use orgs::{org_of_subscriber, org_subscriber, OrgClose, OrgRef, OrgStore};
@@ -495,6 +497,7 @@ pub trait Store:
     + OpenReservationsStore
     + PeriodDrawsStore
     + OrgWalletStore
+    + OrgBillingStore
 {
 }
 
@@ -520,6 +523,7 @@ impl<
             + OpenReservationsStore
             + PeriodDrawsStore
             + OrgWalletStore
+            + OrgBillingStore
             + CheckViewStore,
     > Store for T
 {

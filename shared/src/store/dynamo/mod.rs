@@ -41,6 +41,7 @@ pub mod legacy;
 pub mod migrate;
 pub mod migrate_budgets;
 mod open_reservations;
+mod org_billing;
 mod org_members;
 mod org_wallets;
 mod orgs;
