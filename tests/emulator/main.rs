@@ -12,6 +12,7 @@ mod migrate_budgets;
 mod orgs;
 mod prepaid;
 mod prepaid_batches;
+mod state_size;
 mod wallets;
 
 use std::collections::BTreeMap;

@@ -35,6 +35,7 @@ mod directory;
 mod errors;
 mod expressions;
 mod grant_upkeep;
+mod inline_bound;
 mod items;
 pub mod layout;
 pub mod legacy;
