@@ -7,8 +7,12 @@
 //! (`invoice.created`, attribute `user_id` = `org#<org_id>`, and `org_id` in `extra`).
 //!
 //! The org's usage of a period is its pooled `period` counter (every call naming the org
-//! while it was subscribed), read when the period is closed (its counter is kept until a
-//! day after the period's end).
+//! while it was subscribed), read when the period is closed. An event naming the org that
+//! arrives after its period was invoiced adds to that period's pending adjustment of the
+//! org, atomically with the event (store::OrgBillingStore); the org's next invoice bills
+//! the adjustments (one `adjustment` line per original period, as a user's), and the close
+//! consumes them in its write, only if neither the counter nor the adjustments changed
+//! since it read them (else it reads again): an event racing the close is billed once.
 
 use chrono::{DateTime, Duration, Utc};
 
