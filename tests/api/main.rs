@@ -17,6 +17,7 @@ mod logs;
 mod messages;
 mod metrics;
 mod org_alerts;
+mod org_late;
 mod org_wallets;
 mod orgs;
 mod prepaid;

@@ -18,6 +18,7 @@ mod grant_upkeep;
 mod history;
 mod holds;
 mod org_alerts;
+mod org_late;
 mod org_wallets;
 mod orgs;
 mod period_draws;
@@ -115,6 +116,12 @@ macro_rules! conformance {
             an_org_close_over_a_stale_version_or_invoiced_period_changes_nothing,
             org_member_directories_are_sets_per_org_period_and_tenant,
             budget_alerts_are_stored_once_under_concurrency,
+        );
+        // Issue 18: late org events billed as adjustments (store::OrgBillingStore).
+        conformance!(@module org_late $factory;
+            late_org_events_are_billed_once_as_adjustments,
+            an_org_close_over_a_changed_state_changes_nothing,
+            racing_an_org_close_bills_every_event_exactly_once,
         );
         // Issue 18: alerts of budgets on an org's or team's pooled usage.
         conformance!(@module org_alerts $factory;

@@ -15,6 +15,7 @@ mod orgs;
 mod prepaid;
 mod prepaid_batches;
 mod repricing;
+mod state_size;
 mod wallets;
 
 use std::collections::BTreeMap;

@@ -1176,6 +1176,9 @@ impl meter_core::store::DashboardStore for FaultyStore {
 // Issue 19: the credit ports (grant upkeep, open reservations, period draws).
 #[path = "faulty_credits.rs"]
 mod credits;
+// Issue 18: late org events (store::OrgBillingStore).
+#[path = "faulty_org_billing.rs"]
+mod faulty_org_billing;
 
 // Issue 19: org wallets.
 #[async_trait]

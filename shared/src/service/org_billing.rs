@@ -7,8 +7,12 @@
 //! (`invoice.created`, attribute `user_id` = `org#<org_id>`, and `org_id` in `extra`).
 //!
 //! The org's usage of a period is its pooled `period` counter (every call naming the org
-//! while it was subscribed), read when the period is closed (its counter is kept until a
-//! day after the period's end).
+//! while it was subscribed), read when the period is closed. An event naming the org that
+//! arrives after its period was invoiced adds to that period's pending adjustment of the
+//! org, atomically with the event (store::OrgBillingStore); the org's next invoice bills
+//! the adjustments (one `adjustment` line per original period, as a user's), and the close
+//! consumes them in its write, only if neither the counter nor the adjustments changed
+//! since it read them (else it reads again): an event racing the close is billed once.
 
 use chrono::{DateTime, Duration, Utc};
 
@@ -17,7 +21,6 @@ use super::aggregate::{
 };
 use super::{Error, Meter, Result};
 use crate::billing::{self, InvoiceInput};
-use crate::budgets::{CounterKey, Scope, Window};
 use crate::domain::{SubscriptionStatus, UserId};
 use crate::store::{org_subscriber, OrgClose, OrgRef};
 use crate::subscriptions::schedule_of;
@@ -27,6 +30,8 @@ const ORGS_JOB: &str = "aggregate:orgs";
 const PAGE: usize = 100;
 /// Most periods one org gets closed in one pass.
 const MAX_PERIODS_PER_ORG: usize = 24;
+/// Attempts at closing one period while racing events keep changing its state.
+const CLOSE_ATTEMPTS: usize = 8;
 
 impl Meter {
     /// Visits every org subscription page by page. `true` when it reached the end.
@@ -83,20 +88,6 @@ impl Meter {
             // Counted only if this pass is the one that closes the period.
             let mut rolled = AggregateReport::default();
             let next = next_term(&sub, &schedule, period.end, at, &mut rolled)?;
-            let counter = CounterKey::Scope {
-                scope: Scope::Org {
-                    org_id: org.org.clone(),
-                },
-                window: Window::Period,
-                window_start: period.start,
-            };
-            let usage = self
-                .store
-                .get_budget_counters(&org.tenant, &[counter])
-                .await?
-                .into_iter()
-                .next()
-                .unwrap_or_default();
             let plans = self.plans(&org.tenant).await?;
             let plan = plans
                 .iter()
@@ -106,50 +97,76 @@ impl Meter {
                     tracing::error!(tenant = %org.tenant, plan = %then.plan, "plan of an org invoice does not exist");
                     Error::NotFound("plan")
                 })?;
-            let mut invoice = billing::build_invoice(
-                &InvoiceInput {
-                    tenant: &org.tenant,
-                    user: &subscriber,
-                    period,
-                    subscription: bills_subscription(&then, &period).then_some(&then),
-                    plan: &plan,
-                    usage: &usage,
-                    adjustments: &Default::default(),
-                    created_at: at,
-                },
-                format!("inv_{}", uuid::Uuid::now_v7().simple()),
-            )
-            .map_err(|e| {
-                tracing::error!(error = %e, "org invoice cannot be computed");
-                Error::Internal
-            })?;
-            invoice.user = org_subscriber(&org.org);
-            invoice
-                .extra
-                .insert("org_id".to_owned(), org.org.to_string());
-            // Issue 19: the org wallet's credit on the invoice, taken in the close's write
-            // (service::org_wallets).
-            let charge = self
-                .invoice_credits(
-                    &org.tenant,
-                    crate::credits::Subscriber::Org(org.org.clone()),
-                    &plan,
-                    &mut invoice,
-                    &period,
-                    at,
+            // Issue 18 (late org events): the period's counter and the org's pending
+            // adjustments, closed only if neither changed since this read (an event racing
+            // the close is billed here or as an adjustment, once); a racing event makes the
+            // close read again.
+            let mut closed = OrgClose::Changed;
+            let mut invoice = None;
+            for _ in 0..CLOSE_ATTEMPTS {
+                let state = self
+                    .store
+                    .org_billing_state(&org.tenant, &org.org, period.start)
+                    .await?;
+                let mut built = billing::build_invoice(
+                    &InvoiceInput {
+                        tenant: &org.tenant,
+                        user: &subscriber,
+                        period,
+                        subscription: bills_subscription(&then, &period).then_some(&then),
+                        plan: &plan,
+                        usage: &state.usage,
+                        adjustments: &state.adjustments,
+                        created_at: at,
+                    },
+                    format!("inv_{}", uuid::Uuid::now_v7().simple()),
                 )
-                .await?;
-            let closed = match &charge {
-                Some(charge) => {
-                    self.store
-                        .close_org_period_charging(&org.org, &invoice, &next, sub.version, charge)
-                        .await?
+                .map_err(|e| {
+                    tracing::error!(error = %e, "org invoice cannot be computed");
+                    Error::Internal
+                })?;
+                built.user = org_subscriber(&org.org);
+                built.extra.insert("org_id".to_owned(), org.org.to_string());
+                // Issue 19: the org wallet's credit on the invoice, taken in the close's write
+                // (service::org_wallets).
+                let charge = self
+                    .invoice_credits(
+                        &org.tenant,
+                        crate::credits::Subscriber::Org(org.org.clone()),
+                        &plan,
+                        &mut built,
+                        &period,
+                        at,
+                    )
+                    .await?;
+                closed = self
+                    .store
+                    .close_org_period_billed(
+                        &org.org,
+                        &built,
+                        &next,
+                        sub.version,
+                        &state,
+                        charge.as_ref(),
+                    )
+                    .await?;
+                invoice = Some(built);
+                if closed == OrgClose::Closed {
+                    break;
                 }
-                None => {
-                    self.store
-                        .close_org_period(&org.org, &invoice, &next, sub.version)
-                        .await?
+                // Another pass or an admin write changed the subscription: the next pass
+                // goes on from what it is now.
+                let now = self
+                    .store
+                    .get_org_subscription(&org.tenant, &org.org)
+                    .await?;
+                if now.is_none_or(|s| s.version != sub.version) {
+                    return Ok(());
                 }
+            }
+            let Some(invoice) = invoice.filter(|_| closed == OrgClose::Closed) else {
+                tracing::warn!(tenant = %org.tenant, org = %org.org, period = %period.start, "org period kept changing; the next pass closes it");
+                return Ok(());
             };
             match closed {
                 OrgClose::Closed => {

@@ -28,6 +28,7 @@ mod dashboard;
 mod directory;
 mod grant_upkeep;
 mod open_reservations;
+mod org_billing;
 mod org_members;
 mod org_wallets;
 mod orgs;
@@ -48,6 +49,7 @@ pub use grant_upkeep::{
     due_at, is_finished, with_expiry_recorded, DueGrant, GrantUpkeepStore, FINISHED_GRANT_KEPT,
 };
 pub use open_reservations::OpenReservationsStore;
+pub use org_billing::{billed_org_period, org_period_counter, OrgBillingState, OrgBillingStore};
 pub use org_members::{OrgMembers, OrgMembersStore};
 pub use org_wallets::OrgWalletStore;
 pub use orgs::{org_of_subscriber, org_subscriber, OrgClose, OrgRef, OrgStore};
@@ -499,6 +501,7 @@ pub trait Store:
     + PeriodDrawsStore
     + OrgWalletStore
     + RepriceStore
+    + OrgBillingStore
 {
 }
 
@@ -525,6 +528,7 @@ impl<
             + PeriodDrawsStore
             + OrgWalletStore
             + RepriceStore
+            + OrgBillingStore
             + CheckViewStore,
     > Store for T
 {

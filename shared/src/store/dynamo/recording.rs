@@ -51,6 +51,9 @@ enum TxItem {
     /// The state update, or the closing of a spilled reservation the chunk settles: its
     /// condition failing means `billed_to` moved or a settled reservation closed meanwhile.
     State,
+    /// Issue 18: a billed org counter item (`org_billing`): its condition failing means
+    /// the org's `billed_to` moved past a period the chunk writes; read it again.
+    OrgBilled(String),
     Other,
 }
 
@@ -82,6 +85,8 @@ struct ChunkPlan {
     /// Wallet credit the settled reservations held (issue 19), by wallet head key:
     /// released on the head.
     credit_released: BTreeMap<String, Decimal>,
+    /// Issue 18: the events' writes to billed org counters (late org events, `org_billing`).
+    orgs: super::org_billing::OrgEventWrites,
 }
 
 /// Increments of a daily rollup item: `ADD`s of plain attribute names.
@@ -118,11 +123,13 @@ impl ChunkPlan {
         let mut late = false;
         let mut budget: BTreeMap<String, CounterAdds> = BTreeMap::new();
         let mut credit_released: BTreeMap<String, Decimal> = BTreeMap::new();
+        let mut orgs = super::org_billing::OrgEventWrites::default();
         for &i in todo {
             let e = &events[i];
             events_out.push((i, items::event_item(e)?));
             for w in writes.get(i).into_iter().flatten() {
                 budget.entry(w.counter.key()).or_default().add(w)?;
+                orgs.note(&e.tenant, w)?;
             }
             state.record(e)?;
             if let Some(b) = &known {
@@ -176,6 +183,7 @@ impl ChunkPlan {
             late,
             budget,
             credit_released,
+            orgs,
         })
     }
 
@@ -232,6 +240,8 @@ struct Cancellation {
     state_changed: bool,
     /// A drawn grant's condition failed: another draw or a void changed it.
     wallet_changed: bool,
+    /// Issue 18: billed org counter items whose `billed_to` moved (`org_billing`).
+    orgs_changed: Vec<String>,
 }
 
 /// Reads the reasons of a cancelled chunk transaction (one per item, in `kinds` order).
@@ -245,6 +255,7 @@ fn read_cancellation(
         existing: Vec::new(),
         state_changed: false,
         wallet_changed: false,
+        orgs_changed: Vec::new(),
     };
     for (kind, reason) in kinds.iter().zip(reasons) {
         match (reason_code(reason), kind) {
@@ -254,6 +265,7 @@ fn read_cancellation(
             }
             ("ConditionalCheckFailed", TxItem::State) => out.state_changed = true,
             ("ConditionalCheckFailed", TxItem::Wallet) => out.wallet_changed = true,
+            ("ConditionalCheckFailed", TxItem::OrgBilled(pk)) => out.orgs_changed.push(pk.clone()),
             ("ConditionalCheckFailed", TxItem::Other) => {}
             ("TransactionConflict" | "ThrottlingError" | "ProvisionedThroughputExceeded", _) => {}
             (code, _) => {
@@ -583,6 +595,8 @@ impl DynamoStore {
         let (tenant, user) = (&events[first].tenant, &events[first].user);
         let state_pk = layout::user_pk(tenant, user.as_str());
         let mut billed = Billed::Assumed;
+        // Issue 18: the `billed_to` of org counters read after their condition failed.
+        let mut org_billed = super::org_billing::OrgBilled::default();
         // The state update's condition failed: re-read `billed_to` with the reservations.
         let mut reread = false;
         for attempt in 0..MAX_ATTEMPTS {
@@ -602,8 +616,15 @@ impl DynamoStore {
             let plan = ChunkPlan::of(events, writes, &todo, open.clone(), &billed)?;
             let settled: Vec<String> = plan.settled.iter().map(|o| o.r.id.clone()).collect();
             let draws = wallets.draws(events, payers, &todo)?;
-            let (tx, kinds) =
-                self.chunk_transaction(tenant, &state_pk, plan, &billed, events, &draws)?;
+            let (tx, kinds) = self.chunk_transaction(
+                tenant,
+                &state_pk,
+                plan,
+                &billed,
+                &org_billed,
+                events,
+                &draws,
+            )?;
             if tx.len() > MAX_TX_ITEMS && todo.len() > 1 {
                 return Ok(ChunkRun::TooBig);
             }
@@ -623,6 +644,7 @@ impl DynamoStore {
                     let cancelled = read_cancellation(&kinds, &reasons)?;
                     // Read both again and record with what they are now.
                     reread = cancelled.state_changed;
+                    org_billed.read(self, &cancelled.orgs_changed).await?;
                     if cancelled.wallet_changed {
                         wallets.read(self, tenant, payers, &todo).await?;
                     }
@@ -649,6 +671,7 @@ impl DynamoStore {
         state_pk: &str,
         plan: ChunkPlan,
         billed: &Billed,
+        org_billed: &super::org_billing::OrgBilled,
         events: &[UsageEvent],
         draws: &BTreeMap<Subscriber, ChunkDraws>,
     ) -> StoreResult<(Vec<TransactWriteItem>, Vec<TxItem>)> {
@@ -699,9 +722,12 @@ impl DynamoStore {
                 kinds.push(TxItem::Other);
             }
         }
-        for item in self.budget_counter_items(tenant, &plan.budget)? {
+        // Issue 18: a billed org counter is guarded by the org's `billed_to` (org_billing).
+        for (item, org) in
+            self.guarded_counter_items(tenant, &plan.budget, &plan.orgs, org_billed)?
+        {
             tx.push(item);
-            kinds.push(TxItem::Other);
+            kinds.push(org.map_or(TxItem::Other, TxItem::OrgBilled));
         }
         for o in &plan.settled {
             tx.push(self.tombstone_put(o, ReservationStatus::Settled)?);

@@ -444,7 +444,10 @@ impl DynamoStore {
         let period_sk = layout::period_sk(r.period_start);
         let mut inc = Increments::default();
         inc.hold(r.period_start, &r.provider, &r.held)?;
-        let mut spill = self.crowded.is(&pk);
+        // Issue 18: a reservation too large to be kept inline spills at once (inline_bound).
+        let large =
+            super::inline_bound::spills(r, held_credit > Decimal::ZERO, credit_org.as_ref());
+        let mut spill = large || self.crowded.is(&pk);
         // The user's `billed_to` once read: `None` assumes the period open.
         let mut billed: Option<Option<String>> = None;
         for _ in 0..MAX_ATTEMPTS {
@@ -541,7 +544,7 @@ impl DynamoStore {
                     .await?;
                 let reasons = match res {
                     Ok(()) => {
-                        if spill {
+                        if spill && !large {
                             self.crowded.mark(&pk);
                         }
                         return Ok(CreditReserve::Reserved);

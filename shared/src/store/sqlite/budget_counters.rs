@@ -93,6 +93,12 @@ fn add(conn: &Connection, tenant: &str, w: &CounterWrite) -> StoreResult<()> {
         count(w.held.tokens)?,
         money(w.held.cost_usd),
     ])?;
+    // Issue 18: an event of an invoiced org period is also its adjustment.
+    if let Some((org, start)) = crate::store::billed_org_period(&w.counter) {
+        if w.add != Tally::default() {
+            super::org_billing::note_late(conn, tenant, org, start, &w.add)?;
+        }
+    }
     Ok(())
 }
 

@@ -36,6 +36,7 @@ mod directory;
 mod event_row;
 mod grant_upkeep;
 mod open_reservations;
+mod org_billing;
 mod org_members;
 mod org_wallets;
 mod orgs;

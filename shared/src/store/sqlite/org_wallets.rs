@@ -111,7 +111,7 @@ impl OrgWalletStore for SqliteStore {
 /// Closes the org's period and takes the charge, all or nothing: the charge is checked
 /// first (the writer thread runs nothing else meanwhile), and an error after a write
 /// undoes the job's savepoint (an invoice stored already: `VersionConflict`, `Changed`).
-fn close_org_charging(
+pub(super) fn close_org_charging(
     c: &Connection,
     org: &OrgId,
     invoice: &Invoice,

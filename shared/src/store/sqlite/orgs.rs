@@ -139,22 +139,12 @@ impl OrgStore for SqliteStore {
         expected_version: u64,
     ) -> StoreResult<OrgClose> {
         let (org, invoice, next) = (org.clone(), invoice.clone(), next.clone());
-        self.write(move |c| {
-            // The writer runs each job in a savepoint: an early `Changed` after the insert
-            // must undo it, so the subscription is moved first.
-            if !put(c, &org, &next, Some(expected_version))? {
-                return Ok(OrgClose::Changed);
-            }
-            if !billing::put_invoice_once(c, &invoice)? {
-                return Err(StoreError::VersionConflict);
-            }
-            Ok(OrgClose::Closed)
-        })
-        .await
-        .or_else(|e| match e {
-            StoreError::VersionConflict => Ok(OrgClose::Changed),
-            e => Err(e),
-        })
+        self.write(move |c| close(c, &org, &invoice, &next, expected_version))
+            .await
+            .or_else(|e| match e {
+                StoreError::VersionConflict => Ok(OrgClose::Changed),
+                e => Err(e),
+            })
     }
 
     async fn list_org_invoices(&self, tenant: &TenantId, org: &OrgId) -> StoreResult<Vec<Invoice>> {
@@ -164,6 +154,25 @@ impl OrgStore for SqliteStore {
         self.read(move |c| list_by_subscriber(c, &tenant, &key))
             .await
     }
+}
+
+/// Closes an org period in the caller's transaction (see [`OrgStore::close_org_period`]).
+pub(super) fn close(
+    c: &Connection,
+    org: &OrgId,
+    invoice: &Invoice,
+    next: &Subscription,
+    expected_version: u64,
+) -> StoreResult<OrgClose> {
+    // The writer runs each job in a savepoint: an early `Changed` after the insert
+    // must undo it, so the subscription is moved first.
+    if !put(c, org, next, Some(expected_version))? {
+        return Ok(OrgClose::Changed);
+    }
+    if !billing::put_invoice_once(c, invoice)? {
+        return Err(StoreError::VersionConflict);
+    }
+    Ok(OrgClose::Closed)
 }
 
 fn list_by_subscriber(

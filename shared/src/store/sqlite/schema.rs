@@ -423,6 +423,18 @@ pub(super) const MIGRATIONS: &[&str] = &[
      WHERE json_extract(record, '$.expires_at') IS NOT NULL;
     CREATE INDEX wallet_grants_due ON wallet_grants (due_ms) WHERE due_ms IS NOT NULL;
     "#,
+    // 20: late org events (issue 18, store::OrgBillingStore): the pending adjustments of
+    // an org's invoiced periods.
+    r#"
+    CREATE TABLE org_adjustments (
+        tenant       TEXT NOT NULL,
+        org_id       TEXT NOT NULL,
+        period_start TEXT NOT NULL,
+        events       INTEGER NOT NULL,
+        cost         TEXT NOT NULL,
+        PRIMARY KEY (tenant, org_id, period_start)
+    ) STRICT;
+    "#,
 ];
 
 /// Settings every connection gets: lock wait, foreign keys, the decimal functions.
