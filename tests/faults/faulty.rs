@@ -1176,6 +1176,9 @@ impl meter_core::store::DashboardStore for FaultyStore {
 // Issue 19: the credit ports (grant upkeep, open reservations, period draws).
 #[path = "faulty_credits.rs"]
 mod credits;
+// Issue 19: the views of wallets (export draws, the tenant's wallets).
+#[path = "faulty_views.rs"]
+mod views;
 
 // Issue 19: org wallets.
 #[async_trait]

@@ -45,6 +45,7 @@ pub mod reads;
 pub mod subscriptions;
 pub mod tenant;
 pub mod tokens;
+pub mod wallet_views;
 pub mod wallets;
 
 pub use crate::subscriptions::{schedule_of, SubscriptionChange};

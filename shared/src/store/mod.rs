@@ -34,6 +34,7 @@ mod orgs;
 mod period_draws;
 mod prepaid;
 mod token_keys;
+mod wallet_views;
 mod wallets;
 
 pub use budget_alerts::{BudgetAlertStore, DeniedLimit};
@@ -54,6 +55,7 @@ pub use prepaid::{
     CreditHold, CreditReserve, CreditState, EventDraws, InvoiceCharge, PrepaidStore,
 };
 pub use token_keys::TokenKeyStore;
+pub use wallet_views::{WalletSummary, WalletViewsStore};
 pub use wallets::{GrantInsert, GrantVoid, WalletRecord, WalletStore, MAX_GRANTS_PER_WALLET};
 
 use std::collections::BTreeSet;
@@ -495,6 +497,7 @@ pub trait Store:
     + OpenReservationsStore
     + PeriodDrawsStore
     + OrgWalletStore
+    + WalletViewsStore
 {
 }
 
@@ -520,7 +523,8 @@ impl<
             + OpenReservationsStore
             + PeriodDrawsStore
             + OrgWalletStore
-            + CheckViewStore,
+            + CheckViewStore
+            + WalletViewsStore,
     > Store for T
 {
 }
