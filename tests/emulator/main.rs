@@ -12,6 +12,7 @@ mod migrate_budgets;
 mod orgs;
 mod prepaid;
 mod prepaid_batches;
+mod wallet_views;
 mod wallets;
 
 use std::collections::BTreeMap;

@@ -21,10 +21,16 @@ fn corrupt(e: impl std::fmt::Display) -> StoreError {
 fn user_draws(conn: &Connection, tenant: &TenantId, user: &UserId) -> StoreResult<Vec<EventDraws>> {
     let own = Subscriber::User(user.clone()).to_string();
     let mut stmt = conn.prepare_cached(
+        // Both halves by an index: the user's wallet (`wallet_draws_by_wallet`), the
+        // user's events (`events_by_user`) joined by the draws' primary key. UNION drops
+        // a row both find (an event the user's own wallet paid).
         "SELECT event_id, wallet, at, cost, draws FROM wallet_draws
-         WHERE tenant = ?1 AND (wallet = ?2 OR event_id IN
-             (SELECT event_id FROM events WHERE tenant = ?1 AND user = ?3))
-         ORDER BY at, event_id",
+             WHERE tenant = ?1 AND wallet = ?2
+         UNION
+         SELECT d.event_id, d.wallet, d.at, d.cost, d.draws
+             FROM events e JOIN wallet_draws d ON d.tenant = e.tenant AND d.event_id = e.event_id
+             WHERE e.tenant = ?1 AND e.user = ?3
+         ORDER BY 3, 1",
     )?;
     let rows = stmt
         .query_map(params![tenant.as_str(), own, user.as_str()], |r| {
