@@ -15,7 +15,7 @@ use super::extract::Auth;
 use super::routes::{params, PREFIX};
 use super::ApiError;
 use crate::credits::Subscriber;
-use crate::domain::{OrgId, Role, UserId};
+use crate::domain::{OrgId, Role};
 use crate::service::wallet_views::{DEFAULT_WALLETS_PAGE, MAX_WALLETS_PAGE};
 use crate::service::Meter;
 
@@ -31,12 +31,7 @@ async fn export_org(
 
 /// A cursor `GET /admin/wallets` gave: `user/<id>` or `org/<id>`.
 fn cursor(raw: &str) -> Result<Subscriber, ApiError> {
-    let parsed = match raw.split_once('/') {
-        Some(("user", id)) => UserId::parse(id).ok().map(Subscriber::User),
-        Some(("org", id)) => OrgId::parse(id).ok().map(Subscriber::Org),
-        _ => None,
-    };
-    parsed.ok_or_else(|| {
+    raw.parse::<Subscriber>().map_err(|_| {
         ApiError::bad_request(
             "invalid_parameter",
             "`cursor` is not a cursor this route gave",

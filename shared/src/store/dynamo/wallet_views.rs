@@ -38,14 +38,6 @@ pub(super) fn listed(head: &mut Update, tenant: &TenantId, wallet: &Subscriber) 
         .set(layout::SUBS_SK, s(wallet.to_string()));
 }
 
-fn subscriber_of(key: &str) -> StoreResult<Subscriber> {
-    match key.split_once('/') {
-        Some(("user", id)) => UserId::parse(id).map(Subscriber::User).map_err(corrupt),
-        Some(("org", id)) => OrgId::parse(id).map(Subscriber::Org).map_err(corrupt),
-        _ => Err(corrupt(format!("wallet key {key}"))),
-    }
-}
-
 /// The draws an event item keeps, naming the wallet that paid: `draws` the user's,
 /// `org_draws` the org's the event names.
 fn draws_of_event(item: &Item, user: &Subscriber) -> StoreResult<Vec<EventDraws>> {
@@ -128,7 +120,7 @@ impl WalletViewsStore for DynamoStore {
         let mut wallets = Vec::new();
         for item in page.items() {
             let sk = get_s(item, layout::SUBS_SK).ok_or_else(|| corrupt("no listing key"))?;
-            wallets.push(subscriber_of(sk)?);
+            wallets.push(sk.parse::<Subscriber>().map_err(corrupt)?);
         }
         let wanted = wallets
             .iter()

@@ -67,7 +67,7 @@ pub(super) fn archived(
         .map(|a| a != 0))
 }
 
-pub(super) fn subscriber_of(wallet: &str) -> StoreResult<Subscriber> {
+fn subscriber_of(wallet: &str) -> StoreResult<Subscriber> {
     match wallet.split_once('/') {
         Some(("user", id)) => UserId::parse(id).map(Subscriber::User).map_err(corrupt),
         Some(("org", id)) => OrgId::parse(id).map(Subscriber::Org).map_err(corrupt),

@@ -47,7 +47,7 @@ fn user_draws(conn: &Connection, tenant: &TenantId, user: &UserId) -> StoreResul
         .map(|(id, wallet, at, cost, draws)| {
             Ok(EventDraws::new(
                 EventId::parse(&id).map_err(corrupt)?,
-                super::grant_upkeep::subscriber_of(&wallet)?,
+                wallet.parse::<Subscriber>().map_err(corrupt)?,
                 parse_ts(&at)?,
                 from_json::<Draws>(&draws)?,
                 parse_money(&cost)?,
@@ -80,7 +80,7 @@ fn wallets_page(
     for key in &keys {
         let record = super::wallets::read_wallet(conn, tenant, key)?;
         items.push(WalletSummary {
-            wallet: super::grant_upkeep::subscriber_of(key)?,
+            wallet: key.parse::<Subscriber>().map_err(corrupt)?,
             credit: CreditState {
                 buckets: super::prepaid::buckets(&record.grants)?,
                 overdrawn_usd: record.overdrawn_usd,
