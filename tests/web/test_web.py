@@ -199,6 +199,30 @@ def test_admin_view_lists_the_wallets_with_the_apis_numbers(server, browser):
     assert not browser.find_element(By.ID, "more-wallets").is_displayed(), "one page holds them all"
     assert console_errors(browser) == []
 
+    # Past a page (100 wallets): the page reads one, "Show more wallets" reads the next.
+    for i in range(100):
+        server.api.ok("PUT", f"/wallet/user/w{i:03}/grants/g", server.admin_key,
+                      {"amount_usd": "0.5", "kind": "promo"})
+    browser.refresh()
+    wait(browser, "#tenant-wallets tbody tr")
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#tenant-wallets tbody tr")) == 100
+    more = browser.find_element(By.ID, "more-wallets")
+    assert more.is_displayed()
+    more.click()
+    WebDriverWait(browser, 20).until(
+        lambda d: len(d.find_elements(By.CSS_SELECTOR, "#tenant-wallets tbody tr")) == 102)
+    first = server.api.ok("GET", "/admin/wallets?limit=100", server.admin_key)
+    second = server.api.ok("GET", "/admin/wallets?limit=100&cursor=" + first["next_cursor"], server.admin_key)
+    assert second["next_cursor"] is None
+    expected = [w["subscriber"]["kind"] + "/" + w["subscriber"]["id"] for w in first["wallets"] + second["wallets"]]
+    rows = browser.find_elements(By.CSS_SELECTOR, "#tenant-wallets tbody tr")
+    assert [r.get_attribute("data-wallet") for r in rows] == expected
+    assert expected[-1] == "user/w099" and expected[1] == "user/pam"
+    last = cells(rows[-1])
+    assert last[3].get_attribute("data-value") == second["wallets"][-1]["available_usd"] == "0.5"
+    assert not browser.find_element(By.ID, "more-wallets").is_displayed()
+    assert console_errors(browser) == []
+
 
 def test_one_click_opens_a_user_from_the_admin_view(server, browser):
     link = browser.find_element(By.CSS_SELECTOR, '#users a.user-link[data-user="bob"]')
