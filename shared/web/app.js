@@ -15,6 +15,8 @@
   var TOKEN_STORE = "meter.token";
   var USERS_PAGE = 100;
   var MAX_USER_PAGES = 10;
+  // The tenant view's wallets: a page of GET /admin/wallets at a time (issue 19).
+  var WALLETS_PAGE = 100;
   var F = window.MeterFormat;
   var locale = (navigator.languages && navigator.languages[0]) || navigator.language || "en-US";
 
@@ -249,7 +251,8 @@
 
   function renderTenant() {
     var r = start("Tenant");
-    Promise.all([allUsers(), api("/admin/alerts?limit=20"), api("/plans")]).then(function (res) {
+    Promise.all([allUsers(), api("/admin/alerts?limit=20"), api("/plans"),
+      api("/admin/wallets?limit=" + WALLETS_PAGE)]).then(function (res) {
       if (!r.current()) { return; }
       status("");
       var listed = res[0];
@@ -261,6 +264,7 @@
       r.view.appendChild(usersPanel(users, listed.truncated));
       r.view.appendChild(h("div", { class: "grid-2" },
         unpricedPanel(users), orgsPanel()));
+      r.view.appendChild(walletsPanel(res[3], r));
       r.view.appendChild(tenantAlertsPanel(res[1].alerts));
       r.view.appendChild(plansPanel(res[2].plans));
     }).catch(function (e) { if (r.current()) { failed(r.view, e); } });
@@ -345,6 +349,57 @@
     return h("section", { class: "panel", id: "orgs", "aria-labelledby": "orgs-title" },
       h("h2", { id: "orgs-title", text: "Organisations" }),
       h("p", { class: "hint", text: "Organisations and their budgets will be listed here once meter has them (SPEC §10)." }));
+  }
+
+  // The tenant's wallets (issue 19): those that hold or held grants, a page at a time in
+  // key order (orgs, then users); balance, held, available, the low-balance level and flag.
+  function walletRow(w) {
+    var who = w.subscriber.kind === "user"
+      ? h("td", {}, userLink(w.subscriber.id))
+      : h("td", { class: "org", text: "org " + w.subscriber.id });
+    var state = w.depleted ? "depleted" : (w.low_balance ? "low" : "ok");
+    return h("tr", { data: { wallet: w.subscriber.kind + "/" + w.subscriber.id, state: state } },
+      who,
+      moneyEl("td", w.balance_usd, { class: "num balance" }),
+      moneyEl("td", w.held_usd, { class: "num held" }),
+      moneyEl("td", w.available_usd, { class: "num available" }),
+      w.low_balance_usd === null
+        ? h("td", { class: "num low-level", text: "—" })
+        : moneyEl("td", w.low_balance_usd, { class: "num low-level" }),
+      h("td", { class: "wallet-state" },
+        h("span", { class: "badge " + (state === "ok" ? "active" : state === "low" ? "warning" : "error"),
+          text: state === "ok" ? "ok" : state === "low" ? "low balance" : "depleted" })));
+  }
+
+  function walletsPanel(page, r) {
+    var body = h("tbody");
+    page.wallets.forEach(function (w) { body.appendChild(walletRow(w)); });
+    var more = h("button", { type: "button", id: "more-wallets", text: "Show more wallets" });
+    var cursor = page.next_cursor;
+    more.hidden = !cursor;
+    more.addEventListener("click", function () {
+      more.disabled = true;
+      api("/admin/wallets?limit=" + WALLETS_PAGE + "&cursor=" + enc(cursor)).then(function (next) {
+        if (!r.current()) { return; }
+        next.wallets.forEach(function (w) { body.appendChild(walletRow(w)); });
+        cursor = next.next_cursor;
+        more.hidden = !cursor;
+        more.disabled = false;
+      }).catch(function (e) { more.disabled = false; status(e.message || String(e), true); });
+    });
+    return h("section", { class: "panel", id: "wallets", "aria-labelledby": "wallets-title" },
+      h("h2", { id: "wallets-title", text: "Wallets" }),
+      page.wallets.length
+        ? tableWrap(h("table", { id: "tenant-wallets" },
+          h("thead", {}, h("tr", {},
+            h("th", { scope: "col", text: "Wallet of" }),
+            h("th", { class: "num", scope: "col", text: "Balance" }),
+            h("th", { class: "num", scope: "col", text: "Held" }),
+            h("th", { class: "num", scope: "col", text: "Available" }),
+            h("th", { class: "num", scope: "col", text: "Low-balance level" }),
+            h("th", { scope: "col", text: "State" }))), body), "Wallets")
+        : h("p", { text: "No wallet holds credit yet." }),
+      more);
   }
 
   function tenantAlertsPanel(alerts) {

@@ -30,5 +30,6 @@ mod subscriptions;
 mod tenant;
 mod tokens;
 mod wallet_token;
+mod wallet_views;
 mod wallets;
 mod web;

@@ -28,6 +28,7 @@ mod repricing;
 mod reservations;
 mod review;
 mod scopes;
+mod wallet_views;
 mod wallets;
 
 /// One `#[tokio::test]` per listed test of each module, on a fresh store from `$factory`.
@@ -160,6 +161,11 @@ macro_rules! conformance {
             prepaid_racing_alarm_writes_move_the_state_once_per_version,
         );
         // Issue 19: org wallets (who pays; batches of draws).
+        // Issue 19: the views of wallets (export draws, the tenant's wallets).
+        conformance!(@module wallet_views $factory;
+            a_users_draws_name_the_wallet_that_paid,
+            tenant_wallets_are_paged_in_key_order_with_their_figures,
+        );
         conformance!(@module org_wallets $factory;
             org_wallet_batches_draw_exactly_once_under_racing_retries,
             an_org_hold_is_given_back_to_the_org_wallet_by_its_close,

@@ -16,6 +16,7 @@ mod prepaid;
 mod prepaid_batches;
 mod repricing;
 mod state_size;
+mod wallet_views;
 mod wallets;
 
 use std::collections::BTreeMap;

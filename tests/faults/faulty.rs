@@ -1179,6 +1179,9 @@ mod credits;
 // Issue 18: late org events (store::OrgBillingStore).
 #[path = "faulty_org_billing.rs"]
 mod faulty_org_billing;
+// Issue 19: the views of wallets (export draws, the tenant's wallets).
+#[path = "faulty_views.rs"]
+mod views;
 
 // Issue 19: org wallets.
 #[async_trait]

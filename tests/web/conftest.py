@@ -104,7 +104,8 @@ PROMO_EXPIRES = (datetime.now(timezone.utc) + timedelta(days=30)).replace(micros
 def seed_prepaid(api, service_key, now):
     """pam, on a prepaid plan (issue 19): $10 purchased and a $5 promo that expires in 30
     days; a reservation holds $0.30 and a recorded call drew $0.60 (from the promo, which
-    expires first): balance $14.40, held $0.30, available $14.10."""
+    expires first): balance $14.40, held $0.30, available $14.10. The org acme's wallet:
+    $3, below its $5 low-balance level."""
     api.ok("PUT", "/plans/payg", ADMIN_KEY,
            {"tier": "custom", "monthly_price_usd": "0", "yearly_price_usd": "0",
             "limits": {"calls:gemini": 1000}, "payment": "prepaid"})
@@ -121,6 +122,9 @@ def seed_prepaid(api, service_key, now):
     data = api.ok("POST", "/usage", service_key, {"events": [
         event("p-1", "pam", "gemini", "gemini-2.5-flash", now - timedelta(seconds=5), 2_000_000, 0)]})
     assert data["events"][0]["status"] == "recorded", data
+    # The org acme's wallet (listed in the tenant view): $3 granted under a $5 level.
+    api.ok("PUT", "/wallet/org/acme/grants/pool", ADMIN_KEY, {"amount_usd": "3", "kind": "purchase"})
+    api.ok("PUT", "/wallet/org/acme/settings", ADMIN_KEY, {"low_balance_usd": "5"})
 
 
 def seed(server, api, service_key):

@@ -160,6 +160,70 @@ def test_admin_view_ranks_users_by_cost_with_the_apis_numbers(server, browser, o
     assert console_errors(browser) == []
 
 
+def test_admin_view_lists_the_wallets_with_the_apis_numbers(server, browser):
+    # The admin view of the test before (still open): its wallets panel.
+    wait(browser, "#tenant-wallets tbody tr")
+    api_wallets = []
+    cursor = None
+    while True:
+        data = server.api.ok("GET", "/admin/wallets?limit=100" + (f"&cursor={cursor}" if cursor else ""),
+                             server.admin_key)
+        api_wallets += data["wallets"]
+        cursor = data["next_cursor"]
+        if not cursor:
+            break
+    keys = [w["subscriber"]["kind"] + "/" + w["subscriber"]["id"] for w in api_wallets]
+    assert keys == ["org/acme", "user/pam"], keys
+    rows = browser.find_elements(By.CSS_SELECTOR, "#tenant-wallets tbody tr")
+    assert [r.get_attribute("data-wallet") for r in rows] == keys
+    for row, w, key in zip(rows, api_wallets, keys):
+        c = cells(row)
+        # The admin list's figures are the wallet's own read's.
+        own = server.api.ok("GET", "/wallet/" + key, server.admin_key)
+        for i, field in [(1, "balance_usd"), (2, "held_usd"), (3, "available_usd")]:
+            assert w[field] == own[field], (key, field)
+            assert c[i].get_attribute("data-value") == w[field], (key, field)
+            assert c[i].text == money(w[field]), (key, field)
+        if w["low_balance_usd"] is None:
+            assert c[4].text == "—"
+        else:
+            assert c[4].text == money(w["low_balance_usd"])
+        state = "depleted" if w["depleted"] else "low" if w["low_balance"] else "ok"
+        assert row.get_attribute("data-state") == state, key
+    pam = rows[1]
+    assert [c.text for c in cells(pam)[1:4]] == ["$14.40", "$0.30", "$14.10"]
+    assert cells(pam)[0].find_element(By.CSS_SELECTOR, "a.user-link").text == "pam"
+    acme = rows[0]
+    assert cells(acme)[0].text == "org acme" and acme.get_attribute("data-state") == "low"
+    assert "low balance" in cells(acme)[5].text
+    assert not browser.find_element(By.ID, "more-wallets").is_displayed(), "one page holds them all"
+    assert console_errors(browser) == []
+
+    # Past a page (100 wallets): the page reads one, "Show more wallets" reads the next.
+    for i in range(100):
+        server.api.ok("PUT", f"/wallet/user/w{i:03}/grants/g", server.admin_key,
+                      {"amount_usd": "0.5", "kind": "promo"})
+    browser.refresh()
+    wait(browser, "#tenant-wallets tbody tr")
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#tenant-wallets tbody tr")) == 100
+    more = browser.find_element(By.ID, "more-wallets")
+    assert more.is_displayed()
+    more.click()
+    WebDriverWait(browser, 20).until(
+        lambda d: len(d.find_elements(By.CSS_SELECTOR, "#tenant-wallets tbody tr")) == 102)
+    first = server.api.ok("GET", "/admin/wallets?limit=100", server.admin_key)
+    second = server.api.ok("GET", "/admin/wallets?limit=100&cursor=" + first["next_cursor"], server.admin_key)
+    assert second["next_cursor"] is None
+    expected = [w["subscriber"]["kind"] + "/" + w["subscriber"]["id"] for w in first["wallets"] + second["wallets"]]
+    rows = browser.find_elements(By.CSS_SELECTOR, "#tenant-wallets tbody tr")
+    assert [r.get_attribute("data-wallet") for r in rows] == expected
+    assert expected[-1] == "user/w099" and expected[1] == "user/pam"
+    last = cells(rows[-1])
+    assert last[3].get_attribute("data-value") == second["wallets"][-1]["available_usd"] == "0.5"
+    assert not browser.find_element(By.ID, "more-wallets").is_displayed()
+    assert console_errors(browser) == []
+
+
 def test_one_click_opens_a_user_from_the_admin_view(server, browser):
     link = browser.find_element(By.CSS_SELECTOR, '#users a.user-link[data-user="bob"]')
     link.click()

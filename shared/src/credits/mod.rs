@@ -113,6 +113,23 @@ impl fmt::Display for Subscriber {
     }
 }
 
+/// The inverse of `Display`: `user/<id>` or `org/<id>` (a stored wallet key, a cursor).
+impl std::str::FromStr for Subscriber {
+    type Err = String;
+
+    fn from_str(key: &str) -> Result<Self, String> {
+        match key.split_once('/') {
+            Some(("user", id)) => UserId::parse(id)
+                .map(Subscriber::User)
+                .map_err(|e| e.to_string()),
+            Some(("org", id)) => OrgId::parse(id)
+                .map(Subscriber::Org)
+                .map_err(|e| e.to_string()),
+            _ => Err(format!("`{key}` is not `user/<id>` or `org/<id>`")),
+        }
+    }
+}
+
 /// Why a credits rule refused its input. Nothing is changed when one is returned.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CreditError {

@@ -15,6 +15,7 @@ pub mod orgs;
 pub mod routes;
 pub mod tenant;
 pub mod tokens;
+pub mod wallet_views;
 pub mod wallets;
 pub mod web;
 pub mod wire;

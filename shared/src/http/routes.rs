@@ -353,6 +353,7 @@ fn dashboard_routes() -> Router<Arc<Meter>> {
         .merge(super::tenant::routes())
         .merge(super::budgets::routes())
         .merge(super::wallets::routes())
+        .merge(super::wallet_views::routes())
         .merge(super::orgs::routes())
 }
 

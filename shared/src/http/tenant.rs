@@ -21,7 +21,7 @@ use crate::service::tenant::{
 use crate::service::Meter;
 
 /// `limit` in `1..=max`, `default` when absent; 400 otherwise.
-fn limit(raw: Option<&String>, default: usize, max: usize) -> Result<usize, ApiError> {
+pub(super) fn limit(raw: Option<&String>, default: usize, max: usize) -> Result<usize, ApiError> {
     match raw {
         None => Ok(default),
         Some(raw) => match raw.parse::<usize>() {

@@ -49,6 +49,7 @@ mod repricing;
 pub mod subscriptions;
 pub mod tenant;
 pub mod tokens;
+pub mod wallet_views;
 pub mod wallets;
 
 pub use crate::subscriptions::{schedule_of, SubscriptionChange};

@@ -235,7 +235,7 @@ impl Meter {
     }
 
     /// The org's current period at `now`, and its plan when subscribed.
-    async fn org_period(
+    pub(super) async fn org_period(
         &self,
         tenant: &TenantId,
         org: &OrgId,

@@ -64,7 +64,8 @@ pub struct UserExport {
     /// What the user's invoices are kept under after an erasure.
     pub pseudonym: UserId,
     /// Issue 19: the user's prepaid wallet as GET `/wallet/user/{id}` shows it, and what
-    /// each event drew from its grants (oldest first).
+    /// each event drew from the grants of the wallet that paid (the user's or an org's:
+    /// `wallet` names it), oldest first.
     pub wallet: super::wallets::WalletView,
     pub draws: Vec<crate::store::EventDraws>,
 }
@@ -94,7 +95,8 @@ impl Meter {
         let wallet = self
             .wallet(caller, &crate::credits::Subscriber::User(user.clone()))
             .await?;
-        let draws = self.store.event_draws(tenant, user, None).await?;
+        // Whichever wallet paid: the user's own or an org's (issue 19).
+        let draws = self.store.user_event_draws(tenant, user).await?;
         Ok(UserExport {
             user_id: user.clone(),
             tenant_id: tenant.clone(),

@@ -37,6 +37,7 @@ mod prepaid;
 // Issue 19: unpriced events draw from their payer's wallet once re-priced.
 mod repricing;
 mod token_keys;
+mod wallet_views;
 mod wallets;
 
 pub use budget_alerts::{BudgetAlertStore, DeniedLimit};
@@ -59,6 +60,7 @@ pub use prepaid::{
 };
 pub use repricing::RepriceStore;
 pub use token_keys::TokenKeyStore;
+pub use wallet_views::{WalletSummary, WalletViewsStore};
 pub use wallets::{GrantInsert, GrantVoid, WalletRecord, WalletStore, MAX_GRANTS_PER_WALLET};
 
 use std::collections::BTreeSet;
@@ -502,6 +504,7 @@ pub trait Store:
     + OrgWalletStore
     + RepriceStore
     + OrgBillingStore
+    + WalletViewsStore
 {
 }
 
@@ -529,7 +532,8 @@ impl<
             + OrgWalletStore
             + RepriceStore
             + OrgBillingStore
-            + CheckViewStore,
+            + CheckViewStore
+            + WalletViewsStore,
     > Store for T
 {
 }

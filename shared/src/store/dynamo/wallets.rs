@@ -152,14 +152,16 @@ impl WalletStore for DynamoStore {
         let pk = wallet_pk(tenant, wallet);
         let mut head = Update::new();
         head.add(GRANTS_N, n(1))
-            .add(&credit_bucket(grant.expires_at), n(grant.remaining_usd))
-            .condition(|e| {
-                let count = e.name(GRANTS_N);
-                format!(
-                    "attribute_not_exists({count}) OR {count} < {}",
-                    e.value(n(MAX_GRANTS_PER_WALLET))
-                )
-            });
+            .add(&credit_bucket(grant.expires_at), n(grant.remaining_usd));
+        // The tenant's wallet listing (admin view; `super::wallet_views`).
+        super::wallet_views::listed(&mut head, tenant, wallet);
+        head.condition(|e| {
+            let count = e.name(GRANTS_N);
+            format!(
+                "attribute_not_exists({count}) OR {count} < {}",
+                e.value(n(MAX_GRANTS_PER_WALLET))
+            )
+        });
         let item = super::grant_upkeep::with_due(grant_item(pk.clone(), grant), &pk, grant);
         let items = vec![
             self.tx_put(item, true)?,

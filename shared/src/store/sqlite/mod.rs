@@ -49,6 +49,7 @@ mod subscriptions;
 mod tenants;
 mod token_keys;
 mod usage;
+mod wallet_views;
 mod wallets;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};

@@ -150,11 +150,15 @@ pub(super) fn credit_state(
     wallet: &str,
 ) -> StoreResult<CreditState> {
     let tenant_id = TenantId::parse(tenant).map_err(corrupt)?;
-    let record = super::wallets::read_wallet(conn, &tenant_id, wallet)?;
+    credit_state_of(&super::wallets::read_wallet(conn, &tenant_id, wallet)?)
+}
+
+/// What a check needs of a wallet read whole (`wallets::read_wallet`).
+pub(super) fn credit_state_of(record: &crate::store::WalletRecord) -> StoreResult<CreditState> {
     Ok(CreditState {
         buckets: buckets(&record.grants)?,
-        overdrawn_usd: overdrawn(conn, tenant, wallet)?,
-        held_usd: held(conn, tenant, wallet)?,
+        overdrawn_usd: record.overdrawn_usd,
+        held_usd: record.held_usd,
         low_balance_usd: record.low_balance_usd,
         alarms: record.alarms,
     })
