@@ -11,7 +11,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::wallets::write_grant;
 use super::SqliteStore;
 use crate::credits::{Grant, Subscriber};
-use crate::domain::{OrgId, TenantId, UserId};
+use crate::domain::TenantId;
 use crate::store::{
     due_at, with_expiry_recorded, DueGrant, GrantUpkeepStore, StoreError, StoreResult,
 };
@@ -65,14 +65,6 @@ pub(super) fn archived(
         .query_row(params![tenant.as_str(), wallet, id], |r| r.get::<_, i64>(0))
         .optional()?
         .map(|a| a != 0))
-}
-
-fn subscriber_of(wallet: &str) -> StoreResult<Subscriber> {
-    match wallet.split_once('/') {
-        Some(("user", id)) => UserId::parse(id).map(Subscriber::User).map_err(corrupt),
-        Some(("org", id)) => OrgId::parse(id).map(Subscriber::Org).map_err(corrupt),
-        _ => Err(corrupt(format!("wallet key {wallet}"))),
-    }
 }
 
 /// The live (not archived) stored grant, if it is exactly `read`.
@@ -153,7 +145,7 @@ impl GrantUpkeepStore for SqliteStore {
                 .map(|(tenant, wallet, record, due)| {
                     Ok(DueGrant {
                         tenant: TenantId::parse(&tenant).map_err(corrupt)?,
-                        wallet: subscriber_of(&wallet)?,
+                        wallet: wallet.parse::<Subscriber>().map_err(corrupt)?,
                         grant: serde_json::from_str(&record).map_err(corrupt)?,
                         due_at: DateTime::from_timestamp_millis(due)
                             .ok_or_else(|| corrupt("due_ms"))?,
