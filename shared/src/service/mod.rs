@@ -33,6 +33,7 @@ pub mod error;
 mod grant_upkeep;
 mod holds;
 pub mod ingest;
+mod ingest_view;
 pub mod org_alerts;
 pub mod org_billing;
 pub mod org_reads;

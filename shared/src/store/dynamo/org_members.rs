@@ -5,7 +5,9 @@
 //! is noted in the bucket of the user who named it) and a `ttl` a day after the period's
 //! end. A note is one `UpdateItem` per bucket touched (`ADD users :ss, teams :ss`:
 //! idempotent; an ingest batch is one user's, so one request); a read is one `Query` of
-//! the partition.
+//! the partition. An ingest batch does not send that `UpdateItem`: recording notes each
+//! event's user and team in its own `TransactWriteItems` ([`member_note`],
+//! [`Notes::updates`]; issue 18, SPEC §12).
 
 use std::collections::BTreeMap;
 
@@ -16,7 +18,8 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use super::codec::{n, Item};
 use super::expressions::Update;
 use super::{layout, DynamoStore};
-use crate::domain::{OrgId, TeamId, TenantId, UserId};
+use crate::budgets::{CounterKey, CounterWrite, Scope, Window};
+use crate::domain::{OrgId, TeamId, TenantId, UsageEvent, UserId};
 use crate::periods::Period;
 use crate::store::{OrgMembers, OrgMembersStore, StoreError, StoreResult, COUNTER_GRACE};
 
@@ -48,8 +51,91 @@ fn strings(item: &Item, attr: &str) -> Vec<String> {
     }
 }
 
+/// One event's directory note: taken from its write of the member counter of the org's
+/// `period` window (every event naming an org has one, service::org_reads), whose window
+/// is the org's period.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct MemberNote {
+    org: OrgId,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    user: UserId,
+    team: Option<TeamId>,
+}
+
+impl MemberNote {
+    /// The directory item the note goes to (a key of the transaction's item count).
+    pub(super) fn item(&self, tenant: &TenantId) -> (String, String) {
+        (
+            pk(tenant, &self.org, self.start),
+            bucket(self.user.as_str()),
+        )
+    }
+}
+
+/// The directory note of an event with its counter writes, if it names an org.
+pub(super) fn member_note(e: &UsageEvent, writes: &[CounterWrite]) -> Option<MemberNote> {
+    let org = e.org_id.as_ref()?;
+    writes.iter().find_map(|w| match &w.counter {
+        CounterKey::Member {
+            scope: Scope::Org { org_id },
+            user,
+            window: Window::Period,
+            window_start,
+        } if org_id == org && user == &e.user => Some(MemberNote {
+            org: org.clone(),
+            start: *window_start,
+            end: w.window_end,
+            user: e.user.clone(),
+            team: e.team_id.clone(),
+        }),
+        _ => None,
+    })
+}
+
+/// The directory notes of one transaction, merged per item.
+#[derive(Debug, Default)]
+pub(super) struct Notes(BTreeMap<(String, String), (Vec<String>, Vec<String>, i64)>);
+
+impl Notes {
+    pub(super) fn add(&mut self, tenant: &TenantId, note: MemberNote) {
+        let ttl = (note.end + COUNTER_GRACE).timestamp();
+        let slot = self.0.entry(note.item(tenant)).or_default();
+        if !slot.0.contains(&note.user.to_string()) {
+            slot.0.push(note.user.to_string());
+        }
+        if let Some(t) = note.team {
+            if !slot.1.contains(&t.to_string()) {
+                slot.1.push(t.to_string());
+            }
+        }
+        slot.2 = slot.2.max(ttl);
+    }
+
+    /// One `Update` per directory item (`ADD users :ss, teams :ss SET ttl`: idempotent,
+    /// no condition), for the events' transaction.
+    pub(super) fn updates(&self) -> Vec<(String, String, Update)> {
+        self.0
+            .iter()
+            .map(|((pk, sk), (users, teams, ttl))| {
+                let mut u = Update::new();
+                u.add(USERS, AttributeValue::Ss(users.clone()));
+                if !teams.is_empty() {
+                    u.add(TEAMS, AttributeValue::Ss(teams.clone()));
+                }
+                u.set(layout::TTL, n(*ttl));
+                (pk.clone(), sk.clone(), u)
+            })
+            .collect()
+    }
+}
+
 #[async_trait]
 impl OrgMembersStore for DynamoStore {
+    fn notes_members_when_recording(&self) -> bool {
+        true
+    }
+
     async fn note_org_members(
         &self,
         tenant: &TenantId,

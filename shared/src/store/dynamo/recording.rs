@@ -82,6 +82,8 @@ struct ChunkPlan {
     /// Wallet credit the settled reservations held (issue 19), by wallet head key:
     /// released on the head.
     credit_released: BTreeMap<String, Decimal>,
+    /// Issue 18: the org member directory notes of the events (store::OrgMembersStore).
+    members: super::org_members::Notes,
 }
 
 /// Increments of a daily rollup item: `ADD`s of plain attribute names.
@@ -118,9 +120,16 @@ impl ChunkPlan {
         let mut late = false;
         let mut budget: BTreeMap<String, CounterAdds> = BTreeMap::new();
         let mut credit_released: BTreeMap<String, Decimal> = BTreeMap::new();
+        let mut members = super::org_members::Notes::default();
         for &i in todo {
             let e = &events[i];
             events_out.push((i, items::event_item(e)?));
+            if let Some(note) = writes
+                .get(i)
+                .and_then(|w| super::org_members::member_note(e, w))
+            {
+                members.add(&e.tenant, note);
+            }
             for w in writes.get(i).into_iter().flatten() {
                 budget.entry(w.counter.key()).or_default().add(w)?;
             }
@@ -176,6 +185,7 @@ impl ChunkPlan {
             late,
             budget,
             credit_released,
+            members,
         })
     }
 
@@ -297,6 +307,13 @@ fn chunk_end(
             .into_iter()
             .flatten()
             .map(|w| w.counter.key())
+            // Issue 18: the event's org member directory item (one per user and period).
+            .chain(
+                writes
+                    .get(firsts[end])
+                    .and_then(|w| super::org_members::member_note(e, w))
+                    .map(|note| format!("{:?}", note.item(&e.tenant))),
+            )
             .filter(|k| !counters.contains(k))
             .collect();
         let new_day = usize::from(!days.contains(&e.timestamp.date_naive()));
@@ -701,6 +718,11 @@ impl DynamoStore {
         }
         for item in self.budget_counter_items(tenant, &plan.budget)? {
             tx.push(item);
+            kinds.push(TxItem::Other);
+        }
+        // Issue 18: the org member directory (store::OrgMembersStore), in the same write.
+        for (pk, sk, u) in plan.members.updates() {
+            tx.push(self.tx_update(pk, &sk, &u)?);
             kinds.push(TxItem::Other);
         }
         for o in &plan.settled {
