@@ -151,3 +151,62 @@ async fn org_budget_alerts_fire_once_under_concurrent_batches_on_dynamodb() {
     assert_eq!(r.body["data"]["total_users"], 5, "{}", r.body);
     assert_eq!(r.body["data"]["teams"][0]["calls"], 20, "{}", r.body);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_event_batch_of_a_user_with_budgets_of_their_own_is_one_write_and_two_reads_on_dynamodb()
+{
+    let clock = TestClock::at("2026-03-10T12:00:00Z");
+    let (app, counter) = setup_at(&clock).await;
+    app.put(
+        &format!("{P}/budgets/cy-daily"),
+        json!({"scope": {"kind": "user", "user_id": "cy"}, "limits": {"calls:*": 8},
+               "window": "day", "mode": "hard", "alert_thresholds": [50]}),
+    )
+    .await
+    .assert_ok("budget");
+    let one = |id: &str| {
+        json!({"event_id": id, "user_id": "cy", "provider": "gemini",
+               "model": "gemini-2.5-flash", "input_tokens": 1000})
+    };
+    // The first batch finds the budget from the state item (its `nb`); this process then
+    // reads the user's budgets and counters with the state.
+    app.usage(json!({"events": [one("w1")]}))
+        .await
+        .assert_ok("warm");
+    counter.take();
+    app.usage(json!({"events": [one("c1"), one("c2")]}))
+        .await
+        .assert_ok("ingest");
+    let ingest = counter.take();
+    eprintln!("event batch of 2 of a user with a budget of their own: {ingest:?}");
+    assert_eq!(
+        ingest,
+        ops(&[("BatchGetItem", 2), ("TransactWriteItems", 1)])
+    );
+    counter.take();
+    let r = app
+        .check(json!({"user_id": "cy", "provider": "gemini"}))
+        .await;
+    r.assert_ok("check");
+    assert_eq!(r.body["data"]["remaining"]["calls:*"], 5, "{}", r.body);
+    assert_eq!(
+        r.body["data"]["limited_by"]["calls:*"]["budget_id"],
+        "cy-daily"
+    );
+    assert_eq!(counter.take(), ops(&[("BatchGetItem", 1)]), "one read");
+
+    // 4 of 8: the 50 % alert, once.
+    app.usage(json!({"events": [one("c3")]}))
+        .await
+        .assert_ok("crossing");
+    let r = app.get(&format!("{P}/alerts/cy")).await;
+    r.assert_ok("alerts");
+    let keys: Vec<&str> = r.body["data"]["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["key"].as_str().unwrap())
+        .filter(|k| k.starts_with("budget/"))
+        .collect();
+    assert_eq!(keys, ["budget/cy-daily/2026-03-10T00:00:00Z/calls:*@50"]);
+}

@@ -123,21 +123,31 @@ impl Meter {
         // Issue 18: the budgets of the scopes the batch names, listed once for the counter
         // writes and the budget alerts.
         let mut listed = super::enforce::ListedBudgets::new();
-        // Issue 18 (§12): a user's events naming an org read the check's view instead of
-        // the state alone (service::ingest_view); the first such call, per user.
-        let mut org_call = BTreeMap::new();
+        // Issue 18 (§12): a user's events naming an org, or a user known to have budgets,
+        // read the check's view instead of the state alone (service::ingest_view); the
+        // first such call, per user, is read again after the write for the alerts.
+        let mut view_call = BTreeMap::new();
         for (user, indices) in &by_user {
-            let calls = super::ingest_view::org_calls(&inputs, indices)?;
+            let calls = self.ingest_calls(tenant, user, &inputs, indices)?;
             let limits = match calls.first() {
                 Some(call) => {
-                    org_call.insert(user.clone(), call.clone());
+                    view_call.insert(user.clone(), call.clone());
                     self.read_ingest_views(tenant, &calls, now, &mut org_plans, &mut listed)
                         .await?
                 }
                 None => {
-                    self.store
+                    let limits = self
+                        .store
                         .get_user_limits(tenant, user, &|s| super::period_start_at(s, now))
-                        .await?
+                        .await?;
+                    if limits.user_budgets {
+                        self.note_own_budgets(tenant, user, true);
+                        view_call.insert(
+                            user.clone(),
+                            crate::budgets::CallScopes::user_only(user.clone()),
+                        );
+                    }
+                    limits
                 }
             };
             let sub = limits.subscription;
@@ -266,7 +276,7 @@ impl Meter {
             // Issue 18: budget alerts (service::budget_alerts); after events naming an org,
             // with the user's state for the plan alerts in one read (service::ingest_view).
             let mut state_after = None;
-            if let (Some((sub, user_budgets)), Some(call)) = (scoped.get(user), org_call.get(user))
+            if let (Some((sub, user_budgets)), Some(call)) = (scoped.get(user), view_call.get(user))
             {
                 state_after = self
                     .budget_alerts_after_write(

@@ -9,6 +9,10 @@
 //! included: alerts stay exact under concurrency). The org member directory is noted in
 //! the events' own write where the store can (`OrgMembersStore::notes_members_when_recording`).
 //!
+//! A user whose events name no org reads the same way when this process knows that
+//! user's own scope holds budgets (`Meter::has_own_budgets`, service::check_view); one
+//! found with budgets by the state read is read that way after the write.
+//!
 //! Events of one user that name several orgs, or several teams of an org, read once per
 //! such call before the write; after it, counters of the other calls are read apart.
 //!
@@ -22,7 +26,7 @@ use super::ingest::NewEvent;
 use super::orgs::{OrgPlan, OrgPlans};
 use super::{period_start_at, Error, Meter, Result};
 use crate::budgets::CallScopes;
-use crate::domain::{Subscription, TenantId, UsageEvent};
+use crate::domain::{Subscription, TenantId, UsageEvent, UserId};
 use crate::store::UserUsage;
 
 /// Whether call `a` reads everything call `b` needs: the same org, and `b`'s team if any.
@@ -51,6 +55,23 @@ pub(super) fn org_calls(inputs: &[NewEvent], indices: &[usize]) -> Result<Vec<Ca
 }
 
 impl Meter {
+    /// The calls to read the view of before one user's write: the org calls
+    /// ([`org_calls`]), or, when no event names an org and this process saw the user's
+    /// own scope holding budgets (service::check_view), the user's own scope.
+    pub(super) fn ingest_calls(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        inputs: &[NewEvent],
+        indices: &[usize],
+    ) -> Result<Vec<CallScopes>> {
+        let calls = org_calls(inputs, indices)?;
+        if calls.is_empty() && self.has_own_budgets(tenant, user) {
+            return Ok(vec![CallScopes::user_only(user.clone())]);
+        }
+        Ok(calls)
+    }
+
     /// The read before one user's write when the events name an org: per call one view
     /// (the user's state, picked at `now` as `get_user_limits` does; the org's
     /// subscription into `org_plans`; each named scope's budgets into `listed`).
@@ -87,15 +108,18 @@ impl Meter {
                 }
             }
             for scope in call.scopes() {
-                if !listed.contains_key(&scope) {
+                if let std::collections::btree_map::Entry::Vacant(slot) = listed.entry(scope) {
                     let of_scope = view
                         .budgets
                         .iter()
-                        .filter(|b| b.scope == scope)
+                        .filter(|b| &b.scope == slot.key())
                         .cloned()
                         .collect();
-                    listed.insert(scope, of_scope);
+                    slot.insert(of_scope);
                 }
+            }
+            if call.org().is_none() {
+                self.note_own_budgets(tenant, call.user(), view.user.user_budgets);
             }
             user.get_or_insert(view.user);
         }

@@ -93,23 +93,31 @@ pub(super) fn member_note(e: &UsageEvent, writes: &[CounterWrite]) -> Option<Mem
     })
 }
 
-/// The directory notes of one transaction, merged per item.
+/// What one directory item of a transaction gets: users, teams, the latest `ttl`.
 #[derive(Debug, Default)]
-pub(super) struct Notes(BTreeMap<(String, String), (Vec<String>, Vec<String>, i64)>);
+struct ItemNotes {
+    users: Vec<String>,
+    teams: Vec<String>,
+    ttl: i64,
+}
+
+/// The directory notes of one transaction, merged per item (`PK`, `SK`).
+#[derive(Debug, Default)]
+pub(super) struct Notes(BTreeMap<(String, String), ItemNotes>);
 
 impl Notes {
     pub(super) fn add(&mut self, tenant: &TenantId, note: MemberNote) {
         let ttl = (note.end + COUNTER_GRACE).timestamp();
         let slot = self.0.entry(note.item(tenant)).or_default();
-        if !slot.0.contains(&note.user.to_string()) {
-            slot.0.push(note.user.to_string());
+        if !slot.users.contains(&note.user.to_string()) {
+            slot.users.push(note.user.to_string());
         }
         if let Some(t) = note.team {
-            if !slot.1.contains(&t.to_string()) {
-                slot.1.push(t.to_string());
+            if !slot.teams.contains(&t.to_string()) {
+                slot.teams.push(t.to_string());
             }
         }
-        slot.2 = slot.2.max(ttl);
+        slot.ttl = slot.ttl.max(ttl);
     }
 
     /// One `Update` per directory item (`ADD users :ss, teams :ss SET ttl`: idempotent,
@@ -117,13 +125,13 @@ impl Notes {
     pub(super) fn updates(&self) -> Vec<(String, String, Update)> {
         self.0
             .iter()
-            .map(|((pk, sk), (users, teams, ttl))| {
+            .map(|((pk, sk), notes)| {
                 let mut u = Update::new();
-                u.add(USERS, AttributeValue::Ss(users.clone()));
-                if !teams.is_empty() {
-                    u.add(TEAMS, AttributeValue::Ss(teams.clone()));
+                u.add(USERS, AttributeValue::Ss(notes.users.clone()));
+                if !notes.teams.is_empty() {
+                    u.add(TEAMS, AttributeValue::Ss(notes.teams.clone()));
                 }
-                u.set(layout::TTL, n(*ttl));
+                u.set(layout::TTL, n(notes.ttl));
                 (pk.clone(), sk.clone(), u)
             })
             .collect()
