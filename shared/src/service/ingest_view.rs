@@ -1,12 +1,12 @@
 //! Ingest's reads when events name an org (issue 18, SPEC §12: an event batch is one
 //! `TransactWriteItems` per ≤ 100 items plus at most 2 reads).
 //!
-//! Before the write, the check's read ([`CheckViewStore`]) of each call a user's events
-//! make within an org gives, in one request, the user's state, the org's subscription
-//! and the budgets of every named scope: nothing else is read for the counter writes.
-//! After the write, the same read gives the user's state (the plan alerts) and the
-//! counters the budget alerts judge, as they are after the write (other writers
-//! included: alerts stay exact under concurrency). The org member directory is noted in
+//! Before the write, a part of the check's read ([`CheckViewStore::read_view_part`]) of
+//! each call a user's events make within an org gives, in one request, the user's state,
+//! the org's subscription and the budgets of every named scope: nothing else is read for
+//! the counter writes. After the write, another part gives the user's state (the plan
+//! alerts) and the counters the budget alerts judge, as they are after the write (other
+//! writers included: alerts stay exact under concurrency). The org member directory is noted in
 //! the events' own write where the store can (`OrgMembersStore::notes_members_when_recording`).
 //!
 //! A user whose events name no org reads the same way when this process knows that
@@ -14,9 +14,9 @@
 //! found with budgets by the state read is read that way after the write.
 //!
 //! Events of one user that name several orgs, or several teams of an org, read once per
-//! such call before the write; after it, counters of the other calls are read apart.
+//! such call before the write.
 //!
-//! [`CheckViewStore`]: crate::store::CheckViewStore
+//! [`CheckViewStore::read_view_part`]: crate::store::CheckViewStore::read_view_part
 
 use chrono::{DateTime, Utc};
 
@@ -27,7 +27,7 @@ use super::orgs::{OrgPlan, OrgPlans};
 use super::{period_start_at, Error, Meter, Result};
 use crate::budgets::CallScopes;
 use crate::domain::{Subscription, TenantId, UsageEvent, UserId};
-use crate::store::UserUsage;
+use crate::store::{UserUsage, ViewPart};
 
 /// Whether call `a` reads everything call `b` needs: the same org, and `b`'s team if any.
 fn covers(a: &CallScopes, b: &CallScopes) -> bool {
@@ -87,13 +87,9 @@ impl Meter {
         for call in calls {
             let view = self
                 .store
-                .read_check_view(
-                    tenant,
-                    call,
-                    false,
-                    &|s| period_start_at(s, now),
-                    &|_, _, _| Vec::new(),
-                )
+                .read_view_part(tenant, call, ViewPart::Definitions, &|s| {
+                    period_start_at(s, now)
+                })
                 .await?;
             if let Some(org) = call.org() {
                 if !org_plans.contains_key(org) {
@@ -159,13 +155,9 @@ impl Meter {
         let now = self.now();
         let view = match self
             .store
-            .read_check_view(
-                tenant,
-                call,
-                false,
-                &|s| plan_period.unwrap_or_else(|| period_start_at(s, now)),
-                &|_, _, _| keys.clone(),
-            )
+            .read_view_part(tenant, call, ViewPart::Counters(keys), &|s| {
+                plan_period.unwrap_or_else(|| period_start_at(s, now))
+            })
             .await
         {
             Ok(v) => v,

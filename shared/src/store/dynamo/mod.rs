@@ -58,6 +58,7 @@ mod subscriptions;
 mod tenants;
 mod token_keys;
 mod usage;
+mod view_parts;
 mod wallets;
 
 /// The former name of [`layout`], kept for callers outside the store.
