@@ -82,25 +82,6 @@ impl DueBudgetAlerts {
 }
 
 impl Meter {
-    /// Stores (once) and publishes the budget alerts that `events` (one user's, recorded
-    /// or duplicates) call for, each judged on its counter as it is now. Returns how many
-    /// alerts this call stored.
-    pub(super) async fn raise_budget_alerts(
-        &self,
-        tenant: &TenantId,
-        sub: Option<&Subscription>,
-        user_budgets: bool,
-        events: &[UsageEvent],
-        org_plans: &mut super::orgs::OrgPlans,
-        listed: &mut super::enforce::ListedBudgets,
-    ) -> Result<usize> {
-        let due = self
-            .budget_alerts_due(tenant, sub, user_budgets, events, org_plans, listed)
-            .await?;
-        self.raise_due_budget_alerts(tenant, due, BTreeMap::new())
-            .await
-    }
-
     /// The budget windows `events` (one user's) call to evaluate.
     pub(super) async fn budget_alerts_due(
         &self,

@@ -273,15 +273,19 @@ impl Meter {
                     }),
                 });
             }
-            // Issue 18: budget alerts (service::budget_alerts); after events naming an org,
-            // with the user's state for the plan alerts in one read (service::ingest_view).
+            // Issue 18: budget alerts (service::budget_alerts), judged on the counters read
+            // after the write with the user's state for the plan alerts, in one read
+            // (service::ingest_view).
             let mut state_after = None;
-            if let (Some((sub, user_budgets)), Some(call)) = (scoped.get(user), view_call.get(user))
-            {
+            if let Some((sub, user_budgets)) = scoped.get(user) {
+                let call = match view_call.get(user) {
+                    Some(call) => call.clone(),
+                    None => crate::budgets::CallScopes::user_only(user.clone()),
+                };
                 state_after = self
                     .budget_alerts_after_write(
                         tenant,
-                        call,
+                        &call,
                         sub.as_ref(),
                         *user_budgets,
                         &not_conflicts,
@@ -290,20 +294,6 @@ impl Meter {
                         &mut listed,
                     )
                     .await;
-            } else if let Some((sub, user_budgets)) = scoped.get(user) {
-                if let Err(e) = self
-                    .raise_budget_alerts(
-                        tenant,
-                        sub.as_ref(),
-                        *user_budgets,
-                        &not_conflicts,
-                        &mut org_plans,
-                        &mut listed,
-                    )
-                    .await
-                {
-                    tracing::warn!(error = %e, user = %user, "could not evaluate budget alerts after ingest");
-                }
             }
             // Issue 18: a user without a subscription whose events all name an org with an
             // active subscription is not on the Free plan for them: no plan alerts.

@@ -125,10 +125,11 @@ impl Meter {
         })
     }
 
-    /// The budget alerts after one user's write when the events name an org: the
-    /// counters they judge and the user's state in one read (the view of `call`, the
-    /// state picked at `plan_period`). Returns that state for the plan alerts of
-    /// `plan_period`; `None` when the read failed (logged; the plan alerts then read).
+    /// The budget alerts after one user's write (events naming an org, or a user with
+    /// budgets of their own): the counters they judge and the user's state in one read
+    /// (`call`'s user, the state picked at `plan_period`). Returns that state for the plan
+    /// alerts of `plan_period`; `None` when the read failed (logged; the plan alerts then
+    /// read).
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn budget_alerts_after_write(
         &self,
