@@ -216,6 +216,71 @@ impl OrgMembersStore for DynamoStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{at, event};
+
+    fn member_write(
+        org: &str,
+        user: &str,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> CounterWrite {
+        CounterWrite {
+            counter: CounterKey::Member {
+                scope: Scope::Org {
+                    org_id: OrgId::parse(org).unwrap(),
+                },
+                user: UserId::parse(user).unwrap(),
+                window: Window::Period,
+                window_start: start,
+            },
+            window_end: end,
+            provider: crate::domain::ProviderId::parse("gemini").unwrap(),
+            add: Default::default(),
+            held: Default::default(),
+            guards: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn an_events_note_comes_from_its_member_counter_of_the_orgs_period_and_merges_per_item() {
+        let tenant = TenantId::parse("acme-co").unwrap();
+        let ann = UserId::parse("ann").unwrap();
+        let (start, end) = (at(2025, 3, 1, 0), at(2025, 4, 1, 0));
+        let mut e = event(&tenant, &ann, "e1", 10, "0.01");
+        // No org on the event: no note, whatever the writes.
+        assert_eq!(
+            member_note(&e, &[member_write("acme", "ann", start, end)]),
+            None
+        );
+        e.org_id = Some(OrgId::parse("acme").unwrap());
+        e.team_id = Some(TeamId::parse("red").unwrap());
+        // Another org's or another user's member counter is not the note's source.
+        assert_eq!(
+            member_note(&e, &[member_write("other", "ann", start, end)]),
+            None
+        );
+        assert_eq!(
+            member_note(&e, &[member_write("acme", "bob", start, end)]),
+            None
+        );
+        let note = member_note(&e, &[member_write("acme", "ann", start, end)]).unwrap();
+        assert_eq!(note.item(&tenant).1, bucket("ann"));
+
+        let mut notes = Notes::default();
+        notes.add(&tenant, note.clone());
+        notes.add(&tenant, note);
+        let updates = notes.updates();
+        assert_eq!(
+            updates.len(),
+            1,
+            "the same user twice: one item, one update"
+        );
+        let (pk, sk, u) = &updates[0];
+        assert_eq!(pk, "T#acme-co#ORGM#acme#2025-03-01T00:00:00Z");
+        assert_eq!(sk, &bucket("ann"));
+        let expr = u.update_expression();
+        assert!(expr.contains("ADD") && expr.contains("SET"), "{expr}");
+    }
 
     #[test]
     fn buckets_are_stable_and_bounded() {
