@@ -150,15 +150,30 @@ async fn a_users_own_budget_is_found_from_the_state_item_and_gone_with_its_delet
     )
     .await
     .assert_ok("event");
+    // The event's read found the budget: this process reads the user's budgets and
+    // counters with the state from now on (one request; the denial at 100 % is noted for
+    // `alert.resolved` with one write).
+    counter.take();
     let denied = app.check(check.clone()).await;
     assert_eq!(denied.status, 429, "{}", denied.body);
     assert_eq!(denied.body["error"]["details"]["budget_id"], "ann-daily");
+    assert_eq!(
+        counter.take(),
+        ops(&[("BatchGetItem", 1), ("TransactWriteItems", 1)]),
+        "a check naming no org whose user has a budget: one read"
+    );
 
     app.delete("/api/subscription/budgets/ann-daily")
         .await
         .assert_ok("delete");
     counter.take();
-    app.check(check).await.assert_ok("no budget left");
+    app.check(check.clone()).await.assert_ok("no budget left");
+    assert_eq!(
+        counter.take(),
+        ops(&[("BatchGetItem", 1)]),
+        "the remembered user's view, which finds no budget"
+    );
+    app.check(check).await.assert_ok("forgotten");
     assert_eq!(
         counter.take(),
         ops(&[("GetItem", 1)]),
@@ -190,9 +205,14 @@ async fn erasing_a_user_with_budgets_deletes_them_although_its_state_item_is_gon
     listed.assert_ok("list");
     assert_eq!(listed.body["data"]["budgets"], json!([]));
     // The deletions went through although the state item (whose budget count they
-    // update only while it exists) was gone: a plain check of the erased user reads one
-    // item and finds no budget.
+    // update only while it exists) was gone: the erased user's check finds no budget
+    // (this process remembered the user with budgets, so it reads the user's view once,
+    // then forgets), and the next one reads one item.
     counter.take();
+    app.check(json!({"user_id": "ann", "provider": "gemini"}))
+        .await
+        .assert_ok("check");
+    assert_eq!(counter.take(), ops(&[("BatchGetItem", 1)]));
     app.check(json!({"user_id": "ann", "provider": "gemini"}))
         .await
         .assert_ok("check");

@@ -3,6 +3,7 @@
 //! DynamoDB request budget of a check, a reservation and an event.
 
 mod alert_resolved;
+mod batch_requests;
 mod budgets;
 mod credits;
 mod enforcement;

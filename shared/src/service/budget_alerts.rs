@@ -62,11 +62,28 @@ fn org_as_user(org: &OrgId) -> Result<UserId> {
     })
 }
 
+/// The budget windows some events call to evaluate, by (budget, counter): each window
+/// once, whatever the number of events.
+#[derive(Default)]
+pub(super) struct DueBudgetAlerts(BTreeMap<(BudgetId, CounterKey), Due>);
+
+impl DueBudgetAlerts {
+    /// The budget counters the evaluation reads (a `period` budget on the user's own
+    /// scope counts on the user's plan usage, read apart).
+    pub fn counters(&self) -> Vec<CounterKey> {
+        self.0
+            .keys()
+            .map(|(_, c)| c.clone())
+            .filter(|c| !is_user_period_counter(c))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect()
+    }
+}
+
 impl Meter {
-    /// Stores (once) and publishes the budget alerts that `events` (one user's, recorded
-    /// or duplicates) call for, each judged on its counter as it is now. Returns how many
-    /// alerts this call stored.
-    pub(super) async fn raise_budget_alerts(
+    /// The budget windows `events` (one user's) call to evaluate.
+    pub(super) async fn budget_alerts_due(
         &self,
         tenant: &TenantId,
         sub: Option<&Subscription>,
@@ -74,9 +91,7 @@ impl Meter {
         events: &[UsageEvent],
         org_plans: &mut super::orgs::OrgPlans,
         listed: &mut super::enforce::ListedBudgets,
-    ) -> Result<usize> {
-        let now = self.now();
-        // By (budget, counter): each window once, whatever the number of events.
+    ) -> Result<DueBudgetAlerts> {
         let mut due: BTreeMap<(BudgetId, CounterKey), Due> = BTreeMap::new();
         for e in events {
             let call = CallScopes::new(e.user.clone(), e.org_id.clone(), e.team_id.clone())
@@ -140,6 +155,21 @@ impl Meter {
                     });
             }
         }
+        Ok(DueBudgetAlerts(due))
+    }
+
+    /// Stores (once) and publishes the alerts of `due`, each judged on its counter as it
+    /// is now: `known` holds counters read after the events' write (issue 18, SPEC §12:
+    /// ingest reads them with the user's state, `service::ingest_view`); the others are
+    /// read here. Returns how many alerts this call stored.
+    pub(super) async fn raise_due_budget_alerts(
+        &self,
+        tenant: &TenantId,
+        due: DueBudgetAlerts,
+        known: BTreeMap<CounterKey, PeriodUsage>,
+    ) -> Result<usize> {
+        let now = self.now();
+        let due = due.0;
         if due.is_empty() {
             return Ok(0);
         }
@@ -149,7 +179,9 @@ impl Meter {
         let keys: Vec<CounterKey> = due
             .keys()
             .map(|(_, c)| c.clone())
-            .filter(|c| !is_user_period_counter(c))
+            .filter(|c| !is_user_period_counter(c) && !known.contains_key(c))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
             .collect();
         let read = if keys.is_empty() {
             Vec::new()
@@ -157,6 +189,7 @@ impl Meter {
             self.store.get_budget_counters(tenant, &keys).await?
         };
         let mut usage: BTreeMap<CounterKey, PeriodUsage> = keys.into_iter().zip(read).collect();
+        usage.extend(known);
         for (_, counter) in due.keys() {
             if let (
                 false,

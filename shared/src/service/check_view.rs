@@ -4,8 +4,12 @@
 //! state, the wallet figures (tenants with prepaid plans), the org's subscription, the
 //! budgets of every named scope and their counters; the limits and the counters that
 //! apply (window starts, the org's billing period) are computed from what was read. A
-//! check naming no org reads the user's state alone, as before budgets; only when the
-//! user's own scope holds budgets does it read the view too (a second request).
+//! check naming no org reads the user's state alone, as before budgets; when the user's
+//! own scope holds budgets it reads the view too (a second request), and this process
+//! remembers that user ([`Meter::has_own_budgets`]): its next checks read the view of the
+//! user's own scope at once, state included (one request). The memory only chooses what
+//! to read: the decision is on what was read (a user whose budgets were deleted meanwhile
+//! reads two keys for nothing until it is forgotten).
 //!
 //! [`CheckViewStore`]: crate::store::CheckViewStore
 
@@ -17,7 +21,7 @@ use super::check::CheckRequest;
 use super::orgs::OrgPlan;
 use super::{period_start_at, Error, Meter, Result};
 use crate::budgets::{budget_limits, Applicable, Budget, CallScopes, CounterKey, Scope, Window};
-use crate::domain::{Subscription, TenantId};
+use crate::domain::{Subscription, TenantId, UserId};
 use crate::store::{CheckView, CreditState, UserUsage};
 use crate::subscriptions::schedule_of;
 use crate::usage::PeriodUsage;
@@ -67,6 +71,25 @@ pub(super) struct ViewRead {
 }
 
 impl Meter {
+    /// Whether this process saw `user`'s own scope holding budgets (within
+    /// [`BUDGET_USERS_TTL`](super::BUDGET_USERS_TTL)).
+    pub(super) fn has_own_budgets(&self, tenant: &TenantId, user: &UserId) -> bool {
+        self.budget_users
+            .get(&(tenant.clone(), user.clone()))
+            .is_some()
+    }
+
+    /// Remembers (or forgets) that `user`'s own scope holds budgets, as just read.
+    pub(super) fn note_own_budgets(&self, tenant: &TenantId, user: &UserId, has: bool) {
+        let key = (tenant.clone(), user.clone());
+        match has {
+            true => {
+                self.budget_users.put(key, ());
+            }
+            false => self.budget_users.forget(&key),
+        }
+    }
+
     /// The view of `call` at `now`, in one store read.
     async fn read_view(
         &self,
@@ -99,15 +122,21 @@ impl Meter {
         Option<CreditState>,
         Option<ViewRead>,
     )> {
-        if req.org_id.is_none() {
+        if req.org_id.is_none() && !self.has_own_budgets(tenant, &req.user) {
             let (usage, credit) = self
                 .check_read(tenant, &req.user, &|sub| period_start_at(sub, now))
                 .await?;
+            if usage.user_budgets {
+                self.note_own_budgets(tenant, &req.user, true);
+            }
             return Ok((usage, credit, None, None));
         }
         let call = super::enforce::call_scopes(req)?;
         let with_credit = self.tenant_sells_prepaid(tenant).await?;
         let view = self.read_view(tenant, &call, with_credit, now).await?;
+        if req.org_id.is_none() {
+            self.note_own_budgets(tenant, &req.user, view.user.user_budgets);
+        }
         Ok((
             view.user,
             view.credit,

@@ -328,8 +328,11 @@ impl Meter {
             }
             out.push(writes);
         }
-        // Issue 18: who acted within each org period (service::org_reads).
-        self.note_members(tenant, members).await?;
+        // Issue 18: who acted within each org period (service::org_reads); a store that
+        // notes them in the events' own write (DynamoDB) is not asked separately.
+        if !self.store.notes_members_when_recording() {
+            self.note_members(tenant, members).await?;
+        }
         Ok(out)
     }
 }

@@ -118,11 +118,38 @@ impl Meter {
         let mut scoped = BTreeMap::new();
         // Issue 19: the subscriptions of the users whose events may draw from a wallet.
         let mut paying = BTreeMap::new();
+        // Issue 18: the active plans of the orgs the batch names, read once.
+        let mut org_plans = super::orgs::OrgPlans::new();
+        // Issue 18: the budgets of the scopes the batch names, listed once for the counter
+        // writes and the budget alerts.
+        let mut listed = super::enforce::ListedBudgets::new();
+        // Issue 18 (§12): a user's events naming an org, or a user known to have budgets,
+        // read the check's view instead of the state alone (service::ingest_view); the
+        // first such call, per user, is read again after the write for the alerts.
+        let mut view_call = BTreeMap::new();
         for (user, indices) in &by_user {
-            let limits = self
-                .store
-                .get_user_limits(tenant, user, &|s| super::period_start_at(s, now))
-                .await?;
+            let calls = self.ingest_calls(tenant, user, &inputs, indices)?;
+            let limits = match calls.first() {
+                Some(call) => {
+                    view_call.insert(user.clone(), call.clone());
+                    self.read_ingest_views(tenant, &calls, now, &mut org_plans, &mut listed)
+                        .await?
+                }
+                None => {
+                    let limits = self
+                        .store
+                        .get_user_limits(tenant, user, &|s| super::period_start_at(s, now))
+                        .await?;
+                    if limits.user_budgets {
+                        self.note_own_budgets(tenant, user, true);
+                        view_call.insert(
+                            user.clone(),
+                            crate::budgets::CallScopes::user_only(user.clone()),
+                        );
+                    }
+                    limits
+                }
+            };
             let sub = limits.subscription;
             // Issue 19: prepaid plans draw from a wallet (service::org_wallets).
             if self.tenant_sells_prepaid(tenant).await? {
@@ -167,11 +194,6 @@ impl Meter {
             });
         }
 
-        // Issue 18: the active plans of the orgs the batch names, read once.
-        let mut org_plans = super::orgs::OrgPlans::new();
-        // Issue 18: the budgets of the scopes the batch names, listed once for the counter
-        // writes and the budget alerts.
-        let mut listed = super::enforce::ListedBudgets::new();
         // Phase 2: record, one user at a time (each event all-or-nothing in the store).
         let mut results: Vec<Option<EventResult>> = vec![None; inputs.len()];
         for (user, indices) in &by_user {
@@ -251,21 +273,27 @@ impl Meter {
                     }),
                 });
             }
-            // Issue 18: budget alerts (service::budget_alerts).
+            // Issue 18: budget alerts (service::budget_alerts), judged on the counters read
+            // after the write with the user's state for the plan alerts, in one read
+            // (service::ingest_view).
+            let mut state_after = None;
             if let Some((sub, user_budgets)) = scoped.get(user) {
-                if let Err(e) = self
-                    .raise_budget_alerts(
+                let call = match view_call.get(user) {
+                    Some(call) => call.clone(),
+                    None => crate::budgets::CallScopes::user_only(user.clone()),
+                };
+                state_after = self
+                    .budget_alerts_after_write(
                         tenant,
+                        &call,
                         sub.as_ref(),
                         *user_budgets,
                         &not_conflicts,
+                        touched.last().copied(),
                         &mut org_plans,
                         &mut listed,
                     )
-                    .await
-                {
-                    tracing::warn!(error = %e, user = %user, "could not evaluate budget alerts after ingest");
-                }
+                    .await;
             }
             // Issue 18: a user without a subscription whose events all name an org with an
             // active subscription is not on the Free plan for them: no plan alerts.
@@ -282,7 +310,14 @@ impl Meter {
                 }
             }
             for period_start in touched {
-                if let Err(e) = self.raise_alerts(tenant, user, period_start).await {
+                let raised = match &state_after {
+                    Some((p, state)) if *p == period_start => {
+                        self.raise_alerts_of(tenant, user, period_start, state)
+                            .await
+                    }
+                    _ => self.raise_alerts(tenant, user, period_start).await,
+                };
+                if let Err(e) = raised {
                     // The events are recorded; a missed alert is raised by the user's next
                     // recorded event in that period (thresholds are levels, not edges).
                     tracing::warn!(error = %e, user = %user, "could not evaluate alerts after ingest");

@@ -35,6 +35,7 @@ mod grant_upkeep;
 mod hold_alarms;
 mod holds;
 pub mod ingest;
+mod ingest_view;
 pub mod org_alerts;
 pub mod org_billing;
 pub mod org_reads;
@@ -68,6 +69,11 @@ pub const CACHE_TTL: StdDuration = StdDuration::from_secs(30);
 /// well-formed fake key costs one store read, and a key created meanwhile works after at
 /// most this long.
 pub const FAILED_KEY_TTL: StdDuration = StdDuration::from_secs(5);
+
+/// How long this process remembers that a user's own scope holds budgets (issue 18,
+/// service::check_view): while it does, a check or an event batch naming no org reads the
+/// user's budgets with the state (one request). Only a cost hint: what is read decides.
+pub const BUDGET_USERS_TTL: StdDuration = StdDuration::from_secs(3600);
 
 /// Most entries of one cache; past it, expired entries are dropped, and if that is not
 /// enough, all of them (a flood of distinct keys cannot grow memory).
@@ -192,6 +198,8 @@ pub struct Meter {
     catalogs: TtlCache<Option<TenantId>, Catalog>,
     token_keys: TtlCache<TenantId, crate::tokens::TokenKeys>,
     gates: UserGates,
+    /// Issue 18: users seen with budgets of their own (service::check_view).
+    budget_users: TtlCache<(TenantId, UserId), ()>,
 }
 
 impl Meter {
@@ -214,6 +222,7 @@ impl Meter {
             catalogs: TtlCache::new(CACHE_TTL),
             token_keys: TtlCache::new(CACHE_TTL),
             gates: UserGates::new(256),
+            budget_users: TtlCache::new(BUDGET_USERS_TTL),
         }
     }
 

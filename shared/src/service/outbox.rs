@@ -30,11 +30,24 @@ impl Meter {
         user: &UserId,
         period_start: DateTime<Utc>,
     ) -> Result<usize> {
-        let now = self.now();
         let state = self
             .store
             .get_user_limits(tenant, user, &|_| period_start)
             .await?;
+        self.raise_alerts_of(tenant, user, period_start, &state)
+            .await
+    }
+
+    /// [`Meter::raise_alerts`] on the user's state as read by the caller with the period
+    /// starting at `period_start` (issue 18: ingest reads it with the budget counters).
+    pub(super) async fn raise_alerts_of(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        period_start: DateTime<Utc>,
+        state: &crate::store::UserUsage,
+    ) -> Result<usize> {
+        let now = self.now();
         let plan = self.plan_of(tenant, state.subscription.as_ref()).await?;
         let period = super::period_at(state.subscription.as_ref(), period_start)?;
         let scope = alerts::AlertScope {

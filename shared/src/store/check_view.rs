@@ -42,8 +42,38 @@ pub struct CheckView {
     pub counters: BTreeMap<CounterKey, PeriodUsage>,
 }
 
+/// Which part of a call's view [`CheckViewStore::read_view_part`] reads beside the user's
+/// state (issue 18: an event batch's reads, `service::ingest_view`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ViewPart {
+    /// The org's subscription and the budgets of every named scope; no counters (before
+    /// the events' write: it needs no usage).
+    Definitions,
+    /// These counters (any scope); no subscription, no budgets (after the write: the
+    /// budget alerts judge them).
+    Counters(Vec<CounterKey>),
+}
+
 #[async_trait]
 pub trait CheckViewStore: Send + Sync {
+    /// One part of [`CheckViewStore::read_check_view`] (no wallet figures): on DynamoDB
+    /// one `BatchGetItem` of the state item and the part's items only. By default the
+    /// whole view, the counters of [`ViewPart::Counters`] included.
+    async fn read_view_part(
+        &self,
+        tenant: &TenantId,
+        call: &CallScopes,
+        part: ViewPart,
+        pick: PeriodPicker<'_>,
+    ) -> StoreResult<CheckView> {
+        let wanted = match &part {
+            ViewPart::Definitions => Vec::new(),
+            ViewPart::Counters(keys) => keys.clone(),
+        };
+        self.read_check_view(tenant, call, false, pick, &move |_, _, _| wanted.clone())
+            .await
+    }
+
     /// Reads the check's view of `call` at once: on DynamoDB one request (and at most
     /// one more for a period that was closed meanwhile, or for budgets written before
     /// the scope item held them, until `meter migrate`). `pick` picks the user's period

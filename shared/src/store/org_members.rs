@@ -36,6 +36,14 @@ pub trait OrgMembersStore: Send + Sync {
         teams: &[TeamId],
     ) -> StoreResult<()>;
 
+    /// Whether recording an event notes its user and team in the directory itself, in the
+    /// event's own write (DynamoDB: one more item of its `TransactWriteItems`, SPEC §12),
+    /// so that ingest need not call [`OrgMembersStore::note_org_members`] first. The note
+    /// is taken from the event's member counter of the org's `period` window.
+    fn notes_members_when_recording(&self) -> bool {
+        false
+    }
+
     /// The directory of the org's period starting at `period_start` (empty when none).
     async fn org_members(
         &self,

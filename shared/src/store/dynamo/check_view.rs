@@ -18,6 +18,7 @@ use crate::budgets::{CallScopes, CounterKey, Scope};
 use crate::domain::TenantId;
 use crate::store::{
     BudgetCounterStore, CheckView, CheckViewStore, CounterPicker, PeriodPicker, StoreResult,
+    ViewPart,
 };
 
 /// The counter items a call may count on: each named scope's pooled item and, for an
@@ -35,6 +36,17 @@ fn counter_items(call: &CallScopes) -> Vec<String> {
 
 #[async_trait]
 impl CheckViewStore for DynamoStore {
+    async fn read_view_part(
+        &self,
+        tenant: &TenantId,
+        call: &CallScopes,
+        part: ViewPart,
+        pick: PeriodPicker<'_>,
+    ) -> StoreResult<CheckView> {
+        // Issue 18: an event batch's reads (store/dynamo/view_parts.rs).
+        self.read_part(tenant, call, part, pick).await
+    }
+
     async fn read_check_view(
         &self,
         tenant: &TenantId,

@@ -63,6 +63,7 @@ mod tenants;
 mod token_keys;
 mod usage;
 mod wallet_views;
+mod view_parts;
 mod wallets;
 
 /// The former name of [`layout`], kept for callers outside the store.

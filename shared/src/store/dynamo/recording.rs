@@ -87,6 +87,8 @@ struct ChunkPlan {
     credit_released: BTreeMap<String, Decimal>,
     /// Issue 18: the events' writes to billed org counters (late org events, `org_billing`).
     orgs: super::org_billing::OrgEventWrites,
+    /// Issue 18: the org member directory notes of the events (store::OrgMembersStore).
+    members: super::org_members::Notes,
 }
 
 /// Increments of a daily rollup item: `ADD`s of plain attribute names.
@@ -124,9 +126,16 @@ impl ChunkPlan {
         let mut budget: BTreeMap<String, CounterAdds> = BTreeMap::new();
         let mut credit_released: BTreeMap<String, Decimal> = BTreeMap::new();
         let mut orgs = super::org_billing::OrgEventWrites::default();
+        let mut members = super::org_members::Notes::default();
         for &i in todo {
             let e = &events[i];
             events_out.push((i, items::event_item(e)?));
+            if let Some(note) = writes
+                .get(i)
+                .and_then(|w| super::org_members::member_note(e, w))
+            {
+                members.add(&e.tenant, note);
+            }
             for w in writes.get(i).into_iter().flatten() {
                 budget.entry(w.counter.key()).or_default().add(w)?;
                 orgs.note(&e.tenant, w)?;
@@ -184,6 +193,7 @@ impl ChunkPlan {
             budget,
             credit_released,
             orgs,
+            members,
         })
     }
 
@@ -309,6 +319,13 @@ fn chunk_end(
             .into_iter()
             .flatten()
             .map(|w| w.counter.key())
+            // Issue 18: the event's org member directory item (one per user and period).
+            .chain(
+                writes
+                    .get(firsts[end])
+                    .and_then(|w| super::org_members::member_note(e, w))
+                    .map(|note| format!("{:?}", note.item(&e.tenant))),
+            )
             .filter(|k| !counters.contains(k))
             .collect();
         let new_day = usize::from(!days.contains(&e.timestamp.date_naive()));
@@ -728,6 +745,11 @@ impl DynamoStore {
         {
             tx.push(item);
             kinds.push(org.map_or(TxItem::Other, TxItem::OrgBilled));
+        }
+        // Issue 18: the org member directory (store::OrgMembersStore), in the same write.
+        for (pk, sk, u) in plan.members.updates() {
+            tx.push(self.tx_update(pk, &sk, &u)?);
+            kinds.push(TxItem::Other);
         }
         for o in &plan.settled {
             tx.push(self.tombstone_put(o, ReservationStatus::Settled)?);
