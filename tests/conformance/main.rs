@@ -17,6 +17,7 @@ mod fixtures;
 mod grant_upkeep;
 mod history;
 mod holds;
+mod late_draws;
 mod org_alerts;
 mod org_wallets;
 mod orgs;
@@ -162,6 +163,11 @@ macro_rules! conformance {
         // Issue 19: unpriced events draw from their payer's wallet once re-priced.
         conformance!(@module repricing $factory;
             repricing_draws_an_unpriced_events_cost_once_under_racing_passes,
+        );
+        // Late events of prepaid users: paid once, by the invoice that bills them.
+        conformance!(@module late_draws $factory;
+            a_prepaid_late_event_is_paid_once,
+            late_prepaid_events_racing_the_next_close_are_paid_exactly_once,
         );
         // Issue 16 (review findings).
         conformance!(@module review $factory;

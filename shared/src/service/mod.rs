@@ -35,6 +35,7 @@ mod grant_upkeep;
 mod hold_alarms;
 mod holds;
 pub mod ingest;
+mod late_draws;
 pub mod org_alerts;
 pub mod org_billing;
 pub mod org_reads;

@@ -36,6 +36,7 @@ mod errors;
 mod expressions;
 mod grant_upkeep;
 mod items;
+mod late_draws;
 pub mod layout;
 pub mod legacy;
 pub mod migrate;
