@@ -210,3 +210,66 @@ pub async fn late_prepaid_events_racing_the_next_close_are_paid_exactly_once(
     assert_eq!(s.remaining(&u).await, dec("0"));
     assert_eq!(s.overdrawn(&u).await, dec("0"));
 }
+
+/// An unpriced March event priced after March was invoiced (eight racing pricings, two
+/// racing passes closing April) draws once, like a late event: its $5 is billed once as an
+/// adjustment, the $3.75 it drew credited on that invoice and the $1.25 shortfall billed
+/// and taken off the overdraft.
+pub async fn a_prepaid_event_repriced_after_its_period_was_invoiced_is_paid_once(
+    store: Arc<dyn Store>,
+) {
+    let s = Arc::new(setup(store).await);
+    let u = user("repriced");
+    s.grant(&u, "g1", "5").await;
+    s.record(s.march_event(&u, "m-1", "1.25", at(2025, 3, 20, 12)))
+        .await;
+    let mut unpriced = s.march_event(&u, "m-unpriced", "0", at(2025, 3, 21, 12));
+    unpriced.model = Some(meter_core::domain::ModelId::parse("no-price-model").unwrap());
+    unpriced.cost_usd = None;
+    unpriced.price_version = None;
+    let id = unpriced.event_id.clone();
+    s.record(unpriced).await;
+    s.aggregate(4).await;
+    let march = s.invoices(&u).await;
+    assert_eq!(march.len(), 1);
+    assert_eq!(march[0].total_usd, dec("0"));
+
+    let mut tasks = Vec::new();
+    let priced = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    for k in 0..8 {
+        let (r, u, id, priced) = (s.clone(), u.clone(), id.clone(), priced.clone());
+        tasks.push(tokio::spawn(async move {
+            let w = Subscriber::User(u);
+            if r.store
+                .price_event_paying(&r.tenant, &id, dec("5"), "late@v1", &w)
+                .await
+                .unwrap()
+            {
+                priced.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }));
+        if k % 4 == 1 {
+            let p = s.clone();
+            tasks.push(tokio::spawn(async move { p.aggregate(5).await }));
+        }
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(priced.load(std::sync::atomic::Ordering::SeqCst), 1);
+    s.aggregate(5).await;
+    s.aggregate(6).await;
+
+    let all = s.invoices(&u).await;
+    let later: Vec<&Invoice> = all
+        .iter()
+        .filter(|i| i.period.start >= at(2025, 4, 1, 0))
+        .collect();
+    let adjustments: Decimal = later.iter().map(|i| i.adjustments_usd).sum();
+    let credit: Decimal = later.iter().map(|i| credited(i)).sum();
+    let cash: Decimal = later.iter().map(|i| i.total_usd).sum();
+    assert_eq!(adjustments, dec("5"), "{later:#?}");
+    assert_eq!((credit, cash), (dec("3.75"), dec("1.25")), "{later:#?}");
+    assert_eq!(s.remaining(&u).await, dec("0"));
+    assert_eq!(s.overdrawn(&u).await, dec("0"));
+}

@@ -168,6 +168,7 @@ macro_rules! conformance {
         conformance!(@module late_draws $factory;
             a_prepaid_late_event_is_paid_once,
             late_prepaid_events_racing_the_next_close_are_paid_exactly_once,
+            a_prepaid_event_repriced_after_its_period_was_invoiced_is_paid_once,
         );
         // Issue 16 (review findings).
         conformance!(@module review $factory;
