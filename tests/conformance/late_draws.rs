@@ -273,3 +273,52 @@ pub async fn a_prepaid_event_repriced_after_its_period_was_invoiced_is_paid_once
     assert_eq!(s.remaining(&u).await, dec("0"));
     assert_eq!(s.overdrawn(&u).await, dec("0"));
 }
+
+/// A late event that drew a grant dry, the grant then expired and pruned before the next
+/// close (the wallet has no grant and no overdraft left): the invoice that bills its
+/// adjustment still credits what it drew.
+pub async fn a_late_draw_is_credited_after_its_grant_was_pruned(store: Arc<dyn Store>) {
+    let s = setup(store).await;
+    let u = user("pruned");
+    let g = GrantRequest::new(dec("5"), GrantKind::Purchase)
+        .into_grant(GrantId::parse("g1").unwrap(), at(2025, 2, 1, 0))
+        .unwrap();
+    let mut g = g;
+    g.expires_at = Some(at(2025, 4, 5, 0));
+    s.store
+        .insert_grant(&s.tenant, &Subscriber::User(u.clone()), &g)
+        .await
+        .unwrap();
+    s.record(s.march_event(&u, "m-1", "1.25", at(2025, 3, 20, 12)))
+        .await;
+    s.aggregate(4).await;
+    // Late, drawing what is left: $3.75 of $3.75.
+    s.record(s.march_event(&u, "m-late", "3.75", at(2025, 4, 2, 9)))
+        .await;
+    for day in [6, 13, 20] {
+        s.meter
+            .aggregate(&AggregateOptions {
+                at: Some(at(2025, 4, day, 1)),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    let w = s
+        .store
+        .get_wallet(&s.tenant, &Subscriber::User(u.clone()))
+        .await
+        .unwrap();
+    assert!(w.grants.is_empty(), "{w:?}");
+    assert_eq!(w.overdrawn_usd, dec("0"));
+
+    s.aggregate(5).await;
+    let all = s.invoices(&u).await;
+    assert_eq!(all.len(), 2, "{all:#?}");
+    assert_eq!(all[1].adjustments_usd, dec("3.75"));
+    assert_eq!(
+        (credited(&all[1]), all[1].total_usd),
+        (dec("3.75"), dec("0")),
+        "{all:#?}"
+    );
+}

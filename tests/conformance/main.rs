@@ -169,6 +169,7 @@ macro_rules! conformance {
             a_prepaid_late_event_is_paid_once,
             late_prepaid_events_racing_the_next_close_are_paid_exactly_once,
             a_prepaid_event_repriced_after_its_period_was_invoiced_is_paid_once,
+            a_late_draw_is_credited_after_its_grant_was_pruned,
         );
         // Issue 16 (review findings).
         conformance!(@module review $factory;

@@ -227,7 +227,12 @@ impl Meter {
         at: DateTime<Utc>,
     ) -> Result<Option<crate::store::InvoiceCharge>> {
         let record = self.store.get_wallet(tenant, &wallet).await?;
-        if record.grants.is_empty() && record.overdrawn_usd.is_zero() {
+        // A prepaid invoice reads its draws even from an empty wallet: the grants its
+        // events (or late events) drew from may be pruned by now (late_draws).
+        if plan.payment == Payment::Postpaid
+            && record.grants.is_empty()
+            && record.overdrawn_usd.is_zero()
+        {
             return Ok(None);
         }
         let lines = crate::credits::InvoiceAmounts::from_invoice(invoice);
