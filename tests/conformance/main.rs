@@ -17,6 +17,7 @@ mod fixtures;
 mod grant_upkeep;
 mod history;
 mod holds;
+mod late_draws;
 mod org_alerts;
 mod org_late;
 mod org_wallets;
@@ -175,6 +176,13 @@ macro_rules! conformance {
         // Issue 19: unpriced events draw from their payer's wallet once re-priced.
         conformance!(@module repricing $factory;
             repricing_draws_an_unpriced_events_cost_once_under_racing_passes,
+        );
+        // Late events of prepaid users: paid once, by the invoice that bills them.
+        conformance!(@module late_draws $factory;
+            a_prepaid_late_event_is_paid_once,
+            late_prepaid_events_racing_the_next_close_are_paid_exactly_once,
+            a_prepaid_event_repriced_after_its_period_was_invoiced_is_paid_once,
+            a_late_draw_is_credited_after_its_grant_was_pruned,
         );
         // Issue 16 (review findings).
         conformance!(@module review $factory;

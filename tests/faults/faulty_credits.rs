@@ -72,6 +72,16 @@ impl PeriodDrawsStore for FaultyStore {
         )
         .await
     }
+
+    async fn late_draws(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        billed_to: DateTime<Utc>,
+    ) -> StoreResult<PeriodDraws> {
+        self.call("late_draws", self.inner.late_draws(tenant, user, billed_to))
+            .await
+    }
 }
 
 #[async_trait::async_trait]

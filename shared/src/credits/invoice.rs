@@ -77,6 +77,25 @@ impl InvoiceAmounts {
     }
 }
 
+impl InvoiceAmounts {
+    /// At most what a prepaid invoice's credit takes off: [`Self::credit_cap`] with the
+    /// adjustments too — on a prepaid plan a late event drew its cost when it was
+    /// recorded, and the invoice that bills its adjustment credits that draw
+    /// (docs/credits.md, "Late events on prepaid plans"). Never more than the total.
+    pub fn prepaid_credit_cap(&self) -> Result<Decimal, CreditError> {
+        let sum = exact_sum([
+            self.usage_usd,
+            self.overage_usd,
+            self.proration_usd,
+            self.adjustments_usd,
+        ])?;
+        Ok(sum
+            .max(Decimal::ZERO)
+            .min(self.exact_total()?)
+            .max(Decimal::ZERO))
+    }
+}
+
 /// Credit taken off one invoice.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CreditsApplied {
@@ -88,14 +107,17 @@ pub struct CreditsApplied {
 }
 
 impl CreditsApplied {
-    /// A prepaid invoice's credit: what the period's events drew from the grants, capped
-    /// at [`InvoiceAmounts::credit_cap`].
+    /// A prepaid invoice's credit: what the period's events and the late events whose
+    /// adjustments it bills drew from the grants, capped at
+    /// [`InvoiceAmounts::prepaid_credit_cap`].
     pub fn already_drawn(
         lines: &InvoiceAmounts,
         drawn_in_period: Decimal,
     ) -> Result<Self, CreditError> {
         Ok(Self {
-            amount_usd: drawn_in_period.max(Decimal::ZERO).min(lines.credit_cap()?),
+            amount_usd: drawn_in_period
+                .max(Decimal::ZERO)
+                .min(lines.prepaid_credit_cap()?),
             draws: Draws::default(),
         })
     }

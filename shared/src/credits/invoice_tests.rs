@@ -222,3 +222,37 @@ fn a_prepaid_invoice_credits_what_the_period_drew_and_bills_the_shortfall() {
         d("0")
     );
 }
+
+#[test]
+fn a_prepaid_invoice_credits_the_late_draws_of_the_adjustments_it_bills() {
+    // $29 base, $12 of the period's usage and $6 of adjustments (a late event that drew
+    // $3.75 and overdrew $2.25): the prepaid cap includes the adjustments, the
+    // postpaid one does not.
+    let lines = InvoiceAmounts {
+        base_usd: d("29"),
+        usage_usd: d("12"),
+        adjustments_usd: d("6"),
+        ..Default::default()
+    };
+    assert_eq!(lines.credit_cap().unwrap(), d("12"));
+    assert_eq!(lines.prepaid_credit_cap().unwrap(), d("18"));
+    assert_eq!(
+        CreditsApplied::already_drawn(&lines, d("13.75"))
+            .unwrap()
+            .amount_usd,
+        d("13.75")
+    );
+    assert_eq!(
+        CreditsApplied::already_drawn(&lines, d("30"))
+            .unwrap()
+            .amount_usd,
+        d("18")
+    );
+    // Never below a zero total: negative lines (none today) cap it at the total.
+    let negative = InvoiceAmounts {
+        usage_usd: d("2"),
+        adjustments_usd: d("-3"),
+        ..Default::default()
+    };
+    assert_eq!(negative.prepaid_credit_cap().unwrap(), d("0"));
+}

@@ -401,13 +401,15 @@ impl Meter {
             }
             let billed_to = state.billed_to.map_or(billed_to, |b| b.max(billed_to));
             // Issue 19: credits on the invoice, taken from the wallet with the close.
+            // A prepaid invoice credits what the late events it bills drew (late_draws).
             let charge = self
-                .invoice_credits(
+                .invoice_credits_after(
                     &user.tenant,
                     crate::credits::Subscriber::User(user.user.clone()),
                     &plan,
                     &mut invoice,
                     period,
+                    state.billed_to,
                     at,
                 )
                 .await?;

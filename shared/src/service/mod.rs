@@ -36,6 +36,7 @@ mod hold_alarms;
 mod holds;
 pub mod ingest;
 mod ingest_view;
+mod late_draws;
 pub mod org_alerts;
 pub mod org_billing;
 pub mod org_reads;

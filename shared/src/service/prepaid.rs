@@ -208,8 +208,31 @@ impl Meter {
         period: &Period,
         at: DateTime<Utc>,
     ) -> Result<Option<crate::store::InvoiceCharge>> {
+        self.invoice_credits_after(tenant, wallet, plan, invoice, period, None, at)
+            .await
+    }
+
+    /// [`Self::invoice_credits`] of an invoice closed over a billing state whose
+    /// `billed_to` is `billed_to`: a user's prepaid invoice also credits the draws of the
+    /// late events whose adjustments it bills (`service::late_draws`).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn invoice_credits_after(
+        &self,
+        tenant: &TenantId,
+        wallet: Subscriber,
+        plan: &Plan,
+        invoice: &mut crate::domain::Invoice,
+        period: &Period,
+        billed_to: Option<DateTime<Utc>>,
+        at: DateTime<Utc>,
+    ) -> Result<Option<crate::store::InvoiceCharge>> {
         let record = self.store.get_wallet(tenant, &wallet).await?;
-        if record.grants.is_empty() && record.overdrawn_usd.is_zero() {
+        // A prepaid invoice reads its draws even from an empty wallet: the grants its
+        // events (or late events) drew from may be pruned by now (late_draws).
+        if plan.payment == Payment::Postpaid
+            && record.grants.is_empty()
+            && record.overdrawn_usd.is_zero()
+        {
             return Ok(None);
         }
         let lines = crate::credits::InvoiceAmounts::from_invoice(invoice);
@@ -229,9 +252,10 @@ impl Meter {
                 let (drawn, shortfall) = match &wallet {
                     // A user's: the period's sums, read strongly consistent
                     // (store::PeriodDrawsStore).
+                    // With the draws of the late events it bills (service::late_draws).
                     Subscriber::User(user) => {
-                        let sums = self.store.period_draws(tenant, user, period).await?;
-                        (sums.drawn_usd, sums.shortfall_usd)
+                        self.user_prepaid_draws(tenant, user, period, billed_to)
+                            .await?
                     }
                     // An org's: its draw ledger (org_wallets), the period's entries.
                     Subscriber::Org(_) => {

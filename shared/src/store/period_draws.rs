@@ -11,6 +11,7 @@
 //!   invoice closed right after the period's last events.)
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
 use super::StoreResult;
@@ -36,5 +37,18 @@ pub trait PeriodDrawsStore: Send + Sync {
         tenant: &TenantId,
         user: &UserId,
         period: &Period,
+    ) -> StoreResult<PeriodDraws>;
+
+    /// The draws of `user`'s *late* events (docs/credits.md, "Late events on prepaid
+    /// plans"): events recorded or re-priced while their own period was already closed
+    /// and the user's `billed_to` was `billed_to`. They are not in their period's sums:
+    /// they belong to the invoice that bills their adjustment, the close that reads the
+    /// billing state with this `billed_to` (and moves it on). Same consistency as
+    /// [`Self::period_draws`].
+    async fn late_draws(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        billed_to: DateTime<Utc>,
     ) -> StoreResult<PeriodDraws>;
 }

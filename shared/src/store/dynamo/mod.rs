@@ -37,6 +37,7 @@ mod expressions;
 mod grant_upkeep;
 mod inline_bound;
 mod items;
+mod late_draws;
 pub mod layout;
 pub mod legacy;
 pub mod migrate;

@@ -3,14 +3,14 @@
 //! `G#`: the wallet's `Query` never reads it), `ADD drawn_usd, shortfall_usd, events` in
 //! each drawing event's transaction (no condition: the event item's own condition makes
 //! it once per event id), read with one consistent `GetItem` when the period is invoiced.
+//! A late event's draws go to `DRAWN#LATE#<billed_to>` instead (`late_draws`).
 
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::codec::{decimal_attr, n};
-use super::expressions::Update;
+use super::codec::decimal_attr;
 use super::layout;
 use super::prepaid::user_wallet_pk;
 use super::DynamoStore;
@@ -27,7 +27,7 @@ fn corrupt(e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("period draws: {e}"))
 }
 
-fn period_sk(start: DateTime<Utc>) -> String {
+pub(super) fn period_sk(start: DateTime<Utc>) -> String {
     format!("DRAWN#{}", layout::period_id(start))
 }
 
@@ -42,20 +42,6 @@ pub(super) fn add(
     p.shortfall_usd = exact_add(p.shortfall_usd, d.shortfall_usd).map_err(corrupt)?;
     p.events += 1;
     Ok(())
-}
-
-/// The updates of the periods' items (sort key, update), to go in the wallet partition.
-pub(super) fn updates(periods: &BTreeMap<DateTime<Utc>, PeriodDraws>) -> Vec<(String, Update)> {
-    periods
-        .iter()
-        .map(|(start, p)| {
-            let mut u = Update::new();
-            u.add(DRAWN, n(p.drawn_usd))
-                .add(SHORTFALL, n(p.shortfall_usd))
-                .add(EVENTS, n(p.events));
-            (period_sk(*start), u)
-        })
-        .collect()
 }
 
 #[async_trait]
@@ -78,5 +64,13 @@ impl PeriodDrawsStore for DynamoStore {
             shortfall_usd: decimal_attr(&item, SHORTFALL)?,
             events: u64::try_from(events).map_err(|_| corrupt("events"))?,
         })
+    }
+    async fn late_draws(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        billed_to: DateTime<Utc>,
+    ) -> StoreResult<PeriodDraws> {
+        self.read_late_draws(tenant, user, billed_to).await
     }
 }

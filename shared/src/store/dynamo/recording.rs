@@ -770,8 +770,13 @@ impl DynamoStore {
             d.head_adds(heads.entry(pk.clone()).or_default());
             // Issue 19: a user's wallet's period draw sums, which the user's invoice reads
             // (store::PeriodDrawsStore; an org's invoice reads the org's draw ledger).
+            // A late event's go to the invoice that bills its adjustment (late_draws).
             if matches!(wallet, Subscriber::User(_)) {
-                for (sk, u) in super::period_draws::updates(&d.periods) {
+                let known = match billed {
+                    Billed::Known(b) => b.as_deref(),
+                    Billed::Assumed => None,
+                };
+                for (sk, u) in super::late_draws::draw_sum_updates(d, events, known)? {
                     tx.push(self.tx_update(pk.clone(), &sk, &u)?);
                     kinds.push(TxItem::Other);
                 }

@@ -92,6 +92,13 @@ impl RepriceStore for DynamoStore {
             });
             let mut head = Update::new();
             drawn.head_adds(&mut head);
+            // A user's draw sums; an event of an invoiced period's go to the invoice that
+            // bills its adjustment (late_draws).
+            let sums = super::late_draws::draw_sum_updates(
+                &drawn,
+                std::slice::from_ref(&e),
+                billed.as_deref(),
+            )?;
             let res = self
                 .transact_until_decided("pricing an event that draws credit", || {
                     // The event item first: its failed condition alone means "priced already".
@@ -126,8 +133,8 @@ impl RepriceStore for DynamoStore {
                         )?);
                     }
                     if matches!(payer, Subscriber::User(_)) {
-                        for (sk, pu) in super::period_draws::updates(&drawn.periods) {
-                            tx.push(self.tx_update(wallet_pk.clone(), &sk, &pu)?);
+                        for (sk, pu) in &sums {
+                            tx.push(self.tx_update(wallet_pk.clone(), sk, pu)?);
                         }
                     }
                     if let Some(l) = &ledger {

@@ -35,6 +35,7 @@ mod decimal;
 mod directory;
 mod event_row;
 mod grant_upkeep;
+mod late_draws;
 mod open_reservations;
 mod org_billing;
 mod org_members;

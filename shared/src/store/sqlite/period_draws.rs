@@ -1,7 +1,9 @@
 //! A period's draws (see [`crate::store::PeriodDrawsStore`]): the period's rows of
-//! `wallet_draws`, summed exactly.
+//! `wallet_draws`, summed exactly — but for late draws, which belong to the invoice that
+//! bills their adjustment (`late_draws`).
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use rusqlite::params;
 
 use super::codec::{from_json, ts};
@@ -28,7 +30,8 @@ impl PeriodDrawsStore for SqliteStore {
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT draws FROM wallet_draws
-                  WHERE tenant = ?1 AND wallet = ?2 AND at >= ?3 AND at < ?4",
+                  WHERE tenant = ?1 AND wallet = ?2 AND at >= ?3 AND at < ?4
+                    AND late_billed_to IS NULL",
             )?;
             let rows = stmt
                 .query_map(params![tenant.as_str(), wallet, from, to], |r| {
@@ -47,5 +50,16 @@ impl PeriodDrawsStore for SqliteStore {
             Ok(out)
         })
         .await
+    }
+
+    async fn late_draws(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        billed_to: DateTime<Utc>,
+    ) -> StoreResult<PeriodDraws> {
+        let (tenant, wallet) = (tenant.clone(), Subscriber::User(user.clone()).to_string());
+        self.read(move |c| super::late_draws::late_draws(c, tenant.as_str(), &wallet, &billed_to))
+            .await
     }
 }

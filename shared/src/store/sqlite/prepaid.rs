@@ -199,6 +199,8 @@ pub(super) fn draw_event(conn: &Connection, e: &UsageEvent, wallet: &str) -> Sto
         money(cost),
         to_json(&draws)?,
     ])?;
+    // A user's late event: its draw goes to the invoice that bills its adjustment.
+    super::late_draws::mark_if_late(conn, e, &wallet)?;
     Ok(())
 }
 

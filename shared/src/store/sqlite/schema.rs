@@ -435,6 +435,15 @@ pub(super) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (tenant, org_id, period_start)
     ) STRICT;
     "#,
+    // 21: late draws (docs/credits.md, "Late events on prepaid plans"): the draw of a user's
+    // event recorded or re-priced after its period was invoiced carries the user's
+    // `billed_to` at that write (NULL for every other draw), so that the invoice billing
+    // its adjustment, not its closed period, credits it (`late_draws`).
+    r#"
+    ALTER TABLE wallet_draws ADD COLUMN late_billed_to TEXT;
+    CREATE INDEX wallet_draws_late ON wallet_draws (tenant, wallet, late_billed_to)
+        WHERE late_billed_to IS NOT NULL;
+    "#,
 ];
 
 /// Settings every connection gets: lock wait, foreign keys, the decimal functions.
