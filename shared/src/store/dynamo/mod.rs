@@ -63,8 +63,8 @@ mod subscriptions;
 mod tenants;
 mod token_keys;
 mod usage;
-mod wallet_views;
 mod view_parts;
+mod wallet_views;
 mod wallets;
 
 /// The former name of [`layout`], kept for callers outside the store.

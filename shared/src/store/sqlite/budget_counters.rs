@@ -2,7 +2,9 @@
 //! one row per (tenant, counter key, provider). Every write runs in the writer's
 //! transaction: the guards of all counters are read and checked, then every increment is
 //! one `INSERT … ON CONFLICT DO UPDATE` whose arithmetic (`int_add`, `dec_add`) runs in
-//! SQLite; a failing guard writes nothing. Rows are pruned a day after their window ends.
+//! SQLite; a failing guard writes nothing. Rows are pruned a day after `keep_until`: their
+//! window's end, or 61 days after it for a `period` window (an org's invoice bills its
+//! `period` counter when the aggregation closes the period, however late that pass runs).
 //! A row keeps counted usage (`calls`, `tokens`, `cost`) and held usage (`held_*`: open
 //! reservations, returned when they close) apart; guards compare their sum.
 
@@ -12,7 +14,7 @@ use rusqlite::{params, Connection};
 
 use super::codec::{count, money, parse_count, parse_money, ts};
 use super::SqliteStore;
-use crate::budgets::{CounterKey, CounterWrite, Scope};
+use crate::budgets::{CounterKey, CounterWrite, Scope, Window};
 use crate::domain::{BudgetHold, ProviderId, Reservation, TenantId, UsageEvent, UserId};
 use crate::limits::used;
 use crate::store::{
@@ -68,9 +70,24 @@ pub(super) fn read_counter(
     Ok(usage)
 }
 
+/// How long past its end a `period` window's counter is kept: two months, as DynamoDB
+/// keeps the newest windows of each kind (docs/budgets.md, "Counters").
+const PERIOD_KEPT: chrono::Duration = chrono::Duration::days(61);
+
+/// Until when the row of `w`'s counter is kept (then pruned after [`COUNTER_GRACE`]).
+fn keep_until(w: &CounterWrite) -> DateTime<Utc> {
+    match w.counter.window() {
+        Window::Period => w
+            .window_end
+            .checked_add_signed(PERIOD_KEPT)
+            .unwrap_or(w.window_end),
+        _ => w.window_end,
+    }
+}
+
 fn add(conn: &Connection, tenant: &str, w: &CounterWrite) -> StoreResult<()> {
     conn.prepare_cached(
-        "INSERT INTO budget_counters (tenant, counter, provider, window_end, calls, tokens, cost,
+        "INSERT INTO budget_counters (tenant, counter, provider, keep_until, calls, tokens, cost,
              held_calls, held_tokens, held_cost)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
          ON CONFLICT (tenant, counter, provider) DO UPDATE SET
@@ -85,7 +102,7 @@ fn add(conn: &Connection, tenant: &str, w: &CounterWrite) -> StoreResult<()> {
         tenant,
         w.counter.key(),
         w.provider.as_str(),
-        ts(&w.window_end),
+        ts(&keep_until(w)),
         count(w.add.calls)?,
         count(w.add.tokens)?,
         money(w.add.cost_usd),
@@ -132,7 +149,7 @@ pub(super) fn return_budget_holds(
 fn prune(conn: &Connection, now: DateTime<Utc>) -> StoreResult<()> {
     conn.prepare_cached(
         "DELETE FROM budget_counters WHERE rowid IN
-             (SELECT rowid FROM budget_counters WHERE window_end < ?1 LIMIT ?2)",
+             (SELECT rowid FROM budget_counters WHERE keep_until < ?1 LIMIT ?2)",
     )?
     .execute(params![ts(&(now - COUNTER_GRACE)), PRUNE_BATCH])?;
     Ok(())
@@ -163,8 +180,6 @@ pub(super) fn failing_guard<'a>(
     Ok(None)
 }
 
-/// Applies `writes` all or none (in the caller's transaction); `false` when a guard
-/// failed.
 /// Applies every write of a reservation that was just held (its guards were checked by
 /// [`failing_guard`] in the same transaction), then prunes ended windows.
 pub(super) fn add_all(
@@ -182,6 +197,8 @@ pub(super) fn add_all(
     prune(conn, now)
 }
 
+/// Applies `writes` all or none (in the caller's transaction); `false` when a guard
+/// failed.
 pub(super) fn apply_all(
     conn: &Connection,
     tenant: &str,

@@ -444,6 +444,16 @@ pub(super) const MIGRATIONS: &[&str] = &[
     CREATE INDEX wallet_draws_late ON wallet_draws (tenant, wallet, late_billed_to)
         WHERE late_billed_to IS NOT NULL;
     "#,
+    // 22: a budget counter row is kept until `keep_until` (was `window_end`): a `period`
+    // window's counter is what an org's invoice bills, so it stays 61 days past its end
+    // (budget_counters::keep_until), not one; other windows keep their end.
+    r#"
+    ALTER TABLE budget_counters RENAME COLUMN window_end TO keep_until;
+    UPDATE budget_counters
+       SET keep_until = strftime('%Y-%m-%dT%H:%M:%S', substr(keep_until, 1, 19), '+61 days')
+                        || substr(keep_until, 20)
+     WHERE instr(counter, '#period#') > 0;
+    "#,
 ];
 
 /// Settings every connection gets: lock wait, foreign keys, the decimal functions.

@@ -3,7 +3,7 @@
 //! counters' overflow, and the guards' comparison in SQL. What the storage port promises is
 //! tested on both adapters by the conformance suite (tests/conformance).
 
-use chrono::Duration;
+use chrono::{DateTime, Duration, Utc};
 use rust_decimal::Decimal;
 use rust_decimal_macros::dec;
 
@@ -384,5 +384,93 @@ async fn key_rows_hold_no_piece_of_the_key_and_migration_scrubs_rows_that_did() 
     assert!(
         !holds_a_piece_of(&raw, old),
         "the old key's prefix is in the file"
+    );
+}
+
+// ---- budget counters: what is kept ------------------------------------------------------
+
+/// A counter write of one call on `org`'s counter of `window` that ends at `end`.
+fn org_call(window: crate::budgets::Window, end: DateTime<Utc>) -> crate::budgets::CounterWrite {
+    crate::budgets::CounterWrite {
+        counter: crate::budgets::CounterKey::Scope {
+            scope: crate::budgets::Scope::Org {
+                org_id: crate::domain::OrgId::parse("acme").unwrap(),
+            },
+            window,
+            window_start: end - Duration::days(1),
+        },
+        window_end: end,
+        provider: provider("gemini"),
+        add: crate::usage::Tally {
+            calls: 1,
+            ..Default::default()
+        },
+        held: Default::default(),
+        guards: vec![],
+    }
+}
+
+#[test]
+fn a_period_counter_outlives_its_window_by_two_months_others_by_a_day() {
+    use crate::budgets::Window;
+    let mut conn = Connection::open_in_memory().unwrap();
+    schema::configure(&conn).unwrap();
+    schema::migrate(&mut conn, schema::MIGRATIONS).unwrap();
+    let end = at(2025, 4, 1, 0);
+    let (period, day) = (org_call(Window::Period, end), org_call(Window::Day, end));
+    budget_counters::add_all(&conn, "t", &[period.clone(), day.clone()], end).unwrap();
+    let calls = |w: &crate::budgets::CounterWrite| {
+        budget_counters::read_counter(&conn, "t", &w.counter.key())
+            .unwrap()
+            .by_provider
+            .get(&provider("gemini"))
+            .map_or(0, |p| p.recorded.calls)
+    };
+    // Two days after the end (a pass that did not run for a day): the period counter an
+    // org's invoice bills is still there; the day's is gone.
+    let later = org_call(Window::Minute, end + Duration::days(2));
+    budget_counters::add_all(&conn, "t", &[later.clone()], end + Duration::days(2)).unwrap();
+    assert_eq!((calls(&period), calls(&day)), (1, 0));
+    // 63 days after: gone too.
+    budget_counters::add_all(&conn, "t", &[later], end + Duration::days(63)).unwrap();
+    assert_eq!(calls(&period), 0);
+}
+
+#[test]
+fn migration_22_keeps_existing_period_counters_for_two_months() {
+    let mut conn = Connection::open_in_memory().unwrap();
+    schema::configure(&conn).unwrap();
+    schema::migrate(&mut conn, &schema::MIGRATIONS[..21]).unwrap();
+    for counter in [
+        "org#acme#period#2025-03-01T00:00:00Z",
+        "org#acme#day#2025-03-31T00:00:00Z",
+    ] {
+        conn.execute(
+            "INSERT INTO budget_counters (tenant, counter, provider, window_end, calls, tokens, cost)
+             VALUES ('t', ?1, 'gemini', '2025-04-01T00:00:00.250000000Z', 1, 0, '0')",
+            [counter],
+        )
+        .unwrap();
+    }
+    schema::migrate(&mut conn, schema::MIGRATIONS).unwrap();
+    let kept: Vec<(String, String)> = conn
+        .prepare("SELECT counter, keep_until FROM budget_counters ORDER BY counter")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        kept,
+        [
+            (
+                "org#acme#day#2025-03-31T00:00:00Z".to_owned(),
+                "2025-04-01T00:00:00.250000000Z".to_owned()
+            ),
+            (
+                "org#acme#period#2025-03-01T00:00:00Z".to_owned(),
+                "2025-06-01T00:00:00.250000000Z".to_owned()
+            ),
+        ]
     );
 }
