@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use meter_core::domain::{ProviderId, UserId};
+use meter_core::store::dynamo::item_size::{item_size, value_size};
 use meter_core::store::dynamo::{self, layout, DynamoStore};
 use meter_core::testing::{event, TestClock};
 use meter_tests::TestApp;
@@ -28,46 +29,6 @@ const PROVIDERS: [&str; 10] = [
     "together",
     "fireworks",
 ];
-
-/// The bytes of a number: one per two significant digits, plus one.
-fn number_size(n: &str) -> usize {
-    let digits: String = n
-        .trim_start_matches('-')
-        .split(['e', 'E'])
-        .next()
-        .unwrap_or("")
-        .chars()
-        .filter(char::is_ascii_digit)
-        .collect();
-    let significant = digits
-        .trim_start_matches('0')
-        .trim_end_matches('0')
-        .len()
-        .max(1);
-    significant.div_ceil(2) + 1
-}
-
-fn value_size(v: &AttributeValue) -> usize {
-    match v {
-        AttributeValue::S(s) => s.len(),
-        AttributeValue::N(n) => number_size(n),
-        AttributeValue::Ss(ss) => ss.iter().map(String::len).sum(),
-        AttributeValue::Ns(ns) => ns.iter().map(|n| number_size(n)).sum(),
-        AttributeValue::M(m) => {
-            3 + m
-                .iter()
-                .map(|(k, v)| k.len() + value_size(v) + 1)
-                .sum::<usize>()
-        }
-        AttributeValue::L(l) => 3 + l.iter().map(|v| value_size(v) + 1).sum::<usize>(),
-        _ => 1,
-    }
-}
-
-/// An item's size by DynamoDB's rules: names plus values.
-pub(crate) fn item_size(item: &std::collections::HashMap<String, AttributeValue>) -> usize {
-    item.iter().map(|(k, v)| k.len() + value_size(v)).sum()
-}
 
 /// What the scenario left: the state item's bytes, the bytes of its inline reservations,
 /// how many are inline, and the open reservations (wherever kept).

@@ -78,21 +78,9 @@ pub fn to_json(v: &AttributeValue) -> Value {
     }
 }
 
+/// The bytes of a number by DynamoDB's rules (the store's own rule).
 fn number_size(n: &str) -> u64 {
-    let digits: String = n
-        .trim_start_matches('-')
-        .split(['e', 'E'])
-        .next()
-        .unwrap_or("")
-        .chars()
-        .filter(char::is_ascii_digit)
-        .collect();
-    let significant = digits
-        .trim_start_matches('0')
-        .trim_end_matches('0')
-        .len()
-        .max(1) as u64;
-    significant.div_ceil(2) + 1
+    meter_core::store::dynamo::item_size::number_size(n) as u64
 }
 
 /// Bytes of one value in DynamoDB JSON.

@@ -8,8 +8,7 @@
 //! that a reservation over budgets writes anyway; the state item then holds at most 8
 //! maps of that size beside its counters. Measured by `tests/emulator/state_size.rs`.
 
-use aws_sdk_dynamodb::types::AttributeValue;
-
+use super::item_size::value_size;
 use super::items;
 use crate::domain::{OrgId, Reservation};
 
@@ -18,42 +17,6 @@ use crate::domain::{OrgId, Reservation};
 /// counters (≈ 1.1 KB) stay within 4 KB. A plan-only reservation's map is ≈ 80 bytes;
 /// one with three budget holds of short ids ≈ 260.
 pub(super) const MAX_INLINE_MAP_BYTES: usize = 320;
-
-/// The bytes of a number by DynamoDB's rules: one per two significant digits, plus one.
-fn number_size(n: &str) -> usize {
-    let digits: String = n
-        .trim_start_matches('-')
-        .split(['e', 'E'])
-        .next()
-        .unwrap_or("")
-        .chars()
-        .filter(char::is_ascii_digit)
-        .collect();
-    let significant = digits
-        .trim_start_matches('0')
-        .trim_end_matches('0')
-        .len()
-        .max(1);
-    significant.div_ceil(2) + 1
-}
-
-/// The bytes of a value by DynamoDB's item size rules.
-pub(super) fn value_size(v: &AttributeValue) -> usize {
-    match v {
-        AttributeValue::S(s) => s.len(),
-        AttributeValue::N(n) => number_size(n),
-        AttributeValue::Ss(ss) => ss.iter().map(String::len).sum(),
-        AttributeValue::Ns(ns) => ns.iter().map(|n| number_size(n)).sum(),
-        AttributeValue::M(m) => {
-            3 + m
-                .iter()
-                .map(|(k, v)| k.len() + value_size(v) + 1)
-                .sum::<usize>()
-        }
-        AttributeValue::L(l) => 3 + l.iter().map(|v| value_size(v) + 1).sum::<usize>(),
-        _ => 1,
-    }
-}
 
 /// Whether reservation `r` (with credit held in wallet of `credit_org`, or the user's when
 /// `credit` is set) is too large to be kept inline: it spills at once.
@@ -105,16 +68,5 @@ mod tests {
         assert!(!spills(&with_holds(45, 3), true, None));
         assert!(spills(&with_holds(300, 3), false, None));
         assert!(spills(&with_holds(45, 6), false, None));
-    }
-
-    #[test]
-    fn sizes_follow_dynamodbs_rules() {
-        assert_eq!(value_size(&AttributeValue::N("12345".into())), 4);
-        assert_eq!(value_size(&AttributeValue::N("0.0100".into())), 2);
-        assert_eq!(value_size(&AttributeValue::S("abc".into())), 3);
-        let m = AttributeValue::M([("k".to_owned(), AttributeValue::S("ab".into()))].into());
-        assert_eq!(value_size(&m), 3 + 1 + 2 + 1);
-        let l = AttributeValue::L(vec![AttributeValue::S("ab".into())]);
-        assert_eq!(value_size(&l), 3 + 2 + 1);
     }
 }

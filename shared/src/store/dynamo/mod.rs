@@ -36,6 +36,7 @@ mod errors;
 mod expressions;
 mod grant_upkeep;
 mod inline_bound;
+pub mod item_size;
 mod items;
 mod late_draws;
 pub mod layout;
