@@ -62,6 +62,7 @@ mod stale_windows;
 mod subscriptions;
 mod tenants;
 mod token_keys;
+mod tenant_orgs;
 mod usage;
 mod view_parts;
 mod wallet_views;

@@ -48,6 +48,7 @@ mod repricing;
 mod schema;
 mod subscriptions;
 mod tenants;
+mod tenant_orgs;
 mod token_keys;
 mod usage;
 mod wallet_views;
