@@ -38,7 +38,10 @@ async fn admin_orgs_pages_subscribed_and_active_orgs_with_their_pooled_usage() {
     let admin = app.admin_key.clone();
     for org in ["acme", "zeta"] {
         let r = app
-            .put(&format!("{P}/org/{org}/subscription"), json!({"plan": "pro"}))
+            .put(
+                &format!("{P}/org/{org}/subscription"),
+                json!({"plan": "pro"}),
+            )
             .await;
         assert_eq!(r.status, 200, "{}", r.body);
     }

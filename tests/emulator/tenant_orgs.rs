@@ -15,9 +15,12 @@ async fn an_org_page_lists_subscribed_and_active_orgs_in_a_fixed_number_of_reque
     let (app, counter) = setup_at(&clock).await;
     let admin = app.admin_key.clone();
     for org in ["acme", "zeta"] {
-        app.put(&format!("{P}/org/{org}/subscription"), json!({"plan": "pro"}))
-            .await
-            .assert_ok("org subscription");
+        app.put(
+            &format!("{P}/org/{org}/subscription"),
+            json!({"plan": "pro"}),
+        )
+        .await
+        .assert_ok("org subscription");
     }
     for (id, user, org) in [
         ("e1", "ann", Some("acme")),

@@ -35,7 +35,9 @@ async fn orgs(
             )
         })?),
     };
-    Ok(ok(meter.tenant_orgs(&caller, after.as_ref(), limit).await?))
+    Ok(ok(meter
+        .tenant_orgs(&caller, after.as_ref(), limit)
+        .await?))
 }
 
 /// `GET /admin/orgs`.

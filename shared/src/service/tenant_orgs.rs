@@ -10,8 +10,8 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 
 use super::dashboard::PeriodView;
-use super::{period_at, Caller, Meter, Result};
 use super::Plan;
+use super::{period_at, Caller, Meter, Result};
 use crate::domain::{OrgId, PlanName, SubscriptionStatus};
 use crate::limits::amounts::percent_number;
 use crate::limits::{self, UsageStatus};
