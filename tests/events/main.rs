@@ -12,6 +12,7 @@ mod budgets;
 mod contract;
 mod enforcement;
 mod prepaid;
+mod tenant_orgs;
 mod wallets;
 
 use std::collections::{BTreeMap, BTreeSet};
