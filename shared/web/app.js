@@ -17,6 +17,11 @@
   var MAX_USER_PAGES = 10;
   // The tenant view's wallets: a page of GET /admin/wallets at a time (issue 19).
   var WALLETS_PAGE = 100;
+  // The tenant view's orgs (SPEC §14): pages of GET /admin/orgs, up to 1,000 ranked; the
+  // budgets panel reads GET /budgets?org_id= for the top BUDGET_ORGS of them.
+  var ORGS_PAGE = 100;
+  var MAX_ORG_PAGES = 10;
+  var BUDGET_ORGS = 20;
   var F = window.MeterFormat;
   var locale = (navigator.languages && navigator.languages[0]) || navigator.language || "en-US";
 
@@ -252,7 +257,14 @@
   function renderTenant() {
     var r = start("Tenant");
     Promise.all([allUsers(), api("/admin/alerts?limit=20"), api("/plans"),
-      api("/admin/wallets?limit=" + WALLETS_PAGE)]).then(function (res) {
+      api("/admin/wallets?limit=" + WALLETS_PAGE), allOrgs()]).then(function (res) {
+      var orgs = res[4].orgs.slice().sort(function (a, b) {
+        return F.compare(b.cost_usd, a.cost_usd) || (a.org_id < b.org_id ? -1 : 1);
+      });
+      return orgBudgets(orgs.slice(0, BUDGET_ORGS)).then(function (budgets) {
+        return res.concat([{ orgs: orgs, truncated: res[4].truncated }, budgets]);
+      });
+    }).then(function (res) {
       if (!r.current()) { return; }
       status("");
       var listed = res[0];
@@ -262,8 +274,9 @@
       r.view.appendChild(h("h1", { text: "This period" }));
       r.view.appendChild(openUserForm());
       r.view.appendChild(usersPanel(users, listed.truncated));
+      r.view.appendChild(orgsPanel(res[5].orgs, res[5].truncated));
       r.view.appendChild(h("div", { class: "grid-2" },
-        unpricedPanel(users), orgsPanel()));
+        unpricedPanel(users), budgetsPanel(res[6], res[5].orgs.length)));
       r.view.appendChild(walletsPanel(res[3], r));
       r.view.appendChild(tenantAlertsPanel(res[1].alerts));
       r.view.appendChild(plansPanel(res[2].plans));
@@ -345,10 +358,108 @@
         : h("p", { text: "Every call this period was priced." }));
   }
 
-  function orgsPanel() {
+  // The tenant's orgs (SPEC §14): GET /admin/orgs in pages (org-id order), ranked by
+  // cost here, as the users are.
+  function allOrgs() {
+    var orgs = [];
+    function page(cursor, n) {
+      var q = "?limit=" + ORGS_PAGE + (cursor ? "&cursor=" + enc(cursor) : "");
+      return api("/admin/orgs" + q).then(function (data) {
+        orgs = orgs.concat(data.orgs);
+        if (data.next_cursor && n + 1 < MAX_ORG_PAGES) { return page(data.next_cursor, n + 1); }
+        return { orgs: orgs, truncated: !!data.next_cursor };
+      });
+    }
+    return page(null, 0);
+  }
+
+  function orgsPanel(orgs, truncated) {
+    var total = "0";
+    var calls = 0;
+    var body = h("tbody");
+    orgs.forEach(function (o, i) {
+      total = F.add(total, o.cost_usd);
+      calls += o.calls;
+      var usage = h("td", {},
+        h("span", { class: "badge " + o.usage_status, text: o.usage_status.replace("_", " ") }),
+        o.max_usage_percentage === null ? null : " " + F.percent(o.max_usage_percentage, locale));
+      body.appendChild(h("tr", { data: { org: o.org_id } },
+        h("td", { class: "num", text: String(i + 1) }),
+        h("td", { class: "org", text: o.org_id }),
+        h("td", { text: o.plan || "none" }),
+        h("td", { text: o.subscription_status || "none" }),
+        countEl("td", o.calls, { class: "num calls" }),
+        moneyEl("td", o.cost_usd, { class: "num cost" }),
+        usage,
+        countEl("td", o.unpriced_calls, { class: "num unpriced" })));
+    });
+    var table = h("table", { id: "orgs-table" },
+      h("caption", { text: "Organisations ranked by cost this period (their pooled usage)" }),
+      h("thead", {}, h("tr", {},
+        h("th", { class: "num", scope: "col", text: "#" }),
+        h("th", { scope: "col", text: "Organisation" }),
+        h("th", { scope: "col", text: "Plan" }),
+        h("th", { scope: "col", text: "Subscription" }),
+        h("th", { class: "num", scope: "col", text: "Calls" }),
+        h("th", { class: "num", scope: "col", text: "Cost" }),
+        h("th", { scope: "col", text: "Usage" }),
+        h("th", { class: "num", scope: "col", text: "Unpriced calls" }))),
+      body,
+      h("tfoot", {}, h("tr", {},
+        h("td", {}),
+        h("td", { text: "All " + F.count(orgs.length, locale) + " organisations" }),
+        h("td", {}), h("td", {}),
+        countEl("td", calls, { class: "num", id: "orgs-total-calls" }),
+        moneyEl("td", total, { class: "num", id: "orgs-total-cost" }),
+        h("td", {}), h("td", {}))));
     return h("section", { class: "panel", id: "orgs", "aria-labelledby": "orgs-title" },
       h("h2", { id: "orgs-title", text: "Organisations" }),
-      h("p", { class: "hint", text: "Organisations and their budgets will be listed here once meter has them (SPEC §10)." }));
+      orgs.length ? tableWrap(table, "Organisations")
+        : h("p", { text: "No organisation has a subscription or usage this period." }),
+      truncated ? h("p", { class: "hint", text: "Only the first " + ORGS_PAGE * MAX_ORG_PAGES +
+        " organisations (by id) are ranked here." }) : null);
+  }
+
+  // The budgets of the top-ranked orgs: GET /budgets lists one scope's budgets (at most
+  // 32), so this reads one list per org shown (at most BUDGET_ORGS requests).
+  function orgBudgets(orgs) {
+    return Promise.all(orgs.map(function (o) {
+      return api("/budgets?org_id=" + enc(o.org_id)).then(function (list) { return list.budgets; });
+    })).then(function (lists) {
+      return lists.reduce(function (all, l) { return all.concat(l); }, []);
+    });
+  }
+
+  function scopeText(scope) {
+    if (scope.kind === "user") { return "user " + scope.user_id; }
+    if (scope.kind === "org") { return "org " + scope.org_id; }
+    return "team " + scope.org_id + "/" + scope.team_id;
+  }
+
+  function budgetsPanel(budgets, orgCount) {
+    var body = h("tbody");
+    budgets.forEach(function (b) {
+      body.appendChild(h("tr", { data: { budget: b.budget_id } },
+        h("td", { class: "budget-id", text: b.budget_id }),
+        h("td", { class: "scope", text: scopeText(b.scope) + (b.applies_to === "each_member" ? " (each member)" : "") }),
+        h("td", { class: "limits", text: limitsText(b.limits) }),
+        h("td", { class: "window", text: b.window }),
+        h("td", { class: "mode", text: b.mode })));
+    });
+    var table = h("table", { id: "budgets" },
+      h("caption", { text: "Budgets of the organisations shown" }),
+      h("thead", {}, h("tr", {},
+        h("th", { scope: "col", text: "Budget" }),
+        h("th", { scope: "col", text: "Scope" }),
+        h("th", { scope: "col", text: "Limits" }),
+        h("th", { scope: "col", text: "Window" }),
+        h("th", { scope: "col", text: "Mode" }))),
+      body);
+    return h("section", { class: "panel", id: "budgets-panel", "aria-labelledby": "budgets-title" },
+      h("h2", { id: "budgets-title", text: "Budgets" }),
+      budgets.length ? tableWrap(table, "Budgets") : h("p", { text: "No organisation shown has a budget." }),
+      h("p", { class: "hint", text: "The budgets on the " + (orgCount > BUDGET_ORGS ? BUDGET_ORGS + " costliest " : "") +
+        "organisations listed above (a user's or a team's budgets: GET /budgets with its scope)." }));
   }
 
   // The tenant's wallets (issue 19): those that hold or held grants, a page at a time in

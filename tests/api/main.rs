@@ -28,6 +28,7 @@ mod review;
 mod scopes;
 mod subscriptions;
 mod tenant;
+mod tenant_orgs;
 mod tokens;
 mod wallet_token;
 mod wallet_views;

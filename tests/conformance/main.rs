@@ -29,6 +29,7 @@ mod repricing;
 mod reservations;
 mod review;
 mod scopes;
+mod tenant_orgs;
 mod wallet_views;
 mod wallets;
 
@@ -71,6 +72,9 @@ macro_rules! conformance {
             late_events_are_billed_once_as_adjustments,
             repricing_moves_counters_rollups_and_adjustments_exactly,
             job_cursors_round_trip,
+        );
+        conformance!(@module tenant_orgs $factory;
+            tenant_orgs_list_subscribed_and_noted_orgs_once_in_id_order,
         );
         conformance!(@module directory $factory;
             tenant_users_are_paged_in_id_order_with_their_period_usage,

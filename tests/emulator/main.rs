@@ -17,6 +17,7 @@ mod prepaid;
 mod prepaid_batches;
 mod repricing;
 mod state_size;
+mod tenant_orgs;
 mod wallet_views;
 mod wallets;
 

@@ -12,6 +12,7 @@ mod budgets;
 mod contract;
 mod enforcement;
 mod prepaid;
+mod tenant_orgs;
 mod wallets;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -749,10 +750,10 @@ fn openapi_and_the_template_describe_the_same_routes_with_the_same_functions() {
     assert_eq!(from_openapi, from_template);
     assert_eq!(
         from_openapi.len(),
-        44,
+        45,
         "18 operations of the API, the web dashboard's GET /, GET /ui/{{asset}}, \
          POST /tokens, GET /admin/users and GET /admin/alerts, the four budget routes, the seven org routes, \
-         the eight wallet routes, GET /org/{{org_id}}/export and GET /admin/wallets"
+         the eight wallet routes, GET /org/{{org_id}}/export, GET /admin/wallets and GET /admin/orgs"
     );
 }
 

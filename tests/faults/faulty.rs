@@ -1182,6 +1182,9 @@ mod faulty_org_billing;
 // Issue 19: the views of wallets (export draws, the tenant's wallets).
 #[path = "faulty_views.rs"]
 mod views;
+// SPEC §14: the admin's list of a tenant's orgs.
+#[path = "faulty_tenant_orgs.rs"]
+mod tenant_orgs;
 
 // Issue 19: org wallets.
 #[async_trait]

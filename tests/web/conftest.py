@@ -168,6 +168,17 @@ def seed(server, api, service_key):
                   for i in range(2)]
     data = api.ok("POST", "/usage", service_key, {"events": org_events})
     assert all(r["status"] == "recorded" for r in data["events"]), data
+    # A second org (tenant view, Organisations and Budgets): globex subscribes to basic,
+    # has a hard monthly cost budget, and dave's openai calls naming it cost more than
+    # acme's, so it ranks first.
+    api.ok("PUT", "/org/globex/subscription", ADMIN_KEY, {"plan": "basic"})
+    api.ok("PUT", "/budgets/globex-monthly", ADMIN_KEY,
+           {"scope": {"kind": "org", "org_id": "globex"}, "limits": {"cost_usd": "50"},
+            "window": "month", "mode": "hard"})
+    globex_events = [event(f"d-globex-{i}", "dave", "openai", "gpt-4o-mini", now, 4000, 800, org_id="globex")
+                     for i in range(3)]
+    data = api.ok("POST", "/usage", service_key, {"events": globex_events})
+    assert all(r["status"] == "recorded" for r in data["events"]), data
     # Close the ended periods into invoices, as the schedule would.
     report = json.loads(server.cli("aggregate", "--grace-minutes", "0"))
     assert report["invoices_created"] >= 1, report

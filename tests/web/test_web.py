@@ -224,6 +224,60 @@ def test_admin_view_lists_the_wallets_with_the_apis_numbers(server, browser):
     assert console_errors(browser) == []
 
 
+def test_admin_view_ranks_orgs_by_cost_and_lists_their_budgets(server, browser, out_dir):
+    # The admin view of the tests before (still open): Organisations and Budgets.
+    wait(browser, "#orgs-table tbody tr")
+    api_orgs = []
+    cursor = None
+    while True:
+        data = server.api.ok("GET", "/admin/orgs?limit=100" + (f"&cursor={cursor}" if cursor else ""),
+                             server.admin_key)
+        api_orgs += data["orgs"]
+        cursor = data["next_cursor"]
+        if not cursor:
+            break
+    assert [o["org_id"] for o in api_orgs] == ["acme", "globex"]
+    ranked = sorted(api_orgs, key=lambda o: (-Decimal(o["cost_usd"]), o["org_id"]))
+    assert [o["org_id"] for o in ranked] == ["globex", "acme"], "globex's calls cost more"
+    rows = browser.find_elements(By.CSS_SELECTOR, "#orgs-table tbody tr")
+    assert [r.get_attribute("data-org") for r in rows] == [o["org_id"] for o in ranked]
+    for row, o in zip(rows, ranked):
+        # The list's figures are the org's own usage read's.
+        own = server.api.ok("GET", f"/org/{o['org_id']}/usage", server.admin_key)
+        assert o["calls"] == own["total_calls"] and Decimal(o["cost_usd"]) == Decimal(own["total_cost"])
+        assert o["plan"] == own["plan"]
+        c = cells(row)
+        assert c[1].text == o["org_id"]
+        assert c[2].text == (o["plan"] or "none")
+        assert c[3].text == (o["subscription_status"] or "none")
+        assert c[4].text == count(o["calls"])
+        assert c[5].get_attribute("data-value") == o["cost_usd"]
+        assert c[5].text == money(o["cost_usd"])
+        assert o["usage_status"].replace("_", " ") in c[6].text
+        assert c[7].text == count(o["unpriced_calls"])
+    assert [(o["org_id"], o["plan"], o["calls"]) for o in ranked] == [("globex", "basic", 3), ("acme", None, 2)]
+    total = sum((Decimal(o["cost_usd"]) for o in api_orgs), Decimal(0))
+    shown_total = browser.find_element(By.ID, "orgs-total-cost")
+    assert Decimal(shown_total.get_attribute("data-value")) == total
+    assert browser.find_element(By.ID, "orgs-total-calls").text == count(5)
+
+    # Budgets: the shown orgs' budgets, as GET /budgets lists them.
+    api_budgets = []
+    for o in ranked:
+        api_budgets += server.api.ok("GET", f"/budgets?org_id={o['org_id']}", server.admin_key)["budgets"]
+    assert [b["budget_id"] for b in api_budgets] == ["globex-monthly", "acme-daily"]
+    brows = browser.find_elements(By.CSS_SELECTOR, "#budgets tbody tr")
+    assert [r.get_attribute("data-budget") for r in brows] == [b["budget_id"] for b in api_budgets]
+    for row, b in zip(brows, api_budgets):
+        c = cells(row)
+        assert c[1].text == "org " + b["scope"]["org_id"]
+        assert c[3].text == b["window"] and c[4].text == b["mode"]
+    assert cells(brows[0])[2].text == "cost_usd " + money("50")
+    assert cells(brows[1])[2].text == "calls:* 4"
+    screenshot(browser, out_dir, "admin-orgs", 1280)
+    assert console_errors(browser) == []
+
+
 def test_one_click_opens_a_user_from_the_admin_view(server, browser):
     link = browser.find_element(By.CSS_SELECTOR, '#users a.user-link[data-user="bob"]')
     link.click()

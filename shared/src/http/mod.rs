@@ -14,6 +14,7 @@ pub mod ops;
 pub mod orgs;
 pub mod routes;
 pub mod tenant;
+pub mod tenant_orgs;
 pub mod tokens;
 pub mod wallet_views;
 pub mod wallets;

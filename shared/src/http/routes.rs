@@ -351,6 +351,7 @@ fn dashboard_routes() -> Router<Arc<Meter>> {
         .merge(super::web::routes())
         .merge(super::tokens::routes())
         .merge(super::tenant::routes())
+        .merge(super::tenant_orgs::routes())
         .merge(super::budgets::routes())
         .merge(super::wallets::routes())
         .merge(super::wallet_views::routes())

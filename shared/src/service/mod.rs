@@ -50,6 +50,7 @@ pub mod reads;
 mod repricing;
 pub mod subscriptions;
 pub mod tenant;
+pub mod tenant_orgs;
 pub mod tokens;
 pub mod wallet_views;
 pub mod wallets;

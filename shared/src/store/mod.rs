@@ -36,6 +36,7 @@ mod period_draws;
 mod prepaid;
 // Issue 19: unpriced events draw from their payer's wallet once re-priced.
 mod repricing;
+mod tenant_orgs;
 mod token_keys;
 mod wallet_views;
 mod wallets;
@@ -59,6 +60,7 @@ pub use prepaid::{
     CreditHold, CreditReserve, CreditState, EventDraws, InvoiceCharge, PrepaidStore,
 };
 pub use repricing::RepriceStore;
+pub use tenant_orgs::{TenantOrg, TenantOrgsStore};
 pub use token_keys::TokenKeyStore;
 pub use wallet_views::{WalletSummary, WalletViewsStore};
 pub use wallets::{GrantInsert, GrantVoid, WalletRecord, WalletStore, MAX_GRANTS_PER_WALLET};
@@ -505,6 +507,7 @@ pub trait Store:
     + RepriceStore
     + OrgBillingStore
     + WalletViewsStore
+    + TenantOrgsStore
 {
 }
 
@@ -533,7 +536,8 @@ impl<
             + RepriceStore
             + OrgBillingStore
             + CheckViewStore
-            + WalletViewsStore,
+            + WalletViewsStore
+            + TenantOrgsStore,
     > Store for T
 {
 }

@@ -61,6 +61,7 @@ mod reservations;
 mod schema;
 mod stale_windows;
 mod subscriptions;
+mod tenant_orgs;
 mod tenants;
 mod token_keys;
 mod usage;

@@ -99,6 +99,8 @@ struct ItemNotes {
     users: Vec<String>,
     teams: Vec<String>,
     ttl: i64,
+    /// The item's entry in the tenant's org listing (tenant_orgs::listed).
+    listing: Option<(String, String)>,
 }
 
 /// The directory notes of one transaction, merged per item (`PK`, `SK`).
@@ -108,7 +110,10 @@ pub(super) struct Notes(BTreeMap<(String, String), ItemNotes>);
 impl Notes {
     pub(super) fn add(&mut self, tenant: &TenantId, note: MemberNote) {
         let ttl = (note.end + COUNTER_GRACE).timestamp();
-        let slot = self.0.entry(note.item(tenant)).or_default();
+        let item = note.item(tenant);
+        let listing = super::tenant_orgs::listing_keys(tenant, &note.org, note.start, &item.1);
+        let slot = self.0.entry(item).or_default();
+        slot.listing = Some(listing);
         if !slot.users.contains(&note.user.to_string()) {
             slot.users.push(note.user.to_string());
         }
@@ -132,6 +137,9 @@ impl Notes {
                     u.add(TEAMS, AttributeValue::Ss(notes.teams.clone()));
                 }
                 u.set(layout::TTL, n(notes.ttl));
+                if let Some((lpk, lsk)) = &notes.listing {
+                    super::tenant_orgs::listed(&mut u, lpk, lsk);
+                }
                 (pk.clone(), sk.clone(), u)
             })
             .collect()
@@ -182,6 +190,8 @@ impl OrgMembersStore for DynamoStore {
                 u.add(TEAMS, AttributeValue::Ss(teams));
             }
             u.set(layout::TTL, n(ttl));
+            let (lpk, lsk) = super::tenant_orgs::listing_keys(tenant, org, period.start, &sk);
+            super::tenant_orgs::listed(&mut u, &lpk, &lsk);
             // No condition: a set insertion cannot fail.
             let _ = self
                 .update(pk(tenant, org, period.start), &sk, &u, false)

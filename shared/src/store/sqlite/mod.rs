@@ -47,6 +47,7 @@ mod privacy;
 mod repricing;
 mod schema;
 mod subscriptions;
+mod tenant_orgs;
 mod tenants;
 mod token_keys;
 mod usage;
