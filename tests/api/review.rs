@@ -125,8 +125,17 @@ async fn a_zero_cost_estimate_at_the_cap_is_reserved_not_refused_as_unavailable(
 /// event: `duplicate`, not `conflict`.
 #[tokio::test]
 async fn a_retry_with_equal_meaning_is_a_duplicate_not_a_conflict() {
+    use chrono::Datelike;
     let app = TestApp::spawn().await;
-    let now = chrono::Utc::now() - chrono::Duration::minutes(1);
+    // A minute ago, but not in the previous month: the usage read below is this period's.
+    let real = chrono::Utc::now();
+    let month_start = real
+        .date_naive()
+        .with_day(1)
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc())
+        .unwrap_or(real);
+    let now = (real - chrono::Duration::minutes(1)).max(month_start);
     let z = now.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
     let offset = now.format("%Y-%m-%dT%H:%M:%S%.3f+00:00").to_string();
     let first = json!({"event_id": "r-1", "user_id": "u", "provider": "openai", "model": "gpt-4o",
