@@ -109,7 +109,7 @@ async fn a_repriced_org_event_is_billed_to_the_org_once() {
 
     // Another event of March on a model still without a price.
     let r = app
-        .usage(json!({"events": [event("p2", "bob", "gpt-9-mini", "2026-03-20T12:00:00Z")]}))
+        .usage(json!({"events": [event("p2", "bob", "gpt-9-mini", "2026-03-10T18:00:00Z")]}))
         .await;
     r.assert_ok("ingest 2");
     assert_eq!(r.body["data"]["events"][0]["priced"], false, "{}", r.body);
