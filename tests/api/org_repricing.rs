@@ -131,7 +131,11 @@ async fn a_repriced_org_event_is_billed_to_the_org_once() {
             .repriced_events,
         0
     );
-    assert_eq!(org_invoices(&app).await, vec![march.clone()], "never rewritten");
+    assert_eq!(
+        org_invoices(&app).await,
+        vec![march.clone()],
+        "never rewritten"
+    );
     pass(&app, &clock, "2026-05-01T00:20:00Z").await;
     let invoices = org_invoices(&app).await;
     assert_eq!(invoices.len(), 2, "{invoices:?}");

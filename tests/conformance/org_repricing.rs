@@ -126,9 +126,7 @@ async fn price_racing(store: &Arc<dyn Store>, e: &UsageEvent, cost: &str) {
     assert_eq!(wins, 1, "one pass prices {}", e.event_id.as_str());
 }
 
-pub async fn repricing_an_org_event_adds_its_cost_to_the_orgs_counters_once(
-    store: Arc<dyn Store>,
-) {
+pub async fn repricing_an_org_event_adds_its_cost_to_the_orgs_counters_once(store: Arc<dyn Store>) {
     let t = tenant();
     let ann = user("ann");
     let sub = org_sub(&t, &acme());
@@ -162,7 +160,10 @@ pub async fn repricing_an_org_event_adds_its_cost_to_the_orgs_counters_once(
         assert_eq!(recorded(c), (2, dec("0.65")), "{key:?}");
     }
     // The user's own counters are priced as before.
-    assert_eq!(recorded(&march_usage(&store, &t, &ann).await), (2, dec("0.65")));
+    assert_eq!(
+        recorded(&march_usage(&store, &t, &ann).await),
+        (2, dec("0.65"))
+    );
     // Pricing it again changes nothing.
     let again = store
         .price_event_counted(
