@@ -429,7 +429,13 @@ fn a_period_counter_outlives_its_window_by_two_months_others_by_a_day() {
     // Two days after the end (a pass that did not run for a day): the period counter an
     // org's invoice bills is still there; the day's is gone.
     let later = org_call(Window::Minute, end + Duration::days(2));
-    budget_counters::add_all(&conn, "t", std::slice::from_ref(&later), end + Duration::days(2)).unwrap();
+    budget_counters::add_all(
+        &conn,
+        "t",
+        std::slice::from_ref(&later),
+        end + Duration::days(2),
+    )
+    .unwrap();
     assert_eq!((calls(&period), calls(&day)), (1, 0));
     // 63 days after: gone too.
     budget_counters::add_all(&conn, "t", &[later], end + Duration::days(63)).unwrap();
