@@ -17,7 +17,7 @@
 use rust_decimal::Decimal;
 
 use super::{Meter, Result};
-use crate::budgets::CounterWrite;
+use crate::budgets::{CounterWrite, Scope};
 use crate::domain::UsageEvent;
 use crate::usage::Tally;
 
@@ -32,12 +32,29 @@ impl Meter {
         version: &str,
     ) -> Result<bool> {
         let tenant = &e.tenant;
-        let sub = self.store.get_subscription(tenant, &e.user).await?;
+        // Issue 18: the budgets of the user's own scope, listed once (an event naming no
+        // org, of a user without budgets, counts on no budget counter: no more reads).
+        let mut listed = super::enforce::ListedBudgets::new();
+        let own = Scope::User {
+            user_id: e.user.clone(),
+        };
+        let own_budgets = self.store.list_budgets(tenant, &own).await?;
+        let counted = !cost.is_zero() && (e.org_id.is_some() || !own_budgets.is_empty());
+        listed.insert(own, own_budgets);
+        let prepaid = self.tenant_sells_prepaid(tenant).await?;
+        let sub = match counted || prepaid {
+            true => self.store.get_subscription(tenant, &e.user).await?,
+            false => None,
+        };
         let mut org_plans = super::orgs::OrgPlans::new();
-        let writes = self
-            .repriced_writes(e, cost, sub.as_ref(), &mut org_plans)
-            .await?;
-        let payer = if self.tenant_sells_prepaid(tenant).await? {
+        let writes = match counted {
+            true => {
+                self.repriced_writes(e, cost, sub.as_ref(), &mut org_plans, &mut listed)
+                    .await?
+            }
+            false => Vec::new(),
+        };
+        let payer = if prepaid {
             self.event_payers(
                 tenant,
                 &e.user,
@@ -81,25 +98,22 @@ impl Meter {
     }
 
     /// What pricing `e` at `cost` adds to its budget and org counters: the counters its
-    /// ingest writes, each by the cost alone; none when the cost is zero.
+    /// ingest writes, each by the cost alone.
     async fn repriced_writes(
         &self,
         e: &UsageEvent,
         cost: Decimal,
         sub: Option<&crate::domain::Subscription>,
         org_plans: &mut super::orgs::OrgPlans,
+        listed: &mut super::enforce::ListedBudgets,
     ) -> Result<Vec<CounterWrite>> {
-        if cost.is_zero() {
-            return Ok(Vec::new());
-        }
         let priced = UsageEvent {
             cost_usd: Some(cost),
             ..e.clone()
         };
-        let mut listed = super::enforce::ListedBudgets::new();
-        // Every scope's budgets are listed: a user without budgets lists none.
+        // Every scope's budgets are listed (the user's own already): none, no counter.
         let (writes, _) = self
-            .event_counter_writes(&e.tenant, &priced, sub, true, org_plans, &mut listed)
+            .event_counter_writes(&e.tenant, &priced, sub, true, org_plans, listed)
             .await?;
         Ok(writes
             .into_iter()
