@@ -89,6 +89,31 @@ pub async fn a_repriced_org_event_is_billed_to_the_org_once(store: Option<Arc<dy
     .await
     .assert_ok("org subscription");
 
+    // cid (no org, on Pro) has a monthly cost budget of his own: $0.003.
+    app.put(
+        &format!("{P}/user/cid/subscription"),
+        json!({"plan": "pro"}),
+    )
+    .await
+    .assert_ok("cid's subscription");
+    app.put(
+        &format!("{P}/budgets/cid-month"),
+        json!({"scope": {"kind": "user", "user_id": "cid"}, "limits": {"cost_usd": "0.003"},
+               "window": "month", "mode": "hard"}),
+    )
+    .await
+    .assert_ok("cid's budget");
+    let mut own = event("c1", "cid", "gpt-9-preview", "2026-03-10T12:00:00Z");
+    own.as_object_mut().unwrap().remove("org_id");
+    own.as_object_mut().unwrap().remove("team_id");
+    app.usage(json!({"events": [own]}))
+        .await
+        .assert_ok("cid's event");
+    let cid_check = json!({"user_id": "cid", "provider": "openai"});
+    app.check(cid_check.clone())
+        .await
+        .assert_ok("cid's budget counted $0");
+
     // Recorded while gpt-9-preview has no price: the org counts the call at $0.
     let r = app
         .usage(json!({"events": [event("p1", "ann", "gpt-9-preview", "2026-03-10T12:00:00Z")]}))
@@ -107,7 +132,15 @@ pub async fn a_repriced_org_event_is_billed_to_the_org_once(store: Option<Arc<dy
     };
     let (a, b) = tokio::join!(app.meter.aggregate(&opts), app.meter.aggregate(&opts));
     let (a, b) = (a.unwrap(), b.unwrap());
-    assert_eq!(a.repriced_events + b.repriced_events, 1, "{a:?} {b:?}");
+    assert_eq!(a.repriced_events + b.repriced_events, 2, "{a:?} {b:?}");
+    // cid's own budget counts his event's cost: $0.004 > $0.003.
+    let denied = app.check(cid_check).await;
+    assert_eq!(denied.status, 429, "{}", denied.body);
+    assert_eq!(
+        denied.body["error"]["details"]["budget_id"], "cid-month",
+        "{}",
+        denied.body
+    );
     let cost = Decimal::new(4, 3);
     assert_eq!(org_cost(&app).await, cost, "the org's usage shows the cost");
     let r = app.get(&format!("{P}/org/acme/members")).await;
