@@ -130,6 +130,7 @@ macro_rules! conformance {
         conformance!(@module org_repricing $factory;
             repricing_an_org_event_adds_its_cost_to_the_orgs_counters_once,
             repricing_an_org_event_of_an_invoiced_period_is_one_org_adjustment,
+            repricing_an_org_event_an_org_wallet_pays_draws_and_counts_once,
         );
         // Issue 18: alerts of budgets on an org's or team's pooled usage.
         conformance!(@module org_alerts $factory;

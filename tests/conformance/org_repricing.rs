@@ -8,8 +8,9 @@
 use std::sync::Arc;
 
 use meter_core::budgets::{CounterKey, CounterWrite, Scope, Window};
-use meter_core::domain::{OrgId, TeamId, TenantId, UsageEvent, UserId};
-use meter_core::store::{org_period_counter, OrgClose, RecordOutcome, Store};
+use meter_core::credits::{GrantKind, GrantRequest, Subscriber};
+use meter_core::domain::{GrantId, OrgId, TeamId, TenantId, UsageEvent, UserId};
+use meter_core::store::{org_period_counter, GrantInsert, OrgClose, RecordOutcome, Store};
 use meter_core::usage::{PeriodUsage, Tally};
 use rust_decimal::Decimal;
 
@@ -244,4 +245,79 @@ pub async fn repricing_an_org_event_of_an_invoiced_period_is_one_org_adjustment(
         .await
         .unwrap();
     assert!(may.adjustments.is_empty(), "{:?}", may.adjustments);
+}
+
+/// An org's prepaid wallet pays for the re-priced event in the same write that counts it
+/// on the org's counters: racing passes draw and count once.
+pub async fn repricing_an_org_event_an_org_wallet_pays_draws_and_counts_once(
+    store: Arc<dyn Store>,
+) {
+    let t = tenant();
+    let ann = user("ann");
+    let wallet = Subscriber::Org(acme());
+    let sub = org_sub(&t, &acme());
+    store
+        .put_org_subscription(&acme(), &sub, None)
+        .await
+        .unwrap();
+    let g = GrantRequest::new(dec("1"), GrantKind::Purchase)
+        .into_grant(GrantId::parse("acme-credit").unwrap(), at(2025, 3, 1, 0))
+        .unwrap();
+    assert!(matches!(
+        store.insert_grant(&t, &wallet, &g).await.unwrap(),
+        GrantInsert::Created(_)
+    ));
+    let unpriced = org_event(&t, &ann, "orp-paid", None);
+    let w = writes(&ann, &unpriced, unpriced.tally());
+    assert_eq!(
+        store
+            .record_events_paying(
+                std::slice::from_ref(&unpriced),
+                &[w],
+                &[Some(wallet.clone())]
+            )
+            .await
+            .unwrap(),
+        vec![RecordOutcome::Recorded]
+    );
+    let add = Tally {
+        cost_usd: dec("0.40"),
+        ..Tally::default()
+    };
+    let cost_writes = writes(&ann, &unpriced, add);
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (store, t, id, w, wallet) = (
+            store.clone(),
+            t.clone(),
+            unpriced.event_id.clone(),
+            cost_writes.clone(),
+            wallet.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            store
+                .price_event_counted(&t, &id, dec("0.40"), "gemini@v2", Some(&wallet), &w)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut wins = 0;
+    for task in tasks {
+        wins += usize::from(task.await.unwrap());
+    }
+    assert_eq!(wins, 1, "one pass prices it");
+    let got = store.get_wallet(&t, &wallet).await.unwrap();
+    assert_eq!(got.grants[0].remaining_usd, dec("0.60"), "drawn once");
+    let draws = store.wallet_draws(&t, &wallet, None).await.unwrap();
+    assert_eq!(draws.len(), 1, "{draws:?}");
+    assert_eq!(draws[0].cost_usd, dec("0.40"));
+    let state = store.org_billing_state(&t, &acme(), march()).await.unwrap();
+    assert_eq!(recorded(&state.usage), (1, dec("0.40")), "counted once");
+    let counters = store
+        .get_budget_counters(&t, &march_counters(&ann))
+        .await
+        .unwrap();
+    for (key, c) in march_counters(&ann).iter().zip(&counters) {
+        assert_eq!(recorded(c), (1, dec("0.40")), "{key:?}");
+    }
 }
