@@ -18,6 +18,8 @@ use tower::ServiceExt as _;
 
 /// Issue 19: the wallet-alarms-after-a-hold story, run on both stores.
 pub mod hold_alarms;
+/// Issue 18: the re-priced-org-event story, run on both stores.
+pub mod org_repricing;
 /// Issue 19: the unpriced-events-draw-once-re-priced story, run on both stores.
 pub mod repricing;
 

@@ -20,6 +20,7 @@ mod holds;
 mod late_draws;
 mod org_alerts;
 mod org_late;
+mod org_repricing;
 mod org_wallets;
 mod orgs;
 mod period_draws;
@@ -128,6 +129,12 @@ macro_rules! conformance {
             late_org_events_are_billed_once_as_adjustments,
             an_org_close_over_a_changed_state_changes_nothing,
             racing_an_org_close_bills_every_event_exactly_once,
+        );
+        // Issue 18: re-pricing an event that names an org.
+        conformance!(@module org_repricing $factory;
+            repricing_an_org_event_adds_its_cost_to_the_orgs_counters_once,
+            repricing_an_org_event_of_an_invoiced_period_is_one_org_adjustment,
+            repricing_an_org_event_an_org_wallet_pays_draws_and_counts_once,
         );
         // Issue 18: alerts of budgets on an org's or team's pooled usage.
         conformance!(@module org_alerts $factory;

@@ -12,6 +12,7 @@ mod holds;
 mod migrate;
 mod migrate_budgets;
 mod migrate_grants;
+mod org_repricing;
 mod orgs;
 mod prepaid;
 mod prepaid_batches;

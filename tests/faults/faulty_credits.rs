@@ -101,4 +101,21 @@ impl meter_core::store::RepriceStore for FaultyStore {
         )
         .await
     }
+
+    async fn price_event_counted(
+        &self,
+        tenant: &TenantId,
+        event_id: &meter_core::domain::EventId,
+        cost: rust_decimal::Decimal,
+        price_version: &str,
+        payer: Option<&Subscriber>,
+        writes: &[meter_core::budgets::CounterWrite],
+    ) -> StoreResult<bool> {
+        self.call(
+            "price_event_counted",
+            self.inner
+                .price_event_counted(tenant, event_id, cost, price_version, payer, writes),
+        )
+        .await
+    }
 }

@@ -284,47 +284,11 @@ impl Meter {
         let mut out = Vec::with_capacity(events.len());
         let mut members = super::org_reads::MemberNotes::default();
         for e in events {
-            let call = CallScopes::new(e.user.clone(), e.org_id.clone(), e.team_id.clone())
-                .map_err(|err| Error::invalid(err.field(), err.code(), err.to_string()))?;
-            // Issue 18: the org's plan counts the org's pooled usage (service::orgs).
-            let org_plan = match call.org() {
-                Some(org) => self.cached_org_plan(tenant, org, org_plans).await?.cloned(),
-                None => None,
-            };
-            let org_plan = org_plan.as_ref();
-            let mut limits = Vec::new();
-            if let (Some(org), Some(p)) = (call.org(), org_plan) {
-                limits.push(p.limit(org, e.timestamp)?);
-            }
-            let mut budgets = Vec::new();
-            for scope in call.scopes() {
-                if matches!(scope, Scope::User { .. }) && !user_budgets {
-                    continue;
-                }
-                if !listed.contains_key(&scope) {
-                    let found = self.store.list_budgets(tenant, &scope).await?;
-                    listed.insert(scope.clone(), found);
-                }
-                budgets.extend(listed[&scope].iter().cloned());
-            }
-            limits.extend(
-                budget_limits(
-                    &budgets,
-                    &call,
-                    &schedule_of(sub),
-                    &Self::org_schedule(org_plan),
-                    e.timestamp,
-                )
-                .map_err(|err| Error::invalid("timestamp", "out_of_range", err.to_string()))?,
-            );
-            let mut writes = event_writes(&limits, &e.provider, &e.tally());
-            // Issue 18: the org reads' counters (service::org_reads).
-            if call.org().is_some() {
-                let period = Self::org_schedule(org_plan)
-                    .period_containing(e.timestamp)
-                    .map_err(|err| Error::invalid("timestamp", "out_of_range", err.to_string()))?;
+            let (writes, org_period) = self
+                .event_counter_writes(tenant, e, sub, user_budgets, org_plans, listed)
+                .await?;
+            if let Some((call, period)) = org_period {
                 members.note(&call, period);
-                super::org_reads::add_org_usage_writes(&mut writes, &call, period, e);
             }
             out.push(writes);
         }
@@ -334,5 +298,61 @@ impl Meter {
             self.note_members(tenant, members).await?;
         }
         Ok(out)
+    }
+
+    /// What event `e` adds to its budget and org counters (as [`Meter::ingest_writes`]
+    /// counts it) and, when it names an org, its scopes and the org's period it counts in.
+    pub(super) async fn event_counter_writes(
+        &self,
+        tenant: &TenantId,
+        e: &UsageEvent,
+        sub: Option<&Subscription>,
+        user_budgets: bool,
+        org_plans: &mut super::orgs::OrgPlans,
+        listed: &mut ListedBudgets,
+    ) -> Result<(Vec<CounterWrite>, Option<(CallScopes, Period)>)> {
+        let call = CallScopes::new(e.user.clone(), e.org_id.clone(), e.team_id.clone())
+            .map_err(|err| Error::invalid(err.field(), err.code(), err.to_string()))?;
+        // Issue 18: the org's plan counts the org's pooled usage (service::orgs).
+        let org_plan = match call.org() {
+            Some(org) => self.cached_org_plan(tenant, org, org_plans).await?.cloned(),
+            None => None,
+        };
+        let org_plan = org_plan.as_ref();
+        let mut limits = Vec::new();
+        if let (Some(org), Some(p)) = (call.org(), org_plan) {
+            limits.push(p.limit(org, e.timestamp)?);
+        }
+        let mut budgets = Vec::new();
+        for scope in call.scopes() {
+            if matches!(scope, Scope::User { .. }) && !user_budgets {
+                continue;
+            }
+            if !listed.contains_key(&scope) {
+                let found = self.store.list_budgets(tenant, &scope).await?;
+                listed.insert(scope.clone(), found);
+            }
+            budgets.extend(listed[&scope].iter().cloned());
+        }
+        limits.extend(
+            budget_limits(
+                &budgets,
+                &call,
+                &schedule_of(sub),
+                &Self::org_schedule(org_plan),
+                e.timestamp,
+            )
+            .map_err(|err| Error::invalid("timestamp", "out_of_range", err.to_string()))?,
+        );
+        let mut writes = event_writes(&limits, &e.provider, &e.tally());
+        // Issue 18: the org reads' counters (service::org_reads).
+        if call.org().is_some() {
+            let period = Self::org_schedule(org_plan)
+                .period_containing(e.timestamp)
+                .map_err(|err| Error::invalid("timestamp", "out_of_range", err.to_string()))?;
+            super::org_reads::add_org_usage_writes(&mut writes, &call, period, e);
+            return Ok((writes, Some((call, period))));
+        }
+        Ok((writes, None))
     }
 }

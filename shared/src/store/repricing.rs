@@ -11,11 +11,19 @@
 //! an org's ledger item and a user's `DRAWN#<period>` sums). The event's "unpriced"
 //! condition makes it once: of racing or repeated calls one prices and draws, the others
 //! change nothing and answer `false`.
+//!
+//! Issue 18: [`RepriceStore::price_event_counted`] also adds the event's cost to the budget
+//! and org counters its ingest wrote (`writes`, cost only: its calls and tokens were
+//! counted when it was recorded), in the same write and under the same once, exactly as
+//! recording adds them: a write to an org's pooled `period` counter of a period the org
+//! has invoiced also adds to that period's pending org adjustment
+//! ([`super::OrgBillingStore`]; DynamoDB: under the `OB` guard of the org's counter item).
 
 use async_trait::async_trait;
 use rust_decimal::Decimal;
 
 use super::StoreResult;
+use crate::budgets::CounterWrite;
 use crate::credits::Subscriber;
 use crate::domain::{EventId, TenantId};
 
@@ -31,5 +39,19 @@ pub trait RepriceStore: Send + Sync {
         cost: Decimal,
         price_version: &str,
         payer: &Subscriber,
+    ) -> StoreResult<bool>;
+
+    /// Prices the unpriced event as `price_event` does, draws `cost` from `payer`'s wallet
+    /// when one pays (as `price_event_paying`) and applies `writes` (the cost on the
+    /// event's budget and org counters, without guards), all in one atomic write. `false`
+    /// (nothing changed) if the event does not exist or is already priced.
+    async fn price_event_counted(
+        &self,
+        tenant: &TenantId,
+        event_id: &EventId,
+        cost: Decimal,
+        price_version: &str,
+        payer: Option<&Subscriber>,
+        writes: &[CounterWrite],
     ) -> StoreResult<bool>;
 }

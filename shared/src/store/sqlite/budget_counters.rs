@@ -85,7 +85,7 @@ fn keep_until(w: &CounterWrite) -> DateTime<Utc> {
     }
 }
 
-fn add(conn: &Connection, tenant: &str, w: &CounterWrite) -> StoreResult<()> {
+pub(super) fn add(conn: &Connection, tenant: &str, w: &CounterWrite) -> StoreResult<()> {
     conn.prepare_cached(
         "INSERT INTO budget_counters (tenant, counter, provider, keep_until, calls, tokens, cost,
              held_calls, held_tokens, held_cost)
