@@ -20,6 +20,7 @@ mod holds;
 mod late_draws;
 mod org_alerts;
 mod org_late;
+mod org_late_draws;
 mod org_wallets;
 mod orgs;
 mod period_draws;
@@ -124,6 +125,11 @@ macro_rules! conformance {
             late_org_events_are_billed_once_as_adjustments,
             an_org_close_over_a_changed_state_changes_nothing,
             racing_an_org_close_bills_every_event_exactly_once,
+        );
+        // Issue 19 with 18: a prepaid org's late draws go with their adjustments.
+        conformance!(@module org_late_draws $factory;
+            late_org_draws_go_with_their_adjustments_to_the_next_close,
+            late_org_draws_racing_the_close_go_with_their_adjustments,
         );
         // Issue 18: alerts of budgets on an org's or team's pooled usage.
         conformance!(@module org_alerts $factory;

@@ -128,14 +128,16 @@ impl Meter {
                 built.user = org_subscriber(&org.org);
                 built.extra.insert("org_id".to_owned(), org.org.to_string());
                 // Issue 19: the org wallet's credit on the invoice, taken in the close's write
-                // (service::org_wallets).
+                // (service::org_wallets), with what the late events it bills drew.
                 let charge = self
-                    .invoice_credits(
+                    .invoice_credits_with(
                         &org.tenant,
                         crate::credits::Subscriber::Org(org.org.clone()),
                         &plan,
                         &mut built,
                         &period,
+                        None,
+                        state.late_draws,
                         at,
                     )
                     .await?;

@@ -60,6 +60,9 @@ pub struct OrgBillingState {
     pub usage: PeriodUsage,
     /// Pending adjustments of the org's invoiced periods, by period start.
     pub adjustments: BTreeMap<DateTime<Utc>, Adjustment>,
+    /// What the org's wallet drew for the late events of `adjustments` (prepaid orgs;
+    /// docs/credits.md "Late events on prepaid plans"): the invoice billing them credits it.
+    pub late_draws: super::PeriodDraws,
     /// Opaque: changes whenever the period's counter or the adjustments change.
     pub version: String,
 }

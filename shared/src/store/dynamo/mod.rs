@@ -45,6 +45,7 @@ pub mod migrate_budgets;
 pub mod migrate_grants;
 mod open_reservations;
 mod org_billing;
+mod org_late_draws;
 mod org_members;
 mod org_wallets;
 mod orgs;
