@@ -17,6 +17,7 @@ mod logs;
 mod messages;
 mod metrics;
 mod org_alerts;
+mod org_cancelled;
 mod org_late;
 mod org_late_draws;
 mod org_wallets;

@@ -257,6 +257,15 @@ impl OrgBillingStore for DynamoStore {
             usage,
             adjustments,
             late_draws: super::org_late_draws::late_draws_of(&item)?,
+            billed_to: match number(&item, BILLED)? {
+                Some(v) => Some(
+                    i64::try_from(count_of(v, "org billed_to")?)
+                        .ok()
+                        .and_then(|secs| DateTime::<Utc>::from_timestamp(secs, 0))
+                        .ok_or_else(|| StoreError::Corrupt("org billed_to".into()))?,
+                ),
+                None => None,
+            },
             version,
         })
     }

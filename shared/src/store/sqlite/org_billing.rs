@@ -116,6 +116,7 @@ fn state(
         usage,
         adjustments,
         late_draws,
+        billed_to: super::org_late_draws::org_billed_to(conn, tenant.as_str(), org)?,
         version,
     })
 }
