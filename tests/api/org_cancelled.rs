@@ -83,7 +83,11 @@ async fn a_cancelled_orgs_pending_adjustments_are_billed_once() {
     assert_eq!(april["period"]["start"], "2026-04-01T00:00:00Z");
     assert_eq!(amount(&april["base_usd"]), Decimal::ZERO, "{april}");
     assert_eq!(amount(&april["adjustments_usd"]), late_cost, "{april}");
-    assert_eq!(amount(&april["total_usd"]), late_cost.round_dp(2), "{april}");
+    assert_eq!(
+        amount(&april["total_usd"]),
+        late_cost.round_dp(2),
+        "{april}"
+    );
 
     // Once: later passes bill nothing more.
     pass(&app, &clock, "2026-06-01T00:20:00Z").await;

@@ -39,9 +39,7 @@ impl Meter {
     ) -> Result<()> {
         let sub = &org.subscription;
         let schedule = schedule_of(Some(sub));
-        let current = schedule
-            .period_containing(at - grace)
-            .map_err(period_err)?;
+        let current = schedule.period_containing(at - grace).map_err(period_err)?;
         let period = schedule.previous(&current).map_err(period_err)?;
         let subscriber = UserId::parse(org.org.as_str()).map_err(|_| Error::Internal)?;
         for _ in 0..CLOSE_ATTEMPTS {
@@ -49,8 +47,7 @@ impl Meter {
                 .store
                 .org_billing_state(&org.tenant, &org.org, period.start)
                 .await?;
-            if state.adjustments.is_empty() || state.billed_to.is_some_and(|b| period.start < b)
-            {
+            if state.adjustments.is_empty() || state.billed_to.is_some_and(|b| period.start < b) {
                 return Ok(());
             }
             let plans = self.plans(&org.tenant).await?;
