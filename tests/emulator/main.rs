@@ -12,6 +12,7 @@ mod holds;
 mod migrate;
 mod migrate_budgets;
 mod migrate_grants;
+mod migrate_org_billed;
 mod org_late_draws;
 mod orgs;
 mod prepaid;

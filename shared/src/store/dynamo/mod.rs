@@ -43,6 +43,7 @@ pub mod legacy;
 pub mod migrate;
 pub mod migrate_budgets;
 pub mod migrate_grants;
+pub mod migrate_org_billed;
 mod open_reservations;
 mod org_billing;
 mod org_late_draws;
