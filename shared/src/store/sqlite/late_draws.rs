@@ -23,13 +23,9 @@ fn corrupt(e: impl std::fmt::Display) -> StoreError {
 
 /// Marks the draw of `e` from `wallet` (just inserted) as late when `wallet` is the user's
 /// own and `e`'s period starts before the user's `billed_to`. Inside the caller's
-/// transaction. (An org's wallet: `org_late_draws::mark_if_late`.)
+/// transaction. (An org's wallet: `org_late_draws::mark_if_late`, called by recording.)
 pub(super) fn mark_if_late(conn: &Connection, e: &UsageEvent, wallet: &str) -> StoreResult<()> {
     if wallet != Subscriber::User(e.user.clone()).to_string() {
-        // Issue 19: an org's late event (org_late_draws).
-        if let Ok(Subscriber::Org(org)) = wallet.parse::<Subscriber>() {
-            super::org_late_draws::mark_if_late(conn, e, &org)?;
-        }
         return Ok(());
     }
     let raw: Option<String> = conn

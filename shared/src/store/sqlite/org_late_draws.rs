@@ -52,6 +52,15 @@ pub(super) fn mark_if_late(conn: &Connection, e: &UsageEvent, org: &OrgId) -> St
     Ok(())
 }
 
+/// [`mark_if_late`] of an event just recorded and drawn from `wallet`, when that is an
+/// org's. (Only recording: the org adjustment of a re-priced event is not added here.)
+pub(super) fn mark_recorded(conn: &Connection, e: &UsageEvent, wallet: &str) -> StoreResult<()> {
+    match wallet.parse::<crate::credits::Subscriber>() {
+        Ok(crate::credits::Subscriber::Org(org)) => mark_if_late(conn, e, &org),
+        _ => Ok(()),
+    }
+}
+
 /// The late draws the org's next invoice credits: those marked with its `billed_to`.
 pub(super) fn late_draws(conn: &Connection, tenant: &str, org: &OrgId) -> StoreResult<PeriodDraws> {
     let Some(billed_to) = org_billed_to(conn, tenant, org)? else {
