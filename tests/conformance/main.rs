@@ -20,6 +20,7 @@ mod holds;
 mod late_draws;
 mod org_alerts;
 mod org_late;
+mod org_late_draws;
 mod org_repricing;
 mod org_wallets;
 mod orgs;
@@ -135,6 +136,11 @@ macro_rules! conformance {
             repricing_an_org_event_adds_its_cost_to_the_orgs_counters_once,
             repricing_an_org_event_of_an_invoiced_period_is_one_org_adjustment,
             repricing_an_org_event_an_org_wallet_pays_draws_and_counts_once,
+        );
+        // Issue 19 with 18: a prepaid org's late draws go with their adjustments.
+        conformance!(@module org_late_draws $factory;
+            late_org_draws_go_with_their_adjustments_to_the_next_close,
+            late_org_draws_racing_the_close_go_with_their_adjustments,
         );
         // Issue 18: alerts of budgets on an org's or team's pooled usage.
         conformance!(@module org_alerts $factory;

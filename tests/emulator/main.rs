@@ -12,6 +12,8 @@ mod holds;
 mod migrate;
 mod migrate_budgets;
 mod migrate_grants;
+mod migrate_org_billed;
+mod org_late_draws;
 mod org_repricing;
 mod orgs;
 mod prepaid;

@@ -39,6 +39,7 @@ mod ingest_view;
 mod late_draws;
 pub mod org_alerts;
 pub mod org_billing;
+mod org_cancelled;
 pub mod org_reads;
 mod org_wallets;
 pub mod orgs;

@@ -79,7 +79,15 @@ impl Meter {
         let mut sub = org.subscription.clone();
         let subscriber = UserId::parse(org.org.as_str()).map_err(|_| Error::Internal)?;
         for _ in 0..MAX_PERIODS_PER_ORG {
-            if sub.status == SubscriptionStatus::Cancelled || sub.current_period.end > cutoff {
+            // A cancelled org's pending adjustments (org_cancelled).
+            if sub.status == SubscriptionStatus::Cancelled {
+                let at_now = OrgRef {
+                    subscription: sub,
+                    ..org.clone()
+                };
+                return self.close_cancelled_org(&at_now, at, grace, report).await;
+            }
+            if sub.current_period.end > cutoff {
                 return Ok(());
             }
             let period = sub.current_period;
@@ -128,14 +136,16 @@ impl Meter {
                 built.user = org_subscriber(&org.org);
                 built.extra.insert("org_id".to_owned(), org.org.to_string());
                 // Issue 19: the org wallet's credit on the invoice, taken in the close's write
-                // (service::org_wallets).
+                // (service::org_wallets), with what the late events it bills drew.
                 let charge = self
-                    .invoice_credits(
+                    .invoice_credits_with(
                         &org.tenant,
                         crate::credits::Subscriber::Org(org.org.clone()),
                         &plan,
                         &mut built,
                         &period,
+                        None,
+                        state.late_draws,
                         at,
                     )
                     .await?;

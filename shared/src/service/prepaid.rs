@@ -199,20 +199,8 @@ impl Meter {
     /// Changes `invoice` and answers what the close takes from the wallet; `None` when the
     /// wallet has nothing to do with it (no grant, no overdraft). `wallet`: the invoice's
     /// subscriber's, a user's or an org's (`org_wallets`).
-    pub(super) async fn invoice_credits(
-        &self,
-        tenant: &TenantId,
-        wallet: Subscriber,
-        plan: &Plan,
-        invoice: &mut crate::domain::Invoice,
-        period: &Period,
-        at: DateTime<Utc>,
-    ) -> Result<Option<crate::store::InvoiceCharge>> {
-        self.invoice_credits_after(tenant, wallet, plan, invoice, period, None, at)
-            .await
-    }
-
-    /// [`Self::invoice_credits`] of an invoice closed over a billing state whose
+    ///
+    /// Of an invoice closed over a billing state whose
     /// `billed_to` is `billed_to`: a user's prepaid invoice also credits the draws of the
     /// late events whose adjustments it bills (`service::late_draws`).
     #[allow(clippy::too_many_arguments)]
@@ -224,6 +212,26 @@ impl Meter {
         invoice: &mut crate::domain::Invoice,
         period: &Period,
         billed_to: Option<DateTime<Utc>>,
+        at: DateTime<Utc>,
+    ) -> Result<Option<crate::store::InvoiceCharge>> {
+        let none = crate::store::PeriodDraws::default();
+        self.invoice_credits_with(tenant, wallet, plan, invoice, period, billed_to, none, at)
+            .await
+    }
+
+    /// [`Self::invoice_credits_after`] with, for an org's invoice, what the late events
+    /// whose adjustments it bills drew from the org's wallet (`org_late`, from the org's
+    /// billing state: `service::org_billing`; 0 for a user's).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn invoice_credits_with(
+        &self,
+        tenant: &TenantId,
+        wallet: Subscriber,
+        plan: &Plan,
+        invoice: &mut crate::domain::Invoice,
+        period: &Period,
+        billed_to: Option<DateTime<Utc>>,
+        org_late: crate::store::PeriodDraws,
         at: DateTime<Utc>,
     ) -> Result<Option<crate::store::InvoiceCharge>> {
         let record = self.store.get_wallet(tenant, &wallet).await?;
@@ -257,9 +265,11 @@ impl Meter {
                         self.user_prepaid_draws(tenant, user, period, billed_to)
                             .await?
                     }
-                    // An org's: its draw ledger (org_wallets), the period's entries.
+                    // An org's: its draw ledger (org_wallets), the period's entries, and
+                    // the late draws of the adjustments it bills (org_late_draws).
                     Subscriber::Org(_) => {
-                        let (mut drawn, mut shortfall) = (Decimal::ZERO, Decimal::ZERO);
+                        let (mut drawn, mut shortfall) =
+                            (org_late.drawn_usd, org_late.shortfall_usd);
                         for d in self
                             .store
                             .wallet_draws(tenant, &wallet, Some(period.start))

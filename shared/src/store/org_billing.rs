@@ -60,6 +60,12 @@ pub struct OrgBillingState {
     pub usage: PeriodUsage,
     /// Pending adjustments of the org's invoiced periods, by period start.
     pub adjustments: BTreeMap<DateTime<Utc>, Adjustment>,
+    /// What the org's wallet drew for the late events of `adjustments` (prepaid orgs;
+    /// docs/credits.md "Late events on prepaid plans"): the invoice billing them credits it.
+    pub late_draws: super::PeriodDraws,
+    /// The org's `billed_to` (every org period starting before it is invoiced; `None`:
+    /// never invoiced), as read with the rest.
+    pub billed_to: Option<DateTime<Utc>>,
     /// Opaque: changes whenever the period's counter or the adjustments change.
     pub version: String,
 }

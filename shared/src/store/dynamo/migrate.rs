@@ -77,6 +77,9 @@ pub struct MigrationReport {
     pub counters_folded: u64,
     /// Issue 19: grants put before the due index given their due keys (`migrate_grants`).
     pub grants_indexed: u64,
+    /// Issue 18: orgs invoiced before the late-event layout given their `OB`
+    /// (`migrate_org_billed`).
+    pub orgs_billed_to_set: u64,
 }
 
 /// The indexes listing state items, in the order the migration walks them: (cursor
@@ -308,9 +311,11 @@ impl DynamoStore {
         let budgets_ran = self.migrate_budget_layout(&mut report).await?;
         // Issue 19: grants put before the due index get their due keys.
         let grants_ran = self.migrate_grant_due_keys(&mut report).await?;
+        // Issue 18: orgs invoiced before the late-event layout get their `OB`.
+        let orgs_ran = self.migrate_org_billed_to(&mut report).await?;
         let cursor = self.get_job_cursor(JOB).await?;
         if cursor.as_deref() == Some(DONE) {
-            report.already_done = !budgets_ran && !grants_ran;
+            report.already_done = !budgets_ran && !grants_ran && !orgs_ran;
             return Ok(report);
         }
         let (resume_phase, resume_after) = match cursor.as_deref().and_then(|c| c.split_once('|')) {

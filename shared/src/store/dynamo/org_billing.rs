@@ -74,9 +74,27 @@ fn as_read(u: &mut Update, name: &str, value: Option<Decimal>) {
 /// What a chunk of events writes to billed org counters: per counter item, per period
 /// start (epoch seconds), the events and their recorded cost.
 #[derive(Debug, Clone, Default)]
-pub(super) struct OrgEventWrites(BTreeMap<String, BTreeMap<i64, (u64, Decimal)>>);
+pub(super) struct OrgEventWrites(
+    BTreeMap<String, BTreeMap<i64, (u64, Decimal)>>,
+    /// Issue 19: which event writes which org counter, and the org wallet's draws
+    /// (`org_late_draws`).
+    pub super::org_late_draws::EventOrgs,
+);
 
 impl OrgEventWrites {
+    /// [`Self::note`] of event `i` of the chunk (its org wallet draws, when late, go with
+    /// its adjustment: `org_late_draws`).
+    pub fn note_of(&mut self, i: usize, tenant: &TenantId, w: &CounterWrite) -> StoreResult<()> {
+        if let Some((org, start)) = billed_org_period(&w.counter) {
+            if w.add != Tally::default() {
+                let (item, _) = place_of(&w.counter.key())?;
+                self.1
+                    .note(i, org, &counter_pk(tenant, &item), start.timestamp());
+            }
+        }
+        self.note(tenant, w)
+    }
+
     /// Notes `w` (one recorded event's write) when it is to an org's pooled `period`
     /// counter.
     pub fn note(&mut self, tenant: &TenantId, w: &CounterWrite) -> StoreResult<()> {
@@ -238,6 +256,16 @@ impl OrgBillingStore for DynamoStore {
             period_start,
             usage,
             adjustments,
+            late_draws: super::org_late_draws::late_draws_of(&item)?,
+            billed_to: match number(&item, BILLED)? {
+                Some(v) => Some(
+                    i64::try_from(count_of(v, "org billed_to")?)
+                        .ok()
+                        .and_then(|secs| DateTime::<Utc>::from_timestamp(secs, 0))
+                        .ok_or_else(|| StoreError::Corrupt("org billed_to".into()))?,
+                ),
+                None => None,
+            },
             version,
         })
     }
@@ -259,6 +287,8 @@ impl OrgBillingStore for DynamoStore {
             u.remove(&adj_events(start.timestamp()))
                 .remove(&adj_cost(start.timestamp()));
         }
+        // Issue 19: the late draws this invoice credits (org_late_draws).
+        super::org_late_draws::remove_late(&mut u);
         as_read(&mut u, BILLED, billed);
         as_read(&mut u, &writes_attr(state.period_start.timestamp()), writes);
         as_read(&mut u, ADJ_VERSION, adjv);
@@ -295,6 +325,10 @@ impl DynamoStore {
             .into_iter()
             .map(|(pk, mut u)| {
                 let guarded = orgs.guard(&pk, &mut u, known);
+                // Issue 19: a late event's org wallet draws (org_late_draws).
+                if let Some(Some(b)) = known.0.get(&pk) {
+                    orgs.1.add_late(&pk, *b, &mut u)?;
+                }
                 Ok((
                     self.tx_update(pk.clone(), COUNTER_SK, &u)?,
                     guarded.then_some(pk),

@@ -138,7 +138,7 @@ impl ChunkPlan {
             }
             for w in writes.get(i).into_iter().flatten() {
                 budget.entry(w.counter.key()).or_default().add(w)?;
-                orgs.note(&e.tenant, w)?;
+                orgs.note_of(i, &e.tenant, w)?;
             }
             state.record(e)?;
             if let Some(b) = &known {
@@ -686,7 +686,7 @@ impl DynamoStore {
         &self,
         tenant: &TenantId,
         state_pk: &str,
-        plan: ChunkPlan,
+        mut plan: ChunkPlan,
         billed: &Billed,
         org_billed: &super::org_billing::OrgBilled,
         events: &[UsageEvent],
@@ -739,7 +739,11 @@ impl DynamoStore {
                 kinds.push(TxItem::Other);
             }
         }
-        // Issue 18: a billed org counter is guarded by the org's `billed_to` (org_billing).
+        // Issue 18: a billed org counter is guarded by the org's `billed_to` (org_billing);
+        // issue 19: a late event's org wallet draws go with it (org_late_draws).
+        plan.orgs
+            .1
+            .set_draws(draws.iter().map(|(w, d)| (w, &d.events)))?;
         for (item, org) in
             self.guarded_counter_items(tenant, &plan.budget, &plan.orgs, org_billed)?
         {

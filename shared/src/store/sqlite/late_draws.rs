@@ -23,7 +23,7 @@ fn corrupt(e: impl std::fmt::Display) -> StoreError {
 
 /// Marks the draw of `e` from `wallet` (just inserted) as late when `wallet` is the user's
 /// own and `e`'s period starts before the user's `billed_to`. Inside the caller's
-/// transaction. (An org's wallet: its invoices read its draw ledger, `org_wallets`.)
+/// transaction. (An org's wallet: `org_late_draws::mark_if_late`, called by recording.)
 pub(super) fn mark_if_late(conn: &Connection, e: &UsageEvent, wallet: &str) -> StoreResult<()> {
     if wallet != Subscriber::User(e.user.clone()).to_string() {
         return Ok(());

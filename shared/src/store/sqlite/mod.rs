@@ -38,6 +38,7 @@ mod grant_upkeep;
 mod late_draws;
 mod open_reservations;
 mod org_billing;
+mod org_late_draws;
 mod org_members;
 mod org_wallets;
 mod orgs;

@@ -105,10 +105,18 @@ fn state(
     for (start, a) in &adjustments {
         version.push_str(&format!("|{}:{}:{}", ts(start), a.events, a.cost_usd));
     }
+    // Issue 19: what the late events drew from the org's wallet (org_late_draws).
+    let late_draws = super::org_late_draws::late_draws(conn, tenant.as_str(), org)?;
+    version.push_str(&format!(
+        "|late:{}:{}:{}",
+        late_draws.events, late_draws.drawn_usd, late_draws.shortfall_usd
+    ));
     Ok(OrgBillingState {
         period_start,
         usage,
         adjustments,
+        late_draws,
+        billed_to: super::org_late_draws::org_billed_to(conn, tenant.as_str(), org)?,
         version,
     })
 }

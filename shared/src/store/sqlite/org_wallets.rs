@@ -69,6 +69,8 @@ impl OrgWalletStore for SqliteStore {
                     }
                     if let Some(wallet) = &payers[i] {
                         super::prepaid::draw_event(c, e, wallet)?;
+                        // A late org event's draw goes with its adjustment (org_late_draws).
+                        super::org_late_draws::mark_recorded(c, e, wallet)?;
                     }
                 }
                 outcomes.push(outcome);
