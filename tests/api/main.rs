@@ -18,6 +18,7 @@ mod messages;
 mod metrics;
 mod org_alerts;
 mod org_late;
+mod org_tokens;
 mod org_wallets;
 mod orgs;
 mod prepaid;
