@@ -144,8 +144,6 @@
     return JSON.parse(new TextDecoder().decode(bytes));
   }
 
-  function tokenUser(token) { return tokenPayload(token).u; }
-
   /** The page a token opens: `#/user/<id>` for a user's, `#/org/<id>` for an org's. */
   function tokenHome(token) {
     var p = tokenPayload(token);
