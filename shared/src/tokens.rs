@@ -1,8 +1,9 @@
-//! End-user tokens: signed, expiring, read-only links into one user's dashboard.
+//! End-user tokens: signed, expiring, read-only links into one user's or one
+//! organisation's dashboard.
 //!
 //! A token is `mt_<payload>.<signature>`: the payload is base64url (no padding) of a small
-//! JSON object — tenant `t`, user `u`, signing key id `k`, issued `iat` and expiry `exp` in
-//! epoch seconds — and the signature is base64url of HMAC-SHA256 over `mt1.<payload>` with
+//! JSON object — tenant `t`, user `u` or organisation `o` (exactly one), signing key id `k`,
+//! issued `iat` and expiry `exp` in epoch seconds — and the signature is base64url of HMAC-SHA256 over `mt1.<payload>` with
 //! the tenant's signing secret. The `mt_` prefix tells a token from an API key (`mk_…`).
 //!
 //! The rules here are pure: signing, verifying (signature first, in constant time, then the
@@ -18,7 +19,7 @@ use rand::RngCore as _;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-use crate::domain::{TenantId, UserId};
+use crate::domain::{OrgId, TenantId, UserId};
 
 /// Every token starts with this (API keys start with `mk_`).
 pub const TOKEN_PREFIX: &str = "mt_";
@@ -53,11 +54,18 @@ pub enum TokenError {
     Expired,
 }
 
-/// Who and what a token is about. Only users for now; organisations are not supported by tokens yet.
+/// Whose reads a token opens: one user's, or one organisation's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subject {
+    User(UserId),
+    Org(OrgId),
+}
+
+/// Who and what a token is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claims {
     pub tenant: TenantId,
-    pub user: UserId,
+    pub subject: Subject,
     /// Id of the signing key.
     pub key_id: String,
     pub issued_at: DateTime<Utc>,
@@ -69,7 +77,12 @@ pub struct Claims {
 #[serde(deny_unknown_fields)]
 struct Payload {
     t: String,
-    u: String,
+    /// The user (a user token); absent in an organisation's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    u: Option<String>,
+    /// The organisation (an org token); absent in a user's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    o: Option<String>,
     k: String,
     iat: i64,
     exp: i64,
@@ -230,9 +243,19 @@ struct StoredKeys {
 /// A token for `user` of the keys' tenant, signed with the current key, good from `now`
 /// for `ttl` (the caller bounds it by [`MAX_TTL_SECONDS`]).
 pub fn sign(keys: &TokenKeys, user: &UserId, now: DateTime<Utc>, ttl: Duration) -> String {
+    sign_for(keys, &Subject::User(user.clone()), now, ttl)
+}
+
+/// A token for `subject` (a user or an organisation) of the keys' tenant, as [`sign`].
+pub fn sign_for(keys: &TokenKeys, subject: &Subject, now: DateTime<Utc>, ttl: Duration) -> String {
+    let (u, o) = match subject {
+        Subject::User(u) => (Some(u.to_string()), None),
+        Subject::Org(o) => (None, Some(o.to_string())),
+    };
     let payload = Payload {
         t: keys.tenant.to_string(),
-        u: user.to_string(),
+        u,
+        o,
         k: keys.current.id.clone(),
         iat: now.timestamp(),
         exp: (now + ttl).timestamp(),
@@ -259,9 +282,14 @@ pub fn peek(token: &str) -> Result<Claims, TokenError> {
             .single()
             .ok_or(TokenError::Malformed)
     };
+    let subject = match (p.u, p.o) {
+        (Some(u), None) => Subject::User(UserId::parse(u).map_err(|_| TokenError::Malformed)?),
+        (None, Some(o)) => Subject::Org(OrgId::parse(o).map_err(|_| TokenError::Malformed)?),
+        _ => return Err(TokenError::Malformed),
+    };
     Ok(Claims {
         tenant: TenantId::parse(p.t).map_err(|_| TokenError::Malformed)?,
-        user: UserId::parse(p.u).map_err(|_| TokenError::Malformed)?,
+        subject,
         key_id: p.k,
         issued_at: time(p.iat)?,
         expires_at: time(p.exp)?,
@@ -328,7 +356,7 @@ mod tests {
         assert!(is_token(&token));
         assert!(token.len() < 300, "{}", token.len());
         let claims = verify(&token, &k, t0() + Duration::seconds(599)).unwrap();
-        assert_eq!(claims.user, alice());
+        assert_eq!(claims.subject, Subject::User(alice()));
         assert_eq!(claims.tenant.as_str(), "acme");
         assert_eq!(claims.expires_at, t0() + Duration::seconds(600));
         assert_eq!(
@@ -444,5 +472,32 @@ mod tests {
         assert!(!format!("{k:?}").contains(&format!("{:?}", k.current.secret)));
         assert_eq!(TokenKeys::from_stored("{}"), None);
         assert_eq!(TokenKeys::from_stored("not json"), None);
+    }
+
+    #[test]
+    fn an_org_token_names_its_org_and_a_payload_with_both_or_neither_is_malformed() {
+        let k = keys();
+        let acme = OrgId::parse("acme-corp").unwrap();
+        let token = sign_for(&k, &Subject::Org(acme.clone()), t0(), Duration::seconds(60));
+        let claims = verify(&token, &k, t0()).unwrap();
+        assert_eq!(claims.subject, Subject::Org(acme));
+        let (payload, _) = split(&token).unwrap();
+        let text = String::from_utf8(URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+        assert!(
+            text.contains(r#""o":"acme-corp""#) && !text.contains(r#""u""#),
+            "{text}"
+        );
+        // A user token's payload has no `o`: tokens minted before org tokens still verify.
+        let user = sign(&k, &alice(), t0(), Duration::seconds(60));
+        let (payload, _) = split(&user).unwrap();
+        let text = String::from_utf8(URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+        assert!(!text.contains(r#""o""#), "{text}");
+        for body in [
+            r#"{"t":"acme","u":"alice","o":"acme","k":"x","iat":1,"exp":2}"#,
+            r#"{"t":"acme","k":"x","iat":1,"exp":2}"#,
+        ] {
+            let forged = format!("mt_{}.abc", URL_SAFE_NO_PAD.encode(body));
+            assert_eq!(peek(&forged), Err(TokenError::Malformed), "{body}");
+        }
     }
 }

@@ -3,7 +3,8 @@
  * Two ways in: an admin pastes an admin key (kept in sessionStorage, this tab only), or
  * an end user opens `/#token=<token>` minted by their application (the token is moved to
  * sessionStorage and out of the address bar). Views are routed by the hash:
- * `#/` the tenant (admin), `#/user/<id>` one user. Every number comes from the API; money
+ * `#/` the tenant (admin), `#/user/<id>` one user, `#/org/<id>` one organisation (an org's
+ * link opens it). Every number comes from the API; money
  * is formatted from its exact strings by MeterFormat (format.js), never re-computed.
  * The DOM is built with createElement and textContent only (no HTML from data).
  */
@@ -25,7 +26,7 @@
   var F = window.MeterFormat;
   var locale = (navigator.languages && navigator.languages[0]) || navigator.language || "en-US";
 
-  var auth = null; // {kind: "admin", key} | {kind: "token", token, user}
+  var auth = null; // {kind: "admin", key} | {kind: "token", token, user, org} (one of user, org)
   var chart = null;
   var renderSeq = 0;
   var navigated = false; // focus moves to the content on in-app navigation, not on load
@@ -140,12 +141,20 @@
   // ---------------------------------------------------------------------------------
   // Sign-in and routing
 
-  function tokenUser(token) {
-    // The payload is public (only the signature is secret): {t, u, k, iat, exp}.
+  function tokenPayload(token) {
+    // The payload is public (only the signature is secret): {t, u | o, k, iat, exp}.
     var payload = token.slice(3).split(".")[0].replace(/-/g, "+").replace(/_/g, "/");
     while (payload.length % 4) { payload += "="; }
     var bytes = Uint8Array.from(atob(payload), function (c) { return c.charCodeAt(0); });
-    return JSON.parse(new TextDecoder().decode(bytes)).u;
+    return JSON.parse(new TextDecoder().decode(bytes));
+  }
+
+  /** The page a token opens: `#/user/<id>` for a user's, `#/org/<id>` for an org's. */
+  function tokenHome(token) {
+    var p = tokenPayload(token);
+    if (p.o) { return "#/org/" + enc(p.o); }
+    if (p.u) { return "#/user/" + enc(p.u); }
+    throw new Error("no subject");
   }
 
   function loadAuth() {
@@ -154,14 +163,16 @@
       var token = decodeURIComponent(hash.slice("#token=".length));
       sessionStorage.setItem(TOKEN_STORE, token);
       sessionStorage.removeItem(KEY_STORE);
-      var user = null;
-      try { user = tokenUser(token); } catch (e) { user = null; }
-      history.replaceState(null, "", location.pathname + (user ? "#/user/" + enc(user) : "#/"));
+      var home = null;
+      try { home = tokenHome(token); } catch (e) { home = null; }
+      history.replaceState(null, "", location.pathname + (home || "#/"));
     }
     var stored = sessionStorage.getItem(TOKEN_STORE);
     if (stored) {
       try {
-        auth = { kind: "token", token: stored, user: tokenUser(stored) };
+        var p = tokenPayload(stored);
+        if (!p.u === !p.o) { throw new Error("no subject"); }
+        auth = { kind: "token", token: stored, user: p.u, org: p.o, home: tokenHome(stored) };
       } catch (e) {
         sessionStorage.removeItem(TOKEN_STORE);
         status("This link is not a valid dashboard link.", true);
@@ -202,12 +213,16 @@
     if (!auth) { showSignIn(); return; }
     $("sign-in").hidden = true;
     $("sign-out").hidden = false;
-    $("who").textContent = auth.kind === "admin" ? "Admin" : "Signed in by link as " + auth.user;
+    $("who").textContent = auth.kind === "admin" ? "Admin"
+      : auth.org ? "Signed in by link for organisation " + auth.org : "Signed in by link as " + auth.user;
     var m = /^#\/user\/(.+)$/.exec(hash);
+    var o = /^#\/org\/(.+)$/.exec(hash);
     if (m) {
       renderUser(decodeURIComponent(m[1]));
+    } else if (o) {
+      renderOrg(decodeURIComponent(o[1]));
     } else if (auth.kind === "token") {
-      location.hash = "#/user/" + enc(auth.user);
+      location.hash = auth.home;
     } else {
       renderTenant();
     }
@@ -222,7 +237,9 @@
         ? " — this link has expired or is no longer valid; ask the application for a new one."
         : " — check the admin key.";
     } else if (err instanceof ApiError && err.status === 403 && auth && auth.kind === "token") {
-      text += " — this link only opens " + auth.user + "'s dashboard.";
+      text += auth.org
+        ? " — this link only opens organisation " + auth.org + "'s dashboard."
+        : " — this link only opens " + auth.user + "'s dashboard.";
     }
     status("");
     view.appendChild(h("section", { class: "panel error", id: "error", role: "alert" },
@@ -816,7 +833,9 @@
     if (chart && el) { chart.setSize({ width: Math.max(280, el.clientWidth), height: 260 }); }
   });
 
-  function alertsPanel(user, a) {
+  // `path`: where the list is read again after a mark-read (default: the user's alerts).
+  function alertsPanel(user, a, path) {
+    var reload = path || "/alerts/" + enc(user) + "?limit=20";
     var list = h("ul", { class: "alerts", id: "alerts" });
     var count = h("span", { class: "badge unread", id: "unread-count", text: F.count(a.unread_count, locale) + " unread" });
     a.alerts.forEach(function (al) {
@@ -831,10 +850,10 @@
         button.addEventListener("click", function () {
           button.disabled = true;
           api("/alerts/" + enc(al.id) + "/mark-read", { method: "POST" }).then(function () {
-            return api("/alerts/" + enc(user) + "?limit=20");
+            return api(reload);
           }).then(function (fresh) {
             var panel = $("alerts-panel");
-            var next = alertsPanel(user, fresh);
+            var next = alertsPanel(user, fresh, path);
             panel.parentNode.replaceChild(next, panel);
             status("Marked read.");
             var first = next.querySelector(".mark-read") || next.querySelector("h2");
@@ -918,6 +937,120 @@
       p.features && p.features.length
         ? h("ul", { class: "features" }, p.features.map(function (f) { return h("li", { text: f }); }))
         : null);
+  }
+
+  // ---------------------------------------------------------------------------------
+  // One organisation (SPEC §10, §14): what an org's link opens — its plan and every limit
+  // as a progress bar over the pooled usage, the period's cost and projection, usage by
+  // provider, its members' and teams' usage, its alerts, invoices and wallet.
+
+  function renderOrg(org) {
+    var r = start("Organisation " + org);
+    var o = "/org/" + enc(org);
+    var alertsPath = o + "/alerts?limit=20";
+    Promise.all([
+      api(o + "/dashboard"),
+      api(o + "/subscription"),
+      api(alertsPath),
+      api(o + "/billing"),
+      api(o + "/members?limit=100"),
+      api("/wallet/org/" + enc(org)),
+    ]).then(function (res) {
+      if (!r.current()) { return; }
+      status("");
+      var d = res[0];
+      var s = res[1];
+      var u = d.usage;
+      r.view.appendChild(h("h1", { id: "org-title" }, "Organisation ", h("span", { id: "org-id", text: org })));
+      r.view.appendChild(orgSummary(d, s));
+      // The user page's limits panel reads a dashboard's shape; the org's usage has the
+      // same figures (total_*, provider_breakdown) under other names.
+      r.view.appendChild(limitsPanel({
+        limits: { limits: u.limits }, usage_percentages: u.usage_percentages, current_usage: u,
+      }));
+      r.view.appendChild(orgProvidersPanel(u));
+      r.view.appendChild(orgMembersPanel(res[4]));
+      r.view.appendChild(h("div", { class: "grid-2" },
+        alertsPanel(org, res[2], alertsPath), invoicesPanel(res[3].invoices)));
+      r.view.appendChild(walletPanel(res[5]));
+      if (s.plan) { r.view.appendChild(planPanel(s)); }
+    }).catch(function (e) { if (r.current()) { failed(r.view, e); } });
+  }
+
+  function orgSummary(d, s) {
+    var u = d.usage;
+    var last = new Date(Date.parse(u.period.end) - 1000).toISOString();
+    var period = day(u.period.start) + " – " + day(last);
+    return h("section", { class: "cards", id: "summary", "aria-label": "Summary" },
+      card("Plan", h("div", { class: "value", id: "plan-name", text: u.plan || "none" }),
+        "subscription " + (s.subscription ? s.status : "none") +
+        (s.pending_plan ? "; " + s.pending_plan + " from next period" : "")),
+      card("Period", h("div", { class: "value", text: u.period.name }), period),
+      card("Cost so far", moneyEl("div", u.total_cost, { class: "value", id: "period-cost" }),
+        null, "card-cost"),
+      card("Projected cost",
+        d.projected_cost === null
+          ? h("div", { class: "value", id: "projected-cost", text: "—" })
+          : h("div", {
+            class: "value", id: "projected-cost", title: F.money(d.projected_cost, locale),
+            data: { value: d.projected_cost },
+            text: "≈ " + F.money(F.round(d.projected_cost, 2), locale),
+          }),
+        "at this period's pace"),
+      card("Calls", countEl("div", u.total_calls, { class: "value", id: "period-calls" }),
+        F.count(u.total_tokens, locale) + " tokens"),
+      card("Members", countEl("div", d.total_users, { class: "value", id: "org-members-count" }),
+        plural(d.invoices, "invoice")),
+      card("Usage", h("div", { class: "value" },
+        h("span", { class: "badge " + u.usage_status, id: "usage-status", text: u.usage_status.replace("_", " ") }))));
+  }
+
+  function orgProvidersPanel(u) {
+    var body = h("tbody");
+    Object.keys(u.provider_breakdown).forEach(function (p) {
+      var b = u.provider_breakdown[p];
+      body.appendChild(h("tr", { data: { provider: p } },
+        h("th", { scope: "row", text: p }),
+        countEl("td", b.calls, { class: "num calls" }),
+        countEl("td", b.tokens, { class: "num tokens" }),
+        moneyEl("td", b.cost, { class: "num cost" })));
+    });
+    return h("section", { class: "panel", id: "org-providers", "aria-labelledby": "org-providers-title" },
+      h("h2", { id: "org-providers-title", text: "By provider this period" }),
+      Object.keys(u.provider_breakdown).length
+        ? tableWrap(h("table", { id: "org-provider-table" },
+          h("thead", {}, h("tr", {},
+            h("th", { scope: "col", text: "Provider" }), h("th", { class: "num", scope: "col", text: "Calls" }),
+            h("th", { class: "num", scope: "col", text: "Tokens" }), h("th", { class: "num", scope: "col", text: "Cost" }))),
+          body), "By provider")
+        : h("p", { text: "No usage this period." }));
+  }
+
+  function memberTable(id, label, rows, key) {
+    var body = h("tbody");
+    rows.forEach(function (m) {
+      var data = {};
+      data[key] = m[key + "_id"];
+      body.appendChild(h("tr", { data: data },
+        h("th", { scope: "row", text: m[key + "_id"] }),
+        countEl("td", m.calls, { class: "num calls" }),
+        countEl("td", m.tokens, { class: "num tokens" }),
+        moneyEl("td", m.cost_usd, { class: "num cost" })));
+    });
+    return tableWrap(h("table", { id: id },
+      h("thead", {}, h("tr", {},
+        h("th", { scope: "col", text: label }), h("th", { class: "num", scope: "col", text: "Calls" }),
+        h("th", { class: "num", scope: "col", text: "Tokens" }), h("th", { class: "num", scope: "col", text: "Cost" }))),
+      body), label);
+  }
+
+  function orgMembersPanel(m) {
+    return h("section", { class: "panel", id: "org-members", "aria-labelledby": "org-members-title" },
+      h("h2", { id: "org-members-title", text: "Members this period" }),
+      m.users.length ? memberTable("org-users", "User", m.users, "user") : h("p", { text: "No member has used it this period." }),
+      m.next_cursor ? h("p", { text: "The " + plural(m.users.length, "user") + " with the largest cost of " + F.count(m.total_users, locale) + "." }) : null,
+      h("h3", { text: "Teams" }),
+      m.teams.length ? memberTable("org-teams", "Team", m.teams, "team") : h("p", { text: "No team has used it this period." }));
   }
 
   // ---------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ mod org_cancelled;
 mod org_late;
 mod org_late_draws;
 mod org_repricing;
+mod org_tokens;
 mod org_wallets;
 mod orgs;
 mod prepaid;

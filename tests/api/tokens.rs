@@ -269,9 +269,9 @@ async fn minting_needs_a_service_key_a_user_and_a_ttl_of_at_most_a_day() {
         ),
         (
             json!({"user_id": "alice", "org_id": "acme"}),
-            "not_supported",
+            "validation_failed",
         ),
-        (json!({"ttl_seconds": 60}), "missing_field"),
+        (json!({"ttl_seconds": 60}), "validation_failed"),
         (
             json!({"user_id": "alice", "role": "admin"}),
             "unknown_field",

@@ -34,7 +34,10 @@ async fn a_lost_answer_while_creating_the_first_token_key_leaves_one_key_the_nex
     let token = again.body["data"]["token"].as_str().unwrap();
     let claims = meter_core::tokens::verify(token, &stored, at("2025-03-10T12:00:01Z"))
         .expect("signed with the key that was stored");
-    assert_eq!(claims.user.as_str(), "amy");
+    assert_eq!(
+        claims.subject,
+        meter_core::tokens::Subject::User(meter_core::domain::UserId::parse("amy").unwrap())
+    );
     assert_eq!(
         app.store.get_token_keys(&app.tenant).await.unwrap(),
         Some(stored),

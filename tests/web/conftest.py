@@ -127,6 +127,28 @@ def seed_prepaid(api, service_key, now):
     api.ok("PUT", "/wallet/org/acme/settings", ADMIN_KEY, {"low_balance_usd": "5"})
 
 
+def seed_org(api, service_key, now):
+    """The org initech (SPEC §10, §14: its link opens the org page): on the `orgteam` plan
+    (60 gemini calls, 200,000 tokens a period); 30 gemini and 6 openai calls this period by
+    ivan and irene (ivan's in team research); a soft daily budget whose 50 % alert the org
+    owns; no wallet grant (the admin view's wallet list stays acme's and pam's)."""
+    api.ok("PUT", "/plans/orgteam", ADMIN_KEY,
+           {"tier": "custom", "monthly_price_usd": "49", "yearly_price_usd": "490",
+            "description": "For teams", "limits": {"calls:gemini": 60, "tokens:*": 200000}})
+    api.ok("PUT", "/org/initech/subscription", ADMIN_KEY, {"plan": "orgteam"})
+    api.ok("PUT", "/budgets/initech-daily", ADMIN_KEY,
+           {"scope": {"kind": "org", "org_id": "initech"}, "limits": {"calls:*": 60},
+            "window": "day", "mode": "soft", "alert_thresholds": [50]})
+    ts = now - timedelta(seconds=30)
+    events = [event(f"i-{i}", "ivan" if i % 3 else "irene", "gemini", "gemini-2.5-flash", ts,
+                    1000 + i, 200, org_id="initech", **({"team_id": "research"} if i % 3 else {}))
+              for i in range(30)]
+    events += [event(f"i-o-{i}", "irene", "openai", "gpt-4o-mini", ts, 2000, 400, org_id="initech")
+               for i in range(6)]
+    data = api.ok("POST", "/usage", service_key, {"events": events})
+    assert all(r["status"] == "recorded" for r in data["events"]), data
+
+
 def seed(server, api, service_key):
     """Users over the current and the previous periods (events older than 35 days are
     refused by the API, so history is what the window allows), alerts, unpriced usage,
@@ -179,6 +201,7 @@ def seed(server, api, service_key):
                      for i in range(3)]
     data = api.ok("POST", "/usage", service_key, {"events": globex_events})
     assert all(r["status"] == "recorded" for r in data["events"]), data
+    seed_org(api, service_key, now)
     # Close the ended periods into invoices, as the schedule would.
     report = json.loads(server.cli("aggregate", "--grace-minutes", "0"))
     assert report["invoices_created"] >= 1, report

@@ -115,7 +115,7 @@ def test_admin_view_ranks_users_by_cost_with_the_apis_numbers(server, browser, o
         cursor = data["next_cursor"]
         if not cursor:
             break
-    assert {u["user_id"] for u in api_users} == {"alice", "bob", "carol", "dave", "pam"}
+    assert {u["user_id"] for u in api_users} == {"alice", "bob", "carol", "dave", "pam", "ivan", "irene"}
     ranked = sorted(api_users, key=lambda u: (-Decimal(u["cost_usd"]), u["user_id"]))
     rows = browser.find_elements(By.CSS_SELECTOR, "#users tbody tr")
     assert [r.get_attribute("data-user") for r in rows] == [u["user_id"] for u in ranked]
@@ -490,3 +490,122 @@ def test_a_postpaid_users_page_has_no_wallet_panel(server, browser, alice_token)
     browser.get(server.base + "/#token=" + quote(alice_token))
     wait(browser, "#limits li")
     assert browser.find_elements(By.ID, "wallet") == []
+
+
+# ---------------------------------------------------------------------------------------
+# An organisation's page through an org token (SPEC §14)
+
+
+@pytest.fixture(scope="module")
+def initech_token(server):
+    data = server.api.ok("POST", "/tokens", server.service_key, {"org_id": "initech", "ttl_seconds": 900})
+    assert data["token"].startswith("mt_") and data["scope"] == {"kind": "org", "org_id": "initech"}
+    return data["token"]
+
+
+def test_an_org_token_link_opens_the_orgs_page_with_the_apis_numbers(server, browser, initech_token, out_dir):
+    browser.get(server.base + "/#token=" + quote(initech_token))
+    wait(browser, "#limits li")
+    assert "#token=" not in browser.current_url, "the token leaves the address bar"
+    assert browser.current_url.endswith("#/org/initech")
+    assert browser.find_element(By.ID, "org-id").text == "initech"
+    assert "initech" in browser.find_element(By.ID, "who").text
+    d = server.api.ok("GET", "/org/initech/dashboard", initech_token)
+    u = d["usage"]
+    assert (u["plan"], u["total_calls"]) == ("orgteam", 36), u
+    assert browser.find_element(By.ID, "plan-name").text == "orgteam"
+    assert browser.find_element(By.ID, "period-cost").text == money(u["total_cost"])
+    assert browser.find_element(By.ID, "period-calls").text == count(u["total_calls"])
+    assert browser.find_element(By.ID, "org-members-count").text == count(d["total_users"]) == "2"
+    projected = d["projected_cost"]
+    shown = browser.find_element(By.ID, "projected-cost")
+    if projected is None:
+        assert shown.text == "—"
+    else:
+        value = Decimal(shown.get_attribute("data-value"))
+        assert abs(value - Decimal(projected)) <= Decimal(projected) / 100
+        cents = str(value.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
+        assert shown.text == "≈ " + money(cents)
+    assert browser.find_element(By.ID, "usage-status").text == u["usage_status"].replace("_", " ")
+
+    # Every limit of the org's plan as a bar over the pooled usage.
+    items = browser.find_elements(By.CSS_SELECTOR, "#limits li")
+    assert [i.get_attribute("data-metric") for i in items] == list(u["limits"]) == ["calls:gemini", "tokens:*"]
+    for item in items:
+        metric = item.get_attribute("data-metric")
+        pct = u["usage_percentages"][metric]
+        assert float(item.get_attribute("data-percentage")) == pct
+        assert item.find_element(By.CSS_SELECTOR, ".pct").text == percent(pct)
+        assert item.find_element(By.CSS_SELECTOR, ".limit").text == count(u["limits"][metric])
+        fill = item.find_element(By.CSS_SELECTOR, ".bar-fill")
+        track = item.find_element(By.CSS_SELECTOR, ".bar")
+        assert float(fill.value_of_css_property("width").removesuffix("px")) == pytest.approx(
+            track.rect["width"] * min(100.0, pct) / 100, abs=1.0), metric
+    gemini = browser.find_element(By.CSS_SELECTOR, '#limits li[data-metric="calls:gemini"]')
+    assert gemini.find_element(By.CSS_SELECTOR, ".used").text == "30"
+    assert gemini.find_element(By.CSS_SELECTOR, ".pct").text == "50%"
+    tokens = browser.find_element(By.CSS_SELECTOR, '#limits li[data-metric="tokens:*"]')
+    assert tokens.find_element(By.CSS_SELECTOR, ".used").text == count(u["total_tokens"])
+
+    # Usage by provider.
+    rows = browser.find_elements(By.CSS_SELECTOR, "#org-provider-table tbody tr")
+    assert [r.get_attribute("data-provider") for r in rows] == list(u["provider_breakdown"]) == ["gemini", "openai"]
+    for row in rows:
+        b = u["provider_breakdown"][row.get_attribute("data-provider")]
+        c = cells(row)
+        assert (c[0].text, c[1].text, c[2].text) == (count(b["calls"]), count(b["tokens"]), money(b["cost"]))
+
+    # Members and teams, as the API lists them.
+    m = server.api.ok("GET", "/org/initech/members?limit=100", initech_token)
+    rows = browser.find_elements(By.CSS_SELECTOR, "#org-users tbody tr")
+    assert [r.get_attribute("data-user") for r in rows] == [x["user_id"] for x in m["users"]]
+    assert sorted(x["user_id"] for x in m["users"]) == ["irene", "ivan"]
+    for row, x in zip(rows, m["users"]):
+        assert [c.text for c in cells(row)] == [count(x["calls"]), count(x["tokens"]), money(x["cost_usd"])]
+    rows = browser.find_elements(By.CSS_SELECTOR, "#org-teams tbody tr")
+    assert [r.get_attribute("data-team") for r in rows] == [x["team_id"] for x in m["teams"]] == ["research"]
+    assert cells(rows[0])[0].text == count(m["teams"][0]["calls"]) == "20"
+
+    # The wallet and the plan.
+    w = server.api.ok("GET", "/wallet/org/initech", initech_token)
+    assert browser.find_element(By.ID, "wallet-balance").text == money(w["balance_usd"]) == "$0.00"
+    assert browser.find_element(By.ID, "wallet-available").text == money(w["available_usd"])
+    assert w["grants"] == [] and "No credit granted yet." in browser.find_element(By.ID, "wallet").text
+    assert browser.find_element(By.ID, "plan-monthly").text == "$49.00"
+    invoices = server.api.ok("GET", "/org/initech/billing", initech_token)["invoices"]
+    assert [r.get_attribute("data-invoice") for r in browser.find_elements(By.CSS_SELECTOR, "#invoices tbody tr")] \
+        == [i["id"] for i in invoices]
+
+    screenshot(browser, out_dir, "org-desktop", 1280)
+    assert console_errors(browser) == []
+
+
+def test_an_org_token_marks_the_orgs_alert_read(server, browser, initech_token):
+    before = server.api.ok("GET", "/org/initech/alerts?limit=20", initech_token)
+    assert before["unread_count"] == 1, before
+    browser.get(server.base + "/#token=" + quote(initech_token))
+    button = wait(browser, "#alerts .mark-read")
+    assert browser.find_element(By.ID, "unread-count").text == "1 unread"
+    assert button.find_element(By.XPATH, "./ancestor::li").get_attribute("data-alert") == before["alerts"][0]["id"]
+    button.send_keys(Keys.ENTER)
+    WebDriverWait(browser, 20, ignored_exceptions=[StaleElementReferenceException]).until(
+        lambda d: d.find_element(By.ID, "unread-count").text == "0 unread")
+    after = server.api.ok("GET", "/org/initech/alerts?limit=20", initech_token)
+    assert after["unread_count"] == 0 and after["alerts"][0]["read"] is True
+    li = browser.find_element(By.CSS_SELECTOR, f'#alerts li[data-alert="{before["alerts"][0]["id"]}"]')
+    assert "read" in li.get_attribute("class").split() and not li.find_elements(By.CSS_SELECTOR, ".mark-read")
+    assert console_errors(browser) == []
+
+
+def test_an_org_token_is_refused_for_a_user_page_and_another_org(server, browser, initech_token):
+    for method, path in [("GET", "/dashboard/ivan"), ("GET", "/org/acme/dashboard"),
+                         ("GET", "/admin/users"), ("POST", "/tokens")]:
+        status, body = server.api.call(method, path, initech_token, {} if method == "POST" else None)
+        assert (status, body["error"]["code"]) == (403, "forbidden"), (method, path)
+    browser.get(server.base + "/#token=" + quote(initech_token))
+    wait(browser, "#limits li")
+    browser.get(server.base + "/#/org/acme")
+    error = wait(browser, "#error")
+    assert "403" in error.text and "forbidden" in error.text and "initech" in error.text
+    logged = console_errors(browser)
+    assert logged and all("403" in e["message"] for e in logged), logged

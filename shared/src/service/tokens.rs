@@ -1,4 +1,4 @@
-//! End-user tokens: minting them for a user, verifying them, rotating a
+//! End-user tokens: minting them for a user or an organisation, verifying them, rotating a
 //! tenant's signing keys. The token rules are in [`crate::tokens`]; which routes a token
 //! opens is decided in `http::tokens`.
 //!
@@ -12,9 +12,9 @@ use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
 use super::{Caller, Error, Meter, Result};
-use crate::domain::{TenantId, UserId};
+use crate::domain::{OrgId, TenantId, UserId};
 use crate::store::StoreError;
-use crate::tokens::{self, Claims, TokenKeys};
+use crate::tokens::{self, Claims, Subject, TokenKeys};
 
 /// Default lifetime of a minted token.
 pub const DEFAULT_TTL_SECONDS: u64 = 3_600;
@@ -22,12 +22,13 @@ pub const DEFAULT_TTL_SECONDS: u64 = 3_600;
 /// so that no token dies early.
 pub const DEFAULT_ROTATION_GRACE_SECONDS: u64 = tokens::MAX_TTL_SECONDS;
 
-/// What a token opens, as JSON (`{"kind": "user", "user_id": …}`, the scope shape of
-/// budgets).
+/// What a token opens, as JSON (`{"kind": "user", "user_id": …}` or `{"kind": "org",
+/// "org_id": …}`, the scope shape of budgets).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum TokenScope {
     User { user_id: UserId },
+    Org { org_id: OrgId },
 }
 
 /// `POST /tokens`: the token, shown once (it is not stored).
@@ -76,6 +77,17 @@ impl Meter {
         user: &UserId,
         ttl_seconds: u64,
     ) -> Result<MintedToken> {
+        self.mint_token_for(caller, &Subject::User(user.clone()), ttl_seconds)
+            .await
+    }
+
+    /// POST /tokens: a read-only token for a user or an organisation, as [`Self::mint_token`].
+    pub async fn mint_token_for(
+        &self,
+        caller: &Caller,
+        subject: &Subject,
+        ttl_seconds: u64,
+    ) -> Result<MintedToken> {
         let now = self.now();
         let keys = match self.token_keys(&caller.tenant, None).await? {
             Some(k) => k,
@@ -87,15 +99,26 @@ impl Meter {
             }
         };
         let ttl = Duration::seconds(i64::try_from(ttl_seconds).unwrap_or(0));
-        let token = tokens::sign(&keys, user, now, ttl);
-        tracing::info!(tenant = %caller.tenant, user = %user, key_id = %keys.current.id, ttl_seconds, "minted an end-user token");
+        let token = tokens::sign_for(&keys, subject, now, ttl);
+        let scope = match subject {
+            Subject::User(user) => {
+                tracing::info!(tenant = %caller.tenant, user = %user, key_id = %keys.current.id, ttl_seconds, "minted an end-user token");
+                TokenScope::User {
+                    user_id: user.clone(),
+                }
+            }
+            Subject::Org(org) => {
+                tracing::info!(tenant = %caller.tenant, org = %org, key_id = %keys.current.id, ttl_seconds, "minted an organisation token");
+                TokenScope::Org {
+                    org_id: org.clone(),
+                }
+            }
+        };
         Ok(MintedToken {
             token,
             token_type: "Bearer",
             expires_at: now + ttl,
-            scope: TokenScope::User {
-                user_id: user.clone(),
-            },
+            scope,
         })
     }
 
@@ -156,13 +179,16 @@ impl Meter {
         Err(Error::Conflict("the token signing keys"))
     }
 
-    /// The user an alert of the tenant belongs to (what a token may mark read); `None`
-    /// when the tenant has no such alert.
-    pub async fn alert_owner(&self, tenant: &TenantId, alert_id: &str) -> Result<Option<UserId>> {
+    /// Whom an alert of the tenant belongs to (what a token may mark read): its org for
+    /// an org's alert, else its user; `None` when the tenant has no such alert.
+    pub async fn alert_owner(&self, tenant: &TenantId, alert_id: &str) -> Result<Option<Subject>> {
         Ok(self
             .store
             .get_alert(tenant, alert_id)
             .await?
-            .map(|a| a.user))
+            .map(|a| match a.org {
+                Some(org) => Subject::Org(org),
+                None => Subject::User(a.user),
+            }))
     }
 }
