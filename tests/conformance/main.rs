@@ -136,6 +136,7 @@ macro_rules! conformance {
             repricing_an_org_event_adds_its_cost_to_the_orgs_counters_once,
             repricing_an_org_event_of_an_invoiced_period_is_one_org_adjustment,
             repricing_an_org_event_an_org_wallet_pays_draws_and_counts_once,
+            repricing_a_prepaid_org_event_of_an_invoiced_period_draws_as_a_late_event,
         );
         // Issue 19 with 18: a prepaid org's late draws go with their adjustments.
         conformance!(@module org_late_draws $factory;

@@ -321,3 +321,92 @@ pub async fn repricing_an_org_event_an_org_wallet_pays_draws_and_counts_once(
         assert_eq!(recorded(c), (1, dec("0.40")), "{key:?}");
     }
 }
+
+/// A prepaid org's event re-priced after the org's period was invoiced: its draw goes
+/// with its adjustment (org_late_draws), so the invoice that bills the adjustment
+/// credits what it drew, as a late recorded event's draw is.
+pub async fn repricing_a_prepaid_org_event_of_an_invoiced_period_draws_as_a_late_event(
+    store: Arc<dyn Store>,
+) {
+    let t = tenant();
+    let ann = user("ann");
+    let wallet = Subscriber::Org(acme());
+    let sub = org_sub(&t, &acme());
+    store
+        .put_org_subscription(&acme(), &sub, None)
+        .await
+        .unwrap();
+    let g = GrantRequest::new(dec("1"), GrantKind::Purchase)
+        .into_grant(GrantId::parse("acme-late").unwrap(), at(2025, 3, 1, 0))
+        .unwrap();
+    assert!(matches!(
+        store.insert_grant(&t, &wallet, &g).await.unwrap(),
+        GrantInsert::Created(_)
+    ));
+    let unpriced = org_event(&t, &ann, "orp-late-paid", None);
+    let w = writes(&ann, &unpriced, unpriced.tally());
+    assert_eq!(
+        store
+            .record_events_paying(
+                std::slice::from_ref(&unpriced),
+                &[w],
+                &[Some(wallet.clone())]
+            )
+            .await
+            .unwrap(),
+        vec![RecordOutcome::Recorded]
+    );
+    let state = store.org_billing_state(&t, &acme(), march()).await.unwrap();
+    let inv = org_invoice(&sub, &acme(), "79");
+    assert_eq!(
+        store
+            .close_org_period_billed(&acme(), &inv, &rolled(&sub), sub.version, &state, None)
+            .await
+            .unwrap(),
+        OrgClose::Closed
+    );
+
+    let cost_writes = writes(
+        &ann,
+        &unpriced,
+        Tally {
+            cost_usd: dec("0.30"),
+            ..Tally::default()
+        },
+    );
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (store, t, id, w, wallet) = (
+            store.clone(),
+            t.clone(),
+            unpriced.event_id.clone(),
+            cost_writes.clone(),
+            wallet.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            store
+                .price_event_counted(&t, &id, dec("0.30"), "gemini@v2", Some(&wallet), &w)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut wins = 0;
+    for task in tasks {
+        wins += usize::from(task.await.unwrap());
+    }
+    assert_eq!(wins, 1, "one pass prices it");
+    let got = store.get_wallet(&t, &wallet).await.unwrap();
+    assert_eq!(got.grants[0].remaining_usd, dec("0.70"), "drawn once");
+    let april_state = store.org_billing_state(&t, &acme(), april()).await.unwrap();
+    let adj = &april_state.adjustments[&march()];
+    assert_eq!((adj.events, adj.cost_usd), (1, dec("0.30")));
+    assert_eq!(
+        (
+            april_state.late_draws.drawn_usd,
+            april_state.late_draws.shortfall_usd,
+            april_state.late_draws.events
+        ),
+        (dec("0.30"), Decimal::ZERO, 1),
+        "the draw goes with its adjustment"
+    );
+}

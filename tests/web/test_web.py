@@ -236,9 +236,10 @@ def test_admin_view_ranks_orgs_by_cost_and_lists_their_budgets(server, browser, 
         cursor = data["next_cursor"]
         if not cursor:
             break
-    assert [o["org_id"] for o in api_orgs] == ["acme", "globex"]
+    assert [o["org_id"] for o in api_orgs] == ["acme", "globex", "initech"]
     ranked = sorted(api_orgs, key=lambda o: (-Decimal(o["cost_usd"]), o["org_id"]))
-    assert [o["org_id"] for o in ranked] == ["globex", "acme"], "globex's calls cost more"
+    order = [o["org_id"] for o in ranked]
+    assert order.index("globex") < order.index("acme"), "globex's calls cost more"
     rows = browser.find_elements(By.CSS_SELECTOR, "#orgs-table tbody tr")
     assert [r.get_attribute("data-org") for r in rows] == [o["org_id"] for o in ranked]
     for row, o in zip(rows, ranked):
@@ -255,25 +256,29 @@ def test_admin_view_ranks_orgs_by_cost_and_lists_their_budgets(server, browser, 
         assert c[5].text == money(o["cost_usd"])
         assert o["usage_status"].replace("_", " ") in c[6].text
         assert c[7].text == count(o["unpriced_calls"])
-    assert [(o["org_id"], o["plan"], o["calls"]) for o in ranked] == [("globex", "basic", 3), ("acme", None, 2)]
+    assert {(o["org_id"], o["plan"], o["calls"]) for o in ranked} == {
+        ("globex", "basic", 3), ("acme", None, 2), ("initech", "orgteam", 36)}
     total = sum((Decimal(o["cost_usd"]) for o in api_orgs), Decimal(0))
     shown_total = browser.find_element(By.ID, "orgs-total-cost")
     assert Decimal(shown_total.get_attribute("data-value")) == total
-    assert browser.find_element(By.ID, "orgs-total-calls").text == count(5)
+    assert browser.find_element(By.ID, "orgs-total-calls").text == count(3 + 2 + 36)
 
     # Budgets: the shown orgs' budgets, as GET /budgets lists them.
     api_budgets = []
     for o in ranked:
         api_budgets += server.api.ok("GET", f"/budgets?org_id={o['org_id']}", server.admin_key)["budgets"]
-    assert [b["budget_id"] for b in api_budgets] == ["globex-monthly", "acme-daily"]
+    own = {"globex": "globex-monthly", "acme": "acme-daily", "initech": "initech-daily"}
+    assert [b["budget_id"] for b in api_budgets] == [own[o] for o in order]
     brows = browser.find_elements(By.CSS_SELECTOR, "#budgets tbody tr")
     assert [r.get_attribute("data-budget") for r in brows] == [b["budget_id"] for b in api_budgets]
     for row, b in zip(brows, api_budgets):
         c = cells(row)
         assert c[1].text == "org " + b["scope"]["org_id"]
         assert c[3].text == b["window"] and c[4].text == b["mode"]
-    assert cells(brows[0])[2].text == "cost_usd " + money("50")
-    assert cells(brows[1])[2].text == "calls:* 4"
+    limits = {"globex-monthly": "cost_usd " + money("50"), "acme-daily": "calls:* 4",
+              "initech-daily": "calls:* 60"}
+    for row, b in zip(brows, api_budgets):
+        assert cells(row)[2].text == limits[b["budget_id"]]
     screenshot(browser, out_dir, "admin-orgs", 1280)
     assert console_errors(browser) == []
 

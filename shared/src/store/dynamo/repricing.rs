@@ -75,7 +75,9 @@ impl RepriceStore for DynamoStore {
         let mut orgs = super::org_billing::OrgEventWrites::default();
         for w in writes {
             budget.entry(w.counter.key()).or_default().add(w)?;
-            orgs.note(tenant, w)?;
+            // Event 0 of a one-event "chunk": its org wallet draw, when late, goes with its
+            // adjustment (org_late_draws), as a recorded late event's does.
+            orgs.note_of(0, tenant, w)?;
         }
         let mut org_billed = super::org_billing::OrgBilled::default();
         for _ in 0..MAX_ATTEMPTS {
@@ -96,6 +98,7 @@ impl RepriceStore for DynamoStore {
                 let wallet_pk = super::wallets::wallet_pk(tenant, payer);
                 let grants = self.get_wallet(tenant, payer).await?.grants;
                 let drawn = ChunkDraws::of(std::slice::from_ref(&e), &[0], &grants)?;
+                orgs.1.set_draws([(payer, &drawn.events)])?;
                 if let Some(one) = drawn.events.get(&0) {
                     match payer {
                         Subscriber::User(_) => {

@@ -48,6 +48,8 @@ impl RepriceStore for SqliteStore {
                     StoreError::Corrupt("an event priced in this transaction vanished".to_owned())
                 })?;
                 super::prepaid::draw_event(c, &priced, wallet)?;
+                // A late org event's draw goes with its adjustment (org_late_draws).
+                super::org_late_draws::mark_recorded(c, &priced, wallet)?;
             }
             for w in &writes {
                 super::budget_counters::add(c, tenant.as_str(), w)?;
