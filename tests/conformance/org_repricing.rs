@@ -127,6 +127,66 @@ async fn price_racing(store: &Arc<dyn Store>, e: &UsageEvent, cost: &str) {
     assert_eq!(wins, 1, "one pass prices {}", e.event_id.as_str());
 }
 
+/// A $1 purchase in `wallet`, from March 1.
+async fn fund(store: &Arc<dyn Store>, t: &TenantId, wallet: &Subscriber, grant_id: &str) {
+    let g = GrantRequest::new(dec("1"), GrantKind::Purchase)
+        .into_grant(GrantId::parse(grant_id).unwrap(), at(2025, 3, 1, 0))
+        .unwrap();
+    assert!(matches!(
+        store.insert_grant(t, wallet, &g).await.unwrap(),
+        GrantInsert::Created(_)
+    ));
+}
+
+/// Records `e` (unpriced) with `wallet` as its payer.
+async fn record_paying(store: &Arc<dyn Store>, u: &UserId, e: &UsageEvent, wallet: &Subscriber) {
+    let w = writes(u, e, e.tally());
+    assert_eq!(
+        store
+            .record_events_paying(std::slice::from_ref(e), &[w], &[Some(wallet.clone())])
+            .await
+            .unwrap(),
+        vec![RecordOutcome::Recorded]
+    );
+}
+
+/// Eight racing passes price `e` at `cost`, paid by `wallet`: how many priced it.
+async fn price_paying_racing(
+    store: &Arc<dyn Store>,
+    u: &UserId,
+    e: &UsageEvent,
+    cost: &str,
+    wallet: &Subscriber,
+) -> usize {
+    let add = Tally {
+        cost_usd: dec(cost),
+        ..Tally::default()
+    };
+    let cost_writes = writes(u, e, add);
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (store, t, id, w, wallet, cost) = (
+            store.clone(),
+            e.tenant.clone(),
+            e.event_id.clone(),
+            cost_writes.clone(),
+            wallet.clone(),
+            dec(cost),
+        );
+        tasks.push(tokio::spawn(async move {
+            store
+                .price_event_counted(&t, &id, cost, "gemini@v2", Some(&wallet), &w)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut wins = 0;
+    for task in tasks {
+        wins += usize::from(task.await.unwrap());
+    }
+    wins
+}
+
 pub async fn repricing_an_org_event_adds_its_cost_to_the_orgs_counters_once(store: Arc<dyn Store>) {
     let t = tenant();
     let ann = user("ann");
@@ -260,52 +320,14 @@ pub async fn repricing_an_org_event_an_org_wallet_pays_draws_and_counts_once(
         .put_org_subscription(&acme(), &sub, None)
         .await
         .unwrap();
-    let g = GrantRequest::new(dec("1"), GrantKind::Purchase)
-        .into_grant(GrantId::parse("acme-credit").unwrap(), at(2025, 3, 1, 0))
-        .unwrap();
-    assert!(matches!(
-        store.insert_grant(&t, &wallet, &g).await.unwrap(),
-        GrantInsert::Created(_)
-    ));
+    fund(&store, &t, &wallet, "acme-credit").await;
     let unpriced = org_event(&t, &ann, "orp-paid", None);
-    let w = writes(&ann, &unpriced, unpriced.tally());
+    record_paying(&store, &ann, &unpriced, &wallet).await;
     assert_eq!(
-        store
-            .record_events_paying(
-                std::slice::from_ref(&unpriced),
-                &[w],
-                &[Some(wallet.clone())]
-            )
-            .await
-            .unwrap(),
-        vec![RecordOutcome::Recorded]
+        price_paying_racing(&store, &ann, &unpriced, "0.40", &wallet).await,
+        1,
+        "one pass prices it"
     );
-    let add = Tally {
-        cost_usd: dec("0.40"),
-        ..Tally::default()
-    };
-    let cost_writes = writes(&ann, &unpriced, add);
-    let mut tasks = Vec::new();
-    for _ in 0..8 {
-        let (store, t, id, w, wallet) = (
-            store.clone(),
-            t.clone(),
-            unpriced.event_id.clone(),
-            cost_writes.clone(),
-            wallet.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            store
-                .price_event_counted(&t, &id, dec("0.40"), "gemini@v2", Some(&wallet), &w)
-                .await
-                .unwrap()
-        }));
-    }
-    let mut wins = 0;
-    for task in tasks {
-        wins += usize::from(task.await.unwrap());
-    }
-    assert_eq!(wins, 1, "one pass prices it");
     let got = store.get_wallet(&t, &wallet).await.unwrap();
     assert_eq!(got.grants[0].remaining_usd, dec("0.60"), "drawn once");
     let draws = store.wallet_draws(&t, &wallet, None).await.unwrap();
@@ -336,26 +358,9 @@ pub async fn repricing_a_prepaid_org_event_of_an_invoiced_period_draws_as_a_late
         .put_org_subscription(&acme(), &sub, None)
         .await
         .unwrap();
-    let g = GrantRequest::new(dec("1"), GrantKind::Purchase)
-        .into_grant(GrantId::parse("acme-late").unwrap(), at(2025, 3, 1, 0))
-        .unwrap();
-    assert!(matches!(
-        store.insert_grant(&t, &wallet, &g).await.unwrap(),
-        GrantInsert::Created(_)
-    ));
+    fund(&store, &t, &wallet, "acme-late").await;
     let unpriced = org_event(&t, &ann, "orp-late-paid", None);
-    let w = writes(&ann, &unpriced, unpriced.tally());
-    assert_eq!(
-        store
-            .record_events_paying(
-                std::slice::from_ref(&unpriced),
-                &[w],
-                &[Some(wallet.clone())]
-            )
-            .await
-            .unwrap(),
-        vec![RecordOutcome::Recorded]
-    );
+    record_paying(&store, &ann, &unpriced, &wallet).await;
     let state = store.org_billing_state(&t, &acme(), march()).await.unwrap();
     let inv = org_invoice(&sub, &acme(), "79");
     assert_eq!(
@@ -366,35 +371,11 @@ pub async fn repricing_a_prepaid_org_event_of_an_invoiced_period_draws_as_a_late
         OrgClose::Closed
     );
 
-    let cost_writes = writes(
-        &ann,
-        &unpriced,
-        Tally {
-            cost_usd: dec("0.30"),
-            ..Tally::default()
-        },
+    assert_eq!(
+        price_paying_racing(&store, &ann, &unpriced, "0.30", &wallet).await,
+        1,
+        "one pass prices it"
     );
-    let mut tasks = Vec::new();
-    for _ in 0..8 {
-        let (store, t, id, w, wallet) = (
-            store.clone(),
-            t.clone(),
-            unpriced.event_id.clone(),
-            cost_writes.clone(),
-            wallet.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            store
-                .price_event_counted(&t, &id, dec("0.30"), "gemini@v2", Some(&wallet), &w)
-                .await
-                .unwrap()
-        }));
-    }
-    let mut wins = 0;
-    for task in tasks {
-        wins += usize::from(task.await.unwrap());
-    }
-    assert_eq!(wins, 1, "one pass prices it");
     let got = store.get_wallet(&t, &wallet).await.unwrap();
     assert_eq!(got.grants[0].remaining_usd, dec("0.70"), "drawn once");
     let april_state = store.org_billing_state(&t, &acme(), april()).await.unwrap();

@@ -116,36 +116,14 @@ impl Meter {
                     .store
                     .org_billing_state(&org.tenant, &org.org, period.start)
                     .await?;
-                let mut built = billing::build_invoice(
-                    &InvoiceInput {
-                        tenant: &org.tenant,
-                        user: &subscriber,
+                let (built, charge) = self
+                    .org_invoice(
+                        org,
+                        &subscriber,
                         period,
-                        subscription: bills_subscription(&then, &period).then_some(&then),
-                        plan: &plan,
-                        usage: &state.usage,
-                        adjustments: &state.adjustments,
-                        created_at: at,
-                    },
-                    format!("inv_{}", uuid::Uuid::now_v7().simple()),
-                )
-                .map_err(|e| {
-                    tracing::error!(error = %e, "org invoice cannot be computed");
-                    Error::Internal
-                })?;
-                built.user = org_subscriber(&org.org);
-                built.extra.insert("org_id".to_owned(), org.org.to_string());
-                // Issue 19: the org wallet's credit on the invoice, taken in the close's write
-                // (service::org_wallets), with what the late events it bills drew.
-                let charge = self
-                    .invoice_credits_with(
-                        &org.tenant,
-                        crate::credits::Subscriber::Org(org.org.clone()),
+                        bills_subscription(&then, &period).then_some(&then),
                         &plan,
-                        &mut built,
-                        &period,
-                        None,
-                        state.late_draws,
+                        &state,
                         at,
                     )
                     .await?;
@@ -192,5 +170,57 @@ impl Meter {
             }
         }
         Ok(())
+    }
+}
+
+impl Meter {
+    /// The org's invoice of `period` from its billing `state` (its pooled usage and the
+    /// pending adjustments; `subscription` when the base is billed), with its wallet's
+    /// credit and what the late events it bills drew (`org_late_draws`): what an org close
+    /// (and a cancelled org's, `org_cancelled`) writes.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn org_invoice(
+        &self,
+        org: &OrgRef,
+        subscriber: &UserId,
+        period: crate::periods::Period,
+        subscription: Option<&crate::domain::Subscription>,
+        plan: &crate::limits::Plan,
+        state: &crate::store::OrgBillingState,
+        at: DateTime<Utc>,
+    ) -> Result<(crate::domain::Invoice, Option<crate::store::InvoiceCharge>)> {
+        let mut built = billing::build_invoice(
+            &InvoiceInput {
+                tenant: &org.tenant,
+                user: subscriber,
+                period,
+                subscription,
+                plan,
+                usage: &state.usage,
+                adjustments: &state.adjustments,
+                created_at: at,
+            },
+            format!("inv_{}", uuid::Uuid::now_v7().simple()),
+        )
+        .map_err(|e| {
+            tracing::error!(error = %e, "org invoice cannot be computed");
+            Error::Internal
+        })?;
+        built.user = org_subscriber(&org.org);
+        built.extra.insert("org_id".to_owned(), org.org.to_string());
+        // Issue 19: the org wallet's credit, taken in the close's write (org_wallets).
+        let charge = self
+            .invoice_credits_with(
+                &org.tenant,
+                crate::credits::Subscriber::Org(org.org.clone()),
+                plan,
+                &mut built,
+                &period,
+                None,
+                state.late_draws,
+                at,
+            )
+            .await?;
+        Ok((built, charge))
     }
 }

@@ -14,9 +14,8 @@ use chrono::{DateTime, Duration, Utc};
 
 use super::aggregate::AggregateReport;
 use super::{Error, Meter, Result};
-use crate::billing::{self, InvoiceInput};
 use crate::domain::UserId;
-use crate::store::{org_subscriber, OrgClose, OrgRef};
+use crate::store::{OrgClose, OrgRef};
 use crate::subscriptions::schedule_of;
 
 /// Attempts at closing while racing events keep changing the state.
@@ -59,36 +58,8 @@ impl Meter {
                     tracing::error!(tenant = %org.tenant, plan = %sub.plan, "plan of an org invoice does not exist");
                     Error::NotFound("plan")
                 })?;
-            let mut built = billing::build_invoice(
-                &InvoiceInput {
-                    tenant: &org.tenant,
-                    user: &subscriber,
-                    period,
-                    subscription: None,
-                    plan: &plan,
-                    usage: &state.usage,
-                    adjustments: &state.adjustments,
-                    created_at: at,
-                },
-                format!("inv_{}", uuid::Uuid::now_v7().simple()),
-            )
-            .map_err(|e| {
-                tracing::error!(error = %e, "org invoice cannot be computed");
-                Error::Internal
-            })?;
-            built.user = org_subscriber(&org.org);
-            built.extra.insert("org_id".to_owned(), org.org.to_string());
-            let charge = self
-                .invoice_credits_with(
-                    &org.tenant,
-                    crate::credits::Subscriber::Org(org.org.clone()),
-                    &plan,
-                    &mut built,
-                    &period,
-                    None,
-                    state.late_draws,
-                    at,
-                )
+            let (built, charge) = self
+                .org_invoice(org, &subscriber, period, None, &plan, &state, at)
                 .await?;
             // The subscription stays cancelled; its version moves (racing passes: once).
             let mut next = sub.clone();
