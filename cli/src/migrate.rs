@@ -29,6 +29,8 @@ struct Report {
     counters_folded: u64,
     /// Issue 19: grants put before the due index given their due keys.
     grants_indexed: u64,
+    /// Issue 19: wallet heads given their listing keys (the admin view's wallets).
+    wallets_listed: u64,
     /// Issue 18: orgs invoiced before the late-event layout given their `OB`.
     orgs_billed_to_set: u64,
 }
@@ -57,6 +59,7 @@ pub async fn run(args: MigrateArgs) -> Result<()> {
                 budgets_folded: r.budgets_folded,
                 counters_folded: r.counters_folded,
                 grants_indexed: r.grants_indexed,
+                wallets_listed: r.wallets_listed,
                 orgs_billed_to_set: r.orgs_billed_to_set,
             }
         }
@@ -74,6 +77,7 @@ pub async fn run(args: MigrateArgs) -> Result<()> {
                 budgets_folded: 0,
                 counters_folded: 0,
                 grants_indexed: 0,
+                wallets_listed: 0,
                 orgs_billed_to_set: 0,
             }
         }

@@ -2,12 +2,15 @@
 //! (their items without `OUTBOX_PK`/`OUTBOX_SK`) are not listed as due; once migrated, an
 //! expiring grant is due at its expiry and a voided one a week after its void, exactly as
 //! a grant put by this build; a grant with nothing to be due for stays unindexed; racing
-//! and repeated runs index each grant once.
+//! and repeated runs index each grant once. A wallet head put before the tenant's wallet
+//! listing is listed once, too.
 
 use chrono::{Duration, TimeZone, Utc};
 use meter_core::credits::{GrantKind, GrantRequest, Subscriber};
 use meter_core::domain::{GrantId, UserId};
-use meter_core::store::{GrantInsert, GrantUpkeepStore, InvoiceStore, WalletStore};
+use meter_core::store::{
+    GrantInsert, GrantUpkeepStore, InvoiceStore, WalletStore, WalletViewsStore,
+};
 use meter_core::testing::{dec, tenant};
 
 use super::counted_store;
@@ -64,16 +67,46 @@ async fn grants_put_before_the_due_index_get_their_due_keys_once() {
             .await
             .unwrap_or_else(|e| panic!("{id}: {e:?}"));
     }
+    // ... and a head put before the tenant's wallet listing.
+    client
+        .update_item()
+        .table_name(&table)
+        .key(
+            "PK",
+            aws_sdk_dynamodb::types::AttributeValue::S(wallet_pk.clone()),
+        )
+        .key(
+            "SK",
+            aws_sdk_dynamodb::types::AttributeValue::S("WALLET".to_owned()),
+        )
+        .update_expression("REMOVE SUBS_PK, SUBS_SK")
+        .condition_expression("attribute_exists(PK)")
+        .send()
+        .await
+        .unwrap();
     let far = Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap();
     assert!(
         store.due_grants(far, 100).await.unwrap().is_empty(),
         "before: the index does not list them"
     );
+    let listed_wallets = || async {
+        store
+            .list_wallets(&t, None, 100)
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|w| w.wallet)
+            .collect::<Vec<_>>()
+    };
+    assert!(listed_wallets().await.is_empty(), "before: not listed");
 
     // Two racing runs, then one more with the job cursor reset: each grant indexed once.
     let (a, b) = tokio::join!(store.migrate(), store.migrate());
     let (a, b) = (a.unwrap(), b.unwrap());
     assert_eq!(a.grants_indexed + b.grants_indexed, 2, "{a:?} {b:?}");
+    assert_eq!(a.wallets_listed + b.wallets_listed, 1, "{a:?} {b:?}");
+    assert_eq!(listed_wallets().await, vec![gus.clone()]);
     let due = store.due_grants(far, 100).await.unwrap();
     let mut listed: Vec<(String, chrono::DateTime<Utc>)> = due
         .iter()
@@ -107,6 +140,7 @@ async fn grants_put_before_the_due_index_get_their_due_keys_once() {
         .unwrap();
     let rerun = store.migrate().await.unwrap();
     assert_eq!(rerun.grants_indexed, 0, "{rerun:?}");
+    assert_eq!(rerun.wallets_listed, 0, "{rerun:?}");
     assert_eq!(store.due_grants(far, 100).await.unwrap().len(), 2);
 
     // The aggregation's step can now record the expiry.

@@ -77,6 +77,9 @@ pub struct MigrationReport {
     pub counters_folded: u64,
     /// Issue 19: grants put before the due index given their due keys (`migrate_grants`).
     pub grants_indexed: u64,
+    /// Issue 19: wallet heads put before the tenant's wallet listing given its keys
+    /// (`migrate_grants`).
+    pub wallets_listed: u64,
     /// Issue 18: orgs invoiced before the late-event layout given their `OB`
     /// (`migrate_org_billed`).
     pub orgs_billed_to_set: u64,

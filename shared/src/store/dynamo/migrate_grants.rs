@@ -11,6 +11,12 @@
 //! the read wrote the keys itself, and a second or racing run writes nothing. A grant
 //! without expiry and not voided has nothing to be due for and is left alone. A finished
 //! pass sets the job cursor [`JOB`] to `done` and later runs skip it.
+//!
+//! The same `Scan` finds the wallet heads (`SK = WALLET`) put before the tenant's wallet
+//! listing existed (`wallet_views`: a head joins the `subs` index partition
+//! `WALLETS#<tenant>` at a grant PUT) and gives each its listing keys, under "the head
+//! exists and is not listed yet", so the admin view lists every wallet
+//! (`wallets_listed`).
 
 use super::codec::{get_s, s, Item};
 use super::errors::sdk_err;
@@ -41,19 +47,26 @@ impl DynamoStore {
                 .scan()
                 .table_name(&self.table)
                 .filter_expression(
-                    "begins_with(#sk, :g) AND contains(#pk, :wallet) AND attribute_not_exists(#opk)",
+                    "contains(#pk, :wallet) AND ((begins_with(#sk, :g) AND attribute_not_exists(#opk)) \
+                     OR (#sk = :head AND attribute_not_exists(#spk)))",
                 )
                 .expression_attribute_names("#pk", layout::PK)
                 .expression_attribute_names("#sk", layout::SK)
                 .expression_attribute_names("#opk", layout::OUTBOX_PK)
+                .expression_attribute_names("#spk", layout::SUBS_PK)
                 .expression_attribute_values(":g", s("G#"))
+                .expression_attribute_values(":head", s(super::wallets::HEAD_SK))
                 .expression_attribute_values(":wallet", s("#WALLET#"))
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await
                 .map_err(|e| sdk_err("Scan", e))?;
             for item in page.items() {
-                if self.index_grant(item).await? {
+                if get_s(item, layout::SK) == Some(super::wallets::HEAD_SK) {
+                    if self.list_wallet(item).await? {
+                        report.wallets_listed += 1;
+                    }
+                } else if self.index_grant(item).await? {
                     report.grants_indexed += 1;
                 }
             }
@@ -91,6 +104,31 @@ impl DynamoStore {
         });
         self.conditional_transact("giving a grant its due keys", any_condition_failed, || {
             Ok(vec![self.tx_update(pk.to_owned(), sk, &u)?])
+        })
+        .await
+    }
+
+    /// Puts one wallet head in its tenant's listing; `true` if this run did.
+    async fn list_wallet(&self, item: &Item) -> StoreResult<bool> {
+        let Some(pk) = get_s(item, layout::PK) else {
+            return Ok(false);
+        };
+        let (tenant, wallet) = super::wallets::wallet_of_pk(pk)?;
+        let mut u = Update::new();
+        super::wallet_views::listed(&mut u, &tenant, &wallet);
+        u.condition(|x| {
+            format!(
+                "attribute_exists({}) AND attribute_not_exists({})",
+                x.name(layout::PK),
+                x.name(layout::SUBS_PK)
+            )
+        });
+        self.conditional_transact("listing a wallet", any_condition_failed, || {
+            Ok(vec![self.tx_update(
+                pk.to_owned(),
+                super::wallets::HEAD_SK,
+                &u,
+            )?])
         })
         .await
     }

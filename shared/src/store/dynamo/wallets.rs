@@ -45,6 +45,21 @@ pub(super) fn wallet_pk(tenant: &TenantId, wallet: &Subscriber) -> String {
     format!("T#{tenant}#WALLET#{}#{}", wallet.kind(), wallet.id())
 }
 
+/// The tenant and wallet of a wallet partition's key (the inverse of [`wallet_pk`]).
+pub(super) fn wallet_of_pk(pk: &str) -> StoreResult<(TenantId, Subscriber)> {
+    let corrupt = || StoreError::Corrupt(format!("wallet partition key {pk:?}"));
+    let (tenant, rest) = pk
+        .strip_prefix("T#")
+        .and_then(|r| r.split_once("#WALLET#"))
+        .ok_or_else(corrupt)?;
+    let (kind, id) = rest.split_once('#').ok_or_else(corrupt)?;
+    let tenant = TenantId::parse(tenant).map_err(|_| corrupt())?;
+    let wallet = format!("{kind}/{id}")
+        .parse::<Subscriber>()
+        .map_err(|_| corrupt())?;
+    Ok((tenant, wallet))
+}
+
 pub(super) fn grant_sk(id: &GrantId) -> String {
     format!("{GRANT_PREFIX}{id}")
 }
