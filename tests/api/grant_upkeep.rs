@@ -43,6 +43,28 @@ async fn the_aggregation_records_an_expiry_once_then_prunes_the_grant() {
     )
     .await
     .assert_ok("purchase");
+    // $15 available, above a $12 level; the promo's expiry takes it to $10, below.
+    app.put(
+        &format!("{ALICE}/settings"),
+        json!({"low_balance_usd": "12"}),
+    )
+    .await
+    .assert_ok("level");
+    let low_alarms = || async {
+        app.get("/api/subscription/alerts/alice?limit=50")
+            .await
+            .body["data"]["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| {
+                a["key"]
+                    .as_str()
+                    .is_some_and(|k| k.starts_with("wallet.low_balance#"))
+            })
+            .count()
+    };
+    assert_eq!(low_alarms().await, 0);
 
     // Before the expiry: nothing to record.
     let r = pass(&app, clock.now()).await;
@@ -54,6 +76,8 @@ async fn the_aggregation_records_an_expiry_once_then_prunes_the_grant() {
     let (a, b) = tokio::join!(pass(&app, clock.now()), pass(&app, clock.now()));
     assert_eq!(a.grants_expired + b.grants_expired, 1);
     assert_eq!(pass(&app, clock.now()).await.grants_expired, 0);
+    // The pass that recorded it raised the alarm the expiry caused, once.
+    assert_eq!(low_alarms().await, 1);
     let w = app.get(ALICE).await.body["data"].clone();
     let g = grant(&w, "spring-promo").unwrap();
     assert_eq!(

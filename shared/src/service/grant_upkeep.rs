@@ -68,6 +68,12 @@ impl Meter {
                         tracing::info!(tenant = %tenant, wallet = %wallet, grant = %g.id,
                             expired_usd = %g.remaining_usd, "grant expiry recorded");
                         g = with_expiry_recorded(&g);
+                        // The expiry lowered the balance at its instant: a level it crossed
+                        // raises its alarm now, within the pass that records it.
+                        if let Err(e) = self.observe_wallet_of(tenant, wallet).await {
+                            tracing::warn!(error = %e, wallet = %wallet,
+                                "could not observe the wallet after recording an expiry");
+                        }
                     }
                     ok
                 }
