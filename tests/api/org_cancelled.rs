@@ -94,3 +94,51 @@ async fn a_cancelled_orgs_pending_adjustments_are_billed_once() {
     pass(&app, &clock, "2026-07-01T00:20:00Z").await;
     assert_eq!(org_invoices(&app).await.len(), 2);
 }
+
+/// An org cancelled at once: the calls of the period it was cancelled in (counted on its
+/// pooled counter before the cancellation) are invoiced once after that period, without
+/// a base, with no adjustment pending.
+#[tokio::test]
+async fn a_cancelled_orgs_last_period_usage_is_billed_once() {
+    let clock = TestClock::at("2026-03-10T12:00:00Z");
+    let app = TestApp::spawn_at(&clock).await;
+    app.put(
+        &format!("{P}/org/acme/subscription"),
+        json!({"plan": "pro"}),
+    )
+    .await
+    .assert_ok("org subscription");
+    pass(&app, &clock, "2026-04-01T00:20:00Z").await;
+    assert_eq!(org_invoices(&app).await.len(), 1, "March");
+
+    clock.set("2026-04-02T09:00:00Z".parse().unwrap());
+    let r = app.usage(event("c3", "ann", "2026-04-02T09:00:00Z")).await;
+    r.assert_ok("april call");
+    let cost = amount(&r.body["data"]["events"][0]["cost_usd"]);
+    assert!(cost > Decimal::ZERO);
+    clock.set("2026-04-05T09:00:00Z".parse().unwrap());
+    app.put(
+        &format!("{P}/org/acme/subscription"),
+        json!({"plan": "pro", "status": "cancelled"}),
+    )
+    .await
+    .assert_ok("cancel");
+
+    pass(&app, &clock, "2026-04-20T00:00:00Z").await;
+    assert_eq!(org_invoices(&app).await.len(), 1, "April has not ended");
+    // Two racing passes: one invoice.
+    tokio::join!(
+        pass(&app, &clock, "2026-05-01T00:20:00Z"),
+        pass(&app, &clock, "2026-05-01T00:20:00Z")
+    );
+    let invoices = org_invoices(&app).await;
+    assert_eq!(invoices.len(), 2, "{invoices:?}");
+    let april = &invoices[1];
+    assert_eq!(april["period"]["start"], "2026-04-01T00:00:00Z");
+    assert_eq!(amount(&april["base_usd"]), Decimal::ZERO, "{april}");
+    assert_eq!(amount(&april["usage_usd"]), cost, "{april}");
+    assert_eq!(amount(&april["adjustments_usd"]), Decimal::ZERO, "{april}");
+
+    pass(&app, &clock, "2026-06-01T00:20:00Z").await;
+    assert_eq!(org_invoices(&app).await.len(), 2, "once");
+}

@@ -3,7 +3,8 @@
 //! whose subscription is cancelled has no next period to close, so, as for a user without
 //! a subscription, the **last ended period** of its schedule carries them, when it is not
 //! invoiced yet: one invoice without a base, billing that period's pooled usage (not
-//! billed by anyone else: the org was cancelled) and the adjustments, its prepaid credit
+//! billed by anyone else: the org was cancelled — also when no adjustment is pending,
+//! e.g. the calls of the period it was cancelled in at once) and the adjustments, its prepaid credit
 //! as any org invoice's (the late draws included, `org_late_draws`). The close is the
 //! org close's write (the invoice once per period, the subscription's version and the
 //! billing state as read), so racing passes bill them once; it moves the org's
@@ -27,8 +28,8 @@ fn period_err(e: crate::periods::PeriodError) -> Error {
 }
 
 impl Meter {
-    /// Invoices a cancelled org's pending adjustments on its last ended period (see the
-    /// module); nothing when none are pending or that period is invoiced already.
+    /// Invoices a cancelled org's last ended period — its pooled usage and the pending
+    /// adjustments (see the module); nothing when it has neither or is invoiced already.
     pub(super) async fn close_cancelled_org(
         &self,
         org: &OrgRef,
@@ -46,7 +47,16 @@ impl Meter {
                 .store
                 .org_billing_state(&org.tenant, &org.org, period.start)
                 .await?;
-            if state.adjustments.is_empty() || state.billed_to.is_some_and(|b| period.start < b) {
+            // Pooled usage of the period (the calls made before the cancellation) or
+            // pending adjustments: billed once; neither: nothing to invoice.
+            let used = state
+                .usage
+                .by_provider
+                .values()
+                .any(|p| p.recorded.calls > 0);
+            if (!used && state.adjustments.is_empty())
+                || state.billed_to.is_some_and(|b| period.start < b)
+            {
                 return Ok(());
             }
             let plans = self.plans(&org.tenant).await?;
