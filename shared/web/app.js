@@ -596,12 +596,14 @@
       api("/billing/" + u),
       api("/user/" + u + "/subscription"),
     ]).then(function (res) {
-      // A prepaid user's wallet (issue 19): its grants are read only for such a user.
-      var d0 = res[0];
-      if (d0.wallet && d0.wallet.payment === "prepaid") {
-        return api("/wallet/user/" + u).then(function (w) { res.push(w); return res; });
-      }
-      return res;
+      // The user's wallet (issue 19, §14): shown for a prepaid plan, and for a postpaid
+      // one when it holds or held grants (credit that reduces the invoices).
+      return api("/wallet/user/" + u).then(function (w) {
+        var d0 = res[0];
+        var prepaid = !!(d0.wallet && d0.wallet.payment === "prepaid");
+        if (prepaid || w.grants.length) { w.prepaid = prepaid; res.push(w); }
+        return res;
+      });
     }).then(function (res) {
       if (!r.current()) { return; }
       status("");
@@ -887,7 +889,7 @@
           (g.expired_usd !== null && g.expired_usd !== undefined ? " (" + F.money(g.expired_usd, locale) + " expired)" : "") })));
     });
     return h("section", { class: "panel", id: "wallet", "aria-labelledby": "wallet-title" },
-      h("h2", { id: "wallet-title", text: "Prepaid credit" }),
+      h("h2", { id: "wallet-title", text: w.prepaid === false ? "Credit" : "Prepaid credit" }),
       h("div", { class: "cards" },
         card("Balance", moneyEl("div", w.balance_usd, { class: "value", id: "wallet-balance" })),
         card("Held", moneyEl("div", w.held_usd, { class: "value", id: "wallet-held" }),

@@ -497,6 +497,23 @@ def test_a_postpaid_users_page_has_no_wallet_panel(server, browser, alice_token)
     assert browser.find_elements(By.ID, "wallet") == []
 
 
+def test_a_postpaid_user_with_credit_sees_it_on_their_page(server, browser):
+    # Granted here (after the tenant's wallet lists are checked): bob is on the postpaid
+    # basic plan; a promo reduces his invoices, and his page shows it (§14: their wallet).
+    server.api.ok("PUT", "/wallet/user/bob/grants/welcome", server.admin_key,
+                  {"amount_usd": "5", "kind": "promo"})
+    token = server.api.ok("POST", "/tokens", server.service_key, {"user_id": "bob"})["token"]
+    browser.get(server.base + "/#token=" + quote(token))
+    wait(browser, "#wallet")
+    w = server.api.ok("GET", "/wallet/user/bob", token)
+    assert browser.find_element(By.ID, "wallet-title").text == "Credit"
+    assert browser.find_element(By.ID, "wallet-balance").text == money(w["balance_usd"])
+    assert browser.find_element(By.ID, "wallet-available").text.startswith(money(w["available_usd"]))
+    rows = browser.find_elements(By.CSS_SELECTOR, "#wallet-grants tbody tr")
+    assert [r.get_attribute("data-grant") for r in rows] == [g["grant_id"] for g in w["grants"]] == ["welcome"]
+    assert console_errors(browser) == []
+
+
 # ---------------------------------------------------------------------------------------
 # An organisation's page through an org token (SPEC §14)
 
