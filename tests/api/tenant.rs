@@ -4,7 +4,14 @@ use chrono::Duration;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
+use meter_core::testing::TestClock;
 use meter_tests::TestApp;
+
+/// A clock in the middle of a period, so that "a minute ago" and every read after it
+/// fall in the same period whatever the hour the suite runs at.
+fn mid_period() -> TestClock {
+    TestClock::at("2026-11-15T12:00:00Z")
+}
 
 const P: &str = "/api/subscription";
 
@@ -23,7 +30,7 @@ async fn calls(app: &TestApp, user: &str, n: usize, model: &str) {
 
 #[tokio::test]
 async fn admin_users_pages_the_tenant_with_plan_status_and_this_periods_usage() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_at(&mid_period()).await;
     calls(&app, "cyd", 85, "gemini-2.5-flash").await;
     calls(&app, "abe", 2, "gemini-2.5-flash").await;
     calls(&app, "abe", 1, "gemini-unknown-model").await;
@@ -91,7 +98,7 @@ async fn admin_users_pages_the_tenant_with_plan_status_and_this_periods_usage() 
 
 #[tokio::test]
 async fn admin_alerts_are_the_tenants_newest_across_users() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_at(&mid_period()).await;
     calls(&app, "dee", 80, "gemini-2.5-flash").await;
     calls(&app, "eve", 90, "gemini-2.5-flash").await;
     let r = app
@@ -127,7 +134,7 @@ async fn admin_alerts_are_the_tenants_newest_across_users() {
 
 #[tokio::test]
 async fn admin_reads_need_an_admin_key_and_valid_parameters() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_at(&mid_period()).await;
     for path in ["/admin/users", "/admin/alerts"] {
         let r = app.get(&format!("{P}{path}")).await;
         assert_eq!(

@@ -6,7 +6,14 @@ use chrono::Duration;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
+use meter_core::testing::TestClock;
 use meter_tests::TestApp;
+
+/// A clock in the middle of a period, so that "a minute ago" and every read after it
+/// fall in the same period whatever the hour the suite runs at.
+fn mid_period() -> TestClock {
+    TestClock::at("2026-11-15T12:00:00Z")
+}
 
 const P: &str = "/api/subscription";
 
@@ -34,7 +41,7 @@ fn dec(v: &Value) -> Decimal {
 
 #[tokio::test]
 async fn admin_orgs_pages_subscribed_and_active_orgs_with_their_pooled_usage() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_at(&mid_period()).await;
     let admin = app.admin_key.clone();
     for org in ["acme", "zeta"] {
         let r = app
@@ -101,7 +108,7 @@ async fn admin_orgs_pages_subscribed_and_active_orgs_with_their_pooled_usage() {
 
 #[tokio::test]
 async fn admin_orgs_is_for_admins_and_refuses_bad_paging() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_at(&mid_period()).await;
     let admin = app.admin_key.clone();
     let r = app.get(&format!("{P}/admin/orgs")).await;
     assert_eq!(r.status, 403, "{}", r.body);
