@@ -7,6 +7,7 @@
 
 mod accounts;
 mod alerts;
+mod batch_definitions;
 mod billing;
 mod budgets;
 mod check_view;
@@ -98,6 +99,10 @@ macro_rules! conformance {
         // Issue 18: the check's one read.
         conformance!(@module check_view $factory;
             the_check_view_reads_the_named_scopes_budgets_and_the_picked_counters,
+        );
+        // Issue 18: an event batch's read of the definitions of several calls.
+        conformance!(@module batch_definitions $factory;
+            the_definitions_of_several_calls_are_read_at_once,
         );
         // Issue 18: scopes named on events.
         conformance!(@module scopes $factory;

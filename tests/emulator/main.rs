@@ -4,6 +4,7 @@
 
 mod alert_resolved;
 mod batch_requests;
+mod batch_scopes;
 mod budgets;
 mod credits;
 mod enforcement;

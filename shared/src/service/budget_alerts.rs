@@ -81,6 +81,20 @@ impl DueBudgetAlerts {
     }
 }
 
+impl DueBudgetAlerts {
+    /// The counters of `period` budgets on the user's own scope (issue 18: ingest takes
+    /// their usage from the state it reads after the write, `service::ingest_view`).
+    pub fn user_period_counters(&self) -> Vec<CounterKey> {
+        self.0
+            .keys()
+            .map(|(_, c)| c.clone())
+            .filter(is_user_period_counter)
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect()
+    }
+}
+
 impl Meter {
     /// The budget windows `events` (one user's) call to evaluate.
     pub(super) async fn budget_alerts_due(

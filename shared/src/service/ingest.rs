@@ -128,28 +128,19 @@ impl Meter {
         // first such call, per user, is read again after the write for the alerts.
         let mut view_call = BTreeMap::new();
         for (user, indices) in &by_user {
-            let calls = self.ingest_calls(tenant, user, &inputs, indices)?;
-            let limits = match calls.first() {
-                Some(call) => {
-                    view_call.insert(user.clone(), call.clone());
-                    self.read_ingest_views(tenant, &calls, now, &mut org_plans, &mut listed)
-                        .await?
-                }
-                None => {
-                    let limits = self
-                        .store
-                        .get_user_limits(tenant, user, &|s| super::period_start_at(s, now))
-                        .await?;
-                    if limits.user_budgets {
-                        self.note_own_budgets(tenant, user, true);
-                        view_call.insert(
-                            user.clone(),
-                            crate::budgets::CallScopes::user_only(user.clone()),
-                        );
-                    }
-                    limits
-                }
-            };
+            // Issue 18 (§12): one read before the write (service::ingest_view).
+            let limits = self
+                .read_before_write(
+                    tenant,
+                    user,
+                    &inputs,
+                    indices,
+                    now,
+                    &mut org_plans,
+                    &mut listed,
+                    &mut view_call,
+                )
+                .await?;
             let sub = limits.subscription;
             // Issue 19: prepaid plans draw from a wallet (service::org_wallets).
             if self.tenant_sells_prepaid(tenant).await? {

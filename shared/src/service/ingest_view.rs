@@ -9,14 +9,15 @@
 //! writers included: alerts stay exact under concurrency). The org member directory is noted in
 //! the events' own write where the store can (`OrgMembersStore::notes_members_when_recording`).
 //!
-//! A user whose events name no org reads the same way when this process knows that
-//! user's own scope holds budgets (`Meter::has_own_budgets`, service::check_view); one
-//! found with budgets by the state read is read that way after the write.
-//!
-//! Events of one user that name several orgs, or several teams of an org, read once per
-//! such call before the write.
+//! A user whose events name no org reads the definitions of the user's own scope with the
+//! state unless this process saw that user without budgets (then the state alone; one
+//! found with budgets by it has them listed apart, once). Events of one user that name
+//! several orgs, or several teams of an org, read all their definitions in that one
+//! request (`CheckViewStore::read_definitions`: on DynamoDB one more per 100 keys).
 //!
 //! [`CheckViewStore::read_view_part`]: crate::store::CheckViewStore::read_view_part
+
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
@@ -25,7 +26,7 @@ use super::enforce::ListedBudgets;
 use super::ingest::NewEvent;
 use super::orgs::{OrgPlan, OrgPlans};
 use super::{period_start_at, Error, Meter, Result};
-use crate::budgets::CallScopes;
+use crate::budgets::{CallScopes, CounterKey};
 use crate::domain::{Subscription, TenantId, UsageEvent, UserId};
 use crate::store::{UserUsage, ViewPart};
 
@@ -55,57 +56,74 @@ pub(super) fn org_calls(inputs: &[NewEvent], indices: &[usize]) -> Result<Vec<Ca
 }
 
 impl Meter {
-    /// The calls to read the view of before one user's write: the org calls
-    /// ([`org_calls`]), or, when no event names an org and this process saw the user's
-    /// own scope holding budgets (service::check_view), the user's own scope.
-    pub(super) fn ingest_calls(
+    /// Whether this process saw `user`'s own scope without budgets (within
+    /// [`BUDGET_USERS_TTL`](super::BUDGET_USERS_TTL)): its batches naming no org read the
+    /// state alone.
+    fn knows_without_own_budgets(&self, tenant: &TenantId, user: &UserId) -> bool {
+        self.budget_users
+            .get(&(tenant.clone(), user.clone()))
+            .is_some_and(|has| !*has)
+    }
+
+    /// The read before one user's write (SPEC §12: one request on DynamoDB). The user's
+    /// state, picked at `now` as `get_user_limits` does, with the definitions of every
+    /// call the events make ([`org_calls`]: the org's subscription into `org_plans`, each
+    /// named scope's budgets into `listed`) or, when they name no org, of the user's own
+    /// scope; only the state when this process saw the user without budgets of their own
+    /// (a budget put since, found by the state's flag, is then listed apart). Notes in
+    /// `view_call` the call to read after the write for the alerts.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn read_before_write(
         &self,
         tenant: &TenantId,
         user: &UserId,
         inputs: &[NewEvent],
         indices: &[usize],
-    ) -> Result<Vec<CallScopes>> {
-        let calls = org_calls(inputs, indices)?;
-        if calls.is_empty() && self.has_own_budgets(tenant, user) {
-            return Ok(vec![CallScopes::user_only(user.clone())]);
-        }
-        Ok(calls)
-    }
-
-    /// The read before one user's write when the events name an org: per call one view
-    /// (the user's state, picked at `now` as `get_user_limits` does; the org's
-    /// subscription into `org_plans`; each named scope's budgets into `listed`).
-    pub(super) async fn read_ingest_views(
-        &self,
-        tenant: &TenantId,
-        calls: &[CallScopes],
         now: DateTime<Utc>,
         org_plans: &mut OrgPlans,
         listed: &mut ListedBudgets,
+        view_call: &mut BTreeMap<UserId, CallScopes>,
     ) -> Result<UserUsage> {
-        let mut user = None;
-        for call in calls {
-            let view = self
+        let calls = org_calls(inputs, indices)?;
+        view_call.insert(
+            user.clone(),
+            calls
+                .first()
+                .cloned()
+                .unwrap_or_else(|| CallScopes::user_only(user.clone())),
+        );
+        if calls.is_empty() && self.knows_without_own_budgets(tenant, user) {
+            let limits = self
                 .store
-                .read_view_part(tenant, call, ViewPart::Definitions, &|s| {
-                    period_start_at(s, now)
-                })
+                .get_user_limits(tenant, user, &|s| period_start_at(s, now))
                 .await?;
-            if let Some(org) = call.org() {
-                if !org_plans.contains_key(org) {
-                    let plan = match view.org_subscription {
-                        Some(s) if s.status.is_active() => Some(OrgPlan {
-                            plan: self.plan_of(tenant, Some(&s)).await?,
-                            subscription: s,
-                        }),
-                        _ => None,
-                    };
-                    org_plans.insert(org.clone(), plan);
-                }
+            if limits.user_budgets {
+                self.note_own_budgets(tenant, user, true);
             }
+            return Ok(limits);
+        }
+        let defs = self
+            .store
+            .read_definitions(tenant, user, &calls, &|s| period_start_at(s, now))
+            .await?;
+        for (org, sub) in defs.org_subscriptions {
+            if org_plans.contains_key(&org) {
+                continue;
+            }
+            let plan = match sub {
+                Some(s) if s.status.is_active() => Some(OrgPlan {
+                    plan: self.plan_of(tenant, Some(&s)).await?,
+                    subscription: s,
+                }),
+                _ => None,
+            };
+            org_plans.insert(org, plan);
+        }
+        let own = CallScopes::user_only(user.clone());
+        for call in calls.iter().chain(std::iter::once(&own)) {
             for scope in call.scopes() {
                 if let std::collections::btree_map::Entry::Vacant(slot) = listed.entry(scope) {
-                    let of_scope = view
+                    let of_scope = defs
                         .budgets
                         .iter()
                         .filter(|b| &b.scope == slot.key())
@@ -114,15 +132,9 @@ impl Meter {
                     slot.insert(of_scope);
                 }
             }
-            if call.org().is_none() {
-                self.note_own_budgets(tenant, call.user(), view.user.user_budgets);
-            }
-            user.get_or_insert(view.user);
         }
-        user.ok_or_else(|| {
-            tracing::error!("an ingest view read without a call");
-            Error::Internal
-        })
+        self.note_own_budgets(tenant, user, defs.user.user_budgets);
+        Ok(defs.user)
     }
 
     /// The budget alerts after one user's write (events naming an org, or a user with
@@ -167,12 +179,17 @@ impl Meter {
                 return None;
             }
         };
-        // (A `period` budget on the user's own scope counts on the plan usage: read apart,
-        // as before.)
-        if let Err(e) = self
-            .raise_due_budget_alerts(tenant, due, view.counters)
-            .await
-        {
+        // A `period` budget on the user's own scope counts on the plan usage: the state
+        // just read holds it for its period.
+        let mut known = view.counters;
+        for c in due.user_period_counters() {
+            if let CounterKey::Scope { window_start, .. } = &c {
+                if view.user.period_start == Some(*window_start) {
+                    known.insert(c, view.user.usage.clone());
+                }
+            }
+        }
+        if let Err(e) = self.raise_due_budget_alerts(tenant, due, known).await {
             tracing::warn!(error = %e, user = %call.user(), "could not evaluate budget alerts after ingest");
         }
         plan_period.map(|p| (p, view.user))

@@ -201,8 +201,9 @@ pub struct Meter {
     catalogs: TtlCache<Option<TenantId>, Catalog>,
     token_keys: TtlCache<TenantId, crate::tokens::TokenKeys>,
     gates: UserGates,
-    /// Issue 18: users seen with budgets of their own (service::check_view).
-    budget_users: TtlCache<(TenantId, UserId), ()>,
+    /// Issue 18: users seen with (true) or without budgets of their own
+    /// (service::check_view, service::ingest_view).
+    budget_users: TtlCache<(TenantId, UserId), bool>,
 }
 
 impl Meter {

@@ -15,7 +15,7 @@ use async_trait::async_trait;
 
 use super::{CreditState, PeriodPicker, StoreResult, UserUsage};
 use crate::budgets::{Budget, CallScopes, CounterKey};
-use crate::domain::{Subscription, TenantId};
+use crate::domain::{OrgId, Subscription, TenantId, UserId};
 use crate::usage::PeriodUsage;
 
 /// Names the counters a check needs from what it read: the user's state, the org's
@@ -54,8 +54,55 @@ pub enum ViewPart {
     Counters(Vec<CounterKey>),
 }
 
+/// What [`CheckViewStore::read_definitions`] read: the definitions part of the calls one
+/// user's events make (issue 18, SPEC §12: an event batch reads them once).
+#[derive(Debug, Clone, Default)]
+pub struct CallDefinitions {
+    /// As [`UsageStore::get_user_limits`](super::UsageStore::get_user_limits) reads it.
+    pub user: UserUsage,
+    /// Each named org's subscription (any status; `None`: it has none).
+    pub org_subscriptions: BTreeMap<OrgId, Option<Subscription>>,
+    /// The budgets on every scope the calls name, each scope once.
+    pub budgets: Vec<Budget>,
+}
+
 #[async_trait]
 pub trait CheckViewStore: Send + Sync {
+    /// [`ViewPart::Definitions`] of several calls of `user` (each naming that user; none:
+    /// the user's own scope) at once: on DynamoDB one `BatchGetItem` of the state item,
+    /// each org's subscription item and each distinct scope item (one more per 100 keys).
+    /// By default one [`CheckViewStore::read_view_part`] per call.
+    async fn read_definitions(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        calls: &[CallScopes],
+        pick: PeriodPicker<'_>,
+    ) -> StoreResult<CallDefinitions> {
+        let own = [CallScopes::user_only(user.clone())];
+        let calls = if calls.is_empty() { &own[..] } else { calls };
+        let mut out = CallDefinitions::default();
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, call) in calls.iter().enumerate() {
+            let view = self
+                .read_view_part(tenant, call, ViewPart::Definitions, pick)
+                .await?;
+            if let Some(org) = call.org() {
+                out.org_subscriptions
+                    .insert(org.clone(), view.org_subscription);
+            }
+            for b in view.budgets {
+                if call.scopes().contains(&b.scope) && seen.insert(b.id.clone()) {
+                    out.budgets.push(b);
+                }
+            }
+            if i == 0 {
+                out.user = view.user;
+            }
+        }
+        Ok(out)
+    }
+
     /// One part of [`CheckViewStore::read_check_view`] (no wallet figures): on DynamoDB
     /// one `BatchGetItem` of the state item and the part's items only. By default the
     /// whole view, the counters of [`ViewPart::Counters`] included.

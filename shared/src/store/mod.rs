@@ -44,7 +44,7 @@ mod wallets;
 pub use budget_alerts::{BudgetAlertStore, DeniedLimit};
 pub use budget_counters::{BudgetCounterStore, COUNTER_GRACE};
 pub use budgets::{BudgetPut, BudgetStore, MAX_BUDGETS_PER_SCOPE};
-pub use check_view::{CheckView, CheckViewStore, CounterPicker, ViewPart};
+pub use check_view::{CallDefinitions, CheckView, CheckViewStore, CounterPicker, ViewPart};
 pub use dashboard::{DashboardReads, DashboardStore, PeriodsPicker};
 pub use directory::{DirectoryStore, TenantUser};
 pub use grant_upkeep::{

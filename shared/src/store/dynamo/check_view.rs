@@ -47,6 +47,17 @@ impl CheckViewStore for DynamoStore {
         self.read_part(tenant, call, part, pick).await
     }
 
+    async fn read_definitions(
+        &self,
+        tenant: &TenantId,
+        user: &crate::domain::UserId,
+        calls: &[CallScopes],
+        pick: PeriodPicker<'_>,
+    ) -> StoreResult<crate::store::CallDefinitions> {
+        // Issue 18: all of a user's calls in one read (store/dynamo/batch_definitions.rs).
+        self.read_batch_definitions(tenant, user, calls, pick).await
+    }
+
     async fn read_check_view(
         &self,
         tenant: &TenantId,

@@ -21,6 +21,7 @@
 use aws_sdk_dynamodb::Client;
 
 mod alerts;
+mod batch_definitions;
 mod billing;
 mod budget_alerts;
 mod budget_counters;
