@@ -27,6 +27,7 @@ mod orgs;
 mod prepaid;
 mod privacy;
 mod reads;
+mod repriced_budget_alerts;
 mod repricing;
 mod review;
 mod scopes;

@@ -19,6 +19,7 @@ mod org_repricing;
 mod orgs;
 mod prepaid;
 mod prepaid_batches;
+mod repriced_budget_alerts;
 mod repricing;
 mod state_size;
 mod tenant_orgs;

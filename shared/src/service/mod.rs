@@ -48,6 +48,7 @@ pub mod prepaid;
 pub mod privacy;
 pub mod reads;
 // Issue 19: unpriced events draw from their payer's wallet once re-priced.
+mod repriced_alerts;
 mod repricing;
 pub mod subscriptions;
 pub mod tenant;

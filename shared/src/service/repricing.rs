@@ -68,28 +68,31 @@ impl Meter {
         } else {
             None
         };
-        let Some(wallet) = payer else {
-            return Ok(match writes.is_empty() {
-                true => {
-                    self.store
-                        .price_event(tenant, &e.event_id, cost, version)
-                        .await?
-                }
-                false => {
-                    self.store
-                        .price_event_counted(tenant, &e.event_id, cost, version, None, &writes)
-                        .await?
-                }
-            });
+        let priced = match &payer {
+            None if writes.is_empty() => {
+                self.store
+                    .price_event(tenant, &e.event_id, cost, version)
+                    .await?
+            }
+            None => {
+                self.store
+                    .price_event_counted(tenant, &e.event_id, cost, version, None, &writes)
+                    .await?
+            }
+            Some(wallet) => {
+                // The ingest's gate too: a pass and the user's traffic draw one at a time.
+                let _gate = self.gate(tenant, &e.user).await;
+                self.store
+                    .price_event_counted(tenant, &e.event_id, cost, version, Some(wallet), &writes)
+                    .await?
+            }
         };
-        let priced = {
-            // The ingest's gate too: a pass and the user's traffic draw one at a time.
-            let _gate = self.gate(tenant, &e.user).await;
-            self.store
-                .price_event_counted(tenant, &e.event_id, cost, version, Some(&wallet), &writes)
-                .await?
-        };
-        if priced && cost > Decimal::ZERO {
+        // Issue 18: the budget thresholds the cost crossed (service::repriced_alerts).
+        if priced && !writes.is_empty() {
+            self.alert_repriced_budgets(e, cost, sub.as_ref(), &mut org_plans, &mut listed)
+                .await;
+        }
+        if let Some(wallet) = payer.filter(|_| priced && cost > Decimal::ZERO) {
             if let Err(err) = self.observe_wallet_of(tenant, &wallet).await {
                 tracing::warn!(error = %err, wallet = %wallet, "could not observe the wallet after pricing an event");
             }
