@@ -20,6 +20,7 @@ mod org_alerts;
 mod org_cancelled;
 mod org_late;
 mod org_late_draws;
+mod org_alert_namesake;
 mod org_repricing;
 mod org_tokens;
 mod org_wallets;

@@ -15,6 +15,7 @@ mod migrate_budgets;
 mod migrate_grants;
 mod migrate_org_billed;
 mod org_late_draws;
+mod org_alert_namesake;
 mod org_repricing;
 mod orgs;
 mod prepaid;
