@@ -18,10 +18,10 @@ use tower::ServiceExt as _;
 
 /// Issue 19: the wallet-alarms-after-a-hold story, run on both stores.
 pub mod hold_alarms;
-/// Issue 18: the re-priced-org-event story, run on both stores.
-pub mod org_repricing;
 /// Issue 18: the org-alerts-out-of-a-namesake-user's-list story, run on both stores.
 pub mod org_alert_namesake;
+/// Issue 18: the re-priced-org-event story, run on both stores.
+pub mod org_repricing;
 /// Issue 18: the budget-alerts-of-a-re-priced-cost story, run on both stores.
 pub mod repriced_budget_alerts;
 /// Issue 19: the unpriced-events-draw-once-re-priced story, run on both stores.

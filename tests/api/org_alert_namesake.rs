@@ -4,6 +4,5 @@
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_orgs_alerts_stay_out_of_its_namesake_users_list() {
-    meter_tests::org_alert_namesake::an_orgs_alerts_stay_out_of_its_namesake_users_list(None)
-        .await;
+    meter_tests::org_alert_namesake::an_orgs_alerts_stay_out_of_its_namesake_users_list(None).await;
 }
