@@ -217,3 +217,29 @@ async fn the_first_batch_in_a_process_of_a_user_with_budgets_is_one_write_and_tw
     eprintln!("event batch of a user seen without budgets: {plain:?}");
     assert_eq!(plain.get("BatchGetItem"), None, "{plain:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_naming_more_orgs_than_one_read_holds_reads_once_more_per_100_keys() {
+    let clock = TestClock::at("2026-03-10T12:00:00Z");
+    let (app, counter) = setup_at(&clock).await;
+    app.usage(json!({"events": [event("w1", "zed", "o0", "red")]}))
+        .await
+        .assert_ok("warm");
+    // 40 orgs with a team each: the state, 40 subscription items and 81 scope items
+    // (the user's own, 40 orgs, 40 teams) = 122 keys before the write.
+    let events: Vec<Value> = (0..40)
+        .map(|i| event(&format!("m{i}"), "ann", &format!("o{i}"), "red"))
+        .collect();
+    counter.take();
+    let r = app.usage(json!({ "events": events })).await;
+    r.assert_ok("ingest");
+    assert_eq!(r.body["data"]["recorded"], 40, "{}", r.body);
+    let ingest = counter.take();
+    eprintln!("event batch of 40 events naming 40 orgs with a team each: {ingest:?}");
+    assert_eq!(
+        ingest.get("BatchGetItem"),
+        Some(&3),
+        "2 before the write (122 keys), 1 after it: {ingest:?}"
+    );
+    assert_eq!(ingest.get("GetItem"), None, "{ingest:?}");
+}
