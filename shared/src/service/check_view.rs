@@ -76,13 +76,18 @@ impl Meter {
     pub(super) fn has_own_budgets(&self, tenant: &TenantId, user: &UserId) -> bool {
         self.budget_users
             .get(&(tenant.clone(), user.clone()))
-            .is_some_and(|has| *has)
+            .is_some()
     }
 
     /// Remembers (or forgets) that `user`'s own scope holds budgets, as just read.
     pub(super) fn note_own_budgets(&self, tenant: &TenantId, user: &UserId, has: bool) {
         let key = (tenant.clone(), user.clone());
-        self.budget_users.put(key, has);
+        match has {
+            true => {
+                self.budget_users.put(key, ());
+            }
+            false => self.budget_users.forget(&key),
+        }
     }
 
     /// The view of `call` at `now`, in one store read.
@@ -121,9 +126,9 @@ impl Meter {
             let (usage, credit) = self
                 .check_read(tenant, &req.user, &|sub| period_start_at(sub, now))
                 .await?;
-            // Issue 18: with or without (an event batch of a user seen without budgets
-            // reads the state alone, service::ingest_view).
-            self.note_own_budgets(tenant, &req.user, usage.user_budgets);
+            if usage.user_budgets {
+                self.note_own_budgets(tenant, &req.user, true);
+            }
             return Ok((usage, credit, None, None));
         }
         let call = super::enforce::call_scopes(req)?;

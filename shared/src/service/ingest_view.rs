@@ -56,13 +56,27 @@ pub(super) fn org_calls(inputs: &[NewEvent], indices: &[usize]) -> Result<Vec<Ca
 }
 
 impl Meter {
-    /// Whether this process saw `user`'s own scope without budgets (within
-    /// [`BUDGET_USERS_TTL`](super::BUDGET_USERS_TTL)): its batches naming no org read the
-    /// state alone.
+    /// Whether an event batch of this process saw `user`'s own scope without budgets
+    /// (within [`BUDGET_USERS_TTL`](super::BUDGET_USERS_TTL)): its batches naming no org
+    /// read the state alone. Apart from the check's memory of users with budgets, so
+    /// that many users without cannot crowd those out.
     fn knows_without_own_budgets(&self, tenant: &TenantId, user: &UserId) -> bool {
-        self.budget_users
+        self.plain_users
             .get(&(tenant.clone(), user.clone()))
-            .is_some_and(|has| !*has)
+            .is_some()
+    }
+
+    /// Remembers whether `user`'s own scope holds budgets, as an event batch just read:
+    /// the check's memory (`Meter::note_own_budgets`) and this one.
+    fn note_batch_user(&self, tenant: &TenantId, user: &UserId, has: bool) {
+        self.note_own_budgets(tenant, user, has);
+        let key = (tenant.clone(), user.clone());
+        match has {
+            true => self.plain_users.forget(&key),
+            false => {
+                self.plain_users.put(key, ());
+            }
+        }
     }
 
     /// The read before one user's write (SPEC §12: one request on DynamoDB). The user's
@@ -98,7 +112,7 @@ impl Meter {
                 .get_user_limits(tenant, user, &|s| period_start_at(s, now))
                 .await?;
             if limits.user_budgets {
-                self.note_own_budgets(tenant, user, true);
+                self.note_batch_user(tenant, user, true);
             }
             return Ok(limits);
         }
@@ -133,7 +147,7 @@ impl Meter {
                 }
             }
         }
-        self.note_own_budgets(tenant, user, defs.user.user_budgets);
+        self.note_batch_user(tenant, user, defs.user.user_budgets);
         Ok(defs.user)
     }
 

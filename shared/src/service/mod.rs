@@ -47,8 +47,9 @@ pub mod outbox;
 pub mod prepaid;
 pub mod privacy;
 pub mod reads;
-// Issue 19: unpriced events draw from their payer's wallet once re-priced.
+// Issue 18: budget alerts of a re-priced cost.
 mod repriced_alerts;
+// Issue 19: unpriced events draw from their payer's wallet once re-priced.
 mod repricing;
 pub mod subscriptions;
 pub mod tenant;
@@ -202,9 +203,11 @@ pub struct Meter {
     catalogs: TtlCache<Option<TenantId>, Catalog>,
     token_keys: TtlCache<TenantId, crate::tokens::TokenKeys>,
     gates: UserGates,
-    /// Issue 18: users seen with (true) or without budgets of their own
-    /// (service::check_view, service::ingest_view).
-    budget_users: TtlCache<(TenantId, UserId), bool>,
+    /// Issue 18: users seen with budgets of their own (service::check_view).
+    budget_users: TtlCache<(TenantId, UserId), ()>,
+    /// Issue 18: users an event batch saw without budgets of their own
+    /// (service::ingest_view).
+    plain_users: TtlCache<(TenantId, UserId), ()>,
 }
 
 impl Meter {
@@ -228,6 +231,7 @@ impl Meter {
             token_keys: TtlCache::new(CACHE_TTL),
             gates: UserGates::new(256),
             budget_users: TtlCache::new(BUDGET_USERS_TTL),
+            plain_users: TtlCache::new(BUDGET_USERS_TTL),
         }
     }
 
