@@ -1,20 +1,23 @@
-//! Ingest's reads when events name an org (issue 18, SPEC §12: an event batch is one
-//! `TransactWriteItems` per ≤ 100 items plus at most 2 reads).
+//! Ingest's reads when events name orgs or budgets may apply (issue 18, SPEC §12: an event
+//! batch is one `TransactWriteItems` per ≤ 100 items plus at most 2 reads).
 //!
-//! Before the write, a part of the check's read ([`CheckViewStore::read_view_part`]) of
-//! each call a user's events make within an org gives, in one request, the user's state,
-//! the org's subscription and the budgets of every named scope: nothing else is read for
-//! the counter writes. After the write, another part gives the user's state (the plan
-//! alerts) and the counters the budget alerts judge, as they are after the write (other
-//! writers included: alerts stay exact under concurrency). The org member directory is noted in
-//! the events' own write where the store can (`OrgMembersStore::notes_members_when_recording`).
+//! Before the write, one read ([`CheckViewStore::read_definitions`]) of every call a
+//! user's events make gives the user's state, each named org's subscription and the
+//! budgets of every named scope: nothing else is read for the counter writes. After the
+//! write, a part of the check's read ([`CheckViewStore::read_view_part`]) gives the
+//! user's state (the plan alerts, and the usage a `period` budget of the user's own
+//! counts on) and the counters the budget alerts judge, as they are after the write
+//! (other writers included: alerts stay exact under concurrency). The org member
+//! directory is noted in the events' own write where the store can
+//! (`OrgMembersStore::notes_members_when_recording`).
 //!
 //! A user whose events name no org reads the definitions of the user's own scope with the
 //! state unless this process saw that user without budgets (then the state alone; one
 //! found with budgets by it has them listed apart, once). Events of one user that name
 //! several orgs, or several teams of an org, read all their definitions in that one
-//! request (`CheckViewStore::read_definitions`: on DynamoDB one more per 100 keys).
+//! request (on DynamoDB one more per 100 keys).
 //!
+//! [`CheckViewStore::read_definitions`]: crate::store::CheckViewStore::read_definitions
 //! [`CheckViewStore::read_view_part`]: crate::store::CheckViewStore::read_view_part
 
 use std::collections::BTreeMap;
