@@ -141,11 +141,21 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// A success envelope: `{"success": true, "data": …}`.
+/// A success envelope: `{"success": true, "data": …}`, serialised straight from `data`:
+/// no `serde_json::Value` tree is built and sorted in between (issue 23). Keys come in the
+/// views' field order.
 pub fn ok<T: Serialize>(data: T) -> Response {
+    #[derive(Serialize)]
+    struct Envelope<T> {
+        success: bool,
+        data: T,
+    }
     (
         StatusCode::OK,
-        axum::Json(json!({ "success": true, "data": data })),
+        axum::Json(Envelope {
+            success: true,
+            data,
+        }),
     )
         .into_response()
 }

@@ -11,11 +11,13 @@ use crate::budgets::{Budget, CallScopes, Scope};
 use crate::domain::TenantId;
 use crate::store::{CheckView, CheckViewStore, CounterPicker, PeriodPicker, StoreResult};
 
+/// The budgets on exactly `scope`, in id order (`?1` tenant, `?2` scope key).
+pub(super) const SCOPE_BUDGETS: &str =
+    "SELECT budget FROM budgets WHERE tenant = ?1 AND scope = ?2 ORDER BY id";
+
 /// The budgets on exactly `scope`, in id order.
 fn scope_budgets(c: &Connection, tenant: &TenantId, scope: &Scope) -> StoreResult<Vec<Budget>> {
-    let mut stmt = c.prepare_cached(
-        "SELECT budget FROM budgets WHERE tenant = ?1 AND scope = ?2 ORDER BY id",
-    )?;
+    let mut stmt = c.prepare_cached(SCOPE_BUDGETS)?;
     let rows = stmt.query_map(params![tenant.as_str(), scope.key()], |r| {
         r.get::<_, String>(0)
     })?;
