@@ -487,6 +487,9 @@ pub(super) fn configure_writer(conn: &Connection) -> StoreResult<()> {
         )));
     }
     conn.pragma_update(None, "synchronous", "FULL")?;
+    // Every write goes through this one connection: room for all the statements of the
+    // write paths, so that a mixed load does not evict and parse them again.
+    conn.set_prepared_statement_cache_capacity(256);
     Ok(())
 }
 
