@@ -60,7 +60,8 @@ pub enum PeriodError {
 impl Period {
     /// The period's name: its start date, `YYYY-MM-DD`.
     pub fn name(&self) -> String {
-        self.start.format("%Y-%m-%d").to_string()
+        // `NaiveDate`'s Display is `%Y-%m-%d`, written without parsing a format string.
+        self.start.date_naive().to_string()
     }
 
     /// Whether `at` lies in `[start, end)`.
