@@ -112,13 +112,20 @@ impl SqliteStore {
         schema::configure(&conn)?;
         schema::configure_writer(&conn)?;
         schema::migrate(&mut conn, schema::MIGRATIONS)?;
-        let commits = spawn_checkpointer(path)?;
-        // The checkpointer copies the WAL into the file; the writer no longer does.
-        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        // The checkpointer copies the WAL into the file, at SQLite's own threshold; the
+        // writer no longer does (the hook replaces the automatic checkpoint).
+        let checkpoint = spawn_checkpointer(path)?;
+        conn.wal_hook(Some(move |_: &mut rusqlite::hooks::Wal, pages| {
+            if pages >= CHECKPOINT_PAGES {
+                // A wake-up already pending is enough.
+                let _ = checkpoint.try_send(());
+            }
+            Ok(())
+        }))?;
         let (tx, rx) = mpsc::channel::<Box<dyn WriteJob>>();
         std::thread::Builder::new()
             .name("meter-sqlite-writer".to_owned())
-            .spawn(move || writer_loop(&conn, &rx, &commits))
+            .spawn(move || writer_loop(&conn, &rx))
             .map_err(|e| {
                 StoreError::Unavailable(format!("cannot start the SQLite writer thread: {e}"))
             })?;
@@ -301,11 +308,7 @@ where
     }
 }
 
-fn writer_loop(
-    conn: &Connection,
-    jobs: &mpsc::Receiver<Box<dyn WriteJob>>,
-    commits: &mpsc::SyncSender<()>,
-) {
+fn writer_loop(conn: &Connection, jobs: &mpsc::Receiver<Box<dyn WriteJob>>) {
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -318,17 +321,15 @@ fn writer_loop(
         for job in batch {
             job.finish(failure.as_deref());
         }
-        // Wakes the checkpointer (a wake-up already pending is enough).
-        let _ = commits.try_send(());
     }
-    // Returning drops `commits`: the checkpointer ends too.
+    // Returning drops the connection and its WAL hook: the checkpointer ends too.
 }
 
-/// How long the checkpointer lets commits gather before it checkpoints them.
-const CHECKPOINT_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
+/// WAL pages after a commit that wake the checkpointer: SQLite's automatic threshold.
+const CHECKPOINT_PAGES: std::os::raw::c_int = 1000;
 
-/// Starts the thread that checkpoints the WAL into the database file: woken by the
-/// writer after its commits, at most once per [`CHECKPOINT_PAUSE`], with a passive
+/// Starts the thread that checkpoints the WAL into the database file, woken by the
+/// writer's WAL hook once a commit leaves [`CHECKPOINT_PAGES`] in the log, with a passive
 /// checkpoint (it never blocks the writer or a reader). SQLite's automatic checkpoint
 /// ran on the committing connection: on the writer thread that every write waits for,
 /// 13 % of its time under single-event load (issue 23). Ends when the writer does.
@@ -340,8 +341,6 @@ fn spawn_checkpointer(path: &Path) -> StoreResult<mpsc::SyncSender<()>> {
         .name("meter-sqlite-checkpoint".to_owned())
         .spawn(move || {
             while woken.recv().is_ok() {
-                std::thread::sleep(CHECKPOINT_PAUSE);
-                while woken.try_recv().is_ok() {}
                 if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
                     tracing::warn!(error = %e, "SQLite WAL checkpoint failed; the next commit retries it");
                 }
