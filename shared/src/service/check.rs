@@ -173,7 +173,7 @@ impl Meter {
     }
 
     /// Decides whether the user may make the call now, optionally holding its estimate.
-    #[tracing::instrument(level = "debug", skip_all, fields(tenant = %caller.tenant, user = %req.user, reserve = req.reserve))]
+    #[tracing::instrument(skip_all, fields(tenant = %caller.tenant, user = %req.user, reserve = req.reserve))]
     pub async fn check(&self, caller: &Caller, req: CheckRequest) -> Result<CheckOutcome> {
         let now = self.now();
         let tenant = &caller.tenant;
@@ -350,7 +350,7 @@ impl Meter {
     }
 
     /// Frees a held reservation; idempotent. Another tenant's id is not found.
-    #[tracing::instrument(level = "debug", skip_all, fields(tenant = %caller.tenant))]
+    #[tracing::instrument(skip_all, fields(tenant = %caller.tenant))]
     pub async fn release(&self, caller: &Caller, id: &str) -> Result<ReleaseReport> {
         let Some(user) = Reservation::user_of_id(id) else {
             return Err(Error::NotFound("reservation"));

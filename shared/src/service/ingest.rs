@@ -99,7 +99,7 @@ impl EventResult {
 impl Meter {
     /// Records a validated batch. Every event is priced first; if any cannot be (unknown
     /// or ambiguous model, overflow), the whole batch is rejected and nothing is recorded.
-    #[tracing::instrument(level = "debug", skip_all, fields(tenant = %caller.tenant, events = inputs.len()))]
+    #[tracing::instrument(skip_all, fields(tenant = %caller.tenant, events = inputs.len()))]
     pub async fn ingest(&self, caller: &Caller, inputs: Vec<NewEvent>) -> Result<IngestReport> {
         let now = self.now();
         let tenant = &caller.tenant;
