@@ -182,6 +182,48 @@ async fn a_users_own_budget_is_found_from_the_state_item_and_gone_with_its_delet
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_first_check_of_a_user_in_a_process_is_one_request_with_or_without_budgets() {
+    let clock = TestClock::at("2026-03-10T15:30:00Z");
+    let (app, counter) = setup_at(&clock).await;
+    put_budget(
+        &app,
+        "bob-daily",
+        json!({"scope": {"kind": "user", "user_id": "bob"}, "limits": {"calls:*": 3},
+               "window": "day", "mode": "hard"}),
+    )
+    .await;
+    // Warm the caches (plans, prices) with a check of another user.
+    app.check(json!({"user_id": "zed", "provider": "gemini"}))
+        .await
+        .assert_ok("warm");
+    // Bob is new to this process: the check reads his state with his own scope (its
+    // budgets and their counters) in one request, and the budget applies at once.
+    counter.take();
+    let first = app
+        .check(json!({"user_id": "bob", "provider": "gemini"}))
+        .await;
+    first.assert_ok("bob's first check");
+    assert_eq!(
+        first.body["data"]["limited_by"]["calls:*"]["budget_id"], "bob-daily",
+        "{}",
+        first.body
+    );
+    assert_eq!(
+        counter.take(),
+        ops(&[("BatchGetItem", 1)]),
+        "bob's first check"
+    );
+    // Cy has no budget: the first check reads the same two keys, the next ones the state
+    // alone.
+    for (n, expected) in [("first", "BatchGetItem"), ("second", "GetItem")] {
+        app.check(json!({"user_id": "cy", "provider": "gemini"}))
+            .await
+            .assert_ok(n);
+        assert_eq!(counter.take(), ops(&[(expected, 1)]), "cy's {n} check");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn erasing_a_user_with_budgets_deletes_them_although_its_state_item_is_gone() {
     let clock = TestClock::at("2026-03-10T15:30:00Z");
     let (app, counter) = setup_at(&clock).await;

@@ -88,19 +88,13 @@ async fn a_prepaid_check_is_one_request_and_a_draw_one_transaction() {
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
     // The ingest's read of the user, the settled reservation's (projected) state read and
-    // the alerts' read after recording are the non-prepaid event's (the first batch of a
-    // user in a process reads the state and the user's scope item in one BatchGetItem,
-    // service::ingest_view); one wallet Query is the draw's input, the other the alarms'
+    // the alerts' read after recording are the non-prepaid event's (the state alone: the
+    // check found pam without budgets of her own, service::check_view); one wallet Query is the draw's input, the other the alarms'
     // observation after it (no alarm changes here, so no write); one transaction records,
     // settles, releases the hold and draws.
     assert_eq!(
         env.counter.take(),
-        ops(&[
-            ("BatchGetItem", 1),
-            ("GetItem", 2),
-            ("Query", 2),
-            ("TransactWriteItems", 1)
-        ]),
+        ops(&[("GetItem", 3), ("Query", 2), ("TransactWriteItems", 1)]),
         "a prepaid event settling a reservation"
     );
     let w = app.get(&format!("{P}/wallet/user/pam")).await;

@@ -4,12 +4,16 @@
 //! state, the wallet figures (tenants with prepaid plans), the org's subscription, the
 //! budgets of every named scope and their counters; the limits and the counters that
 //! apply (window starts, the org's billing period) are computed from what was read. A
-//! check naming no org reads the user's state alone, as before budgets; when the user's
-//! own scope holds budgets it reads the view too (a second request), and this process
-//! remembers that user ([`Meter::has_own_budgets`]): its next checks read the view of the
-//! user's own scope at once, state included (one request). The memory only chooses what
-//! to read: the decision is on what was read (a user whose budgets were deleted meanwhile
-//! reads two keys for nothing until it is forgotten).
+//! check naming no org reads the same view of the user's own scope (state included, one
+//! request) unless this process remembers the user without budgets of their own
+//! ([`Meter::known_own_budgets`], kept by checks and event batches): then it reads the
+//! user's state alone, as before budgets. So the first check of a user in a process reads
+//! the user's scope with the state (one request, one item more), and later ones read
+//! the state alone or the view, as the user was found. The memory only chooses what to
+//! read: the decision is on what was read. A user remembered without budgets who got one
+//! since is found by the state's flag (`user_budgets`) and read again (a second request,
+//! once); a user whose budgets were deleted reads their view once more and is then
+//! remembered without.
 //!
 //! [`CheckViewStore`]: crate::store::CheckViewStore
 
@@ -71,23 +75,18 @@ pub(super) struct ViewRead {
 }
 
 impl Meter {
-    /// Whether this process saw `user`'s own scope holding budgets (within
-    /// [`BUDGET_USERS_TTL`](super::BUDGET_USERS_TTL)).
-    pub(super) fn has_own_budgets(&self, tenant: &TenantId, user: &UserId) -> bool {
-        self.budget_users
+    /// Whether this process saw `user`'s own scope holding budgets, by a check or an
+    /// event batch (within [`BUDGET_USERS_TTL`](super::BUDGET_USERS_TTL)); `None` when it
+    /// did not see the user.
+    pub(super) fn known_own_budgets(&self, tenant: &TenantId, user: &UserId) -> Option<bool> {
+        self.own_budgets
             .get(&(tenant.clone(), user.clone()))
-            .is_some()
+            .map(|has| *has)
     }
 
-    /// Remembers (or forgets) that `user`'s own scope holds budgets, as just read.
+    /// Remembers whether `user`'s own scope holds budgets, as just read.
     pub(super) fn note_own_budgets(&self, tenant: &TenantId, user: &UserId, has: bool) {
-        let key = (tenant.clone(), user.clone());
-        match has {
-            true => {
-                self.budget_users.put(key, ());
-            }
-            false => self.budget_users.forget(&key),
-        }
+        self.own_budgets.put((tenant.clone(), user.clone()), has);
     }
 
     /// The view of `call` at `now`, in one store read.
@@ -122,7 +121,7 @@ impl Meter {
         Option<CreditState>,
         Option<ViewRead>,
     )> {
-        if req.org_id.is_none() && !self.has_own_budgets(tenant, &req.user) {
+        if req.org_id.is_none() && self.known_own_budgets(tenant, &req.user) == Some(false) {
             let (usage, credit) = self
                 .check_read(tenant, &req.user, &|sub| period_start_at(sub, now))
                 .await?;

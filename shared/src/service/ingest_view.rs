@@ -59,29 +59,6 @@ pub(super) fn org_calls(inputs: &[NewEvent], indices: &[usize]) -> Result<Vec<Ca
 }
 
 impl Meter {
-    /// Whether an event batch of this process saw `user`'s own scope without budgets
-    /// (within [`BUDGET_USERS_TTL`](super::BUDGET_USERS_TTL)): its batches naming no org
-    /// read the state alone. Apart from the check's memory of users with budgets, so
-    /// that many users without cannot crowd those out.
-    fn knows_without_own_budgets(&self, tenant: &TenantId, user: &UserId) -> bool {
-        self.plain_users
-            .get(&(tenant.clone(), user.clone()))
-            .is_some()
-    }
-
-    /// Remembers whether `user`'s own scope holds budgets, as an event batch just read:
-    /// the check's memory (`Meter::note_own_budgets`) and this one.
-    fn note_batch_user(&self, tenant: &TenantId, user: &UserId, has: bool) {
-        self.note_own_budgets(tenant, user, has);
-        let key = (tenant.clone(), user.clone());
-        match has {
-            true => self.plain_users.forget(&key),
-            false => {
-                self.plain_users.put(key, ());
-            }
-        }
-    }
-
     /// The read before one user's write (SPEC §12: one request on DynamoDB). The user's
     /// state, picked at `now` as `get_user_limits` does, with the definitions of every
     /// call the events make ([`org_calls`]: the org's subscription into `org_plans`, each
@@ -109,13 +86,13 @@ impl Meter {
                 .cloned()
                 .unwrap_or_else(|| CallScopes::user_only(user.clone())),
         );
-        if calls.is_empty() && self.knows_without_own_budgets(tenant, user) {
+        if calls.is_empty() && self.known_own_budgets(tenant, user) == Some(false) {
             let limits = self
                 .store
                 .get_user_limits(tenant, user, &|s| period_start_at(s, now))
                 .await?;
             if limits.user_budgets {
-                self.note_batch_user(tenant, user, true);
+                self.note_own_budgets(tenant, user, true);
             }
             return Ok(limits);
         }
@@ -150,7 +127,7 @@ impl Meter {
                 }
             }
         }
-        self.note_batch_user(tenant, user, defs.user.user_budgets);
+        self.note_own_budgets(tenant, user, defs.user.user_budgets);
         Ok(defs.user)
     }
 

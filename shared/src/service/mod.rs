@@ -75,9 +75,10 @@ pub const CACHE_TTL: StdDuration = StdDuration::from_secs(30);
 /// most this long.
 pub const FAILED_KEY_TTL: StdDuration = StdDuration::from_secs(5);
 
-/// How long this process remembers that a user's own scope holds budgets (issue 18,
-/// service::check_view): while it does, a check or an event batch naming no org reads the
-/// user's budgets with the state (one request). Only a cost hint: what is read decides.
+/// How long this process remembers whether a user's own scope holds budgets (issue 18,
+/// service::check_view): a check or an event batch naming no org reads the state alone
+/// for a user remembered without, and the user's budgets with the state (one request)
+/// for any other. Only a cost hint: what is read decides.
 pub const BUDGET_USERS_TTL: StdDuration = StdDuration::from_secs(3600);
 
 /// Most entries of one cache; past it, expired entries are dropped, and if that is not
@@ -203,11 +204,9 @@ pub struct Meter {
     catalogs: TtlCache<Option<TenantId>, Catalog>,
     token_keys: TtlCache<TenantId, crate::tokens::TokenKeys>,
     gates: UserGates,
-    /// Issue 18: users seen with budgets of their own (service::check_view).
-    budget_users: TtlCache<(TenantId, UserId), ()>,
-    /// Issue 18: users an event batch saw without budgets of their own
-    /// (service::ingest_view).
-    plain_users: TtlCache<(TenantId, UserId), ()>,
+    /// Issue 18: whether a user's own scope was seen holding budgets, by a check or an
+    /// event batch (service::check_view).
+    own_budgets: TtlCache<(TenantId, UserId), bool>,
 }
 
 impl Meter {
@@ -230,8 +229,7 @@ impl Meter {
             catalogs: TtlCache::new(CACHE_TTL),
             token_keys: TtlCache::new(CACHE_TTL),
             gates: UserGates::new(256),
-            budget_users: TtlCache::new(BUDGET_USERS_TTL),
-            plain_users: TtlCache::new(BUDGET_USERS_TTL),
+            own_budgets: TtlCache::new(BUDGET_USERS_TTL),
         }
     }
 
