@@ -2,7 +2,8 @@
 //! while no price was in force count $0 on their cost budgets; when the aggregation
 //! prices them, the cost that takes a budget over one of its `alert_thresholds` raises
 //! that budget's alert once (racing passes, later passes), to its owner (the org for a
-//! pooled org budget, the user for their own), through the outbox. One story through the
+//! pooled org budget, the user for their own), through the outbox. So does a threshold
+//! of the user's plan that the cost crosses (`cost_usd` of Free). One story through the
 //! router and the aggregation, run on SQLite (`tests/api`) and on DynamoDB
 //! (`tests/emulator`).
 
@@ -52,6 +53,25 @@ impl Recorder {
         out.sort();
         out
     }
+
+    /// The plan alerts of `user` on `cost_usd` published, as their keys' ends, sorted.
+    fn plan_cost_alerts(&self, user: &str) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|m| &m.attributes)
+            .filter(|a| a.get("budget_id").is_none())
+            .filter(|a| a.get("user_id").map(String::as_str) == Some(user))
+            .filter_map(|a| {
+                let key = a.get("alert_key")?;
+                Some(key[key.find("cost_usd@")?..].to_owned())
+            })
+            .collect();
+        out.sort();
+        out
+    }
 }
 
 /// An event on a model without a price yet ($0.004 once priced).
@@ -66,7 +86,8 @@ fn event(id: &str, user: &str, org: Option<&str>) -> Value {
     e
 }
 
-async fn keys(app: &TestApp, path: &str) -> Vec<String> {
+/// The keys of the alerts listed at `path` that start with `prefix`, sorted.
+async fn keys_from(app: &TestApp, path: &str, prefix: &str) -> Vec<String> {
     let r = app.get(&format!("{P}{path}")).await;
     r.assert_ok("alerts");
     let mut keys: Vec<String> = r.body["data"]["alerts"]
@@ -74,10 +95,14 @@ async fn keys(app: &TestApp, path: &str) -> Vec<String> {
         .unwrap()
         .iter()
         .map(|a| a["key"].as_str().unwrap().to_owned())
-        .filter(|k| k.starts_with("budget/"))
+        .filter(|k| k.starts_with(prefix))
         .collect();
     keys.sort();
     keys
+}
+
+async fn keys(app: &TestApp, path: &str) -> Vec<String> {
+    keys_from(app, path, "budget/").await
 }
 
 /// The story, on `store` (`None`: a fresh SQLite store).
@@ -110,10 +135,18 @@ pub async fn a_budget_threshold_crossed_by_a_repriced_cost_is_alerted_once(
             .await
             .assert_ok("budget");
     }
+    // dee, on Free ($2 a period, alerts at 80, 90 and 100 %): $2 once priced.
+    let mut dee = event("d1", "dee", None);
+    dee["input_tokens"] = json!(1_000_000);
+    dee["output_tokens"] = json!(0);
     let r = app
-        .usage(json!({"events": [event("a1", "ann", Some("acme")), event("c1", "cid", None)]}))
+        .usage(json!({"events": [event("a1", "ann", Some("acme")), event("c1", "cid", None), dee]}))
         .await;
     r.assert_ok("ingest");
+    assert!(
+        keys_from(&app, "/alerts/dee", "cost_usd@").await.is_empty(),
+        "$0 so far"
+    );
     assert_eq!(r.body["data"]["events"][0]["priced"], false, "{}", r.body);
     assert!(keys(&app, "/org/acme/alerts").await.is_empty(), "$0 so far");
     assert!(keys(&app, "/alerts/cid").await.is_empty(), "$0 so far");
@@ -140,7 +173,7 @@ pub async fn a_budget_threshold_crossed_by_a_repriced_cost_is_alerted_once(
     };
     let (a, b) = tokio::join!(app.meter.aggregate(&opts), app.meter.aggregate(&opts));
     let (a, b) = (a.unwrap(), b.unwrap());
-    assert_eq!(a.repriced_events + b.repriced_events, 2, "{a:?} {b:?}");
+    assert_eq!(a.repriced_events + b.repriced_events, 3, "{a:?} {b:?}");
     app.meter.aggregate(&opts).await.unwrap();
 
     assert_eq!(
@@ -167,4 +200,13 @@ pub async fn a_budget_threshold_crossed_by_a_repriced_cost_is_alerted_once(
         ],
         "each published once"
     );
+    // The plan's thresholds dee's priced cost crossed: raised by the passes, once each.
+    let crossed = ["cost_usd@100", "cost_usd@80", "cost_usd@90"];
+    assert_eq!(keys_from(&app, "/alerts/dee", "cost_usd@").await, crossed);
+    assert_eq!(
+        publisher.plan_cost_alerts("dee"),
+        crossed,
+        "each published once"
+    );
+    assert!(publisher.plan_cost_alerts("cid").is_empty(), "$0.004 of $2");
 }

@@ -92,6 +92,10 @@ impl Meter {
             self.alert_repriced_budgets(e, cost, sub.as_ref(), &mut org_plans, &mut listed)
                 .await;
         }
+        // Issue 18: the plan thresholds the cost crossed (service::repriced_alerts).
+        if priced && cost > Decimal::ZERO {
+            self.alert_repriced_plan(e, &mut org_plans).await;
+        }
         if let Some(wallet) = payer.filter(|_| priced && cost > Decimal::ZERO) {
             if let Err(err) = self.observe_wallet_of(tenant, &wallet).await {
                 tracing::warn!(error = %err, wallet = %wallet, "could not observe the wallet after pricing an event");
