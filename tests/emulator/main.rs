@@ -16,6 +16,7 @@ mod migrate_grants;
 mod migrate_org_billed;
 mod org_alert_namesake;
 mod org_late_draws;
+mod org_read_counters;
 mod org_repricing;
 mod orgs;
 mod prepaid;

@@ -4,15 +4,18 @@
 //! consistent `BatchGetItem` of the user's state item, the subscription item of each
 //! named org and the scope item (its budgets) of each distinct named scope. Keys past
 //! 100 (a user's batch naming about 30 orgs with a team each) take one more request per
-//! 100 keys.
+//! 100 keys. In the room the last request has left, the counter items of the org reads
+//! that this process has not read today go too, for their ended windows alone
+//! (`stale_windows::Sweeps`): the batch's write removes them.
 
 use std::collections::{BTreeSet, HashMap};
 
+use super::budget_counters::{counter_pk, place_of, COUNTER_SK};
 use super::budgets::{budgets_of_scope_item, scope_item_key};
 use super::codec::{get_s, Item};
-use super::requests::key;
+use super::requests::{key, BATCH_GET};
 use super::{layout, orgs, DynamoStore};
-use crate::budgets::{CallScopes, Scope};
+use crate::budgets::{CallScopes, CounterKey, Scope, Window};
 use crate::domain::{OrgId, TenantId, UserId};
 use crate::store::{CallDefinitions, PeriodPicker, StoreResult};
 
@@ -49,9 +52,17 @@ impl DynamoStore {
                 }
             }
         }
+        let room = (BATCH_GET - keys.len() % BATCH_GET) % BATCH_GET;
+        let swept = self.counters_due_for_a_sweep(tenant, calls, room)?;
+        keys.extend(swept.iter().map(|pk| key(pk.clone(), COUNTER_SK)));
         let mut read: HashMap<(String, String), Item> = HashMap::new();
         for item in self.batch_get(keys, true).await? {
-            read.insert(pk_sk(&item), item);
+            let (pk, sk) = pk_sk(&item);
+            if sk == COUNTER_SK && swept.contains(&pk) {
+                self.stale.note(&pk, &item);
+                continue;
+            }
+            read.insert((pk, sk), item);
         }
         let mut take = |pk: &str, sk: &str| read.remove(&(pk.to_owned(), sk.to_owned()));
         let state = take(&state_pk, layout::STATE_SK).unwrap_or_default();
@@ -76,5 +87,57 @@ impl DynamoStore {
         // Decoding the state (a closed period of the user's may take one more read).
         out.user = self.user_limits_of(tenant, user, state, pick).await?;
         Ok(out)
+    }
+
+    /// Up to `room` counter items of the org reads of `calls` (the org's, the member's
+    /// and the team's) due for a read of their stale windows, by `PK`.
+    fn counters_due_for_a_sweep(
+        &self,
+        tenant: &TenantId,
+        calls: &[CallScopes],
+        room: usize,
+    ) -> StoreResult<BTreeSet<String>> {
+        let mut due = BTreeSet::new();
+        for call in calls {
+            let Some(org) = call.org() else { continue };
+            let org_scope = Scope::Org {
+                org_id: org.clone(),
+            };
+            // The window is not part of the item: any start names it.
+            let (window, window_start) = (Window::Period, chrono::DateTime::UNIX_EPOCH);
+            let mut counters = vec![
+                CounterKey::Scope {
+                    scope: org_scope.clone(),
+                    window,
+                    window_start,
+                },
+                CounterKey::Member {
+                    scope: org_scope,
+                    user: call.user().clone(),
+                    window,
+                    window_start,
+                },
+            ];
+            if let Some(team) = call.team() {
+                counters.push(CounterKey::Scope {
+                    scope: Scope::Team {
+                        org_id: org.clone(),
+                        team_id: team.clone(),
+                    },
+                    window,
+                    window_start,
+                });
+            }
+            for counter in counters {
+                if due.len() == room {
+                    return Ok(due);
+                }
+                let pk = counter_pk(tenant, &place_of(&counter.key())?.0);
+                if !due.contains(&pk) && self.sweeps.take_due(&pk) {
+                    due.insert(pk);
+                }
+            }
+        }
+        Ok(due)
     }
 }

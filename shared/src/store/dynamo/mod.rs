@@ -87,6 +87,9 @@ pub struct DynamoStore {
     crowded: reservations::Crowded,
     /// Issue 18: ended windows seen on budget counter items, removed by the next write.
     stale: stale_windows::StaleWindows,
+    /// Issue 18: counter items an event batch's read included lately for their stale
+    /// windows alone.
+    sweeps: stale_windows::Sweeps,
 }
 
 impl DynamoStore {
@@ -96,6 +99,7 @@ impl DynamoStore {
             table: table.into(),
             crowded: reservations::Crowded::default(),
             stale: stale_windows::StaleWindows::default(),
+            sweeps: stale_windows::Sweeps::default(),
         }
     }
 

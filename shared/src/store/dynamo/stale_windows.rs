@@ -12,16 +12,24 @@
 //! does not happen leaves them for the next reader). Everything that writes counter
 //! items on the check path reads them first (the check's one `BatchGetItem`), and ingest
 //! reads them for its budget alerts, so an item in use keeps at most a few windows per
-//! kind.
+//! kind. The counters of the org reads (the org's, the member's and the team's `period`
+//! usage) are written by every event naming the org and read by nobody on the ingest
+//! path: an event batch's read of its definitions includes them once a day per process
+//! ([`Sweeps`]), in the room its `BatchGetItem` has left (never a request more), so the
+//! batch's own write removes their ended windows.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use super::codec::Item;
 use super::expressions::Update;
 
 /// Most items remembered (the map is emptied when full: only a shortcut to cleaning).
 const MAX_ITEMS: usize = 10_000;
+/// How often a process reads, with an event batch's definitions, a counter item that it
+/// writes for the org reads but otherwise never reads ([`Sweeps`]).
+const SWEEP_EVERY: Duration = Duration::from_secs(24 * 3600);
 /// Most names one write removes (the update expression stays far below 4 KB).
 const MAX_REMOVED: usize = 64;
 /// Windows of one kind an item keeps: the current one, the previous one and one opened
@@ -111,6 +119,28 @@ impl StaleWindows {
     }
 }
 
+/// Counter items this process read lately for their stale windows alone, by `PK`: one
+/// that an event batch writes but never reads is read with the batch's definitions at
+/// most once per [`SWEEP_EVERY`] (issue 18, SPEC §12: no item grows with history).
+#[derive(Debug, Default, Clone)]
+pub(super) struct Sweeps(Arc<Mutex<HashMap<String, Instant>>>);
+
+impl Sweeps {
+    /// Whether the item `pk` is due to be read for its stale windows; if so, it counts
+    /// as read from now (a read that fails waits for the next day: only cleaning).
+    pub(super) fn take_due(&self, pk: &str) -> bool {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if map.get(pk).is_some_and(|at| at.elapsed() < SWEEP_EVERY) {
+            return false;
+        }
+        if map.len() >= MAX_ITEMS {
+            map.clear();
+        }
+        map.insert(pk.to_owned(), Instant::now());
+        true
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,5 +205,19 @@ mod tests {
         let mut again = Update::new();
         w.remove_into("pk", &written, &mut again);
         assert!(again.update_expression().is_empty(), "taken once");
+    }
+
+    #[test]
+    fn an_item_is_due_for_a_sweep_once_a_day() {
+        let sweeps = Sweeps::default();
+        assert!(sweeps.take_due("a"));
+        assert!(!sweeps.take_due("a"), "read a moment ago");
+        assert!(sweeps.take_due("b"));
+        sweeps
+            .0
+            .lock()
+            .unwrap()
+            .insert("a".into(), Instant::now() - SWEEP_EVERY);
+        assert!(sweeps.take_due("a"), "a day later");
     }
 }
