@@ -25,6 +25,7 @@ mod repriced_budget_alerts;
 mod repricing;
 mod state_size;
 mod tenant_orgs;
+mod wallet_buckets;
 mod wallet_views;
 mod wallets;
 

@@ -12,7 +12,10 @@
 //!   `Put` its archive `SK = A#<grant_id>` in the same partition (new only), the head's
 //!   `ADD grants_n -1`. The wallet's `Query` reads `SK >= G#` (grants and head), so an
 //!   archive is never read with the wallet; a new grant's transaction checks that no
-//!   archive holds its id.
+//!   archive holds its id. Then the head's credit bucket of the grant's expiry instant
+//!   (a grant that expires) is removed if it is 0 (one conditional `UpdateItem`: a grant of the same instant put
+//!   meanwhile added to it and keeps it), so the head holds buckets of live grants only
+//!   and does not grow with the wallet's history (SPEC §12).
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{ConditionCheck, ReturnValuesOnConditionCheckFailure};
@@ -271,11 +274,34 @@ impl GrantUpkeepStore for DynamoStore {
         let items = vec![
             TransactWriteItem::builder().delete(delete).build(),
             self.tx_put(archive, true)?,
-            self.tx_update(pk, HEAD_SK, &head)?,
+            self.tx_update(pk.clone(), HEAD_SK, &head)?,
         ];
-        Ok(self
+        let pruned = self
             .transact_until_decided("prune grant", || Ok(items.clone()))
             .await?
-            .is_ok())
+            .is_ok();
+        // The bucket of grants without expiry is one attribute, kept.
+        if let (true, Some(at)) = (pruned, read.expires_at) {
+            self.remove_empty_bucket(pk, at).await;
+        }
+        Ok(pruned)
+    }
+}
+
+impl DynamoStore {
+    /// Removes the head's credit bucket of the expiry instant `expires_at` if it holds 0
+    /// (the condition: credit added to it meanwhile keeps it; a later `ADD` to a removed
+    /// bucket starts it again from 0). Best effort: a bucket left at 0 counts nothing and
+    /// goes with the prune of the next grant of that instant.
+    async fn remove_empty_bucket(&self, pk: String, expires_at: DateTime<Utc>) {
+        let bucket = credit_bucket(Some(expires_at));
+        let mut u = Update::new();
+        u.remove(&bucket).condition(|e| {
+            let (name, zero) = (e.name(&bucket), e.value(n(Decimal::ZERO)));
+            format!("{name} = {zero}")
+        });
+        if let Err(e) = self.update(pk, HEAD_SK, &u, false).await {
+            tracing::warn!(error = %e, "could not remove an empty credit bucket from a wallet head");
+        }
     }
 }
