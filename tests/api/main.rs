@@ -25,6 +25,7 @@ mod org_repricing;
 mod org_tokens;
 mod org_wallets;
 mod orgs;
+mod paging;
 mod prepaid;
 mod privacy;
 mod reads;

@@ -14,6 +14,8 @@
 //! (through [`limits::decide`](crate::limits::decide) and
 //! [`limits::guards_for`](crate::limits::guards_for)); this module only chooses which
 //! limits apply, over which usage, and which answer to give.
+//!
+//! [`applicable`]: mod@applicable
 
 use std::fmt;
 

@@ -12,6 +12,7 @@ pub mod fields;
 pub mod limit_details;
 pub mod ops;
 pub mod orgs;
+mod paging;
 pub mod routes;
 pub mod tenant;
 pub mod tenant_orgs;

@@ -14,7 +14,8 @@ use axum::Router;
 
 use super::error::ok;
 use super::extract::{Auth, JsonBody};
-use super::routes::{alert_page, params, PREFIX};
+use super::paging::page;
+use super::routes::{alert_page, PREFIX};
 use super::{admin, ApiError};
 use crate::domain::{OrgId, Role};
 use crate::service::org_reads::{DEFAULT_MEMBERS_PAGE, MAX_MEMBERS_PAGE};
@@ -86,21 +87,13 @@ async fn members(
 ) -> Result<Response, ApiError> {
     caller.require(Role::Service)?;
     let org = path_org(&org)?;
-    let p = params(query, &["limit", "cursor"])?;
-    let limit = match p.get("limit") {
-        None => DEFAULT_MEMBERS_PAGE,
-        Some(raw) => match raw.parse::<usize>() {
-            Ok(n) if (1..=MAX_MEMBERS_PAGE).contains(&n) => n,
-            _ => {
-                return Err(ApiError::bad_request(
-                    "invalid_parameter",
-                    "`limit` must be a whole number from 1 to 100",
-                ))
-            }
-        },
-    };
-    let cursor = p.get("cursor").map(String::as_str);
-    Ok(ok(meter.org_members(&caller, &org, limit, cursor).await?))
+    // The cursor is opaque here: the service says whether it gave it.
+    let (limit, cursor) = page(query, DEFAULT_MEMBERS_PAGE, MAX_MEMBERS_PAGE, |c| {
+        Ok::<_, std::convert::Infallible>(c.to_owned())
+    })?;
+    Ok(ok(meter
+        .org_members(&caller, &org, limit, cursor.as_deref())
+        .await?))
 }
 
 async fn alerts(

@@ -146,18 +146,7 @@ pub(super) fn alert_page(
             ))
         }
     };
-    let limit = match p.get("limit") {
-        None => 50,
-        Some(raw) => match raw.parse::<usize>() {
-            Ok(n) if (1..=100).contains(&n) => n,
-            _ => {
-                return Err(ApiError::bad_request(
-                    "invalid_parameter",
-                    "`limit` must be a whole number from 1 to 100",
-                ))
-            }
-        },
-    };
+    let limit = super::paging::limit(p.get("limit"), 50, 100)?;
     Ok((unread_only, limit))
 }
 

@@ -12,6 +12,7 @@ use axum::Router;
 
 use super::error::ok;
 use super::extract::Auth;
+use super::paging::{limit, page};
 use super::routes::{params, PREFIX};
 use super::ApiError;
 use crate::domain::{Role, UserId};
@@ -20,37 +21,15 @@ use crate::service::tenant::{
 };
 use crate::service::Meter;
 
-/// `limit` in `1..=max`, `default` when absent; 400 otherwise.
-pub(super) fn limit(raw: Option<&String>, default: usize, max: usize) -> Result<usize, ApiError> {
-    match raw {
-        None => Ok(default),
-        Some(raw) => match raw.parse::<usize>() {
-            Ok(n) if (1..=max).contains(&n) => Ok(n),
-            _ => Err(ApiError::bad_request(
-                "invalid_parameter",
-                format!("`limit` must be a whole number from 1 to {max}"),
-            )),
-        },
-    }
-}
-
 async fn users(
     State(meter): State<Arc<Meter>>,
     Auth(caller): Auth,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Admin)?;
-    let p = params(query, &["limit", "cursor"])?;
-    let limit = limit(p.get("limit"), DEFAULT_USERS_PAGE, MAX_USERS_PAGE)?;
-    let after = match p.get("cursor") {
-        None => None,
-        Some(raw) => Some(UserId::parse(raw.as_str()).map_err(|_| {
-            ApiError::bad_request(
-                "invalid_parameter",
-                "`cursor` is not a cursor this route gave",
-            )
-        })?),
-    };
+    let (limit, after) = page(query, DEFAULT_USERS_PAGE, MAX_USERS_PAGE, |c| {
+        UserId::parse(c)
+    })?;
     Ok(ok(meter
         .tenant_users(&caller, after.as_ref(), limit)
         .await?))

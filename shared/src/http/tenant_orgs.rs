@@ -11,8 +11,8 @@ use axum::Router;
 
 use super::error::ok;
 use super::extract::Auth;
-use super::routes::{params, PREFIX};
-use super::tenant::limit;
+use super::paging::page;
+use super::routes::PREFIX;
 use super::ApiError;
 use crate::domain::{OrgId, Role};
 use crate::service::tenant_orgs::{DEFAULT_ORGS_PAGE, MAX_ORGS_PAGE};
@@ -24,17 +24,7 @@ async fn orgs(
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Admin)?;
-    let p = params(query, &["limit", "cursor"])?;
-    let limit = limit(p.get("limit"), DEFAULT_ORGS_PAGE, MAX_ORGS_PAGE)?;
-    let after = match p.get("cursor") {
-        None => None,
-        Some(raw) => Some(OrgId::parse(raw.as_str()).map_err(|_| {
-            ApiError::bad_request(
-                "invalid_parameter",
-                "`cursor` is not a cursor this route gave",
-            )
-        })?),
-    };
+    let (limit, after) = page(query, DEFAULT_ORGS_PAGE, MAX_ORGS_PAGE, |c| OrgId::parse(c))?;
     Ok(ok(meter
         .tenant_orgs(&caller, after.as_ref(), limit)
         .await?))

@@ -12,7 +12,8 @@ use axum::Router;
 
 use super::error::ok;
 use super::extract::Auth;
-use super::routes::{params, PREFIX};
+use super::paging::page;
+use super::routes::PREFIX;
 use super::ApiError;
 use crate::credits::Subscriber;
 use crate::domain::{OrgId, Role};
@@ -29,25 +30,16 @@ async fn export_org(
     Ok(ok(meter.export_org(&caller, &org).await?))
 }
 
-/// A cursor `GET /admin/wallets` gave: `user/<id>` or `org/<id>`.
-fn cursor(raw: &str) -> Result<Subscriber, ApiError> {
-    raw.parse::<Subscriber>().map_err(|_| {
-        ApiError::bad_request(
-            "invalid_parameter",
-            "`cursor` is not a cursor this route gave",
-        )
-    })
-}
-
 async fn wallets(
     State(meter): State<Arc<Meter>>,
     Auth(caller): Auth,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Admin)?;
-    let p = params(query, &["limit", "cursor"])?;
-    let limit = super::tenant::limit(p.get("limit"), DEFAULT_WALLETS_PAGE, MAX_WALLETS_PAGE)?;
-    let after = p.get("cursor").map(|c| cursor(c)).transpose()?;
+    // A cursor this route gave is the last wallet of a page: `user/<id>` or `org/<id>`.
+    let (limit, after) = page(query, DEFAULT_WALLETS_PAGE, MAX_WALLETS_PAGE, |c| {
+        c.parse::<Subscriber>()
+    })?;
     Ok(ok(meter
         .tenant_wallets(&caller, after.as_ref(), limit)
         .await?))

@@ -4,6 +4,8 @@
 //! - [`catalog`]: versioned prices per (provider, model), lookup by time, tenant overlays,
 //!   the native file format and the shipped default catalog.
 //! - [`litellm`]: import of LiteLLM's `model_prices_and_context_window.json`.
+//!
+//! [`cost`]: mod@cost
 
 pub mod catalog;
 pub mod cost;

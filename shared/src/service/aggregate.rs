@@ -8,11 +8,11 @@
 //! repeated or concurrent pass only finds less to do. It works in bounded pages and keeps
 //! its position in job cursors, so a pass cut short by a deadline resumes where it stopped.
 //!
-//! Each step has its own share of a pass's time budget ([`SHARES`]) and makes at least one
-//! page of progress per pass, so a backlog in one (thousands of events to re-price) never
-//! starves the others (invoices, renewals, holds). A step that fails is logged and the
-//! pass goes on with the next; within the billing step, one user's failure does not stop
-//! the others.
+//! Each step has its own share of a pass's time budget ([`AggregateOptions::budget`],
+//! shared out by this module's `SHARES` table) and makes at least one page of progress
+//! per pass, so a backlog in one (thousands of events to re-price) never starves the
+//! others (invoices, renewals, holds). A step that fails is logged and the pass goes on
+//! with the next; within the billing step, one user's failure does not stop the others.
 //!
 //! Billing rules (docs/billing.md): every period with recorded usage is invoiced once, and
 //! so is every period of a subscription; a period is billed under the plan and status in

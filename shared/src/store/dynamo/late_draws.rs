@@ -1,7 +1,7 @@
 //! Late draws on DynamoDB (docs/credits.md, "Late events on prepaid plans"): a user's
 //! event recorded or re-priced after its period was invoiced draws from the user's wallet
 //! in the transaction that adds its cost to the pending adjustment. That transaction
-//! requires the user's `billed_to` to be exactly the value it read (recording.rs,
+//! requires the user's `billed_to` to be exactly the value it read (chunk_plan.rs,
 //! `Billed::Known`; repricing.rs), so the draw is added to an item keyed by that value,
 //! `SK = DRAWN#LATE#<billed_to>` in the wallet's partition (before `G#`: the wallet's
 //! `Query` never reads it), instead of its closed period's `DRAWN#<period id>`. The close

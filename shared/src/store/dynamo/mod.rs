@@ -9,7 +9,8 @@
 //! and per period item).
 //!
 //! One file per port trait, named as in `store::sqlite`: `tenants`, `catalog`,
-//! `subscriptions`, `usage` (events are recorded in `recording`), `alerts`, `billing`,
+//! `subscriptions`, `usage` (events are recorded in `recording`, each chunk planned in
+//! `chunk_plan` and drawn from the wallets of `chunk_wallets`), `alerts`, `billing`,
 //! `privacy`. Beneath them: `reservations` (inline and spilled), `period_items` (reading a
 //! period from the state and period items), `claims` (publishing claims of the outbox),
 //! `requests` (the requests and their retries), `layout` (key, index and attribute
@@ -28,6 +29,8 @@ mod budget_counters;
 mod budgets;
 mod catalog;
 mod check_view;
+mod chunk_plan;
+mod chunk_wallets;
 mod claims;
 mod codec;
 mod counters;
