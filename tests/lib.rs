@@ -16,6 +16,8 @@ use meter_core::testing::{Keys, TestClock};
 use serde_json::Value;
 use tower::ServiceExt as _;
 
+/// Issue 18: the `alert.resolved`-after-a-top-up story, run on both stores.
+pub mod credit_resolved;
 /// Issue 19: the wallet-alarms-after-a-hold story, run on both stores.
 pub mod hold_alarms;
 /// Issue 18: the org-alerts-out-of-a-namesake-user's-list story, run on both stores.

@@ -6,6 +6,7 @@ mod bad_input;
 mod billing_rules;
 mod budget_alerts;
 mod budgets;
+mod credit_resolved;
 mod dashboard;
 mod enforcement;
 mod erasure_credit;

@@ -6,6 +6,7 @@ mod alert_resolved;
 mod batch_requests;
 mod batch_scopes;
 mod budgets;
+mod credit_resolved;
 mod credits;
 mod enforcement;
 mod hold_alarms;

@@ -1,6 +1,7 @@
 //! `alert.resolved` (SPEC §10): published once when a scope that a hard limit denied at
 //! 100 % is allowed again — a new window or period, a raised limit, a removed or softened
-//! budget, an upgrade — found by an aggregation pass.
+//! budget, an upgrade, a top-up of a prepaid wallet (`service::credit_resolved`) — found
+//! by an aggregation pass.
 //!
 //! Where "denied" is remembered: a denial whose counter was at or past the limit (`used ≥
 //! limit`, not merely a call too large for what is left) is noted once per (limit, window,
@@ -21,6 +22,7 @@
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
+use super::credit_resolved::CREDITS_WINDOW;
 use super::{Error, Meter, Result};
 use crate::alerts::RESOLVED_PREFIX;
 use crate::budgets::{
@@ -55,6 +57,7 @@ fn resolved_alert(d: &DeniedLimit, reason: &str, now: DateTime<Utc>) -> Alert {
     let what = match (&d.budget_id, &d.plan) {
         (Some(b), _) => format!("Budget {b}"),
         (None, Some(p)) => format!("Plan {p}"),
+        (None, None) if d.window == CREDITS_WINDOW => "The wallet".to_owned(),
         (None, None) => "A limit".to_owned(),
     };
     Alert {
@@ -212,7 +215,7 @@ impl Meter {
         }
     }
 
-    async fn note(&self, denied: DeniedLimit) {
+    pub(super) async fn note(&self, denied: DeniedLimit) {
         if let Err(e) = self.store.note_denied_limit(&denied).await {
             tracing::warn!(error = %e, "a denial at 100 % was not remembered; it will resolve without alert.resolved");
         }
@@ -224,6 +227,10 @@ impl Meter {
         d: &DeniedLimit,
         now: DateTime<Utc>,
     ) -> Result<Option<&'static str>> {
+        // A wallet's denial has no window: a top-up resolves it (service::credit_resolved).
+        if d.window == CREDITS_WINDOW {
+            return self.credit_allowed_again(d, now).await;
+        }
         if now >= d.resets_at {
             return Ok(Some("a new window"));
         }

@@ -176,6 +176,23 @@ impl Meter {
     #[tracing::instrument(skip_all, fields(tenant = %caller.tenant, user = %req.user, reserve = req.reserve))]
     pub async fn check(&self, caller: &Caller, req: CheckRequest) -> Result<CheckOutcome> {
         let now = self.now();
+        let outcome = self.decide_check(caller, req, now).await?;
+        // Issue 18 (§10): a wallet that denies with nothing available is remembered, so that
+        // a top-up publishes `alert.resolved` (service::credit_resolved).
+        if let CheckOutcome::Denied(d) = &outcome {
+            if let Some(credit) = &d.credit {
+                self.note_credit_denial(&caller.tenant, credit, now).await;
+            }
+        }
+        Ok(outcome)
+    }
+
+    async fn decide_check(
+        &self,
+        caller: &Caller,
+        req: CheckRequest,
+        now: DateTime<Utc>,
+    ) -> Result<CheckOutcome> {
         let tenant = &caller.tenant;
         // Issue 19: with the wallet figures when the tenant sells prepaid plans (one read;
         // the named org's wallet too: service::org_wallets). Issue 18: a call naming an org

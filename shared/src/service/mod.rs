@@ -26,6 +26,7 @@ pub mod budget_alerts;
 pub mod budgets;
 pub mod check;
 mod check_view;
+mod credit_resolved;
 pub mod dashboard;
 mod enforce;
 mod erasure_holds;
