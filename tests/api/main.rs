@@ -32,6 +32,7 @@ mod privacy;
 mod reads;
 mod repriced_budget_alerts;
 mod repricing;
+mod resolve_paging;
 mod review;
 mod scopes;
 mod subscriptions;

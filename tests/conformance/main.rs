@@ -152,6 +152,7 @@ macro_rules! conformance {
         conformance!(@module org_alerts $factory;
             org_budget_alerts_are_stored_once_and_listed_for_the_org,
             denied_limits_are_noted_once_and_resolved_once,
+            denied_limits_are_paged_oldest_first_each_once,
             short_window_budget_alerts_expire_once_with_their_unread_count,
         );
         // Issue 17 (storage that does not grow with time).

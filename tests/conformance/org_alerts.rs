@@ -155,7 +155,7 @@ pub async fn denied_limits_are_noted_once_and_resolved_once(store: Arc<dyn Store
         }
     }
     assert_eq!(noted, 1);
-    let listed = store.denied_limits(100).await.unwrap();
+    let listed = store.denied_limits(None, 100).await.unwrap();
     assert_eq!(listed.len(), 1);
     let stored = listed[0].clone();
     assert_eq!(stored.key, denied.key);
@@ -177,7 +177,7 @@ pub async fn denied_limits_are_noted_once_and_resolved_once(store: Arc<dyn Store
         }
     }
     assert_eq!(won, 1);
-    assert!(store.denied_limits(100).await.unwrap().is_empty());
+    assert!(store.denied_limits(None, 100).await.unwrap().is_empty());
     let (alerts, unread) = store.list_org_alerts(&t, &acme, false, 100).await.unwrap();
     assert_eq!(alerts.len(), 1);
     assert_eq!(alerts[0].key, resolved.key);
@@ -186,7 +186,7 @@ pub async fn denied_limits_are_noted_once_and_resolved_once(store: Arc<dyn Store
     assert_eq!(outbox.iter().filter(|x| x.id == resolved.id).count(), 1);
     // A note of the same key again (denied again in the same window) is a new one.
     assert!(store.note_denied_limit(&denied).await.unwrap());
-    assert_eq!(store.denied_limits(100).await.unwrap().len(), 1);
+    assert_eq!(store.denied_limits(None, 100).await.unwrap().len(), 1);
 }
 
 /// A published budget alert of `u` of a `window` budget on `u`'s own scope.
@@ -319,4 +319,67 @@ pub async fn short_window_budget_alerts_expire_once_with_their_unread_count(stor
         ),
         Vec::<String>::new()
     );
+}
+
+/// `alert.resolved`'s notes are read page by page, oldest first (by denial time, tenant,
+/// key): every note once, however many share a denial time, so that notes that stay
+/// (a prepaid wallet still empty) do not hide newer ones from an aggregation pass.
+pub async fn denied_limits_are_paged_oldest_first_each_once(store: Arc<dyn Store>) {
+    use meter_core::store::DeniedLimit;
+    let t = tenant();
+    let other = TenantId::parse(format!("{t}-b")).unwrap();
+    let note = |tenant: &TenantId, user: &str, second: i64| {
+        let u = UserId::parse(user).unwrap();
+        DeniedLimit {
+            tenant: tenant.clone(),
+            key: format!("credits/user/{user}"),
+            user: u.clone(),
+            org: None,
+            budget_id: None,
+            plan: None,
+            scope: Some(meter_core::budgets::Scope::User { user_id: u }),
+            metric: "credits_usd".into(),
+            window: "credits".into(),
+            window_start: at(2025, 3, 14, 10),
+            resets_at: at(2025, 4, 13, 10),
+            used: dec("0"),
+            limit: dec("0"),
+            denied_at: at(2025, 3, 14, 10) + chrono::Duration::seconds(second),
+        }
+    };
+    // Seven notes; three share a denial time, across two tenants.
+    let notes = [
+        note(&t, "ann", 5),
+        note(&other, "bob", 1),
+        note(&t, "cid", 1),
+        note(&t, "dee", 1),
+        note(&t, "eve", 9),
+        note(&other, "fay", 3),
+        note(&t, "gus", 0),
+    ];
+    for n in &notes {
+        assert!(store.note_denied_limit(n).await.unwrap());
+    }
+    let mut seen: Vec<(chrono::DateTime<chrono::Utc>, String, String)> = Vec::new();
+    let mut after: Option<DeniedLimit> = None;
+    let mut pages = 0;
+    loop {
+        let page = store.denied_limits(after.as_ref(), 2).await.unwrap();
+        pages += 1;
+        seen.extend(
+            page.iter()
+                .map(|d| (d.denied_at, d.tenant.to_string(), d.key.clone())),
+        );
+        if page.len() < 2 {
+            break;
+        }
+        after = page.last().cloned();
+    }
+    let mut expected: Vec<_> = notes
+        .iter()
+        .map(|d| (d.denied_at, d.tenant.to_string(), d.key.clone()))
+        .collect();
+    expected.sort();
+    assert_eq!(seen, expected, "every note once, oldest first");
+    assert_eq!(pages, 4, "2 + 2 + 2 + 1");
 }

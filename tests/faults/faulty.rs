@@ -1027,9 +1027,10 @@ impl meter_core::store::BudgetAlertStore for FaultyStore {
 
     async fn denied_limits(
         &self,
+        after: Option<&meter_core::store::DeniedLimit>,
         limit: usize,
     ) -> StoreResult<Vec<meter_core::store::DeniedLimit>> {
-        self.call("denied_limits", self.inner.denied_limits(limit))
+        self.call("denied_limits", self.inner.denied_limits(after, limit))
             .await
     }
 

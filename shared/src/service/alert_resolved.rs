@@ -33,7 +33,7 @@ use crate::limits::Metric;
 use crate::periods::Period;
 use crate::store::DeniedLimit;
 
-/// How many remembered denials one aggregation pass looks at.
+/// How many remembered denials one aggregation pass reads at a time.
 const RESOLVE_PAGE: usize = 500;
 
 fn owner_key(user: &UserId, org: Option<&OrgId>) -> String {
@@ -268,16 +268,28 @@ impl Meter {
     /// and publishes their `alert.resolved`. Returns how many this pass resolved.
     pub(super) async fn resolve_denials(&self, now: DateTime<Utc>) -> Result<usize> {
         let mut resolved = 0;
-        for d in self.store.denied_limits(RESOLVE_PAGE).await? {
-            let Some(reason) = self.allowed_again(&d, now).await? else {
-                continue;
-            };
-            let alert = resolved_alert(&d, reason, now);
-            if self.store.resolve_denied_limit(&d, &alert).await? {
-                resolved += 1;
-                self.deliver(&alert).await;
+        // Every note, page by page: notes that stay (a wallet still empty) do not hide
+        // the newer ones behind them.
+        let mut after: Option<DeniedLimit> = None;
+        loop {
+            let page = self
+                .store
+                .denied_limits(after.as_ref(), RESOLVE_PAGE)
+                .await?;
+            for d in &page {
+                let Some(reason) = self.allowed_again(d, now).await? else {
+                    continue;
+                };
+                let alert = resolved_alert(d, reason, now);
+                if self.store.resolve_denied_limit(d, &alert).await? {
+                    resolved += 1;
+                    self.deliver(&alert).await;
+                }
             }
+            if page.len() < RESOLVE_PAGE {
+                return Ok(resolved);
+            }
+            after = page.last().cloned();
         }
-        Ok(resolved)
     }
 }

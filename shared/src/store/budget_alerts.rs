@@ -35,8 +35,14 @@ pub trait BudgetAlertStore: Send + Sync {
     /// call stored it.
     async fn note_denied_limit(&self, denied: &DeniedLimit) -> StoreResult<bool>;
 
-    /// Remembered denials of every tenant, oldest first, at most `limit`.
-    async fn denied_limits(&self, limit: usize) -> StoreResult<Vec<DeniedLimit>>;
+    /// Remembered denials of every tenant, oldest first (by `denied_at`, tenant, key),
+    /// at most `limit`, after `after` (a note of the page before; `None`: from the
+    /// oldest).
+    async fn denied_limits(
+        &self,
+        after: Option<&DeniedLimit>,
+        limit: usize,
+    ) -> StoreResult<Vec<DeniedLimit>>;
 
     /// Forgets `denied` (only if it is still remembered with its `denied_at`) and stores
     /// `resolved` (the `alert.resolved` alert, unpublished, counted unread for its owner)

@@ -58,20 +58,34 @@ impl BudgetAlertStore for DynamoStore {
         Ok(res.is_ok())
     }
 
-    async fn denied_limits(&self, limit: usize) -> StoreResult<Vec<DeniedLimit>> {
+    async fn denied_limits(
+        &self,
+        after: Option<&DeniedLimit>,
+        limit: usize,
+    ) -> StoreResult<Vec<DeniedLimit>> {
         if limit == 0 {
             return Ok(Vec::new());
         }
         let page_size = i32::try_from(limit.min(1000)).unwrap_or(1000);
+        // The index's sort key orders the notes as (denied_at, tenant, key): past the
+        // note `after`, or from the start.
+        let past = after.map(denied_sort_key);
         let items = self
             .query_all(
                 || {
-                    self.query()
+                    let q = self
+                        .query()
                         .index_name(layout::OUTBOX_INDEX)
-                        .key_condition_expression("#o = :o")
                         .expression_attribute_names("#o", layout::OUTBOX_PK)
                         .expression_attribute_values(":o", s(DENIED_PARTITION))
-                        .limit(page_size)
+                        .limit(page_size);
+                    match &past {
+                        None => q.key_condition_expression("#o = :o"),
+                        Some(past) => q
+                            .key_condition_expression("#o = :o AND #s > :past")
+                            .expression_attribute_names("#s", layout::OUTBOX_SK)
+                            .expression_attribute_values(":past", s(past.clone())),
+                    }
                 },
                 Some(limit),
             )
@@ -216,6 +230,11 @@ fn denied_pk(tenant: &TenantId) -> String {
     format!("{}#DENIED", layout::tenant_pk(tenant))
 }
 
+/// A remembered denial's sort key in the `outbox` index: oldest first.
+fn denied_sort_key(d: &DeniedLimit) -> String {
+    format!("{}#{}#{}", layout::sortable(d.denied_at), d.tenant, d.key)
+}
+
 /// A remembered denial: under `T#<tenant>#DENIED` / its key, in the `outbox` index
 /// partition `DENIED`, expiring (TTL) 30 days after its window's end should no pass
 /// resolve it.
@@ -224,15 +243,7 @@ fn denied_item(d: &DeniedLimit) -> StoreResult<super::codec::Item> {
     item.insert(layout::PK.into(), s(denied_pk(&d.tenant)));
     item.insert(layout::SK.into(), s(d.key.clone()));
     item.insert(layout::OUTBOX_PK.into(), s(DENIED_PARTITION));
-    item.insert(
-        layout::OUTBOX_SK.into(),
-        s(format!(
-            "{}#{}#{}",
-            layout::sortable(d.denied_at),
-            d.tenant,
-            d.key
-        )),
-    );
+    item.insert(layout::OUTBOX_SK.into(), s(denied_sort_key(d)));
     item.insert(
         layout::TTL.into(),
         n((d.resets_at + chrono::Duration::days(30)).timestamp()),

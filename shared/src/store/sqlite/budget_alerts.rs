@@ -46,13 +46,20 @@ impl BudgetAlertStore for SqliteStore {
         .await
     }
 
-    async fn denied_limits(&self, limit: usize) -> StoreResult<Vec<DeniedLimit>> {
+    async fn denied_limits(
+        &self,
+        after: Option<&DeniedLimit>,
+        limit: usize,
+    ) -> StoreResult<Vec<DeniedLimit>> {
+        let after = after.map(|d| (ts(&d.denied_at), d.tenant.to_string(), d.key.clone()));
         self.read(move |c| {
+            let (at, tenant, key) = after.unwrap_or_default();
             let bodies: Vec<String> = c
                 .prepare_cached(
-                    "SELECT body FROM denied_limits ORDER BY denied_at, tenant, key LIMIT ?1",
+                    "SELECT body FROM denied_limits WHERE (denied_at, tenant, key) > (?1, ?2, ?3)
+                     ORDER BY denied_at, tenant, key LIMIT ?4",
                 )?
-                .query_map(params![sql_limit(limit)], |r| r.get(0))?
+                .query_map(params![at, tenant, key, sql_limit(limit)], |r| r.get(0))?
                 .collect::<Result<_, _>>()?;
             bodies
                 .iter()
