@@ -334,14 +334,16 @@ pub(crate) fn assert_unavailable(status: axum::http::StatusCode, body: &Value, w
 async fn a_few_throttles_and_conflicts_are_retried_until_the_request_succeeds() {
     let env = setup().await;
 
-    // A throttled read: the SDK retries it (standard mode: 3 attempts).
-    env.throttler.fault("GetItem", Kind::Throughput, Some(2));
+    // A throttled read: the SDK retries it (standard mode: 3 attempts). The first check
+    // of a user in a process reads the state with the user's scope item (BatchGetItem).
+    env.throttler
+        .fault("BatchGetItem", Kind::Throughput, Some(2));
     let Reply { status, body, .. } = env
         .app
         .check(json!({"user_id": "tia", "provider": "gemini"}))
         .await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(env.throttler.attempts("GetItem"), 3);
+    assert_eq!(env.throttler.attempts("BatchGetItem"), 3);
 
     // A throttled reservation (a conditional UpdateItem).
     env.throttler.fault("UpdateItem", Kind::Throughput, Some(2));
