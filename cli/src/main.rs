@@ -248,12 +248,6 @@ fn revoked(key: &meter_core::domain::ApiKeyRecord) {
     );
 }
 
-/// mimalloc rather than glibc's malloc: under `meter serve`'s load glibc's allocator took a
-/// quarter of the dashboard's samples (`_int_malloc`, `malloc_consolidate`, `_int_free`;
-/// BENCHMARKS.md, issue 23).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> Result<()> {
     let cli = Cli::parse();
     if let Command::Healthcheck(args) = &cli.command {
