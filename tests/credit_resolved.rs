@@ -10,7 +10,6 @@ use std::sync::Arc;
 use chrono::Duration;
 use serde_json::{json, Value};
 
-use meter_core::service::aggregate::AggregateOptions;
 use meter_core::store::Store;
 use meter_core::testing::TestClock;
 
@@ -44,14 +43,7 @@ async fn resolved(app: &TestApp, path: &str) -> Vec<String> {
 
 async fn pass(app: &TestApp, clock: &TestClock) -> usize {
     clock.set(clock.now() + Duration::minutes(1));
-    app.meter
-        .aggregate(&AggregateOptions {
-            at: Some(clock.now()),
-            ..AggregateOptions::default()
-        })
-        .await
-        .unwrap()
-        .alerts_resolved
+    app.aggregate_at(clock.now()).await.alerts_resolved
 }
 
 /// The story, on `store` (`None`: a fresh SQLite store).

@@ -160,6 +160,20 @@ impl Setup {
 }
 
 impl TestApp {
+    /// One aggregation pass at `at` (the schedule's default options otherwise).
+    pub async fn aggregate_at(
+        &self,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> meter_core::service::aggregate::AggregateReport {
+        self.meter
+            .aggregate(&meter_core::service::aggregate::AggregateOptions {
+                at: Some(at),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+    }
+
     /// The defaults of [`Setup`], to change some.
     pub fn setup() -> Setup {
         Setup {

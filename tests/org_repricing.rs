@@ -29,13 +29,7 @@ fn event(id: &str, user: &str, model: &str, at: &str) -> Value {
 async fn pass(app: &TestApp, clock: &TestClock, at: &str) -> AggregateReport {
     let at: DateTime<Utc> = at.parse().unwrap();
     clock.set(at);
-    app.meter
-        .aggregate(&AggregateOptions {
-            at: Some(at),
-            ..AggregateOptions::default()
-        })
-        .await
-        .unwrap()
+    app.aggregate_at(at).await
 }
 
 /// Prices `model` from February on ($0.004 an event above).

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use meter_core::alerts::{AlertPublisher, OutboxMessage, PublishError};
 use meter_core::domain::UserId;
-use meter_core::service::aggregate::{AggregateOptions, AggregateReport};
+use meter_core::service::aggregate::AggregateReport;
 use meter_core::store::Store;
 use meter_core::testing::{at, TestClock};
 use rust_decimal::Decimal;
@@ -56,13 +56,7 @@ async fn balance(app: &TestApp, user: &str) -> String {
 }
 
 async fn pass(app: &TestApp, at: chrono::DateTime<chrono::Utc>) -> AggregateReport {
-    app.meter
-        .aggregate(&AggregateOptions {
-            at: Some(at),
-            ..AggregateOptions::default()
-        })
-        .await
-        .unwrap()
+    app.aggregate_at(at).await
 }
 
 /// The story, on `store` (`None`: a fresh SQLite store).

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use meter_core::alerts::{AlertPublisher, OutboxMessage, PublishError};
-use meter_core::service::aggregate::{AggregateOptions, AggregateReport};
+use meter_core::service::aggregate::AggregateReport;
 use meter_core::testing::TestClock;
 use meter_tests::TestApp;
 use serde_json::{json, Value};
@@ -38,13 +38,7 @@ impl Capture {
 }
 
 async fn pass(app: &TestApp, at: DateTime<Utc>) -> AggregateReport {
-    app.meter
-        .aggregate(&AggregateOptions {
-            at: Some(at),
-            ..AggregateOptions::default()
-        })
-        .await
-        .unwrap()
+    app.aggregate_at(at).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

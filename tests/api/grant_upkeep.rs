@@ -4,7 +4,7 @@
 //! into a full wallet prunes its finished grants at once.
 
 use chrono::{DateTime, Duration, Utc};
-use meter_core::service::aggregate::{AggregateOptions, AggregateReport};
+use meter_core::service::aggregate::AggregateReport;
 use meter_core::testing::TestClock;
 use meter_tests::TestApp;
 use serde_json::{json, Value};
@@ -12,13 +12,7 @@ use serde_json::{json, Value};
 const ALICE: &str = "/api/subscription/wallet/user/alice";
 
 async fn pass(app: &TestApp, at: DateTime<Utc>) -> AggregateReport {
-    app.meter
-        .aggregate(&AggregateOptions {
-            at: Some(at),
-            ..AggregateOptions::default()
-        })
-        .await
-        .unwrap()
+    app.aggregate_at(at).await
 }
 
 fn grant<'a>(wallet: &'a Value, id: &str) -> Option<&'a Value> {

@@ -6,7 +6,6 @@
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
-use meter_core::service::aggregate::AggregateOptions;
 use meter_core::testing::TestClock;
 use meter_tests::TestApp;
 
@@ -19,13 +18,7 @@ fn event(id: &str, user: &str, at: &str) -> Value {
 
 async fn pass(app: &TestApp, clock: &TestClock, at: &str) {
     clock.set(at.parse().unwrap());
-    app.meter
-        .aggregate(&AggregateOptions {
-            at: Some(at.parse().unwrap()),
-            ..AggregateOptions::default()
-        })
-        .await
-        .unwrap();
+    app.aggregate_at(at.parse().unwrap()).await;
 }
 
 fn amount(v: &Value) -> Decimal {

@@ -7,7 +7,6 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
-use meter_core::service::aggregate::AggregateOptions;
 use meter_core::testing::TestClock;
 use meter_tests::TestApp;
 
@@ -21,13 +20,7 @@ fn event(id: &str, user: &str, at: &str) -> Value {
 async fn pass(app: &TestApp, clock: &TestClock, at: &str) {
     let at: DateTime<Utc> = at.parse().unwrap();
     clock.set(at);
-    app.meter
-        .aggregate(&AggregateOptions {
-            at: Some(at),
-            ..AggregateOptions::default()
-        })
-        .await
-        .unwrap();
+    app.aggregate_at(at).await;
 }
 
 fn amount(v: &Value) -> Decimal {

@@ -9,7 +9,6 @@ use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
 use meter_core::domain::{Invoice, OrgId};
-use meter_core::service::aggregate::AggregateOptions;
 use meter_core::testing::TestClock;
 use meter_tests::TestApp;
 
@@ -28,13 +27,7 @@ fn usage(id: &str, user: &str, mtok: u64, at: Option<&str>) -> Value {
 
 async fn pass(app: &TestApp, clock: &TestClock, at: &str) {
     clock.set(at.parse().unwrap());
-    app.meter
-        .aggregate(&AggregateOptions {
-            at: Some(at.parse().unwrap()),
-            ..AggregateOptions::default()
-        })
-        .await
-        .unwrap();
+    app.aggregate_at(at.parse().unwrap()).await;
 }
 
 async fn invoices(app: &TestApp) -> Vec<Invoice> {

@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-use meter_core::service::aggregate::{AggregateOptions, AggregateReport};
+use meter_core::service::aggregate::AggregateReport;
 use meter_core::testing::TestClock;
 use meter_tests::TestApp;
 
@@ -26,13 +26,7 @@ fn event(id: &str, user: &str, org: &str, at: &str) -> Value {
 }
 
 async fn pass(app: &TestApp, at: DateTime<Utc>) -> AggregateReport {
-    app.meter
-        .aggregate(&AggregateOptions {
-            at: Some(at),
-            ..AggregateOptions::default()
-        })
-        .await
-        .unwrap()
+    app.aggregate_at(at).await
 }
 
 async fn tiny_plan(app: &TestApp) {

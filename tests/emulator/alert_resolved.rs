@@ -6,7 +6,6 @@
 use std::collections::BTreeMap;
 
 use super::setup_at;
-use meter_core::service::aggregate::AggregateOptions;
 use meter_core::testing::TestClock;
 use serde_json::json;
 
@@ -46,15 +45,7 @@ async fn a_denial_at_full_is_noted_once_and_resolved_once_on_dynamodb() {
     let now = clock.now();
     let pass = || {
         let app = app.clone();
-        async move {
-            app.meter
-                .aggregate(&AggregateOptions {
-                    at: Some(now),
-                    ..AggregateOptions::default()
-                })
-                .await
-                .unwrap()
-        }
+        async move { app.aggregate_at(now).await }
     };
     assert_eq!(pass().await.alerts_resolved, 0);
     let mut raised = budget.clone();

@@ -7,7 +7,6 @@
 use std::sync::Arc;
 
 use meter_core::domain::{OrgId, TenantId};
-use meter_core::service::aggregate::AggregateOptions;
 use meter_core::store::{InvoiceStore, OrgBillingStore, OrgStore, Store};
 use meter_core::testing::TestClock;
 use meter_tests::TestApp;
@@ -49,13 +48,7 @@ async fn orgs_invoiced_before_the_late_event_layout_get_their_billed_to_once() {
         .assert_ok("march");
     let at = "2026-04-01T00:20:00Z";
     clock.set(at.parse().unwrap());
-    app.meter
-        .aggregate(&AggregateOptions {
-            at: Some(at.parse().unwrap()),
-            ..AggregateOptions::default()
-        })
-        .await
-        .unwrap();
+    app.aggregate_at(at.parse().unwrap()).await;
     assert_eq!(store.list_org_invoices(&t, &acme).await.unwrap().len(), 1);
     // initech subscribes later: no invoice of it yet.
     app.put(

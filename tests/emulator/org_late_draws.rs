@@ -6,7 +6,6 @@
 
 use super::setup_at;
 use meter_core::domain::{Invoice, OrgId};
-use meter_core::service::aggregate::AggregateOptions;
 use meter_core::testing::TestClock;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
@@ -38,13 +37,7 @@ async fn a_cancelled_prepaid_orgs_late_event_is_billed_and_paid_once_on_dynamodb
         let (app, clock) = (app.clone(), clock.clone());
         async move {
             clock.set(at.parse().unwrap());
-            app.meter
-                .aggregate(&AggregateOptions {
-                    at: Some(at.parse().unwrap()),
-                    ..AggregateOptions::default()
-                })
-                .await
-                .unwrap();
+            app.aggregate_at(at.parse().unwrap()).await;
         }
     };
     let invoices = || {

@@ -3,7 +3,6 @@
 //! what the org routes and an event batch naming an org cost in requests (measured).
 
 use super::{ops, setup_at};
-use meter_core::service::aggregate::AggregateOptions;
 use meter_core::testing::TestClock;
 use serde_json::{json, Value};
 
@@ -84,15 +83,7 @@ async fn an_org_plan_denies_is_invoiced_once_and_org_reads_cost_few_requests_on_
     let mut passes = Vec::new();
     for _ in 0..4 {
         let app = app.clone();
-        passes.push(tokio::spawn(async move {
-            app.meter
-                .aggregate(&AggregateOptions {
-                    at: Some(after),
-                    ..AggregateOptions::default()
-                })
-                .await
-                .unwrap()
-        }));
+        passes.push(tokio::spawn(async move { app.aggregate_at(after).await }));
     }
     for p in passes {
         p.await.unwrap();

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Duration, Utc};
-use meter_core::service::aggregate::{AggregateOptions, AggregateReport};
+use meter_core::service::aggregate::AggregateReport;
 use meter_core::store::dynamo::layout;
 use meter_core::testing::TestClock;
 use meter_tests::TestApp;
@@ -20,13 +20,7 @@ use meter_core::store::dynamo::{self, DynamoStore};
 const ALICE: &str = "/api/subscription/wallet/user/alice";
 
 async fn pass(app: &TestApp, at: DateTime<Utc>) -> AggregateReport {
-    app.meter
-        .aggregate(&AggregateOptions {
-            at: Some(at),
-            ..AggregateOptions::default()
-        })
-        .await
-        .unwrap()
+    app.aggregate_at(at).await
 }
 
 /// The credit bucket attributes of the wallet heads in `table`.
