@@ -25,15 +25,13 @@ async fn an_erasure_releases_held_credit_once_on_dynamodb() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_prepaid_invoice_credits_the_draws_without_waiting_for_the_user_index() {
     use meter_core::service::aggregate::AggregateOptions;
-    use meter_core::store::dynamo::{self, DynamoStore};
+    use meter_core::store::dynamo::DynamoStore;
     use meter_tests::TestApp;
     use serde_json::json;
     use std::sync::Arc;
 
     let config = meter_core::config::load_aws().await;
-    let client = meter_core::config::dynamo_client().await;
-    let table = format!("meter-emu-{}", uuid::Uuid::new_v4().simple());
-    dynamo::create_table(&client, &table).await.unwrap();
+    let (client, table) = super::fresh_table().await;
     let (store, _) = DynamoStore::with_request_counter(&config, table.clone());
     let clock = TestClock::at("2026-03-10T09:00:00Z");
     let app = TestApp::setup()

@@ -62,17 +62,22 @@ async fn setup(topic_arn: Option<String>) -> Env {
     }
 }
 
-/// A store on a fresh table of the emulator, counting the requests it makes.
-async fn counted_store() -> (DynamoStore, RequestCounter, aws_config::SdkConfig) {
+/// A fresh table of the emulator, and a client of it.
+async fn fresh_table() -> (aws_sdk_dynamodb::Client, String) {
     assert!(
         std::env::var("AWS_ENDPOINT_URL").is_ok(),
         "run through scripts/with-moto (see README)"
     );
-    let config = meter_core::config::load_aws().await;
+    let client = meter_core::config::dynamo_client().await;
     let table = format!("meter-emu-{}", uuid::Uuid::new_v4().simple());
-    dynamo::create_table(&meter_core::config::dynamo_client().await, &table)
-        .await
-        .unwrap();
+    dynamo::create_table(&client, &table).await.unwrap();
+    (client, table)
+}
+
+/// A store on a fresh table of the emulator, counting the requests it makes.
+async fn counted_store() -> (DynamoStore, RequestCounter, aws_config::SdkConfig) {
+    let config = meter_core::config::load_aws().await;
+    let (_, table) = fresh_table().await;
     let (store, counter) = DynamoStore::with_request_counter(&config, table);
     (store, counter, config)
 }

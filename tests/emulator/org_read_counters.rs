@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{Duration, Months};
-use meter_core::store::dynamo::{self, layout, DynamoStore};
+use meter_core::store::dynamo::{layout, DynamoStore};
 use meter_core::testing::TestClock;
 use meter_tests::TestApp;
 use serde_json::json;
@@ -50,13 +50,7 @@ async fn counter_windows(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_org_reads_counters_keep_a_few_windows_over_months_of_events() {
-    assert!(
-        std::env::var("AWS_ENDPOINT_URL").is_ok(),
-        "run through scripts/with-moto (see README)"
-    );
-    let client = meter_core::config::dynamo_client().await;
-    let table = format!("meter-emu-{}", uuid::Uuid::new_v4().simple());
-    dynamo::create_table(&client, &table).await.unwrap();
+    let (client, table) = super::fresh_table().await;
     let config = meter_core::config::load_aws().await;
     let start = TestClock::at("2026-01-10T12:00:00Z").now();
     const MONTHS: u32 = 7;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use aws_sdk_dynamodb::types::AttributeValue;
 use meter_core::domain::{ProviderId, UserId};
 use meter_core::store::dynamo::item_size::{item_size, value_size};
-use meter_core::store::dynamo::{self, layout, DynamoStore};
+use meter_core::store::dynamo::{layout, DynamoStore};
 use meter_core::testing::{event, TestClock};
 use meter_tests::TestApp;
 use serde_json::json;
@@ -43,14 +43,8 @@ struct Measured {
 /// A user with usage on 10 providers and 8 open reservations, each naming `org` and its
 /// team `team` with the org's plan and 2 budgets (3 budget holds each).
 async fn eight_reservations_over_budgets(user: &str, org: &str, team: &str) -> Measured {
-    assert!(
-        std::env::var("AWS_ENDPOINT_URL").is_ok(),
-        "run through scripts/with-moto (see README)"
-    );
     let clock = TestClock::at("2026-03-10T15:30:05Z");
-    let client = meter_core::config::dynamo_client().await;
-    let table = format!("meter-emu-{}", uuid::Uuid::new_v4().simple());
-    dynamo::create_table(&client, &table).await.unwrap();
+    let (client, table) = super::fresh_table().await;
     let store = Arc::new(DynamoStore::new(client.clone(), table.clone()));
     let app = TestApp::setup().store(store).clock(&clock).spawn().await;
     const P: &str = "/api/subscription";

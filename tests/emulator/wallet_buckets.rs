@@ -15,7 +15,7 @@ use serde_json::json;
 
 use std::sync::Arc;
 
-use meter_core::store::dynamo::{self, DynamoStore};
+use meter_core::store::dynamo::DynamoStore;
 
 const ALICE: &str = "/api/subscription/wallet/user/alice";
 
@@ -43,9 +43,7 @@ async fn head_buckets(client: &aws_sdk_dynamodb::Client, table: &str) -> BTreeSe
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pruned_grant_takes_its_empty_credit_bucket_off_the_head() {
     let clock = TestClock::at("2026-03-01T09:00:00Z");
-    let client = meter_core::config::dynamo_client().await;
-    let table = format!("meter-emu-{}", uuid::Uuid::new_v4().simple());
-    dynamo::create_table(&client, &table).await.unwrap();
+    let (client, table) = super::fresh_table().await;
     let store = Arc::new(DynamoStore::new(client.clone(), table.clone()));
     let app = TestApp::setup().store(store).clock(&clock).spawn().await;
     for (id, body) in [
