@@ -18,7 +18,7 @@ use super::prepaid::CreditDenial;
 use super::{Meter, Result};
 use crate::budgets::Scope;
 use crate::credits::Subscriber;
-use crate::domain::{TenantId, UserId};
+use crate::domain::TenantId;
 use crate::limits::Payment;
 use crate::store::DeniedLimit;
 
@@ -41,12 +41,12 @@ impl Meter {
         if d.available_usd > rust_decimal::Decimal::ZERO {
             return;
         }
-        let (owner, org, scope) = match &d.wallet {
-            Subscriber::User(u) => (u.clone(), None, Scope::User { user_id: u.clone() }),
-            Subscriber::Org(o) => match UserId::parse(o.as_str()) {
-                Ok(owner) => (owner, Some(o.clone()), Scope::Org { org_id: o.clone() }),
-                Err(_) => return,
-            },
+        let Ok(owner) = super::org_wallets::alarm_owner(&d.wallet) else {
+            return;
+        };
+        let (org, scope) = match &d.wallet {
+            Subscriber::User(u) => (None, Scope::User { user_id: u.clone() }),
+            Subscriber::Org(o) => (Some(o.clone()), Scope::Org { org_id: o.clone() }),
         };
         let denied = DeniedLimit {
             tenant: tenant.clone(),
@@ -93,7 +93,9 @@ impl Meter {
             }
         };
         let credit = self.store.get_credit_state(&d.tenant, &wallet).await?;
-        let available = credit.available(now).map_err(|_| super::Error::Internal)?;
+        let available = credit
+            .available(now)
+            .map_err(super::prepaid::credit_error)?;
         Ok((available > rust_decimal::Decimal::ZERO).then_some("credit is available again"))
     }
 }

@@ -140,10 +140,9 @@ impl Meter {
         Ok(cache.get(org).and_then(Option::as_ref))
     }
 
-    /// Whether `user` has no subscription and every one of `events` names an org with an
-    /// active subscription: then the org's plan stands in for the Free plan and the Free
-    /// plan's alerts do not apply (`scoped`: ingest's users whose events may count in
-    /// budgets, with their subscription). A failed read answers `false` (alerts as before).
+    /// [`Meter::org_stands_in`] for `user` as ingest knows it (`scoped`: ingest's users
+    /// whose events may count in budgets, with their subscription; a user not in it is
+    /// not standing in for).
     pub(super) async fn org_stands_in_for_free(
         &self,
         tenant: &TenantId,
@@ -152,10 +151,27 @@ impl Meter {
         events: &[crate::domain::UsageEvent],
         cache: &mut OrgPlans,
     ) -> bool {
-        let Some((None, _)) = scoped.get(user) else {
-            return false;
-        };
-        if events.is_empty() {
+        match scoped.get(user) {
+            Some((sub, _)) => {
+                self.org_stands_in(tenant, sub.as_ref(), events, cache)
+                    .await
+            }
+            None => false,
+        }
+    }
+
+    /// Whether a user with subscription `sub` is off the Free plan for `events`: the user
+    /// has no subscription and every event names an org with an active subscription, so
+    /// the org's plan stands in for the Free plan and the Free plan's alerts do not apply.
+    /// A failed read answers `false` (alerts as before).
+    pub(super) async fn org_stands_in(
+        &self,
+        tenant: &TenantId,
+        sub: Option<&Subscription>,
+        events: &[crate::domain::UsageEvent],
+        cache: &mut OrgPlans,
+    ) -> bool {
+        if sub.is_some() || events.is_empty() {
             return false;
         }
         for e in events {

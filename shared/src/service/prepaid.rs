@@ -53,7 +53,7 @@ pub(super) enum Reserved {
     NoCredit(Box<Denial>),
 }
 
-fn credit_error(e: CreditError) -> Error {
+pub(super) fn credit_error(e: CreditError) -> Error {
     Error::overflow(e)
 }
 

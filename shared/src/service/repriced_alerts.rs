@@ -74,14 +74,12 @@ impl Meter {
             .store
             .get_user_limits(tenant, &e.user, &|_| period)
             .await?;
-        if let (None, Some(org)) = (&state.subscription, &e.org_id) {
-            if self
-                .cached_org_plan(tenant, org, org_plans)
-                .await?
-                .is_some()
-            {
-                return Ok(());
-            }
+        let sub = state.subscription.as_ref();
+        if self
+            .org_stands_in(tenant, sub, std::slice::from_ref(e), org_plans)
+            .await
+        {
+            return Ok(());
         }
         self.raise_alerts_of(tenant, &e.user, period, &state)
             .await

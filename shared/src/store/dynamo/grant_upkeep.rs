@@ -12,10 +12,10 @@
 //!   `Put` its archive `SK = A#<grant_id>` in the same partition (new only), the head's
 //!   `ADD grants_n -1`. The wallet's `Query` reads `SK >= G#` (grants and head), so an
 //!   archive is never read with the wallet; a new grant's transaction checks that no
-//!   archive holds its id. Then the head's credit bucket of the grant's expiry instant
-//!   (a grant that expires) is removed if it is 0 (one conditional `UpdateItem`: a grant of the same instant put
-//!   meanwhile added to it and keeps it), so the head holds buckets of live grants only
-//!   and does not grow with the wallet's history (SPEC §12).
+//!   archive holds its id. Then, for a grant that expires, the head's credit bucket of
+//!   its expiry instant is removed if it is 0 (one conditional `UpdateItem`: a grant of
+//!   the same instant put meanwhile added to it and keeps it), so the head holds buckets
+//!   of live grants only and does not grow with the wallet's history (SPEC §12).
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{ConditionCheck, ReturnValuesOnConditionCheckFailure};
