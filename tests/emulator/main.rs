@@ -74,6 +74,22 @@ async fn fresh_table() -> (aws_sdk_dynamodb::Client, String) {
     (client, table)
 }
 
+/// Every item of `table` (a test's small table: one page), read consistently.
+async fn scan_items(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+) -> Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+    client
+        .scan()
+        .table_name(table)
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .items
+        .unwrap_or_default()
+}
+
 /// A store on a fresh table of the emulator, counting the requests it makes.
 async fn counted_store() -> (DynamoStore, RequestCounter, aws_config::SdkConfig) {
     let config = meter_core::config::load_aws().await;

@@ -22,15 +22,8 @@ async fn counter_windows(
     client: &aws_sdk_dynamodb::Client,
     table: &str,
 ) -> Vec<(String, BTreeSet<String>)> {
-    let scanned = client
-        .scan()
-        .table_name(table)
-        .consistent_read(true)
-        .send()
-        .await
-        .unwrap();
     let mut out = Vec::new();
-    for item in scanned.items() {
+    for item in super::scan_items(client, table).await {
         let Some(AttributeValue::S(pk)) = item.get(layout::PK) else {
             continue;
         };

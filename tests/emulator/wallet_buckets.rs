@@ -25,15 +25,8 @@ async fn pass(app: &TestApp, at: DateTime<Utc>) -> AggregateReport {
 
 /// The credit bucket attributes of the wallet heads in `table`.
 async fn head_buckets(client: &aws_sdk_dynamodb::Client, table: &str) -> BTreeSet<String> {
-    let scanned = client
-        .scan()
-        .table_name(table)
-        .consistent_read(true)
-        .send()
+    super::scan_items(client, table)
         .await
-        .unwrap();
-    scanned
-        .items()
         .iter()
         .filter(|item| item.get(layout::SK) == Some(&AttributeValue::S("WALLET".into())))
         .flat_map(|item| item.keys().filter(|k| k.starts_with("credit#")).cloned())
