@@ -20,6 +20,8 @@ use tower::ServiceExt as _;
 pub mod credit_resolved;
 /// Issue 19: the wallet-alarms-after-a-hold story, run on both stores.
 pub mod hold_alarms;
+/// Issue 18: the one-payer-per-call story, run on both stores.
+pub mod one_payer;
 /// Issue 18: the org-alerts-out-of-a-namesake-user's-list story, run on both stores.
 pub mod org_alert_namesake;
 /// Issue 18: the re-priced-org-event story, run on both stores.

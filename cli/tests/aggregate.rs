@@ -45,6 +45,7 @@ fn events(user: &UserId, month: DateTime<Utc>, n: usize) -> Vec<UsageEvent> {
                 recorded_at: ts,
                 org_id: None,
                 team_id: None,
+                payer: None,
             }
         })
         .collect()

@@ -123,7 +123,9 @@ pub fn build_invoice(input: &InvoiceInput<'_>, id: String) -> Result<Invoice, Bi
     let mut usage = Decimal::ZERO;
     let mut unpriced = 0u64;
     for (provider, u) in &input.usage.by_provider {
-        if u.recorded.calls == 0 {
+        // No line without usage; a cost without calls is billed (a call another invoice
+        // billed whose re-priced cost falls to this one: docs/billing.md "One payer per call").
+        if u.recorded.calls == 0 && u.recorded.cost_usd.is_zero() {
             continue;
         }
         usage = add(usage, u.recorded.cost_usd)?;

@@ -113,6 +113,7 @@ pub fn event(tenant: &TenantId, user: &UserId, id: &str, tokens: u64, cost: &str
         recorded_at: at(2025, 3, 10, 12),
         org_id: None,
         team_id: None,
+        payer: None,
     }
 }
 

@@ -17,6 +17,7 @@ mod hot_path;
 mod logs;
 mod messages;
 mod metrics;
+mod one_payer;
 mod org_alert_namesake;
 mod org_alerts;
 mod org_cancelled;

@@ -15,6 +15,7 @@ mod migrate;
 mod migrate_budgets;
 mod migrate_grants;
 mod migrate_org_billed;
+mod one_payer;
 mod org_alert_namesake;
 mod org_late_draws;
 mod org_read_counters;

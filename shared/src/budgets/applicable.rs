@@ -76,32 +76,46 @@ pub enum CounterKey {
         window: Window,
         window_start: DateTime<Utc>,
     },
+    /// The part of a subscriber's (user's or org's) usage in its limit period starting at
+    /// `window_start` that another subscriber's invoice bills (docs/billing.md, "One payer
+    /// per call"): the subscriber's invoice bills its usage less this. No limit counts
+    /// against it.
+    PaidElsewhere {
+        scope: Scope,
+        window_start: DateTime<Utc>,
+    },
 }
 
 impl CounterKey {
     pub fn scope(&self) -> &Scope {
         match self {
-            CounterKey::Scope { scope, .. } | CounterKey::Member { scope, .. } => scope,
+            CounterKey::Scope { scope, .. }
+            | CounterKey::Member { scope, .. }
+            | CounterKey::PaidElsewhere { scope, .. } => scope,
         }
     }
 
+    /// The counter's window (`period` for [`CounterKey::PaidElsewhere`]: it is kept as
+    /// long as a `period` counter).
     pub fn window(&self) -> Window {
         match self {
             CounterKey::Scope { window, .. } | CounterKey::Member { window, .. } => *window,
+            CounterKey::PaidElsewhere { .. } => Window::Period,
         }
     }
 
     pub fn window_start(&self) -> DateTime<Utc> {
         match self {
-            CounterKey::Scope { window_start, .. } | CounterKey::Member { window_start, .. } => {
-                *window_start
-            }
+            CounterKey::Scope { window_start, .. }
+            | CounterKey::Member { window_start, .. }
+            | CounterKey::PaidElsewhere { window_start, .. } => *window_start,
         }
     }
 
     /// A stable text naming the counter, distinct for distinct counters:
-    /// `<scope key>#<window>#<start>` or `<scope key>#member#<user_id>#<window>#<start>`,
-    /// the start in RFC 3339 (`2025-03-01T00:00:00Z`); see [`Scope::key`].
+    /// `<scope key>#<window>#<start>`, `<scope key>#member#<user_id>#<window>#<start>` or
+    /// `<scope key>#elsewhere#<start>`, the start in RFC 3339 (`2025-03-01T00:00:00Z`);
+    /// see [`Scope::key`].
     pub fn key(&self) -> String {
         let start = |at: &DateTime<Utc>| at.to_rfc3339_opts(SecondsFormat::Secs, true);
         match self {
@@ -120,8 +134,24 @@ impl CounterKey {
                 scope.key(),
                 start(window_start)
             ),
+            CounterKey::PaidElsewhere {
+                scope,
+                window_start,
+            } => format!("{}#{ELSEWHERE}#{}", scope.key(), start(window_start)),
         }
     }
+}
+
+/// The window word of [`CounterKey::PaidElsewhere`] keys (never a [`Window`]'s name).
+pub const ELSEWHERE: &str = "elsewhere";
+
+/// Whether `writes` (one event's) count part of `scope`'s period usage as billed by
+/// another subscriber ([`CounterKey::PaidElsewhere`]): then a late event is no adjustment
+/// of `scope`'s invoice.
+pub fn billed_elsewhere(writes: &[super::CounterWrite], scope: &Scope) -> bool {
+    writes
+        .iter()
+        .any(|w| matches!(&w.counter, CounterKey::PaidElsewhere { scope: s, .. } if s == scope))
 }
 
 /// One limit that applies to a call: where it comes from, its current window and the

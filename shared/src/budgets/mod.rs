@@ -31,7 +31,8 @@ pub mod decision;
 pub mod windows;
 
 pub use applicable::{
-    applicable, budget_limits, Applicable, CounterKey, LimitSource, PlanInputs, Subscribed,
+    applicable, billed_elsewhere, budget_limits, Applicable, CounterKey, LimitSource, PlanInputs,
+    Subscribed, ELSEWHERE,
 };
 pub use counting::{
     budget_counters, check_call_writes, event_writes, reservation_writes, CounterWrite,

@@ -10,6 +10,6 @@ pub use ids::{
 };
 pub use records::{
     Adjustment, Alert, ApiKeyRecord, BudgetHold, Invoice, InvoiceStatus, LineItem, Metadata,
-    PastTerms, Proration, Reservation, ReservationStatus, Role, Severity, Subscription,
+    PastTerms, Payer, Proration, Reservation, ReservationStatus, Role, Severity, Subscription,
     SubscriptionStatus, UsageEvent,
 };

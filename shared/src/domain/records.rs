@@ -166,6 +166,21 @@ pub struct UsageEvent {
     /// The org's team the call was made within, if named (never without `org_id`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub team_id: Option<TeamId>,
+    /// Whose invoice bills the call, decided once when it is recorded and kept (a
+    /// re-pricing bills the same one while the org is subscribed): set when the call names
+    /// an org (docs/billing.md, "One payer per call"); `None`: the user's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payer: Option<Payer>,
+}
+
+/// Which subscriber's invoice bills a call naming an org: with an active subscription
+/// of the org, the user's when the user has a subscription of their own, else the org's;
+/// without one, the user's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Payer {
+    User,
+    Org,
 }
 
 impl UsageEvent {
@@ -176,6 +191,17 @@ impl UsageEvent {
             tokens: self.counts.total_tokens(),
             cost_usd: self.cost_usd.unwrap_or_default(),
         }
+    }
+
+    /// Whether the user's own invoice bills the call (not an org's).
+    pub fn user_pays(&self) -> bool {
+        self.payer != Some(Payer::Org)
+    }
+
+    /// Whether the call names an org whose invoice must not bill it: the user's own
+    /// subscription pays (the org's plan still counts it).
+    pub fn org_does_not_pay(&self) -> bool {
+        self.payer == Some(Payer::User)
     }
 }
 

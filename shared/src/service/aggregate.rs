@@ -29,11 +29,13 @@ use std::collections::BTreeSet;
 use super::{Error, Meter, Result};
 use crate::alerts::OutboxMessage;
 use crate::billing::{self, InvoiceInput};
-use crate::domain::{Invoice, PlanName, Subscription, SubscriptionStatus};
+use crate::budgets::{CounterKey, Scope};
+use crate::domain::{Invoice, PlanName, Subscription, SubscriptionStatus, TenantId};
 use crate::periods::{Period, Schedule};
 use crate::pricing::PriceOutcome;
 use crate::store::{BillingState, CloseOutcome, StoreError, UserRef};
 use crate::subscriptions::{forget_billed_terms, remember_terms, terms_at};
+use crate::usage::PeriodUsage;
 
 /// Job cursor names.
 const USERS_JOB: &str = "aggregate:users";
@@ -371,6 +373,14 @@ impl Meter {
             if !subscribed && !has_usage && state.adjustments.is_empty() {
                 return Ok(None); // nothing to bill without a subscription
             }
+            // One payer per call: less the calls an org's invoice bills. A period whose
+            // every call an org paid closes with a $0 invoice (else it stays pending).
+            let scope = Scope::User {
+                user_id: user.user.clone(),
+            };
+            let usage = self
+                .billed_usage(&user.tenant, scope, period.start, &state.usage)
+                .await?;
             let plan = self.plan_named(user, &plan_name).await?;
             let mut invoice = billing::build_invoice(
                 &InvoiceInput {
@@ -379,7 +389,7 @@ impl Meter {
                     period: *period,
                     subscription: then.as_ref(),
                     plan: &plan,
-                    usage: &state.usage,
+                    usage: &usage,
                     adjustments: &state.adjustments,
                     created_at: at,
                 },
@@ -432,6 +442,34 @@ impl Meter {
         }
         tracing::warn!(tenant = %user.tenant, user = %user.user, period = %period.start, "period kept changing; the next pass closes it");
         Ok(None)
+    }
+
+    /// What a subscriber's invoice bills of `usage` (its period starting at `start`, as
+    /// its billing state read it): less what another subscriber's invoice bills
+    /// ([`CounterKey::PaidElsewhere`], docs/billing.md "One payer per call"). Read after the
+    /// state: a call counted there after the state was read changed the state's version
+    /// too, so the close that would bill the mix fails and reads again.
+    pub(super) async fn billed_usage(
+        &self,
+        tenant: &TenantId,
+        scope: Scope,
+        start: DateTime<Utc>,
+        usage: &PeriodUsage,
+    ) -> Result<PeriodUsage> {
+        let counter = CounterKey::PaidElsewhere {
+            scope,
+            window_start: start,
+        };
+        let elsewhere = self
+            .store
+            .get_budget_counters(tenant, std::slice::from_ref(&counter))
+            .await?
+            .pop()
+            .unwrap_or_default();
+        usage.recorded_only().billed_here(&elsewhere.recorded_only()).ok_or_else(|| {
+            tracing::error!(tenant = %tenant, counter = %counter.key(), "more usage billed elsewhere than recorded");
+            Error::Internal
+        })
     }
 
     /// The tenant's plan `name` (an invoice's plan).

@@ -145,9 +145,17 @@ impl Meter {
                     CounterKey::Scope {
                         scope: Scope::User { user_id },
                         ..
+                    }
+                    | CounterKey::PaidElsewhere {
+                        scope: Scope::User { user_id },
+                        ..
                     } => Owner::User(user_id.clone()),
                     // The pooled usage of an org or team: the org owns the alert.
                     CounterKey::Scope {
+                        scope: Scope::Org { org_id } | Scope::Team { org_id, .. },
+                        ..
+                    }
+                    | CounterKey::PaidElsewhere {
                         scope: Scope::Org { org_id } | Scope::Team { org_id, .. },
                         ..
                     } => Owner::Org(org_id.clone()),

@@ -20,7 +20,7 @@ use crate::budgets::{
     Applicable, Budget, CallScopes, CounterKey, CounterWrite, LimitSource, LimitState, LimitedBy,
     Mode, Scope, Verdict, Window,
 };
-use crate::domain::{ProviderId, Subscription, TenantId, UsageEvent};
+use crate::domain::{OrgId, Payer, ProviderId, Subscription, TenantId, UsageEvent};
 use crate::limits::{self, CallEstimate, MetricAmounts, Percentages, Plan};
 use crate::periods::Period;
 use crate::subscriptions::schedule_of;
@@ -346,13 +346,86 @@ impl Meter {
         );
         let mut writes = event_writes(&limits, &e.provider, &e.tally());
         // Issue 18: the org reads' counters (service::org_reads).
-        if call.org().is_some() {
+        if let Some(org) = call.org() {
             let period = Self::org_schedule(org_plan)
                 .period_containing(e.timestamp)
                 .map_err(|err| Error::invalid("timestamp", "out_of_range", err.to_string()))?;
             super::org_reads::add_org_usage_writes(&mut writes, &call, period, e);
+            // One payer per call (docs/billing.md): the other invoice leaves it out.
+            writes.push(paid_elsewhere(e, org, org_plan.is_some(), period, sub)?);
             return Ok((writes, Some((call, period))));
         }
         Ok((writes, None))
     }
+}
+
+/// Who pays for `e`, a call naming `org`: when the org has an active subscription
+/// (`org_subscribed`), the payer kept with the event (a re-pricing bills whom its
+/// recording billed), else the user when the user has a subscription of their own
+/// (`sub`), else the org; without one, the user. The write that counts the call as billed
+/// by that payer on the other subscriber's [`CounterKey::PaidElsewhere`] counter of the
+/// period the call counts in (the org's: `org_period`, its pooled counter's). An org
+/// without an active subscription gets it too: its pooled counter still counts the call
+/// (for its reads), and a cancelled org's last invoice bills that counter.
+fn paid_elsewhere(
+    e: &UsageEvent,
+    org: &OrgId,
+    org_subscribed: bool,
+    org_period: Period,
+    sub: Option<&Subscription>,
+) -> Result<CounterWrite> {
+    let out_of_range = |err: crate::periods::PeriodError| {
+        Error::invalid("timestamp", "out_of_range", err.to_string())
+    };
+    let payer = match (org_subscribed, e.payer, sub) {
+        (false, _, _) => Payer::User,
+        (true, Some(kept), _) => kept,
+        (true, None, Some(_)) => Payer::User,
+        (true, None, None) => Payer::Org,
+    };
+    // The other subscriber's period the call counts in: its start and end.
+    let (scope, window_start, window_end) = match payer {
+        // The org pays: the user's invoice of the event's period leaves the call out.
+        Payer::Org => {
+            let period = schedule_of(sub)
+                .period_containing(e.period_start)
+                .map_err(out_of_range)?;
+            let scope = Scope::User {
+                user_id: e.user.clone(),
+            };
+            (scope, e.period_start, period.end)
+        }
+        // The user pays: the org's invoice leaves it out.
+        Payer::User => {
+            let scope = Scope::Org {
+                org_id: org.clone(),
+            };
+            (scope, org_period.start, org_period.end)
+        }
+    };
+    Ok(CounterWrite {
+        counter: CounterKey::PaidElsewhere {
+            scope,
+            window_start,
+        },
+        window_end,
+        provider: e.provider.clone(),
+        add: e.tally(),
+        held: crate::usage::Tally::default(),
+        guards: Vec::new(),
+    })
+}
+
+/// Whose invoice bills the event with counter writes `writes` (as
+/// [`Meter::event_counter_writes`] made them): `None` when the call names no org (the
+/// user's).
+pub(super) fn payer_of(writes: &[CounterWrite]) -> Option<Payer> {
+    writes.iter().find_map(|w| match &w.counter {
+        CounterKey::PaidElsewhere {
+            scope: Scope::User { .. },
+            ..
+        } => Some(Payer::Org),
+        CounterKey::PaidElsewhere { .. } => Some(Payer::User),
+        _ => None,
+    })
 }

@@ -188,7 +188,7 @@ impl Meter {
         // Phase 2: record, one user at a time (each event all-or-nothing in the store).
         let mut results: Vec<Option<EventResult>> = vec![None; inputs.len()];
         for (user, indices) in &by_user {
-            let batch: Vec<UsageEvent> =
+            let mut batch: Vec<UsageEvent> =
                 indices.iter().filter_map(|&i| events[i].clone()).collect();
             // Issue 18: what each event adds to its budget counters (service::enforce).
             let writes = match scoped.get(user) {
@@ -205,6 +205,11 @@ impl Meter {
                 }
                 None => Vec::new(),
             };
+            // The invoice that bills each event, kept with it (docs/billing.md, "One payer
+            // per call").
+            for (e, w) in batch.iter_mut().zip(&writes) {
+                e.payer = super::enforce::payer_of(w);
+            }
             // Issue 19: whose wallet each event draws from (service::org_wallets).
             let payers = match paying.get(user) {
                 Some(sub) => {
@@ -428,6 +433,7 @@ fn to_event(
         recorded_at: now,
         org_id: input.org_id.clone(),
         team_id: input.team_id.clone(),
+        payer: None,
     };
     event.fingerprint = fingerprint(&event, input.timestamp.is_some());
     event

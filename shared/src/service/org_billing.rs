@@ -189,6 +189,14 @@ impl Meter {
         state: &crate::store::OrgBillingState,
         at: DateTime<Utc>,
     ) -> Result<(crate::domain::Invoice, Option<crate::store::InvoiceCharge>)> {
+        // One payer per call: less what members' own invoices bill (read after the state,
+        // whose version every such call changes, so the close does not pass on a mix).
+        let scope = crate::budgets::Scope::Org {
+            org_id: org.org.clone(),
+        };
+        let usage = self
+            .billed_usage(&org.tenant, scope, period.start, &state.usage)
+            .await?;
         let mut built = billing::build_invoice(
             &InvoiceInput {
                 tenant: &org.tenant,
@@ -196,7 +204,7 @@ impl Meter {
                 period,
                 subscription,
                 plan,
-                usage: &state.usage,
+                usage: &usage,
                 adjustments: &state.adjustments,
                 created_at: at,
             },

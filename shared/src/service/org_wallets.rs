@@ -121,8 +121,14 @@ impl Meter {
             .then(|| Subscriber::User(user.clone()));
         let mut out = Vec::with_capacity(events.len());
         for e in events {
-            let org_plan = match (&e.org_id, sub) {
-                (Some(org), None) => self
+            // The payer kept with the event (docs/billing.md, "One payer per call"), else
+            // the subscriber whose plan is in force.
+            let org_pays = match e.payer {
+                Some(payer) => payer == crate::domain::Payer::Org,
+                None => sub.is_none(),
+            };
+            let org_plan = match (&e.org_id, org_pays) {
+                (Some(org), true) => self
                     .cached_org_plan(tenant, org, org_plans)
                     .await?
                     .map(|p| (org, p.plan.payment)),

@@ -59,7 +59,7 @@ pub use period_draws::{PeriodDraws, PeriodDrawsStore};
 pub use prepaid::{
     CreditHold, CreditReserve, CreditState, EventDraws, InvoiceCharge, PrepaidStore,
 };
-pub use repricing::RepriceStore;
+pub use repricing::{user_pays, RepriceStore};
 pub use tenant_orgs::{TenantOrg, TenantOrgsStore};
 pub use token_keys::TokenKeyStore;
 pub use wallet_views::{WalletSummary, WalletViewsStore};

@@ -27,6 +27,22 @@ use crate::budgets::CounterWrite;
 use crate::credits::Subscriber;
 use crate::domain::{EventId, TenantId};
 
+/// Whether the user's invoice bills the re-priced event `e`, so that a period already
+/// invoiced takes its cost as the user's adjustment: unless `writes` (the cost on the
+/// event's counters) count it as billed by the org, or, without writes, the payer kept
+/// with the event is the org (docs/billing.md, "One payer per call"). Decided on the
+/// writes first, so that an event whose org is no longer subscribed (no org counter to
+/// bill it) is billed to its user.
+pub fn user_pays(e: &crate::domain::UsageEvent, writes: &[CounterWrite]) -> bool {
+    if writes.is_empty() {
+        return e.user_pays();
+    }
+    let user = crate::budgets::Scope::User {
+        user_id: e.user.clone(),
+    };
+    !crate::budgets::billed_elsewhere(writes, &user)
+}
+
 #[async_trait]
 pub trait RepriceStore: Send + Sync {
     /// Prices the unpriced event as `price_event` does and draws `cost` from `payer`'s

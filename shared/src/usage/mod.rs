@@ -110,4 +110,81 @@ impl PeriodUsage {
                 .collect(),
         }
     }
+
+    /// The usage a subscriber's invoice bills: the recorded usage less `elsewhere`, the
+    /// part of it another subscriber's invoice bills (`CounterKey::PaidElsewhere`;
+    /// docs/billing.md, "One payer per call"). `None` when `elsewhere` is not part of
+    /// the usage (more than was recorded: the counters disagree).
+    pub fn billed_here(&self, elsewhere: &PeriodUsage) -> Option<PeriodUsage> {
+        let mut out = self.clone();
+        for (provider, paid) in &elsewhere.by_provider {
+            let u = out.by_provider.get_mut(provider)?;
+            let r = &mut u.recorded;
+            r.calls = r.calls.checked_sub(paid.recorded.calls)?;
+            r.tokens = r.tokens.checked_sub(paid.recorded.tokens)?;
+            r.cost_usd = r.cost_usd.checked_sub(paid.recorded.cost_usd)?;
+            if r.cost_usd.is_sign_negative() && !r.cost_usd.is_zero() {
+                return None;
+            }
+        }
+        Some(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ProviderId;
+    use rust_decimal_macros::dec;
+
+    fn usage(rows: &[(&str, u64, u64, rust_decimal::Decimal)]) -> PeriodUsage {
+        PeriodUsage {
+            by_provider: rows
+                .iter()
+                .map(|(p, calls, tokens, cost)| {
+                    let recorded = Tally {
+                        calls: *calls,
+                        tokens: *tokens,
+                        cost_usd: *cost,
+                    };
+                    (
+                        ProviderId::parse(*p).unwrap(),
+                        ProviderUsage {
+                            recorded,
+                            ..ProviderUsage::default()
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn billed_here_is_the_recorded_usage_less_what_another_invoice_bills() {
+        let all = usage(&[
+            ("gemini", 5, 500, dec!(0.95)),
+            ("openai", 2, 20, dec!(0.02)),
+        ]);
+        let elsewhere = usage(&[("gemini", 3, 300, dec!(0.75))]);
+        let here = all.billed_here(&elsewhere).unwrap();
+        assert_eq!(
+            here,
+            usage(&[
+                ("gemini", 2, 200, dec!(0.20)),
+                ("openai", 2, 20, dec!(0.02))
+            ])
+        );
+        // Everything billed elsewhere: nothing left to bill, the providers kept at zero.
+        let gone = all.billed_here(&all).unwrap();
+        assert!(gone
+            .by_provider
+            .values()
+            .all(|u| u.recorded == Tally::default()));
+        // Nothing elsewhere: all of it.
+        assert_eq!(all.billed_here(&PeriodUsage::default()), Some(all.clone()));
+        // More elsewhere than recorded: the counters disagree.
+        assert_eq!(all.billed_here(&usage(&[("gemini", 6, 0, dec!(0))])), None);
+        assert_eq!(all.billed_here(&usage(&[("mistral", 1, 0, dec!(0))])), None);
+        assert_eq!(all.billed_here(&usage(&[("gemini", 1, 0, dec!(1))])), None);
+    }
 }

@@ -320,6 +320,7 @@ fn month_events(
                 recorded_at: at,
                 org_id: None,
                 team_id: None,
+                payer: None,
             })
         })
         .collect()

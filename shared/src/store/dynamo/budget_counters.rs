@@ -80,6 +80,8 @@ fn window_code(window: &str) -> Option<&'static str> {
         "week" => "w",
         "month" => "mo",
         "period" => "p",
+        // What another subscriber's invoice bills (`CounterKey::PaidElsewhere`).
+        crate::budgets::ELSEWHERE => "x",
         _ => return None,
     })
 }

@@ -115,13 +115,15 @@ impl ChunkPlan {
             {
                 members.add(&e.tenant, note);
             }
-            for w in writes.get(i).into_iter().flatten() {
+            let event_writes = writes.get(i).map(Vec::as_slice).unwrap_or_default();
+            for w in event_writes {
                 budget.entry(w.counter.key()).or_default().add(w)?;
-                orgs.note_of(i, &e.tenant, w)?;
+                orgs.note_of(i, &e.tenant, w, event_writes)?;
             }
             state.record(e)?;
             if let Some(b) = &known {
-                if super::counters::Placement::closed(b, e.period_start) {
+                // A late event is an adjustment of its payer only (docs/billing.md).
+                if e.user_pays() && super::counters::Placement::closed(b, e.period_start) {
                     state.adjust(e.period_start, e.cost_usd.unwrap_or_default())?;
                     late = true;
                 }

@@ -359,6 +359,7 @@ mod tests {
             recorded_at: at(10, 12),
             org_id: None,
             team_id: None,
+            payer: None,
         }
     }
 

@@ -16,8 +16,9 @@
 //! An event's update of the item `ADD`s `p<start>|w` and is conditioned on
 //! `attribute_not_exists(OB) OR OB <= :earliest` (the common path, no read). When that
 //! fails, recording reads `OB` (one `GetItem`) and retries with `OB = :b` (or
-//! `attribute_not_exists`), each event of a period before `b` adding to `OA<start>|…` and
-//! `OAV` in the same update. The close reads the item (one consistent `GetItem`) and
+//! `attribute_not_exists`), each event of a period before `b` that the org pays for (not
+//! one its writes count as billed elsewhere: docs/billing.md "One payer per call") adding
+//! to `OA<start>|…` and `OAV` in the same update. The close reads the item (one consistent `GetItem`) and
 //! writes, in its transaction with the invoice and the subscription, `SET OB = :end` and
 //! `REMOVE` the adjustments it bills, conditioned on `OB`, `p<start>|w` and `OAV` as read.
 
@@ -32,7 +33,7 @@ use super::codec::{count_of, decimal_of, n, Item};
 use super::expressions::Update;
 use super::layout;
 use super::DynamoStore;
-use crate::budgets::CounterWrite;
+use crate::budgets::{billed_elsewhere, CounterWrite};
 use crate::domain::{Invoice, OrgId, Subscription, TenantId};
 use crate::store::{
     billed_org_period, org_period_counter, Adjustment, InvoiceCharge, OrgBillingState,
@@ -71,51 +72,66 @@ fn as_read(u: &mut Update, name: &str, value: Option<Decimal>) {
     });
 }
 
+/// What one period's events of a chunk write to a billed org counter.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct PeriodWrites {
+    /// Every event counted (the `p<start>|w` write counter).
+    events: u64,
+    /// The events the org's invoice bills (not those a member's own invoice bills:
+    /// docs/billing.md "One payer per call"), and their recorded cost: what a late
+    /// event adds to the period's adjustment.
+    billed: u64,
+    billed_cost: Decimal,
+}
+
 /// What a chunk of events writes to billed org counters: per counter item, per period
-/// start (epoch seconds), the events and their recorded cost.
+/// start (epoch seconds).
 #[derive(Debug, Clone, Default)]
 pub(super) struct OrgEventWrites(
-    BTreeMap<String, BTreeMap<i64, (u64, Decimal)>>,
+    BTreeMap<String, BTreeMap<i64, PeriodWrites>>,
     /// Issue 19: which event writes which org counter, and the org wallet's draws
     /// (`org_late_draws`).
     pub super::org_late_draws::EventOrgs,
 );
 
 impl OrgEventWrites {
-    /// [`Self::note`] of event `i` of the chunk (its org wallet draws, when late, go with
-    /// its adjustment: `org_late_draws`).
-    pub fn note_of(&mut self, i: usize, tenant: &TenantId, w: &CounterWrite) -> StoreResult<()> {
-        if let Some((org, start)) = billed_org_period(&w.counter) {
-            if w.add != Tally::default() {
-                let (item, _) = place_of(&w.counter.key())?;
-                self.1
-                    .note(i, org, &counter_pk(tenant, &item), start.timestamp());
-            }
-        }
-        self.note(tenant, w)
-    }
-
-    /// Notes `w` (one recorded event's write) when it is to an org's pooled `period`
-    /// counter.
-    pub fn note(&mut self, tenant: &TenantId, w: &CounterWrite) -> StoreResult<()> {
-        let Some((_, start)) = billed_org_period(&w.counter) else {
+    /// Notes `w`, one of the writes `writes` of event `i` of the chunk, when it is to an
+    /// org's pooled `period` counter; the org's invoice bills the event unless `writes`
+    /// count it as billed elsewhere. A billed event's org wallet draws, when late, go with
+    /// its adjustment (`org_late_draws`).
+    pub fn note_of(
+        &mut self,
+        i: usize,
+        tenant: &TenantId,
+        w: &CounterWrite,
+        writes: &[CounterWrite],
+    ) -> StoreResult<()> {
+        let Some((org, start)) = billed_org_period(&w.counter) else {
             return Ok(());
         };
         if w.add == Tally::default() {
             return Ok(());
         }
+        let billed = !billed_elsewhere(writes, w.counter.scope());
         let (item, _) = place_of(&w.counter.key())?;
+        let pk = counter_pk(tenant, &item);
+        if billed {
+            self.1.note(i, org, &pk, start.timestamp());
+        }
         let slot = self
             .0
-            .entry(counter_pk(tenant, &item))
+            .entry(pk)
             .or_default()
             .entry(start.timestamp())
             .or_default();
-        slot.0 += 1;
-        slot.1 = slot
-            .1
-            .checked_add(w.add.cost_usd)
-            .ok_or_else(|| StoreError::Overflow("org adjustment".into()))?;
+        slot.events += 1;
+        if billed {
+            slot.billed += 1;
+            slot.billed_cost = slot
+                .billed_cost
+                .checked_add(w.add.cost_usd)
+                .ok_or_else(|| StoreError::Overflow("org adjustment".into()))?;
+        }
         Ok(())
     }
 
@@ -126,8 +142,8 @@ impl OrgEventWrites {
         let Some(periods) = self.0.get(pk) else {
             return false;
         };
-        for (start, (events, _)) in periods {
-            u.add(&writes_attr(*start), n(events));
+        for (start, p) in periods {
+            u.add(&writes_attr(*start), n(p.events));
         }
         match known.0.get(pk) {
             None => {
@@ -143,10 +159,10 @@ impl OrgEventWrites {
             Some(b) => {
                 as_read(u, BILLED, b.map(Decimal::from));
                 let mut late = false;
-                for (start, (events, cost)) in periods {
-                    if b.is_some_and(|b| *start < b) {
-                        u.add(&adj_events(*start), n(events));
-                        u.add(&adj_cost(*start), n(cost));
+                for (start, p) in periods {
+                    if p.billed > 0 && b.is_some_and(|b| *start < b) {
+                        u.add(&adj_events(*start), n(p.billed));
+                        u.add(&adj_cost(*start), n(p.billed_cost));
                         late = true;
                     }
                 }

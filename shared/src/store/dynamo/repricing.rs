@@ -77,7 +77,7 @@ impl RepriceStore for DynamoStore {
             budget.entry(w.counter.key()).or_default().add(w)?;
             // Event 0 of a one-event "chunk": its org wallet draw, when late, goes with its
             // adjustment (org_late_draws), as a recorded late event's does.
-            orgs.note_of(0, tenant, w)?;
+            orgs.note_of(0, tenant, w, writes)?;
         }
         let mut org_billed = super::org_billing::OrgBilled::default();
         for _ in 0..MAX_ATTEMPTS {
@@ -85,7 +85,12 @@ impl RepriceStore for DynamoStore {
                 .get_state(tenant, &e.user, &[layout::BILLED_TO])
                 .await?;
             let billed = super::codec::get_s(&state, layout::BILLED_TO).map(str::to_owned);
-            let (u, rendered) = super::usage::priced_writes(&e, cost, billed.as_deref())?;
+            let (u, rendered) = super::usage::priced_writes(
+                &e,
+                cost,
+                billed.as_deref(),
+                crate::store::user_pays(&e, writes),
+            )?;
             let mut event = Update::new();
             event
                 .set("cost_usd", s(cost.to_string()))

@@ -243,12 +243,27 @@ impl DynamoStore {
         Ok(out.attributes.filter(|item| !item.is_empty()))
     }
 
+    /// A transactional update of (`pk`, `sk`); an update that changes nothing but has a
+    /// condition is that condition's check (DynamoDB refuses an empty update expression:
+    /// e.g. pricing an event whose period is invoiced and whose user does not pay for it
+    /// writes nothing on the user's state item, only requires its `billed_to`).
     pub(super) fn tx_update(
         &self,
         pk: String,
         sk: &str,
         u: &Update,
     ) -> StoreResult<TransactWriteItem> {
+        if u.update_expression().is_empty() {
+            let check = aws_sdk_dynamodb::types::ConditionCheck::builder()
+                .table_name(&self.table)
+                .set_key(Some(key(pk, sk)))
+                .set_condition_expression(u.condition_expression())
+                .set_expression_attribute_names(u.expr.names())
+                .set_expression_attribute_values(u.expr.values())
+                .build()
+                .map_err(build_err)?;
+            return Ok(TransactWriteItem::builder().condition_check(check).build());
+        }
         let update = TxUpdate::builder()
             .table_name(&self.table)
             .set_key(Some(key(pk, sk)))

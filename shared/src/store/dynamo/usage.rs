@@ -55,16 +55,19 @@ pub(super) fn day_of(item: &Item) -> StoreResult<DailyUsage> {
 
 /// The writes of pricing `e` at `cost` when `billed_to` is `billed`: its counters (on the
 /// state item while its period is open, else on its period item) and, when its period is
-/// already invoiced, its adjustment; the state update requires `billed_to` unchanged.
+/// already invoiced and `user_bills` (the user pays for it: `store::user_pays`), its
+/// adjustment; the state update requires `billed_to` unchanged.
 pub(super) fn priced_writes(
     e: &UsageEvent,
     cost: Decimal,
     billed: Option<&str>,
+    user_bills: bool,
 ) -> StoreResult<(Update, Rendered)> {
     let mut inc = Increments::default();
     inc.price(e.period_start, &e.provider, cost)?;
     let placement = BilledTo(billed);
-    let late = placement.closed(e.period_start);
+    // A late event is an adjustment of its payer only (docs/billing.md, "One payer per call").
+    let late = user_bills && placement.closed(e.period_start);
     if late {
         inc.adjust(e.period_start, cost)?;
     }
@@ -296,7 +299,7 @@ impl UsageStore for DynamoStore {
                 .get_state(tenant, &e.user, &[layout::BILLED_TO])
                 .await?;
             let billed = get_s(&state, layout::BILLED_TO).map(str::to_owned);
-            let (u, rendered) = priced_writes(&e, cost, billed.as_deref())?;
+            let (u, rendered) = priced_writes(&e, cost, billed.as_deref(), e.user_pays())?;
             let res = self
                 .transact_until_decided("pricing an event", || {
                     let mut tx = vec![

@@ -127,12 +127,17 @@ pub(super) fn adjust_if_billed(
     Ok(())
 }
 
+/// Prices the unpriced event: its cost on its counters and rollup and, when its period is
+/// invoiced, on its user's pending adjustment — unless another subscriber pays for it
+/// (docs/billing.md, "One payer per call"): `writes`, the cost on the event's counters,
+/// say so; without them, the payer kept with the event does.
 pub(super) fn price_event(
     conn: &Connection,
     tenant: &TenantId,
     event_id: &EventId,
     cost: Decimal,
     price_version: &str,
+    writes: &[crate::budgets::CounterWrite],
 ) -> StoreResult<bool> {
     let row = conn
         .prepare_cached(&format!(
@@ -177,7 +182,9 @@ pub(super) fn price_event(
             "a recorded event has no counter or rollup row".to_owned(),
         ));
     }
-    adjust_if_billed(conn, t, u, &e.period_start, cost)?;
+    if crate::store::user_pays(&e, writes) {
+        adjust_if_billed(conn, t, u, &e.period_start, cost)?;
+    }
     Ok(true)
 }
 

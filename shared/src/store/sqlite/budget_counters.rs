@@ -14,7 +14,7 @@ use rusqlite::{params, Connection};
 
 use super::codec::{count, money, parse_count, parse_money, ts};
 use super::SqliteStore;
-use crate::budgets::{CounterKey, CounterWrite, Scope, Window};
+use crate::budgets::{billed_elsewhere, CounterKey, CounterWrite, Scope, Window};
 use crate::domain::{BudgetHold, ProviderId, Reservation, TenantId, UsageEvent, UserId};
 use crate::limits::used;
 use crate::store::{
@@ -85,7 +85,7 @@ fn keep_until(w: &CounterWrite) -> DateTime<Utc> {
     }
 }
 
-pub(super) fn add(conn: &Connection, tenant: &str, w: &CounterWrite) -> StoreResult<()> {
+fn add(conn: &Connection, tenant: &str, w: &CounterWrite) -> StoreResult<()> {
     conn.prepare_cached(
         "INSERT INTO budget_counters (tenant, counter, provider, keep_until, calls, tokens, cost,
              held_calls, held_tokens, held_cost)
@@ -110,10 +110,25 @@ pub(super) fn add(conn: &Connection, tenant: &str, w: &CounterWrite) -> StoreRes
         count(w.held.tokens)?,
         money(w.held.cost_usd),
     ])?;
-    // Issue 18: an event of an invoiced org period is also its adjustment.
-    if let Some((org, start)) = crate::store::billed_org_period(&w.counter) {
-        if w.add != Tally::default() {
-            super::org_billing::note_late(conn, tenant, org, start, &w.add)?;
+    Ok(())
+}
+
+/// Adds `writes` (one event's, or one reservation's holds) to their counters
+/// ([`add`]) and, for a write to an org's pooled `period` counter of an invoiced period,
+/// adds the event to that period's pending adjustment (issue 18), unless the org does not
+/// pay for it (another subscriber's invoice bills it: docs/billing.md, "One payer per
+/// call").
+pub(super) fn add_event(
+    conn: &Connection,
+    tenant: &str,
+    writes: &[CounterWrite],
+) -> StoreResult<()> {
+    for w in writes {
+        add(conn, tenant, w)?;
+        if let Some((org, start)) = crate::store::billed_org_period(&w.counter) {
+            if w.add != Tally::default() && !billed_elsewhere(writes, w.counter.scope()) {
+                super::org_billing::note_late(conn, tenant, org, start, &w.add)?;
+            }
         }
     }
     Ok(())
@@ -191,9 +206,7 @@ pub(super) fn add_all(
     if writes.is_empty() {
         return Ok(());
     }
-    for w in writes {
-        add(conn, tenant, w)?;
-    }
+    add_event(conn, tenant, writes)?;
     prune(conn, now)
 }
 
@@ -208,9 +221,7 @@ pub(super) fn apply_all(
     if failing_guard(conn, tenant, writes)?.is_some() {
         return Ok(false);
     }
-    for w in writes {
-        add(conn, tenant, w)?;
-    }
+    add_event(conn, tenant, writes)?;
     prune(conn, now)?;
     Ok(true)
 }

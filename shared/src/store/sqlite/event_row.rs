@@ -13,7 +13,8 @@
 //! - `cost` is the exact decimal text as given (scale kept), NULL when unpriced; the nine
 //!   counts are INTEGER (0 when absent); `status_code` and `latency_ms` NULL when absent.
 //! - `extra`: `estimated` when true, `endpoint`, `reservation_id`, `metadata`,
-//!   `recorded_at` when it differs from `timestamp`, `org_id`, `team_id`; NULL when none.
+//!   `recorded_at` when it differs from `timestamp`, `org_id`, `team_id`, `payer`; NULL
+//!   when none.
 //!
 //! What each part costs is measured by `scripts/bench-storage` (BENCHMARKS.md, "Storage
 //! per event").
@@ -26,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use super::codec::{count, from_json, id, parse_count, parse_money, parse_ts, to_json, ts};
 use crate::domain::{
-    EventId, Metadata, ModelId, OrgId, ProviderId, TeamId, TenantId, UsageEvent, UserId,
+    EventId, Metadata, ModelId, OrgId, Payer, ProviderId, TeamId, TenantId, UsageEvent, UserId,
 };
 use crate::store::{StoreError, StoreResult};
 use crate::usage::UsageCounts;
@@ -149,6 +150,7 @@ pub(super) fn insert(conn: &Connection, e: &UsageEvent) -> StoreResult<bool> {
         recorded_at,
         org_id,
         team_id,
+        payer,
     } = e;
     let (ts_nanos, ts_exact) = nanos(timestamp);
     let (ps_nanos, ps_exact) = nanos(period_start);
@@ -160,6 +162,7 @@ pub(super) fn insert(conn: &Connection, e: &UsageEvent) -> StoreResult<bool> {
         recorded_at: (recorded_at != timestamp).then_some(recorded_at),
         org_id: org_id.as_ref(),
         team_id: team_id.as_ref(),
+        payer: payer.as_ref(),
         timestamp: (!ts_exact).then(|| ts(timestamp)),
         period_start: (!ps_exact).then(|| ts(period_start)),
     };
@@ -339,6 +342,7 @@ impl EventRow {
             recorded_at: x.recorded_at.unwrap_or(timestamp),
             org_id: x.org_id,
             team_id: x.team_id,
+            payer: x.payer,
         })
     }
 }
@@ -361,6 +365,8 @@ struct ExtraOut<'a> {
     org_id: Option<&'a OrgId>,
     #[serde(skip_serializing_if = "Option::is_none")]
     team_id: Option<&'a TeamId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payer: Option<&'a Payer>,
     /// The exact text of a timestamp its nanoseconds column cannot hold.
     #[serde(skip_serializing_if = "Option::is_none")]
     timestamp: Option<String>,
@@ -378,6 +384,7 @@ impl ExtraOut<'_> {
             recorded_at,
             org_id,
             team_id,
+            payer,
             timestamp,
             period_start,
         } = self;
@@ -388,6 +395,7 @@ impl ExtraOut<'_> {
             && recorded_at.is_none()
             && org_id.is_none()
             && team_id.is_none()
+            && payer.is_none()
             && timestamp.is_none()
             && period_start.is_none()
     }
@@ -410,6 +418,8 @@ struct ExtraIn {
     org_id: Option<OrgId>,
     #[serde(default)]
     team_id: Option<TeamId>,
+    #[serde(default)]
+    payer: Option<Payer>,
     #[serde(default)]
     timestamp: Option<String>,
     #[serde(default)]

@@ -482,7 +482,7 @@ impl UsageStore for SqliteStore {
     ) -> StoreResult<bool> {
         let (tenant, event_id, version) =
             (tenant.clone(), event_id.clone(), price_version.to_owned());
-        self.write(move |c| billing::price_event(c, &tenant, &event_id, cost, &version))
+        self.write(move |c| billing::price_event(c, &tenant, &event_id, cost, &version, &[]))
             .await
     }
 

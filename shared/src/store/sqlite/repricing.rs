@@ -1,7 +1,7 @@
 //! Pricing an unpriced event, with what it draws and counts, on SQLite (see
 //! [`crate::store::RepriceStore`]): the pricing, the draw and (issue 18) the cost on the
 //! event's budget and org counters — with the org's late adjustment, as recording adds
-//! it (`budget_counters::add`) — in the writer's one transaction; the pricing's
+//! it (`budget_counters::add_event`) — in the writer's one transaction; the pricing's
 //! `cost IS NULL` read makes it once.
 
 use async_trait::async_trait;
@@ -40,7 +40,7 @@ impl RepriceStore for SqliteStore {
         let (version, wallet) = (price_version.to_owned(), payer.map(ToString::to_string));
         let writes = writes.to_vec();
         self.write(move |c| {
-            if !super::billing::price_event(c, &tenant, &event_id, cost, &version)? {
+            if !super::billing::price_event(c, &tenant, &event_id, cost, &version, &writes)? {
                 return Ok(false);
             }
             if let Some(wallet) = &wallet {
@@ -51,9 +51,7 @@ impl RepriceStore for SqliteStore {
                 // A late org event's draw goes with its adjustment (org_late_draws).
                 super::org_late_draws::mark_recorded(c, &priced, wallet)?;
             }
-            for w in &writes {
-                super::budget_counters::add(c, tenant.as_str(), w)?;
-            }
+            super::budget_counters::add_event(c, tenant.as_str(), &writes)?;
             Ok(true)
         })
         .await

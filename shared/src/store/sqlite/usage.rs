@@ -160,7 +160,16 @@ pub(super) fn record_event(conn: &Connection, e: &UsageEvent) -> StoreResult<Rec
         provider: e.provider.as_str(),
     };
     apply(conn, &key, &recorded)?;
-    super::billing::adjust_if_billed(conn, key.tenant, key.user, &e.period_start, tally.cost_usd)?;
+    // A late event is an adjustment of its payer only (docs/billing.md, "One payer per call").
+    if e.user_pays() {
+        super::billing::adjust_if_billed(
+            conn,
+            key.tenant,
+            key.user,
+            &e.period_start,
+            tally.cost_usd,
+        )?;
+    }
 
     conn.prepare_cached(
         "INSERT INTO daily (tenant, user, day, provider, calls, tokens, cost) VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6)

@@ -93,6 +93,7 @@ fn event(t: &TenantId, u: &UserId, id: &str, cost: Option<Decimal>) -> UsageEven
         recorded_at: at(3, 10),
         org_id: None,
         team_id: None,
+        payer: None,
     }
 }
 

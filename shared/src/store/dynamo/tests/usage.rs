@@ -124,6 +124,7 @@ fn event(t: &TenantId, u: &UserId, id: &str) -> UsageEvent {
         recorded_at: at(10, 12),
         org_id: None,
         team_id: None,
+        payer: None,
     }
 }
 

@@ -1,0 +1,18 @@
+//! Issue 18: every call is billed once, by its payer, on SQLite: the story of
+//! `meter_tests::one_payer` (the same story runs on DynamoDB in `tests/emulator`).
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_call_is_billed_once_by_its_payer() {
+    meter_tests::one_payer::every_call_is_billed_once_by_its_payer(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn calls_racing_the_closes_are_billed_once_by_their_payer() {
+    meter_tests::one_payer::calls_racing_the_closes_are_billed_once_by_their_payer(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_call_repriced_after_its_org_cancelled_is_billed_to_its_user() {
+    meter_tests::one_payer::a_call_repriced_after_its_org_cancelled_is_billed_to_its_user(None)
+        .await;
+}
