@@ -16,6 +16,7 @@ use meter_core::domain::{Invoice, OrgId, UserId};
 use meter_core::store::Store;
 use meter_core::testing::TestClock;
 
+use crate::org_repricing::add_price;
 use crate::TestApp;
 
 const P: &str = "/api/subscription";
@@ -32,19 +33,24 @@ fn call(id: &str, user: &str, org: Option<&str>, model: &str, at: &str) -> Value
     v
 }
 
-/// Prices `model` from February on.
-async fn add_price(app: &TestApp, model: &str) {
-    let id = format!("openai/{model}@2026-02-01T00:00:00Z");
-    let version = json!({
-        "id": id, "provider": "openai", "model": model,
-        "effective_from": "2026-02-01T00:00:00Z",
-        "prices": {"input_token": "0.000002", "output_token": "0.00001"}, "source": "test"
-    });
-    app.store
-        .put_price_version(None, &id, &version)
-        .await
-        .unwrap();
-    app.meter.forget_catalog(None);
+/// The story's app on `store` (`None`: a fresh SQLite store) at 2026-03-10T12:00Z, with a
+/// price for `gpt-9` and acme on Pro; with `bob_subscribes`, bob on Pro of his own.
+async fn story(store: Option<Arc<dyn Store>>, bob_subscribes: bool) -> (TestApp, TestClock) {
+    let clock = TestClock::at("2026-03-10T12:00:00Z");
+    let mut setup = TestApp::setup().clock(&clock);
+    if let Some(store) = store {
+        setup = setup.store(store);
+    }
+    let app = setup.spawn().await;
+    add_price(&app, "gpt-9").await;
+    let mut subscribers = vec![(format!("{P}/org/acme/subscription"), "acme")];
+    if bob_subscribes {
+        subscribers.push((format!("{P}/user/bob/subscription"), "bob"));
+    }
+    for (path, who) in subscribers {
+        app.put(&path, json!({"plan": "pro"})).await.assert_ok(who);
+    }
+    (app, clock)
 }
 
 async fn pass(app: &TestApp, clock: &TestClock, at: &str) {
@@ -97,20 +103,8 @@ fn total(all: &[(String, Vec<Invoice>)]) -> Decimal {
 
 /// The story, on `store` (`None`: a fresh SQLite store).
 pub async fn every_call_is_billed_once_by_its_payer(store: Option<Arc<dyn Store>>) {
-    let clock = TestClock::at("2026-03-10T12:00:00Z");
-    let mut setup = TestApp::setup().clock(&clock);
-    if let Some(store) = store {
-        setup = setup.store(store);
-    }
-    let app = setup.spawn().await;
-    add_price(&app, "gpt-9").await;
+    let (app, clock) = story(store, true).await;
     // acme is on Pro; bob has Pro of his own; ann and cid have no subscription.
-    for (path, who) in [
-        (format!("{P}/org/acme/subscription"), "acme"),
-        (format!("{P}/user/bob/subscription"), "bob"),
-    ] {
-        app.put(&path, json!({"plan": "pro"})).await.assert_ok(who);
-    }
 
     // March, in concurrent batches, one of them delivered twice: ann calls 3 times within
     // acme (acme pays) and once on her own; bob twice within acme (bob pays) and once on
@@ -236,19 +230,7 @@ fn billed_to(all: &[(String, Vec<Invoice>)], who: &str) -> Decimal {
 /// (the closes race the calls, on every store): however the race goes, each call is billed
 /// once, on its payer's invoice, in March's invoice or as an adjustment of April's.
 pub async fn calls_racing_the_closes_are_billed_once_by_their_payer(store: Option<Arc<dyn Store>>) {
-    let clock = TestClock::at("2026-03-10T12:00:00Z");
-    let mut setup = TestApp::setup().clock(&clock);
-    if let Some(store) = store {
-        setup = setup.store(store);
-    }
-    let app = setup.spawn().await;
-    add_price(&app, "gpt-9").await;
-    for (path, who) in [
-        (format!("{P}/org/acme/subscription"), "acme"),
-        (format!("{P}/user/bob/subscription"), "bob"),
-    ] {
-        app.put(&path, json!({"plan": "pro"})).await.assert_ok(who);
-    }
+    let (app, clock) = story(store, true).await;
     let m = "2026-03-31T23:00:00Z";
     clock.set(m.parse().unwrap());
     // Each of ann (acme pays), bob (he pays) and cid (no org) has March usage already.
@@ -306,18 +288,9 @@ pub async fn calls_racing_the_closes_are_billed_once_by_their_payer(store: Optio
 pub async fn a_call_repriced_after_its_org_cancelled_is_billed_to_its_user(
     store: Option<Arc<dyn Store>>,
 ) {
-    let clock = TestClock::at("2026-03-10T12:00:00Z");
-    let mut setup = TestApp::setup().clock(&clock);
-    if let Some(store) = store {
-        setup = setup.store(store);
-    }
-    let app = setup.spawn().await;
+    let (app, clock) = story(store, false).await;
     let org_sub = format!("{P}/org/acme/subscription");
-    app.put(&org_sub, json!({"plan": "pro"}))
-        .await
-        .assert_ok("acme");
     let m = "2026-03-10T12:00:00Z";
-    add_price(&app, "gpt-9").await;
     // Recorded unpriced while acme pays for ann's calls.
     app.usage(json!({"events": [
         call("a1", "ann", Some("acme"), "gpt-9-mini", m),

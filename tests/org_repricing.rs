@@ -33,7 +33,7 @@ async fn pass(app: &TestApp, clock: &TestClock, at: &str) -> AggregateReport {
 }
 
 /// Prices `model` from February on ($0.004 an event above).
-async fn add_price(app: &TestApp, model: &str) {
+pub async fn add_price(app: &TestApp, model: &str) {
     let id = format!("openai/{model}@2026-02-01T00:00:00Z");
     let version = json!({
         "id": id, "provider": "openai", "model": model,
