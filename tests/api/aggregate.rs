@@ -230,6 +230,17 @@ async fn unpriced_events_are_repriced_once_a_price_exists_with_an_adjustment_if_
         march.extra.get("unpriced_calls").map(String::as_str),
         Some("2")
     );
+    // The billing route states it too (docs/billing.md: `extra.unpriced_calls`).
+    let read = c.app.get("/api/subscription/billing/fay").await;
+    assert_eq!(read.status, 200, "{}", read.body);
+    assert_eq!(
+        read.body["data"]["invoices"][0]["extra"]["unpriced_calls"],
+        "2"
+    );
+    assert_eq!(
+        read.body["data"]["invoices"][0]["extra"]["rounding"],
+        meter_core::billing::ROUNDING
+    );
 
     // The operator adds the price (in force since February).
     let version = json!({

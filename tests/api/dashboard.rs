@@ -417,7 +417,13 @@ fn invoice(app: &TestApp, user: &str, month: u32, total: &str) -> Invoice {
         status: InvoiceStatus::Pending,
         created_at: instant(&format!("2025-{:02}-01T00:05:00Z", month + 1)),
         published: true,
-        extra: Default::default(),
+        extra: [
+            ("rounding", "total rounded to cents, half away from zero"),
+            ("exact_total_usd", "113.5680037333"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect(),
     }
 }
 
@@ -445,7 +451,9 @@ async fn billing_lists_invoices_newest_first_with_exact_amounts_golden() {
                "plan": "pro", "base_usd": "79", "usage_usd": "1.234567", "overage_usd": "0",
                "proration_usd": "33.3333333333", "adjustments_usd": "0", "total_usd": total,
                "line_items": [{"kind": "base", "description": "Pro, monthly", "amount_usd": "79"}],
-               "status": "pending", "created_at": "<masked>"})
+               "status": "pending", "created_at": "<masked>",
+               "extra": {"rounding": "total rounded to cents, half away from zero",
+                         "exact_total_usd": "113.5680037333"}})
     };
     assert_eq!(
         data,

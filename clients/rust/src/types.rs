@@ -369,6 +369,10 @@ pub struct Invoice {
     pub line_items: Vec<LineItem>,
     pub status: String,
     pub created_at: DateTime<Utc>,
+    /// What the invoice states beside its amounts: `rounding`, `exact_total_usd`, and
+    /// where they apply `unpriced_calls`, `credits_applied_usd`, `org_id`.
+    #[serde(default)]
+    pub extra: BTreeMap<String, String>,
 }
 
 /// Invoices, newest period first.

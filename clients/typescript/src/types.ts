@@ -209,6 +209,9 @@ export interface Invoice {
   line_items: LineItem[];
   status: "pending" | "paid" | "void";
   created_at: string;
+  /** What the invoice states beside its amounts: `rounding`, `exact_total_usd`, and where
+   * they apply `unpriced_calls`, `credits_applied_usd`, `org_id`. */
+  extra: Record<string, string>;
 }
 
 export interface Billing {

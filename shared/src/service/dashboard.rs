@@ -277,6 +277,10 @@ pub struct InvoiceView {
     pub line_items: Vec<LineItemView>,
     pub status: InvoiceStatus,
     pub created_at: DateTime<Utc>,
+    /// What the invoice states beside its amounts (docs/billing.md): `rounding`,
+    /// `exact_total_usd`, and where they apply `unpriced_calls`, `org_id`,
+    /// `credits_applied_usd`.
+    pub extra: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -310,6 +314,7 @@ impl From<&Invoice> for InvoiceView {
                 .collect(),
             status: i.status,
             created_at: i.created_at,
+            extra: i.extra.clone(),
         }
     }
 }

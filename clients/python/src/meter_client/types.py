@@ -473,6 +473,9 @@ class Invoice:
     line_items: List[LineItem]
     status: str
     created_at: datetime
+    # What the invoice states beside its amounts: `rounding`, `exact_total_usd`, and where
+    # they apply `unpriced_calls`, `credits_applied_usd`, `org_id` (strings, as sent).
+    extra: Dict[str, str] = field(default_factory=dict)
     raw: Json = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -491,6 +494,7 @@ class Invoice:
             line_items=[LineItem(kind=li["kind"], description=li.get("description", ""), amount_usd=money(li["amount_usd"])) for li in d.get("line_items", [])],  # type: ignore[arg-type]
             status=d["status"],
             created_at=timestamp(d["created_at"]),  # type: ignore[arg-type]
+            extra=dict(d.get("extra") or {}),
             raw=d,
         )
 
