@@ -906,6 +906,21 @@
         : h("p", { text: "No credit granted yet." }));
   }
 
+  // What an invoice states beside its lines (docs/billing.md, `extra`): the exact total
+  // and how it was rounded, and the calls not billed yet for want of a price.
+  function invoiceStatements(extra) {
+    var out = [];
+    if (extra.exact_total_usd) {
+      out.push(h("p", { class: "rounding" }, "Exact total ", moneyEl("span", extra.exact_total_usd),
+        extra.rounding ? " (" + extra.rounding + ")" : ""));
+    }
+    if (extra.unpriced_calls) {
+      out.push(h("p", { class: "unpriced",
+        text: plural(Number(extra.unpriced_calls), "call") + " without a price yet: billed once priced" }));
+    }
+    return out;
+  }
+
   function invoicesPanel(invoices) {
     var body = h("tbody");
     invoices.forEach(function (inv) {
@@ -917,7 +932,8 @@
         h("td", {}, h("details", {}, h("summary", { text: plural(inv.line_items.length, "line") }),
           h("ul", {}, inv.line_items.map(function (l) {
             return h("li", {}, l.description + ": ", moneyEl("span", l.amount_usd));
-          }))))));
+          })),
+          invoiceStatements(inv.extra || {})))));
     });
     return h("section", { class: "panel", "aria-labelledby": "invoices-title" },
       h("h2", { id: "invoices-title", text: "Invoices" }),

@@ -363,6 +363,12 @@ def test_a_token_link_opens_the_users_view_with_the_apis_numbers(server, browser
     for row, inv in zip(rows, invoices):
         assert cells(row)[0].text == inv["period"]["name"]
         assert cells(row)[2].text == money(inv["total_usd"])
+        # What the invoice states beside its lines: the exact total and how it was rounded.
+        stated = row.find_element(By.CSS_SELECTOR, ".rounding")
+        exact = stated.find_element(By.CSS_SELECTOR, "[data-value]")
+        assert exact.get_attribute("data-value") == inv["extra"]["exact_total_usd"]
+        assert exact.get_attribute("textContent") == money(inv["extra"]["exact_total_usd"])
+        assert inv["extra"]["rounding"] in stated.get_attribute("textContent")
 
     screenshot(browser, out_dir, "user-desktop", 1280)
     assert console_errors(browser) == []
