@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
@@ -313,6 +314,22 @@ def test_read_routes_return_typed_results(server, user):
         sub = meter.subscription(user)
         assert sub.subscription is not None and sub.subscription.plan == plan and sub.status == "active"
         assert meter.subscription(f"{user}-none").subscription is None
+
+
+def test_an_invoice_carries_its_exact_total_and_rounding(server, user):
+    # A call of the previous month, closed by `meter aggregate` as the scheduled job would.
+    month = datetime.now(timezone.utc).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    with meter_for(server) as meter:
+        meter.record(Event(user_id=user, model="gemini-2.5-flash", input_tokens=1000, output_tokens=100,
+                           timestamp=month - timedelta(hours=2)))
+        subprocess.run([str(server.bin), "aggregate", "--grace-minutes", "0", "--db", str(server.db)],
+                       check=True, capture_output=True)
+        invoices = meter.billing(user).invoices
+        assert len(invoices) == 1
+        inv = invoices[0]
+        assert inv.usage_usd == Decimal("0.00055") and inv.total_usd == Decimal("0")
+        assert inv.extra["exact_total_usd"] == "0.00055"
+        assert inv.extra["rounding"] == "total rounded to cents, half away from zero"
 
 
 def test_ids_with_reserved_characters_reach_the_right_user(server):
