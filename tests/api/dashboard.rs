@@ -418,7 +418,7 @@ fn invoice(app: &TestApp, user: &str, month: u32, total: &str) -> Invoice {
         created_at: instant(&format!("2025-{:02}-01T00:05:00Z", month + 1)),
         published: true,
         extra: [
-            ("rounding", "total rounded to cents, half away from zero"),
+            ("rounding", meter_core::billing::ROUNDING),
             ("exact_total_usd", "113.5680037333"),
         ]
         .into_iter()
