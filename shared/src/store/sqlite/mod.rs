@@ -111,11 +111,11 @@ impl SqliteStore {
         schema::configure(&conn)?;
         schema::configure_writer(&conn)?;
         schema::migrate(&mut conn, schema::MIGRATIONS)?;
-        writer::hand_checkpoints_to_a_thread(&mut conn, path)?;
+        let checkpoint_due = writer::checkpoint_between_groups(&mut conn)?;
         let (tx, rx) = mpsc::channel::<Box<dyn WriteJob>>();
         std::thread::Builder::new()
             .name("meter-sqlite-writer".to_owned())
-            .spawn(move || writer_loop(&conn, &rx))
+            .spawn(move || writer_loop(&conn, &rx, &checkpoint_due))
             .map_err(|e| {
                 StoreError::Unavailable(format!("cannot start the SQLite writer thread: {e}"))
             })?;

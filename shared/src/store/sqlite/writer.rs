@@ -1,14 +1,13 @@
 //! The single writer thread of the SQLite adapter: queued writes committed in groups, each
-//! in its own savepoint, and the thread that checkpoints the WAL beside it.
+//! in its own savepoint, and the WAL checkpointed between groups.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::Path;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
 
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
-use super::schema;
 use crate::store::{StoreError, StoreResult};
 
 /// Most writes committed together by the writer thread.
@@ -57,7 +56,11 @@ where
     }
 }
 
-pub(super) fn writer_loop(conn: &Connection, jobs: &mpsc::Receiver<Box<dyn WriteJob>>) {
+pub(super) fn writer_loop(
+    conn: &Connection,
+    jobs: &mpsc::Receiver<Box<dyn WriteJob>>,
+    checkpoint_due: &AtomicBool,
+) {
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -70,49 +73,45 @@ pub(super) fn writer_loop(conn: &Connection, jobs: &mpsc::Receiver<Box<dyn Write
         for job in batch {
             job.finish(failure.as_deref());
         }
+        // After the answers, before the next group.
+        if checkpoint_due.swap(false, Ordering::Relaxed) {
+            checkpoint(conn);
+        }
     }
-    // Returning drops the connection and its WAL hook: the checkpointer ends too.
 }
 
-/// WAL pages after a commit that wake the checkpointer: SQLite's automatic threshold.
+/// WAL pages after a commit that make a checkpoint due: SQLite's automatic threshold.
 const CHECKPOINT_PAGES: std::os::raw::c_int = 1000;
 
-/// The checkpointer copies the WAL into the file at SQLite's own threshold; the writer
-/// `conn` no longer does (its WAL hook replaces the automatic checkpoint).
-pub(super) fn hand_checkpoints_to_a_thread(conn: &mut Connection, path: &Path) -> StoreResult<()> {
-    let checkpoint = spawn_checkpointer(path)?;
+/// Replaces SQLite's automatic checkpoint of the writer connection, which runs inside the
+/// commit (before the writer can answer the group that committed), by a flag that
+/// [`writer_loop`] reads once the group is answered: the writer then checkpoints before it
+/// takes the next group, on its own connection, as SQLite would.
+///
+/// The writer checkpoints itself because only it can restart the log: a write transaction
+/// starts the WAL again from its beginning when it finds every frame copied into the file.
+/// A separate checkpoint thread (issue 23, 2026-12-01) never caught up with a busy writer,
+/// so the log was never restarted under sustained load: the `-wal` file grew past 200 MB
+/// in seconds of single-event load, every page look-up searched its whole index, and
+/// single events were 16–35 % slower (BENCHMARKS.md, "The checkpoint back on the writer").
+pub(super) fn checkpoint_between_groups(conn: &mut Connection) -> StoreResult<Arc<AtomicBool>> {
+    let due = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&due);
     conn.wal_hook(Some(move |_: &mut rusqlite::hooks::Wal, pages| {
         if pages >= CHECKPOINT_PAGES {
-            // A wake-up already pending is enough.
-            let _ = checkpoint.try_send(());
+            flag.store(true, Ordering::Relaxed);
         }
         Ok(())
     }))?;
-    Ok(())
+    Ok(due)
 }
 
-/// Starts the thread that checkpoints the WAL into the database file, woken by the
-/// writer's WAL hook once a commit leaves [`CHECKPOINT_PAGES`] in the log, with a passive
-/// checkpoint (it never blocks the writer or a reader). SQLite's automatic checkpoint
-/// ran on the committing connection: on the writer thread that every write waits for,
-/// 13 % of its time under single-event load (issue 23). Ends when the writer does.
-fn spawn_checkpointer(path: &Path) -> StoreResult<mpsc::SyncSender<()>> {
-    let conn = Connection::open(path)?;
-    schema::configure(&conn)?;
-    let (commits, woken) = mpsc::sync_channel::<()>(1);
-    std::thread::Builder::new()
-        .name("meter-sqlite-checkpoint".to_owned())
-        .spawn(move || {
-            while woken.recv().is_ok() {
-                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                    tracing::warn!(error = %e, "SQLite WAL checkpoint failed; the next commit retries it");
-                }
-            }
-        })
-        .map_err(|e| {
-            StoreError::Unavailable(format!("cannot start the SQLite checkpoint thread: {e}"))
-        })?;
-    Ok(commits)
+/// A passive checkpoint: copies what no reader still needs from the WAL into the file and
+/// never waits for a reader. What it cannot copy yet is copied by a later one.
+fn checkpoint(conn: &Connection) {
+    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+        tracing::warn!(error = %e, "SQLite WAL checkpoint failed; the next one retries it");
+    }
 }
 
 /// Runs a group of writes in one transaction, each in its own savepoint.
