@@ -93,7 +93,8 @@ const CHECKPOINT_PAGES: std::os::raw::c_int = 1000;
 /// A separate checkpoint thread (issue 23, 2026-12-01) never caught up with a busy writer,
 /// so the log was never restarted under sustained load: the `-wal` file grew past 200 MB
 /// in seconds of single-event load, every page look-up searched its whole index, and
-/// single events were 16–35 % slower (BENCHMARKS.md, "The checkpoint back on the writer").
+/// single events were 20–35 % slower at 16 and 64 connections (BENCHMARKS.md, "The
+/// checkpoint back on the writer").
 pub(super) fn checkpoint_between_groups(conn: &mut Connection) -> StoreResult<Arc<AtomicBool>> {
     let due = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&due);
