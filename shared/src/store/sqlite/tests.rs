@@ -552,7 +552,7 @@ async fn the_writers_checkpoints_keep_the_wal_bounded_under_reads() {
         .collect();
     // A few pages per commit: the threshold is passed every few hundred commits.
     let mut largest = 0;
-    for i in 0..4_000 {
+    for i in 0..8_000 {
         let e = event(&tenant(), &user("ann"), &format!("e{i}"), 10, "0.01");
         store.record_events(&[e]).await.unwrap();
         largest = largest.max(size(&wal));
@@ -563,11 +563,13 @@ async fn the_writers_checkpoints_keep_the_wal_bounded_under_reads() {
     }
     assert!(
         size(&file) > before,
-        "4,000 commits and no checkpoint: the file stayed at {before} bytes"
+        "8,000 commits and no checkpoint: the file stayed at {before} bytes"
     );
-    // The threshold's 4 MB, and the commit that passed it.
+    // The threshold's 4 MB and the commit that passed it (4.15 MB here), with room for
+    // restarts put off by readers still on the log on a loaded machine. With the
+    // checkpoint thread of before, this test saw 13.8–15.6 MB.
     assert!(
-        largest < 6 << 20,
+        largest < 8 << 20,
         "the WAL grew to {largest} bytes: it is not restarted after checkpoints"
     );
 }
