@@ -118,9 +118,12 @@ pub async fn run(args: ServeArgs) -> Result<()> {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| "info,tower_http=warn".into());
+    // Colours only on a terminal: a log file or a journal gets plain text (and a request's
+    // span fields are not wrapped in escape codes on every call).
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }
 
