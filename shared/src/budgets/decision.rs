@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{CounterKey, LimitSource, Mode, Scope, Window};
 use crate::limits::{
-    decide, guards_for, percentages, reached, recorded_amount, remaining, usage_status,
+    decide, guards_for, left_of, metric_status, percentage, reached, recorded_amount, used_of,
     CallEstimate, Decision, DecisionError, Guard, Limits, Metric, MetricAmounts, Percentages,
     UsageStatus,
 };
@@ -141,24 +141,25 @@ fn hard(limits: &[LimitState]) -> impl Iterator<Item = &LimitState> {
 /// Per metric, the remaining and percentage of the tightest hard limit, and which it is
 /// (what an allowed check answers; after a reservation, over the usage with its hold).
 pub fn headroom(limits: &[LimitState]) -> Headroom {
-    // metric -> (remaining, percentage, index of the state)
-    let mut best: BTreeMap<Metric, (Decimal, Decimal, usize)> = BTreeMap::new();
+    // Issue 23: one pass over each limit's metrics, no map per limit and no percentage
+    // but the winners' (and a tie's). metric -> (remaining, limit, used, index of the state)
+    let mut best: BTreeMap<&Metric, (Decimal, Decimal, Decimal, usize)> = BTreeMap::new();
     let mut status = UsageStatus::Active;
     for (i, state) in limits.iter().enumerate() {
         if state.mode != Mode::Hard {
             continue;
         }
-        let pcts = percentages(&state.limits, &state.usage);
-        for (metric, left) in remaining(&state.limits, &state.usage) {
-            let pct = pcts.get(&metric).copied().unwrap_or(Decimal::ZERO);
-            let tighter = best
-                .get(&metric)
-                .is_none_or(|&(l, p, _)| left < l || (left == l && pct > p));
+        for (metric, &limit) in &state.limits.0 {
+            let used = used_of(metric, &state.usage);
+            let left = left_of(limit, used);
+            status = worse(status, metric_status(limit, used));
+            let tighter = best.get(metric).is_none_or(|&(l, lim, u, _)| {
+                left < l || (left == l && percentage(limit, used) > percentage(lim, u))
+            });
             if tighter {
-                best.insert(metric, (left, pct, i));
+                best.insert(metric, (left, limit, used, i));
             }
         }
-        status = worse(status, usage_status(&state.limits, &state.usage));
     }
     let mut h = Headroom {
         remaining: MetricAmounts::default(),
@@ -166,11 +167,13 @@ pub fn headroom(limits: &[LimitState]) -> Headroom {
         limited_by: BTreeMap::new(),
         usage_status: status,
     };
-    for (metric, (left, pct, i)) in best {
+    for (metric, (left, limit, used, i)) in best {
         h.remaining.0.insert(metric.clone(), left);
-        h.usage_percentages.0.insert(metric.clone(), pct);
+        h.usage_percentages
+            .0
+            .insert(metric.clone(), percentage(limit, used));
         h.limited_by.insert(
-            metric,
+            metric.clone(),
             LimitedBy {
                 source: limits[i].source.clone(),
                 window: limits[i].window,

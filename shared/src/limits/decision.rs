@@ -213,14 +213,26 @@ pub fn remaining(limits: &Limits, usage: &PeriodUsage) -> BTreeMap<Metric, Decim
         .0
         .iter()
         .map(|(metric, &limit)| {
-            let used = used_saturating(metric, usage);
-            let left = limit
-                .checked_sub(used)
-                .unwrap_or(Decimal::ZERO)
-                .max(Decimal::ZERO);
-            (metric.clone(), left)
+            (
+                metric.clone(),
+                left_of(limit, used_saturating(metric, usage)),
+            )
         })
         .collect()
+}
+
+/// What is left of `limit` after `used`: never below 0.
+pub fn left_of(limit: Decimal, used: Decimal) -> Decimal {
+    limit
+        .checked_sub(used)
+        .unwrap_or(Decimal::ZERO)
+        .max(Decimal::ZERO)
+}
+
+/// One limited metric's usage as [`remaining`], [`percentages`] and [`usage_status`] see
+/// it (overflowing sums shown as `Decimal::MAX`).
+pub fn used_of(metric: &Metric, usage: &PeriodUsage) -> Decimal {
+    used_saturating(metric, usage)
 }
 
 /// `used / limit * 100` for `limit > 0`, rounded to 2 decimals half away from zero and
@@ -267,25 +279,36 @@ pub fn percentages(limits: &Limits, usage: &PeriodUsage) -> BTreeMap<Metric, Dec
 /// `warning` when some `used >= 80 % of limit`, otherwise `active`. Thresholds are the
 /// same exact comparisons alerts use, so the status never disagrees with an alert.
 pub fn usage_status(limits: &Limits, usage: &PeriodUsage) -> UsageStatus {
-    let warn_at = Decimal::new(8, 1);
     let mut status = UsageStatus::Active;
     for (metric, &limit) in &limits.0 {
-        let used = used_saturating(metric, usage);
-        if limit <= Decimal::ZERO {
-            if used > Decimal::ZERO {
-                return UsageStatus::LimitReached;
-            }
-            continue;
-        }
-        if used >= limit {
-            return UsageStatus::LimitReached;
-        }
-        // limit * 0.8 never overflows: it is smaller than limit.
-        if limit.checked_mul(warn_at).is_some_and(|w| used >= w) {
-            status = UsageStatus::Warning;
+        match metric_status(limit, used_saturating(metric, usage)) {
+            UsageStatus::LimitReached => return UsageStatus::LimitReached,
+            UsageStatus::Warning => status = UsageStatus::Warning,
+            UsageStatus::Active => {}
         }
     }
     status
+}
+
+/// [`usage_status`] of one limited metric.
+pub fn metric_status(limit: Decimal, used: Decimal) -> UsageStatus {
+    if limit <= Decimal::ZERO {
+        return match used > Decimal::ZERO {
+            true => UsageStatus::LimitReached,
+            false => UsageStatus::Active,
+        };
+    }
+    if used >= limit {
+        return UsageStatus::LimitReached;
+    }
+    // limit * 0.8 never overflows: it is smaller than limit.
+    match limit
+        .checked_mul(Decimal::new(8, 1))
+        .is_some_and(|w| used >= w)
+    {
+        true => UsageStatus::Warning,
+        false => UsageStatus::Active,
+    }
 }
 
 /// The plan to suggest when a request is denied: among active plans other than

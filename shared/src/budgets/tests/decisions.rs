@@ -3,7 +3,11 @@ use rust_decimal_macros::dec;
 
 use super::*;
 use crate::domain::PlanName;
-use crate::limits::{default_plans, DecisionError, Guard, Plan, UsageStatus};
+use std::collections::BTreeMap;
+
+use crate::limits::{
+    default_plans, DecisionError, Guard, MetricAmounts, Percentages, Plan, UsageStatus,
+};
 use crate::periods::{Period, Schedule};
 
 fn now() -> DateTime<Utc> {
@@ -649,5 +653,78 @@ proptest! {
             prop_assert_eq!(d.resets_at, last);
             prop_assert!(denying.iter().any(|s| s.source == d.source));
         }
+    }
+}
+
+/// [`headroom`](super::super::headroom) as first written: each hard limit's `remaining` and
+/// `percentages` maps, the tightest per metric (least remaining, then the higher
+/// percentage, then the first), the worst status.
+fn headroom_by_maps(limits: &[LimitState]) -> Headroom {
+    let mut best: BTreeMap<Metric, (Decimal, Decimal, usize)> = BTreeMap::new();
+    let mut status = UsageStatus::Active;
+    for (i, s) in limits
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.mode == Mode::Hard)
+    {
+        let pcts = crate::limits::percentages(&s.limits, &s.usage);
+        for (metric, left) in crate::limits::remaining(&s.limits, &s.usage) {
+            let pct = pcts[&metric];
+            if best
+                .get(&metric)
+                .is_none_or(|&(l, p, _)| left < l || (left == l && pct > p))
+            {
+                best.insert(metric, (left, pct, i));
+            }
+        }
+        let st = crate::limits::usage_status(&s.limits, &s.usage);
+        let rank = |u: UsageStatus| u as u8;
+        if rank(st) > rank(status) {
+            status = st;
+        }
+    }
+    let mut h = Headroom {
+        remaining: MetricAmounts::default(),
+        usage_percentages: Percentages::default(),
+        limited_by: BTreeMap::new(),
+        usage_status: status,
+    };
+    for (metric, (left, pct, i)) in best {
+        h.remaining.0.insert(metric.clone(), left);
+        h.usage_percentages.0.insert(metric.clone(), pct);
+        let by = LimitedBy {
+            source: limits[i].source.clone(),
+            window: limits[i].window,
+        };
+        h.limited_by.insert(metric, by);
+    }
+    h
+}
+
+proptest! {
+    /// The one-pass headroom (issue 23) answers what the per-limit maps answer: the same
+    /// remaining, percentages, limiting source per metric and status, ties included.
+    #[test]
+    fn headroom_in_one_pass_equals_the_maps(
+        specs in prop::collection::vec(
+            (windows(), 0u64..12, 0u64..12, 0u64..40, 0u64..40, any::<bool>()),
+            0..6,
+        )
+    ) {
+        let states: Vec<LimitState> = specs
+            .iter()
+            .enumerate()
+            .map(|(i, &(w, calls_limit, calls, tokens_limit, tokens, is_hard))| {
+                let mode = if is_hard { Mode::Hard } else { Mode::Soft };
+                let entries = [
+                    ("calls:*", Decimal::from(calls_limit)),
+                    ("tokens:gemini", Decimal::from(tokens_limit)),
+                    ("cost_usd", Decimal::from(calls_limit) / dec!(4)),
+                ];
+                let cost = Decimal::from(calls) / dec!(5);
+                state(budget_source(org_scope("acme"), &format!("b{i}")), w, &entries, mode, recorded("gemini", calls, tokens, cost))
+            })
+            .collect();
+        prop_assert_eq!(super::super::headroom(&states), headroom_by_maps(&states));
     }
 }
