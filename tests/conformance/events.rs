@@ -407,3 +407,65 @@ pub async fn dashboard_reads_equal_the_separate_reads(store: Arc<dyn Store>) {
     assert_eq!((got.alerts, got.unread), (alerts, unread));
     assert_eq!(unread, 3);
 }
+
+/// `record_events_then_limits` (ingest's write and its alerts' read): the state it gives
+/// back includes the write's own event, recorded now or before, with the fired alerts;
+/// racing writes of one user, redeliveries among them.
+pub async fn the_state_read_with_a_write_includes_its_event(store: Arc<dyn Store>) {
+    let (t, u) = (tenant(), user("rita"));
+    store
+        .create_alert_once(&alert(&t, &u, "calls:gemini@80", 0))
+        .await
+        .unwrap();
+    // Event i has 2^i tokens: a state's token count names exactly the events it includes.
+    let events: Vec<_> = (0..40u32)
+        .map(|i| event(&t, &u, &format!("ev-{i}"), 1u64 << i, "0.001"))
+        .collect();
+    let mut tasks = Vec::new();
+    for (i, e) in events
+        .iter()
+        .enumerate()
+        .chain(events.iter().enumerate().take(10))
+    {
+        let (store, e) = (store.clone(), e.clone());
+        tasks.push(tokio::spawn(async move {
+            let (outcomes, state) = store
+                .record_events_then_limits(std::slice::from_ref(&e), march())
+                .await
+                .unwrap();
+            (i, outcomes, state.unwrap())
+        }));
+    }
+    let (mut recorded, mut widest) = (0, 0u64);
+    for task in tasks {
+        let (i, outcomes, state) = task.await.unwrap();
+        assert_ne!(outcomes, vec![RecordOutcome::Conflict]);
+        recorded += usize::from(outcomes == vec![RecordOutcome::Recorded]);
+        let g = state
+            .usage
+            .by_provider
+            .get(&provider("gemini"))
+            .cloned()
+            .unwrap_or_default();
+        assert_ne!(
+            g.recorded.tokens & (1u64 << i),
+            0,
+            "event {i} is in its state"
+        );
+        assert_eq!(
+            u64::from(g.recorded.tokens.count_ones()),
+            g.recorded.calls,
+            "each event counted once"
+        );
+        assert!(state.fired_alerts.contains("calls:gemini@80"));
+        assert_eq!(state.period_start, Some(march()));
+        widest = widest.max(g.recorded.calls);
+    }
+    assert_eq!(recorded, 40);
+    // The last write's state holds every event; so does a read after them.
+    assert_eq!(widest, 40);
+    assert_eq!(
+        gemini(&store, &t, &u).await.recorded.tokens,
+        (1u64 << 40) - 1
+    );
+}

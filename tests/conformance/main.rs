@@ -48,6 +48,7 @@ macro_rules! conformance {
             period_usage_is_per_period_and_zero_filled,
             user_usage_reads_the_period_the_subscription_picks,
             dashboard_reads_equal_the_separate_reads,
+            the_state_read_with_a_write_includes_its_event,
         );
         conformance!(@module reservations $factory;
             reservations_never_overspend_under_concurrency,

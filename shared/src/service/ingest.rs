@@ -220,6 +220,10 @@ impl Meter {
             };
             let drawn: std::collections::BTreeSet<crate::credits::Subscriber> =
                 payers.iter().flatten().cloned().collect();
+            // The user's state after the write, for the plan alerts of the period it was read
+            // in: read with the write where the store can (issue 23: SQLite's writer reads it
+            // in the write's transaction), or after it below.
+            let mut state_after: Option<(DateTime<Utc>, crate::store::UserUsage)> = None;
             let outcomes = {
                 let _gate = self.gate(tenant, user).await;
                 if !drawn.is_empty() {
@@ -228,6 +232,18 @@ impl Meter {
                         .await?
                 } else if writes.iter().any(|w| !w.is_empty()) {
                     self.store.record_events_counted(&batch, &writes).await?
+                } else if let (Some(start), false) = (one_period(&batch), scoped.contains_key(user))
+                {
+                    let (outcomes, state) =
+                        self.store.record_events_then_limits(&batch, start).await?;
+                    match state {
+                        Ok(state) => state_after = Some((start, state)),
+                        // Read again below, like any other period.
+                        Err(e) => {
+                            tracing::warn!(error = %e, user = %user, "could not read the user's state with the write")
+                        }
+                    }
+                    outcomes
                 } else {
                     self.store.record_events(&batch).await?
                 }
@@ -272,7 +288,6 @@ impl Meter {
             // Issue 18: budget alerts (service::budget_alerts), judged on the counters read
             // after the write with the user's state for the plan alerts, in one read
             // (service::ingest_view).
-            let mut state_after = None;
             if let Some((sub, user_budgets)) = scoped.get(user) {
                 let call = match view_call.get(user) {
                     Some(call) => call.clone(),
@@ -330,6 +345,16 @@ impl Meter {
 }
 
 /// The same event id twice in one batch with different content is a client bug.
+/// The period start all of `batch`'s events share, if they share one (a single event
+/// always does).
+fn one_period(batch: &[UsageEvent]) -> Option<DateTime<Utc>> {
+    let first = batch.first()?.period_start;
+    batch
+        .iter()
+        .all(|e| e.period_start == first)
+        .then_some(first)
+}
+
 fn duplicates_in_batch(events: &[Option<UsageEvent>]) -> Vec<EventErrors> {
     let mut seen = std::collections::HashMap::new();
     let mut out = Vec::new();

@@ -322,6 +322,29 @@ pub trait UsageStore: Send + Sync {
     /// Records events of one (tenant, user): each all-or-nothing, idempotent by `event_id`.
     /// Outcomes are in input order.
     async fn record_events(&self, events: &[UsageEvent]) -> StoreResult<Vec<RecordOutcome>>;
+    /// [`UsageStore::record_events`], then the user's state in the period starting at
+    /// `period_start` as [`UsageStore::get_user_limits`] reads it after the write: what
+    /// ingest judges the plan alerts on. The state is read after the events are recorded
+    /// (it includes them); a failed read leaves them recorded (`Ok((outcomes, Err(_)))`).
+    /// SQLite reads it inside the write's transaction, on the writer (no read transaction
+    /// of its own); by default, and on DynamoDB, it is a second request.
+    async fn record_events_then_limits(
+        &self,
+        events: &[UsageEvent],
+        period_start: DateTime<Utc>,
+    ) -> StoreResult<(Vec<RecordOutcome>, StoreResult<UserUsage>)> {
+        let outcomes = self.record_events(events).await?;
+        let state = match events.first() {
+            Some(e) => {
+                self.get_user_limits(&e.tenant, &e.user, &|_| period_start)
+                    .await
+            }
+            None => Err(StoreError::Corrupt(
+                "no events, so no user to read".to_owned(),
+            )),
+        };
+        Ok((outcomes, state))
+    }
     async fn get_event(
         &self,
         tenant: &TenantId,

@@ -424,6 +424,32 @@ impl UsageStore for SqliteStore {
         self.write(move |c| usage::record_events(c, &events)).await
     }
 
+    async fn record_events_then_limits(
+        &self,
+        events: &[UsageEvent],
+        period_start: DateTime<Utc>,
+    ) -> StoreResult<(Vec<RecordOutcome>, StoreResult<UserUsage>)> {
+        let Some(first) = events.first() else {
+            return Ok((
+                Vec::new(),
+                Err(StoreError::Corrupt(
+                    "no events, so no user to read".to_owned(),
+                )),
+            ));
+        };
+        let (tenant, user) = (first.tenant.clone(), first.user.clone());
+        let events = events.to_vec();
+        // Issue 23: the alerts' read in the write's transaction, on the writer, where the
+        // pages it reads were just written: no read transaction (and no page reads) on the
+        // request's thread after the commit. A failed read does not undo the write.
+        self.write(move |c| {
+            let outcomes = usage::record_events(c, &events)?;
+            let state = user_limits(c, &tenant, &user, &|_| period_start);
+            Ok((outcomes, state))
+        })
+        .await
+    }
+
     async fn get_event(
         &self,
         tenant: &TenantId,
