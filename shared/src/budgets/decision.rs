@@ -14,9 +14,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{CounterKey, LimitSource, Mode, Scope, Window};
 use crate::limits::{
-    decide, guards_for, left_of, metric_status, percentage, reached, recorded_amount, used_of,
-    CallEstimate, Decision, DecisionError, Guard, Limits, Metric, MetricAmounts, Percentages,
-    UsageStatus,
+    decide, guards_for, left_of, metric_status, percentage, reached, recorded_amount,
+    used_saturating, CallEstimate, Decision, DecisionError, Guard, Limits, Metric, MetricAmounts,
+    Percentages, UsageStatus,
 };
 use crate::periods::Period;
 use crate::usage::PeriodUsage;
@@ -150,7 +150,7 @@ pub fn headroom(limits: &[LimitState]) -> Headroom {
             continue;
         }
         for (metric, &limit) in &state.limits.0 {
-            let used = used_of(metric, &state.usage);
+            let used = used_saturating(metric, &state.usage);
             let left = left_of(limit, used);
             status = worse(status, metric_status(limit, used));
             let tighter = best.get(metric).is_none_or(|&(l, lim, u, _)| {

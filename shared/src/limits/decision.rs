@@ -134,7 +134,8 @@ pub fn used(metric: &Metric, usage: &PeriodUsage) -> Result<Decimal, DecisionErr
 }
 
 /// Usage for display: an overflowing sum shows as `Decimal::MAX` (more than any limit).
-fn used_saturating(metric: &Metric, usage: &PeriodUsage) -> Decimal {
+/// What [`remaining`], [`percentages`] and [`usage_status`] see of one limited metric.
+pub fn used_saturating(metric: &Metric, usage: &PeriodUsage) -> Decimal {
     used(metric, usage).unwrap_or(Decimal::MAX)
 }
 
@@ -227,12 +228,6 @@ pub fn left_of(limit: Decimal, used: Decimal) -> Decimal {
         .checked_sub(used)
         .unwrap_or(Decimal::ZERO)
         .max(Decimal::ZERO)
-}
-
-/// One limited metric's usage as [`remaining`], [`percentages`] and [`usage_status`] see
-/// it (overflowing sums shown as `Decimal::MAX`).
-pub fn used_of(metric: &Metric, usage: &PeriodUsage) -> Decimal {
-    used_saturating(metric, usage)
 }
 
 /// `used / limit * 100` for `limit > 0`, rounded to 2 decimals half away from zero and

@@ -31,8 +31,8 @@ pub mod validation;
 pub use amounts::{Amount, MetricAmounts, Percentages};
 pub use decision::{
     cheapest_plan_allowing, decide, left_of, metric_status, percentage, percentages, remaining,
-    requirement, usage_status, used, used_of, CallEstimate, Decision, DecisionError, Requirement,
-    UsageStatus, Violation,
+    requirement, usage_status, used, used_saturating, CallEstimate, Decision, DecisionError,
+    Requirement, UsageStatus, Violation,
 };
 pub use guards::{guards_for, Guard};
 pub use plans::{default_plans, default_thresholds, parse_plans, PlanError, MAX_AMOUNT};

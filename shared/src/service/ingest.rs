@@ -344,7 +344,6 @@ impl Meter {
     }
 }
 
-/// The same event id twice in one batch with different content is a client bug.
 /// The period start all of `batch`'s events share, if they share one (a single event
 /// always does).
 fn one_period(batch: &[UsageEvent]) -> Option<DateTime<Utc>> {
@@ -355,6 +354,7 @@ fn one_period(batch: &[UsageEvent]) -> Option<DateTime<Utc>> {
         .then_some(first)
 }
 
+/// The same event id twice in one batch with different content is a client bug.
 fn duplicates_in_batch(events: &[Option<UsageEvent>]) -> Vec<EventErrors> {
     let mut seen = std::collections::HashMap::new();
     let mut out = Vec::new();

@@ -1,10 +1,10 @@
+use std::collections::BTreeMap;
+
 use proptest::prelude::*;
 use rust_decimal_macros::dec;
 
 use super::*;
 use crate::domain::PlanName;
-use std::collections::BTreeMap;
-
 use crate::limits::{
     default_plans, DecisionError, Guard, MetricAmounts, Percentages, Plan, UsageStatus,
 };
